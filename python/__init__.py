@@ -1,0 +1,38 @@
+"""jitsolve: a differentiable solver engine in compiled Python.
+
+Numba kernels (stencils, BLAS-1, integrator stages) under a thin, Julia-style API of
+problems, algorithms and ``solve``.  ``import jitsolve`` loads no compiler: kernels are
+imported, and compiled or read from Numba's disk cache, on first use.
+
+>>> import jitsolve as js
+>>> g = js.Grid((64, 64), bc=js.Dirichlet(0.0))
+>>> L = js.Laplacian(g)
+"""
+__version__ = "0.1.0"
+
+from . import errors
+from .algorithms import (AbstractAlgorithm, LinearAlgorithm, ODEAlgorithm, Preconditioner,
+                         SDEAlgorithm, SensitivityAlgorithm)
+from .functions import ODEFunction
+from .grid import (Advection, BoundaryCondition, Diffusion, Dirichlet, Grid, GridOperator,
+                   Laplacian, Neumann, Periodic)
+from . import grid
+from .io import load
+from .problems import (EnsembleProblem, LinearProblem, ODEProblem, SDEProblem, SplitODEProblem,
+                       remake)
+from .retcodes import ReturnCode
+from .solution import (EnsembleSolution, LinearSolution, ODESolution, SDESolution, SolverStats)
+from .solve import register, registered as solve_registry, solve
+
+__all__ = [
+    "__version__", "errors", "grid",
+    "ODEFunction", "ODEProblem", "SDEProblem", "SplitODEProblem", "LinearProblem",
+    "EnsembleProblem", "remake",
+    "AbstractAlgorithm", "ODEAlgorithm", "SDEAlgorithm", "LinearAlgorithm", "Preconditioner",
+    "SensitivityAlgorithm",
+    "solve", "register", "solve_registry",
+    "ReturnCode", "SolverStats", "ODESolution", "SDESolution", "LinearSolution",
+    "EnsembleSolution", "load",
+    "Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
+    "Laplacian", "Diffusion", "Advection",
+]

@@ -1,0 +1,52 @@
+"""Exceptions raised by jitsolve.
+
+Every error a user can cause derives from :class:`JitsolveError`; messages name the
+argument at fault and say what was expected.  Numerical failures are *not* exceptions:
+they come back as a solution whose ``retcode`` says what happened (see
+:class:`jitsolve.ReturnCode`).
+
+Examples
+--------
+>>> import numpy as np, jitsolve as js
+>>> try:
+...     js.LinearProblem(np.eye(2), np.array([1.0, np.nan]))
+... except js.errors.InvalidProblemError as e:
+...     print(e)
+b: contains NaN or Inf (1 of 2 entries are not finite)
+"""
+
+__all__ = [
+    "JitsolveError",
+    "InvalidProblemError",
+    "CompileError",
+    "BackendUnavailableError",
+    "UnsupportedAlgorithmError",
+    "FileFormatError",
+]
+
+
+class JitsolveError(Exception):
+    """Base class of every exception raised by jitsolve."""
+
+
+class InvalidProblemError(JitsolveError, ValueError):
+    """Bad input: a shape, dtype, non-finite value, span, tolerance or option.
+
+    The message starts with the argument's name (``"u0: ..."``, ``"tspan: ..."``).
+    """
+
+
+class CompileError(JitsolveError, TypeError):
+    """A user function could not be compiled by Numba; the message names the function."""
+
+
+class BackendUnavailableError(JitsolveError, RuntimeError):
+    """The requested backend ("cuda", "mpi") is not available on this machine."""
+
+
+class UnsupportedAlgorithmError(JitsolveError, TypeError):
+    """No solver is registered for this (problem type, algorithm type) pair."""
+
+
+class FileFormatError(JitsolveError, OSError):
+    """A file is not HDF5, or is HDF5 but was not written by jitsolve, or is corrupt."""

@@ -1,0 +1,156 @@
+"""User functions: compile them with Numba, wrap them with their derivatives.
+
+Right-hand sides are written in place, Julia style: ``f(du, u, p, t)`` writes ``du``.
+Compiled code receives 1-D C-contiguous float64 arrays (a grid state is passed
+flattened) and a float64 time.  A function that is not jitted is compiled with
+``numba.njit`` on the way in; one Numba cannot compile raises
+:class:`jitsolve.errors.CompileError` naming it.
+"""
+import inspect
+
+from .errors import CompileError, InvalidProblemError
+
+__all__ = ["ODEFunction", "compile_user_function", "is_numba_function"]
+
+
+def is_numba_function(f):
+    """True for a Numba CPU dispatcher (``@njit``)."""
+    try:
+        from numba.core.registry import CPUDispatcher
+    except ImportError:  # pragma: no cover - numba is a hard dependency
+        return False
+    return isinstance(f, CPUDispatcher)
+
+
+def _describe(f):
+    name = getattr(f, "__name__", None) or getattr(getattr(f, "py_func", None), "__name__", None)
+    return name or repr(f)
+
+
+def compile_user_function(f, argname, signature, *, nargs=4):
+    """Return a Numba dispatcher for ``f`` compiled for ``signature``.
+
+    Parameters
+    ----------
+    f : callable
+        A Python function or a ``numba.njit`` dispatcher.
+    argname : str
+        The argument's name in the caller, for messages ("f", "g", "jac").
+    signature : str or numba signature
+        E.g. ``"void(float64[::1], float64[::1], float64[::1], float64)"``.
+    nargs : int
+        Expected number of positional parameters (checked before compiling).
+    """
+    import numba
+
+    if not callable(f):
+        raise InvalidProblemError(f"{argname}: expected a function, got {type(f).__name__}")
+    py = f.py_func if is_numba_function(f) else f
+    try:
+        params = inspect.signature(py).parameters
+    except (TypeError, ValueError):
+        params = None  # builtins without a signature: let Numba decide
+    if params is not None:
+        positional = [p for p in params.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) != nargs and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
+            raise InvalidProblemError(
+                f"{argname}: {_describe(f)} takes {len(positional)} arguments; expected {nargs} "
+                f"(in-place form, e.g. {argname}(du, u, p, t))")
+    disp = f if is_numba_function(f) else numba.njit(cache=False)(f)
+    try:
+        disp.compile(signature)
+    except Exception as exc:  # numba raises TypingError, UnsupportedError, LoweringError...
+        first = str(exc).strip().splitlines()
+        detail = first[0] if first else type(exc).__name__
+        raise CompileError(
+            f"{argname}: Numba could not compile {_describe(f)} for {signature} ({detail})") from exc
+    return disp
+
+
+F_SIGNATURE = "void(float64[::1], float64[::1], float64[::1], float64)"
+F_SIGNATURE_COMPLEX = "void(complex128[::1], complex128[::1], float64[::1], float64)"
+
+
+class ODEFunction:
+    """A right-hand side ``f(du, u, p, t)`` with optional derivatives.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(du, u, p, t)`` writes ``du/dt`` into ``du``.
+    jac : callable, optional
+        ``jac(J, u, p, t)`` writes the n x n Jacobian ``df/du``.
+    vjp : callable, optional
+        ``vjp(out_u, out_p, lam, u, p, t)`` writes ``J_u^T lam`` and ``J_p^T lam``.
+    paramjac : callable, optional
+        ``paramjac(Jp, u, p, t)`` writes the n x np matrix ``df/dp``.
+    jac_sparsity : scipy.sparse matrix, optional
+        Sparsity pattern of ``df/du``, used to colour complex-step Jacobians.
+
+    Where no derivative is given, integrators and adjoints use complex-step
+    differentiation of ``f`` (exact to rounding), so ``f`` should also compile for
+    complex128 states.
+
+    Examples
+    --------
+    >>> import jitsolve as js
+    >>> def lotka(du, u, p, t):
+    ...     du[0] = p[0]*u[0] - p[1]*u[0]*u[1]
+    ...     du[1] = -p[2]*u[1] + p[3]*u[0]*u[1]
+    >>> F = js.ODEFunction(lotka)
+    """
+
+    def __init__(self, f, *, jac=None, vjp=None, paramjac=None, jac_sparsity=None):
+        if isinstance(f, ODEFunction):
+            raise InvalidProblemError("f: is already an ODEFunction")
+        if not callable(f):
+            raise InvalidProblemError(f"f: expected a function, got {type(f).__name__}")
+        for name, g in (("jac", jac), ("vjp", vjp), ("paramjac", paramjac)):
+            if g is not None and not callable(g):
+                raise InvalidProblemError(f"{name}: expected a function, got {type(g).__name__}")
+        if jac_sparsity is not None:
+            import scipy.sparse as sp
+            if not (sp.issparse(jac_sparsity) or getattr(jac_sparsity, "ndim", 0) == 2):
+                raise InvalidProblemError("jac_sparsity: expected a scipy.sparse matrix or a 2-D array")
+            jac_sparsity = sp.csr_matrix(jac_sparsity)
+            if jac_sparsity.shape[0] != jac_sparsity.shape[1]:
+                raise InvalidProblemError(f"jac_sparsity: must be square, got shape {jac_sparsity.shape}")
+        self.f = f
+        self.jac = jac
+        self.vjp = vjp
+        self.paramjac = paramjac
+        self.jac_sparsity = jac_sparsity
+        self._compiled = {}
+
+    @property
+    def name(self):
+        return _describe(self.f)
+
+    def compiled(self, kind="f", complex_state=False):
+        """The Numba dispatcher of ``f`` (or of ``jac``/``vjp``/``paramjac``), compiled on first use."""
+        key = (kind, complex_state)
+        if key not in self._compiled:
+            if kind == "f":
+                sig = F_SIGNATURE_COMPLEX if complex_state else F_SIGNATURE
+                self._compiled[key] = compile_user_function(self.f, "f", sig)
+            elif kind == "jac":
+                sig = "void(float64[:, ::1], float64[::1], float64[::1], float64)"
+                self._compiled[key] = compile_user_function(self.jac, "jac", sig)
+            elif kind == "paramjac":
+                sig = "void(float64[:, ::1], float64[::1], float64[::1], float64)"
+                self._compiled[key] = compile_user_function(self.paramjac, "paramjac", sig)
+            elif kind == "vjp":
+                sig = ("void(float64[::1], float64[::1], float64[::1], float64[::1], "
+                       "float64[::1], float64)")
+                self._compiled[key] = compile_user_function(self.vjp, "vjp", sig, nargs=6)
+            else:
+                raise ValueError(kind)
+        return self._compiled[key]
+
+    def __call__(self, du, u, p, t):
+        return self.compiled("f")(du, u, p, t)
+
+    def __repr__(self):
+        extras = [k for k in ("jac", "vjp", "paramjac", "jac_sparsity") if getattr(self, k) is not None]
+        return f"ODEFunction({self.name}" + (", " + ", ".join(extras) if extras else "") + ")"

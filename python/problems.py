@@ -1,0 +1,335 @@
+"""Problem definitions: what to solve, separate from how (the algorithm) and where (the backend).
+
+Constructors validate everything up front (shapes, dtypes, NaN/Inf, spans) and compile
+user functions, so that a bad input fails here with a message naming the argument,
+not deep inside a solve.
+"""
+import numbers
+
+import numpy as np
+
+from .errors import BackendUnavailableError, InvalidProblemError
+from .functions import ODEFunction, compile_user_function
+from .grid.operators import GridOperator
+from .validate import (as_param_array, as_state_array, check_choice, check_positive_int,
+                       check_tspan)
+
+__all__ = ["AbstractProblem", "ODEProblem", "SDEProblem", "SplitODEProblem", "LinearProblem",
+           "EnsembleProblem", "remake"]
+
+
+def _reject_device_array(x, name):
+    mod = type(x).__module__ or ""
+    if mod.startswith("cupy"):
+        raise BackendUnavailableError(
+            f"{name}: CuPy arrays select the CUDA backend, which this build of jitsolve does not "
+            f"have yet; pass a NumPy array (cupy.asnumpy) to use the CPU backend")
+
+
+def _state(u0, name="u0"):
+    _reject_device_array(u0, name)
+    return as_state_array(u0, name, dtypes=(np.float64, np.complex128, np.float32, np.complex64))
+
+
+class AbstractProblem:
+    """Base class: a problem is a set of validated fields; ``remake`` copies with changes."""
+
+    _fields = ()
+
+    def _asdict(self):
+        return {k: getattr(self, k) for k in self._fields}
+
+    def __repr__(self):
+        parts = []
+        for k in self._fields:
+            v = getattr(self, k)
+            if isinstance(v, np.ndarray):
+                v = f"array(shape={v.shape}, dtype={v.dtype})"
+            parts.append(f"{k}={v}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _as_rhs(f, name, u0):
+    """A right-hand side: an ODEFunction, a grid operator, or a plain/jitted function."""
+    if isinstance(f, GridOperator):
+        if u0.size != f.grid.size:
+            raise InvalidProblemError(
+                f"u0: the operator's grid has {f.grid.size} cells {f.grid.shape}, u0 has shape {u0.shape}")
+        return f
+    if isinstance(f, ODEFunction):
+        F = f
+    elif callable(f):
+        F = ODEFunction(f)
+    else:
+        raise InvalidProblemError(
+            f"{name}: expected a function f(du, u, p, t), a js.ODEFunction or a grid operator, "
+            f"got {type(f).__name__}")
+    F.compiled("f", complex_state=np.iscomplexobj(u0))   # fail now, naming the function
+    return F
+
+
+class ODEProblem(AbstractProblem):
+    """``du/dt = f(u, p, t)``, ``u(t0) = u0``, on ``tspan = (t0, t1)``.
+
+    Parameters
+    ----------
+    f : callable, ODEFunction or grid operator
+        ``f(du, u, p, t)`` in place; a grid operator ``A`` means ``du/dt = A u + b``
+        with ``b = A.boundary_term()``.
+    u0 : array
+        Initial state (any shape; user functions see it flattened).
+    tspan : (t0, t1)
+        ``t1 < t0`` integrates backwards.
+    p : array, optional
+        Parameters (a float64 vector).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> def decay(du, u, p, t):
+    ...     du[0] = -p[0] * u[0]
+    >>> prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([2.0]))
+    """
+
+    _fields = ("f", "u0", "tspan", "p")
+
+    def __init__(self, f, u0, tspan, p=None):
+        self.u0 = _state(u0)
+        self.tspan = check_tspan(tspan)
+        self.p = as_param_array(p)
+        self.f = _as_rhs(f, "f", self.u0)
+
+
+class SplitODEProblem(AbstractProblem):
+    """``du/dt = L u + f(u, p, t)``: a linear part ``L`` and a nonlinear part ``f``.
+
+    ``L`` is a grid operator, a square matrix (ndarray or scipy.sparse) or a 1-D array
+    (a diagonal, e.g. a spectral symbol).  For exponential and IMEX integrators.
+    """
+
+    _fields = ("L", "f", "u0", "tspan", "p")
+
+    def __init__(self, L, f, u0, tspan, p=None):
+        self.u0 = _state(u0)
+        self.tspan = check_tspan(tspan)
+        self.p = as_param_array(p)
+        self.L = _as_linear_part(L, self.u0.size)
+        self.f = _as_rhs(f, "f", self.u0)
+
+
+def _as_linear_part(L, n):
+    import scipy.sparse as sp
+    if isinstance(L, GridOperator):
+        if L.grid.size != n:
+            raise InvalidProblemError(f"L: operator on {L.grid.size} cells, u0 has {n} entries")
+        return L
+    if sp.issparse(L):
+        if L.shape != (n, n):
+            raise InvalidProblemError(f"L: expected shape ({n}, {n}), got {L.shape}")
+        if not np.isfinite(L.data).all():
+            raise InvalidProblemError("L: contains NaN or Inf")
+        return sp.csr_matrix(L)
+    a = as_state_array(L, "L")
+    if a.ndim == 1:
+        if a.size != n:
+            raise InvalidProblemError(f"L: a diagonal needs {n} entries, got {a.size}")
+        return a
+    if a.shape != (n, n):
+        raise InvalidProblemError(f"L: expected a ({n}, {n}) matrix or a length-{n} diagonal, got {a.shape}")
+    return a
+
+
+_SDE_NOISE = ("diagonal", "scalar", "general")
+_SDE_INTERP = ("ito", "stratonovich")
+
+
+class SDEProblem(AbstractProblem):
+    """``du = f(u, p, t) dt + g(u, p, t) dW``.
+
+    Parameters
+    ----------
+    f, g : callable
+        Drift ``f(du, u, p, t)`` and diffusion ``g(gu, u, p, t)``.  For
+        ``noise="general"`` ``g`` writes an ``n x nbrownian`` matrix.
+    noise : {"diagonal", "scalar", "general"}
+    nbrownian : int, optional
+        Number of Brownian motions (required for general noise; ``n`` for diagonal,
+        1 for scalar).
+    interpretation : {"ito", "stratonovich"}
+    """
+
+    _fields = ("f", "g", "u0", "tspan", "p", "noise", "nbrownian", "interpretation")
+
+    def __init__(self, f, g, u0, tspan, p=None, *, noise="diagonal", nbrownian=None,
+                 interpretation="ito"):
+        self.u0 = _state(u0)
+        if np.iscomplexobj(self.u0):
+            raise InvalidProblemError("u0: SDEs are real; got a complex initial state")
+        self.tspan = check_tspan(tspan)
+        self.p = as_param_array(p)
+        self.noise = check_choice(noise, "noise", _SDE_NOISE)
+        self.interpretation = check_choice(interpretation, "interpretation", _SDE_INTERP)
+        n = self.u0.size
+        if self.noise == "general":
+            if nbrownian is None:
+                raise InvalidProblemError("nbrownian: required for noise='general'")
+            self.nbrownian = check_positive_int(nbrownian, "nbrownian")
+        else:
+            expected = n if self.noise == "diagonal" else 1
+            if nbrownian is not None and check_positive_int(nbrownian, "nbrownian") != expected:
+                raise InvalidProblemError(
+                    f"nbrownian: {self.noise} noise has {expected} Brownian motion(s), got {nbrownian}")
+            self.nbrownian = expected
+        self.f = _as_rhs(f, "f", self.u0)
+        if isinstance(g, ODEFunction):
+            g = g.f
+        if not callable(g) or isinstance(g, GridOperator):
+            raise InvalidProblemError(f"g: expected a function g(gu, u, p, t), got {type(g).__name__}")
+        sig = ("void(float64[:, ::1], float64[::1], float64[::1], float64)" if self.noise == "general"
+               else "void(float64[::1], float64[::1], float64[::1], float64)")
+        self.g = compile_user_function(g, "g", sig)
+
+
+class LinearProblem(AbstractProblem):
+    """``A x = b``.
+
+    Parameters
+    ----------
+    A : ndarray, scipy.sparse matrix, scipy LinearOperator or grid operator
+    b : array
+        Right-hand side, 1-D of length ``n`` (or of the grid's shape for a grid operator).
+    x0 : array, optional
+        Initial guess, same shape as ``b`` (default zeros).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> g = js.Grid((64, 64))
+    >>> prob = js.LinearProblem(-js.Laplacian(g), np.ones(g.shape))
+    """
+
+    _fields = ("A", "b", "x0")
+
+    def __init__(self, A, b, *, x0=None):
+        _reject_device_array(b, "b")
+        self.b = as_state_array(b, "b")
+        self.A = self._check_operator(A, self.b)
+        if x0 is not None:
+            _reject_device_array(x0, "x0")
+            x0 = as_state_array(x0, "x0")
+            if x0.shape != self.b.shape:
+                raise InvalidProblemError(f"x0: expected the shape of b {self.b.shape}, got {x0.shape}")
+        self.x0 = x0
+
+    @property
+    def n(self):
+        return self.b.size
+
+    @staticmethod
+    def _check_operator(A, b):
+        import scipy.sparse as sp
+        from scipy.sparse.linalg import LinearOperator
+        n = b.size
+        if isinstance(A, GridOperator):
+            if b.shape not in (A.grid.shape, (A.grid.size,)):
+                raise InvalidProblemError(
+                    f"b: expected the grid's shape {A.grid.shape} or ({A.grid.size},), got {b.shape}")
+            return A
+        if b.ndim != 1:
+            raise InvalidProblemError(f"b: expected a 1-D array for a matrix operator, got shape {b.shape}")
+        if sp.issparse(A):
+            if A.shape != (n, n):
+                raise InvalidProblemError(f"A: expected shape ({n}, {n}) to match b, got {A.shape}")
+            if A.dtype.kind not in "fc":
+                A = A.astype(np.float64)
+            if not np.isfinite(A.data).all():
+                raise InvalidProblemError("A: contains NaN or Inf")
+            return A
+        if isinstance(A, LinearOperator):
+            if A.shape != (n, n):
+                raise InvalidProblemError(f"A: expected shape ({n}, {n}) to match b, got {A.shape}")
+            return A
+        _reject_device_array(A, "A")
+        if not hasattr(A, "__array__") and not isinstance(A, (list, tuple)):
+            raise InvalidProblemError(
+                f"A: expected an ndarray, scipy.sparse matrix, LinearOperator or grid operator, "
+                f"got {type(A).__name__}")
+        a = as_state_array(A, "A")
+        if a.shape != (n, n):
+            raise InvalidProblemError(f"A: expected shape ({n}, {n}) to match b, got {a.shape}")
+        return a
+
+
+class EnsembleProblem(AbstractProblem):
+    """Many solves of one problem: ``u0s`` (N, ...) and/or ``ps`` (N, np), or ``prob_func``.
+
+    ``u0s`` and ``ps`` are the compiled fast path (one trajectory per thread);
+    ``prob_func(prob, i) -> problem`` is the general, slower one.
+    """
+
+    _fields = ("prob", "u0s", "ps", "prob_func")
+
+    def __init__(self, prob, *, u0s=None, ps=None, prob_func=None):
+        if not isinstance(prob, AbstractProblem) or isinstance(prob, EnsembleProblem):
+            raise InvalidProblemError(f"prob: expected a problem, got {type(prob).__name__}")
+        self.prob = prob
+        N = None
+        if u0s is not None:
+            if not hasattr(prob, "u0"):
+                raise InvalidProblemError(f"u0s: {type(prob).__name__} has no u0")
+            u0s = as_state_array(u0s, "u0s", dtypes=(prob.u0.dtype.type,))
+            if u0s.shape[1:] != prob.u0.shape:
+                raise InvalidProblemError(
+                    f"u0s: expected shape (N, {', '.join(map(str, prob.u0.shape))}), got {u0s.shape}")
+            N = u0s.shape[0]
+        if ps is not None:
+            if not hasattr(prob, "p"):
+                raise InvalidProblemError(f"ps: {type(prob).__name__} has no p")
+            ps = as_state_array(ps, "ps", dtypes=(np.float64, np.float32))
+            if ps.ndim == 1 and prob.p.size == 1:
+                ps = ps[:, None]
+            if ps.ndim != 2 or ps.shape[1] != prob.p.size:
+                raise InvalidProblemError(f"ps: expected shape (N, {prob.p.size}), got {ps.shape}")
+            ps = np.ascontiguousarray(ps, dtype=np.float64)
+            if N is not None and ps.shape[0] != N:
+                raise InvalidProblemError(f"ps: has {ps.shape[0]} rows but u0s has {N}")
+            N = ps.shape[0]
+        if prob_func is not None and not callable(prob_func):
+            raise InvalidProblemError(f"prob_func: expected a function (prob, i) -> problem")
+        self.u0s, self.ps, self.prob_func = u0s, ps, prob_func
+        self.ntrajectories = N
+
+
+def remake(prob, **changes):
+    """A copy of ``prob`` with some fields replaced, validated like a new problem.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> prob = js.LinearProblem(np.eye(2), np.ones(2))
+    >>> js.remake(prob, b=np.array([1.0, 2.0])).b
+    array([1., 2.])
+    """
+    if not isinstance(prob, AbstractProblem):
+        raise InvalidProblemError(f"prob: expected a problem, got {type(prob).__name__}")
+    unknown = set(changes) - set(prob._fields)
+    if unknown:
+        raise InvalidProblemError(
+            f"{sorted(unknown)[0]}: {type(prob).__name__} has no such field (fields: {', '.join(prob._fields)})")
+    fields = prob._asdict()
+    fields.update(changes)
+    cls = type(prob)
+    if cls is ODEProblem:
+        return ODEProblem(fields["f"], fields["u0"], fields["tspan"], fields["p"])
+    if cls is SplitODEProblem:
+        return SplitODEProblem(fields["L"], fields["f"], fields["u0"], fields["tspan"], fields["p"])
+    if cls is SDEProblem:
+        return SDEProblem(fields["f"], fields["g"], fields["u0"], fields["tspan"], fields["p"],
+                          noise=fields["noise"], nbrownian=fields["nbrownian"],
+                          interpretation=fields["interpretation"])
+    if cls is LinearProblem:
+        return LinearProblem(fields["A"], fields["b"], x0=fields["x0"])
+    if cls is EnsembleProblem:
+        return EnsembleProblem(fields["prob"], u0s=fields["u0s"], ps=fields["ps"],
+                               prob_func=fields["prob_func"])
+    raise InvalidProblemError(f"prob: remake does not know {cls.__name__}")  # pragma: no cover

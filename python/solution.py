@@ -1,0 +1,233 @@
+"""Solution objects: what a solve computed, how it ended (``retcode``) and what it cost.
+
+A failed solve keeps everything computed up to the failure; ``sol.successful`` tells
+whether to trust it.  Every solution writes and reads HDF5 (``sol.to_hdf5(path)``,
+``js.load(path)``).
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import InvalidProblemError
+from .retcodes import ReturnCode
+
+__all__ = ["SolverStats", "ODESolution", "SDESolution", "LinearSolution", "EnsembleSolution"]
+
+
+@dataclass
+class SolverStats:
+    """Work counters of a solve: right-hand-side and Jacobian evaluations, linear solves,
+    accepted and rejected steps."""
+
+    nf: int = 0
+    njac: int = 0
+    nsolve: int = 0
+    naccept: int = 0
+    nreject: int = 0
+
+    def asdict(self):
+        return asdict(self)
+
+
+def _retcode(rc):
+    if isinstance(rc, ReturnCode):
+        return rc
+    return ReturnCode(rc)
+
+
+class AbstractSolution:
+    """Common behaviour: ``retcode``, ``successful``, ``to_hdf5``."""
+
+    retcode = ReturnCode.Success
+
+    @property
+    def successful(self):
+        """True when the solve ended with ``Success`` or ``Terminated``."""
+        return self.retcode.successful
+
+    def to_hdf5(self, path):
+        """Write every field to an HDF5 file (see :func:`jitsolve.load`)."""
+        from .io import save_solution
+        save_solution(self, path)
+
+    # subclasses: _arrays() -> dict of ndarrays, _attrs() -> dict of scalars/strings
+    def _arrays(self):
+        raise NotImplementedError
+
+    def _attrs(self):
+        return {"retcode": self.retcode.value}
+
+
+class ODESolution(AbstractSolution):
+    """Trajectory of an ODE solve.
+
+    Attributes
+    ----------
+    t : ndarray (nt,)
+    u : ndarray (nt, *u0.shape)
+    retcode : ReturnCode
+    stats : SolverStats
+    events : list of (t, u)
+        States at located events (callbacks).
+    alg : str
+        The algorithm that produced it.
+
+    ``sol(t)`` interpolates with the method's own interpolant when the integrator
+    supplied one, otherwise linearly between saved points (as DifferentialEquations.jl
+    does with ``dense=false``); ``sol.dense`` says which.
+    """
+
+    def __init__(self, t, u, retcode=ReturnCode.Success, stats=None, *, events=None, alg="",
+                 interp=None):
+        self.t = np.asarray(t, dtype=np.float64)
+        self.u = np.asarray(u)
+        if self.u.shape[:1] != self.t.shape:
+            raise ValueError(f"u has {self.u.shape[0]} states for {self.t.size} times")
+        self.retcode = _retcode(retcode)
+        self.stats = stats if stats is not None else SolverStats()
+        self.events = list(events or [])
+        self.alg = str(alg)
+        self._interp = interp
+
+    @property
+    def dense(self):
+        return self._interp is not None
+
+    def __len__(self):
+        return self.t.size
+
+    def __call__(self, t):
+        tq = np.asarray(t, dtype=np.float64)
+        if self.t.size == 0:
+            raise InvalidProblemError("t: the solution holds no saved states")
+        lo, hi = min(self.t[0], self.t[-1]), max(self.t[0], self.t[-1])
+        if np.any(tq < lo) or np.any(tq > hi):
+            raise InvalidProblemError(f"t: outside the solution's span [{lo}, {hi}]")
+        if self._interp is not None:
+            return self._interp(tq)
+        order = np.argsort(self.t, kind="stable")
+        ts, us = self.t[order], self.u[order].reshape(self.t.size, -1)
+        flat = np.stack([np.interp(tq.ravel(), ts, us[:, j]) for j in range(us.shape[1])], axis=-1)
+        return flat.reshape(tq.shape + self.u.shape[1:])
+
+    def _arrays(self):
+        out = {"t": self.t, "u": self.u}
+        if self.events:
+            out["event_t"] = np.array([e[0] for e in self.events], dtype=np.float64)
+            out["event_u"] = np.stack([np.asarray(e[1]) for e in self.events])
+        return out
+
+    def _attrs(self):
+        a = super()._attrs()
+        a["alg"] = self.alg
+        a.update({f"stats_{k}": int(v) for k, v in self.stats.asdict().items()})
+        return a
+
+    @classmethod
+    def _from_hdf5(cls, arrays, attrs):
+        stats = SolverStats(**{k[6:]: int(v) for k, v in attrs.items() if k.startswith("stats_")})
+        events = list(zip(arrays["event_t"], arrays["event_u"])) if "event_t" in arrays else []
+        kw = {}
+        if cls is SDESolution and "W" in arrays:
+            kw["W"] = arrays["W"]
+        return cls(arrays["t"], arrays["u"], attrs["retcode"], stats, events=events,
+                   alg=attrs.get("alg", ""), **kw)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(retcode={self.retcode}, nt={self.t.size}, "
+                f"u.shape={self.u.shape}, alg={self.alg!r})")
+
+
+class SDESolution(ODESolution):
+    """Trajectory of an SDE solve; ``W`` (nt, nbrownian) is the Brownian path at ``t``
+    when solved with ``save_noise=True`` (else None)."""
+
+    def __init__(self, t, u, retcode=ReturnCode.Success, stats=None, *, W=None, events=None,
+                 alg="", interp=None):
+        super().__init__(t, u, retcode, stats, events=events, alg=alg, interp=interp)
+        self.W = None if W is None else np.asarray(W, dtype=np.float64)
+
+    def _arrays(self):
+        out = super()._arrays()
+        if self.W is not None:
+            out["W"] = self.W
+        return out
+
+
+class LinearSolution(AbstractSolution):
+    """Result of a linear solve.
+
+    Attributes
+    ----------
+    u : ndarray
+        The solution (shape of ``b``).
+    retcode : ReturnCode
+    iters : int
+    resnorm : float
+        The true residual norm ``||b - A u||``, recomputed at the end.
+    history : ndarray
+        Residual norm per iteration (the recursively updated one between recomputations).
+    """
+
+    def __init__(self, u, retcode=ReturnCode.Success, iters=0, resnorm=np.nan, history=None, *, alg=""):
+        self.u = np.asarray(u)
+        self.retcode = _retcode(retcode)
+        self.iters = int(iters)
+        self.resnorm = float(resnorm)
+        self.history = np.asarray(history if history is not None else [], dtype=np.float64)
+        self.alg = str(alg)
+
+    def _arrays(self):
+        return {"u": self.u, "history": self.history}
+
+    def _attrs(self):
+        a = super()._attrs()
+        a.update(iters=self.iters, resnorm=self.resnorm, alg=self.alg)
+        return a
+
+    @classmethod
+    def _from_hdf5(cls, arrays, attrs):
+        return cls(arrays["u"], attrs["retcode"], int(attrs["iters"]), float(attrs["resnorm"]),
+                   arrays["history"], alg=attrs.get("alg", ""))
+
+    def __repr__(self):
+        return (f"LinearSolution(retcode={self.retcode}, iters={self.iters}, "
+                f"resnorm={self.resnorm:.3e}, alg={self.alg!r})")
+
+
+class EnsembleSolution(AbstractSolution):
+    """Many trajectories: ``u`` (N, nt, *u0.shape), common ``t``, one retcode each."""
+
+    def __init__(self, t, u, retcodes, *, alg=""):
+        self.t = np.asarray(t, dtype=np.float64)
+        self.u = np.asarray(u)
+        self.retcodes = [_retcode(r) for r in retcodes]
+        if len(self.retcodes) != self.u.shape[0]:
+            raise ValueError("one retcode per trajectory is required")
+        self.alg = str(alg)
+
+    @property
+    def retcode(self):
+        """``Success`` when every trajectory succeeded, else the first failure's code."""
+        for r in self.retcodes:
+            if not r.successful:
+                return r
+        return ReturnCode.Success
+
+    def __len__(self):
+        return self.u.shape[0]
+
+    def _arrays(self):
+        return {"t": self.t, "u": self.u,
+                "retcodes": np.array([r.value for r in self.retcodes], dtype="S32")}
+
+    def _attrs(self):
+        return {"retcode": self.retcode.value, "alg": self.alg}
+
+    @classmethod
+    def _from_hdf5(cls, arrays, attrs):
+        rcs = [r.decode() if isinstance(r, bytes) else str(r) for r in arrays["retcodes"]]
+        return cls(arrays["t"], arrays["u"], rcs, alg=attrs.get("alg", ""))
+
+    def __repr__(self):
+        return f"EnsembleSolution(N={len(self)}, nt={self.t.size}, retcode={self.retcode})"

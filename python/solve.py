@@ -1,0 +1,164 @@
+"""``solve``: validate the common options, then dispatch on (problem type, algorithm type).
+
+Solver issues add implementations with :func:`register`::
+
+    @register(LinearProblem, CG)
+    def _solve_cg(prob, alg, **options): ...
+
+The registry walks both classes' MROs, so an implementation registered for a base
+algorithm class serves all its subclasses unless a more specific one exists.
+"""
+import numbers
+
+import numpy as np
+
+from .algorithms import AbstractAlgorithm
+from .errors import BackendUnavailableError, InvalidProblemError, UnsupportedAlgorithmError
+from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProblem, SDEProblem,
+                       SplitODEProblem)
+from .validate import (check_finite, check_positive_float, check_positive_int, check_tolerances)
+
+__all__ = ["solve", "register", "registered", "BACKENDS"]
+
+BACKENDS = ("auto", "cpu", "cuda", "mpi")
+_REGISTRY = {}
+
+_DE_DEFAULTS = dict(dt=None, adaptive=True, rtol=1e-3, atol=1e-6, saveat=None, tstops=None,
+                    maxiters=100_000, dtmin=None, seed=None, save_noise=False, backend="auto",
+                    progress=False, callback=None)
+_LINEAR_DEFAULTS = dict(rtol=1e-8, atol=0.0, maxiter=None, callback=None, backend="auto",
+                        progress=False)
+
+
+def register(problem_type, algorithm_type):
+    """Decorator: ``impl(prob, alg, **options)`` solves ``problem_type`` with ``algorithm_type``."""
+    def deco(fn):
+        _REGISTRY[(problem_type, algorithm_type)] = fn
+        return fn
+    return deco
+
+
+def registered():
+    """The registered (problem type, algorithm type) pairs."""
+    return sorted(((p.__name__, a.__name__) for p, a in _REGISTRY), key=str)
+
+
+def _lookup(prob, alg):
+    for P in type(prob).__mro__:
+        for A in type(alg).__mro__:
+            fn = _REGISTRY.get((P, A))
+            if fn is not None:
+                return fn
+    return None
+
+
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise InvalidProblemError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if backend in ("cuda", "mpi"):
+        raise BackendUnavailableError(
+            f"backend: {backend!r} is not available in this build of jitsolve yet; use 'cpu'")
+    return "cpu"
+
+
+def _check_times(x, name, tspan):
+    t0, t1 = tspan
+    a = np.atleast_1d(np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x)
+    if a.dtype.kind not in "fiu" or a.ndim != 1:
+        raise InvalidProblemError(f"{name}: expected a 1-D array of times")
+    a = check_finite(a.astype(np.float64), name)
+    lo, hi = min(t0, t1), max(t0, t1)
+    if (a < lo).any() or (a > hi).any():
+        raise InvalidProblemError(f"{name}: times must lie in tspan [{lo}, {hi}]")
+    step = np.diff(a) if t1 > t0 else -np.diff(a)
+    if (step <= 0).any():
+        raise InvalidProblemError(f"{name}: times must be strictly increasing in the direction of tspan")
+    return a
+
+
+def _check_de_options(prob, o):
+    n = prob.u0.size
+    o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n)
+    o["dt"] = check_positive_float(o["dt"], "dt", allow_none=True)
+    o["dtmin"] = check_positive_float(o["dtmin"], "dtmin", allow_none=True)
+    o["maxiters"] = check_positive_int(o["maxiters"], "maxiters")
+    if not isinstance(o["adaptive"], (bool, np.bool_)):
+        raise InvalidProblemError(f"adaptive: expected True or False, got {o['adaptive']!r}")
+    if o["saveat"] is not None:
+        s = o["saveat"]
+        if np.ndim(s) == 0:
+            o["saveat"] = check_positive_float(s, "saveat")
+        else:
+            o["saveat"] = _check_times(s, "saveat", prob.tspan)
+    if o["tstops"] is not None:
+        o["tstops"] = _check_times(o["tstops"], "tstops", prob.tspan)
+    if o["seed"] is not None:
+        seed = o["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
+            raise InvalidProblemError(f"seed: expected a non-negative integer, got {seed!r}")
+        o["seed"] = int(seed)
+
+
+def solve(prob, alg, **kwargs):
+    """Solve ``prob`` with the algorithm ``alg``.
+
+    ``solve(prob, alg, *, dt=None, adaptive=True, rtol=1e-3, atol=1e-6, saveat=None,
+    tstops=None, maxiters=100_000, dtmin=None, seed=None, save_noise=False,
+    backend="auto", progress=False, callback=None)`` for ODE/SDE problems;
+    ``solve(prob, alg, rtol=1e-8, atol=0.0, maxiter=None, callback=None)`` for a
+    ``LinearProblem``; ``solve(eprob, alg, trajectories=N, ...)`` for an ensemble.
+
+    Every option is checked before any work starts; a bad one raises
+    :class:`jitsolve.errors.InvalidProblemError` naming it.  A numerical failure
+    returns a solution whose ``retcode`` says so.
+
+    Raises
+    ------
+    UnsupportedAlgorithmError
+        No implementation is registered for this pair (see ``js.solve_registry()``).
+    """
+    if not isinstance(prob, AbstractProblem):
+        raise InvalidProblemError(f"prob: expected a jitsolve problem, got {type(prob).__name__}")
+    if isinstance(alg, type) and issubclass(alg, AbstractAlgorithm):
+        raise InvalidProblemError(f"alg: pass an instance, e.g. {alg.__name__}(), not the class")
+    if not isinstance(alg, AbstractAlgorithm):
+        raise InvalidProblemError(f"alg: expected an algorithm object (e.g. js.CG()), got {type(alg).__name__}")
+    if isinstance(prob, LinearProblem):
+        defaults = _LINEAR_DEFAULTS
+    elif isinstance(prob, EnsembleProblem):
+        defaults = dict(_DE_DEFAULTS, trajectories=None)
+    else:
+        defaults = _DE_DEFAULTS
+    unknown = set(kwargs) - set(defaults)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidProblemError(
+            f"{name}: not an option of solve for {type(prob).__name__} "
+            f"(options: {', '.join(sorted(defaults))})")
+    options = dict(defaults, **kwargs)
+    options["backend"] = _check_backend(options["backend"])
+    if options.get("callback") is not None and not callable(options["callback"]) \
+            and not hasattr(options["callback"], "condition"):
+        raise InvalidProblemError("callback: expected a callable or a js callback object")
+    if isinstance(prob, LinearProblem):
+        options["rtol"], options["atol"] = check_tolerances(options["rtol"], options["atol"])
+        options["maxiter"] = check_positive_int(options["maxiter"], "maxiter", allow_none=True)
+    elif isinstance(prob, (ODEProblem, SDEProblem, SplitODEProblem)):
+        _check_de_options(prob, options)
+    elif isinstance(prob, EnsembleProblem):
+        _check_de_options(prob.prob, options)
+        N = options["trajectories"]
+        if N is None:
+            N = prob.ntrajectories
+        if N is None:
+            raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+        options["trajectories"] = check_positive_int(N, "trajectories")
+        if prob.ntrajectories is not None and options["trajectories"] > prob.ntrajectories:
+            raise InvalidProblemError(
+                f"trajectories: {options['trajectories']} requested but u0s/ps hold {prob.ntrajectories}")
+    fn = _lookup(prob, alg)
+    if fn is None:
+        raise UnsupportedAlgorithmError(
+            f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build "
+            f"(available: {', '.join(f'{p}/{a}' for p, a in registered()) or 'none yet'})")
+    return fn(prob, alg, **options)

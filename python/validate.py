@@ -1,0 +1,176 @@
+"""Input checks shared by problems, grids, operators and ``solve``.
+
+Each check raises :class:`jitsolve.errors.InvalidProblemError` whose message starts
+with the argument's name.  Nothing here is on a hot path: kernels trust their inputs.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .errors import InvalidProblemError
+
+__all__ = [
+    "as_state_array",
+    "as_param_array",
+    "check_finite",
+    "check_tspan",
+    "check_tolerances",
+    "check_positive_int",
+    "check_positive_float",
+    "check_choice",
+    "is_array_like",
+]
+
+_FLOAT_KINDS = "f"
+_COMPLEX_KINDS = "c"
+_SUPPORTED = (np.float32, np.float64, np.complex64, np.complex128)
+
+
+def is_array_like(x):
+    """True for NumPy arrays, sequences of numbers and objects exposing ``__array__``."""
+    return isinstance(x, (np.ndarray, list, tuple, numbers.Number)) or hasattr(x, "__array__")
+
+
+def _as_array(x, name):
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # ragged lists, objects numpy cannot convert
+        raise InvalidProblemError(f"{name}: could not be converted to an array ({exc})") from None
+    if a.dtype == object:
+        raise InvalidProblemError(f"{name}: expected a numeric array, got an object array "
+                                  f"(ragged or non-numeric entries)")
+    return a
+
+
+def check_finite(a, name):
+    """Raise if ``a`` holds NaN or Inf, saying how many entries are bad."""
+    a = np.asarray(a)
+    if a.dtype.kind in "fc":
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = int(a.size - np.count_nonzero(finite))
+            raise InvalidProblemError(
+                f"{name}: contains NaN or Inf ({bad} of {a.size} entries are not finite)")
+    return a
+
+
+def as_state_array(x, name, *, dtypes=_SUPPORTED, ndim=None, shape=None, copy=True,
+                   allow_empty=False, finite=True):
+    """Validate and convert a numeric array (a state, right-hand side, field).
+
+    Integers become float64; booleans, strings and objects are refused; float32,
+    float64, complex64 and complex128 keep their dtype when listed in ``dtypes``.
+    """
+    a = _as_array(x, name)
+    kind = a.dtype.kind
+    if kind in "iu":
+        a = a.astype(np.float64)
+    elif kind == "b" or kind not in _FLOAT_KINDS + _COMPLEX_KINDS:
+        raise InvalidProblemError(
+            f"{name}: expected a floating-point or complex array, got dtype {a.dtype}")
+    if a.dtype.type not in dtypes:
+        allowed = ", ".join(np.dtype(d).name for d in dtypes)
+        raise InvalidProblemError(f"{name}: dtype {a.dtype} is not supported here (expected {allowed})")
+    if ndim is not None and a.ndim not in np.atleast_1d(ndim):
+        raise InvalidProblemError(f"{name}: expected {ndim} dimension(s), got shape {a.shape}")
+    if shape is not None and tuple(a.shape) != tuple(shape):
+        raise InvalidProblemError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
+    if a.size == 0 and not allow_empty:
+        raise InvalidProblemError(f"{name}: is empty")
+    if finite:
+        check_finite(a, name)
+    return np.array(a, copy=True, order="C") if copy else np.ascontiguousarray(a)
+
+
+def as_param_array(p, name="p"):
+    """Parameters: ``None`` -> empty float64 vector; a number or 1-D sequence -> float64 vector."""
+    if p is None:
+        return np.zeros(0, dtype=np.float64)
+    a = as_state_array(p, name, dtypes=(np.float64, np.float32), allow_empty=True)
+    if a.ndim > 1:
+        raise InvalidProblemError(f"{name}: expected a number or a 1-D array, got shape {a.shape}")
+    return np.ascontiguousarray(np.atleast_1d(a), dtype=np.float64)
+
+
+def _as_real(x, name):
+    if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
+        try:
+            arr = np.asarray(x)
+        except Exception:
+            arr = None
+        if arr is None or arr.ndim != 0 or arr.dtype.kind not in "fiu":
+            raise InvalidProblemError(f"{name}: expected a real number, got {x!r}")
+        x = arr.item()
+    x = float(x)
+    if not math.isfinite(x):
+        raise InvalidProblemError(f"{name}: must be finite, got {x}")
+    return x
+
+
+def check_tspan(tspan, name="tspan"):
+    """``(t0, t1)`` with finite, distinct ends; ``t1 < t0`` integrates backwards."""
+    try:
+        items = list(tspan)
+    except TypeError:
+        raise InvalidProblemError(f"{name}: expected a pair (t0, t1), got {tspan!r}") from None
+    if len(items) != 2:
+        raise InvalidProblemError(f"{name}: expected a pair (t0, t1), got {len(items)} values")
+    t0 = _as_real(items[0], f"{name}[0]")
+    t1 = _as_real(items[1], f"{name}[1]")
+    if t0 == t1:
+        raise InvalidProblemError(f"{name}: the span is empty (t0 == t1 == {t0})")
+    return (t0, t1)
+
+
+def check_tolerances(rtol, atol, n=None, *, name_r="rtol", name_a="atol"):
+    """``rtol`` a non-negative number; ``atol`` a non-negative number or per-component array."""
+    r = _as_real(rtol, name_r)
+    if r < 0:
+        raise InvalidProblemError(f"{name_r}: must be >= 0, got {r}")
+    if np.ndim(atol) == 0:
+        a = _as_real(atol, name_a)
+        if a < 0:
+            raise InvalidProblemError(f"{name_a}: must be >= 0, got {a}")
+        if r == 0 and a == 0:
+            raise InvalidProblemError(f"{name_r}, {name_a}: both are zero; at least one must be positive")
+        if 0 < r < 10 * np.finfo(np.float64).eps:
+            raise InvalidProblemError(
+                f"{name_r}: {r} is below what float64 arithmetic can deliver (use >= 2.2e-15)")
+        return r, a
+    a = as_state_array(atol, name_a, dtypes=(np.float64, np.float32))
+    if n is not None and a.size != n:
+        raise InvalidProblemError(f"{name_a}: per-component tolerance needs {n} entries, got {a.size}")
+    if (a < 0).any():
+        raise InvalidProblemError(f"{name_a}: entries must be >= 0")
+    if r == 0 and not (a > 0).all():
+        raise InvalidProblemError(f"{name_a}: with rtol == 0 every entry must be positive")
+    return r, np.ascontiguousarray(a.ravel(), dtype=np.float64)
+
+
+def check_positive_int(x, name, *, allow_none=False, minimum=1):
+    """An integer >= ``minimum`` (or None when allowed)."""
+    if x is None and allow_none:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (numbers.Integral, np.integer)):
+        raise InvalidProblemError(f"{name}: expected an integer >= {minimum}, got {x!r}")
+    if x < minimum:
+        raise InvalidProblemError(f"{name}: expected an integer >= {minimum}, got {x}")
+    return int(x)
+
+
+def check_positive_float(x, name, *, allow_none=False):
+    """A finite number > 0 (or None when allowed)."""
+    if x is None and allow_none:
+        return None
+    v = _as_real(x, name)
+    if v <= 0:
+        raise InvalidProblemError(f"{name}: must be > 0, got {v}")
+    return v
+
+
+def check_choice(x, name, choices):
+    """One of a fixed set of strings."""
+    if not isinstance(x, str) or x not in choices:
+        raise InvalidProblemError(f"{name}: expected one of {sorted(choices)}, got {x!r}")
+    return x
