@@ -8,6 +8,8 @@ PACKAGE_DIR = {
     "jitsolve.kernels.cpu": "kernels/cpu",
     "jitsolve.kernels.cuda": "kernels/cuda",
     "jitsolve.solvers": "solvers",
+    "jitsolve.solvers.linear": "solvers/linear",
+    "jitsolve.solvers.linear.precond": "solvers/linear/precond",
     "jitsolve.adjoint": "adjoint",
 }
 

@@ -23,6 +23,8 @@ from .problems import (EnsembleProblem, LinearProblem, ODEProblem, SDEProblem, S
 from .retcodes import ReturnCode
 from .solution import (EnsembleSolution, LinearSolution, ODESolution, SDESolution, SolverStats)
 from .solve import register, registered as solve_registry, solve
+from .linear import (AMG, CG, BiCGSTAB, Chebyshev, Direct, FlexibleCG, GMRES, Jacobi,
+                     Multigrid)
 
 __all__ = [
     "__version__", "errors", "grid",
@@ -35,4 +37,5 @@ __all__ = [
     "EnsembleSolution", "load",
     "Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
     "Laplacian", "Diffusion", "Advection",
+    "CG", "FlexibleCG", "BiCGSTAB", "GMRES", "Direct", "Jacobi", "Chebyshev", "Multigrid", "AMG",
 ]

@@ -1,0 +1,105 @@
+"""BiCGSTAB with right preconditioning (general nonsingular, possibly nonsymmetric systems).
+
+Method: van der Vorst, SIAM J. Sci. Stat. Comput. 13 (1992); Saad (2003), Alg. 7.7,
+preconditioned on the right so that the monitored residual is the true one of the
+original system.  One iteration costs two matvecs, two preconditioner applications,
+four inner products and about eight vector updates.
+
+Breakdown: ``rho = <r0, r> = 0`` (or ``<r0, v> = 0``) or ``omega = 0`` stops with
+``Breakdown`` and the last iterate.  Convergence is declared on the true residual.
+"""
+import math
+
+import numpy as np
+
+from ...kernels.cpu import blas
+from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, start,
+                     target, true_residual)
+
+__all__ = ["bicgstab"]
+
+
+def bicgstab(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
+             callback=None, progress=None, recompute=50):
+    """Solve ``A x = b`` by right-preconditioned BiCGSTAB; see the module docstring."""
+    dtype = b.dtype
+    n = b.size
+    maxiter = 10 * n if maxiter is None else maxiter
+    mon = Monitor(callback, progress, "BiCGSTAB")
+    tol, _ = target(b, rtol, atol)
+    x, r = start(matvec, b, x0, dtype)
+    rnorm = blas.nrm2(r)
+    mon.history.append(rnorm)
+    tmp = np.empty(n, dtype=dtype)
+    if rnorm <= tol:
+        return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
+    r0 = r.copy()
+    p = np.zeros(n, dtype=dtype)
+    v = np.zeros(n, dtype=dtype)
+    ph = np.empty(n, dtype=dtype)
+    sh = np.empty(n, dtype=dtype)
+    t = np.empty(n, dtype=dtype)
+    rho = alpha = omega = 1.0
+    tiny = np.finfo(dtype).tiny
+    status = MAXITERS
+    it = 0
+    while it < maxiter:
+        rho_new = blas.dot(r0, r)
+        if abs(rho_new) <= tiny * rnorm or not math.isfinite(abs(rho_new)):
+            status = BREAKDOWN
+            break
+        beta = (rho_new / rho) * (alpha / omega)
+        rho = rho_new
+        # p = r + beta (p - omega v)
+        blas.axpy(-omega, v, p)
+        blas.xpay(r, beta, p)
+        if precond is not None:
+            precond(p, ph)
+        else:
+            ph[:] = p
+        matvec(ph, v)
+        r0v = blas.dot(r0, v)
+        if abs(r0v) == 0.0 or not math.isfinite(abs(r0v)):
+            status = BREAKDOWN
+            break
+        alpha = rho / r0v
+        blas.axpy(-alpha, v, r)              # r is now s
+        it += 1
+        snorm = blas.nrm2(r)
+        if snorm <= tol:
+            blas.axpy(alpha, ph, x)
+            rnorm = true_residual(matvec, b, x, r, tmp)
+            if rnorm <= tol:
+                mon.history.append(rnorm)
+                status = SUCCESS
+                break
+            continue
+        if precond is not None:
+            precond(r, sh)
+        else:
+            sh[:] = r
+        matvec(sh, t)
+        tt = blas.dot(t, t).real
+        omega = blas.dot(t, r) / tt if tt > 0 else 0.0
+        blas.axpy(alpha, ph, x)
+        blas.axpy(omega, sh, x)
+        blas.axpy(-omega, t, r)
+        rnorm = blas.nrm2(r)
+        if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
+            rnorm = true_residual(matvec, b, x, r, tmp)
+            if rnorm <= tol:
+                mon.history.append(rnorm)
+                status = SUCCESS
+                break
+        if not math.isfinite(rnorm):
+            status = BREAKDOWN
+            break
+        if mon(it, x, rnorm):
+            status = TERMINATED
+            break
+        if omega == 0.0:
+            status = BREAKDOWN
+            break
+    if status != SUCCESS:
+        rnorm = true_residual(matvec, b, x, r, tmp)
+    return KrylovResult(x, status, it, rnorm, mon.array())

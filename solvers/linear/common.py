@@ -1,0 +1,76 @@
+"""Shared pieces of the Krylov solvers: result type, tolerances, true residuals."""
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from ...kernels.cpu import blas
+
+__all__ = ["KrylovResult", "SUCCESS", "MAXITERS", "BREAKDOWN", "TERMINATED", "FAILURE",
+           "target", "true_residual", "Monitor"]
+
+SUCCESS = "Success"
+MAXITERS = "MaxIters"
+BREAKDOWN = "Breakdown"
+TERMINATED = "Terminated"
+FAILURE = "Failure"
+
+#: x: solution; status: ReturnCode name; iters: iterations; resnorm: true ||b - A x||;
+#: history: residual norm after every iteration (index 0: initial residual)
+KrylovResult = namedtuple("KrylovResult", "x status iters resnorm history")
+
+
+def target(b, rtol, atol):
+    """``max(rtol ||b||, atol)`` and ``||b||``."""
+    bnorm = blas.nrm2(b)
+    return max(rtol * bnorm, atol), bnorm
+
+
+def true_residual(matvec, b, x, r, tmp):
+    """``r = b - A x`` (using ``tmp`` for ``A x``); returns ``||r||``."""
+    matvec(x, tmp)
+    np.subtract(b, tmp, out=r)
+    return blas.nrm2(r)
+
+
+def start(matvec, b, x0, dtype):
+    """Initial iterate and residual: ``x = x0`` (or zeros) and ``r = b - A x``."""
+    n = b.size
+    r = np.empty(n, dtype=dtype)
+    if x0 is None:
+        x = np.zeros(n, dtype=dtype)
+        r[:] = b
+    else:
+        x = np.array(x0, dtype=dtype).ravel()
+        tmp = np.empty(n, dtype=dtype)
+        matvec(x, tmp)
+        np.subtract(b, tmp, out=r)
+    return x, r
+
+
+class Monitor:
+    """Residual history, the user callback and an optional progress printer."""
+
+    def __init__(self, callback=None, progress=None, name=""):
+        self.history = []
+        self.callback = callback
+        self.progress = progress
+        self.name = name
+
+    def __call__(self, it, x, rnorm):
+        """Record one iteration; True when the callback asks to stop."""
+        self.history.append(float(rnorm))
+        if self.progress:
+            every = self.progress if isinstance(self.progress, int) and self.progress > 1 else 10
+            if it % every == 0:
+                print(f"{self.name} iter {it:6d}  ||r|| = {rnorm:.3e}", flush=True)
+        if self.callback is not None:
+            return bool(self.callback(it, x, rnorm))
+        return False
+
+    def array(self):
+        return np.asarray(self.history, dtype=np.float64)
+
+
+def finite(v):
+    return math.isfinite(abs(v))

@@ -1,0 +1,97 @@
+"""Flexible conjugate gradients (Notay's FCG(m), truncated and restarted).
+
+For preconditioners that change between applications or are not exactly linear: a
+few multigrid cycles with a loose inner tolerance, an inner Krylov solve, or a trained
+network ``r -> z``.  Each new direction is A-orthogonalised explicitly against the last
+``truncate`` directions (classical Gram-Schmidt in the A-inner product) instead of
+relying on the short recurrence of CG, and the step uses ``alpha = p^H r / p^H A p``.
+With a fixed SPD preconditioner and ``truncate >= 1`` it reproduces PCG in exact
+arithmetic.  ``restart`` (default: never) forgets all stored directions periodically.
+
+Cost per iteration: one matvec, one preconditioner application, and ``truncate`` extra
+dots and axpys; memory ``2 (truncate + 1)`` vectors.
+
+Reference: Y. Notay, "Flexible conjugate gradients", SIAM J. Sci. Comput. 22 (2000)
+1444-1460; Saad (2003), sec. 9.4.1.
+"""
+import math
+from collections import deque
+
+import numpy as np
+
+from ...kernels.cpu import blas
+from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, start,
+                     target, true_residual)
+
+__all__ = ["fcg"]
+
+
+def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
+        callback=None, progress=None, truncate=1, restart=None, recompute=50):
+    """Solve ``A x = b`` (A Hermitian positive definite) by flexible CG.
+
+    ``precond(r, out) -> out`` may be nonlinear or vary between calls; it should be
+    positive (``r^H M(r) > 0``).  See the module docstring.
+    """
+    dtype = b.dtype
+    n = b.size
+    maxiter = 10 * n if maxiter is None else maxiter
+    mon = Monitor(callback, progress, "FlexibleCG")
+    tol, _ = target(b, rtol, atol)
+    x, r = start(matvec, b, x0, dtype)
+    rnorm = blas.nrm2(r)
+    mon.history.append(rnorm)
+    tmp = np.empty(n, dtype=dtype)
+    if rnorm <= tol:
+        return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
+    z = np.empty(n, dtype=dtype)
+    stored = deque(maxlen=max(int(truncate), 0) or 1)
+    keep = int(truncate) > 0
+    spare = []
+    status = MAXITERS
+    it = 0
+    while it < maxiter:
+        if precond is not None:
+            precond(r, z)
+        else:
+            z[:] = r
+        p = spare.pop() if spare else np.empty(n, dtype=dtype)
+        ap = spare.pop() if spare else np.empty(n, dtype=dtype)
+        p[:] = z
+        for pj, apj, dj in stored:
+            blas.axpy(-(blas.dot(apj, z) / dj), pj, p)
+        matvec(p, ap)
+        d = blas.dot(p, ap).real
+        if not (d > 0.0 and math.isfinite(d)):
+            status = BREAKDOWN
+            break
+        alpha = blas.dot(p, r) / d
+        rr = blas.cg_update(alpha, p, ap, x, r)
+        it += 1
+        rnorm = math.sqrt(rr)
+        if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
+            rnorm = true_residual(matvec, b, x, r, tmp)
+            if rnorm <= tol:
+                mon.history.append(rnorm)
+                status = SUCCESS
+                break
+        if not math.isfinite(rnorm):
+            status = BREAKDOWN
+            break
+        if mon(it, x, rnorm):
+            status = TERMINATED
+            break
+        if restart and it % restart == 0:
+            for pj, apj, _ in stored:
+                spare += [pj, apj]
+            stored.clear()
+        if keep:
+            if len(stored) == stored.maxlen:
+                old = stored[0]
+                spare += [old[0], old[1]]
+            stored.append((p, ap, d))
+        else:
+            spare += [p, ap]
+    if status != SUCCESS:
+        rnorm = true_residual(matvec, b, x, r, tmp)
+    return KrylovResult(x, status, it, rnorm, mon.array())
