@@ -23,6 +23,8 @@ from .problems import (EnsembleProblem, LinearProblem, ODEProblem, SDEProblem, S
 from .retcodes import ReturnCode
 from .solution import (EnsembleSolution, LinearSolution, ODESolution, SDESolution, SolverStats)
 from .solve import register, registered as solve_registry, solve
+from .losses import L2Loss, Loss
+from .gradient import gradient
 from .linear import (AMG, CG, BiCGSTAB, Chebyshev, Direct, FlexibleCG, GMRES, Jacobi,
                      Multigrid)
 
@@ -37,5 +39,6 @@ __all__ = [
     "EnsembleSolution", "load",
     "Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
     "Laplacian", "Diffusion", "Advection",
+    "Loss", "L2Loss", "gradient",
     "CG", "FlexibleCG", "BiCGSTAB", "GMRES", "Direct", "Jacobi", "Chebyshev", "Multigrid", "AMG",
 ]

@@ -242,7 +242,10 @@ class Multigrid(_CachedPreconditioner):
     restricted by the geometric mean; transfers are cell-centred linear interpolation and
     its transpose; smoothing is red-black Gauss-Seidel.  The cycle is symmetric and
     positive definite for SPD operators, so it preconditions CG; iteration counts do not
-    grow with the grid (about 6-8 CG iterations to rtol 1e-8 for 2D Poisson).
+    grow with the grid (9 CG iterations to rtol 1e-8 for 2D Poisson from 64^2 to 1024^2).
+    The W-cycle is symmetric too, but positive definite only while the cycle itself
+    converges: with strongly jumping coefficients (rediscretised coarse operators) it can
+    fail that, which CG reports as ``Breakdown``; use the V-cycle (or ``js.AMG()``) there.
 
     Parameters
     ----------
@@ -553,7 +556,9 @@ def _solve_direct(prob, alg, rtol, atol, maxiter, callback, backend, progress):
     from .solvers.linear import direct_solve
     if np.ndim(atol) != 0:
         raise InvalidProblemError("atol: a linear solve takes one number (a norm), not per-component tolerances")
-    A = operator_matrix(prob.A)
     dtype = work_dtype(prob.A, prob.b)
+    A = operator_matrix(prob.A)
+    if A.dtype != dtype:
+        A = A.astype(dtype)
     b = np.ascontiguousarray(prob.b.ravel(), dtype=dtype)
     return _finish(prob, alg, direct_solve(A, b, rtol=rtol, atol=float(atol)))

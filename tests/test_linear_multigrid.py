@@ -1,0 +1,204 @@
+"""Geometric multigrid: transfer kernels, symmetry of the cycle, grid-independent iteration
+counts, jump coefficients; Chebyshev; FlexibleCG with a variable preconditioner; pyamg AMG."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+import jitsolve as js
+from jitsolve.kernels.cpu import multigrid as K
+from jitsolve.solvers.linear.precond.multigrid import GeometricMultigrid, assemble
+
+
+def _bc_arrays(bcs):
+    per = np.zeros(3, dtype=np.int64)
+    sgn = np.ones((3, 2))
+    for a, b in enumerate(bcs):
+        if b == "P":
+            per[a] = 1
+        elif b == "D":
+            sgn[a] = -1.0
+    return per, sgn
+
+
+@pytest.mark.parametrize("shape,bcs", [((1, 8, 16), "xDN"), ((1, 16, 8), "xPD"),
+                                       ((8, 4, 16), "DPN"), ((4, 8, 8), "NND")])
+def test_restriction_is_scaled_transpose_of_prolongation(shape, bcs):
+    rng = np.random.default_rng(0)
+    act = np.array([1 if s > 1 else 0 for s in shape], dtype=np.int64)
+    per, sgn = _bc_arrays(bcs)
+    cshape = tuple(s // 2 if a else s for s, a in zip(shape, act))
+    c = rng.standard_normal(cshape)
+    f = rng.standard_normal(shape)
+    Pc = np.zeros(shape)
+    K.prolong_add(c, Pc, act, per, sgn)
+    Rf = np.empty(cshape)
+    K.restrict_fw(f, Rf, act, per, sgn)
+    d = int(act.sum())
+    assert np.sum(Pc * f) == pytest.approx(2 ** d * np.sum(c * Rf), rel=1e-12)
+    # interpolation reproduces constants away from Dirichlet walls and is exact on periodic axes
+    ones = np.zeros(shape)
+    K.prolong_add(np.ones(cshape), ones, act, per, sgn)
+    inner = tuple(slice(1, -1) if a else slice(None) for a in act)
+    np.testing.assert_allclose(ones[inner], 1.0)
+
+
+@pytest.mark.parametrize("kappa", [None, "field"])
+def test_residual_and_smoother_kernels_match_the_matrix(kappa):
+    rng = np.random.default_rng(1)
+    shape = (1, 12, 10)
+    per, sgn = _bc_arrays("xDN")
+    c = np.array([0.0, 144.0, 100.0])
+    k = None if kappa is None else np.exp(rng.standard_normal(shape))
+    s = -1.7
+    A = assemble(shape, c, per, sgn, s, k)
+    u = rng.standard_normal(shape)
+    f = rng.standard_normal(shape)
+    r = np.empty(shape)
+    if k is None:
+        K.residual_laplacian(u, f, r, c, per, sgn, s)
+    else:
+        K.residual_diffusion(u, f, k, r, c, per, sgn, s)
+    np.testing.assert_allclose(r.ravel(), f.ravel() - A @ u.ravel(), rtol=1e-12, atol=1e-9)
+    # one red half-sweep solves exactly the red equations (red cells: i0 + i1 + i2 even)
+    v = u.copy()
+    if k is None:
+        K.rbgs_laplacian(v, f, c, per, sgn, s, 0, False)
+    else:
+        K.rbgs_diffusion(v, f, k, c, per, sgn, s, 0, False)
+    red = (np.indices(shape).sum(axis=0) % 2 == 0).ravel()
+    np.testing.assert_allclose((A @ v.ravel())[red], f.ravel()[red], rtol=1e-10, atol=1e-9)
+    np.testing.assert_array_equal(v.ravel()[~red], u.ravel()[~red])
+
+
+@pytest.mark.parametrize("cycle", ["V", "W"])
+@pytest.mark.parametrize("op", ["lap", "diff"])
+def test_multigrid_cycle_is_symmetric_positive_definite(cycle, op):
+    g = js.Grid((32, 24), bc=[js.Dirichlet(), (js.Neumann(), js.Dirichlet())])
+    rng = np.random.default_rng(2)
+    A = -js.Laplacian(g) if op == "lap" else -2.0 * js.Diffusion(g, np.exp(rng.standard_normal(g.shape)))
+    M = js.Multigrid(cycle=cycle).setup(A)
+    x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
+    Mx, My = M(x, np.empty(g.size)), M(y, np.empty(g.size))
+    assert np.dot(Mx, y) == pytest.approx(np.dot(x, My), rel=1e-11)
+    assert np.dot(x, Mx) > 0 and np.dot(y, My) > 0
+
+
+@pytest.mark.parametrize("n", [64, 128, 256, 512])
+def test_cg_multigrid_iterations_grid_independent_2d(n):
+    g = js.Grid((n, n))
+    b = np.ones(g.shape)
+    sol = js.solve(js.LinearProblem(-js.Laplacian(g), b), js.CG(js.Multigrid()), rtol=1e-8)
+    assert sol.retcode == js.ReturnCode.Success
+    assert sol.iters <= 12
+    assert sol.resnorm <= 1e-8 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("n", [16, 32, 64])
+def test_cg_multigrid_iterations_grid_independent_3d(n):
+    g = js.Grid((n, n, n))
+    sol = js.solve(js.LinearProblem(-js.Laplacian(g), np.ones(g.shape)), js.CG(js.Multigrid()),
+                   rtol=1e-8)
+    assert sol.retcode == js.ReturnCode.Success and sol.iters <= 12
+
+
+@pytest.mark.parametrize("shape,bc", [((48, 40), js.Dirichlet()), ((24, 64), js.Neumann(2.0)),
+                                      ((32, 32), [js.Periodic(), js.Dirichlet()]),
+                                      ((12, 16, 20), [js.Dirichlet(), js.Periodic(), js.Neumann()])])
+def test_multigrid_other_shapes_and_boundaries(shape, bc):
+    g = js.Grid(shape, bc=bc)
+    A = -js.Laplacian(g)
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal(g.shape)
+    if all(isinstance(lo, js.Neumann) for lo, _ in g.bcs):
+        b -= b.mean()                       # singular (pure Neumann): a consistent right-hand side
+    sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid()), rtol=1e-9)
+    assert sol.retcode == js.ReturnCode.Success and sol.iters <= 20
+    np.testing.assert_allclose(A.apply(sol.u), b, atol=1e-7 * np.abs(b).max() * 10)
+
+
+def _checkerboard(g, nblocks, lo=1.0, hi=1000.0):
+    idx = np.indices(g.shape)
+    blk = sum((idx[a] * nblocks // g.shape[a]) for a in range(g.ndim))
+    return np.where(blk % 2 == 0, lo, hi)
+
+
+@pytest.mark.parametrize("precond", [js.Multigrid(), js.AMG()])
+def test_jump_coefficients_3d_agree_with_direct(precond):
+    g = js.Grid((16, 16, 16))
+    kappa = _checkerboard(g, 4)
+    A = -js.Diffusion(g, kappa)
+    b = np.ones(g.shape)
+    ref = spla.spsolve(A.to_csr().tocsc(), b.ravel()).reshape(g.shape)
+    sol = js.solve(js.LinearProblem(A, b), js.CG(precond), rtol=1e-10)
+    assert sol.retcode == js.ReturnCode.Success
+    assert np.linalg.norm(sol.u - ref) / np.linalg.norm(ref) < 1e-7
+    assert sol.iters <= (80 if isinstance(precond, js.Multigrid) else 30)
+
+
+def test_chebyshev_reduces_iterations_and_is_spd():
+    g = js.Grid((64, 64))
+    A = -js.Diffusion(g, _checkerboard(g, 4, 1.0, 10.0))
+    b = np.ones(g.shape)
+    plain = js.solve(js.LinearProblem(A, b), js.CG(), rtol=1e-8)
+    cheb = js.solve(js.LinearProblem(A, b), js.CG(js.Chebyshev(degree=6)), rtol=1e-8)
+    assert cheb.retcode == js.ReturnCode.Success
+    assert cheb.iters < plain.iters / 3
+    M = js.Chebyshev(6).setup(A)
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
+    assert np.dot(M(x, np.empty(g.size)), y) == pytest.approx(np.dot(x, M(y, np.empty(g.size))), rel=1e-9)
+
+
+def test_flexible_cg_with_variable_nonlinear_preconditioner():
+    g = js.Grid((64, 64))
+    A = -js.Diffusion(g, np.exp(np.random.default_rng(5).standard_normal(g.shape)))
+    b = np.ones(g.shape)
+    M = js.Multigrid().setup(A)
+    rng = np.random.default_rng(6)
+    calls = []
+
+    def inexact(r):
+        # a random number (1-3) of multigrid cycles to a loose inner tolerance, then a random
+        # positive rescaling of every entry: nonlinear and different at every call
+        z = np.zeros_like(r)
+        res = r.copy()
+        for _ in range(rng.integers(1, 4)):
+            z += M(res, np.empty_like(r))
+            res = r - A.apply(z)
+            if np.linalg.norm(res) < 0.1 * np.linalg.norm(r):
+                break
+        calls.append(1)
+        return z * rng.uniform(0.9, 1.1, r.size)
+
+    sol = js.solve(js.LinearProblem(A, b), js.FlexibleCG(inexact, truncate=2), rtol=1e-8, maxiter=60)
+    assert sol.retcode == js.ReturnCode.Success and sol.iters <= 30
+    assert np.linalg.norm(b - A.apply(sol.u)) <= 1e-8 * np.linalg.norm(b)
+    assert len(calls) == sol.iters + 1 or len(calls) == sol.iters
+    # plain PCG relies on a fixed preconditioner and does not converge in the same budget
+    plain = js.solve(js.LinearProblem(A, b), js.CG(inexact), rtol=1e-8, maxiter=60)
+    assert plain.retcode != js.ReturnCode.Success
+
+
+def test_amg_kinds_and_lazy_import():
+    g = js.Grid((32, 32))
+    A = -js.Laplacian(g)
+    b = np.ones(g.shape)
+    for kind in ("sa", "rs"):
+        sol = js.solve(js.LinearProblem(A.to_csr(), b.ravel()), js.CG(js.AMG(kind=kind)), rtol=1e-10)
+        assert sol.retcode == js.ReturnCode.Success and sol.iters <= 15
+    code = ("import sys, jitsolve, jitsolve.linear, jitsolve.solvers.linear.precond, "
+            "jitsolve.solvers.linear.precond.amg; print('pyamg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_preconditioner_setup_is_reused_for_the_same_operator():
+    g = js.Grid((32, 32))
+    A = -js.Laplacian(g)
+    pc = js.Multigrid()
+    assert pc.setup(A) is pc.setup(A)
+    assert pc.setup(A) is not pc.setup(-js.Laplacian(g))
+    assert js.Multigrid() == js.Multigrid() and js.Multigrid() != js.Multigrid(cycle="W")
