@@ -65,13 +65,84 @@ def _cuda_status():
         return f"unavailable ({exc})"
 
 
+#: demo name -> (function in jitsolve.demos, what it needs when missing)
+DEMOS = {
+    "conductivity": ("conductivity", None),
+    "heat-inverse": (None, "the ODE integrators and their discrete adjoints (issues 4 and 6)"),
+    "lotka-volterra": (None, "the ODE integrators and their discrete adjoints (issues 4 and 6)"),
+    "sde-calibration": (None, "the SDE integrators and their adjoints (issues 5 and 6)"),
+}
+DEFAULT_DEMO = "conductivity"
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def _demo(args):
+    import time
+
+    import numpy as np
+
+    from .errors import BackendUnavailableError, UnsupportedAlgorithmError
+    fname, missing = DEMOS[args.name]
+    if fname is None:
+        raise UnsupportedAlgorithmError(f"demo {args.name!r} needs {missing}, not built yet; "
+                                        f"available: {', '.join(n for n, (f, _) in DEMOS.items() if f)}")
+    if args.backend != "cpu":
+        raise BackendUnavailableError(f"--backend: {args.backend!r} is not built yet; use cpu")
+    if not os.path.isdir(args.out):
+        os.makedirs(args.out, exist_ok=True)
+    from . import demo_report, demos
+    kwargs = {k: getattr(args, k) for k in ("size", "steps", "noise", "maxiter")
+              if getattr(args, k) is not None}
+    t0 = time.perf_counter()
+    res = getattr(demos, fname)(seed=args.seed, progress=not args.quiet, **kwargs)
+    wall = time.perf_counter() - t0
+    h5 = os.path.join(args.out, "result.h5")
+    demo_report.save_result(res, h5)
+    png = os.path.join(args.out, "result.png")
+    png = png if demo_report.plot_result(res, png) else None
+    print(demo_report.summary(res, wall))
+    print(f"wrote {h5}" + (f" and {png}" if png else " (install matplotlib for a figure: pip install 'jitsolve[plot]')"))
+    return 0
+
+
 def main(argv=None):
     parser = _Parser(prog="jitsolve", description="jitsolve: differentiable solver engine")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_info = sub.add_parser("info", help="versions, threads, cache directory, CUDA and MPI status")
     p_info.set_defaults(func=_info)
-    from . import demo as _demo
-    _demo.add_parser(sub, _Parser)
+    p_demo = sub.add_parser("demo", help="run a complete inverse problem on built-in data")
+    p_demo.add_argument("name", nargs="?", default=DEFAULT_DEMO, choices=sorted(DEMOS),
+                        help=f"which demo (default {DEFAULT_DEMO})")
+    p_demo.add_argument("--size", type=_positive_int, default=None, help="grid cells per axis")
+    p_demo.add_argument("--steps", type=_positive_int, default=None,
+                        help="time steps (time-dependent demos)")
+    p_demo.add_argument("--noise", type=_nonneg_float, default=None,
+                        help="relative noise level of the synthetic data")
+    p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--maxiter", type=_positive_int, default=None, help="optimizer iterations")
+    p_demo.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "mpi"])
+    p_demo.add_argument("--out", default=".", help="folder for result.h5 and result.png")
+    p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

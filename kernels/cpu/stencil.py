@@ -64,13 +64,36 @@ def _harm(a, b):
 
 
 @njit(inline="always", cache=True)
-def _dharm(a, b):
-    """Derivative of the harmonic mean ``_harm(a, b)`` with respect to ``a``."""
-    t = a + b
-    return 2.0 * b * b / (t * t)
+def _chunk(ch, nch, nrows):
+    """Rows ``[lo, hi)`` of chunk ``ch``: contiguous, so a chunk walks rows in order."""
+    return ch * nrows // nch, (ch + 1) * nrows // nch
+
+
+@njit(inline="always", cache=True)
+def _nchunks(nrows):
+    """A fixed number of row chunks (not the thread count: kernels stay cacheable and
+    results never depend on the machine); 256 keeps every thread busy on large grids."""
+    return max(1, min(nrows, 256))
 
 
 # --------------------------------------------------------------------------- Laplacian
+@njit(inline="always", cache=True)
+def _lap_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per2, sl, sh, c0, c1, c2, use0):
+    for j in range(1, n2 - 1):
+        x = ur[j]
+        acc = c2 * (ur[j - 1] + ur[j + 1] - 2.0 * x) + c1 * (s1 * um1[j] + t1 * up1[j] - 2.0 * x)
+        if use0:
+            acc += c0 * (s0 * um0[j] + t0 * up0[j] - 2.0 * x)
+        o[j] = acc
+    for j in (0, n2 - 1):
+        a2, s2, _g = _lo(j, n2, per2, sl)
+        b2, t2, _h = _hi(j, n2, per2, sh)
+        x = ur[j]
+        o[j] = (c0 * (s0 * um0[j] + t0 * up0[j] - 2.0 * x)
+                + c1 * (s1 * um1[j] + t1 * up1[j] - 2.0 * x)
+                + c2 * (s2 * ur[a2] + t2 * ur[b2] - 2.0 * x))
+
+
 @njit(parallel=True, cache=True)
 def laplacian_apply(u, out, c, per, sgn):
     """``out = L u`` for the constant-coefficient Laplacian (symmetric: it is its own transpose).
@@ -82,6 +105,7 @@ def laplacian_apply(u, out, c, per, sgn):
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
+    use0 = c0 != 0.0
     for r in prange(n0 * n1):
         i0 = r // n1
         i1 = r - i0 * n1
@@ -89,28 +113,42 @@ def laplacian_apply(u, out, c, per, sgn):
         b0, t0, _b = _hi(i0, n0, per[0], sgn[0, 1])
         a1, s1, _b = _lo(i1, n1, per[1], sgn[1, 0])
         b1, t1, _b = _hi(i1, n1, per[1], sgn[1, 1])
-        ur = u[i0, i1]
-        um0 = u[a0, i1]
-        up0 = u[b0, i1]
-        um1 = u[i0, a1]
-        up1 = u[i0, b1]
-        o = out[i0, i1]
-        # ends of the contiguous axis
-        for j in (0, n2 - 1):
-            a2, s2, _b = _lo(j, n2, per[2], sgn[2, 0])
-            b2, t2, _b = _hi(j, n2, per[2], sgn[2, 1])
-            x = ur[j]
-            o[j] = (c0 * (s0 * um0[j] + t0 * up0[j] - 2.0 * x)
-                    + c1 * (s1 * um1[j] + t1 * up1[j] - 2.0 * x)
-                    + c2 * (s2 * ur[a2] + t2 * ur[b2] - 2.0 * x))
-        for j in range(1, n2 - 1):
-            x = ur[j]
-            o[j] = (c0 * (s0 * um0[j] + t0 * up0[j] - 2.0 * x)
-                    + c1 * (s1 * um1[j] + t1 * up1[j] - 2.0 * x)
-                    + c2 * (ur[j - 1] + ur[j + 1] - 2.0 * x))
+        if use0:
+            _lap_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
+                     s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, True)
+        else:
+            _lap_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
+                     s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, False)
 
 
 # --------------------------------------------------------------------------- Diffusion
+# Face coefficients are computed once per face where a chunk of rows allows it: along
+# the contiguous axis into a row buffer, along axis 1 carried from one row to the next
+# (the upper face of row r is the lower face of row r + 1).  Only axis-0 faces (3-D)
+# are evaluated twice.  The harmonic mean is symmetric in its arguments, so every cell
+# sees bit-for-bit the same face value whichever way it was computed.
+
+@njit(inline="always", cache=True)
+def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, fx, flo, fhi, o, n2, s0, t0, s1, t1,
+              per2, sl, sh, c0, c1, c2, use0):
+    for j in range(1, n2 - 1):
+        x = ur[j]
+        acc = (c2 * (fx[j - 1] * (ur[j - 1] - x) + fx[j] * (ur[j + 1] - x))
+               + c1 * (flo[j] * (s1 * um1[j] - x) + fhi[j] * (t1 * up1[j] - x)))
+        if use0:
+            kx = kr[j]
+            acc += c0 * (_harm(kx, km0[j]) * (s0 * um0[j] - x) + _harm(kx, kp0[j]) * (t0 * up0[j] - x))
+        o[j] = acc
+    for j in (0, n2 - 1):
+        a2, s2, _g = _lo(j, n2, per2, sl)
+        b2, t2, _h = _hi(j, n2, per2, sh)
+        x = ur[j]
+        kx = kr[j]
+        o[j] = (c0 * (_harm(kx, km0[j]) * (s0 * um0[j] - x) + _harm(kx, kp0[j]) * (t0 * up0[j] - x))
+                + c1 * (flo[j] * (s1 * um1[j] - x) + fhi[j] * (t1 * up1[j] - x))
+                + c2 * (_harm(kx, kr[a2]) * (s2 * ur[a2] - x) + _harm(kx, kr[b2]) * (t2 * ur[b2] - x)))
+
+
 @njit(parallel=True, cache=True)
 def diffusion_apply(u, k, out, c, per, sgn):
     """``out = D(k) u`` for ``div(k grad u)`` with harmonic face averages of ``k``.
@@ -123,38 +161,41 @@ def diffusion_apply(u, k, out, c, per, sgn):
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
-    for r in prange(n0 * n1):
-        i0 = r // n1
-        i1 = r - i0 * n1
-        a0, s0, _b = _lo(i0, n0, per[0], sgn[0, 0])
-        b0, t0, _b = _hi(i0, n0, per[0], sgn[0, 1])
-        a1, s1, _b = _lo(i1, n1, per[1], sgn[1, 0])
-        b1, t1, _b = _hi(i1, n1, per[1], sgn[1, 1])
-        ur = u[i0, i1]
-        um0 = u[a0, i1]
-        up0 = u[b0, i1]
-        um1 = u[i0, a1]
-        up1 = u[i0, b1]
-        kr = k[i0, i1]
-        km0 = k[a0, i1]
-        kp0 = k[b0, i1]
-        km1 = k[i0, a1]
-        kp1 = k[i0, b1]
-        o = out[i0, i1]
-        for j in (0, n2 - 1):
-            a2, s2, _b = _lo(j, n2, per[2], sgn[2, 0])
-            b2, t2, _b = _hi(j, n2, per[2], sgn[2, 1])
-            x = ur[j]
-            kx = kr[j]
-            o[j] = (c0 * (_harm(kx, km0[j]) * (s0 * um0[j] - x) + _harm(kx, kp0[j]) * (t0 * up0[j] - x))
-                    + c1 * (_harm(kx, km1[j]) * (s1 * um1[j] - x) + _harm(kx, kp1[j]) * (t1 * up1[j] - x))
-                    + c2 * (_harm(kx, kr[a2]) * (s2 * ur[a2] - x) + _harm(kx, kr[b2]) * (t2 * ur[b2] - x)))
-        for j in range(1, n2 - 1):
-            x = ur[j]
-            kx = kr[j]
-            o[j] = (c0 * (_harm(kx, km0[j]) * (s0 * um0[j] - x) + _harm(kx, kp0[j]) * (t0 * up0[j] - x))
-                    + c1 * (_harm(kx, km1[j]) * (s1 * um1[j] - x) + _harm(kx, kp1[j]) * (t1 * up1[j] - x))
-                    + c2 * (_harm(kx, kr[j - 1]) * (ur[j - 1] - x) + _harm(kx, kr[j + 1]) * (ur[j + 1] - x)))
+    use0 = c0 != 0.0
+    nrows = n0 * n1
+    nch = _nchunks(nrows)
+    for ch in prange(nch):
+        lo, hi = _chunk(ch, nch, nrows)
+        fx = np.empty(n2)
+        flo = np.empty(n2)
+        fhi = np.empty(n2)
+        for r in range(lo, hi):
+            i0 = r // n1
+            i1 = r - i0 * n1
+            a0, s0, _b = _lo(i0, n0, per[0], sgn[0, 0])
+            b0, t0, _b = _hi(i0, n0, per[0], sgn[0, 1])
+            a1, s1, _b = _lo(i1, n1, per[1], sgn[1, 0])
+            b1, t1, _b = _hi(i1, n1, per[1], sgn[1, 1])
+            kr = k[i0, i1]
+            for j in range(n2 - 1):
+                fx[j] = _harm(kr[j], kr[j + 1])
+            if r == lo or i1 == 0:
+                km1 = k[i0, a1]
+                for j in range(n2):
+                    flo[j] = _harm(kr[j], km1[j])
+            else:
+                flo, fhi = fhi, flo
+            kp1 = k[i0, b1]
+            for j in range(n2):
+                fhi[j] = _harm(kr[j], kp1[j])
+            if use0:
+                _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
+                          u[i0, b1], fx, flo, fhi, out[i0, i1], n2, s0, t0, s1, t1, per[2],
+                          sgn[2, 0], sgn[2, 1], c0, c1, c2, True)
+            else:
+                _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
+                          u[i0, b1], fx, flo, fhi, out[i0, i1], n2, s0, t0, s1, t1, per[2],
+                          sgn[2, 0], sgn[2, 1], c0, c1, c2, False)
 
 
 @njit(inline="always", cache=True)
@@ -163,7 +204,59 @@ def _dface(kx, kn, x, xn, lx, ln, s, ghost):
     if ghost:
         # the ghost cell shares k_i: k_f = k_i, d k_f / d k_i = 1
         return (s * x - x) * lx
-    return _dharm(kx, kn) * (xn - x) * (lx - ln)
+    t = kx + kn
+    return 2.0 * kn * kn / (t * t) * (xn - x) * (lx - ln)
+
+
+@njit(inline="always", cache=True)
+def _qface(ka, kb, ua, ub, la, lb):
+    """Symmetric face factor ``Q = 2 (u_b - u_a)(l_a - l_b) / (k_a + k_b)^2``: the face adds
+    ``k_b^2 Q`` to cell a's gradient and ``k_a^2 Q`` to cell b's."""
+    t = ka + kb
+    return 2.0 * (ub - ua) * (la - lb) / (t * t)
+
+
+@njit(inline="always", cache=True)
+def _dvjp_row(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, km1, kp1, qx, qlo, qhi, o, n2,
+              gd, per2, sl, sh, c0, c1, c2, use0):
+    s0, t0, g0, h0, s1, t1, g1, h1 = gd
+    # ghost rows along axis 1: the face term is (s - 1) u_i lam_i, stored in qlo/qhi with weight 1
+    for j in range(1, n2 - 1):
+        wlo = 1.0 if g1 else km1[j] * km1[j]
+        whi = 1.0 if h1 else kp1[j] * kp1[j]
+        acc = (c2 * (kr[j - 1] * kr[j - 1] * qx[j - 1] + kr[j + 1] * kr[j + 1] * qx[j])
+               + c1 * (wlo * qlo[j] + whi * qhi[j]))
+        if use0:
+            x = ur[j]
+            lx = lr[j]
+            kx = kr[j]
+            acc += c0 * (_dface(kx, km0[j], x, um0[j], lx, lm0[j], s0, g0)
+                         + _dface(kx, kp0[j], x, up0[j], lx, lp0[j], t0, h0))
+        o[j] = acc
+    for j in (0, n2 - 1):
+        a2, s2, g2 = _lo(j, n2, per2, sl)
+        b2, t2, h2 = _hi(j, n2, per2, sh)
+        x = ur[j]
+        lx = lr[j]
+        kx = kr[j]
+        wlo = 1.0 if g1 else km1[j] * km1[j]
+        whi = 1.0 if h1 else kp1[j] * kp1[j]
+        o[j] = (c0 * (_dface(kx, km0[j], x, um0[j], lx, lm0[j], s0, g0)
+                      + _dface(kx, kp0[j], x, up0[j], lx, lp0[j], t0, h0))
+                + c1 * (wlo * qlo[j] + whi * qhi[j])
+                + c2 * (_dface(kx, kr[a2], x, ur[a2], lx, lr[a2], s2, g2)
+                        + _dface(kx, kr[b2], x, ur[b2], lx, lr[b2], t2, h2)))
+
+
+@njit(inline="always", cache=True)
+def _qrow(q, ur, lr, kr, un, ln, kn, s, ghost, n2):
+    """Axis-1 face factors of one row against a neighbouring row (ghost: (s - 1) u l)."""
+    if ghost:
+        for j in range(n2):
+            q[j] = (s - 1.0) * ur[j] * lr[j]
+    else:
+        for j in range(n2):
+            q[j] = _qface(kr[j], kn[j], ur[j], un[j], lr[j], ln[j])
 
 
 @njit(parallel=True, cache=True)
@@ -171,58 +264,48 @@ def diffusion_param_vjp(u, lam, k, out, c, per, sgn):
     """``out = (d (D(k) u) / d k)^T lam``: the coefficient-field gradient of ``<lam, D(k) u>``.
 
     Each interior face between cells ``i`` and ``m`` contributes
-    ``c_a dk_f/dk_i (u_m - u_i)(lam_i - lam_m)`` to cell ``i``; a boundary ghost face
-    contributes ``c_a (s - 1) u_i lam_i``.
+    ``c_a dk_f/dk_i (u_m - u_i)(lam_i - lam_m)`` to cell ``i``, with
+    ``dk_f/dk_i = 2 k_m^2 / (k_i + k_m)^2``; a boundary ghost face contributes
+    ``c_a (s - 1) u_i lam_i``.  Face factors are shared between the two cells as in
+    :func:`diffusion_apply`.
     """
     n0, n1, n2 = u.shape
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
-    for r in prange(n0 * n1):
-        i0 = r // n1
-        i1 = r - i0 * n1
-        a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
-        b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
-        a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
-        b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
-        ur = u[i0, i1]
-        um0 = u[a0, i1]
-        up0 = u[b0, i1]
-        um1 = u[i0, a1]
-        up1 = u[i0, b1]
-        lr = lam[i0, i1]
-        lm0 = lam[a0, i1]
-        lp0 = lam[b0, i1]
-        lm1 = lam[i0, a1]
-        lp1 = lam[i0, b1]
-        kr = k[i0, i1]
-        km0 = k[a0, i1]
-        kp0 = k[b0, i1]
-        km1 = k[i0, a1]
-        kp1 = k[i0, b1]
-        o = out[i0, i1]
-        for j in (0, n2 - 1):
-            a2, s2, g2 = _lo(j, n2, per[2], sgn[2, 0])
-            b2, t2, h2 = _hi(j, n2, per[2], sgn[2, 1])
-            x = ur[j]
-            kx = kr[j]
-            lx = lr[j]
-            o[j] = (c0 * (_dface(kx, km0[j], x, um0[j], lx, lm0[j], s0, g0)
-                          + _dface(kx, kp0[j], x, up0[j], lx, lp0[j], t0, h0))
-                    + c1 * (_dface(kx, km1[j], x, um1[j], lx, lm1[j], s1, g1)
-                            + _dface(kx, kp1[j], x, up1[j], lx, lp1[j], t1, h1))
-                    + c2 * (_dface(kx, kr[a2], x, ur[a2], lx, lr[a2], s2, g2)
-                            + _dface(kx, kr[b2], x, ur[b2], lx, lr[b2], t2, h2)))
-        for j in range(1, n2 - 1):
-            x = ur[j]
-            kx = kr[j]
-            lx = lr[j]
-            o[j] = (c0 * (_dface(kx, km0[j], x, um0[j], lx, lm0[j], s0, g0)
-                          + _dface(kx, kp0[j], x, up0[j], lx, lp0[j], t0, h0))
-                    + c1 * (_dface(kx, km1[j], x, um1[j], lx, lm1[j], s1, g1)
-                            + _dface(kx, kp1[j], x, up1[j], lx, lp1[j], t1, h1))
-                    + c2 * (_dharm(kx, kr[j - 1]) * (ur[j - 1] - x) * (lx - lr[j - 1])
-                            + _dharm(kx, kr[j + 1]) * (ur[j + 1] - x) * (lx - lr[j + 1])))
+    use0 = c0 != 0.0
+    nrows = n0 * n1
+    nch = _nchunks(nrows)
+    for ch in prange(nch):
+        lo, hi = _chunk(ch, nch, nrows)
+        qx = np.empty(n2)
+        qlo = np.empty(n2)
+        qhi = np.empty(n2)
+        for r in range(lo, hi):
+            i0 = r // n1
+            i1 = r - i0 * n1
+            a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
+            b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
+            a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
+            b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
+            ur = u[i0, i1]
+            lr = lam[i0, i1]
+            kr = k[i0, i1]
+            for j in range(n2 - 1):
+                qx[j] = _qface(kr[j], kr[j + 1], ur[j], ur[j + 1], lr[j], lr[j + 1])
+            if r == lo or i1 == 0 or g1:
+                _qrow(qlo, ur, lr, kr, u[i0, a1], lam[i0, a1], k[i0, a1], s1, g1, n2)
+            else:
+                qlo, qhi = qhi, qlo
+            _qrow(qhi, ur, lr, kr, u[i0, b1], lam[i0, b1], k[i0, b1], t1, h1, n2)
+            if use0:
+                _dvjp_row(ur, lr, kr, u[a0, i1], u[b0, i1], lam[a0, i1], lam[b0, i1], k[a0, i1],
+                          k[b0, i1], k[i0, a1], k[i0, b1], qx, qlo, qhi, out[i0, i1], n2,
+                          (s0, t0, g0, h0, s1, t1, g1, h1), per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, True)
+            else:
+                _dvjp_row(ur, lr, kr, u[a0, i1], u[b0, i1], lam[a0, i1], lam[b0, i1], k[a0, i1],
+                          k[b0, i1], k[i0, a1], k[i0, b1], qx, qlo, qhi, out[i0, i1], n2,
+                          (s0, t0, g0, h0, s1, t1, g1, h1), per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, False)
 
 
 # --------------------------------------------------------------------------- Advection
@@ -450,14 +533,15 @@ def advection_param_vjp(u, lam, v0, v1, v2, g0, g1, g2, nact, c, per, sgn, centr
                                         up1[j], lp1[j], vp1[j], t1, f1, central)
             o2[j] = c2 * _advV_cell(x, lx, vr2[j], ur[a2], lr[a2], vr2[a2], s2, e2,
                                     ur[b2], lr[b2], vr2[b2], t2, f2, central)
+        # one pass per component: each loop is branch-free and vectorises (rows re-read from cache)
         for j in range(1, n2 - 1):
-            x = ur[j]
-            lx = lr[j]
-            if w0:
-                o0[j] = c0 * _advV_cell(x, lx, vr0[j], um0[j], lm0[j], vm0[j], s0, e0,
-                                        up0[j], lp0[j], vp0[j], t0, f0, central)
-            if w1:
-                o1[j] = c1 * _advV_cell(x, lx, vr1[j], um1[j], lm1[j], vm1[j], s1, e1,
-                                        up1[j], lp1[j], vp1[j], t1, f1, central)
-            o2[j] = c2 * _advV_cell(x, lx, vr2[j], ur[j - 1], lr[j - 1], vr2[j - 1], 1.0, False,
+            o2[j] = c2 * _advV_cell(ur[j], lr[j], vr2[j], ur[j - 1], lr[j - 1], vr2[j - 1], 1.0, False,
                                     ur[j + 1], lr[j + 1], vr2[j + 1], 1.0, False, central)
+        if w1:
+            for j in range(1, n2 - 1):
+                o1[j] = c1 * _advV_cell(ur[j], lr[j], vr1[j], um1[j], lm1[j], vm1[j], s1, e1,
+                                        up1[j], lp1[j], vp1[j], t1, f1, central)
+        if w0:
+            for j in range(1, n2 - 1):
+                o0[j] = c0 * _advV_cell(ur[j], lr[j], vr0[j], um0[j], lm0[j], vm0[j], s0, e0,
+                                        up0[j], lp0[j], vp0[j], t0, f0, central)

@@ -107,8 +107,9 @@ class GridOperator:
             return self
         return TransposedOperator(self)
 
-    def param_vjp(self, u, lam):
-        """``(d (A(k) u + b(k)) / d k)^T lam`` for the operator's coefficient field ``k``.
+    def param_vjp(self, u, lam, out=None):
+        """``(d (A(k) u + b(k)) / d k)^T lam`` for the operator's coefficient field ``k``
+        (into ``out`` when given).
 
         The derivative includes the boundary term ``b(k)`` (so it is the derivative of
         the affine operator; for homogeneous boundaries that is ``d(A(k) u)/dk^T lam``).

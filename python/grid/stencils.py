@@ -128,9 +128,9 @@ class Diffusion(GridOperator):
     def _apply3(self, u3, out3):
         kernel_module(self.backend).diffusion_apply(u3, self._k3, out3, self._c, self._per, self._sgn)
 
-    def param_vjp(self, u, lam):
+    def param_vjp(self, u, lam, out=None):
         u, lam = _check_real_pair(self, u, lam)
-        g = np.empty(u.shape)
+        g = self._check_out(out, u, np.float64)
         kernel_module(self.backend).diffusion_param_vjp(
             self._view3(u), self._view3(lam), self._k3, self._view3(g), self._c, self._per, self._sgn)
         gg = g.reshape(self.grid.shape)
@@ -232,10 +232,17 @@ class Advection(GridOperator):
             return np.full_like(vf, 0.5), np.full_like(vf, 0.5)
         return (vf > 0).astype(float), (vf < 0).astype(float)
 
-    def param_vjp(self, u, lam):
+    def param_vjp(self, u, lam, out=None):
         u, lam = _check_real_pair(self, u, lam)
         d = self.grid.ndim
-        g = np.empty((d,) + self.grid.shape)
+        shape = (d,) + self.grid.shape
+        if out is None:
+            g = np.empty(shape)
+        elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float64
+              or not out.flags.c_contiguous):
+            raise InvalidProblemError(f"out: expected a C-contiguous float64 array of shape {shape}")
+        else:
+            g = out
         off = 3 - d
         outs = [self._view3(g[a - off]) if a >= off else self._view3(g[0]) for a in range(3)]
         v0, v1, v2 = self._v3

@@ -1,3 +1,0 @@
-"""Placeholder, replaced below."""
-def add_parser(sub, parser_cls):
-    pass
