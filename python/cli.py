@@ -100,7 +100,7 @@ def _demo(args):
 
     import numpy as np
 
-    from .errors import BackendUnavailableError, UnsupportedAlgorithmError
+    from .errors import BackendUnavailableError, InvalidProblemError, UnsupportedAlgorithmError
     fname, missing = DEMOS[args.name]
     if fname is None:
         raise UnsupportedAlgorithmError(f"demo {args.name!r} needs {missing}, not built yet; "
@@ -110,10 +110,17 @@ def _demo(args):
     if not os.path.isdir(args.out):
         os.makedirs(args.out, exist_ok=True)
     from . import demo_report, demos
+    import inspect
+    fn = getattr(demos, fname)
+    accepted = inspect.signature(fn).parameters
     kwargs = {k: getattr(args, k) for k in ("size", "steps", "noise", "maxiter")
               if getattr(args, k) is not None}
+    for k in kwargs:
+        if k not in accepted:
+            raise InvalidProblemError(f"--{k}: the {args.name} demo has no such option")
     t0 = time.perf_counter()
-    res = getattr(demos, fname)(seed=args.seed, progress=not args.quiet, **kwargs)
+    res = fn(seed=args.seed, progress=not args.quiet, **kwargs)
+    res.setdefault("name", args.name)
     wall = time.perf_counter() - t0
     h5 = os.path.join(args.out, "result.h5")
     demo_report.save_result(res, h5)

@@ -1,22 +1,28 @@
 """Reporting for the worked inverse problems (``jitsolve demo``): summary text, HDF5, figure.
 
 A demo returns a dict with at least ``truth``, ``recovered`` (arrays of the same shape),
-``data`` (the noisy observations), ``history`` (loss per optimizer iteration),
-``rel_error`` and ``iterations``; anything else that is an array or a number is written
-to the HDF5 file too.
+``data`` (the noisy observations: an array, or a list of arrays, NaN where unobserved),
+``loss_history`` (loss per optimizer iteration), ``relative_error`` and ``iterations``;
+anything else that is an array or a number is written to the HDF5 file too.
 """
 import numpy as np
 
 __all__ = ["summary", "save_result", "plot_result"]
 
 
+def _history(res):
+    return np.asarray(res.get("loss_history", res.get("history", [])), dtype=float)
+
+
 def summary(res, wall):
     """A short, human-readable report of a demo run."""
+    hist = _history(res)
+    start = (f" (the initial guess had {res['initial_error']:.3g})" if "initial_error" in res else "")
     lines = [f"demo: {res.get('name', 'inverse problem')}",
-             f"  recovered field: relative L2 error {res['rel_error']:.3g}"
-             + (f" (data noise {res['noise']:.3g})" if "noise" in res else ""),
-             f"  optimizer: {res['iterations']} iterations, loss {res['history'][0]:.4g} -> "
-             f"{res['history'][-1]:.4g}" if len(res["history"]) else "",
+             f"  recovered field: relative L2 error {res['relative_error']:.3g}{start}"
+             + (f", data noise {res['noise']:.3g}" if "noise" in res else ""),
+             f"  optimizer: {res['iterations']} iterations, loss {hist[0]:.4g} -> {hist[-1]:.4g}"
+             if hist.size else "",
              f"  wall time: {wall:.2f} s"]
     if "grad_check" in res:
         lines.append(f"  gradient check: {res['grad_check']}")
@@ -35,7 +41,10 @@ def save_result(res, path):
             if isinstance(v, (int, float, np.integer, np.floating, str)):
                 f.attrs[k] = v
             elif isinstance(v, (np.ndarray, list, tuple)):
-                a = np.asarray(v)
+                try:
+                    a = np.asarray(v)
+                except ValueError:   # ragged
+                    continue
                 if a.dtype.kind in "fiub":
                     f.create_dataset(k, data=a)
 
@@ -49,24 +58,26 @@ def plot_result(res, path):
     except ImportError:
         return False
     truth, rec = np.asarray(res["truth"]), np.asarray(res["recovered"])
-    data = np.asarray(res["data"])
+    data = res["data"]
+    data = np.asarray(data[0] if isinstance(data, (list, tuple)) else data)
     fig, axes = plt.subplots(1, 5, figsize=(20, 4), constrained_layout=True)
     vmin, vmax = float(min(truth.min(), rec.min())), float(max(truth.max(), rec.max()))
     panels = [("truth", truth, dict(vmin=vmin, vmax=vmax)),
-              ("data (noisy observations)", data, {}),
+              ("data (noisy observations, first experiment)", data, {}),
               ("recovered", rec, dict(vmin=vmin, vmax=vmax)),
               ("error (recovered - truth)", rec - truth, dict(cmap="RdBu_r"))]
     for ax, (title, field, kw) in zip(axes[:4], panels):
         if field.ndim == 2:
-            im = ax.imshow(field.T, origin="lower", **kw)
+            im = ax.imshow(np.ma.masked_invalid(field).T, origin="lower", **kw)
             fig.colorbar(im, ax=ax, shrink=0.8)
         else:
             ax.plot(np.ravel(field))
         ax.set_title(title)
-    axes[4].semilogy(np.arange(len(res["history"])), res["history"])
+    hist = _history(res)
+    axes[4].semilogy(np.arange(hist.size), hist)
     axes[4].set_xlabel("iteration")
     axes[4].set_title("loss")
-    fig.suptitle(f"{res.get('name', 'jitsolve demo')}: relative error {res['rel_error']:.3g}")
+    fig.suptitle(f"{res.get('name', 'jitsolve demo')}: relative error {res['relative_error']:.3g}")
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
