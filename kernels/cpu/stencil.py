@@ -58,6 +58,19 @@ def _hi(i, n, per, s):
 
 
 @njit(inline="always", cache=True)
+def _neighbours(r, n0, n1, per, sgn):
+    """Row ``r = i0 * n1 + i1`` and its neighbouring rows along axes 0 and 1:
+    ``(i0, i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1)`` (see :func:`_lo`)."""
+    i0 = r // n1
+    i1 = r - i0 * n1
+    a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
+    b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
+    a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
+    b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
+    return i0, i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1
+
+
+@njit(inline="always", cache=True)
 def _harm(a, b):
     """Harmonic mean of two positive face coefficients."""
     return 2.0 * a * b / (a + b)
@@ -107,12 +120,8 @@ def laplacian_apply(u, out, c, per, sgn):
     c2 = c[2]
     use0 = c0 != 0.0
     for r in prange(n0 * n1):
-        i0 = r // n1
-        i1 = r - i0 * n1
-        a0, s0, _b = _lo(i0, n0, per[0], sgn[0, 0])
-        b0, t0, _b = _hi(i0, n0, per[0], sgn[0, 1])
-        a1, s1, _b = _lo(i1, n1, per[1], sgn[1, 0])
-        b1, t1, _b = _hi(i1, n1, per[1], sgn[1, 1])
+        i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+            _neighbours(r, n0, n1, per, sgn)
         if use0:
             _lap_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
                      s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, True)
@@ -170,12 +179,8 @@ def diffusion_apply(u, k, out, c, per, sgn):
         flo = np.empty(n2)
         fhi = np.empty(n2)
         for r in range(lo, hi):
-            i0 = r // n1
-            i1 = r - i0 * n1
-            a0, s0, _b = _lo(i0, n0, per[0], sgn[0, 0])
-            b0, t0, _b = _hi(i0, n0, per[0], sgn[0, 1])
-            a1, s1, _b = _lo(i1, n1, per[1], sgn[1, 0])
-            b1, t1, _b = _hi(i1, n1, per[1], sgn[1, 1])
+            i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+                _neighbours(r, n0, n1, per, sgn)
             kr = k[i0, i1]
             for j in range(n2 - 1):
                 fx[j] = _harm(kr[j], kr[j + 1])
@@ -282,12 +287,8 @@ def diffusion_param_vjp(u, lam, k, out, c, per, sgn):
         qlo = np.empty(n2)
         qhi = np.empty(n2)
         for r in range(lo, hi):
-            i0 = r // n1
-            i1 = r - i0 * n1
-            a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
-            b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
-            a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
-            b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
+            i0, i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1 = \
+                _neighbours(r, n0, n1, per, sgn)
             ur = u[i0, i1]
             lr = lam[i0, i1]
             kr = k[i0, i1]
@@ -366,12 +367,8 @@ def advection_apply(u, v0, v1, v2, out, c, per, sgn, central):
     c1 = c[1]
     c2 = c[2]
     for r in prange(n0 * n1):
-        i0 = r // n1
-        i1 = r - i0 * n1
-        a0, s0, _b = _lo(i0, n0, per[0], sgn[0, 0])
-        b0, t0, _b = _hi(i0, n0, per[0], sgn[0, 1])
-        a1, s1, _b = _lo(i1, n1, per[1], sgn[1, 0])
-        b1, t1, _b = _hi(i1, n1, per[1], sgn[1, 1])
+        i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+            _neighbours(r, n0, n1, per, sgn)
         ur = u[i0, i1]
         um0 = u[a0, i1]
         up0 = u[b0, i1]
@@ -429,12 +426,8 @@ def advection_transpose(lam, v0, v1, v2, out, c, per, sgn, central):
     c1 = c[1]
     c2 = c[2]
     for r in prange(n0 * n1):
-        i0 = r // n1
-        i1 = r - i0 * n1
-        a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
-        b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
-        a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
-        b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
+        i0, i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1 = \
+            _neighbours(r, n0, n1, per, sgn)
         lr = lam[i0, i1]
         lm0 = lam[a0, i1]
         lp0 = lam[b0, i1]
@@ -494,12 +487,8 @@ def advection_param_vjp(u, lam, v0, v1, v2, g0, g1, g2, nact, c, per, sgn, centr
     w0 = nact >= 3
     w1 = nact >= 2
     for r in prange(n0 * n1):
-        i0 = r // n1
-        i1 = r - i0 * n1
-        a0, s0, e0 = _lo(i0, n0, per[0], sgn[0, 0])
-        b0, t0, f0 = _hi(i0, n0, per[0], sgn[0, 1])
-        a1, s1, e1 = _lo(i1, n1, per[1], sgn[1, 0])
-        b1, t1, f1 = _hi(i1, n1, per[1], sgn[1, 1])
+        i0, i1, a0, s0, e0, b0, t0, f0, a1, s1, e1, b1, t1, f1 = \
+            _neighbours(r, n0, n1, per, sgn)
         ur = u[i0, i1]
         um0 = u[a0, i1]
         up0 = u[b0, i1]
