@@ -41,7 +41,14 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_diffusion",
-           "prolong_add", "restrict_fw"]
+           "prolong_add", "restrict_fw", "rsub"]
+
+
+@njit(parallel=True, cache=True)
+def rsub(f, r):
+    """``r = f - r`` on flat arrays (turns ``A u`` from a stencil kernel into a residual)."""
+    for i in prange(r.size):
+        r[i] = f[i] - r[i]
 
 
 @njit(inline="always", cache=True)
@@ -67,40 +74,60 @@ def _harm(a, b):
 
 # ------------------------------------------------------------------ Laplacian level
 @njit(inline="always", cache=True)
-def _lap_parts(u, i0, i1, j, n0, n1, n2, c0, c1, c2, per, sgn):
-    """Off-diagonal sum and diagonal of ``L`` at cell (i0, i1, j)."""
+def _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn):
+    """Flat offsets and weights of the four neighbouring rows of row ``q`` and the row's
+    diagonal (interior of the contiguous axis).  A boundary ghost row gets weight 0 and
+    adds ``c * s`` to the diagonal, so the interior loop has no branches."""
+    i0 = q // n1
+    i1 = q - i0 * n1
+    base = q * n2
+    dg = -2.0 * (c0 + c1 + c2)
     a0, s0, g0 = _nb(i0, n0, per[0], sgn[0, 0], False)
     b0, t0, h0 = _nb(i0, n0, per[0], sgn[0, 1], True)
     a1, s1, g1 = _nb(i1, n1, per[1], sgn[1, 0], False)
     b1, t1, h1 = _nb(i1, n1, per[1], sgn[1, 1], True)
-    a2, s2, g2 = _nb(j, n2, per[2], sgn[2, 0], False)
-    b2, t2, h2 = _nb(j, n2, per[2], sgn[2, 1], True)
-    off = 0.0 * u[i0, i1, j]
-    dg = -2.0 * (c0 + c1 + c2)
+    wm0 = c0
+    wp0 = c0
+    wm1 = c1
+    wp1 = c1
     if g0:
+        wm0 = 0.0
         dg += c0 * s0
-    else:
-        off += c0 * u[a0, i1, j]
     if h0:
+        wp0 = 0.0
         dg += c0 * t0
-    else:
-        off += c0 * u[b0, i1, j]
     if g1:
+        wm1 = 0.0
         dg += c1 * s1
-    else:
-        off += c1 * u[i0, a1, j]
     if h1:
+        wp1 = 0.0
         dg += c1 * t1
+    return (base, (a0 * n1 + i1) * n2, wm0, (b0 * n1 + i1) * n2, wp0,
+            (i0 * n1 + a1) * n2, wm1, (i0 * n1 + b1) * n2, wp1, dg)
+
+
+@njit(inline="always", cache=True)
+def _lap_off(uf, row, j):
+    base, m0, wm0, p0, wp0, m1, wm1, p1, wp1, dg = row
+    return wm0 * uf[m0 + j] + wp0 * uf[p0 + j] + wm1 * uf[m1 + j] + wp1 * uf[p1 + j]
+
+
+@njit(inline="always", cache=True)
+def _lap_end(uf, row, j, n2, c2, per2, slo, shi):
+    """Off-diagonal sum and diagonal at an end cell ``j`` of the contiguous axis."""
+    base = row[0]
+    dg = row[9]
+    off = _lap_off(uf, row, j)
+    a, s, g = _nb(j, n2, per2, slo, False)
+    b, t, h = _nb(j, n2, per2, shi, True)
+    if g:
+        dg += c2 * s
     else:
-        off += c1 * u[i0, b1, j]
-    if g2:
-        dg += c2 * s2
+        off += c2 * uf[base + a]
+    if h:
+        dg += c2 * t
     else:
-        off += c2 * u[i0, i1, a2]
-    if h2:
-        dg += c2 * t2
-    else:
-        off += c2 * u[i0, i1, b2]
+        off += c2 * uf[base + b]
     return off, dg
 
 
@@ -108,39 +135,72 @@ def _lap_parts(u, i0, i1, j, n0, n1, n2, c0, c1, c2, per, sgn):
 def rbgs_laplacian(u, f, c, per, sgn, scale, color, first):
     """One colour of red-black Gauss-Seidel for ``scale * L u = f`` (in place in ``u``)."""
     n0, n1, n2 = u.shape
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
     inv = 1.0 / scale
-    for r in prange(n0 * n1):
-        i0 = r // n1
-        i1 = r - i0 * n1
+    per2 = per[2]
+    slo = sgn[2, 0]
+    shi = sgn[2, 1]
+    for qq in prange(n0 * n1):
+        q = np.int64(qq)
+        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn)
+        base = row[0]
+        idg = 1.0 / row[9]
+        i0 = q // n1
+        i1 = q - i0 * n1
         start = (color + i0 + i1) & 1
         if first:
             for j in range(1 - start, n2, 2):
-                u[i0, i1, j] = 0.0
-            for j in range(start, n2, 2):
-                off, dg = _lap_parts(u, i0, i1, j, n0, n1, n2, c0, c1, c2, per, sgn)
-                u[i0, i1, j] = f[i0, i1, j] * inv / dg
+                uf[base + j] = 0.0
+        for j in (0, n2 - 1):
+            if (j & 1) == start and (j == 0 or j == n2 - 1):
+                if first:
+                    off = 0.0
+                    _o, dg = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
+                else:
+                    off, dg = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
+                uf[base + j] = (ff[base + j] * inv - off) / dg
+            if n2 == 1:
+                break
+        js = start if start >= 1 else start + 2
+        if first:
+            for j in range(js, n2 - 1, 2):
+                uf[base + j] = ff[base + j] * inv * idg
         else:
-            for j in range(start, n2, 2):
-                off, dg = _lap_parts(u, i0, i1, j, n0, n1, n2, c0, c1, c2, per, sgn)
-                u[i0, i1, j] = (f[i0, i1, j] * inv - off) / dg
+            for j in range(js, n2 - 1, 2):
+                off = _lap_off(uf, row, j) + c2 * (uf[base + j - 1] + uf[base + j + 1])
+                uf[base + j] = (ff[base + j] * inv - off) * idg
 
 
 @njit(parallel=True, cache=True)
 def residual_laplacian(u, f, r, c, per, sgn, scale):
     """``r = f - scale * L u``."""
     n0, n1, n2 = u.shape
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
+    rf = r.reshape(r.size)
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
-    for q in prange(n0 * n1):
-        i0 = q // n1
-        i1 = q - i0 * n1
-        for j in range(n2):
-            off, dg = _lap_parts(u, i0, i1, j, n0, n1, n2, c0, c1, c2, per, sgn)
-            r[i0, i1, j] = f[i0, i1, j] - scale * (off + dg * u[i0, i1, j])
+    per2 = per[2]
+    slo = sgn[2, 0]
+    shi = sgn[2, 1]
+    for qq in prange(n0 * n1):
+        q = np.int64(qq)
+        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn)
+        base = row[0]
+        dg = row[9]
+        for j in range(1, n2 - 1):
+            rf[base + j] = ff[base + j] - scale * (_lap_off(uf, row, j) + c2 * (uf[base + j - 1] + uf[base + j + 1])
+                                                   + dg * uf[base + j])
+        for j in (0, n2 - 1):
+            off, d = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
+            rf[base + j] = ff[base + j] - scale * (off + d * uf[base + j])
+            if n2 == 1:
+                break
 
 
 # ------------------------------------------------------------------ Diffusion level
@@ -257,29 +317,48 @@ def _ptaps(j, nc, act, per, glo, ghi):
     return I, 0.75 + 0.25 * ghi, I, 0.0
 
 
+@njit(inline="always", cache=True)
+def _prolong_row(cf, cb, ff, fb, m2, w, per2, glo, ghi):
+    """``fine_row += w * P2 coarse_row`` along the contiguous axis (rows at flat offsets)."""
+    for I in range(1, m2 - 1):
+        v = cf[cb + I]
+        ff[fb + 2 * I] += w * (0.75 * v + 0.25 * cf[cb + I - 1])
+        ff[fb + 2 * I + 1] += w * (0.75 * v + 0.25 * cf[cb + I + 1])
+    for j in (0, 2 * m2 - 1):
+        I, wI, N, wN = _ptaps(j, m2, 1, per2, glo, ghi)
+        ff[fb + j] += w * (wI * cf[cb + I] + wN * cf[cb + N])
+    if m2 > 1:
+        for j in (1, 2 * m2 - 2):
+            I, wI, N, wN = _ptaps(j, m2, 1, per2, glo, ghi)
+            ff[fb + j] += w * (wI * cf[cb + I] + wN * cf[cb + N])
+
+
 @njit(parallel=True, cache=True)
 def prolong_add(coarse, fine, act, per, sgn):
-    """``fine += P coarse`` (cell-centred linear interpolation along coarsened axes)."""
+    """``fine += P coarse`` (cell-centred linear interpolation along coarsened axes).
+
+    The contiguous axis is always coarsened (it is an axis of every grid)."""
     m0, m1, m2 = coarse.shape
     n0, n1, n2 = fine.shape
-    for q in prange(n0 * n1):
+    cf = coarse.reshape(coarse.size)
+    ff = fine.reshape(fine.size)
+    per2 = per[2]
+    glo = sgn[2, 0]
+    ghi = sgn[2, 1]
+    for qq in prange(n0 * n1):
+        q = np.int64(qq)
         j0 = q // n1
         j1 = q - j0 * n1
+        fb = q * n2
         A0, wa0, B0, wb0 = _ptaps(j0, m0, act[0], per[0], sgn[0, 0], sgn[0, 1])
         A1, wa1, B1, wb1 = _ptaps(j1, m1, act[1], per[1], sgn[1, 0], sgn[1, 1])
-        caa = coarse[A0, A1]
-        cab = coarse[A0, B1]
-        cba = coarse[B0, A1]
-        cbb = coarse[B0, B1]
-        waa = wa0 * wa1
-        wab = wa0 * wb1
-        wba = wb0 * wa1
-        wbb = wb0 * wb1
-        fr = fine[j0, j1]
-        for j2 in range(n2):
-            A2, wa2, B2, wb2 = _ptaps(j2, m2, act[2], per[2], sgn[2, 0], sgn[2, 1])
-            fr[j2] += (waa * (wa2 * caa[A2] + wb2 * caa[B2]) + wab * (wa2 * cab[A2] + wb2 * cab[B2])
-                       + wba * (wa2 * cba[A2] + wb2 * cba[B2]) + wbb * (wa2 * cbb[A2] + wb2 * cbb[B2]))
+        _prolong_row(cf, (A0 * m1 + A1) * m2, ff, fb, m2, wa0 * wa1, per2, glo, ghi)
+        if wb1 != 0.0:
+            _prolong_row(cf, (A0 * m1 + B1) * m2, ff, fb, m2, wa0 * wb1, per2, glo, ghi)
+        if wb0 != 0.0:
+            _prolong_row(cf, (B0 * m1 + A1) * m2, ff, fb, m2, wb0 * wa1, per2, glo, ghi)
+            if wb1 != 0.0:
+                _prolong_row(cf, (B0 * m1 + B1) * m2, ff, fb, m2, wb0 * wb1, per2, glo, ghi)
 
 
 @njit(inline="always", cache=True)
@@ -309,34 +388,58 @@ def _rtaps(I, nf, act, per, glo, ghi):
     return jm, wm, j, w0, j + 1, w1, jp, wp
 
 
+@njit(inline="always", cache=True)
+def _restrict_row(ff, fb, cf, cb, m2, n2, w, per2, glo, ghi):
+    """``coarse_row += w * P2^T fine_row`` along the contiguous axis."""
+    for I in range(1, m2 - 1):
+        j = 2 * I
+        cf[cb + I] += w * (0.25 * (ff[fb + j - 1] + ff[fb + j + 2]) + 0.75 * (ff[fb + j] + ff[fb + j + 1]))
+    for I in (0, m2 - 1):
+        jm, wm, j0, w0, j1, w1, jp, wp = _rtaps(I, n2, 1, per2, glo, ghi)
+        cf[cb + I] += w * (wm * ff[fb + jm] + w0 * ff[fb + j0] + w1 * ff[fb + j1] + wp * ff[fb + jp])
+        if m2 == 1:
+            break
+
+
+@njit(inline="always", cache=True)
+def _tap(t, k):
+    """Entry ``k`` (index, weight) of a tap tuple from :func:`_rtaps`."""
+    if k == 0:
+        return t[0], t[1]
+    if k == 1:
+        return t[2], t[3]
+    if k == 2:
+        return t[4], t[5]
+    return t[6], t[7]
+
+
 @njit(parallel=True, cache=True)
 def restrict_fw(fine, coarse, act, per, sgn):
     """``coarse = P^T fine / 2^d``: cell-centred full weighting, the transpose of ``prolong_add``."""
     m0, m1, m2 = coarse.shape
     n0, n1, n2 = fine.shape
+    cf = coarse.reshape(coarse.size)
+    ff = fine.reshape(fine.size)
     d = act[0] + act[1] + act[2]
     scale = 1.0 / (1 << d)
-    for q in prange(m0 * m1):
+    per2 = per[2]
+    glo = sgn[2, 0]
+    ghi = sgn[2, 1]
+    for qq in prange(m0 * m1):
+        q = np.int64(qq)
         I0 = q // m1
         I1 = q - I0 * m1
+        cb = q * m2
+        for I in range(m2):
+            cf[cb + I] = 0.0
         t0 = _rtaps(I0, n0, act[0], per[0], sgn[0, 0], sgn[0, 1])
         t1 = _rtaps(I1, n1, act[1], per[1], sgn[1, 0], sgn[1, 1])
-        cr = coarse[I0, I1]
-        for I2 in range(m2):
-            t2 = _rtaps(I2, n2, act[2], per[2], sgn[2, 0], sgn[2, 1])
-            s = 0.0 * fine[0, 0, 0]
-            for a in range(4):
-                wa = t0[1] if a == 0 else (t0[3] if a == 1 else (t0[5] if a == 2 else t0[7]))
-                if wa == 0.0:
+        for a in range(4):
+            ja, wa = _tap(t0, a)
+            if wa == 0.0:
+                continue
+            for b in range(4):
+                jb, wb = _tap(t1, b)
+                if wb == 0.0:
                     continue
-                ja = t0[0] if a == 0 else (t0[2] if a == 1 else (t0[4] if a == 2 else t0[6]))
-                for b in range(4):
-                    wb = t1[1] if b == 0 else (t1[3] if b == 1 else (t1[5] if b == 2 else t1[7]))
-                    if wb == 0.0:
-                        continue
-                    jb = t1[0] if b == 0 else (t1[2] if b == 1 else (t1[4] if b == 2 else t1[6]))
-                    row = fine[ja, jb]
-                    w = wa * wb
-                    s += w * (t2[1] * row[t2[0]] + t2[3] * row[t2[2]]
-                              + t2[5] * row[t2[4]] + t2[7] * row[t2[6]])
-            cr[I2] = scale * s
+                _restrict_row(ff, (ja * n1 + jb) * n2, cf, cb, m2, n2, scale * wa * wb, per2, glo, ghi)

@@ -24,6 +24,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ....kernels.cpu import multigrid as K
+from ....kernels.cpu import stencil as S
 
 __all__ = ["GeometricMultigrid", "assemble", "restrict_coefficient"]
 
@@ -80,7 +81,7 @@ def assemble(shape, c, per, sgn, scale, kappa=None):
 
 
 class _Level:
-    __slots__ = ("shape", "c", "kappa", "u", "f", "r", "act")
+    __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act")
 
 
 class GeometricMultigrid:
@@ -125,6 +126,7 @@ class GeometricMultigrid:
         while True:
             lev = _Level()
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
+            lev.cs = c * self.scale
             lev.u = np.zeros(shape, dtype=self.dtype)
             lev.f = np.zeros(shape, dtype=self.dtype)
             lev.r = np.zeros(shape, dtype=self.dtype)
@@ -167,10 +169,13 @@ class GeometricMultigrid:
             first = False
 
     def _residual(self, lev):
+        # r = f - scale * A u: the grid's own stencil kernel (linear in its scale array),
+        # then one fused pass
         if lev.kappa is None:
-            K.residual_laplacian(lev.u, lev.f, lev.r, lev.c, self.per, self.sgn, self.scale)
+            S.laplacian_apply(lev.u, lev.r, lev.cs, self.per, self.sgn)
         else:
-            K.residual_diffusion(lev.u, lev.f, lev.kappa, lev.r, lev.c, self.per, self.sgn, self.scale)
+            S.diffusion_apply(lev.u, lev.kappa, lev.r, lev.cs, self.per, self.sgn)
+        K.rsub(lev.f.reshape(-1), lev.r.reshape(-1))
 
     def _coarse_solve(self, lev):
         f = lev.f.ravel()
