@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ...kernels.cpu import blas
+from ...kernels.cpu import blas, krylov
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, finite,
                      start, target, true_residual)
 
@@ -45,6 +45,10 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     """
     dtype = b.dtype
     n = b.size
+    if dtype.kind == "f":           # vectorised real kernels (same reduction order)
+        dot, update = krylov.dot_real, krylov.cg_update_real
+    else:
+        dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
     mon = Monitor(callback, progress, "CG")
     tol, _ = target(b, rtol, atol)
@@ -57,7 +61,7 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     if precond is not None:
         z = np.empty(n, dtype=dtype)
         precond(r, z)
-        rz = blas.dot(r, z).real
+        rz = dot(r, z).real
     else:
         z = r
         rz = rnorm * rnorm
@@ -70,12 +74,12 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
         p = z.copy()
     while p is not None and it < maxiter:
         matvec(p, ap)
-        pap = blas.dot(p, ap).real
+        pap = dot(p, ap).real
         if not (pap > 0.0 and math.isfinite(pap)):
             status = BREAKDOWN
             break
         alpha = rz / pap
-        rr = blas.cg_update(alpha, p, ap, x, r)
+        rr = update(alpha, p, ap, x, r)
         it += 1
         rnorm = math.sqrt(rr)
         if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
@@ -93,7 +97,7 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
             break
         if precond is not None:
             precond(r, z)
-            rz_new = blas.dot(r, z).real
+            rz_new = dot(r, z).real
             if not (rz_new > 0.0 and finite(rz_new)):
                 status = BREAKDOWN
                 break

@@ -19,7 +19,7 @@ from collections import deque
 
 import numpy as np
 
-from ...kernels.cpu import blas
+from ...kernels.cpu import blas, krylov
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, start,
                      target, true_residual)
 
@@ -35,6 +35,10 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     """
     dtype = b.dtype
     n = b.size
+    if dtype.kind == "f":           # vectorised real kernels (same reduction order)
+        dot, update = krylov.dot_real, krylov.cg_update_real
+    else:
+        dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
     mon = Monitor(callback, progress, "FlexibleCG")
     tol, _ = target(b, rtol, atol)
@@ -59,14 +63,14 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
         ap = spare.pop() if spare else np.empty(n, dtype=dtype)
         p[:] = z
         for pj, apj, dj in stored:
-            blas.axpy(-(blas.dot(apj, z) / dj), pj, p)
+            blas.axpy(-(dot(apj, z) / dj), pj, p)
         matvec(p, ap)
-        d = blas.dot(p, ap).real
+        d = dot(p, ap).real
         if not (d > 0.0 and math.isfinite(d)):
             status = BREAKDOWN
             break
-        alpha = blas.dot(p, r) / d
-        rr = blas.cg_update(alpha, p, ap, x, r)
+        alpha = dot(p, r) / d
+        rr = update(alpha, p, ap, x, r)
         it += 1
         rnorm = math.sqrt(rr)
         if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
