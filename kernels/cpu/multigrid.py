@@ -153,8 +153,9 @@ def rbgs_laplacian(u, f, c, per, sgn, scale, color, first):
         i1 = q - i0 * n1
         start = (color + i0 + i1) & 1
         if first:
-            for j in range(1 - start, n2, 2):
-                uf[base + j] = 0.0
+            ub = np.uint64(base)
+            for j in range(np.uint64(1 - start), np.uint64(n2), np.uint64(2)):
+                uf[ub + j] = 0.0
         for j in (0, n2 - 1):
             if (j & 1) == start and (j == 0 or j == n2 - 1):
                 if first:
@@ -167,8 +168,10 @@ def rbgs_laplacian(u, f, c, per, sgn, scale, color, first):
                 break
         js = start if start >= 1 else start + 2
         if first:
-            for j in range(js, n2 - 1, 2):
-                uf[base + j] = ff[base + j] * inv * idg
+            ub = np.uint64(base)
+            sc = inv * idg
+            for j in range(np.uint64(js), np.uint64(n2 - 1), np.uint64(2)):
+                uf[ub + j] = ff[ub + j] * sc
         else:
             one = np.uint64(1)
             ub = np.uint64(base)
