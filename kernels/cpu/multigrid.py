@@ -37,6 +37,8 @@ Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), sec. 2.9 (symmetric cycle
 4.3 (red-black Gauss-Seidel), 5.7 (cell-centred transfer operators); Wesseling,
 *An Introduction to Multigrid Methods* (1992), ch. 5.
 """
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -468,3 +470,239 @@ def restrict_fw(fine, coarse, act, per, sgn):
                 if wb == 0.0:
                     continue
                 _restrict_row(ff, (ja * n1 + jb) * n2, cf, cb, m2, n2, scale * wa * wb, per2, glo, ghi)
+
+
+# ------------------------------------------------------------------ fused smoother sweeps
+# One full red-black sweep in one pass over the grid: the first colour is updated on row
+# q and the second colour on row q - L in the same pass (L = 1 row in 2-D, one plane of
+# n1 rows when axis 0 is active).  Every neighbour of a cell has the other colour, so the
+# second colour on row q - L sees all of its first-colour neighbours (rows q - 2L .. q)
+# already updated, and the first colour on row q sees its second-colour neighbours still
+# old: the result is exactly that of the two half-sweeps.  Rows are split into a fixed
+# number of contiguous chunks (independent of the thread count); the second colour on the
+# first and last L rows of a chunk, whose first-colour neighbours belong to another chunk,
+# is done in a second parallel pass.
+
+@njit(inline="always", cache=True)
+def _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, st, zero, tmp):
+    """Update the cells ``j`` with ``j & 1 == st`` of one row (flat offsets in ``row``);
+    ``zero``: every other-colour value is zero (first sweep from a zero guess; the other
+    colour's cells of this row are then left with scratch values, which its own update,
+    reading only this colour, overwrites).  The interior is computed for every cell into
+    ``tmp`` (contiguous, vectorised) and merged by colour with a select."""
+    base = row[0]
+    for e in range(2):
+        j = 0 if e == 0 else n2 - 1
+        if e == 1 and n2 == 1:
+            break
+        if (j & 1) == st:
+            off, dg = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
+            if zero:
+                off = 0.0
+            uf[base + j] = (ff[base + j] * inv - off) / dg
+        elif zero:
+            uf[base + j] = 0.0   # read (with weight 0) as a padded-axis neighbour
+    one = np.uint64(1)
+    ub = np.uint64(base)
+    idg = 1.0 / row[9]
+    if zero:
+        sc = inv * idg
+        for j in range(one, np.uint64(n2 - 1)):
+            uf[ub + j] = ff[ub + j] * sc
+    else:
+        um0 = np.uint64(row[1])
+        up0 = np.uint64(row[3])
+        um1 = np.uint64(row[5])
+        up1 = np.uint64(row[7])
+        wm0 = row[2]
+        wp0 = row[4]
+        wm1 = row[6]
+        wp1 = row[8]
+        for j in range(one, np.uint64(n2 - 1)):
+            k = ub + j
+            off = (wm0 * uf[um0 + j] + wp0 * uf[up0 + j] + wm1 * uf[um1 + j] + wp1 * uf[up1 + j]
+                   + c2 * (uf[k - one] + uf[k + one]))
+            tmp[j] = (ff[k] * inv - off) * idg
+        ust = np.uint64(st)
+        for j in range(one, np.uint64(n2 - 1)):
+            k = ub + j
+            uf[k] = tmp[j] if (j & one) == ust else uf[k]
+
+
+@njit(inline="always", cache=True)
+def _sweep_chunks(nrows, L):
+    return max(1, min(64, nrows // (4 * L)))
+
+
+def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first):
+    n0, n1, n2 = u.shape
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
+    c0 = c[0]
+    c1 = c[1]
+    c2 = c[2]
+    inv = 1.0 / scale
+    per2 = per[2]
+    slo = sgn[2, 0]
+    shi = sgn[2, 1]
+    nrows = n0 * n1
+    L = n1 if (c0 != 0.0 and n0 > 1) else 1
+    nch = _sweep_chunks(nrows, L)
+    for ch in prange(nch):
+        lo = ch * nrows // nch
+        hi = (ch + 1) * nrows // nch
+        tmp = np.empty(n2, dtype=u.dtype)
+        for q in range(lo, hi):
+            row = _lap_row(np.int64(q), n0, n1, n2, c0, c1, c2, per, sgn)
+            i0 = q // n1
+            i1 = q - i0 * n1
+            _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, (color + i0 + i1) & 1, first, tmp)
+            p = q - L
+            if p >= lo + L and p < hi - L:
+                rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
+                p0 = p // n1
+                p1 = p - p0 * n1
+                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False, tmp)
+    for ch in prange(nch):
+        lo = ch * nrows // nch
+        hi = (ch + 1) * nrows // nch
+        tmp = np.empty(n2, dtype=u.dtype)
+        for p in range(lo, hi):
+            if p < lo + L or p >= hi - L:
+                rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
+                p0 = p // n1
+                p1 = p - p0 * n1
+                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False, tmp)
+
+
+def _named(fn, name):
+    """A copy of ``fn`` under its own name, so that a serial and a parallel compilation of
+    the same source get separate on-disk cache entries."""
+    g = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = name
+    g.__module__ = fn.__module__
+    return g
+
+
+gs_sweep_laplacian = njit(parallel=True, cache=True)(_named(_gs_sweep_laplacian_py, "gs_sweep_laplacian"))
+gs_sweep_laplacian.__doc__ = """One full red-black Gauss-Seidel sweep for ``scale * L u = f``: colour
+``color`` then the other one, fused row-wise (see above); ``first``: zero initial guess."""
+gs_sweep_laplacian_serial = njit(cache=True)(_named(_gs_sweep_laplacian_py, "gs_sweep_laplacian_serial"))
+
+
+def _residual_lap_py(u, f, r, c, per, sgn, scale):
+    n0, n1, n2 = u.shape
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
+    rf = r.reshape(r.size)
+    c0 = c[0]
+    c1 = c[1]
+    c2 = c[2]
+    per2 = per[2]
+    slo = sgn[2, 0]
+    shi = sgn[2, 1]
+    one = np.uint64(1)
+    for qq in prange(n0 * n1):
+        q = np.int64(qq)
+        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn)
+        base = row[0]
+        ub = np.uint64(base)
+        um0 = np.uint64(row[1])
+        up0 = np.uint64(row[3])
+        um1 = np.uint64(row[5])
+        up1 = np.uint64(row[7])
+        wm0 = row[2]
+        wp0 = row[4]
+        wm1 = row[6]
+        wp1 = row[8]
+        dg = row[9]
+        for j in range(one, np.uint64(n2 - 1)):
+            k = ub + j
+            rf[k] = ff[k] - scale * (wm0 * uf[um0 + j] + wp0 * uf[up0 + j] + wm1 * uf[um1 + j]
+                                     + wp1 * uf[up1 + j] + c2 * (uf[k - one] + uf[k + one]) + dg * uf[k])
+        for e in range(2):
+            j = 0 if e == 0 else n2 - 1
+            if e == 1 and n2 == 1:
+                break
+            off, d = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
+            rf[base + j] = ff[base + j] - scale * (off + d * uf[base + j])
+
+
+residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_py, "residual_laplacian_fast"))
+residual_laplacian_serial = njit(cache=True)(_named(_residual_lap_py, "residual_laplacian_serial"))
+restrict_fw_serial = njit(cache=True)(_named(restrict_fw.py_func, "restrict_fw_serial"))
+prolong_add_serial = njit(cache=True)(_named(prolong_add.py_func, "prolong_add_serial"))
+
+
+@njit(inline="always", cache=True)
+def _res_lap_row(uf, ff, o, row, n2, c2, per2, slo, shi, scale):
+    """``o[:] = (f - scale * L u)`` on one row (flat offsets in ``row``), into a row buffer."""
+    one = np.uint64(1)
+    base = row[0]
+    ub = np.uint64(base)
+    um0 = np.uint64(row[1])
+    up0 = np.uint64(row[3])
+    um1 = np.uint64(row[5])
+    up1 = np.uint64(row[7])
+    wm0 = row[2]
+    wp0 = row[4]
+    wm1 = row[6]
+    wp1 = row[8]
+    dg = row[9]
+    for j in range(one, np.uint64(n2 - 1)):
+        k = ub + j
+        o[j] = ff[k] - scale * (wm0 * uf[um0 + j] + wp0 * uf[up0 + j] + wm1 * uf[um1 + j]
+                                + wp1 * uf[up1 + j] + c2 * (uf[k - one] + uf[k + one]) + dg * uf[k])
+    for e in range(2):
+        j = 0 if e == 0 else n2 - 1
+        if e == 1 and n2 == 1:
+            break
+        off, d = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
+        o[j] = ff[base + j] - scale * (off + d * uf[base + j])
+
+
+def _residual_restrict_lap_py(u, f, coarse, c, act, per, sgn, scale):
+    n0, n1, n2 = u.shape
+    m0, m1, m2 = coarse.shape
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
+    cf = coarse.reshape(coarse.size)
+    c0 = c[0]
+    c1 = c[1]
+    c2 = c[2]
+    per2 = per[2]
+    slo = sgn[2, 0]
+    shi = sgn[2, 1]
+    d = act[0] + act[1] + act[2]
+    rs = 1.0 / (1 << d)
+    for qq in prange(m0 * m1):
+        q = np.int64(qq)
+        I0 = q // m1
+        I1 = q - I0 * m1
+        cb = q * m2
+        tmp = np.empty(n2, dtype=u.dtype)
+        for I in range(m2):
+            cf[cb + I] = 0.0
+        t0 = _rtaps(I0, n0, act[0], per[0], sgn[0, 0], sgn[0, 1])
+        t1 = _rtaps(I1, n1, act[1], per[1], sgn[1, 0], sgn[1, 1])
+        for a in range(4):
+            ja, wa = _tap(t0, a)
+            if wa == 0.0:
+                continue
+            for b in range(4):
+                jb, wb = _tap(t1, b)
+                if wb == 0.0:
+                    continue
+                row = _lap_row(np.int64(ja * n1 + jb), n0, n1, n2, c0, c1, c2, per, sgn)
+                _res_lap_row(uf, ff, tmp, row, n2, c2, per2, slo, shi, scale)
+                _restrict_row(tmp, 0, cf, cb, m2, n2, rs * wa * wb, per2, slo, shi)
+
+
+residual_restrict_laplacian = njit(parallel=True, cache=True)(
+    _named(_residual_restrict_lap_py, "residual_restrict_laplacian"))
+residual_restrict_laplacian.__doc__ = """``coarse = P^T (f - scale * L u) / 2^d`` without storing the fine
+residual: each coarse row computes the residual rows it needs into a row buffer (a fine row
+is computed for both coarse rows that use it along axis 1; use it where axis 0 is not
+coarsened, i.e. 2-D grids, else the recomputation grows to 4x)."""
+residual_restrict_laplacian_serial = njit(cache=True)(
+    _named(_residual_restrict_lap_py, "residual_restrict_laplacian_serial"))

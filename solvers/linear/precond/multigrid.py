@@ -80,8 +80,14 @@ def assemble(shape, c, per, sgn, scale, kappa=None):
     return m
 
 
+# levels with at most this many cells run the serial compilations of the kernels: a
+# parallel region costs more than the work on them (and on a shared machine a parallel
+# region can wait for a descheduled thread)
+_SERIAL_CELLS = 1 << 15
+
+
 class _Level:
-    __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act")
+    __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act", "serial")
 
 
 class GeometricMultigrid:
@@ -130,6 +136,7 @@ class GeometricMultigrid:
             lev.u = np.zeros(shape, dtype=self.dtype)
             lev.f = np.zeros(shape, dtype=self.dtype)
             lev.r = np.zeros(shape, dtype=self.dtype)
+            lev.serial = int(np.prod(shape)) <= _SERIAL_CELLS
             self.levels.append(lev)
             size = int(np.prod(shape))
             can = all((s % 2 == 0 and s >= 2) for s, a in zip(shape, act) if a)
@@ -161,6 +168,11 @@ class GeometricMultigrid:
     # -------------------------------------------------------------- kernels on a level
     def _smooth(self, lev, first, order):
         per, sgn, s = self.per, self.sgn, self.scale
+        if lev.kappa is None:
+            # both colours in one pass (row-wise lag; exactly the two half-sweeps)
+            sweep = K.gs_sweep_laplacian_serial if lev.serial else K.gs_sweep_laplacian
+            sweep(lev.u, lev.f, lev.c, per, sgn, s, order[0], first)
+            return
         for color in order:
             if lev.kappa is None:
                 K.rbgs_laplacian(lev.u, lev.f, lev.c, per, sgn, s, color, first)
@@ -172,7 +184,9 @@ class GeometricMultigrid:
         # r = f - scale * A u: the grid's own stencil kernel (linear in its scale array),
         # then one fused pass
         if lev.kappa is None:
-            S.laplacian_apply(lev.u, lev.r, lev.cs, self.per, self.sgn)
+            res = K.residual_laplacian_serial if lev.serial else K.residual_laplacian_fast
+            res(lev.u, lev.f, lev.r, lev.c, self.per, self.sgn, self.scale)
+            return
         else:
             S.diffusion_apply(lev.u, lev.kappa, lev.r, lev.cs, self.per, self.sgn)
         K.rsub(lev.f.reshape(-1), lev.r.reshape(-1))
@@ -198,10 +212,16 @@ class GeometricMultigrid:
             lev.u[...] = 0.0
         nxt = self.levels[l + 1]
         for g in range(self.gamma):
-            self._residual(lev)
-            K.restrict_fw(lev.r, nxt.f, lev.act, self.per, self.sgn)
+            if lev.kappa is None and not lev.act[0]:
+                # 2-D: residual and full weighting in one pass, the fine residual never stored
+                rr = K.residual_restrict_laplacian_serial if lev.serial else K.residual_restrict_laplacian
+                rr(lev.u, lev.f, nxt.f, lev.c, lev.act, self.per, self.sgn, self.scale)
+            else:
+                self._residual(lev)
+                (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per, self.sgn)
             self._cycle(l + 1, True)
-            K.prolong_add(nxt.u, lev.u, lev.act, self.per, self.sgn)
+            (K.prolong_add_serial if nxt.serial and lev.serial else K.prolong_add)(
+                nxt.u, lev.u, lev.act, self.per, self.sgn)
             if g + 1 < self.gamma:   # W-cycle: smooth between the two coarse visits
                 for _ in range(self.post):
                     self._smooth(lev, False, (1, 0))
@@ -213,7 +233,21 @@ class GeometricMultigrid:
     def __call__(self, r, out):
         """``out = B r`` for one cycle from a zero initial guess."""
         top = self.levels[0]
-        top.f.ravel()[:] = r
-        self._cycle(0, True)
-        out[:] = top.u.ravel()
+        f, u = top.f, top.u
+        # work on the caller's arrays where they fit (no copy in, no copy out)
+        if (isinstance(r, np.ndarray) and r.dtype == self.dtype and r.flags.c_contiguous
+                and r.size == f.size):
+            top.f = r.reshape(f.shape)
+        else:
+            f.ravel()[:] = r
+        direct = (isinstance(out, np.ndarray) and out.dtype == self.dtype and out.flags.c_contiguous
+                  and out.size == u.size and not np.may_share_memory(out, top.f))
+        if direct:
+            top.u = out.reshape(u.shape)
+        try:
+            self._cycle(0, True)
+            if not direct:
+                out[:] = top.u.ravel()
+        finally:
+            top.f, top.u = f, u
         return out
