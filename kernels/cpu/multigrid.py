@@ -13,8 +13,15 @@ Kernels
     one colour of a red-black Gauss-Seidel sweep (red: ``(i0 + i1 + i2)`` even).  With
     ``first=True`` the sweep assumes a zero initial guess and writes every cell (the
     other colour to zero), which saves the pass that would clear ``u``.
+``gs_sweep_laplacian``
+    a full red-black sweep (both colours) in one pass over the rows, the second colour
+    lagging one row (one plane in 3-D); bit-for-bit the two half-sweeps.
 ``residual_laplacian`` / ``residual_diffusion``
-    ``r = f - scale * A u`` in one pass.
+    ``r = f - scale * A u`` in one pass (``residual_laplacian_fast``: the same with
+    vectorised unsigned-index rows; used by the cycle).
+``*_serial``
+    the same source compiled without ``parallel`` (small levels, where a parallel region
+    costs more than the work).
 ``prolong_add``
     ``fine += P coarse`` with cell-centred (bi/tri)linear interpolation: a fine cell takes
     3/4 of its parent and 1/4 of the parent's neighbour on its side along every coarsened
@@ -43,7 +50,9 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_diffusion",
-           "prolong_add", "restrict_fw", "rsub"]
+           "prolong_add", "restrict_fw", "rsub", "gs_sweep_laplacian", "gs_sweep_laplacian_serial",
+           "residual_laplacian_fast", "residual_laplacian_serial", "restrict_fw_serial",
+           "prolong_add_serial"]
 
 
 @njit(parallel=True, cache=True)
@@ -484,12 +493,11 @@ def restrict_fw(fine, coarse, act, per, sgn):
 # is done in a second parallel pass.
 
 @njit(inline="always", cache=True)
-def _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, st, zero, tmp):
+def _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, st, zero):
     """Update the cells ``j`` with ``j & 1 == st`` of one row (flat offsets in ``row``);
     ``zero``: every other-colour value is zero (first sweep from a zero guess; the other
     colour's cells of this row are then left with scratch values, which its own update,
-    reading only this colour, overwrites).  The interior is computed for every cell into
-    ``tmp`` (contiguous, vectorised) and merged by colour with a select."""
+    reading only this colour, overwrites)."""
     base = row[0]
     for e in range(2):
         j = 0 if e == 0 else n2 - 1
@@ -502,31 +510,29 @@ def _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, st, zero, tmp):
             uf[base + j] = (ff[base + j] * inv - off) / dg
         elif zero:
             uf[base + j] = 0.0   # read (with weight 0) as a padded-axis neighbour
-    one = np.uint64(1)
-    ub = np.uint64(base)
     idg = 1.0 / row[9]
+    ur = uf[base:base + n2]
+    fr = ff[base:base + n2]
     if zero:
         sc = inv * idg
-        for j in range(one, np.uint64(n2 - 1)):
-            uf[ub + j] = ff[ub + j] * sc
+        for j in range(1, n2 - 1):
+            ur[j] = fr[j] * sc
     else:
-        um0 = np.uint64(row[1])
-        up0 = np.uint64(row[3])
-        um1 = np.uint64(row[5])
-        up1 = np.uint64(row[7])
+        # row views and a non-negative stride-2 index: LLVM vectorises this loop
+        m0 = uf[row[1]:row[1] + n2]
+        p0 = uf[row[3]:row[3] + n2]
+        m1 = uf[row[5]:row[5] + n2]
+        p1 = uf[row[7]:row[7] + n2]
         wm0 = row[2]
         wp0 = row[4]
         wm1 = row[6]
         wp1 = row[8]
-        for j in range(one, np.uint64(n2 - 1)):
-            k = ub + j
-            off = (wm0 * uf[um0 + j] + wp0 * uf[up0 + j] + wm1 * uf[um1 + j] + wp1 * uf[up1 + j]
-                   + c2 * (uf[k - one] + uf[k + one]))
-            tmp[j] = (ff[k] * inv - off) * idg
-        ust = np.uint64(st)
-        for j in range(one, np.uint64(n2 - 1)):
-            k = ub + j
-            uf[k] = tmp[j] if (j & one) == ust else uf[k]
+        js = st if st >= 1 else 2
+        for h in range((n2 - js) // 2):
+            j = js + 2 * h
+            off = (wm0 * m0[j] + wp0 * p0[j] + wm1 * m1[j] + wp1 * p1[j]
+                   + c2 * (ur[j - 1] + ur[j + 1]))
+            ur[j] = (fr[j] * inv - off) * idg
 
 
 @njit(inline="always", cache=True)
@@ -551,28 +557,26 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first):
     for ch in prange(nch):
         lo = ch * nrows // nch
         hi = (ch + 1) * nrows // nch
-        tmp = np.empty(n2, dtype=u.dtype)
         for q in range(lo, hi):
             row = _lap_row(np.int64(q), n0, n1, n2, c0, c1, c2, per, sgn)
             i0 = q // n1
             i1 = q - i0 * n1
-            _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, (color + i0 + i1) & 1, first, tmp)
+            _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, (color + i0 + i1) & 1, first)
             p = q - L
             if p >= lo + L and p < hi - L:
                 rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
                 p0 = p // n1
                 p1 = p - p0 * n1
-                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False, tmp)
+                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False)
     for ch in prange(nch):
         lo = ch * nrows // nch
         hi = (ch + 1) * nrows // nch
-        tmp = np.empty(n2, dtype=u.dtype)
         for p in range(lo, hi):
             if p < lo + L or p >= hi - L:
                 rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
                 p0 = p // n1
                 p1 = p - p0 * n1
-                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False, tmp)
+                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False)
 
 
 def _named(fn, name):
@@ -632,77 +636,3 @@ residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_p
 residual_laplacian_serial = njit(cache=True)(_named(_residual_lap_py, "residual_laplacian_serial"))
 restrict_fw_serial = njit(cache=True)(_named(restrict_fw.py_func, "restrict_fw_serial"))
 prolong_add_serial = njit(cache=True)(_named(prolong_add.py_func, "prolong_add_serial"))
-
-
-@njit(inline="always", cache=True)
-def _res_lap_row(uf, ff, o, row, n2, c2, per2, slo, shi, scale):
-    """``o[:] = (f - scale * L u)`` on one row (flat offsets in ``row``), into a row buffer."""
-    one = np.uint64(1)
-    base = row[0]
-    ub = np.uint64(base)
-    um0 = np.uint64(row[1])
-    up0 = np.uint64(row[3])
-    um1 = np.uint64(row[5])
-    up1 = np.uint64(row[7])
-    wm0 = row[2]
-    wp0 = row[4]
-    wm1 = row[6]
-    wp1 = row[8]
-    dg = row[9]
-    for j in range(one, np.uint64(n2 - 1)):
-        k = ub + j
-        o[j] = ff[k] - scale * (wm0 * uf[um0 + j] + wp0 * uf[up0 + j] + wm1 * uf[um1 + j]
-                                + wp1 * uf[up1 + j] + c2 * (uf[k - one] + uf[k + one]) + dg * uf[k])
-    for e in range(2):
-        j = 0 if e == 0 else n2 - 1
-        if e == 1 and n2 == 1:
-            break
-        off, d = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
-        o[j] = ff[base + j] - scale * (off + d * uf[base + j])
-
-
-def _residual_restrict_lap_py(u, f, coarse, c, act, per, sgn, scale):
-    n0, n1, n2 = u.shape
-    m0, m1, m2 = coarse.shape
-    uf = u.reshape(u.size)
-    ff = f.reshape(f.size)
-    cf = coarse.reshape(coarse.size)
-    c0 = c[0]
-    c1 = c[1]
-    c2 = c[2]
-    per2 = per[2]
-    slo = sgn[2, 0]
-    shi = sgn[2, 1]
-    d = act[0] + act[1] + act[2]
-    rs = 1.0 / (1 << d)
-    for qq in prange(m0 * m1):
-        q = np.int64(qq)
-        I0 = q // m1
-        I1 = q - I0 * m1
-        cb = q * m2
-        tmp = np.empty(n2, dtype=u.dtype)
-        for I in range(m2):
-            cf[cb + I] = 0.0
-        t0 = _rtaps(I0, n0, act[0], per[0], sgn[0, 0], sgn[0, 1])
-        t1 = _rtaps(I1, n1, act[1], per[1], sgn[1, 0], sgn[1, 1])
-        for a in range(4):
-            ja, wa = _tap(t0, a)
-            if wa == 0.0:
-                continue
-            for b in range(4):
-                jb, wb = _tap(t1, b)
-                if wb == 0.0:
-                    continue
-                row = _lap_row(np.int64(ja * n1 + jb), n0, n1, n2, c0, c1, c2, per, sgn)
-                _res_lap_row(uf, ff, tmp, row, n2, c2, per2, slo, shi, scale)
-                _restrict_row(tmp, 0, cf, cb, m2, n2, rs * wa * wb, per2, slo, shi)
-
-
-residual_restrict_laplacian = njit(parallel=True, cache=True)(
-    _named(_residual_restrict_lap_py, "residual_restrict_laplacian"))
-residual_restrict_laplacian.__doc__ = """``coarse = P^T (f - scale * L u) / 2^d`` without storing the fine
-residual: each coarse row computes the residual rows it needs into a row buffer (a fine row
-is computed for both coarse rows that use it along axis 1; use it where axis 0 is not
-coarsened, i.e. 2-D grids, else the recomputation grows to 4x)."""
-residual_restrict_laplacian_serial = njit(cache=True)(
-    _named(_residual_restrict_lap_py, "residual_restrict_laplacian_serial"))

@@ -12,9 +12,11 @@ coarse correction and black->red after, so the V- and W-cycles are symmetric and
 an SPD operator, positive definite: a valid CG preconditioner.  The coarsest level is
 factorised (dense LU; pseudo-inverse when it is singular, e.g. pure Neumann).
 
-Cost of one V(1,1)-cycle on a 2D grid: about 6 stencil-apply equivalents on the finest
-level (two GS sweeps of two half-passes, the residual, restriction and prolongation)
-times 4/3 for the coarse levels (8/7 in 3D).
+Cost of one V(1,1)-cycle on a 2D grid: five passes over the finest level (two fused
+red-black sweeps, each both colours in one pass; the residual; restriction; prolongation)
+times 4/3 for the coarse levels (8/7 in 3D).  Measured (1 thread, 1024^2) the stride-2
+smoother loops are compute-bound at about one apply per colour, so a cycle costs about
+14 applies, not 5-6.  Levels of at most ``_SERIAL_CELLS`` cells run serial kernels.
 
 References: Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), ch. 2, 4 and sec. 5.7;
 Briggs, Henson, McCormick, *A Multigrid Tutorial*, 2nd ed. (2000); Wesseling (1992) ch. 5.
@@ -212,13 +214,10 @@ class GeometricMultigrid:
             lev.u[...] = 0.0
         nxt = self.levels[l + 1]
         for g in range(self.gamma):
-            if lev.kappa is None and not lev.act[0]:
-                # 2-D: residual and full weighting in one pass, the fine residual never stored
-                rr = K.residual_restrict_laplacian_serial if lev.serial else K.residual_restrict_laplacian
-                rr(lev.u, lev.f, nxt.f, lev.c, lev.act, self.per, self.sgn, self.scale)
-            else:
-                self._residual(lev)
-                (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per, self.sgn)
+            # (a fused residual + restriction that recomputes residual rows measured slower
+            # than these two passes: the residual pass runs at the stencil's bandwidth)
+            self._residual(lev)
+            (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per, self.sgn)
             self._cycle(l + 1, True)
             (K.prolong_add_serial if nxt.serial and lev.serial else K.prolong_add)(
                 nxt.u, lev.u, lev.act, self.per, self.sgn)
