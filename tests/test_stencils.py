@@ -318,23 +318,3 @@ def test_param_vjp_out_argument(rng):
     np.testing.assert_array_equal(gbuf, A.param_vjp(u, lam))
     with pytest.raises(js.errors.InvalidProblemError, match="^out:"):
         A.param_vjp(u, lam, out=np.empty(g.shape))
-
-
-@pytest.mark.parametrize("bc", [js.Dirichlet(0.5), js.Periodic(), js.Neumann(0.2)], ids=repr)
-def test_diffusion_chunking_is_bitwise_invariant(bc, rng):
-    """The 3-D kernel carries faces between planes within a chunk; any chunking gives the
-    same bits (and so does any thread count)."""
-    from jitsolve.kernels.cpu import stencil
-    g = js.Grid((20, 6, 7), bc=bc)
-    D = js.Diffusion(g, np.exp(rng.uniform(-2, 2, g.shape)))
-    u = rng.standard_normal(g.shape)
-    ref = D.to_csr() @ u.ravel()
-    outs = []
-    for nch in (0, 1, 2, 3, 7, 120):
-        out = np.empty(g.shape)
-        stencil.diffusion_apply(u, D.kappa, out, D._c, D._per, D._sgn, nch)
-        outs.append(out)
-    for out in outs[1:]:
-        np.testing.assert_array_equal(out, outs[0])
-    np.testing.assert_allclose(outs[0].ravel(), ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
-    np.testing.assert_array_equal(D.apply(u), outs[0])

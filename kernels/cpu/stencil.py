@@ -138,48 +138,33 @@ def laplacian_apply(u, out, c, per, sgn):
 # sees bit-for-bit the same face value whichever way it was computed.
 
 @njit(inline="always", cache=True)
-def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, fx, flo, fhi, f0, o, n2, s0, t0, s1, t1,
-              per2, sl, sh, c0, c1, c2, use0, carry0):
-    # f0: this row's slot of the plane buffer of axis-0 faces.  On entry (carry0) it holds
-    # the face with the previous plane, computed there as that plane's upper face; on
-    # exit it holds this row's upper face, for the next plane.
+def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, fx, flo, fhi, o, n2, s0, t0, s1, t1,
+              per2, sl, sh, c0, c1, c2, use0):
     for j in range(1, n2 - 1):
         x = ur[j]
         acc = (c2 * (fx[j - 1] * (ur[j - 1] - x) + fx[j] * (ur[j + 1] - x))
                + c1 * (flo[j] * (s1 * um1[j] - x) + fhi[j] * (t1 * up1[j] - x)))
         if use0:
             kx = kr[j]
-            lo0 = f0[j] if carry0 else _harm(kx, km0[j])
-            hi0 = _harm(kx, kp0[j])
-            f0[j] = hi0
-            acc += c0 * (lo0 * (s0 * um0[j] - x) + hi0 * (t0 * up0[j] - x))
+            acc += c0 * (_harm(kx, km0[j]) * (s0 * um0[j] - x) + _harm(kx, kp0[j]) * (t0 * up0[j] - x))
         o[j] = acc
     for j in (0, n2 - 1):
         a2, s2, _g = _lo(j, n2, per2, sl)
         b2, t2, _h = _hi(j, n2, per2, sh)
         x = ur[j]
         kx = kr[j]
-        acc = (c1 * (flo[j] * (s1 * um1[j] - x) + fhi[j] * (t1 * up1[j] - x))
-               + c2 * (_harm(kx, kr[a2]) * (s2 * ur[a2] - x) + _harm(kx, kr[b2]) * (t2 * ur[b2] - x)))
-        if use0:
-            lo0 = f0[j] if carry0 else _harm(kx, km0[j])
-            hi0 = _harm(kx, kp0[j])
-            f0[j] = hi0
-            acc += c0 * (lo0 * (s0 * um0[j] - x) + hi0 * (t0 * up0[j] - x))
-        o[j] = acc
+        o[j] = (c0 * (_harm(kx, km0[j]) * (s0 * um0[j] - x) + _harm(kx, kp0[j]) * (t0 * up0[j] - x))
+                + c1 * (flo[j] * (s1 * um1[j] - x) + fhi[j] * (t1 * up1[j] - x))
+                + c2 * (_harm(kx, kr[a2]) * (s2 * ur[a2] - x) + _harm(kx, kr[b2]) * (t2 * ur[b2] - x)))
 
 
 @njit(parallel=True, cache=True)
-def diffusion_apply(u, k, out, c, per, sgn, nch=0):
+def diffusion_apply(u, k, out, c, per, sgn):
     """``out = D(k) u`` for ``div(k grad u)`` with harmonic face averages of ``k``.
 
     ``(D u)_i = sum_faces c_a k_f (s u_nb - u_i)``, ``k_f = 2 k_i k_nb / (k_i + k_nb)``;
     at a non-periodic boundary the ghost cell has ``k_nb = k_i`` and value ``s u_i``.
     The matrix is symmetric, so this kernel is also the transpose.
-
-    ``nch`` row chunks (default: up to 256).  In 3-D, chunks of several planes carry
-    the axis-0 faces from plane to plane; the face values are bitwise the same either
-    way (the harmonic mean is symmetric), so ``nch`` never changes the result.
     """
     n0, n1, n2 = u.shape
     c0 = c[0]
@@ -187,15 +172,12 @@ def diffusion_apply(u, k, out, c, per, sgn, nch=0):
     c2 = c[2]
     use0 = c0 != 0.0
     nrows = n0 * n1
-    if nch <= 0:
-        nch = _nchunks(nrows)
-    nch = min(nch, nrows)
+    nch = _nchunks(nrows)
     for ch in prange(nch):
         lo, hi = _chunk(ch, nch, nrows)
         fx = np.empty(n2)
         flo = np.empty(n2)
         fhi = np.empty(n2)
-        f0 = np.empty((n1 if use0 else 1, n2))
         for r in range(lo, hi):
             i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
                 _neighbours(r, n0, n1, per, sgn)
@@ -212,18 +194,13 @@ def diffusion_apply(u, k, out, c, per, sgn, nch=0):
             for j in range(n2):
                 fhi[j] = _harm(kr[j], kp1[j])
             if use0:
-                if i0 > 0 and r - n1 >= lo:
-                    _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
-                              u[i0, b1], fx, flo, fhi, f0[i1], out[i0, i1], n2, s0, t0, s1, t1,
-                              per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, True, True)
-                else:
-                    _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
-                              u[i0, b1], fx, flo, fhi, f0[i1], out[i0, i1], n2, s0, t0, s1, t1,
-                              per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, True, False)
+                _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
+                          u[i0, b1], fx, flo, fhi, out[i0, i1], n2, s0, t0, s1, t1, per[2],
+                          sgn[2, 0], sgn[2, 1], c0, c1, c2, True)
             else:
                 _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
-                          u[i0, b1], fx, flo, fhi, f0[0], out[i0, i1], n2, s0, t0, s1, t1, per[2],
-                          sgn[2, 0], sgn[2, 1], c0, c1, c2, False, False)
+                          u[i0, b1], fx, flo, fhi, out[i0, i1], n2, s0, t0, s1, t1, per[2],
+                          sgn[2, 0], sgn[2, 1], c0, c1, c2, False)
 
 
 @njit(inline="always", cache=True)

@@ -15,15 +15,6 @@ from .operators import GridOperator, _boundary_faces, kernel_module
 __all__ = ["Laplacian", "Diffusion", "Advection"]
 
 
-def _plane_chunks(grid):
-    """Row chunks for the 3-D kernels: a few per thread, each several planes long, so that
-    faces between planes are carried instead of recomputed (0: the kernel's default)."""
-    if grid.ndim < 3 or grid.shape[0] < 16:
-        return 0
-    import numba
-    return min(grid.shape[0] // 4, 4 * numba.get_num_threads())
-
-
 def _harm(a, b):
     return 2.0 * a * b / (a + b)
 
@@ -135,8 +126,7 @@ class Diffusion(GridOperator):
         self._per, self._sgn = self._kernel_bc()
 
     def _apply3(self, u3, out3):
-        kernel_module(self.backend).diffusion_apply(u3, self._k3, out3, self._c, self._per, self._sgn,
-                                                    _plane_chunks(self.grid))
+        kernel_module(self.backend).diffusion_apply(u3, self._k3, out3, self._c, self._per, self._sgn)
 
     def param_vjp(self, u, lam, out=None):
         u, lam = _check_real_pair(self, u, lam)
