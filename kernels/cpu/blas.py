@@ -182,19 +182,37 @@ def xpay(x, a, y):
         y[i] = x[i] + a * y[i]
 
 
+@njit(inline="always", cache=True)
+def _cg_step(alpha, p, ap, x, r, i):
+    x[i] += alpha * p[i]
+    ri = r[i] - alpha * ap[i]
+    r[i] = ri
+    return abs(ri) ** 2
+
+
 @njit(parallel=True, cache=True)
 def _cg_update(alpha, p, ap, x, r):
     n = x.size
     nb = _nblocks(n)
     part = np.zeros(nb)
     for b in prange(nb):
-        s = 0.0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            x[i] += alpha * p[i]
-            ri = r[i] - alpha * ap[i]
-            r[i] = ri
-            s += abs(ri) ** 2
-        part[b] = s
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        i = lo
+        while i + 3 < hi:   # four accumulators, as in sumsq: the adds overlap
+            s0 += _cg_step(alpha, p, ap, x, r, i)
+            s1 += _cg_step(alpha, p, ap, x, r, i + 1)
+            s2 += _cg_step(alpha, p, ap, x, r, i + 2)
+            s3 += _cg_step(alpha, p, ap, x, r, i + 3)
+            i += 4
+        while i < hi:
+            s0 += _cg_step(alpha, p, ap, x, r, i)
+            i += 1
+        part[b] = (s0 + s1) + (s2 + s3)
     total = 0.0
     for b in range(nb):
         total += part[b]
