@@ -49,6 +49,8 @@ import types
 import numpy as np
 from numba import njit, prange
 
+from .stencil import _harm, _hi, _lo
+
 __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_diffusion",
            "prolong_add", "restrict_fw", "rsub", "gs_sweep_laplacian", "gs_sweep_laplacian_serial",
            "residual_laplacian_fast", "residual_laplacian_serial", "restrict_fw_serial",
@@ -62,27 +64,6 @@ def rsub(f, r):
         r[i] = f[i] - r[i]
 
 
-@njit(inline="always", cache=True)
-def _nb(i, n, per, s, up):
-    """Neighbour of ``i`` (below, or above when ``up``): (index, ghost sign, is_ghost)."""
-    if up:
-        if i < n - 1:
-            return i + 1, 1.0, False
-        if per:
-            return 0, 1.0, False
-        return i, s, True
-    if i > 0:
-        return i - 1, 1.0, False
-    if per:
-        return n - 1, 1.0, False
-    return i, s, True
-
-
-@njit(inline="always", cache=True)
-def _harm(a, b):
-    return 2.0 * a * b / (a + b)
-
-
 # ------------------------------------------------------------------ Laplacian level
 @njit(inline="always", cache=True)
 def _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn):
@@ -93,10 +74,10 @@ def _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn):
     i1 = q - i0 * n1
     base = q * n2
     dg = -2.0 * (c0 + c1 + c2)
-    a0, s0, g0 = _nb(i0, n0, per[0], sgn[0, 0], False)
-    b0, t0, h0 = _nb(i0, n0, per[0], sgn[0, 1], True)
-    a1, s1, g1 = _nb(i1, n1, per[1], sgn[1, 0], False)
-    b1, t1, h1 = _nb(i1, n1, per[1], sgn[1, 1], True)
+    a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
+    b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
+    a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
+    b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
     wm0 = c0
     wp0 = c0
     wm1 = c1
@@ -129,8 +110,8 @@ def _lap_end(uf, row, j, n2, c2, per2, slo, shi):
     base = row[0]
     dg = row[9]
     off = _lap_off(uf, row, j)
-    a, s, g = _nb(j, n2, per2, slo, False)
-    b, t, h = _nb(j, n2, per2, shi, True)
+    a, s, g = _lo(j, n2, per2, slo)
+    b, t, h = _hi(j, n2, per2, shi)
     if g:
         dg += c2 * s
     else:
@@ -233,12 +214,12 @@ def residual_laplacian(u, f, r, c, per, sgn, scale):
 @njit(inline="always", cache=True)
 def _dif_parts(u, k, i0, i1, j, n0, n1, n2, c0, c1, c2, per, sgn):
     """Off-diagonal sum and diagonal of ``D(k)`` at cell (i0, i1, j)."""
-    a0, s0, g0 = _nb(i0, n0, per[0], sgn[0, 0], False)
-    b0, t0, h0 = _nb(i0, n0, per[0], sgn[0, 1], True)
-    a1, s1, g1 = _nb(i1, n1, per[1], sgn[1, 0], False)
-    b1, t1, h1 = _nb(i1, n1, per[1], sgn[1, 1], True)
-    a2, s2, g2 = _nb(j, n2, per[2], sgn[2, 0], False)
-    b2, t2, h2 = _nb(j, n2, per[2], sgn[2, 1], True)
+    a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
+    b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
+    a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
+    b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
+    a2, s2, g2 = _lo(j, n2, per[2], sgn[2, 0])
+    b2, t2, h2 = _hi(j, n2, per[2], sgn[2, 1])
     kx = k[i0, i1, j]
     off = 0.0 * u[i0, i1, j]
     dg = 0.0
