@@ -324,8 +324,10 @@ def remake(prob, **changes):
     if cls is SplitODEProblem:
         return SplitODEProblem(fields["L"], fields["f"], fields["u0"], fields["tspan"], fields["p"])
     if cls is SDEProblem:
+        # diagonal/scalar noise derive nbrownian from u0: keep it only when asked for
+        nb = fields["nbrownian"] if (fields["noise"] == "general" or "nbrownian" in changes) else None
         return SDEProblem(fields["f"], fields["g"], fields["u0"], fields["tspan"], fields["p"],
-                          noise=fields["noise"], nbrownian=fields["nbrownian"],
+                          noise=fields["noise"], nbrownian=nb,
                           interpretation=fields["interpretation"])
     if cls is LinearProblem:
         return LinearProblem(fields["A"], fields["b"], x0=fields["x0"])

@@ -198,6 +198,13 @@ def test_remake():
     sp = js.remake(js.SDEProblem(lotka, sigma, [1.0, 1.0], (0, 1), P), tspan=(0, 2))
     assert sp.tspan == (0.0, 2.0)
 
+    def decay_all(du, u, p, t):
+        for i in range(u.size):
+            du[i] = -u[i]
+    sde = js.SDEProblem(decay_all, sigma, [1.0, 1.0], (0, 1))
+    bigger = js.remake(sde, u0=[1.0, 2.0, 3.0])          # diagonal noise follows u0
+    assert bigger.nbrownian == 3
+
 
 # ------------------------------------------------------------------- solve & registry
 class Toy(js.LinearAlgorithm):
