@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from ...kernels.cpu import blas
-from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, start,
-                     target, true_residual)
+from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
+                     start, target, true_residual)
 
 __all__ = ["bicgstab"]
 
@@ -85,17 +85,9 @@ def bicgstab(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=N
         blas.axpy(omega, sh, x)
         blas.axpy(-omega, t, r)
         rnorm = blas.nrm2(r)
-        if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
-            rnorm = true_residual(matvec, b, x, r, tmp)
-            if rnorm <= tol:
-                mon.history.append(rnorm)
-                status = SUCCESS
-                break
-        if not math.isfinite(rnorm):
-            status = BREAKDOWN
-            break
-        if mon(it, x, rnorm):
-            status = TERMINATED
+        rnorm, stop, _ = check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon)
+        if stop is not None:
+            status = stop
             break
         if omega == 0.0:
             status = BREAKDOWN

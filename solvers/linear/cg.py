@@ -19,8 +19,8 @@ import math
 import numpy as np
 
 from ...kernels.cpu import blas, krylov
-from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, finite,
-                     start, target, true_residual)
+from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
+                     finite, start, target, true_residual)
 
 __all__ = ["cg"]
 
@@ -82,18 +82,11 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
         rr = update(alpha, p, ap, x, r)
         it += 1
         rnorm = math.sqrt(rr)
-        if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
-            rnorm = true_residual(matvec, b, x, r, ap)
+        rnorm, stop, recomputed = check(it, rnorm, tol, recompute, matvec, b, x, r, ap, mon)
+        if recomputed:
             rr = rnorm * rnorm
-            if rnorm <= tol:
-                mon.history.append(rnorm)
-                status = SUCCESS
-                break
-        if not math.isfinite(rnorm):
-            status = BREAKDOWN
-            break
-        if mon(it, x, rnorm):
-            status = TERMINATED
+        if stop is not None:
+            status = stop
             break
         if precond is not None:
             precond(r, z)

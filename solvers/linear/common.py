@@ -7,7 +7,7 @@ import numpy as np
 from ...kernels.cpu import blas
 
 __all__ = ["KrylovResult", "SUCCESS", "MAXITERS", "BREAKDOWN", "TERMINATED", "FAILURE",
-           "target", "true_residual", "Monitor"]
+           "target", "true_residual", "check", "Monitor"]
 
 SUCCESS = "Success"
 MAXITERS = "MaxIters"
@@ -31,6 +31,29 @@ def true_residual(matvec, b, x, r, tmp):
     matvec(x, tmp)
     np.subtract(b, tmp, out=r)
     return blas.nrm2(r)
+
+
+def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon):
+    """The end-of-iteration test shared by the Krylov loops.
+
+    The recursive residual norm ``rnorm`` is replaced by the true one when it meets the
+    tolerance, every ``recompute`` iterations, or when it is not finite; success is
+    declared on the true residual only.  Returns ``(rnorm, status, recomputed)`` with
+    ``status`` None to go on, else SUCCESS, BREAKDOWN (non-finite) or TERMINATED
+    (the monitor's callback asked to stop).
+    """
+    recomputed = False
+    if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
+        rnorm = true_residual(matvec, b, x, r, tmp)
+        recomputed = True
+        if rnorm <= tol:
+            mon.history.append(rnorm)
+            return rnorm, SUCCESS, recomputed
+    if not math.isfinite(rnorm):
+        return rnorm, BREAKDOWN, recomputed
+    if mon(it, x, rnorm):
+        return rnorm, TERMINATED, recomputed
+    return rnorm, None, recomputed
 
 
 def start(matvec, b, x0, dtype):

@@ -20,8 +20,8 @@ from collections import deque
 import numpy as np
 
 from ...kernels.cpu import blas, krylov
-from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, start,
-                     target, true_residual)
+from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
+                     start, target, true_residual)
 
 __all__ = ["fcg"]
 
@@ -73,17 +73,9 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
         rr = update(alpha, p, ap, x, r)
         it += 1
         rnorm = math.sqrt(rr)
-        if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
-            rnorm = true_residual(matvec, b, x, r, tmp)
-            if rnorm <= tol:
-                mon.history.append(rnorm)
-                status = SUCCESS
-                break
-        if not math.isfinite(rnorm):
-            status = BREAKDOWN
-            break
-        if mon(it, x, rnorm):
-            status = TERMINATED
+        rnorm, stop, _ = check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon)
+        if stop is not None:
+            status = stop
             break
         if restart and it % restart == 0:
             for pj, apj, _ in stored:
