@@ -27,6 +27,8 @@ from .losses import L2Loss, Loss
 from .gradient import gradient
 from .linear import (AMG, CG, BiCGSTAB, Chebyshev, Direct, FlexibleCG, GMRES, Jacobi,
                      Multigrid)
+from .ode import (DP5, RK4, ContinuousCallback, DiscreteCallback, Euler, ExplicitRK, Tsit5,
+                  Vern7)
 
 __all__ = [
     "__version__", "errors", "grid",
@@ -40,5 +42,7 @@ __all__ = [
     "Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
     "Laplacian", "Diffusion", "Advection",
     "Loss", "L2Loss", "gradient",
+    "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ExplicitRK", "ContinuousCallback",
+    "DiscreteCallback",
     "CG", "FlexibleCG", "BiCGSTAB", "GMRES", "Direct", "Jacobi", "Chebyshev", "Multigrid", "AMG",
 ]

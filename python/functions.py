@@ -10,7 +10,8 @@ import inspect
 
 from .errors import CompileError, InvalidProblemError
 
-__all__ = ["ODEFunction", "compile_user_function", "is_numba_function"]
+__all__ = ["ODEFunction", "compile_user_function", "compile_cfunc", "is_numba_function",
+           "SIGNATURES"]
 
 
 def is_numba_function(f):
@@ -25,6 +26,23 @@ def is_numba_function(f):
 def _describe(f):
     name = getattr(f, "__name__", None) or getattr(getattr(f, "py_func", None), "__name__", None)
     return name or repr(f)
+
+
+def _check_arity(f, argname, nargs):
+    if not callable(f):
+        raise InvalidProblemError(f"{argname}: expected a function, got {type(f).__name__}")
+    py = f.py_func if is_numba_function(f) else f
+    try:
+        params = inspect.signature(py).parameters
+    except (TypeError, ValueError):
+        params = None  # builtins without a signature: let Numba decide
+    if params is not None:
+        positional = [p for p in params.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) != nargs and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
+            raise InvalidProblemError(
+                f"{argname}: {_describe(f)} takes {len(positional)} arguments; expected {nargs} "
+                f"(in-place form, e.g. {argname}(du, u, p, t))")
 
 
 def compile_user_function(f, argname, signature, *, nargs=4):
@@ -43,20 +61,7 @@ def compile_user_function(f, argname, signature, *, nargs=4):
     """
     import numba
 
-    if not callable(f):
-        raise InvalidProblemError(f"{argname}: expected a function, got {type(f).__name__}")
-    py = f.py_func if is_numba_function(f) else f
-    try:
-        params = inspect.signature(py).parameters
-    except (TypeError, ValueError):
-        params = None  # builtins without a signature: let Numba decide
-    if params is not None:
-        positional = [p for p in params.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if len(positional) != nargs and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
-            raise InvalidProblemError(
-                f"{argname}: {_describe(f)} takes {len(positional)} arguments; expected {nargs} "
-                f"(in-place form, e.g. {argname}(du, u, p, t))")
+    _check_arity(f, argname, nargs)
     disp = f if is_numba_function(f) else numba.njit(cache=False)(f)
     try:
         disp.compile(signature)
@@ -69,7 +74,55 @@ def compile_user_function(f, argname, signature, *, nargs=4):
 
 
 F_SIGNATURE = "void(float64[::1], float64[::1], float64[::1], float64)"
-F_SIGNATURE_COMPLEX = "void(complex128[::1], complex128[::1], float64[::1], float64)"
+# complex twin for complex-step derivatives: complex state *and* parameters, so that
+# both J_u and J_p columns come from one kind of evaluation
+F_SIGNATURE_COMPLEX = "void(complex128[::1], complex128[::1], complex128[::1], float64)"
+
+#: fixed signatures of every user function that crosses into compiled loops
+SIGNATURES = {
+    "f": F_SIGNATURE,
+    "f_complex": F_SIGNATURE_COMPLEX,
+    "jac": "void(float64[:, ::1], float64[::1], float64[::1], float64)",
+    "paramjac": "void(float64[:, ::1], float64[::1], float64[::1], float64)",
+    "vjp": ("void(float64[::1], float64[::1], float64[::1], float64[::1], "
+            "float64[::1], float64)"),
+    # callbacks: condition(u, t, p) -> float, affect(u, t, p) modifies u in place
+    "condition": "float64(float64[::1], float64, float64[::1])",
+    "affect": "void(float64[::1], float64, float64[::1])",
+    # SDE diffusion for noise="general": g(G, u, p, t) writes the n x nbrownian matrix
+    "g_general": "void(float64[:, ::1], float64[::1], float64[::1], float64)",
+}
+
+_CFUNC_CACHE = {}
+
+
+def compile_cfunc(f, argname, kind, *, nargs=4):
+    """Compile ``f`` as a Numba ``cfunc`` with the fixed signature ``SIGNATURES[kind]``.
+
+    Compiled integration loops take user functions as first-class function values of
+    these few signatures, so each loop is compiled and disk-cached once for every user
+    function (see DESIGN.md, "The user-function boundary").  The cfunc is disk-cached
+    too where Numba can (a function defined in a file); a function Numba cannot
+    compile raises :class:`CompileError` naming it.
+    """
+    import numba
+
+    key = (id(f), kind)
+    hit = _CFUNC_CACHE.get(key)
+    if hit is not None and hit[0] is f:
+        return hit[1]
+    sig = SIGNATURES[kind]
+    _check_arity(f, argname, nargs)
+    py = f.py_func if is_numba_function(f) else f
+    try:
+        cf = numba.cfunc(sig, cache=True)(py)
+    except Exception:
+        # not cacheable (interactive, closure) or not compilable: the njit path below
+        # raises CompileError naming the function when Numba cannot compile it
+        compile_user_function(f, argname, sig, nargs=nargs)
+        cf = numba.cfunc(sig)(py)
+    _CFUNC_CACHE[key] = (f, cf)
+    return cf
 
 
 class ODEFunction:
@@ -140,6 +193,12 @@ class ODEFunction:
             elif kind == "paramjac":
                 sig = "void(float64[:, ::1], float64[::1], float64[::1], float64)"
                 self._compiled[key] = compile_user_function(self.paramjac, "paramjac", sig)
+            elif kind in ("f_cfunc", "f_complex_cfunc", "jac_cfunc", "vjp_cfunc",
+                          "paramjac_cfunc"):
+                base = kind[:-6]
+                fn = self.f if base.startswith("f") else getattr(self, base)
+                self._compiled[key] = compile_cfunc(fn, base.split("_")[0], base,
+                                                    nargs=6 if base == "vjp" else 4)
             elif kind == "vjp":
                 sig = ("void(float64[::1], float64[::1], float64[::1], float64[::1], "
                        "float64[::1], float64)")
@@ -147,6 +206,11 @@ class ODEFunction:
             else:
                 raise ValueError(kind)
         return self._compiled[key]
+
+    def cfunc(self, kind="f"):
+        """The first-class (cfunc) form of ``f`` (kind "f"), its complex twin ("f_complex"),
+        or of ``jac``/``vjp``/``paramjac``, compiled on first use."""
+        return self.compiled(kind + "_cfunc")
 
     def __call__(self, du, u, p, t):
         return self.compiled("f")(du, u, p, t)

@@ -64,7 +64,10 @@ def _as_rhs(f, name, u0):
         raise InvalidProblemError(
             f"{name}: expected a function f(du, u, p, t), a js.ODEFunction or a grid operator, "
             f"got {type(f).__name__}")
-    F.compiled("f", complex_state=np.iscomplexobj(u0))   # fail now, naming the function
+    if np.iscomplexobj(u0):
+        F.compiled("f", complex_state=True)   # fail now, naming the function
+    else:
+        F.cfunc("f")                          # the form compiled loops take; fails naming f
     return F
 
 
@@ -187,6 +190,7 @@ class SDEProblem(AbstractProblem):
             raise InvalidProblemError(f"g: expected a function g(gu, u, p, t), got {type(g).__name__}")
         sig = ("void(float64[:, ::1], float64[::1], float64[::1], float64)" if self.noise == "general"
                else "void(float64[::1], float64[::1], float64[::1], float64)")
+        self._g_raw = g   # the raw function, for the first-class (cfunc) form
         self.g = compile_user_function(g, "g", sig)
 
 

@@ -1,0 +1,486 @@
+"""Explicit Runge-Kutta integration loops driven by tableau arrays (CPU, Numba).
+
+One compiled function runs the whole integration (every step, step-size control,
+saving, events); the method is data (``C, A, B, BERR`` and the dense-output weights),
+the right-hand side a tuple of first-class functions (:mod:`.rhs`).  So one compiled
+loop, cached on disk, serves every explicit method and every user function.
+
+Arguments are packed in tuples:
+
+``tab = (C, A, B, BERR, fsal, BTH, CX, AX, q)``
+    Butcher tableau; ``BERR = B - Bhat``; ``BTH[i, j]`` the coefficient of
+    ``theta^(j+1)`` in the dense-output weight ``b_i(theta)``; ``CX, AX`` the extra
+    stages some interpolants need (Verner), computed only for dense output and events;
+    ``q`` the order the controller uses (lowest order of the pair + 1).
+``ctrl = (rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, beta1, beta2, safety, qmin, qmax)``
+``stops``
+    times the steps land on exactly, in the direction of integration, ending at ``t1``
+    (``tstops``, ``saveat`` times, and ``t1``).
+``save = (every, savet, dense)``
+    ``every``: save the initial point and every step; else save exactly at ``savet``
+    (all of them are stops).  ``dense``: keep each step's stages for interpolation.
+``cb = (ccond, caffect, has_c, c_terminate, c_direction, has_caffect, dcond, daffect, has_d, cbp)``
+    one continuous callback (event located by root finding on the dense output, then the
+    step is redone to land on it exactly) and one discrete callback (checked after each
+    step); ``cbp`` the parameters handed to them.
+
+Return codes: 0 Success, 1 Terminated, 2 MaxIters, 3 DtLessThanMin, 4 Unstable,
+5 InitialFailure.
+
+References
+----------
+Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.4 (step control, initial step),
+II.6 (dense output); Hairer, Wanner, *Solving ODEs II* (1996), IV.2 (PI control);
+Shampine, Thompson, *Event location for ODEs* (2000) for the Illinois root finder.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .rhs import eval_rhs
+from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
+
+__all__ = ["erk_solve", "erk_ensemble", "rk_step", "dense_eval", "RC_SUCCESS", "RC_TERMINATED",
+           "RC_MAXITERS", "RC_DTMIN", "RC_UNSTABLE", "RC_INITIAL"]
+
+RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
+
+# states at least this large get their vector updates split across threads
+PARALLEL_N = 32768
+# interpolant samples per step when looking for a sign change of an event condition
+NSAMPLE = 4
+
+
+@njit(parallel=True, cache=True)
+def _combine_par(out, u, ks, coef, nst, h):
+    n = u.size
+    for i in prange(n):
+        acc = 0.0
+        for j in range(nst):
+            acc += coef[j] * ks[j, i]
+        out[i] = u[i] + h * acc
+
+
+@njit(inline="always", cache=True)
+def combine_serial(out, u, ks, coef, nst, h):
+    """``out = u + h * sum_{j < nst} coef[j] * ks[j]``, one thread (small states)."""
+    n = u.size
+    for i in range(n):
+        acc = 0.0
+        for j in range(nst):
+            acc += coef[j] * ks[j, i]
+        out[i] = u[i] + h * acc
+
+
+@njit(cache=True)
+def combine(out, u, ks, coef, nst, h):
+    """``out = u + h * sum_{j < nst} coef[j] * ks[j]``; threads share large states."""
+    if u.size >= PARALLEL_N:
+        _combine_par(out, u, ks, coef, nst, h)
+    else:
+        combine_serial(out, u, ks, coef, nst, h)
+
+
+@njit(cache=True)
+def _rk_step_large(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp):
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    s = B.size
+    last = s - 1 if fsal else s
+    for i in range(1, last):
+        _combine_par(ytmp, u, ks, A[i], i, h)
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], ytmp, t + C[i] * h)
+    _combine_par(unew, u, ks, B, last, h)
+    if fsal:
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[s - 1], unew, t + h)
+
+
+@njit(inline="always", cache=True)
+def rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid):
+    """One explicit RK step of signed size ``h`` from ``(t, u)`` into ``unew``.
+
+    ``f .. tmp`` are the members of the right-hand-side tuple (:mod:`.rhs`).
+    ``ks[0]`` holds ``f(u, t)`` when ``k0_valid``; on return ``ks[:s]`` hold the stages
+    (for an FSAL method ``ks[s-1] = f(unew, t + h)``).  Returns the number of ``f`` calls.
+    """
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    s = B.size
+    nf = 0
+    if not k0_valid:
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[0], u, t)
+        nf += 1
+    last = s - 1 if fsal else s
+    if u.size >= PARALLEL_N:
+        _rk_step_large(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp)
+        return nf + s - 1
+    for i in range(1, last):
+        combine_serial(ytmp, u, ks, A[i], i, h)
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], ytmp, t + C[i] * h)
+        nf += 1
+    combine_serial(unew, u, ks, B, last, h)
+    if fsal:
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[s - 1], unew, t + h)
+        nf += 1
+    return nf
+
+
+@njit(inline="always", cache=True)
+def extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp):
+    """Stages ``s .. s+e-1`` of an interpolant that needs more than the step's stages."""
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    s = B.size
+    for r in range(CX.size):
+        combine(ytmp, u, ks, AX[r], s + r, h)
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[s + r], ytmp, t + CX[r] * h)
+    return CX.size
+
+
+@njit(cache=True)
+def dense_eval(out, u, ks, BTH, theta, h):
+    """``out = u + h * sum_i b_i(theta) ks[i]`` with ``b_i(theta) = sum_j BTH[i, j] theta^(j+1)``."""
+    sd, d = BTH.shape
+    w = np.zeros(sd)
+    for i in range(sd):
+        acc = 0.0
+        th = theta
+        for j in range(d):
+            acc += BTH[i, j] * th
+            th *= theta
+        w[i] = acc
+    combine(out, u, ks, w, sd, h)
+
+
+@njit(cache=True)
+def _grow_rows(a, need):
+    if need <= a.shape[0]:
+        return a
+    cap = max(need, 2 * a.shape[0])
+    b = np.empty((cap,) + a.shape[1:], a.dtype)
+    b[:a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _grow(a, need):
+    if need <= a.size:
+        return a
+    b = np.empty(max(need, 2 * a.size), a.dtype)
+    b[:a.size] = a
+    return b
+
+
+@njit(cache=True)
+def _crossed(g0, g1, direction):
+    if direction >= 0 and g0 < 0.0 and g1 >= 0.0:
+        return True
+    if direction <= 0 and g0 > 0.0 and g1 <= 0.0:
+        return True
+    return False
+
+
+@njit(cache=True)
+def _locate(cond, cbp, u, t, h, ks, BTH, a, b, ga, gb, work):
+    """Root of ``cond`` in ``theta in [a, b]`` on the step's interpolant, by the Illinois
+    method (modified regula falsi); returns the end of the final bracket past the root."""
+    side = 0
+    tol = 4.0 * 2.220446049250313e-16 * max(abs(t), abs(t + h), 1.0) / max(abs(h), 1e-300)
+    x = 1.0
+    for _ in range(200):
+        x = (a * gb - b * ga) / (gb - ga)
+        if not (x > a and x < b):
+            x = 0.5 * (a + b)
+        dense_eval(work, u, ks, BTH, x, h)
+        gx = cond(work, t + x * h, cbp)
+        if gx == 0.0:
+            return x
+        if (gx > 0.0) == (gb > 0.0):
+            b, gb = x, gx
+            if side == -1:
+                ga *= 0.5
+            side = -1
+        else:
+            a, ga = x, gx
+            if side == 1:
+                gb *= 0.5
+            side = 1
+        if b - a <= tol:
+            break
+    return b
+
+
+@njit(cache=True)
+def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
+    """Integrate from ``(t0, u0)`` to ``stops[-1]``; see the module docstring.
+
+    Returns ``(ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev,
+    stats, retcode, t, u)`` where ``steps_t/steps_h`` are the accepted steps (their
+    start times and signed sizes), ``dus/dks`` the dense-output data per step (empty
+    unless ``save[2]``), ``stats = [nf, njac, nsolve, naccept, nreject]``.
+    """
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, beta1, beta2, safety, qmin, qmax = ctrl
+    every, savet, dense = save
+    ccond, caffect, has_c, c_term, c_dir, has_caffect, dcond, daffect, has_d, cbp = cb
+    f, p, lin, plin, haslin, tmp = rhs
+    n = u0.size
+    s = B.size
+    ns = s + CX.size
+    t1 = stops[-1]
+    tdir = 1.0 if t1 >= t0 else -1.0
+
+    u = u0.copy()
+    unew = np.empty(n)
+    ytmp = np.empty(n)
+    ks = np.zeros((ns, n))
+    stats = np.zeros(5, np.int64)
+
+    cap = max(cap, 2)
+    ts = np.empty(cap)
+    us = np.empty((cap, n))
+    nsave = 0
+    steps_t = np.empty(cap)
+    steps_h = np.empty(cap)
+    nsteps = 0
+    dcap = cap if dense else 0
+    dus = np.empty((dcap, n))
+    dks = np.empty((dcap, BTH.shape[0], n))
+    ev_t = np.empty(4)
+    ev_u = np.empty((4, n))
+    nev = 0
+
+    t = t0
+    isave = 0
+    if every:
+        ts[0] = t0
+        us[0] = u
+        nsave = 1
+    elif savet.size > 0 and savet[0] == t0:
+        ts[0] = t0
+        us[0] = u
+        nsave = 1
+        isave = 1
+
+    eval_rhs(f, p, lin, plin, haslin, tmp, ks[0], u, t)
+    stats[0] += 1
+    for i in range(n):
+        if not np.isfinite(ks[0, i]):
+            return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev,
+                    stats, RC_INITIAL, t, u)
+    k0_valid = True
+
+    istop = 0
+    while istop < stops.size and stops[istop] * tdir <= t0 * tdir:
+        istop += 1
+    if adaptive:
+        if dt > 0.0:
+            habs = dt
+        else:
+            habs = initial_dt(rhs, u, ks[0], t, tdir, q - 1, atol, rtol, dtmax, unew, ytmp)
+            stats[0] += 1
+    else:
+        habs = dt
+    habs = min(habs, dtmax)
+    err_prev = 1e-4
+    after_reject = False
+    nonfinite = False
+    g_prev = 0.0
+    if has_c:
+        g_prev = ccond(u, t, cbp)
+    just_fired = False
+    rc = RC_SUCCESS
+    niter = 0
+
+    while istop < stops.size:
+        if niter >= maxiters:
+            rc = RC_MAXITERS
+            break
+        niter += 1
+        stop = stops[istop]
+        dist = abs(stop - t)
+        land = habs >= dist * (1.0 - 1e-12)
+        hstep = dist if land else habs
+        h = tdir * hstep
+        stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid)
+        k0_valid = True
+
+        if adaptive:
+            for i in range(n):
+                acc = 0.0
+                for j in range(s):
+                    acc += BERR[j] * ks[j, i]
+                ytmp[i] = h * acc
+            err = error_norm(ytmp, u, unew, atol, rtol)
+            if not (err <= 1.0):
+                # rejected (or NaN/Inf: shrink hard)
+                stats[4] += 1
+                nonfinite = not (err < np.inf)
+                habs = hstep * reject_factor(err, beta1, safety, qmin)
+                after_reject = True
+                if habs < dtmin:
+                    rc = RC_UNSTABLE if nonfinite else RC_DTMIN
+                    break
+                continue
+            fac = pi_factor(err, err_prev, beta1, beta2, safety, qmin, 1.0 if after_reject else qmax)
+            err_prev = max(err, 1e-4)
+            after_reject = False
+        else:
+            finite = True
+            for i in range(n):
+                if not np.isfinite(unew[i]):
+                    finite = False
+                    break
+            if not finite:
+                rc = RC_UNSTABLE
+                break
+            fac = 1.0
+
+        tnew = stop if land else t + h
+        hit_stop = land
+
+        # ---- continuous callback: locate the event, redo the step to land on it
+        fired = False
+        if has_c:
+            g_new = ccond(unew, tnew, cbp)
+            # sample the interpolant: a step can hold two crossings, and right after an
+            # event the start of the step is the old root (so it is skipped)
+            if CX.size > 0:
+                stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+            ta = 0.0
+            ga = g_prev
+            if just_fired:
+                ta = 1e-6
+                dense_eval(ytmp, u, ks, BTH, ta, h)
+                ga = ccond(ytmp, t + ta * h, cbp)
+            found = False
+            for m in range(1, NSAMPLE + 1):
+                tb = m / NSAMPLE
+                if tb <= ta:
+                    continue
+                if m == NSAMPLE:
+                    gb = g_new
+                else:
+                    dense_eval(ytmp, u, ks, BTH, tb, h)
+                    gb = ccond(ytmp, t + tb * h, cbp)
+                if _crossed(ga, gb, c_dir):
+                    found = True
+                    break
+                ta = tb
+                ga = gb
+            just_fired = False
+            if found:
+                theta = _locate(ccond, cbp, u, t, h, ks, BTH, ta, tb, ga, gb, unew)
+                if theta < 1.0:
+                    h = theta * h
+                    tnew = t + h
+                    hit_stop = False
+                stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, True)
+                fired = True
+            else:
+                g_prev = g_new
+
+        # ---- accept
+        if dense:
+            if nsteps >= dus.shape[0]:
+                dus = _grow_rows(dus, nsteps + 1)
+                dks = _grow_rows(dks, nsteps + 1)
+            if CX.size > 0:
+                stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+            dus[nsteps] = u
+            dks[nsteps] = ks[:BTH.shape[0]]
+        if nsteps >= steps_t.size:
+            steps_t = _grow(steps_t, nsteps + 1)
+            steps_h = _grow(steps_h, nsteps + 1)
+        steps_t[nsteps] = t
+        steps_h[nsteps] = h
+        nsteps += 1
+        stats[3] += 1
+        for i in range(n):
+            u[i] = unew[i]
+        t = tnew
+        if hit_stop:
+            istop += 1
+        if fsal:
+            for i in range(n):
+                ks[0, i] = ks[s - 1, i]
+        else:
+            k0_valid = False
+
+        if every:
+            if nsave >= ts.size:
+                ts = _grow(ts, nsave + 1)
+                us = _grow_rows(us, nsave + 1)
+            ts[nsave] = t
+            for i in range(n):
+                us[nsave, i] = u[i]
+            nsave += 1
+        elif isave < savet.size and t == savet[isave]:
+            ts[nsave] = t
+            us[nsave] = u
+            nsave += 1
+            isave += 1
+
+        if fired:
+            ev_t = _grow(ev_t, nev + 1)
+            ev_u = _grow_rows(ev_u, nev + 1)
+            ev_t[nev] = t
+            ev_u[nev] = u
+            nev += 1
+            if has_caffect:
+                caffect(u, t, cbp)
+                k0_valid = False
+                if every:
+                    ts = _grow(ts, nsave + 1)
+                    us = _grow_rows(us, nsave + 1)
+                    ts[nsave] = t
+                    us[nsave] = u
+                    nsave += 1
+            g_prev = ccond(u, t, cbp)
+            just_fired = True   # a root at the start of the next step is this one
+            if c_term:
+                rc = RC_TERMINATED
+                break
+        if has_d and dcond(u, t, cbp) != 0.0:
+            ev_t = _grow(ev_t, nev + 1)
+            ev_u = _grow_rows(ev_u, nev + 1)
+            ev_t[nev] = t
+            ev_u[nev] = u
+            nev += 1
+            daffect(u, t, cbp)
+            k0_valid = False
+            if every:
+                ts = _grow(ts, nsave + 1)
+                us = _grow_rows(us, nsave + 1)
+                ts[nsave] = t
+                us[nsave] = u
+                nsave += 1
+            if has_c:
+                g_prev = ccond(u, t, cbp)
+
+        if adaptive:
+            habs = min(hstep * fac, dtmax)
+            if hit_stop and habs < hstep:
+                habs = hstep
+        else:
+            habs = dt
+    return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev, stats, rc, t, u)
+
+
+@njit(parallel=True, cache=True)
+def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb, out, retcodes,
+                 stats):
+    """Trajectory ``i`` of ``u0s`` (N, n) with parameters ``ps[i]``, one per thread, each
+    with its own adaptive steps; states saved at the common times ``savet`` into
+    ``out[i]`` (N, nsave, n).  ``stats`` (N, 5), ``retcodes`` (N,)."""
+    N = u0s.shape[0]
+    n = u0s.shape[1]
+    nsv = savet.size
+    for i in prange(N):
+        rhs = (f, ps[i], lin, plin, haslin, np.empty(n))
+        cbi = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], ps[i])
+        res = erk_solve(rhs, u0s[i], t0, tab, ctrl, stops, (False, savet, False), cbi, nsv)
+        us = res[1]
+        nsave = res[2]
+        for k in range(nsave):
+            out[i, k] = us[k]
+        for k in range(nsave, nsv):
+            out[i, k] = np.nan
+        retcodes[i] = res[12]
+        stats[i] = res[11]

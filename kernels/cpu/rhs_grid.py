@@ -1,0 +1,95 @@
+"""Grid operators as right-hand-side cfuncs (see :mod:`.rhs`).
+
+The operator travels packed in the parameter vector ``p``: a header of ``GRID_HEADER``
+numbers ``[kind, n0, n1, n2, c0, c1, c2, per0, per1, per2, sgn(3x2), scale, hasb,
+central]``, then by kind ``kappa`` (Diffusion, n values) or ``v0, v1, v2`` (Advection,
+3 n), then the boundary term ``b`` (n) when ``hasb``; ``f(u) = scale * (A u + b)``.
+One cached cfunc thus serves every grid, coefficient field and boundary condition.
+"""
+import numpy as np
+from numba import cfunc, njit
+from numba.np.ufunc.parallel import _launch_threads
+
+from .rhs import RHS_SIG
+from .stencil import (advection_apply, advection_transpose, diffusion_apply,
+                      diffusion_param_vjp, laplacian_apply)
+
+# cached cfuncs that call parallel kernels need the threading layer up before they load
+_launch_threads()
+
+__all__ = ["grid_apply", "grid_apply_transpose", "grid_param_vjp", "GRID_HEADER",
+           "GRID_LAPLACIAN", "GRID_DIFFUSION", "GRID_ADVECTION"]
+
+GRID_HEADER = 19
+GRID_LAPLACIAN, GRID_DIFFUSION, GRID_ADVECTION = 0, 1, 2
+
+
+@njit(cache=True)
+def _grid_header(p):
+    n0 = int(p[1])
+    n1 = int(p[2])
+    n2 = int(p[3])
+    c = p[4:7].copy()
+    per = np.empty(3, np.int64)
+    for a in range(3):
+        per[a] = int(p[7 + a])
+    sgn = p[10:16].copy().reshape((3, 2))
+    return n0, n1, n2, c, per, sgn, p[16], p[17] != 0.0, p[18] != 0.0
+
+
+@njit(cache=True)
+def _grid_apply(du, u, p, transpose):
+    kind = int(p[0])
+    n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
+    n = n0 * n1 * n2
+    u3 = u.reshape((n0, n1, n2))
+    o3 = du.reshape((n0, n1, n2))
+    off = GRID_HEADER
+    if kind == GRID_LAPLACIAN:
+        laplacian_apply(u3, o3, c, per, sgn)
+    elif kind == GRID_DIFFUSION:
+        diffusion_apply(u3, p[off:off + n].reshape((n0, n1, n2)), o3, c, per, sgn)
+        off += n
+    else:
+        v0 = p[off:off + n].reshape((n0, n1, n2))
+        v1 = p[off + n:off + 2 * n].reshape((n0, n1, n2))
+        v2 = p[off + 2 * n:off + 3 * n].reshape((n0, n1, n2))
+        if transpose:
+            advection_transpose(u3, v0, v1, v2, o3, c, per, sgn, central)
+        else:
+            advection_apply(u3, v0, v1, v2, o3, c, per, sgn, central)
+        off += 3 * n
+    if hasb and not transpose:
+        b = p[off:off + n]
+        for i in range(n):
+            du[i] = scale * (du[i] + b[i])
+    elif scale != 1.0:
+        for i in range(n):
+            du[i] *= scale
+
+
+@cfunc(RHS_SIG, cache=True)
+def grid_apply(du, u, p, t):
+    """``du = scale * (A u + b)`` for a packed grid operator (see the module docstring)."""
+    _grid_apply(du, u, p, False)
+
+
+@cfunc(RHS_SIG, cache=True)
+def grid_apply_transpose(du, u, p, t):
+    """``du = scale * A^T u`` for a packed grid operator (the boundary term drops out)."""
+    _grid_apply(du, u, p, True)
+
+
+
+
+@njit(cache=True)
+def grid_param_vjp(out, u, lam, p):
+    """``out = scale * d<lam, A(kappa) u + b(kappa)>/dkappa`` for a packed Diffusion operator."""
+    n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
+    n = n0 * n1 * n2
+    shp = (n0, n1, n2)
+    diffusion_param_vjp(u.reshape(shp), lam.reshape(shp),
+                        p[GRID_HEADER:GRID_HEADER + n].reshape(shp), out.reshape(shp), c, per, sgn)
+    if scale != 1.0:
+        for i in range(n):
+            out[i] *= scale

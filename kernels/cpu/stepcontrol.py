@@ -1,0 +1,96 @@
+"""Step-size control shared by every adaptive integrator (ODE and SDE): the weighted
+RMS error norm, the PI controller and Hairer's initial step.
+
+References
+----------
+Hairer, Nørsett, Wanner, *Solving Ordinary Differential Equations I* (2nd ed., 1993),
+sec. II.4 (error norm (4.11), initial step size algorithm, p. 169);
+Hairer, Wanner, *Solving ODEs II* (1996), sec. IV.2 (PI control, eq. (2.43c));
+Gustafsson, *Control-theoretic techniques for stepsize selection* (1991).
+"""
+import numpy as np
+from numba import njit
+
+from .rhs import eval_rhs
+
+__all__ = ["error_norm", "pi_factor", "reject_factor", "initial_dt", "rms_norm", "PI_DEFAULTS"]
+
+#: (safety, qmin, qmax) as in Hairer's dopri5
+PI_DEFAULTS = (0.9, 0.2, 10.0)
+
+
+@njit(cache=True)
+def error_norm(err, u0, u1, atol, rtol):
+    """``sqrt(mean((err_i / (atol_i + rtol_i * max(|u0_i|, |u1_i|)))^2))`` (Hairer (II.4.11))."""
+    n = err.size
+    acc = 0.0
+    for i in range(n):
+        sc = atol[i] + rtol[i] * max(abs(u0[i]), abs(u1[i]))
+        e = err[i] / sc
+        acc += e * e
+    return np.sqrt(acc / max(n, 1))
+
+
+@njit(cache=True)
+def rms_norm(x, u, atol, rtol):
+    """Weighted RMS norm of ``x`` with weights ``atol + rtol * |u|``."""
+    n = x.size
+    acc = 0.0
+    for i in range(n):
+        e = x[i] / (atol[i] + rtol[i] * abs(u[i]))
+        acc += e * e
+    return np.sqrt(acc / max(n, 1))
+
+
+@njit(cache=True)
+def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
+    """Step-size factor of the PI controller after an accepted step:
+    ``safety * err^-beta1 * err_prev^beta2`` clipped to ``[qmin, qmax]``.
+
+    With ``k`` the controller's order (lowest order of the pair + 1), Hairer's defaults
+    are ``beta1 = 7/(10 k)`` and ``beta2 = 2/(5 k)``.
+    """
+    if err == 0.0:
+        return qmax
+    q = safety * err ** (-beta1) * err_prev ** beta2
+    return min(qmax, max(qmin, q))
+
+
+@njit(cache=True)
+def reject_factor(err, beta1, safety, qmin):
+    """Step-size factor after a rejected step (never grows; NaN errors shrink by ``qmin``)."""
+    if not (err < np.inf):   # NaN or Inf: the step blew up
+        return qmin
+    return min(1.0, max(qmin, safety * err ** (-beta1)))
+
+
+@njit(cache=True)
+def initial_dt(rhs, u0, f0, t0, tdir, order, atol, rtol, dtmax, u1, f1):
+    """Hairer's starting step size (HNW I, p. 169): an explicit Euler probe decides the scale.
+
+    ``rhs`` is a right-hand side tuple (:mod:`.rhs`); ``f0 = f(u0, t0)`` is given;
+    ``u1`` and ``f1`` are work arrays.  Returns a positive step (the direction is ``tdir``).
+    Costs one evaluation of ``f``.
+    """
+    d0 = rms_norm(u0, u0, atol, rtol)
+    d1 = rms_norm(f0, u0, atol, rtol)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h0 = 1e-6
+    else:
+        h0 = 0.01 * d0 / d1
+    h0 = min(h0, dtmax)
+    for i in range(u0.size):
+        u1[i] = u0[i] + tdir * h0 * f0[i]
+    f, p, lin, plin, haslin, tmp = rhs
+    eval_rhs(f, p, lin, plin, haslin, tmp, f1, u1, t0 + tdir * h0)
+    for i in range(u0.size):
+        u1[i] = f1[i] - f0[i]
+    d2 = rms_norm(u1, u0, atol, rtol) / h0
+    m = max(d1, d2)
+    if not (m < np.inf):
+        return h0 * 1e-3
+    if m <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / m) ** (1.0 / (order + 1.0))
+    return min(100.0 * h0, h1, dtmax)

@@ -1,0 +1,285 @@
+"""ODE algorithms (explicit Runge-Kutta), callbacks, and their ``solve`` registrations.
+
+Each algorithm names a tableau module in ``jitsolve.solvers.ode.tableaus``; one compiled
+loop (``jitsolve.kernels.cpu.erk``) integrates every method and every user function.
+Stiff methods live in :mod:`jitsolve.ode_stiff`.
+
+Conventions (after DifferentialEquations.jl): ``saveat=None`` saves every step and keeps
+the method's interpolant for ``sol(t)``; ``saveat`` times are stepped to exactly (they
+are stops, so no saved value is interpolated); ``tstops`` are hit exactly too.
+"""
+import numpy as np
+
+from .algorithms import ODEAlgorithm
+from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .functions import compile_cfunc
+from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
+from .rhs import problem_rhs
+from .solution import EnsembleSolution, ODESolution, SolverStats
+from .solve import register
+
+__all__ = ["ExplicitRK", "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ContinuousCallback",
+           "DiscreteCallback", "ode_options", "ode_solution", "saveat_times"]
+
+
+# ------------------------------------------------------------------------- callbacks
+class ContinuousCallback:
+    """An event ``condition(u, t, p) = 0`` located by root finding on the dense output.
+
+    Parameters
+    ----------
+    condition : callable
+        ``condition(u, t, p) -> float``; the event is a sign change within a step.
+    affect : callable, optional
+        ``affect(u, t, p)`` modifies the state ``u`` in place at the event.
+    terminate : bool
+        Stop the solve at the event (``ReturnCode.Terminated``).
+    direction : {0, 1, -1}
+        Only up-crossings (1), down-crossings (-1), or both (0).
+
+    The event time is found by the Illinois method on the step's interpolant, then the
+    step is redone to end exactly there (so the state at the event is a real step of the
+    method, not an interpolated value).  Events go to ``sol.events`` as ``(t, u)``.
+
+    References
+    ----------
+    Shampine, Thompson, *Event location for ordinary differential equations* (2000).
+    """
+
+    def __init__(self, condition, affect=None, terminate=False, direction=0):
+        if direction not in (-1, 0, 1):
+            raise InvalidProblemError(f"direction: expected -1, 0 or 1, got {direction!r}")
+        self.condition = compile_cfunc(condition, "condition", "condition", nargs=3)
+        self.affect = None if affect is None else compile_cfunc(affect, "affect", "affect", nargs=3)
+        self.terminate = bool(terminate)
+        self.direction = int(direction)
+
+
+class DiscreteCallback:
+    """``affect(u, t, p)`` applied after every step where ``condition(u, t, p)`` is nonzero."""
+
+    def __init__(self, condition, affect):
+        self.condition = compile_cfunc(condition, "condition", "condition", nargs=3)
+        self.affect = compile_cfunc(affect, "affect", "affect", nargs=3)
+
+
+def _callback_tuple(callback, p):
+    from .kernels.cpu.callbacks import no_affect, no_condition
+    cbs = [] if callback is None else (list(callback) if isinstance(callback, (list, tuple))
+                                       else [callback])
+    cc = [c for c in cbs if isinstance(c, ContinuousCallback)]
+    dc = [c for c in cbs if isinstance(c, DiscreteCallback)]
+    if len(cc) + len(dc) != len(cbs):
+        raise InvalidProblemError("callback: ODE solves take js.ContinuousCallback / "
+                                  "js.DiscreteCallback objects (or a list of them)")
+    if len(cc) > 1 or len(dc) > 1:
+        raise UnsupportedAlgorithmError("callback: at most one continuous and one discrete "
+                                        "callback per solve in this version")
+    c = cc[0] if cc else None
+    d = dc[0] if dc else None
+    return (c.condition if c else no_condition,
+            c.affect if (c and c.affect) else no_affect,
+            c is not None, bool(c and c.terminate), c.direction if c else 0,
+            bool(c and c.affect), d.condition if d else no_condition,
+            d.affect if d else no_affect, d is not None, p)
+
+
+# ------------------------------------------------------------------------- algorithms
+class ExplicitRK(ODEAlgorithm):
+    """Base of explicit Runge-Kutta methods; ``tableau`` names the coefficient module."""
+
+    tableau = None
+
+    def _tab(self):
+        from .solvers.ode.explicit import tableau
+        return tableau(self.tableau)
+
+
+class Euler(ExplicitRK):
+    """Forward Euler (order 1, fixed steps: pass ``dt``).
+
+    References
+    ----------
+    Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), I.7.
+    """
+    tableau, order, adaptive, dense = "euler", 1, False, False
+
+
+class RK4(ExplicitRK):
+    """The classical 4th-order Runge-Kutta method (fixed steps: pass ``dt``), with its
+    3rd-order continuous extension.
+
+    References
+    ----------
+    Kutta (1901); Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.1 and II.6.
+    """
+    tableau, order, adaptive, dense = "rk4", 4, False, True
+
+
+class Tsit5(ExplicitRK):
+    """Tsitouras' 5(4) pair with its free 4th-order interpolant; the default non-stiff method.
+
+    References
+    ----------
+    Tsitouras, *Runge-Kutta pairs of order 5(4) satisfying only the first column
+    simplifying assumption*, Comput. Math. Appl. 62 (2011).
+    """
+    tableau, order, adaptive, dense = "tsit5", 5, True, True
+
+
+class DP5(ExplicitRK):
+    """Dormand-Prince 5(4) (``dopri5``, SciPy's RK45) with Shampine's dense output.
+
+    References
+    ----------
+    Dormand, Prince, J. Comput. Appl. Math. 6 (1980); Hairer, Nørsett, Wanner,
+    *Solving ODEs I* (1993), II.5-II.6.
+    """
+    tableau, order, adaptive, dense = "dp5", 5, True, True
+
+
+class Vern7(ExplicitRK):
+    """Verner's "most efficient" 7(6) pair with its interpolant (six extra stages per
+    step, evaluated only when dense output or an event needs them).
+
+    References
+    ----------
+    Verner, *Numerically optimal Runge-Kutta pairs with interpolants*, Numer. Algorithms
+    53 (2010).
+    """
+    tableau, order, adaptive, dense = "vern7", 7, True, True
+
+
+# ------------------------------------------------------------------------- shared plumbing
+def saveat_times(tspan, saveat):
+    """``saveat`` as an array of times (None stays None; an interval includes both ends)."""
+    if saveat is None:
+        return None
+    if np.ndim(saveat) == 0:
+        t0, t1 = tspan
+        d = float(saveat) * (1.0 if t1 >= t0 else -1.0)
+        m = int(np.floor((t1 - t0) / d * (1 + 1e-12)))
+        ts = t0 + d * np.arange(m + 1)
+        if abs(ts[-1] - t1) > 1e-12 * max(abs(t1), 1.0):
+            ts = np.append(ts, t1)
+        else:
+            ts[-1] = t1
+        return ts
+    return np.asarray(saveat, dtype=np.float64)
+
+
+def ode_options(prob, alg, o):
+    """Check and convert ``solve``'s options for a compiled ODE loop."""
+    if o["backend"] != "cpu":   # pragma: no cover - solve() already refuses others
+        raise UnsupportedAlgorithmError(f"backend: {o['backend']!r}")
+    if np.iscomplexobj(prob.u0):
+        raise UnsupportedAlgorithmError("u0: complex ODE states are not supported by the "
+                                        "integrators yet (split into real and imaginary parts)")
+    t0, t1 = prob.tspan
+    if not getattr(alg, "adaptive", False) or not o["adaptive"]:
+        if o["dt"] is None:
+            raise InvalidProblemError(
+                f"dt: {type(alg).__name__} with fixed steps needs a step size dt"
+                + ("" if getattr(alg, "adaptive", False) else " (it has no error estimate)"))
+        adaptive = False
+    else:
+        adaptive = True
+    span = abs(t1 - t0)
+    dtmin = o["dtmin"] if o["dtmin"] is not None else 16 * np.finfo(float).eps * max(abs(t0), abs(t1), span)
+    savet = saveat_times(prob.tspan, o["saveat"])
+    return dict(adaptive=adaptive, dt=o["dt"], dtmin=dtmin, rtol=o["rtol"], atol=o["atol"],
+                maxiters=o["maxiters"], tstops=o["tstops"], saveat=savet)
+
+
+class _DenseInterp:
+    """``sol(t)`` from each step's stages and the method's dense-output weights."""
+
+    def __init__(self, steps_t, steps_h, us, ks, BTH, shape):
+        self.t0s, self.hs, self.us, self.ks, self.BTH, self.shape = steps_t, steps_h, us, ks, BTH, shape
+
+    def __call__(self, tq):
+        tq = np.asarray(tq, dtype=np.float64)
+        flat = tq.ravel()
+        fwd = self.hs[0] > 0 if self.hs.size else True
+        key = self.t0s if fwd else -self.t0s
+        q = flat if fwd else -flat
+        idx = np.clip(np.searchsorted(key, q, side="right") - 1, 0, self.t0s.size - 1)
+        h = self.hs[idx]
+        theta = (flat - self.t0s[idx]) / h
+        sd, d = self.BTH.shape
+        pw = theta[:, None] ** np.arange(1, d + 1)[None, :]          # (m, d)
+        w = pw @ self.BTH.T                                           # (m, sd)
+        out = self.us[idx] + h[:, None] * np.einsum("ms,msn->mn", w, self.ks[idx])
+        return out.reshape(tq.shape + self.shape)
+
+
+def ode_solution(prob, alg, raw, tab_bth=None):
+    """An :class:`ODESolution` from a raw result dict of a compiled loop."""
+    shape = prob.u0.shape
+    st = raw["stats"]
+    stats = SolverStats(nf=int(st[0]), njac=int(st[1]), nsolve=int(st[2]), naccept=int(st[3]),
+                        nreject=int(st[4]))
+    interp = None
+    if raw.get("dense_k") is not None and tab_bth is not None and raw["steps_t"].size:
+        interp = _DenseInterp(raw["steps_t"], raw["steps_h"], raw["dense_u"], raw["dense_k"],
+                              tab_bth, shape)
+    events = [(t, u.reshape(shape)) for t, u in zip(raw["event_t"], raw["event_u"])]
+    sol = ODESolution(raw["t"], raw["u"].reshape((-1,) + shape), raw["retcode"], stats,
+                      events=events, alg=type(alg).__name__, interp=interp)
+    sol.steps_t, sol.steps_h = raw["steps_t"], raw["steps_h"]
+    return sol
+
+
+def _run_explicit(prob, alg, o, rhs=None):
+    from .solvers.ode.explicit import solve_erk
+    oo = ode_options(prob, alg, o)
+    rhs = problem_rhs(prob) if rhs is None else rhs
+    dense = oo["saveat"] is None and alg.dense
+    raw = solve_erk(alg.tableau, rhs.f, rhs.p, prob.u0.ravel(), prob.tspan[0], prob.tspan[1],
+                    lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"], atol=oo["atol"],
+                    adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
+                    maxiters=oo["maxiters"], tstops=oo["tstops"], saveat=oo["saveat"],
+                    dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p))
+    return raw
+
+
+@register(ODEProblem, ExplicitRK)
+@register(SplitODEProblem, ExplicitRK)
+def _solve_explicit(prob, alg, **o):
+    raw = _run_explicit(prob, alg, o)
+    return ode_solution(prob, alg, raw, alg._tab().BTHETA if alg.dense else None)
+
+
+@register(EnsembleProblem, ExplicitRK)
+def _solve_ensemble_explicit(eprob, alg, **o):
+    from .solvers.ode.explicit import solve_erk_ensemble
+    prob = eprob.prob
+    if not isinstance(prob, (ODEProblem, SplitODEProblem)):
+        raise UnsupportedAlgorithmError(
+            f"alg: {type(alg).__name__} integrates ODEs; the ensemble holds a {type(prob).__name__}")
+    N = o.pop("trajectories")
+    if eprob.prob_func is not None:
+        from .solve import solve
+        sols = [solve(eprob.prob_func(prob, i), alg, **o) for i in range(N)]
+        t = sols[0].t
+        if any(s.t.shape != t.shape or not np.array_equal(s.t, t) for s in sols):
+            raise InvalidProblemError("saveat: prob_func ensembles need common save times "
+                                      "(pass saveat)")
+        return EnsembleSolution(t, np.stack([s.u for s in sols]), [s.retcode for s in sols],
+                                alg=type(alg).__name__)
+    oo = ode_options(prob, alg, o)
+    rhs = problem_rhs(prob)
+    t0, t1 = prob.tspan
+    savet = oo["saveat"] if oo["saveat"] is not None else np.array([t0, t1])
+    u0s = (eprob.u0s[:N].reshape(N, -1) if eprob.u0s is not None
+           else np.broadcast_to(prob.u0.ravel(), (N, prob.u0.size)))
+    ps = (eprob.ps[:N] if eprob.ps is not None else np.broadcast_to(rhs.p, (N, rhs.p.size)))
+    u, rcs, stats = solve_erk_ensemble(
+        alg.tableau, rhs.f, u0s, ps, t0, t1, savet, lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"],
+        atol=oo["atol"], adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
+        maxiters=oo["maxiters"], tstops=oo["tstops"],
+        callbacks=_callback_tuple(o["callback"], rhs.p))
+    sol = EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), list(rcs),
+                           alg=type(alg).__name__)
+    sol.stats = stats
+    return sol

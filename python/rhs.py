@@ -1,0 +1,95 @@
+"""How a problem's right-hand side crosses into compiled loops.
+
+Every ODE loop takes ``du/dt = f(u, p, t) + lin(u, plin, t)`` with ``f`` and ``lin``
+first-class functions of one fixed signature (DESIGN.md, "The user-function boundary").
+This module turns a problem's ``f`` (a user function, an ``ODEFunction`` or a grid
+operator) and a ``SplitODEProblem``'s linear part (a grid operator, a matrix or a
+diagonal) into such ``(cfunc, parameter vector)`` pairs.
+"""
+import numpy as np
+
+from .errors import UnsupportedAlgorithmError
+from .functions import ODEFunction
+from .grid.operators import GridOperator, ScaledOperator
+
+__all__ = ["RHS", "problem_rhs", "pack_grid_operator", "linear_part"]
+
+
+class RHS:
+    """A right-hand side ready for a compiled loop.
+
+    Attributes
+    ----------
+    f, p : cfunc and its parameter vector (the nonlinear part; ``zero_f`` when none)
+    lin, plin : cfunc and packed data of the linear part, or ``None``
+    fun : the ``ODEFunction`` behind ``f`` (None for a pure grid operator)
+    op : the grid operator / matrix behind the linear part (None when none)
+    """
+
+    def __init__(self, f, p, lin=None, plin=None, fun=None, op=None):
+        self.f, self.p, self.lin, self.plin, self.fun, self.op = f, p, lin, plin, fun, op
+
+
+def pack_grid_operator(op, scale=1.0, with_boundary=True):
+    """``plin`` for :func:`jitsolve.kernels.cpu.rhs_grid.grid_apply`: header, coefficients,
+    boundary term (see that module)."""
+    from .kernels.cpu import rhs_grid as K
+    from .grid.stencils import Advection, Diffusion, Laplacian
+    while isinstance(op, ScaledOperator):
+        scale *= op.c
+        op = op.op
+    if isinstance(op, Laplacian):
+        kind, coef = K.GRID_LAPLACIAN, []
+    elif isinstance(op, Diffusion):
+        kind, coef = K.GRID_DIFFUSION, [op.kappa.ravel()]
+    elif isinstance(op, Advection):
+        kind = K.GRID_ADVECTION
+        coef = [np.ascontiguousarray(v, dtype=np.float64).ravel() for v in op._v3]
+    else:
+        raise UnsupportedAlgorithmError(
+            f"f: {type(op).__name__} (a sum of operators) is not supported as a compiled "
+            f"right-hand side yet; use a single Laplacian/Diffusion/Advection, possibly scaled")
+    n0, n1, n2 = (1,) * (3 - op.grid.ndim) + op.grid.shape
+    b = op.boundary_term().ravel() if with_boundary else np.zeros(0)
+    hasb = bool(with_boundary and np.any(b))
+    head = [kind, n0, n1, n2, *op._c, *op._per, *op._sgn.ravel(), scale, float(hasb),
+            float(getattr(op, "_central", False))]
+    parts = [np.asarray(head, dtype=np.float64)] + coef + ([b] if hasb else [])
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
+
+
+def linear_part(L):
+    """``(cfunc, plin)`` for a linear part: grid operator, dense/sparse matrix or diagonal."""
+    import scipy.sparse as sp
+    from .kernels.cpu import rhs as K
+    if isinstance(L, GridOperator):
+        from .kernels.cpu import rhs_grid as KG
+        return KG.grid_apply, pack_grid_operator(L)
+    if sp.issparse(L):
+        A = sp.csr_matrix(L)
+        A.sort_indices()
+        plin = np.concatenate([[A.shape[0], A.nnz], A.indptr, A.indices, A.data]).astype(np.float64)
+        return K.csr_apply, plin
+    L = np.asarray(L, dtype=np.float64)
+    if L.ndim == 1:
+        return K.diag_apply, np.ascontiguousarray(L)
+    return K.dense_apply, np.concatenate([[L.shape[0]], L.ravel()]).astype(np.float64)
+
+
+def problem_rhs(prob):
+    """The :class:`RHS` of an ``ODEProblem`` or ``SplitODEProblem``."""
+    from .kernels.cpu.rhs import zero_f
+    from .problems import SplitODEProblem
+    p = prob.p if prob.p is not None else np.zeros(0)
+    p = np.ascontiguousarray(p, dtype=np.float64)
+    if isinstance(prob, SplitODEProblem):
+        lin, plin = linear_part(prob.L)
+        if isinstance(prob.f, GridOperator):
+            lin2, plin2 = linear_part(prob.f)
+            raise UnsupportedAlgorithmError("f: a SplitODEProblem's f must be a function")
+        return RHS(prob.f.cfunc("f"), p, lin, plin, fun=prob.f, op=prob.L)
+    if isinstance(prob.f, GridOperator):
+        lin, plin = linear_part(prob.f)
+        return RHS(zero_f, p, lin, plin, fun=None, op=prob.f)
+    assert isinstance(prob.f, ODEFunction)
+    return RHS(prob.f.cfunc("f"), p, fun=prob.f)

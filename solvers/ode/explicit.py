@@ -1,0 +1,132 @@
+"""Explicit Runge-Kutta methods: tableau modules handed to the compiled loop of
+:mod:`jitsolve.kernels.cpu.erk`.
+
+A method is a tableau module in :mod:`.tableaus` (data only); this module turns it
+into the array tuple the kernel takes, chooses the controller's order and runs one
+trajectory (:func:`solve_erk`) or a batch (:func:`solve_erk_ensemble`).
+
+References
+----------
+Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.1-II.6.
+"""
+import importlib
+
+import numpy as np
+
+from ...kernels.cpu import erk as _erk
+from ...kernels.cpu.callbacks import no_affect, no_condition
+from ...kernels.cpu.rhs import zero_f
+
+__all__ = ["tableau", "tableau_arrays", "solve_erk", "solve_erk_ensemble", "make_stops",
+           "RETCODES"]
+
+#: kernel return code -> ReturnCode name
+RETCODES = ("Success", "Terminated", "MaxIters", "DtLessThanMin", "Unstable", "InitialFailure")
+
+_TABS = {}
+
+
+def tableau(name):
+    """The tableau module ``jitsolve.solvers.ode.tableaus.<name>``."""
+    return importlib.import_module(f"{__package__}.tableaus.{name}")
+
+
+def tableau_arrays(name):
+    """``(C, A, B, BERR, fsal, BTH, CX, AX, q)`` for the kernel (cached)."""
+    if name not in _TABS:
+        T = tableau(name)
+        s = int(T.STAGES)
+        BERR = np.asarray(getattr(T, "BERR", np.zeros(s)), dtype=np.float64)
+        emb = getattr(T, "EMBEDDED_ORDER", None)
+        q = float(min(T.ORDER, emb) + 1 if emb else T.ORDER)
+        CX = np.asarray(getattr(T, "C_EXTRA", np.zeros(0)), dtype=np.float64)
+        AX = np.asarray(getattr(T, "A_EXTRA", np.zeros((0, s))), dtype=np.float64)
+        if AX.size == 0:
+            AX = np.zeros((0, s))
+        _TABS[name] = (np.ascontiguousarray(T.C, dtype=np.float64),
+                       np.ascontiguousarray(T.A, dtype=np.float64),
+                       np.ascontiguousarray(T.B, dtype=np.float64), BERR,
+                       bool(T.FSAL), np.ascontiguousarray(T.BTHETA, dtype=np.float64),
+                       CX, np.ascontiguousarray(AX), q)
+    return _TABS[name]
+
+
+def make_stops(t0, t1, tstops=None, savet=None):
+    """Times the steps must land on: ``tstops`` and ``saveat`` beyond ``t0``, then ``t1``."""
+    tdir = 1.0 if t1 >= t0 else -1.0
+    parts = [np.array([t1], dtype=np.float64)]
+    for a in (tstops, savet):
+        if a is not None and len(a):
+            parts.append(np.asarray(a, dtype=np.float64))
+    st = np.unique(np.concatenate(parts))
+    st = st[(st - t0) * tdir > 0]
+    st = st[(st - t1) * tdir <= 0]
+    return np.ascontiguousarray(st if tdir > 0 else st[::-1])
+
+
+def _no_callbacks(p):
+    return (no_condition, no_affect, False, False, 0, False, no_condition, no_affect, False, p)
+
+
+def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
+    q = tab[8]
+    rt = np.ascontiguousarray(np.broadcast_to(np.asarray(rtol, dtype=np.float64), (n,)))
+    at = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=np.float64), (n,)))
+    return (rt, at, bool(adaptive), float(dt or 0.0), float(dtmin), float(dtmax), int(maxiters),
+            0.7 / q, 0.4 / q, 0.9, 0.2, 10.0)
+
+
+def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e-6,
+              adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000, tstops=None,
+              saveat=None, dense=False, callbacks=None):
+    """Integrate ``du/dt = f(u, p, t) [+ lin(u, plin, t)]`` with the tableau ``name``.
+
+    ``f`` and ``lin`` are cfuncs of the fixed right-hand-side signature; ``saveat``
+    None saves every step; ``callbacks`` is the kernel's callback tuple (or None).
+    Returns a dict of plain arrays (see :func:`jitsolve.kernels.cpu.erk.erk_solve`).
+    """
+    tab = tableau_arrays(name)
+    u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
+    n = u0.size
+    p = np.ascontiguousarray(p if p is not None else np.zeros(0), dtype=np.float64)
+    haslin = lin is not None
+    rhs = (f, p, lin if haslin else zero_f,
+           np.ascontiguousarray(plin if plin is not None else np.zeros(0), dtype=np.float64),
+           haslin, np.empty(n))
+    every = saveat is None
+    savet = np.zeros(0) if every else np.ascontiguousarray(saveat, dtype=np.float64)
+    stops = make_stops(float(t0), float(t1), tstops, savet)
+    ctrl = _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n)
+    cb = callbacks if callbacks is not None else _no_callbacks(p)
+    cap = 64 if every else savet.size + 1
+    res = _erk.erk_solve(rhs, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)), cb, cap)
+    (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
+    return dict(t=ts[:nsave].copy(), u=us[:nsave].copy(), steps_t=st[:nsteps].copy(),
+                steps_h=sh[:nsteps].copy(), dense_u=dus[:nsteps] if dense else None,
+                dense_k=dks[:nsteps] if dense else None, event_t=evt[:nev].copy(),
+                event_u=evu[:nev].copy(), stats=stats, retcode=RETCODES[rc], t_end=t,
+                u_end=u)
+
+
+def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, rtol=1e-3,
+                       atol=1e-6, adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf,
+                       maxiters=100_000, tstops=None, callbacks=None):
+    """``N`` trajectories (rows of ``u0s`` and ``ps``) in one parallel kernel, each with its
+    own step sizes, saved at the common times ``savet``.  Returns ``(u (N, nt, n),
+    retcodes (N,) of names, stats (N, 5))``."""
+    tab = tableau_arrays(name)
+    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
+    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    N, n = u0s.shape
+    savet = np.ascontiguousarray(savet, dtype=np.float64)
+    stops = make_stops(float(t0), float(t1), tstops, savet)
+    ctrl = _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n)
+    cb = callbacks if callbacks is not None else _no_callbacks(np.zeros(0))
+    haslin = lin is not None
+    out = np.empty((N, savet.size, n))
+    rcs = np.zeros(N, np.int64)
+    stats = np.zeros((N, 5), np.int64)
+    _erk.erk_ensemble(f, lin if haslin else zero_f,
+                      np.ascontiguousarray(plin if plin is not None else np.zeros(0)), haslin,
+                      u0s, ps, float(t0), tab, ctrl, stops, savet, cb, out, rcs, stats)
+    return out, np.array([RETCODES[r] for r in rcs]), stats
