@@ -295,7 +295,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
         niter += 1
         stop = stops[istop]
         dist = abs(stop - t)
-        land = habs >= dist * (1.0 - 1e-12)
+        land = habs * (1.0 + 1e-10) >= dist   # no sliver steps from rounded sums of dt
         hstep = dist if land else habs
         h = tdir * hstep
         stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid)
