@@ -1,0 +1,382 @@
+"""The compiled integration loop of the stiff methods (Rosenbrock and (E)SDIRK), CPU.
+
+Same conventions as :func:`jitsolve.kernels.cpu.erk.erk_solve` (``rhs``, ``ctrl``,
+``stops``, ``save``, ``cb`` tuples, the return tuple, return codes, events located on
+the method's interpolant then the step redone to land on them) plus:
+
+``jd``
+    Jacobian data (:mod:`.stiffjac`): ``(jac, hasjac, fc, pc, cptr, ccols, colptr,
+    rowidx, hascolor, fjac_on, autonomous)``.
+``tab = (kind, GAMMA, A, Cm, C, D, B, BERR, BTH, AE, q, E32, imex)``
+    ``kind`` 0 Rosenbrock23, 1 Rodas-type Rosenbrock, 2 ESDIRK, 3 ImplicitEuler;
+    ``A`` the Rosenbrock ``a_ij`` or the implicit ESDIRK tableau, ``AE`` the explicit
+    IMEX tableau; ``BTH`` dense-output weights over the rows of ``kd`` (see the steps).
+
+Return code 6 is ConvergenceFailure (Newton failed with the step at ``dtmin``, or
+``W`` singular there).  ``stats = [nf, njac, nsolve, naccept, nreject]`` (``nf``
+counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
+"""
+import numpy as np
+from numba import njit
+
+from .erk import _crossed, _grow, _grow_rows, _locate, dense_eval
+from .esdirk import KIND_ESDIRK, NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
+from .rhs import eval_rhs
+from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step
+from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
+from .stiffjac import jacobian, jacobian_zero, linear_matrix
+
+__all__ = ["stiff_solve", "RC_CONVFAIL"]
+
+RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
+RC_CONVFAIL = 6
+# ESDIRK: recompute the Jacobian after a step whose Newton contraction exceeded this
+THETA_REFRESH = 0.1
+
+
+@njit(cache=True)
+def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
+             kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
+    """One attempted step of any stiff kind: ``(status, nf, nsolve, theta_max)``."""
+    kind = tab[0]
+    if kind == KIND_ROS23:
+        ok, nf, ns = ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K,
+                                kd, unew, ytmp, err, fsal)
+        return (0 if ok else SINGULAR), nf, ns, 0.0
+    if kind == KIND_RODAS:
+        ok, nf, ns = rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K,
+                                kd, unew, ytmp, err, fsal)
+        return (0 if ok else SINGULAR), nf, ns, 0.0
+    return sdirk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, fe0, fi0, J, W, piv, whg, K,
+                      K2, kd, unew, err, z, base, r, atol, rtol, eta)
+
+
+@njit(cache=True)
+def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
+    """Integrate from ``(t0, u0)`` to ``stops[-1]`` with a stiff method; returns the tuple
+    of :func:`jitsolve.kernels.cpu.erk.erk_solve`."""
+    kind, GAMMA, A, Cm, C, D, B, BERR, BTH, AE, q, E32, imex = tab
+    rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, beta1, beta2, safety, qmin, qmax = ctrl
+    every, savet, dense = save
+    ccond, caffect, has_c, c_term, c_dir, has_caffect, dcond, daffect, has_d, cbp = cb
+    f, p, lin, plin, haslin, tmp = rhs
+    jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, fjac_on, autonomous = jd
+    n = u0.size
+    s = B.size
+    sd = BTH.shape[0]
+    t1 = stops[-1]
+    tdir = 1.0 if t1 >= t0 else -1.0
+    rosen = kind <= KIND_RODAS
+
+    u = u0.copy()
+    unew = np.empty(n)
+    ytmp = np.empty(n)
+    err = np.empty(n)
+    f0 = np.empty(n)
+    fe0 = np.zeros(n)
+    fi0 = np.empty(n)
+    fsal = np.empty(n)
+    T = np.zeros(n)
+    z = np.empty(n)
+    base = np.empty(n)
+    r = np.empty(n)
+    K = np.zeros((max(s, 3), n))
+    K2 = np.zeros((max(s, 3), n))
+    kd = np.zeros((max(sd, 2), n))
+    J = np.zeros((n, n))
+    JL = np.zeros((n, n))
+    W = np.zeros((n, n))
+    piv = np.zeros(n, np.int64)
+    whg = np.full(1, np.nan)
+    eta = np.full(1, 1.0)
+    uc = np.empty(n, np.complex128)
+    duc = np.empty(n, np.complex128)
+    stats = np.zeros(5, np.int64)
+
+    cap = max(cap, 2)
+    ts = np.empty(cap)
+    us = np.empty((cap, n))
+    nsave = 0
+    steps_t = np.empty(cap)
+    steps_h = np.empty(cap)
+    nsteps = 0
+    dcap = cap if dense else 0
+    dus = np.empty((dcap, n))
+    dks = np.empty((dcap, sd, n))
+    ev_t = np.empty(4)
+    ev_u = np.empty((4, n))
+    nev = 0
+
+    t = t0
+    isave = 0
+    if every:
+        ts[0] = t0
+        us[0] = u
+        nsave = 1
+    elif savet.size > 0 and savet[0] == t0:
+        ts[0] = t0
+        us[0] = u
+        nsave = 1
+        isave = 1
+
+    # the Jacobian of the linear part enters the Newton matrix exactly (constant)
+    lin_in_jac = haslin
+    if lin_in_jac:
+        linear_matrix(lin, plin, n, t0, JL)
+    jconst = (not fjac_on) or False   # J = JL only: never recomputed
+
+    # f at the start: split into explicit / implicit parts for the IMEX kind
+    stats[0] += _eval_parts(f, p, lin, plin, haslin, tmp, imex, fe0, fi0, u, t)
+    for i in range(n):
+        f0[i] = fe0[i] + fi0[i]
+        if not np.isfinite(f0[i]):
+            return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev,
+                    stats, RC_INITIAL, t, u)
+    f0_valid = True
+
+    istop = 0
+    while istop < stops.size and stops[istop] * tdir <= t0 * tdir:
+        istop += 1
+    if adaptive:
+        if dt > 0.0:
+            habs = dt
+        else:
+            habs = initial_dt(rhs, u, f0, t, tdir, q - 1, atol, rtol, dtmax, unew, ytmp)
+            stats[0] += 1
+    else:
+        habs = dt
+    habs = min(habs, dtmax)
+    err_prev = 1e-4
+    after_reject = False
+    nonfinite = False
+    g_prev = 0.0
+    if has_c:
+        g_prev = ccond(u, t, cbp)
+    just_fired = False
+    rc = RC_SUCCESS
+    niter = 0
+    jac_valid = False      # J computed (ever) and usable
+    jac_fresh = False      # J computed at the current (t, u)
+    T_valid = False
+
+    while istop < stops.size:
+        if niter >= maxiters:
+            rc = RC_MAXITERS
+            break
+        niter += 1
+        stop = stops[istop]
+        dist = abs(stop - t)
+        land = habs >= dist * (1.0 - 1e-12)
+        hstep = dist if land else habs
+        h = tdir * hstep
+
+        if not f0_valid:
+            stats[0] += _eval_parts(f, p, lin, plin, haslin, tmp, imex, fe0, fi0, u, t)
+            for i in range(n):
+                f0[i] = fe0[i] + fi0[i]
+            f0_valid = True
+        if not jac_valid or (rosen and not jac_fresh):
+            if fjac_on:
+                stats[0] += jacobian(jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor,
+                                     p, u, t, JL, lin_in_jac, J, uc, duc)
+            elif lin_in_jac:
+                for i in range(n):
+                    for j in range(n):
+                        J[i, j] = JL[i, j]
+            else:
+                jacobian_zero(J)
+            stats[1] += 1
+            jac_valid = True
+            jac_fresh = True
+            whg[0] = np.nan
+        if rosen and not T_valid:
+            if not autonomous:
+                dtt = 1.4901161193847656e-08 * max(abs(t), abs(h), 1e-3)
+                eval_rhs(f, p, lin, plin, haslin, tmp, T, u, t + dtt)
+                stats[0] += 1
+                for i in range(n):
+                    T[i] = (T[i] - f0[i]) / dtt
+            T_valid = True
+
+        status, nf, nsol, thmax = _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0,
+                                           fi0, T, J, W, piv, whg, K, K2, kd, unew, ytmp, err,
+                                           fsal, z, base, r, atol, rtol, eta)
+        stats[0] += nf
+        stats[2] += nsol
+        if status != NEWTON_OK:
+            # Newton failure / singular W: refresh an old Jacobian, halve the step
+            stats[4] += 1
+            if not jac_fresh:
+                jac_valid = False
+            habs = 0.5 * hstep
+            after_reject = True
+            if habs < dtmin:
+                rc = RC_CONVFAIL
+                break
+            continue
+
+        if adaptive:
+            errn = error_norm(err, u, unew, atol, rtol)
+            if not (errn <= 1.0):
+                stats[4] += 1
+                nonfinite = not (errn < np.inf)
+                habs = hstep * reject_factor(errn, beta1, safety, qmin)
+                after_reject = True
+                if habs < dtmin:
+                    rc = RC_UNSTABLE if nonfinite else RC_DTMIN
+                    break
+                continue
+            fac = pi_factor(errn, err_prev, beta1, beta2, safety, qmin,
+                            1.0 if after_reject else qmax)
+            err_prev = max(errn, 1e-4)
+            after_reject = False
+        else:
+            finite = True
+            for i in range(n):
+                if not np.isfinite(unew[i]):
+                    finite = False
+                    break
+            if not finite:
+                rc = RC_UNSTABLE
+                break
+            fac = 1.0
+
+        tnew = stop if land else t + h
+        hit_stop = land
+
+        # ---- continuous callback: locate the event, redo the step to land on it
+        fired = False
+        if has_c:
+            g_new = ccond(unew, tnew, cbp)
+            ta = 0.0
+            ga = g_prev
+            if just_fired:
+                ta = 1e-6
+                dense_eval(ytmp, u, kd, BTH, ta, h)
+                ga = ccond(ytmp, t + ta * h, cbp)
+            found = False
+            tb = 1.0
+            gb = g_new
+            for m in range(1, 5):
+                tb = m / 4.0
+                if tb <= ta:
+                    continue
+                if m == 4:
+                    gb = g_new
+                else:
+                    dense_eval(ytmp, u, kd, BTH, tb, h)
+                    gb = ccond(ytmp, t + tb * h, cbp)
+                if _crossed(ga, gb, c_dir):
+                    found = True
+                    break
+                ta = tb
+                ga = gb
+            just_fired = False
+            if found:
+                theta = _locate(ccond, cbp, u, t, h, kd, BTH, ta, tb, ga, gb, unew)
+                if theta < 1.0:
+                    h = theta * h
+                    tnew = t + h
+                    hit_stop = False
+                status, nf, nsol, thmax = _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h,
+                                                   f0, fe0, fi0, T, J, W, piv, whg, K, K2, kd,
+                                                   unew, ytmp, err, fsal, z, base, r, atol,
+                                                   rtol, eta)
+                stats[0] += nf
+                stats[2] += nsol
+                if status != NEWTON_OK:
+                    rc = RC_CONVFAIL
+                    break
+                fired = True
+            else:
+                g_prev = g_new
+
+        # ---- accept
+        if dense:
+            if nsteps >= dus.shape[0]:
+                dus = _grow_rows(dus, nsteps + 1)
+                dks = _grow_rows(dks, nsteps + 1)
+            dus[nsteps] = u
+            dks[nsteps] = kd[:sd]
+        if nsteps >= steps_t.size:
+            steps_t = _grow(steps_t, nsteps + 1)
+            steps_h = _grow(steps_h, nsteps + 1)
+        steps_t[nsteps] = t
+        steps_h[nsteps] = h
+        nsteps += 1
+        stats[3] += 1
+        for i in range(n):
+            u[i] = unew[i]
+        t = tnew
+        if hit_stop:
+            istop += 1
+        jac_fresh = False
+        T_valid = False
+        if kind == KIND_ROS23:
+            for i in range(n):
+                f0[i] = fsal[i]
+                fi0[i] = fsal[i]
+                fe0[i] = 0.0
+        else:
+            f0_valid = False
+        if not rosen and not jconst and thmax > THETA_REFRESH:
+            jac_valid = False
+
+        if every:
+            if nsave >= ts.size:
+                ts = _grow(ts, nsave + 1)
+                us = _grow_rows(us, nsave + 1)
+            ts[nsave] = t
+            for i in range(n):
+                us[nsave, i] = u[i]
+            nsave += 1
+        elif isave < savet.size and t == savet[isave]:
+            ts[nsave] = t
+            us[nsave] = u
+            nsave += 1
+            isave += 1
+
+        if fired:
+            ev_t = _grow(ev_t, nev + 1)
+            ev_u = _grow_rows(ev_u, nev + 1)
+            ev_t[nev] = t
+            ev_u[nev] = u
+            nev += 1
+            if has_caffect:
+                caffect(u, t, cbp)
+                f0_valid = False
+                if every:
+                    ts = _grow(ts, nsave + 1)
+                    us = _grow_rows(us, nsave + 1)
+                    ts[nsave] = t
+                    us[nsave] = u
+                    nsave += 1
+            g_prev = ccond(u, t, cbp)
+            just_fired = True
+            if c_term:
+                rc = RC_TERMINATED
+                break
+        if has_d and dcond(u, t, cbp) != 0.0:
+            ev_t = _grow(ev_t, nev + 1)
+            ev_u = _grow_rows(ev_u, nev + 1)
+            ev_t[nev] = t
+            ev_u[nev] = u
+            nev += 1
+            daffect(u, t, cbp)
+            f0_valid = False
+            if every:
+                ts = _grow(ts, nsave + 1)
+                us = _grow_rows(us, nsave + 1)
+                ts[nsave] = t
+                us[nsave] = u
+                nsave += 1
+            if has_c:
+                g_prev = ccond(u, t, cbp)
+
+        if adaptive:
+            habs = min(hstep * fac, dtmax)
+            if hit_stop and habs < hstep:
+                habs = hstep
+        else:
+            habs = dt
+    return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev, stats, rc, t, u)

@@ -1,0 +1,216 @@
+"""Stiff ODE algorithms (Rosenbrock and ESDIRK) and their ``solve`` registrations.
+
+Small and medium problems run in one compiled loop (:mod:`jitsolve.kernels.cpu.stiff`)
+with a dense Jacobian: the user's ``jac`` when the ``ODEFunction`` has one, else the
+exact complex-step Jacobian of ``f`` (``f`` must then also compile for complex128
+states; coloured by ``jac_sparsity`` when given), plus the exact matrix of a
+``SplitODEProblem``'s linear part.  ``df/dt`` for the Rosenbrock methods is a forward
+difference (``t`` is real in the fixed signature, so complex step in ``t`` is not
+available); pass ``autonomous=True`` when ``f`` does not depend on ``t`` to skip it.
+
+Problems with a grid operator (``ODEProblem(Diffusion(...))``,
+``SplitODEProblem(Laplacian, f)``) and more than ``dense_max`` unknowns use
+Newton-Krylov (GMRES on ``I - h gamma J`` with ``J`` the operator, plus the diagonal of
+``f``'s Jacobian by complex step when ``f`` is treated implicitly): ImplicitEuler,
+KenCarp4 and Kvaerno5.  The Rosenbrock methods need the exact Jacobian and take the
+dense path only.
+"""
+import numpy as np
+
+from .algorithms import ODEAlgorithm
+from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .grid.operators import GridOperator
+from .ode import _callback_tuple, ode_options, ode_solution
+from .problems import ODEProblem, SplitODEProblem
+from .rhs import pack_grid_operator, problem_rhs
+from .solve import register
+
+__all__ = ["StiffAlgorithm", "ImplicitEuler", "Rosenbrock23", "Rodas5P", "KenCarp4", "Kvaerno5"]
+
+
+class StiffAlgorithm(ODEAlgorithm):
+    """Base of the stiff methods.
+
+    Parameters
+    ----------
+    autonomous : bool
+        ``f`` does not depend on ``t`` (Rosenbrock methods then skip the finite-difference
+        ``df/dt``, one evaluation of ``f`` per step).
+    dense_max : int
+        Grid problems with more unknowns than this go to Newton-Krylov.
+    """
+
+    method = None
+    krylov = False
+
+    def __init__(self, autonomous=False, dense_max=2000):
+        self.autonomous = bool(autonomous)
+        self.dense_max = int(dense_max)
+
+
+class ImplicitEuler(StiffAlgorithm):
+    """Backward Euler (order 1, L-stable), simplified Newton, adaptive steps from the
+    W-filtered difference to the trapezoidal rule; linear interpolation.
+
+    On a ``SplitODEProblem`` both parts are implicit.
+
+    References
+    ----------
+    Hairer, Wanner, *Solving ODEs II* (1996), IV.3 and IV.8.
+    """
+    method, order, adaptive, dense, krylov = "implicit_euler", 1, True, True, True
+
+
+class Rosenbrock23(StiffAlgorithm):
+    """Shampine-Reichelt's L-stable Rosenbrock(W) method of order 2 with a 3rd-order
+    error estimate and its 2nd-order interpolant (MATLAB's ``ode23s``); good at loose
+    tolerances.
+
+    References
+    ----------
+    Shampine, Reichelt, *The MATLAB ODE suite*, SIAM J. Sci. Comput. 18 (1997) 1-22;
+    Hairer, Wanner, *Solving ODEs II* (1996), IV.7.
+    """
+    method, order, adaptive, dense = "rosenbrock23", 2, True, True
+
+
+class Rodas5P(StiffAlgorithm):
+    """Steinebach's stiffly accurate, L-stable Rosenbrock method of order 5(4) with a
+    4th-order interpolant; the default for stiff problems at moderate to tight tolerances.
+
+    References
+    ----------
+    Steinebach, *Construction of Rosenbrock-Wanner method Rodas5P and numerical
+    benchmarks within the Julia Differential Equations package*, BIT 63 (2023) 27;
+    Hairer, Wanner, *Solving ODEs II* (1996), IV.7.
+    """
+    method, order, adaptive, dense = "rodas5p", 5, True, True
+
+
+class KenCarp4(StiffAlgorithm):
+    """Kennedy-Carpenter ARK4(3)6L[2]SA: on a ``SplitODEProblem`` an IMEX method (``L``
+    implicit, ``f`` explicit); on an ``ODEProblem`` the L-stable ESDIRK part alone.
+    Simplified Newton with Jacobian reuse; 3rd-order interpolant.
+
+    References
+    ----------
+    Kennedy, Carpenter, *Additive Runge-Kutta schemes for convection-diffusion-reaction
+    equations*, Appl. Numer. Math. 44 (2003) 139-181.
+    """
+    method, order, adaptive, dense, krylov = "kencarp4", 4, True, True, True
+
+
+class Kvaerno5(StiffAlgorithm):
+    """Kværnø's stiffly accurate, L-stable ESDIRK 5(4) pair (7 stages); simplified Newton
+    with Jacobian reuse; cubic Hermite interpolation.
+
+    References
+    ----------
+    Kværnø, *Singly diagonally implicit Runge-Kutta methods with an explicit first
+    stage*, BIT 44 (2004) 489-502.
+    """
+    method, order, adaptive, dense, krylov = "kvaerno5", 5, True, True, True
+
+
+# ------------------------------------------------------------------------- plumbing
+def _jacobian_tuple(rhs, alg, imex, n):
+    from .kernels.cpu.rhs import zero_f
+    from .solvers.ode.rosenbrock import jacobian_data
+    fun = rhs.fun
+    fjac_on = (fun is not None) and (rhs.f is not zero_f) and not imex
+    if not fjac_on:
+        return jacobian_data(n, rhs.p, fjac_on=False, autonomous=alg.autonomous)
+    if fun.jac is not None:
+        return jacobian_data(n, rhs.p, jac=fun.cfunc("jac"), autonomous=alg.autonomous)
+    sp = fun.jac_sparsity
+    if sp is not None and sp.shape != (n, n):
+        raise InvalidProblemError(f"jac_sparsity: shape {sp.shape}, but the state has {n} "
+                                  f"components")
+    return jacobian_data(n, rhs.p, fc=fun.cfunc("f_complex"), sparsity=sp,
+                         autonomous=alg.autonomous)
+
+
+def _grid_krylov(prob, alg, oo, rhs):
+    """Newton-Krylov path for grid problems."""
+    from .kernels.cpu.rhs_grid import _grid_apply
+    from .solvers.ode.esdirk import solve_sdirk_krylov
+    split = isinstance(prob, SplitODEProblem)
+    op = prob.L if split else prob.f
+    plin = rhs.plin
+    pj = pack_grid_operator(op, with_boundary=False)
+    imex = split and isinstance(alg, KenCarp4)
+    p = rhs.p
+    fn = rhs.fun
+
+    def lin(du, u, t):
+        _grid_apply(du, u, plin, False)
+
+    def fE(du, u, t):
+        fn(du, u, p, t)
+
+    diag = np.zeros(prob.u0.size)
+    jv_update = None
+    if split and not imex:
+        fcx = fn.compiled("f", complex_state=True)
+        pc = p.astype(np.complex128)
+
+        def jv_update(u, t):        # noqa: F811 - row sums of df/du (exact for pointwise f)
+            uc = u + 1e-30j
+            du = np.empty(u.size, np.complex128)
+            fcx(du, uc, pc, t)
+            diag[:] = du.imag / 1e-30
+
+        tmpf = np.empty(prob.u0.size)
+
+        def fI(du, u, t):
+            lin(du, u, t)
+            fn(tmpf, u, p, t)
+            du += tmpf
+    else:
+        fI = lin
+
+    def jv(v, out):
+        _grid_apply(out, np.ascontiguousarray(v), pj, False)
+        if jv_update is not None:
+            out += diag * v
+        return out
+
+    return solve_sdirk_krylov(alg.method, fE, fI, jv, prob.u0.ravel(), prob.tspan[0],
+                              prob.tspan[1], imex=imex, rtol=oo["rtol"], atol=oo["atol"],
+                              dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],
+                              tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update)
+
+
+def _solve_stiff(prob, alg, o):
+    from .solvers.ode.rosenbrock import solve_stiff
+    oo = ode_options(prob, alg, o)
+    rhs = problem_rhs(prob)
+    n = prob.u0.size
+    split = isinstance(prob, SplitODEProblem)
+    grid = isinstance(prob.L if split else prob.f, GridOperator)
+    if grid and n > alg.dense_max:
+        if not alg.krylov:
+            raise UnsupportedAlgorithmError(
+                f"alg: {type(alg).__name__} needs a dense Jacobian; this grid problem has {n} "
+                f"unknowns (> dense_max={alg.dense_max}). Use ImplicitEuler, KenCarp4 or "
+                f"Kvaerno5 (Newton-Krylov)")
+        if o.get("callback") is not None:
+            raise UnsupportedAlgorithmError("callback: not supported by the Newton-Krylov "
+                                            "path of the stiff methods yet")
+        raw = _grid_krylov(prob, alg, oo, rhs)
+        return ode_solution(prob, alg, raw)
+    imex = split and isinstance(alg, KenCarp4)
+    jd = _jacobian_tuple(rhs, alg, imex, n)
+    dense = oo["saveat"] is None and alg.dense
+    raw = solve_stiff(alg.method, rhs.f, rhs.p, prob.u0.ravel(), prob.tspan[0], prob.tspan[1],
+                      lin=rhs.lin, plin=rhs.plin, jd=jd, imex=imex, rtol=oo["rtol"],
+                      atol=oo["atol"], adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
+                      maxiters=oo["maxiters"], tstops=oo["tstops"], saveat=oo["saveat"],
+                      dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p))
+    return ode_solution(prob, alg, raw, raw["BTH"] if dense else None)
+
+
+@register(ODEProblem, StiffAlgorithm)
+@register(SplitODEProblem, StiffAlgorithm)
+def _solve_stiff_registered(prob, alg, **o):
+    return _solve_stiff(prob, alg, o)
