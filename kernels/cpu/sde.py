@@ -1,0 +1,710 @@
+"""Compiled SDE integration loops: Brownian tree noise, method steps, whole-path loops,
+ensemble kernels (one path per thread) and streaming mean/variance reductions.
+
+User functions arrive as first-class function values (numba cfuncs of the fixed
+signatures in ``jitsolve.functions.SIGNATURES``), so every loop here is compiled and
+disk-cached once for all user functions (DESIGN.md, "The user-function boundary").
+
+Noise: a virtual Brownian tree over the normalised time x = (t - t0)/(t1 - t0) in [0, 1].
+B(1) ~ N(0, 1) is keyed by node 0; the bridge midpoint of the dyadic interval with heap
+index i (root [0, 1] is i = 1, children 2i and 2i+1) is
+``B(mid) = (B(a) + B(b))/2 + sqrt(b - a)/2 * Z_i`` with Z_i the Philox normal keyed by
+(seed, trajectory, i, component).  Below ``maxdepth`` a query off the dyadic points is
+a Brownian-bridge sample inside its leaf (keyed by the leaf and stream 1).  W(t) is
+``sqrt(|t1 - t0|) * B(x)``.  Every value is a pure function of its keys: a path is the
+same in every pass, at every step size on the dyadic times t0 + k (t1 - t0) / 2^m, and
+any piece of it can be regenerated without storing it.  A query walks a stack cached
+per path, so a monotone sweep over a dyadic grid costs one normal per step.
+
+The second Brownian motion Z used by the order-1.5 methods (I_(1,0)) is the same tree
+on components ``Z_OFFSET + j``.
+
+Tableau layout for the stochastic Runge-Kutta methods (``tab``, shape (s, 7 + 4 s)):
+columns c0, c1, alpha, beta1, beta2, beta3, beta4, then A0 (s), A1 (s), B0 (s), B1 (s).
+
+References: Kloeden & Platen (1992) for EM, Milstein and Euler-Heun; Rößler, SIAM J.
+Numer. Anal. 48 (2010) 922-952 for SRI/SRA; Rackauckas & Nie, DCDS-B 22 (2017) for the
+error estimate (delta*|E1| + |E2|) and rejection with Brownian bridges; Li et al. (2020)
+and Kidger et al. (2021) for the virtual Brownian tree.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .philox import normal_pair
+from .stepcontrol import error_norm, pi_factor, reject_factor
+
+__all__ = ["EM", "EULERHEUN", "MILSTEIN", "SRI", "SRA", "DIAGONAL", "SCALAR", "GENERAL",
+           "SUCCESS", "MAXITERS", "DTLESSTHANMIN", "UNSTABLE", "FULL", "Z_OFFSET", "LEVELS",
+           "tree_init", "tree_query", "tree_sample", "integrate_path", "ensemble_paths",
+           "ensemble_moments", "FPAR", "IPAR"]
+
+# method codes
+EM, EULERHEUN, MILSTEIN, SRI, SRA = 0, 1, 2, 3, 4
+# noise codes
+DIAGONAL, SCALAR, GENERAL = 0, 1, 2
+# return codes of the loops
+SUCCESS, MAXITERS, DTLESSTHANMIN, UNSTABLE, FULL = 0, 1, 2, 3, 4
+
+Z_OFFSET = 1 << 22
+LEVELS = 62          # tree levels held per path (maxdepth <= LEVELS - 2)
+STREAM_MID = 0
+STREAM_LEAF = 1
+SQRT3 = np.sqrt(3.0)
+
+#: names of the packed scalar parameters (fpar: float64, ipar: int64)
+FPAR = ("t0", "t1", "dt", "dtmin", "xstep", "safety", "qmin", "qmax", "beta1", "beta2",
+        "delta", "eps_cs")
+IPAR = ("method", "noise", "m", "nerr", "adaptive", "maxiters", "nsteps", "maxdepth",
+        "save_every", "strat", "has_cs", "save_noise")
+
+
+# ----------------------------------------------------------------------------- noise
+@njit(cache=True)
+def _fill_normals(seed, traj, node, stream, compid, z):
+    lastb = -1
+    z0 = 0.0
+    z1 = 0.0
+    for j in range(compid.size):
+        c = compid[j]
+        b = c >> 1
+        if b != lastb:
+            z0, z1 = normal_pair(seed, traj, node, b, stream)
+            lastb = b
+        z[j] = z1 if (c & 1) else z0
+
+
+@njit(cache=True)
+def _mid_normals(seed, traj, node, compid, tf, ti, d, z):
+    """Normals of tree node ``node`` (held at level d): siblings 2k and 2k+1 share one
+    Box-Muller pair per component (counter k, block = component), so a sweep pays one
+    Philox call per two nodes; the sibling's half waits in the level's cache."""
+    nc = compid.size
+    key = node >> 1
+    par = node & 1
+    oc = 2 + 3 * nc
+    if ti[d, 2] == key + 1 and ti[d, 3] == par:
+        for j in range(nc):
+            z[j] = tf[d, oc + j]
+        ti[d, 2] = 0
+        return
+    for j in range(nc):
+        z0, z1 = normal_pair(seed, traj, key, compid[j], STREAM_MID)
+        if par:
+            z[j] = z1
+            tf[d, oc + j] = z0
+        else:
+            z[j] = z0
+            tf[d, oc + j] = z1
+    ti[d, 2] = key + 1
+    ti[d, 3] = 1 - par
+
+
+@njit(cache=True)
+def tree_init(seed, traj, compid, tf, ti, z):
+    """Start a path's Brownian tree: level 0 is [0, 1] with B(0) = 0, B(1) ~ N(0, 1).
+
+    ``tf`` (LEVELS, 2 + 4 nc): a, b, B(a), B(b), B(mid), cached sibling normals per level;
+    ``ti`` (LEVELS + 1, 4): node index, "mid known", cache key + 1, cache parity per
+    level, the last row holding the current depth."""
+    nc = compid.size
+    for d in range(ti.shape[0]):
+        ti[d, 2] = 0
+    _mid_normals(seed, traj, 0, compid, tf, ti, 0, z)
+    tf[0, 0] = 0.0
+    tf[0, 1] = 1.0
+    for j in range(nc):
+        tf[0, 2 + j] = 0.0
+        tf[0, 2 + nc + j] = z[j]
+    ti[0, 0] = 1
+    ti[0, 1] = 0
+    ti[ti.shape[0] - 1, 0] = 0
+
+
+@njit(cache=True)
+def tree_query(x, maxdepth, seed, traj, compid, tf, ti, z, out):
+    """B(x) for every component into ``out``; walks from the cached stack."""
+    nc = compid.size
+    last = ti.shape[0] - 1
+    if x < 0.0:
+        x = 0.0
+    elif x > 1.0:
+        x = 1.0
+    d = ti[last, 0]
+    while d > 0 and not (tf[d, 0] <= x and x <= tf[d, 1]):
+        d -= 1
+    while True:
+        a = tf[d, 0]
+        b = tf[d, 1]
+        if x == a:
+            for j in range(nc):
+                out[j] = tf[d, 2 + j]
+            break
+        if x == b:
+            for j in range(nc):
+                out[j] = tf[d, 2 + nc + j]
+            break
+        if d >= maxdepth:
+            _fill_normals(seed, traj, ti[d, 0], STREAM_LEAF, compid, z)
+            w = (x - a) / (b - a)
+            sd = np.sqrt((x - a) * (b - x) / (b - a))
+            for j in range(nc):
+                wa = tf[d, 2 + j]
+                out[j] = wa + w * (tf[d, 2 + nc + j] - wa) + sd * z[j]
+            break
+        if ti[d, 1] == 0:
+            _mid_normals(seed, traj, ti[d, 0], compid, tf, ti, d, z)
+            sd = 0.5 * np.sqrt(b - a)
+            for j in range(nc):
+                tf[d, 2 + 2 * nc + j] = 0.5 * (tf[d, 2 + j] + tf[d, 2 + nc + j]) + sd * z[j]
+            ti[d, 1] = 1
+        mid = 0.5 * (a + b)
+        if x == mid:
+            for j in range(nc):
+                out[j] = tf[d, 2 + 2 * nc + j]
+            break
+        dn = d + 1
+        if x < mid:
+            tf[dn, 0] = a
+            tf[dn, 1] = mid
+            for j in range(nc):
+                tf[dn, 2 + j] = tf[d, 2 + j]
+                tf[dn, 2 + nc + j] = tf[d, 2 + 2 * nc + j]
+            ti[dn, 0] = 2 * ti[d, 0]
+        else:
+            tf[dn, 0] = mid
+            tf[dn, 1] = b
+            for j in range(nc):
+                tf[dn, 2 + j] = tf[d, 2 + 2 * nc + j]
+                tf[dn, 2 + nc + j] = tf[d, 2 + nc + j]
+            ti[dn, 0] = 2 * ti[d, 0] + 1
+        ti[dn, 1] = 0
+        d = dn
+    ti[last, 0] = d
+
+
+@njit(cache=True)
+def tree_sample(xs, maxdepth, seed, traj, compid, out):
+    """B at the normalised times ``xs`` (any order) into ``out`` (len(xs), nc)."""
+    nc = compid.size
+    tf = np.zeros((LEVELS, 2 + 4 * nc))
+    ti = np.zeros((LEVELS + 1, 4), dtype=np.int64)
+    z = np.empty(nc)
+    tree_init(seed, traj, compid, tf, ti, z)
+    buf = np.empty(nc)
+    for k in range(xs.size):
+        tree_query(xs[k], maxdepth, seed, traj, compid, tf, ti, z, buf)
+        for j in range(nc):
+            out[k, j] = buf[j]
+
+
+# ----------------------------------------------------------------------------- steps
+@njit(cache=True)
+def _geval(noise, gv, gm, gvec, gmat, u, p, t):
+    if noise == GENERAL:
+        gm(gmat, u, p, t)
+    else:
+        gv(gvec, u, p, t)
+
+
+@njit(cache=True)
+def _gx(noise, gvec, gmat, x, i):
+    """(G x)_i for the noise kind: diagonal g_i x_i, scalar g_i x_0, general sum_j G_ij x_j."""
+    if noise == DIAGONAL:
+        return gvec[i] * x[i]
+    if noise == SCALAR:
+        return gvec[i] * x[0]
+    acc = 0.0
+    for j in range(x.size):
+        acc += gmat[i, j] * x[j]
+    return acc
+
+
+@njit(cache=True)
+def _step_em(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk):
+    n = u.size
+    F0 = wk[0]
+    G0 = wk[1]
+    f(F0, u, p, t)
+    _geval(noise, gv, gm, G0, gk[0], u, p, t)
+    for i in range(n):
+        unew[i] = u[i] + hs * F0[i] + _gx(noise, G0, gk[0], dW, i)
+    return 1
+
+
+@njit(cache=True)
+def _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk):
+    """Euler-Heun (Stratonovich): predictor u + f h + G dW, trapezoidal corrector."""
+    n = u.size
+    F0 = wk[0]
+    G0 = wk[1]
+    F1 = wk[2]
+    G1 = wk[3]
+    ub = wk[4]
+    f(F0, u, p, t)
+    _geval(noise, gv, gm, G0, gk[0], u, p, t)
+    for i in range(n):
+        ub[i] = u[i] + hs * F0[i] + _gx(noise, G0, gk[0], dW, i)
+    f(F1, ub, p, t + hs)
+    _geval(noise, gv, gm, G1, gk[1], ub, p, t + hs)
+    for i in range(n):
+        unew[i] = (u[i] + 0.5 * hs * (F0[i] + F1[i])
+                   + 0.5 * (_gx(noise, G0, gk[0], dW, i) + _gx(noise, G1, gk[1], dW, i)))
+    return 2
+
+
+@njit(cache=True)
+def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs, strat, eps):
+    """Milstein for diagonal and scalar noise.  The g'g term comes from complex-step
+    differentiation of g (exact to rounding) when g compiles for complex states
+    (diagonal: d g_i / d u_i, one evaluation per component; scalar: the directional
+    derivative J_g g in one evaluation), else from the derivative-free Runge-Kutta
+    form (g(u + f h + g sqrt h) - g(u)) / sqrt h (Kloeden & Platen 11.1)."""
+    n = u.size
+    ha = abs(hs)
+    sq = np.sqrt(ha)
+    F0 = wk[0]
+    G0 = wk[1]
+    D = wk[2]
+    ub = wk[3]
+    G1 = wk[4]
+    f(F0, u, p, t)
+    gv(G0, u, p, t)
+    nf = 1
+    if has_cs:
+        uc = cwk[0]
+        gcv = cwk[1]
+        if noise == DIAGONAL:
+            for k in range(n):
+                for i in range(n):
+                    uc[i] = u[i]
+                uc[k] = u[k] + 1j * eps
+                gc(gcv, uc, pc, t)
+                D[k] = gcv[k].imag / eps * G0[k]
+        else:
+            for i in range(n):
+                uc[i] = u[i] + 1j * eps * G0[i]
+            gc(gcv, uc, pc, t)
+            for i in range(n):
+                D[i] = gcv[i].imag / eps
+    else:
+        for i in range(n):
+            ub[i] = u[i] + hs * F0[i] + G0[i] * sq
+        gv(G1, ub, p, t)
+        for i in range(n):
+            D[i] = (G1[i] - G0[i]) / sq if sq > 0.0 else 0.0
+    for i in range(n):
+        w = dW[i] if noise == DIAGONAL else dW[0]
+        corr = w * w if strat else w * w - ha
+        unew[i] = u[i] + hs * F0[i] + G0[i] * w + 0.5 * D[i] * corr
+    return nf
+
+
+@njit(cache=True)
+def _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err, wk, chi):
+    """Rößler SRI stochastic Runge-Kutta (diagonal or scalar noise), tableau ``tab``;
+    writes the embedded error terms delta*|E1| + |E2| into ``err``."""
+    n = u.size
+    s = tab.shape[0]
+    m = dW.size
+    ha = abs(hs)
+    sq = np.sqrt(ha)
+    for j in range(m):
+        w = dW[j]
+        chi[0, j] = (w * w - ha) / (2.0 * sq)
+        chi[1, j] = 0.5 * (w + dZ[j] / SQRT3)
+        chi[2, j] = (w * w * w - 3.0 * w * ha) / (6.0 * ha)
+    # rows: H0 [0, s), H1 [s, 2s), F [2s, 3s), G [3s, 4s), E1 4s, E2 4s+1
+    oA0 = 7
+    oA1 = 7 + s
+    oB0 = 7 + 2 * s
+    oB1 = 7 + 3 * s
+    for st in range(s):
+        H0 = wk[st]
+        H1 = wk[s + st]
+        for i in range(n):
+            a0 = 0.0
+            a1 = 0.0
+            b0 = 0.0
+            b1 = 0.0
+            for r in range(st):
+                fr = wk[2 * s + r, i]
+                gr = wk[3 * s + r, i]
+                a0 += tab[st, oA0 + r] * fr
+                a1 += tab[st, oA1 + r] * fr
+                b0 += tab[st, oB0 + r] * gr
+                b1 += tab[st, oB1 + r] * gr
+            c2 = chi[1, i] if noise == DIAGONAL else chi[1, 0]
+            H0[i] = u[i] + hs * a0 + c2 * b0
+            H1[i] = u[i] + hs * a1 + sq * b1
+        f(wk[2 * s + st], H0, p, t + tab[st, 0] * hs)
+        gv(wk[3 * s + st], H1, p, t + tab[st, 1] * hs)
+    for i in range(n):
+        jj = i if noise == DIAGONAL else 0
+        w = dW[jj]
+        c1 = chi[0, jj]
+        c2 = chi[1, jj]
+        c3 = chi[2, jj]
+        a = 0.0
+        b = 0.0
+        e1 = 0.0
+        e2 = 0.0
+        for st in range(s):
+            fs = wk[2 * s + st, i]
+            gs = wk[3 * s + st, i]
+            a += tab[st, 2] * fs
+            b += (tab[st, 3] * w + tab[st, 4] * c1) * gs
+            e2 += (tab[st, 5] * c2 + tab[st, 6] * c3) * gs
+            if st < nerr:
+                e1 += fs
+        unew[i] = u[i] + hs * a + b + e2
+        err[i] = delta * abs(hs * e1) + abs(e2)
+    return s
+
+
+@njit(cache=True)
+def _step_sra(f, gv, gm, tab, delta, noise, u, p, t, hs, dW, dZ, unew, err, wk, gk, chi):
+    """Rößler SRA stochastic Runge-Kutta for additive noise (g independent of u),
+    any noise kind; error terms delta*|E1| + |E2| into ``err``."""
+    n = u.size
+    s = tab.shape[0]
+    m = dW.size
+    for j in range(m):
+        chi[1, j] = 0.5 * (dW[j] + dZ[j] / SQRT3)
+    c2v = chi[1]
+    oA0 = 7
+    oB0 = 7 + 2 * s
+    # rows: H0 [0, s), F [s, 2s), G [2s, 3s) (diagonal/scalar; general: gk[st])
+    for st in range(s):
+        H0 = wk[st]
+        for i in range(n):
+            a0 = 0.0
+            b0 = 0.0
+            for r in range(st):
+                a0 += tab[st, oA0 + r] * wk[s + r, i]
+                cb = tab[st, oB0 + r]
+                if cb != 0.0:
+                    b0 += cb * _gx(noise, wk[2 * s + r], gk[r], c2v, i)
+            H0[i] = u[i] + hs * a0 + b0
+        f(wk[s + st], H0, p, t + tab[st, 0] * hs)
+        _geval(noise, gv, gm, wk[2 * s + st], gk[st], H0, p, t + tab[st, 1] * hs)
+    for i in range(n):
+        a = 0.0
+        b = 0.0
+        e1 = 0.0
+        e2 = 0.0
+        for st in range(s):
+            fs = wk[s + st, i]
+            a += tab[st, 2] * fs
+            e1 += fs
+            if tab[st, 3] != 0.0:
+                b += tab[st, 3] * _gx(noise, wk[2 * s + st], gk[st], dW, i)
+            if tab[st, 4] != 0.0:
+                e2 += tab[st, 4] * _gx(noise, wk[2 * s + st], gk[st], c2v, i)
+        unew[i] = u[i] + hs * a + b + e2
+        err[i] = delta * abs(hs * e1) + abs(e2)
+    return s
+
+
+# ----------------------------------------------------------------------------- one path
+@njit(cache=True)
+def _save(k, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise):
+    out_t[k] = t0 + span * x if x < 1.0 else t0 + span
+    for i in range(u.size):
+        out_u[k, i] = u[i]
+    if save_noise:
+        for j in range(m):
+            out_W[k, j] = sqT * Bcur[j]
+
+
+@njit(cache=True)
+def _all_finite(u):
+    for i in range(u.size):
+        if not np.isfinite(u[i]):
+            return False
+    return True
+
+
+@njit(cache=True)
+def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, traj,
+                   out_t, out_u, out_W, stats):
+    """Integrate one path from t0 to t1; the whole loop in one compiled call.
+
+    Saves every step (``save_every``) or at the normalised times ``xs``; writes
+    stats = [nsaved, retcode, nf, ng, naccept, nreject].  Returns nothing."""
+    n = u0.size
+    t0 = fpar[0]
+    t1 = fpar[1]
+    dtabs = fpar[2]
+    dtmin = fpar[3]
+    xstep = fpar[4]
+    safety = fpar[5]
+    qmin = fpar[6]
+    qmax = fpar[7]
+    beta1 = fpar[8]
+    beta2 = fpar[9]
+    delta = fpar[10]
+    eps_cs = fpar[11]
+    method = ipar[0]
+    noise = ipar[1]
+    m = ipar[2]
+    nerr = ipar[3]
+    adaptive = ipar[4]
+    maxiters = ipar[5]
+    N = ipar[6]
+    maxdepth = ipar[7]
+    save_every = ipar[8]
+    strat = ipar[9]
+    has_cs = ipar[10]
+    save_noise = ipar[11]
+    cap = out_t.size
+    nsave = xs.size
+
+    span = t1 - t0
+    T = abs(span)
+    sqT = np.sqrt(T)
+    two = method == SRI or method == SRA
+    nc = 2 * m if two else m
+    compid = np.empty(nc, dtype=np.int64)
+    for j in range(m):
+        compid[j] = j
+        if two:
+            compid[m + j] = Z_OFFSET + j
+    tf = np.zeros((LEVELS, 2 + 4 * nc))
+    ti = np.zeros((LEVELS + 1, 4), dtype=np.int64)
+    z = np.empty(nc)
+    tree_init(seed, traj, compid, tf, ti, z)
+    Bcur = np.zeros(nc)
+    Bnew = np.empty(nc)
+    dW = np.empty(m)
+    dZ = np.zeros(m)
+
+    s = tab.shape[0]
+    wk = np.zeros((4 * s + 8, n))
+    if noise == GENERAL:
+        gk = np.zeros((s + 2, n, m))
+    else:
+        gk = np.zeros((s + 2, 1, 1))
+    cwk = np.zeros((2, n if has_cs else 1), dtype=np.complex128)
+    pc = np.zeros(p.size if has_cs else 1, dtype=np.complex128)
+    if has_cs:
+        for i in range(p.size):
+            pc[i] = p[i]
+    chi = np.zeros((3, m))
+    u = u0.copy()
+    unew = np.empty(n)
+    err = np.zeros(n)
+
+    nsaved = 0
+    ks = 0
+    rc = SUCCESS
+    nf = 0
+    ng = 0
+    nacc = 0
+    nrej = 0
+    # initial save
+    if save_every:
+        _save(0, 0.0, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise)
+        nsaved = 1
+    else:
+        while ks < nsave and xs[ks] <= 0.0:
+            _save(nsaved, 0.0, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise)
+            nsaved += 1
+            ks += 1
+
+    x = 0.0
+    h = dtabs
+    errprev = 1.0
+    k = 0            # grid index (fixed step)
+    xg = 1.0 if N <= 1 else xstep
+    while x < 1.0:
+        if nacc + nrej >= maxiters:
+            rc = MAXITERS
+            break
+        # target of this step
+        clamped = False
+        if adaptive:
+            # proposed steps are rounded down onto dyadic times (granularity 1/8 of the
+            # step), so that the Brownian tree answers from shallow, shared nodes
+            dx = h / T
+            if dx >= 1.0 - x or (1.0 - x - dx) * T < 1e-12 * max(1.0, T):
+                xt = 1.0
+            else:
+                q = np.int64(np.ceil(-np.log2(dx))) + 3
+                if q > maxdepth:
+                    q = maxdepth
+                sc = 2.0 ** q
+                kq = np.floor(dx * sc)
+                if kq < 1.0:
+                    kq = 1.0
+                xt = x + kq / sc
+                if xt >= 1.0:
+                    xt = 1.0
+        else:
+            xt = xg
+        if (not save_every) and ks < nsave and xs[ks] < xt:
+            xt = xs[ks]
+            clamped = True
+        tree_query(xt, maxdepth, seed, traj, compid, tf, ti, z, Bnew)
+        for j in range(m):
+            dW[j] = sqT * (Bnew[j] - Bcur[j])
+        if two:
+            for j in range(m):
+                dZ[j] = sqT * (Bnew[m + j] - Bcur[m + j])
+        t = t0 + span * x
+        hs = span * (xt - x)
+        if method == EM:
+            nf += _step_em(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk)
+            ng += 1
+        elif method == EULERHEUN:
+            nf += _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk)
+            ng += 2
+        elif method == MILSTEIN:
+            nf += _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk,
+                                 has_cs, strat, eps_cs)
+            ng += 1 + (n if (has_cs and noise == DIAGONAL) else 1)
+        elif method == SRI:
+            nf += _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err,
+                            wk, chi)
+            ng += s
+        else:
+            nf += _step_sra(f, gv, gm, tab, delta, noise, u, p, t, hs, dW, dZ, unew, err,
+                            wk, gk, chi)
+            ng += s
+        finite = _all_finite(unew)
+        if adaptive:
+            if finite:
+                en = error_norm(err, u, unew, atol, rtol)
+            else:
+                en = np.inf
+            if not (en <= 1.0):
+                nrej += 1
+                h = abs(hs) * reject_factor(en, beta1, safety, qmin)
+                hmin = dtmin if dtmin > 0.0 else 1e-14 * max(1.0, abs(t0), abs(t1))
+                if h < hmin:
+                    rc = DTLESSTHANMIN if finite else UNSTABLE
+                    break
+                continue
+            fac = pi_factor(en, errprev, beta1, beta2, safety, qmin, qmax)
+            errprev = max(en, 1e-4)
+            if not clamped:
+                h = abs(hs) * fac
+            else:
+                h = max(h, abs(hs) * fac)
+        elif not finite:
+            rc = UNSTABLE
+            break
+        nacc += 1
+        for i in range(n):
+            u[i] = unew[i]
+        for j in range(nc):
+            Bcur[j] = Bnew[j]
+        x = xt
+        if not adaptive and x == xg:
+            k += 1
+            xg = 1.0 if k >= N - 1 else (k + 1) * xstep
+        if save_every:
+            if nsaved >= cap:
+                rc = FULL
+                break
+            _save(nsaved, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise)
+            nsaved += 1
+        else:
+            while ks < nsave and xs[ks] <= x:
+                _save(nsaved, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise)
+                nsaved += 1
+                ks += 1
+    stats[0] = nsaved
+    stats[1] = rc
+    stats[2] = nf
+    stats[3] = ng
+    stats[4] = nacc
+    stats[5] = nrej
+
+
+# ----------------------------------------------------------------------------- ensembles
+@njit(parallel=True, cache=True)
+def ensemble_paths(f, gv, gm, gc, tab, u0s, ps, atol, rtol, xs, fpar, ipar, seed, traj0,
+                   out_u, out_W, stats):
+    """Paths 0..N-1 (trajectory keys traj0 + i), one per thread, saving into
+    ``out_u`` (N, cap, n) and ``out_W`` (N, cap, m) or (N, 1, 1)."""
+    N = out_u.shape[0]
+    cap = out_u.shape[1]
+    for i0 in prange(N):
+        i = np.int64(i0)
+        iu = i if u0s.shape[0] > 1 else np.int64(0)
+        ip = i if ps.shape[0] > 1 else np.int64(0)
+        tr = traj0 + np.uint64(i)
+        ot = np.empty(cap)
+        st = np.zeros(6, dtype=np.int64)
+        integrate_path(f, gv, gm, gc, tab, u0s[iu], ps[ip], atol, rtol, xs, fpar, ipar, seed,
+                       tr, ot, out_u[i], out_W[i], st)
+        for q in range(6):
+            stats[i, q] = st[q]
+
+
+@njit(parallel=True, cache=True)
+def ensemble_moments(f, gv, gm, gc, tab, u0s, ps, atol, rtol, xs, fpar, ipar, seed, traj0,
+                     N, block, mean, var, counts):
+    """Streaming mean and (unbiased) variance at the save times over N paths, without
+    storing paths.  Paths run in fixed blocks of ``block`` (one block per thread, Welford
+    within a block), and blocks are merged in index order (Chan et al.), so the result
+    does not depend on thread scheduling.  counts = [used paths, failed paths, nf, naccept,
+    nreject]; failed paths (retcode not Success) are left out of the moments."""
+    nsave = mean.shape[0]
+    n = mean.shape[1]
+    nblk = (N + block - 1) // block
+    bmean = np.zeros((nblk, nsave, n))
+    bm2 = np.zeros((nblk, nsave, n))
+    bcnt = np.zeros(nblk, dtype=np.int64)
+    bwork = np.zeros((nblk, 4), dtype=np.int64)
+    for b0 in prange(nblk):
+        b = np.int64(b0)
+        ot = np.empty(nsave)
+        ou = np.empty((nsave, n))
+        ow = np.empty((1, 1))
+        st = np.zeros(6, dtype=np.int64)
+        c = 0
+        for i in range(b * block, min(N, (b + 1) * block)):
+            iu = i if u0s.shape[0] > 1 else np.int64(0)
+            ip = i if ps.shape[0] > 1 else np.int64(0)
+            tr = traj0 + np.uint64(i)
+            integrate_path(f, gv, gm, gc, tab, u0s[iu], ps[ip], atol, rtol, xs, fpar, ipar,
+                           seed, tr, ot, ou, ow, st)
+            bwork[b, 1] += st[2]
+            bwork[b, 2] += st[4]
+            bwork[b, 3] += st[5]
+            if st[1] != SUCCESS or st[0] != nsave:
+                bwork[b, 0] += 1
+                continue
+            c += 1
+            for k in range(nsave):
+                for j in range(n):
+                    xv = ou[k, j]
+                    d = xv - bmean[b, k, j]
+                    bmean[b, k, j] += d / c
+                    bm2[b, k, j] += d * (xv - bmean[b, k, j])
+        bcnt[b] = c
+    tot = 0
+    for k in range(nsave):
+        for j in range(n):
+            mean[k, j] = 0.0
+            var[k, j] = 0.0
+    for b in range(nblk):
+        cb = bcnt[b]
+        counts[1] += bwork[b, 0]
+        counts[2] += bwork[b, 1]
+        counts[3] += bwork[b, 2]
+        counts[4] += bwork[b, 3]
+        if cb == 0:
+            continue
+        newtot = tot + cb
+        for k in range(nsave):
+            for j in range(n):
+                d = bmean[b, k, j] - mean[k, j]
+                mean[k, j] += d * cb / newtot
+                var[k, j] += bm2[b, k, j] + d * d * tot * cb / newtot
+        tot = newtot
+    counts[0] = tot
+    for k in range(nsave):
+        for j in range(n):
+            var[k, j] = var[k, j] / (tot - 1) if tot > 1 else np.nan

@@ -1,0 +1,448 @@
+"""Stochastic differential equations: the algorithms ``EM``, ``EulerHeun``, ``Milstein``,
+``SRIW1``, ``SRA1``, their ``solve`` implementations for ``SDEProblem`` and for
+``EnsembleProblem`` of SDEs, streaming ensemble moments, and :func:`reverse_sde`.
+
+Noise
+-----
+Brownian increments come from a virtual Brownian tree keyed by Philox4x32-10 on
+(seed, trajectory, tree node, component): the same ``seed`` gives the same path on every
+run and backend, a single solve is trajectory 0 and ensemble path ``i`` is trajectory
+``i``, and any piece of the path can be regenerated without storing it
+(:func:`brownian_path`).  ``seed=None`` means the fixed default seed 0, so an SDE solve
+is reproducible unless you ask for another seed.  With ``dt = (t1 - t0) / 2^m`` the grid
+points are exact tree nodes: solving with ``dt`` and ``dt/2`` uses the same Brownian
+motion (the finer path is the Brownian bridge refinement of the coarser).  Adaptive
+steps (SRIW1, SRA1) query the tree at any time, so a rejected step is retried on a
+bridge of the same path.
+
+Failures come back as return codes with the path computed so far: ``Unstable`` when the
+state becomes NaN/Inf, ``MaxIters``, ``DtLessThanMin``.
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from .algorithms import SDEAlgorithm
+from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .functions import compile_cfunc
+from .problems import EnsembleProblem, SDEProblem
+from .retcodes import ReturnCode
+from .solution import EnsembleSolution, SDESolution, SolverStats
+from .solve import register
+
+__all__ = ["EM", "EulerHeun", "Milstein", "SRIW1", "SRA1", "reverse_sde", "ReverseSDE",
+           "ensemble_moments", "EnsembleMoments", "brownian_path"]
+
+
+class _SDEMethod(SDEAlgorithm):
+    _module = None          # name of the method module in jitsolve.solvers.sde
+    adaptive = False
+    noise_kinds = ("diagonal", "scalar", "general")
+    interpretations = ("ito",)
+
+    def _mod(self):
+        from .solvers.sde import METHODS  # lazy: keeps `import jitsolve` free of numba
+        return METHODS[self._module]
+
+
+class EM(_SDEMethod):
+    """Euler-Maruyama for Itô SDEs: ``u + f h + G dW``.
+
+    Strong order 1/2, weak order 1; diagonal, scalar and general noise; fixed step
+    (``dt`` required).
+
+    References
+    ----------
+    P. E. Kloeden, E. Platen, *Numerical Solution of Stochastic Differential Equations*,
+    Springer (1992), sec. 9.1.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> from jitsolve.sde import EM
+    >>> def f(du, u, p, t): du[0] = -u[0]
+    >>> def g(gu, u, p, t): gu[0] = 0.5
+    >>> prob = js.SDEProblem(f, g, np.array([1.0]), (0.0, 1.0))
+    >>> sol = js.solve(prob, EM(), dt=2.0**-8, seed=1)
+    >>> sol.u.shape
+    (257, 1)
+    """
+
+    _module = "EM"
+    strong_order = 0.5
+    weak_order = 1.0
+    reference = "Kloeden & Platen (1992), sec. 9.1"
+
+
+class EulerHeun(_SDEMethod):
+    """Euler-Heun for Stratonovich SDEs: predictor ``u + f h + G dW``, trapezoidal corrector.
+
+    Strong order 1/2 (1 for additive or commutative noise), weak order 1; diagonal, scalar
+    and general noise; fixed step.  The problem must say ``interpretation="stratonovich"``.
+
+    References
+    ----------
+    Kloeden & Platen (1992), sec. 11.1.
+    """
+
+    _module = "EulerHeun"
+    strong_order = 0.5
+    weak_order = 1.0
+    interpretations = ("stratonovich",)
+    reference = "Kloeden & Platen (1992), sec. 11.1"
+
+
+class Milstein(_SDEMethod):
+    """Milstein for diagonal and scalar noise, Itô (``dW^2 - h``) or Stratonovich (``dW^2``).
+
+    Strong order 1, weak order 1; fixed step.  The ``g' g`` term is computed by
+    complex-step differentiation of ``g`` (exact to rounding; ``g`` must then also compile
+    for complex128 states and parameters), or, when ``g`` does not compile for complex
+    numbers, by the derivative-free Runge-Kutta form ``(g(u + f h + g sqrt h) - g(u)) /
+    sqrt h`` (which assumes ``g_i`` depends on ``u_i`` only for diagonal noise).
+
+    References
+    ----------
+    G. N. Milstein, Theory Probab. Appl. 19 (1975); Kloeden & Platen (1992), sec. 10.3, 11.1;
+    J. R. R. A. Martins, P. Sturdza, J. J. Alonso, ACM TOMS 29 (2003) (complex step).
+    """
+
+    _module = "Milstein"
+    strong_order = 1.0
+    weak_order = 1.0
+    noise_kinds = ("diagonal", "scalar")
+    interpretations = ("ito", "stratonovich")
+    reference = "Kloeden & Platen (1992), sec. 10.3"
+
+
+class SRIW1(_SDEMethod):
+    """Rößler's SRIW1 stochastic Runge-Kutta method for Itô SDEs with diagonal or scalar noise.
+
+    Strong order 1.5, weak order 2.  Adaptive by default (``adaptive=True``; ``dt`` is then
+    the first step, default ``|t1 - t0|/100``) with the embedded error estimate
+    ``delta |E1| + |E2|`` and rejection through Brownian bridges of the same path;
+    ``adaptive=False`` takes fixed steps ``dt``.
+
+    References
+    ----------
+    A. Rößler, "Runge-Kutta methods for the strong approximation of solutions of stochastic
+    differential equations", SIAM J. Numer. Anal. 48 (2010) 922-952 (SRI1W1 coefficients;
+    as tabulated in StochasticDiffEq.jl).
+    C. Rackauckas, Q. Nie, "Adaptive methods for stochastic differential equations via
+    natural embeddings and rejection sampling with memory", DCDS-B 22 (2017) 2731-2761.
+    """
+
+    _module = "SRIW1"
+    strong_order = 1.5
+    weak_order = 2.0
+    adaptive = True
+    noise_kinds = ("diagonal", "scalar")
+    reference = "Rößler, SIAM J. Numer. Anal. 48 (2010); Rackauckas & Nie, DCDS-B 22 (2017)"
+
+
+class SRA1(_SDEMethod):
+    """Rößler's SRA1 stochastic Runge-Kutta method for additive noise (``g`` independent of ``u``).
+
+    Strong order 1.5, weak order 2 on additive noise; diagonal, scalar and general noise;
+    adaptive by default, like :class:`SRIW1`.  On multiplicative noise it is only order 1/2.
+
+    References
+    ----------
+    A. Rößler, SIAM J. Numer. Anal. 48 (2010) 922-952 (SRA1 coefficients; as tabulated in
+    StochasticDiffEq.jl); Rackauckas & Nie, DCDS-B 22 (2017).
+    """
+
+    _module = "SRA1"
+    strong_order = 1.5
+    weak_order = 2.0
+    adaptive = True
+    interpretations = ("ito", "stratonovich")
+    reference = "Rößler, SIAM J. Numer. Anal. 48 (2010)"
+
+
+# --------------------------------------------------------------------------- plumbing
+def _dummy_vec(out, u, p, t):  # pragma: no cover - never called
+    out[0] = 0.0
+
+
+def _dummy_mat(out, u, p, t):  # pragma: no cover - never called
+    out[0, 0] = 0.0
+
+
+def _dummy_cplx(out, u, p, t):  # pragma: no cover - never called
+    out[0] = 0.0
+
+
+def _prepare(prob, alg, o):
+    """Check the pair and the options, compile the first-class user functions."""
+    from .grid.operators import GridOperator
+    if isinstance(prob.f, GridOperator):
+        raise UnsupportedAlgorithmError(
+            "f: a grid-operator drift is not supported by the SDE methods yet; pass a function "
+            "f(du, u, p, t) (e.g. one that calls A.apply)")
+    if prob.noise not in alg.noise_kinds:
+        raise UnsupportedAlgorithmError(
+            f"alg: {type(alg).__name__} supports noise {alg.noise_kinds}, the problem has "
+            f"noise={prob.noise!r}")
+    if prob.interpretation not in alg.interpretations:
+        raise UnsupportedAlgorithmError(
+            f"alg: {type(alg).__name__} integrates {' or '.join(alg.interpretations)} SDEs, the "
+            f"problem has interpretation={prob.interpretation!r}"
+            + (" (use EulerHeun for Stratonovich)" if prob.interpretation == "stratonovich" else
+               " (use EM, Milstein or SRIW1 for Itô)"))
+    adaptive = bool(o["adaptive"]) and alg.adaptive
+    if not adaptive and o["dt"] is None:
+        raise InvalidProblemError(
+            f"dt: required for the fixed-step method {type(alg).__name__}"
+            + (" (or pass adaptive=True)" if alg.adaptive else "")
+            + "; e.g. dt=(t1 - t0)/2**10 (powers of two keep paths nested across dt)")
+    if o.get("callback") is not None:
+        raise UnsupportedAlgorithmError("callback: not supported by the SDE methods yet")
+    if o.get("tstops") is not None:
+        raise UnsupportedAlgorithmError("tstops: not supported by the SDE methods yet; use saveat")
+    t0, t1 = prob.tspan
+    if o["dt"] is not None and o["dt"] > abs(t1 - t0) * (1 + 1e-12) and not adaptive:
+        raise InvalidProblemError(f"dt: {o['dt']} is longer than the span |t1 - t0| = {abs(t1 - t0)}")
+    if isinstance(o["saveat"], float) and o["saveat"] > abs(t1 - t0):
+        raise InvalidProblemError(f"saveat: interval {o['saveat']} is longer than the span")
+    seed = 0 if o["seed"] is None else int(o["seed"])
+    if seed >= 2 ** 63:
+        raise InvalidProblemError(f"seed: expected an integer below 2**63, got {seed}")
+    F = prob.f
+    f = F.cfunc("f")
+    graw = prob._g_raw
+    if prob.noise == "general":
+        gv = compile_cfunc(_dummy_vec, "g", "f")
+        gm = compile_cfunc(graw, "g", "g_general")
+    else:
+        gv = compile_cfunc(graw, "g", "f")
+        gm = compile_cfunc(_dummy_mat, "g", "g_general")
+    has_cs = False
+    gc = None
+    if isinstance(alg, Milstein):
+        try:
+            gc = compile_cfunc(graw, "g", "f_complex")
+            has_cs = True
+        except Exception:   # g does not compile for complex: derivative-free Milstein
+            gc = None
+    if gc is None:
+        gc = compile_cfunc(_dummy_cplx, "g", "f_complex")
+    mod = alg._mod()
+    kw = dict(tspan=(float(t0), float(t1)), dt=o["dt"], adaptive=adaptive, rtol=o["rtol"],
+              atol=o["atol"], dtmin=o["dtmin"], maxiters=o["maxiters"], seed=seed,
+              noise=prob.noise, m=prob.nbrownian,
+              strat=prob.interpretation == "stratonovich", has_cs=has_cs)
+    return mod, (f, gv, gm, gc), kw
+
+
+_RC = {0: ReturnCode.Success, 1: ReturnCode.MaxIters, 2: ReturnCode.DtLessThanMin,
+       3: ReturnCode.Unstable, 4: ReturnCode.MaxIters}
+
+
+@register(SDEProblem, SDEAlgorithm)
+def _solve_sde(prob, alg, **o):
+    if not isinstance(alg, _SDEMethod):
+        raise UnsupportedAlgorithmError(f"alg: {type(alg).__name__} is not a jitsolve SDE method")
+    mod, funcs, kw = _prepare(prob, alg, o)
+    from .solvers.sde.driver import solve_path
+    u0 = np.ascontiguousarray(prob.u0, dtype=np.float64).ravel()
+    t, u, W, rc, st = solve_path(mod, funcs, u0, prob.p, saveat=o["saveat"],
+                                 save_noise=bool(o["save_noise"]), **kw)
+    stats = SolverStats(nf=st["nf"], naccept=st["naccept"], nreject=st["nreject"])
+    return SDESolution(t, u.reshape((t.size,) + prob.u0.shape), _RC[rc], stats, W=W,
+                       alg=type(alg).__name__)
+
+
+def _ensemble_inputs(eprob, N):
+    prob = eprob.prob
+    n = prob.u0.size
+    if eprob.u0s is not None:
+        u0s = np.ascontiguousarray(eprob.u0s[:N], dtype=np.float64).reshape(N, n)
+    else:
+        u0s = np.ascontiguousarray(prob.u0, dtype=np.float64).reshape(1, n)
+    if eprob.ps is not None:
+        ps = np.ascontiguousarray(eprob.ps[:N], dtype=np.float64)
+    else:
+        ps = np.ascontiguousarray(prob.p, dtype=np.float64).reshape(1, -1)
+    if ps.shape[1] == 0:
+        ps = np.zeros((ps.shape[0], 1))
+    return u0s, ps
+
+
+@register(EnsembleProblem, SDEAlgorithm)
+def _solve_sde_ensemble(eprob, alg, **o):
+    if not isinstance(eprob.prob, SDEProblem):
+        raise UnsupportedAlgorithmError(
+            f"alg: {type(alg).__name__} solves SDEs; the ensemble holds a {type(eprob.prob).__name__}")
+    if not isinstance(alg, _SDEMethod):
+        raise UnsupportedAlgorithmError(f"alg: {type(alg).__name__} is not a jitsolve SDE method")
+    prob = eprob.prob
+    N = o["trajectories"]
+    if eprob.prob_func is not None:
+        return _solve_prob_func(eprob, alg, N, o)
+    mod, funcs, kw = _prepare(prob, alg, o)
+    from .solvers.sde.driver import solve_ensemble
+    u0s, ps = _ensemble_inputs(eprob, N)
+    t, u, W, rcs, st = solve_ensemble(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
+                                      save_noise=bool(o["save_noise"]), **kw)
+    # a failed path keeps its saved prefix; the rest of its rows are NaN
+    nsaved = st[:, 0]
+    if (nsaved < u.shape[1]).any():
+        mask = np.arange(u.shape[1])[None, :] >= nsaved[:, None]
+        u[mask] = np.nan
+        if W is not None:
+            W[mask] = np.nan
+    sol = EnsembleSolution(t, u.reshape((N, t.size) + prob.u0.shape), [_RC[int(r)] for r in rcs],
+                           alg=type(alg).__name__)
+    sol.W = W
+    sol.stats = SolverStats(nf=int(st[:, 2].sum()), naccept=int(st[:, 4].sum()),
+                            nreject=int(st[:, 5].sum()))
+    return sol
+
+
+def _solve_prob_func(eprob, alg, N, o):
+    """The general (slow) path: one compiled solve per remade problem, trajectory i keyed i."""
+    from .solvers.sde.driver import solve_path
+    sols, t_ref = [], None
+    for i in range(N):
+        pi = eprob.prob_func(eprob.prob, i)
+        if not isinstance(pi, SDEProblem):
+            raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, expected an SDEProblem")
+        mod, funcs, kw = _prepare(pi, alg, o)
+        t, u, W, rc, st = solve_path(mod, funcs, np.ascontiguousarray(pi.u0, dtype=np.float64).ravel(),
+                                     pi.p, saveat=o["saveat"], save_noise=False, trajectory=i, **kw)
+        if t_ref is None:
+            t_ref = t
+        sols.append((t, u, rc))
+    nt = max(s[0].size for s in sols)
+    n = eprob.prob.u0.size
+    U = np.full((N, nt, n), np.nan)
+    tt = t_ref
+    for i, (t, u, rc) in enumerate(sols):
+        if t.size == nt and tt.size != nt:
+            tt = t
+        if t.size > 0 and t.size <= nt:
+            U[i, :t.size] = u
+    if any(s[0].size != nt for s in sols if _RC[s[2]] is ReturnCode.Success):
+        raise InvalidProblemError("saveat: trajectories saved at different times; pass saveat for "
+                                  "adaptive ensembles built with prob_func")
+    return EnsembleSolution(tt, U.reshape((N, nt) + eprob.prob.u0.shape), [_RC[s[2]] for s in sols],
+                            alg=type(alg).__name__)
+
+
+EnsembleMoments = namedtuple("EnsembleMoments", "t mean var n failed stats")
+EnsembleMoments.__doc__ = """Streaming ensemble statistics: ``mean``/``var`` (nt, *u0.shape) at
+``t``, the number of paths used ``n`` and of failed paths ``failed`` (left out)."""
+
+
+def ensemble_moments(eprob, alg, *, trajectories=None, block=64, **solve_kw):
+    """Mean and (unbiased) variance of an SDE ensemble at the save times, without storing paths.
+
+    Paths run in one parallel compiled kernel, in fixed blocks of ``block`` paths merged in
+    a fixed order (the result does not depend on the number of threads).  ``saveat``
+    defaults to ``(t0, t1)``; other options are those of :func:`jitsolve.solve`.
+
+    Returns
+    -------
+    EnsembleMoments(t, mean, var, n, failed, stats)
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> from jitsolve.sde import EM, ensemble_moments
+    >>> def f(du, u, p, t): du[0] = -u[0]
+    >>> def g(gu, u, p, t): gu[0] = 1.0
+    >>> ep = js.EnsembleProblem(js.SDEProblem(f, g, np.array([1.0]), (0.0, 1.0)))
+    >>> m = ensemble_moments(ep, EM(), trajectories=1000, dt=2.0**-6)
+    >>> m.mean.shape
+    (2, 1)
+    """
+    from .solve import _DE_DEFAULTS, _check_de_options
+    if not isinstance(eprob, EnsembleProblem) or not isinstance(eprob.prob, SDEProblem):
+        raise InvalidProblemError("eprob: expected an EnsembleProblem of an SDEProblem")
+    if not isinstance(alg, _SDEMethod):
+        raise InvalidProblemError(f"alg: expected an SDE method (e.g. EM()), got {type(alg).__name__}")
+    unknown = set(solve_kw) - set(_DE_DEFAULTS)
+    if unknown:
+        raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of ensemble_moments")
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    _check_de_options(eprob.prob, o)
+    N = trajectories if trajectories is not None else eprob.ntrajectories
+    if N is None or isinstance(N, bool) or int(N) < 2:
+        raise InvalidProblemError(f"trajectories: expected an integer >= 2, got {N!r}")
+    N = int(N)
+    if eprob.ntrajectories is not None and N > eprob.ntrajectories:
+        raise InvalidProblemError(f"trajectories: {N} requested but u0s/ps hold {eprob.ntrajectories}")
+    if eprob.prob_func is not None:
+        raise UnsupportedAlgorithmError("prob_func: streaming moments need u0s/ps (the compiled path)")
+    if isinstance(block, bool) or int(block) < 1:
+        raise InvalidProblemError(f"block: expected a positive integer, got {block!r}")
+    mod, funcs, kw = _prepare(eprob.prob, alg, o)
+    from .solvers.sde.driver import ensemble_moments as _moments
+    u0s, ps = _ensemble_inputs(eprob, N)
+    t, mean, var, c = _moments(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
+                               block=int(block), **kw)
+    shp = (t.size,) + eprob.prob.u0.shape
+    stats = SolverStats(nf=c["nf"], naccept=c["naccept"], nreject=c["nreject"])
+    return EnsembleMoments(t, mean.reshape(shp), var.reshape(shp), c["used"], c["failed"], stats)
+
+
+def brownian_path(times, tspan, *, seed=None, trajectory=0, nbrownian=1):
+    """The Brownian path W(times) that a solve over ``tspan`` with ``seed`` uses
+    (trajectory 0 for a single solve), regenerated without storing it; (len, nbrownian).
+
+    Exact (identical to ``sol.W``) at the grid points of a fixed step
+    ``dt = (t1 - t0) / 2^m``."""
+    from .solvers.sde.brownian import brownian_path as _bp
+    seed = 0 if seed is None else int(seed)
+    return _bp(times, tspan, seed=seed, trajectory=int(trajectory), nbrownian=int(nbrownian))
+
+
+# --------------------------------------------------------------------------- reverse time
+ReverseSDE = namedtuple("ReverseSDE", "f g")
+
+
+def reverse_sde(f, g, score, *, noise="diagonal"):
+    """The reverse-time SDE of a forward SDE ``du = f dt + g dW`` with marginal scores
+    ``score(s, u, p, t)`` (writes grad_u log p_t(u) into ``s``):
+
+    ``du = [f - G G^T score] dt + G dW-bar``, integrated from t1 back to t0 (Anderson 1982;
+    Song et al., ICLR 2021).  For diagonal noise ``G G^T score`` is ``g_i^2 s_i``, for
+    scalar noise ``g_i sum_k g_k s_k``.
+
+    Returns ``ReverseSDE(f, g)``: build the problem with the reversed span, e.g.
+    ``fr, gr = js.reverse_sde(f, g, score); js.SDEProblem(fr, gr, uT, (T, 0.0), p)``.
+    ``f``, ``g``, ``score`` must be Numba-compilable (plain functions are jitted).
+    """
+    import numba
+    from .functions import is_numba_function
+    if noise not in ("diagonal", "scalar"):
+        raise InvalidProblemError(f"noise: reverse_sde supports 'diagonal' and 'scalar', got {noise!r}")
+    for name, fn in (("f", f), ("g", g), ("score", score)):
+        if not callable(fn):
+            raise InvalidProblemError(f"{name}: expected a function ({name}(out, u, p, t)), got "
+                                      f"{type(fn).__name__}")
+    fj = f if is_numba_function(f) else numba.njit(f)
+    gj = g if is_numba_function(g) else numba.njit(g)
+    sj = score if is_numba_function(score) else numba.njit(score)
+    scalar = noise == "scalar"
+
+    @numba.njit
+    def f_rev(du, u, p, t):
+        n = u.size
+        gu = np.empty(n)
+        s = np.empty(n)
+        fj(du, u, p, t)
+        gj(gu, u, p, t)
+        sj(s, u, p, t)
+        if scalar:
+            acc = 0.0
+            for k in range(n):
+                acc += gu[k] * s[k]
+            for i in range(n):
+                du[i] -= gu[i] * acc
+        else:
+            for i in range(n):
+                du[i] -= gu[i] * gu[i] * s[i]
+
+    return ReverseSDE(f_rev, g)

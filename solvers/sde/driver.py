@@ -1,0 +1,191 @@
+"""Drivers: turn validated solve options into the packed arguments of the compiled loops
+in ``kernels.cpu.sde`` (step grid, save times, tree depth, step control) and run them.
+
+Inputs here are plain: flat float64 state ``u0``, parameter vector ``p``, first-class
+user functions ``f``, ``gv`` (vector g), ``gm`` (matrix g), ``gc`` (complex g for the
+Milstein complex step), all cfuncs; unused ones are dummies of the right signature.
+"""
+import math
+
+import numpy as np
+
+from ...kernels.cpu import sde as K
+from .brownian import DEFAULT_MAXDEPTH
+
+__all__ = ["Schedule", "schedule", "solve_path", "solve_ensemble", "ensemble_moments",
+           "STEP_CONTROL"]
+
+#: step control of the adaptive methods: safety, qmin, qmax, beta1, beta2 (I control)
+STEP_CONTROL = (0.9, 0.2, 5.0, 0.45, 0.0)
+_NOISE = {"diagonal": K.DIAGONAL, "scalar": K.SCALAR, "general": K.GENERAL}
+
+
+class Schedule:
+    """Step grid, save times and tree depth of one solve (shared by an ensemble)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def schedule(tspan, dt, adaptive, saveat):
+    """Work out the grid: N steps of x-length ``xstep`` (exactly 2^-m when (t1-t0)/dt is
+    a power of two), the normalised save times ``xs`` (snapped onto the grid) and the
+    Brownian tree's leaf depth."""
+    t0, t1 = tspan
+    span = t1 - t0
+    T = abs(span)
+    if adaptive:
+        N, xstep, h0 = 0, 0.0, (dt if dt is not None else T / 100.0)
+        maxdepth = DEFAULT_MAXDEPTH
+    else:
+        ratio = T / dt
+        h0 = dt
+        if ratio <= 1.0:
+            N, xstep, mdy = 1, 1.0, 0
+        else:
+            mdy = int(round(math.log2(ratio)))
+            if abs(ratio - 2.0 ** mdy) <= 1e-9 * ratio:
+                N, xstep = 2 ** mdy, 2.0 ** -mdy
+            else:
+                mdy = None
+                N = int(math.ceil(ratio * (1 - 1e-12)))
+                xstep = dt / T
+        maxdepth = (max(mdy, DEFAULT_MAXDEPTH) if mdy is not None
+                    else int(math.ceil(math.log2(1.0 / xstep))) + 1)
+    if saveat is None:
+        ts = None
+        xs = np.empty(0)
+    else:
+        if np.ndim(saveat) == 0:
+            d = float(saveat)
+            k = np.arange(int(math.floor(T / d * (1 + 1e-12))) + 1)
+            ts = t0 + np.sign(span) * d * k
+            if abs(ts[-1] - t1) > 1e-12 * max(1.0, T):
+                ts = np.append(ts, t1)
+            else:
+                ts[-1] = t1
+        else:
+            ts = np.asarray(saveat, dtype=np.float64)
+        xs = (ts - t0) / span
+        xs[np.abs(ts - t1) <= 1e-14 * max(1.0, abs(t1))] = 1.0
+        xs = np.clip(xs, 0.0, 1.0)
+        if not adaptive:
+            kk = np.rint(xs / xstep)
+            on = (np.abs(xs - kk * xstep) <= 1e-9 * xstep) & (kk <= N)
+            xs = np.where(on, np.where(kk >= N, 1.0, kk * xstep), xs)
+            if not on.all():                 # off-grid save times: exact deep tree
+                maxdepth = max(maxdepth, DEFAULT_MAXDEPTH)
+    return Schedule(t0=float(t0), t1=float(t1), T=T, N=N, xstep=xstep, h0=h0,
+                    maxdepth=int(min(maxdepth, K.LEVELS - 2)), ts=ts,
+                    xs=np.ascontiguousarray(xs, dtype=np.float64))
+
+
+def _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters, save_every, strat,
+          has_cs, save_noise):
+    safety, qmin, qmax, beta1, beta2 = STEP_CONTROL
+    fpar = np.array([sch.t0, sch.t1, sch.h0, dtmin or 0.0, sch.xstep, safety, qmin, qmax,
+                     beta1, beta2, getattr(mod, "DELTA", 1.0 / 6.0),
+                     getattr(mod, "EPS_CS", 1e-30)], dtype=np.float64)
+    ipar = np.array([mod.METHOD, _NOISE[noise], m, getattr(mod, "ERROR_TERMS", 0),
+                     int(adaptive), maxiters, sch.N, sch.maxdepth, int(save_every),
+                     int(strat), int(has_cs), int(save_noise)], dtype=np.int64)
+    tab = mod.TABLEAU if mod.TABLEAU is not None else np.zeros((1, 11))
+    return tab, fpar, ipar
+
+
+def _tol(x, n):
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)))
+
+
+def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters, seed,
+               trajectory=0, saveat=None, save_noise=False, noise="diagonal", m=1,
+               strat=False, has_cs=False):
+    """One path.  Returns (t, u (nt, n), W (nt, m) or None, retcode int, stats dict)."""
+    f, gv, gm, gc = funcs
+    n = u0.size
+    adaptive = bool(adaptive and mod.ADAPTIVE)
+    sch = schedule(tspan, dt, adaptive, saveat)
+    save_every = saveat is None
+    tab, fpar, ipar = _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters,
+                            save_every, strat, has_cs, save_noise)
+    if save_every:
+        cap = sch.N + 1 if not adaptive else min(maxiters, 1 << 14) + 1
+    else:
+        cap = max(sch.xs.size, 1)
+    a, r = _tol(atol, n), _tol(rtol, n)
+    u0 = np.ascontiguousarray(u0, dtype=np.float64)
+    p = np.ascontiguousarray(p, dtype=np.float64)
+    while True:
+        out_t = np.empty(cap)
+        out_u = np.empty((cap, n))
+        out_W = np.empty((cap, m) if save_noise else (1, 1))
+        st = np.zeros(6, dtype=np.int64)
+        K.integrate_path(f, gv, gm, gc, tab, u0, p, a, r, sch.xs, fpar, ipar,
+                         np.uint64(seed), np.uint64(trajectory), out_t, out_u, out_W, st)
+        if st[1] == K.FULL and cap < maxiters + 1:
+            cap = min(2 * cap, maxiters + 1)
+            continue
+        break
+    k = int(st[0])
+    t = out_t[:k].copy() if save_every else sch.ts[:k].copy()
+    W = out_W[:k].copy() if save_noise else None
+    stats = dict(nf=int(st[2]), ng=int(st[3]), naccept=int(st[4]), nreject=int(st[5]))
+    rc = int(st[1]) if st[1] != K.FULL else K.MAXITERS
+    return t, out_u[:k].copy(), W, rc, stats
+
+
+def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters,
+                   seed, trajectories, saveat=None, save_noise=False, noise="diagonal", m=1,
+                   strat=False, has_cs=False):
+    """N paths in one parallel kernel (path i keyed by trajectory i).  Adaptive ensembles
+    without ``saveat`` save at (t0, t1).  Returns (t, u (N, nt, n), W or None, retcodes
+    (N,) ints, stats (N, 6))."""
+    f, gv, gm, gc = funcs
+    n = u0s.shape[1]
+    adaptive = bool(adaptive and mod.ADAPTIVE)
+    if saveat is None and adaptive:
+        saveat = np.array([tspan[0], tspan[1]], dtype=np.float64)
+    sch = schedule(tspan, dt, adaptive, saveat)
+    save_every = saveat is None
+    tab, fpar, ipar = _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters,
+                            save_every, strat, has_cs, save_noise)
+    cap = sch.N + 1 if save_every else max(sch.xs.size, 1)
+    N = int(trajectories)
+    out_u = np.empty((N, cap, n))
+    out_W = np.empty((N, cap, m) if save_noise else (N, 1, 1))
+    st = np.zeros((N, 6), dtype=np.int64)
+    K.ensemble_paths(f, gv, gm, gc, tab, np.ascontiguousarray(u0s, dtype=np.float64),
+                     np.ascontiguousarray(ps, dtype=np.float64), _tol(atol, n), _tol(rtol, n),
+                     sch.xs, fpar, ipar, np.uint64(seed), np.uint64(0), out_u, out_W, st)
+    if save_every:
+        t = sch.t0 + (sch.t1 - sch.t0) * np.minimum(np.arange(cap) * sch.xstep, 1.0)
+        t[-1] = sch.t1
+    else:
+        t = sch.ts.copy()
+    return t, out_u, (out_W if save_noise else None), st[:, 1].copy(), st
+
+
+def ensemble_moments(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters,
+                     seed, trajectories, saveat=None, noise="diagonal", m=1, strat=False,
+                     has_cs=False, block=64):
+    """Streaming mean and variance over N paths at the save times (default (t0, t1)),
+    without storing paths.  Returns (t, mean (nt, n), var (nt, n), counts dict)."""
+    f, gv, gm, gc = funcs
+    n = u0s.shape[1]
+    adaptive = bool(adaptive and mod.ADAPTIVE)
+    if saveat is None:
+        saveat = np.array([tspan[0], tspan[1]], dtype=np.float64)
+    sch = schedule(tspan, dt, adaptive, saveat)
+    tab, fpar, ipar = _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters,
+                            False, strat, has_cs, False)
+    nt = sch.xs.size
+    mean = np.empty((nt, n))
+    var = np.empty((nt, n))
+    counts = np.zeros(5, dtype=np.int64)
+    K.ensemble_moments(f, gv, gm, gc, tab, np.ascontiguousarray(u0s, dtype=np.float64),
+                       np.ascontiguousarray(ps, dtype=np.float64), _tol(atol, n), _tol(rtol, n),
+                       sch.xs, fpar, ipar, np.uint64(seed), np.uint64(0), int(trajectories),
+                       int(block), mean, var, counts)
+    c = dict(used=int(counts[0]), failed=int(counts[1]), nf=int(counts[2]),
+             naccept=int(counts[3]), nreject=int(counts[4]))
+    return sch.ts.copy(), mean, var, c
