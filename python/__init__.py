@@ -27,6 +27,9 @@ from .losses import L2Loss, Loss
 from .gradient import gradient
 from .linear import (AMG, CG, BiCGSTAB, Chebyshev, Direct, FlexibleCG, GMRES, Jacobi,
                      Multigrid)
+from .sensitivity import (BacksolveAdjoint, DiscreteAdjoint, FiniteDifference, ForwardSensitivity,
+                          HDF5Store, InterpolatingAdjoint, QuadratureAdjoint, check_gradient)
+from .fit import FitResult, Tikhonov, TotalVariation, fit
 from .ode import (DP5, RK4, ContinuousCallback, DiscreteCallback, Euler, ExplicitRK, Tsit5,
                   Vern7)
 
@@ -43,6 +46,8 @@ __all__ = [
     "Laplacian", "Diffusion", "Advection",
     "Loss", "L2Loss", "gradient",
     "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ExplicitRK", "ContinuousCallback",
-    "DiscreteCallback",
+    "DiscreteCallback", "DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint",
+    "BacksolveAdjoint", "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient",
+    "fit", "FitResult", "Tikhonov", "TotalVariation",
     "CG", "FlexibleCG", "BiCGSTAB", "GMRES", "Direct", "Jacobi", "Chebyshev", "Multigrid", "AMG",
 ]

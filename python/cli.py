@@ -68,11 +68,11 @@ def _cuda_status():
 #: demo name -> (function in jitsolve.demos, what it needs when missing)
 DEMOS = {
     "conductivity": ("conductivity", None),
-    "heat-inverse": (None, "the ODE integrators and their discrete adjoints (issues 4 and 6)"),
+    "heat-inverse": ("heat_inverse", None),
     "lotka-volterra": (None, "the ODE integrators and their discrete adjoints (issues 4 and 6)"),
     "sde-calibration": (None, "the SDE integrators and their adjoints (issues 5 and 6)"),
 }
-DEFAULT_DEMO = "conductivity"
+DEFAULT_DEMO = "heat-inverse"
 
 
 def _positive_int(text):

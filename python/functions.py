@@ -143,7 +143,9 @@ class ODEFunction:
 
     Where no derivative is given, integrators and adjoints use complex-step
     differentiation of ``f`` (exact to rounding), so ``f`` should also compile for
-    complex128 states.
+    complex128 states.  Write powers as products (``u*u*u``, not ``u**3``): Numba
+    evaluates a complex ``**`` through ``exp(log)``, which loses the tiny imaginary
+    part for negative bases and gives NaN at zero.  ``js.check_gradient`` catches it.
 
     Examples
     --------

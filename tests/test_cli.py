@@ -25,8 +25,9 @@ def test_info(capsys):
     (["demo", "--size", "-3"], "--size"),
     (["demo", "--noise", "abc"], "--noise"),
     (["demo", "nosuchdemo"], "invalid choice"),
-    (["demo", "--steps", "5"], "--steps"),
-    (["demo", "heat-inverse"], "not built yet"),
+    (["demo", "conductivity", "--steps", "5"], "--steps"),
+    (["demo", "heat-inverse", "--steps", "2"], "steps"),
+    (["demo", "lotka-volterra"], "not built yet"),
     (["demo", "--backend", "cuda"], "--backend"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -52,3 +53,15 @@ def test_demo_end_to_end(tmp_path):
         assert os.path.getsize(tmp_path / "result.png") > 10_000
     except ImportError:
         assert not (tmp_path / "result.png").exists()
+
+
+def test_heat_inverse_demo_end_to_end(tmp_path):
+    r = _run("demo", "heat-inverse", "--size", "16", "--steps", "10", "--maxiter", "15", "--quiet",
+             "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "gradient check: Taylor remainder order 2.0" in r.stdout
+    with h5py.File(tmp_path / "result.h5", "r") as f:
+        truth, rec = f["truth"][()], f["recovered"][()]
+        hist = f["loss_history"][()]
+    assert np.linalg.norm(rec - truth) / np.linalg.norm(truth) < 0.5
+    assert hist[-1] < 1e-2 * hist[0]

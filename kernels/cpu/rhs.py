@@ -18,7 +18,7 @@ Packed linear parts (``plin``), all float64:
 import numpy as np
 from numba import cfunc, njit, types
 
-__all__ = ["eval_rhs", "zero_f", "diag_apply", "dense_apply", "dense_apply_transpose",
+__all__ = ["eval_rhs", "zero_f", "zero_f_complex", "diag_apply", "dense_apply", "dense_apply_transpose",
            "csr_apply", "csr_apply_transpose", "RHS_SIG"]
 
 RHS_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1], types.float64)
@@ -108,3 +108,14 @@ def csr_apply_transpose(du, u, p, t):
         ui = u[i]
         for k in range(int(ip[i]), int(ip[i + 1])):
             du[int(ix[k])] += data[k] * ui
+
+
+RHS_COMPLEX_SIG = types.void(types.complex128[::1], types.complex128[::1], types.complex128[::1],
+                             types.float64)
+
+
+@cfunc(RHS_COMPLEX_SIG, cache=True)
+def zero_f_complex(du, u, p, t):
+    """Complex twin of :func:`zero_f` (a placeholder where no user ``f`` exists)."""
+    for i in range(du.size):
+        du[i] = 0.0

@@ -1,0 +1,71 @@
+"""VJP sources for compiled reverse sweeps: the tuple ``vj`` of
+:mod:`jitsolve.kernels.cpu.erk_adjoint`.
+
+In order of preference (the adjoint issue's list): the grid operators' own transpose and
+``param_vjp`` kernels for linear parts, then exact complex-step products with the user's
+``f`` (complex state and parameters), column-coloured when a sparsity pattern is given
+so that a banded or diagonal Jacobian costs a few evaluations instead of ``n``.
+
+References
+----------
+Squire, Trapp, *Using complex variables to estimate derivatives of real functions*,
+SIAM Rev. 40 (1998); Curtis, Powell, Reid, *On the estimation of sparse Jacobian
+matrices*, IMA J. Appl. Math. 13 (1974) (column colouring).
+"""
+import numpy as np
+
+__all__ = ["colour_columns", "make_vjp_source", "COMPLEX_STEP"]
+
+#: complex-step size: no subtractive cancellation, so it can be tiny
+COMPLEX_STEP = 1e-30
+
+
+def colour_columns(pattern):
+    """Greedy colouring of the columns of a sparse pattern so that no two columns of one
+    colour share a row (Curtis-Powell-Reid).  Returns ``(colour, ncolour)``."""
+    import scipy.sparse as sp
+    P = sp.csc_matrix(pattern)
+    R = sp.csr_matrix(pattern)
+    n = P.shape[1]
+    colour = -np.ones(n, dtype=np.int64)
+    for k in range(n):
+        rows = P.indices[P.indptr[k]:P.indptr[k + 1]]
+        used = set()
+        for r in rows:
+            for j in R.indices[R.indptr[r]:R.indptr[r + 1]]:
+                if colour[j] >= 0:
+                    used.add(int(colour[j]))
+        c = 0
+        while c in used:
+            c += 1
+        colour[k] = c
+    return colour, int(colour.max()) + 1 if n else 0
+
+
+def make_vjp_source(fc, p, has_f, n, *, sparsity=None, np_grad=0, linT=None, plin=None,
+                    kappa_grad=False, bweight=None):
+    """Build the ``vj`` tuple.  ``fc``: complex twin cfunc of ``f`` (or the zero
+    placeholder when ``has_f`` is False); ``sparsity``: pattern of ``df/du`` or None
+    (dense); ``np_grad``: how many parameters to differentiate; ``linT, plin``: the
+    transpose cfunc of the linear part and its packed data."""
+    import scipy.sparse as sp
+    from ..kernels.cpu.rhs import zero_f
+    if has_f:
+        if sparsity is None:
+            pat = sp.csr_matrix(np.ones((n, n)))
+        else:
+            pat = sp.csr_matrix(sparsity)
+        pat.sort_indices()
+        colour, ncol = colour_columns(pat)
+        ptr = pat.indptr.astype(np.int64)
+        idx = pat.indices.astype(np.int64)
+    else:
+        colour, ncol = np.zeros(n, np.int64), 0
+        ptr, idx = np.zeros(n + 1, np.int64), np.zeros(0, np.int64)
+    pc = np.zeros(max(p.size, 0), dtype=np.complex128)
+    haslin = linT is not None
+    return (fc, pc, bool(has_f), colour, ptr, idx, int(ncol), int(np_grad), COMPLEX_STEP,
+            linT if haslin else zero_f,
+            np.ascontiguousarray(plin if plin is not None else np.zeros(0), dtype=np.float64),
+            haslin, bool(kappa_grad),
+            np.ascontiguousarray(bweight if bweight is not None else np.zeros(n), dtype=np.float64))

@@ -1,0 +1,154 @@
+"""Discrete adjoint of explicit Runge-Kutta steps (CPU, Numba): the exact reverse-mode
+derivative of the scheme the forward loop ran, for given (recorded) step sizes.
+
+One step ``Y_i = u + h sum_j a_ij k_j``, ``k_i = F(Y_i, t + c_i h)``,
+``u' = u + h sum_i b_i k_i`` is reversed stage by stage (Hairer, Lubich, Wanner,
+*Geometric Numerical Integration* VI.4; Sandu, *On the properties of Runge-Kutta
+discrete adjoints*, 2006)::
+
+    kbar_i = h (b_i lam' + sum_{j>i} a_ji Ybar_j),   Ybar_i = J(Y_i)^T kbar_i,
+    pbar  += J_p(Y_i)^T kbar_i,                      lam = lam' + sum_i Ybar_i.
+
+An FSAL method's last stage has ``b_s = 0`` and feeds only the error estimate, so it
+drops out.  Products with ``J^T`` come from a VJP source tuple
+
+``vj = (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
+        linT, plin, haslin, kappa_grad, bweight)``
+
+``fc`` the complex twin of the user's ``f`` (complex state *and* parameters): column
+groups of one colour are probed by one complex-step evaluation (exact to rounding;
+a dense Jacobian is ``n`` colours), parameters one by one (``np_grad`` of them);
+``linT`` the transpose of the linear part (grid operator, matrix); with ``kappa_grad``
+the coefficient field of a packed Diffusion operator also gets its gradient.
+"""
+import numpy as np
+from numba import njit
+
+from .erk import combine
+from .rhs import eval_rhs
+from .rhs_grid import grid_param_vjp
+
+__all__ = ["vjp_apply", "erk_stages", "erk_step_adjoint", "erk_advance", "erk_reverse"]
+
+
+@njit(cache=True)
+def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
+    """``out_u = J(Y)^T v``; ``out_p += J_p(Y)^T v``; ``out_k += d<v, F>/dkappa``."""
+    (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
+     linT, plin, haslin, kappa_grad, bweight) = vj
+    n = Y.size
+    for i in range(n):
+        out_u[i] = 0.0
+    if has_f:
+        for j in range(pc.size):
+            pc[j] = p[j]
+        for c in range(ncolour):
+            for k in range(n):
+                cwork_u[k] = complex(Y[k], eps if colour[k] == c else 0.0)
+            fc(cwork_d, cwork_u, pc, t)
+            for i in range(n):
+                d = cwork_d[i].imag / eps
+                if d != 0.0:
+                    for q in range(pat_ptr[i], pat_ptr[i + 1]):
+                        k = pat_idx[q]
+                        if colour[k] == c:
+                            out_u[k] += d * v[i]
+        if np_grad > 0:
+            for k in range(n):
+                cwork_u[k] = Y[k]
+            for j in range(np_grad):
+                pc[j] = complex(p[j], eps)
+                fc(cwork_d, cwork_u, pc, t)
+                acc = 0.0
+                for i in range(n):
+                    acc += cwork_d[i].imag / eps * v[i]
+                out_p[j] += acc
+                pc[j] = p[j]
+    if haslin:
+        linT(work, v, plin, t)
+        for i in range(n):
+            out_u[i] += work[i]
+        if kappa_grad:
+            grid_param_vjp(work, Y, v, plin)
+            for i in range(n):
+                out_k[i] += work[i] + bweight[i] * v[i]
+
+
+@njit(cache=True)
+def erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks):
+    """Recompute a step's stage states ``Ys[i]`` and slopes ``ks[i]`` (i < s_used)."""
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    s = B.size
+    su = s - 1 if fsal else s
+    for i in range(su):
+        combine(Ys[i], u, ks, A[i], i, h)
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], t + C[i] * h)
+    return su
+
+
+@njit(cache=True)
+def erk_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store):
+    """Redo the recorded steps ``i0 .. i1-1`` from ``u`` (in place); with ``store`` the
+    state before step ``i`` goes to ``states[i - i0]``."""
+    f, p, lin, plin, haslin, tmp = rhs
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    n = u.size
+    s = B.size
+    ks = np.zeros((s, n))
+    Ys = np.zeros((s, n))
+    for i in range(i0, i1):
+        if store:
+            states[i - i0] = u
+        su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, steps_t[i], steps_h[i], Ys, ks)
+        combine(Ys[0], u, ks, B, su, steps_h[i])
+        u[:] = Ys[0]
+
+
+@njit(cache=True)
+def erk_step_adjoint(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, kb, work,
+                     cu, cd):
+    """Reverse one step from ``(t, u)`` of size ``h``: ``lam`` (the adjoint of the step's
+    output) becomes the adjoint of its input; parameter adjoints accumulate."""
+    f, p, lin, plin, haslin, tmp = rhs
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    n = u.size
+    su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks)
+    for i in range(su - 1, -1, -1):
+        for x in range(n):
+            kb[x] = B[i] * lam[x]
+        for j in range(i + 1, su):
+            a = A[j, i]
+            if a != 0.0:
+                for x in range(n):
+                    kb[x] += a * Ybar[j, x]
+        for x in range(n):
+            kb[x] *= h
+        vjp_apply(vj, kb, Ys[i], p, t + C[i] * h, Ybar[i], pbar, kbar_acc, work, cu, cd)
+    for i in range(su):
+        for x in range(n):
+            lam[x] += Ybar[i, x]
+
+
+@njit(cache=True)
+def erk_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, lam, pbar,
+                kbar):
+    """Reverse steps ``i1-1 .. i0`` with the states before each step in ``states[i - i0]``.
+    ``save_after[i]`` is the index into ``gsave`` of a loss term on the state after step
+    ``i`` (or -1); it is added to ``lam`` before that step is reversed."""
+    n = lam.size
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    s = B.size
+    Ys = np.zeros((s, n))
+    ks = np.zeros((s, n))
+    Ybar = np.zeros((s, n))
+    kb = np.zeros(n)
+    work = np.zeros(n)
+    cu = np.zeros(n, np.complex128)
+    cd = np.zeros(n, np.complex128)
+    for i in range(i1 - 1, i0 - 1, -1):
+        g = save_after[i]
+        if g >= 0:
+            for x in range(n):
+                lam[x] += gsave[g, x]
+        erk_step_adjoint(rhs, vj, tab, states[i - i0], steps_t[i], steps_h[i], lam, pbar, kbar,
+                         Ys, ks, Ybar, kb, work, cu, cd)

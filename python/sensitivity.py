@@ -1,0 +1,359 @@
+"""Sensitivity algorithms (``sensealg``) and gradients of ODE solves.
+
+``js.gradient(ODEProblem, alg, loss, wrt=("p", "u0"), sensealg=js.DiscreteAdjoint())``
+runs the forward solve saving at the loss's times (they become stops, hit exactly), then
+the compiled discrete adjoint of the method; ``wrt`` may name ``"p"``, ``"u0"`` and, for
+``ODEProblem(js.Diffusion(g, kappa), ...)``, ``"kappa"``.
+"""
+import numpy as np
+
+from .algorithms import SensitivityAlgorithm
+from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .gradient import SolveFailedError, register_gradient
+from .problems import ODEProblem, SplitODEProblem
+
+__all__ = ["DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint", "BacksolveAdjoint",
+           "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient"]
+
+
+class HDF5Store:
+    """Keep checkpoints in an HDF5 file (``path``) instead of memory, for states that do
+    not fit; pass as ``js.DiscreteAdjoint(checkpoints=C, store=js.HDF5Store(path))``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._f = None
+
+    def _file(self):
+        if self._f is None:
+            import h5py
+            self._f = h5py.File(self.path, "w")
+        return self._f
+
+    def put(self, i, u):
+        f = self._file()
+        if str(i) in f:
+            del f[str(i)]
+        f.create_dataset(str(i), data=u)
+
+    def get(self, i):
+        return self._file()[str(i)][...]
+
+    def drop_above(self, i):
+        f = self._file()
+        for k in [k for k in f.keys() if int(k) > i]:
+            del f[k]
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+class DiscreteAdjoint(SensitivityAlgorithm):
+    """Exact reverse-mode derivative of the discrete scheme ``solve`` ran.
+
+    Parameters
+    ----------
+    checkpoints : "all", int or "binomial"
+        ``"all"`` keeps every state (fastest); an integer ``C`` keeps at most ``C``
+        states and recomputes with the binomial (Revolve) schedule (``"binomial"``
+        means ``C = 16``).  The gradient is bit-for-bit the same either way.
+    store : HDF5Store, optional
+        Keep the checkpoints on disk.
+
+    With adaptive steps the accepted step sizes are recorded and held fixed in the
+    reverse pass: the gradient is that of the computed discrete solution for those steps.
+
+    References
+    ----------
+    Griewank, Walther, *Evaluating Derivatives* (2008); Sandu (2006).
+    """
+
+    def __init__(self, checkpoints="all", store=None):
+        if checkpoints == "binomial":
+            checkpoints = 16
+        if checkpoints != "all" and not (isinstance(checkpoints, (int, np.integer))
+                                         and not isinstance(checkpoints, bool) and checkpoints >= 1):
+            raise InvalidProblemError(
+                f"checkpoints: expected 'all', 'binomial' or an integer >= 1, got {checkpoints!r}")
+        if store is not None and not isinstance(store, HDF5Store):
+            raise InvalidProblemError("store: expected js.HDF5Store(path) or None")
+        if store is not None and checkpoints == "all":
+            raise InvalidProblemError("store: an HDF5 store needs an integer number of checkpoints")
+        self.checkpoints = checkpoints
+        self.store = store
+
+
+class FiniteDifference(SensitivityAlgorithm):
+    """Central differences of the whole solve (a reference; costs 2 solves per entry)."""
+
+    def __init__(self, step=None):
+        self.step = step
+
+
+class _NotYet(SensitivityAlgorithm):
+    def __init__(self, *args, **kwargs):
+        self._args = (args, kwargs)
+
+
+class InterpolatingAdjoint(_NotYet):
+    """Continuous adjoint with the forward solution interpolated (not implemented yet)."""
+
+
+class BacksolveAdjoint(_NotYet):
+    """Continuous adjoint solving the state backwards (not implemented yet; unstable on
+    stiff or dissipative problems)."""
+
+
+class QuadratureAdjoint(_NotYet):
+    """Continuous adjoint with quadrature of the parameter integral (not implemented yet)."""
+
+
+class ForwardSensitivity(_NotYet):
+    """Forward sensitivity equations, for few parameters (not implemented yet)."""
+
+
+# ------------------------------------------------------------------------- ODE gradients
+def _wrt_tuple(wrt):
+    if wrt is None:
+        return ("p",)
+    return (wrt,) if isinstance(wrt, str) else tuple(wrt)
+
+
+def _loss_times(prob, loss):
+    if loss.t_data is None:
+        raise InvalidProblemError("loss: an ODE loss needs observation times (L2Loss(t_data, ...))")
+    t0, t1 = prob.tspan
+    lo, hi = min(t0, t1), max(t0, t1)
+    t = loss.t_data
+    if (t < lo).any() or (t > hi).any():
+        raise InvalidProblemError(f"t_data: observation times must lie in tspan [{lo}, {hi}]")
+    d = np.diff(t) * (1 if t1 >= t0 else -1)
+    if (d <= 0).any():
+        raise InvalidProblemError("t_data: times must be strictly increasing along tspan")
+    return t
+
+
+def _vjp_for(prob, rhs, wrt):
+    from .adjoint.vjp import make_vjp_source
+    from .grid.operators import GridOperator
+    from .kernels.cpu.rhs import zero_f_complex
+    n = prob.u0.size
+    has_f = rhs.fun is not None
+    np_grad = rhs.p.size if "p" in wrt else 0
+    if np_grad and not has_f:
+        raise InvalidProblemError("wrt: this problem has no parameters p (a pure grid operator)")
+    fc = rhs.fun.cfunc("f_complex") if has_f else zero_f_complex
+    linT, plin, kappa, bw = None, None, False, None
+    if rhs.lin is not None:
+        import scipy.sparse as sp
+        from .kernels.cpu import rhs as KR
+        op = rhs.op
+        if isinstance(op, GridOperator):
+            from .kernels.cpu import rhs_grid as KG
+            linT, plin = KG.grid_apply_transpose, rhs.plin
+            if "kappa" in wrt:
+                if getattr(op, "param_name", None) != "kappa":
+                    raise InvalidProblemError("wrt: 'kappa' needs a Diffusion operator")
+                kappa = True
+                bw = np.asarray(op.param_vjp(np.zeros(op.grid.shape), np.ones(op.grid.shape))).ravel()
+        elif sp.issparse(op):
+            linT, plin = KR.csr_apply_transpose, rhs.plin
+        elif np.ndim(op) == 1:
+            linT, plin = KR.diag_apply, rhs.plin
+        else:
+            linT, plin = KR.dense_apply_transpose, rhs.plin
+    if "kappa" in wrt and not kappa:
+        raise InvalidProblemError("wrt: 'kappa' needs a problem whose operator is a js.Diffusion")
+    sparsity = rhs.fun.jac_sparsity if has_f else None
+    return make_vjp_source(fc, rhs.p, has_f, n, sparsity=sparsity, np_grad=np_grad, linT=linT,
+                           plin=plin, kappa_grad=kappa, bweight=bw), np_grad
+
+
+def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+    from .adjoint.discrete import erk_adjoint
+    from .ode import ExplicitRK, _run_explicit
+    from .rhs import problem_rhs
+    from .solve import _DE_DEFAULTS, _check_de_options
+    from .solvers.ode.explicit import tableau_arrays
+    if not isinstance(alg, ExplicitRK):
+        raise UnsupportedAlgorithmError(
+            f"alg: the discrete adjoint covers explicit Runge-Kutta methods in this build; "
+            f"{type(alg).__name__} is not supported yet")
+    if solve_kw.get("callback") is not None:
+        raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
+    t_data = _loss_times(prob, loss)
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    t0 = prob.tspan[0]
+    inner = t_data[t_data != t0]
+    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
+    all_states = sensealg.checkpoints == "all"
+    o["saveat"] = None if all_states else inner
+    _check_de_options(prob, o)
+    o["backend"] = "cpu"
+    rhs = problem_rhs(prob)
+    raw = _run_explicit(prob, alg, o, rhs)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
+                               f"at t = {raw['t_end']:.6g}")
+    st, sh = raw["steps_t"], raw["steps_h"]
+    # the state after step i is at time steps_t[i + 1] (exactly), the last at t1
+    t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
+    n = prob.u0.size
+    idx = {float(t): i for i, t in enumerate(t_after)}
+    save_after = -np.ones(st.size, dtype=np.int64)
+    saved = np.empty((t_data.size, n))
+    g_initial_row = None
+    states = raw["u"] if all_states else None
+    sav_lookup = {float(t): k for k, t in enumerate(raw["t"])}
+    for j, t in enumerate(t_data):
+        if t == t0:
+            g_initial_row = j
+            saved[j] = prob.u0.ravel()
+        else:
+            i = idx[float(t)]
+            save_after[i] = j
+            saved[j] = states[i + 1] if all_states else raw["u"][sav_lookup[float(t)]]
+    shape = (t_data.size,) + prob.u0.shape
+    u_saved = saved.reshape(shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    vj, np_grad = _vjp_for(prob, rhs, wrt)
+    from .kernels.cpu.rhs import zero_f
+    krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
+            rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
+    lam, pbar, kbar, nre = erk_adjoint(
+        krhs, vj, tableau_arrays(alg.tableau), st, sh,
+        states=np.ascontiguousarray(states) if all_states else None,
+        u0=prob.u0.ravel().astype(np.float64), gsave=g, save_after=save_after,
+        g_initial=None if g_initial_row is None else g[g_initial_row],
+        checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad)
+    out = {}
+    for name in wrt:
+        if name == "u0":
+            out["u0"] = lam.reshape(prob.u0.shape)
+        elif name == "p":
+            out["p"] = pbar
+        elif name == "kappa":
+            out["kappa"] = kbar.reshape(prob.u0.shape)
+    out_info = dict(naccept=st.size, nrecompute=nre)
+    return val, out, out_info
+
+
+def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
+    from .problems import remake
+    from .solve import solve
+    t_data = _loss_times(prob, loss)
+
+    def J(pr):
+        s = solve(pr, alg, saveat=t_data, **solve_kw)
+        if not s.successful:
+            raise SolveFailedError(f"gradient: a finite-difference solve ended with {s.retcode}")
+        return loss.value(s.u)
+    val = J(prob)
+    out = {}
+    for name in wrt:
+        if name == "kappa":
+            base = prob.f.kappa
+        else:
+            base = getattr(prob, name)
+        x = np.array(base, dtype=np.float64)
+        gr = np.zeros_like(x)
+        flat = x.ravel()
+        for k in range(flat.size):
+            h = step or 1e-6 * max(1.0, abs(flat[k]))
+            vals = []
+            for sgn in (1, -1):
+                y = flat.copy()
+                y[k] += sgn * h
+                if name == "kappa":
+                    from .grid.stencils import Diffusion
+                    pr = remake(prob, f=Diffusion(prob.f.grid, y.reshape(x.shape)))
+                else:
+                    pr = remake(prob, **{name: y.reshape(x.shape)})
+                vals.append(J(pr))
+            gr.ravel()[k] = (vals[0] - vals[1]) / (2 * h)
+        out[name] = gr
+    return val, out
+
+
+@register_gradient(ODEProblem)
+@register_gradient(SplitODEProblem)
+def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
+    wrt = _wrt_tuple(wrt)
+    for name in wrt:
+        if name not in ("p", "u0", "kappa"):
+            raise InvalidProblemError(f"wrt: cannot differentiate with respect to {name!r} "
+                                      f"(choose from 'p', 'u0', 'kappa')")
+    if sensealg is None:
+        sensealg = DiscreteAdjoint()
+    if isinstance(sensealg, FiniteDifference):
+        return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
+    if isinstance(sensealg, DiscreteAdjoint):
+        val, out, _info = _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
+        return val, out
+    raise UnsupportedAlgorithmError(
+        f"sensealg: {type(sensealg).__name__} is not implemented in this build; use "
+        f"js.DiscreteAdjoint() or js.FiniteDifference()")
+
+
+def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0, verbose=True,
+                   **solve_kw):
+    """Taylor remainder test of ``js.gradient``: for a random direction ``d`` the
+    remainder ``|J(x + e d) - J(x) - e g.d|`` must fall as ``e^2``.
+
+    Returns a dict with the step sizes, remainders, the observed order (log-log slope)
+    and ``passed`` (slope > 1.8); prints a short report when ``verbose``.
+
+    References
+    ----------
+    Farrell, Ham, Funke, Rognes, *Automated derivation of the adjoint of high-level
+    transient finite element programs*, SIAM J. Sci. Comput. 35 (2013), sec. 5.
+    """
+    from .gradient import gradient
+    from .problems import remake
+    from .solve import solve
+    if not isinstance(wrt, str):
+        raise InvalidProblemError("wrt: check_gradient tests one input at a time (a string)")
+    val, grads = gradient(prob, alg, loss, wrt=(wrt,), sensealg=sensealg, **solve_kw)
+    g = grads[wrt]
+    rng = np.random.default_rng(seed)
+    if wrt == "kappa":
+        x = prob.f.kappa
+    elif wrt == "b":
+        x = prob.b
+    else:
+        x = getattr(prob, wrt)
+    d = rng.standard_normal(np.shape(x))
+    scale = max(np.abs(x).max(), 1e-3)
+    eps = eps if eps is not None else scale * 0.1 * 0.5 ** np.arange(5)
+
+    def J(y):
+        if wrt == "kappa":
+            from .grid.stencils import Diffusion
+            pr = remake(prob, f=Diffusion(prob.f.grid, y))
+        else:
+            pr = remake(prob, **{wrt: y})
+        if loss.t_data is None:
+            return loss.value(solve(pr, alg, **solve_kw).u)
+        s = solve(pr, alg, saveat=loss.t_data, **solve_kw)
+        return loss.value(s.u)
+    if wrt == "kappa":
+        d = d * 0.1 * np.abs(x)
+    rem = np.array([abs(J(x + e * d) - val - e * np.sum(g * d)) for e in eps])
+    finite = bool(np.all(np.isfinite(rem)) and np.all(np.isfinite(g)))
+    ok = np.isfinite(rem) & (rem > 1e-300)
+    order = (np.polyfit(np.log(eps[ok]), np.log(rem[ok]), 1)[0] if ok.sum() >= 2 else
+             (np.inf if finite else np.nan))
+    passed = finite and bool(order > 1.8 or np.all(rem < 1e-12 * max(abs(val), 1.0)))
+    report = dict(eps=np.asarray(eps), remainder=rem, order=float(order), passed=passed,
+                  value=float(val))
+    if verbose:
+        print(f"check_gradient wrt={wrt}: J = {val:.6e}")
+        for e, r in zip(eps, rem):
+            print(f"  eps = {e:9.3e}  remainder = {r:9.3e}")
+        print(f"  observed order {order:.2f} (expect 2): {'PASSED' if passed else 'FAILED'}")
+    return report
