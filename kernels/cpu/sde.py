@@ -35,7 +35,7 @@ from .stepcontrol import error_norm, pi_factor, reject_factor
 
 __all__ = ["EM", "EULERHEUN", "MILSTEIN", "SRI", "SRA", "DIAGONAL", "SCALAR", "GENERAL",
            "SUCCESS", "MAXITERS", "DTLESSTHANMIN", "UNSTABLE", "FULL", "Z_OFFSET", "LEVELS",
-           "tree_init", "tree_query", "tree_sample", "integrate_path", "ensemble_paths",
+           "tree_alloc", "tree_init", "tree_query", "tree_sample", "integrate_path", "ensemble_paths",
            "ensemble_moments", "FPAR", "IPAR"]
 
 # method codes
@@ -73,63 +73,83 @@ def _fill_normals(seed, traj, node, stream, compid, z):
         z[j] = z1 if (c & 1) else z0
 
 
-@njit(cache=True)
-def _mid_normals(seed, traj, node, compid, tf, ti, d, z):
-    """Normals of tree node ``node`` (held at level d): siblings 2k and 2k+1 share one
-    Box-Muller pair per component (counter k, block = component), so a sweep pays one
-    Philox call per two nodes; the sibling's half waits in the level's cache."""
+# Tree state of one path, two arrays (hot helpers take few array arguments: every array
+# argument of a call costs a reference-count increment and decrement):
+#   tf (LEVELS + 2, 2 + 4 nc) float64: per level a, b, B(a)[nc], B(b)[nc], B(mid)[nc],
+#      cached sibling normals[nc]; row LEVELS is scratch, row LEVELS + 1 the last answer
+#   ti (LEVELS + 2, max(4, nc)) int64: per level node, mid known, cache key + 1, cache
+#      parity; row LEVELS col 0 the current depth; row LEVELS + 1 the component ids
+def tree_alloc(compid):
+    """Tree state arrays for the component ids ``compid``."""
     nc = compid.size
+    tf = np.zeros((LEVELS + 2, 2 + 4 * nc))
+    ti = np.zeros((LEVELS + 2, max(4, nc)), dtype=np.int64)
+    ti[LEVELS + 1, :nc] = compid
+    return tf, ti
+
+
+@njit(cache=True)
+def _tree_alloc(compid):
+    nc = compid.size
+    tf = np.zeros((LEVELS + 2, 2 + 4 * nc))
+    ti = np.zeros((LEVELS + 2, max(4, nc)), dtype=np.int64)
+    for j in range(nc):
+        ti[LEVELS + 1, j] = compid[j]
+    return tf, ti
+
+
+@njit(cache=True)
+def _mid_normals(seed, traj, node, nc, tf, ti, d):
+    """Normals of tree node ``node`` (held at level d) into the scratch row: siblings 2k
+    and 2k+1 share one Box-Muller pair per component (counter k, block = component id),
+    so a sweep pays one Philox call per two nodes; the sibling's half waits in the
+    level's cache."""
     key = node >> 1
     par = node & 1
     oc = 2 + 3 * nc
     if ti[d, 2] == key + 1 and ti[d, 3] == par:
         for j in range(nc):
-            z[j] = tf[d, oc + j]
+            tf[LEVELS, j] = tf[d, oc + j]
         ti[d, 2] = 0
         return
     for j in range(nc):
-        z0, z1 = normal_pair(seed, traj, key, compid[j], STREAM_MID)
+        z0, z1 = normal_pair(seed, traj, key, ti[LEVELS + 1, j], STREAM_MID)
         if par:
-            z[j] = z1
+            tf[LEVELS, j] = z1
             tf[d, oc + j] = z0
         else:
-            z[j] = z0
+            tf[LEVELS, j] = z0
             tf[d, oc + j] = z1
     ti[d, 2] = key + 1
     ti[d, 3] = 1 - par
 
 
 @njit(cache=True)
-def tree_init(seed, traj, compid, tf, ti, z):
-    """Start a path's Brownian tree: level 0 is [0, 1] with B(0) = 0, B(1) ~ N(0, 1).
-
-    ``tf`` (LEVELS, 2 + 4 nc): a, b, B(a), B(b), B(mid), cached sibling normals per level;
-    ``ti`` (LEVELS + 1, 4): node index, "mid known", cache key + 1, cache parity per
-    level, the last row holding the current depth."""
-    nc = compid.size
-    for d in range(ti.shape[0]):
+def tree_init(seed, traj, nc, tf, ti):
+    """Start a path's Brownian tree: level 0 is [0, 1] with B(0) = 0, B(1) ~ N(0, 1)."""
+    for d in range(LEVELS):
         ti[d, 2] = 0
-    _mid_normals(seed, traj, 0, compid, tf, ti, 0, z)
+    _mid_normals(seed, traj, 0, nc, tf, ti, 0)
     tf[0, 0] = 0.0
     tf[0, 1] = 1.0
     for j in range(nc):
         tf[0, 2 + j] = 0.0
-        tf[0, 2 + nc + j] = z[j]
+        tf[0, 2 + nc + j] = tf[LEVELS, j]
+        tf[LEVELS + 1, j] = 0.0
     ti[0, 0] = 1
     ti[0, 1] = 0
-    ti[ti.shape[0] - 1, 0] = 0
+    ti[LEVELS, 0] = 0
 
 
 @njit(cache=True)
-def tree_query(x, maxdepth, seed, traj, compid, tf, ti, z, out):
-    """B(x) for every component into ``out``; walks from the cached stack."""
-    nc = compid.size
-    last = ti.shape[0] - 1
+def tree_query(x, maxdepth, seed, traj, nc, tf, ti):
+    """B(x) for every component into ``tf[LEVELS + 1, :nc]``; walks from the cached stack."""
+    out = LEVELS + 1
     if x < 0.0:
         x = 0.0
     elif x > 1.0:
         x = 1.0
-    d = ti[last, 0]
+    d = ti[LEVELS, 0]
     while d > 0 and not (tf[d, 0] <= x and x <= tf[d, 1]):
         d -= 1
     while True:
@@ -137,30 +157,37 @@ def tree_query(x, maxdepth, seed, traj, compid, tf, ti, z, out):
         b = tf[d, 1]
         if x == a:
             for j in range(nc):
-                out[j] = tf[d, 2 + j]
+                tf[out, j] = tf[d, 2 + j]
             break
         if x == b:
             for j in range(nc):
-                out[j] = tf[d, 2 + nc + j]
+                tf[out, j] = tf[d, 2 + nc + j]
             break
         if d >= maxdepth:
-            _fill_normals(seed, traj, ti[d, 0], STREAM_LEAF, compid, z)
             w = (x - a) / (b - a)
             sd = np.sqrt((x - a) * (b - x) / (b - a))
+            lastb = -1
+            z0 = 0.0
+            z1 = 0.0
             for j in range(nc):
+                c = ti[out, j]
+                if (c >> 1) != lastb:
+                    z0, z1 = normal_pair(seed, traj, ti[d, 0], c >> 1, STREAM_LEAF)
+                    lastb = c >> 1
                 wa = tf[d, 2 + j]
-                out[j] = wa + w * (tf[d, 2 + nc + j] - wa) + sd * z[j]
+                tf[out, j] = wa + w * (tf[d, 2 + nc + j] - wa) + sd * (z1 if (c & 1) else z0)
             break
         if ti[d, 1] == 0:
-            _mid_normals(seed, traj, ti[d, 0], compid, tf, ti, d, z)
+            _mid_normals(seed, traj, ti[d, 0], nc, tf, ti, d)
             sd = 0.5 * np.sqrt(b - a)
             for j in range(nc):
-                tf[d, 2 + 2 * nc + j] = 0.5 * (tf[d, 2 + j] + tf[d, 2 + nc + j]) + sd * z[j]
+                tf[d, 2 + 2 * nc + j] = (0.5 * (tf[d, 2 + j] + tf[d, 2 + nc + j])
+                                         + sd * tf[LEVELS, j])
             ti[d, 1] = 1
         mid = 0.5 * (a + b)
         if x == mid:
             for j in range(nc):
-                out[j] = tf[d, 2 + 2 * nc + j]
+                tf[out, j] = tf[d, 2 + 2 * nc + j]
             break
         dn = d + 1
         if x < mid:
@@ -179,22 +206,19 @@ def tree_query(x, maxdepth, seed, traj, compid, tf, ti, z, out):
             ti[dn, 0] = 2 * ti[d, 0] + 1
         ti[dn, 1] = 0
         d = dn
-    ti[last, 0] = d
+    ti[LEVELS, 0] = d
 
 
 @njit(cache=True)
 def tree_sample(xs, maxdepth, seed, traj, compid, out):
     """B at the normalised times ``xs`` (any order) into ``out`` (len(xs), nc)."""
     nc = compid.size
-    tf = np.zeros((LEVELS, 2 + 4 * nc))
-    ti = np.zeros((LEVELS + 1, 4), dtype=np.int64)
-    z = np.empty(nc)
-    tree_init(seed, traj, compid, tf, ti, z)
-    buf = np.empty(nc)
+    tf, ti = _tree_alloc(compid)
+    tree_init(seed, traj, nc, tf, ti)
     for k in range(xs.size):
-        tree_query(xs[k], maxdepth, seed, traj, compid, tf, ti, z, buf)
+        tree_query(xs[k], maxdepth, seed, traj, nc, tf, ti)
         for j in range(nc):
-            out[k, j] = buf[j]
+            out[k, j] = tf[LEVELS + 1, j]
 
 
 # ----------------------------------------------------------------------------- steps
@@ -217,18 +241,6 @@ def _gx(noise, gvec, gmat, x, i):
     for j in range(x.size):
         acc += gmat[i, j] * x[j]
     return acc
-
-
-@njit(cache=True)
-def _step_em(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk):
-    n = u.size
-    F0 = wk[0]
-    G0 = wk[1]
-    f(F0, u, p, t)
-    _geval(noise, gv, gm, G0, gk[0], u, p, t)
-    for i in range(n):
-        unew[i] = u[i] + hs * F0[i] + _gx(noise, G0, gk[0], dW, i)
-    return 1
 
 
 @njit(cache=True)
@@ -417,14 +429,6 @@ def _save(k, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise):
 
 
 @njit(cache=True)
-def _all_finite(u):
-    for i in range(u.size):
-        if not np.isfinite(u[i]):
-            return False
-    return True
-
-
-@njit(cache=True)
 def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, traj,
                    out_t, out_u, out_W, stats):
     """Integrate one path from t0 to t1; the whole loop in one compiled call.
@@ -469,12 +473,10 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         compid[j] = j
         if two:
             compid[m + j] = Z_OFFSET + j
-    tf = np.zeros((LEVELS, 2 + 4 * nc))
-    ti = np.zeros((LEVELS + 1, 4), dtype=np.int64)
-    z = np.empty(nc)
-    tree_init(seed, traj, compid, tf, ti, z)
+    tf, ti = _tree_alloc(compid)
+    tree_init(seed, traj, nc, tf, ti)
     Bcur = np.zeros(nc)
-    Bnew = np.empty(nc)
+    OUT = LEVELS + 1
     dW = np.empty(m)
     dZ = np.zeros(m)
 
@@ -490,6 +492,9 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         for i in range(p.size):
             pc[i] = p[i]
     chi = np.zeros((3, m))
+    F0 = wk[4 * s + 6]
+    G0 = wk[4 * s + 7]
+    GM0 = gk[s + 1]
     u = u0.copy()
     unew = np.empty(n)
     err = np.zeros(n)
@@ -544,16 +549,33 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         if (not save_every) and ks < nsave and xs[ks] < xt:
             xt = xs[ks]
             clamped = True
-        tree_query(xt, maxdepth, seed, traj, compid, tf, ti, z, Bnew)
+        tree_query(xt, maxdepth, seed, traj, nc, tf, ti)
         for j in range(m):
-            dW[j] = sqT * (Bnew[j] - Bcur[j])
+            dW[j] = sqT * (tf[OUT, j] - Bcur[j])
         if two:
             for j in range(m):
-                dZ[j] = sqT * (Bnew[m + j] - Bcur[m + j])
+                dZ[j] = sqT * (tf[OUT, m + j] - Bcur[m + j])
         t = t0 + span * x
         hs = span * (xt - x)
         if method == EM:
-            nf += _step_em(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk)
+            # inline (no helper calls with array arguments in the hottest loop)
+            f(F0, u, p, t)
+            if noise == GENERAL:
+                gm(GM0, u, p, t)
+                for i in range(n):
+                    acc = 0.0
+                    for j in range(m):
+                        acc += GM0[i, j] * dW[j]
+                    unew[i] = u[i] + hs * F0[i] + acc
+            else:
+                gv(G0, u, p, t)
+                if noise == DIAGONAL:
+                    for i in range(n):
+                        unew[i] = u[i] + hs * F0[i] + G0[i] * dW[i]
+                else:
+                    for i in range(n):
+                        unew[i] = u[i] + hs * F0[i] + G0[i] * dW[0]
+            nf += 1
             ng += 1
         elif method == EULERHEUN:
             nf += _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk)
@@ -570,7 +592,11 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
             nf += _step_sra(f, gv, gm, tab, delta, noise, u, p, t, hs, dW, dZ, unew, err,
                             wk, gk, chi)
             ng += s
-        finite = _all_finite(unew)
+        finite = True
+        for i in range(n):
+            if not np.isfinite(unew[i]):
+                finite = False
+                break
         if adaptive:
             if finite:
                 en = error_norm(err, u, unew, atol, rtol)
@@ -597,7 +623,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         for i in range(n):
             u[i] = unew[i]
         for j in range(nc):
-            Bcur[j] = Bnew[j]
+            Bcur[j] = tf[OUT, j]
         x = xt
         if not adaptive and x == xg:
             k += 1
