@@ -55,7 +55,7 @@ SQRT3 = np.sqrt(3.0)
 FPAR = ("t0", "t1", "dt", "dtmin", "xstep", "safety", "qmin", "qmax", "beta1", "beta2",
         "delta", "eps_cs")
 IPAR = ("method", "noise", "m", "nerr", "adaptive", "maxiters", "nsteps", "maxdepth",
-        "save_every", "strat", "has_cs", "save_noise")
+        "save_every", "strat", "has_cs", "save_noise", "log2_nsteps", "block")
 
 
 # ----------------------------------------------------------------------------- noise
@@ -460,6 +460,8 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     strat = ipar[9]
     has_cs = ipar[10]
     save_noise = ipar[11]
+    mlog = ipar[12]      # N = 2^mlog dyadic grid with every save on it, else -1
+    blev = ipar[13]      # block of 2^blev steps filled level by level (fast path), 0 = off
     cap = out_t.size
     nsave = xs.size
 
@@ -477,6 +479,9 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     tree_init(seed, traj, nc, tf, ti)
     Bcur = np.zeros(nc)
     OUT = LEVELS + 1
+    fast = (not adaptive) and mlog >= 0 and blev > 0
+    BS = 1 << blev if fast else 1
+    bbuf = np.zeros((BS + 1, nc))
     dW = np.empty(m)
     dZ = np.zeros(m)
 
@@ -549,7 +554,41 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         if (not save_every) and ks < nsave and xs[ks] < xt:
             xt = xs[ks]
             clamped = True
-        tree_query(xt, maxdepth, seed, traj, nc, tf, ti)
+        if fast:
+            # dyadic grid: the tree's nodes inside a block of BS steps, level by level
+            # (the same keys and arithmetic as tree_query, so the same values)
+            kb = k % BS
+            if kb == 0:
+                xe = 1.0 if k + BS >= N else (k + BS) * xstep
+                tree_query(xe, maxdepth, seed, traj, nc, tf, ti)
+                for j in range(nc):
+                    bbuf[0, j] = Bcur[j]
+                    bbuf[BS, j] = tf[OUT, j]
+                d0 = mlog - blev
+                node0 = (np.int64(1) << d0) + k // BS
+                for lv in range(blev):
+                    half = BS >> (lv + 1)
+                    sd = 0.5 * np.sqrt(2.0 ** (-(d0 + lv)))
+                    if lv == 0:
+                        for j in range(nc):
+                            z0, z1 = normal_pair(seed, traj, node0 >> 1, ti[LEVELS + 1, j],
+                                                 STREAM_MID)
+                            zz = z1 if (node0 & 1) else z0
+                            bbuf[half, j] = 0.5 * (bbuf[0, j] + bbuf[BS, j]) + sd * zz
+                        continue
+                    for i in range(0, 1 << lv, 2):      # siblings (even, odd) share a pair
+                        nu = (node0 << lv) + i
+                        lo = i * 2 * half
+                        for j in range(nc):
+                            z0, z1 = normal_pair(seed, traj, nu >> 1, ti[LEVELS + 1, j], STREAM_MID)
+                            bbuf[lo + half, j] = 0.5 * (bbuf[lo, j] + bbuf[lo + 2 * half, j]) + sd * z0
+                            lo2 = lo + 2 * half
+                            bbuf[lo2 + half, j] = (0.5 * (bbuf[lo2, j] + bbuf[lo2 + 2 * half, j])
+                                                   + sd * z1)
+            for j in range(nc):
+                tf[OUT, j] = bbuf[kb + 1, j]
+        else:
+            tree_query(xt, maxdepth, seed, traj, nc, tf, ti)
         for j in range(m):
             dW[j] = sqT * (tf[OUT, j] - Bcur[j])
         if two:

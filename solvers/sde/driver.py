@@ -18,6 +18,8 @@ __all__ = ["Schedule", "schedule", "solve_path", "solve_ensemble", "ensemble_mom
 #: step control of the adaptive methods: safety, qmin, qmax, beta1, beta2 (I control)
 STEP_CONTROL = (0.9, 0.2, 5.0, 0.45, 0.0)
 _NOISE = {"diagonal": K.DIAGONAL, "scalar": K.SCALAR, "general": K.GENERAL}
+#: fixed steps on a dyadic grid draw the Brownian tree in blocks of 2^BLOCK_LEVELS steps
+BLOCK_LEVELS = 6
 
 
 class Schedule:
@@ -34,6 +36,7 @@ def schedule(tspan, dt, adaptive, saveat):
     t0, t1 = tspan
     span = t1 - t0
     T = abs(span)
+    mdy = None
     if adaptive:
         N, xstep, h0 = 0, 0.0, (dt if dt is not None else T / 100.0)
         maxdepth = DEFAULT_MAXDEPTH
@@ -75,7 +78,11 @@ def schedule(tspan, dt, adaptive, saveat):
             xs = np.where(on, np.where(kk >= N, 1.0, kk * xstep), xs)
             if not on.all():                 # off-grid save times: exact deep tree
                 maxdepth = max(maxdepth, DEFAULT_MAXDEPTH)
-    return Schedule(t0=float(t0), t1=float(t1), T=T, N=N, xstep=xstep, h0=h0,
+    # fast path of the fixed-step loop: dyadic grid and every save time on it
+    mlog = -1
+    if not adaptive and mdy is not None and (saveat is None or on.all()):
+        mlog = mdy
+    return Schedule(t0=float(t0), t1=float(t1), T=T, N=N, xstep=xstep, h0=h0, mlog=mlog,
                     maxdepth=int(min(maxdepth, K.LEVELS - 2)), ts=ts,
                     xs=np.ascontiguousarray(xs, dtype=np.float64))
 
@@ -88,7 +95,8 @@ def _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters, save_every,
                      getattr(mod, "EPS_CS", 1e-30)], dtype=np.float64)
     ipar = np.array([mod.METHOD, _NOISE[noise], m, getattr(mod, "ERROR_TERMS", 0),
                      int(adaptive), maxiters, sch.N, sch.maxdepth, int(save_every),
-                     int(strat), int(has_cs), int(save_noise)], dtype=np.int64)
+                     int(strat), int(has_cs), int(save_noise), sch.mlog,
+                     min(BLOCK_LEVELS, sch.mlog) if sch.mlog > 0 else 0], dtype=np.int64)
     tab = mod.TABLEAU if mod.TABLEAU is not None else np.zeros((1, 11))
     return tab, fpar, ipar
 

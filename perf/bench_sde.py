@@ -1,0 +1,140 @@
+"""SDE figures for issue 5: 10,000-path ensembles of GBM (EM and SRIW1), the issue's
+10,000 paths x 1,000 Euler-Maruyama steps of a 1-D OU process against a NumPy-vectorised
+loop with numpy.random in the same run, and the Philox generator's normals per second.
+
+Run:  python -m pytest perf/bench_sde.py --benchmark-columns=min,median,rounds
+or    python perf/bench_sde.py        (prints the table that perf/RESULTS.md quotes,
+                                        plus the adaptive-SRIW1-vs-EM work-precision table)
+Every figure is the best of a few rounds; the first call (compilation or cache load) is
+excluded.  Grids use dt = 2^-10 (1,024 steps over [0, 1]).
+"""
+import time
+
+import numpy as np
+import pytest
+
+import jitsolve as js
+from jitsolve.sde import EM, SRIW1, ensemble_moments
+
+N_PATHS = 10_000
+DT = 2.0 ** -10
+
+
+def gbm_f(du, u, p, t):
+    du[0] = p[0] * u[0]
+
+
+def gbm_g(gu, u, p, t):
+    gu[0] = p[1] * u[0]
+
+
+def ou_f(du, u, p, t):
+    du[0] = -p[0] * u[0]
+
+
+def ou_g(gu, u, p, t):
+    gu[0] = p[1]
+
+
+def gbm_ensemble():
+    return js.EnsembleProblem(js.SDEProblem(gbm_f, gbm_g, np.array([1.0]), (0.0, 1.0),
+                                            p=np.array([1.0, 0.5])))
+
+
+def ou_ensemble():
+    return js.EnsembleProblem(js.SDEProblem(ou_f, ou_g, np.array([1.0]), (0.0, 1.0),
+                                            p=np.array([1.0, 0.5])))
+
+
+def em_gbm():
+    return js.solve(gbm_ensemble(), EM(), trajectories=N_PATHS, dt=DT, saveat=np.array([1.0]))
+
+
+def sriw1_gbm():
+    return js.solve(gbm_ensemble(), SRIW1(), trajectories=N_PATHS, dt=DT, adaptive=False,
+                    saveat=np.array([1.0]))
+
+
+def sriw1_gbm_adaptive():
+    return js.solve(gbm_ensemble(), SRIW1(), trajectories=N_PATHS, rtol=1e-3, atol=1e-3,
+                    saveat=np.array([1.0]))
+
+
+def em_ou_moments():
+    return ensemble_moments(ou_ensemble(), EM(), trajectories=N_PATHS, dt=DT)
+
+
+def numpy_ou(nsteps=1024, n=N_PATHS, seed=0):
+    """The peer: a NumPy-vectorised EM loop over all paths with numpy.random."""
+    rng = np.random.default_rng(seed)
+    dt = 1.0 / nsteps
+    x = np.ones(n)
+    sq = np.sqrt(dt) * 0.5
+    for _ in range(nsteps):
+        x += -x * dt + sq * rng.standard_normal(n)
+    return x
+
+
+def philox_normals(n=1 << 22):
+    from jitsolve.kernels.cpu.philox import normals
+    return normals(1, 0, np.arange(n))
+
+
+@pytest.mark.parametrize("fn", [em_gbm, sriw1_gbm, sriw1_gbm_adaptive, em_ou_moments, numpy_ou,
+                                philox_normals], ids=lambda f: f.__name__)
+def test_sde_bench(benchmark, fn):
+    fn()                                   # compile / load the cache outside the timing
+    benchmark.pedantic(fn, rounds=3, iterations=1)
+
+
+def _best(fn, repeat=3):
+    fn()
+    t = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        t = min(t, time.perf_counter() - t0)
+    return t
+
+
+def _work_precision():
+    """Strong error at t=1 on GBM (mu 1.5, sigma 0.5) against the exact solution on the
+    same path, over 200 paths: fixed-step EM against adaptive SRIW1."""
+    ep = js.EnsembleProblem(js.SDEProblem(gbm_f, gbm_g, np.array([1.0]), (0.0, 1.0),
+                                          p=np.array([1.5, 0.5])))
+    rows = []
+    for m in (6, 8, 10, 12):
+        s = js.solve(ep, EM(), trajectories=200, dt=2.0 ** -m, seed=1, save_noise=True,
+                     saveat=np.array([1.0]), maxiters=10 ** 7)
+        ex = np.exp(1.375 + 0.5 * s.W[:, -1, 0])
+        rows.append(("EM", f"dt=2^-{m}", 2 ** m, np.mean(np.abs(s.u[:, -1, 0] - ex))))
+    for tol in (1e-2, 1e-3, 1e-4):
+        s = js.solve(ep, SRIW1(), trajectories=200, rtol=tol, atol=tol, seed=1, save_noise=True,
+                     saveat=np.array([1.0]))
+        ex = np.exp(1.375 + 0.5 * s.W[:, -1, 0])
+        rows.append(("SRIW1 adaptive", f"tol={tol:g}", s.stats.naccept / 200,
+                     np.mean(np.abs(s.u[:, -1, 0] - ex))))
+    return rows
+
+
+if __name__ == "__main__":
+    import numba
+    print(f"threads: {numba.get_num_threads()}  paths: {N_PATHS}  dt: 2^-10 (1024 steps)")
+    t_np = _best(numpy_ou)
+    rows = [("EM, GBM, 10k paths (saved at t=1)", _best(em_gbm), 1024),
+            ("SRIW1 fixed dt, GBM, 10k paths", _best(sriw1_gbm), 1024),
+            ("SRIW1 adaptive (tol 1e-3), GBM, 10k paths", _best(sriw1_gbm_adaptive), None),
+            ("EM, OU, 10k paths, streaming mean/var", _best(em_ou_moments), 1024),
+            ("NumPy-vectorised EM loop, OU, 10k paths (peer)", t_np, 1024)]
+    print("| run | time (s) | ns per path-step | vs NumPy loop |")
+    print("|---|---:|---:|---:|")
+    for name, t, steps in rows:
+        per = f"{t / (N_PATHS * steps) * 1e9:.0f}" if steps else "-"
+        print(f"| {name} | {t:.3f} | {per} | {t_np / t:.2f}x |")
+    tn = _best(philox_normals)
+    print(f"\nPhilox4x32-10 + Box-Muller normals: {(1 << 22) / tn / 1e6:.1f} M/s single thread "
+          f"({(1 << 22) * 8 / tn / 1e9:.2f} GB/s of float64 output)")
+    print("\n| method | setting | steps per path | mean strong error at t=1 |")
+    print("|---|---|---:|---:|")
+    for name, setting, steps, err in _work_precision():
+        print(f"| {name} | {setting} | {steps:.0f} | {err:.2e} |")
