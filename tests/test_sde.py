@@ -400,3 +400,37 @@ def test_algorithm_metadata():
             SRA1().strong_order) == (0.5, 1.0, 1.5, 1.5)
     assert isinstance(SRIW1(), js.SDEAlgorithm)
     assert SRIW1() == SRIW1() and repr(EM()) == "EM()"
+
+
+def test_adaptive_sra1_and_scalar_milstein():
+    # adaptive SRA1 on additive noise: steps on its own path, accurate on the KP problem
+    prob = js.SDEProblem(kp_f, kp_g, np.array([1.0]), (0.0, 1.0), p=np.array([1.0, 0.5]))
+    sol = js.solve(prob, SRA1(), rtol=1e-4, atol=1e-4, seed=2, save_noise=True)
+    assert sol.retcode == js.ReturnCode.Success and sol.stats.naccept > 5
+    exact = (1.0 + 0.5 * (sol.t + sol.W[:, 0])) / np.sqrt(1.0 + sol.t)
+    assert np.max(np.abs(sol.u[:, 0] - exact)) < 1e-3
+    # Milstein, scalar noise, complex-step directional derivative
+    sp = js.SDEProblem(gbm2_f, gbm2_g, np.array([1.0, 2.0]), (0.0, 1.0), noise="scalar")
+    mu, s = np.array([0.5, -0.3]), np.array([0.4, 0.8])
+    errs = []
+    for m in (6, 10):
+        sol = js.solve(sp, Milstein(), dt=2.0 ** -m, seed=4, save_noise=True)
+        exact = np.array([1.0, 2.0]) * np.exp((mu - 0.5 * s ** 2) * sol.t[:, None] + s * sol.W)
+        errs.append(np.max(np.abs(sol.u - exact)))
+    assert errs[1] < errs[0] / 8
+
+
+def test_sde_solution_hdf5_roundtrip(tmp_path):
+    pytest.importorskip("h5py")
+    sol = js.solve(_gbm(), EM(), dt=2.0 ** -5, seed=1, save_noise=True)
+    path = tmp_path / "sde.h5"
+    sol.to_hdf5(path)
+    back = js.load(path)
+    np.testing.assert_array_equal(back.u, sol.u)
+    np.testing.assert_array_equal(back.W, sol.W)
+    assert back.retcode == sol.retcode
+
+
+def test_unsupported_options_are_named():
+    with pytest.raises(UnsupportedAlgorithmError, match="^tstops"):
+        js.solve(_gbm(), EM(), dt=0.1, tstops=np.array([0.5]))
