@@ -13,7 +13,9 @@ is reproducible unless you ask for another seed.  With ``dt = (t1 - t0) / 2^m`` 
 points are exact tree nodes: solving with ``dt`` and ``dt/2`` uses the same Brownian
 motion (the finer path is the Brownian bridge refinement of the coarser).  Adaptive
 steps (SRIW1, SRA1) query the tree at any time, so a rejected step is retried on a
-bridge of the same path.
+bridge of the same path.  SRIW1 and SRA1 draw from a tree that also carries the
+space-time Lévy area, so their I_(1,0) is that of the same path at every step size; it is
+another path than EM's for the same seed (see :func:`brownian_path`).
 
 Failures come back as return codes with the path computed so far: ``Unstable`` when the
 state becomes NaN/Inf, ``MaxIters``, ``DtLessThanMin``.
@@ -387,15 +389,20 @@ def ensemble_moments(eprob, alg, *, trajectories=None, block=64, **solve_kw):
     return EnsembleMoments(t, mean.reshape(shp), var.reshape(shp), c["used"], c["failed"], stats)
 
 
-def brownian_path(times, tspan, *, seed=None, trajectory=0, nbrownian=1):
+def brownian_path(times, tspan, *, seed=None, trajectory=0, nbrownian=1, alg=None):
     """The Brownian path W(times) that a solve over ``tspan`` with ``seed`` uses
-    (trajectory 0 for a single solve), regenerated without storing it; (len, nbrownian).
+    (trajectory 0 for a single solve, ``i`` for ensemble path ``i``), regenerated without
+    storing it; (len, nbrownian).
 
-    Exact (identical to ``sol.W``) at the grid points of a fixed step
-    ``dt = (t1 - t0) / 2^m``."""
+    ``alg`` selects the path family: EM, EulerHeun and Milstein share one path per seed;
+    SRIW1 and SRA1 use the tree that also carries the space-time Lévy area (for their
+    I_(1,0)), another path for the same seed.  Identical to ``sol.W`` at the grid points of
+    a fixed step ``dt = (t1 - t0) / 2^m`` and at the accepted times of adaptive solves."""
     from .solvers.sde.brownian import brownian_path as _bp
     seed = 0 if seed is None else int(seed)
-    return _bp(times, tspan, seed=seed, trajectory=int(trajectory), nbrownian=int(nbrownian))
+    levy = isinstance(alg, (SRIW1, SRA1))
+    return _bp(times, tspan, seed=seed, trajectory=int(trajectory), nbrownian=int(nbrownian),
+               levy=levy)
 
 
 # --------------------------------------------------------------------------- reverse time

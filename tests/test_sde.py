@@ -128,6 +128,32 @@ def test_strong_order_sra1_additive():
     assert slope > 1.5 - 0.25, (slope, errs)
 
 
+def nl_f(du, u, p, t):
+    du[0] = -u[0] ** 3 + np.sin(3.0 * u[0]) + np.cos(t)
+
+
+def nl_g(gu, u, p, t):
+    gu[0] = 0.8 + 0.5 * t
+
+
+def test_strong_order_sra1_against_fine_reference_same_path():
+    """Nonlinear drift, additive noise: no closed form, so the reference is SRA1 with
+    dt = 2^-11 on the same Brownian path.  Its I_(1,0) comes from the tree's space-time
+    Lévy area, so coarse and fine runs integrate the same path (an independent I_(1,0)
+    per step size would cap the measured order at 1)."""
+    ep = js.EnsembleProblem(js.SDEProblem(nl_f, nl_g, np.array([0.5]), (0.0, 1.0)))
+    ref = js.solve(ep, SRA1(), trajectories=200, dt=2.0 ** -11, adaptive=False, seed=7,
+                   saveat=np.array([1.0]))
+    ms = range(3, 8)
+    errs = []
+    for m in ms:
+        sol = js.solve(ep, SRA1(), trajectories=200, dt=2.0 ** -m, adaptive=False, seed=7,
+                       saveat=np.array([1.0]))
+        errs.append(np.mean(np.abs(sol.u[:, -1, 0] - ref.u[:, -1, 0])))
+    slope = _slope(2.0 ** -np.array(list(ms)), errs)
+    assert slope > 1.5 - 0.25, (slope, errs)
+
+
 def test_scalar_noise_sriw1_and_eulerheun_stratonovich():
     # scalar noise: one W drives both components; exact u_i = u0_i exp((mu_i - s_i^2/2) t + s_i W)
     prob = js.SDEProblem(gbm2_f, gbm2_g, np.array([1.0, 2.0]), (0.0, 1.0), noise="scalar")
@@ -216,8 +242,13 @@ def test_same_seed_identical_different_seeds_differ():
 def test_dt_and_half_dt_same_brownian_motion():
     prob = _gbm()
     a = js.solve(prob, EM(), dt=2.0 ** -6, seed=9, save_noise=True)
-    b = js.solve(prob, SRIW1(), dt=2.0 ** -7, adaptive=False, seed=9, save_noise=True)
+    b = js.solve(prob, Milstein(), dt=2.0 ** -7, seed=9, save_noise=True)
     np.testing.assert_array_equal(a.W, b.W[::2])
+    # the order-1.5 family (Brownian tree with Lévy area): nested too
+    c = js.solve(prob, SRIW1(), dt=2.0 ** -6, adaptive=False, seed=9, save_noise=True)
+    d = js.solve(prob, SRA1(), dt=2.0 ** -8, adaptive=False, seed=9, save_noise=True)
+    np.testing.assert_array_equal(c.W, d.W[::4])
+    np.testing.assert_array_equal(c.W, brownian_path(c.t, (0.0, 1.0), seed=9, alg=SRIW1()))
     assert a.t.size == 65 and b.t.size == 129
     # the midpoints are Brownian-bridge values between the coarse points
     mid = b.W[1::2, 0] - 0.5 * (a.W[:-1, 0] + a.W[1:, 0])
@@ -245,7 +276,7 @@ def test_adaptive_sriw1_reproducible_and_on_its_path():
     assert a.retcode == js.ReturnCode.Success
     np.testing.assert_array_equal(a.u, b.u)
     assert a.t[-1] == 1.0 and a.stats.naccept == a.t.size - 1
-    np.testing.assert_array_equal(brownian_path(a.t, (0.0, 1.0), seed=3), a.W)
+    np.testing.assert_array_equal(brownian_path(a.t, (0.0, 1.0), seed=3, alg=SRIW1()), a.W)
     exact = np.exp(0.0 + a.W[:, 0])
     assert np.max(np.abs(a.u[:, 0] - exact)) < 0.05
     # tighter tolerance: more steps, smaller error on the same Brownian motion

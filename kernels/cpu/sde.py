@@ -16,8 +16,12 @@ same in every pass, at every step size on the dyadic times t0 + k (t1 - t0) / 2^
 any piece of it can be regenerated without storing it.  A query walks a stack cached
 per path, so a monotone sweep over a dyadic grid costs one normal per step.
 
-The second Brownian motion Z used by the order-1.5 methods (I_(1,0)) is the same tree
-on components ``Z_OFFSET + j``.
+The order-1.5 methods (SRI, SRA) need I_(1,0) = int (W(s) - W(t_n)) ds over each step: for
+them the tree also carries each node's space-time Lévy area and the running integral of B
+(see "tree with Lévy area" below), so I_(1,0) belongs to the same path at every step size,
+and after a rejection.  That tree bisects differently, so SRIW1/SRA1 see another Brownian
+path than EM/EulerHeun/Milstein for the same seed (each family's path is reproducible,
+nested across dyadic steps and regenerable).
 
 Tableau layout for the stochastic Runge-Kutta methods (``tab``, shape (s, 7 + 4 s)):
 columns c0, c1, alpha, beta1, beta2, beta3, beta4, then A0 (s), A1 (s), B0 (s), B1 (s).
@@ -35,7 +39,7 @@ from .stepcontrol import error_norm, pi_factor, reject_factor
 
 __all__ = ["EM", "EULERHEUN", "MILSTEIN", "SRI", "SRA", "DIAGONAL", "SCALAR", "GENERAL",
            "SUCCESS", "MAXITERS", "DTLESSTHANMIN", "UNSTABLE", "FULL", "Z_OFFSET", "LEVELS",
-           "tree_alloc", "tree_init", "tree_query", "tree_sample", "integrate_path", "ensemble_paths",
+           "tree_alloc", "tree_init", "tree_query", "tree_sample", "levy_init", "levy_query", "levy_sample", "integrate_path", "ensemble_paths",
            "ensemble_moments", "FPAR", "IPAR"]
 
 # method codes
@@ -45,7 +49,7 @@ DIAGONAL, SCALAR, GENERAL = 0, 1, 2
 # return codes of the loops
 SUCCESS, MAXITERS, DTLESSTHANMIN, UNSTABLE, FULL = 0, 1, 2, 3, 4
 
-Z_OFFSET = 1 << 22
+Z_OFFSET = 1 << 22   # (component ids above this are reserved)
 LEVELS = 62          # tree levels held per path (maxdepth <= LEVELS - 2)
 STREAM_MID = 0
 STREAM_LEAF = 1
@@ -218,6 +222,170 @@ def tree_sample(xs, maxdepth, seed, traj, compid, out):
     for k in range(xs.size):
         tree_query(xs[k], maxdepth, seed, traj, nc, tf, ti)
         for j in range(nc):
+            out[k, j] = tf[LEVELS + 1, j]
+
+
+# --------------------------------------------------------------- tree with Lévy area
+# For the order-1.5 methods the tree also carries the space-time Lévy area of every node,
+# H = (1/h) int_a^b (B(r) - B(a) - (r - a)/h (B(b) - B(a))) dr ~ N(0, h/12), and the
+# running integral I(x) = int_0^x B, so that I_(1,0) over any step is the integral of the
+# same Brownian path at every step size (consistent under refinement and rejection).
+# Bisection (exact conditional law, two normals per node and component):
+#   B(mid) = (B(a) + B(b))/2 + 3/2 H + sqrt(h)/4 Z1,
+#   H_L, H_R = (S +- D)/2 with S = H/2 - sqrt(h)/4 Z1, D = sqrt(h/12) Z2,
+#   I(mid) = I(a) + h/2 ((B(a) + B(mid))/2 + H_L).
+# Inside a leaf, (B(x), I(x)) are drawn from their Gaussian law given B(a), B(b), H.
+# Layout: tf (LEVELS + 2, 2 + 9 m): a, b, Ba, Bb, Ia, Ib, H, Bm, Im, HL, HR (m each);
+# row LEVELS + 1 holds the answer B(x)[m], I(x)[m]; ti as for the plain tree.
+STREAM_LEVY = 2
+STREAM_LEVY_LEAF = 3
+
+
+@njit(cache=True)
+def _levy_alloc(compid):
+    m = compid.size
+    tf = np.zeros((LEVELS + 2, 2 + 9 * m))
+    ti = np.zeros((LEVELS + 2, max(4, m)), dtype=np.int64)
+    for j in range(m):
+        ti[LEVELS + 1, j] = compid[j]
+    return tf, ti
+
+
+@njit(cache=True)
+def levy_init(seed, traj, m, tf, ti):
+    """Root [0, 1]: B(1) = Z0, H = Z1 / sqrt(12), I(1) = B(1)/2 + H."""
+    tf[0, 0] = 0.0
+    tf[0, 1] = 1.0
+    for j in range(m):
+        z0, z1 = normal_pair(seed, traj, 0, ti[LEVELS + 1, j], STREAM_LEVY)
+        H = z1 / np.sqrt(12.0)
+        tf[0, 2 + j] = 0.0
+        tf[0, 2 + m + j] = z0
+        tf[0, 2 + 2 * m + j] = 0.0
+        tf[0, 2 + 3 * m + j] = 0.5 * z0 + H
+        tf[0, 2 + 4 * m + j] = H
+        tf[LEVELS + 1, j] = 0.0
+        tf[LEVELS + 1, m + j] = 0.0
+    ti[0, 0] = 1
+    ti[0, 1] = 0
+    ti[LEVELS, 0] = 0
+
+
+@njit(cache=True)
+def levy_query(x, maxdepth, seed, traj, m, tf, ti):
+    """B(x) and I(x) for every component into ``tf[LEVELS + 1, :2m]``."""
+    out = LEVELS + 1
+    oBa = 2
+    oBb = 2 + m
+    oIa = 2 + 2 * m
+    oIb = 2 + 3 * m
+    oH = 2 + 4 * m
+    oBm = 2 + 5 * m
+    oIm = 2 + 6 * m
+    oHL = 2 + 7 * m
+    oHR = 2 + 8 * m
+    if x < 0.0:
+        x = 0.0
+    elif x > 1.0:
+        x = 1.0
+    d = ti[LEVELS, 0]
+    while d > 0 and not (tf[d, 0] <= x and x <= tf[d, 1]):
+        d -= 1
+    while True:
+        a = tf[d, 0]
+        b = tf[d, 1]
+        if x == a:
+            for j in range(m):
+                tf[out, j] = tf[d, oBa + j]
+                tf[out, m + j] = tf[d, oIa + j]
+            break
+        if x == b:
+            for j in range(m):
+                tf[out, j] = tf[d, oBb + j]
+                tf[out, m + j] = tf[d, oIb + j]
+            break
+        h = b - a
+        if d >= maxdepth:
+            tau = x - a
+            v11 = tau * (h - tau) / h
+            v12 = tau * tau * (h - tau) / (2.0 * h)
+            v13 = tau * (h - tau) / 2.0
+            v22 = tau ** 3 / 3.0 - tau ** 4 / (4.0 * h)
+            v23 = h * tau * tau / 4.0 - tau ** 3 / 6.0
+            v33 = h ** 3 / 12.0
+            c11 = max(v11 - v13 * v13 / v33, 0.0)
+            c12 = v12 - v13 * v23 / v33
+            c22 = v22 - v23 * v23 / v33
+            L11 = np.sqrt(c11)
+            L21 = c12 / L11 if L11 > 0.0 else 0.0
+            L22 = np.sqrt(max(c22 - L21 * L21, 0.0))
+            for j in range(m):
+                z0, z1 = normal_pair(seed, traj, ti[d, 0], ti[out, j], STREAM_LEVY_LEAF)
+                Ba = tf[d, oBa + j]
+                dB = tf[d, oBb + j] - Ba
+                hH = h * tf[d, oH + j]
+                bt = v13 / v33 * hH + L11 * z0
+                jt = v23 / v33 * hH + L21 * z0 + L22 * z1
+                tf[out, j] = Ba + tau / h * dB + bt
+                tf[out, m + j] = tf[d, oIa + j] + tau * Ba + tau * tau / (2.0 * h) * dB + jt
+            break
+        if ti[d, 1] == 0:
+            sq = np.sqrt(h)
+            s12 = np.sqrt(h / 12.0)
+            for j in range(m):
+                z1, z2 = normal_pair(seed, traj, ti[d, 0], ti[out, j], STREAM_LEVY)
+                H = tf[d, oH + j]
+                Ba = tf[d, oBa + j]
+                Bm = 0.5 * (Ba + tf[d, oBb + j]) + 1.5 * H + 0.25 * sq * z1
+                S = 0.5 * H - 0.25 * sq * z1
+                D = s12 * z2
+                HL = 0.5 * (S + D)
+                tf[d, oBm + j] = Bm
+                tf[d, oHL + j] = HL
+                tf[d, oHR + j] = 0.5 * (S - D)
+                tf[d, oIm + j] = tf[d, oIa + j] + 0.5 * h * (0.5 * (Ba + Bm) + HL)
+            ti[d, 1] = 1
+        mid = 0.5 * (a + b)
+        if x == mid:
+            for j in range(m):
+                tf[out, j] = tf[d, oBm + j]
+                tf[out, m + j] = tf[d, oIm + j]
+            break
+        dn = d + 1
+        if x < mid:
+            tf[dn, 0] = a
+            tf[dn, 1] = mid
+            for j in range(m):
+                tf[dn, oBa + j] = tf[d, oBa + j]
+                tf[dn, oBb + j] = tf[d, oBm + j]
+                tf[dn, oIa + j] = tf[d, oIa + j]
+                tf[dn, oIb + j] = tf[d, oIm + j]
+                tf[dn, oH + j] = tf[d, oHL + j]
+            ti[dn, 0] = 2 * ti[d, 0]
+        else:
+            tf[dn, 0] = mid
+            tf[dn, 1] = b
+            for j in range(m):
+                tf[dn, oBa + j] = tf[d, oBm + j]
+                tf[dn, oBb + j] = tf[d, oBb + j]
+                tf[dn, oIa + j] = tf[d, oIm + j]
+                tf[dn, oIb + j] = tf[d, oIb + j]
+                tf[dn, oH + j] = tf[d, oHR + j]
+            ti[dn, 0] = 2 * ti[d, 0] + 1
+        ti[dn, 1] = 0
+        d = dn
+    ti[LEVELS, 0] = d
+
+
+@njit(cache=True)
+def levy_sample(xs, maxdepth, seed, traj, compid, out):
+    """B and I at the normalised times ``xs`` into ``out`` (len(xs), 2 m)."""
+    m = compid.size
+    tf, ti = _levy_alloc(compid)
+    levy_init(seed, traj, m, tf, ti)
+    for k in range(xs.size):
+        levy_query(xs[k], maxdepth, seed, traj, m, tf, ti)
+        for j in range(2 * m):
             out[k, j] = tf[LEVELS + 1, j]
 
 
@@ -469,17 +637,19 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     T = abs(span)
     sqT = np.sqrt(T)
     two = method == SRI or method == SRA
-    nc = 2 * m if two else m
-    compid = np.empty(nc, dtype=np.int64)
+    nc = 2 * m if two else m         # two: B and I (running integral) per component
+    compid = np.empty(m, dtype=np.int64)
     for j in range(m):
         compid[j] = j
-        if two:
-            compid[m + j] = Z_OFFSET + j
-    tf, ti = _tree_alloc(compid)
-    tree_init(seed, traj, nc, tf, ti)
+    if two:
+        tf, ti = _levy_alloc(compid)
+        levy_init(seed, traj, m, tf, ti)
+    else:
+        tf, ti = _tree_alloc(compid)
+        tree_init(seed, traj, nc, tf, ti)
     Bcur = np.zeros(nc)
     OUT = LEVELS + 1
-    fast = (not adaptive) and mlog >= 0 and blev > 0
+    fast = (not adaptive) and mlog >= 0 and blev > 0 and not two
     BS = 1 << blev if fast else 1
     bbuf = np.zeros((BS + 1, nc))
     dW = np.empty(m)
@@ -587,13 +757,18 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
                                                    + sd * z1)
             for j in range(nc):
                 tf[OUT, j] = bbuf[kb + 1, j]
+        elif two:
+            levy_query(xt, maxdepth, seed, traj, m, tf, ti)
         else:
             tree_query(xt, maxdepth, seed, traj, nc, tf, ti)
         for j in range(m):
             dW[j] = sqT * (tf[OUT, j] - Bcur[j])
         if two:
+            # I_(1,0)/h of this very path; the steps read it as (dW + dZ/sqrt 3)/2
+            dxs = xt - x
             for j in range(m):
-                dZ[j] = sqT * (tf[OUT, m + j] - Bcur[m + j])
+                c2 = sqT * (tf[OUT, m + j] - Bcur[m + j] - dxs * Bcur[j]) / dxs
+                dZ[j] = SQRT3 * (2.0 * c2 - dW[j])
         t = t0 + span * x
         hs = span * (xt - x)
         if method == EM:
