@@ -230,11 +230,12 @@ def ode_solution(prob, alg, raw, tab_bth=None):
     return sol
 
 
-def _run_explicit(prob, alg, o, rhs=None):
+def _run_explicit(prob, alg, o, rhs=None, dense=None):
     from .solvers.ode.explicit import solve_erk
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob) if rhs is None else rhs
-    dense = oo["saveat"] is None and alg.dense
+    if dense is None:
+        dense = oo["saveat"] is None and alg.dense
     raw = solve_erk(alg.tableau, rhs.f, rhs.p, prob.u0.ravel(), prob.tspan[0], prob.tspan[1],
                     lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"], atol=oo["atol"],
                     adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],

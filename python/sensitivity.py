@@ -195,7 +195,7 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     _check_de_options(prob, o)
     o["backend"] = "cpu"
     rhs = problem_rhs(prob)
-    raw = _run_explicit(prob, alg, o, rhs)
+    raw = _run_explicit(prob, alg, o, rhs, dense=False)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
                                f"at t = {raw['t_end']:.6g}")

@@ -19,7 +19,7 @@ __all__ = ["error_norm", "pi_factor", "reject_factor", "initial_dt", "rms_norm",
 PI_DEFAULTS = (0.9, 0.2, 10.0)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def error_norm(err, u0, u1, atol, rtol):
     """``sqrt(mean((err_i / (atol_i + rtol_i * max(|u0_i|, |u1_i|)))^2))`` (Hairer (II.4.11))."""
     n = err.size
@@ -42,7 +42,7 @@ def rms_norm(x, u, atol, rtol):
     return np.sqrt(acc / max(n, 1))
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
     """Step-size factor of the PI controller after an accepted step:
     ``safety * err^-beta1 * err_prev^beta2`` clipped to ``[qmin, qmax]``.
