@@ -10,6 +10,9 @@ PACKAGE_DIR = {
     "jitsolve.solvers": "solvers",
     "jitsolve.solvers.linear": "solvers/linear",
     "jitsolve.solvers.linear.precond": "solvers/linear/precond",
+    "jitsolve.solvers.ode": "solvers/ode",
+    "jitsolve.solvers.ode.tableaus": "solvers/ode/tableaus",
+    "jitsolve.solvers.sde": "solvers/sde",
     "jitsolve.adjoint": "adjoint",
 }
 
