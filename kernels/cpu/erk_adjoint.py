@@ -112,7 +112,12 @@ def erk_step_adjoint(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, k
     f, p, lin, plin, haslin, tmp = rhs
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     n = u.size
-    su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks)
+    if vj[2] or vj[12]:
+        # the Jacobian depends on the stage states: recompute them
+        su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks)
+    else:
+        # a linear right-hand side: J is constant, the stage states are not needed
+        su = B.size - 1 if fsal else B.size
     for i in range(su - 1, -1, -1):
         for x in range(n):
             kb[x] = B[i] * lam[x]
