@@ -10,7 +10,7 @@ import numpy as np
 from .algorithms import SensitivityAlgorithm
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError, register_gradient
-from .problems import ODEProblem, SplitODEProblem
+from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 
 __all__ = ["DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint", "BacksolveAdjoint",
            "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient"]
@@ -357,3 +357,83 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
             print(f"  eps = {e:9.3e}  remainder = {r:9.3e}")
         print(f"  observed order {order:.2f} (expect 2): {'PASSED' if passed else 'FAILED'}")
     return report
+
+
+def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
+    """Per-trajectory gradients of an ensemble in one compiled kernel (see
+    :func:`jitsolve.kernels.cpu.erk_adjoint.erk_ensemble_gradient`)."""
+    from .kernels.cpu import erk_adjoint as K
+    from .kernels.cpu.rhs import zero_f
+    from .losses import L2Loss
+    from .ode import ExplicitRK, _callback_tuple, ode_options
+    from .rhs import problem_rhs
+    from .solve import _DE_DEFAULTS, _check_de_options
+    from .solvers.ode.explicit import _controller, make_stops, tableau_arrays
+    prob = eprob.prob
+    if not isinstance(prob, (ODEProblem, SplitODEProblem)) or eprob.prob_func is not None:
+        raise UnsupportedAlgorithmError("prob: ensemble gradients cover ODE ensembles given by "
+                                        "u0s/ps (not prob_func)")
+    if not isinstance(alg, ExplicitRK):
+        raise UnsupportedAlgorithmError(f"alg: ensemble gradients need an explicit RK method, "
+                                        f"got {type(alg).__name__}")
+    if not isinstance(loss, L2Loss):
+        raise UnsupportedAlgorithmError("loss: ensemble gradients are computed in the kernel for "
+                                        "js.L2Loss only")
+    if sensealg is not None and not (isinstance(sensealg, DiscreteAdjoint)
+                                     and sensealg.checkpoints == "all"):
+        raise UnsupportedAlgorithmError("sensealg: ensembles use DiscreteAdjoint(checkpoints='all')")
+    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
+    if N is None:
+        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    t_data = _loss_times(prob, loss)
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    _check_de_options(prob, o)
+    o["backend"] = "cpu"
+    oo = ode_options(prob, alg, o)
+    rhs = problem_rhs(prob)
+    n = prob.u0.size
+    m = t_data.size
+    d = loss.data.reshape(-1, m, n)
+    if d.shape[0] not in (1, N):
+        raise InvalidProblemError(f"data: expected shape ({m}, ...) or ({N}, {m}, ...), got {loss.data.shape}")
+    w = (np.ones_like(d) if loss.weights is None else
+         np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
+    u0s = np.ascontiguousarray(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
+                               else np.broadcast_to(prob.u0.ravel(), (N, n)), dtype=np.float64)
+    ps = np.ascontiguousarray(eprob.ps[:N] if eprob.ps is not None
+                              else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
+    tab = tableau_arrays(alg.tableau)
+    t0, t1 = prob.tspan
+    tst = t_data[t_data != t0]
+    if oo["tstops"] is not None:
+        tst = np.union1d(tst, oo["tstops"])
+    stops = make_stops(t0, t1, tst, None)
+    ctrl = _controller(tab, oo["rtol"], oo["atol"], oo["adaptive"], oo["dt"], oo["dtmin"], np.inf,
+                       oo["maxiters"], n)
+    vj, np_grad = _vjp_for(prob, rhs, wrt)
+    values = np.zeros(N)
+    g_u0 = np.zeros((N, n))
+    g_p = np.zeros((N, np_grad))
+    rcs = np.zeros(N, np.int64)
+    K.erk_ensemble_gradient(rhs.f, rhs.lin if rhs.lin is not None else zero_f,
+                            rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None,
+                            u0s, ps, float(t0), tab, ctrl, stops, _callback_tuple(None, rhs.p), vj,
+                            t_data, np.ascontiguousarray(d), w, values, g_u0, g_p, rcs)
+    if (rcs != 0).any():
+        bad = int(np.argmax(rcs != 0))
+        raise SolveFailedError(f"gradient: trajectory {bad} of the ensemble failed "
+                               f"(kernel return code {rcs[bad]}); its gradient is NaN")
+    out = {}
+    for name in wrt:
+        if name == "u0":
+            out["u0"] = g_u0.reshape((N,) + prob.u0.shape)
+        elif name == "p":
+            out["p"] = g_p
+        else:
+            raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
+    return float(values.sum()), out
+
+
+@register_gradient(EnsembleProblem)
+def _ens_gradient(eprob, alg, loss, wrt, sensealg, **solve_kw):
+    return _ensemble_gradient(eprob, alg, loss, _wrt_tuple(wrt), sensealg, solve_kw)

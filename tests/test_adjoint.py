@@ -173,3 +173,23 @@ def test_regularizer_gradients():
         fd = (reg(x + e * d)[0] - reg(x - e * d)[0]) / (2 * e)
         assert np.sum(g * d) == pytest.approx(fd, rel=1e-6)
 
+
+
+def test_ensemble_per_trajectory_gradients():
+    rng = np.random.default_rng(5)
+    N = 12
+    ps = P0 * (1 + 0.1 * rng.random((N, 4)))
+    u0s = 1 + 0.2 * rng.random((N, 2))
+    ep = js.EnsembleProblem(LV, u0s=u0s, ps=ps)
+    v, g = js.gradient(ep, js.Tsit5(), LOSS, wrt=("p", "u0"), rtol=1e-8, atol=1e-8)
+    assert g["p"].shape == (N, 4) and g["u0"].shape == (N, 2)
+    total = 0.0
+    for k in (0, 5, 11):
+        pk = js.remake(LV, u0=u0s[k], p=ps[k])
+        vk, gk = js.gradient(pk, js.Tsit5(), LOSS, wrt=("p", "u0"), rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(g["p"][k], gk["p"], rtol=1e-12)
+        np.testing.assert_allclose(g["u0"][k], gk["u0"], rtol=1e-12)
+    for k in range(N):
+        pk = js.remake(LV, u0=u0s[k], p=ps[k])
+        total += LOSS.value(js.solve(pk, js.Tsit5(), saveat=TD, rtol=1e-8, atol=1e-8).u)
+    assert v == pytest.approx(total, rel=1e-12)

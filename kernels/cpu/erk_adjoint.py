@@ -22,13 +22,14 @@ a dense Jacobian is ``n`` colours), parameters one by one (``np_grad`` of them);
 the coefficient field of a packed Diffusion operator also gets its gradient.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .erk import combine
+from .erk import combine, erk_solve
 from .rhs import eval_rhs
 from .rhs_grid import grid_param_vjp
 
-__all__ = ["vjp_apply", "erk_stages", "erk_step_adjoint", "erk_advance", "erk_reverse"]
+__all__ = ["vjp_apply", "erk_stages", "erk_step_adjoint", "erk_advance", "erk_reverse",
+           "erk_ensemble_gradient"]
 
 
 @njit(cache=True)
@@ -157,3 +158,73 @@ def erk_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_afte
                 lam[x] += gsave[g, x]
         erk_step_adjoint(rhs, vj, tab, states[i - i0], steps_t[i], steps_h[i], lam, pbar, kbar,
                          Ys, ks, Ybar, kb, work, cu, cd)
+
+
+@njit(parallel=True, cache=True)
+def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, cb, vjt, t_data,
+                          data, weights, values, g_u0, g_p, retcodes):
+    """Per-trajectory value and gradients of ``0.5 sum_j w (u(t_j) - d_j)^2`` for an
+    ensemble, one trajectory per thread: forward solve storing every state, then the
+    reverse sweep, both inside the same ``prange`` iteration.
+
+    ``vjt`` is a VJP-source tuple whose complex parameter work array is replaced per
+    thread; ``data``/``weights`` are (N or 1, m, n); outputs ``values`` (N,), ``g_u0``
+    (N, n), ``g_p`` (N, np_grad), ``retcodes`` (N,).
+    """
+    N = u0s.shape[0]
+    n = u0s.shape[1]
+    m = t_data.size
+    npg = g_p.shape[1]
+    empty = np.zeros(0)
+    for k in prange(N):
+        p = ps[k]
+        rhs = (f, p, lin, plin, haslin, np.empty(n))
+        cbk = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], p)
+        res = erk_solve(rhs, u0s[k], t0, tab, ctrl, stops, (True, empty, False), cbk, 64)
+        ts = res[0]
+        us = res[1]
+        nsave = res[2]
+        steps_t = res[3]
+        steps_h = res[4]
+        nsteps = res[5]
+        retcodes[k] = res[12]
+        if res[12] != 0:
+            values[k] = np.nan
+            for x in range(n):
+                g_u0[k, x] = np.nan
+            for j in range(npg):
+                g_p[k, j] = np.nan
+            continue
+        dk = data[k] if data.shape[0] > 1 else data[0]
+        wk = weights[k] if weights.shape[0] > 1 else weights[0]
+        gsave = np.zeros((m, n))
+        save_after = -np.ones(max(nsteps, 1), np.int64)
+        val = 0.0
+        lam = np.zeros(n)
+        i = 0
+        for j in range(m):
+            while i < nsave and ts[i] != t_data[j]:
+                i += 1
+            if i >= nsave:
+                break
+            for x in range(n):
+                r = us[i, x] - dk[j, x]
+                val += 0.5 * wk[j, x] * r * r
+                gsave[j, x] = wk[j, x] * r
+            if i == 0:
+                for x in range(n):
+                    lam[x] += gsave[j, x]
+            else:
+                save_after[i - 1] = j
+        values[k] = val
+        vj = (vjt[0], np.zeros(vjt[1].size, np.complex128), vjt[2], vjt[3], vjt[4], vjt[5],
+              vjt[6], vjt[7], vjt[8], vjt[9], vjt[10], vjt[11], vjt[12], vjt[13])
+        pbar = np.zeros(npg)
+        kbar = np.zeros(n)
+        lam_end = np.zeros(n)
+        erk_reverse(rhs, vj, tab, us, steps_t, steps_h, 0, nsteps, gsave, save_after, lam_end,
+                    pbar, kbar)
+        for x in range(n):
+            g_u0[k, x] = lam_end[x] + lam[x]
+        for j in range(npg):
+            g_p[k, j] = pbar[j]
