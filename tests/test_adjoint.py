@@ -193,3 +193,29 @@ def test_ensemble_per_trajectory_gradients():
         pk = js.remake(LV, u0=u0s[k], p=ps[k])
         total += LOSS.value(js.solve(pk, js.Tsit5(), saveat=TD, rtol=1e-8, atol=1e-8).u)
     assert v == pytest.approx(total, rel=1e-12)
+
+
+def test_checkpoint_memory_is_C_states_plus_constant():
+    """Peak memory of the gradient (forward + reverse) traced by tracemalloc (NumPy and the
+    snapshot store; the kernels' own work arrays are a fixed number of stage vectors)."""
+    import tracemalloc
+    g = js.Grid((64, 64), bc=js.Dirichlet(0.0))
+    L = js.Laplacian(g)
+    x, y = g.mesh()
+    dt = 0.2 * min(g.spacing) ** 2
+    T = 300 * dt
+    prob = js.ODEProblem(L, np.sin(np.pi * x) * np.sin(np.pi * y), (0.0, T))
+    loss = js.L2Loss([T], np.zeros((1,) + g.shape))
+    state = g.size * 8
+    peaks = {}
+    for C in ("all", 4, 16):
+        js.gradient(prob, js.RK4(), loss, wrt="u0", dt=dt, sensealg=js.DiscreteAdjoint(checkpoints=C))
+        tracemalloc.start()
+        js.gradient(prob, js.RK4(), loss, wrt="u0", dt=dt, sensealg=js.DiscreteAdjoint(checkpoints=C))
+        peaks[C] = tracemalloc.get_traced_memory()[1] / state
+        tracemalloc.stop()
+    # C snapshots plus a constant: the reverse kernels' stage work arrays (about 6 s + 8
+    # state vectors for an s-stage method, allocated per call), the same for every C
+    over4, over16 = peaks[4] - 4, peaks[16] - 16
+    assert over4 < 40 and abs(over16 - over4) < 1.0, peaks
+    assert peaks["all"] > 300, peaks      # every state is kept
