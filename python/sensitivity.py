@@ -110,8 +110,17 @@ class QuadratureAdjoint(_NotYet):
     """Continuous adjoint with quadrature of the parameter integral (not implemented yet)."""
 
 
-class ForwardSensitivity(_NotYet):
-    """Forward sensitivity equations, for few parameters (not implemented yet)."""
+class ForwardSensitivity(SensitivityAlgorithm):
+    """Forward (tangent-linear) sensitivities of the discrete solution, one direction per
+    parameter (and per ``u0`` entry when differentiating ``u0``): cost grows with the
+    number of inputs, so it suits few parameters.  Exact for the computed solution with
+    the recorded steps, like :class:`DiscreteAdjoint` (they agree to rounding).
+
+    References
+    ----------
+    Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), I.14; Griewank, Walther,
+    *Evaluating Derivatives* (2008), ch. 3.
+    """
 
 
 # ------------------------------------------------------------------------- ODE gradients
@@ -190,7 +199,11 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     t0 = prob.tspan[0]
     inner = t_data[t_data != t0]
     o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
-    all_states = sensealg.checkpoints == "all"
+    forward_mode = isinstance(sensealg, ForwardSensitivity)
+    if forward_mode and "kappa" in wrt:
+        raise UnsupportedAlgorithmError("wrt: ForwardSensitivity differentiates 'p' and 'u0' "
+                                        "(a coefficient field has too many entries: use DiscreteAdjoint)")
+    all_states = (not forward_mode) and sensealg.checkpoints == "all"
     o["saveat"] = None if all_states else inner
     _check_de_options(prob, o)
     o["backend"] = "cpu"
@@ -221,10 +234,13 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     u_saved = saved.reshape(shape)
     val = loss.value(u_saved)
     g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
-    vj, np_grad = _vjp_for(prob, rhs, wrt)
     from .kernels.cpu.rhs import zero_f
     krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
             rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
+    if forward_mode:
+        return _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g,
+                                    g_initial_row, val)
+    vj, np_grad = _vjp_for(prob, rhs, wrt)
     lam, pbar, kbar, nre = erk_adjoint(
         krhs, vj, tableau_arrays(alg.tableau), st, sh,
         states=np.ascontiguousarray(states) if all_states else None,
@@ -241,6 +257,42 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             out["kappa"] = kbar.reshape(prob.u0.shape)
     out_info = dict(naccept=st.size, nrecompute=nre)
     return val, out, out_info
+
+
+def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_initial_row, val):
+    from .adjoint.vjp import COMPLEX_STEP
+    from .kernels.cpu.erk_tangent import erk_tangent
+    from .kernels.cpu.rhs import zero_f_complex
+    from .solvers.ode.explicit import tableau_arrays
+    n, npar = prob.u0.size, rhs.p.size
+    has_f = rhs.fun is not None
+    dirs_u, dirs_p, names = [], [], []
+    if "p" in wrt:
+        if not has_f:
+            raise InvalidProblemError("wrt: this problem has no parameters p")
+        dirs_u.append(np.zeros((npar, n)))
+        dirs_p.append(np.eye(npar))
+        names.append(("p", npar))
+    if "u0" in wrt:
+        dirs_u.append(np.eye(n))
+        dirs_p.append(np.zeros((n, npar)))
+        names.append(("u0", n))
+    du0 = np.ascontiguousarray(np.concatenate(dirs_u), dtype=np.float64)
+    dp = np.ascontiguousarray(np.concatenate(dirs_p), dtype=np.float64)
+    m = g.shape[0]
+    S = np.zeros((m, du0.shape[0], n))
+    fc = rhs.fun.cfunc("f_complex") if has_f else zero_f_complex
+    erk_tangent(krhs, fc, has_f, tableau_arrays(alg.tableau), prob.u0.ravel().astype(np.float64),
+                st, sh, save_after, du0, dp, S, COMPLEX_STEP)
+    if g_initial_row is not None:
+        S[g_initial_row] = du0
+    grad = np.einsum("jn,jdn->d", g, S)
+    out, k = {}, 0
+    for name, cnt in names:
+        gr = grad[k:k + cnt]
+        out[name] = gr.reshape(prob.u0.shape) if name == "u0" else gr
+        k += cnt
+    return val, out, {}
 
 
 def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
@@ -292,7 +344,7 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         sensealg = DiscreteAdjoint()
     if isinstance(sensealg, FiniteDifference):
         return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
-    if isinstance(sensealg, DiscreteAdjoint):
+    if isinstance(sensealg, (DiscreteAdjoint, ForwardSensitivity)):
         val, out, _info = _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
         return val, out
     raise UnsupportedAlgorithmError(

@@ -219,3 +219,13 @@ def test_checkpoint_memory_is_C_states_plus_constant():
     over4, over16 = peaks[4] - 4, peaks[16] - 16
     assert over4 < 40 and abs(over16 - over4) < 1.0, peaks
     assert peaks["all"] > 300, peaks      # every state is kept
+
+
+@pytest.mark.parametrize("alg,kw", [(js.RK4(), dict(dt=0.01)), (js.Tsit5(), dict(rtol=1e-7, atol=1e-7)),
+                                    (js.Vern7(), dict(rtol=1e-9, atol=1e-9))],
+                         ids=["RK4", "Tsit5", "Vern7"])
+def test_forward_sensitivity_equals_discrete_adjoint(alg, kw):
+    _, ga = js.gradient(LV, alg, LOSS, wrt=("p", "u0"), **kw)
+    _, gf = js.gradient(LV, alg, LOSS, wrt=("p", "u0"), sensealg=js.ForwardSensitivity(), **kw)
+    for k in ("p", "u0"):
+        np.testing.assert_allclose(gf[k], ga[k], rtol=1e-11, atol=1e-11 * np.abs(ga[k]).max())

@@ -1,0 +1,75 @@
+"""Forward (tangent-linear) sensitivities of explicit Runge-Kutta steps (CPU, Numba).
+
+The derivative of the discrete solution along given directions of ``(u0, p)``,
+propagated through the recorded steps together with the state: for each direction
+``d``, ``dY_i = dU + h sum_j a_ij dk_j``, ``dk_i = J(Y_i) dY_i + J_p(Y_i) dp``,
+``dU' = dU + h sum_i b_i dk_i``.  ``J dY + J_p dp`` is one complex-step evaluation of
+the user's ``f`` at ``(Y + i eps dY, p + i eps dp)`` (exact to rounding); a linear
+part contributes ``L dY``.  Cost: one extra complex evaluation per stage and direction,
+so forward sensitivities suit few parameters (Hairer, Nørsett, Wanner I, I.14; the
+discrete forward mode of Griewank, Walther, *Evaluating Derivatives*, ch. 3).
+"""
+import numpy as np
+from numba import njit
+
+from .erk import combine
+from .rhs import eval_rhs
+
+__all__ = ["erk_tangent"]
+
+
+@njit(cache=True)
+def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, du0, dp, out, eps):
+    """Propagate the directions ``du0[d], dp[d]`` (ndir rows) along the recorded steps;
+    ``out[j, d]`` receives the tangent of the state after step ``i`` when
+    ``save_after[i] = j``.  Returns the final state."""
+    f, p, lin, plin, haslin, tmp = rhs
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    n = u0.size
+    s = B.size
+    su = s - 1 if fsal else s
+    nd = du0.shape[0]
+    u = u0.copy()
+    ks = np.zeros((s, n))
+    Ys = np.zeros((s, n))
+    dU = du0.copy()
+    dks = np.zeros((nd, s, n))
+    dY = np.zeros(n)
+    cu = np.zeros(n, np.complex128)
+    cd = np.zeros(n, np.complex128)
+    pc = np.zeros(p.size, np.complex128)
+    work = np.zeros(n)
+    for it in range(steps_t.size):
+        t = steps_t[it]
+        h = steps_h[it]
+        for i in range(su):
+            combine(Ys[i], u, ks, A[i], i, h)
+            ti = t + C[i] * h
+            eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], ti)
+            for d in range(nd):
+                combine(dY, dU[d], dks[d], A[i], i, h)
+                if has_f:
+                    for x in range(n):
+                        cu[x] = complex(Ys[i, x], eps * dY[x])
+                    for j in range(p.size):
+                        pc[j] = complex(p[j], eps * dp[d, j])
+                    fc(cd, cu, pc, ti)
+                    for x in range(n):
+                        dks[d, i, x] = cd[x].imag / eps
+                else:
+                    for x in range(n):
+                        dks[d, i, x] = 0.0
+                if haslin:
+                    lin(work, dY, plin, ti)
+                    for x in range(n):
+                        dks[d, i, x] += work[x]
+        combine(Ys[0], u, ks, B, su, h)
+        u[:] = Ys[0]
+        for d in range(nd):
+            combine(dY, dU[d], dks[d], B, su, h)
+            dU[d] = dY
+        j = save_after[it]
+        if j >= 0:
+            for d in range(nd):
+                out[j, d] = dU[d]
+    return u
