@@ -92,22 +92,50 @@ class FiniteDifference(SensitivityAlgorithm):
         self.step = step
 
 
-class _NotYet(SensitivityAlgorithm):
-    def __init__(self, *args, **kwargs):
-        self._args = (args, kwargs)
+class _ContinuousAdjoint(SensitivityAlgorithm):
+    """Base of the continuous adjoints: the adjoint ODE solved backwards with the forward
+    (adaptive, explicit) algorithm, at the solve's ``rtol``/``atol``; accurate to that
+    tolerance, not exact for the discrete solution (use ``DiscreteAdjoint`` for that)."""
+
+    mode = 0
 
 
-class InterpolatingAdjoint(_NotYet):
-    """Continuous adjoint with the forward solution interpolated (not implemented yet)."""
+class InterpolatingAdjoint(_ContinuousAdjoint):
+    """Continuous adjoint with the forward solution taken from its dense output (memory:
+    every step's stages).
+
+    References
+    ----------
+    Cao, Li, Petzold, Serban, SIAM J. Sci. Comput. 24 (2003); SciMLSensitivity.jl.
+    """
+
+    mode = 0
 
 
-class BacksolveAdjoint(_NotYet):
-    """Continuous adjoint solving the state backwards (not implemented yet; unstable on
-    stiff or dissipative problems)."""
+class BacksolveAdjoint(_ContinuousAdjoint):
+    """Continuous adjoint that re-integrates the state backwards with the adjoint (O(1)
+    memory).  **Unstable on stiff or dissipative problems**: the backward state equation
+    amplifies errors exponentially (e.g. the heat equation); prefer the interpolating or
+    discrete adjoints there.
+
+    References
+    ----------
+    Chen, Rubanova, Bettencourt, Duvenaud, *Neural ordinary differential equations* (2018).
+    """
+
+    mode = 1
 
 
-class QuadratureAdjoint(_NotYet):
-    """Continuous adjoint with quadrature of the parameter integral (not implemented yet)."""
+class QuadratureAdjoint(_ContinuousAdjoint):
+    """Interpolating adjoint whose parameter integral ``mu = int J_p^T lam dt`` is a
+    quadrature at the stage points, left out of the step-size control.
+
+    References
+    ----------
+    Kim, Ji, Deng, Ma, Rackauckas, *Stiff neural ordinary differential equations* (2021).
+    """
+
+    mode = 2
 
 
 class ForwardSensitivity(SensitivityAlgorithm):
@@ -295,6 +323,72 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
     return val, out, {}
 
 
+def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+    from .kernels.cpu.continuous_adjoint import continuous_adjoint
+    from .kernels.cpu.rhs import zero_f
+    from .ode import ExplicitRK, _run_explicit
+    from .rhs import problem_rhs
+    from .solve import _DE_DEFAULTS, _check_de_options
+    from .solvers.ode.explicit import tableau_arrays
+    if not (isinstance(alg, ExplicitRK) and alg.adaptive):
+        raise UnsupportedAlgorithmError(
+            f"alg: continuous adjoints integrate the adjoint ODE with an adaptive explicit "
+            f"method (Tsit5, DP5, Vern7); got {type(alg).__name__}")
+    if "kappa" in wrt:
+        raise UnsupportedAlgorithmError("wrt: use DiscreteAdjoint for coefficient fields")
+    t_data = _loss_times(prob, loss)
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    t0, t1 = prob.tspan
+    inner = t_data[t_data != t0]
+    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
+    _check_de_options(prob, o)
+    o["backend"] = "cpu"
+    rhs = problem_rhs(prob)
+    need_dense = sensealg.mode != 1
+    raw = _run_explicit(prob, alg, o, rhs, dense=need_dense)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']}")
+    n = prob.u0.size
+    lookup = {float(t): k for k, t in enumerate(raw["t"])}
+    saved = np.stack([raw["u"][lookup[float(t)]] for t in t_data])
+    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    vj, np_grad = _vjp_for(prob, rhs, wrt)
+    krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
+            rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
+    order = np.argsort(-(t_data - t0) * (1 if t1 >= t0 else -1))     # from t1 back to t0
+    jump = order[t_data[order] != t0]
+    tab = tableau_arrays(alg.tableau)
+    if need_dense:
+        dense = (raw["steps_t"], raw["steps_h"], np.ascontiguousarray(raw["dense_u"]),
+                 np.ascontiguousarray(raw["dense_k"]))
+    else:
+        dense = (np.zeros(1), np.ones(1), np.zeros((1, n)), np.zeros((1, tab[5].shape[0], n)))
+    rtol = float(np.min(o["rtol"]))
+    atol = float(np.min(o["atol"]))
+    dt0 = float(abs(raw["steps_h"][-1])) if raw["steps_h"].size else abs(t1 - t0) * 1e-3
+    lam, mu, nst, nrej, ok = continuous_adjoint(
+        krhs, vj, tab, sensealg.mode, dense, np.ascontiguousarray(raw["u"][-1]), float(t1),
+        float(t0), np.ascontiguousarray(t_data[jump]), np.ascontiguousarray(g[jump]),
+        (rtol, atol, dt0, int(o["maxiters"])), np_grad)
+    if not ok:
+        raise SolveFailedError(f"gradient: the adjoint solve of {type(sensealg).__name__} failed "
+                               f"after {nst} steps (step size underflow or maxiters)")
+    lam = lam.copy()
+    for j in np.nonzero(t_data == t0)[0]:
+        lam += g[j]
+    out = {}
+    for name in wrt:
+        if name == "u0":
+            out["u0"] = lam.reshape(prob.u0.shape)
+        elif name == "p":
+            out["p"] = mu.copy()
+    return val, out
+
+
 def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
     from .problems import remake
     from .solve import solve
@@ -344,6 +438,8 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         sensealg = DiscreteAdjoint()
     if isinstance(sensealg, FiniteDifference):
         return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
+    if isinstance(sensealg, _ContinuousAdjoint):
+        return _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     if isinstance(sensealg, (DiscreteAdjoint, ForwardSensitivity)):
         val, out, _info = _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
         return val, out

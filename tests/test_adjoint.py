@@ -143,7 +143,7 @@ def test_gradient_errors():
         js.gradient(LV, js.RK4(), LOSS, wrt="q", dt=0.1)
     with pytest.raises(InvalidProblemError, match="t_data"):
         js.gradient(LV, js.RK4(), js.L2Loss([7.0], DATA[:1]), wrt="p", dt=0.1)
-    with pytest.raises(UnsupportedAlgorithmError, match="sensealg"):
+    with pytest.raises(UnsupportedAlgorithmError, match="adaptive explicit"):
         js.gradient(LV, js.RK4(), LOSS, wrt="p", dt=0.1, sensealg=js.BacksolveAdjoint())
     with pytest.raises(InvalidProblemError, match="checkpoints"):
         js.DiscreteAdjoint(checkpoints=0)
@@ -229,3 +229,28 @@ def test_forward_sensitivity_equals_discrete_adjoint(alg, kw):
     _, gf = js.gradient(LV, alg, LOSS, wrt=("p", "u0"), sensealg=js.ForwardSensitivity(), **kw)
     for k in ("p", "u0"):
         np.testing.assert_allclose(gf[k], ga[k], rtol=1e-11, atol=1e-11 * np.abs(ga[k]).max())
+
+
+@pytest.mark.parametrize("sa", [js.InterpolatingAdjoint(), js.BacksolveAdjoint(),
+                                js.QuadratureAdjoint()], ids=lambda s: type(s).__name__)
+def test_continuous_adjoints_to_tolerance(sa):
+    kw = dict(rtol=1e-10, atol=1e-10)
+    _, gd = js.gradient(LV, js.Tsit5(), LOSS, wrt=("p", "u0"), **kw)
+    _, gc = js.gradient(LV, js.Tsit5(), LOSS, wrt=("p", "u0"), sensealg=sa, **kw)
+    for k in ("p", "u0"):
+        np.testing.assert_allclose(gc[k], gd[k], rtol=1e-6, atol=1e-6 * np.abs(gd[k]).max())
+    # looser tolerance, looser agreement: accurate to the tolerance, not exact
+    _, gl = js.gradient(LV, js.Tsit5(), LOSS, wrt="p", sensealg=sa, rtol=1e-4, atol=1e-4)
+    err = np.abs(gl["p"] - gd["p"]).max() / np.abs(gd["p"]).max()
+    assert 1e-9 < err < 1e-1
+
+
+@pytest.mark.parametrize("sa", [js.DiscreteAdjoint(), js.DiscreteAdjoint(checkpoints=3),
+                                js.ForwardSensitivity(), js.InterpolatingAdjoint(),
+                                js.BacksolveAdjoint(), js.QuadratureAdjoint(),
+                                js.FiniteDifference()], ids=lambda s: repr(s))
+def test_check_gradient_every_sensealg(sa, capsys):
+    rep = js.check_gradient(LV, js.Tsit5(), LOSS, wrt="p", sensealg=sa, rtol=1e-10, atol=1e-10,
+                            eps=0.05 * 0.5 ** np.arange(4))
+    assert rep["passed"] and abs(rep["order"] - 2) < 0.3, rep
+    assert "PASSED" in capsys.readouterr().out
