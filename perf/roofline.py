@@ -23,60 +23,9 @@ import time
 import numpy as np
 
 
-def _kernels():
-    from numba import njit, prange
-
-    @njit(parallel=True, cache=True)
-    def triad(a, b, c, s):
-        for i in prange(a.size):
-            a[i] = b[i] + s * c[i]
-
-    @njit(parallel=True, cache=True)
-    def copy(a, b):
-        for i in prange(a.size):
-            a[i] = b[i]
-
-    return triad, copy
-
-
-def best_time(fn, repeat):
-    fn()  # warm up (compile / page in)
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-class Bandwidth:
-    """STREAM triad ``a = b + s c`` and copy ``a = b`` on float64 arrays of ``gib`` GiB in total."""
-
-    def __init__(self, gib=1.5, repeat=7):
-        self.triad_k, self.copy_k = _kernels()
-        n = int(gib * 2**30 / 8 / 3)
-        self.a = np.zeros(n)
-        self.b = np.full(n, 1.0)
-        self.c = np.full(n, 2.0)
-        self.repeat = repeat
-        self.triads = []
-        self.copies = []
-
-    def measure(self):
-        n = self.a.size
-        t = best_time(lambda: self.triad_k(self.a, self.b, self.c, 3.0), self.repeat)
-        self.triads.append(3 * 8 * n / t / 1e9)
-        t = best_time(lambda: self.copy_k(self.a, self.b), self.repeat)
-        self.copies.append(2 * 8 * n / t / 1e9)
-        return self.triads[-1]
-
-    @property
-    def triad(self):
-        return max(self.triads)
-
-    @property
-    def copy(self):
-        return max(self.copies)
+# the measuring code lives in the installed package (jitsolve.bench), shared with
+# ``jitsolve bench`` and ``js.profile``
+from jitsolve.bench import Bandwidth, best_time  # noqa: E402,F401
 
 
 def stencil_cases(quick=False):

@@ -35,6 +35,7 @@ from . import ode_stiff, sde
 from .fit import FitResult, Tikhonov, TotalVariation, fit
 from .ode import (DP5, RK4, ContinuousCallback, DiscreteCallback, Euler, ExplicitRK, Tsit5,
                   Vern7)
+from .profile import profile; from .workprecision import work_precision  # noqa: E702
 
 __all__ = [
     "__version__", "errors", "grid",
@@ -54,5 +55,6 @@ __all__ = [
     "fit", "FitResult", "Tikhonov", "TotalVariation",
     "ImplicitEuler", "Rosenbrock23", "Rodas5P", "KenCarp4", "Kvaerno5", "ode_stiff",
     "EM", "EulerHeun", "Milstein", "SRIW1", "SRA1", "reverse_sde", "sde",
+    "profile", "work_precision",
     "CG", "FlexibleCG", "BiCGSTAB", "GMRES", "Direct", "Jacobi", "Chebyshev", "Multigrid", "AMG",
 ]

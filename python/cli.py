@@ -69,8 +69,8 @@ def _cuda_status():
 DEMOS = {
     "conductivity": ("conductivity", None),
     "heat-inverse": ("heat_inverse", None),
-    "lotka-volterra": (None, "the ODE integrators and their discrete adjoints (issues 4 and 6)"),
-    "sde-calibration": (None, "the SDE integrators and their adjoints (issues 5 and 6)"),
+    "lotka-volterra": ("lotka_volterra", None),
+    "sde-calibration": ("sde_calibration", None),
 }
 DEFAULT_DEMO = "heat-inverse"
 
@@ -131,6 +131,68 @@ def _demo(args):
     return 0
 
 
+def _bench(args):
+    from . import bench
+    from .errors import InvalidProblemError
+    suites = bench.SUITES if args.suite == "all" else (args.suite,)
+    if args.plot and "ode" not in suites:
+        raise InvalidProblemError("--plot: draws the ODE work-precision diagrams; use 'bench ode --plot'")
+    res = bench.run(suites, quick=args.quick)
+    wps = []
+    if args.plot:
+        from .workprecision import work_precision
+        os.makedirs(args.out, exist_ok=True)
+        import jitsolve as js
+        tols = [1e-4, 1e-6, 1e-8] if args.quick else [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
+        res["work_precision"] = {}
+        for name, (prob, _f) in bench.standard_problems().items():
+            if name == "lorenz":
+                prob = js.remake(prob, tspan=(0.0, 5.0))   # before chaos swamps the comparison
+            wp = work_precision(prob, [js.Tsit5(), js.DP5(), js.Vern7(), "scipy:RK45", "scipy:DOP853"],
+                                tols, name=name, repeat=1 if args.quick else 3)
+            png = os.path.join(args.out, f"work-precision-{name}.png")
+            drawn = wp.plot(png) is not None
+            res["work_precision"][name] = dict(rows=wp.rows, figure=png if drawn else None)
+            wps.append((wp, png if drawn else None))
+    if args.json:
+        print(bench.to_json(res))
+    else:
+        print(bench.format_table(res))
+        for wp, png in wps:
+            print()
+            print(wp)
+            print(f"wrote {png}" if png else "(install matplotlib for the diagram)")
+    return 0
+
+
+def _profile(args):
+    import runpy
+
+    from .errors import InvalidProblemError
+    from .profile import profile
+    if not os.path.isfile(args.script):
+        raise InvalidProblemError(f"SCRIPT: no such file: {args.script!r}")
+    old_argv, old_path = sys.argv[:], sys.path[:]
+    sys.argv = [args.script] + list(args.args)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
+    try:
+        with profile() as prof:
+            try:
+                runpy.run_path(args.script, run_name="__main__")
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    raise
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(prof.to_json())
+    print(prof.table())
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv=None):
     parser = _Parser(prog="jitsolve", description="jitsolve: differentiable solver engine")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -150,6 +212,21 @@ def main(argv=None):
     p_demo.add_argument("--out", default=".", help="folder for result.h5 and result.png")
     p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
     p_demo.set_defaults(func=_demo)
+    from .bench import SUITES
+    p_bench = sub.add_parser("bench", help="measure this machine's bandwidth and each suite's "
+                                            "figures as ratios to it and to SciPy/pyamg")
+    p_bench.add_argument("suite", nargs="?", default="all", choices=list(SUITES) + ["all"])
+    p_bench.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p_bench.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    p_bench.add_argument("--plot", action="store_true",
+                         help="ode: draw work-precision diagrams (Lorenz, Lotka-Volterra vs SciPy)")
+    p_bench.add_argument("--out", default=".", help="folder for the --plot figures")
+    p_bench.set_defaults(func=_bench)
+    p_prof = sub.add_parser("profile", help="run a Python script and print a per-kernel table")
+    p_prof.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
+    p_prof.add_argument("script", metavar="SCRIPT.py")
+    p_prof.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    p_prof.set_defaults(func=_profile)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-__all__ = ["conductivity", "conductivity_truth", "heat_inverse", "heat_inverse_truth"]
+__all__ = ["conductivity", "conductivity_truth", "heat_inverse", "heat_inverse_truth",
+           "lotka_volterra", "sde_calibration"]
 
 
 def conductivity_truth(g):
@@ -195,5 +196,150 @@ def heat_inverse(size=32, steps=60, noise=0.01, seed=0, maxiter=60, alpha=None, 
                 iterations=res.nit, nfev=res.nfev, wall_time=time.perf_counter() - t0,
                 message=res.message, size=size, noise=noise, seed=seed, alpha=alpha,
                 steps=steps,
+                grad_check=f"Taylor remainder order {chk['order']:.2f} (2 expected: "
+                           f"{'passed' if chk['passed'] else 'FAILED'})")
+
+
+# ----------------------------------------------------------------- ODE / SDE demos (issue 7)
+def _lotka_rhs(du, u, p, t):
+    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
+    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
+
+
+LOTKA_TRUTH = (1.5, 1.0, 3.0, 1.0)
+
+
+def lotka_volterra(size=40, noise=0.05, seed=0, maxiter=100, progress=False):
+    """Recover the four Lotka-Volterra parameters from noisy prey and predator counts.
+
+    ``x' = a x - b x y``, ``y' = -c y + d x y`` with ``(a, b, c, d) = (1.5, 1, 3, 1)``,
+    ``u0 = (1, 1)`` on ``[0, 10]``; the data are both populations at ``size`` equally spaced
+    times with relative Gaussian noise ``noise``.  ``js.fit`` runs L-BFGS-B (positive
+    bounds) from ``p0 = (1.2, 0.8, 2.5, 0.8)``; every loss gradient is one adaptive Tsit5
+    solve (rtol 1e-8) and its compiled discrete adjoint (``js.DiscreteAdjoint``: the
+    exact gradient of the computed Tsit5 solution with respect to ``p``).  The loss over
+    three periods has local minima (phase slips), so the fit grows the time window: a
+    quarter of the data, then half, then all, each stage starting from the last estimate
+    (``maxiter`` iterations at most per stage; ``loss_history`` concatenates the stages,
+    ``stage_starts`` marks where each begins).
+
+    Returns the demo dict: ``truth``/``recovered``/``initial`` are the parameter vectors,
+    ``relative_error = ||p - truth||_2 / ||truth||_2``, ``data`` the noisy prey and
+    predator series, ``t_data``, ``fit_prey``/``fit_predator`` (the recovered model at
+    ``t_data``), ``loss_history``, ``iterations``, ``nfev``, ``wall_time``, ``grad_check``.
+    About 1 s on two cores with a warm Numba cache.
+    """
+    import jitsolve as js
+    t0 = time.perf_counter()
+    truth = np.array(LOTKA_TRUTH)
+    t_data = np.linspace(0.0, 10.0, size + 1)[1:]
+    prob = js.ODEProblem(_lotka_rhs, np.array([1.0, 1.0]), (0.0, 10.0), p=truth)
+    kw = dict(rtol=1e-8, atol=1e-8)
+    clean = js.solve(prob, js.Tsit5(), saveat=t_data, **kw).u
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(np.mean(clean ** 2, axis=0))
+    sig = np.maximum(noise * scale, 1e-12)
+    data = clean + sig * rng.standard_normal(clean.shape)
+    p0 = np.array([1.2, 0.8, 2.5, 0.8])
+    p, hist, stage_starts, nit, nfev, msg = p0, [], [], 0, 0, ""
+    for frac in (0.25, 0.5, 1.0):     # grow the time window: the full-span loss is rugged
+        k = max(2, int(round(frac * size)))
+        w = np.broadcast_to(1.0 / sig ** 2 / k, data[:k].shape).copy()
+        loss = js.L2Loss(t_data[:k], data[:k], weights=w)
+        stage = js.remake(prob, p=p, tspan=(0.0, float(t_data[k - 1])))
+        res = js.fit(stage, js.Tsit5(), loss, p, wrt="p", bounds=(1e-3, 20.0), maxiter=maxiter,
+                     progress=progress, sensealg=js.DiscreteAdjoint(), **kw)
+        stage_starts.append(len(hist))
+        hist.extend(res.history)
+        p, nit, nfev, msg = res.p, nit + res.nit, nfev + res.nfev, res.message
+    chk = js.check_gradient(js.remake(prob, p=p), js.Tsit5(), loss, wrt="p",
+                            sensealg=js.DiscreteAdjoint(), verbose=False, **kw)
+    fitted = js.solve(js.remake(prob, p=p), js.Tsit5(), saveat=t_data, **kw).u
+    rel = float(np.linalg.norm(p - truth) / np.linalg.norm(truth))
+    return dict(truth=truth, recovered=p, initial=p0, data=[data[:, 0], data[:, 1]],
+                t_data=t_data, fit_prey=fitted[:, 0], fit_predator=fitted[:, 1],
+                loss_history=np.array(hist), stage_starts=np.array(stage_starts), relative_error=rel,
+                initial_error=float(np.linalg.norm(p0 - truth) / np.linalg.norm(truth)),
+                relative_error_definition="||p - truth||_2 / ||truth||_2 over (a, b, c, d)",
+                iterations=nit, nfev=nfev, wall_time=time.perf_counter() - t0,
+                message=msg, size=size, noise=noise, seed=seed,
+                grad_check=f"Taylor remainder order {chk['order']:.2f} at the estimate (2 expected: "
+                           f"{'passed' if chk['passed'] else 'FAILED'})")
+
+
+def _ou_drift(du, u, p, t):
+    du[0] = p[0] * (p[1] - u[0])
+
+
+def _ou_noise(gu, u, p, t):
+    gu[0] = p[2]
+
+
+def _ou_moments(du, u, p, t):
+    # mean m and variance v of dX = theta (mu - X) dt + sigma dW
+    du[0] = p[0] * (p[1] - u[0])
+    du[1] = -2.0 * p[0] * u[1] + p[2] * p[2]
+
+
+OU_TRUTH = (2.0, 1.0, 0.5)
+
+
+def sde_calibration(size=2000, steps=200, noise=0.0, seed=0, maxiter=100, progress=False):
+    """Calibrate an Ornstein-Uhlenbeck process ``dX = theta (mu - X) dt + sigma dW`` from
+    ``size`` observed paths.
+
+    The data: ``size`` paths from ``X0 = 3`` with ``(theta, mu, sigma) = (2, 1, 0.5)``,
+    simulated with ``js.EM`` (``steps`` steps on ``[0, 2]``, fixed ``seed``), observed at
+    20 times (plus relative measurement noise ``noise``, default none).
+
+    What is differentiated: *not* the SDE solver (jitsolve has no SDE adjoint yet).  The
+    objective is moment matching: the ensemble's sample mean and variance at the
+    observation times against the exact moment ODE of the OU process,
+    ``m' = theta (mu - m)``, ``v' = -2 theta v + sigma^2``, ``m(0) = 3``, ``v(0) = 0``,
+    weighted by the sampling variances of the two statistics (``v / N`` and ``2 v^2 / N``).
+    ``js.fit`` minimises it with L-BFGS-B; each gradient is one Tsit5 solve of the moment
+    ODE and its discrete adjoint (``js.DiscreteAdjoint``, exact for the computed moment
+    solution) with respect to ``p = (theta, mu, sigma)``.  The estimate is a generalised
+    method-of-moments estimator; its error is the sampling error of the ensemble (about
+    ``1/sqrt(size)``) plus the O(dt) weak bias of Euler-Maruyama.
+
+    Returns the demo dict (``truth``/``recovered``/``initial`` parameter vectors,
+    ``relative_error = ||p - truth|| / ||truth||``, ``data`` = [sample mean, sample
+    variance], ``t_data``, ``paths`` (the first 50 observed paths), ``loss_history``, ...).
+    """
+    import jitsolve as js
+    t0 = time.perf_counter()
+    truth = np.array(OU_TRUTH)
+    T, x0 = 2.0, 3.0
+    t_data = np.linspace(0.0, T, 21)[1:]
+    sprob = js.SDEProblem(_ou_drift, _ou_noise, np.array([x0]), (0.0, T), p=truth)
+    ens = js.solve(js.EnsembleProblem(sprob), js.EM(), trajectories=size, dt=T / steps,
+                   saveat=t_data, seed=seed)
+    paths = np.asarray(ens.u)[:, :, 0]                       # (size, nt)
+    if noise > 0:
+        rng = np.random.default_rng(seed + 1)
+        paths = paths + noise * np.sqrt(np.mean(paths ** 2)) * rng.standard_normal(paths.shape)
+    mean = paths.mean(axis=0)
+    var = paths.var(axis=0, ddof=1)
+    data = np.stack([mean, var], axis=1)
+    w = np.stack([size / np.maximum(var, 1e-12), size / np.maximum(2 * var ** 2, 1e-12)], axis=1)
+    loss = js.L2Loss(t_data, data, weights=w / t_data.size)
+    mprob = js.ODEProblem(_ou_moments, np.array([x0, 0.0]), (0.0, T), p=truth)
+    kw = dict(rtol=1e-8, atol=1e-10)
+    p0 = np.array([1.0, 0.0, 1.0])
+    prob0 = js.remake(mprob, p=p0)
+    chk = js.check_gradient(prob0, js.Tsit5(), loss, wrt="p", sensealg=js.DiscreteAdjoint(),
+                            verbose=False, **kw)
+    res = js.fit(prob0, js.Tsit5(), loss, p0, wrt="p",
+                 bounds=[(1e-3, 50.0), (-10.0, 10.0), (1e-3, 10.0)], maxiter=maxiter,
+                 progress=progress, sensealg=js.DiscreteAdjoint(), **kw)
+    rel = float(np.linalg.norm(res.p - truth) / np.linalg.norm(truth))
+    return dict(truth=truth, recovered=res.p, initial=p0, data=[mean, var], t_data=t_data,
+                paths=paths[:50], loss_history=res.history, relative_error=rel,
+                initial_error=float(np.linalg.norm(p0 - truth) / np.linalg.norm(truth)),
+                relative_error_definition="||p - truth||_2 / ||truth||_2 over (theta, mu, sigma)",
+                iterations=res.nit, nfev=res.nfev, wall_time=time.perf_counter() - t0,
+                message=res.message, size=size, steps=steps, noise=noise, seed=seed,
+                objective="moment matching (sample mean and variance vs the moment ODE)",
                 grad_check=f"Taylor remainder order {chk['order']:.2f} (2 expected: "
                            f"{'passed' if chk['passed'] else 'FAILED'})")

@@ -27,7 +27,10 @@ def test_info(capsys):
     (["demo", "nosuchdemo"], "invalid choice"),
     (["demo", "conductivity", "--steps", "5"], "--steps"),
     (["demo", "heat-inverse", "--steps", "2"], "steps"),
-    (["demo", "lotka-volterra"], "not built yet"),
+    (["demo", "lotka-volterra", "--steps", "5"], "--steps"),
+    (["bench", "nosuchsuite"], "invalid choice"),
+    (["bench", "stencil", "--plot"], "--plot"),
+    (["profile", "no_such_script.py"], "no such file"),
     (["demo", "--backend", "cuda"], "--backend"),
     (["frobnicate"], "invalid choice"),
 ])

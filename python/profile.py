@@ -1,0 +1,342 @@
+"""``js.profile()``: a per-kernel table of everything run inside, the way PETSc's ``-log_view`` reports.
+
+>>> import numpy as np, jitsolve as js
+>>> g = js.Grid((64, 64)); L = js.Laplacian(g); u = np.ones(g.shape)
+>>> with js.profile(bandwidth=10.0) as prof:
+...     for _ in range(10):
+...         _ = L.apply(u)
+>>> prof.events["Laplacian.apply"]["calls"]
+10
+
+How it works: on entering, the public entry points that run kernels are replaced by timing
+wrappers — the grid operators' ``apply`` (``A.T.apply`` included) and ``param_vjp``, every
+implementation registered with ``js.solve`` (one event per problem type and algorithm) and
+every ``js.gradient`` implementation (one event per problem, algorithm and sensealg) — and
+the originals are put back on exit.  With profiling off nothing is wrapped, so there is no
+overhead at all; on, each call costs two ``perf_counter`` reads and a dict update (about a
+microsecond).
+
+Times are *self* times: a call's time minus the time of profiled calls made inside it (a
+``js.gradient`` event does not include the ``js.solve`` it runs), so the column sums to the
+profiled total; ``inclusive`` keeps the whole.  A first call includes Numba compilation or
+the cache load.
+
+Bytes are the bytes that must move, from the array sizes: a stencil reads each input field
+once and writes its output once (``Laplacian.apply`` ``2*8*n``, ``Diffusion.apply``
+``3*8*n``, ``Diffusion.param_vjp`` ``4*8*n``, ``Advection.apply`` ``(2+d)*8*n``).  For an
+ODE/SDE solve the figure is the lower bound ``nf * 2 * 8 * n`` (every right-hand-side
+evaluation reads the state and writes its derivative); solves and gradients with no such
+count show no bytes.  ``GB/s`` is bytes over self time and ``roofline`` that over this
+machine's triad bandwidth (measured once per process when the block ends, unless given).
+The first call of an event carries Numba's compilation or cache load: its self time is
+shown in its own column (``1st``), and when an event has more calls the rates leave the
+first one out.
+"""
+import json
+import time
+
+__all__ = ["profile", "Profile"]
+
+_ACTIVE = []          # profiles currently recording (nested blocks record into all)
+_SAVED = []           # (owner, attribute, original) while patched
+
+
+def _now():
+    return time.perf_counter()
+
+
+class _Frame:
+    __slots__ = ("t0", "child")
+
+    def __init__(self):
+        self.t0 = _now()
+        self.child = 0.0
+
+
+_STACK = []
+
+
+def _record(name, inclusive, self_time, nbytes):
+    for prof in _ACTIVE:
+        ev = prof.events.get(name)
+        if ev is None:
+            ev = prof.events[name] = dict(calls=0, time=0.0, inclusive=0.0, bytes=None,
+                                          first=self_time, first_bytes=nbytes)
+        ev["calls"] += 1
+        ev["time"] += self_time
+        ev["inclusive"] += inclusive
+        if nbytes is not None:
+            ev["bytes"] = (ev["bytes"] or 0) + int(nbytes)
+
+
+def _timed(name_fn, bytes_fn, fn):
+    def wrapper(*args, **kwargs):
+        fr = _Frame()
+        _STACK.append(fr)
+        try:
+            out = fn(*args, **kwargs)
+        finally:
+            _STACK.pop()
+            incl = _now() - fr.t0
+            if _STACK:
+                _STACK[-1].child += incl
+        try:
+            name = name_fn(*args)
+            nbytes = bytes_fn(out, *args) if bytes_fn is not None else None
+        except Exception:   # never let bookkeeping break a user's run
+            name, nbytes = getattr(fn, "__name__", "?"), None
+        _record(name, incl, incl - fr.child, nbytes)
+        return out
+    wrapper.__wrapped__ = fn
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__name__ = getattr(fn, "__name__", "wrapper")
+    return wrapper
+
+
+# ------------------------------------------------------------------ byte counts
+def _fields(op):
+    """Fields a leaf stencil apply reads and writes (output included)."""
+    from .grid.stencils import Advection, Diffusion
+    if isinstance(op, Diffusion):
+        return 3
+    if isinstance(op, Advection):
+        return 2 + op.grid.ndim
+    return 2
+
+
+def _item(u):
+    return getattr(u, "itemsize", 8) or 8
+
+
+def _apply_bytes(out, self, u, *a, **k):
+    from .grid.operators import ScaledOperator, SumOperator, TransposedOperator
+    n = self.grid.size
+    if isinstance(self, TransposedOperator):
+        return _fields(self.op) * _item(out) * n
+    if isinstance(self, (ScaledOperator, SumOperator)):
+        return 2 * _item(out) * n       # the combination pass over the terms' results
+    return _fields(self) * _item(out) * n
+
+
+def _vjp_bytes(out, self, u, lam, *a, **k):
+    from .grid.stencils import Advection
+    n = self.grid.size
+    if isinstance(self, Advection):
+        return (2 + 2 * self.grid.ndim) * 8 * n
+    return 4 * 8 * n
+
+
+def _apply_name(self, *a, **k):
+    from .grid.operators import TransposedOperator
+    if isinstance(self, TransposedOperator):
+        return f"{type(self.op).__name__}.T.apply"
+    return f"{type(self).__name__}.apply"
+
+
+def _vjp_name(self, *a, **k):
+    return f"{type(self).__name__}.param_vjp"
+
+
+def _solve_name(prob, alg, *a, **k):
+    return f"solve {type(prob).__name__}/{type(alg).__name__}"
+
+
+def _solve_bytes(sol, prob, alg, *a, **k):
+    import numpy as np
+    st = getattr(sol, "stats", None)
+    nf = getattr(st, "nf", None)
+    u0 = getattr(prob, "u0", None)
+    if nf is None or u0 is None or isinstance(st, np.ndarray):
+        return None
+    return int(nf) * 2 * _item(np.asarray(u0)) * int(np.size(u0))
+
+
+def _gradient_name(prob, alg, loss=None, wrt=None, sensealg=None, *a, **k):
+    s = "" if sensealg is None else f"/{type(sensealg).__name__}"
+    return f"gradient {type(prob).__name__}/{type(alg).__name__}{s}"
+
+
+# ------------------------------------------------------------------ patching
+def _patch():
+    import importlib
+    gradient_mod = importlib.import_module("jitsolve.gradient")   # the names are shadowed
+    solve_mod = importlib.import_module("jitsolve.solve")         # by functions in jitsolve
+    from .grid import operators as ops
+    from .grid import stencils
+    saved = []
+
+    def put(owner, attr, new):
+        saved.append((owner, attr, owner.__dict__[attr] if isinstance(owner, type) else owner[attr]))
+        if isinstance(owner, type):
+            setattr(owner, attr, new)
+        else:
+            owner[attr] = new
+
+    for cls in (ops.GridOperator, ops.TransposedOperator, ops.ScaledOperator, ops.SumOperator):
+        if "apply" in cls.__dict__:
+            put(cls, "apply", _timed(_apply_name, _apply_bytes, cls.__dict__["apply"]))
+    for cls in (stencils.Diffusion, stencils.Advection):
+        if "param_vjp" in cls.__dict__:
+            put(cls, "param_vjp", _timed(_vjp_name, _vjp_bytes, cls.__dict__["param_vjp"]))
+    reg = solve_mod._REGISTRY
+    for key in list(reg):
+        put(reg, key, _timed(_solve_name, _solve_bytes, reg[key]))
+    greg = gradient_mod._GRADIENTS
+    for key in list(greg):
+        put(greg, key, _timed(_gradient_name, None, greg[key]))
+    # solvers registered lazily (ODE/SDE modules import on first use) are wrapped too
+    return saved
+
+
+def _unpatch(saved):
+    for owner, attr, orig in reversed(saved):
+        if isinstance(owner, type):
+            setattr(owner, attr, orig)
+        else:
+            owner[attr] = orig
+
+
+class Profile:
+    """Per-kernel timings of a block of code; see :func:`profile`.
+
+    Attributes
+    ----------
+    events : dict name -> {"calls", "time" (self, s), "inclusive" (s), "bytes" (or None)}
+    wall : float
+        Wall time of the whole block (s).
+    bandwidth : float or None
+        Triad GB/s that ``roofline`` is relative to.
+    """
+
+    def __init__(self, bandwidth=None):
+        self.events = {}
+        self.wall = 0.0
+        self.bandwidth = bandwidth
+        self._measure = bandwidth is None
+        self._saved = None
+
+    # context manager -------------------------------------------------------
+    def __enter__(self):
+        _load_solvers()
+        if not _ACTIVE:
+            _SAVED[:] = _patch()
+        _ACTIVE.append(self)
+        self._t0 = _now()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = _now() - self._t0
+        _ACTIVE.remove(self)
+        if not _ACTIVE:
+            _unpatch(_SAVED)
+            _SAVED[:] = []
+        if self._measure:
+            try:
+                from .bench import triad_bandwidth
+                self.bandwidth = triad_bandwidth(gib=0.25, repeat=3)
+            except Exception:   # pragma: no cover - numba missing
+                self.bandwidth = None
+        return False
+
+    # results ----------------------------------------------------------------
+    @property
+    def rows(self):
+        """One dict per event, sorted by self time (largest first)."""
+        out = []
+        for name, ev in self.events.items():
+            # the first call carries the compile / cache load: rates use the others when any
+            t, b = ev["time"], ev["bytes"]
+            if ev["calls"] > 1 and b and ev.get("first_bytes") is not None:
+                t, b = t - ev["first"], b - ev["first_bytes"]
+            gbs = b / t / 1e9 if b and t > 0 else None
+            frac = gbs / self.bandwidth if gbs is not None and self.bandwidth else None
+            out.append(dict(name=name, calls=ev["calls"], time=ev["time"], inclusive=ev["inclusive"],
+                            first=ev["first"], bytes=ev["bytes"], gbs=gbs, roofline=frac,
+                            percent=100.0 * ev["time"] / self.wall if self.wall > 0 else None))
+        out.sort(key=lambda r: -r["time"])
+        return out
+
+    def as_dict(self):
+        return dict(format="jitsolve-profile", wall=self.wall, bandwidth_gbs=self.bandwidth,
+                    events={k: dict(v) for k, v in self.events.items()}, rows=self.rows)
+
+    def to_json(self, indent=1):
+        """The table as JSON (``Profile.from_json`` reads it back)."""
+        return json.dumps(self.as_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text):
+        d = json.loads(text)
+        p = cls(bandwidth=d.get("bandwidth_gbs"))
+        p._measure = False
+        p.wall = d["wall"]
+        p.events = {k: dict(v) for k, v in d["events"].items()}
+        return p
+
+    def table(self):
+        bw = f"{self.bandwidth:.1f} GB/s" if self.bandwidth else "not measured"
+        lines = [f"jitsolve profile: {self.wall:.3f} s wall, roofline = triad {bw}",
+                 f"{'event':52s} {'calls':>7s} {'time (s)':>10s} {'%':>6s} {'incl (s)':>10s} {'1st (s)':>9s} "
+                 f"{'bytes':>10s} {'GB/s':>8s} {'roofline':>8s}"]
+        for r in self.rows:
+            pct = f"{r['percent']:6.1f}" if r["percent"] is not None else f"{'-':>6s}"
+            b = _si(r["bytes"]) if r["bytes"] else "-"
+            g = f"{r['gbs']:8.2f}" if r["gbs"] is not None else f"{'-':>8s}"
+            f = f"{r['roofline']:8.3f}" if r["roofline"] is not None else f"{'-':>8s}"
+            lines.append(f"{r['name'][:52]:52s} {r['calls']:7d} {r['time']:10.4f} {pct} "
+                         f"{r['inclusive']:10.4f} {r['first']:9.4f} {b:>10s} {g} {f}")
+        tot = sum(r["time"] for r in self.rows)
+        lines.append(f"{'(profiled total; the rest is Python outside kernels)':52s} {'':7s} {tot:10.4f}")
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def __repr__(self):
+        return f"<jitsolve Profile: {len(self.events)} events, {self.wall:.3f} s>"
+
+
+def _si(n):
+    for unit, s in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= s:
+            return f"{n / s:.2f}{unit}"
+    return str(n)
+
+
+def _load_solvers():
+    """Import the modules that register solve/gradient implementations, so all get wrapped."""
+    import importlib
+    for m in ("linear", "ode", "ode_stiff", "sde", "sensitivity"):
+        try:
+            importlib.import_module(f"jitsolve.{m}")
+        except ImportError:   # pragma: no cover
+            pass
+
+
+def profile(bandwidth=None):
+    """Profile everything run inside a ``with`` block, kernel by kernel.
+
+    Parameters
+    ----------
+    bandwidth : float, optional
+        Memory bandwidth (GB/s) for the ``roofline`` column; by default the triad is
+        measured once per process when the block ends (about a second, not counted in
+        the block's time).
+
+    Returns
+    -------
+    Profile
+        ``print(prof)`` prints the table (calls, self time, % of wall, inclusive time,
+        bytes moved, GB/s, fraction of the triad bandwidth) sorted by time;
+        ``prof.rows``, ``prof.events``, ``prof.to_json()``.
+
+    Examples
+    --------
+    >>> import jitsolve as js                      # doctest: +SKIP
+    >>> with js.profile() as prof:                 # doctest: +SKIP
+    ...     js.solve(prob, js.Tsit5())
+    >>> print(prof)                                # doctest: +SKIP
+
+    Cost: nothing when not profiling (no wrapper is installed); about a microsecond per
+    profiled call when on.
+    """
+    return Profile(bandwidth=bandwidth)
