@@ -585,3 +585,4 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
 @register_gradient(EnsembleProblem)
 def _ens_gradient(eprob, alg, loss, wrt, sensealg, **solve_kw):
     return _ensemble_gradient(eprob, alg, loss, _wrt_tuple(wrt), sensealg, solve_kw)
+from . import sde_gradient  # noqa

@@ -1,0 +1,186 @@
+"""Gradients of SDE solves: ``js.gradient(SDEProblem, js.EM(), loss, wrt=("p", "u0"),
+sensealg=js.DiscreteAdjoint(checkpoints=...), dt=..., seed=...)``.
+
+The discrete adjoint is the exact pathwise derivative of the discrete solution that
+``solve`` computed for that ``seed`` (the Brownian path is held fixed): the forward
+solve runs, then the compiled reverse sweep of
+:mod:`jitsolve.kernels.cpu.sde_adjoint` regenerates each step's Brownian increment from
+the same virtual Brownian tree (bit-identical to the forward's, never stored) and
+applies complex-step VJPs of ``f`` and ``g``.  ``checkpoints="all"`` keeps every state;
+an integer ``C`` keeps ``C`` states and recomputes with the binomial (Revolve)
+schedule; ``store=js.HDF5Store(path)`` keeps them on disk.  The gradient is bit-for-bit
+independent of the checkpointing choice.
+
+Covered: ``EM`` (Itô) with diagonal or scalar noise, fixed steps ``dt``; the loss's
+times must lie on the step grid ``t0 + k dt`` (or be ``t1``).  ``g`` must compile for
+complex128 states and parameters (complex step; e.g. no ``abs``).
+``js.FiniteDifference()`` differentiates the whole solve with the same seed.
+"""
+import numpy as np
+
+from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .gradient import SolveFailedError, register_gradient
+from .problems import SDEProblem
+
+__all__ = []
+
+
+def _grid_rows(sch, t_data, t0, t1):
+    """Grid index of every loss time (0 .. N); they must be grid points."""
+    span = t1 - t0
+    ks = np.empty(t_data.size, dtype=np.int64)
+    for j, t in enumerate(t_data):
+        if abs(t - t1) <= 1e-14 * max(1.0, abs(t1)):
+            ks[j] = sch.N
+            continue
+        x = (t - t0) / span
+        k = int(np.rint(x / sch.xstep))
+        if k > sch.N or abs(x - k * sch.xstep) > 1e-9 * sch.xstep:
+            raise InvalidProblemError(
+                f"t_data: the SDE adjoint needs observation times on the step grid t0 + k*dt "
+                f"(or t1); {t!r} is not one")
+        ks[j] = min(k, sch.N)
+    if np.any(np.diff(ks) <= 0):
+        raise InvalidProblemError("t_data: two observation times fall on the same grid point")
+    return ks
+
+
+def _vjp_sources(prob, wrt):
+    from .adjoint.vjp import make_vjp_source
+    from .functions import compile_cfunc
+    n = prob.u0.size
+    p = np.ascontiguousarray(prob.p, dtype=np.float64)
+    np_grad = p.size if "p" in wrt else 0
+    if "p" in wrt and p.size == 0:
+        raise InvalidProblemError("wrt: this problem has no parameters p")
+    fc = prob.f.cfunc("f_complex")
+    try:
+        gc = compile_cfunc(prob._g_raw, "g", "f_complex")
+    except Exception as e:
+        raise UnsupportedAlgorithmError(
+            "g: the SDE adjoint differentiates g by complex step, so g must also compile for "
+            f"complex128 states and parameters (avoid abs, min, max, comparisons): {e}") from None
+    vjf = make_vjp_source(fc, p, True, n, sparsity=prob.f.jac_sparsity, np_grad=np_grad)
+    vjg = make_vjp_source(gc, p, True, n, sparsity=None, np_grad=np_grad)
+    return vjf, vjg, np_grad
+
+
+def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+    """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM discrete adjoint."""
+    from .adjoint.checkpoint import binomial_reverse
+    from .adjoint.discrete import MemoryStore
+    from .kernels.cpu import sde_adjoint as K
+    from .sde import EM, _prepare
+    from .sensitivity import _loss_times
+    from .solve import _DE_DEFAULTS, _check_de_options
+    from .solvers.sde.driver import schedule, solve_path
+    if not isinstance(alg, EM):
+        raise UnsupportedAlgorithmError(
+            f"alg: the SDE discrete adjoint covers EM in this build; {type(alg).__name__} is "
+            f"not supported yet (use js.FiniteDifference())")
+    if prob.noise not in ("diagonal", "scalar"):
+        raise UnsupportedAlgorithmError(
+            f"noise: the SDE discrete adjoint covers diagonal and scalar noise, not {prob.noise!r}")
+    unknown = set(solve_kw) - set(_DE_DEFAULTS)
+    if unknown:
+        raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of solve for SDEProblem")
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    if o.get("save_noise"):
+        raise InvalidProblemError("save_noise: not used by gradient(); the noise is regenerated")
+    _check_de_options(prob, o)
+    t_data = _loss_times(prob, loss)
+    mod, funcs, kw = _prepare(prob, alg, o)
+    t0, t1 = kw["tspan"]
+    sch = schedule((t0, t1), kw["dt"], False, None)
+    ks = _grid_rows(sch, t_data, t0, t1)
+    all_states = sensealg.checkpoints == "all"
+    vjf, vjg, np_grad = _vjp_sources(prob, wrt)
+    u0 = np.ascontiguousarray(prob.u0, dtype=np.float64).ravel()
+    p = np.ascontiguousarray(prob.p, dtype=np.float64)
+    n = u0.size
+    t, u, _W, rc, _st = solve_path(mod, funcs, u0, p, saveat=None if all_states else t_data,
+                                   save_noise=False, **kw)
+    if rc != 0:
+        raise SolveFailedError(f"gradient: the forward SDE solve failed (kernel return code {rc}) "
+                               f"at t = {t[-1]:.6g}")
+    saved = u[ks] if all_states else u
+    shape = (t_data.size,) + prob.u0.shape
+    u_saved = saved.reshape(shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    N = sch.N
+    save_after = -np.ones(N, dtype=np.int64)
+    g_initial = np.zeros(n)
+    for j, k in enumerate(ks):
+        if k == 0:
+            g_initial += g[j]
+        else:
+            save_after[k - 1] = j
+    geo = np.array([t0, t1 - t0, sch.xstep], dtype=np.float64)
+    ip = np.array([N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1, prob.nbrownian],
+                  dtype=np.int64)
+    seed = np.uint64(kw["seed"])
+    traj = np.uint64(0)
+    f, gv = funcs[0], funcs[1]
+    lam = np.zeros(n)
+    pbar = np.zeros(np_grad)
+    nre = 0
+    if all_states:
+        K.em_reverse(vjf, vjg, p, np.ascontiguousarray(u), geo, ip, seed, traj, 0, N, g,
+                     save_after, lam, pbar)
+    else:
+        snaps = sensealg.store if sensealg.store is not None else MemoryStore()
+        cur = u0.copy()
+        buf = np.zeros((1, n))
+
+        def advance(i0, i1):
+            if i1 > i0:
+                K.em_advance(f, gv, p, cur, geo, ip, seed, traj, i0, i1, buf, False)
+
+        def reverse_step(i):
+            buf[0] = cur
+            K.em_reverse(vjf, vjg, p, buf, geo, ip, seed, traj, i, i + 1, g, save_after, lam,
+                         pbar)
+
+        def take(i):
+            snaps.put(i, cur)
+
+        def restore(i):
+            snaps.drop_above(i)
+            cur[:] = snaps.get(i)
+
+        try:
+            nre = binomial_reverse(N, int(sensealg.checkpoints), advance, reverse_step, take,
+                                   restore)
+        finally:
+            snaps.close()
+    lam += g_initial
+    out = {}
+    for name in wrt:
+        if name == "u0":
+            out["u0"] = lam.reshape(prob.u0.shape)
+        elif name == "p":
+            out["p"] = pbar
+    return val, out, dict(nsteps=N, nrecompute=nre)
+
+
+@register_gradient(SDEProblem)
+def _sde_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
+    from .sensitivity import DiscreteAdjoint, FiniteDifference, _finite_difference, _wrt_tuple
+    wrt = _wrt_tuple(wrt)
+    for name in wrt:
+        if name not in ("p", "u0"):
+            raise InvalidProblemError(f"wrt: cannot differentiate an SDE solve with respect to "
+                                      f"{name!r} (choose from 'p', 'u0')")
+    if sensealg is None:
+        sensealg = DiscreteAdjoint()
+    if isinstance(sensealg, FiniteDifference):
+        return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
+    if isinstance(sensealg, DiscreteAdjoint):
+        val, out, _info = sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
+        return val, out
+    raise UnsupportedAlgorithmError(
+        f"sensealg: {type(sensealg).__name__} is not implemented for SDEs; use "
+        f"js.DiscreteAdjoint() or js.FiniteDifference()")
