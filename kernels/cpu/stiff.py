@@ -51,7 +51,10 @@ def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, 
                       K2, kd, unew, err, z, base, r, atol, rtol, eta)
 
 
-@njit(cache=True)
+# not disk-cached: with cache=True, loading this loop from the cache in a new process
+# segfaulted (Numba 0.68, first-class functions; cause not found yet) -- it is compiled
+# once per process instead (tens of seconds cold; see the report)
+@njit(cache=False)
 def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     """Integrate from ``(t0, u0)`` to ``stops[-1]`` with a stiff method; returns the tuple
     of :func:`jitsolve.kernels.cpu.erk.erk_solve`."""
@@ -127,17 +130,23 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
 
     # f at the start: split into explicit / implicit parts for the IMEX kind
     stats[0] += _eval_parts(f, p, lin, plin, haslin, tmp, imex, fe0, fi0, u, t)
+    bad0 = False
     for i in range(n):
         f0[i] = fe0[i] + fi0[i]
         if not np.isfinite(f0[i]):
-            return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev,
-                    stats, RC_INITIAL, t, u)
+            bad0 = True
     f0_valid = True
-
+    rc = RC_SUCCESS
     istop = 0
+    if bad0:
+        rc = RC_INITIAL
+        istop = stops.size     # skip the loop (an early return here segfaulted under Numba 0.68)
+
     while istop < stops.size and stops[istop] * tdir <= t0 * tdir:
         istop += 1
-    if adaptive:
+    if bad0:
+        habs = 1.0
+    elif adaptive:
         if dt > 0.0:
             habs = dt
         else:
@@ -153,7 +162,6 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     if has_c:
         g_prev = ccond(u, t, cbp)
     just_fired = False
-    rc = RC_SUCCESS
     niter = 0
     jac_valid = False      # J computed (ever) and usable
     jac_fresh = False      # J computed at the current (t, u)

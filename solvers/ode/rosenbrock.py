@@ -145,6 +145,8 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
     stops = make_stops(float(t0), float(t1), tstops, savet)
     ctrl = _controller((None,) * 8 + (tab[10],), rtol, atol, adaptive, dt, dtmin, dtmax,
                        maxiters, n)
+    # writable copies: a read-only broadcast view would be a second compiled specialisation
+    ctrl = (np.array(ctrl[0]), np.array(ctrl[1])) + tuple(ctrl[2:])
     cb = callbacks if callbacks is not None else _no_callbacks(p)
     cap = 64 if every else savet.size + 1
     res = stiff_solve(rhs, jd, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)), cb,
