@@ -8,7 +8,9 @@ solve runs, then the compiled reverse sweep of
 the same virtual Brownian tree (bit-identical to the forward's, never stored) and
 applies complex-step VJPs of ``f`` and ``g``.  ``checkpoints="all"`` keeps every state;
 an integer ``C`` keeps ``C`` states and recomputes with the binomial (Revolve)
-schedule; ``store=js.HDF5Store(path)`` keeps them on disk.  The gradient is bit-for-bit
+schedule, recorded first and then run in one compiled call (``C + 1`` states in
+memory, counting ``u0``); ``store=js.HDF5Store(path)`` keeps them on disk (the schedule
+is then driven from Python, one compiled call per step).  The gradient is bit-for-bit
 independent of the checkpointing choice.
 
 Covered: ``EM`` (Itô) with diagonal or scalar noise, fixed steps ``dt``; the loss's
@@ -16,6 +18,8 @@ times must lie on the step grid ``t0 + k dt`` (or be ``t1``).  ``g`` must compil
 complex128 states and parameters (complex step; e.g. no ``abs``).
 ``js.FiniteDifference()`` differentiates the whole solve with the same seed.
 """
+import functools
+
 import numpy as np
 
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
@@ -23,6 +27,10 @@ from .gradient import SolveFailedError, register_gradient
 from .problems import SDEProblem
 
 __all__ = []
+
+#: VJP-source tuples by (complex twin, n, len(p), np_grad, sparsity); the tuple's complex
+#: parameter work array is refilled from p on every use, so sharing it is safe
+_VJ_CACHE = {}
 
 
 def _grid_rows(sch, t_data, t0, t1):
@@ -45,6 +53,40 @@ def _grid_rows(sch, t_data, t0, t1):
     return ks
 
 
+@functools.lru_cache(maxsize=16)
+def _record_schedule(N, C):
+    """The binomial (Revolve) schedule of ``N`` steps with ``C`` snapshots as an action
+    table for :func:`jitsolve.kernels.cpu.sde_adjoint.em_checkpointed`: snapshots form a
+    stack (a restore frees those above), so a snapshot's slot is its stack position.
+    Returns ``(actions (k, 3) int64, nslots, nrecompute)``; cached (a fit calls it again
+    and again with the same ``N`` and ``C``, and recording costs milliseconds)."""
+    from .adjoint.checkpoint import binomial_reverse
+    from .kernels.cpu import sde_adjoint as K
+    acts, stack, most = [], [], [0]
+
+    def advance(i0, i1):
+        if i1 > i0:
+            acts.append((K.ADVANCE, i0, i1))
+
+    def reverse_step(i):
+        acts.append((K.REVERSE, i, 0))
+
+    def take(i):
+        stack.append(i)
+        most[0] = max(most[0], len(stack))
+        acts.append((K.TAKE, len(stack) - 1, 0))
+
+    def restore(i):
+        while stack[-1] != i:
+            stack.pop()
+        acts.append((K.RESTORE, len(stack) - 1, 0))
+
+    nre = binomial_reverse(N, C, advance, reverse_step, take, restore)
+    actions = np.array(acts, dtype=np.int64).reshape(-1, 3)
+    actions.setflags(write=False)
+    return actions, most[0], nre
+
+
 def _vjp_sources(prob, wrt):
     from .adjoint.vjp import make_vjp_source
     from .functions import compile_cfunc
@@ -60,15 +102,22 @@ def _vjp_sources(prob, wrt):
         raise UnsupportedAlgorithmError(
             "g: the SDE adjoint differentiates g by complex step, so g must also compile for "
             f"complex128 states and parameters (avoid abs, min, max, comparisons): {e}") from None
-    vjf = make_vjp_source(fc, p, True, n, sparsity=prob.f.jac_sparsity, np_grad=np_grad)
-    vjg = make_vjp_source(gc, p, True, n, sparsity=None, np_grad=np_grad)
-    return vjf, vjg, np_grad
+    sparsity = prob.f.jac_sparsity
+    out = []
+    for c, sps in ((fc, sparsity), (gc, None)):
+        key = (id(c), n, p.size, np_grad, id(sps))
+        hit = _VJ_CACHE.get(key)
+        if hit is None or hit[0] is not c or hit[1] is not sps:
+            # the colouring is the costly part of a small gradient: build it once
+            hit = (c, sps, make_vjp_source(c, p, True, n, sparsity=sps, np_grad=np_grad))
+            _VJ_CACHE[key] = hit
+        out.append(hit[2])
+    return out[0], out[1], np_grad
 
 
 def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM discrete adjoint."""
     from .adjoint.checkpoint import binomial_reverse
-    from .adjoint.discrete import MemoryStore
     from .kernels.cpu import sde_adjoint as K
     from .sde import EM, _prepare
     from .sensitivity import _loss_times
@@ -127,22 +176,30 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     lam = np.zeros(n)
     pbar = np.zeros(np_grad)
     nre = 0
+    tf, ti = K.em_tree(int(ip[3]), seed, traj)
+    fc, vjf_r = K.split_vjp_source(vjf)
+    gc, vjg_r = K.split_vjp_source(vjg)
     if all_states:
-        K.em_reverse(vjf, vjg, p, np.ascontiguousarray(u), geo, ip, seed, traj, 0, N, g,
-                     save_after, lam, pbar)
+        K.em_reverse(f, fc, gc, vjf_r, vjg_r, p, np.ascontiguousarray(u), geo, ip, seed, traj,
+                     tf, ti, 0, N, g, save_after, lam, pbar)
+    elif sensealg.store is None:
+        actions, nslots, nre = _record_schedule(N, int(sensealg.checkpoints))
+        K.em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
+                          nslots, g, save_after, lam, pbar)
     else:
-        snaps = sensealg.store if sensealg.store is not None else MemoryStore()
+        # snapshots on disk: the schedule is driven from Python, one compiled call per step
+        snaps = sensealg.store
         cur = u0.copy()
         buf = np.zeros((1, n))
 
         def advance(i0, i1):
             if i1 > i0:
-                K.em_advance(f, gv, p, cur, geo, ip, seed, traj, i0, i1, buf, False)
+                K.em_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
 
         def reverse_step(i):
             buf[0] = cur
-            K.em_reverse(vjf, vjg, p, buf, geo, ip, seed, traj, i, i + 1, g, save_after, lam,
-                         pbar)
+            K.em_reverse(f, fc, gc, vjf_r, vjg_r, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+                         g, save_after, lam, pbar)
 
         def take(i):
             snaps.put(i, cur)

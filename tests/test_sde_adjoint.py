@@ -150,8 +150,9 @@ def test_recomputed_states_and_regenerated_noise_equal_the_forward():
         ip = np.array([sch.N, sch.maxdepth, 0, 2], dtype=np.int64)
         u = NL.u0.copy()
         states = np.zeros((sch.N, 2))
-        K.em_advance(funcs[0], funcs[1], NL.p, u, geo, ip, np.uint64(7), np.uint64(0), 0,
-                     sch.N, states, True)
+        tf, ti = K.em_tree(2, np.uint64(7), np.uint64(0))
+        K.em_advance(funcs[0], funcs[1], NL.p, u, geo, ip, np.uint64(7), np.uint64(0), tf, ti,
+                     0, sch.N, states, True)
         assert np.array_equal(states, fwd.u[:-1])
         assert np.array_equal(u, fwd.u[-1])
 

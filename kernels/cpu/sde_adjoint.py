@@ -32,7 +32,23 @@ from numba import njit
 from .erk_adjoint import vjp_apply
 from .sde import DIAGONAL, LEVELS, _tree_alloc, tree_init, tree_query
 
-__all__ = ["em_grid_x", "em_advance", "em_reverse"]
+__all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse", "em_checkpointed",
+           "ADVANCE", "REVERSE", "TAKE", "RESTORE"]
+
+#: opcodes of a recorded checkpointing schedule (rows ``(op, a, b)`` of ``actions``)
+ADVANCE, REVERSE, TAKE, RESTORE = 0, 1, 2, 3
+
+
+def split_vjp_source(vj):
+    """``(fc, rest)`` of a VJP-source tuple: the kernels take the cfuncs apart from the
+    arrays and scalars, so that Numba's dispatcher types ``rest`` on its fast path (a
+    tuple holding a cfunc is typed in Python on every call, about 0.3 ms here)."""
+    return vj[0], vj[1:9] + vj[10:]
+
+
+@njit(cache=True)
+def _vj(fc, r, linT):
+    return (fc, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], linT, r[8], r[9], r[10], r[11])
 
 
 @njit(cache=True)
@@ -46,7 +62,9 @@ def em_grid_x(k, N, xstep):
 
 
 @njit(cache=True)
-def _tree(m, seed, traj):
+def em_tree(m, seed, traj):
+    """Brownian-tree state of one path (reused across calls: every value it returns is a
+    pure function of (seed, trajectory, x), whatever was queried before)."""
     compid = np.empty(m, dtype=np.int64)
     for j in range(m):
         compid[j] = j
@@ -63,23 +81,18 @@ def _query(x, maxdepth, seed, traj, m, tf, ti, B):
 
 
 @njit(cache=True)
-def em_advance(f, gv, p, u, geo, ip, seed, traj, i0, i1, states, store):
-    """Redo EM steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's arithmetic
-    and noise; with ``store`` the state before step ``i`` goes to ``states[i - i0]``."""
+def _advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, F0, G0, Blo, Bhi,
+             dW):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
     sqT = np.sqrt(abs(span))
-    tf, ti = _tree(m, seed, traj)
-    Blo = np.zeros(m)
-    Bhi = np.zeros(m)
-    dW = np.zeros(m)
-    F0 = np.zeros(n)
-    G0 = np.zeros(n)
-    _query(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+    if i1 > i0:
+        _query(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
-            states[i - i0] = u
+            for k in range(n):
+                states[i - i0, k] = u[k]
         x = em_grid_x(i, N, xstep)
         xt = em_grid_x(i + 1, N, xstep)
         _query(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
@@ -100,28 +113,25 @@ def em_advance(f, gv, p, u, geo, ip, seed, traj, i0, i1, states, store):
 
 
 @njit(cache=True)
-def em_reverse(vjf, vjg, p, states, geo, ip, seed, traj, i0, i1, gsave, save_after, lam,
-               pbar):
-    """Reverse EM steps ``i1-1 .. i0`` with the state before step ``i`` in
-    ``states[i - i0]``; ``save_after[i]`` is the row of ``gsave`` of a loss term on the
-    state after step ``i`` (or -1), added to ``lam`` before that step is reversed.
-    ``lam`` becomes the adjoint of the state before step ``i0``; ``pbar`` accumulates."""
+def em_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+    """Redo EM steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's arithmetic
+    and noise; with ``store`` the state before step ``i`` goes to ``states[i - i0]``."""
+    n = u.size
+    m = ip[3]
+    _advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, np.zeros(n),
+             np.zeros(n), np.zeros(m), np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def _reverse(vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam,
+             pbar, rw, cw, bw):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = lam.size
     sqT = np.sqrt(abs(span))
-    tf, ti = _tree(m, seed, traj)
-    Blo = np.zeros(m)
-    Bhi = np.zeros(m)
-    dW = np.zeros(m)
-    v1 = np.zeros(n)
-    v2 = np.zeros(n)
-    a = np.zeros(n)
-    b = np.zeros(n)
-    kdum = np.zeros(n)
-    work = np.zeros(n)
-    cu = np.zeros(n, np.complex128)
-    cd = np.zeros(n, np.complex128)
+    v1, v2, a, b, kdum, work = rw[0], rw[1], rw[2], rw[3], rw[4], rw[5]
+    cu, cd = cw[0], cw[1]
+    Blo, Bhi, dW = bw[0], bw[1], bw[2]
     if i1 > i0:
         _query(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
@@ -146,3 +156,56 @@ def em_reverse(vjf, vjg, p, states, geo, ip, seed, traj, i0, i1, gsave, save_aft
             lam[k] += a[k] + b[k]
         for j in range(m):
             Bhi[j] = Blo[j]
+
+
+@njit(cache=True)
+def em_reverse(f, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+               save_after, lam, pbar):
+    """Reverse EM steps ``i1-1 .. i0`` with the state before step ``i`` in
+    ``states[i - i0]``; ``save_after[i]`` is the row of ``gsave`` of a loss term on the
+    state after step ``i`` (or -1), added to ``lam`` before that step is reversed.
+    ``lam`` becomes the adjoint of the state before step ``i0``; ``pbar`` accumulates.
+    ``fc``/``gc`` are the complex twins of f and g, ``vjf_r``/``vjg_r`` the rest of their
+    VJP sources (:func:`split_vjp_source`); ``f`` (the real drift) fills the unused
+    linear-part slot."""
+    n = lam.size
+    _reverse(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), p, states, geo, ip, seed, traj, tf, ti, i0,
+             i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
+             np.zeros((2, n), np.complex128), np.zeros((3, ip[3])))
+
+
+@njit(cache=True)
+def em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions, nslots,
+                    gsave, save_after, lam, pbar):
+    """Run a recorded binomial checkpointing schedule in one compiled call: ``actions``
+    rows ``(ADVANCE, i0, i1)``, ``(REVERSE, i, 0)``, ``(TAKE, slot, 0)``,
+    ``(RESTORE, slot, 0)``; ``nslots`` state snapshots.  The same step code as the
+    stored-states sweep runs, so the gradient is bit-for-bit the same."""
+    n = u0.size
+    m = ip[3]
+    vjf = _vj(fc, vjf_r, f)
+    vjg = _vj(gc, vjg_r, f)
+    snaps = np.zeros((max(nslots, 1), n))
+    cur = u0.copy()
+    buf = np.zeros((1, n))
+    rw = np.zeros((6, n))
+    cw = np.zeros((2, n), np.complex128)
+    bw = np.zeros((3, m))
+    tf, ti = em_tree(m, seed, traj)
+    for a in range(actions.shape[0]):
+        op = actions[a, 0]
+        if op == ADVANCE:
+            _advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1], actions[a, 2],
+                     buf, False, rw[0], rw[1], bw[0], bw[1], bw[2])
+        elif op == REVERSE:
+            i = actions[a, 1]
+            for k in range(n):
+                buf[0, k] = cur[k]
+            _reverse(vjf, vjg, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave, save_after,
+                     lam, pbar, rw, cw, bw)
+        elif op == TAKE:
+            for k in range(n):
+                snaps[actions[a, 1], k] = cur[k]
+        else:
+            for k in range(n):
+                cur[k] = snaps[actions[a, 1], k]
