@@ -125,7 +125,8 @@ def _demo(args):
     h5 = os.path.join(args.out, "result.h5")
     demo_report.save_result(res, h5)
     png = os.path.join(args.out, "result.png")
-    png = png if demo_report.plot_result(res, png) else None
+    plotter = getattr(demos, f"plot_{fname}", demo_report.plot_result)
+    png = png if plotter(res, png) else None
     print(demo_report.summary(res, wall))
     print(f"wrote {h5}" + (f" and {png}" if png else " (install matplotlib for a figure: pip install 'jitsolve[plot]')"))
     return 0

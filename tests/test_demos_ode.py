@@ -25,6 +25,11 @@ def test_lotka_volterra_demo_end_to_end(tmp_path):
     np.testing.assert_allclose(truth, [1.5, 1.0, 3.0, 1.0])
     assert np.linalg.norm(rec - truth) / np.linalg.norm(truth) < 0.05
     assert hist[-1] < hist[0]
+    try:
+        import matplotlib  # noqa: F401
+        assert (tmp_path / "result.png").stat().st_size > 10_000
+    except ImportError:
+        assert not (tmp_path / "result.png").exists()
 
 
 def test_lotka_volterra_recovers_parameters_in_process():
