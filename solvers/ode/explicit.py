@@ -70,8 +70,9 @@ def _no_callbacks(p):
 
 def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
     q = tab[8]
-    rt = np.ascontiguousarray(np.broadcast_to(np.asarray(rtol, dtype=np.float64), (n,)))
-    at = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=np.float64), (n,)))
+    # fresh writeable copies: a read-only view would make Numba compile a second version
+    rt = np.array(np.broadcast_to(np.asarray(rtol, dtype=np.float64), (n,)), copy=True)
+    at = np.array(np.broadcast_to(np.asarray(atol, dtype=np.float64), (n,)), copy=True)
     return (rt, at, bool(adaptive), float(dt or 0.0), float(dtmin), float(dtmax), int(maxiters),
             0.7 / q, 0.4 / q, 0.9, 0.2, 10.0)
 
