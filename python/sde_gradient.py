@@ -13,8 +13,11 @@ memory, counting ``u0``); ``store=js.HDF5Store(path)`` keeps them on disk (the s
 is then driven from Python, one compiled call per step).  The gradient is bit-for-bit
 independent of the checkpointing choice.
 
-Covered: ``EM`` (Itô) with diagonal or scalar noise, fixed steps ``dt``; the loss's
-times must lie on the step grid ``t0 + k dt`` (or be ``t1``).  ``g`` must compile for
+Covered: ``EM`` (Itô) and ``SRA1`` with ``adaptive=False`` (its stages reversed like an
+explicit RK step, ``I_(1,0)`` regenerated from the Lévy-area tree), diagonal or scalar
+noise, fixed steps ``dt``; the loss's times must lie on the step grid ``t0 + k dt`` (or
+be ``t1``).  Not yet: Milstein (its ``g' g`` term would need second derivatives of
+``g``), EulerHeun, SRIW1, general noise, adaptive steps.  ``g`` must compile for
 complex128 states and parameters (complex step; e.g. no ``abs``).
 ``js.FiniteDifference()`` differentiates the whole solve with the same seed.
 """
@@ -116,17 +119,23 @@ def _vjp_sources(prob, wrt):
 
 
 def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
-    """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM discrete adjoint."""
+    """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM / SRA1 discrete
+    adjoint."""
     from .adjoint.checkpoint import binomial_reverse
     from .kernels.cpu import sde_adjoint as K
-    from .sde import EM, _prepare
+    from .sde import EM, SRA1, _prepare
     from .sensitivity import _loss_times
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.sde.driver import schedule, solve_path
-    if not isinstance(alg, EM):
+    if not isinstance(alg, (EM, SRA1)):
         raise UnsupportedAlgorithmError(
-            f"alg: the SDE discrete adjoint covers EM in this build; {type(alg).__name__} is "
-            f"not supported yet (use js.FiniteDifference())")
+            f"alg: the SDE discrete adjoint covers EM and fixed-step SRA1 in this build; "
+            f"{type(alg).__name__} is not supported yet (use js.FiniteDifference())")
+    sra = isinstance(alg, SRA1)
+    if sra and solve_kw.get("adaptive", True):
+        raise UnsupportedAlgorithmError(
+            "adaptive: the SDE discrete adjoint needs fixed steps; pass adaptive=False and dt "
+            "to SRA1")
     if prob.noise not in ("diagonal", "scalar"):
         raise UnsupportedAlgorithmError(
             f"noise: the SDE discrete adjoint covers diagonal and scalar noise, not {prob.noise!r}")
@@ -176,16 +185,37 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     lam = np.zeros(n)
     pbar = np.zeros(np_grad)
     nre = 0
-    tf, ti = K.em_tree(int(ip[3]), seed, traj)
     fc, vjf_r = K.split_vjp_source(vjf)
     gc, vjg_r = K.split_vjp_source(vjg)
+    if sra:
+        tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
+        tf, ti = K.sra_tree(int(ip[3]), seed, traj)
+
+        def adv(cur, i0, i1, buf):
+            K.sra_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+
+        def rev(states, i0, i1):
+            K.sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf,
+                          ti, i0, i1, g, save_after, lam, pbar)
+    else:
+        tf, ti = K.em_tree(int(ip[3]), seed, traj)
+
+        def adv(cur, i0, i1, buf):
+            K.em_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+
+        def rev(states, i0, i1):
+            K.em_reverse(f, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0,
+                         i1, g, save_after, lam, pbar)
     if all_states:
-        K.em_reverse(f, fc, gc, vjf_r, vjg_r, p, np.ascontiguousarray(u), geo, ip, seed, traj,
-                     tf, ti, 0, N, g, save_after, lam, pbar)
+        rev(np.ascontiguousarray(u), 0, N)
     elif sensealg.store is None:
         actions, nslots, nre = _record_schedule(N, int(sensealg.checkpoints))
-        K.em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
-                          nslots, g, save_after, lam, pbar)
+        if sra:
+            K.sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj,
+                               actions, nslots, g, save_after, lam, pbar)
+        else:
+            K.em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
+                              nslots, g, save_after, lam, pbar)
     else:
         # snapshots on disk: the schedule is driven from Python, one compiled call per step
         snaps = sensealg.store
@@ -194,12 +224,11 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
         def advance(i0, i1):
             if i1 > i0:
-                K.em_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+                adv(cur, i0, i1, buf)
 
         def reverse_step(i):
             buf[0] = cur
-            K.em_reverse(f, fc, gc, vjf_r, vjg_r, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
-                         g, save_after, lam, pbar)
+            rev(buf, i, i + 1)
 
         def take(i):
             snaps.put(i, cur)

@@ -30,10 +30,12 @@ import numpy as np
 from numba import njit
 
 from .erk_adjoint import vjp_apply
-from .sde import DIAGONAL, LEVELS, _tree_alloc, tree_init, tree_query
+from .sde import (DIAGONAL, LEVELS, _levy_alloc, _tree_alloc, levy_init, levy_query, tree_init,
+                  tree_query)
 
 __all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse", "em_checkpointed",
-           "ADVANCE", "REVERSE", "TAKE", "RESTORE"]
+           "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed", "ADVANCE", "REVERSE",
+           "TAKE", "RESTORE"]
 
 #: opcodes of a recorded checkpointing schedule (rows ``(op, a, b)`` of ``actions``)
 ADVANCE, REVERSE, TAKE, RESTORE = 0, 1, 2, 3
@@ -203,6 +205,228 @@ def em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, act
                 buf[0, k] = cur[k]
             _reverse(vjf, vjg, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave, save_after,
                      lam, pbar, rw, cw, bw)
+        elif op == TAKE:
+            for k in range(n):
+                snaps[actions[a, 1], k] = cur[k]
+        else:
+            for k in range(n):
+                cur[k] = snaps[actions[a, 1], k]
+
+
+# ------------------------------------------------------------------ SRA1 (additive noise)
+# Fixed steps of Rößler's SRA (tableau layout of kernels.cpu.sde: c0 c1 alpha beta1 beta2
+# beta3 beta4 | A0 A1 B0 B1), on the tree with Lévy area.  One step, with
+# chi = I_(1,0)/h regenerated from the same tree (B and its running integral I)::
+#
+#     H_s = u + h sum_{r<s} A0[s,r] F_r + sum_{r<s} B0[s,r] G_r o chi,
+#     F_s = f(H_s, t + c0_s h),  G_s = g(H_s, t + c1_s h),
+#     u' = u + h sum_s alpha_s F_s + sum_s (beta1_s G_s o dW + beta2_s G_s o chi),
+#
+# reversed stage by stage like an explicit RK step (g is differentiated at the stages too,
+# so the adjoint is exact for the computed scheme even when g depends on u):
+#
+#     Fbar_s = h alpha_s lam' + h sum_{q>s} A0[q,s] Hbar_q,
+#     Gbar_s = (beta1_s dW + beta2_s chi) o lam' + chi o sum_{q>s} B0[q,s] Hbar_q,
+#     Hbar_s = J_f(H_s)^T Fbar_s + J_g(H_s)^T Gbar_s,    lam = lam' + sum_s Hbar_s.
+SQRT3 = np.sqrt(3.0)
+
+
+@njit(cache=True)
+def sra_tree(m, seed, traj):
+    """Lévy-area tree state of one path (the tree SRIW1/SRA1 draw from)."""
+    compid = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        compid[j] = j
+    tf, ti = _levy_alloc(compid)
+    levy_init(seed, traj, m, tf, ti)
+    return tf, ti
+
+
+@njit(cache=True)
+def _lquery(x, maxdepth, seed, traj, m, tf, ti, B):
+    levy_query(x, maxdepth, seed, traj, m, tf, ti)
+    for j in range(2 * m):
+        B[j] = tf[LEVELS + 1, j]
+
+
+@njit(cache=True)
+def _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi):
+    """dW and chi = I_(1,0)/h of the step, with the forward loop's arithmetic."""
+    dxs = xt - x
+    for j in range(m):
+        dW[j] = sqT * (Bhi[j] - Blo[j])
+    for j in range(m):
+        c2 = sqT * (Bhi[m + j] - Blo[m + j] - dxs * Blo[j]) / dxs
+        dZ = SQRT3 * (2.0 * c2 - dW[j])
+        chi[j] = 0.5 * (dW[j] + dZ / SQRT3)
+
+
+@njit(cache=True)
+def _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G):
+    s = tab.shape[0]
+    n = u.size
+    oA0 = 7
+    oB0 = 7 + 2 * s
+    for st in range(s):
+        for i in range(n):
+            a0 = 0.0
+            b0 = 0.0
+            for r in range(st):
+                a0 += tab[st, oA0 + r] * F[r, i]
+                cb = tab[st, oB0 + r]
+                if cb != 0.0:
+                    b0 += cb * (G[r, i] * (chi[i] if noise == DIAGONAL else chi[0]))
+            H[st, i] = u[i] + hs * a0 + b0
+        f(F[st], H[st], p, t + tab[st, 0] * hs)
+        gv(G[st], H[st], p, t + tab[st, 1] * hs)
+
+
+@njit(cache=True)
+def _sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, H, F, G,
+                 Blo, Bhi, dW, chi):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    n = u.size
+    s = tab.shape[0]
+    sqT = np.sqrt(abs(span))
+    if i1 > i0:
+        _lquery(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+    for i in range(i0, i1):
+        if store:
+            for k in range(n):
+                states[i - i0, k] = u[k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _lquery(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
+        _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi)
+        t = t0 + span * x
+        hs = span * (xt - x)
+        _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G)
+        for k in range(n):
+            a = 0.0
+            b = 0.0
+            e2 = 0.0
+            wd = dW[k] if noise == DIAGONAL else dW[0]
+            wc = chi[k] if noise == DIAGONAL else chi[0]
+            for st in range(s):
+                a += tab[st, 2] * F[st, k]
+                if tab[st, 3] != 0.0:
+                    b += tab[st, 3] * (G[st, k] * wd)
+                if tab[st, 4] != 0.0:
+                    e2 += tab[st, 4] * (G[st, k] * wc)
+            u[k] = u[k] + hs * a + b + e2
+        for j in range(2 * m):
+            Blo[j] = Bhi[j]
+
+
+@njit(cache=True)
+def sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+    """Redo SRA steps ``i0 .. i1-1`` from ``u`` (in place), as :func:`em_advance`."""
+    n = u.size
+    m = ip[3]
+    s = tab.shape[0]
+    _sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+                 np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros(2 * m),
+                 np.zeros(2 * m), np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+                 save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    n = lam.size
+    s = tab.shape[0]
+    sqT = np.sqrt(abs(span))
+    Fb, Gb, a, b, kdum, work = rw[0], rw[1], rw[2], rw[3], rw[4], rw[5]
+    cu, cd = cw[0], cw[1]
+    oA0 = 7
+    oB0 = 7 + 2 * s
+    if i1 > i0:
+        _lquery(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+    for i in range(i1 - 1, i0 - 1, -1):
+        r = save_after[i]
+        if r >= 0:
+            for k in range(n):
+                lam[k] += gsave[r, k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _lquery(x, maxdepth, seed, traj, m, tf, ti, Blo)
+        _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi)
+        t = t0 + span * x
+        hs = span * (xt - x)
+        u = states[i - i0]
+        _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G)
+        for st in range(s - 1, -1, -1):
+            for k in range(n):
+                wd = dW[k] if noise == DIAGONAL else dW[0]
+                wc = chi[k] if noise == DIAGONAL else chi[0]
+                fb = tab[st, 2] * lam[k]
+                gb = (tab[st, 3] * wd + tab[st, 4] * wc) * lam[k]
+                for q in range(st + 1, s):
+                    fb += tab[q, oA0 + st] * Hb[q, k]
+                    gb += tab[q, oB0 + st] * Hb[q, k] * wc
+                Fb[k] = hs * fb
+                Gb[k] = gb
+            vjp_apply(vjf, Fb, H[st], p, t + tab[st, 0] * hs, a, pbar, kdum, work, cu, cd)
+            vjp_apply(vjg, Gb, H[st], p, t + tab[st, 1] * hs, b, pbar, kdum, work, cu, cd)
+            for k in range(n):
+                Hb[st, k] = a[k] + b[k]
+        for st in range(s):
+            for k in range(n):
+                lam[k] += Hb[st, k]
+        for j in range(2 * m):
+            Bhi[j] = Blo[j]
+
+
+@njit(cache=True)
+def sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf, ti, i0,
+                i1, gsave, save_after, lam, pbar):
+    """Reverse SRA steps ``i1-1 .. i0``, as :func:`em_reverse` (stages recomputed)."""
+    n = lam.size
+    m = ip[3]
+    s = tab.shape[0]
+    _sra_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, seed,
+                 traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((s, n)),
+                 np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros((6, n)),
+                 np.zeros((2, n), np.complex128), np.zeros(2 * m), np.zeros(2 * m),
+                 np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj, actions,
+                     nslots, gsave, save_after, lam, pbar):
+    """:func:`em_checkpointed` for SRA steps."""
+    n = u0.size
+    m = ip[3]
+    s = tab.shape[0]
+    vjf = _vj(fc, vjf_r, f)
+    vjg = _vj(gc, vjg_r, f)
+    snaps = np.zeros((max(nslots, 1), n))
+    cur = u0.copy()
+    buf = np.zeros((1, n))
+    H = np.zeros((s, n))
+    F = np.zeros((s, n))
+    G = np.zeros((s, n))
+    Hb = np.zeros((s, n))
+    rw = np.zeros((6, n))
+    cw = np.zeros((2, n), np.complex128)
+    Blo = np.zeros(2 * m)
+    Bhi = np.zeros(2 * m)
+    dW = np.zeros(m)
+    chi = np.zeros(m)
+    tf, ti = sra_tree(m, seed, traj)
+    for a in range(actions.shape[0]):
+        op = actions[a, 0]
+        if op == ADVANCE:
+            _sra_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+                         actions[a, 2], buf, False, H, F, G, Blo, Bhi, dW, chi)
+        elif op == REVERSE:
+            i = actions[a, 1]
+            for k in range(n):
+                buf[0, k] = cur[k]
+            _sra_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+                         gsave, save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]
