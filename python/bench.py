@@ -5,7 +5,7 @@ Numba on all threads, then the suites:
 
 ``stencil``  Laplacian / Diffusion apply GB/s (bytes that must move: each field read
              once, the result written once) over the triad GB/s.
-``krylov``   2-D Poisson, rtol 1e-8: CG + geometric multigrid against pyamg smoothed
+``krylov``   2-D Poisson (128^2), rtol 1e-8: CG + geometric multigrid against pyamg smoothed
              aggregation (as a CG preconditioner) and SciPy ``cg`` on the same CSR matrix;
              setup + solve time, and the peers' time over jitsolve's.
 ``ode``      Lorenz-63 on [0, 20], rtol 1e-6 / atol 1e-9: Tsit5 against SciPy
@@ -180,7 +180,7 @@ def suite_krylov(triad, quick=False, repeat=3):
     import scipy.sparse.linalg as spla
 
     import jitsolve as js
-    n = 64 if quick else 256
+    n = 64 if quick else 128
     g = js.Grid((n, n), bc=js.Dirichlet(0.0))
     A = -js.Laplacian(g)
     x, y = g.mesh()

@@ -305,10 +305,11 @@ def _si(n):
 def _load_solvers():
     """Import the modules that register solve/gradient implementations, so all get wrapped."""
     import importlib
-    for m in ("linear", "ode", "ode_stiff", "sde", "sensitivity"):
+    for m in ("linear", "ode", "ode_stiff", "sde", "sensitivity", "sde_gradient",
+              "stiff_gradient"):
         try:
             importlib.import_module(f"jitsolve.{m}")
-        except ImportError:   # pragma: no cover
+        except Exception:   # pragma: no cover - a module not in this build
             pass
 
 
