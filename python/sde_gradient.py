@@ -144,7 +144,8 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of solve for SDEProblem")
     o = dict(_DE_DEFAULTS, **solve_kw)
     if o.get("saveat") is not None:
-        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; "
+                                  "do not pass saveat")
     if o.get("save_noise"):
         raise InvalidProblemError("save_noise: not used by gradient(); the noise is regenerated")
     _check_de_options(prob, o)

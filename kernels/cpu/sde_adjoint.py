@@ -33,7 +33,8 @@ from .erk_adjoint import vjp_apply
 from .sde import (DIAGONAL, LEVELS, _levy_alloc, _tree_alloc, levy_init, levy_query, tree_init,
                   tree_query)
 
-__all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse", "em_checkpointed",
+__all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
+           "em_checkpointed",
            "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed", "ADVANCE", "REVERSE",
            "TAKE", "RESTORE"]
 
