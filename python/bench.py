@@ -290,7 +290,7 @@ def suite_sde(triad, quick=False, repeat=3):
                  value=ns_np, unit="ns/path-step", ratio=ns_np / ns, ratio_to="jitsolve EM")]
 
 
-def suite_adjoint(triad, quick=False, repeat=3):
+def suite_adjoint(triad, quick=False, repeat=5):
     import jitsolve as js
     rows = []
     prob, _ = standard_problems()["lotka-volterra"]

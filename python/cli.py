@@ -176,13 +176,18 @@ def _profile(args):
     old_argv, old_path = sys.argv[:], sys.path[:]
     sys.argv = [args.script] + list(args.args)
     sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
+    prof = profile()
     try:
-        with profile() as prof:
+        with prof:
             try:
                 runpy.run_path(args.script, run_name="__main__")
             except SystemExit as exc:
                 if exc.code not in (None, 0):
                     raise
+    except BaseException:
+        print(prof.table() + "\n(the script stopped with an error; the table covers what ran)",
+              file=sys.stderr)
+        raise
     finally:
         sys.argv, sys.path[:] = old_argv, old_path
     if args.json:
