@@ -1,0 +1,133 @@
+"""Gradients of stiff ODE solves: discrete adjoints of the Rosenbrock, ImplicitEuler and
+ESDIRK methods.
+
+``stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)`` runs the forward
+Rosenbrock23/Rodas5P solve (stops at the loss's times, every accepted step recorded) and
+the compiled reverse sweep of :mod:`jitsolve.adjoint.stiff`: the exact derivative of the
+computed discrete solution (linear solves differentiated by the implicit function
+theorem).  With adaptive steps the accepted step sizes are recorded and held fixed in the
+reverse pass.  ``js.gradient`` routes ``StiffAlgorithm`` instances here.
+"""
+import numpy as np
+
+from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .gradient import SolveFailedError
+
+__all__ = ["stiff_discrete_adjoint"]
+
+
+def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+    """``(value, grads)`` of ``loss`` on the solution of ``prob`` by the stiff ``alg``.
+
+    ``wrt``: names among ``"p"``, ``"u0"``; ``sensealg``: ``js.DiscreteAdjoint`` (any
+    checkpointing) or None; ``solve_kw``: ``solve``'s options (``adaptive``, ``dt``,
+    ``rtol``, ``atol``, ``tstops``, ``maxiters``, ``dtmin``).
+    """
+    from .adjoint.stiff import esdirk_adjoint, rosenbrock_adjoint
+    from .grid.operators import GridOperator
+    from .kernels.cpu.rhs import zero_f
+    from .ode import ode_options
+    from .ode_stiff import KenCarp4, Rodas5P, Rosenbrock23, StiffAlgorithm, _jacobian_tuple
+    from .problems import SplitODEProblem
+    from .rhs import problem_rhs
+    from .sensitivity import DiscreteAdjoint, _loss_times, _vjp_for
+    from .solve import _DE_DEFAULTS, _check_de_options
+    from .solvers.ode.rosenbrock import solve_stiff, stiff_tableau
+
+    wrt = (wrt,) if isinstance(wrt, str) else tuple(wrt if wrt is not None else ("p",))
+    if not isinstance(alg, StiffAlgorithm):
+        raise UnsupportedAlgorithmError(f"alg: expected a stiff algorithm, got {type(alg).__name__}")
+    rosen = isinstance(alg, (Rosenbrock23, Rodas5P))
+    if sensealg is None:
+        sensealg = DiscreteAdjoint()
+    if not isinstance(sensealg, DiscreteAdjoint):
+        raise UnsupportedAlgorithmError(
+            f"sensealg: stiff algorithms support DiscreteAdjoint (or FiniteDifference); got "
+            f"{type(sensealg).__name__}")
+    for name in wrt:
+        if name not in ("p", "u0"):
+            raise UnsupportedAlgorithmError(f"wrt: the stiff adjoint differentiates 'p' and "
+                                            f"'u0', not {name!r}")
+    if solve_kw.get("callback") is not None:
+        raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
+    split = isinstance(prob, SplitODEProblem)
+    if split and isinstance(alg, KenCarp4):
+        raise UnsupportedAlgorithmError("alg: the adjoint of KenCarp4's IMEX form (a "
+                                        "SplitODEProblem) is not supported yet")
+    if isinstance(prob.L if split else prob.f, GridOperator) and prob.u0.size > alg.dense_max:
+        raise UnsupportedAlgorithmError("prob: the Rosenbrock adjoint needs the dense path "
+                                        f"(at most dense_max={alg.dense_max} unknowns)")
+    t_data = _loss_times(prob, loss)
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    t0, t1 = prob.tspan
+    inner = t_data[t_data != t0]
+    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
+    all_states = sensealg.checkpoints == "all"
+    o["saveat"] = None if all_states else inner
+    _check_de_options(prob, o)
+    o["backend"] = "cpu"
+    oo = ode_options(prob, alg, o)
+    rhs = problem_rhs(prob)
+    n = prob.u0.size
+    jd = _jacobian_tuple(rhs, alg, False, n)
+    u0 = np.ascontiguousarray(prob.u0.ravel(), dtype=np.float64)
+    raw = solve_stiff(alg.method, rhs.f, rhs.p, u0, t0, t1, lin=rhs.lin, plin=rhs.plin, jd=jd,
+                      rtol=oo["rtol"], atol=oo["atol"], adaptive=oo["adaptive"], dt=oo["dt"],
+                      dtmin=oo["dtmin"], maxiters=oo["maxiters"], tstops=oo["tstops"],
+                      saveat=oo["saveat"], dense=False)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
+                               f"at t = {raw['t_end']:.6g}")
+    st, sh = raw["steps_t"], raw["steps_h"]
+    t_after = np.append(st[1:], t1) if st.size else st
+    idx = {float(t): i for i, t in enumerate(t_after)}
+    save_after = -np.ones(st.size, dtype=np.int64)
+    saved = np.empty((t_data.size, n))
+    g_initial_row = None
+    sav_lookup = {float(t): k for k, t in enumerate(raw["t"])}
+    for j, t in enumerate(t_data):
+        if t == t0:
+            g_initial_row = j
+            saved[j] = u0
+        else:
+            i = idx[float(t)]
+            save_after[i] = j
+            saved[j] = raw["u"][i + 1] if all_states else raw["u"][sav_lookup[float(t)]]
+    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
+            rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
+    vj, np_grad = _vjp_for(prob, rhs, wrt)
+    g_init = None if g_initial_row is None else g[g_initial_row]
+    if not rosen:
+        # ImplicitEuler / ESDIRK: implicit function theorem at stages re-solved to rounding
+        lam, pbar, nre, ok = esdirk_adjoint(
+            krhs, jd, vj, stiff_tableau(alg.method), st, sh, u0=u0, gsave=g,
+            save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints,
+            store=sensealg.store, np_grad=np_grad)
+        if not ok:
+            raise SolveFailedError("gradient: a stage re-solved for the adjoint did not "
+                                   "converge (Newton with the step-start Jacobian)")
+        return val, _pack(prob, wrt, lam, pbar)
+    # non-autonomous + adaptive: df/dt's increment of the forward pass is not recorded;
+    # recompute the states with the accepted steps' increment (see adjoint/stiff.py)
+    recompute = (not alg.autonomous) and oo["adaptive"]
+    lam, pbar, nre = rosenbrock_adjoint(
+        krhs, jd, vj, stiff_tableau(alg.method), st, sh,
+        states=np.ascontiguousarray(raw["u"]) if all_states else None, u0=u0, gsave=g,
+        save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad,
+        recompute=recompute)
+    return val, _pack(prob, wrt, lam, pbar)
+
+
+def _pack(prob, wrt, lam, pbar):
+    out = {}
+    for name in wrt:
+        if name == "u0":
+            out["u0"] = lam.reshape(prob.u0.shape)
+        else:
+            out["p"] = pbar
+    return out
