@@ -51,10 +51,7 @@ def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, 
                       K2, kd, unew, err, z, base, r, atol, rtol, eta)
 
 
-# not disk-cached: with cache=True, loading this loop from the cache in a new process
-# segfaulted (Numba 0.68, first-class functions; cause not found yet) -- it is compiled
-# once per process instead (tens of seconds cold; see the report)
-@njit(cache=False)
+@njit(cache=True)
 def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     """Integrate from ``(t0, u0)`` to ``stops[-1]`` with a stiff method; returns the tuple
     of :func:`jitsolve.kernels.cpu.erk.erk_solve`."""
