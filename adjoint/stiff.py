@@ -8,7 +8,8 @@ accepted step sizes are recorded and held fixed in the reverse pass** (their dep
 on ``u0``/``p`` through the error controller is not differentiated).
 
 Checkpointing as :mod:`.discrete`: ``"all"`` (every state of the forward pass), an
-integer ``C`` (binomial/Revolve schedule, ``C`` states + O(1)), or an HDF5 ``store``.
+integer ``C`` (binomial/Revolve schedule, ``C`` states + O(1); recorded in Python, run in
+one compiled call), or an HDF5 ``store`` (Python-driven).
 Recomputation uses the forward loop's own step kernels, so the gradient is bit-for-bit
 independent of the checkpointing choice.
 
@@ -31,7 +32,18 @@ from ..kernels.cpu import rosenbrock_adjoint as K
 from .checkpoint import binomial_reverse
 from .discrete import MemoryStore
 
-__all__ = ["rosenbrock_adjoint", "esdirk_adjoint"]
+__all__ = ["rosenbrock_adjoint", "esdirk_adjoint", "record_schedule"]
+
+
+def record_schedule(N, C):
+    """The binomial schedule of :func:`.checkpoint.binomial_reverse` as an int64 array of
+    ``(op, a, b)`` rows (0 advance a..b, 1 reverse a, 2 take a, 3 restore a) for the
+    compiled executors, and the number of recomputed steps."""
+    ops = []
+    nre = binomial_reverse(N, C, lambda i0, i1: ops.append((0, i0, i1)),
+                           lambda i: ops.append((1, i, 0)), lambda i: ops.append((2, i, 0)),
+                           lambda i: ops.append((3, i, 0)))
+    return np.array(ops, dtype=np.int64).reshape(-1, 3), nre
 
 
 def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, gsave,
@@ -69,6 +81,10 @@ def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, g
             nre = N
         K.ros_reverse(rhs, jd, vj, tab, np.ascontiguousarray(states), steps_t, steps_h, 0, N,
                       gsave, save_after, lam, pbar, wk)
+    elif store is None:
+        ops, nre = record_schedule(N, int(checkpoints))
+        K.ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, int(checkpoints), gsave,
+                       save_after, lam, pbar, wk)
     else:
         C = int(checkpoints)
         snaps = store if store is not None else MemoryStore()
@@ -128,6 +144,10 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
         nre = N
         KS.sd_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, 0, N, gsave, save_after, lam,
                       pbar, wk)
+    elif store is None:
+        ops, nre = record_schedule(N, int(checkpoints))
+        ok[0] = bool(KS.sd_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops,
+                                    int(checkpoints), gsave, save_after, lam, pbar, wk))
     else:
         C = int(checkpoints)
         snaps = store if store is not None else MemoryStore()

@@ -208,3 +208,36 @@ def sd_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_a
                 if a != 0.0:
                     for x in range(n):
                         Fb[j, x] += a * mu[x]
+
+
+@njit(cache=True)
+def sd_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam, pbar,
+                wk):
+    """:func:`.rosenbrock_adjoint.ros_schedule` for the (E)SDIRK reverse; returns False if
+    a re-solved stage did not converge."""
+    n = u0.size
+    snaps = np.empty((C + 2, n))
+    keys = np.empty(C + 2, np.int64)
+    top = -1
+    cur = u0.copy()
+    buf = np.empty((1, n))
+    ok = True
+    for q in range(ops.shape[0]):
+        op = ops[q, 0]
+        a = ops[q, 1]
+        if op == 0:
+            if not sd_advance(rhs, jd, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False, wk):
+                ok = False
+        elif op == 1:
+            buf[0] = cur
+            sd_reverse(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
+                       lam, pbar, wk)
+        elif op == 2:
+            top += 1
+            keys[top] = a
+            snaps[top] = cur
+        else:
+            while top > 0 and keys[top] > a:
+                top -= 1
+            cur[:] = snaps[top]
+    return ok

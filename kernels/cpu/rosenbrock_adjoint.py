@@ -353,3 +353,35 @@ def ros_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_
                 lam[x] += gsave[g, x]
         ros_step_adjoint(rhs, jd, vj, tab, states[i - i0], steps_t[i], steps_h[i],
                          _tf0(kind, steps_t, steps_h, i), lam, pbar, wk)
+
+
+@njit(cache=True)
+def ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam, pbar,
+                 wk):
+    """Run a recorded checkpointing schedule in one compiled call: ``ops`` rows
+    ``(0, i0, i1)`` advance, ``(1, i, _)`` reverse step ``i``, ``(2, i, _)`` take a snapshot,
+    ``(3, i, _)`` restore snapshot ``i`` (dropping those above); at most ``C + 1``
+    snapshots (the initial state and ``C``) are held."""
+    n = u0.size
+    snaps = np.empty((C + 2, n))
+    keys = np.empty(C + 2, np.int64)
+    top = -1
+    cur = u0.copy()
+    buf = np.empty((1, n))
+    for q in range(ops.shape[0]):
+        op = ops[q, 0]
+        a = ops[q, 1]
+        if op == 0:
+            ros_advance(rhs, jd, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False, wk)
+        elif op == 1:
+            buf[0] = cur
+            ros_reverse(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
+                        lam, pbar, wk)
+        elif op == 2:
+            top += 1
+            keys[top] = a
+            snaps[top] = cur
+        else:
+            while top > 0 and keys[top] > a:
+                top -= 1
+            cur[:] = snaps[top]
