@@ -440,6 +440,10 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
     if isinstance(sensealg, _ContinuousAdjoint):
         return _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
+    from .ode_stiff import StiffAlgorithm
+    if isinstance(alg, StiffAlgorithm) and isinstance(sensealg, DiscreteAdjoint):
+        from .stiff_gradient import stiff_discrete_adjoint
+        return stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     if isinstance(sensealg, (DiscreteAdjoint, ForwardSensitivity)):
         val, out, _info = _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
         return val, out

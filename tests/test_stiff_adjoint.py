@@ -242,3 +242,23 @@ def test_unsupported():
         stiff_discrete_adjoint(prob, Rodas5P(), loss, "kappa", None, {})
     with pytest.raises(UnsupportedAlgorithmError):
         stiff_discrete_adjoint(prob, Rodas5P(), loss, "p", js.ForwardSensitivity(), {})
+
+
+def test_gradient_api_routes_stiff_methods():
+    """js.gradient with a stiff algorithm uses its discrete adjoint (bitwise checkpoint
+    independence, Taylor order 2)."""
+    import jitsolve as js
+
+    def vdp(du, u, p, t):
+        du[0] = u[1]
+        du[1] = p[0] * ((1 - u[0] * u[0]) * u[1]) - u[0]
+    prob = js.ODEProblem(vdp, np.array([2.0, 0.0]), (0.0, 1.0), p=np.array([10.0]))
+    t = np.linspace(0.1, 1.0, 5)
+    loss = js.L2Loss(t, np.zeros((5, 2)))
+    _, ga = js.gradient(prob, js.Rodas5P(), loss, wrt=("p", "u0"), rtol=1e-8, atol=1e-8)
+    _, gb = js.gradient(prob, js.Rodas5P(), loss, wrt=("p", "u0"), rtol=1e-8, atol=1e-8,
+                        sensealg=js.DiscreteAdjoint(checkpoints=2))
+    assert np.array_equal(ga["p"], gb["p"]) and np.array_equal(ga["u0"], gb["u0"])
+    rep = js.check_gradient(prob, js.Rodas5P(), loss, wrt="p", rtol=1e-8, atol=1e-8,
+                            verbose=False, eps=0.5 * 0.5 ** np.arange(4))
+    assert rep["passed"]

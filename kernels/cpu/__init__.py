@@ -1,4 +1,4 @@
-"""CPU kernels (Numba ``@njit(parallel=True, cache=True)``): ``stencil``, ``blas``.
+"""CPU kernels (Numba ``@njit(..., cache=True)``): stencils, BLAS-1, Krylov, RK loops, SDE, adjoints.
 
 Importing this package prepares Numba for a fast first call: Numba's target context,
 on its first use in a process, imports ``numba.np.arraymath``, whose module-level BLAS
@@ -28,3 +28,53 @@ def _fast_numba_blas_probe():
 
 
 _fast_numba_blas_probe()
+
+
+def _kernels_digest():
+    """SHA-256 of every kernel source file (kernels/**/*.py), computed once per process."""
+    import hashlib
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for d, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(d, name), "rb") as fh:
+                    h.update(name.encode() + fh.read())
+    return root, h.hexdigest()
+
+
+def _cache_keys_cover_callees():
+    """Make Numba's disk cache of every kernel depend on *all* kernel sources.
+
+    Numba keys a cached function on its own file only; a loop compiled with an inlined
+    step function from another file (``stiff_solve`` calling ``rosenbrock.py``) would be
+    reloaded stale after that file changed, and could crash.  The source stamp of the
+    functions defined here gets the digest of every kernel file added, so any change to
+    any kernel recompiles them all once.
+    """
+    import os
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover
+        return
+    mixin = getattr(caching, "_SourceFileBackedLocatorMixin", None)
+    if mixin is None or getattr(mixin, "_jitsolve_patched", False):
+        return
+    original = mixin.get_source_stamp
+    state = {}
+
+    def get_source_stamp(self):
+        stamp = original(self)
+        path = os.path.abspath(getattr(self, "_py_file", "") or "")
+        if "digest" not in state:
+            state["root"], state["digest"] = _kernels_digest()
+        if path.startswith(state["root"] + os.sep):
+            return (stamp, state["digest"])
+        return stamp
+
+    mixin.get_source_stamp = get_source_stamp
+    mixin._jitsolve_patched = True
+
+
+_cache_keys_cover_callees()
