@@ -78,3 +78,13 @@ def _cache_keys_cover_callees():
 
 
 _cache_keys_cover_callees()
+
+
+def _quiet_first_class_warning():
+    """Every integration loop takes user functions as first-class function values (the
+    design, DESIGN.md); Numba warns on each compile that the feature is experimental."""
+    import warnings
+    warnings.filterwarnings("ignore", message="First-class function type feature is experimental")
+
+
+_quiet_first_class_warning()

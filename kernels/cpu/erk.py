@@ -275,178 +275,184 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     rc = RC_SUCCESS
     niter = 0
 
-    while istop < stops.size:
-        if niter >= maxiters:
-            rc = RC_MAXITERS
-            break
-        niter += 1
-        stop = stops[istop]
-        dist = abs(stop - t)
-        land = habs * (1.0 + 1e-10) >= dist   # no sliver steps from rounded sums of dt
-        hstep = dist if land else habs
-        h = tdir * hstep
-        stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid)
-        k0_valid = True
-
-        if adaptive:
-            for i in range(n):
-                acc = 0.0
-                for j in range(s):
-                    acc += BERR[j] * ks[j, i]
-                ytmp[i] = h * acc
-            err = error_norm(ytmp, u, unew, atol, rtol)
-            if not (err <= 1.0):
-                # rejected (or NaN/Inf: shrink hard)
-                stats[4] += 1
-                nonfinite = not (err < np.inf)
-                habs = hstep * reject_factor(err, beta1, safety, qmin)
-                after_reject = True
-                if habs < dtmin:
-                    rc = RC_UNSTABLE if nonfinite else RC_DTMIN
-                    break
-                continue
-            fac = pi_factor(err, err_prev, beta1, beta2, safety, qmin, 1.0 if after_reject else qmax)
-            err_prev = max(err, 1e-4)
-            after_reject = False
-        else:
-            finite = True
-            for i in range(n):
-                if not np.isfinite(unew[i]):
-                    finite = False
-                    break
-            if not finite:
-                rc = RC_UNSTABLE
+    # Arrays grow outside the stepping loop: reassigning them inside it costs reference
+    # counting on every step (measured: ~2x the step cost for small systems).
+    while True:
+        grow = False
+        while istop < stops.size:
+            if niter >= maxiters:
+                rc = RC_MAXITERS
                 break
-            fac = 1.0
+            niter += 1
+            if ((every and nsave + 3 > ts.size) or nsteps + 1 > steps_t.size
+                    or nev + 2 > ev_t.size or (dense and nsteps + 1 > dus.shape[0])):
+                niter -= 1
+                grow = True
+                break
+            stop = stops[istop]
+            dist = abs(stop - t)
+            land = habs * (1.0 + 1e-10) >= dist   # no sliver steps from rounded sums of dt
+            hstep = dist if land else habs
+            h = tdir * hstep
+            stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid)
+            k0_valid = True
 
-        tnew = stop if land else t + h
-        hit_stop = land
-
-        # ---- continuous callback: locate the event, redo the step to land on it
-        fired = False
-        if has_c:
-            g_new = ccond(unew, tnew, cbp)
-            # sample the interpolant: a step can hold two crossings, and right after an
-            # event the start of the step is the old root (so it is skipped)
-            if CX.size > 0:
-                stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
-            ta = 0.0
-            ga = g_prev
-            if just_fired:
-                ta = 1e-6
-                dense_eval(ytmp, u, ks, BTH, ta, h)
-                ga = ccond(ytmp, t + ta * h, cbp)
-            found = False
-            for m in range(1, NSAMPLE + 1):
-                tb = m / NSAMPLE
-                if tb <= ta:
+            if adaptive:
+                for i in range(n):
+                    acc = 0.0
+                    for j in range(s):
+                        acc += BERR[j] * ks[j, i]
+                    ytmp[i] = h * acc
+                err = error_norm(ytmp, u, unew, atol, rtol)
+                if not (err <= 1.0):
+                    # rejected (or NaN/Inf: shrink hard)
+                    stats[4] += 1
+                    nonfinite = not (err < np.inf)
+                    habs = hstep * reject_factor(err, beta1, safety, qmin)
+                    after_reject = True
+                    if habs < dtmin:
+                        rc = RC_UNSTABLE if nonfinite else RC_DTMIN
+                        break
                     continue
-                if m == NSAMPLE:
-                    gb = g_new
-                else:
-                    dense_eval(ytmp, u, ks, BTH, tb, h)
-                    gb = ccond(ytmp, t + tb * h, cbp)
-                if _crossed(ga, gb, c_dir):
-                    found = True
-                    break
-                ta = tb
-                ga = gb
-            just_fired = False
-            if found:
-                theta = _locate(ccond, cbp, u, t, h, ks, BTH, ta, tb, ga, gb, unew)
-                if theta < 1.0:
-                    h = theta * h
-                    tnew = t + h
-                    hit_stop = False
-                stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, True)
-                fired = True
+                fac = pi_factor(err, err_prev, beta1, beta2, safety, qmin, 1.0 if after_reject else qmax)
+                err_prev = max(err, 1e-4)
+                after_reject = False
             else:
-                g_prev = g_new
+                finite = True
+                for i in range(n):
+                    if not np.isfinite(unew[i]):
+                        finite = False
+                        break
+                if not finite:
+                    rc = RC_UNSTABLE
+                    break
+                fac = 1.0
 
-        # ---- accept
-        if dense:
-            if nsteps >= dus.shape[0]:
-                dus = _grow_rows(dus, nsteps + 1)
-                dks = _grow_rows(dks, nsteps + 1)
-            if CX.size > 0:
-                stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
-            dus[nsteps] = u
-            dks[nsteps] = ks[:BTH.shape[0]]
-        if nsteps >= steps_t.size:
-            steps_t = _grow(steps_t, nsteps + 1)
-            steps_h = _grow(steps_h, nsteps + 1)
-        steps_t[nsteps] = t
-        steps_h[nsteps] = h
-        nsteps += 1
-        stats[3] += 1
-        for i in range(n):
-            u[i] = unew[i]
-        t = tnew
-        if hit_stop:
-            istop += 1
-        if fsal:
+            tnew = stop if land else t + h
+            hit_stop = land
+
+            # ---- continuous callback: locate the event, redo the step to land on it
+            fired = False
+            if has_c:
+                g_new = ccond(unew, tnew, cbp)
+                # sample the interpolant: a step can hold two crossings, and right after an
+                # event the start of the step is the old root (so it is skipped)
+                if CX.size > 0:
+                    stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+                ta = 0.0
+                ga = g_prev
+                if just_fired:
+                    ta = 1e-6
+                    dense_eval(ytmp, u, ks, BTH, ta, h)
+                    ga = ccond(ytmp, t + ta * h, cbp)
+                found = False
+                for m in range(1, NSAMPLE + 1):
+                    tb = m / NSAMPLE
+                    if tb <= ta:
+                        continue
+                    if m == NSAMPLE:
+                        gb = g_new
+                    else:
+                        dense_eval(ytmp, u, ks, BTH, tb, h)
+                        gb = ccond(ytmp, t + tb * h, cbp)
+                    if _crossed(ga, gb, c_dir):
+                        found = True
+                        break
+                    ta = tb
+                    ga = gb
+                just_fired = False
+                if found:
+                    theta = _locate(ccond, cbp, u, t, h, ks, BTH, ta, tb, ga, gb, unew)
+                    if theta < 1.0:
+                        h = theta * h
+                        tnew = t + h
+                        hit_stop = False
+                    stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, True)
+                    fired = True
+                else:
+                    g_prev = g_new
+
+            # ---- accept
+            if dense:
+                if CX.size > 0:
+                    stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+                dus[nsteps] = u
+                dks[nsteps] = ks[:BTH.shape[0]]
+            steps_t[nsteps] = t
+            steps_h[nsteps] = h
+            nsteps += 1
+            stats[3] += 1
             for i in range(n):
-                ks[0, i] = ks[s - 1, i]
-        else:
-            k0_valid = False
-
-        if every:
-            if nsave >= ts.size:
-                ts = _grow(ts, nsave + 1)
-                us = _grow_rows(us, nsave + 1)
-            ts[nsave] = t
-            for i in range(n):
-                us[nsave, i] = u[i]
-            nsave += 1
-        elif isave < savet.size and t == savet[isave]:
-            ts[nsave] = t
-            us[nsave] = u
-            nsave += 1
-            isave += 1
-
-        if fired:
-            ev_t = _grow(ev_t, nev + 1)
-            ev_u = _grow_rows(ev_u, nev + 1)
-            ev_t[nev] = t
-            ev_u[nev] = u
-            nev += 1
-            if has_caffect:
-                caffect(u, t, cbp)
+                u[i] = unew[i]
+            t = tnew
+            if hit_stop:
+                istop += 1
+            if fsal:
+                for i in range(n):
+                    ks[0, i] = ks[s - 1, i]
+            else:
                 k0_valid = False
-                if every:
-                    ts = _grow(ts, nsave + 1)
-                    us = _grow_rows(us, nsave + 1)
-                    ts[nsave] = t
-                    us[nsave] = u
-                    nsave += 1
-            g_prev = ccond(u, t, cbp)
-            just_fired = True   # a root at the start of the next step is this one
-            if c_term:
-                rc = RC_TERMINATED
-                break
-        if has_d and dcond(u, t, cbp) != 0.0:
-            ev_t = _grow(ev_t, nev + 1)
-            ev_u = _grow_rows(ev_u, nev + 1)
-            ev_t[nev] = t
-            ev_u[nev] = u
-            nev += 1
-            daffect(u, t, cbp)
-            k0_valid = False
+
             if every:
-                ts = _grow(ts, nsave + 1)
-                us = _grow_rows(us, nsave + 1)
+                ts[nsave] = t
+                for i in range(n):
+                    us[nsave, i] = u[i]
+                nsave += 1
+            elif isave < savet.size and t == savet[isave]:
                 ts[nsave] = t
                 us[nsave] = u
                 nsave += 1
-            if has_c:
-                g_prev = ccond(u, t, cbp)
+                isave += 1
 
-        if adaptive:
-            habs = min(hstep * fac, dtmax)
-            if hit_stop and habs < hstep:
-                habs = hstep
-        else:
-            habs = dt
+            if fired:
+                ev_t[nev] = t
+                ev_u[nev] = u
+                nev += 1
+                if has_caffect:
+                    caffect(u, t, cbp)
+                    k0_valid = False
+                    if every:
+                        ts[nsave] = t
+                        us[nsave] = u
+                        nsave += 1
+                g_prev = ccond(u, t, cbp)
+                just_fired = True   # a root at the start of the next step is this one
+                if c_term:
+                    rc = RC_TERMINATED
+                    break
+            if has_d and dcond(u, t, cbp) != 0.0:
+                ev_t[nev] = t
+                ev_u[nev] = u
+                nev += 1
+                daffect(u, t, cbp)
+                k0_valid = False
+                if every:
+                    ts[nsave] = t
+                    us[nsave] = u
+                    nsave += 1
+                if has_c:
+                    g_prev = ccond(u, t, cbp)
+
+            if adaptive:
+                habs = min(hstep * fac, dtmax)
+                if hit_stop and habs < hstep:
+                    habs = hstep
+            else:
+                habs = dt
+        if not grow:
+            break
+        if every and nsave + 3 > ts.size:
+            us = _grow_rows(us, 2 * ts.size)
+            ts = _grow(ts, 2 * ts.size)
+        if nsteps + 1 > steps_t.size:
+            steps_h = _grow(steps_h, 2 * steps_t.size)
+            steps_t = _grow(steps_t, 2 * steps_t.size)
+        if nev + 2 > ev_t.size:
+            ev_u = _grow_rows(ev_u, 2 * ev_t.size)
+            ev_t = _grow(ev_t, 2 * ev_t.size)
+        if dense and nsteps + 1 > dus.shape[0]:
+            dus = _grow_rows(dus, 2 * dus.shape[0])
+            dks = _grow_rows(dks, 2 * dks.shape[0])
     return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev, stats, rc, t, u)
 
 
