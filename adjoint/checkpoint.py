@@ -16,7 +16,7 @@ Derivatives* (2008), ch. 12.
 """
 from math import comb
 
-__all__ = ["beta", "repetitions", "binomial_reverse"]
+__all__ = ["beta", "repetitions", "binomial_reverse", "record_schedule"]
 
 
 def beta(c, t):
@@ -84,3 +84,15 @@ def binomial_reverse(n, c, advance, reverse_step, take, restore):
     take(0)
     rec(0, n, c)
     return count[0]
+
+
+def record_schedule(N, C):
+    """The schedule of :func:`binomial_reverse` as an int64 array of ``(op, a, b)`` rows
+    (0 advance ``a..b``, 1 reverse step ``a``, 2 snapshot ``a``, 3 restore ``a``) for the
+    compiled executors, and the number of recomputed steps."""
+    import numpy as np
+    ops = []
+    nre = binomial_reverse(N, C, lambda i0, i1: ops.append((0, i0, i1)),
+                           lambda i: ops.append((1, i, 0)), lambda i: ops.append((2, i, 0)),
+                           lambda i: ops.append((3, i, 0)))
+    return np.array(ops, dtype=np.int64).reshape(-1, 3), nre

@@ -6,9 +6,10 @@ the reverse pass (their dependence on the parameters through the error controlle
 not differentiated, as in every discrete-adjoint code of this kind).  Checkpointing:
 
 * ``"all"``: every state of the forward pass is kept; one compiled reverse sweep.
-* ``C`` (int): binomial (Revolve) schedule with ``C`` snapshots; each step's reverse is
-  compiled, recomputation runs in compiled segments.  Memory: ``C`` states + O(1).
-* ``store``: snapshots kept in an HDF5 file instead of memory.
+* ``C`` (int): binomial (Revolve) schedule with ``C`` snapshots, recorded in Python and
+  run in one compiled call.  Memory: ``C`` states + O(1).
+* ``store``: snapshots kept in an HDF5 file instead of memory (the schedule is then
+  driven from Python, one compiled call per action).
 
 The gradient is bit-for-bit independent of the checkpointing choice (the same compiled
 step and stage code runs in every schedule).
@@ -22,7 +23,7 @@ control and the transformed adjoint system* (2000).
 import numpy as np
 
 from ..kernels.cpu import erk_adjoint as K
-from .checkpoint import binomial_reverse
+from .checkpoint import binomial_reverse, record_schedule
 
 __all__ = ["erk_adjoint", "MemoryStore"]
 
@@ -74,9 +75,14 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     elif checkpoints == "all":
         K.erk_reverse(rhs, vj, tab, states, steps_t, steps_h, 0, N, gsave, save_after, lam, pbar,
                       kbar)
+    elif store is None:
+        # the schedule is recorded once and run in one compiled call
+        ops, nre = record_schedule(N, int(checkpoints))
+        K.erk_schedule(rhs, vj, tab, np.ascontiguousarray(u0, dtype=np.float64), steps_t, steps_h,
+                       ops, int(checkpoints), gsave, save_after, lam, pbar, kbar)
     else:
         C = int(checkpoints)
-        snaps = store if store is not None else MemoryStore()
+        snaps = store
         cur = np.ascontiguousarray(u0, dtype=np.float64).copy()
         buf = np.zeros((1, n))
 

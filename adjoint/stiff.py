@@ -29,21 +29,10 @@ import numpy as np
 
 from ..kernels.cpu import esdirk_adjoint as KS
 from ..kernels.cpu import rosenbrock_adjoint as K
-from .checkpoint import binomial_reverse
+from .checkpoint import binomial_reverse, record_schedule
 from .discrete import MemoryStore
 
 __all__ = ["rosenbrock_adjoint", "esdirk_adjoint", "record_schedule"]
-
-
-def record_schedule(N, C):
-    """The binomial schedule of :func:`.checkpoint.binomial_reverse` as an int64 array of
-    ``(op, a, b)`` rows (0 advance a..b, 1 reverse a, 2 take a, 3 restore a) for the
-    compiled executors, and the number of recomputed steps."""
-    ops = []
-    nre = binomial_reverse(N, C, lambda i0, i1: ops.append((0, i0, i1)),
-                           lambda i: ops.append((1, i, 0)), lambda i: ops.append((2, i, 0)),
-                           lambda i: ops.append((3, i, 0)))
-    return np.array(ops, dtype=np.int64).reshape(-1, 3), nre
 
 
 def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, gsave,

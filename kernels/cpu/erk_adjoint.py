@@ -29,7 +29,7 @@ from .rhs import eval_rhs
 from .rhs_grid import grid_param_vjp
 
 __all__ = ["vjp_apply", "erk_stages", "erk_step_adjoint", "erk_advance", "erk_reverse",
-           "erk_ensemble_gradient"]
+           "erk_ensemble_gradient", "erk_schedule"]
 
 
 @njit(cache=True)
@@ -228,3 +228,34 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
             g_u0[k, x] = lam_end[x] + lam[x]
         for j in range(npg):
             g_p[k, j] = pbar[j]
+
+
+@njit(cache=True)
+def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam, pbar, kbar):
+    """Run a recorded checkpointing schedule (``jitsolve.adjoint.checkpoint.record_schedule``)
+    in one compiled call: rows ``(0, i0, i1)`` advance, ``(1, i, _)`` reverse step ``i``,
+    ``(2, i, _)`` snapshot, ``(3, i, _)`` restore snapshot ``i`` (dropping those above).
+    At most ``C + 1`` states are held (the initial one and ``C``), plus the current one."""
+    n = u0.size
+    snaps = np.empty((C + 2, n))
+    keys = np.empty(C + 2, np.int64)
+    top = -1
+    cur = u0.copy()
+    buf = np.empty((1, n))
+    for q in range(ops.shape[0]):
+        op = ops[q, 0]
+        a = ops[q, 1]
+        if op == 0:
+            erk_advance(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False)
+        elif op == 1:
+            buf[0] = cur
+            erk_reverse(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after, lam,
+                        pbar, kbar)
+        elif op == 2:
+            top += 1
+            keys[top] = a
+            snaps[top] = cur
+        else:
+            while top > 0 and keys[top] > a:
+                top -= 1
+            cur[:] = snaps[top]
