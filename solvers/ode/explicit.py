@@ -15,6 +15,7 @@ import numpy as np
 
 from ...kernels.cpu import erk as _erk
 from ...kernels.cpu.callbacks import no_affect, no_condition
+from ...kernels.cpu.fastcall import call
 from ...kernels.cpu.rhs import zero_f
 
 __all__ = ["tableau", "tableau_arrays", "solve_erk", "solve_erk_ensemble", "make_stops",
@@ -100,7 +101,8 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
     ctrl = _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n)
     cb = callbacks if callbacks is not None else _no_callbacks(p)
     cap = 64 if every else savet.size + 1
-    res = _erk.erk_solve(rhs, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)), cb, cap)
+    res = call(_erk.erk_solve, rhs, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)),
+               cb, cap)
     (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
     # views, not copies: for a store-all adjoint ``u`` holds every state of a large grid
     return dict(t=ts[:nsave], u=us[:nsave], steps_t=st[:nsteps], steps_h=sh[:nsteps], dense_u=dus[:nsteps] if dense else None,
@@ -127,7 +129,7 @@ def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, 
     out = np.empty((N, savet.size, n))
     rcs = np.zeros(N, np.int64)
     stats = np.zeros((N, 5), np.int64)
-    _erk.erk_ensemble(f, lin if haslin else zero_f,
+    call(_erk.erk_ensemble, f, lin if haslin else zero_f,
                       np.ascontiguousarray(plin if plin is not None else np.zeros(0)), haslin,
                       u0s, ps, float(t0), tab, ctrl, stops, savet, cb, out, rcs, stats)
     return out, np.array([RETCODES[r] for r in rcs]), stats
