@@ -51,7 +51,11 @@ def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, 
                       K2, kd, unew, err, z, base, r, atol, rtol, eta)
 
 
-@njit(cache=True)
+# NOT disk-cached: loading a cached copy in a fresh process segfaults (reproduced with
+# perf/ode_startup.py: Rodas5P compiled in one process, loaded in the next, SIGSEGV;
+# Numba 0.68, first-class function arguments; the explicit loop loads fine).  Cause not
+# found; until it is, this loop compiles once per process (~20-60 s on 2 cores).
+@njit(cache=False)
 def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     """Integrate from ``(t0, u0)`` to ``stops[-1]`` with a stiff method; returns the tuple
     of :func:`jitsolve.kernels.cpu.erk.erk_solve`."""
