@@ -23,7 +23,7 @@ data = clean + 0.02 * np.random.default_rng(0).standard_normal(clean.shape)
 loss = js.L2Loss(t, data)
 js.check_gradient(prob, js.Tsit5(), loss, wrt="p", rtol=1e-8, atol=1e-8)
 res = js.fit(prob, js.Tsit5(), loss, p0=np.array([1.0, 1.5, 2.0, 1.5]), bounds=(0.1, 10.0),
-             rtol=1e-8, atol=1e-8, progress=True)
+             rtol=1e-8, atol=1e-8, progress=False)
 print(res)
 print("recovered", res.p, "true", p_true, "rel. error",
       np.linalg.norm(res.p - p_true) / np.linalg.norm(p_true))
