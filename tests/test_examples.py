@@ -1,7 +1,9 @@
-"""Every script in examples/ runs (small sizes), so the examples cannot rot."""
-import os
+"""Every script in examples/ runs (small sizes), so the examples cannot rot.
+
+They run in this process (``runpy``), so they reuse the kernels the other tests compiled.
+"""
 import pathlib
-import subprocess
+import runpy
 import sys
 
 import pytest
@@ -11,9 +13,10 @@ ARGS = {"conductivity_inverse.py": ["32", "0.01"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_runs(path):
-    env = dict(os.environ, JITSOLVE_EXAMPLES_SMALL="1", MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, str(path), *ARGS.get(path.name, [])], capture_output=True,
-                       text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip()
+def test_example_runs(path, monkeypatch, capsys):
+    monkeypatch.setenv("JITSOLVE_EXAMPLES_SMALL", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setattr(sys, "argv", [str(path), *ARGS.get(path.name, [])])
+    monkeypatch.syspath_prepend(str(path.parent))
+    runpy.run_path(str(path), run_name="__main__")
+    assert capsys.readouterr().out.strip()
