@@ -127,6 +127,7 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
     ``imex`` treats ``f`` explicitly and ``lin`` implicitly (ESDIRK methods with an
     explicit tableau).  Returns the raw dict of :func:`.explicit.solve_erk`.
     """
+    from ...kernels.cpu.fastcall import call
     from ...kernels.cpu.stiff import stiff_solve
     tab = stiff_tableau(name, imex)
     u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
@@ -149,8 +150,8 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
     ctrl = (np.array(ctrl[0]), np.array(ctrl[1])) + tuple(ctrl[2:])
     cb = callbacks if callbacks is not None else _no_callbacks(p)
     cap = 64 if every else savet.size + 1
-    res = stiff_solve(rhs, jd, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)), cb,
-                      cap)
+    res = call(stiff_solve, rhs, jd, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)),
+               cb, cap)
     (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
     return dict(t=ts[:nsave].copy(), u=us[:nsave].copy(), steps_t=st[:nsteps].copy(),
                 steps_h=sh[:nsteps].copy(), dense_u=dus[:nsteps] if dense else None,
