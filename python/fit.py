@@ -9,8 +9,11 @@ import time
 import numpy as np
 
 from .errors import InvalidProblemError
+from .log import get_logger
 
 __all__ = ["fit", "FitResult", "Tikhonov", "TotalVariation"]
+
+_log = get_logger("fit")
 
 
 class Tikhonov:
@@ -162,6 +165,8 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         gnorms.append(last["gnorm"])
         times.append(time.perf_counter() - t_start)
         iterates.append(xf.copy())
+        _log.info("fit iter %d: loss %.6e, |grad| %.3e, %.2f s", len(hist) - 1, hist[-1],
+                  gnorms[-1], times[-1])
         if progress:
             print(f"  iter {len(hist) - 1:4d}  loss {hist[-1]:.6e}  |grad| {gnorms[-1]:.3e}  "
                   f"{times[-1]:7.2f} s", flush=True)
@@ -181,6 +186,8 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
             f.create_dataset("loss", data=np.array(hist))
             f.create_dataset("grad_norm", data=np.array(gnorms))
             f.create_dataset("time", data=np.array(times))
+        _log.info("fit: wrote %d iterates to %s", len(iterates), log)
+    _log.info("fit wrt %s: %s after %d iterations, loss %.6e", wrt, res.message, res.nit, res.fun)
     return FitResult(p=res.x.reshape(shape), loss=float(res.fun), history=np.array(hist),
                      grad_norm=np.array(gnorms), times=np.array(times), success=bool(res.success),
                      message=str(res.message), nit=int(res.nit), nfev=int(res.nfev))

@@ -7,8 +7,10 @@ flattened) and a float64 time.  A function that is not jitted is compiled with
 :class:`jitsolve.errors.CompileError` naming it.
 """
 import inspect
+import time
 
 from .errors import CompileError, InvalidProblemError
+from .log import get_logger
 
 __all__ = ["ODEFunction", "compile_user_function", "compile_cfunc", "is_numba_function",
            "SIGNATURES"]
@@ -93,6 +95,7 @@ SIGNATURES = {
     "g_general": "void(float64[:, ::1], float64[::1], float64[::1], float64)",
 }
 
+_log = get_logger("compile")
 _CFUNC_CACHE = {}
 
 
@@ -103,7 +106,9 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     these few signatures, so each loop is compiled and disk-cached once for every user
     function (see DESIGN.md, "The user-function boundary").  The cfunc is disk-cached
     too where Numba can (a function defined in a file); a function Numba cannot
-    compile raises :class:`CompileError` naming it.
+    compile raises :class:`CompileError` naming it.  A function jitted with
+    ``numba.njit(parallel=True)`` keeps its threads (its ``prange`` loops run in
+    parallel): the way to make a right-hand side on a large grid cheap.
     """
     import numba
 
@@ -114,13 +119,19 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     sig = SIGNATURES[kind]
     _check_arity(f, argname, nargs)
     py = f.py_func if is_numba_function(f) else f
+    opts = {"parallel": True} if is_numba_function(f) and f.targetoptions.get("parallel") else {}
+    t0 = time.perf_counter()
     try:
-        cf = numba.cfunc(sig, cache=True)(py)
+        cf = numba.cfunc(sig, cache=True, **opts)(py)
+        how = "compiled or loaded from the disk cache"
     except Exception:
         # not cacheable (interactive, closure) or not compilable: the njit path below
         # raises CompileError naming the function when Numba cannot compile it
         compile_user_function(f, argname, sig, nargs=nargs)
-        cf = numba.cfunc(sig)(py)
+        cf = numba.cfunc(sig, **opts)(py)
+        how = "compiled (not cacheable: define it in a file to cache it)"
+    _log.debug("%s %r as %s: %s in %.3f s", argname, getattr(py, "__name__", py), kind, how,
+               time.perf_counter() - t0)
     _CFUNC_CACHE[key] = (f, cf)
     return cf
 

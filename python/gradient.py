@@ -17,16 +17,19 @@ With inhomogeneous boundary data, ``param_vjp`` differentiates the affine operat
 ``A(k) u + A.boundary_term()``: the gradient is that of the equation
 ``A(k) u = f - A.boundary_term()``, the way such problems are posed.
 """
+import time
+
 import numpy as np
 
 from .errors import InvalidProblemError, JitsolveError, UnsupportedAlgorithmError
+from .log import get_logger
 from .losses import Loss
 from .problems import LinearProblem
 
 __all__ = ["gradient", "register_gradient", "SolveFailedError"]
 
 _GRADIENTS = {}
-
+_log = get_logger("gradient")
 
 class SolveFailedError(JitsolveError, RuntimeError):
     """A solve inside ``gradient`` did not succeed, so no trustworthy gradient exists;
@@ -90,7 +93,12 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
             f"(supported: {', '.join(sorted(p.__name__ for p in _GRADIENTS))})")
     if not isinstance(loss, Loss):
         raise InvalidProblemError(f"loss: expected a js.Loss or js.L2Loss, got {type(loss).__name__}")
-    return impl(prob, alg, loss, wrt, sensealg, **solve_kw)
+    t0 = time.perf_counter()
+    out = impl(prob, alg, loss, wrt, sensealg, **solve_kw)
+    _log.debug("gradient %s/%s wrt %s (sensealg %s): %.4f s", type(prob).__name__,
+               type(alg).__name__, wrt, type(sensealg).__name__ if sensealg is not None
+               else "default", time.perf_counter() - t0)
+    return out
 
 
 def _check_solution(sol, what):

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from .errors import FileFormatError, InvalidProblemError
+from .log import get_logger
 from .retcodes import ReturnCode
 
 __all__ = ["save_solution", "load", "FORMAT", "FORMAT_VERSION"]
@@ -49,6 +50,7 @@ def save_solution(sol, path):
             f.attrs[k] = v
         for k, v in sol._arrays().items():
             f.create_dataset(k, data=np.asarray(v))
+    get_logger("io").info("wrote %s to %s", kind, path)
 
 
 def load(path):

@@ -9,19 +9,23 @@ The registry walks both classes' MROs, so an implementation registered for a bas
 algorithm class serves all its subclasses unless a more specific one exists.
 """
 import numbers
+import time
 
 import numpy as np
 
 from .algorithms import AbstractAlgorithm
 from .errors import BackendUnavailableError, InvalidProblemError, UnsupportedAlgorithmError
+from .log import get_logger
 from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProblem, SDEProblem,
                        SplitODEProblem)
+from .retcodes import ReturnCode
 from .validate import (check_finite, check_positive_float, check_positive_int, check_tolerances)
 
 __all__ = ["solve", "register", "registered", "BACKENDS"]
 
 BACKENDS = ("auto", "cpu", "cuda", "mpi")
 _REGISTRY = {}
+_log = get_logger("solve")
 
 _DE_DEFAULTS = dict(dt=None, adaptive=True, rtol=1e-3, atol=1e-6, saveat=None, tstops=None,
                     maxiters=100_000, dtmin=None, seed=None, save_noise=False, backend="auto",
@@ -161,4 +165,26 @@ def solve(prob, alg, **kwargs):
         raise UnsupportedAlgorithmError(
             f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build "
             f"(available: {', '.join(f'{p}/{a}' for p, a in registered()) or 'none yet'})")
-    return fn(prob, alg, **options)
+    t0 = time.perf_counter()
+    sol = fn(prob, alg, **options)
+    _log_outcome(prob, alg, sol, time.perf_counter() - t0)
+    return sol
+
+
+def _log_outcome(prob, alg, sol, seconds):
+    """DEBUG the dispatch and wall time; WARNING a solve that did not succeed."""
+    what = f"{type(prob).__name__}/{type(alg).__name__}"
+    rc = getattr(sol, "retcode", None)
+    failed = isinstance(rc, ReturnCode) and not rc.successful
+    codes = getattr(sol, "retcodes", None)
+    if failed and codes is not None:            # an ensemble: one retcode per trajectory
+        bad = sum(not c.successful for c in codes)
+        rc = f"{rc} ({bad} of {len(codes)} trajectories unsuccessful)"
+    _log.debug("solve %s: %.4f s, retcode %s", what, seconds, rc)
+    if failed:
+        t = getattr(sol, "t", None)
+        where = ""
+        if codes is None and t is not None and np.ndim(t) == 1 and np.size(t):
+            where = f" at t = {float(np.asarray(t)[-1]):.6g}"
+        _log.warning("solve %s ended with %s%s; the solution holds what was computed so far",
+                     what, rc, where)

@@ -80,12 +80,17 @@ def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
 
 def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e-6,
               adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000, tstops=None,
-              saveat=None, dense=False, callbacks=None):
+              saveat=None, dense=False, callbacks=None, hasf=True):
     """Integrate ``du/dt = f(u, p, t) [+ lin(u, plin, t)]`` with the tableau ``name``.
 
     ``f`` and ``lin`` are cfuncs of the fixed right-hand-side signature; ``saveat``
-    None saves every step; ``callbacks`` is the kernel's callback tuple (or None).
+    None saves every step; ``callbacks`` is the kernel's callback tuple (or None);
+    ``hasf`` False says that ``f`` is the zero placeholder (a purely linear problem).
     Returns a dict of plain arrays (see :func:`jitsolve.kernels.cpu.erk.erk_solve`).
+
+    Fixed steps on a large state (at least ``erk.PARALLEL_N`` entries) without callbacks
+    or dense output run in :func:`jitsolve.kernels.cpu.erk_large.erk_fixed` (threaded,
+    fused passes; the same states bit for bit).
     """
     tab = tableau_arrays(name)
     u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
@@ -100,9 +105,15 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
     stops = make_stops(float(t0), float(t1), tstops, savet)
     ctrl = _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n)
     cb = callbacks if callbacks is not None else _no_callbacks(p)
-    cap = 64 if every else savet.size + 1
-    res = call(_erk.erk_solve, rhs, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)),
-               cb, cap)
+    if (not adaptive and not dense and n >= _erk.PARALLEL_N and not cb[2] and not cb[8]
+            and (hasf or haslin)):
+        from ...kernels.cpu import erk_large
+        res = call(erk_large.erk_fixed, rhs, bool(hasf), u0, float(t0), tab, stops, float(dt),
+                   every, savet, int(maxiters))
+    else:
+        cap = 64 if every else savet.size + 1
+        res = call(_erk.erk_solve, rhs, u0, float(t0), tab, ctrl, stops,
+                   (every, savet, bool(dense)), cb, cap)
     (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
     # views, not copies: for a store-all adjoint ``u`` holds every state of a large grid
     return dict(t=ts[:nsave], u=us[:nsave], steps_t=st[:nsteps], steps_h=sh[:nsteps], dense_u=dus[:nsteps] if dense else None,
@@ -118,8 +129,10 @@ def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, 
     own step sizes, saved at the common times ``savet``.  Returns ``(u (N, nt, n),
     retcodes (N,) of names, stats (N, 5))``."""
     tab = tableau_arrays(name)
-    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
-    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    # writeable C copies where needed: a read-only row (a broadcast p, a frozen user
+    # array) does not match the cfunc signature of the user's function
+    u0s = np.require(u0s, dtype=np.float64, requirements=("C", "W"))
+    ps = np.require(ps, dtype=np.float64, requirements=("C", "W"))
     N, n = u0s.shape
     savet = np.ascontiguousarray(savet, dtype=np.float64)
     stops = make_stops(float(t0), float(t1), tstops, savet)
