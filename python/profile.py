@@ -31,6 +31,18 @@ machine's triad bandwidth (measured once per process when the block ends, unless
 The first call of an event carries Numba's compilation or cache load: its self time is
 shown in its own column (``1st``), and when an event has more calls the rates leave the
 first one out.
+
+FLOPs, where meaningful, are the floating-point operations of the discrete formula per
+cell, counted once (a face coefficient shared by two cells counts once): ``Laplacian``
+``5d - 1`` (per axis ``(u[i-1] + u[i+1] - 2 u[i]) / h^2``, then the axis sum),
+``Diffusion`` ``11d - 1`` (per axis a harmonic face mean ``2 k k' / (k + k')``, two fluxes
+and their difference), ``Advection`` ``4d - 1``, their transposes the same, ``param_vjp``
+``13d`` (Diffusion; the harmonic mean's two partial derivatives times the flux products)
+and ``4d`` (Advection), ``c*A`` and ``A + B`` one more per cell; an ODE solve whose
+right-hand side is a grid operator counts ``nf`` applies plus the stage combinations
+(``2 n`` per evaluation).  ``GFLOP/s`` is FLOPs over self time: the stencils are memory
+bound, so it sits far below the machine's peak by design -- the ``roofline`` column is
+the figure of merit, ``GFLOP/s`` says how much arithmetic the bytes carried.
 """
 import json
 import time
@@ -56,20 +68,23 @@ class _Frame:
 _STACK = []
 
 
-def _record(name, inclusive, self_time, nbytes):
+def _record(name, inclusive, self_time, nbytes, nflops=None):
     for prof in _ACTIVE:
         ev = prof.events.get(name)
         if ev is None:
             ev = prof.events[name] = dict(calls=0, time=0.0, inclusive=0.0, bytes=None,
-                                          first=self_time, first_bytes=nbytes)
+                                          first=self_time, first_bytes=nbytes, flops=None,
+                                          first_flops=nflops)
         ev["calls"] += 1
         ev["time"] += self_time
         ev["inclusive"] += inclusive
         if nbytes is not None:
             ev["bytes"] = (ev["bytes"] or 0) + int(nbytes)
+        if nflops is not None:
+            ev["flops"] = (ev.get("flops") or 0) + int(nflops)
 
 
-def _timed(name_fn, bytes_fn, fn):
+def _timed(name_fn, bytes_fn, fn, flops_fn=None):
     def wrapper(*args, **kwargs):
         fr = _Frame()
         _STACK.append(fr)
@@ -83,9 +98,10 @@ def _timed(name_fn, bytes_fn, fn):
         try:
             name = name_fn(*args)
             nbytes = bytes_fn(out, *args) if bytes_fn is not None else None
+            nflops = flops_fn(out, *args) if flops_fn is not None else None
         except Exception:   # never let bookkeeping break a user's run
-            name, nbytes = getattr(fn, "__name__", "?"), None
-        _record(name, incl, incl - fr.child, nbytes)
+            name, nbytes, nflops = getattr(fn, "__name__", "?"), None, None
+        _record(name, incl, incl - fr.child, nbytes, nflops)
         return out
     wrapper.__wrapped__ = fn
     wrapper.__doc__ = fn.__doc__
@@ -124,6 +140,48 @@ def _vjp_bytes(out, self, u, lam, *a, **k):
     if isinstance(self, Advection):
         return (2 + 2 * self.grid.ndim) * 8 * n
     return 4 * 8 * n
+
+
+# ------------------------------------------------------------------ FLOP counts
+def _op_flops_per_cell(op):
+    """FLOPs per cell of one apply of ``op`` (see the module docstring)."""
+    from .grid.operators import ScaledOperator, SumOperator, TransposedOperator
+    from .grid.stencils import Advection, Diffusion, Laplacian
+    if isinstance(op, TransposedOperator):
+        return _op_flops_per_cell(op.op)
+    if isinstance(op, ScaledOperator):
+        return _op_flops_per_cell(op.op) + 1
+    if isinstance(op, SumOperator):
+        return _op_flops_per_cell(op.a) + _op_flops_per_cell(op.b) + 1
+    d = op.grid.ndim
+    if isinstance(op, Diffusion):
+        return 11 * d - 1
+    if isinstance(op, Advection):
+        return 4 * d - 1
+    if isinstance(op, Laplacian):
+        return 5 * d - 1
+    raise TypeError(type(op).__name__)
+
+
+def _apply_flops(out, self, u, *a, **k):
+    return _op_flops_per_cell(self) * self.grid.size
+
+
+def _vjp_flops(out, self, u, lam, *a, **k):
+    from .grid.stencils import Advection
+    d = self.grid.ndim
+    return (4 * d if isinstance(self, Advection) else 13 * d) * self.grid.size
+
+
+def _solve_flops(sol, prob, alg, *a, **k):
+    from .grid.operators import GridOperator
+    import numpy as np
+    op = getattr(prob, "f", None)
+    st = getattr(sol, "stats", None)
+    nf = getattr(st, "nf", None)
+    if not isinstance(op, GridOperator) or nf is None or isinstance(st, np.ndarray):
+        return None
+    return int(nf) * (_op_flops_per_cell(op) + 2) * op.grid.size
 
 
 def _apply_name(self, *a, **k):
@@ -174,13 +232,15 @@ def _patch():
 
     for cls in (ops.GridOperator, ops.TransposedOperator, ops.ScaledOperator, ops.SumOperator):
         if "apply" in cls.__dict__:
-            put(cls, "apply", _timed(_apply_name, _apply_bytes, cls.__dict__["apply"]))
+            put(cls, "apply", _timed(_apply_name, _apply_bytes, cls.__dict__["apply"],
+                                     _apply_flops))
     for cls in (stencils.Diffusion, stencils.Advection):
         if "param_vjp" in cls.__dict__:
-            put(cls, "param_vjp", _timed(_vjp_name, _vjp_bytes, cls.__dict__["param_vjp"]))
+            put(cls, "param_vjp", _timed(_vjp_name, _vjp_bytes, cls.__dict__["param_vjp"],
+                                         _vjp_flops))
     reg = solve_mod._REGISTRY
     for key in list(reg):
-        put(reg, key, _timed(_solve_name, _solve_bytes, reg[key]))
+        put(reg, key, _timed(_solve_name, _solve_bytes, reg[key], _solve_flops))
     greg = gradient_mod._GRADIENTS
     for key in list(greg):
         put(greg, key, _timed(_gradient_name, None, greg[key]))
@@ -201,7 +261,8 @@ class Profile:
 
     Attributes
     ----------
-    events : dict name -> {"calls", "time" (self, s), "inclusive" (s), "bytes" (or None)}
+    events : dict name -> {"calls", "time" (self, s), "inclusive" (s), "bytes" (or None),
+        "flops" (or None), "first" / "first_bytes" / "first_flops" (the first call's)}
     wall : float
         Wall time of the whole block (s).
     bandwidth : float or None
@@ -245,13 +306,19 @@ class Profile:
         out = []
         for name, ev in self.events.items():
             # the first call carries the compile / cache load: rates use the others when any
-            t, b = ev["time"], ev["bytes"]
-            if ev["calls"] > 1 and b and ev.get("first_bytes") is not None:
-                t, b = t - ev["first"], b - ev["first_bytes"]
+            t, b, fl = ev["time"], ev["bytes"], ev.get("flops")
+            if ev["calls"] > 1:
+                t = t - ev["first"]
+                if b and ev.get("first_bytes") is not None:
+                    b = b - ev["first_bytes"]
+                if fl and ev.get("first_flops") is not None:
+                    fl = fl - ev["first_flops"]
             gbs = b / t / 1e9 if b and t > 0 else None
+            gflops = fl / t / 1e9 if fl and t > 0 else None
             frac = gbs / self.bandwidth if gbs is not None and self.bandwidth else None
             out.append(dict(name=name, calls=ev["calls"], time=ev["time"], inclusive=ev["inclusive"],
                             first=ev["first"], bytes=ev["bytes"], gbs=gbs, roofline=frac,
+                            flops=ev.get("flops"), gflops=gflops,
                             percent=100.0 * ev["time"] / self.wall if self.wall > 0 else None))
         out.sort(key=lambda r: -r["time"])
         return out
@@ -277,14 +344,15 @@ class Profile:
         bw = f"{self.bandwidth:.1f} GB/s" if self.bandwidth else "not measured"
         lines = [f"jitsolve profile: {self.wall:.3f} s wall, roofline = triad {bw}",
                  f"{'event':52s} {'calls':>7s} {'time (s)':>10s} {'%':>6s} {'incl (s)':>10s} {'1st (s)':>9s} "
-                 f"{'bytes':>10s} {'GB/s':>8s} {'roofline':>8s}"]
+                 f"{'bytes':>10s} {'GB/s':>8s} {'roofline':>8s} {'GFLOP/s':>8s}"]
         for r in self.rows:
             pct = f"{r['percent']:6.1f}" if r["percent"] is not None else f"{'-':>6s}"
             b = _si(r["bytes"]) if r["bytes"] else "-"
             g = f"{r['gbs']:8.2f}" if r["gbs"] is not None else f"{'-':>8s}"
             f = f"{r['roofline']:8.3f}" if r["roofline"] is not None else f"{'-':>8s}"
+            fl = f"{r['gflops']:8.2f}" if r["gflops"] is not None else f"{'-':>8s}"
             lines.append(f"{r['name'][:52]:52s} {r['calls']:7d} {r['time']:10.4f} {pct} "
-                         f"{r['inclusive']:10.4f} {r['first']:9.4f} {b:>10s} {g} {f}")
+                         f"{r['inclusive']:10.4f} {r['first']:9.4f} {b:>10s} {g} {f} {fl}")
         tot = sum(r["time"] for r in self.rows)
         lines.append(f"{'(profiled total; the rest is Python outside kernels)':52s} {'':7s} {tot:10.4f}")
         return "\n".join(lines)
@@ -327,7 +395,8 @@ def profile(bandwidth=None):
     -------
     Profile
         ``print(prof)`` prints the table (calls, self time, % of wall, inclusive time,
-        bytes moved, GB/s, fraction of the triad bandwidth) sorted by time;
+        bytes moved, GB/s, fraction of the triad bandwidth, GFLOP/s where meaningful)
+        sorted by time;
         ``prof.rows``, ``prof.events``, ``prof.to_json()``.
 
     Examples

@@ -84,7 +84,22 @@ def test_profile_lists_kernels_and_round_trips():
         js.solve(prob, js.Tsit5())
         d = js.solve(prob, js.Tsit5(), saveat=[0.5, 1.0]).u
         js.gradient(prob, js.Tsit5(), js.L2Loss([0.5, 1.0], d + 0.1), wrt="u0")
+        heat = js.solve(js.ODEProblem(L, u, (0.0, 1e-4)), js.RK4(), dt=1e-5)
     ev = prof.events
+    # FLOPs of the discrete formulas per cell (module docstring): 2-D Laplacian 9,
+    # Advection (and its transpose) 7, Diffusion param_vjp 26, c*A one more
+    assert ev["Laplacian.apply"]["flops"] == 4 * 9 * n
+    assert ev["Advection.T.apply"]["flops"] == 7 * n
+    assert ev["Diffusion.param_vjp"]["flops"] == 26 * n
+    assert ev["ScaledOperator.apply"]["flops"] == 10 * n
+    assert ev["solve ODEProblem/Tsit5"]["flops"] is None        # a user function: not counted
+    assert heat.stats.nf == 40
+    assert ev["solve ODEProblem/RK4"]["flops"] == 40 * (9 + 2) * n
+    lap = next(r for r in prof.rows if r["name"] == "Laplacian.apply")
+    e = ev["Laplacian.apply"]
+    assert lap["gflops"] == pytest.approx(3 * 9 * n / (e["time"] - e["first"]) / 1e9)
+    assert lap["gflops"] > 0 and next(r for r in prof.rows if r["name"].startswith(
+        "gradient"))["gflops"] is None
     assert ev["Laplacian.apply"]["calls"] == 4          # 3 direct + 1 inside -L
     assert ev["Laplacian.apply"]["bytes"] == 4 * 2 * 8 * n
     assert ev["Advection.T.apply"]["calls"] == 1
@@ -99,6 +114,7 @@ def test_profile_lists_kernels_and_round_trips():
     assert sum(r["time"] for r in rows) <= prof.wall * 1.0001
     text = str(prof)
     assert "Laplacian.apply" in text and "GB/s" in text and "roofline" in text
+    assert "GFLOP/s" in text
     s = prof.to_json()
     back = Profile.from_json(s)
     assert back.as_dict() == json.loads(s)
