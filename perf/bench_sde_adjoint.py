@@ -1,4 +1,6 @@
-"""Gradient / forward time of a 1,000-step EM solve (the SDE discrete adjoint).
+"""Gradient / forward time of 1,000-step SDE solves (the SDE discrete adjoint): EM,
+fixed-step SRA1, EulerHeun (Stratonovich) and Milstein (with its Milstein term
+``ggprime``).
 
 Nonlinear 2-state SDE with diagonal multiplicative noise, 4 parameters, loss on 10
 saved states; ``js.gradient`` (wrt p and u0) against ``js.solve`` at the same dt and
@@ -25,6 +27,12 @@ def nl_g(gu, u, p, t):
 def add_g(gu, u, p, t):
     gu[0] = p[3] * (1.0 + t)
     gu[1] = 0.5 * p[3]
+
+
+def nl_ggp(out, u, p, t):
+    """Milstein term of nl_g: g_i dg_i/du_i."""
+    out[0] = p[3] * np.sin(u[0]) * u[1] * (p[3] * np.cos(u[0]) * u[1])
+    out[1] = p[3] * u[1] / (1.0 + u[0] * u[0]) * (p[3] / (1.0 + u[0] * u[0]))
 
 
 def _best(fn, reps):
@@ -72,6 +80,21 @@ def main(reps=21):
     tsf, tsg = _best(sfwd, reps), _best(sgrad, reps)
     print(f"SRA1 fixed step: forward {tsf * 1e3:.3f} ms, gradient {tsg * 1e3:.3f} ms = "
           f"{tsg / tsf:.1f}x forward")
+    # EulerHeun on the Stratonovich reading, Milstein with the user's Milstein term
+    for name, alg, pr in [("EulerHeun", js.EulerHeun(),
+                           js.remake(prob, interpretation="stratonovich")),
+                          ("Milstein (ggprime)", js.Milstein(), js.remake(prob, ggprime=nl_ggp))]:
+        mfwd = lambda: js.solve(pr, alg, dt=dt, seed=1)                        # noqa: E731
+        mgrad = lambda: js.gradient(pr, alg, loss, wrt=("p", "u0"), dt=dt, seed=1)  # noqa: E731
+        mck = lambda: js.gradient(pr, alg, loss, wrt=("p", "u0"), dt=dt, seed=1,  # noqa: E731
+                                  sensealg=js.DiscreteAdjoint(checkpoints=16))
+        mfwd()
+        mgrad()
+        mck()
+        tmf, tmg, tmc = _best(mfwd, reps), _best(mgrad, reps), _best(mck, reps)
+        print(f"{name}: forward {tmf * 1e3:.3f} ms, gradient {tmg * 1e3:.3f} ms = "
+              f"{tmg / tmf:.1f}x forward; 16 checkpoints {tmc * 1e3:.3f} ms = "
+              f"{tmc / tmf:.1f}x")
 
 
 if __name__ == "__main__":

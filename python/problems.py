@@ -159,12 +159,25 @@ class SDEProblem(AbstractProblem):
         Number of Brownian motions (required for general noise; ``n`` for diagonal,
         1 for scalar).
     interpretation : {"ito", "stratonovich"}
+    ggprime : callable, optional
+        The Milstein term ``ggprime(out, u, p, t)`` (the name of DifferentialEquations.jl's
+        ``SDEFunction``): for diagonal noise ``out_i = g_i dg_i/du_i``, for scalar noise
+        ``out = (dg/du) g``.  Used by ``js.Milstein`` instead of complex-step
+        differentiation of ``g``, and needed by its discrete adjoint (which
+        differentiates it by complex step, so it must also compile for complex128
+        states and parameters).  Not for general noise.
+
+    References
+    ----------
+    P. E. Kloeden, E. Platen, *Numerical Solution of Stochastic Differential Equations*,
+    Springer (1992), sec. 10.3 (the Milstein scheme and its ``g g'`` term).
     """
 
-    _fields = ("f", "g", "u0", "tspan", "p", "noise", "nbrownian", "interpretation")
+    _fields = ("f", "g", "u0", "tspan", "p", "noise", "nbrownian", "interpretation",
+               "ggprime")
 
     def __init__(self, f, g, u0, tspan, p=None, *, noise="diagonal", nbrownian=None,
-                 interpretation="ito"):
+                 interpretation="ito", ggprime=None):
         self.u0 = _state(u0)
         if np.iscomplexobj(self.u0):
             raise InvalidProblemError("u0: SDEs are real; got a complex initial state")
@@ -192,6 +205,18 @@ class SDEProblem(AbstractProblem):
                else "void(float64[::1], float64[::1], float64[::1], float64)")
         self._g_raw = g   # the raw function, for the first-class (cfunc) form
         self.g = compile_user_function(g, "g", sig)
+        if ggprime is not None:
+            if self.noise == "general":
+                raise InvalidProblemError(
+                    "ggprime: the Milstein term is for diagonal or scalar noise, the problem has "
+                    "noise='general'")
+            if not callable(ggprime) or isinstance(ggprime, (GridOperator, ODEFunction)):
+                raise InvalidProblemError(
+                    f"ggprime: expected a function ggprime(out, u, p, t), got "
+                    f"{type(ggprime).__name__}")
+            compile_user_function(ggprime, "ggprime",
+                                  "void(float64[::1], float64[::1], float64[::1], float64)")
+        self.ggprime = ggprime
 
 
 class LinearProblem(AbstractProblem):
@@ -332,7 +357,7 @@ def remake(prob, **changes):
         nb = fields["nbrownian"] if (fields["noise"] == "general" or "nbrownian" in changes) else None
         return SDEProblem(fields["f"], fields["g"], fields["u0"], fields["tspan"], fields["p"],
                           noise=fields["noise"], nbrownian=nb,
-                          interpretation=fields["interpretation"])
+                          interpretation=fields["interpretation"], ggprime=fields["ggprime"])
     if cls is LinearProblem:
         return LinearProblem(fields["A"], fields["b"], x0=fields["x0"])
     if cls is EnsembleProblem:

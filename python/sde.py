@@ -97,11 +97,13 @@ class EulerHeun(_SDEMethod):
 class Milstein(_SDEMethod):
     """Milstein for diagonal and scalar noise, Itô (``dW^2 - h``) or Stratonovich (``dW^2``).
 
-    Strong order 1, weak order 1; fixed step.  The ``g' g`` term is computed by
-    complex-step differentiation of ``g`` (exact to rounding; ``g`` must then also compile
-    for complex128 states and parameters), or, when ``g`` does not compile for complex
-    numbers, by the derivative-free Runge-Kutta form ``(g(u + f h + g sqrt h) - g(u)) /
-    sqrt h`` (which assumes ``g_i`` depends on ``u_i`` only for diagonal noise).
+    Strong order 1, weak order 1; fixed step.  The ``g' g`` term is the problem's
+    ``ggprime`` when given (``js.SDEProblem(..., ggprime=...)``, evaluated through its
+    complex128 twin at real arguments; the discrete adjoint needs it), else it is
+    computed by complex-step differentiation of ``g`` (exact to rounding; ``g`` must then
+    also compile for complex128 states and parameters), or, when ``g`` does not compile
+    for complex numbers, by the derivative-free Runge-Kutta form ``(g(u + f h + g sqrt h)
+    - g(u)) / sqrt h`` (which assumes ``g_i`` depends on ``u_i`` only for diagonal noise).
 
     References
     ----------
@@ -221,7 +223,19 @@ def _prepare(prob, alg, o):
         gm = compile_cfunc(_dummy_mat, "g", "g_general")
     has_cs = False
     gc = None
-    if isinstance(alg, Milstein):
+    if isinstance(alg, Milstein) and prob.ggprime is not None:
+        # the user's Milstein term, through its complex twin at real arguments (the
+        # same function the discrete adjoint differentiates by complex step)
+        try:
+            gc = compile_cfunc(prob.ggprime, "ggprime", "f_complex")
+        except Exception as e:
+            raise UnsupportedAlgorithmError(
+                "ggprime: Milstein evaluates the Milstein term through its complex128 twin (the "
+                "discrete adjoint differentiates it by complex step), so ggprime must also "
+                f"compile for complex128 states and parameters (avoid abs, min, max): {e}"
+            ) from None
+        has_cs = 2
+    elif isinstance(alg, Milstein):
         try:
             gc = compile_cfunc(graw, "g", "f_complex")
             has_cs = True

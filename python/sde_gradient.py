@@ -13,13 +13,33 @@ memory, counting ``u0``); ``store=js.HDF5Store(path)`` keeps them on disk (the s
 is then driven from Python, one compiled call per step).  The gradient is bit-for-bit
 independent of the checkpointing choice.
 
-Covered: ``EM`` (Itô) and ``SRA1`` with ``adaptive=False`` (its stages reversed like an
-explicit RK step, ``I_(1,0)`` regenerated from the Lévy-area tree), diagonal or scalar
-noise, fixed steps ``dt``; the loss's times must lie on the step grid ``t0 + k dt`` (or
-be ``t1``).  Not yet: Milstein (its ``g' g`` term would need second derivatives of
-``g``), EulerHeun, SRIW1, general noise, adaptive steps.  ``g`` must compile for
-complex128 states and parameters (complex step; e.g. no ``abs``).
-``js.FiniteDifference()`` differentiates the whole solve with the same seed.
+Covered: ``EM`` (Itô), ``EulerHeun`` (Stratonovich; predictor recomputed, both stages
+reversed), ``Milstein`` (Itô or Stratonovich) when the problem supplies its Milstein
+term ``ggprime`` (``js.SDEProblem(..., ggprime=...)``), and ``SRA1`` with
+``adaptive=False`` (its stages reversed like an explicit RK step, ``I_(1,0)``
+regenerated from the Lévy-area tree); diagonal or scalar noise, fixed steps ``dt``; the
+loss's times must lie on the step grid ``t0 + k dt`` (or be ``t1``).  ``g`` (and
+``ggprime``) must compile for complex128 states and parameters (complex step; e.g. no
+``abs``).
+
+Milstein without ``ggprime`` raises ``UnsupportedAlgorithmError``: the forward then
+forms ``g' g`` by complex step of ``g``, and the exact derivative of that term needs
+second derivatives of ``g``.  A second complex-step direction does not give them
+exactly (both directions share one imaginary unit, ``i * i = -1``: the mixed term
+lands in the real part as ``-eps1 eps2 d2g``, lost against ``g``; the exact tools,
+multicomplex or hyper-dual numbers, would need ``g`` compiled for a number type Numba
+has no arrays of), and differences of first derivatives are not exact.  With
+``ggprime`` the term is a user function of ``(u, p, t)`` that the forward evaluates
+(through its complex twin) and the adjoint differentiates by complex step: exact.
+
+Not yet: SRIW1, general noise, adaptive steps.  ``js.FiniteDifference()`` differentiates
+the whole solve with the same seed (any method).
+
+References
+----------
+Griewank, Walther, *Evaluating Derivatives*, 2nd ed., SIAM (2008) (reverse mode;
+binomial checkpointing, ch. 12); Kloeden, Platen, *Numerical Solution of Stochastic
+Differential Equations*, Springer (1992), sec. 9.1, 10.3, 11.1 (EM, Milstein, Heun).
 """
 import functools
 
@@ -90,7 +110,9 @@ def _record_schedule(N, C):
     return actions, most[0], nre
 
 
-def _vjp_sources(prob, wrt):
+def _vjp_sources(prob, wrt, phic=None):
+    """VJP sources of ``f``, ``g`` (and of the Milstein term's complex twin ``phic``
+    when given); returns ``(vjf, vjg, vjd or None, np_grad)``."""
     from .adjoint.vjp import make_vjp_source
     from .functions import compile_cfunc
     n = prob.u0.size
@@ -107,7 +129,8 @@ def _vjp_sources(prob, wrt):
             f"complex128 states and parameters (avoid abs, min, max, comparisons): {e}") from None
     sparsity = prob.f.jac_sparsity
     out = []
-    for c, sps in ((fc, sparsity), (gc, None)):
+    srcs = [(fc, sparsity), (gc, None)] + ([(phic, None)] if phic is not None else [])
+    for c, sps in srcs:
         key = (id(c), n, p.size, np_grad, id(sps))
         hit = _VJ_CACHE.get(key)
         if hit is None or hit[0] is not c or hit[1] is not sps:
@@ -115,23 +138,26 @@ def _vjp_sources(prob, wrt):
             hit = (c, sps, make_vjp_source(c, p, True, n, sparsity=sps, np_grad=np_grad))
             _VJ_CACHE[key] = hit
         out.append(hit[2])
-    return out[0], out[1], np_grad
+    return out[0], out[1], (out[2] if phic is not None else None), np_grad
 
 
 def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
-    """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM / SRA1 discrete
-    adjoint."""
+    """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM / EulerHeun /
+    Milstein / SRA1 discrete adjoint."""
     from .adjoint.checkpoint import binomial_reverse
     from .kernels.cpu import sde_adjoint as K
-    from .sde import EM, SRA1, _prepare
+    from .sde import EM, SRA1, EulerHeun, Milstein, _prepare
     from .sensitivity import _loss_times
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.sde.driver import schedule, solve_path
-    if not isinstance(alg, (EM, SRA1)):
+    if not isinstance(alg, (EM, EulerHeun, Milstein, SRA1)):
         raise UnsupportedAlgorithmError(
-            f"alg: the SDE discrete adjoint covers EM and fixed-step SRA1 in this build; "
-            f"{type(alg).__name__} is not supported yet (use js.FiniteDifference())")
+            f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein and fixed-step SRA1 "
+            f"in this build; {type(alg).__name__} is not supported yet (use "
+            f"js.FiniteDifference())")
     sra = isinstance(alg, SRA1)
+    heun = isinstance(alg, EulerHeun)
+    mil = isinstance(alg, Milstein)
     if sra and solve_kw.get("adaptive", True):
         raise UnsupportedAlgorithmError(
             "adaptive: the SDE discrete adjoint needs fixed steps; pass adaptive=False and dt "
@@ -139,6 +165,14 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     if prob.noise not in ("diagonal", "scalar"):
         raise UnsupportedAlgorithmError(
             f"noise: the SDE discrete adjoint covers diagonal and scalar noise, not {prob.noise!r}")
+    if mil and prob.ggprime is None:
+        raise UnsupportedAlgorithmError(
+            "ggprime: the Milstein discrete adjoint needs the Milstein term as a function; "
+            "without it the forward forms g'g by complex step of g and its exact derivative "
+            "would need second derivatives of g.  Pass the derivative: js.SDEProblem(f, g, "
+            "..., ggprime=ggp) with ggp(out, u, p, t) writing out_i = g_i dg_i/du_i (diagonal "
+            "noise) or out = (dg/du) g (scalar noise), compilable for complex128 (or use "
+            "js.FiniteDifference())")
     unknown = set(solve_kw) - set(_DE_DEFAULTS)
     if unknown:
         raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of solve for SDEProblem")
@@ -155,7 +189,8 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     sch = schedule((t0, t1), kw["dt"], False, None)
     ks = _grid_rows(sch, t_data, t0, t1)
     all_states = sensealg.checkpoints == "all"
-    vjf, vjg, np_grad = _vjp_sources(prob, wrt)
+    phic = funcs[3] if mil else None        # complex twin of ggprime (kw["has_cs"] == 2)
+    vjf, vjg, vjd, np_grad = _vjp_sources(prob, wrt, phic)
     u0 = np.ascontiguousarray(prob.u0, dtype=np.float64).ravel()
     p = np.ascontiguousarray(prob.p, dtype=np.float64)
     n = u0.size
@@ -178,8 +213,8 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         else:
             save_after[k - 1] = j
     geo = np.array([t0, t1 - t0, sch.xstep], dtype=np.float64)
-    ip = np.array([N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1, prob.nbrownian],
-                  dtype=np.int64)
+    ip = np.array([N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1, prob.nbrownian,
+                   int(prob.interpretation == "stratonovich")], dtype=np.int64)
     seed = np.uint64(kw["seed"])
     traj = np.uint64(0)
     f, gv = funcs[0], funcs[1]
@@ -188,7 +223,35 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     nre = 0
     fc, vjf_r = K.split_vjp_source(vjf)
     gc, vjg_r = K.split_vjp_source(vjg)
-    if sra:
+    if heun:
+        tf, ti = K.em_tree(int(ip[3]), seed, traj)
+
+        def adv(cur, i0, i1, buf):
+            K.heun_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+
+        def rev(states, i0, i1):
+            K.heun_reverse(f, gv, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
+                           i0, i1, g, save_after, lam, pbar)
+
+        def checkpointed(actions, nslots):
+            K.heun_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj,
+                                actions, nslots, g, save_after, lam, pbar)
+    elif mil:
+        tf, ti = K.em_tree(int(ip[3]), seed, traj)
+        _, vjd_r = K.split_vjp_source(vjd)
+
+        def adv(cur, i0, i1, buf):
+            K.milstein_advance(f, gv, phic, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf,
+                               False)
+
+        def rev(states, i0, i1):
+            K.milstein_reverse(f, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, states, geo, ip, seed,
+                               traj, tf, ti, i0, i1, g, save_after, lam, pbar)
+
+        def checkpointed(actions, nslots):
+            K.milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, u0, geo, ip,
+                                    seed, traj, actions, nslots, g, save_after, lam, pbar)
+    elif sra:
         tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
         tf, ti = K.sra_tree(int(ip[3]), seed, traj)
 
@@ -198,6 +261,10 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         def rev(states, i0, i1):
             K.sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf,
                           ti, i0, i1, g, save_after, lam, pbar)
+
+        def checkpointed(actions, nslots):
+            K.sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj,
+                               actions, nslots, g, save_after, lam, pbar)
     else:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
 
@@ -207,16 +274,15 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         def rev(states, i0, i1):
             K.em_reverse(f, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0,
                          i1, g, save_after, lam, pbar)
+
+        def checkpointed(actions, nslots):
+            K.em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
+                              nslots, g, save_after, lam, pbar)
     if all_states:
         rev(np.ascontiguousarray(u), 0, N)
     elif sensealg.store is None:
         actions, nslots, nre = _record_schedule(N, int(sensealg.checkpoints))
-        if sra:
-            K.sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj,
-                               actions, nslots, g, save_after, lam, pbar)
-        else:
-            K.em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
-                              nslots, g, save_after, lam, pbar)
+        checkpointed(actions, nslots)
     else:
         # snapshots on disk: the schedule is driven from Python, one compiled call per step
         snaps = sensealg.store

@@ -1,7 +1,8 @@
-"""Discrete adjoint of SDE solves (EM and fixed-step SRA1, diagonal and scalar noise): the
-gradient against central differences of the whole solve with the same seed, a
-dot-product test of the reverse sweep, checkpointing variants bit-for-bit equal, the
-regenerated noise equal to the forward's, bad inputs."""
+"""Discrete adjoint of SDE solves (EM, EulerHeun, Milstein with ggprime and fixed-step
+SRA1; diagonal and scalar noise): the gradient against central differences of the whole
+solve with the same seed, dot-product tests of the reverse sweep and of single reverse
+steps, checkpointing variants bit-for-bit equal, recomputed states and regenerated noise
+equal to the forward's, bad inputs."""
 import numpy as np
 import pytest
 
@@ -45,11 +46,33 @@ def add_g(gu, u, p, t):
     gu[1] = 0.5 * p[3]
 
 
+def nl_ggp(out, u, p, t):
+    # Milstein term of nl_g (diagonal): g_i dg_i/du_i
+    out[0] = p[3] * np.sin(u[0]) * u[1] * (p[3] * np.cos(u[0]) * u[1])
+    out[1] = p[3] * u[1] / (1.0 + u[0] * u[0]) * (p[3] / (1.0 + u[0] * u[0]))
+
+
+def sc_ggp(out, u, p, t):
+    # Milstein term of sc_g (scalar): (dg/du) g
+    g0 = p[3] * u[0] * u[1]
+    g1 = p[3] * np.cos(u[0])
+    out[0] = p[3] * u[1] * g0 + p[3] * u[0] * g1
+    out[1] = -p[3] * np.sin(u[0]) * g0
+
+
 GBM = js.SDEProblem(gbm_f, gbm_g, np.array([1.0]), (0.0, 1.0), np.array([0.4, 0.6]))
 NL = js.SDEProblem(nl_f, nl_g, np.array([1.0, 0.7]), (0.0, 1.0), np.array([1.1, 0.6, 0.8, 0.3]))
 ADD = js.SDEProblem(nl_f, add_g, np.array([1.0, 0.7]), (0.0, 1.0), np.array([1.1, 0.6, 0.8, 0.3]))
 SC = js.SDEProblem(nl_f, sc_g, np.array([1.0, 0.7]), (0.0, 1.0), np.array([1.1, 0.6, 0.8, 0.3]),
                    noise="scalar")
+# Stratonovich twins for EulerHeun; the Milstein term supplied for Milstein
+NL_S = js.remake(NL, interpretation="stratonovich")
+SC_S = js.remake(SC, interpretation="stratonovich")
+NL_M = js.remake(NL, ggprime=nl_ggp)
+SC_M = js.remake(SC, ggprime=sc_ggp)
+NEW_METHODS = [(js.EulerHeun(), NL_S), (js.EulerHeun(), SC_S), (js.Milstein(), NL_M),
+               (js.Milstein(), SC_M)]
+NEW_IDS = ["heun-diagonal", "heun-scalar", "milstein-diagonal", "milstein-scalar"]
 
 
 def _loss(prob, td):
@@ -207,8 +230,10 @@ def test_check_gradient_taylor_order():
 def test_bad_inputs():
     td = np.array([0.5, 1.0])
     loss = _loss(NL, td)
-    with pytest.raises(UnsupportedAlgorithmError, match="EM"):
-        js.gradient(NL, js.EulerHeun(), loss, dt=0.01)
+    with pytest.raises(UnsupportedAlgorithmError, match="SRIW1 is not supported"):
+        js.gradient(NL, js.SRIW1(), loss, dt=2.0 ** -6, adaptive=False)
+    with pytest.raises(UnsupportedAlgorithmError, match="stratonovich"):
+        js.gradient(NL, js.EulerHeun(), loss, dt=2.0 ** -6)
     with pytest.raises(UnsupportedAlgorithmError, match="adaptive=False"):
         js.gradient(ADD, js.SRA1(), loss, dt=2.0 ** -6)
     with pytest.raises(InvalidProblemError, match="step grid"):
@@ -237,3 +262,217 @@ def test_bad_inputs():
     noparam = js.SDEProblem(ou_f, ou_g, np.array([1.0]), (0.0, 1.0))
     with pytest.raises(InvalidProblemError, match="parameters"):
         js.gradient(noparam, js.EM(), _loss(noparam, td), wrt="p", dt=2.0 ** -6)
+
+
+# ------------------------------------------------------------ EulerHeun and Milstein
+@pytest.mark.parametrize("alg,prob", NEW_METHODS, ids=NEW_IDS)
+def test_heun_milstein_adjoint_matches_central_differences(alg, prob):
+    _check(prob, np.array([0.0, 0.25, 0.5, 1.0]), alg=alg, dt=2.0 ** -6, seed=11)
+
+
+def test_milstein_stratonovich_and_non_dyadic_grid():
+    # Stratonovich Milstein (dW^2 in place of dW^2 - h) on 50 steps, another span
+    prob = js.remake(NL_M, interpretation="stratonovich", tspan=(0.5, 2.0))
+    dt = 0.03
+    td = 0.5 + dt * np.array([10, 20, 50])
+    td[-1] = 2.0
+    _check(prob, td, alg=js.Milstein(), dt=dt, seed=5)
+
+
+def test_heun_non_dyadic_grid():
+    prob = js.remake(NL_S, tspan=(0.5, 2.0))
+    dt = 0.03
+    td = 0.5 + dt * np.array([10, 20, 50])
+    td[-1] = 2.0
+    _check(prob, td, alg=js.EulerHeun(), dt=dt, seed=5)
+
+
+@pytest.mark.parametrize("alg,prob", NEW_METHODS, ids=NEW_IDS)
+def test_heun_milstein_checkpoint_variants_are_bitwise_equal(alg, prob, tmp_path):
+    td = np.array([0.125, 0.5, 0.75, 1.0])
+    loss = _loss(prob, td)
+    kw = dict(wrt=("p", "u0"), dt=2.0 ** -6, seed=9)
+    v, g = js.gradient(prob, alg, loss, sensealg=js.DiscreteAdjoint(), **kw)
+    variants = [js.DiscreteAdjoint(checkpoints=1), js.DiscreteAdjoint(checkpoints=4),
+                js.DiscreteAdjoint(checkpoints="binomial"),
+                js.DiscreteAdjoint(checkpoints=3, store=js.HDF5Store(tmp_path / "ck.h5"))]
+    for sa in variants:
+        v2, g2 = js.gradient(prob, alg, loss, sensealg=sa, **kw)
+        assert v2 == v
+        for k in g:
+            assert np.array_equal(g[k], g2[k]), (sa.checkpoints, k)
+
+
+def _kernel_setup(prob, alg, dt, seed):
+    """The packed arguments of the sde_adjoint kernels for one path (as sde_gradient
+    builds them), u0 VJPs only."""
+    from jitsolve.kernels.cpu import sde_adjoint as K
+    from jitsolve.sde import _prepare
+    from jitsolve.sde_gradient import _vjp_sources
+    from jitsolve.solve import _DE_DEFAULTS
+    from jitsolve.solvers.sde.driver import schedule
+    _, funcs, kw = _prepare(prob, alg, dict(_DE_DEFAULTS, dt=dt, seed=seed))
+    sch = schedule(kw["tspan"], dt, False, None)
+    t0, t1 = kw["tspan"]
+    mil = isinstance(alg, js.Milstein)
+    phic = funcs[3] if mil else None
+    vjf, vjg, vjd, _ = _vjp_sources(prob, ("u0",), phic)
+    fc, vjf_r = K.split_vjp_source(vjf)
+    gc, vjg_r = K.split_vjp_source(vjg)
+    vjd_r = K.split_vjp_source(vjd)[1] if mil else None
+    return dict(K=K, f=funcs[0], gv=funcs[1], phic=phic, fc=fc, gc=gc, vjf_r=vjf_r,
+                vjg_r=vjg_r, vjd_r=vjd_r, N=sch.N, mil=mil,
+                geo=np.array([t0, t1 - t0, sch.xstep]),
+                ip=np.array([sch.N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1,
+                             prob.nbrownian, int(prob.interpretation == "stratonovich")],
+                            dtype=np.int64),
+                seed=np.uint64(seed), traj=np.uint64(0))
+
+
+def _advance(a, u, i0, i1, states, store):
+    K = a["K"]
+    tf, ti = K.em_tree(int(a["ip"][3]), a["seed"], a["traj"])
+    if a["mil"]:
+        K.milstein_advance(a["f"], a["gv"], a["phic"], P_LIN, u, a["geo"], a["ip"], a["seed"],
+                           a["traj"], tf, ti, i0, i1, states, store)
+    else:
+        K.heun_advance(a["f"], a["gv"], P_LIN, u, a["geo"], a["ip"], a["seed"], a["traj"], tf,
+                       ti, i0, i1, states, store)
+
+
+def _reverse(a, states, i0, i1, lam):
+    K = a["K"]
+    n = lam.size
+    tf, ti = K.em_tree(int(a["ip"][3]), a["seed"], a["traj"])
+    gsave = np.zeros((1, n))
+    save_after = -np.ones(a["N"], dtype=np.int64)
+    pbar = np.zeros(0)
+    if a["mil"]:
+        K.milstein_reverse(a["f"], a["fc"], a["gc"], a["phic"], a["vjf_r"], a["vjg_r"],
+                           a["vjd_r"], P_LIN, states, a["geo"], a["ip"], a["seed"], a["traj"],
+                           tf, ti, i0, i1, gsave, save_after, lam, pbar)
+    else:
+        K.heun_reverse(a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["vjg_r"], P_LIN, states,
+                       a["geo"], a["ip"], a["seed"], a["traj"], tf, ti, i0, i1, gsave,
+                       save_after, lam, pbar)
+
+
+# a linear SDE (coupled drift, multiplicative noise coupling the states): every step is a
+# linear map u' = M_i u, so the reverse step must be its exact transpose
+def lin_f(du, u, p, t):
+    du[0] = p[0] * u[0] + p[1] * u[1]
+    du[1] = -p[1] * u[0] + p[0] * u[1] + p[2] * u[2]
+    du[2] = p[2] * u[0] - u[2]
+
+
+def lin_g(gu, u, p, t):
+    gu[0] = p[3] * u[0]
+    gu[1] = p[3] * u[1] - 0.2 * p[3] * u[0]
+    gu[2] = 0.5 * u[2] + p[3] * u[1]
+
+
+def lin_ggp(out, u, p, t):          # diagonal: g_i dg_i/du_i
+    out[0] = p[3] * u[0] * p[3]
+    out[1] = (p[3] * u[1] - 0.2 * p[3] * u[0]) * p[3]
+    out[2] = (0.5 * u[2] + p[3] * u[1]) * 0.5
+
+
+def lin_gs(gu, u, p, t):            # scalar noise
+    gu[0] = p[3] * u[1]
+    gu[1] = p[3] * u[0] - 0.3 * u[2]
+    gu[2] = 0.4 * u[0]
+
+
+def lin_gsp(out, u, p, t):          # scalar: (dg/du) g
+    g0 = p[3] * u[1]
+    g1 = p[3] * u[0] - 0.3 * u[2]
+    g2 = 0.4 * u[0]
+    out[0] = p[3] * g1
+    out[1] = p[3] * g0 - 0.3 * g2
+    out[2] = 0.4 * g0
+
+
+P_LIN = np.array([-0.3, 0.7, 0.2, 0.5])
+_U0 = np.array([0.3, -0.2, 0.9])
+LIN = [(js.EulerHeun(), js.SDEProblem(lin_f, lin_g, _U0, (0.0, 1.0), P_LIN,
+                                      interpretation="stratonovich")),
+       (js.EulerHeun(), js.SDEProblem(lin_f, lin_gs, _U0, (0.0, 1.0), P_LIN, noise="scalar",
+                                      interpretation="stratonovich")),
+       (js.Milstein(), js.SDEProblem(lin_f, lin_g, _U0, (0.0, 1.0), P_LIN, ggprime=lin_ggp)),
+       (js.Milstein(), js.SDEProblem(lin_f, lin_gs, _U0, (0.0, 1.0), P_LIN, noise="scalar",
+                                     ggprime=lin_gsp))]
+
+
+@pytest.mark.parametrize("alg,prob", LIN, ids=NEW_IDS)
+def test_heun_milstein_reverse_step_dot_product(alg, prob):
+    rng = np.random.default_rng(1)
+    a = _kernel_setup(prob, alg, 2.0 ** -5, 4)
+    for i in (0, 13, a["N"] - 1):
+        w, v = rng.standard_normal(3), rng.standard_normal(3)
+        Mv = v.copy()
+        _advance(a, Mv, i, i + 1, np.zeros((1, 3)), False)       # M_i v
+        lam = w.copy()
+        # the step is linear: its transpose does not depend on the stored state
+        _reverse(a, rng.standard_normal((1, 3)), i, i + 1, lam)  # M_i^T w
+        assert lam @ v == pytest.approx(w @ Mv, rel=1e-13, abs=1e-15)
+    # and the whole sweep through js.gradient
+    w, v = rng.standard_normal(3), rng.standard_normal(3)
+    pv = js.remake(prob, u0=v)
+    loss = js.Loss(lambda u: float(u[0] @ w), lambda u: np.broadcast_to(w, u.shape).copy())
+    loss.t_data = np.array([1.0])
+    _, g = js.gradient(pv, alg, loss, wrt="u0", dt=2.0 ** -5, seed=4)
+    Mv = js.solve(pv, alg, dt=2.0 ** -5, seed=4).u[-1]
+    assert g["u0"] @ v == pytest.approx(w @ Mv, rel=1e-12)
+
+
+@pytest.mark.parametrize("alg,prob", NEW_METHODS, ids=NEW_IDS)
+@pytest.mark.parametrize("dt", [2.0 ** -7, 0.013], ids=["dyadic", "deep-leaf"])
+def test_heun_milstein_recomputed_states_equal_the_forward(alg, prob, dt):
+    a = _kernel_setup(prob, alg, dt, 7)
+    fwd = js.solve(prob, alg, dt=dt, seed=7)
+    u = prob.u0.copy()
+    states = np.zeros((a["N"], 2))
+    K = a["K"]
+    tf, ti = K.em_tree(int(a["ip"][3]), a["seed"], a["traj"])
+    if a["mil"]:
+        K.milstein_advance(a["f"], a["gv"], a["phic"], prob.p, u, a["geo"], a["ip"], a["seed"],
+                           a["traj"], tf, ti, 0, a["N"], states, True)
+    else:
+        K.heun_advance(a["f"], a["gv"], prob.p, u, a["geo"], a["ip"], a["seed"], a["traj"], tf,
+                       ti, 0, a["N"], states, True)
+    assert np.array_equal(states, fwd.u[:-1])
+    assert np.array_equal(u, fwd.u[-1])
+
+
+@pytest.mark.parametrize("base,ggp", [(NL, NL_M), (SC, SC_M)], ids=["diagonal", "scalar"])
+def test_milstein_ggprime_forward_matches_complex_step_of_g(base, ggp):
+    # the user's Milstein term replaces complex-step differentiation of g in the forward
+    a = js.solve(base, js.Milstein(), dt=2.0 ** -6, seed=3).u
+    b = js.solve(ggp, js.Milstein(), dt=2.0 ** -6, seed=3).u
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
+def test_milstein_adjoint_needs_ggprime():
+    loss = _loss(NL, np.array([0.5, 1.0]))
+    with pytest.raises(UnsupportedAlgorithmError, match="ggprime.*second derivatives"):
+        js.gradient(NL, js.Milstein(), loss, dt=2.0 ** -6)
+    # finite differences of the whole solve still work
+    js.gradient(NL, js.Milstein(), loss, dt=2.0 ** -6, sensealg=js.FiniteDifference())
+
+    def gm(G, u, p, t):
+        G[0, 0] = 0.1
+        G[1, 0] = 0.1
+
+    with pytest.raises(InvalidProblemError, match="ggprime"):
+        js.SDEProblem(nl_f, gm, np.array([1.0, 0.7]), (0.0, 1.0), NL.p, noise="general",
+                      nbrownian=1, ggprime=nl_ggp)
+    with pytest.raises(InvalidProblemError, match="ggprime"):
+        js.SDEProblem(nl_f, nl_g, np.array([1.0, 0.7]), (0.0, 1.0), NL.p, ggprime=3.0)
+
+    def ggp_real(out, u, p, t):          # comparisons do not compile for complex128
+        out[0] = u[0] if u[0] > 0.0 else 0.0
+        out[1] = 0.0
+
+    bad = js.remake(NL, ggprime=ggp_real)
+    with pytest.raises(UnsupportedAlgorithmError, match="ggprime.*complex128"):
+        js.solve(bad, js.Milstein(), dt=2.0 ** -6)

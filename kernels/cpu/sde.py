@@ -55,7 +55,8 @@ STREAM_MID = 0
 STREAM_LEAF = 1
 SQRT3 = np.sqrt(3.0)
 
-#: names of the packed scalar parameters (fpar: float64, ipar: int64)
+#: names of the packed scalar parameters (fpar: float64, ipar: int64); Milstein's
+#: ``has_cs``: 0 derivative-free, 1 complex step of g, 2 the user's ggprime (``gc`` its twin)
 FPAR = ("t0", "t1", "dt", "dtmin", "xstep", "safety", "qmin", "qmax", "beta1", "beta2",
         "delta", "eps_cs")
 IPAR = ("method", "noise", "m", "nerr", "adaptive", "maxiters", "nsteps", "maxdepth",
@@ -434,11 +435,13 @@ def _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk):
 
 @njit(cache=True)
 def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs, strat, eps):
-    """Milstein for diagonal and scalar noise.  The g'g term comes from complex-step
-    differentiation of g (exact to rounding) when g compiles for complex states
-    (diagonal: d g_i / d u_i, one evaluation per component; scalar: the directional
-    derivative J_g g in one evaluation), else from the derivative-free Runge-Kutta
-    form (g(u + f h + g sqrt h) - g(u)) / sqrt h (Kloeden & Platen 11.1)."""
+    """Milstein for diagonal and scalar noise.  The g'g term is the user's Milstein term
+    ``ggprime`` when ``has_cs == 2`` (then ``gc`` is its complex twin, evaluated at real
+    arguments), else comes from complex-step differentiation of g (exact to rounding)
+    when g compiles for complex states (diagonal: d g_i / d u_i, one evaluation per
+    component; scalar: the directional derivative J_g g in one evaluation), else from
+    the derivative-free Runge-Kutta form (g(u + f h + g sqrt h) - g(u)) / sqrt h
+    (Kloeden & Platen 11.1)."""
     n = u.size
     ha = abs(hs)
     sq = np.sqrt(ha)
@@ -450,7 +453,15 @@ def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs,
     f(F0, u, p, t)
     gv(G0, u, p, t)
     nf = 1
-    if has_cs:
+    if has_cs == 2:
+        uc = cwk[0]
+        gcv = cwk[1]
+        for i in range(n):
+            uc[i] = u[i]
+        gc(gcv, uc, pc, t)
+        for i in range(n):
+            D[i] = gcv[i].real
+    elif has_cs:
         uc = cwk[0]
         gcv = cwk[1]
         if noise == DIAGONAL:
@@ -797,7 +808,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         elif method == MILSTEIN:
             nf += _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk,
                                  has_cs, strat, eps_cs)
-            ng += 1 + (n if (has_cs and noise == DIAGONAL) else 1)
+            ng += 1 + (n if (has_cs == 1 and noise == DIAGONAL) else 1)
         elif method == SRI:
             nf += _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err,
                             wk, chi)

@@ -1,5 +1,9 @@
-"""Discrete adjoint of fixed-step Euler-Maruyama (Itô) solves (CPU, Numba), with the
-Brownian increments regenerated from the virtual Brownian tree, never stored.
+"""Discrete adjoints of fixed-step SDE solves (CPU, Numba): Euler-Maruyama (Itô),
+Euler-Heun (Stratonovich), Milstein (with the user's Milstein term ``ggprime``) and SRA1,
+with the Brownian increments regenerated from the virtual Brownian tree, never stored.
+Each method has an ``*_advance`` (redo steps with the forward's arithmetic, bit for
+bit), an ``*_reverse`` (reverse steps from stored states) and an ``*_checkpointed``
+(run a recorded binomial schedule in one compiled call) kernel.
 
 One EM step of a fixed grid ``x_k`` (normalised time; ``x_k = k xstep``, ``x_N = 1``)::
 
@@ -17,14 +21,23 @@ the increments are bit-identical to the forward solve's.  The step's adjoint is:
 
 every product by complex step of the complex twins of ``f`` and ``g`` through
 :func:`jitsolve.kernels.cpu.erk_adjoint.vjp_apply` (two VJP-source tuples, ``vjf`` and
-``vjg``).  ``geo = (t0, span, xstep)``; ``ip = (N, maxdepth, noise, m)``.
+``vjg``).  ``geo = (t0, span, xstep)``; ``ip = (N, maxdepth, noise, m, strat)`` (``strat``
+read by Milstein only).
+
+Euler-Heun and Milstein are reversed the same way (see their sections below).
 
 References
 ----------
-Kloeden, Platen (1992), sec. 9.1 (EM); Li, Wong, Chen, Duvenaud, *Scalable gradients
-for stochastic differential equations* (2020) and Kidger et al., *Efficient and
-accurate gradients for neural SDEs* (2021) (regenerating noise from a Brownian tree in
-the backward pass); Giles, Glasserman, *Smoking adjoints* (2006) (pathwise adjoints).
+Kloeden, Platen (1992), sec. 9.1 (EM), 10.3 (Milstein), 11.1 (Heun); Rößler,
+*Runge-Kutta methods for Stratonovich stochastic differential equation systems with
+commutative noise*, J. Comput. Appl. Math. 164 (2004) (stochastic Heun); Burrage,
+Burrage, Tian, *Numerical methods for strong solutions of SDEs: an overview*, Proc. R.
+Soc. A 460 (2004) (Heun for Stratonovich SDEs); Griewank, Walther, *Evaluating
+Derivatives*, 2nd ed., SIAM (2008) (reverse mode, binomial checkpointing); Li, Wong,
+Chen, Duvenaud, *Scalable gradients for stochastic differential equations* (2020) and
+Kidger et al., *Efficient and accurate gradients for neural SDEs* (2021) (regenerating
+noise from a Brownian tree in the backward pass); Giles, Glasserman, *Smoking adjoints*
+(2006) (pathwise adjoints).
 """
 import numpy as np
 from numba import njit
@@ -35,8 +48,10 @@ from .sde import (DIAGONAL, LEVELS, _levy_alloc, _tree_alloc, levy_init, levy_qu
 
 __all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
            "em_checkpointed",
-           "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed", "ADVANCE", "REVERSE",
-           "TAKE", "RESTORE"]
+           "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed",
+           "heun_advance", "heun_reverse", "heun_checkpointed",
+           "milstein_advance", "milstein_reverse", "milstein_checkpointed",
+           "ADVANCE", "REVERSE", "TAKE", "RESTORE"]
 
 #: opcodes of a recorded checkpointing schedule (rows ``(op, a, b)`` of ``actions``)
 ADVANCE, REVERSE, TAKE, RESTORE = 0, 1, 2, 3
@@ -428,6 +443,337 @@ def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, tra
                 buf[0, k] = cur[k]
             _sra_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
                          gsave, save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi)
+        elif op == TAKE:
+            for k in range(n):
+                snaps[actions[a, 1], k] = cur[k]
+        else:
+            for k in range(n):
+                cur[k] = snaps[actions[a, 1], k]
+
+
+# ------------------------------------------------------------ Euler-Heun (Stratonovich)
+# One fixed step of kernels.cpu.sde._step_heun, with w = dW (diagonal) or dW[0] (scalar):
+#
+#     ub = u + h F0 + G0 o w,           F0 = f(u, t),  G0 = g(u, t),
+#     u' = u + h/2 (F0 + F1) + (G0 o w + G1 o w)/2,   F1 = f(ub, t + h),  G1 = g(ub, t + h),
+#
+# transposed (Griewank & Walther 2008, ch. 3-4), with lam' the adjoint of u':
+#
+#     ubbar = J_f(ub)^T (h/2 lam') + J_g(ub)^T (w/2 o lam'),
+#     lam = lam' + ubbar + J_f(u)^T (h (lam'/2 + ubbar)) + J_g(u)^T (w o (lam'/2 + ubbar)),
+#
+# and the same products with J_p accumulate into pbar.  The step is recomputed from u
+# (two evaluations of f and g are needed for ub, four VJPs per step).
+@njit(cache=True)
+def _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub):
+    """F0 = f(u), G0 = g(u) and the predictor ``ub`` with the forward's arithmetic."""
+    n = u.size
+    f(F0, u, p, t)
+    gv(G0, u, p, t)
+    if noise == DIAGONAL:
+        for i in range(n):
+            ub[i] = u[i] + hs * F0[i] + G0[i] * dW[i]
+    else:
+        for i in range(n):
+            ub[i] = u[i] + hs * F0[i] + G0[i] * dW[0]
+
+
+@njit(cache=True)
+def _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, rw, Blo,
+                  Bhi, dW):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    n = u.size
+    sqT = np.sqrt(abs(span))
+    F0, G0, F1, G1, ub = rw[0], rw[1], rw[2], rw[3], rw[4]
+    if i1 > i0:
+        _query(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+    for i in range(i0, i1):
+        if store:
+            for k in range(n):
+                states[i - i0, k] = u[k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _query(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
+        for j in range(m):
+            dW[j] = sqT * (Bhi[j] - Blo[j])
+        t = t0 + span * x
+        hs = span * (xt - x)
+        _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub)
+        f(F1, ub, p, t + hs)
+        gv(G1, ub, p, t + hs)
+        for k in range(n):
+            w = dW[k] if noise == DIAGONAL else dW[0]
+            u[k] = (u[k] + 0.5 * hs * (F0[k] + F1[k])
+                    + 0.5 * (G0[k] * w + G1[k] * w))
+        for j in range(m):
+            Blo[j] = Bhi[j]
+
+
+@njit(cache=True)
+def heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+    """Redo Euler-Heun steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's
+    arithmetic and noise, as :func:`em_advance` (the same Brownian tree as EM)."""
+    n = u.size
+    m = ip[3]
+    _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+                  np.zeros((5, n)), np.zeros(m), np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+                  save_after, lam, pbar, rw, cw, Blo, Bhi, dW):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    n = lam.size
+    sqT = np.sqrt(abs(span))
+    F0, G0, ub, vf, vg = rw[0], rw[1], rw[2], rw[3], rw[4]
+    a, b, ubb, kdum, work = rw[5], rw[6], rw[7], rw[8], rw[9]
+    cu, cd = cw[0], cw[1]
+    if i1 > i0:
+        _query(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+    for i in range(i1 - 1, i0 - 1, -1):
+        r = save_after[i]
+        if r >= 0:
+            for k in range(n):
+                lam[k] += gsave[r, k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _query(x, maxdepth, seed, traj, m, tf, ti, Blo)
+        for j in range(m):
+            dW[j] = sqT * (Bhi[j] - Blo[j])
+        t = t0 + span * x
+        hs = span * (xt - x)
+        u = states[i - i0]
+        _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub)
+        # corrector stage at the predictor (t + h)
+        for k in range(n):
+            w = dW[k] if noise == DIAGONAL else dW[0]
+            vf[k] = 0.5 * hs * lam[k]
+            vg[k] = 0.5 * w * lam[k]
+        vjp_apply(vjf, vf, ub, p, t + hs, a, pbar, kdum, work, cu, cd)
+        vjp_apply(vjg, vg, ub, p, t + hs, b, pbar, kdum, work, cu, cd)
+        for k in range(n):
+            ubb[k] = a[k] + b[k]
+        # the state's own evaluations, through the corrector and the predictor
+        for k in range(n):
+            w = dW[k] if noise == DIAGONAL else dW[0]
+            c = 0.5 * lam[k] + ubb[k]
+            vf[k] = hs * c
+            vg[k] = w * c
+        vjp_apply(vjf, vf, u, p, t, a, pbar, kdum, work, cu, cd)
+        vjp_apply(vjg, vg, u, p, t, b, pbar, kdum, work, cu, cd)
+        for k in range(n):
+            lam[k] += ubb[k] + a[k] + b[k]
+        for j in range(m):
+            Bhi[j] = Blo[j]
+
+
+@njit(cache=True)
+def heun_reverse(f, gv, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1,
+                 gsave, save_after, lam, pbar):
+    """Reverse Euler-Heun steps ``i1-1 .. i0``, as :func:`em_reverse` (the predictor is
+    recomputed from the stored state before each step)."""
+    n = lam.size
+    m = ip[3]
+    _heun_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), p, states, geo, ip, seed, traj,
+                  tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((10, n)),
+                  np.zeros((2, n), np.complex128), np.zeros(m), np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def heun_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions, nslots,
+                      gsave, save_after, lam, pbar):
+    """:func:`em_checkpointed` for Euler-Heun steps (the same step code as
+    :func:`heun_advance` / :func:`heun_reverse`, so the gradient is bit-for-bit that of
+    the stored-states sweep)."""
+    n = u0.size
+    m = ip[3]
+    vjf = _vj(fc, vjf_r, f)
+    vjg = _vj(gc, vjg_r, f)
+    snaps = np.zeros((max(nslots, 1), n))
+    cur = u0.copy()
+    buf = np.zeros((1, n))
+    rw = np.zeros((10, n))
+    cw = np.zeros((2, n), np.complex128)
+    Blo = np.zeros(m)
+    Bhi = np.zeros(m)
+    dW = np.zeros(m)
+    tf, ti = em_tree(m, seed, traj)
+    for a in range(actions.shape[0]):
+        op = actions[a, 0]
+        if op == ADVANCE:
+            _heun_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+                          actions[a, 2], buf, False, rw, Blo, Bhi, dW)
+        elif op == REVERSE:
+            i = actions[a, 1]
+            for k in range(n):
+                buf[0, k] = cur[k]
+            _heun_reverse(f, gv, vjf, vjg, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+                          gsave, save_after, lam, pbar, rw, cw, Blo, Bhi, dW)
+        elif op == TAKE:
+            for k in range(n):
+                snaps[actions[a, 1], k] = cur[k]
+        else:
+            for k in range(n):
+                cur[k] = snaps[actions[a, 1], k]
+
+
+# ------------------------------------------------------------------------------ Milstein
+# One fixed step of kernels.cpu.sde._step_milstein with the user's Milstein term
+# phi = ggprime (diagonal noise phi_i = g_i dg_i/du_i, scalar phi = (dg/du) g; Kloeden &
+# Platen 1992, sec. 10.3), w = dW (diagonal) or dW[0] (scalar), corr = w^2 - |h| (Itô) or
+# w^2 (Stratonovich, ip[4] = 1):
+#
+#     u' = u + h f(u, t) + g(u, t) o w + phi(u, t) o corr / 2,
+#     lam = lam' + J_f^T (h lam') + J_g^T (w o lam') + J_phi^T (corr/2 o lam').
+#
+# phi is evaluated (forward and here) through its complex twin at real arguments and
+# differentiated by complex step of that twin: the adjoint needs only first derivatives
+# of phi.  (When the forward forms phi by complex step of g instead, its adjoint would
+# need second derivatives of g; python/sde_gradient.py refuses that case.)
+@njit(cache=True)
+def _milstein_terms(f, gv, phic, u, p, pcw, t, F0, G0, D, cu, cd):
+    """F0, G0 and the Milstein term D = Re phic(u + 0i) as the forward step forms them."""
+    n = u.size
+    f(F0, u, p, t)
+    gv(G0, u, p, t)
+    for i in range(n):
+        cu[i] = u[i]
+    for j in range(p.size):
+        pcw[j] = p[j]
+    phic(cd, cu, pcw, t)
+    for i in range(n):
+        D[i] = cd[i].real
+
+
+@njit(cache=True)
+def _milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+                      rw, cw, pcw, Blo, Bhi, dW):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m, strat = ip[0], ip[1], ip[2], ip[3], ip[4]
+    n = u.size
+    sqT = np.sqrt(abs(span))
+    F0, G0, D = rw[0], rw[1], rw[2]
+    cu, cd = cw[0], cw[1]
+    if i1 > i0:
+        _query(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+    for i in range(i0, i1):
+        if store:
+            for k in range(n):
+                states[i - i0, k] = u[k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _query(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
+        for j in range(m):
+            dW[j] = sqT * (Bhi[j] - Blo[j])
+        t = t0 + span * x
+        hs = span * (xt - x)
+        ha = abs(hs)
+        _milstein_terms(f, gv, phic, u, p, pcw, t, F0, G0, D, cu, cd)
+        for k in range(n):
+            w = dW[k] if noise == DIAGONAL else dW[0]
+            corr = w * w if strat else w * w - ha
+            u[k] = u[k] + hs * F0[k] + G0[k] * w + 0.5 * D[k] * corr
+        for j in range(m):
+            Blo[j] = Bhi[j]
+
+
+@njit(cache=True)
+def milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+    """Redo Milstein steps ``i0 .. i1-1`` from ``u`` (in place), as :func:`em_advance`;
+    ``phic`` is the complex twin of the Milstein term ``ggprime``; ``ip[4]`` is 1 for
+    Stratonovich (``dW^2`` in place of ``dW^2 - h``)."""
+    n = u.size
+    m = ip[3]
+    _milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+                      np.zeros((3, n)), np.zeros((2, n), np.complex128),
+                      np.zeros(p.size, np.complex128), np.zeros(m), np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def _milstein_reverse(vjf, vjg, vjd, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+                      save_after, lam, pbar, rw, cw, Blo, Bhi, dW):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m, strat = ip[0], ip[1], ip[2], ip[3], ip[4]
+    n = lam.size
+    sqT = np.sqrt(abs(span))
+    vf, vg, vd, a, b, c, kdum, work = rw[0], rw[1], rw[2], rw[3], rw[4], rw[5], rw[6], rw[7]
+    cu, cd = cw[0], cw[1]
+    if i1 > i0:
+        _query(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+    for i in range(i1 - 1, i0 - 1, -1):
+        r = save_after[i]
+        if r >= 0:
+            for k in range(n):
+                lam[k] += gsave[r, k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _query(x, maxdepth, seed, traj, m, tf, ti, Blo)
+        for j in range(m):
+            dW[j] = sqT * (Bhi[j] - Blo[j])
+        t = t0 + span * x
+        hs = span * (xt - x)
+        ha = abs(hs)
+        for k in range(n):
+            w = dW[k] if noise == DIAGONAL else dW[0]
+            corr = w * w if strat else w * w - ha
+            vf[k] = hs * lam[k]
+            vg[k] = w * lam[k]
+            vd[k] = 0.5 * corr * lam[k]
+        u = states[i - i0]
+        vjp_apply(vjf, vf, u, p, t, a, pbar, kdum, work, cu, cd)
+        vjp_apply(vjg, vg, u, p, t, b, pbar, kdum, work, cu, cd)
+        vjp_apply(vjd, vd, u, p, t, c, pbar, kdum, work, cu, cd)
+        for k in range(n):
+            lam[k] += a[k] + b[k] + c[k]
+        for j in range(m):
+            Bhi[j] = Blo[j]
+
+
+@njit(cache=True)
+def milstein_reverse(f, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, states, geo, ip, seed, traj, tf,
+                     ti, i0, i1, gsave, save_after, lam, pbar):
+    """Reverse Milstein steps ``i1-1 .. i0``, as :func:`em_reverse`; ``phic`` and
+    ``vjd_r`` are the complex twin of ``ggprime`` and the rest of its VJP source."""
+    n = lam.size
+    m = ip[3]
+    _milstein_reverse(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), _vj(phic, vjd_r, f), p, states,
+                      geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar,
+                      np.zeros((8, n)), np.zeros((2, n), np.complex128), np.zeros(m),
+                      np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, u0, geo, ip, seed, traj,
+                          actions, nslots, gsave, save_after, lam, pbar):
+    """:func:`em_checkpointed` for Milstein steps."""
+    n = u0.size
+    m = ip[3]
+    vjf = _vj(fc, vjf_r, f)
+    vjg = _vj(gc, vjg_r, f)
+    vjd = _vj(phic, vjd_r, f)
+    snaps = np.zeros((max(nslots, 1), n))
+    cur = u0.copy()
+    buf = np.zeros((1, n))
+    rw = np.zeros((8, n))
+    cw = np.zeros((2, n), np.complex128)
+    pcw = np.zeros(p.size, np.complex128)
+    Blo = np.zeros(m)
+    Bhi = np.zeros(m)
+    dW = np.zeros(m)
+    tf, ti = em_tree(m, seed, traj)
+    for a in range(actions.shape[0]):
+        op = actions[a, 0]
+        if op == ADVANCE:
+            _milstein_advance(f, gv, phic, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+                              actions[a, 2], buf, False, rw, cw, pcw, Blo, Bhi, dW)
+        elif op == REVERSE:
+            i = actions[a, 1]
+            for k in range(n):
+                buf[0, k] = cur[k]
+            _milstein_reverse(vjf, vjg, vjd, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+                              gsave, save_after, lam, pbar, rw, cw, Blo, Bhi, dW)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]
