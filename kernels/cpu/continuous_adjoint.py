@@ -32,7 +32,7 @@ from .stepcontrol import error_norm, pi_factor, reject_factor
 __all__ = ["continuous_adjoint"]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _forward_state(out, t, dense, BTH):
     steps_t, steps_h, dus, dks = dense
     N = steps_t.size
@@ -48,7 +48,7 @@ def _forward_state(out, t, dense, BTH):
     dense_eval(out, dus[lo], dks[lo], BTH, (t - steps_t[lo]) / h, h)
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _adj_rhs(rhs, vj, mode, dense, BTH, n, npg, z, t, dz, u, ou, op, work, cu, cd):
     f, p, lin, plin, haslin, tmp = rhs
     if mode == 1:

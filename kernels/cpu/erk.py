@@ -50,7 +50,7 @@ PARALLEL_N = 32768
 NSAMPLE = 4
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=False)
 def _combine_par(out, u, ks, coef, nst, h):
     n = u.size
     for i in prange(n):
@@ -60,7 +60,7 @@ def _combine_par(out, u, ks, coef, nst, h):
         out[i] = u[i] + h * acc
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def combine_serial(out, u, ks, coef, nst, h):
     """``out = u + h * sum_{j < nst} coef[j] * ks[j]``, one thread (small states)."""
     n = u.size
@@ -71,7 +71,7 @@ def combine_serial(out, u, ks, coef, nst, h):
         out[i] = u[i] + h * acc
 
 
-@njit(cache=True)
+@njit(cache=False)
 def combine(out, u, ks, coef, nst, h):
     """``out = u + h * sum_{j < nst} coef[j] * ks[j]``; threads share large states."""
     if u.size >= PARALLEL_N:
@@ -80,7 +80,7 @@ def combine(out, u, ks, coef, nst, h):
         combine_serial(out, u, ks, coef, nst, h)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid):
     """One explicit RK step of signed size ``h`` from ``(t, u)`` into ``unew``.
 
@@ -109,7 +109,7 @@ def rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid
     return nf
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp):
     """Stages ``s .. s+e-1`` of an interpolant that needs more than the step's stages."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
@@ -120,7 +120,7 @@ def extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp):
     return CX.size
 
 
-@njit(cache=True)
+@njit(cache=False)
 def dense_eval(out, u, ks, BTH, theta, h):
     """``out = u + h * sum_i b_i(theta) ks[i]`` with ``b_i(theta) = sum_j BTH[i, j] theta^(j+1)``."""
     sd, d = BTH.shape
@@ -135,7 +135,7 @@ def dense_eval(out, u, ks, BTH, theta, h):
     combine(out, u, ks, w, sd, h)
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _grow_rows(a, need):
     if need <= a.shape[0]:
         return a
@@ -154,7 +154,7 @@ def _grow(a, need):
     return b
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _crossed(g0, g1, direction):
     if direction >= 0 and g0 < 0.0 and g1 >= 0.0:
         return True
@@ -163,7 +163,7 @@ def _crossed(g0, g1, direction):
     return False
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _locate(cond, cbp, u, t, h, ks, BTH, a, b, ga, gb, work):
     """Root of ``cond`` in ``theta in [a, b]`` on the step's interpolant, by the Illinois
     method (modified regula falsi); returns the end of the final bracket past the root."""

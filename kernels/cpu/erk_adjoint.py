@@ -32,7 +32,7 @@ __all__ = ["vjp_apply", "erk_stages", "erk_step_adjoint", "erk_advance", "erk_re
            "erk_ensemble_gradient", "erk_schedule"]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
     """``out_u = J(Y)^T v``; ``out_p += J_p(Y)^T v``; ``out_k += d<v, F>/dkappa``."""
     (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
@@ -75,7 +75,7 @@ def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
                 out_k[i] += work[i] + bweight[i] * v[i]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks):
     """Recompute a step's stage states ``Ys[i]`` and slopes ``ks[i]`` (i < s_used)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
@@ -105,7 +105,7 @@ def erk_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store):
         u[:] = Ys[0]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def erk_step_adjoint(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, kb, work,
                      cu, cd):
     """Reverse one step from ``(t, u)`` of size ``h``: ``lam`` (the adjoint of the step's

@@ -38,7 +38,7 @@ KAPPA = 0.01
 NEWTON_OK, NEWTON_FAIL, SINGULAR = 0, 1, 2
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def _eval_parts(f, p, lin, plin, haslin, tmp, imex, fe, fi, z, t):
     """``fe = fE(z, t)``, ``fi = fI(z, t)``; returns the number of f evaluations."""
     if imex:
@@ -55,7 +55,7 @@ def _eval_parts(f, p, lin, plin, haslin, tmp, imex, fe, fi, z, t):
     return 1
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def _eval_fi(f, p, lin, plin, haslin, tmp, imex, fi, z, t):
     if imex:
         lin(fi, z, plin, t)
@@ -68,7 +68,7 @@ def _eval_fi(f, p, lin, plin, haslin, tmp, imex, fi, z, t):
     return 1
 
 
-@njit(cache=True)
+@njit(cache=False)
 def sdirk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, fe0, fi0, J, W, piv, whg, FE, FI, kd,
                unew, err, z, base, r, atol, rtol, eta):
     """One (E)SDIRK step.  ``whg[0]``: the ``h GAMMA`` of the current LU of ``W`` (NaN:

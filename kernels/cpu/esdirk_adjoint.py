@@ -47,7 +47,7 @@ def sd_work(n, s, np_grad):
             np.zeros(n, np.complex128), np.zeros(max(np_grad, 1)), np.zeros(n), np.zeros(n))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _jac(rhs, jd, u, t, wk, Jout):
     f, p, lin, plin, haslin, tmp = rhs
     jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, fjac_on, autonomous = jd
@@ -66,7 +66,7 @@ def _jac(rhs, jd, u, t, wk, Jout):
         jacobian_zero(Jout)
 
 
-@njit(cache=True)
+@njit(cache=False)
 def sd_stages(rhs, jd, tab, u, t, h, wk):
     """Stages ``Z`` (wk[4]) and slopes ``F = f(Z)`` (wk[5]) of the step from ``(t, u)``,
     each stage equation solved to rounding.  Returns False if Newton diverged."""
@@ -146,7 +146,7 @@ def sd_advance(rhs, jd, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
     return ok
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _vjp(vj, v, Y, p, t, c_u, out_u, c_p, out_p, wk):
     """``out_u += c_u J(Y)^T v``; ``out_p += c_p J_p(Y)^T v``."""
     n = Y.size

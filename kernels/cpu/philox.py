@@ -64,7 +64,7 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
     return c0, c1, c2, c3
 
 
-@njit(cache=True)
+@njit(cache=False)
 def normal_pair(seed, traj, n, block, stream):
     """Two independent standard normals, a pure function of the arguments.
 

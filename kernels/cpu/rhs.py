@@ -24,7 +24,7 @@ __all__ = ["eval_rhs", "zero_f", "zero_f_complex", "diag_apply", "dense_apply", 
 RHS_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1], types.float64)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def eval_rhs(f, p, lin, plin, haslin, tmp, du, u, t):
     """``du = f(u, p, t) (+ lin(u, plin, t))``: the members of a right-hand-side tuple.
 

@@ -24,7 +24,7 @@ GRID_HEADER = 19
 GRID_LAPLACIAN, GRID_DIFFUSION, GRID_ADVECTION = 0, 1, 2
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _grid_header(p):
     n0 = int(p[1])
     n1 = int(p[2])
@@ -82,7 +82,7 @@ def grid_apply_transpose(du, u, p, t):
 
 
 
-@njit(cache=True)
+@njit(cache=False)
 def grid_param_vjp(out, u, lam, p):
     """``out = scale * d<lam, A(kappa) u + b(kappa)>/dkappa`` for a packed Diffusion operator."""
     n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)

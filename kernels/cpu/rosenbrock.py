@@ -31,7 +31,7 @@ __all__ = ["ros23_step", "rodas_step", "rosenbrock_solve", "KIND_ROS23", "KIND_R
 KIND_ROS23, KIND_RODAS = 0, 1
 
 
-@njit(cache=True)
+@njit(cache=False)
 def ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew,
                ytmp, err, fsal):
     """One Rosenbrock23 step (formulas in ``tableaus/rosenbrock23.py``).  ``K`` (>= 3, n)
@@ -70,7 +70,7 @@ def ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, 
     return True, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=False)
 def rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew,
                ytmp, err, fi):
     """One step of a Rosenbrock method in Hairer-Wanner's transformed form (Rodas5P;

@@ -92,7 +92,7 @@ def ros_work(n, s, np_grad):
             np.zeros(max(np_grad, 1)), np.zeros(n), np.zeros(n))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _tf0(kind, steps_t, steps_h, i):
     """Time at which the forward loop evaluated ``f0`` of step ``i``: Rosenbrock23 reuses
     the FSAL value ``f(u, t_prev + h_prev)``, the others evaluate at ``steps_t[i]``."""
@@ -156,7 +156,7 @@ def ros_advance(rhs, jd, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
             u[x] = unew[x]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _jdir(vj, v, u, d, p, t, c, out_u, out_p, wk):
     """``out_u += c d/ds [J(u + s d)^T v]``, ``out_p += c d/ds [J_p(u + s d)^T v]`` at
     ``s = 0``: Richardson-extrapolated central differences of exact complex-step VJPs."""
@@ -200,7 +200,7 @@ def _jdir(vj, v, u, d, p, t, c, out_u, out_p, wk):
             out_p[j] += a * pt[j]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _vjp_add(vj, v, Y, p, t, c, out_u, out_p, wk):
     """``out_u += c J(Y)^T v``; ``out_p += c J_p(Y)^T v``."""
     n = Y.size
@@ -216,7 +216,7 @@ def _vjp_add(vj, v, Y, p, t, c, out_u, out_p, wk):
         out_p[j] += c * pt[j]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def ros_step_adjoint(rhs, jd, vj, tab, u, t, h, tf0, lam, pbar, wk):
     """Reverse one Rosenbrock step from ``(t, u)`` of size ``h``: ``lam`` (the adjoint of
     the step's output) becomes the adjoint of its input; ``pbar`` accumulates."""

@@ -64,7 +64,7 @@ IPAR = ("method", "noise", "m", "nerr", "adaptive", "maxiters", "nsteps", "maxde
 
 
 # ----------------------------------------------------------------------------- noise
-@njit(cache=True)
+@njit(cache=False)
 def _fill_normals(seed, traj, node, stream, compid, z):
     lastb = -1
     z0 = 0.0
@@ -93,7 +93,7 @@ def tree_alloc(compid):
     return tf, ti
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _tree_alloc(compid):
     nc = compid.size
     tf = np.zeros((LEVELS + 2, 2 + 4 * nc))
@@ -103,7 +103,7 @@ def _tree_alloc(compid):
     return tf, ti
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _mid_normals(seed, traj, node, nc, tf, ti, d):
     """Normals of tree node ``node`` (held at level d) into the scratch row: siblings 2k
     and 2k+1 share one Box-Muller pair per component (counter k, block = component id),
@@ -129,7 +129,7 @@ def _mid_normals(seed, traj, node, nc, tf, ti, d):
     ti[d, 3] = 1 - par
 
 
-@njit(cache=True)
+@njit(cache=False)
 def tree_init(seed, traj, nc, tf, ti):
     """Start a path's Brownian tree: level 0 is [0, 1] with B(0) = 0, B(1) ~ N(0, 1)."""
     for d in range(LEVELS):
@@ -146,7 +146,7 @@ def tree_init(seed, traj, nc, tf, ti):
     ti[LEVELS, 0] = 0
 
 
-@njit(cache=True)
+@njit(cache=False)
 def tree_query(x, maxdepth, seed, traj, nc, tf, ti):
     """B(x) for every component into ``tf[LEVELS + 1, :nc]``; walks from the cached stack."""
     out = LEVELS + 1
@@ -242,7 +242,7 @@ STREAM_LEVY = 2
 STREAM_LEVY_LEAF = 3
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _levy_alloc(compid):
     m = compid.size
     tf = np.zeros((LEVELS + 2, 2 + 9 * m))
@@ -252,7 +252,7 @@ def _levy_alloc(compid):
     return tf, ti
 
 
-@njit(cache=True)
+@njit(cache=False)
 def levy_init(seed, traj, m, tf, ti):
     """Root [0, 1]: B(1) = Z0, H = Z1 / sqrt(12), I(1) = B(1)/2 + H."""
     tf[0, 0] = 0.0
@@ -272,7 +272,7 @@ def levy_init(seed, traj, m, tf, ti):
     ti[LEVELS, 0] = 0
 
 
-@njit(cache=True)
+@njit(cache=False)
 def levy_query(x, maxdepth, seed, traj, m, tf, ti):
     """B(x) and I(x) for every component into ``tf[LEVELS + 1, :2m]``."""
     out = LEVELS + 1
@@ -391,7 +391,7 @@ def levy_sample(xs, maxdepth, seed, traj, compid, out):
 
 
 # ----------------------------------------------------------------------------- steps
-@njit(cache=True)
+@njit(cache=False)
 def _geval(noise, gv, gm, gvec, gmat, u, p, t):
     if noise == GENERAL:
         gm(gmat, u, p, t)
@@ -399,7 +399,7 @@ def _geval(noise, gv, gm, gvec, gmat, u, p, t):
         gv(gvec, u, p, t)
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _gx(noise, gvec, gmat, x, i):
     """(G x)_i for the noise kind: diagonal g_i x_i, scalar g_i x_0, general sum_j G_ij x_j."""
     if noise == DIAGONAL:
@@ -412,7 +412,7 @@ def _gx(noise, gvec, gmat, x, i):
     return acc
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk):
     """Euler-Heun (Stratonovich): predictor u + f h + G dW, trapezoidal corrector."""
     n = u.size
@@ -433,7 +433,7 @@ def _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk):
     return 2
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs, strat, eps):
     """Milstein for diagonal and scalar noise.  The g'g term is the user's Milstein term
     ``ggprime`` when ``has_cs == 2`` (then ``gc`` is its complex twin, evaluated at real
@@ -490,7 +490,7 @@ def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs,
     return nf
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err, wk, chi):
     """Rößler SRI stochastic Runge-Kutta (diagonal or scalar noise), tableau ``tab``;
     writes the embedded error terms delta*|E1| + |E2| into ``err``."""
@@ -552,7 +552,7 @@ def _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err, wk
     return s
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _step_sra(f, gv, gm, tab, delta, noise, u, p, t, hs, dW, dZ, unew, err, wk, gk, chi):
     """Rößler SRA stochastic Runge-Kutta for additive noise (g independent of u),
     any noise kind; error terms delta*|E1| + |E2| into ``err``."""
@@ -597,7 +597,7 @@ def _step_sra(f, gv, gm, tab, delta, noise, u, p, t, hs, dW, dZ, unew, err, wk, 
 
 
 # ----------------------------------------------------------------------------- one path
-@njit(cache=True)
+@njit(cache=False)
 def _save(k, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise):
     out_t[k] = t0 + span * x if x < 1.0 else t0 + span
     for i in range(u.size):

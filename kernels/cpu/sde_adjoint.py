@@ -64,12 +64,12 @@ def split_vjp_source(vj):
     return vj[0], vj[1:9] + vj[10:]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _vj(fc, r, linT):
     return (fc, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], linT, r[8], r[9], r[10], r[11])
 
 
-@njit(cache=True)
+@njit(cache=False)
 def em_grid_x(k, N, xstep):
     """Normalised time of grid point ``k`` exactly as the forward loop forms it."""
     if k >= N:
@@ -91,7 +91,7 @@ def em_tree(m, seed, traj):
     return tf, ti
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _query(x, maxdepth, seed, traj, m, tf, ti, B):
     tree_query(x, maxdepth, seed, traj, m, tf, ti)
     for j in range(m):
@@ -258,14 +258,14 @@ def sra_tree(m, seed, traj):
     return tf, ti
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _lquery(x, maxdepth, seed, traj, m, tf, ti, B):
     levy_query(x, maxdepth, seed, traj, m, tf, ti)
     for j in range(2 * m):
         B[j] = tf[LEVELS + 1, j]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi):
     """dW and chi = I_(1,0)/h of the step, with the forward loop's arithmetic."""
     dxs = xt - x
@@ -277,7 +277,7 @@ def _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi):
         chi[j] = 0.5 * (dW[j] + dZ / SQRT3)
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G):
     s = tab.shape[0]
     n = u.size
@@ -297,7 +297,7 @@ def _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G):
         gv(G[st], H[st], p, t + tab[st, 1] * hs)
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, H, F, G,
                  Blo, Bhi, dW, chi):
     t0, span, xstep = geo[0], geo[1], geo[2]
@@ -346,7 +346,7 @@ def sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, s
                  np.zeros(2 * m), np.zeros(m), np.zeros(m))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
                  save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi):
     t0, span, xstep = geo[0], geo[1], geo[2]
@@ -464,7 +464,7 @@ def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, tra
 #
 # and the same products with J_p accumulate into pbar.  The step is recomputed from u
 # (two evaluations of f and g are needed for ub, four VJPs per step).
-@njit(cache=True)
+@njit(cache=False)
 def _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub):
     """F0 = f(u), G0 = g(u) and the predictor ``ub`` with the forward's arithmetic."""
     n = u.size
@@ -478,7 +478,7 @@ def _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub):
             ub[i] = u[i] + hs * F0[i] + G0[i] * dW[0]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, rw, Blo,
                   Bhi, dW):
     t0, span, xstep = geo[0], geo[1], geo[2]
@@ -520,7 +520,7 @@ def heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store
                   np.zeros((5, n)), np.zeros(m), np.zeros(m), np.zeros(m))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
                   save_after, lam, pbar, rw, cw, Blo, Bhi, dW):
     t0, span, xstep = geo[0], geo[1], geo[2]
@@ -632,7 +632,7 @@ def heun_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, a
 # differentiated by complex step of that twin: the adjoint needs only first derivatives
 # of phi.  (When the forward forms phi by complex step of g instead, its adjoint would
 # need second derivatives of g; python/sde_gradient.py refuses that case.)
-@njit(cache=True)
+@njit(cache=False)
 def _milstein_terms(f, gv, phic, u, p, pcw, t, F0, G0, D, cu, cd):
     """F0, G0 and the Milstein term D = Re phic(u + 0i) as the forward step forms them."""
     n = u.size
@@ -647,7 +647,7 @@ def _milstein_terms(f, gv, phic, u, p, pcw, t, F0, G0, D, cu, cd):
         D[i] = cd[i].real
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
                       rw, cw, pcw, Blo, Bhi, dW):
     t0, span, xstep = geo[0], geo[1], geo[2]
@@ -691,7 +691,7 @@ def milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, i1, sta
                       np.zeros(p.size, np.complex128), np.zeros(m), np.zeros(m), np.zeros(m))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _milstein_reverse(vjf, vjg, vjd, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
                       save_after, lam, pbar, rw, cw, Blo, Bhi, dW):
     t0, span, xstep = geo[0], geo[1], geo[2]

@@ -19,7 +19,7 @@ __all__ = ["error_norm", "pi_factor", "reject_factor", "initial_dt", "rms_norm",
 PI_DEFAULTS = (0.9, 0.2, 10.0)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def error_norm(err, u0, u1, atol, rtol):
     """``sqrt(mean((err_i / (atol_i + rtol_i * max(|u0_i|, |u1_i|)))^2))`` (Hairer (II.4.11))."""
     n = err.size
@@ -31,7 +31,7 @@ def error_norm(err, u0, u1, atol, rtol):
     return np.sqrt(acc / max(n, 1))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def rms_norm(x, u, atol, rtol):
     """Weighted RMS norm of ``x`` with weights ``atol + rtol * |u|``."""
     n = x.size
@@ -42,7 +42,7 @@ def rms_norm(x, u, atol, rtol):
     return np.sqrt(acc / max(n, 1))
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
     """Step-size factor of the PI controller after an accepted step:
     ``safety * err^-beta1 * err_prev^beta2`` clipped to ``[qmin, qmax]``.
@@ -56,7 +56,7 @@ def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
     return min(qmax, max(qmin, q))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def reject_factor(err, beta1, safety, qmin):
     """Step-size factor after a rejected step (never grows; NaN errors shrink by ``qmin``)."""
     if not (err < np.inf):   # NaN or Inf: the step blew up
@@ -64,7 +64,7 @@ def reject_factor(err, beta1, safety, qmin):
     return min(1.0, max(qmin, safety * err ** (-beta1)))
 
 
-@njit(cache=True)
+@njit(cache=False)
 def initial_dt(rhs, u0, f0, t0, tdir, order, atol, rtol, dtmax, u1, f1):
     """Hairer's starting step size (HNW I, p. 169): an explicit Euler probe decides the scale.
 

@@ -34,7 +34,7 @@ RC_CONVFAIL = 6
 THETA_REFRESH = 0.1
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
              kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
     """One attempted step of any stiff kind: ``(status, nf, nsolve, theta_max)``."""
@@ -51,11 +51,12 @@ def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, 
                       K2, kd, unew, err, z, base, r, atol, rtol, eta)
 
 
-# NOT disk-cached: loading a cached copy in a fresh process segfaults (reproduced with
-# perf/ode_startup.py: Rodas5P compiled in one process, loaded in the next, SIGSEGV;
-# Numba 0.68, first-class function arguments; the explicit loop loads fine).  Cause not
-# found; until it is, this loop compiles once per process (~20-60 s on 2 cores).
-@njit(cache=False)
+# Disk-cached.  Its callees are not (cache=False): a cached loop that was compiled while
+# a callee taking first-class functions came from the cache was stored broken (a call
+# through a NULL pointer on the next load: perf/ode_startup.py, Tsit5 then Rodas5P twice,
+# Numba 0.68).  Compiling the callees with the loop, every time it compiles, avoids it;
+# tests/test_kernel_cache.py keeps the rule.
+@njit(cache=True)
 def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     """Integrate from ``(t0, u0)`` to ``stops[-1]`` with a stiff method; returns the tuple
     of :func:`jitsolve.kernels.cpu.erk.erk_solve`."""

@@ -104,7 +104,7 @@ def lu_solve(W, piv, b):
         b[i] = acc / W[i, i]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def build_w(W, J, a, c):
     """``W = a I - c J``."""
     n = J.shape[0]
@@ -114,7 +114,7 @@ def build_w(W, J, a, c):
         W[i, i] += a
 
 
-@njit(cache=True)
+@njit(cache=False)
 def linear_matrix(lin, plin, n, t, L):
     """Dense matrix of the linear part: ``L[:, j] = lin(e_j) - lin(0)`` (the constant
     term of an affine grid operator cancels).  ``n + 1`` applications."""
@@ -130,7 +130,7 @@ def linear_matrix(lin, plin, n, t, L):
             L[i, j] = col[i] - c0[i]
 
 
-@njit(cache=True)
+@njit(cache=False)
 def jacobian(jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, p, u, t, JL, haslin,
              J, uc, duc):
     """``J = df/du (u, t) + JL`` (``JL`` added when ``haslin``).  Returns the number of
@@ -173,7 +173,7 @@ def jacobian(jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, p, u, t
     return nf
 
 
-@njit(cache=True)
+@njit(cache=False)
 def jacobian_zero(J):
     """``J = 0``."""
     n = J.shape[0]

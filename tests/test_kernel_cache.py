@@ -1,0 +1,135 @@
+"""Numba disk cache of the compiled loops (issue 4's compile budget).
+
+Numba 0.68 stores a cached function broken when it was compiled while one of its callees
+taking first-class function values was itself loaded from the cache: the next process
+that loads it calls through a NULL pointer (SIGSEGV).  Seen with the stiff loop compiled
+after the explicit loop had cached the shared step-control and dense-output helpers.  The
+rule that avoids it: helpers called only from compiled code are ``cache=False`` (they are
+compiled together with each caller, and a cached caller never needs them again); only
+entry points called from Python are ``cache=True``.
+"""
+import ast
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import jitsolve
+
+PKG = pathlib.Path(jitsolve.__file__).resolve().parent
+
+
+def _kernel_dir():
+    import jitsolve.kernels.cpu as cpu
+    return pathlib.Path(cpu.__file__).resolve().parent
+
+
+# modules whose kernels take user functions as first-class values (the loops and their
+# helpers); stencil/BLAS/multigrid kernels take none
+LOOP_MODULES = ("erk.py", "erk_adjoint.py", "erk_large.py", "erk_tangent.py", "esdirk.py",
+                "esdirk_adjoint.py", "rhs.py", "rhs_grid.py", "rosenbrock.py",
+                "rosenbrock_adjoint.py", "sde.py", "sde_adjoint.py", "stepcontrol.py",
+                "stiff.py", "stiffjac.py", "continuous_adjoint.py", "callbacks.py", "philox.py")
+
+
+def _njit_cache(dec):
+    """``True``/``False`` for an ``@njit(..., cache=...)`` decorator, else None."""
+    if not (isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "njit"):
+        return None
+    for kw in dec.keywords:
+        if kw.arg == "cache":
+            return bool(kw.value.value)
+    return False
+
+
+def _python_references():
+    """Names referenced from Python code: the package outside kernels/, and plain
+    (non-njit) functions or module-level code inside kernels/ (cfuncs included)."""
+    refs = set()
+    kdir = _kernel_dir()
+    for path in kdir.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.ClassDef)):
+                continue
+            if isinstance(node, ast.FunctionDef) and any(
+                    _njit_cache(d) is not None for d in node.decorator_list):
+                continue
+            for n in ast.walk(node):
+                if isinstance(n, ast.Name):
+                    refs.add(n.id)
+                elif isinstance(n, ast.Attribute):
+                    refs.add(n.attr)
+    root = kdir.parent.parent
+    text = []
+    for sub in (PKG, root / "solvers", root / "adjoint"):
+        for path in sub.rglob("*.py"):
+            if kdir not in path.parents:
+                text.append(path.read_text())
+    for path in pathlib.Path(__file__).parent.glob("*.py"):
+        text.append(path.read_text())
+    words = set(re.findall(r"\b\w+\b", "\n".join(text)))
+    return refs | words
+
+
+def test_only_entry_points_are_disk_cached():
+    kdir = _kernel_dir()
+    refs = _python_references()
+    offenders, entry = [], 0
+    for name in LOOP_MODULES:
+        path = kdir / name
+        if not path.exists():
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            cache = [_njit_cache(d) for d in node.decorator_list if _njit_cache(d) is not None]
+            if cache and cache[0]:
+                if node.name in refs:
+                    entry += 1
+                else:
+                    offenders.append(f"{name}:{node.name}")
+    assert not offenders, ("helpers called only from compiled code must be cache=False "
+                           f"(see this module's docstring): {offenders}")
+    assert entry >= 10          # the scan sees the real entry points (erk_solve, stiff_solve, ...)
+
+
+def test_stiff_loop_is_disk_cached():
+    from jitsolve.kernels.cpu.stiff import stiff_solve
+    from jitsolve.kernels.cpu.erk import erk_solve
+    assert stiff_solve._cache.__class__.__name__ != "NullCache"
+    assert erk_solve._cache.__class__.__name__ != "NullCache"
+
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+import jitsolve as js
+def lorenz(du, u, p, t):
+    du[0] = 10.0 * (u[1] - u[0]); du[1] = u[0] * (28.0 - u[2]) - u[1]; du[2] = u[0] * u[1] - 8.0 / 3.0 * u[2]
+prob = js.ODEProblem(lorenz, np.array([1.0, 0.0, 0.0]), (0.0, 1.0))
+t0 = time.perf_counter()
+sol = js.solve(prob, getattr(js, sys.argv[1])(), rtol=1e-8, atol=1e-8)
+print(json.dumps(dict(s=time.perf_counter() - t0, u=list(sol.u[-1]), rc=str(sol.retcode))))
+"""
+
+
+def test_explicit_then_stiff_loop_reloads_from_a_fresh_cache(tmp_path):
+    """The sequence that crashed: explicit loop cached first, then the stiff loop compiled
+    (its helpers partly from the cache), then loaded in a new process."""
+    script = tmp_path / "child.py"          # a file, so the user function's cfunc caches too
+    script.write_text(CHILD)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    out = []
+    for method in ("Tsit5", "Rodas5P", "Rodas5P"):
+        r = subprocess.run([sys.executable, str(script), method], capture_output=True,
+                           text=True, env=env, timeout=900)
+        assert r.returncode == 0, f"{method}: exit {r.returncode}\n{r.stderr[-2000:]}"
+        out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert out[1]["u"] == out[2]["u"] and out[2]["rc"] == "ReturnCode.Success"
+    assert abs(out[0]["u"][0] - out[1]["u"][0]) < 1e-4 * abs(out[0]["u"][0])
+    assert out[2]["s"] < out[1]["s"] / 5          # loaded, not compiled again
