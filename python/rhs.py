@@ -31,8 +31,8 @@ class RHS:
 
 
 def pack_grid_operator(op, scale=1.0, with_boundary=True):
-    """``plin`` for :func:`jitsolve.kernels.cpu.rhs_grid.grid_apply`: header, coefficients,
-    boundary term (see that module)."""
+    """``plin`` for the cfuncs of :func:`jitsolve.kernels.cpu.rhs_grid.grid_cfuncs`: header,
+    coefficients, boundary term (see that module)."""
     from .kernels.cpu import rhs_grid as K
     from .grid.stencils import Advection, Diffusion, Laplacian
     while isinstance(op, ScaledOperator):
@@ -64,7 +64,8 @@ def linear_part(L):
     from .kernels.cpu import rhs as K
     if isinstance(L, GridOperator):
         from .kernels.cpu import rhs_grid as KG
-        return KG.grid_apply, pack_grid_operator(L)
+        plin = pack_grid_operator(L)
+        return KG.grid_cfuncs(plin)[0], plin
     if sp.issparse(L):
         A = sp.csr_matrix(L)
         A.sort_indices()

@@ -189,7 +189,7 @@ def _vjp_for(prob, rhs, wrt):
         op = rhs.op
         if isinstance(op, GridOperator):
             from .kernels.cpu import rhs_grid as KG
-            linT, plin = KG.grid_apply_transpose, rhs.plin
+            linT, plin = KG.grid_cfuncs(rhs.plin)[1], rhs.plin
             if "kappa" in wrt:
                 if getattr(op, "param_name", None) != "kappa":
                     raise InvalidProblemError("wrt: 'kappa' needs a Diffusion operator")

@@ -4,7 +4,8 @@ The operator travels packed in the parameter vector ``p``: a header of ``GRID_HE
 numbers ``[kind, n0, n1, n2, c0, c1, c2, per0, per1, per2, sgn(3x2), scale, hasb,
 central]``, then by kind ``kappa`` (Diffusion, n values) or ``v0, v1, v2`` (Advection,
 3 n), then the boundary term ``b`` (n) when ``hasb``; ``f(u) = scale * (A u + b)``.
-One cached cfunc thus serves every grid, coefficient field and boundary condition.
+One cached cfunc per operator kind (:func:`grid_cfuncs`) thus serves every grid,
+coefficient field and boundary condition.
 """
 import numpy as np
 from numba import cfunc, njit
@@ -17,8 +18,8 @@ from .stencil import (advection_apply, advection_transpose, diffusion_apply,
 # cached cfuncs that call parallel kernels need the threading layer up before they load
 _launch_threads()
 
-__all__ = ["grid_apply", "grid_apply_transpose", "grid_param_vjp", "GRID_HEADER",
-           "GRID_LAPLACIAN", "GRID_DIFFUSION", "GRID_ADVECTION"]
+__all__ = ["grid_cfuncs", "grid_param_vjp", "GRID_HEADER", "GRID_LAPLACIAN", "GRID_DIFFUSION",
+           "GRID_ADVECTION"]
 
 GRID_HEADER = 19
 GRID_LAPLACIAN, GRID_DIFFUSION, GRID_ADVECTION = 0, 1, 2
@@ -37,28 +38,9 @@ def _grid_header(p):
     return n0, n1, n2, c, per, sgn, p[16], p[17] != 0.0, p[18] != 0.0
 
 
-@njit(cache=True)
-def _grid_apply(du, u, p, transpose):
-    kind = int(p[0])
-    n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
-    n = n0 * n1 * n2
-    u3 = u.reshape((n0, n1, n2))
-    o3 = du.reshape((n0, n1, n2))
-    off = GRID_HEADER
-    if kind == GRID_LAPLACIAN:
-        laplacian_apply(u3, o3, c, per, sgn)
-    elif kind == GRID_DIFFUSION:
-        diffusion_apply(u3, p[off:off + n].reshape((n0, n1, n2)), o3, c, per, sgn)
-        off += n
-    else:
-        v0 = p[off:off + n].reshape((n0, n1, n2))
-        v1 = p[off + n:off + 2 * n].reshape((n0, n1, n2))
-        v2 = p[off + 2 * n:off + 3 * n].reshape((n0, n1, n2))
-        if transpose:
-            advection_transpose(u3, v0, v1, v2, o3, c, per, sgn, central)
-        else:
-            advection_apply(u3, v0, v1, v2, o3, c, per, sgn, central)
-        off += 3 * n
+@njit(cache=False)
+def _finish(du, p, off, n, scale, hasb, transpose):
+    """``du = scale * (du + b)`` (forward, with a boundary term) or ``du *= scale``."""
     if hasb and not transpose:
         b = p[off:off + n]
         for i in range(n):
@@ -68,18 +50,99 @@ def _grid_apply(du, u, p, transpose):
             du[i] *= scale
 
 
+@njit(cache=False)
+def _apply_laplacian(du, u, p, transpose):
+    n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
+    n = n0 * n1 * n2
+    laplacian_apply(u.reshape((n0, n1, n2)), du.reshape((n0, n1, n2)), c, per, sgn)
+    _finish(du, p, GRID_HEADER, n, scale, hasb, transpose)
+
+
+@njit(cache=False)
+def _apply_diffusion(du, u, p, transpose):
+    n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
+    n = n0 * n1 * n2
+    off = GRID_HEADER
+    diffusion_apply(u.reshape((n0, n1, n2)), p[off:off + n].reshape((n0, n1, n2)),
+                    du.reshape((n0, n1, n2)), c, per, sgn)
+    _finish(du, p, off + n, n, scale, hasb, transpose)
+
+
+@njit(cache=False)
+def _apply_advection(du, u, p, transpose):
+    n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
+    n = n0 * n1 * n2
+    off = GRID_HEADER
+    v0 = p[off:off + n].reshape((n0, n1, n2))
+    v1 = p[off + n:off + 2 * n].reshape((n0, n1, n2))
+    v2 = p[off + 2 * n:off + 3 * n].reshape((n0, n1, n2))
+    u3 = u.reshape((n0, n1, n2))
+    o3 = du.reshape((n0, n1, n2))
+    if transpose:
+        advection_transpose(u3, v0, v1, v2, o3, c, per, sgn, central)
+    else:
+        advection_apply(u3, v0, v1, v2, o3, c, per, sgn, central)
+    _finish(du, p, off + 3 * n, n, scale, hasb, transpose)
+
+
+@njit(cache=True)
+def _grid_apply(du, u, p, transpose):
+    """Any packed grid operator (called from Python; compiles every stencil kind)."""
+    kind = int(p[0])
+    if kind == GRID_LAPLACIAN:
+        _apply_laplacian(du, u, p, transpose)
+    elif kind == GRID_DIFFUSION:
+        _apply_diffusion(du, u, p, transpose)
+    else:
+        _apply_advection(du, u, p, transpose)
+
+
+# One cfunc per operator kind, so a problem compiles (on a cold cache) only the stencil
+# kernel it uses: the heat equation never compiles Diffusion or Advection.
 @cfunc(RHS_SIG, cache=True)
-def grid_apply(du, u, p, t):
-    """``du = scale * (A u + b)`` for a packed grid operator (see the module docstring)."""
-    _grid_apply(du, u, p, False)
+def grid_apply_laplacian(du, u, p, t):
+    """``du = scale * (L u + b)`` for a packed Laplacian (see the module docstring)."""
+    _apply_laplacian(du, u, p, False)
 
 
 @cfunc(RHS_SIG, cache=True)
-def grid_apply_transpose(du, u, p, t):
-    """``du = scale * A^T u`` for a packed grid operator (the boundary term drops out)."""
-    _grid_apply(du, u, p, True)
+def grid_apply_diffusion(du, u, p, t):
+    """``du = scale * (D(kappa) u + b)`` for a packed Diffusion operator."""
+    _apply_diffusion(du, u, p, False)
 
 
+@cfunc(RHS_SIG, cache=True)
+def grid_apply_advection(du, u, p, t):
+    """``du = scale * (A(v) u + b)`` for a packed Advection operator."""
+    _apply_advection(du, u, p, False)
+
+
+@cfunc(RHS_SIG, cache=True)
+def grid_transpose_laplacian(du, u, p, t):
+    """``du = scale * L^T u`` (the boundary term drops out)."""
+    _apply_laplacian(du, u, p, True)
+
+
+@cfunc(RHS_SIG, cache=True)
+def grid_transpose_diffusion(du, u, p, t):
+    """``du = scale * D(kappa)^T u`` (the boundary term drops out)."""
+    _apply_diffusion(du, u, p, True)
+
+
+@cfunc(RHS_SIG, cache=True)
+def grid_transpose_advection(du, u, p, t):
+    """``du = scale * A(v)^T u`` (the boundary term drops out)."""
+    _apply_advection(du, u, p, True)
+
+
+def grid_cfuncs(plin):
+    """``(apply, transpose)`` cfuncs for the packed operator ``plin`` (by its kind)."""
+    kind = int(plin[0])
+    if kind == GRID_LAPLACIAN:
+        return grid_apply_laplacian, grid_transpose_laplacian
+    if kind == GRID_DIFFUSION:
+        return grid_apply_diffusion, grid_transpose_diffusion
+    return grid_apply_advection, grid_transpose_advection
 
 
 @njit(cache=False)
