@@ -23,6 +23,7 @@ control and the transformed adjoint system* (2000).
 import numpy as np
 
 from ..kernels.cpu import erk_adjoint as K
+from ..kernels.cpu.erk import PARALLEL_N
 from .checkpoint import binomial_reverse, record_schedule
 
 __all__ = ["erk_adjoint", "MemoryStore"]
@@ -49,8 +50,12 @@ class MemoryStore:
 
 
 def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, save_after,
-                g_initial=None, checkpoints="all", store=None, np_grad=0):
+                g_initial=None, checkpoints="all", store=None, np_grad=0, diag=False):
     """Reverse sweep of an explicit RK solve.
+
+    States of at least ``PARALLEL_N`` entries (grids) are reversed by the threaded
+    kernels of :mod:`jitsolve.kernels.cpu.erk_large`, every schedule alike (so the
+    gradient stays bit-for-bit independent of the checkpointing there too).
 
     Parameters
     ----------
@@ -61,6 +66,9 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     states : (N + 1, n) array of every state (``checkpoints="all"``), else ``u0``
     gsave : (m, n) loss gradients at the saved states; ``save_after[i]`` the row for the
         state after step ``i`` (or -1); ``g_initial`` a loss gradient at ``t0`` or None.
+    diag : bool
+        The Jacobian of ``f`` is diagonal (its declared sparsity is the identity); the
+        large-state kernels then take its VJP in threaded passes.
 
     Returns ``(lam0, pbar, kbar, nrecompute)``.
     """
@@ -70,7 +78,10 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     pbar = np.zeros(max(np_grad, 0))
     kbar = np.zeros(n)
     nre = 0
-    if N == 0:
+    if n >= PARALLEL_N and N > 0:
+        nre = _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_after,
+                                 checkpoints, store, lam, pbar, kbar, bool(diag))
+    elif N == 0:
         pass
     elif checkpoints == "all":
         K.erk_reverse(rhs, vj, tab, states, steps_t, steps_h, 0, N, gsave, save_after, lam, pbar,
@@ -109,3 +120,46 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     if g_initial is not None:
         lam += g_initial
     return lam, pbar, kbar, nre
+
+
+def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_after,
+                       checkpoints, store, lam, pbar, kbar, diag):
+    """:func:`erk_adjoint` for large states (threaded kernels); returns the recompute count."""
+    from ..kernels.cpu import erk_large as KL
+    from ..kernels.cpu.fastcall import call
+    N = steps_t.size
+    if checkpoints == "all":
+        call(KL.erk_reverse_large, rhs, vj, diag, tab, states, steps_t, steps_h, 0, N, gsave,
+             save_after, lam, pbar, kbar)
+        return 0
+    u0 = np.ascontiguousarray(u0, dtype=np.float64)
+    if store is None:
+        ops, nre = record_schedule(N, int(checkpoints))
+        call(KL.erk_schedule_large, rhs, vj, diag, tab, u0, steps_t, steps_h, ops,
+             int(checkpoints), gsave, save_after, lam, pbar, kbar)
+        return nre
+    n = u0.size
+    s = tab[2].size
+    cur = u0.copy()
+    buf = np.zeros((1, n))
+    ks = np.empty((s, n))
+    Ys = np.empty((max(s, 2), n))
+
+    def advance(i0, i1):
+        if i1 > i0:
+            KL.erk_advance_large(rhs, vj[2], tab, cur, steps_t, steps_h, i0, i1, ks, Ys)
+
+    def reverse_step(i):
+        buf[0] = cur
+        KL.erk_reverse_large(rhs, vj, diag, tab, buf, steps_t, steps_h, i, i + 1, gsave,
+                             save_after, lam, pbar, kbar)
+
+    def restore(i):
+        store.drop_above(i)
+        cur[:] = store.get(i)
+
+    try:
+        return binomial_reverse(N, int(checkpoints), advance, reverse_step,
+                                lambda i: store.put(i, cur), restore)
+    finally:
+        store.close()

@@ -14,7 +14,7 @@ matrices*, IMA J. Appl. Math. 13 (1974) (column colouring).
 """
 import numpy as np
 
-__all__ = ["colour_columns", "make_vjp_source", "COMPLEX_STEP"]
+__all__ = ["colour_columns", "make_vjp_source", "is_diagonal_pattern", "COMPLEX_STEP"]
 
 #: complex-step size: no subtractive cancellation, so it can be tiny
 COMPLEX_STEP = 1e-30
@@ -24,9 +24,12 @@ def colour_columns(pattern):
     """Greedy colouring of the columns of a sparse pattern so that no two columns of one
     colour share a row (Curtis-Powell-Reid).  Returns ``(colour, ncolour)``."""
     import scipy.sparse as sp
-    P = sp.csc_matrix(pattern)
     R = sp.csr_matrix(pattern)
-    n = P.shape[1]
+    n = R.shape[1]
+    if n and R.shape[0] and np.diff(R.indptr).max() <= 1:
+        # at most one entry per row (a diagonal, a reaction term): one colour, no loop
+        return np.zeros(n, dtype=np.int64), 1
+    P = sp.csc_matrix(pattern)
     colour = -np.ones(n, dtype=np.int64)
     for k in range(n):
         rows = P.indices[P.indptr[k]:P.indptr[k + 1]]
@@ -40,6 +43,20 @@ def colour_columns(pattern):
             c += 1
         colour[k] = c
     return colour, int(colour.max()) + 1 if n else 0
+
+
+def is_diagonal_pattern(pattern, n):
+    """True when the sparsity pattern ``pattern`` (or None: dense) of an ``n x n``
+    Jacobian is exactly the diagonal."""
+    import scipy.sparse as sp
+    if pattern is None:
+        return n == 1
+    P = sp.csr_matrix(pattern)
+    if P.shape != (n, n) or P.nnz != n:
+        return False
+    P.sum_duplicates()
+    return bool(P.nnz == n and np.array_equal(P.indptr, np.arange(n + 1))
+                and np.array_equal(P.indices, np.arange(n)))
 
 
 def make_vjp_source(fc, p, has_f, n, *, sparsity=None, np_grad=0, linT=None, plin=None,

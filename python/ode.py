@@ -240,7 +240,8 @@ def _run_explicit(prob, alg, o, rhs=None, dense=None):
                     lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"], atol=oo["atol"],
                     adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
                     maxiters=oo["maxiters"], tstops=oo["tstops"], saveat=oo["saveat"],
-                    dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p))
+                    dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p),
+                    hasf=rhs.fun is not None)
     return raw
 
 

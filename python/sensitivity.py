@@ -268,13 +268,15 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     if forward_mode:
         return _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g,
                                     g_initial_row, val)
+    from .adjoint.vjp import is_diagonal_pattern
     vj, np_grad = _vjp_for(prob, rhs, wrt)
+    diag = rhs.fun is not None and is_diagonal_pattern(rhs.fun.jac_sparsity, n)
     lam, pbar, kbar, nre = erk_adjoint(
         krhs, vj, tableau_arrays(alg.tableau), st, sh,
         states=np.ascontiguousarray(states) if all_states else None,
         u0=prob.u0.ravel().astype(np.float64), gsave=g, save_after=save_after,
         g_initial=None if g_initial_row is None else g[g_initial_row],
-        checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad)
+        checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad, diag=diag)
     out = {}
     for name in wrt:
         if name == "u0":
