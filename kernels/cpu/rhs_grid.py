@@ -97,52 +97,52 @@ def _grid_apply(du, u, p, transpose):
         _apply_advection(du, u, p, transpose)
 
 
-# One cfunc per operator kind, so a problem compiles (on a cold cache) only the stencil
-# kernel it uses: the heat equation never compiles Diffusion or Advection.
-@cfunc(RHS_SIG, cache=True)
+# One cfunc per operator kind, compiled (or loaded from the disk cache) on first use --
+# a ``@cfunc`` decorator compiles at import -- so a problem compiles, on a cold cache,
+# only the stencil kernel it uses: the heat equation never compiles Diffusion/Advection.
 def grid_apply_laplacian(du, u, p, t):
     """``du = scale * (L u + b)`` for a packed Laplacian (see the module docstring)."""
     _apply_laplacian(du, u, p, False)
 
 
-@cfunc(RHS_SIG, cache=True)
 def grid_apply_diffusion(du, u, p, t):
     """``du = scale * (D(kappa) u + b)`` for a packed Diffusion operator."""
     _apply_diffusion(du, u, p, False)
 
 
-@cfunc(RHS_SIG, cache=True)
 def grid_apply_advection(du, u, p, t):
     """``du = scale * (A(v) u + b)`` for a packed Advection operator."""
     _apply_advection(du, u, p, False)
 
 
-@cfunc(RHS_SIG, cache=True)
 def grid_transpose_laplacian(du, u, p, t):
     """``du = scale * L^T u`` (the boundary term drops out)."""
     _apply_laplacian(du, u, p, True)
 
 
-@cfunc(RHS_SIG, cache=True)
 def grid_transpose_diffusion(du, u, p, t):
     """``du = scale * D(kappa)^T u`` (the boundary term drops out)."""
     _apply_diffusion(du, u, p, True)
 
 
-@cfunc(RHS_SIG, cache=True)
 def grid_transpose_advection(du, u, p, t):
     """``du = scale * A(v)^T u`` (the boundary term drops out)."""
     _apply_advection(du, u, p, True)
 
 
+_KINDS = {GRID_LAPLACIAN: (grid_apply_laplacian, grid_transpose_laplacian),
+          GRID_DIFFUSION: (grid_apply_diffusion, grid_transpose_diffusion),
+          GRID_ADVECTION: (grid_apply_advection, grid_transpose_advection)}
+_CFUNCS = {}
+
+
 def grid_cfuncs(plin):
     """``(apply, transpose)`` cfuncs for the packed operator ``plin`` (by its kind)."""
     kind = int(plin[0])
-    if kind == GRID_LAPLACIAN:
-        return grid_apply_laplacian, grid_transpose_laplacian
-    if kind == GRID_DIFFUSION:
-        return grid_apply_diffusion, grid_transpose_diffusion
-    return grid_apply_advection, grid_transpose_advection
+    hit = _CFUNCS.get(kind)
+    if hit is None:
+        hit = _CFUNCS[kind] = tuple(cfunc(RHS_SIG, cache=True)(f) for f in _KINDS[kind])
+    return hit
 
 
 @njit(cache=False)
