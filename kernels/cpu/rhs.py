@@ -38,22 +38,19 @@ def eval_rhs(f, p, lin, plin, haslin, tmp, du, u, t):
             du[i] += tmp[i]
 
 
-@cfunc(RHS_SIG, cache=True)
-def zero_f(du, u, p, t):
+def _zero_f(du, u, p, t):
     """``du = 0``: the nonlinear part of a purely linear problem."""
     for i in range(du.size):
         du[i] = 0.0
 
 
-@cfunc(RHS_SIG, cache=True)
-def diag_apply(du, u, p, t):
+def _diag_apply(du, u, p, t):
     """``du = d * u`` with ``p = d``."""
     for i in range(du.size):
         du[i] = p[i] * u[i]
 
 
-@cfunc(RHS_SIG, cache=True)
-def dense_apply(du, u, p, t):
+def _dense_apply(du, u, p, t):
     """``du = A u`` with ``p = [n, A.ravel()]``."""
     n = int(p[0])
     for i in range(n):
@@ -64,8 +61,7 @@ def dense_apply(du, u, p, t):
         du[i] = acc
 
 
-@cfunc(RHS_SIG, cache=True)
-def dense_apply_transpose(du, u, p, t):
+def _dense_apply_transpose(du, u, p, t):
     """``du = A^T u`` with ``p = [n, A.ravel()]``."""
     n = int(p[0])
     for j in range(n):
@@ -87,8 +83,7 @@ def _csr_parts(p):
     return n, ip, ix, data
 
 
-@cfunc(RHS_SIG, cache=True)
-def csr_apply(du, u, p, t):
+def _csr_apply(du, u, p, t):
     """``du = A u`` with ``p = [n, nnz, indptr, indices, data]``."""
     n, ip, ix, data = _csr_parts(p)
     for i in range(n):
@@ -98,8 +93,7 @@ def csr_apply(du, u, p, t):
         du[i] = acc
 
 
-@cfunc(RHS_SIG, cache=True)
-def csr_apply_transpose(du, u, p, t):
+def _csr_apply_transpose(du, u, p, t):
     """``du = A^T u`` with ``p = [n, nnz, indptr, indices, data]``."""
     n, ip, ix, data = _csr_parts(p)
     for j in range(n):
@@ -114,8 +108,30 @@ RHS_COMPLEX_SIG = types.void(types.complex128[::1], types.complex128[::1], types
                              types.float64)
 
 
-@cfunc(RHS_COMPLEX_SIG, cache=True)
-def zero_f_complex(du, u, p, t):
+def _zero_f_complex(du, u, p, t):
     """Complex twin of :func:`zero_f` (a placeholder where no user ``f`` exists)."""
     for i in range(du.size):
         du[i] = 0.0
+
+
+# Built on first use: a ``@cfunc`` decorator compiles (or loads from the disk cache, ~15 ms
+# each) at import, and most solves need only ``zero_f``.
+_LAZY = {
+    "zero_f": ("RHS_SIG", _zero_f),
+    "diag_apply": ("RHS_SIG", _diag_apply),
+    "dense_apply": ("RHS_SIG", _dense_apply),
+    "dense_apply_transpose": ("RHS_SIG", _dense_apply_transpose),
+    "csr_apply": ("RHS_SIG", _csr_apply),
+    "csr_apply_transpose": ("RHS_SIG", _csr_apply_transpose),
+    "zero_f_complex": ("RHS_COMPLEX_SIG", _zero_f_complex),
+}
+
+
+def __getattr__(name):
+    """The cfunc ``name`` (:data:`__all__`), compiled or loaded from the cache on first use."""
+    spec = _LAZY.get(name)
+    if spec is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    cf = cfunc(globals()[spec[0]], cache=True)(spec[1])
+    globals()[name] = cf
+    return cf
