@@ -1,4 +1,6 @@
-"""Discrete adjoint of the Rosenbrock solves (Rosenbrock23, Rodas5P) with checkpointing.
+"""Discrete adjoints of the stiff solves with checkpointing: Rosenbrock23, Rodas5P
+(:func:`rosenbrock_adjoint`), ImplicitEuler, Kvaerno5, KenCarp4 and KenCarp4's IMEX form
+on a ``SplitODEProblem`` (:func:`esdirk_adjoint`).
 
 The gradient is the exact derivative of the discrete solution that ``solve`` computed:
 each step's linear solves ``W k_i = r_i`` are differentiated by the implicit function
@@ -23,7 +25,8 @@ does not depend on ``t``.
 References
 ----------
 Sandu, Daescu, Carmichael, Atmos. Environ. 37 (2003); Zhang, Sandu, *FATODE*, SIAM J.
-Sci. Comput. 36 (2014); Griewank, Walther, *Evaluating Derivatives* (2008), ch. 12.
+Sci. Comput. 36 (2014); Griewank, Walther, *Evaluating Derivatives* (2008), ch. 12;
+Kennedy, Carpenter, Appl. Numer. Math. 44 (2003) 139-181 (the ARK pair of KenCarp4).
 """
 import numpy as np
 
@@ -112,15 +115,69 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
     recomputed from ``u0`` with every stage solved to rounding (the forward pass's Newton
     iterates are not reproducible), so every checkpointing mode gives the same bits.
 
-    Returns ``(lam0, pbar, nrecompute, ok)``; ``ok`` is False if a re-solved stage did not
-    converge."""
+    An IMEX tableau (``tab[12]``, KenCarp4 on a ``SplitODEProblem``: ``f`` explicit, the
+    linear part implicit) runs the additive kernels ``ark_*``: transposed solves with
+    ``W = I - h gamma L``, ``L^T`` from ``vj``'s transpose of the linear part, ``f``'s VJPs
+    for the explicit part (Kennedy & Carpenter 2003's ARK pair differentiated in reverse
+    mode, Griewank & Walther 2008).
+
+    Parameters
+    ----------
+    rhs : ``(f, p, lin, plin, haslin, tmp)``;  jd : the forward's Jacobian data tuple
+        (unused by the IMEX kernels: their implicit Jacobian is the exact ``L``)
+    vj : VJP source tuple (:func:`jitsolve.adjoint.vjp.make_vjp_source`); for IMEX it
+        must carry the transpose of the linear part
+    tab : stiff tableau tuple (:func:`jitsolve.solvers.ode.rosenbrock.stiff_tableau`)
+    steps_t, steps_h : the accepted steps of the forward pass (held fixed)
+    u0, gsave, save_after, g_initial : as :func:`.discrete.erk_adjoint`
+    checkpoints : ``"all"`` or an int ``C`` (binomial schedule; with ``store`` an HDF5
+        store, Python-driven)
+
+    Returns
+    -------
+    lam0, pbar, nrecompute, ok
+        ``ok`` is False if a re-solved stage did not converge (IMEX: ``W`` singular or a
+        stage not finite).
+    """
     N = steps_t.size
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
     n = u0.size
     s = tab[6].size
     lam = np.zeros(n)
     pbar = np.zeros(max(np_grad, 0))
-    wk = KS.sd_work(n, s, np_grad)
+    imex = bool(tab[12])
+    if imex:
+        if not rhs[4] or not vj[11]:
+            raise ValueError("esdirk_adjoint: the IMEX form needs a linear part and its "
+                             "transpose in vj")
+        wk = KS.ark_work(n, s)
+        if N:
+            KS.ark_setup(rhs, float(steps_t[0]), wk)
+
+        def advance(cur, i0, i1, states, keep):
+            return KS.ark_advance(rhs, tab, cur, steps_t, steps_h, i0, i1, states, keep, wk)
+
+        def reverse(states, i0, i1):
+            return KS.ark_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave,
+                                  save_after, lam, pbar, wk)
+
+        def schedule(ops, C):
+            return KS.ark_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave,
+                                   save_after, lam, pbar, wk)
+    else:
+        wk = KS.sd_work(n, s, np_grad)
+
+        def advance(cur, i0, i1, states, keep):
+            return KS.sd_advance(rhs, jd, tab, cur, steps_t, steps_h, i0, i1, states, keep, wk)
+
+        def reverse(states, i0, i1):
+            KS.sd_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, i0, i1, gsave,
+                          save_after, lam, pbar, wk)
+            return True
+
+        def schedule(ops, C):
+            return KS.sd_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave,
+                                  save_after, lam, pbar, wk)
     nre = 0
     ok = [True]
     if N == 0:
@@ -128,30 +185,26 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
     elif checkpoints == "all":
         states = np.empty((N + 1, n))
         cur = u0.copy()
-        ok[0] = KS.sd_advance(rhs, jd, tab, cur, steps_t, steps_h, 0, N, states, True, wk)
+        ok[0] = bool(advance(cur, 0, N, states, True))
         states[N] = cur
         nre = N
-        KS.sd_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, 0, N, gsave, save_after, lam,
-                      pbar, wk)
+        ok[0] &= bool(reverse(states, 0, N))
     elif store is None:
         ops, nre = record_schedule(N, int(checkpoints))
-        ok[0] = bool(KS.sd_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops,
-                                    int(checkpoints), gsave, save_after, lam, pbar, wk))
+        ok[0] = bool(schedule(ops, int(checkpoints)))
     else:
         C = int(checkpoints)
         snaps = store if store is not None else MemoryStore()
         cur = u0.copy()
         buf = np.zeros((1, n))
 
-        def advance(i0, i1):
+        def advance_cb(i0, i1):
             if i1 > i0:
-                ok[0] &= bool(KS.sd_advance(rhs, jd, tab, cur, steps_t, steps_h, i0, i1, buf,
-                                            False, wk))
+                ok[0] &= bool(advance(cur, i0, i1, buf, False))
 
         def reverse_step(i):
             buf[0] = cur
-            KS.sd_reverse(rhs, jd, vj, tab, buf, steps_t, steps_h, i, i + 1, gsave, save_after,
-                          lam, pbar, wk)
+            ok[0] &= bool(reverse(buf, i, i + 1))
 
         def take(i):
             snaps.put(i, cur)
@@ -161,7 +214,7 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
             cur[:] = snaps.get(i)
 
         try:
-            nre = binomial_reverse(N, C, advance, reverse_step, take, restore)
+            nre = binomial_reverse(N, C, advance_cb, reverse_step, take, restore)
         finally:
             snaps.close()
     if g_initial is not None:

@@ -1,7 +1,8 @@
-"""Discrete adjoints of the Rosenbrock methods (Rosenbrock23, Rodas5P): gradients wrt p
-and u0 against central differences of the whole solve at fixed steps, adaptive solves
-against the same step sequence held fixed, checkpointing variants bitwise equal, the
-transposed LU solve and a dot-product test of one reverse step."""
+"""Discrete adjoints of the stiff methods (Rosenbrock23, Rodas5P; ImplicitEuler, Kvaerno5,
+KenCarp4; KenCarp4's IMEX form on a SplitODEProblem): gradients wrt p and u0 against
+central differences of the whole solve at fixed steps, adaptive solves against the same
+step sequence held fixed, checkpointing variants bitwise equal, the transposed LU solve
+and dot-product tests of one reverse step."""
 import numpy as np
 import pytest
 
@@ -262,3 +263,147 @@ def test_gradient_api_routes_stiff_methods():
     rep = js.check_gradient(prob, js.Rodas5P(), loss, wrt="p", rtol=1e-8, atol=1e-8,
                             verbose=False, eps=0.5 * 0.5 ** np.arange(4))
     assert rep["passed"]
+
+
+# ------------------------------------------------------------------ KenCarp4, IMEX form
+# du/dt = D Lap u + f(u, p): the Laplacian (Dirichlet 0.5 at both ends: an affine linear
+# part) implicit through the ESDIRK tableau, the reaction explicit through the ERK tableau
+IMEX_N = 24
+IMEX_TD = np.array([0.1, 0.25, 0.5])
+
+
+def fisher_ac(du, u, p, t):
+    # Fisher-KPP growth minus an Allen-Cahn cubic (products: complex-step safe)
+    for i in range(u.size):
+        du[i] = p[0] * u[i] * (1.0 - u[i]) - p[1] * u[i] * u[i] * u[i]
+
+
+def _imex_setup(kind="grid", D=0.05):
+    g = js.Grid((IMEX_N,), bc=js.Dirichlet(0.5))
+    op = D * js.Laplacian(g)
+    if kind == "grid":
+        L = op
+    else:
+        # the same operator as a matrix (homogeneous: the boundary term dropped)
+        L = op.to_csr() if kind == "csr" else op.to_csr().toarray()
+    x = (np.arange(IMEX_N) + 0.5) / IMEX_N
+    u0 = 0.5 + 0.4 * np.sin(2 * np.pi * x)
+    p = np.array([2.0, 0.7])
+    data = 0.5 + 0.1 * np.random.default_rng(0).standard_normal((IMEX_TD.size, IMEX_N))
+    return L, u0, p, js.L2Loss(IMEX_TD, data)
+
+
+def _imex_J(L, u0, p, loss, kw):
+    kw = dict(kw)
+    kw.setdefault("tstops", IMEX_TD)          # a replayed step sequence already has them
+    s = js.solve(js.SplitODEProblem(L, fisher_ac, u0, (0.0, 0.5), p), KenCarp4(), saveat=IMEX_TD,
+                 **kw)
+    assert s.retcode == js.ReturnCode.Success
+    return loss.value(s.u)
+
+
+def _imex_fd(L, u0, p, loss, kw):
+    out = {}
+    for name, x in (("p", p), ("u0", u0)):
+        g = np.zeros(x.size)
+        for k in range(x.size):
+            e = 1e-5 * max(abs(x[k]), 1e-2)
+            v = []
+            for sgn in (1, -1):
+                y = x.copy()
+                y[k] += sgn * e
+                v.append(_imex_J(L, u0, y, loss, kw) if name == "p" else
+                         _imex_J(L, y, p, loss, kw))
+            g[k] = (v[0] - v[1]) / (2 * e)
+        out[name] = g
+    return out
+
+
+@pytest.mark.parametrize("kind, D", [("grid", 0.05), ("grid", 2.0), ("csr", 0.05),
+                                     ("dense", 0.05)])
+def test_kencarp4_imex_fixed_steps_against_central_differences(kind, D):
+    # D = 2: h gamma |L| ~ 30, the implicit part stiff (the explicit reaction is not)
+    L, u0, p, loss = _imex_setup(kind, D)
+    kw = dict(adaptive=False, dt=0.01)
+    prob = js.SplitODEProblem(L, fisher_ac, u0, (0.0, 0.5), p)
+    val, g = stiff_discrete_adjoint(prob, KenCarp4(), loss, ("p", "u0"), None, dict(kw))
+    assert val == pytest.approx(_imex_J(L, u0, p, loss, kw), rel=1e-13)
+    ref = _imex_fd(L, u0, p, loss, kw)
+    for name in ("p", "u0"):
+        assert _rel(g[name], ref[name]) < 1e-7, (name, g[name], ref[name])
+
+
+def test_kencarp4_imex_adaptive_against_fixed_step_sequence():
+    L, u0, p, loss = _imex_setup()
+    prob = js.SplitODEProblem(L, fisher_ac, u0, (0.0, 0.5), p)
+    kw = dict(rtol=1e-8, atol=1e-10)
+    val, g = stiff_discrete_adjoint(prob, KenCarp4(), loss, ("p", "u0"), None, dict(kw))
+    sol = js.solve(prob, KenCarp4(), tstops=IMEX_TD, **kw)
+    assert sol.steps_t.size > 10 and np.ptp(sol.steps_h) > 0
+    # the recorded step sequence, replayed with fixed steps landing on every step end
+    ends = np.append(sol.steps_t[1:], 0.5)
+    fixed = dict(adaptive=False, dt=0.5, tstops=ends)
+    s2 = js.solve(prob, KenCarp4(), saveat=IMEX_TD, **fixed)
+    assert s2.steps_t.size == sol.steps_t.size
+    assert val == pytest.approx(loss.value(s2.u), rel=1e-12)
+    ref = _imex_fd(L, u0, p, loss, fixed)
+    for name in ("p", "u0"):
+        assert _rel(g[name], ref[name]) < 1e-7, (name, g[name], ref[name])
+
+
+def test_kencarp4_imex_checkpoints_bitwise_equal(tmp_path):
+    L, u0, p, loss = _imex_setup()
+    prob = js.SplitODEProblem(L, fisher_ac, u0, (0.0, 0.5), p)
+    kw = dict(rtol=1e-6, atol=1e-8)
+    _, g_all = stiff_discrete_adjoint(prob, KenCarp4(), loss, ("p", "u0"), None, dict(kw))
+    for sa in (js.DiscreteAdjoint(checkpoints=3), js.DiscreteAdjoint(checkpoints=1),
+               js.DiscreteAdjoint(checkpoints=4, store=js.HDF5Store(tmp_path / "c.h5"))):
+        _, g = stiff_discrete_adjoint(prob, KenCarp4(), loss, ("p", "u0"), sa, dict(kw))
+        for name in ("p", "u0"):
+            assert np.array_equal(g[name], g_all[name]), (sa.checkpoints, name)
+    # js.gradient routes the SplitODEProblem + KenCarp4 here
+    _, g_api = js.gradient(prob, KenCarp4(), loss, wrt=("p", "u0"), **kw)
+    assert np.array_equal(g_api["p"], g_all["p"]) and np.array_equal(g_api["u0"], g_all["u0"])
+
+
+def test_kencarp4_imex_dot_product_one_step():
+    # <lam, dPhi/du du + dPhi/dp dp> == <dPhi/du^T lam, du> + <dPhi/dp^T lam, dp> for one
+    # reversed IMEX step Phi (central differences of the step map; f is a cubic)
+    from jitsolve.kernels.cpu import esdirk_adjoint as K
+    from jitsolve.rhs import problem_rhs
+    from jitsolve.sensitivity import _vjp_for
+    from jitsolve.solvers.ode.rosenbrock import stiff_tableau
+    L, u0, p, loss = _imex_setup()
+    prob = js.SplitODEProblem(L, fisher_ac, u0, (0.0, 0.5), p)
+    rhs = problem_rhs(prob)
+    n = IMEX_N
+    vj, npg = _vjp_for(prob, rhs, ("p", "u0"))
+    tab = stiff_tableau("kencarp4", True)
+    assert tab[12] and npg == 2
+
+    def krhs(pp):
+        return (rhs.f, pp, rhs.lin, rhs.plin, True, np.empty(n))
+    wk = K.ark_work(n, tab[6].size)
+    K.ark_setup(krhs(p), 0.0, wk)
+    t, h = 0.1, 0.05
+    st, sh = np.array([t]), np.array([h])
+
+    def step(uu, pp):
+        c = uu.copy()
+        assert K.ark_advance(krhs(pp), tab, c, st, sh, 0, 1, np.zeros((1, n)), False, wk)
+        return c
+    rng = np.random.default_rng(3)
+    lam = rng.standard_normal(n)
+    du = rng.standard_normal(n)
+    dp = rng.standard_normal(2)
+    e = 1e-5            # Phi is a polynomial of low degree: rounding-limited differences
+    jvp = (step(u0 + e * du, p + e * dp) - step(u0 - e * du, p - e * dp)) / (2 * e)
+    lb = lam.copy()
+    pb = np.zeros(2)
+    assert K.ark_reverse(krhs(p), vj, tab, u0[None, :].copy(), st, sh, 0, 1, np.zeros((1, n)),
+                         -np.ones(1, np.int64), lb, pb, wk)
+    assert lam @ jvp == pytest.approx(lb @ du + pb @ dp, rel=1e-9)
+    # the step is the one the forward loop takes (stages to rounding either way)
+    s = js.solve(js.SplitODEProblem(L, fisher_ac, u0, (t, t + h), p), KenCarp4(),
+                 adaptive=False, dt=h)
+    np.testing.assert_allclose(step(u0, p), s.u[-1], rtol=1e-14, atol=1e-14)

@@ -18,12 +18,40 @@ derivative of the exactly solved scheme along the recorded steps, at states that
 from the forward pass's by its Newton tolerance, and bit-for-bit independent of the
 checkpointing.  ``J(Z_i)`` for the transposed solve is the forward pass's Jacobian source
 (user ``jac`` or complex step), products ``J^T v`` and ``J_p^T v`` the complex-step VJPs
-of :func:`.erk_adjoint.vjp_apply`.  IMEX tableaus are not covered.
+of :func:`.erk_adjoint.vjp_apply`.
+
+IMEX additive form (KenCarp4 on a ``SplitODEProblem``, the ``ark_*`` kernels): ``u' =
+fE(u) + L u + b`` with ``fE`` the user's ``f`` (explicit tableau ``AE``) and the affine
+linear part ``lin(u) = L u + b`` implicit (ESDIRK tableau ``AI``), as
+:func:`.esdirk.sdirk_step` computes it::
+
+    base_i = u + h sum_{j<i} (AE[i, j] FE_j + AI[i, j] FI_j),
+    Z_i = base_i + h gamma lin(Z_i)   i.e.  W Z_i = base_i + h gamma b,  W = I - h gamma L,
+    FE_i = fE(Z_i),  FI_i = (Z_i - base_i) / (h gamma) = lin(Z_i),
+    u' = u + h sum_i B_i (FE_i + FI_i)          (stage 0 explicit: Z_0 = u, FI_0 = lin(u)).
+
+``W`` depends only on ``h`` (``L`` constant), so the stage solve is linear and its
+derivative is the implicit function theorem with the same matrix; with
+``FEbar_i = FIbar_i = h B_i lam'`` to start, for ``i = s-1 .. 0``::
+
+    mu_i = W^{-T} (J_E(Z_i)^T FEbar_i + L^T FIbar_i)     (no W^{-T} for stage 0),
+    lam += mu_i,  FEbar_j += h AE[i, j] mu_i,  FIbar_j += h AI[i, j] mu_i  (j < i),
+    pbar += J_p(Z_i)^T FEbar_i                              (L does not depend on p).
+
+``L^T`` products come from the VJP source's transpose of the linear part (grid
+operators' transpose stencils, ``A^T`` of a dense or CSR matrix), ``J_E^T`` and
+``J_p^T`` from its complex-step products with ``f``.  The states are recomputed from
+the recorded step sizes with the forward step's own arithmetic (:func:`ark_stages`:
+one Newton iteration with the exact ``W`` solves each affine stage equation), in every
+checkpointing mode, so the gradient is bit-for-bit independent of the checkpointing.
 
 References
 ----------
 Hairer, Wanner, *Solving ODEs II* (1996), IV.6-8; Zhang, Sandu, *FATODE*, SIAM J. Sci.
-Comput. 36 (2014) (SDIRK adjoints).
+Comput. 36 (2014) (SDIRK adjoints); Kennedy, Carpenter, *Additive Runge-Kutta schemes
+for convection-diffusion-reaction equations*, Appl. Numer. Math. 44 (2003) 139-181
+(the ARK4(3)6L[2]SA pair); Griewank, Walther, *Evaluating Derivatives* (2008), ch. 3
+and 12 (reverse mode, checkpointing).
 """
 import numpy as np
 from numba import njit
@@ -33,7 +61,8 @@ from .rhs import eval_rhs
 from .rosenbrock_adjoint import lu_solve_transpose
 from .stiffjac import build_w, jacobian, jacobian_zero, linear_matrix, lu_factor, lu_solve
 
-__all__ = ["sd_work", "sd_stages", "sd_advance", "sd_reverse", "NEWTON_MAX"]
+__all__ = ["sd_work", "sd_stages", "sd_advance", "sd_reverse", "sd_schedule", "ark_work",
+           "ark_setup", "ark_stages", "ark_advance", "ark_reverse", "ark_schedule", "NEWTON_MAX"]
 
 #: Newton iterations allowed to re-solve a stage to rounding
 NEWTON_MAX = 100
@@ -232,6 +261,206 @@ def sd_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_afte
             buf[0] = cur
             sd_reverse(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
                        lam, pbar, wk)
+        elif op == 2:
+            top += 1
+            keys[top] = a
+            snaps[top] = cur
+        else:
+            while top > 0 and keys[top] > a:
+                top -= 1
+            cur[:] = snaps[top]
+    return ok
+
+
+# ----------------------------------------------------------------------------- IMEX (ARK)
+@njit(cache=True)
+def ark_work(n, s):
+    """Work arrays of the IMEX kernels: ``(JL, W, piv, Z, FE, FI, FEb, FIb, base, r, mu,
+    o, work, cu, cd, kdummy, state)``; ``state = [h gamma of the LU in W, JL set]``."""
+    return (np.zeros((n, n)), np.zeros((n, n)), np.zeros(n, np.int64), np.zeros((s, n)),
+            np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)),
+            np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n),
+            np.zeros(n, np.complex128), np.zeros(n, np.complex128), np.zeros(n),
+            np.full(2, np.nan))
+
+
+@njit(cache=True)
+def ark_setup(rhs, t0, wk):
+    """The dense matrix ``L`` of the linear part at ``t0`` (as the forward loop builds it,
+    :func:`.stiffjac.linear_matrix`); forgets any LU held in ``wk``."""
+    f, p, lin, plin, haslin, tmp = rhs
+    JL = wk[0]
+    linear_matrix(lin, plin, JL.shape[0], t0, JL)
+    st = wk[16]
+    st[0] = np.nan
+    st[1] = 1.0
+
+
+@njit(cache=False)
+def ark_stages(rhs, tab, u, t, h, wk):
+    """IMEX stages of the step from ``(t, u)``: ``Z`` (wk[3]), ``FE`` (wk[4]) and ``FI``
+    (wk[5]), computed as :func:`.esdirk.sdirk_step` computes them: predictor
+    ``base_i + h gamma FI_{i-1}``, one Newton iteration with the LU of the exact
+    ``W = I - h gamma L`` (refactored only when ``h gamma`` changes), which solves the
+    affine stage equation to rounding, and ``FI_i = (Z_i - base_i) / (h gamma)``.  (The
+    forward loop iterates again when its contraction estimate asks for it, changing a
+    stage by rounding only; a fixed count keeps the recomputation deterministic.)
+    Returns False if ``W`` is singular or a stage is not finite."""
+    f, p, lin, plin, haslin, tmp = rhs
+    GAMMA, AI, C, B, AE = tab[1], tab[2], tab[4], tab[6], tab[9]
+    JL, W, piv, Z, FE, FI, base, r = wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[8], wk[9]
+    state = wk[16]
+    n = u.size
+    s = B.size
+    hg = h * GAMMA
+    if state[0] != hg:
+        build_w(W, JL, 1.0, hg)
+        if not lu_factor(W, piv):
+            state[0] = np.nan
+            return False
+        state[0] = hg
+    for st in range(s):
+        ts = t + C[st] * h
+        if AI[st, st] == 0.0:
+            for x in range(n):
+                Z[st, x] = u[x]
+            f(FE[st], u, p, ts)
+            lin(FI[st], u, plin, ts)
+            continue
+        for x in range(n):
+            acc = 0.0
+            for j in range(st):
+                acc += AE[st, j] * FE[j, x] + AI[st, j] * FI[j, x]
+            base[x] = u[x] + h * acc
+            Z[st, x] = base[x] + hg * FI[st - 1, x]
+        lin(r, Z[st], plin, ts)
+        for x in range(n):
+            r[x] = base[x] + hg * r[x] - Z[st, x]
+        lu_solve(W, piv, r)
+        for x in range(n):
+            Z[st, x] += r[x]
+            FI[st, x] = (Z[st, x] - base[x]) / hg
+            if not np.isfinite(Z[st, x]):
+                return False
+        f(FE[st], Z[st], p, ts)
+    return True
+
+
+@njit(cache=False)
+def _ark_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
+    B = tab[6]
+    FE, FI = wk[4], wk[5]
+    s = B.size
+    ok = True
+    for i in range(i0, i1):
+        if store:
+            states[i - i0] = u
+        h = steps_h[i]
+        if not ark_stages(rhs, tab, u, steps_t[i], h, wk):
+            ok = False
+        for x in range(u.size):
+            acc = 0.0
+            for j in range(s):
+                acc += B[j] * (FE[j, x] + FI[j, x])
+            u[x] = u[x] + h * acc
+    return ok
+
+
+@njit(cache=False)
+def _ark_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, lam, pbar,
+                 wk):
+    f, p, lin, plin, haslin, tmp = rhs
+    GAMMA, AI, C, B, AE = tab[1], tab[2], tab[4], tab[6], tab[9]
+    W, piv, Z = wk[1], wk[2], wk[3]
+    FEb, FIb, mu, o = wk[6], wk[7], wk[10], wk[11]
+    work, cu, cd, kd = wk[12], wk[13], wk[14], wk[15]
+    # the explicit part's VJP source: f only (L^T is applied separately, to FIbar)
+    vjE = (vj[0], vj[1], vj[2], vj[3], vj[4], vj[5], vj[6], vj[7], vj[8], vj[9], vj[10],
+           False, False, vj[13])
+    linT = vj[9]
+    plinT = vj[10]
+    has_lt = vj[11]
+    n = lam.size
+    s = B.size
+    ok = True
+    for i in range(i1 - 1, i0 - 1, -1):
+        g = save_after[i]
+        if g >= 0:
+            for x in range(n):
+                lam[x] += gsave[g, x]
+        u = states[i - i0]
+        t = steps_t[i]
+        h = steps_h[i]
+        if not ark_stages(rhs, tab, u, t, h, wk):
+            ok = False
+        for st in range(s):
+            for x in range(n):
+                FEb[st, x] = h * B[st] * lam[x]
+                FIb[st, x] = FEb[st, x]
+        for st in range(s - 1, -1, -1):
+            ts = t + C[st] * h
+            vjp_apply(vjE, FEb[st], Z[st], p, ts, o, pbar, kd, work, cu, cd)
+            if has_lt:
+                linT(work, FIb[st], plinT, ts)
+                for x in range(n):
+                    mu[x] = o[x] + work[x]
+            else:
+                for x in range(n):
+                    mu[x] = o[x]
+            if AI[st, st] != 0.0:
+                lu_solve_transpose(W, piv, mu)
+            for x in range(n):
+                lam[x] += mu[x]
+            for j in range(st):
+                ae = h * AE[st, j]
+                ai = h * AI[st, j]
+                for x in range(n):
+                    FEb[j, x] += ae * mu[x]
+                    FIb[j, x] += ai * mu[x]
+    return ok
+
+
+# entry points from Python; the schedule calls the cache=False bodies above (a cached
+# caller must not be compiled against a callee loaded from the cache: test_kernel_cache)
+@njit(cache=True)
+def ark_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
+    """:func:`sd_advance` for the IMEX form (:func:`ark_stages`, the update summed as
+    :func:`.esdirk.sdirk_step` sums it).  Call :func:`ark_setup` first."""
+    return _ark_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store, wk)
+
+
+@njit(cache=True)
+def ark_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, lam, pbar,
+                wk):
+    """Reverse IMEX steps ``i1-1 .. i0`` (states before each step in ``states[i - i0]``);
+    conventions of :func:`.erk_adjoint.erk_reverse`, formulas in the module docstring.
+    Returns False if a re-solved stage did not converge.  Call :func:`ark_setup` first."""
+    return _ark_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after,
+                        lam, pbar, wk)
+
+
+@njit(cache=True)
+def ark_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam, pbar, wk):
+    """:func:`sd_schedule` for the IMEX reverse; returns False if a re-solved stage did
+    not converge.  Call :func:`ark_setup` first."""
+    n = u0.size
+    snaps = np.empty((C + 2, n))
+    keys = np.empty(C + 2, np.int64)
+    top = -1
+    cur = u0.copy()
+    buf = np.empty((1, n))
+    ok = True
+    for q in range(ops.shape[0]):
+        op = ops[q, 0]
+        a = ops[q, 1]
+        if op == 0:
+            if not _ark_advance(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False, wk):
+                ok = False
+        elif op == 1:
+            buf[0] = cur
+            if not _ark_reverse(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave,
+                                save_after, lam, pbar, wk):
+                ok = False
         elif op == 2:
             top += 1
             keys[top] = a
