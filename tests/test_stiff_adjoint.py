@@ -302,12 +302,12 @@ def _imex_J(L, u0, p, loss, kw):
     return loss.value(s.u)
 
 
-def _imex_fd(L, u0, p, loss, kw):
+def _imex_fd(L, u0, p, loss, kw, rel=1e-5):
     out = {}
     for name, x in (("p", p), ("u0", u0)):
         g = np.zeros(x.size)
         for k in range(x.size):
-            e = 1e-5 * max(abs(x[k]), 1e-2)
+            e = rel * max(abs(x[k]), 1e-2)
             v = []
             for sgn in (1, -1):
                 y = x.copy()
@@ -322,13 +322,14 @@ def _imex_fd(L, u0, p, loss, kw):
 @pytest.mark.parametrize("kind, D", [("grid", 0.05), ("grid", 2.0), ("csr", 0.05),
                                      ("dense", 0.05)])
 def test_kencarp4_imex_fixed_steps_against_central_differences(kind, D):
-    # D = 2: h gamma |L| ~ 30, the implicit part stiff (the explicit reaction is not)
+    # D = 2: h gamma |L| ~ 12, the implicit part stiff (the explicit reaction is not); its
+    # u0-gradient is small (diffusion forgets u0), so larger differences beat rounding
     L, u0, p, loss = _imex_setup(kind, D)
     kw = dict(adaptive=False, dt=0.01)
     prob = js.SplitODEProblem(L, fisher_ac, u0, (0.0, 0.5), p)
     val, g = stiff_discrete_adjoint(prob, KenCarp4(), loss, ("p", "u0"), None, dict(kw))
     assert val == pytest.approx(_imex_J(L, u0, p, loss, kw), rel=1e-13)
-    ref = _imex_fd(L, u0, p, loss, kw)
+    ref = _imex_fd(L, u0, p, loss, kw, rel=1e-4 if D > 1 else 1e-5)
     for name in ("p", "u0"):
         assert _rel(g[name], ref[name]) < 1e-7, (name, g[name], ref[name])
 
