@@ -98,6 +98,40 @@ def test_only_entry_points_are_disk_cached():
     assert entry >= 10          # the scan sees the real entry points (erk_solve, stiff_solve, ...)
 
 
+# cached kernels a cached function may call: plain-array kernels that take no functions
+PLAIN_CACHED_CALLEES = {"_grow", "lu_factor", "lu_solve", "lu_solve_transpose", "em_tree",
+                        "sra_tree", "count_fixed_steps", "philox4x32_10", "normal", "_normals",
+                        "_csr_parts", "tree_sample", "levy_sample"}
+
+
+def test_cached_functions_call_no_cached_loop_kernels():
+    """A cached function calling a cached kernel that takes first-class functions is the
+    pattern that crashed; compiled callers use the uncached ``*_inner`` twins."""
+    kdir = _kernel_dir()
+    cached, bodies = {}, {}
+    for path in kdir.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef):
+                flags = [_njit_cache(d) for d in node.decorator_list
+                         if _njit_cache(d) is not None]
+                if flags:
+                    if flags[0]:
+                        cached[node.name] = path.name
+                        bodies[(path.name, node.name)] = {
+                            n.func.id for n in ast.walk(node)
+                            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    bad = []
+    for (mod, fn), calls in bodies.items():
+        for c in calls:
+            if c != fn and c in cached and cached[c] in LOOP_MODULES \
+                    and c not in PLAIN_CACHED_CALLEES:
+                bad.append(f"{mod}:{fn} -> {c}")
+    assert not bad, bad
+    from jitsolve.kernels.cpu import erk, erk_adjoint
+    assert erk.erk_solve_inner.py_func is erk.erk_solve.py_func
+    assert erk_adjoint.erk_reverse_inner._cache.__class__.__name__ == "NullCache"
+
+
 def test_stiff_loop_is_disk_cached():
     from jitsolve.kernels.cpu.stiff import stiff_solve
     from jitsolve.kernels.cpu.erk import erk_solve

@@ -468,7 +468,7 @@ def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb,
     for i in prange(N):
         rhs = (f, ps[i], lin, plin, haslin, np.empty(n))
         cbi = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], ps[i])
-        res = erk_solve(rhs, u0s[i], t0, tab, ctrl, stops, (False, savet, False), cbi, nsv)
+        res = erk_solve_inner(rhs, u0s[i], t0, tab, ctrl, stops, (False, savet, False), cbi, nsv)
         us = res[1]
         nsave = res[2]
         for k in range(nsave):
@@ -477,3 +477,8 @@ def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb,
             out[i, k] = np.nan
         retcodes[i] = res[12]
         stats[i] = res[11]
+
+
+# Uncached twins for compiled callers: a cached function compiled while a callee taking
+# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
+erk_solve_inner = njit(cache=False)(erk_solve.py_func)

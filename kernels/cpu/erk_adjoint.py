@@ -24,7 +24,7 @@ the coefficient field of a packed Diffusion operator also gets its gradient.
 import numpy as np
 from numba import njit, prange
 
-from .erk import combine, erk_solve
+from .erk import combine, erk_solve, erk_solve_inner
 from .rhs import eval_rhs
 from .rhs_grid import grid_param_vjp
 
@@ -180,7 +180,7 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
         p = ps[k]
         rhs = (f, p, lin, plin, haslin, np.empty(n))
         cbk = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], p)
-        res = erk_solve(rhs, u0s[k], t0, tab, ctrl, stops, (True, empty, False), cbk, 64)
+        res = erk_solve_inner(rhs, u0s[k], t0, tab, ctrl, stops, (True, empty, False), cbk, 64)
         ts = res[0]
         us = res[1]
         nsave = res[2]
@@ -222,7 +222,7 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
         pbar = np.zeros(npg)
         kbar = np.zeros(n)
         lam_end = np.zeros(n)
-        erk_reverse(rhs, vj, tab, us, steps_t, steps_h, 0, nsteps, gsave, save_after, lam_end,
+        erk_reverse_inner(rhs, vj, tab, us, steps_t, steps_h, 0, nsteps, gsave, save_after, lam_end,
                     pbar, kbar)
         for x in range(n):
             g_u0[k, x] = lam_end[x] + lam[x]
@@ -246,10 +246,10 @@ def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
         op = ops[q, 0]
         a = ops[q, 1]
         if op == 0:
-            erk_advance(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False)
+            erk_advance_inner(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False)
         elif op == 1:
             buf[0] = cur
-            erk_reverse(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after, lam,
+            erk_reverse_inner(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after, lam,
                         pbar, kbar)
         elif op == 2:
             top += 1
@@ -259,3 +259,9 @@ def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
             while top > 0 and keys[top] > a:
                 top -= 1
             cur[:] = snaps[top]
+
+
+# Uncached twins for compiled callers: a cached function compiled while a callee taking
+# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
+erk_reverse_inner = njit(cache=False)(erk_reverse.py_func)
+erk_advance_inner = njit(cache=False)(erk_advance.py_func)

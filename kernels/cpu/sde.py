@@ -887,7 +887,7 @@ def ensemble_paths(f, gv, gm, gc, tab, u0s, ps, atol, rtol, xs, fpar, ipar, seed
         tr = traj0 + np.uint64(i)
         ot = np.empty(cap)
         st = np.zeros(6, dtype=np.int64)
-        integrate_path(f, gv, gm, gc, tab, u0s[iu], ps[ip], atol, rtol, xs, fpar, ipar, seed,
+        integrate_path_inner(f, gv, gm, gc, tab, u0s[iu], ps[ip], atol, rtol, xs, fpar, ipar, seed,
                        tr, ot, out_u[i], out_W[i], st)
         for q in range(6):
             stats[i, q] = st[q]
@@ -919,7 +919,7 @@ def ensemble_moments(f, gv, gm, gc, tab, u0s, ps, atol, rtol, xs, fpar, ipar, se
             iu = i if u0s.shape[0] > 1 else np.int64(0)
             ip = i if ps.shape[0] > 1 else np.int64(0)
             tr = traj0 + np.uint64(i)
-            integrate_path(f, gv, gm, gc, tab, u0s[iu], ps[ip], atol, rtol, xs, fpar, ipar,
+            integrate_path_inner(f, gv, gm, gc, tab, u0s[iu], ps[ip], atol, rtol, xs, fpar, ipar,
                            seed, tr, ot, ou, ow, st)
             bwork[b, 1] += st[2]
             bwork[b, 2] += st[4]
@@ -959,3 +959,8 @@ def ensemble_moments(f, gv, gm, gc, tab, u0s, ps, atol, rtol, xs, fpar, ipar, se
     for k in range(nsave):
         for j in range(n):
             var[k, j] = var[k, j] / (tot - 1) if tot > 1 else np.nan
+
+
+# Uncached twins for compiled callers: a cached function compiled while a callee taking
+# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
+integrate_path_inner = njit(cache=False)(integrate_path.py_func)

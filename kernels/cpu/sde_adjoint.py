@@ -136,7 +136,7 @@ def em_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
     and noise; with ``store`` the state before step ``i`` goes to ``states[i - i0]``."""
     n = u.size
     m = ip[3]
-    _advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, np.zeros(n),
+    _advance_inner(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, np.zeros(n),
              np.zeros(n), np.zeros(m), np.zeros(m), np.zeros(m))
 
 
@@ -187,7 +187,7 @@ def em_reverse(f, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, 
     VJP sources (:func:`split_vjp_source`); ``f`` (the real drift) fills the unused
     linear-part slot."""
     n = lam.size
-    _reverse(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), p, states, geo, ip, seed, traj, tf, ti, i0,
+    _reverse_inner(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), p, states, geo, ip, seed, traj, tf, ti, i0,
              i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
              np.zeros((2, n), np.complex128), np.zeros((3, ip[3])))
 
@@ -213,14 +213,14 @@ def em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, act
     for a in range(actions.shape[0]):
         op = actions[a, 0]
         if op == ADVANCE:
-            _advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1], actions[a, 2],
+            _advance_inner(f, gv, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1], actions[a, 2],
                      buf, False, rw[0], rw[1], bw[0], bw[1], bw[2])
         elif op == REVERSE:
             i = actions[a, 1]
             for k in range(n):
                 buf[0, k] = cur[k]
-            _reverse(vjf, vjg, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave, save_after,
-                     lam, pbar, rw, cw, bw)
+            _reverse_inner(vjf, vjg, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave,
+                           save_after, lam, pbar, rw, cw, bw)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]
@@ -780,3 +780,9 @@ def milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, u0, geo, 
         else:
             for k in range(n):
                 cur[k] = snaps[actions[a, 1], k]
+
+
+# Uncached twins for compiled callers: a cached function compiled while a callee taking
+# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
+_advance_inner = njit(cache=False)(_advance.py_func)
+_reverse_inner = njit(cache=False)(_reverse.py_func)
