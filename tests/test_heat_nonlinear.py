@@ -1,7 +1,7 @@
 """Heat equation with a reaction term, ``SplitODEProblem(Laplacian, reaction)`` with a
 diagonal ``jac_sparsity``: the discrete adjoint against a hand-written reverse sweep and
 central differences, and the large-state kernels (``kernels/cpu/erk_large.py``) against
-the general loop bit for bit."""
+the general loop."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -72,9 +72,10 @@ def test_split_reaction_parameter_gradient():
 
 
 @pytest.mark.parametrize("alg", [js.Euler(), js.RK4(), js.Tsit5()], ids=["Euler", "RK4", "Tsit5"])
-def test_large_state_kernels_match_the_general_loop(alg, monkeypatch):
-    """192^2 = 36,864 >= PARALLEL_N cells: the threaded loop and reverse sweep give the
-    general kernels' results bit for bit, whatever the checkpointing."""
+def test_large_state_kernels_match_the_general_loop(alg, monkeypatch, tmp_path):
+    """192^2 = 36,864 >= PARALLEL_N cells: the threaded loop gives the general loop's
+    states bit for bit, the threaded reverse sweep its gradient to rounding, and the
+    gradient is bit-for-bit independent of the checkpointing."""
     import jitsolve.adjoint.discrete as D
     import jitsolve.kernels.cpu.erk as K
     n, N = 192, 4
@@ -84,9 +85,10 @@ def test_large_state_kernels_match_the_general_loop(alg, monkeypatch):
     sol = js.solve(prob, alg, saveat=[0.0, N * dt / 2, N * dt], **kw)
     allsol = js.solve(prob, alg, **kw)
     val, g = js.gradient(prob, alg, loss, wrt=("u0", "p"), **kw)
-    _, gc = js.gradient(prob, alg, loss, wrt=("u0", "p"), sensealg=js.DiscreteAdjoint(checkpoints=2),
-                        **kw)
-    assert np.array_equal(g["u0"], gc["u0"]) and np.array_equal(g["p"], gc["p"])
+    for sa in (js.DiscreteAdjoint(checkpoints=2),
+               js.DiscreteAdjoint(checkpoints=2, store=js.HDF5Store(tmp_path / "ck.h5"))):
+        _, gc = js.gradient(prob, alg, loss, wrt=("u0", "p"), sensealg=sa, **kw)
+        assert np.array_equal(g["u0"], gc["u0"]) and np.array_equal(g["p"], gc["p"])
     monkeypatch.setattr(K, "PARALLEL_N", 10**12)
     monkeypatch.setattr(D, "PARALLEL_N", 10**12)
     ref = js.solve(prob, alg, saveat=[0.0, N * dt / 2, N * dt], **kw)
@@ -95,7 +97,8 @@ def test_large_state_kernels_match_the_general_loop(alg, monkeypatch):
     assert sol.stats.nf == ref.stats.nf and sol.stats.naccept == ref.stats.naccept == N
     assert np.array_equal(allsol.u[[0, N // 2, N]], ref.u) and allsol.t.size == N + 1
     assert val == val2
-    np.testing.assert_array_equal(g["u0"], g2["u0"])
+    # the same derivative; the last stage's transpose acts on lam itself (rounding differs)
+    np.testing.assert_allclose(g["u0"], g2["u0"], rtol=0, atol=1e-13 * np.abs(g2["u0"]).max())
     np.testing.assert_allclose(g["p"], g2["p"], rtol=1e-12)    # blocked vs serial sum
 
 
@@ -109,5 +112,6 @@ def test_large_state_pure_operator_and_unstable_step():
     lam1 = -(np.pi ** 2) * 2      # the sine mode decays at about exp(-2 pi^2 t)
     assert np.allclose(sol.u[-1], u0 * np.exp(lam1 * 3 * dt), rtol=0, atol=1e-6)
     # forward Euler far beyond its stability limit blows up: Unstable, not garbage
-    bad = js.solve(js.ODEProblem(L, u0, (0.0, 4000 * dt)), js.Euler(), dt=4 * dt, saveat=[4000 * dt])
+    bad = js.solve(js.ODEProblem(L, u0, (0.0, 4000 * dt)), js.Euler(), dt=4 * dt,
+                   saveat=[4000 * dt])
     assert bad.retcode == js.ReturnCode.Unstable

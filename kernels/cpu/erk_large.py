@@ -15,8 +15,12 @@ over the state, not the loop's bookkeeping, so these kernels trade the general l
 
 Every element sees the same floating-point operations in the same order as in the
 general kernels (:func:`.erk.rk_step`, :func:`.erk_adjoint.erk_stages`), so the fixed-step
-forward loop here and :func:`.erk.erk_solve` give the same states bit for bit; parameter
-gradients are reduced over fixed blocks (independent of the thread count).
+forward loop here and :func:`.erk.erk_solve` give the same states bit for bit.  The
+reverse sweep agrees with :func:`.erk_adjoint.erk_reverse` to rounding (bit for bit
+except where a diagonal VJP's last stage takes the linear part's transpose of ``lam``
+rather than of ``h b_s lam``); it is bit-for-bit the same for every checkpointing
+schedule, and parameter gradients are reduced over fixed blocks (independent of the
+thread count).
 
 The right-hand side and VJP-source tuples are those of :mod:`.rhs` and
 :mod:`.erk_adjoint`; the user's functions may be parallel themselves (cfuncs compiled
@@ -29,8 +33,8 @@ from .erk import PARALLEL_N, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
 from .erk_adjoint import vjp_apply
 from .rhs_grid import grid_param_vjp
 
-__all__ = ["PARALLEL_N", "erk_fixed", "erk_advance_large", "erk_reverse_large",
-           "erk_schedule_large", "erk_step_adjoint_large", "stage_combine"]
+__all__ = ["PARALLEL_N", "erk_fixed", "count_fixed_steps", "erk_advance_large",
+           "erk_reverse_large", "erk_schedule_large", "erk_step_adjoint_large", "stage_combine"]
 
 #: entries per block of a reproducible parallel sum
 BLOCK = 4096
@@ -133,27 +137,29 @@ def _add(dst, src):
 
 
 @njit(parallel=True, cache=False)
-def _adjoint_slope(kb, lam, bi, Ybar, A, i, su, h, probe, cu, Y, eps):
-    """``kb = h * (b_i lam + sum_{i < j < su} a_ji Ybar_j)`` (the general sweep's order);
-    with ``probe`` also ``cu = Y + i eps`` (the complex-step input of a diagonal VJP)."""
+def _adjoint_slope(kb, lam, bi, Ybar, A, i, su, h, probe, cu, Y, eps, want_kb):
+    """``kb = h * (b_i lam + sum_{i < j < su} a_ji Ybar_j)`` (the general sweep's order)
+    when ``want_kb``; with ``probe`` also ``cu = Y + i eps`` (the complex-step input of a
+    diagonal VJP)."""
     n = lam.size
     nch = (n + CHUNK - 1) // CHUNK
     for c in prange(nch):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
         m = hi - lo
-        k = kb[lo:hi]
-        lm = lam[lo:hi]
-        for x in range(m):
-            k[x] = bi * lm[x]
-        for j in range(i + 1, su):
-            a = A[j, i]
-            if a != 0.0:
-                yb = Ybar[j, lo:hi]
-                for x in range(m):
-                    k[x] += a * yb[x]
-        for x in range(m):
-            k[x] *= h
+        if want_kb:
+            k = kb[lo:hi]
+            lm = lam[lo:hi]
+            for x in range(m):
+                k[x] = bi * lm[x]
+            for j in range(i + 1, su):
+                a = A[j, i]
+                if a != 0.0:
+                    yb = Ybar[j, lo:hi]
+                    for x in range(m):
+                        k[x] += a * yb[x]
+            for x in range(m):
+                k[x] *= h
         if probe:
             cc = cu[lo:hi]
             yy = Y[lo:hi]
@@ -209,6 +215,40 @@ def _diag_vjp(out, cd, v, eps, work, haslin, accumulate):
         else:
             for x in range(m):
                 o[x] = cc[x].imag / eps * vv[x]
+
+
+@njit(parallel=True, cache=False)
+def _diag_vjp_direct(out, cd, lam, bi, h, eps, work, haslin, accumulate):
+    """:func:`_diag_vjp` of ``v = (b_i lam) h`` formed on the fly, with ``work`` the
+    linear part's transpose applied to ``lam`` itself (scaled here by ``b_i h``); with
+    ``accumulate`` the output is ``lam`` itself (``out`` is not read)."""
+    n = lam.size
+    nch = (n + CHUNK - 1) // CHUNK
+    hb = bi * h
+    for c in prange(nch):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        m = hi - lo
+        cc = cd[lo:hi]
+        lm = lam[lo:hi]
+        w = work[lo:hi]
+        # in place on lam through one slice: two views of one array defeat vectorisation
+        if haslin and accumulate:
+            for x in range(m):
+                v = lm[x]
+                lm[x] = v + (cc[x].imag / eps * ((bi * v) * h) + hb * w[x])
+        elif accumulate:
+            for x in range(m):
+                v = lm[x]
+                lm[x] = v + cc[x].imag / eps * ((bi * v) * h)
+        elif haslin:
+            o = out[lo:hi]
+            for x in range(m):
+                o[x] = cc[x].imag / eps * ((bi * lm[x]) * h) + hb * w[x]
+        else:
+            o = out[lo:hi]
+            for x in range(m):
+                o[x] = cc[x].imag / eps * ((bi * lm[x]) * h)
 
 
 @njit(parallel=True, cache=False)
@@ -279,9 +319,10 @@ def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, k0_v
     return nf, bad
 
 
-@njit(cache=False)
-def _count_steps(t0, stops, dt, maxiters):
-    """Number of steps the fixed-step loop takes (the landing rule of :func:`.erk.erk_solve`)."""
+@njit(cache=True)
+def count_fixed_steps(t0, stops, dt, maxiters):
+    """Number of steps :func:`erk_fixed` takes (the landing rule of :func:`.erk.erk_solve`),
+    so that the caller can allocate the save buffer."""
     t1 = stops[-1]
     tdir = 1.0 if t1 >= t0 else -1.0
     t = t0
@@ -303,27 +344,29 @@ def _count_steps(t0, stops, dt, maxiters):
 
 
 @njit(cache=True)
-def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters):
+def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us):
     """Fixed steps of size ``dt`` from ``(t0, u0)`` to ``stops[-1]`` (landing exactly on
     every stop), saving every state (``every``) or those at ``savet``; no callbacks, no
     dense output.  Same states and same return tuple as :func:`.erk.erk_solve`.
 
-    ``hasf`` False means the problem is its linear part alone (``f`` is not called)."""
+    ``hasf`` False means the problem is its linear part alone (``f`` is not called).
+    ``us`` is the save buffer, allocated by the caller: ``(count_fixed_steps(...) + 1, n)``
+    rows with ``every``, else ``(savet.size + 1, n)`` (NumPy backs a large buffer with
+    huge pages, which makes storing every state of a grid about 2x cheaper here than
+    the runtime's own allocation)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     f, p, lin, plin, haslin, tmp = rhs
     n = u0.size
     s = B.size
     t1 = stops[-1]
     tdir = 1.0 if t1 >= t0 else -1.0
-    m = _count_steps(t0, stops, dt, maxiters)
+    m = count_fixed_steps(t0, stops, dt, maxiters)
     stats = np.zeros(5, np.int64)
     ks = np.empty((s, n))
     ytmp = np.empty(n)
     steps_t = np.empty(max(m, 1))
     steps_h = np.empty(max(m, 1))
-    cap = m + 1 if every else savet.size + 1
-    ts = np.empty(cap)
-    us = np.empty((cap, n))
+    ts = np.empty(us.shape[0])
     ub = np.empty((0, n)) if every else np.empty((2, n))
     dus = np.empty((0, n))
     dks = np.empty((0, BTH.shape[0], n))
@@ -420,8 +463,11 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
     With a diagonal Jacobian of ``f`` (``diag``) a stage costs one pass forming its
     slope adjoint and the complex-step input, the complex twin of ``f``, the transpose
     of the linear part, and one pass for the product (which, for the first stage,
-    reversed last, also updates ``lam``); an ``f`` with another pattern goes through the
-    serial :func:`.erk_adjoint.vjp_apply`."""
+    reversed last, also updates ``lam``); the last stage (forward Euler's only one)
+    skips forming its slope adjoint ``h b_s lam``: the transpose acts on ``lam`` and is
+    scaled in the product pass (the same derivative, rounded differently from the
+    general sweep).  An ``f`` with another pattern goes through the serial
+    :func:`.erk_adjoint.vjp_apply`."""
     f, p, lin, plin, haslin, tmp = rhs
     (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
      linT, plinT, haslinT, kappa_grad, bweight) = vj
@@ -434,7 +480,10 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
     for i in range(su - 1, -1, -1):
         Y = u if i == 0 else Ys[i]
         ti = t + C[i] * h
-        _adjoint_slope(kb, lam, B[i], Ybar, A, i, su, h, probe, cu, Y, eps)
+        # the last stage's slope adjoint is h b_s lam: not formed, the linear part's
+        # transpose acts on lam (and is scaled in the product pass)
+        direct = i == su - 1 and probe and np_grad == 0 and not kappa_grad
+        _adjoint_slope(kb, lam, B[i], Ybar, A, i, su, h, probe, cu, Y, eps, not direct)
         if has_f and not diag:
             vjp_apply(vj, kb, Y, p, ti, Ybar[i], pbar, kbar_acc, work, cu, cd)
             continue
@@ -443,14 +492,17 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
                 pc[j] = p[j]
             fc(cd, cu, pc, ti)
             if haslinT:
-                linT(work, kb, plinT, ti)
-            if i == 0:
-                # lam += Ybar_0 + Ybar_1 + ... : Ybar_0 formed on the fly
-                _diag_vjp(lam, cd, kb, eps, work, haslinT, True)
-                _lam_update(lam, Ybar, 1, su)
-                lam_done = True
+                linT(work, lam if direct else kb, plinT, ti)
+            out = lam if i == 0 else Ybar[i]
+            if direct:
+                _diag_vjp_direct(out, cd, lam, B[i], h, eps, work, haslinT, i == 0)
             else:
-                _diag_vjp(Ybar[i], cd, kb, eps, work, haslinT, False)
+                _diag_vjp(out, cd, kb, eps, work, haslinT, i == 0)
+            if i == 0:
+                # lam += Ybar_0 + Ybar_1 + ... with Ybar_0 formed on the fly
+                if su > 1:
+                    _lam_update(lam, Ybar, 1, su)
+                lam_done = True
             if np_grad > 0:
                 _complex_copy(cu, Y)
                 for j in range(np_grad):
@@ -523,7 +575,8 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
         op = ops[q, 0]
         a = ops[q, 1]
         if op == 0:
-            erk_advance_large(rhs, hasf, tab, cur[0], steps_t, steps_h, a, ops[q, 2], ks, Ys)
+            erk_advance_large_inner(rhs, hasf, tab, cur[0], steps_t, steps_h, a, ops[q, 2], ks,
+                                    Ys)
         elif op == 1:
             g = save_after[a]
             if g >= 0:
@@ -538,3 +591,8 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
             while top > 0 and keys[top] > a:
                 top -= 1
             _copy_row(cur, 0, snaps, top)
+
+
+# Uncached twin for compiled callers: a cached function compiled while a callee taking
+# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
+erk_advance_large_inner = njit(cache=False)(erk_advance_large.py_func)

@@ -108,8 +108,10 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
     if (not adaptive and not dense and n >= _erk.PARALLEL_N and not cb[2] and not cb[8]
             and (hasf or haslin)):
         from ...kernels.cpu import erk_large
+        rows = (call(erk_large.count_fixed_steps, float(t0), stops, float(dt), int(maxiters)) + 1
+                if every else savet.size + 1)
         res = call(erk_large.erk_fixed, rhs, bool(hasf), u0, float(t0), tab, stops, float(dt),
-                   every, savet, int(maxiters))
+                   every, savet, int(maxiters), np.empty((rows, n)))
     else:
         cap = 64 if every else savet.size + 1
         res = call(_erk.erk_solve, rhs, u0, float(t0), tab, ctrl, stops,
