@@ -244,20 +244,34 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     # the state after step i is at time steps_t[i + 1] (exactly), the last at t1
     t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
     n = prob.u0.size
-    idx = {float(t): i for i, t in enumerate(t_after)}
     save_after = -np.ones(st.size, dtype=np.int64)
     saved = np.empty((t_data.size, n))
     g_initial_row = None
     states = raw["u"] if all_states else None
-    sav_lookup = {float(t): k for k, t in enumerate(raw["t"])}
+    # the steps land exactly on the data times (they are tstops): exact lookups by bisection
+    # (t_after is monotone in the direction of integration)
+    rev = t_after.size > 1 and t_after[-1] < t_after[0]
+    key = -t_after if rev else t_after
+    at = np.searchsorted(key, -t_data if rev else t_data)
+    if not all_states:
+        tsav = raw["t"]
+        ksav = np.searchsorted(-tsav if rev else tsav, -t_data if rev else t_data)
     for j, t in enumerate(t_data):
         if t == t0:
             g_initial_row = j
             saved[j] = prob.u0.ravel()
         else:
-            i = idx[float(t)]
+            i = int(at[j])
+            if i >= t_after.size or t_after[i] != t:
+                raise KeyError(float(t))
             save_after[i] = j
-            saved[j] = states[i + 1] if all_states else raw["u"][sav_lookup[float(t)]]
+            if all_states:
+                saved[j] = states[i + 1]
+            else:
+                k = int(ksav[j])
+                if k >= tsav.size or tsav[k] != t:
+                    raise KeyError(float(t))
+                saved[j] = raw["u"][k]
     shape = (t_data.size,) + prob.u0.shape
     u_saved = saved.reshape(shape)
     val = loss.value(u_saved)
