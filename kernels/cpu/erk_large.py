@@ -531,8 +531,9 @@ def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsav
     Ybar = np.empty((s, n))
     kb = np.empty(n)
     work = np.empty(n)
-    cu = np.empty(n, np.complex128)
-    cd = np.empty(n, np.complex128)
+    nc = n if vj[2] else 0
+    cu = np.empty(nc, np.complex128)
+    cd = np.empty(nc, np.complex128)
     for i in range(i1 - 1, i0 - 1, -1):
         g = save_after[i]
         if g >= 0:
@@ -544,12 +545,19 @@ def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsav
 @njit(cache=True)
 def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys):
     """Redo the recorded steps ``i0 .. i1-1`` from ``u`` in place (the forward loop's
-    arithmetic: :func:`erk_fixed` and this give the same states bit for bit)."""
+    arithmetic: :func:`erk_fixed` and this give the same states bit for bit).  The
+    states alternate between ``u`` and ``Ys[0]`` (one copy at the end, if any)."""
     f, p, lin, plin, haslin, tmp = rhs
+    a = u
+    b = Ys[0]
+    flip = False
     for i in range(i0, i1):
-        _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, steps_t[i], steps_h[i], ks, Ys[0],
-              Ys[1], False, False)
-        _copy(u, Ys[0])
+        _step(f, p, lin, plin, haslin, hasf, tmp, tab, a, steps_t[i], steps_h[i], ks, b, Ys[1],
+              False, False)
+        a, b = b, a
+        flip = not flip
+    if flip:
+        _copy(u, a)
 
 
 @njit(cache=True)
@@ -568,8 +576,10 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
     Ybar = np.empty((s, n))
     kb = np.empty(n)
     work = np.empty(n)
-    cu = np.empty(n, np.complex128)
-    cd = np.empty(n, np.complex128)
+    # complex work only where f has a VJP to take
+    nc = n if vj[2] else 0
+    cu = np.empty(nc, np.complex128)
+    cd = np.empty(nc, np.complex128)
     hasf = vj[2]
     for q in range(ops.shape[0]):
         op = ops[q, 0]
