@@ -60,3 +60,19 @@ class Preconditioner(AbstractAlgorithm):
 class SensitivityAlgorithm(AbstractAlgorithm):
     """Base of gradient methods (``sensealg``): discrete and continuous adjoints, forward
     sensitivities, finite differences."""
+
+
+def document(cls, cost, example=None):
+    """Append numpydoc ``Examples`` (when the class has none) and ``Cost`` sections to the
+    docstring of the algorithm class ``cls`` (kept as data beside the class, so every
+    method's page has the same shape)."""
+    doc = (cls.__doc__ or "").rstrip()
+    if example is not None and "Examples\n" not in doc:
+        body = "\n".join("    " + line if line else "" for line in example.strip("\n").split("\n"))
+        doc += "\n\n    Examples\n    --------\n" + body
+    import textwrap
+    text = textwrap.fill(" ".join(cost.split()), width=84, initial_indent="    ",
+                         subsequent_indent="    ")
+    doc += "\n\n    Cost\n    ----\n" + text + "\n    "
+    cls.__doc__ = doc
+    return cls
