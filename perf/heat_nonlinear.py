@@ -19,8 +19,8 @@ Loss ``0.5 ||u_T - d||^2`` after 1,000 steps; gradient with respect to ``u0``.
   ``js.DiscreteAdjoint(checkpoints=16)``; the reaction is written as a competent user
   writes a grid kernel: ``@njit(parallel=True)`` with ``prange``.
 
-Times are the best of ``--repeat`` after a warm-up, all in one process (the machine is
-shared: compare ratios, not absolute times); peak extra memory is traced with
+Times are the best of ``--repeat`` interleaved rounds after a warm-up, all in one process
+(the machine is shared: compare ratios, not absolute times); peak extra memory is traced with
 ``tracemalloc`` (Numba's allocations are traced too: its runtime allocates through
 NumPy's allocator hooks), as ``perf/ode_figures.py`` does.
 Issue targets: jitsolve's gradient within 1.3x of the hand-written adjoint, and with 16
@@ -144,14 +144,24 @@ def reaction_serial(du, u, p, t):
         du[i] = k * (x - x * x * x)
 
 
-def best(fn, rep):
-    t = np.inf
-    out = None
+def interleaved_best(cases, rep):
+    """Best time of each case over ``rep`` rounds; every round runs every case once, so a
+    burst of load from elsewhere on the machine hits all cases alike."""
+    best = {k: np.inf for k in cases}
     for _ in range(rep):
-        t0 = time.perf_counter()
-        out = fn()
-        t = min(t, time.perf_counter() - t0)
-    return t, out
+        for k, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as fh:
+            return fh.read().split()[0]
+    except OSError:  # pragma: no cover - not Linux
+        return "?"
 
 
 def peak_traced(fn):
@@ -218,21 +228,28 @@ def main(argv=None):
           f"{np.array_equal(gr['u0'], gr16['u0'])}")
     assert rel < 1e-10 and rel16 < 1e-10
 
-    rep = a.repeat
-    t_hw_fwd, _ = best(lambda: hw_forward_only(u0, N, R, C), rep)
-    t_hw, _ = best(lambda: hw_gradient(u0, d, N), rep)
-    t_fwd, _ = best(lambda: js.solve(prob, alg, dt=dt, saveat=[T]), rep)
-    t_all, _ = best(lambda: js.gradient(prob, alg, loss, wrt="u0", dt=dt), rep)
-    t_c16, _ = best(lambda: js.gradient(prob, alg, loss, wrt="u0", dt=dt, sensealg=c16), rep)
-    rows = []
+    cases = {
+        "hw_fwd": lambda: hw_forward_only(u0, N, R, C),
+        "hw": lambda: hw_gradient(u0, d, N),
+        "fwd": lambda: js.solve(prob, alg, dt=dt, saveat=[T]),
+        "all": lambda: js.gradient(prob, alg, loss, wrt="u0", dt=dt),
+        "c16": lambda: js.gradient(prob, alg, loss, wrt="u0", dt=dt, sensealg=c16),
+    }
     if a.serial:
         Fs = js.ODEFunction(reaction_serial, jac_sparsity=sp.identity(g.size, format="csr"))
         ps = js.remake(prob, f=Fs)
+        js.solve(ps, alg, dt=dt, saveat=[T])
         js.gradient(ps, alg, loss, wrt="u0", dt=dt)
-        t_sf, _ = best(lambda: js.solve(ps, alg, dt=dt, saveat=[T]), rep)
-        t_sg, _ = best(lambda: js.gradient(ps, alg, loss, wrt="u0", dt=dt), rep)
-        rows = [("jitsolve forward, serial reaction", t_sf, t_hw_fwd),
-                ("jitsolve gradient, serial reaction, store-all", t_sg, t_hw)]
+        cases["sf"] = lambda: js.solve(ps, alg, dt=dt, saveat=[T])
+        cases["sg"] = lambda: js.gradient(ps, alg, loss, wrt="u0", dt=dt)
+    load0 = loadavg()
+    b = interleaved_best(cases, a.repeat)
+    load1 = loadavg()
+    t_hw_fwd, t_hw, t_fwd, t_all, t_c16 = b["hw_fwd"], b["hw"], b["fwd"], b["all"], b["c16"]
+    rows = []
+    if a.serial:
+        rows = [("jitsolve forward, serial reaction", b["sf"], t_hw_fwd),
+                ("jitsolve gradient, serial reaction, store-all", b["sg"], t_hw)]
 
     state = g.size * 8
     m_hw = peak_traced(lambda: hw_gradient(u0, d, N))
@@ -240,6 +257,8 @@ def main(argv=None):
     m_c16 = peak_traced(lambda: js.gradient(prob, alg, loss, wrt="u0", dt=dt, sensealg=c16))
 
     print()
+    print(f"best of {a.repeat} interleaved rounds; 1-minute load average {load0} before, "
+          f"{load1} after (2 cores: above ~0.5 another process shares them)")
     print("| run | time (ms) | ratio | to |")
     print("|---|---:|---:|---|")
     print(f"| hand-written forward (fused Numba step) | {t_hw_fwd * 1e3:.1f} | 1.00 | itself |")
