@@ -29,18 +29,10 @@ import time
 
 import numpy as np
 
+from ode_figures import best   # perf/ is on sys.path when run as a script
+
 LOTKA_TRUTH = np.array([1.5, 1.0, 3.0, 1.0])
 LOTKA_P0 = np.array([1.2, 0.8, 2.5, 0.8])
-
-
-def best(fn, rep):
-    t = np.inf
-    out = None
-    for _ in range(rep):
-        t0 = time.perf_counter()
-        out = fn()
-        t = min(t, time.perf_counter() - t0)
-    return t, out
 
 
 # --- jitsolve right-hand sides -------------------------------------------------------------
