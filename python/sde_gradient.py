@@ -15,12 +15,13 @@ independent of the checkpointing choice.
 
 Covered: ``EM`` (Itô), ``EulerHeun`` (Stratonovich; predictor recomputed, both stages
 reversed), ``Milstein`` (Itô or Stratonovich) when the problem supplies its Milstein
-term ``ggprime`` (``js.SDEProblem(..., ggprime=...)``), and ``SRA1`` with
-``adaptive=False`` (its stages reversed like an explicit RK step, ``I_(1,0)``
-regenerated from the Lévy-area tree); diagonal or scalar noise, fixed steps ``dt``; the
-loss's times must lie on the step grid ``t0 + k dt`` (or be ``t1``).  ``g`` (and
-``ggprime``) must compile for complex128 states and parameters (complex step; e.g. no
-``abs``).
+term ``ggprime`` (``js.SDEProblem(..., ggprime=...)``), and ``SRA1`` and ``SRIW1``
+(Itô) with ``adaptive=False`` (their stages reversed like an explicit RK step; the
+iterated integrals ``I_(1)``, ``I_(1,1)``, ``I_(1,0)``, ``I_(1,1,1)`` are formed again from
+``dW`` and ``I_(1,0)`` regenerated from the Lévy-area tree, never stored); diagonal or
+scalar noise, fixed steps ``dt``; the loss's times must lie on the step grid
+``t0 + k dt`` (or be ``t1``).  ``g`` (and ``ggprime``) must compile for complex128 states
+and parameters (complex step; e.g. no ``abs``).
 
 Milstein without ``ggprime`` raises ``UnsupportedAlgorithmError``: the forward then
 forms ``g' g`` by complex step of ``g``, and the exact derivative of that term needs
@@ -32,14 +33,16 @@ has no arrays of), and differences of first derivatives are not exact.  With
 ``ggprime`` the term is a user function of ``(u, p, t)`` that the forward evaluates
 (through its complex twin) and the adjoint differentiates by complex step: exact.
 
-Not yet: SRIW1, general noise, adaptive steps.  ``js.FiniteDifference()`` differentiates
+Not yet: general noise, adaptive steps.  ``js.FiniteDifference()`` differentiates
 the whole solve with the same seed (any method).
 
 References
 ----------
 Griewank, Walther, *Evaluating Derivatives*, 2nd ed., SIAM (2008) (reverse mode;
 binomial checkpointing, ch. 12); Kloeden, Platen, *Numerical Solution of Stochastic
-Differential Equations*, Springer (1992), sec. 9.1, 10.3, 11.1 (EM, Milstein, Heun).
+Differential Equations*, Springer (1992), sec. 9.1, 10.3, 11.1 (EM, Milstein, Heun);
+Rößler, *Runge-Kutta methods for the strong approximation of solutions of stochastic
+differential equations*, SIAM J. Numer. Anal. 48(3) (2010) 922-952 (SRI, SRA).
 """
 import functools
 
@@ -143,25 +146,26 @@ def _vjp_sources(prob, wrt, phic=None):
 
 def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM / EulerHeun /
-    Milstein / SRA1 discrete adjoint."""
+    Milstein / SRA1 / SRIW1 discrete adjoint."""
     from .adjoint.checkpoint import binomial_reverse
     from .kernels.cpu import sde_adjoint as K
-    from .sde import EM, SRA1, EulerHeun, Milstein, _prepare
+    from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein, _prepare
     from .sensitivity import _loss_times
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.sde.driver import schedule, solve_path
-    if not isinstance(alg, (EM, EulerHeun, Milstein, SRA1)):
+    if not isinstance(alg, (EM, EulerHeun, Milstein, SRA1, SRIW1)):
         raise UnsupportedAlgorithmError(
             f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein and fixed-step SRA1 "
-            f"in this build; {type(alg).__name__} is not supported yet (use "
+            f"and SRIW1 in this build; {type(alg).__name__} is not supported yet (use "
             f"js.FiniteDifference())")
     sra = isinstance(alg, SRA1)
+    sri = isinstance(alg, SRIW1)
     heun = isinstance(alg, EulerHeun)
     mil = isinstance(alg, Milstein)
-    if sra and solve_kw.get("adaptive", True):
+    if (sra or sri) and solve_kw.get("adaptive", True):
         raise UnsupportedAlgorithmError(
             "adaptive: the SDE discrete adjoint needs fixed steps; pass adaptive=False and dt "
-            "to SRA1")
+            f"to {type(alg).__name__}")
     if prob.noise not in ("diagonal", "scalar"):
         raise UnsupportedAlgorithmError(
             f"noise: the SDE discrete adjoint covers diagonal and scalar noise, not {prob.noise!r}")
@@ -264,6 +268,20 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
         def checkpointed(actions, nslots):
             K.sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj,
+                               actions, nslots, g, save_after, lam, pbar)
+    elif sri:
+        tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
+        tf, ti = K.sra_tree(int(ip[3]), seed, traj)        # the same Lévy-area tree
+
+        def adv(cur, i0, i1, buf):
+            K.sri_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+
+        def rev(states, i0, i1):
+            K.sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf,
+                          ti, i0, i1, g, save_after, lam, pbar)
+
+        def checkpointed(actions, nslots):
+            K.sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj,
                                actions, nslots, g, save_after, lam, pbar)
     else:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)

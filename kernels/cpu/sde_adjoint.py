@@ -1,6 +1,6 @@
 """Discrete adjoints of fixed-step SDE solves (CPU, Numba): Euler-Maruyama (Itô),
-Euler-Heun (Stratonovich), Milstein (with the user's Milstein term ``ggprime``) and SRA1,
-with the Brownian increments regenerated from the virtual Brownian tree, never stored.
+Euler-Heun (Stratonovich), Milstein (with the user's Milstein term ``ggprime``), SRA1 and
+SRIW1, with the Brownian increments regenerated from the virtual Brownian tree, never stored.
 Each method has an ``*_advance`` (redo steps with the forward's arithmetic, bit for
 bit), an ``*_reverse`` (reverse steps from stored states) and an ``*_checkpointed``
 (run a recorded binomial schedule in one compiled call) kernel.
@@ -24,11 +24,14 @@ every product by complex step of the complex twins of ``f`` and ``g`` through
 ``vjg``).  ``geo = (t0, span, xstep)``; ``ip = (N, maxdepth, noise, m, strat)`` (``strat``
 read by Milstein only).
 
-Euler-Heun and Milstein are reversed the same way (see their sections below).
+Euler-Heun, Milstein, SRA1 and SRIW1 are reversed the same way (see their sections
+below; the order-1.5 methods regenerate ``I_(1,0)`` from the tree with Lévy area).
 
 References
 ----------
-Kloeden, Platen (1992), sec. 9.1 (EM), 10.3 (Milstein), 11.1 (Heun); Rößler,
+Kloeden, Platen (1992), sec. 9.1 (EM), 10.3 (Milstein), 11.1 (Heun); Rößler, *Runge-Kutta
+methods for the strong approximation of solutions of stochastic differential equations*,
+SIAM J. Numer. Anal. 48(3) (2010) 922-952 (SRI, SRA); Rößler,
 *Runge-Kutta methods for Stratonovich stochastic differential equation systems with
 commutative noise*, J. Comput. Appl. Math. 164 (2004) (stochastic Heun); Burrage,
 Burrage, Tian, *Numerical methods for strong solutions of SDEs: an overview*, Proc. R.
@@ -43,12 +46,13 @@ import numpy as np
 from numba import njit
 
 from .erk_adjoint import vjp_apply
-from .sde import (DIAGONAL, LEVELS, _levy_alloc, _tree_alloc, levy_init, levy_query, tree_init,
-                  tree_query)
+from .sde import (DIAGONAL, LEVELS, _levy_alloc, _step_sri, _tree_alloc, levy_init, levy_query,
+                  tree_init, tree_query)
 
 __all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
            "em_checkpointed",
            "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed",
+           "sri_advance", "sri_reverse", "sri_checkpointed",
            "heun_advance", "heun_reverse", "heun_checkpointed",
            "milstein_advance", "milstein_reverse", "milstein_checkpointed",
            "ADVANCE", "REVERSE", "TAKE", "RESTORE"]
@@ -443,6 +447,233 @@ def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, tra
                 buf[0, k] = cur[k]
             _sra_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
                          gsave, save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi)
+        elif op == TAKE:
+            for k in range(n):
+                snaps[actions[a, 1], k] = cur[k]
+        else:
+            for k in range(n):
+                cur[k] = snaps[actions[a, 1], k]
+
+
+# ------------------------------------------------------- SRIW1 (Itô, diagonal/scalar noise)
+# Fixed steps of Rößler's SRI (SRIW1 tableau, layout as above).  One step of
+# kernels.cpu.sde._step_sri, with w = dW_i (diagonal) or dW_0 (scalar), sq = sqrt|h| and
+# the iterated-integral factors it forms from w and the same tree's I_(1,0)::
+#
+#     c1 = I_(1,1)/sqrt|h| = (w^2 - |h|)/(2 sq),   c2 = I_(1,0)/h = (w + dZ/sqrt 3)/2,
+#     c3 = I_(1,1,1)/|h| = (w^3 - 3 w |h|)/(6 |h|),
+#     H0_s = u + h sum_{r<s} A0[s,r] F_r + c2 sum_{r<s} B0[s,r] G_r,
+#     H1_s = u + h sum_{r<s} A1[s,r] F_r + sq sum_{r<s} B1[s,r] G_r,
+#     F_s = f(H0_s, t + c0_s h),  G_s = g(H1_s, t + c1_s h),
+#     u' = u + h sum_s alpha_s F_s + sum_s (beta1_s w + beta2_s c1 + beta3_s c2 + beta4_s c3) G_s,
+#
+# (products componentwise; the error estimate E1 is not part of u').  The forward's own
+# step function recomputes the stages here (advance and reverse call _step_sri itself,
+# so the recomputed states are the forward's bit for bit, and the stages the reverse
+# differentiates are the ones the forward formed).  Reversed stage by stage like an
+# explicit RK step (Griewank & Walther 2008, ch. 3), lam' the adjoint of u':
+#
+#     Fbar_s = h (alpha_s lam' + sum_{q>s} (A0[q,s] H0bar_q + A1[q,s] H1bar_q)),
+#     Gbar_s = (beta1_s w + beta2_s c1 + beta3_s c2 + beta4_s c3) lam'
+#              + sum_{q>s} (c2 B0[q,s] H0bar_q + sq B1[q,s] H1bar_q),
+#     H0bar_s = J_f(H0_s)^T Fbar_s,   H1bar_s = J_g(H1_s)^T Gbar_s,
+#     lam = lam' + sum_s (H0bar_s + H1bar_s),
+#
+# with the J_p^T products accumulated into pbar.  The Brownian increment and I_(1,0) are
+# regenerated from the Lévy-area tree (:func:`sra_tree`), never stored.  A stage whose
+# Fbar (or Gbar) is zero by the tableau's structure (SRIW1: f at stage 4) skips its VJP.
+
+
+@njit(cache=False)
+def _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ):
+    """dW and dZ = sqrt(3) (2 I_(1,0)/h - dW) of the step, as the forward loop forms them."""
+    dxs = xt - x
+    for j in range(m):
+        dW[j] = sqT * (Bhi[j] - Blo[j])
+    for j in range(m):
+        c2 = sqT * (Bhi[m + j] - Blo[m + j] - dxs * Blo[j]) / dxs
+        dZ[j] = SQRT3 * (2.0 * c2 - dW[j])
+
+
+@njit(cache=False)
+def _sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, wk, chi,
+                 unew, err, Blo, Bhi, dW, dZ):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    n = u.size
+    sqT = np.sqrt(abs(span))
+    if i1 > i0:
+        _lquery(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+    for i in range(i0, i1):
+        if store:
+            for k in range(n):
+                states[i - i0, k] = u[k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _lquery(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
+        _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ)
+        t = t0 + span * x
+        hs = span * (xt - x)
+        _step_sri(f, gv, tab, 0, 0.0, noise, u, p, t, hs, dW, dZ, unew, err, wk, chi)
+        for k in range(n):
+            u[k] = unew[k]
+        for j in range(2 * m):
+            Blo[j] = Bhi[j]
+
+
+@njit(cache=True)
+def sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+    """Redo SRIW1 steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's step
+    function and noise (the Lévy-area tree of :func:`sra_tree`), as :func:`em_advance`.
+
+    References
+    ----------
+    Rößler, SIAM J. Numer. Anal. 48(3) (2010) 922-952 (the SRI step)."""
+    n = u.size
+    m = ip[3]
+    s = tab.shape[0]
+    _sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+                 np.zeros((4 * s + 2, n)), np.zeros((3, m)), np.zeros(n), np.zeros(n),
+                 np.zeros(2 * m), np.zeros(2 * m), np.zeros(m), np.zeros(m))
+
+
+@njit(cache=False)
+def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+                 save_after, lam, pbar, wk, chi, unew, err, Hb, rw, cw, Blo, Bhi, dW, dZ):
+    t0, span, xstep = geo[0], geo[1], geo[2]
+    N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    n = lam.size
+    s = tab.shape[0]
+    sqT = np.sqrt(abs(span))
+    Fb, Gb, a, b, kdum, work = rw[0], rw[1], rw[2], rw[3], rw[4], rw[5]
+    cu, cd = cw[0], cw[1]
+    oA0 = 7
+    oA1 = 7 + s
+    oB0 = 7 + 2 * s
+    oB1 = 7 + 3 * s
+    if i1 > i0:
+        _lquery(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+    for i in range(i1 - 1, i0 - 1, -1):
+        r = save_after[i]
+        if r >= 0:
+            for k in range(n):
+                lam[k] += gsave[r, k]
+        x = em_grid_x(i, N, xstep)
+        xt = em_grid_x(i + 1, N, xstep)
+        _lquery(x, maxdepth, seed, traj, m, tf, ti, Blo)
+        _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ)
+        t = t0 + span * x
+        hs = span * (xt - x)
+        sq = np.sqrt(abs(hs))
+        u = states[i - i0]
+        # the forward's step: H0_s in wk[st], H1_s in wk[s + st], chi = (c1, c2, c3)
+        _step_sri(f, gv, tab, 0, 0.0, noise, u, p, t, hs, dW, dZ, unew, err, wk, chi)
+        for st in range(s - 1, -1, -1):
+            fz = tab[st, 2] == 0.0
+            gz = (tab[st, 3] == 0.0 and tab[st, 4] == 0.0 and tab[st, 5] == 0.0
+                  and tab[st, 6] == 0.0)
+            for q in range(st + 1, s):
+                if tab[q, oA0 + st] != 0.0 or tab[q, oA1 + st] != 0.0:
+                    fz = False
+                if tab[q, oB0 + st] != 0.0 or tab[q, oB1 + st] != 0.0:
+                    gz = False
+            for k in range(n):
+                jj = k if noise == DIAGONAL else 0
+                w = dW[jj]
+                c2 = chi[1, jj]
+                fb = tab[st, 2] * lam[k]
+                gb = (tab[st, 3] * w + tab[st, 4] * chi[0, jj] + tab[st, 5] * c2
+                      + tab[st, 6] * chi[2, jj]) * lam[k]
+                for q in range(st + 1, s):
+                    fb += tab[q, oA0 + st] * Hb[q, k] + tab[q, oA1 + st] * Hb[s + q, k]
+                    gb += c2 * tab[q, oB0 + st] * Hb[q, k] + sq * tab[q, oB1 + st] * Hb[s + q, k]
+                Fb[k] = hs * fb
+                Gb[k] = gb
+            if fz:
+                for k in range(n):
+                    Hb[st, k] = 0.0
+            else:
+                vjp_apply(vjf, Fb, wk[st], p, t + tab[st, 0] * hs, a, pbar, kdum, work, cu, cd)
+                for k in range(n):
+                    Hb[st, k] = a[k]
+            if gz:
+                for k in range(n):
+                    Hb[s + st, k] = 0.0
+            else:
+                vjp_apply(vjg, Gb, wk[s + st], p, t + tab[st, 1] * hs, b, pbar, kdum, work, cu,
+                          cd)
+                for k in range(n):
+                    Hb[s + st, k] = b[k]
+        for st in range(s):
+            for k in range(n):
+                lam[k] += Hb[st, k] + Hb[s + st, k]
+        for j in range(2 * m):
+            Bhi[j] = Blo[j]
+
+
+@njit(cache=True)
+def sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf, ti, i0,
+                i1, gsave, save_after, lam, pbar):
+    """Reverse SRIW1 steps ``i1-1 .. i0``, as :func:`em_reverse` (each step's stages
+    recomputed by the forward's step function from the stored state before it).
+
+    References
+    ----------
+    Rößler, SIAM J. Numer. Anal. 48(3) (2010) 922-952; Griewank, Walther, *Evaluating
+    Derivatives*, 2nd ed., SIAM (2008)."""
+    n = lam.size
+    m = ip[3]
+    s = tab.shape[0]
+    _sri_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, seed,
+                 traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((4 * s + 2, n)),
+                 np.zeros((3, m)), np.zeros(n), np.zeros(n), np.zeros((2 * s, n)),
+                 np.zeros((6, n)), np.zeros((2, n), np.complex128), np.zeros(2 * m),
+                 np.zeros(2 * m), np.zeros(m), np.zeros(m))
+
+
+@njit(cache=True)
+def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj, actions,
+                     nslots, gsave, save_after, lam, pbar):
+    """:func:`em_checkpointed` for SRIW1 steps (the same step code as
+    :func:`sri_advance` / :func:`sri_reverse`, so the gradient is bit-for-bit that of the
+    stored-states sweep).
+
+    References
+    ----------
+    Griewank, Walther, ACM TOMS 26 (2000) (Revolve); Rößler, SIAM J. Numer. Anal. 48(3)
+    (2010)."""
+    n = u0.size
+    m = ip[3]
+    s = tab.shape[0]
+    vjf = _vj(fc, vjf_r, f)
+    vjg = _vj(gc, vjg_r, f)
+    snaps = np.zeros((max(nslots, 1), n))
+    cur = u0.copy()
+    buf = np.zeros((1, n))
+    wk = np.zeros((4 * s + 2, n))
+    chi = np.zeros((3, m))
+    unew = np.zeros(n)
+    err = np.zeros(n)
+    Hb = np.zeros((2 * s, n))
+    rw = np.zeros((6, n))
+    cw = np.zeros((2, n), np.complex128)
+    Blo = np.zeros(2 * m)
+    Bhi = np.zeros(2 * m)
+    dW = np.zeros(m)
+    dZ = np.zeros(m)
+    tf, ti = sra_tree(m, seed, traj)
+    for a in range(actions.shape[0]):
+        op = actions[a, 0]
+        if op == ADVANCE:
+            _sri_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+                         actions[a, 2], buf, False, wk, chi, unew, err, Blo, Bhi, dW, dZ)
+        elif op == REVERSE:
+            i = actions[a, 1]
+            for k in range(n):
+                buf[0, k] = cur[k]
+            _sri_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+                         gsave, save_after, lam, pbar, wk, chi, unew, err, Hb, rw, cw, Blo, Bhi,
+                         dW, dZ)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]
