@@ -10,7 +10,20 @@ __all__ = ["AbstractAlgorithm", "ODEAlgorithm", "SDEAlgorithm", "LinearAlgorithm
 
 
 class AbstractAlgorithm:
-    """Base class of every algorithm; its options are its constructor arguments."""
+    """Base class of every algorithm; its options are its constructor arguments.
+
+    Two algorithms are equal when they have the same type and options; ``repr`` shows
+    the options.
+
+    Examples
+    --------
+    >>> import jitsolve as js
+    >>> js.GMRES(restart=10)
+    GMRES(precond=None, restart=10)
+    >>> js.CG(js.Jacobi()) == js.CG(js.Jacobi()), isinstance(js.Tsit5(),
+    ...                                                    js.AbstractAlgorithm)
+    (True, True)
+    """
 
     #: method reference, shown by ``help`` and ``repr``
     reference = None
@@ -34,6 +47,14 @@ class ODEAlgorithm(AbstractAlgorithm):
 
     Attributes ``order`` (of the solution), ``adaptive`` (has an error estimate) and
     ``dense`` (has its own interpolant) describe the method.
+
+    Examples
+    --------
+    >>> import jitsolve as js
+    >>> [(type(a).__name__, a.order, a.adaptive) for a in (js.RK4(), js.Tsit5())]
+    [('RK4', 4, False), ('Tsit5', 5, True)]
+    >>> isinstance(js.Rodas5P(), js.ODEAlgorithm)
+    True
     """
 
     order = None
@@ -42,7 +63,14 @@ class ODEAlgorithm(AbstractAlgorithm):
 
 
 class SDEAlgorithm(AbstractAlgorithm):
-    """Base of SDE integrators; ``strong_order`` and ``weak_order`` describe the method."""
+    """Base of SDE integrators; ``strong_order`` and ``weak_order`` describe the method.
+
+    Examples
+    --------
+    >>> import jitsolve as js
+    >>> isinstance(js.EM(), js.SDEAlgorithm), js.EM().strong_order, js.EM().weak_order
+    (True, 0.5, 1.0)
+    """
 
     strong_order = None
     weak_order = None
@@ -50,16 +78,46 @@ class SDEAlgorithm(AbstractAlgorithm):
 
 class LinearAlgorithm(AbstractAlgorithm):
     """Base of linear solvers (Krylov and direct); ``precond`` is a Preconditioner,
-    a callable ``r -> z`` or a scipy LinearOperator."""
+    a callable ``r -> z`` or a scipy LinearOperator.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> isinstance(js.CG(), js.LinearAlgorithm), isinstance(js.Direct(), js.LinearAlgorithm)
+    (True, True)
+    >>> A = np.diag([2.0, 4.0])
+    >>> sol = js.solve(js.LinearProblem(A, np.ones(2)), js.CG(lambda r: r / np.diag(A)))
+    >>> sol.retcode, sol.iters
+    (<ReturnCode.Success: 'Success'>, 1)
+    """
 
 
 class Preconditioner(AbstractAlgorithm):
-    """Base of preconditioners: ``setup(A) -> callable r -> z``."""
+    """Base of preconditioners: ``setup(A) -> callable (r, out) -> out`` approximating
+    ``A^{-1} r``.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> M = js.Jacobi().setup(np.diag([2.0, 4.0]))
+    >>> isinstance(js.Jacobi(), js.Preconditioner), M(np.ones(2), np.empty(2))
+    (True, array([0.5 , 0.25]))
+    """
 
 
 class SensitivityAlgorithm(AbstractAlgorithm):
     """Base of gradient methods (``sensealg``): discrete and continuous adjoints, forward
-    sensitivities, finite differences."""
+    sensitivities, finite differences.
+
+    Examples
+    --------
+    >>> import jitsolve as js
+    >>> [isinstance(s, js.SensitivityAlgorithm)
+    ...  for s in (js.DiscreteAdjoint(), js.InterpolatingAdjoint(), js.FiniteDifference())]
+    [True, True, True]
+    >>> js.DiscreteAdjoint(checkpoints="binomial")
+    DiscreteAdjoint(checkpoints=16, store=None)
+    """
 
 
 def document(cls, cost, example=None):

@@ -22,6 +22,17 @@ class Tikhonov:
     References
     ----------
     Tikhonov, Arsenin, *Solutions of Ill-Posed Problems* (1977).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> js.Tikhonov(0.5)(np.array([1.0, 2.0]))           # (value, gradient)
+    (1.25, array([0.5, 1. ]))
+
+    Cost
+    ----
+    Per evaluation: two passes over ``x`` (the difference and its square sum) and the
+    gradient, one array of ``x``'s shape.
     """
 
     def __init__(self, alpha, x_ref=None):
@@ -40,7 +51,21 @@ class TotalVariation:
 
     References
     ----------
-    Rudin, Osher, Fatemi, *Nonlinear total variation based noise removal*, Physica D 60 (1992).
+    Rudin, Osher, Fatemi, *Nonlinear total variation based noise removal*, Physica D 60
+    (1992).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> val, grad = js.TotalVariation(1.0, eps=1e-6)(np.array([0.0, 0.0, 1.0, 1.0]))
+    >>> round(val, 4), np.round(grad, 3)                 # one unit jump
+    (1.0, array([ 0., -1.,  1.,  0.]))
+
+    Cost
+    ----
+    Per evaluation: NumPy passes over ``x``: per axis one forward difference, its
+    square and a few passes for the gradient (a roll and a mask), plus a square root;
+    about ``10 ndim`` passes and ``ndim + 3`` temporary arrays of ``x``'s shape.
     """
 
     def __init__(self, alpha, eps=1e-3):
@@ -74,7 +99,17 @@ class TotalVariation:
 class FitResult:
     """Outcome of :func:`fit`: ``p`` (the estimate, shaped like ``p0``), ``loss``,
     ``history`` (loss per iteration, initial first), ``grad_norm``, ``times``,
-    ``success``, ``message``, ``nit``, ``nfev``."""
+    ``success``, ``message``, ``nit``, ``nfev``.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> prob = js.LinearProblem(np.diag([2.0, 4.0]), np.ones(2))
+    >>> loss = js.L2Loss(None, np.array([1.0, 1.0]))     # find b with A^-1 b = (1, 1)
+    >>> res = js.fit(prob, js.Direct(), loss, np.ones(2), wrt="b", progress=False)
+    >>> res.success, np.round(res.p, 4), bool(res.history[0] > res.loss)
+    (True, array([2., 4.]), True)
+    """
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
@@ -134,6 +169,25 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     ----------
     Nocedal, Wright, *Numerical Optimization* (2006), ch. 7 (L-BFGS); Byrd, Lu, Nocedal,
     Zhu, *A limited memory algorithm for bound constrained optimization* (1995).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> def decay(du, u, p, t):
+    ...     du[0] = -p[0] * u[0]
+    >>> prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    >>> loss = js.L2Loss(np.array([1.0]), np.array([[np.exp(-1.5)]]))   # data: p = 1.5
+    >>> res = js.fit(prob, js.Tsit5(), loss, np.array([1.0]), progress=False,
+    ...              rtol=1e-8, atol=1e-10)
+    >>> res.success, np.round(res.p, 4)
+    (True, array([1.5]))
+
+    Cost
+    ----
+    Per evaluation of the objective: one ``js.gradient`` call (a forward solve and its
+    adjoint, or the ``sensealg``'s cost) plus the regulariser; ``nfev + 1`` evaluations
+    in all (the starting point is evaluated once more for the history).  L-BFGS-B keeps
+    10 pairs of vectors of ``x``'s size; ``log`` keeps every iterate in memory.
     """
     import scipy.optimize as so
 

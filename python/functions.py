@@ -165,6 +165,18 @@ class ODEFunction:
     ...     du[0] = p[0]*u[0] - p[1]*u[0]*u[1]
     ...     du[1] = -p[2]*u[1] + p[3]*u[0]*u[1]
     >>> F = js.ODEFunction(lotka)
+    >>> import numpy as np
+    >>> p = np.array([1.5, 1.0, 3.0, 1.0])
+    >>> prob = js.ODEProblem(F, np.array([1.0, 1.0]), (0.0, 1.0), p)
+    >>> sol = js.solve(prob, js.Rodas5P())      # Jacobian by complex step of lotka
+    >>> sol.retcode, sol.stats.njac > 0
+    (<ReturnCode.Success: 'Success'>, True)
+
+    References
+    ----------
+    Squire, Trapp, *Using complex variables to estimate derivatives of real functions*,
+    SIAM Rev. 40 (1998); Curtis, Powell, Reid, *On the estimation of sparse Jacobian
+    matrices*, IMA J. Appl. Math. 13 (1974) (column colouring).
     """
 
     def __init__(self, f, *, jac=None, vjp=None, paramjac=None, jac_sparsity=None):

@@ -92,6 +92,15 @@ class ODEProblem(AbstractProblem):
     >>> def decay(du, u, p, t):
     ...     du[0] = -p[0] * u[0]
     >>> prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([2.0]))
+    >>> sol = js.solve(prob, js.Tsit5(), rtol=1e-8, atol=1e-10)
+    >>> sol.retcode, round(float(sol.u[-1, 0]), 6)          # exp(-2)
+    (<ReturnCode.Success: 'Success'>, 0.135335)
+
+    References
+    ----------
+    Rackauckas, Nie, *DifferentialEquations.jl - a performant and feature-rich ecosystem
+    for solving differential equations in Julia*, J. Open Res. Softw. 5 (2017) (the
+    problem/algorithm/solve interface).
     """
 
     _fields = ("f", "u0", "tspan", "p")
@@ -107,7 +116,32 @@ class SplitODEProblem(AbstractProblem):
     """``du/dt = L u + f(u, p, t)``: a linear part ``L`` and a nonlinear part ``f``.
 
     ``L`` is a grid operator, a square matrix (ndarray or scipy.sparse) or a 1-D array
-    (a diagonal, e.g. a spectral symbol).  For exponential and IMEX integrators.
+    (a diagonal, e.g. a spectral symbol).  For exponential and IMEX integrators
+    (``js.KenCarp4`` treats ``L`` implicitly); explicit methods integrate ``L u + f``.
+
+    Parameters
+    ----------
+    L : grid operator, square matrix or 1-D array
+    f : callable or ODEFunction
+        The nonlinear part ``f(du, u, p, t)``.
+    u0, tspan, p
+        As for :class:`ODEProblem`.
+
+    References
+    ----------
+    Kennedy, Carpenter, *Additive Runge-Kutta schemes for convection-diffusion-reaction
+    equations*, Appl. Numer. Math. 44 (2003); Hochbruck, Ostermann, *Exponential
+    integrators*, Acta Numerica 19 (2010).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> def zero(du, u, p, t):
+    ...     du[0] = 0.0
+    >>> prob = js.SplitODEProblem(np.array([-2.0]), zero, np.array([1.0]), (0.0, 1.0))
+    >>> sol = js.solve(prob, js.KenCarp4(), rtol=1e-8, atol=1e-10)
+    >>> sol.retcode, round(float(sol.u[-1, 0]), 6)          # exp(-2)
+    (<ReturnCode.Success: 'Success'>, 0.135335)
     """
 
     _fields = ("L", "f", "u0", "tspan", "p")
@@ -171,6 +205,25 @@ class SDEProblem(AbstractProblem):
     ----------
     P. E. Kloeden, E. Platen, *Numerical Solution of Stochastic Differential Equations*,
     Springer (1992), sec. 10.3 (the Milstein scheme and its ``g g'`` term).
+
+    Examples
+    --------
+    Geometric Brownian motion, whose exact solution on the same Brownian path is
+    ``exp((mu - sigma^2 / 2) t + sigma W)``:
+
+    >>> import numpy as np, jitsolve as js
+    >>> def drift(du, u, p, t):
+    ...     du[0] = p[0] * u[0]
+    >>> def noise(gu, u, p, t):
+    ...     gu[0] = p[1] * u[0]
+    >>> p = np.array([0.5, 0.2])                            # mu, sigma
+    >>> prob = js.SDEProblem(drift, noise, np.array([1.0]), (0.0, 1.0), p=p)
+    >>> sol = js.solve(prob, js.EM(), dt=1 / 64, seed=1, save_noise=True)
+    >>> sol.retcode, sol.u.shape, sol.W.shape
+    (<ReturnCode.Success: 'Success'>, (65, 1), (65, 1))
+    >>> exact = np.exp(0.48 * 1.0 + 0.2 * sol.W[-1, 0])
+    >>> bool(abs(sol.u[-1, 0] - exact) < 0.02)
+    True
     """
 
     _fields = ("f", "g", "u0", "tspan", "p", "noise", "nbrownian", "interpretation",
@@ -235,6 +288,9 @@ class LinearProblem(AbstractProblem):
     >>> import numpy as np, jitsolve as js
     >>> g = js.Grid((64, 64))
     >>> prob = js.LinearProblem(-js.Laplacian(g), np.ones(g.shape))
+    >>> sol = js.solve(prob, js.CG(js.Multigrid()))
+    >>> sol.retcode, sol.u.shape
+    (<ReturnCode.Success: 'Success'>, (64, 64))
     """
 
     _fields = ("A", "b", "x0")
@@ -293,7 +349,19 @@ class EnsembleProblem(AbstractProblem):
     """Many solves of one problem: ``u0s`` (N, ...) and/or ``ps`` (N, np), or ``prob_func``.
 
     ``u0s`` and ``ps`` are the compiled fast path (one trajectory per thread);
-    ``prob_func(prob, i) -> problem`` is the general, slower one.
+    ``prob_func(prob, i) -> problem`` is the general, slower one (one ``solve`` each).
+    Solve with ``js.solve(eprob, alg, trajectories=N, ...)``.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> def decay(du, u, p, t):
+    ...     du[0] = -p[0] * u[0]
+    >>> prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    >>> eprob = js.EnsembleProblem(prob, ps=np.array([[1.0], [2.0], [3.0]]))
+    >>> esol = js.solve(eprob, js.Tsit5(), trajectories=3, rtol=1e-8, atol=1e-10)
+    >>> esol.retcode, esol.u.shape, np.round(esol.u[:, -1, 0], 4)    # exp(-p)
+    (<ReturnCode.Success: 'Success'>, (3, 2, 1), array([0.3679, 0.1353, 0.0498]))
     """
 
     _fields = ("prob", "u0s", "ps", "prob_func")

@@ -399,14 +399,24 @@ def profile(bandwidth=None):
         sorted by time;
         ``prof.rows``, ``prof.events``, ``prof.to_json()``.
 
+    References
+    ----------
+    Williams, Waterman, Patterson, *Roofline: an insightful visual performance model for
+    multicore architectures*, Commun. ACM 52 (2009); McCalpin, STREAM (1995) (triad).
+
     Examples
     --------
-    >>> import jitsolve as js                      # doctest: +SKIP
-    >>> with js.profile() as prof:                 # doctest: +SKIP
-    ...     js.solve(prob, js.Tsit5())
-    >>> print(prof)                                # doctest: +SKIP
+    >>> import numpy as np, jitsolve as js
+    >>> prob = js.LinearProblem(np.diag([1.0, 2.0]), np.ones(2))
+    >>> with js.profile(bandwidth=10.0) as prof:     # bandwidth given: no triad run
+    ...     sol = js.solve(prob, js.CG())
+    >>> [(r["name"], r["calls"]) for r in prof.rows][:1]
+    [('solve LinearProblem/CG', 1)]
 
-    Cost: nothing when not profiling (no wrapper is installed); about a microsecond per
-    profiled call when on.
+    Cost
+    ----
+    Nothing when not profiling (no wrapper is installed); when on, about a microsecond
+    per call of a profiled kernel or solve, plus the triad bandwidth measurement (about
+    a second, once per process) when ``bandwidth`` is not given.
     """
     return Profile(bandwidth=bandwidth)

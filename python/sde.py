@@ -435,6 +435,36 @@ def reverse_sde(f, g, score, *, noise="diagonal"):
     Returns ``ReverseSDE(f, g)``: build the problem with the reversed span, e.g.
     ``fr, gr = js.reverse_sde(f, g, score); js.SDEProblem(fr, gr, uT, (T, 0.0), p)``.
     ``f``, ``g``, ``score`` must be Numba-compilable (plain functions are jitted).
+
+    References
+    ----------
+    Anderson, *Reverse-time diffusion equation models*, Stoch. Proc. Appl. 12 (1982);
+    Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole, *Score-based generative modeling
+    through stochastic differential equations*, ICLR (2021).
+
+    Examples
+    --------
+    An Ornstein-Uhlenbeck process ``du = -u dt + dW`` started in its stationary law
+    ``N(0, 1/2)``, whose score is ``-2 u``:
+
+    >>> import numpy as np, jitsolve as js
+    >>> def f(du, u, p, t):
+    ...     du[0] = -u[0]
+    >>> def g(gu, u, p, t):
+    ...     gu[0] = 1.0
+    >>> def score(s, u, p, t):
+    ...     s[0] = -2.0 * u[0]
+    >>> fr, gr = js.reverse_sde(f, g, score)
+    >>> prob = js.SDEProblem(fr, gr, np.zeros(1), (1.0, 0.0))   # from t = 1 back to 0
+    >>> sol = js.solve(prob, js.EM(), dt=1 / 64, seed=0)
+    >>> sol.retcode, float(sol.t[0]), float(sol.t[-1]), bool(np.isfinite(sol.u).all())
+    (<ReturnCode.Success: 'Success'>, 1.0, 0.0, True)
+
+    Cost
+    ----
+    Per evaluation of the reversed drift: one call each of ``f``, ``g`` and ``score``
+    plus one pass over ``n`` entries (two for scalar noise), and two temporary vectors
+    allocated inside the compiled function; the diffusion is ``g`` itself.
     """
     import numba
     from .functions import is_numba_function

@@ -35,7 +35,24 @@ _LINEAR_DEFAULTS = dict(rtol=1e-8, atol=0.0, maxiter=None, callback=None, backen
 
 
 def register(problem_type, algorithm_type):
-    """Decorator: ``impl(prob, alg, **options)`` solves ``problem_type`` with ``algorithm_type``."""
+    """Decorator: ``impl(prob, alg, **options)`` solves ``problem_type`` with ``algorithm_type``.
+
+    ``solve`` checks the options, then calls the implementation registered for the
+    most specific (problem type, algorithm type) pair of the two types' MROs with
+    every option filled in.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> class Halve(js.LinearAlgorithm):      # a toy solver for A = 2 I
+    ...     pass
+    >>> @js.register(js.LinearProblem, Halve)
+    ... def _solve_halve(prob, alg, **options):
+    ...     return js.LinearSolution(prob.b / 2, js.ReturnCode.Success, iters=1,
+    ...                              resnorm=0.0)
+    >>> js.solve(js.LinearProblem(2 * np.eye(2), np.array([2.0, 4.0])), Halve()).u
+    array([1., 2.])
+    """
     def deco(fn):
         _REGISTRY[(problem_type, algorithm_type)] = fn
         return fn
@@ -43,7 +60,16 @@ def register(problem_type, algorithm_type):
 
 
 def registered():
-    """The registered (problem type, algorithm type) pairs."""
+    """The registered (problem type, algorithm type) pairs, as sorted name pairs.
+
+    Examples
+    --------
+    >>> import jitsolve as js
+    >>> ("LinearProblem", "CG") in js.solve_registry()
+    True
+    >>> len(js.solve_registry()) > 10
+    True
+    """
     return sorted(((p.__name__, a.__name__) for p, a in _REGISTRY), key=str)
 
 
@@ -120,6 +146,19 @@ def solve(prob, alg, **kwargs):
     ------
     UnsupportedAlgorithmError
         No implementation is registered for this pair (see ``js.solve_registry()``).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> sol = js.solve(js.LinearProblem(np.diag([2.0, 4.0]), np.ones(2)), js.CG())
+    >>> sol.retcode, sol.u
+    (<ReturnCode.Success: 'Success'>, array([0.5 , 0.25]))
+    >>> def decay(du, u, p, t):
+    ...     du[0] = -u[0]
+    >>> sol = js.solve(js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0)), js.RK4(),
+    ...                dt=0.1, saveat=0.5)
+    >>> sol.t, np.round(sol.u[:, 0], 5)
+    (array([0. , 0.5, 1. ]), array([1.     , 0.60653, 0.36788]))
     """
     if not isinstance(prob, AbstractProblem):
         raise InvalidProblemError(f"prob: expected a jitsolve problem, got {type(prob).__name__}")

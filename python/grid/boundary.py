@@ -27,7 +27,19 @@ __all__ = ["BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "as_boundary
 
 
 class BoundaryCondition:
-    """Base class of boundary conditions."""
+    """Base class of boundary conditions: :class:`Dirichlet`, :class:`Neumann` and
+    :class:`Periodic`.  A condition holds a number, or an array of boundary values of
+    the grid's shape padded by one ghost cell on every side.
+
+    Examples
+    --------
+    >>> import jitsolve as js
+    >>> [isinstance(bc, js.BoundaryCondition)
+    ...  for bc in (js.Dirichlet(1.0), js.Neumann(), js.Periodic())]
+    [True, True, True]
+    >>> js.Dirichlet(0.0).homogeneous, js.Neumann(2.0).homogeneous
+    (True, False)
+    """
 
     kind = None
 
@@ -83,10 +95,21 @@ class BoundaryCondition:
 class Dirichlet(BoundaryCondition):
     """Prescribed value ``u = value`` on the boundary.
 
+    Imposed at the cell-centred grid's boundary face through the ghost value
+    ``u_ghost = 2 value - u_i`` (upwind advection: the inflow face value itself); the
+    non-zero data enter ``A.boundary_term()``, the operator itself stays linear.
+
+    References
+    ----------
+    LeVeque, *Finite Difference Methods for ODEs and PDEs* (2007), ch. 2;
+    Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), sec. 5.7.
+
     Examples
     --------
-    >>> import jitsolve as js
-    >>> g = js.Grid((64, 64), bc=js.Dirichlet(1.0))
+    >>> import numpy as np, jitsolve as js
+    >>> g = js.Grid((4,), bc=js.Dirichlet(1.0))          # h = 1/4
+    >>> js.Laplacian(g).boundary_term()                  # 2 * 1 / h^2 at each wall
+    array([32.,  0.,  0., 32.])
     """
 
     kind = "dirichlet"
@@ -100,7 +123,24 @@ class Dirichlet(BoundaryCondition):
 
 
 class Neumann(BoundaryCondition):
-    """Prescribed outward normal derivative ``du/dn = flux`` (default 0: insulated)."""
+    """Prescribed outward normal derivative ``du/dn = flux`` (default 0: insulated).
+
+    Imposed through the ghost value ``u_ghost = u_i + h flux``; the flux enters
+    ``A.boundary_term()``.  A pure-Neumann Laplacian is singular (constants are in its
+    null space).
+
+    References
+    ----------
+    LeVeque, *Finite Difference Methods for ODEs and PDEs* (2007), sec. 2.12
+    (Neumann boundary conditions).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> L = js.Laplacian(js.Grid((4,), bc=js.Neumann(1.0)))   # h = 1/4
+    >>> L.boundary_term(), L.apply(np.ones(4))                # flux / h; constants: 0
+    (array([4., 0., 0., 4.]), array([0., 0., 0., 0.]))
+    """
 
     kind = "neumann"
 
@@ -117,7 +157,25 @@ class Neumann(BoundaryCondition):
 
 
 class Periodic(BoundaryCondition):
-    """Periodic wrap-around; carries no boundary data."""
+    """Periodic wrap-around; carries no boundary data.
+
+    The first and last cells of the axis are neighbours (the operators wrap their
+    stencils).
+
+    References
+    ----------
+    LeVeque, *Finite Volume Methods for Hyperbolic Problems* (2002), ch. 7 (ghost
+    cells and periodic boundaries).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> L = js.Laplacian(js.Grid((4,), bc=js.Periodic()))     # h = 1/4
+    >>> L.apply(np.arange(4.0))
+    array([ 64.,   0.,   0., -64.])
+    >>> L.to_csr()[0].toarray()
+    array([[-32.,  16.,   0.,  16.]])
+    """
 
     kind = "periodic"
     value = 0.0

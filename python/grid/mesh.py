@@ -30,12 +30,17 @@ class Grid:
     >>> g.spacing
     (0.0078125, 0.0078125)
     >>> g2 = js.Grid((64,), bc=[(js.Dirichlet(1.0), js.Neumann())])
+    >>> g2.size, g2.bcs
+    (64, ((Dirichlet(1.0), Neumann(0.0)),))
 
     Notes
     -----
     Cell-centred finite volumes: every boundary condition uses the same cells, and
-    grids of ``2^k`` cells coarsen by two (Trottenberg, Oosterlee, Schüller,
-    *Multigrid*, 2001, sec. 5.7).
+    grids of ``2^k`` cells coarsen by two.
+
+    References
+    ----------
+    Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), sec. 5.7.
     """
 
     def __init__(self, shape, extent=None, bc=None):
