@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ...kernels.cpu import sde as K
+from ...kernels.cpu import sde_lockstep as KL
 from .brownian import DEFAULT_MAXDEPTH
 
 __all__ = ["Schedule", "schedule", "solve_path", "solve_ensemble", "ensemble_moments",
@@ -101,6 +102,23 @@ def _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters, save_every,
     return tab, fpar, ipar
 
 
+def _lockstep(mod, sch, noise, maxiters):
+    """Whether the lockstep EM kernels apply: EM, fixed steps on a dyadic grid with every
+    save on it, diagonal or scalar noise, and enough ``maxiters`` for the whole grid."""
+    return (mod.METHOD == K.EM and 0 <= sch.mlog <= KL.MAX_LEVELS
+            and noise in ("diagonal", "scalar") and maxiters >= sch.N)
+
+
+def _grid_indices(sch):
+    """Grid index of every save time (all on the grid: the lockstep condition); every
+    grid point when there are no save times (save every step)."""
+    if sch.xs.size == 0:
+        return np.arange(sch.N + 1, dtype=np.int64)
+    k = np.rint(sch.xs / sch.xstep).astype(np.int64)
+    k[sch.xs >= 1.0] = sch.N
+    return np.ascontiguousarray(np.minimum(k, sch.N))
+
+
 def _tol(x, n):
     return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)))
 
@@ -162,9 +180,14 @@ def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmi
     out_u = np.empty((N, cap, n))
     out_W = np.empty((N, cap, m) if save_noise else (N, 1, 1))
     st = np.zeros((N, 6), dtype=np.int64)
-    K.ensemble_paths(f, gv, gm, gc, tab, np.ascontiguousarray(u0s, dtype=np.float64),
-                     np.ascontiguousarray(ps, dtype=np.float64), _tol(atol, n), _tol(rtol, n),
-                     sch.xs, fpar, ipar, np.uint64(seed), np.uint64(0), out_u, out_W, st)
+    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
+    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    if not adaptive and _lockstep(mod, sch, noise, maxiters):
+        KL.em_lockstep_paths(f, gv, u0s, ps, fpar, ipar, np.uint64(seed), np.uint64(0),
+                             _grid_indices(sch), bool(save_every), out_u, out_W, st)
+    else:
+        K.ensemble_paths(f, gv, gm, gc, tab, u0s, ps, _tol(atol, n), _tol(rtol, n), sch.xs,
+                         fpar, ipar, np.uint64(seed), np.uint64(0), out_u, out_W, st)
     if save_every:
         t = sch.t0 + (sch.t1 - sch.t0) * np.minimum(np.arange(cap) * sch.xstep, 1.0)
         t[-1] = sch.t1
@@ -190,10 +213,16 @@ def ensemble_moments(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dt
     mean = np.empty((nt, n))
     var = np.empty((nt, n))
     counts = np.zeros(5, dtype=np.int64)
-    K.ensemble_moments(f, gv, gm, gc, tab, np.ascontiguousarray(u0s, dtype=np.float64),
-                       np.ascontiguousarray(ps, dtype=np.float64), _tol(atol, n), _tol(rtol, n),
-                       sch.xs, fpar, ipar, np.uint64(seed), np.uint64(0), int(trajectories),
-                       int(block), mean, var, counts)
+    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
+    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    if not adaptive and _lockstep(mod, sch, noise, maxiters):
+        KL.em_lockstep_moments(f, gv, u0s, ps, fpar, ipar, np.uint64(seed), np.uint64(0),
+                               _grid_indices(sch), int(trajectories), int(block), mean, var,
+                               counts)
+    else:
+        K.ensemble_moments(f, gv, gm, gc, tab, u0s, ps, _tol(atol, n), _tol(rtol, n), sch.xs,
+                           fpar, ipar, np.uint64(seed), np.uint64(0), int(trajectories),
+                           int(block), mean, var, counts)
     c = dict(used=int(counts[0]), failed=int(counts[1]), nf=int(counts[2]),
              naccept=int(counts[3]), nreject=int(counts[4]))
     return sch.ts.copy(), mean, var, c

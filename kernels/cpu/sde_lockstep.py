@@ -1,0 +1,297 @@
+"""Euler-Maruyama ensembles in lockstep: fixed dyadic steps, many paths per thread.
+
+The general SDE loop (:mod:`jitsolve.kernels.cpu.sde`) integrates one path per thread and
+walks its Brownian tree one query per step: one scalar Box-Muller pair per two steps.
+For the commonest ensemble -- Euler-Maruyama, a fixed step dt = (t1 - t0) / 2^M, save
+times on the step grid, diagonal or scalar noise -- the tree's values at every grid point
+are known in advance, so a thread takes a batch of up to ``LANES`` paths and fills their
+Brownian values top-down, level by level, with the normals of each tree node drawn for
+all the batch's paths in one SIMD loop (:func:`~jitsolve.kernels.cpu.philox.normal_pairs_lanes`).
+The coarse levels (down to blocks of 2^BLOCK_LEVELS steps) are filled once per batch,
+the fine levels block by block, so memory stays small for long paths.
+
+Every value is computed with the keys and the arithmetic of ``tree_query`` and of the
+general loop's EM step, so a path here is bit-for-bit the path the general loop computes
+(tested): same seed, same trajectory keys, same states.
+
+References: Kloeden & Platen, *Numerical Solution of SDEs* (1992), sec. 9.1 (EM);
+Lévy's construction of Brownian motion by midpoint bridges (e.g. Glasserman, *Monte
+Carlo Methods in Financial Engineering*, 2003, sec. 3.1); Salmon et al., SC11 (2011)
+(counter-based Philox).
+"""
+import numpy as np
+from numba import njit, prange
+
+from .philox import normal_pairs_lanes
+
+__all__ = ["LANES", "BLOCK_LEVELS", "MAX_LEVELS", "em_lockstep_paths", "em_lockstep_moments"]
+
+#: paths integrated together by one thread
+LANES = 64
+#: fine levels filled per block (a block is 2^BLOCK_LEVELS steps)
+BLOCK_LEVELS = 6
+#: longest grid the lockstep kernels take (2^MAX_LEVELS steps)
+MAX_LEVELS = 24
+STREAM_MID = 0          # the plain tree's stream (kernels.cpu.sde.STREAM_MID)
+DIAGONAL, SCALAR = 0, 1
+SUCCESS, UNSTABLE = 0, 3
+
+
+@njit(cache=False)
+def _node_normals(seed, tr0, node, comp, za, zb):
+    """Normals of tree node ``node`` for every lane into ``za`` (and its sibling's into
+    ``zb``): siblings 2k, 2k+1 share the pair keyed k (even takes z0, odd z1)."""
+    if node & 1:
+        normal_pairs_lanes(seed, tr0, node >> 1, comp, STREAM_MID, zb, za)
+    else:
+        normal_pairs_lanes(seed, tr0, node >> 1, comp, STREAM_MID, za, zb)
+
+
+@njit(cache=False)
+def _fill_levels(seed, tr0, comp, B, d0, nlev, first, za, zb):
+    """Midpoint bridges of the dyadic tree below one interval: ``B`` (2^nlev + 1, L) holds
+    B at both ends (rows 0 and 2^nlev); its interval is node ``first`` at depth ``d0``.
+    Fills the rows in between, level by level, exactly as ``tree_query`` would."""
+    S = 1 << nlev
+    L = za.size
+    for lv in range(nlev):
+        d = d0 + lv
+        half = S >> (lv + 1)
+        sd = 0.5 * np.sqrt(2.0 ** (-d))
+        base = first << lv                     # heap index of the level's first node
+        cnt = 1 << lv
+        q = 0
+        while q < cnt:
+            node = base + q
+            lo = q * 2 * half
+            if lv == 0 or (node & 1):
+                # a lone node (its sibling lies outside this interval)
+                _node_normals(seed, tr0, node, comp, za, zb)
+                for l in range(L):
+                    B[lo + half, l] = 0.5 * (B[lo, l] + B[lo + 2 * half, l]) + sd * za[l]
+                q += 1
+                continue
+            _node_normals(seed, tr0, node, comp, za, zb)   # za: node, zb: node + 1
+            lo2 = lo + 2 * half
+            for l in range(L):
+                B[lo + half, l] = 0.5 * (B[lo, l] + B[lo2, l]) + sd * za[l]
+                B[lo2 + half, l] = 0.5 * (B[lo2, l] + B[lo2 + 2 * half, l]) + sd * zb[l]
+            q += 2
+
+
+@njit(cache=False)
+def _em_batch(f, gv, u0s, ps, fpar, ipar, seed, tr0, i0, nl, kidx, save_every, ou, ow, st,
+              Bc, Bf, U, F, G, Un, za, zb):
+    """Integrate paths i0 .. i0 + nl - 1 (trajectory keys tr0 + l) in lockstep; saves
+    into ou (nl, nsave, n), ow (nl, nsave, m) when saving noise, stats into st (nl, 6).
+    Work arrays: Bc (m, 2^dc + 1, L), Bf (m, 2^blev + 1, L), U and Un (L, n), F, G (n,),
+    za, zb (L,) with L >= nl (lanes past nl are computed and discarded)."""
+    n = U.shape[1]
+    t0 = fpar[0]
+    t1 = fpar[1]
+    xstep = fpar[4]
+    noise = ipar[1]
+    m = ipar[2]
+    N = ipar[6]
+    save_noise = ipar[11]
+    mlog = ipar[12]
+    blev = min(BLOCK_LEVELS, mlog)
+    dc = mlog - blev
+    NB = 1 << dc
+    BS = 1 << blev
+    span = t1 - t0
+    sqT = np.sqrt(abs(span))
+    nsave = kidx.size
+    L = za.size
+    # coarse levels: B(0) = 0, B(1) from node 0, then depths 0 .. dc-1
+    for j in range(m):
+        normal_pairs_lanes(seed, tr0, 0, j, STREAM_MID, za, zb)
+        for l in range(L):
+            Bc[j, 0, l] = 0.0
+            Bc[j, NB, l] = za[l]
+        if dc > 0:
+            _fill_levels(seed, tr0, j, Bc[j], 0, dc, 1, za, zb)
+    for l in range(nl):
+        iu = i0 + l if u0s.shape[0] > 1 else 0
+        for i in range(n):
+            U[l, i] = u0s[iu, i]
+        for q in range(6):
+            st[l, q] = 0
+    ks = 0
+    alive = np.ones(nl, dtype=np.bool_)
+    # saves at k = 0
+    while ks < nsave and (ks == 0 if save_every else kidx[ks] <= 0):
+        for l in range(nl):
+            for i in range(n):
+                ou[l, ks, i] = U[l, i]
+            if save_noise:
+                for j in range(m):
+                    ow[l, ks, j] = 0.0
+            st[l, 0] += 1
+        ks += 1
+    x = 0.0
+    k = 0
+    for b in range(NB):
+        for j in range(m):
+            for l in range(L):
+                Bf[j, 0, l] = Bc[j, b, l]
+                Bf[j, BS, l] = Bc[j, b + 1, l]
+            if blev > 0:
+                _fill_levels(seed, tr0, j, Bf[j], dc, blev, (np.int64(1) << dc) + b, za, zb)
+        for kk in range(BS):
+            xt = 1.0 if k + 1 >= N else (k + 1) * xstep
+            t = t0 + span * x
+            hs = span * (xt - x)
+            for l in range(nl):
+                if not alive[l]:
+                    continue
+                ip = i0 + l if ps.shape[0] > 1 else 0
+                u = U[l]
+                p = ps[ip]
+                f(F, u, p, t)
+                gv(G, u, p, t)
+                finite = True
+                if noise == DIAGONAL:
+                    for i in range(n):
+                        dW = sqT * (Bf[i, kk + 1, l] - Bf[i, kk, l])
+                        v = u[i] + hs * F[i] + G[i] * dW
+                        Un[l, i] = v
+                        finite = finite and np.isfinite(v)
+                else:
+                    dW = sqT * (Bf[0, kk + 1, l] - Bf[0, kk, l])
+                    for i in range(n):
+                        v = u[i] + hs * F[i] + G[i] * dW
+                        Un[l, i] = v
+                        finite = finite and np.isfinite(v)
+                st[l, 2] += 1
+                st[l, 3] += 1
+                if not finite:
+                    alive[l] = False
+                    st[l, 1] = UNSTABLE
+                    continue
+                st[l, 4] += 1
+                for i in range(n):
+                    u[i] = Un[l, i]
+            x = xt
+            k += 1
+            while ks < nsave and (ks == k if save_every else kidx[ks] <= k):
+                for l in range(nl):
+                    if not alive[l]:
+                        continue
+                    for i in range(n):
+                        ou[l, ks, i] = U[l, i]
+                    if save_noise:
+                        for j in range(m):
+                            ow[l, ks, j] = sqT * Bf[j, kk + 1, l]
+                    st[l, 0] += 1
+                ks += 1
+
+
+@njit(parallel=True, cache=True)
+def em_lockstep_paths(f, gv, u0s, ps, fpar, ipar, seed, traj0, kidx, save_every, out_u,
+                      out_W, stats):
+    """EM paths 0..N-1 (trajectory keys traj0 + i) in batches of LANES, one batch per
+    thread; saves at the grid indices ``kidx`` (every step when ``save_every``) into
+    ``out_u`` (N, nsave, n) and ``out_W`` (N, nsave, m) or (N, 1, 1); ``stats`` (N, 6)
+    as the general loop writes them."""
+    N = out_u.shape[0]
+    n = out_u.shape[2]
+    m = ipar[2]
+    mlog = ipar[12]
+    blev = min(BLOCK_LEVELS, mlog)
+    nb = (N + LANES - 1) // LANES
+    for b0 in prange(nb):
+        b = np.int64(b0)
+        i0 = b * LANES
+        nl = min(LANES, N - i0)
+        Bc = np.empty((m, (1 << (mlog - blev)) + 1, LANES))
+        Bf = np.empty((m, (1 << blev) + 1, LANES))
+        U = np.empty((LANES, n))
+        Un = np.empty((LANES, n))
+        F = np.empty(n)
+        G = np.empty(n)
+        za = np.empty(LANES)
+        zb = np.empty(LANES)
+        _em_batch(f, gv, u0s, ps, fpar, ipar, seed, traj0 + np.uint64(i0), i0, nl, kidx,
+                  save_every, out_u[i0:i0 + nl], out_W[i0:i0 + nl], stats[i0:i0 + nl],
+                  Bc, Bf, U, F, G, Un, za, zb)
+
+
+@njit(parallel=True, cache=True)
+def em_lockstep_moments(f, gv, u0s, ps, fpar, ipar, seed, traj0, kidx, N, block, mean, var,
+                        counts):
+    """Streaming mean and (unbiased) variance at the grid indices ``kidx`` over N EM
+    paths, without storing paths: the contract of ``kernels.cpu.sde.ensemble_moments``
+    (blocks of ``block`` paths, Welford in path order within a block, blocks merged in
+    index order, failed paths left out; counts = [used, failed, nf, naccept, nreject]),
+    with each block's paths integrated LANES at a time."""
+    nsave = mean.shape[0]
+    n = mean.shape[1]
+    m = ipar[2]
+    mlog = ipar[12]
+    blev = min(BLOCK_LEVELS, mlog)
+    nblk = (N + block - 1) // block
+    bmean = np.zeros((nblk, nsave, n))
+    bm2 = np.zeros((nblk, nsave, n))
+    bcnt = np.zeros(nblk, dtype=np.int64)
+    bwork = np.zeros((nblk, 4), dtype=np.int64)
+    for b0 in prange(nblk):
+        b = np.int64(b0)
+        Bc = np.empty((m, (1 << (mlog - blev)) + 1, LANES))
+        Bf = np.empty((m, (1 << blev) + 1, LANES))
+        U = np.empty((LANES, n))
+        Un = np.empty((LANES, n))
+        F = np.empty(n)
+        G = np.empty(n)
+        za = np.empty(LANES)
+        zb = np.empty(LANES)
+        ou = np.empty((LANES, nsave, n))
+        ow = np.empty((1, 1, 1))
+        st = np.zeros((LANES, 6), dtype=np.int64)
+        c = 0
+        iend = min(N, (b + 1) * block)
+        i0 = b * block
+        while i0 < iend:
+            nl = min(LANES, iend - i0)
+            _em_batch(f, gv, u0s, ps, fpar, ipar, seed, traj0 + np.uint64(i0), i0, nl, kidx,
+                      False, ou, ow, st, Bc, Bf, U, F, G, Un, za, zb)
+            for l in range(nl):
+                bwork[b, 1] += st[l, 2]
+                bwork[b, 2] += st[l, 4]
+                bwork[b, 3] += st[l, 5]
+                if st[l, 1] != SUCCESS or st[l, 0] != nsave:
+                    bwork[b, 0] += 1
+                    continue
+                c += 1
+                for k in range(nsave):
+                    for j in range(n):
+                        xv = ou[l, k, j]
+                        d = xv - bmean[b, k, j]
+                        bmean[b, k, j] += d / c
+                        bm2[b, k, j] += d * (xv - bmean[b, k, j])
+            i0 += nl
+        bcnt[b] = c
+    tot = 0
+    for k in range(nsave):
+        for j in range(n):
+            mean[k, j] = 0.0
+            var[k, j] = 0.0
+    for b in range(nblk):
+        cb = bcnt[b]
+        counts[1] += bwork[b, 0]
+        counts[2] += bwork[b, 1]
+        counts[3] += bwork[b, 2]
+        counts[4] += bwork[b, 3]
+        if cb == 0:
+            continue
+        newtot = tot + cb
+        for k in range(nsave):
+            for j in range(n):
+                d = bmean[b, k, j] - mean[k, j]
+                mean[k, j] += d * cb / newtot
+                var[k, j] += bm2[b, k, j] + d * d * tot * cb / newtot
+        tot = newtot
+    counts[0] = tot
+    for k in range(nsave):
+        for j in range(n):
+            var[k, j] = var[k, j] / (tot - 1) if tot > 1 else np.nan
