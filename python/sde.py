@@ -26,7 +26,7 @@ import numpy as np
 
 from .algorithms import SDEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
-from .functions import compile_cfunc
+from .functions import compile_batch_cfunc, compile_cfunc
 from .problems import EnsembleProblem, SDEProblem
 from .retcodes import ReturnCode
 from .solution import EnsembleSolution, SDESolution, SolverStats
@@ -252,6 +252,16 @@ def _prepare(prob, alg, o):
     return mod, (f, gv, gm, gc), kw
 
 
+def _batch_spec(prob):
+    """``(make, placeholders)`` for the lockstep EM kernels: ``make()`` compiles the batch
+    forms of f and g (diagonal/scalar noise), called by the driver only for ensembles large
+    enough to win back the compile."""
+    def make():
+        return (compile_batch_cfunc(prob.f.f, "f"), compile_batch_cfunc(prob._g_raw, "g"))
+    ph = compile_batch_cfunc(None, "f")
+    return make, (ph, ph)
+
+
 _RC = {0: ReturnCode.Success, 1: ReturnCode.MaxIters, 2: ReturnCode.DtLessThanMin,
        3: ReturnCode.Unstable, 4: ReturnCode.MaxIters}
 
@@ -301,7 +311,8 @@ def _solve_sde_ensemble(eprob, alg, **o):
     from .solvers.sde.driver import solve_ensemble
     u0s, ps = _ensemble_inputs(eprob, N)
     t, u, W, rcs, st = solve_ensemble(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
-                                      save_noise=bool(o["save_noise"]), **kw)
+                                      save_noise=bool(o["save_noise"]),
+                                      batch=_batch_spec(prob), **kw)
     # a failed path keeps its saved prefix; the rest of its rows are NaN
     nsaved = st[:, 0]
     if (nsaved < u.shape[1]).any():
@@ -398,7 +409,7 @@ def ensemble_moments(eprob, alg, *, trajectories=None, block=64, **solve_kw):
     from .solvers.sde.driver import ensemble_moments as _moments
     u0s, ps = _ensemble_inputs(eprob, N)
     t, mean, var, c = _moments(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
-                               block=int(block), **kw)
+                               block=int(block), batch=_batch_spec(eprob.prob), **kw)
     shp = (t.size,) + eprob.prob.u0.shape
     stats = SolverStats(nf=c["nf"], naccept=c["naccept"], nreject=c["nreject"])
     return EnsembleMoments(t, mean.reshape(shp), var.reshape(shp), c["used"], c["failed"], stats)

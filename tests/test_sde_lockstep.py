@@ -80,10 +80,12 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["per-path-calls", "batch-calls"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_lockstep_paths_bit_identical_to_general_loop(monkeypatch, name):
+def test_lockstep_paths_bit_identical_to_general_loop(monkeypatch, name, batched):
     make, kw = CASES[name]
     ep = make()
+    monkeypatch.setattr(driver, "BATCH_MIN_WORK", 0 if batched else 1 << 62)
     a, b = _both(monkeypatch, lambda: js.solve(ep, EM(), **kw))
     np.testing.assert_array_equal(a.t, b.t)
     np.testing.assert_array_equal(a.u, b.u)
@@ -100,6 +102,7 @@ def test_lockstep_paths_bit_identical_to_general_loop(monkeypatch, name):
 @pytest.mark.parametrize("block", [100, 7])
 def test_lockstep_moments_bit_identical_to_general_loop(monkeypatch, block):
     ep = _ou()
+    monkeypatch.setattr(driver, "BATCH_MIN_WORK", 0 if block == 7 else 1 << 62)
     a, b = _both(monkeypatch, lambda: ensemble_moments(ep, EM(), trajectories=1000, dt=2.0 ** -8,
                                                        block=block, saveat=0.25))
     np.testing.assert_array_equal(a.mean, b.mean)
@@ -109,6 +112,26 @@ def test_lockstep_moments_bit_identical_to_general_loop(monkeypatch, block):
     t = a.t
     se = np.sqrt(0.125 * (1 - np.exp(-2 * t)) / 1000) + 1e-12
     assert np.all(np.abs(a.mean[:, 0] - np.exp(-t)) < 5 * se + 0.01)
+
+
+def test_batch_cfunc_evaluates_every_row():
+    from jitsolve.functions import compile_batch_cfunc
+    fb = compile_batch_cfunc(two_f, "f")
+    U = np.arange(10.0).reshape(5, 2) / 7
+    P = np.column_stack([np.linspace(1, 2, 8), np.zeros(8)])
+    DU = np.full((5, 2), np.nan)
+    import numba
+
+    @numba.njit
+    def call(fb, DU, U, P, t, i0, nl):
+        fb(DU, U, P, t, i0, nl)
+    call(fb, DU, U, P, 0.3, 2, 4)
+    for l in range(4):
+        ref = np.empty(2)
+        two_f(ref, U[l], P[2 + l], 0.3)
+        np.testing.assert_array_equal(DU[l], ref)
+    assert np.isnan(DU[4]).all()                  # rows past nl untouched
+    assert compile_batch_cfunc(two_f, "f") is fb   # one compile per function and process
 
 
 def test_lockstep_not_used_off_its_domain(monkeypatch):

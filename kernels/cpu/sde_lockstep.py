@@ -10,6 +10,12 @@ all the batch's paths in one SIMD loop (:func:`~jitsolve.kernels.cpu.philox.norm
 The coarse levels (down to blocks of 2^BLOCK_LEVELS steps) are filled once per batch,
 the fine levels block by block, so memory stays small for long paths.
 
+Drift and diffusion: per path through the first-class cfuncs ``f``, ``gv`` (about 8 ns
+a call: the boundary, not the user's arithmetic, dominates a small SDE), or, for large
+ensembles, through batch cfuncs ``fb``, ``gb`` that loop over the batch's states with the
+user's function compiled in (``jitsolve.functions.compile_batch_cfunc``): one call per
+step per batch, then one SIMD loop per state component for the EM update.
+
 Every value is computed with the keys and the arithmetic of ``tree_query`` and of the
 general loop's EM step, so a path here is bit-for-bit the path the general loop computes
 (tested): same seed, same trajectory keys, same states.
@@ -80,12 +86,14 @@ def _fill_levels(seed, tr0, comp, B, d0, nlev, first, za, zb):
 
 
 @njit(cache=False)
-def _em_batch(f, gv, u0s, ps, fpar, ipar, seed, tr0, i0, nl, kidx, save_every, ou, ow, st,
-              Bc, Bf, U, F, G, Un, za, zb):
+def _em_batch(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, tr0, i0, nl, kidx,
+              save_every, ou, ow, st, Bc, Bf, U, F, G, Un, za, zb):
     """Integrate paths i0 .. i0 + nl - 1 (trajectory keys tr0 + l) in lockstep; saves
     into ou (nl, nsave, n), ow (nl, nsave, m) when saving noise, stats into st (nl, 6).
-    Work arrays: Bc (m, 2^dc + 1, L), Bf (m, 2^blev + 1, L), U and Un (L, n), F, G (n,),
-    za, zb (L,) with L >= nl (lanes past nl are computed and discarded)."""
+    ``batched``: drift and diffusion come from the batch functions ``fb``, ``gb`` (one
+    call per step for all lanes), else from ``f``, ``gv`` per lane, into F, G (L, n).
+    Work arrays: Bc (m, 2^dc + 1, L), Bf (m, 2^blev + 1, L), U and Un
+    (L, n), za, zb (L,) with L >= nl (lanes past nl are computed and discarded)."""
     n = U.shape[1]
     t0 = fpar[0]
     t1 = fpar[1]
@@ -119,6 +127,7 @@ def _em_batch(f, gv, u0s, ps, fpar, ipar, seed, tr0, i0, nl, kidx, save_every, o
             st[l, q] = 0
     ks = 0
     alive = np.ones(nl, dtype=np.bool_)
+    nalive = nl
     # saves at k = 0
     while ks < nsave and (ks == 0 if save_every else kidx[ks] <= 0):
         for l in range(nl):
@@ -129,6 +138,7 @@ def _em_batch(f, gv, u0s, ps, fpar, ipar, seed, tr0, i0, nl, kidx, save_every, o
                     ow[l, ks, j] = 0.0
             st[l, 0] += 1
         ks += 1
+    jn = 1 if noise == DIAGONAL else 0       # Brownian component of state i: i * jn
     x = 0.0
     k = 0
     for b in range(NB):
@@ -142,36 +152,46 @@ def _em_batch(f, gv, u0s, ps, fpar, ipar, seed, tr0, i0, nl, kidx, save_every, o
             xt = 1.0 if k + 1 >= N else (k + 1) * xstep
             t = t0 + span * x
             hs = span * (xt - x)
-            for l in range(nl):
-                if not alive[l]:
-                    continue
-                ip = i0 + l if ps.shape[0] > 1 else 0
-                u = U[l]
-                p = ps[ip]
-                f(F, u, p, t)
-                gv(G, u, p, t)
-                finite = True
-                if noise == DIAGONAL:
+            if batched:
+                # dead lanes hold their last finite state: evaluated, never used
+                fb(F, U, ps, t, i0, nl)
+                gb(G, U, ps, t, i0, nl)
+            else:
+                for l in range(nl):
+                    if alive[l]:
+                        p = ps[i0 + l if ps.shape[0] > 1 else 0]
+                        f(F[l], U[l], p, t)
+                        gv(G[l], U[l], p, t)
+            # the EM update of every lane (one SIMD loop per component), then acceptance
+            bad = 0
+            for i in range(n):
+                ji = i * jn
+                for l in range(nl):
+                    v = U[l, i] + hs * F[l, i] + G[l, i] * (sqT * (Bf[ji, kk + 1, l]
+                                                                    - Bf[ji, kk, l]))
+                    Un[l, i] = v
+                    bad += 0 if v - v == 0.0 else 1  # v - v: 0, or NaN when v is not finite
+            if nalive == nl and bad == 0:
+                for l in range(nl):
                     for i in range(n):
-                        dW = sqT * (Bf[i, kk + 1, l] - Bf[i, kk, l])
-                        v = u[i] + hs * F[i] + G[i] * dW
-                        Un[l, i] = v
-                        finite = finite and np.isfinite(v)
-                else:
-                    dW = sqT * (Bf[0, kk + 1, l] - Bf[0, kk, l])
+                        U[l, i] = Un[l, i]
+            else:
+                for l in range(nl):
+                    if not alive[l]:
+                        continue
+                    finite = True
                     for i in range(n):
-                        v = u[i] + hs * F[i] + G[i] * dW
-                        Un[l, i] = v
-                        finite = finite and np.isfinite(v)
-                st[l, 2] += 1
-                st[l, 3] += 1
-                if not finite:
-                    alive[l] = False
-                    st[l, 1] = UNSTABLE
-                    continue
-                st[l, 4] += 1
-                for i in range(n):
-                    u[i] = Un[l, i]
+                        finite = finite and np.isfinite(Un[l, i])
+                    if not finite:
+                        alive[l] = False
+                        nalive -= 1
+                        st[l, 1] = UNSTABLE
+                        st[l, 2] = k + 1             # nf, ng: this step was attempted
+                        st[l, 3] = k + 1
+                        st[l, 4] = k                 # naccept
+                        continue
+                    for i in range(n):
+                        U[l, i] = Un[l, i]
             x = xt
             k += 1
             while ks < nsave and (ks == k if save_every else kidx[ks] <= k):
@@ -185,15 +205,21 @@ def _em_batch(f, gv, u0s, ps, fpar, ipar, seed, tr0, i0, nl, kidx, save_every, o
                             ow[l, ks, j] = sqT * Bf[j, kk + 1, l]
                     st[l, 0] += 1
                 ks += 1
+    for l in range(nl):
+        if alive[l]:
+            st[l, 2] = N
+            st[l, 3] = N
+            st[l, 4] = N
 
 
 @njit(parallel=True, cache=True)
-def em_lockstep_paths(f, gv, u0s, ps, fpar, ipar, seed, traj0, kidx, save_every, out_u,
-                      out_W, stats):
+def em_lockstep_paths(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0, kidx,
+                      save_every, out_u, out_W, stats):
     """EM paths 0..N-1 (trajectory keys traj0 + i) in batches of LANES, one batch per
     thread; saves at the grid indices ``kidx`` (every step when ``save_every``) into
     ``out_u`` (N, nsave, n) and ``out_W`` (N, nsave, m) or (N, 1, 1); ``stats`` (N, 6)
-    as the general loop writes them."""
+    as the general loop writes them.  ``f``, ``gv``: per-path cfuncs; ``fb``, ``gb``:
+    batch cfuncs (``SIGNATURES["f_batch"]``), used when ``batched``."""
     N = out_u.shape[0]
     n = out_u.shape[2]
     m = ipar[2]
@@ -208,18 +234,18 @@ def em_lockstep_paths(f, gv, u0s, ps, fpar, ipar, seed, traj0, kidx, save_every,
         Bf = np.empty((m, (1 << blev) + 1, LANES))
         U = np.empty((LANES, n))
         Un = np.empty((LANES, n))
-        F = np.empty(n)
-        G = np.empty(n)
+        F = np.empty((LANES, n))
+        G = np.empty((LANES, n))
         za = np.empty(LANES)
         zb = np.empty(LANES)
-        _em_batch(f, gv, u0s, ps, fpar, ipar, seed, traj0 + np.uint64(i0), i0, nl, kidx,
-                  save_every, out_u[i0:i0 + nl], out_W[i0:i0 + nl], stats[i0:i0 + nl],
+        _em_batch(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0 + np.uint64(i0),
+                  i0, nl, kidx, save_every, out_u[i0:i0 + nl], out_W[i0:i0 + nl], stats[i0:i0 + nl],
                   Bc, Bf, U, F, G, Un, za, zb)
 
 
 @njit(parallel=True, cache=True)
-def em_lockstep_moments(f, gv, u0s, ps, fpar, ipar, seed, traj0, kidx, N, block, mean, var,
-                        counts):
+def em_lockstep_moments(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0, kidx, N,
+                        block, mean, var, counts):
     """Streaming mean and (unbiased) variance at the grid indices ``kidx`` over N EM
     paths, without storing paths: the contract of ``kernels.cpu.sde.ensemble_moments``
     (blocks of ``block`` paths, Welford in path order within a block, blocks merged in
@@ -241,8 +267,8 @@ def em_lockstep_moments(f, gv, u0s, ps, fpar, ipar, seed, traj0, kidx, N, block,
         Bf = np.empty((m, (1 << blev) + 1, LANES))
         U = np.empty((LANES, n))
         Un = np.empty((LANES, n))
-        F = np.empty(n)
-        G = np.empty(n)
+        F = np.empty((LANES, n))
+        G = np.empty((LANES, n))
         za = np.empty(LANES)
         zb = np.empty(LANES)
         ou = np.empty((LANES, nsave, n))
@@ -253,8 +279,8 @@ def em_lockstep_moments(f, gv, u0s, ps, fpar, ipar, seed, traj0, kidx, N, block,
         i0 = b * block
         while i0 < iend:
             nl = min(LANES, iend - i0)
-            _em_batch(f, gv, u0s, ps, fpar, ipar, seed, traj0 + np.uint64(i0), i0, nl, kidx,
-                      False, ou, ow, st, Bc, Bf, U, F, G, Un, za, zb)
+            _em_batch(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed,
+                      traj0 + np.uint64(i0), i0, nl, kidx, False, ou, ow, st, Bc, Bf, U, F, G, Un, za, zb)
             for l in range(nl):
                 bwork[b, 1] += st[l, 2]
                 bwork[b, 2] += st[l, 4]
