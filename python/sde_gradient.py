@@ -16,12 +16,27 @@ independent of the checkpointing choice.
 Covered: ``EM`` (Itô), ``EulerHeun`` (Stratonovich; predictor recomputed, both stages
 reversed), ``Milstein`` (Itô or Stratonovich) when the problem supplies its Milstein
 term ``ggprime`` (``js.SDEProblem(..., ggprime=...)``), and ``SRA1`` and ``SRIW1``
-(Itô) with ``adaptive=False`` (their stages reversed like an explicit RK step; the
+(Itô) with fixed or adaptive steps (their stages reversed like an explicit RK step; the
 iterated integrals ``I_(1)``, ``I_(1,1)``, ``I_(1,0)``, ``I_(1,1,1)`` are formed again from
 ``dW`` and ``I_(1,0)`` regenerated from the Lévy-area tree, never stored); diagonal or
-scalar noise, fixed steps ``dt``; the loss's times must lie on the step grid
+scalar noise.  With fixed steps ``dt`` the loss's times must lie on the step grid
 ``t0 + k dt`` (or be ``t1``).  ``g`` (and ``ggprime``) must compile for complex128 states
 and parameters (complex step; e.g. no ``abs``).
+
+Adaptive steps (``adaptive=True``, the default for SRA1 and SRIW1): the forward runs with
+the loss's times as save times, so its steps are clamped to land on them (exactly what
+``solve(..., saveat=t_data)`` computes, rejected trials included: the Brownian tree
+answers a rejected sub-step from the same path), and the accepted step endpoints
+``t0 = t_0 < t_1 < ... < t_N = t1`` are recorded.  They are held fixed in the reverse
+pass: the gradient is the exact derivative of the discrete solution *for that step
+sequence*; the step-size controller (error estimate, accept/reject decisions, the next
+step size) is not differentiated.  Where a small change of ``p`` or ``u0`` leaves the
+controller's choices unchanged this is the derivative of the adaptive solve itself;
+elsewhere the adaptive solve is only piecewise smooth in ``p`` (a step that flips
+between accepted and rejected, or a proposal that rounds onto another dyadic time,
+jumps) and the fixed-sequence gradient is the one of the piece it lies on.  The
+endpoints cost ``N + 1`` floats on top of the checkpoints; every choice of
+``checkpoints`` gives the same bits.
 
 Milstein without ``ggprime`` raises ``UnsupportedAlgorithmError``: the forward then
 forms ``g' g`` by complex step of ``g``, and the exact derivative of that term needs
@@ -33,8 +48,9 @@ has no arrays of), and differences of first derivatives are not exact.  With
 ``ggprime`` the term is a user function of ``(u, p, t)`` that the forward evaluates
 (through its complex twin) and the adjoint differentiates by complex step: exact.
 
-Not yet: general noise, adaptive steps.  ``js.FiniteDifference()`` differentiates
-the whole solve with the same seed (any method).
+Not yet: general noise.  ``js.FiniteDifference()`` differentiates the whole solve with
+the same seed (any method; with adaptive steps the steps then move with the
+perturbation).
 
 References
 ----------
@@ -42,7 +58,12 @@ Griewank, Walther, *Evaluating Derivatives*, 2nd ed., SIAM (2008) (reverse mode;
 binomial checkpointing, ch. 12); Kloeden, Platen, *Numerical Solution of Stochastic
 Differential Equations*, Springer (1992), sec. 9.1, 10.3, 11.1 (EM, Milstein, Heun);
 Rößler, *Runge-Kutta methods for the strong approximation of solutions of stochastic
-differential equations*, SIAM J. Numer. Anal. 48(3) (2010) 922-952 (SRI, SRA).
+differential equations*, SIAM J. Numer. Anal. 48(3) (2010) 922-952 (SRI, SRA);
+Rackauckas, Nie, *Adaptive methods for stochastic differential equations via natural
+embeddings and rejection sampling with memory*, DCDS-B 22(7) (2017) 2731-2761 (the
+adaptive SRI/SRA step control); Alexe, Sandu, *On the discrete adjoints of adaptive
+time stepping algorithms*, J. Comput. Appl. Math. 233 (2009) 1005-1020 (holding the
+accepted steps fixed).
 """
 import functools
 
@@ -76,6 +97,58 @@ def _grid_rows(sch, t_data, t0, t1):
         ks[j] = min(k, sch.N)
     if np.any(np.diff(ks) <= 0):
         raise InvalidProblemError("t_data: two observation times fall on the same grid point")
+    return ks
+
+
+def _record_steps(mod, funcs, u0, p, kw, t_data, store):
+    """Adaptive forward with the steps clamped to the loss times ``t_data`` (as
+    ``solve(..., saveat=t_data)`` takes them), recording the accepted step endpoints.
+
+    Returns ``(sch, xg, states, saved, rc, t_fail)``: the schedule, the normalised
+    endpoints ``xg`` (``N + 1``), the state at each endpoint when ``store`` (else None),
+    the states at ``t_data``, the kernel's return code and the time it stopped at."""
+    from .kernels.cpu import sde as KS
+    from .kernels.cpu import sde_adjoint as K
+    from .solvers.sde.driver import _pack, _tol, schedule
+    f, gv, gm, _gc = funcs
+    n = u0.size
+    sch = schedule(kw["tspan"], kw["dt"], True, t_data)
+    tab, fpar, ipar = _pack(mod, sch, kw["noise"], kw["m"], True, kw["atol"], kw["rtol"],
+                            kw["dtmin"], kw["maxiters"], False, kw["strat"], kw["has_cs"], False)
+    tab = np.ascontiguousarray(tab, dtype=np.float64)
+    atol, rtol = _tol(kw["atol"], n), _tol(kw["rtol"], n)
+    maxiters = int(kw["maxiters"])
+    cap = min(maxiters, 1 << 14) + 1
+    nsave = sch.xs.size
+    while True:
+        xg = np.empty(cap)
+        states = np.empty((cap if store else 1, n))
+        out_t = np.empty(nsave)
+        out_u = np.empty((nsave, n))
+        st = np.zeros(6, dtype=np.int64)
+        K.sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, sch.xs, fpar, ipar,
+                           np.uint64(kw["seed"]), np.uint64(0), xg, states, bool(store), out_t,
+                           out_u, st)
+        if st[1] == KS.FULL and cap < maxiters + 1:
+            cap = min(2 * cap, maxiters + 1)
+            continue
+        break
+    N = int(st[4])
+    rc = int(st[1]) if st[1] != KS.FULL else KS.MAXITERS
+    t_fail = sch.t0 + (sch.t1 - sch.t0) * xg[N]
+    xg = xg[:N + 1].copy()
+    return sch, xg, (states[:N + 1] if store else None), out_u, rc, t_fail
+
+
+def _step_rows(xg, xs):
+    """Index of every save time among the recorded endpoints (the forward clamps its
+    steps to the save times, so each is an endpoint exactly)."""
+    ks = np.minimum(np.searchsorted(xg, xs), xg.size - 1)
+    if not np.array_equal(xg[ks], xs):
+        raise SolveFailedError("gradient: a loss time is not a step endpoint of the adaptive "
+                               "forward (internal error)")
+    if np.any(np.diff(ks) <= 0):
+        raise InvalidProblemError("t_data: two observation times fall on the same step endpoint")
     return ks
 
 
@@ -145,8 +218,10 @@ def _vjp_sources(prob, wrt, phic=None):
 
 
 def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
-    """Value, gradients and info ``{"nsteps", "nrecompute"}`` of the EM / EulerHeun /
-    Milstein / SRA1 / SRIW1 discrete adjoint."""
+    """Value, gradients and info ``{"nsteps", "nrecompute"}`` (and, with adaptive steps,
+    ``"xsteps"``: the recorded normalised step endpoints ``(t_k - t0)/(t1 - t0)``, held
+    fixed in the reverse pass) of the EM / EulerHeun / Milstein / SRA1 / SRIW1 discrete
+    adjoint."""
     from .adjoint.checkpoint import binomial_reverse
     from .kernels.cpu import sde_adjoint as K
     from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein, _prepare
@@ -155,17 +230,13 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .solvers.sde.driver import schedule, solve_path
     if not isinstance(alg, (EM, EulerHeun, Milstein, SRA1, SRIW1)):
         raise UnsupportedAlgorithmError(
-            f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein and fixed-step SRA1 "
-            f"and SRIW1 in this build; {type(alg).__name__} is not supported yet (use "
+            f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein, SRA1 and SRIW1 "
+            f"in this build; {type(alg).__name__} is not supported yet (use "
             f"js.FiniteDifference())")
     sra = isinstance(alg, SRA1)
     sri = isinstance(alg, SRIW1)
     heun = isinstance(alg, EulerHeun)
     mil = isinstance(alg, Milstein)
-    if (sra or sri) and solve_kw.get("adaptive", True):
-        raise UnsupportedAlgorithmError(
-            "adaptive: the SDE discrete adjoint needs fixed steps; pass adaptive=False and dt "
-            f"to {type(alg).__name__}")
     if prob.noise not in ("diagonal", "scalar"):
         raise UnsupportedAlgorithmError(
             f"noise: the SDE discrete adjoint covers diagonal and scalar noise, not {prob.noise!r}")
@@ -190,25 +261,34 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     t_data = _loss_times(prob, loss)
     mod, funcs, kw = _prepare(prob, alg, o)
     t0, t1 = kw["tspan"]
-    sch = schedule((t0, t1), kw["dt"], False, None)
-    ks = _grid_rows(sch, t_data, t0, t1)
     all_states = sensealg.checkpoints == "all"
     phic = funcs[3] if mil else None        # complex twin of ggprime (kw["has_cs"] == 2)
     vjf, vjg, vjd, np_grad = _vjp_sources(prob, wrt, phic)
     u0 = np.ascontiguousarray(prob.u0, dtype=np.float64).ravel()
     p = np.ascontiguousarray(prob.p, dtype=np.float64)
     n = u0.size
-    t, u, _W, rc, _st = solve_path(mod, funcs, u0, p, saveat=None if all_states else t_data,
-                                   save_noise=False, **kw)
+    if kw["adaptive"]:
+        # steps clamped to the loss times, accepted endpoints recorded (held fixed)
+        sch, xg, u, saved, rc, tfail = _record_steps(mod, funcs, u0, p, kw, t_data, all_states)
+    else:
+        sch = schedule((t0, t1), kw["dt"], False, None)
+        ks = _grid_rows(sch, t_data, t0, t1)
+        xg = np.empty(0)                   # the fixed grid x_k = k xstep
+        N = sch.N
+        t, u, _W, rc, _st = solve_path(mod, funcs, u0, p, saveat=None if all_states else t_data,
+                                       save_noise=False, **kw)
+        tfail = t[-1] if t.size else t0
+        saved = u[ks] if all_states else u
     if rc != 0:
         raise SolveFailedError(f"gradient: the forward SDE solve failed (kernel return code {rc}) "
-                               f"at t = {t[-1]:.6g}")
-    saved = u[ks] if all_states else u
+                               f"at t = {tfail:.6g}")
+    if kw["adaptive"]:
+        ks = _step_rows(xg, sch.xs)
+        N = xg.size - 1
     shape = (t_data.size,) + prob.u0.shape
     u_saved = saved.reshape(shape)
     val = loss.value(u_saved)
     g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
-    N = sch.N
     save_after = -np.ones(N, dtype=np.int64)
     g_initial = np.zeros(n)
     for j, k in enumerate(ks):
@@ -255,34 +335,22 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         def checkpointed(actions, nslots):
             K.milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, u0, geo, ip,
                                     seed, traj, actions, nslots, g, save_after, lam, pbar)
-    elif sra:
+    elif sra or sri:
         tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
-        tf, ti = K.sra_tree(int(ip[3]), seed, traj)
+        tf, ti = K.sra_tree(int(ip[3]), seed, traj)        # the Lévy-area tree
+        k_adv, k_rev, k_ck = ((K.sri_advance, K.sri_reverse, K.sri_checkpointed) if sri else
+                              (K.sra_advance, K.sra_reverse, K.sra_checkpointed))
 
         def adv(cur, i0, i1, buf):
-            K.sra_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+            k_adv(f, gv, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            K.sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf,
-                          ti, i0, i1, g, save_after, lam, pbar)
+            k_rev(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti,
+                  i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj,
-                               actions, nslots, g, save_after, lam, pbar)
-    elif sri:
-        tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
-        tf, ti = K.sra_tree(int(ip[3]), seed, traj)        # the same Lévy-area tree
-
-        def adv(cur, i0, i1, buf):
-            K.sri_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
-
-        def rev(states, i0, i1):
-            K.sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf,
-                          ti, i0, i1, g, save_after, lam, pbar)
-
-        def checkpointed(actions, nslots):
-            K.sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj,
-                               actions, nslots, g, save_after, lam, pbar)
+            k_ck(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
+                 nslots, g, save_after, lam, pbar)
     else:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
 
@@ -334,7 +402,10 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             out["u0"] = lam.reshape(prob.u0.shape)
         elif name == "p":
             out["p"] = pbar
-    return val, out, dict(nsteps=N, nrecompute=nre)
+    info = dict(nsteps=N, nrecompute=nre)
+    if kw["adaptive"]:
+        info["xsteps"] = xg
+    return val, out, info
 
 
 @register_gradient(SDEProblem)

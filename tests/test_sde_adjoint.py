@@ -1,5 +1,6 @@
 """Discrete adjoint of SDE solves (EM, EulerHeun, Milstein with ggprime and fixed-step
-SRA1; SRIW1 in test_sde_adjoint_sriw1.py; diagonal and scalar noise): the gradient
+SRA1; SRIW1 in test_sde_adjoint_sriw1.py, adaptive SRA1/SRIW1 in
+test_sde_adjoint_adaptive.py; diagonal and scalar noise): the gradient
 against central differences of the whole solve with the same seed, dot-product tests of
 the reverse sweep and of single reverse steps, checkpointing variants bit-for-bit equal,
 recomputed states and regenerated noise equal to the forward's, bad inputs."""
@@ -126,8 +127,8 @@ def test_sra1_checkpoint_variants_and_recomputed_states():
     states = np.zeros((sch.N, 2))
     tf, ti = K.sra_tree(2, np.uint64(6), np.uint64(0))
     K.sra_advance(funcs[0], funcs[1], mod.TABLEAU, ADD.p, u, np.array([0.0, 1.0, sch.xstep]),
-                  np.array([sch.N, sch.maxdepth, 0, 2], dtype=np.int64), np.uint64(6),
-                  np.uint64(0), tf, ti, 0, sch.N, states, True)
+                  np.array([sch.N, sch.maxdepth, 0, 2], dtype=np.int64), np.empty(0),
+                  np.uint64(6), np.uint64(0), tf, ti, 0, sch.N, states, True)
     assert np.array_equal(states, fwd.u[:-1]) and np.array_equal(u, fwd.u[-1])
 
 
@@ -230,12 +231,8 @@ def test_check_gradient_taylor_order():
 def test_bad_inputs():
     td = np.array([0.5, 1.0])
     loss = _loss(NL, td)
-    with pytest.raises(UnsupportedAlgorithmError, match="adaptive=False"):
-        js.gradient(NL, js.SRIW1(), loss, dt=2.0 ** -6)     # covered: test_sde_adjoint_sriw1.py
     with pytest.raises(UnsupportedAlgorithmError, match="stratonovich"):
         js.gradient(NL, js.EulerHeun(), loss, dt=2.0 ** -6)
-    with pytest.raises(UnsupportedAlgorithmError, match="adaptive=False"):
-        js.gradient(ADD, js.SRA1(), loss, dt=2.0 ** -6)
     with pytest.raises(InvalidProblemError, match="step grid"):
         js.gradient(NL, js.EM(), _loss(NL, np.array([0.3001, 1.0])), dt=2.0 ** -6)
     with pytest.raises(InvalidProblemError, match="kappa"):

@@ -1,9 +1,10 @@
-"""Discrete adjoint of fixed-step SRIW1 (Rößler 2010 SRI, strong order 1.5; Itô, diagonal
-and scalar noise): the gradient against central differences of the whole solve with the
-same seed, dot-product tests of single reverse steps and of the whole sweep on a linear
-SDE, checkpointing variants bit-for-bit equal, the advance kernel's states bit-identical
-to ``js.solve``, bad inputs.  Nothing is compared with stored numbers: every reference is
-computed by the same code with the same seed (the noise generator may change)."""
+"""Discrete adjoint of fixed-step SRIW1 (Rößler 2010 SRI, strong order 1.5; Itô, diagonal and
+scalar noise; adaptive steps in test_sde_adjoint_adaptive.py): the gradient against
+central differences of the whole solve with the same seed, dot-product tests of single
+reverse steps and of the whole sweep on a linear SDE, checkpointing variants bit-for-bit
+equal, the advance kernel's states bit-identical to ``js.solve``, bad inputs. Nothing is
+compared with stored numbers: every reference is computed by the same code with the same
+seed (the noise generator may change)."""
 import numpy as np
 import pytest
 
@@ -89,16 +90,17 @@ def _setup(prob, dt, seed, wrt=("u0",)):
 def _advance(a, p, u, i0, i1, states, store):
     K = a["K"]
     tf, ti = K.sra_tree(int(a["ip"][3]), a["seed"], a["traj"])
-    K.sri_advance(a["f"], a["gv"], a["tab"], p, u, a["geo"], a["ip"], a["seed"], a["traj"],
-                  tf, ti, i0, i1, states, store)
+    K.sri_advance(a["f"], a["gv"], a["tab"], p, u, a["geo"], a["ip"], np.empty(0), a["seed"],
+                  a["traj"], tf, ti, i0, i1, states, store)
 
 
 def _reverse(a, p, states, i0, i1, lam):
     K = a["K"]
     tf, ti = K.sra_tree(int(a["ip"][3]), a["seed"], a["traj"])
     K.sri_reverse(a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["vjg_r"], a["tab"], p,
-                  states, a["geo"], a["ip"], a["seed"], a["traj"], tf, ti, i0, i1,
-                  np.zeros((1, lam.size)), -np.ones(a["N"], dtype=np.int64), lam, np.zeros(0))
+                  states, a["geo"], a["ip"], np.empty(0), a["seed"], a["traj"], tf, ti, i0,
+                  i1, np.zeros((1, lam.size)), -np.ones(a["N"], dtype=np.int64), lam,
+                  np.zeros(0))
 
 
 @pytest.mark.parametrize("prob", PROBS, ids=IDS)
@@ -194,10 +196,6 @@ def test_sriw1_seed_changes_the_path_and_the_gradient():
 
 def test_sriw1_adjoint_bad_inputs():
     loss = _loss(NL, np.array([0.5, 1.0]))
-    with pytest.raises(UnsupportedAlgorithmError, match="adaptive=False.*SRIW1"):
-        js.gradient(NL, js.SRIW1(), loss, dt=2.0 ** -6)                 # adaptive by default
-    with pytest.raises(UnsupportedAlgorithmError, match="adaptive=False.*SRIW1"):
-        js.gradient(NL, js.SRIW1(), loss, dt=2.0 ** -6, adaptive=True)
     with pytest.raises(InvalidProblemError, match="dt"):
         js.gradient(NL, js.SRIW1(), loss, **FIXED)
     with pytest.raises(InvalidProblemError, match="step grid"):

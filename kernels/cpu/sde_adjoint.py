@@ -1,6 +1,7 @@
-"""Discrete adjoints of fixed-step SDE solves (CPU, Numba): Euler-Maruyama (Itô),
-Euler-Heun (Stratonovich), Milstein (with the user's Milstein term ``ggprime``), SRA1 and
-SRIW1, with the Brownian increments regenerated from the virtual Brownian tree, never stored.
+"""Discrete adjoints of SDE solves (CPU, Numba): Euler-Maruyama (Itô), Euler-Heun
+(Stratonovich), Milstein (with the user's Milstein term ``ggprime``) with fixed steps,
+SRA1 and SRIW1 with fixed or recorded adaptive steps, with the Brownian increments
+regenerated from the virtual Brownian tree, never stored.
 Each method has an ``*_advance`` (redo steps with the forward's arithmetic, bit for
 bit), an ``*_reverse`` (reverse steps from stored states) and an ``*_checkpointed``
 (run a recorded binomial schedule in one compiled call) kernel.
@@ -27,6 +28,15 @@ read by Milstein only).
 Euler-Heun, Milstein, SRA1 and SRIW1 are reversed the same way (see their sections
 below; the order-1.5 methods regenerate ``I_(1,0)`` from the tree with Lévy area).
 
+Adaptive SRA1/SRIW1: :func:`sde_record_steps` runs the adaptive forward (the same step
+control, rejections included, as :func:`jitsolve.kernels.cpu.sde.integrate_path`) and
+records the accepted step endpoints ``xg = (x_0 = 0, x_1, ..., x_N = 1)``.  The
+``sra_*``/``sri_*`` kernels take ``xg`` (after ``ip``): with ``N + 1`` entries the steps
+are ``[xg[k], xg[k + 1]]``, queried on the Lévy-area tree at exactly those ``x`` with the
+forward's ``maxdepth``, so every accepted step is reproduced bit for bit and reversed
+with its size held fixed (the step-size controller is not differentiated); an empty
+``xg`` means the fixed grid ``x_k = k xstep``.
+
 References
 ----------
 Kloeden, Platen (1992), sec. 9.1 (EM), 10.3 (Milstein), 11.1 (Heun); Rößler, *Runge-Kutta
@@ -46,13 +56,15 @@ import numpy as np
 from numba import njit
 
 from .erk_adjoint import vjp_apply
-from .sde import (DIAGONAL, LEVELS, _levy_alloc, _step_sri, _tree_alloc, levy_init, levy_query,
+from .sde import (DIAGONAL, DTLESSTHANMIN, FULL, LEVELS, MAXITERS, SRI, SUCCESS, UNSTABLE,
+                  _levy_alloc, _save, _step_sra, _step_sri, _tree_alloc, levy_init, levy_query,
                   tree_init, tree_query)
+from .stepcontrol import error_norm, pi_factor, reject_factor
 
 __all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
            "em_checkpointed",
            "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed",
-           "sri_advance", "sri_reverse", "sri_checkpointed",
+           "sri_advance", "sri_reverse", "sri_checkpointed", "sde_record_steps",
            "heun_advance", "heun_reverse", "heun_checkpointed",
            "milstein_advance", "milstein_reverse", "milstein_checkpointed",
            "ADVANCE", "REVERSE", "TAKE", "RESTORE"]
@@ -81,6 +93,15 @@ def em_grid_x(k, N, xstep):
     if k == 0:
         return 0.0
     return k * xstep
+
+
+@njit(cache=False)
+def _step_x(k, N, xstep, xg):
+    """Normalised time of step endpoint ``k``: the recorded endpoint ``xg[k]`` of an
+    adaptive solve (:func:`sde_record_steps`), or the fixed grid's when ``xg`` is empty."""
+    if xg.size > 0:
+        return xg[k]
+    return em_grid_x(k, N, xstep)
 
 
 @njit(cache=True)
@@ -234,7 +255,7 @@ def em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, act
 
 
 # ------------------------------------------------------------------ SRA1 (additive noise)
-# Fixed steps of Rößler's SRA (tableau layout of kernels.cpu.sde: c0 c1 alpha beta1 beta2
+# Steps of Rößler's SRA (tableau layout of kernels.cpu.sde: c0 c1 alpha beta1 beta2
 # beta3 beta4 | A0 A1 B0 B1), on the tree with Lévy area.  One step, with
 # chi = I_(1,0)/h regenerated from the same tree (B and its running integral I)::
 #
@@ -302,7 +323,7 @@ def _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G):
 
 
 @njit(cache=False)
-def _sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, H, F, G,
+def _sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store, H, F, G,
                  Blo, Bhi, dW, chi):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
@@ -310,13 +331,13 @@ def _sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, 
     s = tab.shape[0]
     sqT = np.sqrt(abs(span))
     if i1 > i0:
-        _lquery(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+        _lquery(_step_x(i0, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
             for k in range(n):
                 states[i - i0, k] = u[k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = _step_x(i, N, xstep, xg)
+        xt = _step_x(i + 1, N, xstep, xg)
         _lquery(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
         _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi)
         t = t0 + span * x
@@ -340,18 +361,20 @@ def _sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, 
 
 
 @njit(cache=True)
-def sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
-    """Redo SRA steps ``i0 .. i1-1`` from ``u`` (in place), as :func:`em_advance`."""
+def sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store):
+    """Redo SRA steps ``i0 .. i1-1`` from ``u`` (in place), as :func:`em_advance`; the
+    steps are ``[xg[k], xg[k + 1]]`` (recorded adaptive steps, :func:`sde_record_steps`)
+    or, for an empty ``xg``, the fixed grid of ``geo``."""
     n = u.size
     m = ip[3]
     s = tab.shape[0]
-    _sra_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+    _sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store,
                  np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros(2 * m),
                  np.zeros(2 * m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=False)
-def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0, i1, gsave,
                  save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
@@ -363,14 +386,14 @@ def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i
     oA0 = 7
     oB0 = 7 + 2 * s
     if i1 > i0:
-        _lquery(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+        _lquery(_step_x(i1, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
         r = save_after[i]
         if r >= 0:
             for k in range(n):
                 lam[k] += gsave[r, k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = _step_x(i, N, xstep, xg)
+        xt = _step_x(i + 1, N, xstep, xg)
         _lquery(x, maxdepth, seed, traj, m, tf, ti, Blo)
         _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi)
         t = t0 + span * x
@@ -400,13 +423,14 @@ def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i
 
 
 @njit(cache=True)
-def sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf, ti, i0,
+def sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0,
                 i1, gsave, save_after, lam, pbar):
-    """Reverse SRA steps ``i1-1 .. i0``, as :func:`em_reverse` (stages recomputed)."""
+    """Reverse SRA steps ``i1-1 .. i0``, as :func:`em_reverse` (stages recomputed; steps
+    from ``xg`` as in :func:`sra_advance`, their sizes held fixed)."""
     n = lam.size
     m = ip[3]
     s = tab.shape[0]
-    _sra_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, seed,
+    _sra_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, xg, seed,
                  traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((s, n)),
                  np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros((6, n)),
                  np.zeros((2, n), np.complex128), np.zeros(2 * m), np.zeros(2 * m),
@@ -414,9 +438,9 @@ def sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj
 
 
 @njit(cache=True)
-def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj, actions,
+def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
                      nslots, gsave, save_after, lam, pbar):
-    """:func:`em_checkpointed` for SRA steps."""
+    """:func:`em_checkpointed` for SRA steps (``xg`` as in :func:`sra_advance`)."""
     n = u0.size
     m = ip[3]
     s = tab.shape[0]
@@ -439,13 +463,13 @@ def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, tra
     for a in range(actions.shape[0]):
         op = actions[a, 0]
         if op == ADVANCE:
-            _sra_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+            _sra_advance(f, gv, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, actions[a, 1],
                          actions[a, 2], buf, False, H, F, G, Blo, Bhi, dW, chi)
         elif op == REVERSE:
             i = actions[a, 1]
             for k in range(n):
                 buf[0, k] = cur[k]
-            _sra_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+            _sra_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, xg, seed, traj, tf, ti, i, i + 1,
                          gsave, save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi)
         elif op == TAKE:
             for k in range(n):
@@ -456,7 +480,7 @@ def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, tra
 
 
 # ------------------------------------------------------- SRIW1 (Itô, diagonal/scalar noise)
-# Fixed steps of Rößler's SRI (SRIW1 tableau, layout as above).  One step of
+# Steps of Rößler's SRI (SRIW1 tableau, layout as above).  One step of
 # kernels.cpu.sde._step_sri, with w = dW_i (diagonal) or dW_0 (scalar), sq = sqrt|h| and
 # the iterated-integral factors it forms from w and the same tree's I_(1,0)::
 #
@@ -496,20 +520,20 @@ def _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ):
 
 
 @njit(cache=False)
-def _sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, wk, chi,
+def _sri_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store, wk, chi,
                  unew, err, Blo, Bhi, dW, dZ):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
     sqT = np.sqrt(abs(span))
     if i1 > i0:
-        _lquery(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+        _lquery(_step_x(i0, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
             for k in range(n):
                 states[i - i0, k] = u[k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = _step_x(i, N, xstep, xg)
+        xt = _step_x(i + 1, N, xstep, xg)
         _lquery(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
         _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ)
         t = t0 + span * x
@@ -522,9 +546,11 @@ def _sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, 
 
 
 @njit(cache=True)
-def sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+def sri_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store):
     """Redo SRIW1 steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's step
-    function and noise (the Lévy-area tree of :func:`sra_tree`), as :func:`em_advance`.
+    function and noise (the Lévy-area tree of :func:`sra_tree`), as :func:`em_advance`;
+    the steps are ``[xg[k], xg[k + 1]]`` (recorded adaptive steps,
+    :func:`sde_record_steps`) or, for an empty ``xg``, the fixed grid of ``geo``.
 
     References
     ----------
@@ -532,13 +558,13 @@ def sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, s
     n = u.size
     m = ip[3]
     s = tab.shape[0]
-    _sri_advance(f, gv, tab, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+    _sri_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store,
                  np.zeros((4 * s + 2, n)), np.zeros((3, m)), np.zeros(n), np.zeros(n),
                  np.zeros(2 * m), np.zeros(2 * m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=False)
-def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0, i1, gsave,
                  save_after, lam, pbar, wk, chi, unew, err, Hb, rw, cw, Blo, Bhi, dW, dZ):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
@@ -552,14 +578,14 @@ def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i
     oB0 = 7 + 2 * s
     oB1 = 7 + 3 * s
     if i1 > i0:
-        _lquery(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+        _lquery(_step_x(i1, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
         r = save_after[i]
         if r >= 0:
             for k in range(n):
                 lam[k] += gsave[r, k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = _step_x(i, N, xstep, xg)
+        xt = _step_x(i + 1, N, xstep, xg)
         _lquery(x, maxdepth, seed, traj, m, tf, ti, Blo)
         _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ)
         t = t0 + span * x
@@ -612,10 +638,11 @@ def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, seed, traj, tf, ti, i
 
 
 @njit(cache=True)
-def sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj, tf, ti, i0,
+def sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0,
                 i1, gsave, save_after, lam, pbar):
     """Reverse SRIW1 steps ``i1-1 .. i0``, as :func:`em_reverse` (each step's stages
-    recomputed by the forward's step function from the stored state before it).
+    recomputed by the forward's step function from the stored state before it; steps
+    from ``xg`` as in :func:`sri_advance`, their sizes held fixed).
 
     References
     ----------
@@ -624,7 +651,7 @@ def sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj
     n = lam.size
     m = ip[3]
     s = tab.shape[0]
-    _sri_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, seed,
+    _sri_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, xg, seed,
                  traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((4 * s + 2, n)),
                  np.zeros((3, m)), np.zeros(n), np.zeros(n), np.zeros((2 * s, n)),
                  np.zeros((6, n)), np.zeros((2, n), np.complex128), np.zeros(2 * m),
@@ -632,11 +659,11 @@ def sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, seed, traj
 
 
 @njit(cache=True)
-def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, traj, actions,
+def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
                      nslots, gsave, save_after, lam, pbar):
-    """:func:`em_checkpointed` for SRIW1 steps (the same step code as
-    :func:`sri_advance` / :func:`sri_reverse`, so the gradient is bit-for-bit that of the
-    stored-states sweep).
+    """:func:`em_checkpointed` for SRIW1 steps (``xg`` as in :func:`sri_advance`; the
+    same step code as :func:`sri_advance` / :func:`sri_reverse`, so the gradient is
+    bit-for-bit that of the stored-states sweep).
 
     References
     ----------
@@ -665,13 +692,13 @@ def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, tra
     for a in range(actions.shape[0]):
         op = actions[a, 0]
         if op == ADVANCE:
-            _sri_advance(f, gv, tab, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+            _sri_advance(f, gv, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, actions[a, 1],
                          actions[a, 2], buf, False, wk, chi, unew, err, Blo, Bhi, dW, dZ)
         elif op == REVERSE:
             i = actions[a, 1]
             for k in range(n):
                 buf[0, k] = cur[k]
-            _sri_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+            _sri_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, xg, seed, traj, tf, ti, i, i + 1,
                          gsave, save_after, lam, pbar, wk, chi, unew, err, Hb, rw, cw, Blo, Bhi,
                          dW, dZ)
         elif op == TAKE:
@@ -680,6 +707,168 @@ def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, seed, tra
         else:
             for k in range(n):
                 cur[k] = snaps[actions[a, 1], k]
+
+
+# --------------------------------------------------- adaptive SRA1/SRIW1: the recorded steps
+# The adaptive forward of kernels.cpu.sde.integrate_path for the order-1.5 methods (its
+# proposal rounded down onto dyadic times, clamping to the save times, the error norm,
+# rejection and the PI control, with its own helpers), recording what it accepts: the
+# step endpoints x_k (and, with ``store``, the states).  A rejected trial queries the
+# Lévy-area tree at its own end point, whose values are pure functions of the keys, so
+# the accepted steps are the forward's and ``*_advance`` over ``xg`` redoes them bit for
+# bit.
+
+
+@njit(cache=False)
+def _propose_x(x, h, T, maxdepth):
+    """End point of the next trial step from ``x`` with proposed length ``h``: rounded
+    down onto a dyadic time (granularity 1/8 of the step), or 1 when close to the end."""
+    dx = h / T
+    if dx >= 1.0 - x or (1.0 - x - dx) * T < 1e-12 * max(1.0, T):
+        return 1.0
+    q = np.int64(np.ceil(-np.log2(dx))) + 3
+    if q > maxdepth:
+        q = maxdepth
+    sc = 2.0 ** q
+    kq = np.floor(dx * sc)
+    if kq < 1.0:
+        kq = 1.0
+    xt = x + kq / sc
+    if xt >= 1.0:
+        xt = 1.0
+    return xt
+
+
+@njit(cache=True)
+def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, traj, xg, states,
+                     store, out_t, out_u, stats):
+    """Run the adaptive SRIW1 (``ipar[0] == SRI``) or SRA1 forward of
+    :func:`jitsolve.kernels.cpu.sde.integrate_path` (packed ``fpar``/``ipar`` as there,
+    save times ``xs`` that the steps are clamped to) and record the accepted steps.
+
+    Writes the step endpoints ``xg[0 .. N]`` (``xg[0] = 0``, ``xg[N] = 1``), with
+    ``store`` the state at each endpoint into ``states[0 .. N]``, the states at ``xs``
+    into ``out_t``/``out_u`` (as the forward saves them) and ``stats = [nsaved, retcode,
+    nf, ng, naccept = N, nreject]``; retcode ``FULL`` when ``xg`` (or ``states``) is too
+    short.
+
+    References
+    ----------
+    Rößler, SIAM J. Numer. Anal. 48(3) (2010) 922-952 (SRI, SRA); Rackauckas, Nie,
+    DCDS-B 22 (2017) (the error estimate and rejection on one Brownian path)."""
+    n = u0.size
+    t0 = fpar[0]
+    t1 = fpar[1]
+    dtmin = fpar[3]
+    safety = fpar[5]
+    qmin = fpar[6]
+    qmax = fpar[7]
+    beta1 = fpar[8]
+    beta2 = fpar[9]
+    delta = fpar[10]
+    method = ipar[0]
+    noise = ipar[1]
+    m = ipar[2]
+    nerr = ipar[3]
+    maxiters = ipar[5]
+    maxdepth = ipar[7]
+    span = t1 - t0
+    T = abs(span)
+    sqT = np.sqrt(T)
+    s = tab.shape[0]
+    nsave = xs.size
+    cap = xg.size
+    tf, ti = sra_tree(m, seed, traj)
+    Bcur = np.zeros(2 * m)
+    Bnew = np.zeros(2 * m)
+    dW = np.zeros(m)
+    dZ = np.zeros(m)
+    wk = np.zeros((4 * s + 2, n))
+    gk = np.zeros((s + 2, 1, 1))
+    chi = np.zeros((3, m))
+    u = u0.copy()
+    unew = np.zeros(n)
+    err = np.zeros(n)
+    ow = np.zeros((1, 1))
+    nsaved = 0
+    ks = 0
+    rc = SUCCESS
+    nf = 0
+    nacc = 0
+    nrej = 0
+    xg[0] = 0.0
+    if store:
+        for i in range(n):
+            states[0, i] = u[i]
+    while ks < nsave and xs[ks] <= 0.0:
+        _save(nsaved, 0.0, t0, span, u, Bcur, m, sqT, out_t, out_u, ow, False)
+        nsaved += 1
+        ks += 1
+    x = 0.0
+    h = fpar[2]
+    errprev = 1.0
+    while x < 1.0:
+        if nacc + nrej >= maxiters:
+            rc = MAXITERS
+            break
+        if nacc + 1 >= cap or (store and nacc + 1 >= states.shape[0]):
+            rc = FULL
+            break
+        xt = _propose_x(x, h, T, maxdepth)
+        clamped = False
+        if ks < nsave and xs[ks] < xt:
+            xt = xs[ks]
+            clamped = True
+        _lquery(xt, maxdepth, seed, traj, m, tf, ti, Bnew)
+        _sri_increments(x, xt, sqT, m, Bcur, Bnew, dW, dZ)
+        t = t0 + span * x
+        hs = span * (xt - x)
+        if method == SRI:
+            nf += _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err,
+                            wk, chi)
+        else:
+            nf += _step_sra(f, gv, gm, tab, delta, noise, u, p, t, hs, dW, dZ, unew, err,
+                            wk, gk, chi)
+        finite = True
+        for i in range(n):
+            if not np.isfinite(unew[i]):
+                finite = False
+                break
+        en = error_norm(err, u, unew, atol, rtol) if finite else np.inf
+        if not (en <= 1.0):
+            nrej += 1
+            h = abs(hs) * reject_factor(en, beta1, safety, qmin)
+            hmin = dtmin if dtmin > 0.0 else 1e-14 * max(1.0, abs(t0), abs(t1))
+            if h < hmin:
+                rc = DTLESSTHANMIN if finite else UNSTABLE
+                break
+            continue
+        fac = pi_factor(en, errprev, beta1, beta2, safety, qmin, qmax)
+        errprev = max(en, 1e-4)
+        if not clamped:
+            h = abs(hs) * fac
+        else:
+            h = max(h, abs(hs) * fac)
+        nacc += 1
+        for i in range(n):
+            u[i] = unew[i]
+        for j in range(2 * m):
+            Bcur[j] = Bnew[j]
+        x = xt
+        xg[nacc] = x
+        if store:
+            for i in range(n):
+                states[nacc, i] = u[i]
+        while ks < nsave and xs[ks] <= x:
+            _save(nsaved, x, t0, span, u, Bcur, m, sqT, out_t, out_u, ow, False)
+            nsaved += 1
+            ks += 1
+    stats[0] = nsaved
+    stats[1] = rc
+    stats[2] = nf
+    stats[3] = nf
+    stats[4] = nacc
+    stats[5] = nrej
 
 
 # ------------------------------------------------------------ Euler-Heun (Stratonovich)
