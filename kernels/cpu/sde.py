@@ -40,7 +40,7 @@ from .stepcontrol import error_norm, pi_factor, reject_factor
 __all__ = ["EM", "EULERHEUN", "MILSTEIN", "SRI", "SRA", "DIAGONAL", "SCALAR", "GENERAL",
            "SUCCESS", "MAXITERS", "DTLESSTHANMIN", "UNSTABLE", "FULL", "Z_OFFSET", "LEVELS",
            "tree_alloc", "tree_init", "tree_query", "tree_sample", "levy_init", "levy_query", "levy_sample", "integrate_path", "ensemble_paths",
-           "ensemble_moments", "FPAR", "IPAR"]
+           "ensemble_moments", "FPAR", "IPAR", "propose_x", "control_step"]
 
 # method codes
 EM, EULERHEUN, MILSTEIN, SRI, SRA = 0, 1, 2, 3, 4
@@ -607,6 +607,54 @@ def _save(k, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise):
             out_W[k, j] = sqT * Bcur[j]
 
 
+@njit(cache=False)
+def propose_x(x, h, T, maxdepth):
+    """End point of the next adaptive trial step from ``x`` with proposed length ``h``:
+    rounded down onto a dyadic time (granularity 1/8 of the step), so that the Brownian
+    tree answers from shallow, shared nodes; 1 when close to the end."""
+    dx = h / T
+    if dx >= 1.0 - x or (1.0 - x - dx) * T < 1e-12 * max(1.0, T):
+        return 1.0
+    q = np.int64(np.ceil(-np.log2(dx))) + 3
+    if q > maxdepth:
+        q = maxdepth
+    sc = 2.0 ** q
+    kq = np.floor(dx * sc)
+    if kq < 1.0:
+        kq = 1.0
+    xt = x + kq / sc
+    if xt >= 1.0:
+        xt = 1.0
+    return xt
+
+
+@njit(cache=False)
+def control_step(en, finite, hs, h, errprev, clamped, fpar):
+    """Accept or reject an adaptive trial step of signed length ``hs`` with error norm
+    ``en``; returns (accepted, next proposed |h|, errprev, retcode): the retcode is
+    ``DTLESSTHANMIN`` (``UNSTABLE`` for a non-finite trial) when a rejected step would
+    go below dtmin.  A step clamped onto a save time does not shrink the proposal."""
+    dtmin = fpar[3]
+    safety = fpar[5]
+    qmin = fpar[6]
+    qmax = fpar[7]
+    beta1 = fpar[8]
+    beta2 = fpar[9]
+    if not (en <= 1.0):
+        h = abs(hs) * reject_factor(en, beta1, safety, qmin)
+        hmin = dtmin if dtmin > 0.0 else 1e-14 * max(1.0, abs(fpar[0]), abs(fpar[1]))
+        if h < hmin:
+            return False, h, errprev, (DTLESSTHANMIN if finite else UNSTABLE)
+        return False, h, errprev, SUCCESS
+    fac = pi_factor(en, errprev, beta1, beta2, safety, qmin, qmax)
+    errprev = max(en, 1e-4)
+    if not clamped:
+        h = abs(hs) * fac
+    else:
+        h = max(h, abs(hs) * fac)
+    return True, h, errprev, SUCCESS
+
+
 @njit(cache=True)
 def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, traj,
                    out_t, out_u, out_W, stats):
@@ -618,13 +666,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     t0 = fpar[0]
     t1 = fpar[1]
     dtabs = fpar[2]
-    dtmin = fpar[3]
     xstep = fpar[4]
-    safety = fpar[5]
-    qmin = fpar[6]
-    qmax = fpar[7]
-    beta1 = fpar[8]
-    beta2 = fpar[9]
     delta = fpar[10]
     eps_cs = fpar[11]
     method = ipar[0]
@@ -714,22 +756,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         # target of this step
         clamped = False
         if adaptive:
-            # proposed steps are rounded down onto dyadic times (granularity 1/8 of the
-            # step), so that the Brownian tree answers from shallow, shared nodes
-            dx = h / T
-            if dx >= 1.0 - x or (1.0 - x - dx) * T < 1e-12 * max(1.0, T):
-                xt = 1.0
-            else:
-                q = np.int64(np.ceil(-np.log2(dx))) + 3
-                if q > maxdepth:
-                    q = maxdepth
-                sc = 2.0 ** q
-                kq = np.floor(dx * sc)
-                if kq < 1.0:
-                    kq = 1.0
-                xt = x + kq / sc
-                if xt >= 1.0:
-                    xt = 1.0
+            xt = propose_x(x, h, T, maxdepth)
         else:
             xt = xg
         if (not save_every) and ks < nsave and xs[ks] < xt:
@@ -823,24 +850,13 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
                 finite = False
                 break
         if adaptive:
-            if finite:
-                en = error_norm(err, u, unew, atol, rtol)
-            else:
-                en = np.inf
-            if not (en <= 1.0):
+            en = error_norm(err, u, unew, atol, rtol) if finite else np.inf
+            acc, h, errprev, rc = control_step(en, finite, hs, h, errprev, clamped, fpar)
+            if not acc:
                 nrej += 1
-                h = abs(hs) * reject_factor(en, beta1, safety, qmin)
-                hmin = dtmin if dtmin > 0.0 else 1e-14 * max(1.0, abs(t0), abs(t1))
-                if h < hmin:
-                    rc = DTLESSTHANMIN if finite else UNSTABLE
+                if rc != SUCCESS:
                     break
                 continue
-            fac = pi_factor(en, errprev, beta1, beta2, safety, qmin, qmax)
-            errprev = max(en, 1e-4)
-            if not clamped:
-                h = abs(hs) * fac
-            else:
-                h = max(h, abs(hs) * fac)
         elif not finite:
             rc = UNSTABLE
             break

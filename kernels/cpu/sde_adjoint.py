@@ -56,10 +56,10 @@ import numpy as np
 from numba import njit
 
 from .erk_adjoint import vjp_apply
-from .sde import (DIAGONAL, DTLESSTHANMIN, FULL, LEVELS, MAXITERS, SRI, SUCCESS, UNSTABLE,
-                  _levy_alloc, _save, _step_sra, _step_sri, _tree_alloc, levy_init, levy_query,
-                  tree_init, tree_query)
-from .stepcontrol import error_norm, pi_factor, reject_factor
+from .sde import (DIAGONAL, FULL, LEVELS, MAXITERS, SRI, SUCCESS, _levy_alloc, _save,
+                  _step_sra, _step_sri, _tree_alloc, control_step, levy_init, levy_query,
+                  propose_x, tree_init, tree_query)
+from .stepcontrol import error_norm
 
 __all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
            "em_checkpointed",
@@ -719,26 +719,6 @@ def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed,
 # bit.
 
 
-@njit(cache=False)
-def _propose_x(x, h, T, maxdepth):
-    """End point of the next trial step from ``x`` with proposed length ``h``: rounded
-    down onto a dyadic time (granularity 1/8 of the step), or 1 when close to the end."""
-    dx = h / T
-    if dx >= 1.0 - x or (1.0 - x - dx) * T < 1e-12 * max(1.0, T):
-        return 1.0
-    q = np.int64(np.ceil(-np.log2(dx))) + 3
-    if q > maxdepth:
-        q = maxdepth
-    sc = 2.0 ** q
-    kq = np.floor(dx * sc)
-    if kq < 1.0:
-        kq = 1.0
-    xt = x + kq / sc
-    if xt >= 1.0:
-        xt = 1.0
-    return xt
-
-
 @njit(cache=True)
 def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, traj, xg, states,
                      store, out_t, out_u, stats):
@@ -759,12 +739,6 @@ def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, tr
     n = u0.size
     t0 = fpar[0]
     t1 = fpar[1]
-    dtmin = fpar[3]
-    safety = fpar[5]
-    qmin = fpar[6]
-    qmax = fpar[7]
-    beta1 = fpar[8]
-    beta2 = fpar[9]
     delta = fpar[10]
     method = ipar[0]
     noise = ipar[1]
@@ -814,7 +788,7 @@ def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, tr
         if nacc + 1 >= cap or (store and nacc + 1 >= states.shape[0]):
             rc = FULL
             break
-        xt = _propose_x(x, h, T, maxdepth)
+        xt = propose_x(x, h, T, maxdepth)
         clamped = False
         if ks < nsave and xs[ks] < xt:
             xt = xs[ks]
@@ -835,20 +809,12 @@ def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, tr
                 finite = False
                 break
         en = error_norm(err, u, unew, atol, rtol) if finite else np.inf
-        if not (en <= 1.0):
+        acc, h, errprev, rc = control_step(en, finite, hs, h, errprev, clamped, fpar)
+        if not acc:
             nrej += 1
-            h = abs(hs) * reject_factor(en, beta1, safety, qmin)
-            hmin = dtmin if dtmin > 0.0 else 1e-14 * max(1.0, abs(t0), abs(t1))
-            if h < hmin:
-                rc = DTLESSTHANMIN if finite else UNSTABLE
+            if rc != SUCCESS:
                 break
             continue
-        fac = pi_factor(en, errprev, beta1, beta2, safety, qmin, qmax)
-        errprev = max(en, 1e-4)
-        if not clamped:
-            h = abs(hs) * fac
-        else:
-            h = max(h, abs(hs) * fac)
         nacc += 1
         for i in range(n):
             u[i] = unew[i]
