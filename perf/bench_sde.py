@@ -1,6 +1,8 @@
 """SDE figures for issue 5: 10,000-path ensembles of GBM (EM and SRIW1), the issue's
 10,000 paths x 1,000 Euler-Maruyama steps of a 1-D OU process against a NumPy-vectorised
-loop with numpy.random in the same run, and the Philox generator's normals per second.
+loop with numpy.random in the same run, and the Philox generator's normals per second
+(scalar, and the SIMD lane loop the lockstep EM kernels use) beside the machine's
+memory bandwidth measured in the same run.
 
 Run:  python -m pytest perf/bench_sde.py --benchmark-columns=min,median,rounds
 or    python perf/bench_sde.py        (prints the table that perf/RESULTS.md quotes,
@@ -64,6 +66,10 @@ def em_ou_moments():
     return ensemble_moments(ou_ensemble(), EM(), trajectories=N_PATHS, dt=DT)
 
 
+def em_ou_paths():
+    return js.solve(ou_ensemble(), EM(), trajectories=N_PATHS, dt=DT, saveat=np.array([1.0]))
+
+
 def numpy_ou(nsteps=1024, n=N_PATHS, seed=0):
     """The peer: a NumPy-vectorised EM loop over all paths with numpy.random."""
     rng = np.random.default_rng(seed)
@@ -80,8 +86,33 @@ def philox_normals(n=1 << 22):
     return normals(1, 0, np.arange(n))
 
 
-@pytest.mark.parametrize("fn", [em_gbm, sriw1_gbm, sriw1_gbm_adaptive, em_ou_moments, numpy_ou,
-                                philox_normals], ids=lambda f: f.__name__)
+def philox_lane_normals(n=1 << 22, lanes=64):
+    """n normals as the lockstep kernels draw them: one tree node for 64 paths per call."""
+    from jitsolve.kernels.cpu.philox import normal_pairs_lanes
+    z0 = np.empty(lanes)
+    z1 = np.empty(lanes)
+    _lane_loop(n // (2 * lanes), z0, z1, normal_pairs_lanes)
+    return z0
+
+
+def _lane_loop(calls, z0, z1, fn):
+    import numba
+    global _LANE_LOOP
+    if _LANE_LOOP is None:
+        @numba.njit
+        def loop(calls, z0, z1):
+            for c in range(calls):
+                fn(np.uint64(1), np.uint64(0), c, 0, 0, z0, z1)
+        _LANE_LOOP = loop
+    _LANE_LOOP(calls, z0, z1)
+
+
+_LANE_LOOP = None
+
+
+@pytest.mark.parametrize("fn", [em_gbm, sriw1_gbm, sriw1_gbm_adaptive, em_ou_moments, em_ou_paths,
+                                numpy_ou, philox_normals, philox_lane_normals],
+                         ids=lambda f: f.__name__)
 def test_sde_bench(benchmark, fn):
     fn()                                   # compile / load the cache outside the timing
     benchmark.pedantic(fn, rounds=3, iterations=1)
@@ -117,23 +148,44 @@ def _work_precision():
     return rows
 
 
+def _cpu_share(fn):
+    """Process CPU time / wall time of one call (2.0: both threads got a core)."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    return (time.process_time() - c0) / (time.perf_counter() - w0)
+
+
 if __name__ == "__main__":
     import numba
+    from jitsolve.bench import Bandwidth
     print(f"threads: {numba.get_num_threads()}  paths: {N_PATHS}  dt: 2^-10 (1024 steps)")
-    t_np = _best(numpy_ou)
-    rows = [("EM, GBM, 10k paths (saved at t=1)", _best(em_gbm), 1024),
+    t_first = time.perf_counter()
+    em_ou_moments()
+    t_first = time.perf_counter() - t_first
+    t_np = _best(numpy_ou, 5)
+    rows = [("EM, GBM, 10k paths (saved at t=1)", _best(em_gbm, 5), 1024),
+            ("EM, OU, 10k paths, saved at t=1", _best(em_ou_paths, 5), 1024),
+            ("EM, OU, 10k paths, streaming mean/var", _best(em_ou_moments, 5), 1024),
             ("SRIW1 fixed dt, GBM, 10k paths", _best(sriw1_gbm), 1024),
             ("SRIW1 adaptive (tol 1e-3), GBM, 10k paths", _best(sriw1_gbm_adaptive), None),
-            ("EM, OU, 10k paths, streaming mean/var", _best(em_ou_moments), 1024),
             ("NumPy-vectorised EM loop, OU, 10k paths (peer)", t_np, 1024)]
-    print("| run | time (s) | ns per path-step | vs NumPy loop |")
+    print("| run | time (s) | ns per path-step | NumPy time / this |")
     print("|---|---:|---:|---:|")
     for name, t, steps in rows:
-        per = f"{t / (N_PATHS * steps) * 1e9:.0f}" if steps else "-"
+        per = f"{t / (N_PATHS * steps) * 1e9:.1f}" if steps else "-"
         print(f"| {name} | {t:.3f} | {per} | {t_np / t:.2f}x |")
+    print(f"\nfirst EM OU call in this process (kernel cache load + batch compile of f, g): "
+          f"{t_first:.2f} s; CPU time / wall time of one EM OU call: "
+          f"{_cpu_share(em_ou_moments):.2f}")
+    bw = Bandwidth(gib=1.0, repeat=3)
+    bw.measure()
     tn = _best(philox_normals)
-    print(f"\nPhilox4x32-10 + Box-Muller normals: {(1 << 22) / tn / 1e6:.1f} M/s single thread "
-          f"({(1 << 22) * 8 / tn / 1e9:.2f} GB/s of float64 output)")
+    tl = _best(philox_lane_normals)
+    n = 1 << 22
+    print(f"\nPhilox4x32-10 + Box-Muller normals, one thread: scalar {n / tn / 1e6:.0f} M/s, "
+          f"SIMD lane loop {n / tl / 1e6:.0f} M/s ({n * 8 / tl / 1e9:.2f} GB/s of float64 "
+          f"output) against a measured triad of {bw.triad:.1f} GB/s on "
+          f"{numba.get_num_threads()} threads")
     print("\n| method | setting | steps per path | mean strong error at t=1 |")
     print("|---|---|---:|---:|")
     for name, setting, steps, err in _work_precision():

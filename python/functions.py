@@ -63,6 +63,10 @@ def compile_user_function(f, argname, signature, *, nargs=4):
     """
     import numba
 
+    key = (id(f), str(signature))
+    hit = _NJIT_CACHE.get(key)
+    if hit is not None and hit[0] is f:
+        return hit[1]
     _check_arity(f, argname, nargs)
     disp = f if is_numba_function(f) else numba.njit(cache=False)(f)
     try:
@@ -72,7 +76,15 @@ def compile_user_function(f, argname, signature, *, nargs=4):
         detail = first[0] if first else type(exc).__name__
         raise CompileError(
             f"{argname}: Numba could not compile {_describe(f)} for {signature} ({detail})") from exc
+    # one dispatcher per function and signature: building the same problem again (remake,
+    # a new SDEProblem in a loop) must not recompile (about 0.1 s each time)
+    _NJIT_CACHE[key] = (f, disp)
     return disp
+
+
+#: compile_user_function's dispatchers by (id(f), signature); the entry holds f itself, so
+#: an id is never reused while its entry lives
+_NJIT_CACHE = {}
 
 
 F_SIGNATURE = "void(float64[::1], float64[::1], float64[::1], float64)"
@@ -97,6 +109,11 @@ SIGNATURES = {
     # for l < nl (P[0] for every l when P has one row); see compile_batch_cfunc
     "f_batch": ("void(float64[:, ::1], float64[:, ::1], float64[:, ::1], float64, int64, "
                 "int64)"),
+    # a batch of states at their own times, on the lanes listed: f_batch_t(DU, U, P, T, idx,
+    # i0, nl) writes f(DU[l], U[l], P[i0 + l], T[l]) for l = idx[k], k < nl (P[0] when P
+    # has one row); the adaptive lockstep ODE ensembles (kernels.cpu.erk_lockstep)
+    "f_batch_t": ("void(float64[:, ::1], float64[:, ::1], float64[:, ::1], float64[::1], "
+                  "int64[::1], int64, int64)"),
 }
 
 _log = get_logger("compile")
@@ -149,11 +166,29 @@ def _batch_of(fj):
     return f_batch
 
 
+def _batch_t_of(fj):
+    """The ``f_batch_t`` lane loop around the dispatcher ``fj``: own time per lane, only
+    the lanes listed in ``idx``."""
+    def f_batch_t(DU, U, P, T, idx, i0, nl):
+        one = P.shape[0] == 1
+        for k in range(nl):
+            l = idx[k]
+            fj(DU[l], U[l], P[0] if one else P[i0 + l], T[l])
+    return f_batch_t
+
+
 def _no_batch(DU, U, P, t, i0, nl):  # pragma: no cover - the placeholder is never called
     pass
 
 
-def compile_batch_cfunc(f, argname):
+def _no_batch_t(DU, U, P, T, idx, i0, nl):  # pragma: no cover - never called
+    pass
+
+
+_BATCH_KINDS = {"f_batch": (_batch_of, _no_batch, 6), "f_batch_t": (_batch_t_of, _no_batch_t, 7)}
+
+
+def compile_batch_cfunc(f, argname, kind="f_batch"):
     """The batch form of an in-place right-hand side ``f(du, u, p, t)``: a cfunc of
     signature ``SIGNATURES["f_batch"]`` that evaluates ``f`` for ``nl`` states (rows of
     ``U``) in one call, with ``f`` compiled into the loop.
@@ -163,20 +198,23 @@ def compile_batch_cfunc(f, argname):
     field by field), an inlined OU drift about 1 ns.  The price is a compile per user
     function and process (the wrapper closes over ``f``, which Numba cannot cache): about
     0.2-0.3 s, paid only where the batch is large enough to win it back.  ``f=None``
-    gives a placeholder of the same signature (disk-cached, never called).
+    gives a placeholder of the same signature (disk-cached, never called).  ``kind``
+    "f_batch_t" gives the form with a time per lane and a list of lanes
+    (``SIGNATURES["f_batch_t"]``), for adaptive ensembles whose lanes step apart.
     """
     import numba
 
+    wrap, placeholder, nargs = _BATCH_KINDS[kind]
     if f is None:
-        return compile_cfunc(_no_batch, argname, "f_batch", nargs=6)
-    key = (id(f), "f_batch")
+        return compile_cfunc(placeholder, argname, kind, nargs=nargs)
+    key = (id(f), kind)
     hit = _CFUNC_CACHE.get(key)
     if hit is not None and hit[0] is f:
         return hit[1]
     t0 = time.perf_counter()
     fj = compile_user_function(f, argname, F_SIGNATURE)
-    cf = numba.cfunc(SIGNATURES["f_batch"])(_batch_of(fj))
-    _log.debug("%s %r as f_batch: compiled in %.3f s", argname, _describe(f),
+    cf = numba.cfunc(SIGNATURES[kind])(wrap(fj))
+    _log.debug("%s %r as %s: compiled in %.3f s", argname, _describe(f), kind,
                time.perf_counter() - t0)
     _CFUNC_CACHE[key] = (f, cf)
     return cf
