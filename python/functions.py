@@ -105,6 +105,8 @@ SIGNATURES = {
     "affect": "void(float64[::1], float64, float64[::1])",
     # SDE diffusion for noise="general": g(G, u, p, t) writes the n x nbrownian matrix
     "g_general": "void(float64[:, ::1], float64[::1], float64[::1], float64)",
+    # its complex twin, for the general-noise discrete adjoint's complex steps
+    "g_general_complex": "void(complex128[:, ::1], complex128[::1], complex128[::1], float64)",
     # a batch of states: f_batch(DU, U, P, t, i0, nl) writes f(DU[l], U[l], P[i0 + l], t)
     # for l < nl (P[0] for every l when P has one row); see compile_batch_cfunc
     "f_batch": ("void(float64[:, ::1], float64[:, ::1], float64[:, ::1], float64, int64, "

@@ -19,7 +19,10 @@ term ``ggprime`` (``js.SDEProblem(..., ggprime=...)``), and ``SRA1`` and ``SRIW1
 (Itô) with fixed or adaptive steps (their stages reversed like an explicit RK step; the
 iterated integrals ``I_(1)``, ``I_(1,1)``, ``I_(1,0)``, ``I_(1,1,1)`` are formed again from
 ``dW`` and ``I_(1,0)`` regenerated from the Lévy-area tree, never stored); diagonal or
-scalar noise.  With fixed steps ``dt`` the loss's times must lie on the step grid
+scalar noise; ``EM`` also with general noise (``g(G, u, p, t)`` writes the n x m matrix
+G; the term ``G(u) dW`` is differentiated by one complex step of ``g``'s matrix twin per
+state and per parameter component, dense: no ``jac_sparsity`` for G).  With fixed steps
+``dt`` the loss's times must lie on the step grid
 ``t0 + k dt`` (or be ``t1``).  ``g`` (and ``ggprime``) must compile for complex128 states
 and parameters (complex step; e.g. no ``abs``).
 
@@ -48,9 +51,9 @@ has no arrays of), and differences of first derivatives are not exact.  With
 ``ggprime`` the term is a user function of ``(u, p, t)`` that the forward evaluates
 (through its complex twin) and the adjoint differentiates by complex step: exact.
 
-Not yet: general noise.  ``js.FiniteDifference()`` differentiates the whole solve with
-the same seed (any method; with adaptive steps the steps then move with the
-perturbation).
+Not yet: general noise with the other methods.  ``js.FiniteDifference()`` differentiates
+the whole solve with the same seed (any method; with adaptive steps the steps then move
+with the perturbation).
 
 References
 ----------
@@ -186,9 +189,29 @@ def _record_schedule(N, C):
     return actions, most[0], nre
 
 
-def _vjp_sources(prob, wrt, phic=None):
+def _noise_matrix_twin(prob):
+    """The complex twin of a general-noise ``g`` (its matrix form), or a placeholder of
+    that signature (``prob=None``)."""
+    from .functions import compile_cfunc
+    if prob is None:
+        return compile_cfunc(_no_matrix_twin, "g", "g_general_complex")
+    try:
+        return compile_cfunc(prob._g_raw, "g", "g_general_complex")
+    except Exception as e:
+        raise UnsupportedAlgorithmError(
+            "g: the SDE adjoint differentiates g by complex step, so g must also compile for "
+            f"complex128 states and parameters (avoid abs, min, max, comparisons): {e}") from None
+
+
+def _no_matrix_twin(G, u, p, t):  # pragma: no cover - a placeholder, never called
+    G[0, 0] = 0.0
+
+
+def _vjp_sources(prob, wrt, phic=None, general=False):
     """VJP sources of ``f``, ``g`` (and of the Milstein term's complex twin ``phic``
-    when given); returns ``(vjf, vjg, vjd or None, np_grad)``."""
+    when given); returns ``(vjf, vjg, vjd or None, np_grad)``.  With general noise ``g``
+    is a matrix function, differentiated by its own kernel: ``vjg`` is then ``f``'s
+    source again (a placeholder)."""
     from .adjoint.vjp import make_vjp_source
     from .functions import compile_cfunc
     n = prob.u0.size
@@ -197,12 +220,16 @@ def _vjp_sources(prob, wrt, phic=None):
     if "p" in wrt and p.size == 0:
         raise InvalidProblemError("wrt: this problem has no parameters p")
     fc = prob.f.cfunc("f_complex")
-    try:
-        gc = compile_cfunc(prob._g_raw, "g", "f_complex")
-    except Exception as e:
-        raise UnsupportedAlgorithmError(
-            "g: the SDE adjoint differentiates g by complex step, so g must also compile for "
-            f"complex128 states and parameters (avoid abs, min, max, comparisons): {e}") from None
+    if general:
+        gc = fc
+    else:
+        try:
+            gc = compile_cfunc(prob._g_raw, "g", "f_complex")
+        except Exception as e:
+            raise UnsupportedAlgorithmError(
+                "g: the SDE adjoint differentiates g by complex step, so g must also compile "
+                f"for complex128 states and parameters (avoid abs, min, max, comparisons): {e}"
+            ) from None
     sparsity = prob.f.jac_sparsity
     out = []
     srcs = [(fc, sparsity), (gc, None)] + ([(phic, None)] if phic is not None else [])
@@ -237,9 +264,11 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     sri = isinstance(alg, SRIW1)
     heun = isinstance(alg, EulerHeun)
     mil = isinstance(alg, Milstein)
-    if prob.noise not in ("diagonal", "scalar"):
+    general = prob.noise == "general"
+    if general and not isinstance(alg, EM):
         raise UnsupportedAlgorithmError(
-            f"noise: the SDE discrete adjoint covers diagonal and scalar noise, not {prob.noise!r}")
+            f"noise: the SDE discrete adjoint covers general noise with EM only; "
+            f"{type(alg).__name__} needs diagonal or scalar noise (or use js.FiniteDifference())")
     if mil and prob.ggprime is None:
         raise UnsupportedAlgorithmError(
             "ggprime: the Milstein discrete adjoint needs the Milstein term as a function; "
@@ -263,7 +292,8 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     t0, t1 = kw["tspan"]
     all_states = sensealg.checkpoints == "all"
     phic = funcs[3] if mil else None        # complex twin of ggprime (kw["has_cs"] == 2)
-    vjf, vjg, vjd, np_grad = _vjp_sources(prob, wrt, phic)
+    vjf, vjg, vjd, np_grad = _vjp_sources(prob, wrt, phic, general)
+    gcm = _noise_matrix_twin(prob if general else None)
     u0 = np.ascontiguousarray(prob.u0, dtype=np.float64).ravel()
     p = np.ascontiguousarray(prob.p, dtype=np.float64)
     n = u0.size
@@ -297,7 +327,8 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         else:
             save_after[k - 1] = j
     geo = np.array([t0, t1 - t0, sch.xstep], dtype=np.float64)
-    ip = np.array([N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1, prob.nbrownian,
+    ip = np.array([N, sch.maxdepth, {"diagonal": 0, "scalar": 1, "general": 2}[prob.noise],
+                   prob.nbrownian,
                    int(prob.interpretation == "stratonovich")], dtype=np.int64)
     seed = np.uint64(kw["seed"])
     traj = np.uint64(0)
@@ -354,16 +385,18 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     else:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
 
+        gm = funcs[2]
+
         def adv(cur, i0, i1, buf):
-            K.em_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+            K.em_advance(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            K.em_reverse(f, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0,
-                         i1, g, save_after, lam, pbar)
+            K.em_reverse(f, fc, gc, gcm, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
+                         i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
-                              nslots, g, save_after, lam, pbar)
+            K.em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, vjg_r, p, u0, geo, ip, seed, traj,
+                              actions, nslots, g, save_after, lam, pbar)
     if all_states:
         rev(np.ascontiguousarray(u), 0, N)
     elif sensealg.store is None:

@@ -215,8 +215,8 @@ def test_recomputed_states_and_regenerated_noise_equal_the_forward():
         u = NL.u0.copy()
         states = np.zeros((sch.N, 2))
         tf, ti = K.em_tree(2, np.uint64(7), np.uint64(0))
-        K.em_advance(funcs[0], funcs[1], NL.p, u, geo, ip, np.uint64(7), np.uint64(0), tf, ti,
-                     0, sch.N, states, True)
+        K.em_advance(funcs[0], funcs[1], funcs[2], NL.p, u, geo, ip, np.uint64(7),
+                     np.uint64(0), tf, ti, 0, sch.N, states, True)
         assert np.array_equal(states, fwd.u[:-1])
         assert np.array_equal(u, fwd.u[-1])
 
@@ -254,8 +254,8 @@ def test_bad_inputs():
 
     gen = js.SDEProblem(nl_f, gm, np.array([1.0, 0.7]), (0.0, 1.0), NL.p, noise="general",
                         nbrownian=1)
-    with pytest.raises(UnsupportedAlgorithmError, match="noise"):
-        js.gradient(gen, js.EM(), loss, dt=2.0 ** -6)
+    with pytest.raises(UnsupportedAlgorithmError, match="noise"):   # general noise: EM only
+        js.gradient(gen, js.SRA1(), loss, dt=2.0 ** -6, adaptive=False)
     noparam = js.SDEProblem(ou_f, ou_g, np.array([1.0]), (0.0, 1.0))
     with pytest.raises(InvalidProblemError, match="parameters"):
         js.gradient(noparam, js.EM(), _loss(noparam, td), wrt="p", dt=2.0 ** -6)

@@ -56,7 +56,7 @@ import numpy as np
 from numba import njit
 
 from .erk_adjoint import vjp_apply
-from .sde import (DIAGONAL, FULL, LEVELS, MAXITERS, SRI, SUCCESS, _levy_alloc, _save,
+from .sde import (DIAGONAL, FULL, GENERAL, LEVELS, MAXITERS, SRI, SUCCESS, _levy_alloc, _save,
                   _step_sra, _step_sri, _tree_alloc, control_step, levy_init, levy_query,
                   propose_x, tree_init, tree_query)
 from .stepcontrol import error_norm
@@ -123,9 +123,47 @@ def _query(x, maxdepth, seed, traj, m, tf, ti, B):
         B[j] = tf[LEVELS + 1, j]
 
 
+@njit(cache=False)
+def vjp_noise_matrix(gcm, lam, dW, Y, p, t, eps, np_grad, out_u, out_p, pc, cu, cG):
+    """VJP of the general-noise term ``u -> G(u, p, t) dW`` (G an n x m matrix):
+    ``out_u = d(lam . G dW)/du``, ``out_p += d(lam . G dW)/dp``, by complex steps of the
+    complex twin ``gcm`` of g, one per state and per parameter component (dense).  Work:
+    ``pc`` (len p) and ``cu`` (n) complex, ``cG`` (n, m) complex.
+
+    Reference: Squire & Trapp, SIAM Rev. 40 (1998) (complex step)."""
+    n = Y.size
+    m = dW.size
+    for j in range(p.size):
+        pc[j] = p[j]
+    for k in range(n):
+        cu[k] = Y[k]
+    for k in range(n):
+        cu[k] = complex(Y[k], eps)
+        gcm(cG, cu, pc, t)
+        acc = 0.0
+        for i in range(n):
+            row = 0.0
+            for j in range(m):
+                row += cG[i, j].imag * dW[j]
+            acc += row / eps * lam[i]
+        out_u[k] = acc
+        cu[k] = Y[k]
+    for q in range(np_grad):
+        pc[q] = complex(p[q], eps)
+        gcm(cG, cu, pc, t)
+        acc = 0.0
+        for i in range(n):
+            row = 0.0
+            for j in range(m):
+                row += cG[i, j].imag * dW[j]
+            acc += row / eps * lam[i]
+        out_p[q] += acc
+        pc[q] = p[q]
+
+
 @njit(cache=True)
-def _advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, F0, G0, Blo, Bhi,
-             dW):
+def _advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, F0, G0, GM,
+             Blo, Bhi, dW):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
@@ -144,30 +182,41 @@ def _advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, F0
         t = t0 + span * x
         hs = span * (xt - x)
         f(F0, u, p, t)
-        gv(G0, u, p, t)
-        if noise == DIAGONAL:
+        if noise == GENERAL:
+            # the forward loop's arithmetic: u + h F + (G dW summed over j in order)
+            gm(GM, u, p, t)
             for k in range(n):
-                u[k] = u[k] + hs * F0[k] + G0[k] * dW[k]
+                acc = 0.0
+                for j in range(m):
+                    acc += GM[k, j] * dW[j]
+                u[k] = u[k] + hs * F0[k] + acc
         else:
-            for k in range(n):
-                u[k] = u[k] + hs * F0[k] + G0[k] * dW[0]
+            gv(G0, u, p, t)
+            if noise == DIAGONAL:
+                for k in range(n):
+                    u[k] = u[k] + hs * F0[k] + G0[k] * dW[k]
+            else:
+                for k in range(n):
+                    u[k] = u[k] + hs * F0[k] + G0[k] * dW[0]
         for j in range(m):
             Blo[j] = Bhi[j]
 
 
 @njit(cache=True)
-def em_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+def em_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
     """Redo EM steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's arithmetic
-    and noise; with ``store`` the state before step ``i`` goes to ``states[i - i0]``."""
+    and noise; with ``store`` the state before step ``i`` goes to ``states[i - i0]``.
+    ``gv`` is g for diagonal/scalar noise, ``gm`` the matrix g of general noise."""
     n = u.size
     m = ip[3]
-    _advance_inner(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, np.zeros(n),
-             np.zeros(n), np.zeros(m), np.zeros(m), np.zeros(m))
+    _advance_inner(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+                   np.zeros(n), np.zeros(n), np.zeros((n, m) if ip[2] == GENERAL else (1, 1)),
+                   np.zeros(m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
-def _reverse(vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam,
-             pbar, rw, cw, bw):
+def _reverse(vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after,
+             lam, pbar, rw, cw, bw, gw):
     t0, span, xstep = geo[0], geo[1], geo[2]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = lam.size
@@ -189,37 +238,54 @@ def _reverse(vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave, sa
             dW[j] = sqT * (Bhi[j] - Blo[j])
         t = t0 + span * x
         hs = span * (xt - x)
+        u = states[i - i0]
         for k in range(n):
             v1[k] = hs * lam[k]
-            v2[k] = lam[k] * (dW[k] if noise == DIAGONAL else dW[0])
-        u = states[i - i0]
         vjp_apply(vjf, v1, u, p, t, a, pbar, kdum, work, cu, cd)
-        vjp_apply(vjg, v2, u, p, t, b, pbar, kdum, work, cu, cd)
+        if noise == GENERAL:
+            vjp_noise_matrix(gcm, lam, dW, u, p, t, vjf[8], vjf[7], b, pbar, gw[0], gw[1],
+                             gw[2])
+        else:
+            for k in range(n):
+                v2[k] = lam[k] * (dW[k] if noise == DIAGONAL else dW[0])
+            vjp_apply(vjg, v2, u, p, t, b, pbar, kdum, work, cu, cd)
         for k in range(n):
             lam[k] += a[k] + b[k]
         for j in range(m):
             Bhi[j] = Blo[j]
 
 
+@njit(cache=False)
+def _noise_work(n, m, npar, general):
+    """Complex work arrays of :func:`vjp_noise_matrix` (p, state, G), tiny unless general."""
+    if general:
+        return (np.zeros(npar, np.complex128), np.zeros(n, np.complex128),
+                np.zeros((n, m), np.complex128))
+    return (np.zeros(0, np.complex128), np.zeros(1, np.complex128),
+            np.zeros((1, 1), np.complex128))
+
+
 @njit(cache=True)
-def em_reverse(f, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
-               save_after, lam, pbar):
+def em_reverse(f, fc, gc, gcm, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1,
+               gsave, save_after, lam, pbar):
     """Reverse EM steps ``i1-1 .. i0`` with the state before step ``i`` in
     ``states[i - i0]``; ``save_after[i]`` is the row of ``gsave`` of a loss term on the
     state after step ``i`` (or -1), added to ``lam`` before that step is reversed.
     ``lam`` becomes the adjoint of the state before step ``i0``; ``pbar`` accumulates.
     ``fc``/``gc`` are the complex twins of f and g, ``vjf_r``/``vjg_r`` the rest of their
     VJP sources (:func:`split_vjp_source`); ``f`` (the real drift) fills the unused
-    linear-part slot."""
+    linear-part slot.  General noise (``ip[2] == GENERAL``): ``gcm`` is the complex twin
+    of the matrix g, differentiated by :func:`vjp_noise_matrix` (``gc``/``vjg_r`` unused)."""
     n = lam.size
-    _reverse_inner(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), p, states, geo, ip, seed, traj, tf, ti, i0,
-             i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
-             np.zeros((2, n), np.complex128), np.zeros((3, ip[3])))
+    _reverse_inner(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), gcm, p, states, geo, ip, seed, traj,
+                   tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
+                   np.zeros((2, n), np.complex128), np.zeros((3, ip[3])),
+                   _noise_work(n, ip[3], p.size, ip[2] == GENERAL))
 
 
 @njit(cache=True)
-def em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions, nslots,
-                    gsave, save_after, lam, pbar):
+def em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
+                    nslots, gsave, save_after, lam, pbar):
     """Run a recorded binomial checkpointing schedule in one compiled call: ``actions``
     rows ``(ADVANCE, i0, i1)``, ``(REVERSE, i, 0)``, ``(TAKE, slot, 0)``,
     ``(RESTORE, slot, 0)``; ``nslots`` state snapshots.  The same step code as the
@@ -234,18 +300,21 @@ def em_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, act
     rw = np.zeros((6, n))
     cw = np.zeros((2, n), np.complex128)
     bw = np.zeros((3, m))
+    general = ip[2] == GENERAL
+    GM = np.zeros((n, m) if general else (1, 1))
+    gw = _noise_work(n, m, p.size, general)
     tf, ti = em_tree(m, seed, traj)
     for a in range(actions.shape[0]):
         op = actions[a, 0]
         if op == ADVANCE:
-            _advance_inner(f, gv, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1], actions[a, 2],
-                     buf, False, rw[0], rw[1], bw[0], bw[1], bw[2])
+            _advance_inner(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+                           actions[a, 2], buf, False, rw[0], rw[1], GM, bw[0], bw[1], bw[2])
         elif op == REVERSE:
             i = actions[a, 1]
             for k in range(n):
                 buf[0, k] = cur[k]
-            _reverse_inner(vjf, vjg, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave,
-                           save_after, lam, pbar, rw, cw, bw)
+            _reverse_inner(vjf, vjg, gcm, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave,
+                           save_after, lam, pbar, rw, cw, bw, gw)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]
