@@ -16,6 +16,15 @@ __all__ = ["ODEFunction", "compile_user_function", "compile_cfunc", "compile_bat
            "is_numba_function", "SIGNATURES"]
 
 
+def _numba():
+    """``numba``, imported after :mod:`jitsolve.kernels.cpu`: that package answers
+    Numba's BLAS probe, which otherwise imports all of ``scipy.linalg`` (about 0.45 s)
+    on the first compile in a process -- a user function is often the first."""
+    from .kernels import cpu  # noqa: F401
+    import numba
+    return numba
+
+
 def is_numba_function(f):
     """True for a Numba CPU dispatcher (``@njit``)."""
     try:
@@ -61,7 +70,7 @@ def compile_user_function(f, argname, signature, *, nargs=4):
     nargs : int
         Expected number of positional parameters (checked before compiling).
     """
-    import numba
+    numba = _numba()
 
     key = (id(f), str(signature))
     hit = _NJIT_CACHE.get(key)
@@ -133,7 +142,7 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     ``numba.njit(parallel=True)`` keeps its threads (its ``prange`` loops run in
     parallel): the way to make a right-hand side on a large grid cheap.
     """
-    import numba
+    numba = _numba()
 
     key = (id(f), kind)
     hit = _CFUNC_CACHE.get(key)
@@ -204,7 +213,7 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     "f_batch_t" gives the form with a time per lane and a list of lanes
     (``SIGNATURES["f_batch_t"]``), for adaptive ensembles whose lanes step apart.
     """
-    import numba
+    numba = _numba()
 
     wrap, placeholder, nargs = _BATCH_KINDS[kind]
     if f is None:
