@@ -379,3 +379,18 @@ def test_returncode():
     for name in ("MaxIters", "DtLessThanMin", "Unstable", "InitialFailure", "Breakdown",
                  "ConvergenceFailure", "Failure"):
         assert not getattr(js.ReturnCode, name).successful
+
+
+def test_first_solve_does_not_import_scipy_linalg():
+    """Numba's BLAS probe imports all of scipy.linalg (~0.45 s) unless jitsolve.kernels.cpu
+    answers it first: a first solve of a plain ODE in a fresh process must not pay it."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, jitsolve as js\n"
+            "def f(du, u, p, t):\n    du[0] = -u[0]\n"
+            "js.solve(js.ODEProblem(f, np.array([1.0]), (0.0, 1.0)), js.Tsit5())\n"
+            "print('scipy.linalg' in sys.modules, 'numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
