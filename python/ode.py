@@ -12,7 +12,7 @@ import numpy as np
 
 from .algorithms import ODEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
-from .functions import compile_cfunc
+from .functions import compile_batch_cfunc, compile_cfunc
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import problem_rhs
 from .solution import EnsembleSolution, ODESolution, SolverStats
@@ -326,6 +326,19 @@ def _solve_explicit(prob, alg, **o):
     return ode_solution(prob, alg, raw, alg._tab().BTHETA if alg.dense else None)
 
 
+def _batch_spec(rhs):
+    """``(make, placeholder)`` for the lockstep ensemble kernel: ``make()`` compiles the
+    batch form of the user's ``f`` (``SIGNATURES["f_batch_t"]``), called by the solvers
+    layer only for ensembles large enough to win back the compile; None for right-hand
+    sides without a user function (grid operators)."""
+    if rhs.fun is None:
+        return None
+
+    def make():
+        return compile_batch_cfunc(rhs.fun.f, "f", "f_batch_t")
+    return make, compile_batch_cfunc(None, "f", "f_batch_t")
+
+
 @register(EnsembleProblem, ExplicitRK)
 def _solve_ensemble_explicit(eprob, alg, **o):
     from .solvers.ode.explicit import solve_erk_ensemble
@@ -354,7 +367,7 @@ def _solve_ensemble_explicit(eprob, alg, **o):
         alg.tableau, rhs.f, u0s, ps, t0, t1, savet, lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"],
         atol=oo["atol"], adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
         maxiters=oo["maxiters"], tstops=oo["tstops"],
-        callbacks=_callback_tuple(o["callback"], rhs.p))
+        callbacks=_callback_tuple(o["callback"], rhs.p), batch=_batch_spec(rhs))
     sol = EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), list(rcs),
                            alg=type(alg).__name__)
     sol.stats = stats

@@ -13,7 +13,8 @@ from numba import njit
 
 from .rhs import eval_rhs
 
-__all__ = ["error_norm", "pi_factor", "reject_factor", "initial_dt", "rms_norm", "PI_DEFAULTS"]
+__all__ = ["error_norm", "error_norm_at", "pi_factor", "reject_factor", "initial_dt",
+           "initial_dt_probe", "initial_dt_finish", "rms_norm", "PI_DEFAULTS"]
 
 #: (safety, qmin, qmax) as in Hairer's dopri5
 PI_DEFAULTS = (0.9, 0.2, 10.0)
@@ -22,11 +23,17 @@ PI_DEFAULTS = (0.9, 0.2, 10.0)
 @njit(inline="always", cache=False)
 def error_norm(err, u0, u1, atol, rtol):
     """``sqrt(mean((err_i / (atol_i + rtol_i * max(|u0_i|, |u1_i|)))^2))`` (Hairer (II.4.11))."""
-    n = err.size
+    return error_norm_at(err, u0, u1, 0, err.size, atol, rtol)
+
+
+@njit(inline="always", cache=False)
+def error_norm_at(err, u0, u1, off, n, atol, rtol):
+    """:func:`error_norm` of the ``n`` entries from ``off`` of flat arrays (one lane of a
+    lockstep batch: no array view, whose reference counting would cost more than the norm)."""
     acc = 0.0
     for i in range(n):
-        sc = atol[i] + rtol[i] * max(abs(u0[i]), abs(u1[i]))
-        e = err[i] / sc
+        sc = atol[i] + rtol[i] * max(abs(u0[off + i]), abs(u1[off + i]))
+        e = err[off + i] / sc
         acc += e * e
     return np.sqrt(acc / max(n, 1))
 
@@ -64,14 +71,11 @@ def reject_factor(err, beta1, safety, qmin):
     return min(1.0, max(qmin, safety * err ** (-beta1)))
 
 
-@njit(cache=False)
-def initial_dt(rhs, u0, f0, t0, tdir, order, atol, rtol, dtmax, u1, f1):
-    """Hairer's starting step size (HNW I, p. 169): an explicit Euler probe decides the scale.
-
-    ``rhs`` is a right-hand side tuple (:mod:`.rhs`); ``f0 = f(u0, t0)`` is given;
-    ``u1`` and ``f1`` are work arrays.  Returns a positive step (the direction is ``tdir``).
-    Costs one evaluation of ``f``.
-    """
+@njit(inline="always", cache=False)
+def initial_dt_probe(u0, f0, tdir, atol, rtol, dtmax, u1):
+    """First half of :func:`initial_dt`: the trial step ``h0`` and the explicit Euler probe
+    ``u1 = u0 + tdir h0 f0`` (written into ``u1``); returns ``(h0, d1)``.  Lockstep
+    ensembles call the two halves around one batch evaluation of ``f`` at the probes."""
     d0 = rms_norm(u0, u0, atol, rtol)
     d1 = rms_norm(f0, u0, atol, rtol)
     if d0 < 1e-5 or d1 < 1e-5:
@@ -81,11 +85,16 @@ def initial_dt(rhs, u0, f0, t0, tdir, order, atol, rtol, dtmax, u1, f1):
     h0 = min(h0, dtmax)
     for i in range(u0.size):
         u1[i] = u0[i] + tdir * h0 * f0[i]
-    f, p, lin, plin, haslin, tmp = rhs
-    eval_rhs(f, p, lin, plin, haslin, tmp, f1, u1, t0 + tdir * h0)
+    return h0, d1
+
+
+@njit(inline="always", cache=False)
+def initial_dt_finish(u0, f0, f1, h0, d1, order, atol, rtol, dtmax, work):
+    """Second half of :func:`initial_dt` from ``f1 = f(u1, t0 + tdir h0)``; ``work`` may be
+    ``u1``.  Returns the positive starting step."""
     for i in range(u0.size):
-        u1[i] = f1[i] - f0[i]
-    d2 = rms_norm(u1, u0, atol, rtol) / h0
+        work[i] = f1[i] - f0[i]
+    d2 = rms_norm(work, u0, atol, rtol) / h0
     m = max(d1, d2)
     if not (m < np.inf):
         return h0 * 1e-3
@@ -94,3 +103,17 @@ def initial_dt(rhs, u0, f0, t0, tdir, order, atol, rtol, dtmax, u1, f1):
     else:
         h1 = (0.01 / m) ** (1.0 / (order + 1.0))
     return min(100.0 * h0, h1, dtmax)
+
+
+@njit(cache=False)
+def initial_dt(rhs, u0, f0, t0, tdir, order, atol, rtol, dtmax, u1, f1):
+    """Hairer's starting step size (HNW I, p. 169): an explicit Euler probe decides the scale.
+
+    ``rhs`` is a right-hand side tuple (:mod:`.rhs`); ``f0 = f(u0, t0)`` is given;
+    ``u1`` and ``f1`` are work arrays.  Returns a positive step (the direction is ``tdir``).
+    Costs one evaluation of ``f``.
+    """
+    h0, d1 = initial_dt_probe(u0, f0, tdir, atol, rtol, dtmax, u1)
+    f, p, lin, plin, haslin, tmp = rhs
+    eval_rhs(f, p, lin, plin, haslin, tmp, f1, u1, t0 + tdir * h0)
+    return initial_dt_finish(u0, f0, f1, h0, d1, order, atol, rtol, dtmax, u1)

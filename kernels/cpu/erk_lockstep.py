@@ -1,0 +1,379 @@
+"""Adaptive explicit Runge-Kutta ensembles in lockstep: many trajectories per thread.
+
+:func:`jitsolve.kernels.cpu.erk.erk_ensemble` integrates one trajectory per thread
+through the general loop: every stage is a call of the user's ``f`` through a
+first-class function (about 8 ns: its arrays are passed field by field) plus short
+tableau loops over ``n`` entries.  For a small system (Lorenz-63: n = 3) that overhead,
+not the arithmetic, is the step.  Here a thread takes a batch of ``L`` trajectories
+(lanes) and steps them together: every lane keeps its own time, step size, error history,
+next stop and save pointer and takes its own accept/reject decision, exactly as
+:func:`~jitsolve.kernels.cpu.erk.erk_solve` would, while
+
+- each stage is evaluated for all the active lanes with *one* call of a batch function
+  ``fb`` (``SIGNATURES["f_batch_t"]`` of ``jitsolve.functions``: the user's ``f``
+  compiled into a loop over the lanes listed, each at its own time), or, where the batch
+  form is not worth its compile, with one first-class call of ``f`` per lane;
+- the stage combinations, the new state and the error estimate are SIMD loops over all
+  ``L * n`` entries of the batch (lane-major rows, the step size replicated per entry);
+- the step control (error norm, PI controller, stops, saves) is a scalar loop over the
+  active lanes through the same helpers as the general loop
+  (:mod:`~jitsolve.kernels.cpu.stepcontrol`).
+
+Lanes that finish or fail drop out of the lane list and wait (masked) until the batch is
+done.  Every entry is computed with the general loop's arithmetic in the same order
+(``acc = 0; acc += a_ij k_j; u + h acc``, no fused multiply-adds), so each trajectory's
+saved states, statistics and return code are bit-for-bit those of ``erk_ensemble``
+(tested): this is the same solver, vectorised across trajectories.
+
+Supported: what ``erk_ensemble`` does without callbacks, ``tstops`` or a linear part
+(the solvers layer falls back to ``erk_ensemble`` for those): any tableau of
+:mod:`jitsolve.solvers.ode.tableaus` (first-same-as-last or not), adaptive or fixed
+steps, forward or backward spans, saving by stepping onto the ``savet`` times.
+
+References
+----------
+Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.1 (explicit RK), II.4 (error norm,
+step control, initial step); Hairer, Wanner, *Solving ODEs II* (1996), IV.2 (PI control);
+Tsitouras, Comput. Math. Appl. 62 (2011) (Tsit5).
+"""
+import numpy as np
+from numba import njit, prange
+
+from .erk import RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
+from .stepcontrol import (error_norm_at, initial_dt_finish, initial_dt_probe, pi_factor,
+                          reject_factor)
+
+__all__ = ["LANES", "erk_lockstep"]
+
+#: trajectories integrated together by one thread
+LANES = 64
+
+
+@njit(inline="always", cache=False)
+def _eval(f, fb, batched, DU, U, P, T, idx, i0, nl):
+    """``DU[l] = f(U[l], P[i0 + l], T[l])`` for the lanes ``l = idx[k]``, ``k < nl``."""
+    if batched:
+        fb(DU, U, P, T, idx, i0, nl)
+    else:
+        one = P.shape[0] == 1
+        for k in range(nl):
+            l = idx[k]
+            f(DU[l], U[l], P[0] if one else P[i0 + l], T[l])
+
+
+@njit(inline="always", cache=False)
+def _terms(acc, kf, coef, j, w, first):
+    """``acc += coef[j] kf[j] + ... + coef[j+w-1] kf[j+w-1]`` (``w <= 4``), added one term
+    at a time in that order (``first``: ``acc`` starts at 0.0), in one pass over the
+    entries: the general loop's sums with a quarter of the loads and stores of ``acc``."""
+    m = acc.size
+    c0 = coef[j]
+    k0 = kf[j]
+    if w == 1:
+        if first:
+            for k in range(m):
+                acc[k] = 0.0 + c0 * k0[k]
+        else:
+            for k in range(m):
+                acc[k] += c0 * k0[k]
+        return
+    c1 = coef[j + 1]
+    k1 = kf[j + 1]
+    if w == 2:
+        if first:
+            for k in range(m):
+                acc[k] = (0.0 + c0 * k0[k]) + c1 * k1[k]
+        else:
+            for k in range(m):
+                acc[k] = (acc[k] + c0 * k0[k]) + c1 * k1[k]
+        return
+    c2 = coef[j + 2]
+    k2 = kf[j + 2]
+    if w == 3:
+        if first:
+            for k in range(m):
+                acc[k] = ((0.0 + c0 * k0[k]) + c1 * k1[k]) + c2 * k2[k]
+        else:
+            for k in range(m):
+                acc[k] = ((acc[k] + c0 * k0[k]) + c1 * k1[k]) + c2 * k2[k]
+        return
+    c3 = coef[j + 3]
+    k3 = kf[j + 3]
+    if first:
+        for k in range(m):
+            acc[k] = (((0.0 + c0 * k0[k]) + c1 * k1[k]) + c2 * k2[k]) + c3 * k3[k]
+    else:
+        for k in range(m):
+            acc[k] = (((acc[k] + c0 * k0[k]) + c1 * k1[k]) + c2 * k2[k]) + c3 * k3[k]
+
+
+@njit(inline="always", cache=False)
+def _lane_sum(acc, kf, coef, nst):
+    """``acc = sum_{j < nst} coef[j] * kf[j]`` over all entries of the batch (flat), with
+    the summation order of ``erk.combine_serial`` (``acc = 0; acc += coef[j] k_j``)."""
+    if nst == 0:
+        for k in range(acc.size):
+            acc[k] = 0.0
+    j = 0
+    while j < nst:
+        w = min(4, nst - j)
+        _terms(acc, kf, coef, j, w, j == 0)
+        j += w
+
+
+@njit(inline="always", cache=False)
+def _combine_lanes(out, u, kf, coef, nst, hr, acc):
+    """``out = u + hr * sum_{j < nst} coef[j] * kf[j]`` over all entries of the batch, as
+    ``erk.combine_serial`` per lane (``hr`` holds each lane's step on each of its entries)."""
+    _lane_sum(acc, kf, coef, nst)
+    for k in range(u.size):
+        out[k] = u[k] + hr[k] * acc[k]
+
+
+@njit(cache=False)
+def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl, L, out,
+                    retcodes, stats):
+    """Trajectories ``i0 .. i0 + nl - 1`` (``nl <= L``) in lockstep; results into ``out``,
+    ``retcodes`` and ``stats`` at rows ``i0 + l`` (as ``erk_ensemble`` writes them)."""
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, beta1, beta2, safety, qmin, qmax = ctrl
+    n = u0s.shape[1]
+    s = B.size
+    last = s - 1 if fsal else s
+    m = L * n
+    nsv = savet.size
+    nstop = stops.size
+    t1 = stops[-1]
+    tdir = 1.0 if t1 >= t0 else -1.0
+
+    U = np.zeros((L, n))
+    UN = np.zeros((L, n))
+    Y = np.zeros((L, n))
+    E = np.zeros((L, n))
+    K = np.zeros((s, L, n))
+    HR = np.zeros(m)
+    ACC = np.zeros(m)
+    Uf = U.reshape(m)
+    UNf = UN.reshape(m)
+    Yf = Y.reshape(m)
+    Ef = E.reshape(m)
+    Kf = K.reshape((s, m))
+    T = np.zeros(L)
+    TS = np.zeros(L)
+    H = np.zeros(L)
+    HSTEP = np.zeros(L)
+    HABS = np.zeros(L)
+    EPREV = np.full(L, 1e-4)
+    D1 = np.zeros(L)
+    LAND = np.zeros(L, np.bool_)
+    AREJ = np.zeros(L, np.bool_)
+    K0V = np.ones(L, np.bool_)
+    ACT = np.zeros(L, np.bool_)
+    ISTOP = np.zeros(L, np.int64)
+    ISAVE = np.zeros(L, np.int64)
+    NSAVE = np.zeros(L, np.int64)
+    NITER = np.zeros(L, np.int64)
+    NF = np.zeros(L, np.int64)
+    NACC = np.zeros(L, np.int64)
+    NREJ = np.zeros(L, np.int64)
+    RC = np.zeros(L, np.int64)
+    idx = np.zeros(L, np.int64)
+    idx0 = np.zeros(L, np.int64)
+
+    # ---- start (erk_solve before its loop): save at t0, f(u0), initial step
+    save0 = nsv > 0 and savet[0] == t0
+    for l in range(nl):
+        for i in range(n):
+            U[l, i] = u0s[i0 + l, i]
+        T[l] = t0
+        if save0:
+            for i in range(n):
+                out[i0 + l, 0, i] = U[l, i]
+            NSAVE[l] = 1
+            ISAVE[l] = 1
+        idx[l] = l
+    _eval(f, fb, batched, K[0], U, ps, T, idx, i0, nl)
+    na = 0
+    for l in range(nl):
+        NF[l] = 1
+        finite = True
+        for i in range(n):
+            if not np.isfinite(K[0, l, i]):
+                finite = False
+                break
+        if finite:
+            ACT[l] = True
+            idx[na] = l
+            na += 1
+        else:
+            RC[l] = RC_INITIAL
+    istop0 = 0
+    while istop0 < nstop and stops[istop0] * tdir <= t0 * tdir:
+        istop0 += 1
+    if adaptive and not dt > 0.0:
+        for k in range(na):
+            l = idx[k]
+            h0, d1 = initial_dt_probe(U[l], K[0, l], tdir, atol, rtol, dtmax, Y[l])
+            HABS[l] = h0
+            D1[l] = d1
+            TS[l] = T[l] + tdir * h0
+        _eval(f, fb, batched, E, Y, ps, TS, idx, i0, na)
+        for k in range(na):
+            l = idx[k]
+            HABS[l] = initial_dt_finish(U[l], K[0, l], E[l], HABS[l], D1[l], q - 1, atol,
+                                        rtol, dtmax, Y[l])
+            NF[l] += 1
+    for k in range(na):
+        l = idx[k]
+        if not adaptive or dt > 0.0:
+            HABS[l] = dt
+        HABS[l] = min(HABS[l], dtmax)
+        ISTOP[l] = istop0
+        if istop0 >= nstop:
+            ACT[l] = False
+    # ---- the stepping loop: one step attempt of every active lane per pass
+    while True:
+        # lane setup; the list of active lanes is compacted in place
+        nact = 0
+        n0 = 0
+        for k in range(na):
+            l = idx[k]
+            if not ACT[l]:
+                continue
+            if NITER[l] >= maxiters:
+                RC[l] = RC_MAXITERS
+                ACT[l] = False
+                continue
+            NITER[l] += 1
+            stop = stops[ISTOP[l]]
+            dist = abs(stop - T[l])
+            land = HABS[l] * (1.0 + 1e-10) >= dist   # no sliver steps (as erk_solve)
+            hstep = dist if land else HABS[l]
+            h = tdir * hstep
+            HSTEP[l] = hstep
+            H[l] = h
+            LAND[l] = land
+            for i in range(n):
+                HR[l * n + i] = h
+            idx[nact] = l
+            nact += 1
+            if not K0V[l]:
+                idx0[n0] = l
+                n0 += 1
+        na = nact
+        if nact == 0:
+            break
+        # ---- one RK step of every active lane (erk.rk_step, vectorised over the lanes)
+        if n0 > 0:
+            _eval(f, fb, batched, K[0], U, ps, T, idx0, i0, n0)
+        for i in range(1, last):
+            _combine_lanes(Yf, Uf, Kf, A[i], i, HR, ACC)
+            ci = C[i]
+            for l in range(L):
+                TS[l] = T[l] + ci * H[l]
+            _eval(f, fb, batched, K[i], Y, ps, TS, idx, i0, nact)
+        _combine_lanes(UNf, Uf, Kf, B, last, HR, ACC)
+        if fsal:
+            for l in range(L):
+                TS[l] = T[l] + H[l]
+            _eval(f, fb, batched, K[s - 1], UN, ps, TS, idx, i0, nact)
+        if adaptive:
+            # error estimate h * sum_j BERR[j] k_j (the general loop's order)
+            _lane_sum(ACC, Kf, BERR, s)
+            for k in range(m):
+                Ef[k] = HR[k] * ACC[k]
+        nfs = (last - 1) + (1 if fsal else 0)
+        # ---- step control per lane (erk_solve's accept/reject, stops and saves)
+        for k in range(nact):
+            l = idx[k]
+            NF[l] += nfs if K0V[l] else nfs + 1
+            K0V[l] = True
+            hstep = HSTEP[l]
+            if adaptive:
+                err = error_norm_at(Ef, Uf, UNf, l * n, n, atol, rtol)
+                if not (err <= 1.0):
+                    NREJ[l] += 1
+                    nonfinite = not (err < np.inf)
+                    HABS[l] = hstep * reject_factor(err, beta1, safety, qmin)
+                    AREJ[l] = True
+                    if HABS[l] < dtmin:
+                        RC[l] = RC_UNSTABLE if nonfinite else RC_DTMIN
+                        ACT[l] = False
+                    continue
+                fac = pi_factor(err, EPREV[l], beta1, beta2, safety, qmin,
+                                1.0 if AREJ[l] else qmax)
+                EPREV[l] = max(err, 1e-4)
+                AREJ[l] = False
+            else:
+                finite = True
+                for i in range(n):
+                    if not np.isfinite(UN[l, i]):
+                        finite = False
+                        break
+                if not finite:
+                    RC[l] = RC_UNSTABLE
+                    ACT[l] = False
+                    continue
+                fac = 1.0
+            land = LAND[l]
+            tnew = stops[ISTOP[l]] if land else T[l] + H[l]
+            NACC[l] += 1
+            for i in range(n):
+                U[l, i] = UN[l, i]
+            T[l] = tnew
+            if land:
+                ISTOP[l] += 1
+            if fsal:
+                for i in range(n):
+                    K[0, l, i] = K[s - 1, l, i]
+            else:
+                K0V[l] = False
+            if ISAVE[l] < nsv and tnew == savet[ISAVE[l]]:
+                for i in range(n):
+                    out[i0 + l, NSAVE[l], i] = U[l, i]
+                NSAVE[l] += 1
+                ISAVE[l] += 1
+            if adaptive:
+                habs = min(hstep * fac, dtmax)
+                if land and habs < hstep:
+                    habs = hstep
+                HABS[l] = habs
+            else:
+                HABS[l] = dt
+            if ISTOP[l] >= nstop:
+                ACT[l] = False
+        for k in range(nact):
+            l = idx[k]
+            if not ACT[l]:
+                for i in range(n):
+                    HR[l * n + i] = 0.0
+    for l in range(nl):
+        for j in range(NSAVE[l], nsv):
+            for i in range(n):
+                out[i0 + l, j, i] = np.nan
+        retcodes[i0 + l] = RC[l]
+        stats[i0 + l, 0] = NF[l]
+        stats[i0 + l, 1] = 0
+        stats[i0 + l, 2] = 0
+        stats[i0 + l, 3] = NACC[l]
+        stats[i0 + l, 4] = NREJ[l]
+
+
+@njit(parallel=True, cache=True)
+def erk_lockstep(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, lanes, out, retcodes,
+                 stats):
+    """Trajectory ``i`` of ``u0s`` (N, n) with parameters ``ps[i]`` (``ps`` with one row:
+    shared), saved at the common times ``savet`` into ``out[i]`` (N, nsave, n); the
+    arguments and results of :func:`jitsolve.kernels.cpu.erk.erk_ensemble` without
+    callbacks or linear part (``stops`` must not be empty).  Batches of ``lanes``
+    trajectories, one batch per thread at a time, in lockstep; ``f`` the right-hand side
+    as a first-class function, ``fb`` its batch form (``SIGNATURES["f_batch_t"]``), used
+    when ``batched``.  ``stats`` (N, 5), ``retcodes`` (N,)."""
+    N = u0s.shape[0]
+    nb = (N + lanes - 1) // lanes
+    for b0 in prange(nb):
+        b = np.int64(b0)
+        i0 = b * lanes
+        nl = min(lanes, N - i0)
+        _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl, lanes,
+                        out, retcodes, stats)
