@@ -40,7 +40,7 @@ __all__ = ["rosenbrock_adjoint", "esdirk_adjoint", "record_schedule"]
 
 def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, gsave,
                        save_after, g_initial=None, checkpoints="all", store=None, np_grad=0,
-                       recompute=False):
+                       recompute=False, nk=0):
     """Reverse sweep of a Rosenbrock solve over its recorded steps.
 
     Parameters
@@ -51,8 +51,11 @@ def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, g
     states : (N + 1, n) states of the forward pass (``checkpoints="all"``), or None to
         recompute them from ``u0`` (also with ``recompute``)
     gsave, save_after, g_initial : loss gradients as in :func:`.discrete.erk_adjoint`
+    nk : size of the grid operator's coefficient field when ``vj`` asks for its gradient
+        (``wrt="kappa"``); the derivative of ``J = A(kappa)`` along the stages enters
+        like that of ``J(u, p)``
 
-    Returns ``(lam0, pbar, nrecompute)``.
+    Returns ``(lam0, pbar, kbar, nrecompute)`` (``kbar`` empty unless ``nk``).
     """
     N = steps_t.size
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
@@ -60,7 +63,7 @@ def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, g
     s = tab[6].size
     lam = np.zeros(n)
     pbar = np.zeros(max(np_grad, 0))
-    wk = K.ros_work(n, s, np_grad)
+    wk = K.ros_work(n, s, np_grad, nk)
     nre = 0
     if N == 0:
         pass
@@ -105,11 +108,11 @@ def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, g
             snaps.close()
     if g_initial is not None:
         lam += g_initial
-    return lam, pbar, nre
+    return lam, pbar, wk[22][:nk].copy(), nre
 
 
 def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after, g_initial=None,
-                   checkpoints="all", store=None, np_grad=0):
+                   checkpoints="all", store=None, np_grad=0, nk=0):
     """Reverse sweep of an ImplicitEuler / (E)SDIRK solve by the implicit function theorem
     at each stage (:mod:`jitsolve.kernels.cpu.esdirk_adjoint`).  The states are always
     recomputed from ``u0`` with every stage solved to rounding (the forward pass's Newton
@@ -132,10 +135,11 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
     u0, gsave, save_after, g_initial : as :func:`.discrete.erk_adjoint`
     checkpoints : ``"all"`` or an int ``C`` (binomial schedule; with ``store`` an HDF5
         store, Python-driven)
+    nk : size of the coefficient field when ``vj`` asks for its gradient (not with IMEX)
 
     Returns
     -------
-    lam0, pbar, nrecompute, ok
+    lam0, pbar, kbar, nrecompute, ok
         ``ok`` is False if a re-solved stage did not converge (IMEX: ``W`` singular or a
         stage not finite).
     """
@@ -150,6 +154,8 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
         if not rhs[4] or not vj[11]:
             raise ValueError("esdirk_adjoint: the IMEX form needs a linear part and its "
                              "transpose in vj")
+        if nk:
+            raise ValueError("esdirk_adjoint: no coefficient-field gradient in the IMEX form")
         wk = KS.ark_work(n, s)
         if N:
             KS.ark_setup(rhs, float(steps_t[0]), wk)
@@ -165,7 +171,7 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
             return KS.ark_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave,
                                    save_after, lam, pbar, wk)
     else:
-        wk = KS.sd_work(n, s, np_grad)
+        wk = KS.sd_work(n, s, np_grad, nk)
 
         def advance(cur, i0, i1, states, keep):
             return KS.sd_advance(rhs, jd, tab, cur, steps_t, steps_h, i0, i1, states, keep, wk)
@@ -219,4 +225,5 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
             snaps.close()
     if g_initial is not None:
         lam += g_initial
-    return lam, pbar, nre, ok[0]
+    kbar = wk[17][:nk].copy() if nk else np.zeros(0)
+    return lam, pbar, kbar, nre, ok[0]

@@ -576,9 +576,11 @@ def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
         return loss.value(s.u)
     val = J(prob)
     out = {}
+    # the coefficient field's operator: the right-hand side, or a split problem's L
+    op_field = "L" if isinstance(prob, SplitODEProblem) else "f"
     for name in wrt:
         if name == "kappa":
-            base = prob.f.kappa
+            base = getattr(prob, op_field).kappa
         else:
             base = getattr(prob, name)
         x = np.array(base, dtype=np.float64)
@@ -592,7 +594,8 @@ def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
                 y[k] += sgn * h
                 if name == "kappa":
                     from .grid.stencils import Diffusion
-                    pr = remake(prob, f=Diffusion(prob.f.grid, y.reshape(x.shape)))
+                    op = getattr(prob, op_field)
+                    pr = remake(prob, **{op_field: Diffusion(op.grid, y.reshape(x.shape))})
                 else:
                     pr = remake(prob, **{name: y.reshape(x.shape)})
                 vals.append(J(pr))

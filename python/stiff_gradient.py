@@ -41,7 +41,9 @@ __all__ = ["stiff_discrete_adjoint"]
 def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     """``(value, grads)`` of ``loss`` on the solution of ``prob`` by the stiff ``alg``.
 
-    ``wrt``: names among ``"p"``, ``"u0"``; ``sensealg``: ``js.DiscreteAdjoint`` (any
+    ``wrt``: names among ``"p"``, ``"u0"``, ``"kappa"`` (the coefficient field of a
+    ``js.Diffusion`` right-hand side or linear part; not through KenCarp4's IMEX form);
+    ``sensealg``: ``js.DiscreteAdjoint`` (any
     checkpointing) or None; ``solve_kw``: ``solve``'s options (``adaptive``, ``dt``,
     ``rtol``, ``atol``, ``tstops``, ``maxiters``, ``dtmin``).
     """
@@ -52,7 +54,7 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .ode_stiff import KenCarp4, Rodas5P, Rosenbrock23, StiffAlgorithm, _jacobian_tuple
     from .problems import SplitODEProblem
     from .rhs import problem_rhs
-    from .sensitivity import DiscreteAdjoint, _loss_times, _vjp_for
+    from .sensitivity import DiscreteAdjoint, _grads_out, _loss_times, _vjp_for
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.rosenbrock import solve_stiff, stiff_tableau
 
@@ -67,13 +69,18 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             f"sensealg: stiff algorithms support DiscreteAdjoint (or FiniteDifference); got "
             f"{type(sensealg).__name__}")
     for name in wrt:
-        if name not in ("p", "u0"):
-            raise UnsupportedAlgorithmError(f"wrt: the stiff adjoint differentiates 'p' and "
-                                            f"'u0', not {name!r}")
+        if name not in ("p", "u0", "kappa"):
+            raise UnsupportedAlgorithmError(f"wrt: the stiff adjoint differentiates 'p', 'u0' "
+                                            f"and 'kappa', not {name!r}")
     if solve_kw.get("callback") is not None:
         raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
     split = isinstance(prob, SplitODEProblem)
     imex = split and isinstance(alg, KenCarp4)     # f explicit, L implicit (as solve runs it)
+    if imex and "kappa" in wrt:
+        raise UnsupportedAlgorithmError(
+            "wrt: 'kappa' through KenCarp4's IMEX form (implicit grid operator) is not "
+            "supported yet; use Kvaerno5 or Rodas5P on the SplitODEProblem (both parts "
+            "implicit), or an explicit method")
     if isinstance(prob.L if split else prob.f, GridOperator) and prob.u0.size > alg.dense_max:
         raise UnsupportedAlgorithmError("prob: the stiff adjoints need the dense path "
                                         f"(at most dense_max={alg.dense_max} unknowns)")
@@ -121,34 +128,25 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
             rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
     vj, np_grad = _vjp_for(prob, rhs, wrt)
+    nk = n if "kappa" in wrt else 0
     g_init = None if g_initial_row is None else g[g_initial_row]
     if not rosen:
         # ImplicitEuler / ESDIRK (and KenCarp4's IMEX pair): implicit function theorem at
         # stages re-solved to rounding
-        lam, pbar, nre, ok = esdirk_adjoint(
+        lam, pbar, kbar, nre, ok = esdirk_adjoint(
             krhs, jd, vj, stiff_tableau(alg.method, imex), st, sh, u0=u0, gsave=g,
             save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints,
-            store=sensealg.store, np_grad=np_grad)
+            store=sensealg.store, np_grad=np_grad, nk=nk)
         if not ok:
             raise SolveFailedError("gradient: a stage re-solved for the adjoint did not "
                                    "converge (Newton with the step-start Jacobian)")
-        return val, _pack(prob, wrt, lam, pbar)
+        return val, _grads_out(prob, wrt, lam, pbar, kbar)
     # non-autonomous + adaptive: df/dt's increment of the forward pass is not recorded;
     # recompute the states with the accepted steps' increment (see adjoint/stiff.py)
     recompute = (not alg.autonomous) and oo["adaptive"]
-    lam, pbar, nre = rosenbrock_adjoint(
+    lam, pbar, kbar, nre = rosenbrock_adjoint(
         krhs, jd, vj, stiff_tableau(alg.method), st, sh,
         states=np.ascontiguousarray(raw["u"]) if all_states else None, u0=u0, gsave=g,
-        save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad,
-        recompute=recompute)
-    return val, _pack(prob, wrt, lam, pbar)
-
-
-def _pack(prob, wrt, lam, pbar):
-    out = {}
-    for name in wrt:
-        if name == "u0":
-            out["u0"] = lam.reshape(prob.u0.shape)
-        else:
-            out["p"] = pbar
-    return out
+        save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints,
+        store=sensealg.store, np_grad=np_grad, recompute=recompute, nk=nk)
+    return val, _grads_out(prob, wrt, lam, pbar, kbar)

@@ -239,8 +239,10 @@ def test_newton_methods_checkpoints_bitwise_equal():
 def test_unsupported():
     f, u0, tspan, p, td, dt, loss, _ = _setup(VDP, Rodas5P)
     prob = js.ODEProblem(f, u0, tspan, p)
-    with pytest.raises(UnsupportedAlgorithmError):
+    with pytest.raises(js.errors.InvalidProblemError, match="kappa"):   # no Diffusion here
         stiff_discrete_adjoint(prob, Rodas5P(), loss, "kappa", None, {})
+    with pytest.raises(UnsupportedAlgorithmError, match="wrt"):
+        stiff_discrete_adjoint(prob, Rodas5P(), loss, "tspan", None, {})
     with pytest.raises(UnsupportedAlgorithmError):
         stiff_discrete_adjoint(prob, Rodas5P(), loss, "p", js.ForwardSensitivity(), {})
 

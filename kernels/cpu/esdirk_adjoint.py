@@ -69,11 +69,14 @@ NEWTON_MAX = 100
 
 
 @njit(cache=True)
-def sd_work(n, s, np_grad):
+def sd_work(n, s, np_grad, nk=0):
+    """Work arrays of the (E)SDIRK sweeps; the last, ``wk[17]`` (``nk`` entries),
+    accumulates the gradient wrt a grid operator's coefficient field (``kappa``)."""
     return (np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)), np.zeros(n, np.int64),
             np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros(n), np.zeros(n),
             np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.complex128),
-            np.zeros(n, np.complex128), np.zeros(max(np_grad, 1)), np.zeros(n), np.zeros(n))
+            np.zeros(n, np.complex128), np.zeros(max(np_grad, 1)), np.zeros(n), np.zeros(n),
+            np.zeros(max(nk, 1)))
 
 
 @njit(cache=False)
@@ -177,18 +180,28 @@ def sd_advance(rhs, jd, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
 
 @njit(cache=False)
 def _vjp(vj, v, Y, p, t, c_u, out_u, c_p, out_p, wk):
-    """``out_u += c_u J(Y)^T v``; ``out_p += c_p J_p(Y)^T v``."""
+    """``out_u += c_u J(Y)^T v``; ``out_p += c_p J_p(Y)^T v`` (and ``wk[17] += c_p
+    d<v, f(Y)>/dkappa`` when ``vj`` asks for the coefficient field's gradient)."""
     n = Y.size
     o = wk[9]
     pt = wk[14]
+    kd = wk[15]
     npg = vj[7]
     for j in range(npg):
         pt[j] = 0.0
-    vjp_apply(vj, v, Y, p, t, o, pt, wk[15], wk[10], wk[12], wk[13])
+    kap = vj[12]
+    if kap:
+        for x in range(kd.size):
+            kd[x] = 0.0
+    vjp_apply(vj, v, Y, p, t, o, pt, kd, wk[10], wk[12], wk[13])
     for x in range(n):
         out_u[x] += c_u * o[x]
     for j in range(npg):
         out_p[j] += c_p * pt[j]
+    if kap:
+        kbar = wk[17]
+        for x in range(kbar.size):
+            kbar[x] += c_p * kd[x]
 
 
 @njit(cache=True)
@@ -230,7 +243,7 @@ def sd_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_a
             lu_solve_transpose(W, piv, mu)
             for x in range(n):
                 lam[x] += mu[x]
-            if vj[7] > 0:
+            if vj[7] > 0 or vj[12]:
                 _vjp(vj, mu, Z[st], p, ts, 0.0, wk[16], hg, pbar, wk)
             for j in range(st):
                 a = h * AI[st, j]

@@ -82,14 +82,16 @@ def lu_solve_transpose(W, piv, b):
 
 
 @njit(cache=True)
-def ros_work(n, s, np_grad):
-    """Work arrays of one reverse/advance step (a tuple, allocated once per sweep)."""
+def ros_work(n, s, np_grad, nk=0):
+    """Work arrays of one reverse/advance step (a tuple, allocated once per sweep); the
+    last, ``wk[22]`` (``nk`` entries), accumulates the gradient wrt a grid operator's
+    coefficient field (``kappa``) when the VJP source asks for it."""
     s3 = max(s, 3)
     return (np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)), np.zeros(n, np.int64),
             np.zeros(n), np.zeros(n), np.zeros((s3, n)), np.zeros((s3, n)), np.zeros((s3, n)),
             np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n),
             np.zeros(n), np.zeros(n), np.zeros(n, np.complex128), np.zeros(n, np.complex128),
-            np.zeros(max(np_grad, 1)), np.zeros(n), np.zeros(n))
+            np.zeros(max(np_grad, 1)), np.zeros(n), np.zeros(n), np.zeros(max(nk, 1)))
 
 
 @njit(cache=False)
@@ -192,28 +194,46 @@ def _jdir(vj, v, u, d, p, t, c, out_u, out_p, wk):
             Y[x] = u[x] + sig * d[x]
         for j in range(npg):
             pt[j] = 0.0
+        kap = vj[12]
+        if kap:
+            for x in range(kdummy.size):
+                kdummy[x] = 0.0
         vjp_apply(vj, v, Y, p, t, o, pt, kdummy, work, cu, cd)
         a = c * w / (6.0 * s)
         for x in range(n):
             out_u[x] += a * o[x]
         for j in range(npg):
             out_p[j] += a * pt[j]
+        if kap:
+            kbar = wk[22]
+            for x in range(kbar.size):
+                kbar[x] += a * kdummy[x]
 
 
 @njit(cache=False)
 def _vjp_add(vj, v, Y, p, t, c, out_u, out_p, wk):
-    """``out_u += c J(Y)^T v``; ``out_p += c J_p(Y)^T v``."""
+    """``out_u += c J(Y)^T v``; ``out_p += c J_p(Y)^T v`` (and ``wk[22] += c d<v,
+    f(Y)>/dkappa`` when ``vj`` asks for the coefficient field's gradient)."""
     n = Y.size
     npg = vj[7]
     o = wk[14]
     pt = wk[19]
+    kd = wk[20]
     for j in range(npg):
         pt[j] = 0.0
-    vjp_apply(vj, v, Y, p, t, o, pt, wk[20], wk[15], wk[17], wk[18])
+    kap = vj[12]
+    if kap:
+        for x in range(kd.size):
+            kd[x] = 0.0
+    vjp_apply(vj, v, Y, p, t, o, pt, kd, wk[15], wk[17], wk[18])
     for x in range(n):
         out_u[x] += c * o[x]
     for j in range(npg):
         out_p[j] += c * pt[j]
+    if kap:
+        kbar = wk[22]
+        for x in range(kbar.size):
+            kbar[x] += c * kd[x]
 
 
 @njit(cache=False)
