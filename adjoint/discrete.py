@@ -14,6 +14,13 @@ not differentiated, as in every discrete-adjoint code of this kind).  Checkpoint
 The gradient is bit-for-bit independent of the checkpointing choice (the same compiled
 step and stage code runs in every schedule).
 
+Loss times strictly inside steps (``solve(saveat=...)`` interpolates there with the
+method's dense output; ``dsave``) are differentiated through that interpolant, the
+accepted steps still held fixed: see :mod:`jitsolve.kernels.cpu.erk_adjoint`.  The
+store-all schedule then replays the recorded steps once to get the states before each
+step (the forward solve saved only the loss times), with the same compiled code as the
+other schedules.
+
 References
 ----------
 Griewank, Walther, *Evaluating Derivatives* (2008), ch. 12; Sandu, *On the properties
@@ -51,7 +58,8 @@ class MemoryStore:
 
 
 def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, save_after,
-                g_initial=None, checkpoints="all", store=None, np_grad=0, diag=False):
+                g_initial=None, checkpoints="all", store=None, np_grad=0, diag=False,
+                dsave=None):
     """Reverse sweep of an explicit RK solve.
 
     States of at least ``PARALLEL_N`` entries (grids) are reversed by the threaded
@@ -64,9 +72,13 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     vj : VJP source tuple (:func:`jitsolve.adjoint.vjp.make_vjp_source`)
     tab : tableau tuple
     steps_t, steps_h : accepted steps of the forward solve
-    states : (N + 1, n) array of every state (``checkpoints="all"``), else ``u0``
+    states : (N + 1, n) array of every state (``checkpoints="all"``), else ``u0``; with
+        ``dsave`` given, ``u0`` always (the store-all schedule replays the steps)
     gsave : (m, n) loss gradients at the saved states; ``save_after[i]`` the row for the
         state after step ``i`` (or -1); ``g_initial`` a loss gradient at ``t0`` or None.
+    dsave : ``(dptr, dtheta, drow)`` or None
+        Loss times strictly inside steps, on the method's interpolant
+        (:func:`jitsolve.kernels.cpu.erk_adjoint.reverse_steps`); small states only.
     diag : bool
         The Jacobian of ``f`` is diagonal (its declared sparsity is the identity); the
         large-state kernels then take its VJP in threaded passes.
@@ -79,6 +91,15 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     pbar = np.zeros(max(np_grad, 0))
     kbar = np.zeros(n)
     nre = 0
+    if dsave is not None and N > 0 and checkpoints == "all":
+        # the forward saved the loss times only: replay the recorded steps for the states
+        states = np.empty((N, n))
+        call(K.erk_advance, rhs, tab, np.ascontiguousarray(u0, dtype=np.float64).copy(),
+             steps_t, steps_h, 0, N, states, True)
+    if dsave is None:
+        dsave = K.NO_DENSE_SAVES
+    elif n >= PARALLEL_N:
+        raise ValueError("dsave: saves inside steps are reversed for small states only")
     if n >= PARALLEL_N and N > 0:
         nre = _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_after,
                                  checkpoints, store, lam, pbar, kbar, bool(diag))
@@ -87,13 +108,13 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     elif checkpoints == "all":
         # through the compiled entry point: Numba's typing of the rhs/vj tuples of
         # first-class functions costs ~0.13 ms per call (measured), more than short sweeps
-        call(K.erk_reverse, rhs, vj, tab, states, steps_t, steps_h, 0, N, gsave, save_after, lam,
-             pbar, kbar)
+        call(K.erk_reverse_dense, rhs, vj, tab, states, steps_t, steps_h, 0, N, gsave, save_after,
+             dsave, lam, pbar, kbar)
     elif store is None:
         # the schedule is recorded once and run in one compiled call
         ops, nre = record_schedule(N, int(checkpoints))
         call(K.erk_schedule, rhs, vj, tab, np.ascontiguousarray(u0, dtype=np.float64), steps_t,
-             steps_h, ops, int(checkpoints), gsave, save_after, lam, pbar, kbar)
+             steps_h, ops, int(checkpoints), gsave, save_after, dsave, lam, pbar, kbar)
     else:
         C = int(checkpoints)
         snaps = store
@@ -106,8 +127,8 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
 
         def reverse_step(i):
             buf[0] = cur
-            K.erk_reverse(rhs, vj, tab, buf, steps_t, steps_h, i, i + 1, gsave, save_after, lam,
-                          pbar, kbar)
+            K.erk_reverse_dense(rhs, vj, tab, buf, steps_t, steps_h, i, i + 1, gsave, save_after,
+                                dsave, lam, pbar, kbar)
 
         def take(i):
             snaps.put(i, cur)

@@ -5,8 +5,12 @@ loop (``jitsolve.kernels.cpu.erk``) integrates every method and every user funct
 Stiff methods live in :mod:`jitsolve.ode_stiff`.
 
 Conventions (after DifferentialEquations.jl): ``saveat=None`` saves every step and keeps
-the method's interpolant for ``sol(t)``; ``saveat`` times are stepped to exactly (they
-are stops, so no saved value is interpolated); ``tstops`` are hit exactly too.
+the method's interpolant for ``sol(t)``; ``saveat`` times do not constrain the steps of
+the methods with an interpolant (Tsit5, DP5, Vern7; states below ``erk.PARALLEL_N``
+entries): a time inside a step is saved from that step's interpolant, so saving at many
+times costs no extra steps (:func:`interpolates_saveat`).  Euler and RK4, large states
+and ensembles step onto their ``saveat`` times (saved values are then step ends).
+``tstops`` are hit exactly always.
 """
 import numpy as np
 
@@ -19,7 +23,8 @@ from .solution import EnsembleSolution, ODESolution, SolverStats
 from .solve import register
 
 __all__ = ["ExplicitRK", "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ContinuousCallback",
-           "DiscreteCallback", "ode_options", "ode_solution", "saveat_times"]
+           "DiscreteCallback", "ode_options", "ode_solution", "saveat_times",
+           "interpolates_saveat"]
 
 
 # ------------------------------------------------------------------------- callbacks
@@ -304,6 +309,21 @@ def ode_solution(prob, alg, raw, tab_bth=None):
     return sol
 
 
+def interpolates_saveat(alg, n):
+    """Whether ``solve(prob, alg, saveat=...)`` saves from the method's interpolant
+    instead of stepping onto the times: methods with an error estimate and an
+    interpolant (Tsit5, DP5, Vern7), fixed ``dt`` or not, on states of fewer than
+    ``erk.PARALLEL_N`` entries (the threaded large-state kernels step onto them).
+    ``js.gradient`` with ``DiscreteAdjoint`` differentiates whichever saving this says.
+
+    References
+    ----------
+    Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.6 (dense output).
+    """
+    from .kernels.cpu.erk import PARALLEL_N
+    return bool(getattr(alg, "adaptive", False) and getattr(alg, "dense", False)) and n < PARALLEL_N
+
+
 def _run_explicit(prob, alg, o, rhs=None, dense=None):
     from .solvers.ode.explicit import solve_erk
     oo = ode_options(prob, alg, o)
@@ -315,7 +335,8 @@ def _run_explicit(prob, alg, o, rhs=None, dense=None):
                     adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
                     maxiters=oo["maxiters"], tstops=oo["tstops"], saveat=oo["saveat"],
                     dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p),
-                    hasf=rhs.fun is not None)
+                    hasf=rhs.fun is not None,
+                    interpolate=oo["saveat"] is not None and interpolates_saveat(alg, prob.u0.size))
     return raw
 
 

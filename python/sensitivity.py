@@ -1,8 +1,9 @@
 """Sensitivity algorithms (``sensealg``) and gradients of ODE solves.
 
 ``js.gradient(ODEProblem, alg, loss, wrt=("p", "u0"), sensealg=js.DiscreteAdjoint())``
-runs the forward solve saving at the loss's times (they become stops, hit exactly), then
-the compiled discrete adjoint of the method; ``wrt`` may name ``"p"``, ``"u0"`` and, for
+runs the forward solve saving at the loss's times as ``solve(saveat=t_data)`` does
+(from the interpolant of Tsit5, DP5, Vern7; as stops for the others), then the compiled
+discrete adjoint of the method; ``wrt`` may name ``"p"``, ``"u0"`` and, for
 ``ODEProblem(js.Diffusion(g, kappa), ...)``, ``"kappa"``.
 """
 import numpy as np
@@ -90,13 +91,19 @@ class DiscreteAdjoint(SensitivityAlgorithm):
         Keep the checkpoints on disk.
 
     With adaptive steps the accepted step sizes are recorded and held fixed in the
-    reverse pass: the gradient is that of the computed discrete solution for those steps.
+    reverse pass: the gradient is that of the computed discrete solution for those steps,
+    exactly the values ``js.solve(prob, alg, saveat=t_data)`` returns.  For Tsit5, DP5
+    and Vern7 (small states) those are saved from the method's interpolant, so the
+    forward takes its own steps and the loss times inside a step are differentiated
+    through that step's dense output (FSAL and extra interpolation stages included);
+    for Euler, RK4 and large states the steps land on the loss times.
 
     References
     ----------
     Griewank, Walther, *Evaluating Derivatives* (2008), ch. 12; Sandu, *On the properties
     of Runge-Kutta discrete adjoints* (2006); Griewank, Walther, *Algorithm 799: Revolve*,
-    ACM TOMS 26 (2000).
+    ACM TOMS 26 (2000); Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.6 (dense
+    output).
 
     Examples
     --------
@@ -113,7 +120,8 @@ class DiscreteAdjoint(SensitivityAlgorithm):
     Cost
     ----
     One forward solve, then per step reversed (explicit RK with ``s`` stages, ``s - 1``
-    used for FSAL methods): the stage states are recomputed (``s`` evaluations of f;
+    used for FSAL methods, all ``s`` plus any extra interpolation stages on a step that
+    holds loss times inside it): the stage states are recomputed (``s`` evaluations of f;
     skipped for a purely linear right-hand side) and ``s`` VJPs.  A VJP by complex step
     is one complex evaluation of f per colour of the Jacobian (``n`` for a dense one,
     fewer with ``jac_sparsity``) plus one per parameter when differentiating ``p``; a
@@ -367,9 +375,118 @@ def _vjp_for(prob, rhs, wrt):
                            plin=plin, kappa_grad=kappa, bweight=bw), np_grad
 
 
-def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+def _forward_for_gradient(prob, alg, o, rhs):
+    """The forward solve of a discrete gradient (raises unless it succeeded)."""
+    from .ode import _run_explicit
+    raw = _run_explicit(prob, alg, o, rhs, dense=False)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
+                               f"at t = {raw['t_end']:.6g}")
+    return raw
+
+
+def _kernel_rhs(rhs, n):
+    """The kernels' right-hand-side tuple ``(f, p, lin, plin, haslin, tmp)``."""
+    from .kernels.cpu.rhs import zero_f
+    return (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
+            rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
+
+
+def _grads_out(prob, wrt, lam, pbar, kbar):
+    out = {}
+    for name in wrt:
+        if name == "u0":
+            out["u0"] = lam.reshape(prob.u0.shape)
+        elif name == "p":
+            out["p"] = pbar
+        elif name == "kappa":
+            out["kappa"] = kbar.reshape(prob.u0.shape)
+    return out
+
+
+def dense_save_map(t_data, steps_t, steps_h, t0, t_end):
+    """Where each loss time lies in the accepted steps of a solve that saved at
+    ``t_data`` from the interpolant: ``(save_after, dsave, g_initial_row)``.
+
+    ``save_after[i] = j`` when ``t_data[j]`` is the end of step ``i``; the others (not
+    ``t0``) lie strictly inside a step ``i`` and go to ``dsave = (dptr, dtheta, drow)``
+    (CSR over steps, ``theta = (t_j - t_i) / h_i`` computed as the forward loop does);
+    ``g_initial_row`` the row at ``t0`` or None.
+    """
+    N = steps_t.size
+    save_after = -np.ones(N, dtype=np.int64)
+    tdir = 1.0 if (N == 0 or steps_h[0] >= 0) else -1.0
+    t_after = np.append(steps_t[1:], t_end)
+    first = np.nonzero(t_data == t0)[0]
+    g_initial_row = int(first[0]) if first.size else None
+    j = np.nonzero(t_data != t0)[0]
+    # the step holding t: the last one starting before it (in the direction of integration)
+    at = np.searchsorted(tdir * steps_t, tdir * t_data[j], side="left") - 1
+    bad = (at < 0) | (at >= N)
+    if not bad.any():
+        bad = (t_data[j] - t_after[at]) * tdir > 0
+    if bad.any():
+        raise KeyError(float(t_data[j][np.argmax(bad)]))
+    end = t_data[j] == t_after[at]
+    save_after[at[end]] = j[end]
+    rows, steps = j[~end], at[~end]
+    dptr = np.zeros(N + 1, dtype=np.int64)
+    np.cumsum(np.bincount(steps, minlength=N), out=dptr[1:])
+    dtheta = (t_data[rows] - steps_t[steps]) / steps_h[steps]
+    return save_after, (dptr, np.ascontiguousarray(dtheta), rows), g_initial_row
+
+
+def _discrete_adjoint_dense(prob, alg, loss, wrt, sensealg, o, t_data):
+    """:func:`_ode_discrete_adjoint` where the loss times are saved from the method's
+    interpolant (:func:`jitsolve.ode.interpolates_saveat`): the forward is exactly
+    ``solve(prob, alg, saveat=t_data, **solve_kw)`` (same steps, same saved values bit
+    for bit); the reverse sweep (or, for ``ForwardSensitivity``, the tangents)
+    differentiates each save through its step's interpolant."""
     from .adjoint.discrete import erk_adjoint
-    from .ode import ExplicitRK, _run_explicit
+    from .adjoint.vjp import is_diagonal_pattern
+    from .rhs import problem_rhs
+    from .solve import _check_de_options
+    from .solvers.ode.explicit import tableau_arrays
+    o["saveat"] = t_data
+    _check_de_options(prob, o)
+    o["backend"] = "cpu"
+    rhs = problem_rhs(prob)
+    raw = _forward_for_gradient(prob, alg, o, rhs)
+    st, sh = raw["steps_t"], raw["steps_h"]
+    n = prob.u0.size
+    save_after, dsave, g_initial_row = dense_save_map(t_data, st, sh, prob.tspan[0],
+                                                      raw["t_end"])
+    u_saved = raw["u"].reshape((t_data.size,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    if isinstance(sensealg, ForwardSensitivity):
+        return _forward_sensitivity(prob, alg, rhs, _kernel_rhs(rhs, n), wrt, st, sh, save_after,
+                                    g, g_initial_row, val, dsave)
+    vj, np_grad = _vjp_for(prob, rhs, wrt)
+    diag = rhs.fun is not None and is_diagonal_pattern(rhs.fun.jac_sparsity, n)
+    lam, pbar, kbar, nre = erk_adjoint(
+        _kernel_rhs(rhs, n), vj, tableau_arrays(alg.tableau), st, sh,
+        u0=prob.u0.ravel().astype(np.float64), gsave=g, save_after=save_after,
+        g_initial=None if g_initial_row is None else g[g_initial_row],
+        checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad, diag=diag,
+        dsave=dsave)
+    return val, _grads_out(prob, wrt, lam, pbar, kbar), dict(naccept=st.size, nrecompute=nre)
+
+
+def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+    """Value, gradients and ``{naccept, nrecompute}`` of an explicit RK solve's loss by
+    the discrete adjoint (or the forward sensitivities).
+
+    The gradient is the exact derivative of the discrete solution that
+    ``solve(prob, alg, saveat=t_data, **solve_kw)`` returns, with its accepted step
+    sequence held fixed (the controller is not differentiated).  Where ``solve`` saves
+    from the interpolant (:func:`jitsolve.ode.interpolates_saveat`: Tsit5, DP5, Vern7 on
+    small states) the forward takes its own steps and the saves inside steps are
+    differentiated through the interpolant (Hairer, Nørsett, Wanner I, II.6); elsewhere
+    (Euler, RK4, large states) the steps land on the loss times.
+    """
+    from .adjoint.discrete import erk_adjoint
+    from .ode import ExplicitRK, interpolates_saveat
     from .rhs import problem_rhs
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.explicit import tableau_arrays
@@ -385,20 +502,21 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
     t0 = prob.tspan[0]
     inner = t_data[t_data != t0]
-    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
     forward_mode = isinstance(sensealg, ForwardSensitivity)
     if forward_mode and "kappa" in wrt:
         raise UnsupportedAlgorithmError("wrt: ForwardSensitivity differentiates 'p' and 'u0' "
                                         "(a coefficient field has too many entries: use DiscreteAdjoint)")
+    # differentiate the saving solve(saveat=t_data) does: from the interpolant inside steps
+    # where the method has one (no extra steps), else steps landing on the loss times
+    if interpolates_saveat(alg, prob.u0.size):
+        return _discrete_adjoint_dense(prob, alg, loss, wrt, sensealg, o, t_data)
+    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
     all_states = (not forward_mode) and sensealg.checkpoints == "all"
     o["saveat"] = None if all_states else inner
     _check_de_options(prob, o)
     o["backend"] = "cpu"
     rhs = problem_rhs(prob)
-    raw = _run_explicit(prob, alg, o, rhs, dense=False)
-    if raw["retcode"] != "Success":
-        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
-                               f"at t = {raw['t_end']:.6g}")
+    raw = _forward_for_gradient(prob, alg, o, rhs)
     st, sh = raw["steps_t"], raw["steps_h"]
     # the state after step i is at time steps_t[i + 1] (exactly), the last at t1
     t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
@@ -435,9 +553,7 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     u_saved = saved.reshape(shape)
     val = loss.value(u_saved)
     g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
-    from .kernels.cpu.rhs import zero_f
-    krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
-            rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
+    krhs = _kernel_rhs(rhs, n)
     if forward_mode:
         return _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g,
                                     g_initial_row, val)
@@ -450,20 +566,15 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         u0=prob.u0.ravel().astype(np.float64), gsave=g, save_after=save_after,
         g_initial=None if g_initial_row is None else g[g_initial_row],
         checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad, diag=diag)
-    out = {}
-    for name in wrt:
-        if name == "u0":
-            out["u0"] = lam.reshape(prob.u0.shape)
-        elif name == "p":
-            out["p"] = pbar
-        elif name == "kappa":
-            out["kappa"] = kbar.reshape(prob.u0.shape)
+    out = _grads_out(prob, wrt, lam, pbar, kbar)
     out_info = dict(naccept=st.size, nrecompute=nre)
     return val, out, out_info
 
 
-def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_initial_row, val):
+def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_initial_row, val,
+                         dsave=None):
     from .adjoint.vjp import COMPLEX_STEP
+    from .kernels.cpu.erk_adjoint import NO_DENSE_SAVES
     from .kernels.cpu.erk_tangent import erk_tangent
     from .kernels.cpu.rhs import zero_f_complex
     from .solvers.ode.explicit import tableau_arrays
@@ -486,7 +597,8 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
     S = np.zeros((m, du0.shape[0], n))
     fc = rhs.fun.cfunc("f_complex") if has_f else zero_f_complex
     erk_tangent(krhs, fc, has_f, tableau_arrays(alg.tableau), prob.u0.ravel().astype(np.float64),
-                st, sh, save_after, du0, dp, S, COMPLEX_STEP)
+                st, sh, save_after, NO_DENSE_SAVES if dsave is None else dsave, du0, dp, S,
+                COMPLEX_STEP)
     if g_initial_row is not None:
         S[g_initial_row] = du0
     grad = np.einsum("jn,jdn->d", g, S)
@@ -708,7 +820,8 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
 
 def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     """Per-trajectory gradients of an ensemble in one compiled kernel (see
-    :func:`jitsolve.kernels.cpu.erk_adjoint.erk_ensemble_gradient`)."""
+    :func:`jitsolve.kernels.cpu.erk_adjoint.erk_ensemble_gradient`); like the ensemble
+    solve, each trajectory steps onto the loss times."""
     from .kernels.cpu import erk_adjoint as K
     from .kernels.cpu.rhs import zero_f
     from .losses import L2Loss

@@ -17,8 +17,12 @@ Arguments are packed in tuples:
     times the steps land on exactly, in the direction of integration, ending at ``t1``
     (``tstops``, ``saveat`` times, and ``t1``).
 ``save = (every, savet, dense)``
-    ``every``: save the initial point and every step; else save exactly at ``savet``
-    (all of them are stops).  ``dense``: keep each step's stages for interpolation.
+    ``every``: save the initial point and every step; else save exactly at ``savet``:
+    a time that is a step's end saves that state, one strictly inside an accepted step
+    saves the method's interpolant there (:func:`dense_eval` with that step's stages,
+    the extra ones included: Hairer-Nørsett-Wanner I, II.6).  Which of them are stops is
+    the caller's choice (all of them: no interpolated value).  ``dense``: keep each
+    step's stages for interpolation.
 ``cb = (ccond, caffect, has_c, c_terminate, c_direction, has_caffect, dcond, daffect, has_d, cbp)``
     one continuous callback (event located by root finding on the dense output, then the
     step is redone to land on it exactly) and one discrete callback (checked after each
@@ -39,8 +43,8 @@ from numba import njit, prange
 from .rhs import eval_rhs
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 
-__all__ = ["erk_solve", "erk_ensemble", "rk_step", "dense_eval", "RC_SUCCESS", "RC_TERMINATED",
-           "RC_MAXITERS", "RC_DTMIN", "RC_UNSTABLE", "RC_INITIAL"]
+__all__ = ["erk_solve", "erk_ensemble", "rk_step", "dense_eval", "dense_weights", "RC_SUCCESS",
+           "RC_TERMINATED", "RC_MAXITERS", "RC_DTMIN", "RC_UNSTABLE", "RC_INITIAL"]
 
 RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
 
@@ -120,11 +124,10 @@ def extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp):
     return CX.size
 
 
-@njit(cache=False)
-def dense_eval(out, u, ks, BTH, theta, h):
-    """``out = u + h * sum_i b_i(theta) ks[i]`` with ``b_i(theta) = sum_j BTH[i, j] theta^(j+1)``."""
+@njit(inline="always", cache=False)
+def dense_weights(w, BTH, theta):
+    """``w[i] = b_i(theta) = sum_j BTH[i, j] theta^(j+1)``, the dense-output weights."""
     sd, d = BTH.shape
-    w = np.zeros(sd)
     for i in range(sd):
         acc = 0.0
         th = theta
@@ -132,6 +135,14 @@ def dense_eval(out, u, ks, BTH, theta, h):
             acc += BTH[i, j] * th
             th *= theta
         w[i] = acc
+
+
+@njit(cache=False)
+def dense_eval(out, u, ks, BTH, theta, h):
+    """``out = u + h * sum_i b_i(theta) ks[i]`` with ``b_i(theta) = sum_j BTH[i, j] theta^(j+1)``."""
+    sd = BTH.shape[0]
+    w = np.zeros(sd)
+    dense_weights(w, BTH, theta)
     combine(out, u, ks, w, sd, h)
 
 
@@ -378,6 +389,16 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                     stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
                 dus[nsteps] = u
                 dks[nsteps] = ks[:BTH.shape[0]]
+            # save times strictly inside the step (those that are not stops): interpolant
+            if not every and isave < savet.size and (tnew - savet[isave]) * tdir > 0.0:
+                if CX.size > 0 and not dense:
+                    stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+                while isave < savet.size and (tnew - savet[isave]) * tdir > 0.0:
+                    dense_eval(ytmp, u, ks, BTH, (savet[isave] - t) / h, h)
+                    ts[nsave] = savet[isave]
+                    us[nsave] = ytmp
+                    nsave += 1
+                    isave += 1
             steps_t[nsteps] = t
             steps_h[nsteps] = h
             nsteps += 1

@@ -10,7 +10,23 @@ discrete adjoints*, 2006)::
     pbar  += J_p(Y_i)^T kbar_i,                      lam = lam' + sum_i Ybar_i.
 
 An FSAL method's last stage has ``b_s = 0`` and feeds only the error estimate, so it
-drops out.  Products with ``J^T`` come from a VJP source tuple
+drops out -- unless the step holds saved times.
+
+Saved times strictly inside a step (``solve(saveat=...)`` of a method with an interpolant
+does not step onto them) are the method's dense output
+``y(theta) = u + h sum_j b_j(theta) k_j`` over the step's stages: for an FSAL pair these
+include ``k_s = f(u', t + h)``, and for Verner's pairs the extra stages
+``k_{s+r} = f(u + h sum_j AX_rj k_j, t + CX_r h)`` (Hairer, Nørsett, Wanner, *Solving
+ODEs I*, II.6).  Such a step is reversed over the extended tableau (rows ``A``, then
+``B`` for the FSAL stage, then ``AX``), its stage adjoints seeded with
+``h (b_j lam' + sum_k b_j(theta_k) g_k)`` and ``u`` with ``lam' + sum_k g_k``
+(:func:`erk_step_adjoint_dense`; Griewank, Walther, *Evaluating Derivatives*, ch. 3-4:
+each stage is one elemental operation of the recorded program).  The saves are given
+per step in CSR form, ``dsave = (dptr, dtheta, drow)``: step ``i`` holds saves
+``dptr[i] .. dptr[i+1]-1`` at ``theta = (t_k - t_i) / h_i`` (computed exactly as the
+forward loop computes it) whose loss gradients are rows ``drow`` of ``gsave``.
+
+Products with ``J^T`` come from a VJP source tuple
 
 ``vj = (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
         linT, plin, haslin, kappa_grad, bweight)``
@@ -24,12 +40,13 @@ the coefficient field of a packed Diffusion operator also gets its gradient.
 import numpy as np
 from numba import njit, prange
 
-from .erk import combine, erk_solve, erk_solve_inner
+from .erk import combine, dense_weights, erk_solve, erk_solve_inner
 from .rhs import eval_rhs
 from .rhs_grid import grid_param_vjp
 
-__all__ = ["vjp_apply", "erk_stages", "erk_step_adjoint", "erk_advance", "erk_reverse",
-           "erk_ensemble_gradient", "erk_schedule"]
+__all__ = ["vjp_apply", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
+           "erk_step_adjoint_dense", "erk_advance", "erk_reverse", "erk_reverse_dense",
+           "reverse_steps", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
 
 
 @njit(cache=False)
@@ -87,6 +104,32 @@ def erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks):
     return su
 
 
+@njit(inline="always", cache=False)
+def stage_coefficients(tab, i):
+    """``(a_i, c_i)`` of stage ``i`` in the tableau extended for the interpolant: ``A[i]``,
+    then ``B`` for an FSAL pair's last stage (``f(u', t + h)``; ``C[s-1] = 1``), then the
+    extra stages ``AX[i - s], CX[i - s]`` -- as the forward loop forms them
+    (``erk.rk_step``, ``erk.extra_stages``); ``Y_i = u + h sum_{j<i} a_i[j] k_j``."""
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    s = B.size
+    if i >= s:
+        return AX[i - s], CX[i - s]
+    if fsal and i == s - 1:
+        return B, C[i]
+    return A[i], C[i]
+
+
+@njit(cache=False)
+def erk_stages_dense(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks, nst):
+    """Stages ``0 .. nst-1`` of a step for its interpolant: those of :func:`erk_stages`,
+    then those :func:`stage_coefficients` adds (FSAL stage, extra stages)."""
+    su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks)
+    for i in range(su, nst):
+        a, c = stage_coefficients(tab, i)
+        combine(Ys[i], u, ks, a, i, h)
+        eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], t + c * h)
+
+
 @njit(cache=True)
 def erk_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store):
     """Redo the recorded steps ``i0 .. i1-1`` from ``u`` (in place); with ``store`` the
@@ -135,18 +178,73 @@ def erk_step_adjoint(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, k
             lam[x] += Ybar[i, x]
 
 
-@njit(cache=True)
-def erk_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, lam, pbar,
-                kbar):
+@njit(cache=False)
+def erk_step_adjoint_dense(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, kb, work,
+                           cu, cd, gsave, dtheta, drow, k0, k1, D, w):
+    """:func:`erk_step_adjoint` for a step holding the saves ``k0 .. k1-1`` at
+    ``dtheta[k]`` (loss gradients ``gsave[drow[k]]``) on its interpolant: the exact
+    derivative of ``(u', y(theta_k))`` with respect to ``u`` (and ``p``), reversed over
+    the stages the interpolant uses (FSAL and extra stages included); see the module
+    docstring.  ``D`` (stages x n) and ``w`` (interpolant weights) are work arrays."""
+    f, p, lin, plin, haslin, tmp = rhs
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    n = u.size
+    s = B.size
+    su = s - 1 if fsal else s
+    sd = BTH.shape[0]
+    nst = max(su, sd)
+    if vj[2] or vj[12]:
+        erk_stages_dense(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks, nst)
+    # direct seeds of the stage adjoints (before the factor h): b_j lam' + sum_k b_j(theta_k) g_k
+    for j in range(nst):
+        bj = B[j] if j < su else 0.0
+        for x in range(n):
+            D[j, x] = bj * lam[x]
+    for k in range(k0, k1):
+        dense_weights(w, BTH, dtheta[k])
+        r = drow[k]
+        for j in range(sd):
+            wj = w[j]
+            if wj != 0.0:
+                for x in range(n):
+                    D[j, x] += wj * gsave[r, x]
+        for x in range(n):
+            lam[x] += gsave[r, x]
+    for i in range(nst - 1, -1, -1):
+        for x in range(n):
+            kb[x] = D[i, x]
+        for l in range(i + 1, nst):
+            a = stage_coefficients(tab, l)[0][i]       # dY_l / d(h k_i)
+            if a != 0.0:
+                for x in range(n):
+                    kb[x] += a * Ybar[l, x]
+        for x in range(n):
+            kb[x] *= h
+        vjp_apply(vj, kb, Ys[i], p, t + stage_coefficients(tab, i)[1] * h, Ybar[i], pbar,
+                  kbar_acc, work, cu, cd)
+    for i in range(nst):
+        for x in range(n):
+            lam[x] += Ybar[i, x]
+
+
+@njit(cache=False)
+def reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, dsave, lam,
+                  pbar, kbar):
     """Reverse steps ``i1-1 .. i0`` with the states before each step in ``states[i - i0]``.
     ``save_after[i]`` is the index into ``gsave`` of a loss term on the state after step
-    ``i`` (or -1); it is added to ``lam`` before that step is reversed."""
+    ``i`` (or -1); it is added to ``lam`` before that step is reversed.  ``dsave`` the
+    saves inside steps (module docstring; empty arrays: none); a step holding some is
+    reversed by :func:`erk_step_adjoint_dense`, every other by :func:`erk_step_adjoint`."""
+    dptr, dtheta, drow = dsave
     n = lam.size
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
-    s = B.size
-    Ys = np.zeros((s, n))
-    ks = np.zeros((s, n))
-    Ybar = np.zeros((s, n))
+    # the interpolant's stages and seeds only when some step holds saves
+    ns = max(B.size + CX.size, BTH.shape[0]) if dptr.size > 0 else B.size
+    Ys = np.zeros((ns, n))
+    ks = np.zeros((ns, n))
+    Ybar = np.zeros((ns, n))
+    D = np.zeros((ns if dptr.size > 0 else 0, n))
+    w = np.zeros(BTH.shape[0])
     kb = np.zeros(n)
     work = np.zeros(n)
     cu = np.zeros(n, np.complex128)
@@ -156,8 +254,33 @@ def erk_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_afte
         if g >= 0:
             for x in range(n):
                 lam[x] += gsave[g, x]
-        erk_step_adjoint(rhs, vj, tab, states[i - i0], steps_t[i], steps_h[i], lam, pbar, kbar,
-                         Ys, ks, Ybar, kb, work, cu, cd)
+        if dptr.size > i + 1 and dptr[i + 1] > dptr[i]:
+            erk_step_adjoint_dense(rhs, vj, tab, states[i - i0], steps_t[i], steps_h[i], lam,
+                                   pbar, kbar, Ys, ks, Ybar, kb, work, cu, cd, gsave, dtheta,
+                                   drow, dptr[i], dptr[i + 1], D, w)
+        else:
+            erk_step_adjoint(rhs, vj, tab, states[i - i0], steps_t[i], steps_h[i], lam, pbar,
+                             kbar, Ys, ks, Ybar, kb, work, cu, cd)
+
+
+#: ``dsave`` with no saves inside steps (every loss time is a step's end)
+NO_DENSE_SAVES = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+
+
+@njit(cache=True)
+def erk_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, lam, pbar,
+                kbar):
+    """:func:`reverse_steps` with every loss time a step's end (no ``dsave``)."""
+    reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after,
+                  (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)), lam, pbar, kbar)
+
+
+@njit(cache=True)
+def erk_reverse_dense(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, dsave,
+                      lam, pbar, kbar):
+    """:func:`reverse_steps` from Python (saves inside steps given by ``dsave``)."""
+    reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, dsave, lam,
+                  pbar, kbar)
 
 
 @njit(parallel=True, cache=True)
@@ -231,10 +354,12 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
 
 
 @njit(cache=True)
-def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam, pbar, kbar):
+def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, dsave, lam, pbar,
+                 kbar):
     """Run a recorded checkpointing schedule (``jitsolve.adjoint.checkpoint.record_schedule``)
     in one compiled call: rows ``(0, i0, i1)`` advance, ``(1, i, _)`` reverse step ``i``,
-    ``(2, i, _)`` snapshot, ``(3, i, _)`` restore snapshot ``i`` (dropping those above).
+    ``(2, i, _)`` snapshot, ``(3, i, _)`` restore snapshot ``i`` (dropping those above);
+    ``dsave`` as in :func:`reverse_steps`.
     At most ``C + 1`` states are held (the initial one and ``C``), plus the current one."""
     n = u0.size
     snaps = np.empty((C + 2, n))
@@ -249,8 +374,8 @@ def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
             erk_advance_inner(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False)
         elif op == 1:
             buf[0] = cur
-            erk_reverse_inner(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after, lam,
-                        pbar, kbar)
+            reverse_steps(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after, dsave,
+                          lam, pbar, kbar)
         elif op == 2:
             top += 1
             keys[top] = a

@@ -8,32 +8,42 @@ the user's ``f`` at ``(Y + i eps dY, p + i eps dp)`` (exact to rounding); a line
 part contributes ``L dY``.  Cost: one extra complex evaluation per stage and direction,
 so forward sensitivities suit few parameters (Hairer, Nørsett, Wanner I, I.14; the
 discrete forward mode of Griewank, Walther, *Evaluating Derivatives*, ch. 3).
+
+Saves strictly inside a step (``dsave``, as in :mod:`.erk_adjoint`) are the tangents of
+the step's interpolant, ``dU + h sum_j b_j(theta) dk_j``, over the stages it uses (FSAL
+and extra stages included; Hairer, Nørsett, Wanner I, II.6).
 """
 import numpy as np
 from numba import njit
 
-from .erk import combine
+from .erk import combine, dense_weights
+from .erk_adjoint import stage_coefficients
 from .rhs import eval_rhs
 
 __all__ = ["erk_tangent"]
 
 
 @njit(cache=True)
-def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, du0, dp, out, eps):
+def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, dsave, du0, dp, out, eps):
     """Propagate the directions ``du0[d], dp[d]`` (ndir rows) along the recorded steps;
     ``out[j, d]`` receives the tangent of the state after step ``i`` when
-    ``save_after[i] = j``.  Returns the final state."""
+    ``save_after[i] = j``, and that of the interpolant at the saves ``dsave`` inside
+    steps (``(dptr, dtheta, drow)``, see :mod:`.erk_adjoint`).  Returns the final state."""
     f, p, lin, plin, haslin, tmp = rhs
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    dptr, dtheta, drow = dsave
     n = u0.size
     s = B.size
     su = s - 1 if fsal else s
+    sd = BTH.shape[0]
+    ns = max(s + CX.size, sd)
     nd = du0.shape[0]
     u = u0.copy()
-    ks = np.zeros((s, n))
-    Ys = np.zeros((s, n))
+    ks = np.zeros((ns, n))
+    Ys = np.zeros((ns, n))
+    w = np.zeros(sd)
     dU = du0.copy()
-    dks = np.zeros((nd, s, n))
+    dks = np.zeros((nd, ns, n))
     dY = np.zeros(n)
     cu = np.zeros(n, np.complex128)
     cd = np.zeros(n, np.complex128)
@@ -42,12 +52,14 @@ def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, du0, dp, 
     for it in range(steps_t.size):
         t = steps_t[it]
         h = steps_h[it]
-        for i in range(su):
-            combine(Ys[i], u, ks, A[i], i, h)
-            ti = t + C[i] * h
+        saves = dptr.size > it + 1 and dptr[it + 1] > dptr[it]
+        for i in range(max(su, sd) if saves else su):
+            a, c = stage_coefficients(tab, i)
+            combine(Ys[i], u, ks, a, i, h)
+            ti = t + c * h
             eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], ti)
             for d in range(nd):
-                combine(dY, dU[d], dks[d], A[i], i, h)
+                combine(dY, dU[d], dks[d], a, i, h)
                 if has_f:
                     for x in range(n):
                         cu[x] = complex(Ys[i, x], eps * dY[x])
@@ -63,6 +75,12 @@ def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, du0, dp, 
                     lin(work, dY, plin, ti)
                     for x in range(n):
                         dks[d, i, x] += work[x]
+        if saves:
+            for k in range(dptr[it], dptr[it + 1]):
+                dense_weights(w, BTH, dtheta[k])
+                for d in range(nd):
+                    combine(dY, dU[d], dks[d], w, sd, h)
+                    out[drow[k], d] = dY
         combine(Ys[0], u, ks, B, su, h)
         u[:] = Ys[0]
         for d in range(nd):

@@ -80,11 +80,13 @@ def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
 
 def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e-6,
               adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000, tstops=None,
-              saveat=None, dense=False, callbacks=None, hasf=True):
+              saveat=None, dense=False, callbacks=None, hasf=True, interpolate=False):
     """Integrate ``du/dt = f(u, p, t) [+ lin(u, plin, t)]`` with the tableau ``name``.
 
     ``f`` and ``lin`` are cfuncs of the fixed right-hand-side signature; ``saveat``
-    None saves every step; ``callbacks`` is the kernel's callback tuple (or None);
+    None saves every step; ``interpolate`` True: the ``saveat`` times are not stops,
+    those inside a step are saved from the method's interpolant (else the steps land on
+    them); ``callbacks`` is the kernel's callback tuple (or None);
     ``hasf`` False says that ``f`` is the zero placeholder (a purely linear problem).
     Returns a dict of plain arrays (see :func:`jitsolve.kernels.cpu.erk.erk_solve`).
 
@@ -102,7 +104,7 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
            haslin, np.empty(n))
     every = saveat is None
     savet = np.zeros(0) if every else np.ascontiguousarray(saveat, dtype=np.float64)
-    stops = make_stops(float(t0), float(t1), tstops, savet)
+    stops = make_stops(float(t0), float(t1), tstops, None if interpolate else savet)
     ctrl = _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n)
     cb = callbacks if callbacks is not None else _no_callbacks(p)
     if (not adaptive and not dense and n >= _erk.PARALLEL_N and not cb[2] and not cb[8]
