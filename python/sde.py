@@ -513,8 +513,13 @@ def reverse_sde(f, g, score, *, noise="diagonal"):
 
 _COSTS = {
     EM: "Per step and path: 1 evaluation of f and of g, one Brownian increment "
-        "(Philox4x32-10 + Box-Muller, regenerated, never stored); an ensemble runs one path "
-        "per thread.  Adjoint: VJPs of f and g per step.",
+        "(Philox4x32-10 + Box-Muller, regenerated, never stored).  An ensemble with a fixed "
+        "step (t1 - t0)/2^m and diagonal or scalar noise runs 64 paths per thread in "
+        "lockstep (normals drawn in SIMD loops; from 2^22 path-steps f and g are called once "
+        "per step for the 64 paths, after a compile of about 0.3 s per process): about "
+        "7 ns per path-step and thread for a 1-D OU process; other ensembles run one path "
+        "per thread.  Adjoint: VJPs of f and g per step (general noise: n + len(p) "
+        "complex evaluations of g).",
     EulerHeun: "Per step and path: 2 evaluations of f and of g (predictor and corrector), "
                "one Brownian increment.  Adjoint: 4 VJPs per step.",
     Milstein: "Per step and path: 1 evaluation of f and g and of g'g (the user's ``ggprime``, "
