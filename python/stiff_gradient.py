@@ -54,7 +54,7 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .ode_stiff import KenCarp4, Rodas5P, Rosenbrock23, StiffAlgorithm, _jacobian_tuple
     from .problems import SplitODEProblem
     from .rhs import problem_rhs
-    from .sensitivity import DiscreteAdjoint, _loss_times, _vjp_for
+    from .sensitivity import DiscreteAdjoint, _grads_out, _loss_times, _vjp_for
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.rosenbrock import solve_stiff, stiff_tableau
 
@@ -140,7 +140,7 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         if not ok:
             raise SolveFailedError("gradient: a stage re-solved for the adjoint did not "
                                    "converge (Newton with the step-start Jacobian)")
-        return val, _pack(prob, wrt, lam, pbar, kbar)
+        return val, _grads_out(prob, wrt, lam, pbar, kbar)
     # non-autonomous + adaptive: df/dt's increment of the forward pass is not recorded;
     # recompute the states with the accepted steps' increment (see adjoint/stiff.py)
     recompute = (not alg.autonomous) and oo["adaptive"]
@@ -149,16 +149,4 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         states=np.ascontiguousarray(raw["u"]) if all_states else None, u0=u0, gsave=g,
         save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints,
         store=sensealg.store, np_grad=np_grad, recompute=recompute, nk=nk)
-    return val, _pack(prob, wrt, lam, pbar, kbar)
-
-
-def _pack(prob, wrt, lam, pbar, kbar):
-    out = {}
-    for name in wrt:
-        if name == "u0":
-            out["u0"] = lam.reshape(prob.u0.shape)
-        elif name == "p":
-            out["p"] = pbar
-        else:
-            out["kappa"] = kbar.reshape(prob.u0.shape)
-    return out
+    return val, _grads_out(prob, wrt, lam, pbar, kbar)
