@@ -40,7 +40,8 @@ from .stepcontrol import error_norm, pi_factor, reject_factor
 __all__ = ["EM", "EULERHEUN", "MILSTEIN", "SRI", "SRA", "DIAGONAL", "SCALAR", "GENERAL",
            "SUCCESS", "MAXITERS", "DTLESSTHANMIN", "UNSTABLE", "FULL", "Z_OFFSET", "LEVELS",
            "tree_alloc", "tree_init", "tree_query", "tree_sample", "levy_init", "levy_query", "levy_sample", "integrate_path", "ensemble_paths",
-           "ensemble_moments", "FPAR", "IPAR", "propose_x", "control_step"]
+           "ensemble_moments", "FPAR", "IPAR", "propose_x", "control_step", "moments_add_path",
+           "moments_merge"]
 
 # method codes
 EM, EULERHEUN, MILSTEIN, SRI, SRA = 0, 1, 2, 3, 4
@@ -937,26 +938,46 @@ def ensemble_moments(f, gv, gm, gc, tab, u0s, ps, atol, rtol, xs, fpar, ipar, se
             tr = traj0 + np.uint64(i)
             integrate_path_inner(f, gv, gm, gc, tab, u0s[iu], ps[ip], atol, rtol, xs, fpar, ipar,
                            seed, tr, ot, ou, ow, st)
-            bwork[b, 1] += st[2]
-            bwork[b, 2] += st[4]
-            bwork[b, 3] += st[5]
-            if st[1] != SUCCESS or st[0] != nsave:
-                bwork[b, 0] += 1
-                continue
-            c += 1
-            for k in range(nsave):
-                for j in range(n):
-                    xv = ou[k, j]
-                    d = xv - bmean[b, k, j]
-                    bmean[b, k, j] += d / c
-                    bm2[b, k, j] += d * (xv - bmean[b, k, j])
+            c = moments_add_path(b, c, st, ou, bmean, bm2, bwork)
         bcnt[b] = c
+    moments_merge(bmean, bm2, bcnt, bwork, mean, var, counts)
+
+
+@njit(cache=False)
+def moments_add_path(b, c, st, ou, bmean, bm2, bwork):
+    """Add one path (saved states ``ou`` (nsave, n), loop stats ``st``) to block ``b``
+    holding ``c`` paths: Welford's update, or a failed path counted and left out.  Returns
+    the block's new count.  bwork[b] = [failed, nf, naccept, nreject]."""
+    nsave = ou.shape[0]
+    bwork[b, 1] += st[2]
+    bwork[b, 2] += st[4]
+    bwork[b, 3] += st[5]
+    if st[1] != SUCCESS or st[0] != nsave:
+        bwork[b, 0] += 1
+        return c
+    c += 1
+    for k in range(nsave):
+        for j in range(ou.shape[1]):
+            xv = ou[k, j]
+            d = xv - bmean[b, k, j]
+            bmean[b, k, j] += d / c
+            bm2[b, k, j] += d * (xv - bmean[b, k, j])
+    return c
+
+
+@njit(cache=False)
+def moments_merge(bmean, bm2, bcnt, bwork, mean, var, counts):
+    """Merge the blocks' means and sums of squares in block order (Chan, Golub, LeVeque,
+    Am. Stat. 37 (1983)) into ``mean`` and the unbiased ``var``; counts = [used, failed,
+    nf, naccept, nreject]."""
+    nsave = mean.shape[0]
+    n = mean.shape[1]
     tot = 0
     for k in range(nsave):
         for j in range(n):
             mean[k, j] = 0.0
             var[k, j] = 0.0
-    for b in range(nblk):
+    for b in range(bcnt.size):
         cb = bcnt[b]
         counts[1] += bwork[b, 0]
         counts[2] += bwork[b, 1]

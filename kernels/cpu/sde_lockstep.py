@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .philox import normal_pairs_lanes
+from .sde import moments_add_path, moments_merge
 
 __all__ = ["LANES", "BLOCK_LEVELS", "MAX_LEVELS", "em_lockstep_paths", "em_lockstep_moments"]
 
@@ -83,6 +84,15 @@ def _fill_levels(seed, tr0, comp, B, d0, nlev, first, za, zb):
                 B[lo + half, l] = 0.5 * (B[lo, l] + B[lo2, l]) + sd * za[l]
                 B[lo2 + half, l] = 0.5 * (B[lo2, l] + B[lo2 + 2 * half, l]) + sd * zb[l]
             q += 2
+
+
+@njit(cache=False)
+def _batch_work(m, mlog, n):
+    """Work arrays of one batch: Bc, Bf (Brownian values), U, F, G, Un (L, n), za, zb."""
+    blev = min(BLOCK_LEVELS, mlog)
+    return (np.empty((m, (1 << (mlog - blev)) + 1, LANES)), np.empty((m, (1 << blev) + 1, LANES)),
+            np.empty((LANES, n)), np.empty((LANES, n)), np.empty((LANES, n)),
+            np.empty((LANES, n)), np.empty(LANES), np.empty(LANES))
 
 
 @njit(cache=False)
@@ -224,23 +234,15 @@ def em_lockstep_paths(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0, 
     n = out_u.shape[2]
     m = ipar[2]
     mlog = ipar[12]
-    blev = min(BLOCK_LEVELS, mlog)
     nb = (N + LANES - 1) // LANES
     for b0 in prange(nb):
         b = np.int64(b0)
         i0 = b * LANES
         nl = min(LANES, N - i0)
-        Bc = np.empty((m, (1 << (mlog - blev)) + 1, LANES))
-        Bf = np.empty((m, (1 << blev) + 1, LANES))
-        U = np.empty((LANES, n))
-        Un = np.empty((LANES, n))
-        F = np.empty((LANES, n))
-        G = np.empty((LANES, n))
-        za = np.empty(LANES)
-        zb = np.empty(LANES)
+        Bc, Bf, U, F, G, Un, za, zb = _batch_work(m, mlog, n)
         _em_batch(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0 + np.uint64(i0),
-                  i0, nl, kidx, save_every, out_u[i0:i0 + nl], out_W[i0:i0 + nl], stats[i0:i0 + nl],
-                  Bc, Bf, U, F, G, Un, za, zb)
+                  i0, nl, kidx, save_every, out_u[i0:i0 + nl], out_W[i0:i0 + nl],
+                  stats[i0:i0 + nl], Bc, Bf, U, F, G, Un, za, zb)
 
 
 @njit(parallel=True, cache=True)
@@ -255,7 +257,6 @@ def em_lockstep_moments(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0
     n = mean.shape[1]
     m = ipar[2]
     mlog = ipar[12]
-    blev = min(BLOCK_LEVELS, mlog)
     nblk = (N + block - 1) // block
     bmean = np.zeros((nblk, nsave, n))
     bm2 = np.zeros((nblk, nsave, n))
@@ -263,14 +264,7 @@ def em_lockstep_moments(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0
     bwork = np.zeros((nblk, 4), dtype=np.int64)
     for b0 in prange(nblk):
         b = np.int64(b0)
-        Bc = np.empty((m, (1 << (mlog - blev)) + 1, LANES))
-        Bf = np.empty((m, (1 << blev) + 1, LANES))
-        U = np.empty((LANES, n))
-        Un = np.empty((LANES, n))
-        F = np.empty((LANES, n))
-        G = np.empty((LANES, n))
-        za = np.empty(LANES)
-        zb = np.empty(LANES)
+        Bc, Bf, U, F, G, Un, za, zb = _batch_work(m, mlog, n)
         ou = np.empty((LANES, nsave, n))
         ow = np.empty((1, 1, 1))
         st = np.zeros((LANES, 6), dtype=np.int64)
@@ -282,42 +276,7 @@ def em_lockstep_moments(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, traj0
             _em_batch(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed,
                       traj0 + np.uint64(i0), i0, nl, kidx, False, ou, ow, st, Bc, Bf, U, F, G, Un, za, zb)
             for l in range(nl):
-                bwork[b, 1] += st[l, 2]
-                bwork[b, 2] += st[l, 4]
-                bwork[b, 3] += st[l, 5]
-                if st[l, 1] != SUCCESS or st[l, 0] != nsave:
-                    bwork[b, 0] += 1
-                    continue
-                c += 1
-                for k in range(nsave):
-                    for j in range(n):
-                        xv = ou[l, k, j]
-                        d = xv - bmean[b, k, j]
-                        bmean[b, k, j] += d / c
-                        bm2[b, k, j] += d * (xv - bmean[b, k, j])
+                c = moments_add_path(b, c, st[l], ou[l], bmean, bm2, bwork)
             i0 += nl
         bcnt[b] = c
-    tot = 0
-    for k in range(nsave):
-        for j in range(n):
-            mean[k, j] = 0.0
-            var[k, j] = 0.0
-    for b in range(nblk):
-        cb = bcnt[b]
-        counts[1] += bwork[b, 0]
-        counts[2] += bwork[b, 1]
-        counts[3] += bwork[b, 2]
-        counts[4] += bwork[b, 3]
-        if cb == 0:
-            continue
-        newtot = tot + cb
-        for k in range(nsave):
-            for j in range(n):
-                d = bmean[b, k, j] - mean[k, j]
-                mean[k, j] += d * cb / newtot
-                var[k, j] += bm2[b, k, j] + d * d * tot * cb / newtot
-        tot = newtot
-    counts[0] = tot
-    for k in range(nsave):
-        for j in range(n):
-            var[k, j] = var[k, j] / (tot - 1) if tot > 1 else np.nan
+    moments_merge(bmean, bm2, bcnt, bwork, mean, var, counts)
