@@ -1,6 +1,6 @@
 """Gradient / forward time of 1,000-step SDE solves (the SDE discrete adjoint): EM,
-fixed-step SRA1, EulerHeun (Stratonovich) and Milstein (with its Milstein term
-``ggprime``).
+SRA1 and SRIW1 (fixed steps; SRIW1 also adaptive, steps held fixed), EM with general
+noise, EulerHeun (Stratonovich) and Milstein (with its Milstein term ``ggprime``).
 
 Nonlinear 2-state SDE with diagonal multiplicative noise, 4 parameters, loss on 10
 saved states; ``js.gradient`` (wrt p and u0) against ``js.solve`` at the same dt and
@@ -27,6 +27,16 @@ def nl_g(gu, u, p, t):
 def add_g(gu, u, p, t):
     gu[0] = p[3] * (1.0 + t)
     gu[1] = 0.5 * p[3]
+
+
+def gen_g(G, u, p, t):
+    """General (matrix) noise: 2 states, 3 Brownian motions."""
+    G[0, 0] = p[3] * u[0]
+    G[0, 1] = 0.1 * u[1]
+    G[0, 2] = 0.05
+    G[1, 0] = 0.2 * u[0] * u[1]
+    G[1, 1] = p[3]
+    G[1, 2] = 0.1 * u[1]
 
 
 def nl_ggp(out, u, p, t):
@@ -70,32 +80,32 @@ def main(reps=21):
     print(f"forward solve (saveat 10 times): {tfs * 1e3:.3f} ms")
     for name, tg in rows:
         print(f"gradient, checkpoints={name}: {tg * 1e3:.3f} ms = {tg / tf:.1f}x forward")
-    # fixed-step SRA1 on an additive-noise variant (g = p3 (1 + t), p3 / 2)
-    aprob = js.SDEProblem(nl_f, add_g, prob.u0, (0.0, 1.0), prob.p)
-    sfwd = lambda: js.solve(aprob, js.SRA1(), dt=dt, seed=1, adaptive=False)   # noqa: E731
-    sgrad = lambda: js.gradient(aprob, js.SRA1(), loss, wrt=("p", "u0"), dt=dt, seed=1,  # noqa: E731
-                                adaptive=False)
-    sfwd()
-    sgrad()
-    tsf, tsg = _best(sfwd, reps), _best(sgrad, reps)
-    print(f"SRA1 fixed step: forward {tsf * 1e3:.3f} ms, gradient {tsg * 1e3:.3f} ms = "
-          f"{tsg / tsf:.1f}x forward")
-    # EulerHeun on the Stratonovich reading, Milstein with the user's Milstein term
-    for name, alg, pr in [("EulerHeun", js.EulerHeun(),
-                           js.remake(prob, interpretation="stratonovich")),
-                          ("Milstein (ggprime)", js.Milstein(), js.remake(prob, ggprime=nl_ggp))]:
-        mfwd = lambda: js.solve(pr, alg, dt=dt, seed=1)                        # noqa: E731
-        mgrad = lambda: js.gradient(pr, alg, loss, wrt=("p", "u0"), dt=dt, seed=1)  # noqa: E731
-        mck = lambda: js.gradient(pr, alg, loss, wrt=("p", "u0"), dt=dt, seed=1,  # noqa: E731
-                                  sensealg=js.DiscreteAdjoint(checkpoints=16))
+    # the other methods: forward, gradient (every state), gradient with 16 checkpoints
+    aprob = js.SDEProblem(nl_f, add_g, prob.u0, (0.0, 1.0), prob.p)   # additive: p3 (1 + t)
+    gprob = js.SDEProblem(nl_f, gen_g, prob.u0, (0.0, 1.0), prob.p, noise="general",
+                          nbrownian=3)
+    fixed = dict(dt=dt, seed=1, adaptive=False)
+    for name, alg, pr, kw in [
+            ("SRA1 fixed step", js.SRA1(), aprob, fixed),
+            ("SRIW1 fixed step", js.SRIW1(), prob, fixed),
+            ("SRIW1 adaptive (1e-3, steps held fixed)", js.SRIW1(), prob,
+             dict(seed=1, rtol=1e-3, atol=1e-3)),
+            ("EM general noise (m = 3)", js.EM(), gprob, dict(dt=dt, seed=1)),
+            ("EulerHeun", js.EulerHeun(), js.remake(prob, interpretation="stratonovich"),
+             dict(dt=dt, seed=1)),
+            ("Milstein (ggprime)", js.Milstein(), js.remake(prob, ggprime=nl_ggp),
+             dict(dt=dt, seed=1))]:
+        mfwd = lambda: js.solve(pr, alg, saveat=td, **kw)                        # noqa: E731
+        mgrad = lambda: js.gradient(pr, alg, loss, wrt=("p", "u0"), **kw)       # noqa: E731
+        mck = lambda: js.gradient(pr, alg, loss, wrt=("p", "u0"),               # noqa: E731
+                                  sensealg=js.DiscreteAdjoint(checkpoints=16), **kw)
         mfwd()
         mgrad()
         mck()
         tmf, tmg, tmc = _best(mfwd, reps), _best(mgrad, reps), _best(mck, reps)
-        print(f"{name}: forward {tmf * 1e3:.3f} ms, gradient {tmg * 1e3:.3f} ms = "
+        print(f"{name}: forward (saveat) {tmf * 1e3:.3f} ms, gradient {tmg * 1e3:.3f} ms = "
               f"{tmg / tmf:.1f}x forward; 16 checkpoints {tmc * 1e3:.3f} ms = "
               f"{tmc / tmf:.1f}x")
-
 
 if __name__ == "__main__":
     main()
