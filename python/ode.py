@@ -8,8 +8,9 @@ Conventions (after DifferentialEquations.jl): ``saveat=None`` saves every step a
 the method's interpolant for ``sol(t)``; ``saveat`` times do not constrain the steps of
 the methods with an interpolant (Tsit5, DP5, Vern7; states below ``erk.PARALLEL_N``
 entries): a time inside a step is saved from that step's interpolant, so saving at many
-times costs no extra steps (:func:`interpolates_saveat`).  Euler and RK4, large states
-and ensembles step onto their ``saveat`` times (saved values are then step ends).
+times costs no extra steps (:func:`interpolates_saveat`); ensembles follow the same rule,
+each trajectory bit for bit its own single solve.  Euler and RK4 and large states step
+onto their ``saveat`` times (saved values are then step ends).
 ``tstops`` are hit exactly always.
 """
 import numpy as np
@@ -314,6 +315,8 @@ def interpolates_saveat(alg, n):
     instead of stepping onto the times: methods with an error estimate and an
     interpolant (Tsit5, DP5, Vern7), fixed ``dt`` or not, on states of fewer than
     ``erk.PARALLEL_N`` entries (the threaded large-state kernels step onto them).
+    Ensembles of such a problem save the same way (``erk_ensemble`` and the lockstep
+    kernel), so each trajectory is bit for bit its own single solve.
     ``js.gradient`` with ``DiscreteAdjoint`` differentiates whichever saving this says.
 
     References
@@ -388,7 +391,8 @@ def _solve_ensemble_explicit(eprob, alg, **o):
         alg.tableau, rhs.f, u0s, ps, t0, t1, savet, lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"],
         atol=oo["atol"], adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
         maxiters=oo["maxiters"], tstops=oo["tstops"],
-        callbacks=_callback_tuple(o["callback"], rhs.p), batch=_batch_spec(rhs))
+        callbacks=_callback_tuple(o["callback"], rhs.p), batch=_batch_spec(rhs),
+        interpolate=interpolates_saveat(alg, prob.u0.size))
     sol = EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), list(rcs),
                            alg=type(alg).__name__)
     sol.stats = stats

@@ -820,12 +820,16 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
 
 def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     """Per-trajectory gradients of an ensemble in one compiled kernel (see
-    :func:`jitsolve.kernels.cpu.erk_adjoint.erk_ensemble_gradient`); like the ensemble
-    solve, each trajectory steps onto the loss times."""
+    :func:`jitsolve.kernels.cpu.erk_adjoint.erk_ensemble_gradient`).  Each trajectory's
+    forward is exactly what ``solve(eprob, alg, saveat=t_data, **solve_kw)`` computes for
+    it: where the method saves from its interpolant (:func:`jitsolve.ode.interpolates_saveat`)
+    the loss times are not stops and the saves inside steps are differentiated through
+    the interpolant (Hairer, Nørsett, Wanner I, II.6), as the single-trajectory
+    ``DiscreteAdjoint`` does; elsewhere the steps land on the loss times."""
     from .kernels.cpu import erk_adjoint as K
     from .kernels.cpu.rhs import zero_f
     from .losses import L2Loss
-    from .ode import ExplicitRK, _callback_tuple, ode_options
+    from .ode import ExplicitRK, _callback_tuple, interpolates_saveat, ode_options
     from .rhs import problem_rhs
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.explicit import _controller, make_stops, tableau_arrays
@@ -864,10 +868,8 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
                               else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
     tab = tableau_arrays(alg.tableau)
     t0, t1 = prob.tspan
-    tst = t_data[t_data != t0]
-    if oo["tstops"] is not None:
-        tst = np.union1d(tst, oo["tstops"])
-    stops = make_stops(t0, t1, tst, None)
+    interpolate = interpolates_saveat(alg, n)
+    stops = make_stops(t0, t1, oo["tstops"], None if interpolate else t_data)
     ctrl = _controller(tab, oo["rtol"], oo["atol"], oo["adaptive"], oo["dt"], oo["dtmin"], np.inf,
                        oo["maxiters"], n)
     vj, np_grad = _vjp_for(prob, rhs, wrt)
@@ -878,7 +880,8 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     K.erk_ensemble_gradient(rhs.f, rhs.lin if rhs.lin is not None else zero_f,
                             rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None,
                             u0s, ps, float(t0), tab, ctrl, stops, _callback_tuple(None, rhs.p), vj,
-                            t_data, np.ascontiguousarray(d), w, values, g_u0, g_p, rcs)
+                            np.ascontiguousarray(t_data, dtype=np.float64),
+                            np.ascontiguousarray(d), w, bool(interpolate), values, g_u0, g_p, rcs)
     if (rcs != 0).any():
         bad = int(np.argmax(rcs != 0))
         raise SolveFailedError(f"gradient: trajectory {bad} of the ensemble failed "

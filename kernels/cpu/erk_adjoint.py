@@ -46,7 +46,7 @@ from .rhs_grid import grid_param_vjp
 
 __all__ = ["vjp_apply", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
            "erk_step_adjoint_dense", "erk_advance", "erk_reverse", "erk_reverse_dense",
-           "reverse_steps", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
+           "reverse_steps", "save_map", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
 
 
 @njit(cache=False)
@@ -283,27 +283,67 @@ def erk_reverse_dense(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, sav
                   pbar, kbar)
 
 
+@njit(cache=False)
+def save_map(t_data, steps_t, steps_h, nsteps, t0, t_end, tdir, save_after, dptr, dtheta, drow):
+    """Where ``erk_solve`` put each save ``t_data[j]`` of a solve that did not step onto
+    them, replaying its saving loop over the accepted steps: ``save_after[i] = j`` when
+    ``t_data[j]`` is the end of step ``i``, the saves strictly inside step ``i`` into
+    ``dsave = (dptr, dtheta, drow)`` (module docstring; ``theta`` computed as the forward
+    loop computes it).  Returns ``(number of saves inside steps, row at t0 or -1)``."""
+    m = t_data.size
+    j = 0
+    g0 = -1
+    if m > 0 and t_data[0] == t0:
+        g0 = 0
+        j = 1
+    nd = 0
+    for i in range(nsteps):
+        dptr[i] = nd
+        tnew = steps_t[i + 1] if i + 1 < nsteps else t_end
+        while j < m and (tnew - t_data[j]) * tdir > 0.0:
+            dtheta[nd] = (t_data[j] - steps_t[i]) / steps_h[i]
+            drow[nd] = j
+            nd += 1
+            j += 1
+        if j < m and t_data[j] == tnew:
+            save_after[i] = j
+            j += 1
+    dptr[nsteps] = nd
+    return nd, g0
+
+
 @njit(parallel=True, cache=True)
 def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, cb, vjt, t_data,
-                          data, weights, values, g_u0, g_p, retcodes):
+                          data, weights, interpolate, values, g_u0, g_p, retcodes):
     """Per-trajectory value and gradients of ``0.5 sum_j w (u(t_j) - d_j)^2`` for an
     ensemble, one trajectory per thread: forward solve storing every state, then the
     reverse sweep, both inside the same ``prange`` iteration.
 
-    ``vjt`` is a VJP-source tuple whose complex parameter work array is replaced per
-    thread; ``data``/``weights`` are (N or 1, m, n); outputs ``values`` (N,), ``g_u0``
-    (N, n), ``g_p`` (N, np_grad), ``retcodes`` (N,).
+    ``interpolate``: the loss times are not ``stops`` and are saved as ``erk_solve``
+    saves them (from the interpolant inside a step), exactly the values of the ensemble
+    solve; the reverse sweep differentiates them through the interpolant
+    (:func:`save_map`, :func:`reverse_steps`).  Else ``stops`` hold the loss times and
+    every loss term is a step's end.  ``vjt`` is a VJP-source tuple whose complex
+    parameter work array is replaced per thread; ``data``/``weights`` are (N or 1, m, n);
+    outputs ``values`` (N,), ``g_u0`` (N, n), ``g_p`` (N, np_grad), ``retcodes`` (N,).
     """
     N = u0s.shape[0]
     n = u0s.shape[1]
     m = t_data.size
     npg = g_p.shape[1]
     empty = np.zeros(0)
+    tdir = 1.0 if stops[-1] >= t0 else -1.0
     for k in prange(N):
         p = ps[k]
         rhs = (f, p, lin, plin, haslin, np.empty(n))
         cbk = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], p)
-        res = erk_solve_inner(rhs, u0s[k], t0, tab, ctrl, stops, (True, empty, False), cbk, 64)
+        if interpolate:
+            # dense=True keeps the state before each step (the saves are unchanged)
+            res = erk_solve_inner(rhs, u0s[k], t0, tab, ctrl, stops, (False, t_data, True), cbk,
+                                  m + 1)
+        else:
+            res = erk_solve_inner(rhs, u0s[k], t0, tab, ctrl, stops, (True, empty, False), cbk,
+                                  64)
         ts = res[0]
         us = res[1]
         nsave = res[2]
@@ -324,29 +364,51 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
         save_after = -np.ones(max(nsteps, 1), np.int64)
         val = 0.0
         lam = np.zeros(n)
-        i = 0
-        for j in range(m):
-            while i < nsave and ts[i] != t_data[j]:
-                i += 1
-            if i >= nsave:
-                break
-            for x in range(n):
-                r = us[i, x] - dk[j, x]
-                val += 0.5 * wk[j, x] * r * r
-                gsave[j, x] = wk[j, x] * r
-            if i == 0:
+        dptr = np.zeros(0, np.int64)
+        dtheta = np.zeros(0)
+        drow = np.zeros(0, np.int64)
+        if interpolate:
+            states = res[6]
+            dptr = np.zeros(nsteps + 1, np.int64)
+            dtheta = np.zeros(m)
+            drow = np.zeros(m, np.int64)
+            nd, g0 = save_map(t_data, steps_t, steps_h, nsteps, t0, res[13], tdir, save_after,
+                              dptr, dtheta, drow)
+            if nd == 0:
+                dptr = np.zeros(0, np.int64)
+            for j in range(nsave):
                 for x in range(n):
-                    lam[x] += gsave[j, x]
-            else:
-                save_after[i - 1] = j
+                    r = us[j, x] - dk[j, x]
+                    val += 0.5 * wk[j, x] * r * r
+                    gsave[j, x] = wk[j, x] * r
+            if g0 >= 0:
+                for x in range(n):
+                    lam[x] += gsave[g0, x]
+        else:
+            states = us
+            i = 0
+            for j in range(m):
+                while i < nsave and ts[i] != t_data[j]:
+                    i += 1
+                if i >= nsave:
+                    break
+                for x in range(n):
+                    r = us[i, x] - dk[j, x]
+                    val += 0.5 * wk[j, x] * r * r
+                    gsave[j, x] = wk[j, x] * r
+                if i == 0:
+                    for x in range(n):
+                        lam[x] += gsave[j, x]
+                else:
+                    save_after[i - 1] = j
         values[k] = val
         vj = (vjt[0], np.zeros(vjt[1].size, np.complex128), vjt[2], vjt[3], vjt[4], vjt[5],
               vjt[6], vjt[7], vjt[8], vjt[9], vjt[10], vjt[11], vjt[12], vjt[13])
         pbar = np.zeros(npg)
         kbar = np.zeros(n)
         lam_end = np.zeros(n)
-        erk_reverse_inner(rhs, vj, tab, us, steps_t, steps_h, 0, nsteps, gsave, save_after, lam_end,
-                    pbar, kbar)
+        reverse_steps(rhs, vj, tab, states, steps_t, steps_h, 0, nsteps, gsave, save_after,
+                      (dptr, dtheta, drow), lam_end, pbar, kbar)
         for x in range(n):
             g_u0[k, x] = lam_end[x] + lam[x]
         for j in range(npg):

@@ -28,18 +28,22 @@ saved states, statistics and return code are bit-for-bit those of ``erk_ensemble
 Supported: what ``erk_ensemble`` does without callbacks, ``tstops`` or a linear part
 (the solvers layer falls back to ``erk_ensemble`` for those): any tableau of
 :mod:`jitsolve.solvers.ode.tableaus` (first-same-as-last or not), adaptive or fixed
-steps, forward or backward spans, saving by stepping onto the ``savet`` times.
+steps, forward or backward spans.  Saving as ``erk_solve``: a ``savet`` time that is a
+step's end saves that state; those strictly inside a lane's accepted step (the caller did
+not make them stops) are that lane's interpolant there, evaluated after the step with
+its stages (:func:`_dense_saves`; Verner's extra stages only for the lanes whose step
+holds saves, counted in their ``nf``).
 
 References
 ----------
 Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.1 (explicit RK), II.4 (error norm,
-step control, initial step); Hairer, Wanner, *Solving ODEs II* (1996), IV.2 (PI control);
+step control, initial step), II.6 (dense output); Hairer, Wanner, *Solving ODEs II* (1996), IV.2 (PI control);
 Tsitouras, Comput. Math. Appl. 62 (2011) (Tsit5).
 """
 import numpy as np
 from numba import njit, prange
 
-from .erk import RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
+from .erk import RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE, dense_weights
 from .stepcontrol import (error_norm_at, initial_dt_finish, initial_dt_probe, pi_factor,
                           reject_factor)
 
@@ -131,6 +135,44 @@ def _combine_lanes(out, u, kf, coef, nst, hr, acc):
 
 
 @njit(cache=False)
+def _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf, HR, ACC,
+                 T, H, TN, TS, W, idense, nden, ISAVE, NSAVE, NF, out):
+    """The saves strictly inside the accepted step of each lane ``idense[k]``, ``k < nden``
+    (``U`` still the state before the step, ``K`` its stages): the method's interpolant
+    ``u + h sum_i b_i(theta) k_i`` with ``erk.dense_eval``'s arithmetic (Hairer, Nørsett,
+    Wanner I, II.6).  The extra stages of an interpolant that needs them (Verner) are
+    computed for these lanes only, vectorised over the batch as the step's stages are, and
+    counted in their ``nf``, as ``erk_solve`` does on a step that holds saves."""
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    s = B.size
+    sd = BTH.shape[0]
+    nsv = savet.size
+    for r in range(CX.size):
+        _combine_lanes(Yf, Uf, Kf, AX[r], s + r, HR, ACC)
+        cr = CX[r]
+        for k in range(nden):
+            l = idense[k]
+            TS[l] = T[l] + cr * H[l]
+        _eval(f, fb, batched, K[s + r], Y, ps, TS, idense, i0, nden)
+    for k in range(nden):
+        l = idense[k]
+        NF[l] += CX.size
+        t = T[l]
+        h = H[l]
+        tnew = TN[l]
+        while ISAVE[l] < nsv and (tnew - savet[ISAVE[l]]) * tdir > 0.0:
+            dense_weights(W, BTH, (savet[ISAVE[l]] - t) / h)
+            row = NSAVE[l]
+            for i in range(n):
+                acc = 0.0
+                for j in range(sd):
+                    acc += W[j] * K[j, l, i]
+                out[i0 + l, row, i] = U[l, i] + h * acc
+            NSAVE[l] += 1
+            ISAVE[l] += 1
+
+
+@njit(cache=False)
 def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl, L, out,
                     retcodes, stats):
     """Trajectories ``i0 .. i0 + nl - 1`` (``nl <= L``) in lockstep; results into ``out``,
@@ -139,6 +181,8 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, beta1, beta2, safety, qmin, qmax = ctrl
     n = u0s.shape[1]
     s = B.size
+    ns = s + CX.size             # the step's stages, then the interpolant's extra ones
+    sd = BTH.shape[0]
     last = s - 1 if fsal else s
     m = L * n
     nsv = savet.size
@@ -150,14 +194,14 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     UN = np.zeros((L, n))
     Y = np.zeros((L, n))
     E = np.zeros((L, n))
-    K = np.zeros((s, L, n))
+    K = np.zeros((ns, L, n))
     HR = np.zeros(m)
     ACC = np.zeros(m)
     Uf = U.reshape(m)
     UNf = UN.reshape(m)
     Yf = Y.reshape(m)
     Ef = E.reshape(m)
-    Kf = K.reshape((s, m))
+    Kf = K.reshape((ns, m))
     T = np.zeros(L)
     TS = np.zeros(L)
     H = np.zeros(L)
@@ -177,8 +221,13 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     NACC = np.zeros(L, np.int64)
     NREJ = np.zeros(L, np.int64)
     RC = np.zeros(L, np.int64)
+    TN = np.zeros(L)
+    FAC = np.zeros(L)
+    W = np.zeros(sd)
     idx = np.zeros(L, np.int64)
     idx0 = np.zeros(L, np.int64)
+    iacc = np.zeros(L, np.int64)
+    idense = np.zeros(L, np.int64)
 
     # ---- start (erk_solve before its loop): save at t0, f(u0), initial step
     save0 = nsv > 0 and savet[0] == t0
@@ -283,7 +332,9 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             for k in range(m):
                 Ef[k] = HR[k] * ACC[k]
         nfs = (last - 1) + (1 if fsal else 0)
-        # ---- step control per lane (erk_solve's accept/reject, stops and saves)
+        # ---- step control per lane (erk_solve's accept/reject)
+        nacc = 0
+        nden = 0
         for k in range(nact):
             l = idx[k]
             NF[l] += nfs if K0V[l] else nfs + 1
@@ -300,8 +351,8 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                         RC[l] = RC_UNSTABLE if nonfinite else RC_DTMIN
                         ACT[l] = False
                     continue
-                fac = pi_factor(err, EPREV[l], beta1, beta2, safety, qmin,
-                                1.0 if AREJ[l] else qmax)
+                FAC[l] = pi_factor(err, EPREV[l], beta1, beta2, safety, qmin,
+                                   1.0 if AREJ[l] else qmax)
                 EPREV[l] = max(err, 1e-4)
                 AREJ[l] = False
             else:
@@ -314,9 +365,25 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                     RC[l] = RC_UNSTABLE
                     ACT[l] = False
                     continue
-                fac = 1.0
+                FAC[l] = 1.0
+            tnew = stops[ISTOP[l]] if LAND[l] else T[l] + H[l]
+            TN[l] = tnew
+            iacc[nacc] = l
+            nacc += 1
+            # save times strictly inside the step (not stops): the interpolant's lanes
+            if ISAVE[l] < nsv and (tnew - savet[ISAVE[l]]) * tdir > 0.0:
+                idense[nden] = l
+                nden += 1
+        # ---- saves inside accepted steps from the interpolant (erk_solve's dense saves)
+        if nden > 0:
+            _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf,
+                         HR, ACC, T, H, TN, TS, W, idense, nden, ISAVE, NSAVE, NF, out)
+        # ---- accept: advance the lanes, stops and saves at step ends
+        for k in range(nacc):
+            l = iacc[k]
+            hstep = HSTEP[l]
             land = LAND[l]
-            tnew = stops[ISTOP[l]] if land else T[l] + H[l]
+            tnew = TN[l]
             NACC[l] += 1
             for i in range(n):
                 U[l, i] = UN[l, i]
@@ -334,7 +401,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 NSAVE[l] += 1
                 ISAVE[l] += 1
             if adaptive:
-                habs = min(hstep * fac, dtmax)
+                habs = min(hstep * FAC[l], dtmax)
                 if land and habs < hstep:
                     habs = hstep
                 HABS[l] = habs

@@ -145,10 +145,16 @@ def _use_lockstep(N, n, lin, tstops, cb, stops, batch):
 
 def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, rtol=1e-3,
                        atol=1e-6, adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf,
-                       maxiters=100_000, tstops=None, callbacks=None, batch=None):
+                       maxiters=100_000, tstops=None, callbacks=None, batch=None,
+                       interpolate=False):
     """``N`` trajectories (rows of ``u0s`` and ``ps``) in one parallel kernel, each with its
     own step sizes, saved at the common times ``savet``.  Returns ``(u (N, nt, n),
     retcodes (N,) of names, stats (N, 5))``.
+
+    ``interpolate`` as in :func:`solve_erk`: True, the ``savet`` times are not stops and
+    those inside a trajectory's step are saved from its interpolant, so each trajectory
+    is bit for bit ``solve_erk(..., saveat=savet, interpolate=True)`` of its own
+    ``u0``/``p``; False, every trajectory steps onto them.
 
     Large ensembles without callbacks, ``tstops`` or a linear part run in lockstep
     (:mod:`jitsolve.kernels.cpu.erk_lockstep`: the same results bit for bit, many
@@ -164,7 +170,7 @@ def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, 
     ps = np.require(ps, dtype=np.float64, requirements=("C", "W"))
     N, n = u0s.shape
     savet = np.ascontiguousarray(savet, dtype=np.float64)
-    stops = make_stops(float(t0), float(t1), tstops, savet)
+    stops = make_stops(float(t0), float(t1), tstops, None if interpolate else savet)
     ctrl = _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n)
     cb = callbacks if callbacks is not None else _no_callbacks(np.zeros(0))
     haslin = lin is not None
