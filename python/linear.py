@@ -106,6 +106,22 @@ def operator_matvec(A, dtype):
     return mv
 
 
+def operator_stencil(A, dtype):
+    """``A`` as a :class:`jitsolve.solvers.linear.cg.GridStencil` when it is a (scaled)
+    Laplacian or Diffusion on the CPU backend of a 2-D or 3-D grid and ``dtype`` is
+    float64 (the fused grid CG iteration), else None."""
+    if not isinstance(A, GridOperator) or np.dtype(dtype) != np.float64:
+        return None
+    s, leaf = _unwrap_scaled(A)
+    if type(leaf) not in (Laplacian, Diffusion) or leaf.backend != "cpu" or leaf.grid.ndim < 2:
+        return None
+    from .solvers.linear.cg import GridStencil
+    shape3 = (1,) * (3 - leaf.grid.ndim) + leaf.grid.shape
+    if type(leaf) is Laplacian:
+        return GridStencil("laplacian", shape3, leaf._c * s, leaf._per, leaf._sgn, None)
+    return GridStencil("diffusion", shape3, leaf._c * s, leaf._per, leaf._sgn, leaf._k3)
+
+
 def transpose_operator(A):
     """``A^T`` of any supported operator (grid operators use their exact transpose kernels)."""
     if isinstance(A, GridOperator):
@@ -675,7 +691,10 @@ def _krylov(fn, prob, alg, rtol, atol, maxiter, callback, progress, **extra):
 @register(LinearProblem, CG)
 def _solve_cg(prob, alg, rtol, atol, maxiter, callback, backend, progress):
     from .solvers.linear import cg
-    return _krylov(cg, prob, alg, rtol, atol, maxiter, callback, progress)
+    grid = None
+    if alg.precond is None:     # fused stencil + CG kernels for Laplacian/Diffusion operators
+        grid = operator_stencil(prob.A, work_dtype(prob.A, prob.b))
+    return _krylov(cg, prob, alg, rtol, atol, maxiter, callback, progress, grid=grid)
 
 
 @register(LinearProblem, FlexibleCG)

@@ -107,6 +107,20 @@ def _lap_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per2, sl, sh, c0, c1
                 + c2 * (s2 * ur[a2] + t2 * ur[b2] - 2.0 * x))
 
 
+@njit(inline="always", cache=True)
+def lap_apply_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per, sgn, c):
+    """One row ``o = (L u)[i0, i1]`` from the row ``ur`` and its four neighbouring rows
+    (``um0, up0`` along axis 0, ``um1, up1`` along axis 1, ghost signs ``s*, t*`` as
+    returned by :func:`_neighbours`).  Shared by :func:`laplacian_apply` and the fused
+    Krylov kernels, so both give the same bits."""
+    if c[0] != 0.0:
+        _lap_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1],
+                 c[0], c[1], c[2], True)
+    else:
+        _lap_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1],
+                 c[0], c[1], c[2], False)
+
+
 @njit(parallel=True, cache=True)
 def laplacian_apply(u, out, c, per, sgn):
     """``out = L u`` for the constant-coefficient Laplacian (symmetric: it is its own transpose).
@@ -115,19 +129,11 @@ def laplacian_apply(u, out, c, per, sgn):
     at non-periodic boundaries; ``c_a = 1/h_a^2``.
     """
     n0, n1, n2 = u.shape
-    c0 = c[0]
-    c1 = c[1]
-    c2 = c[2]
-    use0 = c0 != 0.0
     for r in prange(n0 * n1):
         i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
             _neighbours(r, n0, n1, per, sgn)
-        if use0:
-            _lap_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
-                     s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, True)
-        else:
-            _lap_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
-                     s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, False)
+        lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
+                      s0, t0, s1, t1, per, sgn, c)
 
 
 # --------------------------------------------------------------------------- Diffusion
@@ -158,6 +164,38 @@ def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, fx, flo, fhi, o, n2, s0, t0,
                 + c2 * (_harm(kx, kr[a2]) * (s2 * ur[a2] - x) + _harm(kx, kr[b2]) * (t2 * ur[b2] - x)))
 
 
+@njit(inline="always", cache=True)
+def diff_faces(kr, km1, kp1, fx, flo, fhi, fresh, n2):
+    """Face coefficients of one row: ``fx`` along the contiguous axis, ``flo``/``fhi``
+    towards the lower/upper row along axis 1.  Unless ``fresh`` (first row of a chunk,
+    or ``i1 == 0``), the lower faces are the previous row's upper ones (the buffers are
+    swapped, not recomputed).  Returns ``(flo, fhi)``."""
+    for j in range(n2 - 1):
+        fx[j] = _harm(kr[j], kr[j + 1])
+    if fresh:
+        for j in range(n2):
+            flo[j] = _harm(kr[j], km1[j])
+    else:
+        flo, fhi = fhi, flo
+    for j in range(n2):
+        fhi[j] = _harm(kr[j], kp1[j])
+    return flo, fhi
+
+
+@njit(inline="always", cache=True)
+def diff_apply_row(ur, kr, um0, up0, km0, kp0, um1, up1, fx, flo, fhi, o, n2, s0, t0, s1, t1,
+                   per, sgn, c):
+    """One row ``o = (D(k) u)[i0, i1]`` given the face coefficients from :func:`diff_faces`
+    (axis-0 faces are evaluated here).  Shared by :func:`diffusion_apply` and the fused
+    Krylov kernels."""
+    if c[0] != 0.0:
+        _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, fx, flo, fhi, o, n2, s0, t0, s1, t1,
+                  per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2], True)
+    else:
+        _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, fx, flo, fhi, o, n2, s0, t0, s1, t1,
+                  per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2], False)
+
+
 @njit(parallel=True, cache=True)
 def diffusion_apply(u, k, out, c, per, sgn):
     """``out = D(k) u`` for ``div(k grad u)`` with harmonic face averages of ``k``.
@@ -167,10 +205,6 @@ def diffusion_apply(u, k, out, c, per, sgn):
     The matrix is symmetric, so this kernel is also the transpose.
     """
     n0, n1, n2 = u.shape
-    c0 = c[0]
-    c1 = c[1]
-    c2 = c[2]
-    use0 = c0 != 0.0
     nrows = n0 * n1
     nch = _nchunks(nrows)
     for ch in prange(nch):
@@ -181,26 +215,11 @@ def diffusion_apply(u, k, out, c, per, sgn):
         for r in range(lo, hi):
             i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
                 _neighbours(r, n0, n1, per, sgn)
-            kr = k[i0, i1]
-            for j in range(n2 - 1):
-                fx[j] = _harm(kr[j], kr[j + 1])
-            if r == lo or i1 == 0:
-                km1 = k[i0, a1]
-                for j in range(n2):
-                    flo[j] = _harm(kr[j], km1[j])
-            else:
-                flo, fhi = fhi, flo
-            kp1 = k[i0, b1]
-            for j in range(n2):
-                fhi[j] = _harm(kr[j], kp1[j])
-            if use0:
-                _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
-                          u[i0, b1], fx, flo, fhi, out[i0, i1], n2, s0, t0, s1, t1, per[2],
-                          sgn[2, 0], sgn[2, 1], c0, c1, c2, True)
-            else:
-                _diff_row(u[i0, i1], kr, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1],
-                          u[i0, b1], fx, flo, fhi, out[i0, i1], n2, s0, t0, s1, t1, per[2],
-                          sgn[2, 0], sgn[2, 1], c0, c1, c2, False)
+            flo, fhi = diff_faces(k[i0, i1], k[i0, a1], k[i0, b1], fx, flo, fhi,
+                                  r == lo or i1 == 0, n2)
+            diff_apply_row(u[i0, i1], k[i0, i1], u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1],
+                           u[i0, a1], u[i0, b1], fx, flo, fhi, out[i0, i1], n2, s0, t0, s1, t1,
+                           per, sgn, c)
 
 
 @njit(inline="always", cache=True)
