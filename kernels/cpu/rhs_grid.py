@@ -18,19 +18,6 @@ from .stencil import (advection_apply, advection_transpose, diffusion_apply,
 # cached cfuncs that call parallel kernels need the threading layer up before they load
 _launch_threads()
 
-#: grids below this many cells run the stencils' serial twins: a parallel region costs
-#: microseconds when the cores are idle and milliseconds when another process holds them,
-#: which made small implicit solves (a Jacobian and many VJPs per step) 10-70x slower
-#: on a loaded machine; above it the threads pay (the explicit loop's PARALLEL_N)
-SERIAL_MAX = 32768
-
-# serial twins (``prange`` runs as ``range`` outside a parallel function)
-_laplacian_serial = njit(cache=False)(laplacian_apply.py_func)
-_diffusion_serial = njit(cache=False)(diffusion_apply.py_func)
-_diffusion_vjp_serial = njit(cache=False)(diffusion_param_vjp.py_func)
-_advection_serial = njit(cache=False)(advection_apply.py_func)
-_advection_t_serial = njit(cache=False)(advection_transpose.py_func)
-
 __all__ = ["grid_cfuncs", "grid_param_vjp", "GRID_HEADER", "GRID_LAPLACIAN", "GRID_DIFFUSION",
            "GRID_ADVECTION"]
 
@@ -67,10 +54,7 @@ def _finish(du, p, off, n, scale, hasb, transpose):
 def _apply_laplacian(du, u, p, transpose):
     n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
     n = n0 * n1 * n2
-    if n < SERIAL_MAX:
-        _laplacian_serial(u.reshape((n0, n1, n2)), du.reshape((n0, n1, n2)), c, per, sgn)
-    else:
-        laplacian_apply(u.reshape((n0, n1, n2)), du.reshape((n0, n1, n2)), c, per, sgn)
+    laplacian_apply(u.reshape((n0, n1, n2)), du.reshape((n0, n1, n2)), c, per, sgn)
     _finish(du, p, GRID_HEADER, n, scale, hasb, transpose)
 
 
@@ -79,12 +63,8 @@ def _apply_diffusion(du, u, p, transpose):
     n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
     n = n0 * n1 * n2
     off = GRID_HEADER
-    if n < SERIAL_MAX:
-        _diffusion_serial(u.reshape((n0, n1, n2)), p[off:off + n].reshape((n0, n1, n2)),
-                          du.reshape((n0, n1, n2)), c, per, sgn)
-    else:
-        diffusion_apply(u.reshape((n0, n1, n2)), p[off:off + n].reshape((n0, n1, n2)),
-                        du.reshape((n0, n1, n2)), c, per, sgn)
+    diffusion_apply(u.reshape((n0, n1, n2)), p[off:off + n].reshape((n0, n1, n2)),
+                    du.reshape((n0, n1, n2)), c, per, sgn)
     _finish(du, p, off + n, n, scale, hasb, transpose)
 
 
@@ -98,14 +78,8 @@ def _apply_advection(du, u, p, transpose):
     v2 = p[off + 2 * n:off + 3 * n].reshape((n0, n1, n2))
     u3 = u.reshape((n0, n1, n2))
     o3 = du.reshape((n0, n1, n2))
-    small = n < SERIAL_MAX
     if transpose:
-        if small:
-            _advection_t_serial(u3, v0, v1, v2, o3, c, per, sgn, central)
-        else:
-            advection_transpose(u3, v0, v1, v2, o3, c, per, sgn, central)
-    elif small:
-        _advection_serial(u3, v0, v1, v2, o3, c, per, sgn, central)
+        advection_transpose(u3, v0, v1, v2, o3, c, per, sgn, central)
     else:
         advection_apply(u3, v0, v1, v2, o3, c, per, sgn, central)
     _finish(du, p, off + 3 * n, n, scale, hasb, transpose)
@@ -177,13 +151,8 @@ def grid_param_vjp(out, u, lam, p):
     n0, n1, n2, c, per, sgn, scale, hasb, central = _grid_header(p)
     n = n0 * n1 * n2
     shp = (n0, n1, n2)
-    kap = p[GRID_HEADER:GRID_HEADER + n].reshape(shp)
-    if n < SERIAL_MAX:
-        _diffusion_vjp_serial(u.reshape(shp), lam.reshape(shp), kap, out.reshape(shp), c, per,
-                              sgn)
-    else:
-        diffusion_param_vjp(u.reshape(shp), lam.reshape(shp), kap, out.reshape(shp), c, per,
-                            sgn)
+    diffusion_param_vjp(u.reshape(shp), lam.reshape(shp),
+                        p[GRID_HEADER:GRID_HEADER + n].reshape(shp), out.reshape(shp), c, per, sgn)
     if scale != 1.0:
         for i in range(n):
             out[i] *= scale
