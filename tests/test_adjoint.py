@@ -215,12 +215,13 @@ def test_checkpoint_memory_is_C_states_plus_constant():
         peaks[C] = tracemalloc.get_traced_memory()[1] / state
         tracemalloc.stop()
     # C snapshots plus a constant: the reverse kernels' stage work arrays (about 6 s + 8
-    # state vectors for an s-stage method, allocated per call), the same for every C
-    # (the traced constant varies by about one state between runs -- allocation order of
-    # small Python objects and the schedule tables -- so the check is "one state per extra
-    # checkpoint" within 1.5 states over the 12 added, not bit-exact)
+    # state vectors for an s-stage method, allocated per call), the same for every C.  The
+    # traced constant itself moves by up to ~2 states between runs (36.3-38.4 measured in
+    # one process: allocation order of small objects and the schedule tables), so: both
+    # within the same O(1) bound, and the 12 extra checkpoints visible as 12 +- 3 states
     over4, over16 = peaks[4] - 4, peaks[16] - 16
-    assert over4 < 40 and abs(over16 - over4) < 1.5, peaks
+    assert over4 < 40 and over16 < 40, peaks
+    assert 9 < peaks[16] - peaks[4] < 15, peaks
     assert peaks["all"] > 300, peaks      # every state is kept
 
 
