@@ -780,8 +780,8 @@ def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed,
 
 # --------------------------------------------------- adaptive SRA1/SRIW1: the recorded steps
 # The adaptive forward of kernels.cpu.sde.integrate_path for the order-1.5 methods (its
-# proposal rounded down onto dyadic times, clamping to the save times, the error norm,
-# rejection and the PI control, with its own helpers), recording what it accepts: the
+# proposal rounded down onto dyadic times and its accept/reject control through the same
+# helpers, propose_x and control_step; clamping to the save times), recording what it accepts: the
 # step endpoints x_k (and, with ``store``, the states).  A rejected trial queries the
 # Lévy-area tree at its own end point, whose values are pure functions of the keys, so
 # the accepted steps are the forward's and ``*_advance`` over ``xg`` redoes them bit for

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .philox import normal_pairs_lanes
-from .sde import moments_add_path, moments_merge
+from .sde import UNSTABLE, moments_add_path, moments_merge
 
 __all__ = ["LANES", "BLOCK_LEVELS", "MAX_LEVELS", "em_lockstep_paths", "em_lockstep_moments"]
 
@@ -41,7 +41,6 @@ BLOCK_LEVELS = 6
 MAX_LEVELS = 24
 STREAM_MID = 0          # the plain tree's stream (kernels.cpu.sde.STREAM_MID)
 DIAGONAL, SCALAR = 0, 1
-SUCCESS, UNSTABLE = 0, 3
 
 
 @njit(cache=False)
