@@ -1,7 +1,9 @@
 """Geometric Brownian motion: 20,000 reproducible paths in one compiled kernel, the
-sample moments against the closed form, and the pathwise gradient of a loss of one
+sample moments against the closed form, the pathwise gradient of a loss of one
 fixed-seed path with respect to the drift and volatility (discrete adjoint of EM, the
-noise regenerated, never stored).
+noise regenerated, never stored), and a calibration of both parameters from an observed
+path whose noise is known by its seed (a twin experiment with common random numbers;
+`jitsolve demo sde-calibration` calibrates from ensemble statistics instead).
 
     python examples/sde_ensemble.py
 """
@@ -33,3 +35,12 @@ assert abs(m - np.exp(0.5)) < 5 * np.sqrt(v / N)
 loss = js.L2Loss([1.0], np.array([[2.0]]))
 val, g = js.gradient(prob, js.EM(), loss, wrt=("p", "u0"), dt=1 / 256, seed=7)
 print("loss", val, "gradient wrt (mu, sigma)", g["p"], "wrt u0", g["u0"])
+
+# calibration: observe one path (true parameters, seed 11) at 64 times, start from a wrong
+# guess and fit with the same seed; L-BFGS-B, each gradient one EM solve + its adjoint
+t_obs = np.linspace(0.0, 1.0, 65)[1:]
+observed = js.solve(prob, js.EM(), dt=1 / 256, saveat=t_obs, seed=11).u
+fit = js.fit(prob, js.EM(), js.L2Loss(t_obs, observed), np.array([0.2, 0.6]), wrt="p",
+             dt=1 / 256, seed=11, bounds=(1e-3, 5.0), progress=False)
+print("calibrated (mu, sigma):", fit.p, "true:", p, "iterations:", fit.nit)
+assert np.allclose(fit.p, p, rtol=1e-4)
