@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import BLOCK
-from .stencil import _chunk, _neighbours, diff_apply_row, diff_faces, lap_apply_row
+from .stencil import _chunk, _neighbours, diff_apply_row, lap_apply_row
 
 __all__ = ["cg_update_real", "dot_real", "grid_cg_direction",
            "grid_cg_update", "grid_cg_units", "LAPLACIAN", "DIFFUSION", "GROUP"]
@@ -125,17 +125,14 @@ def dot_real(x, y):
 
 # --------------------------------------------------------------------------- grid CG
 @njit(inline="always", cache=True)
-def _op_row(kind, ur, um0, up0, um1, up1, k, i0, i1, a0, b0, a1, b1, fx, flo, fhi, fresh, o, n2,
+def _op_row(kind, ur, um0, up0, um1, up1, k, i0, i1, a0, b0, a1, b1, o, n2,
             s0, t0, s1, t1, c, per, sgn):
-    """``o = (A u)[i0, i1]`` from the row ``ur`` and its neighbouring rows; returns the
-    Diffusion face buffers ``(flo, fhi)`` for the next row."""
+    """``o = (A u)[i0, i1]`` from the row ``ur`` and its neighbouring rows."""
     if kind == DIFFUSION:
-        flo, fhi = diff_faces(k[i0, i1], k[i0, a1], k[i0, b1], fx, flo, fhi, fresh, n2)
-        diff_apply_row(ur, k[i0, i1], um0, up0, k[a0, i1], k[b0, i1], um1, up1, fx, flo, fhi, o,
-                       n2, s0, t0, s1, t1, per, sgn, c)
+        diff_apply_row(ur, k[i0, i1], um0, up0, k[a0, i1], k[b0, i1], um1, up1, k[i0, a1],
+                       k[i0, b1], o, n2, s0, t0, s1, t1, per, sgn, c)
     else:
         lap_apply_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per, sgn, c)
-    return flo, fhi
 
 
 @njit(inline="always", cache=True)
@@ -294,11 +291,6 @@ def grid_cg_direction(beta, r, p, kind, k, ap, store, c, per, sgn, halo, part):
         hal = halo[ch]
         buf = np.empty(n2)
         acc = np.empty(n2)
-        fx = np.empty(n2)
-        flo = np.empty(n2)
-        fhi = np.empty(n2)
-        j0, j1 = _slab_row(lo, 0, three)
-        first = j0 * n1 + j1
         for q in range(sr):     # slab lo in place (its rows are then read by row q's neighbours)
             j0, j1 = _slab_row(lo, q, three)
             _xpay_row(r[j0, j1], beta, p[j0, j1], p[j0, j1], n2)
@@ -315,12 +307,11 @@ def grid_cg_direction(beta, r, p, kind, k, ap, store, c, per, sgn, halo, part):
                     _neighbours(row, n0, n1, per, sgn)
                 o = ap[i0, i1] if store else buf
                 ur = p[i0, i1]
-                flo, fhi = _op_row(kind, ur, _dir_row(p, hal, a0, i1, three, lo, top, slo),
-                                   _dir_row(p, hal, b0, i1, three, lo, top, slo),
-                                   _dir_row(p, hal, i0, a1, three, lo, top, slo),
-                                   _dir_row(p, hal, i0, b1, three, lo, top, slo),
-                                   k, i0, i1, a0, b0, a1, b1, fx, flo, fhi,
-                                   row == first or i1 == 0, o, n2, s0, t0, s1, t1, c, per, sgn)
+                _op_row(kind, ur, _dir_row(p, hal, a0, i1, three, lo, top, slo),
+                        _dir_row(p, hal, b0, i1, three, lo, top, slo),
+                        _dir_row(p, hal, i0, a1, three, lo, top, slo),
+                        _dir_row(p, hal, i0, b1, three, lo, top, slo),
+                        k, i0, i1, a0, b0, a1, b1, o, n2, s0, t0, s1, t1, c, per, sgn)
                 _dot_lanes(acc, ur, o, i1 % GROUP == 0, n2)
                 if i1 % GROUP == GROUP - 1 or i1 == n1 - 1:
                     part[i0 * ngr + i1 // GROUP] = _lane_sum(acc, n2)
@@ -346,11 +337,6 @@ def grid_cg_update(alpha, p, kind, k, ap, stored, x, r, c, per, sgn, nch, part):
         lo, hi = _slabs(ch, nch, ns, unit)
         buf = np.empty(n2)
         acc = np.empty(n2)
-        fx = np.empty(n2)
-        flo = np.empty(n2)
-        fhi = np.empty(n2)
-        j0, j1 = _slab_row(lo, 0, three)
-        first = j0 * n1 + j1
         for s in range(lo, hi):
             for q in range(sr):
                 j0, j1 = _slab_row(s, q, three)
@@ -361,10 +347,8 @@ def grid_cg_update(alpha, p, kind, k, ap, stored, x, r, c, per, sgn, nch, part):
                     o = ap[i0, i1]
                 else:
                     o = buf
-                    flo, fhi = _op_row(kind, p[i0, i1], p[a0, i1], p[b0, i1], p[i0, a1],
-                                       p[i0, b1], k, i0, i1, a0, b0, a1, b1, fx, flo, fhi,
-                                       row == first or i1 == 0, o, n2, s0, t0, s1, t1, c, per,
-                                       sgn)
+                    _op_row(kind, p[i0, i1], p[a0, i1], p[b0, i1], p[i0, a1], p[i0, b1], k,
+                            i0, i1, a0, b0, a1, b1, o, n2, s0, t0, s1, t1, c, per, sgn)
                 _update_lanes(acc, alpha, p[i0, i1], o, x[i0, i1], r[i0, i1], i1 % GROUP == 0, n2)
                 if i1 % GROUP == GROUP - 1 or i1 == n1 - 1:
                     part[i0 * ngr + i1 // GROUP] = _lane_sum(acc, n2)
