@@ -146,23 +146,48 @@ def dense_eval(out, u, ks, BTH, theta, h):
     combine(out, u, ks, w, sd, h)
 
 
+# The copies below are explicit loops over flat views, not ``b[:n] = a``: a slice
+# assignment compiles Numba's shape-mismatch error path (string formatting of the
+# shapes), which cost about 4.5 s of every cold compile of the ODE loops.
+
 @njit(cache=False)
 def _grow_rows(a, need):
+    """``a`` with at least ``need`` rows (capacity doubled), the rows so far copied."""
     if need <= a.shape[0]:
         return a
     cap = max(need, 2 * a.shape[0])
     b = np.empty((cap,) + a.shape[1:], a.dtype)
-    b[:a.shape[0]] = a
+    bf = b.reshape(b.size)
+    af = a.reshape(a.size)
+    for i in range(a.size):
+        bf[i] = af[i]
     return b
 
 
 @njit(cache=True)
 def _grow(a, need):
+    """1-D ``a`` with at least ``need`` entries (capacity doubled), the entries copied."""
     if need <= a.size:
         return a
     b = np.empty(max(need, 2 * a.size), a.dtype)
-    b[:a.size] = a
+    for i in range(a.size):
+        b[i] = a[i]
     return b
+
+
+@njit(inline="always", cache=True)
+def put_row(dst, k, src):
+    """``dst[k] = src`` for a 1-D ``src``, as a loop (see :func:`_grow_rows`)."""
+    for i in range(src.size):
+        dst[k, i] = src[i]
+
+
+@njit(inline="always", cache=True)
+def put_rows(dst, k, src, m):
+    """``dst[k, :m] = src[:m]`` for a 2-D ``src``, as loops (see :func:`_grow_rows`)."""
+    for j in range(m):
+        for i in range(src.shape[1]):
+            dst[k, j, i] = src[j, i]
 
 
 @njit(cache=False)
@@ -248,11 +273,11 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     isave = 0
     if every:
         ts[0] = t0
-        us[0] = u
+        put_row(us, 0, u)
         nsave = 1
     elif savet.size > 0 and savet[0] == t0:
         ts[0] = t0
-        us[0] = u
+        put_row(us, 0, u)
         nsave = 1
         isave = 1
 
@@ -387,8 +412,8 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
             if dense:
                 if CX.size > 0:
                     stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
-                dus[nsteps] = u
-                dks[nsteps] = ks[:BTH.shape[0]]
+                put_row(dus, nsteps, u)
+                put_rows(dks, nsteps, ks, BTH.shape[0])
             # save times strictly inside the step (those that are not stops): interpolant
             if not every and isave < savet.size and (tnew - savet[isave]) * tdir > 0.0:
                 if CX.size > 0 and not dense:
@@ -396,7 +421,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                 while isave < savet.size and (tnew - savet[isave]) * tdir > 0.0:
                     dense_eval(ytmp, u, ks, BTH, (savet[isave] - t) / h, h)
                     ts[nsave] = savet[isave]
-                    us[nsave] = ytmp
+                    put_row(us, nsave, ytmp)
                     nsave += 1
                     isave += 1
             steps_t[nsteps] = t
@@ -421,20 +446,20 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                 nsave += 1
             elif isave < savet.size and t == savet[isave]:
                 ts[nsave] = t
-                us[nsave] = u
+                put_row(us, nsave, u)
                 nsave += 1
                 isave += 1
 
             if fired:
                 ev_t[nev] = t
-                ev_u[nev] = u
+                put_row(ev_u, nev, u)
                 nev += 1
                 if has_caffect:
                     caffect(u, t, cbp)
                     k0_valid = False
                     if every:
                         ts[nsave] = t
-                        us[nsave] = u
+                        put_row(us, nsave, u)
                         nsave += 1
                 g_prev = ccond(u, t, cbp)
                 just_fired = True   # a root at the start of the next step is this one
@@ -443,13 +468,13 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                     break
             if has_d and dcond(u, t, cbp) != 0.0:
                 ev_t[nev] = t
-                ev_u[nev] = u
+                put_row(ev_u, nev, u)
                 nev += 1
                 daffect(u, t, cbp)
                 k0_valid = False
                 if every:
                     ts[nsave] = t
-                    us[nsave] = u
+                    put_row(us, nsave, u)
                     nsave += 1
                 if has_c:
                     g_prev = ccond(u, t, cbp)
@@ -493,9 +518,11 @@ def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb,
         us = res[1]
         nsave = res[2]
         for k in range(nsave):
-            out[i, k] = us[k]
+            for j in range(n):
+                out[i, k, j] = us[k, j]
         for k in range(nsave, nsv):
-            out[i, k] = np.nan
+            for j in range(n):
+                out[i, k, j] = np.nan
         retcodes[i] = res[12]
         stats[i] = res[11]
 

@@ -19,7 +19,7 @@ counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
 import numpy as np
 from numba import njit
 
-from .erk import _crossed, _grow, _grow_rows, _locate, dense_eval
+from .erk import _crossed, _grow, _grow_rows, _locate, dense_eval, put_row, put_rows
 from .esdirk import KIND_ESDIRK, NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step
@@ -116,11 +116,11 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     isave = 0
     if every:
         ts[0] = t0
-        us[0] = u
+        put_row(us, 0, u)
         nsave = 1
     elif savet.size > 0 and savet[0] == t0:
         ts[0] = t0
-        us[0] = u
+        put_row(us, 0, u)
         nsave = 1
         isave = 1
 
@@ -306,8 +306,8 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
             if nsteps >= dus.shape[0]:
                 dus = _grow_rows(dus, nsteps + 1)
                 dks = _grow_rows(dks, nsteps + 1)
-            dus[nsteps] = u
-            dks[nsteps] = kd[:sd]
+            put_row(dus, nsteps, u)
+            put_rows(dks, nsteps, kd, sd)
         if nsteps >= steps_t.size:
             steps_t = _grow(steps_t, nsteps + 1)
             steps_h = _grow(steps_h, nsteps + 1)
@@ -342,7 +342,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
             nsave += 1
         elif isave < savet.size and t == savet[isave]:
             ts[nsave] = t
-            us[nsave] = u
+            put_row(us, nsave, u)
             nsave += 1
             isave += 1
 
@@ -350,7 +350,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
             ev_t = _grow(ev_t, nev + 1)
             ev_u = _grow_rows(ev_u, nev + 1)
             ev_t[nev] = t
-            ev_u[nev] = u
+            put_row(ev_u, nev, u)
             nev += 1
             if has_caffect:
                 caffect(u, t, cbp)
@@ -359,7 +359,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                     ts = _grow(ts, nsave + 1)
                     us = _grow_rows(us, nsave + 1)
                     ts[nsave] = t
-                    us[nsave] = u
+                    put_row(us, nsave, u)
                     nsave += 1
             g_prev = ccond(u, t, cbp)
             just_fired = True
@@ -370,7 +370,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
             ev_t = _grow(ev_t, nev + 1)
             ev_u = _grow_rows(ev_u, nev + 1)
             ev_t[nev] = t
-            ev_u[nev] = u
+            put_row(ev_u, nev, u)
             nev += 1
             daffect(u, t, cbp)
             f0_valid = False
@@ -378,7 +378,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                 ts = _grow(ts, nsave + 1)
                 us = _grow_rows(us, nsave + 1)
                 ts[nsave] = t
-                us[nsave] = u
+                put_row(us, nsave, u)
                 nsave += 1
             if has_c:
                 g_prev = ccond(u, t, cbp)
