@@ -87,7 +87,7 @@ def make_vjp_source(fc, p, has_f, n, *, sparsity=None, np_grad=0, linT=None, pli
     placeholder when ``has_f`` is False); ``sparsity``: pattern of ``df/du`` or None
     (dense); ``np_grad``: how many parameters to differentiate; ``linT, plin``: the
     transpose cfunc of the linear part and its packed data."""
-    from ..kernels.cpu.rhs import zero_f
+    from ..kernels.cpu.rhs import zero_f, zero_kvjp
     if has_f:
         colour, ncol, ptr, idx = _colouring(n, sparsity)
     else:
@@ -99,4 +99,10 @@ def make_vjp_source(fc, p, has_f, n, *, sparsity=None, np_grad=0, linT=None, pli
             linT if haslin else zero_f,
             np.ascontiguousarray(plin if plin is not None else np.zeros(0), dtype=np.float64),
             haslin, bool(kappa_grad),
-            np.ascontiguousarray(bweight if bweight is not None else np.zeros(n), dtype=np.float64))
+            np.ascontiguousarray(bweight if bweight is not None else np.zeros(n), dtype=np.float64),
+            _kappa_vjp() if kappa_grad else zero_kvjp)
+
+
+def _kappa_vjp():
+    from ..kernels.cpu.rhs_grid import grid_kappa_vjp_cfunc
+    return grid_kappa_vjp_cfunc()

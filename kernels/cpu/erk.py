@@ -175,14 +175,14 @@ def _grow(a, need):
     return b
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def put_row(dst, k, src):
     """``dst[k] = src`` for a 1-D ``src``, as a loop (see :func:`_grow_rows`)."""
     for i in range(src.size):
         dst[k, i] = src[i]
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=False)
 def put_rows(dst, k, src, m):
     """``dst[k, :m] = src[:m]`` for a 2-D ``src``, as loops (see :func:`_grow_rows`)."""
     for j in range(m):

@@ -29,31 +29,49 @@ forward loop computes it) whose loss gradients are rows ``drow`` of ``gsave``.
 Products with ``J^T`` come from a VJP source tuple
 
 ``vj = (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
-        linT, plin, haslin, kappa_grad, bweight)``
+        linT, plin, haslin, kappa_grad, bweight, kvjp)``
 
 ``fc`` the complex twin of the user's ``f`` (complex state *and* parameters): column
 groups of one colour are probed by one complex-step evaluation (exact to rounding;
 a dense Jacobian is ``n`` colours), parameters one by one (``np_grad`` of them);
 ``linT`` the transpose of the linear part (grid operator, matrix); with ``kappa_grad``
-the coefficient field of a packed Diffusion operator also gets its gradient.
+the coefficient field of a packed Diffusion operator also gets its gradient through the
+cfunc ``kvjp`` (:func:`.rhs_grid.grid_kappa_vjp_cfunc`; a zero placeholder otherwise, so
+that no adjoint compiles the Diffusion VJP kernel unless it is asked for).
 """
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 from .erk import combine, dense_weights, erk_solve, erk_solve_inner
 from .rhs import eval_rhs
-from .rhs_grid import grid_param_vjp
 
-__all__ = ["vjp_apply", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
+__all__ = ["vjp_apply", "kappa_vjp", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
            "erk_step_adjoint_dense", "erk_advance", "erk_reverse", "erk_reverse_dense",
            "reverse_steps", "save_map", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
+
+
+def kappa_vjp(vj, out, u, lam, plin):
+    """``out = d<lam, A(kappa) u>/dkappa`` through the VJP source's ``kvjp`` cfunc
+    (``vj[14]``); a source without that slot (the SDE adjoints') compiles to nothing."""
+
+
+@overload(kappa_vjp, jit_options={"cache": False})
+def _kappa_vjp_impl(vj, out, u, lam, plin):
+    if len(vj.types) > 14:
+        def impl(vj, out, u, lam, plin):
+            vj[14](out, u, lam, plin)
+    else:
+        def impl(vj, out, u, lam, plin):
+            pass
+    return impl
 
 
 @njit(cache=False)
 def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
     """``out_u = J(Y)^T v``; ``out_p += J_p(Y)^T v``; ``out_k += d<v, F>/dkappa``."""
     (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
-     linT, plin, haslin, kappa_grad, bweight) = vj
+     linT, plin, haslin, kappa_grad, bweight) = vj[:14]
     n = Y.size
     for i in range(n):
         out_u[i] = 0.0
@@ -87,7 +105,7 @@ def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
         for i in range(n):
             out_u[i] += work[i]
         if kappa_grad:
-            grid_param_vjp(work, Y, v, plin)
+            kappa_vjp(vj, work, Y, v, plin)
             for i in range(n):
                 out_k[i] += work[i] + bweight[i] * v[i]
 
@@ -403,7 +421,7 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
                     save_after[i - 1] = j
         values[k] = val
         vj = (vjt[0], np.zeros(vjt[1].size, np.complex128), vjt[2], vjt[3], vjt[4], vjt[5],
-              vjt[6], vjt[7], vjt[8], vjt[9], vjt[10], vjt[11], vjt[12], vjt[13])
+              vjt[6], vjt[7], vjt[8], vjt[9], vjt[10], vjt[11], vjt[12], vjt[13], vjt[14])
         pbar = np.zeros(npg)
         kbar = np.zeros(n)
         lam_end = np.zeros(n)

@@ -30,8 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .erk import PARALLEL_N, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
-from .erk_adjoint import vjp_apply
-from .rhs_grid import grid_param_vjp
+from .erk_adjoint import kappa_vjp, vjp_apply
 
 __all__ = ["PARALLEL_N", "erk_fixed", "count_fixed_steps", "erk_advance_large",
            "erk_reverse_large", "erk_schedule_large", "erk_step_adjoint_large", "stage_combine"]
@@ -470,7 +469,7 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
     :func:`.erk_adjoint.vjp_apply`."""
     f, p, lin, plin, haslin, tmp = rhs
     (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
-     linT, plinT, haslinT, kappa_grad, bweight) = vj
+     linT, plinT, haslinT, kappa_grad, bweight) = vj[:14]
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     su = B.size - 1 if fsal else B.size
     if has_f or kappa_grad:
@@ -513,7 +512,7 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
         elif haslinT:
             linT(Ybar[i], kb, plinT, ti)
         if haslinT and kappa_grad:
-            grid_param_vjp(work, Y, kb, plinT)
+            kappa_vjp(vj, work, Y, kb, plinT)
             _kappa_acc(kbar_acc, work, bweight, kb)
     if not lam_done:
         _lam_update(lam, Ybar, 0, su)

@@ -18,10 +18,13 @@ Packed linear parts (``plin``), all float64:
 import numpy as np
 from numba import cfunc, njit, types
 
-__all__ = ["eval_rhs", "zero_f", "zero_f_complex", "diag_apply", "dense_apply", "dense_apply_transpose",
+__all__ = ["eval_rhs", "zero_f", "zero_f_complex", "zero_kvjp", "KVJP_SIG", "diag_apply", "dense_apply", "dense_apply_transpose",
            "csr_apply", "csr_apply_transpose", "RHS_SIG"]
 
 RHS_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1], types.float64)
+#: ``kvjp(out, u, lam, p)``: the coefficient-field VJP of a packed grid operator
+KVJP_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1],
+                      types.float64[::1])
 
 
 @njit(inline="always", cache=False)
@@ -114,6 +117,12 @@ def _zero_f_complex(du, u, p, t):
         du[i] = 0.0
 
 
+def _zero_kvjp(out, u, lam, p):
+    """``out = 0``: the coefficient-field VJP placeholder when no gradient wrt kappa is asked."""
+    for i in range(out.size):
+        out[i] = 0.0
+
+
 # Built on first use: a ``@cfunc`` decorator compiles (or loads from the disk cache, ~15 ms
 # each) at import, and most solves need only ``zero_f``.
 _LAZY = {
@@ -124,6 +133,7 @@ _LAZY = {
     "csr_apply": ("RHS_SIG", _csr_apply),
     "csr_apply_transpose": ("RHS_SIG", _csr_apply_transpose),
     "zero_f_complex": ("RHS_COMPLEX_SIG", _zero_f_complex),
+    "zero_kvjp": ("KVJP_SIG", _zero_kvjp),
 }
 
 

@@ -77,11 +77,13 @@ def split_vjp_source(vj):
     """``(fc, rest)`` of a VJP-source tuple: the kernels take the cfuncs apart from the
     arrays and scalars, so that Numba's dispatcher types ``rest`` on its fast path (a
     tuple holding a cfunc is typed in Python on every call, about 0.3 ms here)."""
-    return vj[0], vj[1:9] + vj[10:]
+    return vj[0], vj[1:9] + vj[10:14]
 
 
 @njit(cache=False)
 def _vj(fc, r, linT):
+    """The VJP source again, without the coefficient-field slot (no SDE gradient is taken
+    wrt a grid operator's coefficients; :func:`.erk_adjoint.kappa_vjp` skips it)."""
     return (fc, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], linT, r[8], r[9], r[10], r[11])
 
 
