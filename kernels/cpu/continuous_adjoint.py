@@ -84,7 +84,8 @@ def continuous_adjoint(rhs, vj, tab, mode, dense, u_end, t1, t0, t_jump, g_jump,
     nz = off + n + npg
     z = np.zeros(nz)
     if mode == 1:
-        z[:n] = u_end
+        for i in range(n):
+            z[i] = u_end[i]
     znew = np.zeros(nz)
     ytmp = np.zeros(nz)
     ks = np.zeros((s, nz))
@@ -152,7 +153,8 @@ def continuous_adjoint(rhs, vj, tab, mode, dense, u_end, t1, t0, t_jump, g_jump,
         fac = pi_factor(e, errp, beta1, beta2, 0.9, 0.2, 1.0 if after else 10.0)
         errp = max(e, 1e-4)
         after = False
-        z[:] = znew
+        for i in range(nz):
+            z[i] = znew[i]
         t = stop if land else t + h
         nsteps += 1
         habs = hs * fac

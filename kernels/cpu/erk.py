@@ -183,6 +183,13 @@ def put_row(dst, k, src):
 
 
 @njit(inline="always", cache=False)
+def get_row(dst, src, k):
+    """``dst[:] = src[k]`` for a 1-D ``dst``, as a loop (see :func:`_grow_rows`)."""
+    for i in range(dst.size):
+        dst[i] = src[k, i]
+
+
+@njit(inline="always", cache=False)
 def put_rows(dst, k, src, m):
     """``dst[k, :m] = src[:m]`` for a 2-D ``src``, as loops (see :func:`_grow_rows`)."""
     for j in range(m):

@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from .erk import combine, dense_weights, erk_solve, erk_solve_inner
+from .erk import combine, dense_weights, erk_solve, erk_solve_inner, get_row, put_row
 from .rhs import eval_rhs
 
 __all__ = ["vjp_apply", "kappa_vjp", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
@@ -160,7 +160,7 @@ def erk_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store):
     Ys = np.zeros((s, n))
     for i in range(i0, i1):
         if store:
-            states[i - i0] = u
+            put_row(states, i - i0, u)
         su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, steps_t[i], steps_h[i], Ys, ks)
         combine(Ys[0], u, ks, B, su, steps_h[i])
         u[:] = Ys[0]
@@ -453,17 +453,17 @@ def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
         if op == 0:
             erk_advance_inner(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False)
         elif op == 1:
-            buf[0] = cur
+            put_row(buf, 0, cur)
             reverse_steps(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after, dsave,
                           lam, pbar, kbar)
         elif op == 2:
             top += 1
             keys[top] = a
-            snaps[top] = cur
+            put_row(snaps, top, cur)
         else:
             while top > 0 and keys[top] > a:
                 top -= 1
-            cur[:] = snaps[top]
+            get_row(cur, snaps, top)
 
 
 # Uncached twins for compiled callers: a cached function compiled while a callee taking

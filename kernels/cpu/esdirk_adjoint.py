@@ -56,6 +56,7 @@ and 12 (reverse mode, checkpointing).
 import numpy as np
 from numba import njit
 
+from .erk import get_row, put_row
 from .erk_adjoint import vjp_apply
 from .rhs import eval_rhs
 from .rosenbrock_adjoint import lu_solve_transpose
@@ -166,7 +167,7 @@ def sd_advance(rhs, jd, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
     ok = True
     for i in range(i0, i1):
         if store:
-            states[i - i0] = u
+            put_row(states, i - i0, u)
         h = steps_h[i]
         if not sd_stages(rhs, jd, tab, u, steps_t[i], h, wk):
             ok = False
@@ -272,17 +273,17 @@ def sd_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_afte
                                     wk):
                 ok = False
         elif op == 1:
-            buf[0] = cur
+            put_row(buf, 0, cur)
             sd_reverse_inner(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
                        lam, pbar, wk)
         elif op == 2:
             top += 1
             keys[top] = a
-            snaps[top] = cur
+            put_row(snaps, top, cur)
         else:
             while top > 0 and keys[top] > a:
                 top -= 1
-            cur[:] = snaps[top]
+            get_row(cur, snaps, top)
     return ok
 
 
@@ -368,7 +369,7 @@ def _ark_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
     ok = True
     for i in range(i0, i1):
         if store:
-            states[i - i0] = u
+            put_row(states, i - i0, u)
         h = steps_h[i]
         if not ark_stages(rhs, tab, u, steps_t[i], h, wk):
             ok = False
@@ -471,18 +472,18 @@ def ark_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
             if not _ark_advance(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False, wk):
                 ok = False
         elif op == 1:
-            buf[0] = cur
+            put_row(buf, 0, cur)
             if not _ark_reverse(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave,
                                 save_after, lam, pbar, wk):
                 ok = False
         elif op == 2:
             top += 1
             keys[top] = a
-            snaps[top] = cur
+            put_row(snaps, top, cur)
         else:
             while top > 0 and keys[top] > a:
                 top -= 1
-            cur[:] = snaps[top]
+            get_row(cur, snaps, top)
     return ok
 
 

@@ -44,6 +44,7 @@ Hairer, Wanner, *Solving ODEs II* (1996), IV.7.
 import numpy as np
 from numba import njit
 
+from .erk import get_row, put_row
 from .erk_adjoint import vjp_apply
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step
@@ -144,7 +145,7 @@ def ros_advance(rhs, jd, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
     unew, ytmp, err, fsal = wk[9], wk[10], wk[11], wk[12]
     for i in range(i0, i1):
         if store:
-            states[i - i0] = u
+            put_row(states, i - i0, u)
         t = steps_t[i]
         h = steps_h[i]
         _prepare_inner(rhs, jd, tab, u, t, h, _tf0(kind, steps_t, steps_h, i), wk)
@@ -394,17 +395,17 @@ def ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_aft
         if op == 0:
             ros_advance_inner(rhs, jd, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False, wk)
         elif op == 1:
-            buf[0] = cur
+            put_row(buf, 0, cur)
             ros_reverse_inner(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
                         lam, pbar, wk)
         elif op == 2:
             top += 1
             keys[top] = a
-            snaps[top] = cur
+            put_row(snaps, top, cur)
         else:
             while top > 0 and keys[top] > a:
                 top -= 1
-            cur[:] = snaps[top]
+            get_row(cur, snaps, top)
 
 
 # Uncached twins for compiled callers: a cached function compiled while a callee taking
