@@ -1,13 +1,17 @@
 """ODE and adjoint figures of issues 4 and 6, peers timed in the same run.
 
-    python perf/ode_figures.py
+    python perf/ode_figures.py [--repeat N] [--ens-repeat M] [--no-heat]
 
 Lorenz-63 on [0, 100] at rtol = atol = 1e-8 (Tsit5 vs SciPy RK45 and DOP853); a
 10,000-trajectory Lorenz ensemble (rho in [20, 30], t in [0, 10], Tsit5 at 1e-6, own
 steps per trajectory); the gradient of 0.5 ||u_T - d||^2 wrt u0 through 1,000 RK4 steps
 of a 256x256 heat equation (store-all and 16 binomial checkpoints, time and peak extra
-memory as ratios to the forward solve).  Best of several repeats.
+memory as ratios to the forward solve).  Best of several repeats (``--repeat`` for the
+single Lorenz solve, ``--ens-repeat`` for the ensemble); ``--no-heat`` stops after the
+Lorenz figures.
 """
+import argparse
+import os
 import time
 import tracemalloc
 
@@ -30,12 +34,18 @@ def lorenz(du, u, p, t):
     du[2] = u[0] * u[1] - 8.0 / 3.0 * u[2]
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5, help="best of N single Lorenz solves")
+    ap.add_argument("--ens-repeat", type=int, default=3, help="best of M ensemble solves")
+    ap.add_argument("--no-heat", action="store_true", help="only the Lorenz figures")
+    args = ap.parse_args(argv)
     import jitsolve as js
     from scipy.integrate import solve_ivp
+    print("load average at start: " + "/".join(f"{x:.2f}" for x in os.getloadavg()))
     prob = js.ODEProblem(lorenz, np.array([1.0, 0.0, 0.0]), (0.0, 100.0), p=np.array([28.0]))
     js.solve(js.remake(prob, tspan=(0.0, 1.0)), js.Tsit5())
-    t_js, sol = best(lambda: js.solve(prob, js.Tsit5(), rtol=1e-8, atol=1e-8))
+    t_js, sol = best(lambda: js.solve(prob, js.Tsit5(), rtol=1e-8, atol=1e-8), args.repeat)
 
     def f(t, u):
         return [10 * (u[1] - u[0]), u[0] * (28 - u[2]) - u[1], u[0] * u[1] - 8 / 3 * u[2]]
@@ -50,10 +60,14 @@ def main():
     ep = js.EnsembleProblem(js.remake(prob, tspan=(0.0, 10.0)), ps=ps)
     js.solve(js.EnsembleProblem(js.remake(prob, tspan=(0.0, 10.0)), ps=ps[:4]), js.Tsit5(),
              saveat=[10.0])
-    t_ens, es = best(lambda: js.solve(ep, js.Tsit5(), saveat=[0.0, 10.0], rtol=1e-6, atol=1e-6), 3)
+    t_ens, es = best(lambda: js.solve(ep, js.Tsit5(), saveat=[0.0, 10.0], rtol=1e-6, atol=1e-6),
+                     args.ens_repeat)
     steps = es.stats[:, 3]
     print(f"Ensemble 10,000 Lorenz (Tsit5 1e-6, t in [0,10]): {t_ens:.3f} s, steps per trajectory "
           f"{steps.min()}-{steps.max()} (mean {steps.mean():.0f}), {t_ens / steps.sum() * 1e9:.0f} ns/step")
+    if args.no_heat:
+        print("load average at end: " + "/".join(f"{x:.2f}" for x in os.getloadavg()))
+        return
 
     g = js.Grid((256, 256), bc=js.Dirichlet(0.0))
     L = js.Laplacian(g)

@@ -15,9 +15,11 @@ next stop and save pointer and takes its own accept/reject decision, exactly as
   form is not worth its compile, with one first-class call of ``f`` per lane;
 - the stage combinations, the new state and the error estimate are SIMD loops over all
   ``L * n`` entries of the batch (lane-major rows, the step size replicated per entry);
-- the step control (error norm, PI controller, stops, saves) is a scalar loop over the
+- the step control (error norm, accept/reject, stops, saves) is a scalar loop over the
   active lanes through the same helpers as the general loop
-  (:mod:`~jitsolve.kernels.cpu.stepcontrol`).
+  (:mod:`~jitsolve.kernels.cpu.stepcontrol`); the PI controller's factors, libm-free
+  and branch-free (:mod:`~jitsolve.kernels.cpu.fastpow`), are one SIMD loop over the
+  batch before it (2026-12-02: 15-20 % of the ensemble's time, see perf/RESULTS.md).
 
 Lanes that finish or fail drop out of the lane list and wait (masked) until the batch is
 done.  Every entry is computed with the general loop's arithmetic in the same order
@@ -223,6 +225,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     RC = np.zeros(L, np.int64)
     TN = np.zeros(L)
     FAC = np.zeros(L)
+    ERR = np.ones(L)
     W = np.zeros(sd)
     idx = np.zeros(L, np.int64)
     idx0 = np.zeros(L, np.int64)
@@ -333,6 +336,15 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 Ef[k] = HR[k] * ACC[k]
         nfs = (last - 1) + (1 if fsal else 0)
         # ---- step control per lane (erk_solve's accept/reject)
+        if adaptive:
+            for k in range(nact):
+                l = idx[k]
+                ERR[l] = error_norm_at(Ef, Uf, UNf, l * n, n, atol, rtol)
+            # the PI factors of all lanes in one SIMD loop (the controller is branch-free);
+            # only the lanes that accept below use theirs: erk_solve's values, bit for bit
+            for l in range(L):
+                FAC[l] = pi_factor(ERR[l], EPREV[l], beta1, beta2, safety, qmin,
+                                   1.0 if AREJ[l] else qmax)
         nacc = 0
         nden = 0
         for k in range(nact):
@@ -341,7 +353,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             K0V[l] = True
             hstep = HSTEP[l]
             if adaptive:
-                err = error_norm_at(Ef, Uf, UNf, l * n, n, atol, rtol)
+                err = ERR[l]
                 if not (err <= 1.0):
                     NREJ[l] += 1
                     nonfinite = not (err < np.inf)
@@ -351,8 +363,6 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                         RC[l] = RC_UNSTABLE if nonfinite else RC_DTMIN
                         ACT[l] = False
                     continue
-                FAC[l] = pi_factor(err, EPREV[l], beta1, beta2, safety, qmin,
-                                   1.0 if AREJ[l] else qmax)
                 EPREV[l] = max(err, 1e-4)
                 AREJ[l] = False
             else:

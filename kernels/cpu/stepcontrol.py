@@ -7,10 +7,16 @@ Hairer, Nørsett, Wanner, *Solving Ordinary Differential Equations I* (2nd ed., 
 sec. II.4 (error norm (4.11), initial step size algorithm, p. 169);
 Hairer, Wanner, *Solving ODEs II* (1996), sec. IV.2 (PI control, eq. (2.43c));
 Gustafsson, *Control-theoretic techniques for stepsize selection* (1991).
+
+The controllers' powers are :mod:`.fastpow`'s (polynomials, no libm call): the factors
+differ from ``x ** y`` through libm by about 1e-15 relative, so step sequences can differ
+from a libm controller's after many steps, while every caller (single solves, ensembles,
+lockstep batches, reverse sweeps) computes the same bits.
 """
 import numpy as np
 from numba import njit
 
+from .fastpow import exp2_fast, ylog2_fast
 from .rhs import eval_rhs
 
 __all__ = ["error_norm", "error_norm_at", "pi_factor", "reject_factor", "initial_dt",
@@ -55,12 +61,13 @@ def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
     ``safety * err^-beta1 * err_prev^beta2`` clipped to ``[qmin, qmax]``.
 
     With ``k`` the controller's order (lowest order of the pair + 1), Hairer's defaults
-    are ``beta1 = 7/(10 k)`` and ``beta2 = 2/(5 k)``.
+    are ``beta1 = 7/(10 k)`` and ``beta2 = 2/(5 k)``.  The powers are one
+    ``exp2(beta2 log2(err_prev) - beta1 log2(err))`` (:mod:`.fastpow`: no libm call, no
+    branch but the clipping; ``err = 0`` gives ``qmax``, NaN and Inf as ``**`` would).
     """
-    if err == 0.0:
-        return qmax
-    q = safety * err ** (-beta1) * err_prev ** beta2
-    return min(qmax, max(qmin, q))
+    q = safety * exp2_fast(ylog2_fast(err_prev, beta2) + ylog2_fast(err, -beta1))
+    q = min(qmax, max(qmin, q))
+    return qmax if err == 0.0 else q
 
 
 @njit(cache=False)
@@ -68,7 +75,7 @@ def reject_factor(err, beta1, safety, qmin):
     """Step-size factor after a rejected step (never grows; NaN errors shrink by ``qmin``)."""
     if not (err < np.inf):   # NaN or Inf: the step blew up
         return qmin
-    return min(1.0, max(qmin, safety * err ** (-beta1)))
+    return min(1.0, max(qmin, safety * exp2_fast(ylog2_fast(err, -beta1))))
 
 
 @njit(inline="always", cache=False)
