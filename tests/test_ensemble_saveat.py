@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jitsolve as js
-from jitsolve.solvers.ode import explicit as E
+from ensemble_modes import bits, solve_mode
 
 METHODS = [js.Tsit5(), js.DP5(), js.Vern7()]
 MODES = ("general", "percall", "batched")
@@ -35,20 +35,6 @@ def vdp(du, u, p, t):             # stiffer for larger mu: runs out of iteration
 FORCED = js.ODEProblem(forced, np.array([1.0, 0.0]), (0.0, 4.0), p=np.array([1.0, 1.0]))
 
 
-def _ensemble(monkeypatch, mode, eprob, alg, N, **kw):
-    with monkeypatch.context() as m:
-        if mode == "general":
-            m.setattr(E, "LOCKSTEP_MIN", 1 << 62)
-        else:
-            m.setattr(E, "LOCKSTEP_MIN", 1)
-            m.setattr(E, "BATCH_MIN_TRAJ", 1 if mode == "batched" else 1 << 62)
-        return js.solve(eprob, alg, trajectories=N, **kw)
-
-
-def _bits(a):
-    return np.ascontiguousarray(a, dtype=np.float64).view(np.int64)
-
-
 def _singles(prob, alg, u0s, ps, **kw):
     return [js.solve(js.remake(prob, u0=u0s[i], p=ps[i]), alg, **kw) for i in range(len(u0s))]
 
@@ -59,10 +45,10 @@ def _check(monkeypatch, prob, alg, u0s, ps, modes=MODES, **kw):
     singles = _singles(prob, alg, u0s, ps, **kw)
     ep = js.EnsembleProblem(prob, u0s=u0s, ps=ps)
     for mode in modes:
-        es = _ensemble(monkeypatch, mode, ep, alg, N, **kw)
+        es = solve_mode(monkeypatch, mode, ep, alg, N, **kw)
         for i, s in enumerate(singles):
             k = s.u.shape[0]
-            assert np.array_equal(_bits(es.u[i, :k]), _bits(s.u)), (mode, i)
+            assert np.array_equal(bits(es.u[i, :k]), bits(s.u)), (mode, i)
             assert np.isnan(es.u[i, k:]).all(), (mode, i)
             st = s.stats
             assert list(es.stats[i]) == [st.nf, st.njac, st.nsolve, st.naccept, st.nreject], \

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import jitsolve as js
+from ensemble_modes import bits, solve_mode
 from jitsolve.solvers.ode import explicit as E
 
 MODES = ("percall", "batched")
@@ -35,25 +36,11 @@ def vdp(du, u, p, t):             # stiffer for larger mu: more steps
     du[1] = p[0] * (1.0 - u[0] * u[0]) * u[1] - u[0]
 
 
-def _solve(monkeypatch, mode, eprob, alg, N, **kw):
-    with monkeypatch.context() as m:
-        if mode == "general":
-            m.setattr(E, "LOCKSTEP_MIN", 1 << 62)
-        else:
-            m.setattr(E, "LOCKSTEP_MIN", 1)
-            m.setattr(E, "BATCH_MIN_TRAJ", 1 if mode == "batched" else 1 << 62)
-        return js.solve(eprob, alg, trajectories=N, **kw)
-
-
-def _bits(a):
-    return np.ascontiguousarray(a, dtype=np.float64).view(np.int64)
-
-
 def _check(monkeypatch, eprob, alg, N, **kw):
-    ref = _solve(monkeypatch, "general", eprob, alg, N, **kw)
+    ref = solve_mode(monkeypatch, "general", eprob, alg, N, **kw)
     for mode in MODES:
-        sol = _solve(monkeypatch, mode, eprob, alg, N, **kw)
-        assert np.array_equal(_bits(sol.u), _bits(ref.u)), mode
+        sol = solve_mode(monkeypatch, mode, eprob, alg, N, **kw)
+        assert np.array_equal(bits(sol.u), bits(ref.u)), mode
         assert list(sol.retcodes) == list(ref.retcodes), mode
         assert np.array_equal(sol.stats, ref.stats), mode
         assert np.array_equal(sol.t, ref.t)

@@ -203,6 +203,19 @@ def _slabs(ch, nch, ns, unit):
 
 
 @njit(inline="always", cache=True)
+def _slab_layout(n0, n1):
+    """``(three, ns, sr, unit, ngr)`` of a padded grid: 3-D or not, the number of slabs
+    (planes in 3-D, rows in 2-D), rows per slab, slabs per chunking unit (a 2-D chunk
+    holds whole ``GROUP``-row reduction groups) and the number of reduction groups per
+    plane."""
+    three = n0 > 1
+    ns = n0 if three else n1
+    sr = n1 if three else 1
+    unit = 1 if three else GROUP
+    return three, ns, sr, unit, (n1 + GROUP - 1) // GROUP
+
+
+@njit(inline="always", cache=True)
 def _slab_row(s, q, three):
     """Index ``(i0, i1)`` of row ``q`` of slab ``s`` (3-D: plane ``s``; 2-D: row ``s``)."""
     if three:
@@ -271,11 +284,7 @@ def grid_cg_direction(beta, r, p, kind, k, ap, store, c, per, sgn, halo, part):
         order, then over its columns (:func:`_lane_sum`); the groups are added in order.
     """
     n0, n1, n2 = p.shape
-    three = n0 > 1
-    ns = n0 if three else n1
-    sr = n1 if three else 1
-    unit = 1 if three else GROUP
-    ngr = (n1 + GROUP - 1) // GROUP
+    three, ns, sr, unit, ngr = _slab_layout(n0, n1)
     pers = per[0] != 0 if three else per[1] != 0
     nch = halo.shape[0]
     # the slabs next to each chunk, updated out of place before any chunk overwrites p
@@ -328,11 +337,7 @@ def grid_cg_update(alpha, p, kind, k, ap, stored, x, r, c, per, sgn, nch, part):
     :func:`grid_cg_direction`; ``nch`` chunks (from 1 to :func:`grid_cg_units`).
     """
     n0, n1, n2 = p.shape
-    three = n0 > 1
-    ns = n0 if three else n1
-    sr = n1 if three else 1
-    unit = 1 if three else GROUP
-    ngr = (n1 + GROUP - 1) // GROUP
+    three, ns, sr, unit, ngr = _slab_layout(n0, n1)
     for ch in prange(nch):
         lo, hi = _slabs(ch, nch, ns, unit)
         buf = np.empty(n2)
