@@ -91,11 +91,12 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     pbar = np.zeros(max(np_grad, 0))
     kbar = np.zeros(n)
     nre = 0
-    if dsave is not None and N > 0 and checkpoints == "all":
-        # the forward saved the loss times only: replay the recorded steps for the states
+    replay = dsave is not None and N > 0 and checkpoints == "all"
+    if replay:
+        # the forward saved the loss times only: the reverse kernel first replays the
+        # recorded steps from u0 for the states (one compiled call for both)
         states = np.empty((N, n))
-        call(K.erk_advance, rhs, tab, np.ascontiguousarray(u0, dtype=np.float64).copy(),
-             steps_t, steps_h, 0, N, states, True)
+        states[0] = u0
     if dsave is None:
         dsave = K.NO_DENSE_SAVES
     elif n >= PARALLEL_N:
@@ -109,7 +110,7 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
         # through the compiled entry point: Numba's typing of the rhs/vj tuples of
         # first-class functions costs ~0.13 ms per call (measured), more than short sweeps
         call(K.erk_reverse_dense, rhs, vj, tab, states, steps_t, steps_h, 0, N, gsave, save_after,
-             dsave, lam, pbar, kbar)
+             dsave, lam, pbar, kbar, replay)
     elif store is None:
         # the schedule is recorded once and run in one compiled call
         ops, nre = record_schedule(N, int(checkpoints))
@@ -128,7 +129,7 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
         def reverse_step(i):
             buf[0] = cur
             K.erk_reverse_dense(rhs, vj, tab, buf, steps_t, steps_h, i, i + 1, gsave, save_after,
-                                dsave, lam, pbar, kbar)
+                                dsave, lam, pbar, kbar, False)
 
         def take(i):
             snaps.put(i, cur)

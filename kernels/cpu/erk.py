@@ -40,10 +40,11 @@ Shampine, Thompson, *Event location for ODEs* (2000) for the Illinois root finde
 import numpy as np
 from numba import njit, prange
 
+from .borrow import borrow, keep_alive
 from .rhs import eval_rhs
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 
-__all__ = ["erk_solve", "erk_ensemble", "rk_step", "dense_eval", "dense_weights", "RC_SUCCESS",
+__all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "dense_eval", "dense_weights", "RC_SUCCESS",
            "RC_TERMINATED", "RC_MAXITERS", "RC_DTMIN", "RC_UNSTABLE", "RC_INITIAL"]
 
 RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
@@ -52,6 +53,14 @@ RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1
 PARALLEL_N = 32768
 # interpolant samples per step when looking for a sign change of an event condition
 NSAMPLE = 4
+
+
+@njit(inline="always", cache=False)
+def borrow_tab(tab):
+    """``tab`` with its arrays borrowed (:mod:`.borrow`)."""
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
+    return (borrow(C), borrow(A), borrow(B), borrow(BERR), fsal, borrow(BTH), borrow(CX),
+            borrow(AX), q)
 
 
 @njit(parallel=True, cache=False)
@@ -256,11 +265,17 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     t1 = stops[-1]
     tdir = 1.0 if t1 >= t0 else -1.0
 
-    u = u0.copy()
-    unew = np.empty(n)
-    ytmp = np.empty(n)
-    ks = np.zeros((ns, n))
+    u_own = u0.copy()
+    unew_own = np.empty(n)
+    ytmp_own = np.empty(n)
+    ks_own = np.zeros((ns, n))
     stats = np.zeros(5, np.int64)
+    # the loop works on borrowed references (no reference counting per use: .borrow);
+    # the owners stay live to the end (returned, or keep_alive below)
+    u, unew, ytmp, ks = borrow(u_own), borrow(unew_own), borrow(ytmp_own), borrow(ks_own)
+    p, plin, tmp, rtol, atol = borrow(p), borrow(plin), borrow(tmp), borrow(rtol), borrow(atol)
+    tab = borrow_tab(tab)
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
 
     cap = max(cap, 2)
     ts = np.empty(cap)
@@ -293,7 +308,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     for i in range(n):
         if not np.isfinite(ks[0, i]):
             return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev,
-                    stats, RC_INITIAL, t, u)
+                    stats, RC_INITIAL, t, u_own)
     k0_valid = True
 
     istop = 0
@@ -506,7 +521,11 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
         if dense and nsteps + 1 > dus.shape[0]:
             dus = _grow_rows(dus, 2 * dus.shape[0])
             dks = _grow_rows(dks, 2 * dks.shape[0])
-    return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev, stats, rc, t, u)
+    keep_alive(unew_own)
+    keep_alive(ytmp_own)
+    keep_alive(ks_own)
+    return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev, stats, rc, t,
+            u_own)
 
 
 @njit(parallel=True, cache=True)

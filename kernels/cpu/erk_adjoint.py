@@ -43,10 +43,11 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from .erk import combine, dense_weights, erk_solve, erk_solve_inner, get_row, put_row
-from .rhs import eval_rhs
+from .borrow import borrow, keep_alive
+from .erk import borrow_tab, combine_serial, dense_weights, erk_solve, erk_solve_inner, get_row, put_row
+from .rhs import borrow_rhs, eval_rhs
 
-__all__ = ["vjp_apply", "kappa_vjp", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
+__all__ = ["vjp_apply", "borrow_vj", "kappa_vjp", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
            "erk_step_adjoint_dense", "erk_advance", "erk_reverse", "erk_reverse_dense",
            "reverse_steps", "save_map", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
 
@@ -65,6 +66,15 @@ def _kappa_vjp_impl(vj, out, u, lam, plin):
         def impl(vj, out, u, lam, plin):
             pass
     return impl
+
+
+@njit(inline="always", cache=False)
+def borrow_vj(vj):
+    """``vj`` with its arrays borrowed (:mod:`.borrow`)."""
+    (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
+     linT, plin, haslin, kappa_grad, bweight) = vj[:14]
+    return (fc, borrow(pc), has_f, borrow(colour), borrow(pat_ptr), borrow(pat_idx), ncolour,
+            np_grad, eps, linT, borrow(plin), haslin, kappa_grad, borrow(bweight)) + vj[14:]
 
 
 @njit(cache=False)
@@ -110,14 +120,19 @@ def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
                 out_k[i] += work[i] + bweight[i] * v[i]
 
 
-@njit(cache=False)
+#: :func:`vjp_apply` inlined (the explicit adjoint's stage loops): a call passes its ~15
+#: arrays through reference-count calls at entry and exit, ~25% of a small system's step
+vjp_apply_inline = njit(inline="always", cache=False)(vjp_apply.py_func)
+
+
+@njit(inline="always", cache=False)
 def erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks):
     """Recompute a step's stage states ``Ys[i]`` and slopes ``ks[i]`` (i < s_used)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     s = B.size
     su = s - 1 if fsal else s
     for i in range(su):
-        combine(Ys[i], u, ks, A[i], i, h)
+        combine_serial(Ys[i], u, ks, A[i], i, h)
         eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], t + C[i] * h)
     return su
 
@@ -137,14 +152,14 @@ def stage_coefficients(tab, i):
     return A[i], C[i]
 
 
-@njit(cache=False)
+@njit(inline="always", cache=False)
 def erk_stages_dense(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks, nst):
     """Stages ``0 .. nst-1`` of a step for its interpolant: those of :func:`erk_stages`,
     then those :func:`stage_coefficients` adds (FSAL stage, extra stages)."""
     su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks)
     for i in range(su, nst):
         a, c = stage_coefficients(tab, i)
-        combine(Ys[i], u, ks, a, i, h)
+        combine_serial(Ys[i], u, ks, a, i, h)
         eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], t + c * h)
 
 
@@ -152,21 +167,26 @@ def erk_stages_dense(f, p, lin, plin, haslin, tmp, tab, u, t, h, Ys, ks, nst):
 def erk_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, store):
     """Redo the recorded steps ``i0 .. i1-1`` from ``u`` (in place); with ``store`` the
     state before step ``i`` goes to ``states[i - i0]``."""
-    f, p, lin, plin, haslin, tmp = rhs
+    f, p, lin, plin, haslin, tmp = borrow_rhs(rhs)
+    tab = borrow_tab(tab)
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     n = u.size
     s = B.size
-    ks = np.zeros((s, n))
-    Ys = np.zeros((s, n))
+    ks_own = np.zeros((s, n))
+    Ys_own = np.zeros((s, n))
+    ks, Ys, ub = borrow(ks_own), borrow(Ys_own), borrow(u)
     for i in range(i0, i1):
         if store:
-            put_row(states, i - i0, u)
-        su = erk_stages(f, p, lin, plin, haslin, tmp, tab, u, steps_t[i], steps_h[i], Ys, ks)
-        combine(Ys[0], u, ks, B, su, steps_h[i])
-        u[:] = Ys[0]
+            put_row(states, i - i0, ub)
+        su = erk_stages(f, p, lin, plin, haslin, tmp, tab, ub, steps_t[i], steps_h[i], Ys, ks)
+        combine_serial(Ys[0], ub, ks, B, su, steps_h[i])
+        for x in range(n):
+            ub[x] = Ys[0, x]
+    keep_alive(ks_own)
+    keep_alive(Ys_own)
 
 
-@njit(cache=False)
+@njit(inline="always", cache=False)
 def erk_step_adjoint(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, kb, work,
                      cu, cd):
     """Reverse one step from ``(t, u)`` of size ``h``: ``lam`` (the adjoint of the step's
@@ -190,13 +210,13 @@ def erk_step_adjoint(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, k
                     kb[x] += a * Ybar[j, x]
         for x in range(n):
             kb[x] *= h
-        vjp_apply(vj, kb, Ys[i], p, t + C[i] * h, Ybar[i], pbar, kbar_acc, work, cu, cd)
+        vjp_apply_inline(vj, kb, Ys[i], p, t + C[i] * h, Ybar[i], pbar, kbar_acc, work, cu, cd)
     for i in range(su):
         for x in range(n):
             lam[x] += Ybar[i, x]
 
 
-@njit(cache=False)
+@njit(inline="always", cache=False)
 def erk_step_adjoint_dense(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, kb, work,
                            cu, cd, gsave, dtheta, drow, k0, k1, D, w):
     """:func:`erk_step_adjoint` for a step holding the saves ``k0 .. k1-1`` at
@@ -238,8 +258,8 @@ def erk_step_adjoint_dense(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Y
                     kb[x] += a * Ybar[l, x]
         for x in range(n):
             kb[x] *= h
-        vjp_apply(vj, kb, Ys[i], p, t + stage_coefficients(tab, i)[1] * h, Ybar[i], pbar,
-                  kbar_acc, work, cu, cd)
+        vjp_apply_inline(vj, kb, Ys[i], p, t + stage_coefficients(tab, i)[1] * h, Ybar[i],
+                         pbar, kbar_acc, work, cu, cd)
     for i in range(nst):
         for x in range(n):
             lam[x] += Ybar[i, x]
@@ -253,20 +273,27 @@ def reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_af
     ``i`` (or -1); it is added to ``lam`` before that step is reversed.  ``dsave`` the
     saves inside steps (module docstring; empty arrays: none); a step holding some is
     reversed by :func:`erk_step_adjoint_dense`, every other by :func:`erk_step_adjoint`."""
-    dptr, dtheta, drow = dsave
+    dptr, dtheta, drow = borrow(dsave[0]), borrow(dsave[1]), borrow(dsave[2])
     n = lam.size
+    rhs, vj, tab = borrow_rhs(rhs), borrow_vj(vj), borrow_tab(tab)
+    states, steps_t, steps_h = borrow(states), borrow(steps_t), borrow(steps_h)
+    gsave, save_after = borrow(gsave), borrow(save_after)
+    lam, pbar, kbar = borrow(lam), borrow(pbar), borrow(kbar)
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     # the interpolant's stages and seeds only when some step holds saves
     ns = max(B.size + CX.size, BTH.shape[0]) if dptr.size > 0 else B.size
-    Ys = np.zeros((ns, n))
-    ks = np.zeros((ns, n))
-    Ybar = np.zeros((ns, n))
-    D = np.zeros((ns if dptr.size > 0 else 0, n))
-    w = np.zeros(BTH.shape[0])
-    kb = np.zeros(n)
-    work = np.zeros(n)
-    cu = np.zeros(n, np.complex128)
-    cd = np.zeros(n, np.complex128)
+    Ys_own = np.zeros((ns, n))
+    ks_own = np.zeros((ns, n))
+    Ybar_own = np.zeros((ns, n))
+    D_own = np.zeros((ns if dptr.size > 0 else 0, n))
+    w_own = np.zeros(BTH.shape[0])
+    kb_own = np.zeros(n)
+    work_own = np.zeros(n)
+    cu_own = np.zeros(n, np.complex128)
+    cd_own = np.zeros(n, np.complex128)
+    Ys, ks, Ybar, D = borrow(Ys_own), borrow(ks_own), borrow(Ybar_own), borrow(D_own)
+    w, kb, work, cu, cd = (borrow(w_own), borrow(kb_own), borrow(work_own), borrow(cu_own),
+                           borrow(cd_own))
     for i in range(i1 - 1, i0 - 1, -1):
         g = save_after[i]
         if g >= 0:
@@ -279,6 +306,15 @@ def reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_af
         else:
             erk_step_adjoint(rhs, vj, tab, states[i - i0], steps_t[i], steps_h[i], lam, pbar,
                              kbar, Ys, ks, Ybar, kb, work, cu, cd)
+    keep_alive(Ys_own)
+    keep_alive(ks_own)
+    keep_alive(Ybar_own)
+    keep_alive(D_own)
+    keep_alive(w_own)
+    keep_alive(kb_own)
+    keep_alive(work_own)
+    keep_alive(cu_own)
+    keep_alive(cd_own)
 
 
 #: ``dsave`` with no saves inside steps (every loss time is a step's end)
@@ -295,8 +331,14 @@ def erk_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_afte
 
 @njit(cache=True)
 def erk_reverse_dense(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, dsave,
-                      lam, pbar, kbar):
-    """:func:`reverse_steps` from Python (saves inside steps given by ``dsave``)."""
+                      lam, pbar, kbar, replay):
+    """:func:`reverse_steps` from Python (saves inside steps given by ``dsave``).  With
+    ``replay``, ``states[0]`` holds the state before step ``i0`` and the other rows are
+    filled first by redoing the recorded steps (:func:`erk_advance`), in the same call."""
+    if replay:
+        u = np.empty(states.shape[1])
+        get_row(u, states, 0)
+        erk_advance_inner(rhs, tab, u, steps_t, steps_h, i0, i1, states, True)
     reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, dsave, lam,
                   pbar, kbar)
 

@@ -45,7 +45,9 @@ Tsitouras, Comput. Math. Appl. 62 (2011) (Tsit5).
 import numpy as np
 from numba import njit, prange
 
-from .erk import RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE, dense_weights
+from .borrow import borrow, keep_alive
+from .erk import (RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE, borrow_tab,
+                  dense_weights)
 from .stepcontrol import (error_norm_at, initial_dt_finish, initial_dt_probe, pi_factor,
                           reject_factor)
 
@@ -199,11 +201,6 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     K = np.zeros((ns, L, n))
     HR = np.zeros(m)
     ACC = np.zeros(m)
-    Uf = U.reshape(m)
-    UNf = UN.reshape(m)
-    Yf = Y.reshape(m)
-    Ef = E.reshape(m)
-    Kf = K.reshape((ns, m))
     T = np.zeros(L)
     TS = np.zeros(L)
     H = np.zeros(L)
@@ -231,6 +228,31 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     idx0 = np.zeros(L, np.int64)
     iacc = np.zeros(L, np.int64)
     idense = np.zeros(L, np.int64)
+    # the loop works on borrowed references (.borrow: no reference counting per use in the
+    # inlined lane helpers); ``owners`` keeps the allocations live to the end
+    owners = (U, UN, Y, E, K, HR, ACC, T, TS, H, HSTEP, HABS, EPREV, D1, LAND, AREJ, K0V, ACT,
+              ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC, TN, FAC, ERR, W, idx, idx0, iacc,
+              idense)
+    U, UN, Y, E, K, HR, ACC = (borrow(U), borrow(UN), borrow(Y), borrow(E), borrow(K),
+                               borrow(HR), borrow(ACC))
+    T, TS, H, HSTEP, HABS, EPREV, D1 = (borrow(T), borrow(TS), borrow(H), borrow(HSTEP),
+                                        borrow(HABS), borrow(EPREV), borrow(D1))
+    LAND, AREJ, K0V, ACT = borrow(LAND), borrow(AREJ), borrow(K0V), borrow(ACT)
+    ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC = (
+        borrow(ISTOP), borrow(ISAVE), borrow(NSAVE), borrow(NITER), borrow(NF), borrow(NACC),
+        borrow(NREJ), borrow(RC))
+    TN, FAC, ERR, W = borrow(TN), borrow(FAC), borrow(ERR), borrow(W)
+    idx, idx0, iacc, idense = borrow(idx), borrow(idx0), borrow(iacc), borrow(idense)
+    Uf = U.reshape(m)
+    UNf = UN.reshape(m)
+    Yf = Y.reshape(m)
+    Ef = E.reshape(m)
+    Kf = K.reshape((ns, m))
+    u0s, ps, stops, savet = borrow(u0s), borrow(ps), borrow(stops), borrow(savet)
+    out, retcodes, stats = borrow(out), borrow(retcodes), borrow(stats)
+    rtol, atol = borrow(rtol), borrow(atol)
+    tab = borrow_tab(tab)
+    C, A, B, BERR, fsal, BTH, CX, AX, q = tab
 
     # ---- start (erk_solve before its loop): save at t0, f(u0), initial step
     save0 = nsv > 0 and savet[0] == t0
@@ -434,6 +456,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         stats[i0 + l, 2] = 0
         stats[i0 + l, 3] = NACC[l]
         stats[i0 + l, 4] = NREJ[l]
+    keep_alive(owners)
 
 
 @njit(parallel=True, cache=True)

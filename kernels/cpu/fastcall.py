@@ -13,18 +13,38 @@ __all__ = ["call"]
 _ENTRY = {}
 
 
+#: kinds of first-class function values, by id (with the object, so an id is never reused
+#: while its entry lives): formatting a cfunc's signature costs ~10 us
+_FN_KINDS = {}
+
+
 def _kind(x):
-    if isinstance(x, np.ndarray):
-        return (x.dtype.num, x.ndim, x.flags.c_contiguous, x.flags.writeable)
-    if isinstance(x, tuple):
-        return tuple(_kind(y) for y in x)
+    t = type(x)
+    if t is np.ndarray:
+        fl = x.flags
+        return (x.dtype.num, x.ndim, fl.c_contiguous, fl.writeable)
+    if t is tuple:
+        return tuple([_kind(y) for y in x])
+    if t is float:
+        return "f"
+    if t is bool:
+        return "b"
+    if t is int:
+        return "i"
     if isinstance(x, (bool, np.bool_)):
         return "b"
     if isinstance(x, (int, np.integer)):
         return "i"
     if isinstance(x, (float, np.floating)):
         return "f"
-    return (type(x).__name__, str(getattr(x, "_sig", None)))
+    hit = _FN_KINDS.get(id(x))
+    if hit is not None and hit[0] is x:
+        return hit[1]
+    k = (type(x).__name__, str(getattr(x, "_sig", None)))
+    if len(_FN_KINDS) > 4096:
+        _FN_KINDS.clear()
+    _FN_KINDS[id(x)] = (x, k)
+    return k
 
 
 def call(dispatcher, *args):

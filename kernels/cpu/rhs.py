@@ -18,7 +18,9 @@ Packed linear parts (``plin``), all float64:
 import numpy as np
 from numba import cfunc, njit, types
 
-__all__ = ["eval_rhs", "zero_f", "zero_f_complex", "zero_kvjp", "KVJP_SIG", "diag_apply", "dense_apply", "dense_apply_transpose",
+from .borrow import borrow
+
+__all__ = ["eval_rhs", "borrow_rhs", "zero_f", "zero_f_complex", "zero_kvjp", "KVJP_SIG", "diag_apply", "dense_apply", "dense_apply_transpose",
            "csr_apply", "csr_apply_transpose", "RHS_SIG"]
 
 RHS_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1], types.float64)
@@ -39,6 +41,14 @@ def eval_rhs(f, p, lin, plin, haslin, tmp, du, u, t):
         lin(tmp, u, plin, t)
         for i in range(du.size):
             du[i] += tmp[i]
+
+
+@njit(inline="always", cache=False)
+def borrow_rhs(rhs):
+    """``rhs`` with its arrays borrowed (:mod:`.borrow`): for the top of a loop kernel,
+    whose caller owns the tuple for the call."""
+    f, p, lin, plin, haslin, tmp = rhs
+    return (f, borrow(p), lin, borrow(plin), haslin, borrow(tmp))
 
 
 def _zero_f(du, u, p, t):
