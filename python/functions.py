@@ -169,8 +169,13 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
 
 
 def _batch_of(fj):
-    """A lane loop around the dispatcher ``fj`` (inlined by Numba into the loop)."""
+    """A lane loop around the dispatcher ``fj`` (inlined by Numba into the loop); the
+    caller's arrays borrowed (:mod:`jitsolve.kernels.cpu.borrow`), so the row views cost
+    no reference counting."""
+    from .kernels.cpu.borrow import borrow
+
     def f_batch(DU, U, P, t, i0, nl):
+        DU, U, P = borrow(DU), borrow(U), borrow(P)
         one = P.shape[0] == 1
         for l in range(nl):
             fj(DU[l], U[l], P[0] if one else P[i0 + l], t)
@@ -179,8 +184,11 @@ def _batch_of(fj):
 
 def _batch_t_of(fj):
     """The ``f_batch_t`` lane loop around the dispatcher ``fj``: own time per lane, only
-    the lanes listed in ``idx``."""
+    the lanes listed in ``idx`` (arrays borrowed as in :func:`_batch_of`)."""
+    from .kernels.cpu.borrow import borrow
+
     def f_batch_t(DU, U, P, T, idx, i0, nl):
+        DU, U, P, T, idx = borrow(DU), borrow(U), borrow(P), borrow(T), borrow(idx)
         one = P.shape[0] == 1
         for k in range(nl):
             l = idx[k]

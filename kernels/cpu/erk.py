@@ -128,9 +128,15 @@ def extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp):
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     s = B.size
     for r in range(CX.size):
-        combine(ytmp, u, ks, AX[r], s + r, h)
+        combine_serial(ytmp, u, ks, AX[r], s + r, h)
         eval_rhs(f, p, lin, plin, haslin, tmp, ks[s + r], ytmp, t + CX[r] * h)
     return CX.size
+
+
+#: called (not inlined) where they are off the hot path (the event redo, interpolants with
+#: extra stages): each inlined copy adds to the integration loop's compile time
+rk_step_call = njit(cache=False)(rk_step.py_func)
+extra_stages_call = njit(cache=False)(extra_stages.py_func)
 
 
 @njit(inline="always", cache=False)
@@ -152,7 +158,7 @@ def dense_eval(out, u, ks, BTH, theta, h):
     sd = BTH.shape[0]
     w = np.zeros(sd)
     dense_weights(w, BTH, theta)
-    combine(out, u, ks, w, sd, h)
+    combine_serial(out, u, ks, w, sd, h)
 
 
 # The copies below are explicit loops over flat views, not ``b[:n] = a``: a slice
@@ -396,7 +402,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                 # sample the interpolant: a step can hold two crossings, and right after an
                 # event the start of the step is the old root (so it is skipped)
                 if CX.size > 0:
-                    stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+                    stats[0] += extra_stages_call(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
                 ta = 0.0
                 ga = g_prev
                 if just_fired:
@@ -425,7 +431,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                         h = theta * h
                         tnew = t + h
                         hit_stop = False
-                    stats[0] += rk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, True)
+                    stats[0] += rk_step_call(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, True)
                     fired = True
                 else:
                     g_prev = g_new
@@ -433,13 +439,13 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
             # ---- accept
             if dense:
                 if CX.size > 0:
-                    stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+                    stats[0] += extra_stages_call(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
                 put_row(dus, nsteps, u)
                 put_rows(dks, nsteps, ks, BTH.shape[0])
             # save times strictly inside the step (those that are not stops): interpolant
             if not every and isave < savet.size and (tnew - savet[isave]) * tdir > 0.0:
                 if CX.size > 0 and not dense:
-                    stats[0] += extra_stages(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
+                    stats[0] += extra_stages_call(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
                 while isave < savet.size and (tnew - savet[isave]) * tdir > 0.0:
                     dense_eval(ytmp, u, ks, BTH, (savet[isave] - t) / h, h)
                     ts[nsave] = savet[isave]
