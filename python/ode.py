@@ -136,7 +136,8 @@ def _callback_tuple(callback, p):
     d = dc[0] if dc else None
     return (c.condition if c else no_condition,
             c.affect if (c and c.affect) else no_affect,
-            c is not None, bool(c and c.terminate), c.direction if c else 0,
+            True if c is not None else None,    # None: no event code compiled (erk.event_step)
+            bool(c and c.terminate), c.direction if c else 0,
             bool(c and c.affect), d.condition if d else no_condition,
             d.affect if d else no_affect, d is not None, p)
 

@@ -66,7 +66,9 @@ def make_stops(t0, t1, tstops=None, savet=None):
 
 
 def _no_callbacks(p):
-    return (no_condition, no_affect, False, False, 0, False, no_condition, no_affect, False, p)
+    """The kernels' callback tuple without callbacks: ``has_c`` None (not False) compiles
+    the loops without the event location code (:func:`jitsolve.kernels.cpu.erk.event_step`)."""
+    return (no_condition, no_affect, None, False, 0, False, no_condition, no_affect, False, p)
 
 
 def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
