@@ -34,6 +34,7 @@ and Kidger et al. (2021) for the virtual Brownian tree.
 import numpy as np
 from numba import njit, prange
 
+from .borrow import borrow, keep_alive
 from .philox import normal_pair
 from .stepcontrol import error_norm, pi_factor, reject_factor
 
@@ -727,6 +728,18 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     u = u0.copy()
     unew = np.empty(n)
     err = np.zeros(n)
+    # the loop works on borrowed references (.borrow: the helpers' array arguments cost
+    # no atomic reference counting); ``owners`` keeps the allocations live to the end
+    owners = (compid, tf, ti, Bcur, bbuf, dW, dZ, wk, gk, cwk, pc, chi, u, unew, err)
+    compid, tf, ti, Bcur, bbuf = borrow(compid), borrow(tf), borrow(ti), borrow(Bcur), borrow(bbuf)
+    dW, dZ, wk, gk, cwk, pc, chi = (borrow(dW), borrow(dZ), borrow(wk), borrow(gk), borrow(cwk),
+                                    borrow(pc), borrow(chi))
+    u, unew, err = borrow(u), borrow(unew), borrow(err)
+    F0 = wk[4 * s + 6]
+    G0 = wk[4 * s + 7]
+    GM0 = gk[s + 1]
+    p, atol, rtol, xs, tab = borrow(p), borrow(atol), borrow(rtol), borrow(xs), borrow(tab)
+    out_t, out_u, out_W, stats = borrow(out_t), borrow(out_u), borrow(out_W), borrow(stats)
 
     nsaved = 0
     ks = 0
@@ -887,6 +900,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     stats[3] = ng
     stats[4] = nacc
     stats[5] = nrej
+    keep_alive(owners)
 
 
 # ----------------------------------------------------------------------------- ensembles
