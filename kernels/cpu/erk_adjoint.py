@@ -49,7 +49,7 @@ from .rhs import borrow_rhs, eval_rhs
 
 __all__ = ["vjp_apply", "borrow_vj", "kappa_vjp", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
            "erk_step_adjoint_dense", "erk_advance", "erk_reverse", "erk_reverse_dense",
-           "reverse_steps", "save_map", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
+           "reverse_steps", "save_map", "save_map_entry", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
 
 
 def kappa_vjp(vj, out, u, lam, plin):
@@ -370,6 +370,10 @@ def save_map(t_data, steps_t, steps_h, nsteps, t0, t_end, tdir, save_after, dptr
             j += 1
     dptr[nsteps] = nd
     return nd, g0
+
+
+#: :func:`save_map` called from Python (a gradient's set-up): the disk-cached entry point
+save_map_entry = njit(cache=True)(save_map.py_func)
 
 
 @njit(parallel=True, cache=True)

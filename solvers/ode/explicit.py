@@ -55,6 +55,9 @@ def tableau_arrays(name):
 def make_stops(t0, t1, tstops=None, savet=None):
     """Times the steps must land on: ``tstops`` and ``saveat`` beyond ``t0``, then ``t1``."""
     tdir = 1.0 if t1 >= t0 else -1.0
+    if (tstops is None or not len(tstops)) and (savet is None or not len(savet)):
+        # only t1 (a gradient's forward, a plain solve): no sort of the parts
+        return np.array([t1], dtype=np.float64) if (t1 - t0) * tdir > 0 else np.zeros(0)
     parts = [np.array([t1], dtype=np.float64)]
     for a in (tstops, savet):
         if a is not None and len(a):
@@ -71,11 +74,18 @@ def _no_callbacks(p):
     return (no_condition, no_affect, None, False, 0, False, no_condition, no_affect, False, p)
 
 
+def _tolerance_array(x, n):
+    """A fresh float64 array of ``n`` tolerances from a scalar or a per-component array."""
+    if np.ndim(x) == 0:
+        return np.full(n, float(x))
+    return np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)), copy=True)
+
+
 def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
     q = tab[8]
     # fresh writeable copies: a read-only view would make Numba compile a second version
-    rt = np.array(np.broadcast_to(np.asarray(rtol, dtype=np.float64), (n,)), copy=True)
-    at = np.array(np.broadcast_to(np.asarray(atol, dtype=np.float64), (n,)), copy=True)
+    rt = _tolerance_array(rtol, n)
+    at = _tolerance_array(atol, n)
     return (rt, at, bool(adaptive), float(dt or 0.0), float(dtmin), float(dtmax), int(maxiters),
             0.7 / q, 0.4 / q, 0.9, 0.2, 10.0)
 
