@@ -45,7 +45,7 @@ from .borrow import borrow, keep_alive
 from .rhs import eval_rhs
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 
-__all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "dense_eval", "dense_weights", "RC_SUCCESS",
+__all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "find_event", "event_landing", "event_step", "dense_eval", "dense_weights", "RC_SUCCESS",
            "RC_TERMINATED", "RC_MAXITERS", "RC_DTMIN", "RC_UNSTABLE", "RC_INITIAL"]
 
 RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
@@ -252,13 +252,48 @@ def _locate(cond, cbp, u, t, h, ks, BTH, a, b, ga, gb, work):
     return b
 
 
+@njit(cache=False)
+def find_event(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, work, ytmp):
+    """The first crossing of the event condition inside the step ``(t, u) -> t + h`` with
+    stages ``ks``: the condition sampled at ``NSAMPLE`` points of the interpolant (a step
+    can hold two crossings; right after an event the start of the step is the old root,
+    so it is skipped), the bracketing interval refined by :func:`_locate`.  Returns
+    ``(found, theta)``; ``work`` receives the interpolated state at the root."""
+    ta = 0.0
+    ga = g_prev
+    if just_fired:
+        ta = 1e-6
+        dense_eval(ytmp, u, ks, BTH, ta, h)
+        ga = ccond(ytmp, t + ta * h, cbp)
+    for m in range(1, NSAMPLE + 1):
+        tb = m / NSAMPLE
+        if tb <= ta:
+            continue
+        if m == NSAMPLE:
+            gb = g_new
+        else:
+            dense_eval(ytmp, u, ks, BTH, tb, h)
+            gb = ccond(ytmp, t + tb * h, cbp)
+        if _crossed(ga, gb, c_dir):
+            return True, _locate(ccond, cbp, u, t, h, ks, BTH, ta, tb, ga, gb, work)
+        ta = tb
+        ga = gb
+    return False, 1.0
+
+
+@njit(inline="always", cache=False)
+def event_landing(theta, t, h, tnew, hit_stop):
+    """``(h, tnew, hit_stop)`` of the step redone to end on an event at ``theta`` of it."""
+    if theta < 1.0:
+        return theta * h, t + theta * h, False
+    return h, tnew, hit_stop
+
+
 def event_step(has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab, u, t, h, ks,
                unew, ytmp, tnew, hit_stop, g_prev, just_fired):
-    """The continuous callback's part of an accepted step of :func:`erk_solve`: sample the
-    condition on the step's interpolant (a step can hold two crossings; right after an
-    event the start of the step is the old root, skipped), locate the first crossing
-    (:func:`_locate`) and redo the step to land on it.  Returns ``(fired, h, tnew,
-    hit_stop, g_prev, just_fired, nf)``.
+    """The continuous callback's part of an accepted step of :func:`erk_solve`: find the
+    first crossing on the step's interpolant (:func:`find_event`) and redo the step to land
+    on it.  Returns ``(fired, h, tnew, hit_stop, g_prev, just_fired, nf)``.
 
     ``has_c`` None (no continuous callback, the usual case) compiles to nothing: the
     sampling, root finding and step redo cost the loop's cold compile ~1.3 s."""
@@ -284,36 +319,11 @@ def _event_step_impl(has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab
         g_new = ccond(unew, tnew, cbp)
         if CX.size > 0:
             nf += extra_stages_call(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, ytmp)
-        ta = 0.0
-        ga = g_prev
-        if just_fired:
-            ta = 1e-6
-            dense_eval(ytmp, u, ks, BTH, ta, h)
-            ga = ccond(ytmp, t + ta * h, cbp)
-        found = False
-        tb = 1.0
-        gb = g_new
-        for m in range(1, NSAMPLE + 1):
-            tb = m / NSAMPLE
-            if tb <= ta:
-                continue
-            if m == NSAMPLE:
-                gb = g_new
-            else:
-                dense_eval(ytmp, u, ks, BTH, tb, h)
-                gb = ccond(ytmp, t + tb * h, cbp)
-            if _crossed(ga, gb, c_dir):
-                found = True
-                break
-            ta = tb
-            ga = gb
+        found, theta = find_event(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new,
+                                  just_fired, unew, ytmp)
         just_fired = False
         if found:
-            theta = _locate(ccond, cbp, u, t, h, ks, BTH, ta, tb, ga, gb, unew)
-            if theta < 1.0:
-                h = theta * h
-                tnew = t + h
-                hit_stop = False
+            h, tnew, hit_stop = event_landing(theta, t, h, tnew, hit_stop)
             nf += rk_step_call(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, True)
             fired = True
         else:

@@ -19,7 +19,7 @@ counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
 import numpy as np
 from numba import njit
 
-from .erk import _crossed, _grow, _grow_rows, _locate, dense_eval, put_row, put_rows
+from .erk import _grow, _grow_rows, event_landing, find_event, put_row, put_rows
 from .esdirk import KIND_ESDIRK, NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step
@@ -258,36 +258,11 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
         fired = False
         if has_c:
             g_new = ccond(unew, tnew, cbp)
-            ta = 0.0
-            ga = g_prev
-            if just_fired:
-                ta = 1e-6
-                dense_eval(ytmp, u, kd, BTH, ta, h)
-                ga = ccond(ytmp, t + ta * h, cbp)
-            found = False
-            tb = 1.0
-            gb = g_new
-            for m in range(1, 5):
-                tb = m / 4.0
-                if tb <= ta:
-                    continue
-                if m == 4:
-                    gb = g_new
-                else:
-                    dense_eval(ytmp, u, kd, BTH, tb, h)
-                    gb = ccond(ytmp, t + tb * h, cbp)
-                if _crossed(ga, gb, c_dir):
-                    found = True
-                    break
-                ta = tb
-                ga = gb
+            found, theta = find_event(ccond, cbp, c_dir, u, t, h, kd, BTH, g_prev, g_new,
+                                      just_fired, unew, ytmp)
             just_fired = False
             if found:
-                theta = _locate(ccond, cbp, u, t, h, kd, BTH, ta, tb, ga, gb, unew)
-                if theta < 1.0:
-                    h = theta * h
-                    tnew = t + h
-                    hit_stop = False
+                h, tnew, hit_stop = event_landing(theta, t, h, tnew, hit_stop)
                 status, nf, nsol, thmax = _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h,
                                                    f0, fe0, fi0, T, J, W, piv, whg, K, K2, kd,
                                                    unew, ytmp, err, fsal, z, base, r, atol,
