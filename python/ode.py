@@ -121,7 +121,6 @@ class DiscreteCallback:
 
 
 def _callback_tuple(callback, p):
-    from .kernels.cpu.callbacks import no_affect, no_condition
     cbs = [] if callback is None else (list(callback) if isinstance(callback, (list, tuple))
                                        else [callback])
     cc = [c for c in cbs if isinstance(c, ContinuousCallback)]
@@ -134,12 +133,14 @@ def _callback_tuple(callback, p):
                                         "callback per solve in this version")
     c = cc[0] if cc else None
     d = dc[0] if dc else None
-    return (c.condition if c else no_condition,
-            c.affect if (c and c.affect) else no_affect,
-            True if c is not None else None,    # None: no event code compiled (erk.event_step)
+    # None for what is absent: no event code compiled, no function value unboxed
+    # (kernels.cpu.erk.event_step, cond_value, apply_affect)
+    return (c.condition if c else None,
+            c.affect if (c and c.affect) else None,
+            True if c is not None else None,
             bool(c and c.terminate), c.direction if c else 0,
-            bool(c and c.affect), d.condition if d else no_condition,
-            d.affect if d else no_affect, d is not None, p)
+            bool(c and c.affect), d.condition if d else None,
+            d.affect if d else None, d is not None, p)
 
 
 # ------------------------------------------------------------------------- algorithms

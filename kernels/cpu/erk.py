@@ -45,7 +45,7 @@ from .borrow import borrow, keep_alive
 from .rhs import eval_rhs
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 
-__all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "find_event", "event_landing", "event_step", "dense_eval", "dense_weights", "RC_SUCCESS",
+__all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "find_event", "event_landing", "event_step", "event_search", "cond_value", "apply_affect", "dense_eval", "dense_weights", "RC_SUCCESS",
            "RC_TERMINATED", "RC_MAXITERS", "RC_DTMIN", "RC_UNSTABLE", "RC_INITIAL"]
 
 RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
@@ -252,6 +252,59 @@ def _locate(cond, cbp, u, t, h, ks, BTH, a, b, ga, gb, work):
     return b
 
 
+def cond_value(fn, u, t, cbp):
+    """``fn(u, t, cbp)``, or 0.0 where the callback slot is empty (``fn`` None: the kernels'
+    callback tuple carries None for absent functions, so that a solve without callbacks
+    neither unboxes placeholder functions (~4 us each per call) nor compiles calls)."""
+
+
+@overload(cond_value, jit_options={"cache": False}, inline="always")
+def _cond_value_impl(fn, u, t, cbp):
+    if isinstance(fn, types.NoneType):
+        def none(fn, u, t, cbp):
+            return 0.0
+        return none
+
+    def impl(fn, u, t, cbp):
+        return fn(u, t, cbp)
+    return impl
+
+
+def apply_affect(fn, u, t, cbp):
+    """``fn(u, t, cbp)``, nothing where the slot is empty (see :func:`cond_value`)."""
+
+
+@overload(apply_affect, jit_options={"cache": False}, inline="always")
+def _apply_affect_impl(fn, u, t, cbp):
+    if isinstance(fn, types.NoneType):
+        def none(fn, u, t, cbp):
+            pass
+        return none
+
+    def impl(fn, u, t, cbp):
+        fn(u, t, cbp)
+    return impl
+
+
+def event_search(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, work, ytmp):
+    """:func:`find_event`, or ``(False, 1.0)`` without a continuous callback (``ccond``
+    None: nothing compiled)."""
+
+
+@overload(event_search, jit_options={"cache": False})
+def _event_search_impl(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, work,
+                       ytmp):
+    if isinstance(ccond, types.NoneType):
+        def none(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, work, ytmp):
+            return False, 1.0
+        return none
+
+    def impl(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, work, ytmp):
+        return find_event(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired,
+                          work, ytmp)
+    return impl
+
+
 @njit(cache=False)
 def find_event(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, work, ytmp):
     """The first crossing of the event condition inside the step ``(t, u) -> t + h`` with
@@ -415,7 +468,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     nonfinite = False
     g_prev = 0.0
     if has_c:
-        g_prev = ccond(u, t, cbp)
+        g_prev = cond_value(ccond, u, t, cbp)
     just_fired = False
     rc = RC_SUCCESS
     niter = 0
@@ -529,29 +582,29 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                 put_row(ev_u, nev, u)
                 nev += 1
                 if has_caffect:
-                    caffect(u, t, cbp)
+                    apply_affect(caffect, u, t, cbp)
                     k0_valid = False
                     if every:
                         ts[nsave] = t
                         put_row(us, nsave, u)
                         nsave += 1
-                g_prev = ccond(u, t, cbp)
+                g_prev = cond_value(ccond, u, t, cbp)
                 just_fired = True   # a root at the start of the next step is this one
                 if c_term:
                     rc = RC_TERMINATED
                     break
-            if has_d and dcond(u, t, cbp) != 0.0:
+            if has_d and cond_value(dcond, u, t, cbp) != 0.0:
                 ev_t[nev] = t
                 put_row(ev_u, nev, u)
                 nev += 1
-                daffect(u, t, cbp)
+                apply_affect(daffect, u, t, cbp)
                 k0_valid = False
                 if every:
                     ts[nsave] = t
                     put_row(us, nsave, u)
                     nsave += 1
                 if has_c:
-                    g_prev = ccond(u, t, cbp)
+                    g_prev = cond_value(ccond, u, t, cbp)
 
             if adaptive:
                 habs = min(hstep * fac, dtmax)

@@ -19,7 +19,8 @@ counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
 import numpy as np
 from numba import njit
 
-from .erk import _grow, _grow_rows, event_landing, find_event, put_row, put_rows
+from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
+                  put_row, put_rows)
 from .esdirk import KIND_ESDIRK, NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step
@@ -162,7 +163,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     nonfinite = False
     g_prev = 0.0
     if has_c:
-        g_prev = ccond(u, t, cbp)
+        g_prev = cond_value(ccond, u, t, cbp)
     just_fired = False
     niter = 0
     jac_valid = False      # J computed (ever) and usable
@@ -257,9 +258,9 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
         # ---- continuous callback: locate the event, redo the step to land on it
         fired = False
         if has_c:
-            g_new = ccond(unew, tnew, cbp)
-            found, theta = find_event(ccond, cbp, c_dir, u, t, h, kd, BTH, g_prev, g_new,
-                                      just_fired, unew, ytmp)
+            g_new = cond_value(ccond, unew, tnew, cbp)
+            found, theta = event_search(ccond, cbp, c_dir, u, t, h, kd, BTH, g_prev, g_new,
+                                        just_fired, unew, ytmp)
             just_fired = False
             if found:
                 h, tnew, hit_stop = event_landing(theta, t, h, tnew, hit_stop)
@@ -328,7 +329,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
             put_row(ev_u, nev, u)
             nev += 1
             if has_caffect:
-                caffect(u, t, cbp)
+                apply_affect(caffect, u, t, cbp)
                 f0_valid = False
                 if every:
                     ts = _grow(ts, nsave + 1)
@@ -336,18 +337,18 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                     ts[nsave] = t
                     put_row(us, nsave, u)
                     nsave += 1
-            g_prev = ccond(u, t, cbp)
+            g_prev = cond_value(ccond, u, t, cbp)
             just_fired = True
             if c_term:
                 rc = RC_TERMINATED
                 break
-        if has_d and dcond(u, t, cbp) != 0.0:
+        if has_d and cond_value(dcond, u, t, cbp) != 0.0:
             ev_t = _grow(ev_t, nev + 1)
             ev_u = _grow_rows(ev_u, nev + 1)
             ev_t[nev] = t
             put_row(ev_u, nev, u)
             nev += 1
-            daffect(u, t, cbp)
+            apply_affect(daffect, u, t, cbp)
             f0_valid = False
             if every:
                 ts = _grow(ts, nsave + 1)
@@ -356,7 +357,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                 put_row(us, nsave, u)
                 nsave += 1
             if has_c:
-                g_prev = ccond(u, t, cbp)
+                g_prev = cond_value(ccond, u, t, cbp)
 
         if adaptive:
             habs = min(hstep * fac, dtmax)

@@ -14,7 +14,6 @@ import importlib
 import numpy as np
 
 from ...kernels.cpu import erk as _erk
-from ...kernels.cpu.callbacks import no_affect, no_condition
 from ...kernels.cpu.fastcall import call
 from ...kernels.cpu.rhs import zero_f
 
@@ -69,9 +68,10 @@ def make_stops(t0, t1, tstops=None, savet=None):
 
 
 def _no_callbacks(p):
-    """The kernels' callback tuple without callbacks: ``has_c`` None (not False) compiles
-    the loops without the event location code (:func:`jitsolve.kernels.cpu.erk.event_step`)."""
-    return (no_condition, no_affect, None, False, 0, False, no_condition, no_affect, False, p)
+    """The kernels' callback tuple without callbacks: None in the function slots and for
+    ``has_c`` (not placeholders and False), so the loops compile without the event code
+    (:func:`jitsolve.kernels.cpu.erk.event_step`) and calls unbox no function values."""
+    return (None, None, None, False, 0, False, None, None, False, p)
 
 
 def _tolerance_array(x, n):
