@@ -33,7 +33,7 @@ def _kernel_dir():
 LOOP_MODULES = ("erk.py", "erk_adjoint.py", "erk_large.py", "erk_tangent.py", "esdirk.py",
                 "esdirk_adjoint.py", "rhs.py", "rhs_grid.py", "rosenbrock.py",
                 "rosenbrock_adjoint.py", "sde.py", "sde_adjoint.py", "stepcontrol.py",
-                "stiff.py", "stiffjac.py", "continuous_adjoint.py", "callbacks.py", "philox.py",
+                "stiff.py", "stiffjac.py", "continuous_adjoint.py", "philox.py",
                 "sde_lockstep.py", "erk_lockstep.py", "fastpow.py")
 
 

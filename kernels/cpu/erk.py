@@ -26,7 +26,9 @@ Arguments are packed in tuples:
 ``cb = (ccond, caffect, has_c, c_terminate, c_direction, has_caffect, dcond, daffect, has_d, cbp)``
     one continuous callback (event located by root finding on the dense output, then the
     step is redone to land on it exactly) and one discrete callback (checked after each
-    step); ``cbp`` the parameters handed to them.
+    step); ``cbp`` the parameters handed to them.  Absent functions are None, and so is
+    ``has_c`` without a continuous callback: the event code then compiles to nothing
+    (:func:`event_step`, :func:`event_search`, :func:`cond_value`, :func:`apply_affect`).
 
 Return codes: 0 Success, 1 Terminated, 2 MaxIters, 3 DtLessThanMin, 4 Unstable,
 5 InitialFailure.

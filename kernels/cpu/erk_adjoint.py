@@ -291,6 +291,7 @@ def reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_af
     work_own = np.zeros(n)
     cu_own = np.zeros(n, np.complex128)
     cd_own = np.zeros(n, np.complex128)
+    owners = (Ys_own, ks_own, Ybar_own, D_own, w_own, kb_own, work_own, cu_own, cd_own)
     Ys, ks, Ybar, D = borrow(Ys_own), borrow(ks_own), borrow(Ybar_own), borrow(D_own)
     w, kb, work, cu, cd = (borrow(w_own), borrow(kb_own), borrow(work_own), borrow(cu_own),
                            borrow(cd_own))
@@ -306,15 +307,7 @@ def reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_af
         else:
             erk_step_adjoint(rhs, vj, tab, states[i - i0], steps_t[i], steps_h[i], lam, pbar,
                              kbar, Ys, ks, Ybar, kb, work, cu, cd)
-    keep_alive(Ys_own)
-    keep_alive(ks_own)
-    keep_alive(Ybar_own)
-    keep_alive(D_own)
-    keep_alive(w_own)
-    keep_alive(kb_own)
-    keep_alive(work_own)
-    keep_alive(cu_own)
-    keep_alive(cd_own)
+    keep_alive(owners)
 
 
 #: ``dsave`` with no saves inside steps (every loss time is a step's end)
