@@ -4,6 +4,11 @@ per method.
 
 Run:  python perf/ode_startup.py
 
+Methods run in the order listed, sharing one cache directory: the first method of a
+family compiles its loop (the explicit methods share one loop; the stiff loop is compiled
+once per step family: Rodas5P, Rosenbrock23, and the (E)SDIRK methods KenCarp4, Kvaerno5,
+ImplicitEuler), the later ones load it.
+
 The first solve includes ``import numba`` (``import jitsolve`` does not import it), the
 user function's cfunc (compiled, or loaded from the cache), and the integration loop
 (compiled once for every user function and method, or loaded from the cache).
@@ -32,7 +37,8 @@ t3 = time.perf_counter()
 print(json.dumps(dict(import_s=t1 - t0, problem_s=t2 - t1, first_solve_s=t3 - t2)))
 """
 
-METHODS = ("Tsit5", "DP5", "Vern7", "RK4", "Euler", "Rodas5P", "KenCarp4")
+METHODS = ("Tsit5", "DP5", "Vern7", "RK4", "Euler", "Rodas5P", "Rosenbrock23", "KenCarp4",
+           "Kvaerno5", "ImplicitEuler")
 
 
 def _child(name, env, script):

@@ -331,13 +331,19 @@ def _loss_times(prob, loss):
     t0, t1 = prob.tspan
     lo, hi = min(t0, t1), max(t0, t1)
     t = np.ascontiguousarray(loss.t_data, dtype=np.float64)
-    if t.ndim != 1 or not np.isfinite(t).all():
+    if t.ndim != 1:
         raise InvalidProblemError("t_data: expected a 1-D array of finite times")
-    if (t < lo).any() or (t > hi).any():
+    if t.size == 0:
+        return t
+    # one reduction per check (this runs on every gradient): NaN fails both comparisons
+    if not (t.min() >= lo and t.max() <= hi):
+        if not np.isfinite(t).all():
+            raise InvalidProblemError("t_data: expected a 1-D array of finite times")
         raise InvalidProblemError(f"t_data: observation times must lie in tspan [{lo}, {hi}]")
-    d = np.diff(t) * (1 if t1 >= t0 else -1)
-    if (d <= 0).any():
-        raise InvalidProblemError("t_data: times must be strictly increasing along tspan")
+    if t.size > 1:
+        d = t[1:] - t[:-1]
+        if not (d.min() > 0 if t1 >= t0 else d.max() < 0):
+            raise InvalidProblemError("t_data: times must be strictly increasing along tspan")
     return t
 
 

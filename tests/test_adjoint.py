@@ -143,6 +143,16 @@ def test_gradient_errors():
         js.gradient(LV, js.RK4(), LOSS, wrt="q", dt=0.1)
     with pytest.raises(InvalidProblemError, match="t_data"):
         js.gradient(LV, js.RK4(), js.L2Loss([7.0], DATA[:1]), wrt="p", dt=0.1)
+    bad_times = {"finite": [1.0, np.nan], "lie in tspan": [1.0, 7.0],
+                 "strictly increasing": [2.0, 1.0], "1-D": [[1.0, 2.0]]}
+    for msg, t in bad_times.items():
+        t = np.array(t)
+        with pytest.raises(InvalidProblemError, match=f"t_data: .*{msg}"):
+            js.gradient(LV, js.Tsit5(), js.L2Loss(t, np.zeros(t.shape + (2,))), wrt="p")
+    # backward in time: the times must decrease
+    back = js.remake(LV, tspan=(5.0, 0.0))
+    with pytest.raises(InvalidProblemError, match="strictly increasing along tspan"):
+        js.gradient(back, js.Tsit5(), js.L2Loss(np.array([1.0, 2.0]), np.zeros((2, 2))), wrt="p")
     with pytest.raises(UnsupportedAlgorithmError, match="adaptive explicit"):
         js.gradient(LV, js.RK4(), LOSS, wrt="p", dt=0.1, sensealg=js.BacksolveAdjoint())
     with pytest.raises(InvalidProblemError, match="checkpoints"):

@@ -170,15 +170,17 @@ def dense_eval(out, u, ks, BTH, theta, h):
 
 @njit(cache=False)
 def _grow_rows(a, need):
-    """``a`` with at least ``need`` rows (capacity doubled), the rows so far copied."""
+    """2-D ``a`` with at least ``need`` rows (capacity doubled), the rows so far copied.
+    The loops' growing buffers are all 1-D or 2-D (the dense-output slopes of a step are
+    one flat row), so each loop compiles this once; no reshapes."""
     if need <= a.shape[0]:
         return a
     cap = max(need, 2 * a.shape[0])
-    b = np.empty((cap,) + a.shape[1:], a.dtype)
-    bf = b.reshape(b.size)
-    af = a.reshape(a.size)
-    for i in range(a.size):
-        bf[i] = af[i]
+    m = a.shape[1]
+    b = np.empty((cap, m), a.dtype)
+    for i in range(a.shape[0]):
+        for j in range(m):
+            b[i, j] = a[i, j]
     return b
 
 
@@ -209,10 +211,12 @@ def get_row(dst, src, k):
 
 @njit(inline="always", cache=False)
 def put_rows(dst, k, src, m):
-    """``dst[k, :m] = src[:m]`` for a 2-D ``src``, as loops (see :func:`_grow_rows`)."""
+    """``dst[k] = src[:m].ravel()``: the first ``m`` rows of a 2-D ``src`` into one flat row
+    of ``dst``, as loops (see :func:`_grow_rows`)."""
+    n = src.shape[1]
     for j in range(m):
-        for i in range(src.shape[1]):
-            dst[k, j, i] = src[j, i]
+        for i in range(n):
+            dst[k, j * n + i] = src[j, i]
 
 
 @njit(cache=False)
@@ -394,7 +398,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     Returns ``(ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev,
     stats, retcode, t, u)`` where ``steps_t/steps_h`` are the accepted steps (their
     start times and signed sizes), ``dus/dks`` the dense-output data per step (empty
-    unless ``save[2]``), ``stats = [nf, njac, nsolve, naccept, nreject]``.
+    unless ``save[2]``; row ``i`` of ``dks`` holds step ``i``'s slopes flat, ``(sd, n)``), ``stats = [nf, njac, nsolve, naccept, nreject]``.
     """
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, beta1, beta2, safety, qmin, qmax = ctrl
@@ -428,7 +432,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     nsteps = 0
     dcap = cap if dense else 0
     dus = np.empty((dcap, n))
-    dks = np.empty((dcap, BTH.shape[0], n))
+    dks = np.empty((dcap, BTH.shape[0] * n))    # a step's slopes as one flat row
     ev_t = np.empty(4)
     ev_u = np.empty((4, n))
     nev = 0

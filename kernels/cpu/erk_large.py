@@ -368,7 +368,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us):
     ts = np.empty(us.shape[0])
     ub = np.empty((0, n)) if every else np.empty((2, n))
     dus = np.empty((0, n))
-    dks = np.empty((0, BTH.shape[0], n))
+    dks = np.empty((0, BTH.shape[0] * n))
     ev_t = np.empty(0)
     ev_u = np.empty((0, n))
     nsave = 0

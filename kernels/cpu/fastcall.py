@@ -18,33 +18,46 @@ _ENTRY = {}
 _FN_KINDS = {}
 
 
-def _kind(x):
-    t = type(x)
-    if t is np.ndarray:
-        fl = x.flags
-        return (x.dtype.num, x.ndim, fl.c_contiguous, fl.writeable)
-    if t is tuple:
-        return tuple([_kind(y) for y in x])
-    if t is float:
-        return "f"
-    if t is bool:
-        return "b"
-    if t is int:
-        return "i"
+# the flags that enter Numba's array type: layout (C, F or any) and mutability, alignment
+_ARRAY_FLAGS = (0x0001      # NPY_ARRAY_C_CONTIGUOUS
+                | 0x0002    # NPY_ARRAY_F_CONTIGUOUS
+                | 0x0100    # NPY_ARRAY_ALIGNED
+                | 0x0400)   # NPY_ARRAY_WRITEABLE
+_SCALAR_KINDS = {float: "f", bool: "b", int: "i", type(None): "n"}
+
+
+def _kind_other(x):
+    """Kind of an argument that is neither an array, a tuple nor a Python scalar."""
+    hit = _FN_KINDS.get(id(x))
+    if hit is not None and hit[0] is x:
+        return hit[1]
     if isinstance(x, (bool, np.bool_)):
         return "b"
     if isinstance(x, (int, np.integer)):
         return "i"
     if isinstance(x, (float, np.floating)):
         return "f"
-    hit = _FN_KINDS.get(id(x))
-    if hit is not None and hit[0] is x:
-        return hit[1]
     k = (type(x).__name__, str(getattr(x, "_sig", None)))
     if len(_FN_KINDS) > 4096:
         _FN_KINDS.clear()
     _FN_KINDS[id(x)] = (x, k)
     return k
+
+
+def _kind(args):
+    """The kinds of a tuple of arguments (nested tuples recursively): one flat loop,
+    since it runs on every call (~50 values for a gradient's reverse sweep)."""
+    out = []
+    for x in args:
+        t = type(x)
+        if t is np.ndarray:
+            out.append((x.dtype.num, x.ndim, x.flags.num & _ARRAY_FLAGS))
+        elif t is tuple:
+            out.append(_kind(x))
+        else:
+            k = _SCALAR_KINDS.get(t)
+            out.append(k if k is not None else _kind_other(x))
+    return tuple(out)
 
 
 def call(dispatcher, *args):

@@ -5,8 +5,11 @@ shared with the ESDIRK methods: :func:`jitsolve.kernels.cpu.stiff.stiff_solve`, 
 calls :func:`ros23_step` (``kind`` 0) or :func:`rodas_step` (``kind`` 1) once per
 attempted step.  ``rosenbrock_solve`` is that loop under this module's name.
 
-Stiff tableau tuple (shared by every stiff kind, so one compiled loop serves all):
-``tab = (kind, GAMMA, A, Cm, C, D, B, BERR, BTH, AE, q, E32, imex)``.
+Stiff tableau tuple (the same fields for every stiff kind):
+``tab = (kind, GAMMA, A, Cm, C, D, B, BERR, BTH, AE, q, E32, imex)``.  Its *type* names
+the step family (:func:`stiff_family`: ``E32`` None except for Rosenbrock23, ``AE`` None
+for the Rosenbrock methods), so the loop is compiled once per family and a signature
+holds only its own step kernel.
 
 The exact Jacobian ``J = df/du(t0, u0)`` is evaluated once per step (Rodas5P is not a
 W-method; Rosenbrock23's 3rd-order error estimate needs it too) and reused after a
@@ -20,15 +23,28 @@ Hairer, Wanner, *Solving ODEs II* (1996), IV.7 (Rosenbrock methods, the transfor
 variables of ``rodas``); Shampine, Reichelt, *The MATLAB ODE suite*, SIAM J. Sci.
 Comput. 18 (1997) (Rosenbrock23, ``ode23s``); Steinebach, BIT 63 (2023) (Rodas5P).
 """
-import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .rhs import eval_rhs
 from .stiffjac import build_w, lu_factor, lu_solve
 
-__all__ = ["ros23_step", "rodas_step", "rosenbrock_solve", "KIND_ROS23", "KIND_RODAS"]
+__all__ = ["ros23_step", "rodas_step", "ros_step", "rosenbrock_solve", "stiff_family",
+           "KIND_ROS23", "KIND_RODAS", "FAMILY_SDIRK"]
 
 KIND_ROS23, KIND_RODAS = 0, 1
+#: :func:`stiff_family` of the (E)SDIRK kinds (``kind`` 2 ESDIRK and 3 ImplicitEuler)
+FAMILY_SDIRK = 2
+
+
+def stiff_family(tab):
+    """Step family of a stiff tableau tuple's Numba type: ``KIND_ROS23`` (``E32`` a float),
+    ``KIND_RODAS`` (``E32`` and ``AE`` None) or ``FAMILY_SDIRK`` (``AE`` an array)."""
+    if not isinstance(tab.types[11], types.NoneType):
+        return KIND_ROS23
+    if isinstance(tab.types[9], types.NoneType):
+        return KIND_RODAS
+    return FAMILY_SDIRK
 
 
 @njit(cache=False)
@@ -121,6 +137,30 @@ def rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, 
         for i in range(n):
             kd[j, i] = K[j, i] / h
     return True, nf, s
+
+
+def ros_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew, ytmp,
+             err, fsal):
+    """One Rosenbrock step of the tableau's own family (:func:`ros23_step` or
+    :func:`rodas_step`, chosen when compiling): ``(ok, nf, nsolve)``."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(ros_step, jit_options={"cache": False}, inline="always")
+def _ros_step_family(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew,
+                     ytmp, err, fsal):
+    if stiff_family(tab) == KIND_ROS23:
+        def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew, ytmp,
+                 err, fsal):
+            return ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd,
+                              unew, ytmp, err, fsal)
+        return impl
+
+    def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew, ytmp,
+             err, fsal):
+        return rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd,
+                          unew, ytmp, err, fsal)
+    return impl
 
 
 def rosenbrock_solve(*args):

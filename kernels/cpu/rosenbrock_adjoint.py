@@ -47,7 +47,7 @@ from numba import njit
 from .erk import get_row, put_row
 from .erk_adjoint import vjp_apply
 from .rhs import eval_rhs
-from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step
+from .rosenbrock import KIND_ROS23, ros_step
 from .stiffjac import build_w, jacobian, jacobian_zero, linear_matrix, lu_factor, lu_solve
 
 __all__ = ["lu_solve_transpose", "ros_work", "ros_advance", "ros_step_adjoint", "ros_reverse",
@@ -149,12 +149,8 @@ def ros_advance(rhs, jd, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
         t = steps_t[i]
         h = steps_h[i]
         _prepare_inner(rhs, jd, tab, u, t, h, _tf0(kind, steps_t, steps_h, i), wk)
-        if kind == KIND_ROS23:
-            ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd,
-                       unew, ytmp, err, fsal)
-        else:
-            rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd,
-                       unew, ytmp, err, fsal)
+        ros_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew, ytmp,
+                 err, fsal)
         for x in range(u.size):
             u[x] = unew[x]
 

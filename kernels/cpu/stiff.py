@@ -11,6 +11,10 @@ the method's interpolant then the step redone to land on them) plus:
     ``kind`` 0 Rosenbrock23, 1 Rodas-type Rosenbrock, 2 ESDIRK, 3 ImplicitEuler;
     ``A`` the Rosenbrock ``a_ij`` or the implicit ESDIRK tableau, ``AE`` the explicit
     IMEX tableau; ``BTH`` dense-output weights over the rows of ``kd`` (see the steps).
+    Fields a family does not use are None where that tells the families apart
+    (:func:`jitsolve.kernels.cpu.rosenbrock.stiff_family`), so each family is its own
+    compiled signature of the loop: a cold first solve compiles one step kernel, not
+    all three (Rodas5P 25 -> 15 s, ``perf/ode_startup.py``).
 
 Return code 6 is ConvergenceFailure (Newton failed with the step at ``dtmin``, or
 ``W`` singular there).  ``stats = [nf, njac, nsolve, naccept, nreject]`` (``nf``
@@ -18,12 +22,13 @@ counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
 """
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
                   put_row, put_rows)
-from .esdirk import KIND_ESDIRK, NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
+from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
-from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step
+from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step, stiff_family
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 from .stiffjac import jacobian, jacobian_zero, linear_matrix
 
@@ -35,21 +40,38 @@ RC_CONVFAIL = 6
 THETA_REFRESH = 0.1
 
 
-@njit(cache=False)
 def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
              kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-    """One attempted step of any stiff kind: ``(status, nf, nsolve, theta_max)``."""
-    kind = tab[0]
-    if kind == KIND_ROS23:
-        ok, nf, ns = ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K,
-                                kd, unew, ytmp, err, fsal)
-        return (0 if ok else SINGULAR), nf, ns, 0.0
-    if kind == KIND_RODAS:
-        ok, nf, ns = rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K,
-                                kd, unew, ytmp, err, fsal)
-        return (0 if ok else SINGULAR), nf, ns, 0.0
-    return sdirk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, fe0, fi0, J, W, piv, whg, K,
-                      K2, kd, unew, err, z, base, r, atol, rtol, eta)
+    """One attempted step of the tableau's family: ``(status, nf, nsolve, theta_max)``.
+    Compiled per family (:func:`jitsolve.kernels.cpu.rosenbrock.stiff_family`): a
+    signature of the loop holds one step kernel, not all three."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_attempt, jit_options={"cache": False})
+def _attempt_family(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg,
+                    K, K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
+    family = stiff_family(tab)
+    if family == KIND_ROS23:
+        def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
+                 K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
+            ok, nf, ns = ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
+                                    K, kd, unew, ytmp, err, fsal)
+            return (0 if ok else SINGULAR), nf, ns, 0.0
+        return impl
+    if family == KIND_RODAS:
+        def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
+                 K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
+            ok, nf, ns = rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
+                                    K, kd, unew, ytmp, err, fsal)
+            return (0 if ok else SINGULAR), nf, ns, 0.0
+        return impl
+
+    def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
+             kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
+        return sdirk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, fe0, fi0, J, W, piv, whg,
+                          K, K2, kd, unew, err, z, base, r, atol, rtol, eta)
+    return impl
 
 
 # Disk-cached.  Its callees are not (cache=False): a cached loop that was compiled while
@@ -108,7 +130,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     nsteps = 0
     dcap = cap if dense else 0
     dus = np.empty((dcap, n))
-    dks = np.empty((dcap, sd, n))
+    dks = np.empty((dcap, sd * n))       # a step's slopes as one flat row
     ev_t = np.empty(4)
     ev_u = np.empty((4, n))
     nev = 0

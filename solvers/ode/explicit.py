@@ -133,7 +133,8 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
     (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
     # views, not copies: for a store-all adjoint ``u`` holds every state of a large grid
     return dict(t=ts[:nsave], u=us[:nsave], steps_t=st[:nsteps], steps_h=sh[:nsteps], dense_u=dus[:nsteps] if dense else None,
-                dense_k=dks[:nsteps] if dense else None, event_t=evt[:nev].copy(),
+                dense_k=dks[:nsteps].reshape(nsteps, dks.shape[1] // n, n) if dense else None,
+                event_t=evt[:nev].copy(),
                 event_u=evu[:nev].copy(), stats=stats, retcode=RETCODES[rc], t_end=t,
                 u_end=u)
 

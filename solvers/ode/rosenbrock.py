@@ -1,5 +1,6 @@
 """Stiff methods in one compiled loop: Rosenbrock (Rosenbrock23, Rodas5P) here, the
-(E)SDIRK methods in :mod:`.esdirk`; both run :func:`jitsolve.kernels.cpu.stiff.stiff_solve`.
+(E)SDIRK methods in :mod:`.esdirk`; both run :func:`jitsolve.kernels.cpu.stiff.stiff_solve`,
+compiled once per step family (the tableau tuple's type names it: :func:`stiff_tableau`).
 
 This module turns a tableau module into the kernel's stiff tableau tuple, packs the
 Jacobian data (user ``jac`` cfunc, or the complex twin of ``f`` for exact complex-step
@@ -33,7 +34,13 @@ def _z2(s):
 
 
 def stiff_tableau(name, imex=False):
-    """``(kind, GAMMA, A, Cm, C, D, B, BERR, BTH, AE, q, E32, imex)`` for the kernel."""
+    """``(kind, GAMMA, A, Cm, C, D, B, BERR, BTH, AE, q, E32, imex)`` for the kernel.
+
+    The family is in the tuple's type as well as in ``kind``: ``E32`` is a float for
+    Rosenbrock23 and None otherwise, ``AE`` (the explicit IMEX tableau) an array for the
+    (E)SDIRK methods and None for the Rosenbrock ones.  The compiled loop and the adjoint
+    kernels therefore compile one step family per signature (a cold first solve compiles
+    only its own method's step; :func:`jitsolve.kernels.cpu.stiff.stiff_solve`)."""
     key = (name, bool(imex))
     if key in _TABS:
         return _TABS[key]
@@ -41,7 +48,7 @@ def stiff_tableau(name, imex=False):
     if name == "rosenbrock23":
         T = tableau(name)
         tab = (0, float(T.D), _z2(3), _z2(3), np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3),
-               f64(T.BTHETA), _z2(3), 3.0, float(T.E32), False)
+               f64(T.BTHETA), None, 3.0, float(T.E32), False)
     elif name == "rodas5p":
         T = tableau(name)
         H = T.H
@@ -49,10 +56,10 @@ def stiff_tableau(name, imex=False):
         # u1 - u0 = sum B_i k_i, K_r = sum H[r, i] k_i; kd = k / h  ->  weights of theta^1..4
         BTH = np.stack([T.B + H[0], H[1] - H[0], H[2] - H[1], -H[2]], axis=1)
         tab = (1, float(T.GAMMA), f64(T.A), f64(T.Cmat), f64(T.C), f64(T.D), f64(T.B),
-               f64(T.BERR), f64(BTH), _z2(8), 5.0, 0.0, False)
+               f64(T.BERR), f64(BTH), None, 5.0, None, False)
     elif name == "implicit_euler":
         tab = (3, 1.0, np.ones((1, 1)), _z2(1), np.ones(1), np.zeros(1), np.ones(1), np.zeros(1),
-               np.ones((1, 1)), _z2(1), 2.0, 0.0, bool(imex))
+               np.ones((1, 1)), _z2(1), 2.0, None, bool(imex))
     else:
         T = tableau(name)
         s = int(T.STAGES)
@@ -68,7 +75,7 @@ def stiff_tableau(name, imex=False):
             BTH = np.stack([e0, 3 * B - 2 * e0 - el, -2 * B + e0 + el], axis=1)
         q = float(min(T.ORDER, T.EMBEDDED_ORDER) + 1)
         tab = (2, float(T.GAMMA), AI, _z2(s), f64(T.C), np.zeros(s), f64(T.B), f64(T.BERR),
-               f64(BTH), AE, q, 0.0, bool(imex))
+               f64(BTH), AE, q, None, bool(imex))
     _TABS[key] = tab
     return tab
 
@@ -155,6 +162,7 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
     (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
     return dict(t=ts[:nsave].copy(), u=us[:nsave].copy(), steps_t=st[:nsteps].copy(),
                 steps_h=sh[:nsteps].copy(), dense_u=dus[:nsteps] if dense else None,
-                dense_k=dks[:nsteps] if dense else None, event_t=evt[:nev].copy(),
+                dense_k=dks[:nsteps].reshape(nsteps, dks.shape[1] // n, n) if dense else None,
+                event_t=evt[:nev].copy(),
                 event_u=evu[:nev].copy(), stats=stats, retcode=RETCODES[rc], t_end=t,
                 u_end=u, BTH=tab[8])
