@@ -28,7 +28,7 @@ from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, ev
                   put_row, put_rows)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
-from .rosenbrock import KIND_RODAS, KIND_ROS23, rodas_step, ros23_step, stiff_family
+from .rosenbrock import FAMILY_SDIRK, KIND_RODAS, KIND_ROS23, rodas_step, ros23_step, stiff_family
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 from .stiffjac import jacobian, jacobian_zero, linear_matrix
 
@@ -52,18 +52,13 @@ def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, 
 def _attempt_family(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg,
                     K, K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
     family = stiff_family(tab)
-    if family == KIND_ROS23:
+    if family != FAMILY_SDIRK:
+        step = ros23_step if family == KIND_ROS23 else rodas_step
+
         def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
                  K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-            ok, nf, ns = ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
-                                    K, kd, unew, ytmp, err, fsal)
-            return (0 if ok else SINGULAR), nf, ns, 0.0
-        return impl
-    if family == KIND_RODAS:
-        def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
-                 K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-            ok, nf, ns = rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
-                                    K, kd, unew, ytmp, err, fsal)
+            ok, nf, ns = step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K,
+                              kd, unew, ytmp, err, fsal)
             return (0 if ok else SINGULAR), nf, ns, 0.0
         return impl
 
