@@ -14,7 +14,7 @@ the method's interpolant then the step redone to land on them) plus:
     Fields a family does not use are None where that tells the families apart
     (:func:`jitsolve.kernels.cpu.rosenbrock.stiff_family`), so each family is its own
     compiled signature of the loop: a cold first solve compiles one step kernel, not
-    all three (Rodas5P 25 -> 15 s, ``perf/ode_startup.py``).
+    all three (cold Rodas5P 22 -> 14-16 s: perf/RESULTS.md, fifth session).
 
 Return code 6 is ConvergenceFailure (Newton failed with the step at ``dtmin``, or
 ``W`` singular there).  ``stats = [nf, njac, nsolve, naccept, nreject]`` (``nf``
@@ -28,7 +28,7 @@ from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, ev
                   put_row, put_rows)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
-from .rosenbrock import FAMILY_SDIRK, KIND_RODAS, KIND_ROS23, rodas_step, ros23_step, stiff_family
+from .rosenbrock import FAMILY_SDIRK, KIND_RODAS, KIND_ROS23, ros_step, stiff_family
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 from .stiffjac import jacobian, jacobian_zero, linear_matrix
 
@@ -51,14 +51,11 @@ def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, 
 @overload(_attempt, jit_options={"cache": False})
 def _attempt_family(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg,
                     K, K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-    family = stiff_family(tab)
-    if family != FAMILY_SDIRK:
-        step = ros23_step if family == KIND_ROS23 else rodas_step
-
+    if stiff_family(tab) != FAMILY_SDIRK:
         def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
                  K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-            ok, nf, ns = step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K,
-                              kd, unew, ytmp, err, fsal)
+            ok, nf, ns = ros_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
+                                  K, kd, unew, ytmp, err, fsal)
             return (0 if ok else SINGULAR), nf, ns, 0.0
         return impl
 
