@@ -155,3 +155,25 @@ def test_shared_parameters_one_row(monkeypatch):
     prob = js.ODEProblem(lorenz, np.array([1.0, 0.0, 0.0]), (0.0, 2.0), p=np.array([28.0]))
     _check(monkeypatch, js.EnsembleProblem(prob, u0s=u0s), js.Vern7(), N,
            saveat=np.linspace(0.0, 2.0, 9), rtol=1e-9, atol=1e-9)
+
+
+def decay_with_zero(du, u, p, t):  # u[0] stays exactly 0: its error scale is 0 at atol = 0
+    du[0] = 0.0 * u[1]
+    du[1] = -p[0] * u[1]
+
+
+def test_zero_atol_on_a_zero_component(monkeypatch):
+    # atol = 0 and a component that is exactly zero: a zero error scale.  Before
+    # 2026-12-02 the error norm divided by it (ZeroDivisionError in a single solve, a
+    # SystemError out of the parallel ensemble); a zero error on a zero scale adds nothing
+    prob = js.ODEProblem(decay_with_zero, np.array([0.0, 1.0]), (0.0, 2.0), p=np.array([1.0]))
+    sol = js.solve(prob, js.Tsit5(), rtol=1e-8, atol=0.0)
+    assert sol.retcode == js.ReturnCode.Success
+    assert sol.u[-1][0] == 0.0
+    assert abs(sol.u[-1][1] - np.exp(-2.0)) < 1e-7
+    N = 70
+    ps = np.linspace(0.5, 2.0, N)[:, None]
+    ref = _check(monkeypatch, js.EnsembleProblem(prob, ps=ps), js.Tsit5(), N,
+                 saveat=[0.0, 1.0, 2.0], rtol=1e-8, atol=0.0)
+    assert all(r == js.ReturnCode.Success for r in ref.retcodes)
+    assert np.abs(ref.u[:, -1, 1] - np.exp(-2.0 * ps[:, 0])).max() < 1e-7

@@ -15,11 +15,15 @@ next stop and save pointer and takes its own accept/reject decision, exactly as
   form is not worth its compile, with one first-class call of ``f`` per lane;
 - the stage combinations, the new state and the error estimate are SIMD loops over all
   ``L * n`` entries of the batch (lane-major rows, the step size replicated per entry);
-- the step control (error norm, accept/reject, stops, saves) is a scalar loop over the
-  active lanes through the same helpers as the general loop
-  (:mod:`~jitsolve.kernels.cpu.stepcontrol`); the PI controller's factors, libm-free
-  and branch-free (:mod:`~jitsolve.kernels.cpu.fastpow`), are one SIMD loop over the
-  batch before it (2026-12-02: 15-20 % of the ensemble's time, see perf/RESULTS.md).
+- the step control is SIMD loops over the whole batch wherever it is the same for every
+  lane: the step sizes and landings, the error norms (:func:`_lane_errors`), the PI
+  controller's factors (libm-free and branch-free, :mod:`~jitsolve.kernels.cpu.fastpow`),
+  acceptance, the new times, step sizes and states (a lane that is not stepping has
+  ``h = 0``; a rejected lane's candidate is reset to its state before the batch-wide
+  copy); only what differs from lane to lane (rejections, stops, saves, failures) is a
+  scalar loop over the lanes concerned, through the general loop's helpers
+  (:mod:`~jitsolve.kernels.cpu.stepcontrol`).  (2026-12-02, sixth session: 62 -> 41 ns
+  per trajectory-step on one thread for the Lorenz ensemble, see perf/RESULTS.md.)
 
 Lanes that finish or fail drop out of the lane list and wait (masked) until the batch is
 done.  Every entry is computed with the general loop's arithmetic in the same order
@@ -46,10 +50,8 @@ import numpy as np
 from numba import njit, prange
 
 from .borrow import borrow, keep_alive
-from .erk import (RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE, borrow_tab,
-                  dense_weights)
-from .stepcontrol import (error_norm_at, initial_dt_finish, initial_dt_probe, pi_factor,
-                          reject_factor)
+from .erk import RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_UNSTABLE, borrow_tab, dense_weights
+from .stepcontrol import initial_dt_finish, initial_dt_probe, pi_factor, reject_factor
 
 __all__ = ["LANES", "erk_lockstep"]
 
@@ -138,6 +140,44 @@ def _combine_lanes(out, u, kf, coef, nst, hr, acc):
         out[k] = u[k] + hr[k] * acc[k]
 
 
+@njit(inline="always", cache=False)
+def _keep_lane(UN, U, K, last, fsal, l, n):
+    """A lane that does not accept its step keeps its state and first slope through the
+    batch-wide copies ``U = UN`` (and ``K[0] = K[last]``) that accept the others."""
+    for i in range(n):
+        UN[l, i] = U[l, i]
+    if fsal:
+        for i in range(n):
+            K[last, l, i] = K[0, l, i]
+
+
+@njit(cache=False, error_model="numpy")
+def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n):
+    """``ERR[l]`` = the error norm of lane ``l`` (:func:`~.stepcontrol.error_norm_at` of the
+    estimate ``HR * ACC`` against ``U``, ``UN``), for every lane of the batch, as SIMD loops:
+    the weighted squares over all ``L * n`` entries (``ATOL``, ``RTOL`` replicated per lane,
+    like ``HR``; written into ``W2``), then each lane's sum in component order and its square
+    root.  The same arithmetic in the same order as ``error_norm_at``: the same bits.
+    (2026-12-02: the per-lane scalar norm was a fifth of the lockstep kernel's time.)"""
+    m = L * n
+    for k in range(m):
+        ek = HR[k] * ACC[k]
+        sc = ATOL[k] + RTOL[k] * max(abs(U[k]), abs(UN[k]))
+        e = ek / sc
+        w = e * e
+        if sc == 0.0:           # a zero scale (atol = 0 on a zero component)
+            w = 0.0 if ek == 0.0 else np.inf
+        W2[k] = w
+    for l in range(L):
+        ERR[l] = 0.0
+    for i in range(n):
+        for l in range(L):
+            ERR[l] += W2[l * n + i]
+    dn = max(n, 1)
+    for l in range(L):
+        ERR[l] = np.sqrt(ERR[l] / dn)
+
+
 @njit(cache=False)
 def _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf, HR, ACC,
                  T, H, TN, TS, W, idense, nden, ISAVE, NSAVE, NF, out):
@@ -221,9 +261,13 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     NREJ = np.zeros(L, np.int64)
     RC = np.zeros(L, np.int64)
     TN = np.zeros(L)
+    STOPV = np.zeros(L)
+    ACCM = np.zeros(L, np.bool_)
     FAC = np.zeros(L)
     ERR = np.ones(L)
     W = np.zeros(sd)
+    ATOLF = np.empty(m)
+    RTOLF = np.empty(m)
     idx = np.zeros(L, np.int64)
     idx0 = np.zeros(L, np.int64)
     iacc = np.zeros(L, np.int64)
@@ -232,16 +276,16 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     # inlined lane helpers); ``owners`` keeps the allocations live to the end
     owners = (U, UN, Y, E, K, HR, ACC, T, TS, H, HSTEP, HABS, EPREV, D1, LAND, AREJ, K0V, ACT,
               ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC, TN, FAC, ERR, W, idx, idx0, iacc,
-              idense)
+              idense, ATOLF, RTOLF, STOPV, ACCM)
     U, UN, Y, E, K, HR, ACC = (borrow(U), borrow(UN), borrow(Y), borrow(E), borrow(K),
                                borrow(HR), borrow(ACC))
     T, TS, H, HSTEP, HABS, EPREV, D1 = (borrow(T), borrow(TS), borrow(H), borrow(HSTEP),
                                         borrow(HABS), borrow(EPREV), borrow(D1))
-    LAND, AREJ, K0V, ACT = borrow(LAND), borrow(AREJ), borrow(K0V), borrow(ACT)
+    LAND, AREJ, K0V, ACT, ACCM = borrow(LAND), borrow(AREJ), borrow(K0V), borrow(ACT), borrow(ACCM)
     ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC = (
         borrow(ISTOP), borrow(ISAVE), borrow(NSAVE), borrow(NITER), borrow(NF), borrow(NACC),
         borrow(NREJ), borrow(RC))
-    TN, FAC, ERR, W = borrow(TN), borrow(FAC), borrow(ERR), borrow(W)
+    TN, FAC, ERR, W, STOPV = borrow(TN), borrow(FAC), borrow(ERR), borrow(W), borrow(STOPV)
     idx, idx0, iacc, idense = borrow(idx), borrow(idx0), borrow(iacc), borrow(idense)
     Uf = U.reshape(m)
     UNf = UN.reshape(m)
@@ -251,6 +295,11 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     u0s, ps, stops, savet = borrow(u0s), borrow(ps), borrow(stops), borrow(savet)
     out, retcodes, stats = borrow(out), borrow(retcodes), borrow(stats)
     rtol, atol = borrow(rtol), borrow(atol)
+    ATOLF, RTOLF = borrow(ATOLF), borrow(RTOLF)
+    for l in range(L):
+        for i in range(n):
+            ATOLF[l * n + i] = atol[i]
+            RTOLF[l * n + i] = rtol[i]
     tab = borrow_tab(tab)
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
 
@@ -305,6 +354,8 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         ISTOP[l] = istop0
         if istop0 >= nstop:
             ACT[l] = False
+        else:
+            STOPV[l] = stops[istop0]
     # ---- the stepping loop: one step attempt of every active lane per pass
     while True:
         # lane setup; the list of active lanes is compacted in place
@@ -319,16 +370,6 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 ACT[l] = False
                 continue
             NITER[l] += 1
-            stop = stops[ISTOP[l]]
-            dist = abs(stop - T[l])
-            land = HABS[l] * (1.0 + 1e-10) >= dist   # no sliver steps (as erk_solve)
-            hstep = dist if land else HABS[l]
-            h = tdir * hstep
-            HSTEP[l] = hstep
-            H[l] = h
-            LAND[l] = land
-            for i in range(n):
-                HR[l * n + i] = h
             idx[nact] = l
             nact += 1
             if not K0V[l]:
@@ -337,6 +378,18 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         na = nact
         if nact == 0:
             break
+        # every lane's step in SIMD loops (a lane that is not stepping gets h = 0)
+        for l in range(L):
+            dist = abs(STOPV[l] - T[l])
+            land = HABS[l] * (1.0 + 1e-10) >= dist   # no sliver steps (as erk_solve)
+            hstep = dist if land else HABS[l]
+            hstep = hstep if ACT[l] else 0.0
+            HSTEP[l] = hstep
+            H[l] = tdir * hstep
+            LAND[l] = land
+        for l in range(L):
+            for i in range(n):
+                HR[l * n + i] = H[l]
         # ---- one RK step of every active lane (erk.rk_step, vectorised over the lanes)
         if n0 > 0:
             _eval(f, fb, batched, K[0], U, ps, T, idx0, i0, n0)
@@ -354,39 +407,48 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         if adaptive:
             # error estimate h * sum_j BERR[j] k_j (the general loop's order)
             _lane_sum(ACC, Kf, BERR, s)
-            for k in range(m):
-                Ef[k] = HR[k] * ACC[k]
         nfs = (last - 1) + (1 if fsal else 0)
         # ---- step control per lane (erk_solve's accept/reject)
         if adaptive:
-            for k in range(nact):
-                l = idx[k]
-                ERR[l] = error_norm_at(Ef, Uf, UNf, l * n, n, atol, rtol)
+            # every lane's error norm in SIMD loops (E holds the weighted squares)
+            _lane_errors(ERR, Ef, HR, ACC, Uf, UNf, ATOLF, RTOLF, L, n)
             # the PI factors of all lanes in one SIMD loop (the controller is branch-free);
             # only the lanes that accept below use theirs: erk_solve's values, bit for bit
             for l in range(L):
                 FAC[l] = pi_factor(ERR[l], EPREV[l], beta1, beta2, safety, qmin,
                                    1.0 if AREJ[l] else qmax)
+        # what every stepping lane does, accepted or not, in SIMD loops over the batch: its
+        # count of f evaluations, the end of its step, and (adaptive) acceptance with the
+        # controller's memory of an accepted step
+        for l in range(L):
+            a = ACT[l]
+            NF[l] += (nfs if K0V[l] else nfs + 1) if a else 0
+            K0V[l] = K0V[l] or a
+            TN[l] = STOPV[l] if LAND[l] else T[l] + H[l]
+            if adaptive:
+                ok = a and ERR[l] <= 1.0
+                EPREV[l] = max(ERR[l], 1e-4) if ok else EPREV[l]
+                AREJ[l] = AREJ[l] and not ok
+                ACCM[l] = ok
+            else:
+                ACCM[l] = a
+        # rejections (rare), the lists of accepted lanes and of lanes with saves inside
         nacc = 0
         nden = 0
         for k in range(nact):
             l = idx[k]
-            NF[l] += nfs if K0V[l] else nfs + 1
-            K0V[l] = True
-            hstep = HSTEP[l]
             if adaptive:
-                err = ERR[l]
-                if not (err <= 1.0):
+                if not ACCM[l]:
+                    _keep_lane(UN, U, K, s - 1, fsal, l, n)
+                    err = ERR[l]
                     NREJ[l] += 1
                     nonfinite = not (err < np.inf)
-                    HABS[l] = hstep * reject_factor(err, beta1, safety, qmin)
+                    HABS[l] = HSTEP[l] * reject_factor(err, beta1, safety, qmin)
                     AREJ[l] = True
                     if HABS[l] < dtmin:
                         RC[l] = RC_UNSTABLE if nonfinite else RC_DTMIN
                         ACT[l] = False
                     continue
-                EPREV[l] = max(err, 1e-4)
-                AREJ[l] = False
             else:
                 finite = True
                 for i in range(n):
@@ -396,56 +458,57 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 if not finite:
                     RC[l] = RC_UNSTABLE
                     ACT[l] = False
+                    ACCM[l] = False
+                    _keep_lane(UN, U, K, s - 1, fsal, l, n)
                     continue
-                FAC[l] = 1.0
-            tnew = stops[ISTOP[l]] if LAND[l] else T[l] + H[l]
-            TN[l] = tnew
             iacc[nacc] = l
             nacc += 1
             # save times strictly inside the step (not stops): the interpolant's lanes
-            if ISAVE[l] < nsv and (tnew - savet[ISAVE[l]]) * tdir > 0.0:
+            if ISAVE[l] < nsv and (TN[l] - savet[ISAVE[l]]) * tdir > 0.0:
                 idense[nden] = l
                 nden += 1
         # ---- saves inside accepted steps from the interpolant (erk_solve's dense saves)
         if nden > 0:
             _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf,
                          HR, ACC, T, H, TN, TS, W, idense, nden, ISAVE, NSAVE, NF, out)
-        # ---- accept: advance the lanes, stops and saves at step ends
+        # ---- accept: advance the lanes (times, counts, next steps: SIMD over the batch),
+        # then states, stops and saves at step ends lane by lane
+        for l in range(L):
+            ok = ACCM[l]
+            NACC[l] += 1 if ok else 0
+            T[l] = TN[l] if ok else T[l]
+            if adaptive:
+                hstep = HSTEP[l]
+                habs = min(hstep * FAC[l], dtmax)
+                habs = hstep if LAND[l] and habs < hstep else habs
+            else:
+                habs = dt
+            HABS[l] = habs if ok else HABS[l]
+        # the new states (and first-same-as-last slopes) of the whole batch in SIMD copies:
+        # a rejected lane's UN (and last slope) was reset to its U (first slope) above, and
+        # a lane that is not stepping has UN = U + 0 * (its last slopes), never read again
+        for k in range(m):
+            Uf[k] = UNf[k]
+        if fsal:
+            K0f = Kf[0]
+            Klf = Kf[s - 1]
+            for k in range(m):
+                K0f[k] = Klf[k]
         for k in range(nacc):
             l = iacc[k]
-            hstep = HSTEP[l]
-            land = LAND[l]
-            tnew = TN[l]
-            NACC[l] += 1
-            for i in range(n):
-                U[l, i] = UN[l, i]
-            T[l] = tnew
-            if land:
+            if LAND[l]:
                 ISTOP[l] += 1
-            if fsal:
-                for i in range(n):
-                    K[0, l, i] = K[s - 1, l, i]
-            else:
+                if ISTOP[l] < nstop:
+                    STOPV[l] = stops[ISTOP[l]]
+                else:
+                    ACT[l] = False
+            if not fsal:
                 K0V[l] = False
-            if ISAVE[l] < nsv and tnew == savet[ISAVE[l]]:
+            if ISAVE[l] < nsv and T[l] == savet[ISAVE[l]]:
                 for i in range(n):
                     out[i0 + l, NSAVE[l], i] = U[l, i]
                 NSAVE[l] += 1
                 ISAVE[l] += 1
-            if adaptive:
-                habs = min(hstep * FAC[l], dtmax)
-                if land and habs < hstep:
-                    habs = hstep
-                HABS[l] = habs
-            else:
-                HABS[l] = dt
-            if ISTOP[l] >= nstop:
-                ACT[l] = False
-        for k in range(nact):
-            l = idx[k]
-            if not ACT[l]:
-                for i in range(n):
-                    HR[l * n + i] = 0.0
     for l in range(nl):
         for j in range(NSAVE[l], nsv):
             for i in range(n):

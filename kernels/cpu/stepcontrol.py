@@ -35,23 +35,33 @@ def error_norm(err, u0, u1, atol, rtol):
 @njit(inline="always", cache=False)
 def error_norm_at(err, u0, u1, off, n, atol, rtol):
     """:func:`error_norm` of the ``n`` entries from ``off`` of flat arrays (one lane of a
-    lockstep batch: no array view, whose reference counting would cost more than the norm)."""
+    lockstep batch: no array view, whose reference counting would cost more than the norm).
+
+    A component whose scale is zero (``atol_i = 0`` and ``u_i = 0``) adds nothing when its
+    error is zero and ``inf`` (reject) otherwise, so that ``atol = 0`` never divides by zero."""
     acc = 0.0
     for i in range(n):
         sc = atol[i] + rtol[i] * max(abs(u0[off + i]), abs(u1[off + i]))
-        e = err[off + i] / sc
-        acc += e * e
+        d = err[off + i]
+        if sc != 0.0:
+            e = d / sc
+            acc += e * e
+        elif d != 0.0:
+            acc += np.inf
     return np.sqrt(acc / max(n, 1))
 
 
 @njit(cache=False)
 def rms_norm(x, u, atol, rtol):
-    """Weighted RMS norm of ``x`` with weights ``atol + rtol * |u|``."""
+    """Weighted RMS norm of ``x`` with weights ``atol + rtol * |u|`` (the initial step's
+    scales); components with a zero weight (``atol_i = 0``, ``u_i = 0``) are left out."""
     n = x.size
     acc = 0.0
     for i in range(n):
-        e = x[i] / (atol[i] + rtol[i] * abs(u[i]))
-        acc += e * e
+        sc = atol[i] + rtol[i] * abs(u[i])
+        if sc != 0.0:
+            e = x[i] / sc
+            acc += e * e
     return np.sqrt(acc / max(n, 1))
 
 
