@@ -22,6 +22,7 @@ __all__ = [
     "BackendUnavailableError",
     "UnsupportedAlgorithmError",
     "FileFormatError",
+    "UserFunctionError",
 ]
 
 
@@ -50,3 +51,15 @@ class UnsupportedAlgorithmError(JitsolveError, TypeError):
 
 class FileFormatError(JitsolveError, OSError):
     """A file is not HDF5, or is HDF5 but was not written by jitsolve, or is corrupt."""
+
+
+class UserFunctionError(JitsolveError, RuntimeError):
+    """A user function raised an exception while a compiled loop was calling it.
+
+    A compiled loop cannot stop at such an exception, so the call that ran it (``solve``,
+    ``gradient``) raises this when it ends, with the first exception chained and the
+    number raised in the message; its results would not be valid.  Division by zero and
+    other floating-point failures do not raise inside jitsolve's compilations of user
+    functions (NumPy's rule: they give ``inf`` or NaN, which the integrators report
+    through the solution's ``retcode``).
+    """

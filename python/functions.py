@@ -77,7 +77,7 @@ def compile_user_function(f, argname, signature, *, nargs=4):
     if hit is not None and hit[0] is f:
         return hit[1]
     _check_arity(f, argname, nargs)
-    disp = f if is_numba_function(f) else numba.njit(cache=False)(f)
+    disp = f if is_numba_function(f) else numba.njit(cache=False, error_model="numpy")(f)
     try:
         disp.compile(signature)
     except Exception as exc:  # numba raises TypingError, UnsupportedError, LoweringError...
@@ -151,7 +151,11 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     sig = SIGNATURES[kind]
     _check_arity(f, argname, nargs)
     py = f.py_func if is_numba_function(f) else f
-    opts = {"parallel": True} if is_numba_function(f) and f.targetoptions.get("parallel") else {}
+    # NumPy's floating-point rule (1/0 = inf, no exception): a cfunc cannot raise into
+    # the loop that calls it, and an inf or NaN is what the integrators can report
+    opts = {"error_model": "numpy"}
+    if is_numba_function(f) and f.targetoptions.get("parallel"):
+        opts["parallel"] = True
     t0 = time.perf_counter()
     try:
         cf = numba.cfunc(sig, cache=True, **opts)(py)
@@ -243,7 +247,10 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
         return hit[1]
     t0 = time.perf_counter()
     fj = compile_user_function(f, argname, F_SIGNATURE)
-    cf = numba.cfunc(SIGNATURES[kind])(wrap(fj))
+    if is_numba_function(f) and f.targetoptions.get("error_model") != "numpy":
+        # the batch form follows NumPy's floating-point rule, as the per-lane cfunc does
+        fj = numba.njit(cache=False, error_model="numpy")(f.py_func)
+    cf = numba.cfunc(SIGNATURES[kind], error_model="numpy")(wrap(fj))
     _log.debug("%s %r as %s: compiled in %.3f s", argname, _describe(f), kind,
                time.perf_counter() - t0)
     _CFUNC_CACHE[key] = (f, cf)
@@ -265,6 +272,12 @@ class ODEFunction:
         ``paramjac(Jp, u, p, t)`` writes the n x np matrix ``df/dp``.
     jac_sparsity : scipy.sparse matrix, optional
         Sparsity pattern of ``df/du``, used to colour complex-step Jacobians.
+
+    jitsolve compiles the functions with NumPy's floating-point rule: a division by zero
+    gives ``inf`` or NaN (which the integrators turn into a rejected step or a failed
+    ``retcode``), not an exception.  A function that raises (``raise ValueError``, or one
+    already compiled by ``numba.njit`` with Python's rule) makes ``solve`` and
+    ``gradient`` raise :class:`jitsolve.errors.UserFunctionError` when they end.
 
     Where no derivative is given, integrators and adjoints use complex-step
     differentiation of ``f`` (exact to rounding), so ``f`` should also compile for

@@ -25,6 +25,7 @@ from .errors import InvalidProblemError, JitsolveError, UnsupportedAlgorithmErro
 from .log import get_logger
 from .losses import Loss
 from .problems import LinearProblem
+from .user_exceptions import WatchUserExceptions
 
 __all__ = ["gradient", "register_gradient", "SolveFailedError"]
 
@@ -71,6 +72,8 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
         No gradient implementation for this problem type yet.
     SolveFailedError
         The forward or adjoint solve did not succeed.
+    UserFunctionError
+        A user function raised an exception inside a compiled loop.
 
     Examples
     --------
@@ -112,7 +115,8 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
     if not isinstance(loss, Loss):
         raise InvalidProblemError(f"loss: expected a js.Loss or js.L2Loss, got {type(loss).__name__}")
     t0 = time.perf_counter()
-    out = impl(prob, alg, loss, wrt, sensealg, **solve_kw)
+    with WatchUserExceptions("gradient"):
+        out = impl(prob, alg, loss, wrt, sensealg, **solve_kw)
     _log.debug("gradient %s/%s wrt %s (sensealg %s): %.4f s", type(prob).__name__,
                type(alg).__name__, wrt, type(sensealg).__name__ if sensealg is not None
                else "default", time.perf_counter() - t0)

@@ -485,9 +485,9 @@ def reverse_sde(f, g, score, *, noise="diagonal"):
         if not callable(fn):
             raise InvalidProblemError(f"{name}: expected a function ({name}(out, u, p, t)), got "
                                       f"{type(fn).__name__}")
-    fj = f if is_numba_function(f) else numba.njit(f)
-    gj = g if is_numba_function(g) else numba.njit(g)
-    sj = score if is_numba_function(score) else numba.njit(score)
+    fj = f if is_numba_function(f) else numba.njit(error_model="numpy")(f)
+    gj = g if is_numba_function(g) else numba.njit(error_model="numpy")(g)
+    sj = score if is_numba_function(score) else numba.njit(error_model="numpy")(score)
     scalar = noise == "scalar"
 
     @numba.njit

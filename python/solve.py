@@ -19,6 +19,7 @@ from .log import get_logger
 from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProblem, SDEProblem,
                        SplitODEProblem)
 from .retcodes import ReturnCode
+from .user_exceptions import WatchUserExceptions
 from .validate import (check_finite, check_positive_float, check_positive_int, check_tolerances)
 
 __all__ = ["solve", "register", "registered", "BACKENDS"]
@@ -146,6 +147,10 @@ def solve(prob, alg, **kwargs):
     ------
     UnsupportedAlgorithmError
         No implementation is registered for this pair (see ``js.solve_registry()``).
+    UserFunctionError
+        A user function raised an exception inside the compiled loop (once, however
+        often it raised; the first exception chained).  Division by zero does not raise
+        there: it gives ``inf``/NaN, which the integrators report through ``retcode``.
 
     Examples
     --------
@@ -205,7 +210,8 @@ def solve(prob, alg, **kwargs):
             f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build "
             f"(available: {', '.join(f'{p}/{a}' for p, a in registered()) or 'none yet'})")
     t0 = time.perf_counter()
-    sol = fn(prob, alg, **options)
+    with WatchUserExceptions("solve"):
+        sol = fn(prob, alg, **options)
     _log_outcome(prob, alg, sol, time.perf_counter() - t0)
     return sol
 
