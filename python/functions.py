@@ -246,10 +246,11 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     if hit is not None and hit[0] is f:
         return hit[1]
     t0 = time.perf_counter()
-    fj = compile_user_function(f, argname, F_SIGNATURE)
+    fn = f
     if is_numba_function(f) and f.targetoptions.get("error_model") != "numpy":
         # the batch form follows NumPy's floating-point rule, as the per-lane cfunc does
-        fj = numba.njit(cache=False, error_model="numpy")(f.py_func)
+        fn = numba.njit(cache=False, error_model="numpy")(f.py_func)
+    fj = compile_user_function(fn, argname, F_SIGNATURE)
     cf = numba.cfunc(SIGNATURES[kind], error_model="numpy")(wrap(fj))
     _log.debug("%s %r as %s: compiled in %.3f s", argname, _describe(f), kind,
                time.perf_counter() - t0)

@@ -17,7 +17,7 @@ import threading
 
 from .errors import UserFunctionError
 
-__all__ = ["WatchUserExceptions", "watch_user_exceptions"]
+__all__ = ["WatchUserExceptions"]
 
 _lock = threading.Lock()
 _state = {"depth": 0, "count": 0, "first": None, "previous": None}
@@ -84,7 +84,3 @@ class WatchUserExceptions:
                 f"there, so its results are not valid (the first exception is chained)") from first
         return False
 
-
-def watch_user_exceptions(what):
-    """``WatchUserExceptions(what)``: ``with watch_user_exceptions("solve"): ...``."""
-    return WatchUserExceptions(what)

@@ -19,7 +19,7 @@ from numba import njit
 from .fastpow import exp2_fast, ylog2_fast
 from .rhs import eval_rhs
 
-__all__ = ["error_norm", "error_norm_at", "pi_factor", "reject_factor", "initial_dt",
+__all__ = ["error_norm", "error_norm_at", "weighted_square", "pi_factor", "reject_factor", "initial_dt",
            "initial_dt_probe", "initial_dt_finish", "rms_norm", "PI_DEFAULTS"]
 
 #: (safety, qmin, qmax) as in Hairer's dopri5
@@ -33,21 +33,25 @@ def error_norm(err, u0, u1, atol, rtol):
 
 
 @njit(inline="always", cache=False)
+def weighted_square(d, sc):
+    """``(d / sc)^2``, the error norm's term; a zero scale (``atol_i = 0`` and ``u_i = 0``)
+    gives 0 for a zero error and ``inf`` (reject) otherwise, so ``atol = 0`` never divides
+    by zero.  Branch-free after inlining: SIMD loops over it vectorise."""
+    if sc == 0.0:
+        return 0.0 if d == 0.0 else np.inf
+    e = d / sc
+    return e * e
+
+
+@njit(inline="always", cache=False)
 def error_norm_at(err, u0, u1, off, n, atol, rtol):
     """:func:`error_norm` of the ``n`` entries from ``off`` of flat arrays (one lane of a
     lockstep batch: no array view, whose reference counting would cost more than the norm).
-
-    A component whose scale is zero (``atol_i = 0`` and ``u_i = 0``) adds nothing when its
-    error is zero and ``inf`` (reject) otherwise, so that ``atol = 0`` never divides by zero."""
+    Zero scales: see :func:`weighted_square`."""
     acc = 0.0
     for i in range(n):
         sc = atol[i] + rtol[i] * max(abs(u0[off + i]), abs(u1[off + i]))
-        d = err[off + i]
-        if sc != 0.0:
-            e = d / sc
-            acc += e * e
-        elif d != 0.0:
-            acc += np.inf
+        acc += weighted_square(err[off + i], sc)
     return np.sqrt(acc / max(n, 1))
 
 
