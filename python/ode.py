@@ -395,7 +395,7 @@ def _solve_ensemble_explicit(eprob, alg, **o):
         maxiters=oo["maxiters"], tstops=oo["tstops"],
         callbacks=_callback_tuple(o["callback"], rhs.p), batch=_batch_spec(rhs),
         interpolate=interpolates_saveat(alg, prob.u0.size))
-    sol = EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), list(rcs),
+    sol = EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), rcs,
                            alg=type(alg).__name__)
     sol.stats = stats
     return sol

@@ -264,6 +264,8 @@ def _batch_spec(prob):
 
 _RC = {0: ReturnCode.Success, 1: ReturnCode.MaxIters, 2: ReturnCode.DtLessThanMin,
        3: ReturnCode.Unstable, 4: ReturnCode.MaxIters}
+#: the names of the kernels' codes 0..4, indexed by code (an ensemble maps them at once)
+_RC_NAMES = np.array([_RC[i].value for i in range(len(_RC))])
 
 
 @register(SDEProblem, SDEAlgorithm)
@@ -320,7 +322,7 @@ def _solve_sde_ensemble(eprob, alg, **o):
         u[mask] = np.nan
         if W is not None:
             W[mask] = np.nan
-    sol = EnsembleSolution(t, u.reshape((N, t.size) + prob.u0.shape), [_RC[int(r)] for r in rcs],
+    sol = EnsembleSolution(t, u.reshape((N, t.size) + prob.u0.shape), _RC_NAMES[np.asarray(rcs, dtype=np.int64)],
                            alg=type(alg).__name__)
     sol.W = W
     sol.stats = SolverStats(nf=int(st[:, 2].sum()), naccept=int(st[:, 4].sum()),
@@ -363,11 +365,13 @@ EnsembleMoments.__doc__ = """Streaming ensemble statistics: ``mean``/``var`` (nt
 ``t``, the number of paths used ``n`` and of failed paths ``failed`` (left out)."""
 
 
-def ensemble_moments(eprob, alg, *, trajectories=None, block=64, **solve_kw):
+def ensemble_moments(eprob, alg, *, trajectories=None, block=256, **solve_kw):
     """Mean and (unbiased) variance of an SDE ensemble at the save times, without storing paths.
 
     Paths run in one parallel compiled kernel, in fixed blocks of ``block`` paths merged in
-    a fixed order (the result does not depend on the number of threads).  ``saveat``
+    a fixed order (the result does not depend on the number of threads; Euler-Maruyama
+    integrates a block's paths together, up to 256 at a time, so smaller blocks are
+    slower).  ``saveat``
     defaults to ``(t0, t1)``; other options are those of :func:`jitsolve.solve`.
 
     Returns
@@ -514,10 +518,10 @@ def reverse_sde(f, g, score, *, noise="diagonal"):
 _COSTS = {
     EM: "Per step and path: 1 evaluation of f and of g, one Brownian increment "
         "(Philox4x32-10 + Box-Muller, regenerated, never stored).  An ensemble with a fixed "
-        "step (t1 - t0)/2^m and diagonal or scalar noise runs 64 paths per thread in "
+        "step (t1 - t0)/2^m and diagonal or scalar noise runs 256 paths per thread in "
         "lockstep (normals drawn in SIMD loops; from 2^22 path-steps f and g are called once "
-        "per step for the 64 paths, after a compile of about 0.3 s per process): about "
-        "7 ns per path-step and thread for a 1-D OU process; other ensembles run one path "
+        "per step for the 256 paths, after a compile of about 0.3 s per process): about "
+        "3.5-4 ns per path-step and thread for a 1-D OU process; other ensembles run one path "
         "per thread.  Adjoint: VJPs of f and g per step (general noise: n + len(p) "
         "complex evaluations of g).",
     EulerHeun: "Per step and path: 2 evaluations of f and of g (predictor and corrector), "

@@ -221,15 +221,15 @@ def _log_outcome(prob, alg, sol, seconds):
     what = f"{type(prob).__name__}/{type(alg).__name__}"
     rc = getattr(sol, "retcode", None)
     failed = isinstance(rc, ReturnCode) and not rc.successful
-    codes = getattr(sol, "retcodes", None)
-    if failed and codes is not None:            # an ensemble: one retcode per trajectory
-        bad = sum(not c.successful for c in codes)
-        rc = f"{rc} ({bad} of {len(codes)} trajectories unsuccessful)"
+    ensemble = hasattr(type(sol), "successful_mask")   # one retcode per trajectory
+    if failed and ensemble:
+        ok = sol.successful_mask
+        rc = f"{rc} ({int(ok.size - ok.sum())} of {ok.size} trajectories unsuccessful)"
     _log.debug("solve %s: %.4f s, retcode %s", what, seconds, rc)
     if failed:
         t = getattr(sol, "t", None)
         where = ""
-        if codes is None and t is not None and np.ndim(t) == 1 and np.size(t):
+        if not ensemble and t is not None and np.ndim(t) == 1 and np.size(t):
             where = f" at t = {float(np.asarray(t)[-1]):.6g}"
         _log.warning("solve %s ended with %s%s; the solution holds what was computed so far",
                      what, rc, where)

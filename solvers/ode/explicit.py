@@ -196,8 +196,8 @@ def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, 
         fb, batched = (make(), True) if N >= BATCH_MIN_TRAJ else (placeholder, False)
         call(_els.erk_lockstep, f, fb, batched, u0s, ps, float(t0), tab, ctrl, stops, savet,
              _els.LANES, out, rcs, stats)
-        return out, np.array([RETCODES[r] for r in rcs]), stats
+        return out, np.asarray(RETCODES)[rcs], stats
     call(_erk.erk_ensemble, f, lin if haslin else zero_f,
                       np.ascontiguousarray(plin if plin is not None else np.zeros(0)), haslin,
                       u0s, ps, float(t0), tab, ctrl, stops, savet, cb, out, rcs, stats)
-    return out, np.array([RETCODES[r] for r in rcs]), stats
+    return out, np.asarray(RETCODES)[rcs], stats

@@ -217,7 +217,7 @@ def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmi
 
 def ensemble_moments(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters,
                      seed, trajectories, saveat=None, noise="diagonal", m=1, strat=False,
-                     has_cs=False, block=64, batch=None):
+                     has_cs=False, block=256, batch=None):
     """Streaming mean and variance over N paths at the save times (default (t0, t1)),
     without storing paths (``batch`` as in :func:`solve_ensemble`).  Returns (t, mean
     (nt, n), var (nt, n), counts dict)."""
