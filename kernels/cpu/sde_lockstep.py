@@ -28,6 +28,7 @@ Carlo Methods in Financial Engineering*, 2003, sec. 3.1); Salmon et al., SC11 (2
 import numpy as np
 from numba import njit, prange
 
+from .borrow import borrow
 from .philox import normal_pairs_lanes
 from .sde import UNSTABLE, moments_add_path, moments_merge
 
@@ -149,6 +150,7 @@ def _em_batch(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, tr0, i0, nl, ki
                     ow[l, ks, j] = 0.0
             st[l, 0] += 1
         ks += 1
+    Fb, Gb, Ub, psb = borrow(F), borrow(G), borrow(U), borrow(ps)   # arguments: owned by the caller
     Uflat = U.reshape(U.size)                # (L, n) C-contiguous: lane l's state at l * n
     Unflat = Un.reshape(Un.size)
     jn = 1 if noise == DIAGONAL else 0       # Brownian component of state i: i * jn
@@ -170,11 +172,12 @@ def _em_batch(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, seed, tr0, i0, nl, ki
                 fb(F, U, ps, t, i0, nl)
                 gb(G, U, ps, t, i0, nl)
             else:
+                # borrowed rows: no reference counting per lane and call
                 for l in range(nl):
                     if alive[l]:
-                        p = ps[i0 + l if ps.shape[0] > 1 else 0]
-                        f(F[l], U[l], p, t)
-                        gv(G[l], U[l], p, t)
+                        p = psb[i0 + l if psb.shape[0] > 1 else 0]
+                        f(Fb[l], Ub[l], p, t)
+                        gv(Gb[l], Ub[l], p, t)
             # the EM update of every lane (one SIMD loop per component), then acceptance
             bad = 0
             for i in range(n):
