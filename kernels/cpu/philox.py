@@ -93,6 +93,17 @@ def _i2f(typingctx, x):
     return types.float64(types.int64), codegen
 
 
+@njit(cache=False, inline="always")
+def _horner6(z, c1, c2, c3, c4, c5, c6):
+    """c1 + c2 z + ... + c6 z^5 in Horner's order (no fused multiply-add)."""
+    r = c6
+    r = c5 + z * r
+    r = c4 + z * r
+    r = c3 + z * r
+    r = c2 + z * r
+    return c1 + z * r
+
+
 @njit(cache=False, inline="always", error_model="numpy")
 def log_unit(x):
     """Natural logarithm of a positive normal float64 (polynomial, about 1 ulp)."""
@@ -104,13 +115,7 @@ def log_unit(x):
     e = e + 1 if big else e
     s = (m - 1.0) / (m + 1.0)                      # log m = 2 atanh s
     z = s * s
-    r = _LG7
-    r = _LG6 + z * r
-    r = _LG5 + z * r
-    r = _LG4 + z * r
-    r = _LG3 + z * r
-    r = _LG2 + z * r
-    r = _LG1 + z * r
+    r = _LG1 + z * _horner6(z, _LG2, _LG3, _LG4, _LG5, _LG6, _LG7)
     lm = 2.0 * s + s * (z * r)
     fe = float(np.int32(e))
     return fe * _LN2_HI + (lm + fe * _LN2_LO)
@@ -121,20 +126,8 @@ def sincos_quarter(y4, j):
     """cos and sin of (pi/2) y4 for y4 in [0, 4], given j = round(y4) (an int64)."""
     x = (y4 - float(np.int32(j))) * _HALFPI     # |x| <= pi/4
     z = x * x
-    sp = _KS6
-    sp = _KS5 + z * sp
-    sp = _KS4 + z * sp
-    sp = _KS3 + z * sp
-    sp = _KS2 + z * sp
-    sp = _KS1 + z * sp
-    sn = x + x * (z * sp)
-    cp = _KC6
-    cp = _KC5 + z * cp
-    cp = _KC4 + z * cp
-    cp = _KC3 + z * cp
-    cp = _KC2 + z * cp
-    cp = _KC1 + z * cp
-    cs = 1.0 + z * (-0.5 + z * cp)
+    sn = x + x * (z * _horner6(z, _KS1, _KS2, _KS3, _KS4, _KS5, _KS6))
+    cs = 1.0 + z * (-0.5 + z * _horner6(z, _KC1, _KC2, _KC3, _KC4, _KC5, _KC6))
     jj = j & 3                                   # rotate by j quarter turns (selects only)
     swap = (jj & 1) == 1
     c0 = sn if swap else cs
