@@ -277,7 +277,9 @@ class EnsembleSolution(AbstractSolution):
     """Many trajectories: ``u`` (N, nt, *u0.shape), common ``t``, one retcode each.
 
     ``retcode`` is ``Success`` when every trajectory succeeded, else the first failure's
-    code.
+    code; ``retcodes`` lists them all, ``successful_mask`` marks the successful ones
+    (``sol.u[sol.successful_mask]``).  ``retcodes`` may be given as ReturnCode members,
+    their names, or an array of names.
 
     Examples
     --------
