@@ -322,8 +322,8 @@ def _solve_sde_ensemble(eprob, alg, **o):
         u[mask] = np.nan
         if W is not None:
             W[mask] = np.nan
-    sol = EnsembleSolution(t, u.reshape((N, t.size) + prob.u0.shape), _RC_NAMES[np.asarray(rcs, dtype=np.int64)],
-                           alg=type(alg).__name__)
+    sol = EnsembleSolution(t, u.reshape((N, t.size) + prob.u0.shape),
+                           _RC_NAMES[np.asarray(rcs, dtype=np.int64)], alg=type(alg).__name__)
     sol.W = W
     sol.stats = SolverStats(nf=int(st[:, 2].sum()), naccept=int(st[:, 4].sum()),
                             nreject=int(st[:, 5].sum()))
@@ -371,8 +371,8 @@ def ensemble_moments(eprob, alg, *, trajectories=None, block=256, **solve_kw):
     Paths run in one parallel compiled kernel, in fixed blocks of ``block`` paths merged in
     a fixed order (the result does not depend on the number of threads; Euler-Maruyama
     integrates a block's paths together, up to 256 at a time, so smaller blocks are
-    slower).  ``saveat``
-    defaults to ``(t0, t1)``; other options are those of :func:`jitsolve.solve`.
+    slower).  ``saveat`` defaults to ``(t0, t1)``; other options are those of
+    :func:`jitsolve.solve`.
 
     Returns
     -------
