@@ -9,7 +9,9 @@ or    python perf/bench_sde.py [--repeat 9]   (prints the table that perf/RESULT
                                   quotes, plus the adaptive-SRIW1-vs-EM work-precision table)
 Every figure is the best of a few rounds; the EM cases and the NumPy peer run interleaved,
 once each per round, so a slow phase of the shared host hits both; the first call
-(compilation or cache load) is excluded.  Grids use dt = 2^-10 (1,024 steps over [0, 1]).
+(compilation or cache load) is excluded.  Grids use dt = 2^-10 (1,024 steps over [0, 1]),
+and the issue's literal case dt = 1e-3 (1,000 steps; its Brownian tree spans 1,024 steps
+of dt, so the lockstep kernel fills it the same way) against the NumPy loop of 1,000 steps.
 """
 import time
 
@@ -71,6 +73,15 @@ def em_ou_paths():
     return js.solve(ou_ensemble(), EM(), trajectories=N_PATHS, dt=DT, saveat=np.array([1.0]))
 
 
+def em_ou_paths_1000():
+    """The issue's case as written: 1,000 steps of dt = 1e-3."""
+    return js.solve(ou_ensemble(), EM(), trajectories=N_PATHS, dt=1e-3, saveat=np.array([1.0]))
+
+
+def numpy_ou_1000():
+    return numpy_ou(1000)
+
+
 def numpy_ou(nsteps=1024, n=N_PATHS, seed=0):
     """The peer: a NumPy-vectorised EM loop over all paths with numpy.random."""
     rng = np.random.default_rng(seed)
@@ -115,7 +126,8 @@ _LANE_LOOP = None
 
 
 @pytest.mark.parametrize("fn", [em_gbm, sriw1_gbm, sriw1_gbm_adaptive, em_ou_moments, em_ou_paths,
-                                numpy_ou, philox_normals, philox_lane_normals],
+                                em_ou_paths_1000, numpy_ou, numpy_ou_1000, philox_normals,
+                                philox_lane_normals],
                          ids=lambda f: f.__name__)
 def test_sde_bench(benchmark, fn):
     fn()                                   # compile / load the cache outside the timing
@@ -187,22 +199,28 @@ if __name__ == "__main__":
     t_first = time.perf_counter()
     em_ou_moments()
     t_first = time.perf_counter() - t_first
-    for fn in (em_gbm, em_ou_paths, numpy_ou):
+    for fn in (em_gbm, em_ou_paths, em_ou_paths_1000, numpy_ou, numpy_ou_1000):
         fn()
     best = _best_interleaved([("gbm", em_gbm), ("ou", em_ou_paths), ("mom", em_ou_moments),
-                              ("np", numpy_ou)], args.repeat)
+                              ("np", numpy_ou), ("ou1000", em_ou_paths_1000),
+                              ("np1000", numpy_ou_1000)], args.repeat)
     t_np = best["np"]
-    rows = [("EM, GBM, 10k paths (saved at t=1)", best["gbm"], 1024),
-            ("EM, OU, 10k paths, saved at t=1", best["ou"], 1024),
-            ("EM, OU, 10k paths, streaming mean/var", best["mom"], 1024),
-            ("SRIW1 fixed dt, GBM, 10k paths", _best(sriw1_gbm), 1024),
-            ("SRIW1 adaptive (tol 1e-3), GBM, 10k paths", _best(sriw1_gbm_adaptive), None),
-            ("NumPy-vectorised EM loop, OU, 10k paths (peer)", t_np, 1024)]
-    print("| run | time (s) | ns per path-step | NumPy time / this |")
+    t_np1000 = best["np1000"]
+    rows = [("EM, GBM, 10k paths (saved at t=1)", best["gbm"], 1024, t_np),
+            ("EM, OU, 10k paths, saved at t=1", best["ou"], 1024, t_np),
+            ("EM, OU, 10k paths, streaming mean/var", best["mom"], 1024, t_np),
+            ("EM, OU, 10k paths, dt = 1e-3 (1,000 steps), saved at t=1", best["ou1000"], 1000,
+             t_np1000),
+            ("SRIW1 fixed dt, GBM, 10k paths", _best(sriw1_gbm), 1024, t_np),
+            ("SRIW1 adaptive (tol 1e-3), GBM, 10k paths", _best(sriw1_gbm_adaptive), None, t_np),
+            ("NumPy-vectorised EM loop, OU, 10k paths (peer)", t_np, 1024, t_np),
+            ("NumPy-vectorised EM loop, OU, 10k paths, 1,000 steps (peer)", t_np1000, 1000,
+             t_np1000)]
+    print("| run | time (s) | ns per path-step | NumPy time (same steps) / this |")
     print("|---|---:|---:|---:|")
-    for name, t, steps in rows:
+    for name, t, steps, peer in rows:
         per = f"{t / (N_PATHS * steps) * 1e9:.1f}" if steps else "-"
-        print(f"| {name} | {t:.3f} | {per} | {t_np / t:.2f}x |")
+        print(f"| {name} | {t:.3f} | {per} | {peer / t:.2f}x |")
     print(f"\nfirst EM OU call in this process (kernel cache load + batch compile of f, g): "
           f"{t_first:.2f} s; CPU time / wall time of one EM OU call: "
           f"{_cpu_share(em_ou_moments):.2f}")

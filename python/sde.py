@@ -9,9 +9,11 @@ Brownian increments come from a virtual Brownian tree keyed by Philox4x32-10 on
 run and backend, a single solve is trajectory 0 and ensemble path ``i`` is trajectory
 ``i``, and any piece of the path can be regenerated without storing it
 (:func:`brownian_path`).  ``seed=None`` means the fixed default seed 0, so an SDE solve
-is reproducible unless you ask for another seed.  With ``dt = (t1 - t0) / 2^m`` the grid
-points are exact tree nodes: solving with ``dt`` and ``dt/2`` uses the same Brownian
-motion (the finer path is the Brownian bridge refinement of the coarser).  Adaptive
+is reproducible unless you ask for another seed.  A fixed step ``dt`` reads a tree that
+spans 2^M steps of dt (2^M >= (t1 - t0)/dt; exactly [t0, t1] when dt = (t1 - t0)/2^m), so
+the grid points are exact tree nodes: solving with ``dt`` and ``dt/2`` uses the same
+Brownian motion (the finer path is the Brownian bridge refinement of the coarser), for
+dt = 1e-3 as for dt = 2^-10.  Adaptive
 steps (SRIW1, SRA1) query the tree at any time, so a rejected step is retried on a
 bridge of the same path.  SRIW1 and SRA1 draw from a tree that also carries the
 space-time Lévy area, so their I_(1,0) is that of the same path at every step size; it is
@@ -419,20 +421,22 @@ def ensemble_moments(eprob, alg, *, trajectories=None, block=256, **solve_kw):
     return EnsembleMoments(t, mean.reshape(shp), var.reshape(shp), c["used"], c["failed"], stats)
 
 
-def brownian_path(times, tspan, *, seed=None, trajectory=0, nbrownian=1, alg=None):
+def brownian_path(times, tspan, *, seed=None, trajectory=0, nbrownian=1, alg=None, dt=None):
     """The Brownian path W(times) that a solve over ``tspan`` with ``seed`` uses
     (trajectory 0 for a single solve, ``i`` for ensemble path ``i``), regenerated without
     storing it; (len, nbrownian).
 
     ``alg`` selects the path family: EM, EulerHeun and Milstein share one path per seed;
     SRIW1 and SRA1 use the tree that also carries the space-time Lévy area (for their
-    I_(1,0)), another path for the same seed.  Identical to ``sol.W`` at the grid points of
-    a fixed step ``dt = (t1 - t0) / 2^m`` and at the accepted times of adaptive solves."""
+    I_(1,0)), another path for the same seed.  ``dt``: the fixed step of the solve (its
+    tree spans 2^M steps of dt, past t1 unless dt = (t1 - t0)/2^m); None for adaptive
+    solves, whose tree spans ``tspan``.  Identical to ``sol.W`` at the grid points of a
+    fixed-step solve with that ``dt`` and at the accepted times of adaptive solves."""
     from .solvers.sde.brownian import brownian_path as _bp
     seed = 0 if seed is None else int(seed)
     levy = isinstance(alg, (SRIW1, SRA1))
     return _bp(times, tspan, seed=seed, trajectory=int(trajectory), nbrownian=int(nbrownian),
-               levy=levy)
+               levy=levy, dt=None if dt is None else float(dt))
 
 
 # --------------------------------------------------------------------------- reverse time

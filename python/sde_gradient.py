@@ -85,13 +85,12 @@ _VJ_CACHE = {}
 
 def _grid_rows(sch, t_data, t0, t1):
     """Grid index of every loss time (0 .. N); they must be grid points."""
-    span = t1 - t0
     ks = np.empty(t_data.size, dtype=np.int64)
     for j, t in enumerate(t_data):
         if abs(t - t1) <= 1e-14 * max(1.0, abs(t1)):
             ks[j] = sch.N
             continue
-        x = (t - t0) / span
+        x = (t - t0) / sch.span_tree
         k = int(np.rint(x / sch.xstep))
         if k > sch.N or abs(x - k * sch.xstep) > 1e-9 * sch.xstep:
             raise InvalidProblemError(
@@ -254,7 +253,7 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein, _prepare
     from .sensitivity import _loss_times
     from .solve import _DE_DEFAULTS, _check_de_options
-    from .solvers.sde.driver import schedule, solve_path
+    from .solvers.sde.driver import geometry, schedule, solve_path
     if not isinstance(alg, (EM, EulerHeun, Milstein, SRA1, SRIW1)):
         raise UnsupportedAlgorithmError(
             f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein, SRA1 and SRIW1 "
@@ -326,7 +325,7 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             g_initial += g[j]
         else:
             save_after[k - 1] = j
-    geo = np.array([t0, t1 - t0, sch.xstep], dtype=np.float64)
+    geo = geometry(sch)
     ip = np.array([N, sch.maxdepth, {"diagonal": 0, "scalar": 1, "general": 2}[prob.noise],
                    prob.nbrownian,
                    int(prob.interpretation == "stratonovich")], dtype=np.int64)

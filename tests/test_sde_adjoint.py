@@ -112,7 +112,7 @@ def test_sra1_checkpoint_variants_and_recomputed_states():
     from jitsolve.kernels.cpu import sde_adjoint as K
     from jitsolve.sde import _prepare
     from jitsolve.solve import _DE_DEFAULTS
-    from jitsolve.solvers.sde.driver import schedule
+    from jitsolve.solvers.sde.driver import geometry, schedule
     td = np.array([0.2, 1.0])
     loss = _loss(ADD, td)
     kw = dict(wrt=("p", "u0"), dt=0.02, seed=6, adaptive=False)
@@ -126,7 +126,7 @@ def test_sra1_checkpoint_variants_and_recomputed_states():
     u = ADD.u0.copy()
     states = np.zeros((sch.N, 2))
     tf, ti = K.sra_tree(2, np.uint64(6), np.uint64(0))
-    K.sra_advance(funcs[0], funcs[1], mod.TABLEAU, ADD.p, u, np.array([0.0, 1.0, sch.xstep]),
+    K.sra_advance(funcs[0], funcs[1], mod.TABLEAU, ADD.p, u, geometry(sch),
                   np.array([sch.N, sch.maxdepth, 0, 2], dtype=np.int64), np.empty(0),
                   np.uint64(6), np.uint64(0), tf, ti, 0, sch.N, states, True)
     assert np.array_equal(states, fwd.u[:-1]) and np.array_equal(u, fwd.u[-1])
@@ -134,7 +134,7 @@ def test_sra1_checkpoint_variants_and_recomputed_states():
 
 def test_em_adjoint_non_dyadic_grid_and_other_span():
     prob = js.remake(NL, tspan=(0.5, 2.0))
-    dt = 0.03                              # 50 steps, not a power of two: deep tree leaves
+    dt = 0.03                              # 50 steps, not a power of two: a tree of 64 steps
     td = 0.5 + dt * np.array([10, 20, 50])
     td[-1] = 2.0
     _check(prob, td, dt=dt, seed=5)
@@ -204,13 +204,13 @@ def test_recomputed_states_and_regenerated_noise_equal_the_forward():
     from jitsolve.kernels.cpu import sde_adjoint as K
     from jitsolve.sde import _prepare
     from jitsolve.solve import _DE_DEFAULTS
-    from jitsolve.solvers.sde.driver import schedule
-    for dt in (2.0 ** -9, 0.013):          # blocked dyadic fast path; deep-leaf tree
+    from jitsolve.solvers.sde.driver import geometry, schedule
+    for dt in (2.0 ** -9, 0.013):          # blocked dyadic fast path; t1 off the tree's nodes
         o = dict(_DE_DEFAULTS, dt=dt, seed=7)
         _, funcs, kw = _prepare(NL, js.EM(), o)
         sch = schedule(kw["tspan"], dt, False, None)
         fwd = js.solve(NL, js.EM(), dt=dt, seed=7, save_noise=True)
-        geo = np.array([0.0, 1.0, sch.xstep])
+        geo = geometry(sch)
         ip = np.array([sch.N, sch.maxdepth, 0, 2], dtype=np.int64)
         u = NL.u0.copy()
         states = np.zeros((sch.N, 2))
@@ -307,7 +307,7 @@ def _kernel_setup(prob, alg, dt, seed):
     from jitsolve.sde import _prepare
     from jitsolve.sde_gradient import _vjp_sources
     from jitsolve.solve import _DE_DEFAULTS
-    from jitsolve.solvers.sde.driver import schedule
+    from jitsolve.solvers.sde.driver import geometry, schedule
     _, funcs, kw = _prepare(prob, alg, dict(_DE_DEFAULTS, dt=dt, seed=seed))
     sch = schedule(kw["tspan"], dt, False, None)
     t0, t1 = kw["tspan"]
@@ -319,7 +319,7 @@ def _kernel_setup(prob, alg, dt, seed):
     vjd_r = K.split_vjp_source(vjd)[1] if mil else None
     return dict(K=K, f=funcs[0], gv=funcs[1], phic=phic, fc=fc, gc=gc, vjf_r=vjf_r,
                 vjg_r=vjg_r, vjd_r=vjd_r, N=sch.N, mil=mil,
-                geo=np.array([t0, t1 - t0, sch.xstep]),
+                geo=geometry(sch),
                 ip=np.array([sch.N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1,
                              prob.nbrownian, int(prob.interpretation == "stratonovich")],
                             dtype=np.int64),
@@ -423,7 +423,7 @@ def test_heun_milstein_reverse_step_dot_product(alg, prob):
 
 
 @pytest.mark.parametrize("alg,prob", NEW_METHODS, ids=NEW_IDS)
-@pytest.mark.parametrize("dt", [2.0 ** -7, 0.013], ids=["dyadic", "deep-leaf"])
+@pytest.mark.parametrize("dt", [2.0 ** -7, 0.013], ids=["dyadic", "t1-off-the-nodes"])
 def test_heun_milstein_recomputed_states_equal_the_forward(alg, prob, dt):
     a = _kernel_setup(prob, alg, dt, 7)
     fwd = js.solve(prob, alg, dt=dt, seed=7)

@@ -83,7 +83,7 @@ def _setup(prob, alg, xg, seed, td, wrt=("p", "u0")):
                 tab=np.ascontiguousarray(mod.TABLEAU), N=N, xg=xg, xs=sch.xs,
                 adv=K.sri_advance if sri else K.sra_advance,
                 rev=K.sri_reverse if sri else K.sra_reverse,
-                geo=np.array([t0, t1 - t0, 0.0]),
+                geo=np.array([t0, t1 - t0, 0.0, 1.0]),
                 ip=np.array([N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1,
                              prob.nbrownian, 0], dtype=np.int64),
                 seed=np.uint64(seed), traj=np.uint64(0))

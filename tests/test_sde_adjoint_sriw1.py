@@ -58,7 +58,7 @@ def test_sriw1_adjoint_matches_central_differences(prob):
 
 
 def test_sriw1_adjoint_non_dyadic_grid_and_other_span():
-    # 50 steps, not a power of two: the Lévy-area tree answers from deep leaves
+    # 50 steps, not a power of two: the Lévy-area tree spans 64 steps of dt
     prob = js.remake(NL, tspan=(0.5, 2.0))
     dt = 0.03
     td = 0.5 + dt * np.array([10, 20, 50])
@@ -72,7 +72,7 @@ def _setup(prob, dt, seed, wrt=("u0",)):
     from jitsolve.sde import _prepare
     from jitsolve.sde_gradient import _vjp_sources
     from jitsolve.solve import _DE_DEFAULTS
-    from jitsolve.solvers.sde.driver import schedule
+    from jitsolve.solvers.sde.driver import geometry, schedule
     mod, funcs, kw = _prepare(prob, js.SRIW1(), dict(_DE_DEFAULTS, dt=dt, seed=seed, **FIXED))
     sch = schedule(kw["tspan"], dt, False, None)
     t0, t1 = kw["tspan"]
@@ -81,7 +81,7 @@ def _setup(prob, dt, seed, wrt=("u0",)):
     gc, vjg_r = K.split_vjp_source(vjg)
     return dict(K=K, f=funcs[0], gv=funcs[1], fc=fc, gc=gc, vjf_r=vjf_r, vjg_r=vjg_r,
                 tab=np.ascontiguousarray(mod.TABLEAU), N=sch.N,
-                geo=np.array([t0, t1 - t0, sch.xstep]),
+                geo=geometry(sch),
                 ip=np.array([sch.N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1,
                              prob.nbrownian, 0], dtype=np.int64),
                 seed=np.uint64(seed), traj=np.uint64(0))
@@ -104,7 +104,7 @@ def _reverse(a, p, states, i0, i1, lam):
 
 
 @pytest.mark.parametrize("prob", PROBS, ids=IDS)
-@pytest.mark.parametrize("dt", [2.0 ** -7, 0.013], ids=["dyadic", "deep-leaf"])
+@pytest.mark.parametrize("dt", [2.0 ** -7, 0.013], ids=["dyadic", "t1-off-the-nodes"])
 def test_sriw1_advanced_states_equal_the_forward(prob, dt):
     a = _setup(prob, dt, 7)
     fwd = js.solve(prob, js.SRIW1(), dt=dt, seed=7, **FIXED)

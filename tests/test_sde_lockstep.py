@@ -2,6 +2,8 @@
 generator (kernels/cpu/philox.py): each is checked bit for bit against the general,
 one-path-at-a-time code it replaces, which the rest of tests/test_sde.py checks against
 exact solutions and statistics."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -34,6 +36,16 @@ def two_g(gu, u, p, t):
 def two_g_scalar(gu, u, p, t):
     gu[0] = p[1]
     gu[1] = 0.3 * u[0]
+
+
+def three_f(du, u, p, t):
+    for i in range(3):
+        du[i] = -p[0] * u[i] + 0.1 * u[(i + 1) % 3]
+
+
+def three_g(gu, u, p, t):
+    for i in range(3):
+        gu[i] = p[1] * (1.0 + 0.1 * i)
 
 
 def _ou(**kw):
@@ -77,6 +89,23 @@ CASES = {
     "unstable": (lambda: js.EnsembleProblem(js.SDEProblem(ou_f, ou_g, np.array([1.0]), (0.0, 1.0),
                                                           p=np.array([-400.0, 1e300]))),
                  dict(trajectories=10, dt=2.0 ** -7)),
+    # dt divides the span into 1,000 steps: a tree of 1,024 steps, the grid stops at 1,000
+    "dt-1e-3-saveat": (lambda: _ou(), dict(trajectories=40, dt=1e-3, save_noise=True,
+                                           saveat=np.array([0.0, 0.1, 0.999, 1.0]))),
+    "dt-0.01-every-step-2d": (
+        lambda: js.EnsembleProblem(js.SDEProblem(two_f, two_g, np.array([1.0, 0.2]), (0.0, 2.0),
+                                                 p=np.array([1.0, 0.5]))),
+        dict(trajectories=37, dt=0.01, save_noise=True)),
+    # dt does not divide the span: t1 inside the last step, off the tree's nodes
+    "dt-0.3-t1-off-nodes-backward": (
+        lambda: js.EnsembleProblem(js.SDEProblem(two_f, two_g_scalar, np.array([1.0, 0.2]),
+                                                 (1.0, -1.0), p=np.array([1.0, 0.5]),
+                                                 noise="scalar")),
+        dict(trajectories=9, dt=0.3, seed=2, save_noise=True)),
+    "dt-0.07-three-components": (
+        lambda: js.EnsembleProblem(js.SDEProblem(three_f, three_g, np.array([1.0, 0.2, -0.4]),
+                                                 (0.0, 1.0), p=np.array([1.0, 0.5]))),
+        dict(trajectories=300, dt=0.07, seed=11, save_noise=True)),
 }
 
 
@@ -96,7 +125,9 @@ def test_lockstep_paths_bit_identical_to_general_loop(monkeypatch, name, batched
         assert all(r is js.ReturnCode.Unstable for r in a.retcodes)
         assert np.isfinite(a.u[:, 0]).all() and np.isnan(a.u[:, -1]).all()
     else:
-        assert a.stats.naccept == kw["trajectories"] * round(abs(ep.prob.tspan[1] - ep.prob.tspan[0]) / kw["dt"])
+        steps = math.ceil(abs(ep.prob.tspan[1] - ep.prob.tspan[0]) / kw["dt"] * (1 - 1e-12))
+        assert a.stats.naccept == kw["trajectories"] * steps
+        assert a.t[-1] == ep.prob.tspan[1]
 
 
 @pytest.mark.parametrize("block", [100, 7])
@@ -135,9 +166,12 @@ def test_batch_cfunc_evaluates_every_row():
 
 
 def test_lockstep_not_used_off_its_domain(monkeypatch):
-    """Non-dyadic steps, off-grid saves and general noise take the general loop."""
-    sch = driver.schedule((0.0, 1.0), 0.1, False, None)
+    """Off-grid saves, general noise, other methods and short ``maxiters`` take the
+    general loop; any fixed step with saves on its grid takes the lockstep kernels."""
     mod = EM()._mod()
+    for dt in (0.1, 0.3, 1e-3):
+        assert driver._lockstep(mod, driver.schedule((0.0, 1.0), dt, False, None), "scalar", 10 ** 6)
+    sch = driver.schedule((0.0, 1.0), 0.1, False, np.array([0.25]))
     assert not driver._lockstep(mod, sch, "diagonal", 10 ** 6)
     sch = driver.schedule((0.0, 1.0), 2.0 ** -4, False, np.array([0.3]))
     assert not driver._lockstep(mod, sch, "diagonal", 10 ** 6)
@@ -147,6 +181,26 @@ def test_lockstep_not_used_off_its_domain(monkeypatch):
     assert not driver._lockstep(mod, sch, "diagonal", 8)       # maxiters below the grid
     assert not driver._lockstep(js.SRIW1()._mod(), sch, "diagonal", 10 ** 6)
     assert KL.LANES >= 8 and KL.MAX_LEVELS >= 20
+
+
+@settings(max_examples=30, deadline=None)
+@given(xs=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12), m=st.integers(1, 3),
+       maxdepth=st.integers(1, 50), seed=st.integers(0, 2 ** 63 - 1),
+       traj0=st.integers(0, 2 ** 32 - 8))
+def test_shared_walk_bit_identical_to_tree_query(xs, m, maxdepth, seed, traj0):
+    """The batch's shared tree walk (t1 off the nodes) gives every lane its own path's
+    ``tree_query`` values: increasing times, on and off the nodes, any depth."""
+    from jitsolve.kernels.cpu import sde as K
+    xs = np.array(sorted(set(xs + [0.5, 0.75])))
+    L = 5
+    out = np.empty((m, xs.size, L))
+    KL.walk_sample(xs, maxdepth, np.uint64(seed), np.uint64(traj0), m, L, out)
+    for l in range(L):
+        ref = np.empty((xs.size, m))
+        K.tree_sample(xs, maxdepth, np.uint64(seed), np.uint64(traj0 + l),
+                      np.arange(m, dtype=np.int64), ref)
+        np.testing.assert_array_equal(out[:, :, l].T, ref)
+    assert np.all(np.isfinite(out)) and np.all(out[:, xs == 0.0] == 0.0)
 
 
 @settings(max_examples=25, deadline=None)

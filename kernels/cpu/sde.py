@@ -5,7 +5,10 @@ User functions arrive as first-class function values (numba cfuncs of the fixed
 signatures in ``jitsolve.functions.SIGNATURES``), so every loop here is compiled and
 disk-cached once for all user functions (DESIGN.md, "The user-function boundary").
 
-Noise: a virtual Brownian tree over the normalised time x = (t - t0)/(t1 - t0) in [0, 1].
+Noise: a virtual Brownian tree over the normalised time x = (t - t0)/(t1 - t0) in [0, 1],
+where the kernels' ``t1`` (``fpar[1]``) is the tree's end: past the solve's end for a fixed
+step that does not divide the span into 2^M steps, which then stops at x = ``xend``
+(``fpar[12]``; see ``solvers.sde.brownian.fixed_grid``).
 B(1) ~ N(0, 1) is keyed by node 0; the bridge midpoint of the dyadic interval with heap
 index i (root [0, 1] is i = 1, children 2i and 2i+1) is
 ``B(mid) = (B(a) + B(b))/2 + sqrt(b - a)/2 * Z_i`` with Z_i the Philox normal keyed by
@@ -60,7 +63,7 @@ SQRT3 = np.sqrt(3.0)
 #: names of the packed scalar parameters (fpar: float64, ipar: int64); Milstein's
 #: ``has_cs``: 0 derivative-free, 1 complex step of g, 2 the user's ggprime (``gc`` its twin)
 FPAR = ("t0", "t1", "dt", "dtmin", "xstep", "safety", "qmin", "qmax", "beta1", "beta2",
-        "delta", "eps_cs")
+        "delta", "eps_cs", "xend")
 IPAR = ("method", "noise", "m", "nerr", "adaptive", "maxiters", "nsteps", "maxdepth",
         "save_every", "strat", "has_cs", "save_noise", "log2_nsteps", "block")
 
@@ -671,6 +674,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     xstep = fpar[4]
     delta = fpar[10]
     eps_cs = fpar[11]
+    xend = fpar[12]      # normalised time of t1 (1 unless a fixed grid's tree reaches past it)
     method = ipar[0]
     noise = ipar[1]
     m = ipar[2]
@@ -762,8 +766,8 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     h = dtabs
     errprev = 1.0
     k = 0            # grid index (fixed step)
-    xg = 1.0 if N <= 1 else xstep
-    while x < 1.0:
+    xg = xend if N <= 1 else xstep
+    while x < xend:
         if nacc + nrej >= maxiters:
             rc = MAXITERS
             break
@@ -781,7 +785,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
             # (the same keys and arithmetic as tree_query, so the same values)
             kb = k % BS
             if kb == 0:
-                xe = 1.0 if k + BS >= N else (k + BS) * xstep
+                xe = (k + BS) * xstep          # a node: the tree spans 2^mlog steps
                 tree_query(xe, maxdepth, seed, traj, nc, tf, ti)
                 for j in range(nc):
                     bbuf[0, j] = Bcur[j]
@@ -807,8 +811,11 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
                             lo2 = lo + 2 * half
                             bbuf[lo2 + half, j] = (0.5 * (bbuf[lo2, j] + bbuf[lo2 + 2 * half, j])
                                                    + sd * z1)
-            for j in range(nc):
-                tf[OUT, j] = bbuf[kb + 1, j]
+            if k + 1 >= N and xend != N * xstep:
+                tree_query(xend, maxdepth, seed, traj, nc, tf, ti)   # t1 off the nodes
+            else:
+                for j in range(nc):
+                    tf[OUT, j] = bbuf[kb + 1, j]
         elif two:
             levy_query(xt, maxdepth, seed, traj, m, tf, ti)
         else:
@@ -882,7 +889,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         x = xt
         if not adaptive and x == xg:
             k += 1
-            xg = 1.0 if k >= N - 1 else (k + 1) * xstep
+            xg = xend if k >= N - 1 else (k + 1) * xstep
         if save_every:
             if nsaved >= cap:
                 rc = FULL

@@ -6,10 +6,11 @@ Each method has an ``*_advance`` (redo steps with the forward's arithmetic, bit 
 bit), an ``*_reverse`` (reverse steps from stored states) and an ``*_checkpointed``
 (run a recorded binomial schedule in one compiled call) kernel.
 
-One EM step of a fixed grid ``x_k`` (normalised time; ``x_k = k xstep``, ``x_N = 1``)::
+One EM step of a fixed grid ``x_k`` (the tree's normalised time; ``x_k = k xstep``,
+``x_N = xend``, 1 unless the tree spans past t1: ``solvers.sde.driver.schedule``)::
 
     u_{k+1} = u_k + h_k f(u_k, p, t_k) + g(u_k, p, t_k) o dW_k,
-    dW_k = sqrt|t1 - t0| (B(x_{k+1}) - B(x_k)),
+    dW_k = sqrt|S| (B(x_{k+1}) - B(x_k)),   S the tree's span,
 
 with ``B`` the Philox-keyed virtual Brownian tree of :mod:`jitsolve.kernels.cpu.sde`
 (``o`` is the componentwise product for diagonal noise; for scalar noise ``g dW_k[0]``).
@@ -22,7 +23,7 @@ the increments are bit-identical to the forward solve's.  The step's adjoint is:
 
 every product by complex step of the complex twins of ``f`` and ``g`` through
 :func:`jitsolve.kernels.cpu.erk_adjoint.vjp_apply` (two VJP-source tuples, ``vjf`` and
-``vjg``).  ``geo = (t0, span, xstep)``; ``ip = (N, maxdepth, noise, m, strat)`` (``strat``
+``vjg``).  ``geo = (t0, S, xstep, xend)`` (``driver.geometry``); ``ip = (N, maxdepth, noise, m, strat)`` (``strat``
 read by Milstein only).
 
 Euler-Heun, Milstein, SRA1 and SRIW1 are reversed the same way (see their sections
@@ -88,22 +89,22 @@ def _vj(fc, r, linT):
 
 
 @njit(cache=False)
-def em_grid_x(k, N, xstep):
+def em_grid_x(k, N, xstep, xend):
     """Normalised time of grid point ``k`` exactly as the forward loop forms it."""
     if k >= N:
-        return 1.0
+        return xend
     if k == 0:
         return 0.0
     return k * xstep
 
 
 @njit(cache=False)
-def _step_x(k, N, xstep, xg):
+def _step_x(k, N, xstep, xend, xg):
     """Normalised time of step endpoint ``k``: the recorded endpoint ``xg[k]`` of an
     adaptive solve (:func:`sde_record_steps`), or the fixed grid's when ``xg`` is empty."""
     if xg.size > 0:
         return xg[k]
-    return em_grid_x(k, N, xstep)
+    return em_grid_x(k, N, xstep, xend)
 
 
 @njit(cache=True)
@@ -166,18 +167,18 @@ def vjp_noise_matrix(gcm, lam, dW, Y, p, t, eps, np_grad, out_u, out_p, pc, cu, 
 @njit(cache=True)
 def _advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, F0, G0, GM,
              Blo, Bhi, dW):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
     sqT = np.sqrt(abs(span))
     if i1 > i0:
-        _query(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+        _query(em_grid_x(i0, N, xstep, xend), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
             for k in range(n):
                 states[i - i0, k] = u[k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = em_grid_x(i, N, xstep, xend)
+        xt = em_grid_x(i + 1, N, xstep, xend)
         _query(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
         for j in range(m):
             dW[j] = sqT * (Bhi[j] - Blo[j])
@@ -219,7 +220,7 @@ def em_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, sto
 @njit(cache=True)
 def _reverse(vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after,
              lam, pbar, rw, cw, bw, gw):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = lam.size
     sqT = np.sqrt(abs(span))
@@ -227,14 +228,14 @@ def _reverse(vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsav
     cu, cd = cw[0], cw[1]
     Blo, Bhi, dW = bw[0], bw[1], bw[2]
     if i1 > i0:
-        _query(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+        _query(em_grid_x(i1, N, xstep, xend), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
         r = save_after[i]
         if r >= 0:
             for k in range(n):
                 lam[k] += gsave[r, k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = em_grid_x(i, N, xstep, xend)
+        xt = em_grid_x(i + 1, N, xstep, xend)
         _query(x, maxdepth, seed, traj, m, tf, ti, Blo)
         for j in range(m):
             dW[j] = sqT * (Bhi[j] - Blo[j])
@@ -396,19 +397,19 @@ def _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G):
 @njit(cache=False)
 def _sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store, H, F, G,
                  Blo, Bhi, dW, chi):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
     s = tab.shape[0]
     sqT = np.sqrt(abs(span))
     if i1 > i0:
-        _lquery(_step_x(i0, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Blo)
+        _lquery(_step_x(i0, N, xstep, xend, xg), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
             for k in range(n):
                 states[i - i0, k] = u[k]
-        x = _step_x(i, N, xstep, xg)
-        xt = _step_x(i + 1, N, xstep, xg)
+        x = _step_x(i, N, xstep, xend, xg)
+        xt = _step_x(i + 1, N, xstep, xend, xg)
         _lquery(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
         _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi)
         t = t0 + span * x
@@ -447,7 +448,7 @@ def sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, state
 @njit(cache=False)
 def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0, i1, gsave,
                  save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = lam.size
     s = tab.shape[0]
@@ -457,14 +458,14 @@ def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, t
     oA0 = 7
     oB0 = 7 + 2 * s
     if i1 > i0:
-        _lquery(_step_x(i1, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Bhi)
+        _lquery(_step_x(i1, N, xstep, xend, xg), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
         r = save_after[i]
         if r >= 0:
             for k in range(n):
                 lam[k] += gsave[r, k]
-        x = _step_x(i, N, xstep, xg)
-        xt = _step_x(i + 1, N, xstep, xg)
+        x = _step_x(i, N, xstep, xend, xg)
+        xt = _step_x(i + 1, N, xstep, xend, xg)
         _lquery(x, maxdepth, seed, traj, m, tf, ti, Blo)
         _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi)
         t = t0 + span * x
@@ -593,18 +594,18 @@ def _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ):
 @njit(cache=False)
 def _sri_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store, wk, chi,
                  unew, err, Blo, Bhi, dW, dZ):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
     sqT = np.sqrt(abs(span))
     if i1 > i0:
-        _lquery(_step_x(i0, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Blo)
+        _lquery(_step_x(i0, N, xstep, xend, xg), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
             for k in range(n):
                 states[i - i0, k] = u[k]
-        x = _step_x(i, N, xstep, xg)
-        xt = _step_x(i + 1, N, xstep, xg)
+        x = _step_x(i, N, xstep, xend, xg)
+        xt = _step_x(i + 1, N, xstep, xend, xg)
         _lquery(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
         _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ)
         t = t0 + span * x
@@ -637,7 +638,7 @@ def sri_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, state
 @njit(cache=False)
 def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0, i1, gsave,
                  save_after, lam, pbar, wk, chi, unew, err, Hb, rw, cw, Blo, Bhi, dW, dZ):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = lam.size
     s = tab.shape[0]
@@ -649,14 +650,14 @@ def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, t
     oB0 = 7 + 2 * s
     oB1 = 7 + 3 * s
     if i1 > i0:
-        _lquery(_step_x(i1, N, xstep, xg), maxdepth, seed, traj, m, tf, ti, Bhi)
+        _lquery(_step_x(i1, N, xstep, xend, xg), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
         r = save_after[i]
         if r >= 0:
             for k in range(n):
                 lam[k] += gsave[r, k]
-        x = _step_x(i, N, xstep, xg)
-        xt = _step_x(i + 1, N, xstep, xg)
+        x = _step_x(i, N, xstep, xend, xg)
+        xt = _step_x(i + 1, N, xstep, xend, xg)
         _lquery(x, maxdepth, seed, traj, m, tf, ti, Blo)
         _sri_increments(x, xt, sqT, m, Blo, Bhi, dW, dZ)
         t = t0 + span * x
@@ -938,19 +939,19 @@ def _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub):
 @njit(cache=False)
 def _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, rw, Blo,
                   Bhi, dW):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
     sqT = np.sqrt(abs(span))
     F0, G0, F1, G1, ub = rw[0], rw[1], rw[2], rw[3], rw[4]
     if i1 > i0:
-        _query(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+        _query(em_grid_x(i0, N, xstep, xend), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
             for k in range(n):
                 states[i - i0, k] = u[k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = em_grid_x(i, N, xstep, xend)
+        xt = em_grid_x(i + 1, N, xstep, xend)
         _query(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
         for j in range(m):
             dW[j] = sqT * (Bhi[j] - Blo[j])
@@ -980,7 +981,7 @@ def heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store
 @njit(cache=False)
 def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
                   save_after, lam, pbar, rw, cw, Blo, Bhi, dW):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = lam.size
     sqT = np.sqrt(abs(span))
@@ -988,14 +989,14 @@ def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i
     a, b, ubb, kdum, work = rw[5], rw[6], rw[7], rw[8], rw[9]
     cu, cd = cw[0], cw[1]
     if i1 > i0:
-        _query(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+        _query(em_grid_x(i1, N, xstep, xend), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
         r = save_after[i]
         if r >= 0:
             for k in range(n):
                 lam[k] += gsave[r, k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = em_grid_x(i, N, xstep, xend)
+        xt = em_grid_x(i + 1, N, xstep, xend)
         _query(x, maxdepth, seed, traj, m, tf, ti, Blo)
         for j in range(m):
             dW[j] = sqT * (Bhi[j] - Blo[j])
@@ -1107,20 +1108,20 @@ def _milstein_terms(f, gv, phic, u, p, pcw, t, F0, G0, D, cu, cd):
 @njit(cache=False)
 def _milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
                       rw, cw, pcw, Blo, Bhi, dW):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m, strat = ip[0], ip[1], ip[2], ip[3], ip[4]
     n = u.size
     sqT = np.sqrt(abs(span))
     F0, G0, D = rw[0], rw[1], rw[2]
     cu, cd = cw[0], cw[1]
     if i1 > i0:
-        _query(em_grid_x(i0, N, xstep), maxdepth, seed, traj, m, tf, ti, Blo)
+        _query(em_grid_x(i0, N, xstep, xend), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
         if store:
             for k in range(n):
                 states[i - i0, k] = u[k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = em_grid_x(i, N, xstep, xend)
+        xt = em_grid_x(i + 1, N, xstep, xend)
         _query(xt, maxdepth, seed, traj, m, tf, ti, Bhi)
         for j in range(m):
             dW[j] = sqT * (Bhi[j] - Blo[j])
@@ -1151,21 +1152,21 @@ def milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, i1, sta
 @njit(cache=False)
 def _milstein_reverse(vjf, vjg, vjd, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
                       save_after, lam, pbar, rw, cw, Blo, Bhi, dW):
-    t0, span, xstep = geo[0], geo[1], geo[2]
+    t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m, strat = ip[0], ip[1], ip[2], ip[3], ip[4]
     n = lam.size
     sqT = np.sqrt(abs(span))
     vf, vg, vd, a, b, c, kdum, work = rw[0], rw[1], rw[2], rw[3], rw[4], rw[5], rw[6], rw[7]
     cu, cd = cw[0], cw[1]
     if i1 > i0:
-        _query(em_grid_x(i1, N, xstep), maxdepth, seed, traj, m, tf, ti, Bhi)
+        _query(em_grid_x(i1, N, xstep, xend), maxdepth, seed, traj, m, tf, ti, Bhi)
     for i in range(i1 - 1, i0 - 1, -1):
         r = save_after[i]
         if r >= 0:
             for k in range(n):
                 lam[k] += gsave[r, k]
-        x = em_grid_x(i, N, xstep)
-        xt = em_grid_x(i + 1, N, xstep)
+        x = em_grid_x(i, N, xstep, xend)
+        xt = em_grid_x(i + 1, N, xstep, xend)
         _query(x, maxdepth, seed, traj, m, tf, ti, Blo)
         for j in range(m):
             dW[j] = sqT * (Bhi[j] - Blo[j])

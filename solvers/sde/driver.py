@@ -11,9 +11,9 @@ import numpy as np
 
 from ...kernels.cpu import sde as K
 from ...kernels.cpu import sde_lockstep as KL
-from .brownian import DEFAULT_MAXDEPTH
+from .brownian import DEFAULT_MAXDEPTH, fixed_grid
 
-__all__ = ["Schedule", "schedule", "solve_path", "solve_ensemble", "ensemble_moments",
+__all__ = ["Schedule", "schedule", "geometry", "solve_path", "solve_ensemble", "ensemble_moments",
            "STEP_CONTROL"]
 
 #: step control of the adaptive methods: safety, qmin, qmax, beta1, beta2 (I control)
@@ -31,31 +31,28 @@ class Schedule:
 
 
 def schedule(tspan, dt, adaptive, saveat):
-    """Work out the grid: N steps of x-length ``xstep`` (exactly 2^-m when (t1-t0)/dt is
-    a power of two), the normalised save times ``xs`` (snapped onto the grid) and the
-    Brownian tree's leaf depth."""
+    """Work out the grid and the Brownian tree it reads.
+
+    Fixed steps: N steps, the grid points ``x_k = k xstep`` (k < N) and ``x_N = xend``
+    in the tree's normalised time x = (t - t0) / (tree end - t0), ``xstep = 2^-M`` with
+    2^M >= N: the tree spans 2^M steps (:func:`.brownian.fixed_grid`).  Adaptive steps:
+    the tree spans [t0, t1].  Also the normalised save times ``xs`` (snapped onto the
+    grid) and the tree's leaf depth."""
     t0, t1 = tspan
     span = t1 - t0
     T = abs(span)
-    mdy = None
+    sgn = 1.0 if span >= 0 else -1.0
+    S, xend, mdy = T, 1.0, None
+    maxdepth = DEFAULT_MAXDEPTH
     if adaptive:
         N, xstep, h0 = 0, 0.0, (dt if dt is not None else T / 100.0)
-        maxdepth = DEFAULT_MAXDEPTH
     else:
-        ratio = T / dt
         h0 = dt
-        if ratio <= 1.0:
-            N, xstep, mdy = 1, 1.0, 0
-        else:
-            mdy = int(round(math.log2(ratio)))
-            if abs(ratio - 2.0 ** mdy) <= 1e-9 * ratio:
-                N, xstep = 2 ** mdy, 2.0 ** -mdy
-            else:
-                mdy = None
-                N = int(math.ceil(ratio * (1 - 1e-12)))
-                xstep = dt / T
-        maxdepth = (max(mdy, DEFAULT_MAXDEPTH) if mdy is not None
-                    else int(math.ceil(math.log2(1.0 / xstep))) + 1)
+        N, mdy, S, xend = fixed_grid(T, dt)
+        xstep = 2.0 ** -mdy
+        maxdepth = max(mdy, DEFAULT_MAXDEPTH)
+    span_tree = sgn * S
+    on = None
     if saveat is None:
         ts = None
         xs = np.empty(0)
@@ -70,30 +67,35 @@ def schedule(tspan, dt, adaptive, saveat):
                 ts[-1] = t1
         else:
             ts = np.asarray(saveat, dtype=np.float64)
-        xs = (ts - t0) / span
-        xs[np.abs(ts - t1) <= 1e-14 * max(1.0, abs(t1))] = 1.0
-        xs = np.clip(xs, 0.0, 1.0)
+        xs = (ts - t0) / span_tree
+        at_end = np.abs(ts - t1) <= 1e-14 * max(1.0, abs(t1))
+        xs[at_end] = xend
+        xs = np.clip(xs, 0.0, xend)
         if not adaptive:
             kk = np.rint(xs / xstep)
-            on = (np.abs(xs - kk * xstep) <= 1e-9 * xstep) & (kk <= N)
-            xs = np.where(on, np.where(kk >= N, 1.0, kk * xstep), xs)
-            if not on.all():                 # off-grid save times: exact deep tree
-                maxdepth = max(maxdepth, DEFAULT_MAXDEPTH)
-    # fast path of the fixed-step loop: dyadic grid and every save time on it
-    mlog = -1
-    if not adaptive and mdy is not None and (saveat is None or on.all()):
-        mlog = mdy
+            on = ((np.abs(xs - kk * xstep) <= 1e-9 * xstep) & (kk <= N)) | (xs >= xend)
+            xs = np.where(on, np.where((kk >= N) | (xs >= xend), xend, kk * xstep), xs)
+    # fixed steps with every save time on the grid (the lockstep kernels' domain), and
+    # then the fast path of the fixed-step loop
+    ongrid = (not adaptive) and (on is None or bool(on.all()))
+    mlog = mdy if ongrid else -1
     return Schedule(t0=float(t0), t1=float(t1), T=T, N=N, xstep=xstep, h0=h0, mlog=mlog,
+                    ongrid=ongrid, span_tree=float(span_tree), xend=float(xend),
                     maxdepth=int(min(maxdepth, K.LEVELS - 2)), ts=ts,
                     xs=np.ascontiguousarray(xs, dtype=np.float64))
+
+
+def geometry(sch):
+    """``geo = (t0, tree span, xstep, xend)`` of the fixed-step adjoint kernels."""
+    return np.array([sch.t0, sch.span_tree, sch.xstep, sch.xend], dtype=np.float64)
 
 
 def _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters, save_every, strat,
           has_cs, save_noise):
     safety, qmin, qmax, beta1, beta2 = STEP_CONTROL
-    fpar = np.array([sch.t0, sch.t1, sch.h0, dtmin or 0.0, sch.xstep, safety, qmin, qmax,
-                     beta1, beta2, getattr(mod, "DELTA", 1.0 / 6.0),
-                     getattr(mod, "EPS_CS", 1e-30)], dtype=np.float64)
+    fpar = np.array([sch.t0, sch.t0 + sch.span_tree, sch.h0, dtmin or 0.0, sch.xstep, safety,
+                     qmin, qmax, beta1, beta2, getattr(mod, "DELTA", 1.0 / 6.0),
+                     getattr(mod, "EPS_CS", 1e-30), sch.xend], dtype=np.float64)
     ipar = np.array([mod.METHOD, _NOISE[noise], m, getattr(mod, "ERROR_TERMS", 0),
                      int(adaptive), maxiters, sch.N, sch.maxdepth, int(save_every),
                      int(strat), int(has_cs), int(save_noise), sch.mlog,
@@ -103,9 +105,10 @@ def _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters, save_every,
 
 
 def _lockstep(mod, sch, noise, maxiters):
-    """Whether the lockstep EM kernels apply: EM, fixed steps on a dyadic grid with every
-    save on it, diagonal or scalar noise, and enough ``maxiters`` for the whole grid."""
-    return (mod.METHOD == K.EM and 0 <= sch.mlog <= KL.MAX_LEVELS
+    """Whether the lockstep EM kernels apply: EM, fixed steps (at most 2^MAX_LEVELS) with
+    every save on the grid, diagonal or scalar noise, and enough ``maxiters`` for the
+    whole grid."""
+    return (mod.METHOD == K.EM and sch.ongrid and 1 <= sch.N <= (1 << KL.MAX_LEVELS)
             and noise in ("diagonal", "scalar") and maxiters >= sch.N)
 
 
@@ -130,7 +133,7 @@ def _grid_indices(sch):
     if sch.xs.size == 0:
         return np.arange(sch.N + 1, dtype=np.int64)
     k = np.rint(sch.xs / sch.xstep).astype(np.int64)
-    k[sch.xs >= 1.0] = sch.N
+    k[sch.xs >= sch.xend] = sch.N
     return np.ascontiguousarray(np.minimum(k, sch.N))
 
 
@@ -169,6 +172,8 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
         break
     k = int(st[0])
     t = out_t[:k].copy() if save_every else sch.ts[:k].copy()
+    if save_every and not adaptive and k == sch.N + 1:
+        t[-1] = sch.t1                      # t0 + (tree span) xend: t1 up to rounding
     W = out_W[:k].copy() if save_noise else None
     stats = dict(nf=int(st[2]), ng=int(st[3]), naccept=int(st[4]), nreject=int(st[5]))
     rc = int(st[1]) if st[1] != K.FULL else K.MAXITERS
@@ -208,7 +213,7 @@ def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmi
         K.ensemble_paths(f, gv, gm, gc, tab, u0s, ps, _tol(atol, n), _tol(rtol, n), sch.xs,
                          fpar, ipar, np.uint64(seed), np.uint64(0), out_u, out_W, st)
     if save_every:
-        t = sch.t0 + (sch.t1 - sch.t0) * np.minimum(np.arange(cap) * sch.xstep, 1.0)
+        t = sch.t0 + sch.span_tree * np.minimum(np.arange(cap) * sch.xstep, sch.xend)
         t[-1] = sch.t1
     else:
         t = sch.ts.copy()
