@@ -209,7 +209,10 @@ def _solve_stiff(prob, alg, o):
                       lin=rhs.lin, plin=rhs.plin, jd=jd, imex=imex, rtol=oo["rtol"],
                       atol=oo["atol"], adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
                       maxiters=oo["maxiters"], tstops=oo["tstops"], saveat=oo["saveat"],
-                      dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p))
+                      dense=dense,
+                      # None without callbacks: the stiff loop compiles no event code
+                      callbacks=(None if o["callback"] is None
+                                 else _callback_tuple(o["callback"], rhs.p)))
     return ode_solution(prob, alg, raw, raw["BTH"] if dense else None)
 
 

@@ -285,3 +285,14 @@ def test_events_and_backward():
                          p=np.array([2.0]))
     s = js.solve(back, Rodas5P(), rtol=1e-9, atol=1e-12, saveat=[0.0])
     np.testing.assert_allclose(s.u[-1], [1.0, 1.0], rtol=1e-6)
+    # the same fall without a callback, to the ground's time: the loop's signature without
+    # event code (cb None, its event blocks pruned before typing) lands where the event did
+    from numba.core import types
+    from jitsolve.kernels.cpu.stiff import stiff_solve
+    t_hit = np.sqrt(2 / 9.81)
+    free = js.solve(js.remake(prob, tspan=(0.0, t_hit)), Rodas5P(autonomous=True), rtol=1e-8,
+                    atol=1e-10)
+    assert free.retcode == js.ReturnCode.Success and abs(free.u[-1, 0]) < 1e-7
+    kinds = [sig[8] for sig in stiff_solve.signatures]
+    assert any(isinstance(k, types.NoneType) for k in kinds)
+    assert any(isinstance(k, types.BaseTuple) for k in kinds)

@@ -2,7 +2,8 @@
 
 Same conventions as :func:`jitsolve.kernels.cpu.erk.erk_solve` (``rhs``, ``ctrl``,
 ``stops``, ``save``, ``cb`` tuples, the return tuple, return codes, events located on
-the method's interpolant then the step redone to land on them) plus:
+the method's interpolant then the step redone to land on them; ``cb`` may also be None,
+no callbacks: the event code is then not compiled) plus:
 
 ``jd``
     Jacobian data (:mod:`.stiffjac`): ``(jac, hasjac, fc, pc, cptr, ccols, colptr,
@@ -28,7 +29,7 @@ from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, ev
                   put_row, put_rows)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
-from .rosenbrock import FAMILY_SDIRK, KIND_RODAS, KIND_ROS23, ros_step, stiff_family
+from .rosenbrock import KIND_RODAS, KIND_ROS23, ros23_step, rodas_step, stiff_family
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 from .stiffjac import jacobian, jacobian_zero, linear_matrix
 
@@ -51,11 +52,21 @@ def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, 
 @overload(_attempt, jit_options={"cache": False})
 def _attempt_family(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg,
                     K, K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-    if stiff_family(tab) != FAMILY_SDIRK:
+    # the family's step called directly (through ``ros_step``'s overload, one more
+    # compiled layer: ~0.5 s of a cold solve)
+    fam = stiff_family(tab)
+    if fam == KIND_ROS23:
         def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
                  K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-            ok, nf, ns = ros_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
-                                  K, kd, unew, ytmp, err, fsal)
+            ok, nf, ns = ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
+                                    K, kd, unew, ytmp, err, fsal)
+            return (0 if ok else SINGULAR), nf, ns, 0.0
+        return impl
+    if fam == KIND_RODAS:
+        def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
+                 K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
+            ok, nf, ns = rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
+                                    K, kd, unew, ytmp, err, fsal)
             return (0 if ok else SINGULAR), nf, ns, 0.0
         return impl
 
@@ -78,7 +89,9 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     kind, GAMMA, A, Cm, C, D, B, BERR, BTH, AE, q, E32, imex = tab
     rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, beta1, beta2, safety, qmin, qmax = ctrl
     every, savet, dense = save
-    ccond, caffect, has_c, c_term, c_dir, has_caffect, dcond, daffect, has_d, cbp = cb
+    # cb is None without callbacks: every ``if cb is not None`` block below is then pruned
+    # before typing (Numba's dead-branch pruning on an argument), so a solve without
+    # callbacks compiles no event code (cold Rodas5P about 2 s less)
     f, p, lin, plin, haslin, tmp = rhs
     jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, fjac_on, autonomous = jd
     n = u0.size
@@ -176,8 +189,10 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     after_reject = False
     nonfinite = False
     g_prev = 0.0
-    if has_c:
-        g_prev = cond_value(ccond, u, t, cbp)
+    if cb is not None:
+        ccond, caffect, has_c, c_term, c_dir, has_caffect, dcond, daffect, has_d, cbp = cb
+        if has_c:
+            g_prev = cond_value(ccond, u, t, cbp)
     just_fired = False
     niter = 0
     jac_valid = False      # J computed (ever) and usable
@@ -271,25 +286,27 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
 
         # ---- continuous callback: locate the event, redo the step to land on it
         fired = False
-        if has_c:
-            g_new = cond_value(ccond, unew, tnew, cbp)
-            found, theta = event_search(ccond, cbp, c_dir, u, t, h, kd, BTH, g_prev, g_new,
-                                        just_fired, unew, ytmp)
-            just_fired = False
-            if found:
-                h, tnew, hit_stop = event_landing(theta, t, h, tnew, hit_stop)
-                status, nf, nsol, thmax = _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h,
-                                                   f0, fe0, fi0, T, J, W, piv, whg, K, K2, kd,
-                                                   unew, ytmp, err, fsal, z, base, r, atol,
-                                                   rtol, eta)
-                stats[0] += nf
-                stats[2] += nsol
-                if status != NEWTON_OK:
-                    rc = RC_CONVFAIL
-                    break
-                fired = True
-            else:
-                g_prev = g_new
+        if cb is not None:
+            ccond, caffect, has_c, c_term, c_dir, has_caffect, dcond, daffect, has_d, cbp = cb
+            if has_c:
+                g_new = cond_value(ccond, unew, tnew, cbp)
+                found, theta = event_search(ccond, cbp, c_dir, u, t, h, kd, BTH, g_prev, g_new,
+                                            just_fired, unew, ytmp)
+                just_fired = False
+                if found:
+                    h, tnew, hit_stop = event_landing(theta, t, h, tnew, hit_stop)
+                    status, nf, nsol, thmax = _attempt(f, p, lin, plin, haslin, tmp, tab, u, t,
+                                                       h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
+                                                       kd, unew, ytmp, err, fsal, z, base, r,
+                                                       atol, rtol, eta)
+                    stats[0] += nf
+                    stats[2] += nsol
+                    if status != NEWTON_OK:
+                        rc = RC_CONVFAIL
+                        break
+                    fired = True
+                else:
+                    g_prev = g_new
 
         # ---- accept
         if dense:
@@ -336,14 +353,35 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
             nsave += 1
             isave += 1
 
-        if fired:
-            ev_t = _grow(ev_t, nev + 1)
-            ev_u = _grow_rows(ev_u, nev + 1)
-            ev_t[nev] = t
-            put_row(ev_u, nev, u)
-            nev += 1
-            if has_caffect:
-                apply_affect(caffect, u, t, cbp)
+        if cb is not None:
+            ccond, caffect, has_c, c_term, c_dir, has_caffect, dcond, daffect, has_d, cbp = cb
+            if fired:
+                ev_t = _grow(ev_t, nev + 1)
+                ev_u = _grow_rows(ev_u, nev + 1)
+                ev_t[nev] = t
+                put_row(ev_u, nev, u)
+                nev += 1
+                if has_caffect:
+                    apply_affect(caffect, u, t, cbp)
+                    f0_valid = False
+                    if every:
+                        ts = _grow(ts, nsave + 1)
+                        us = _grow_rows(us, nsave + 1)
+                        ts[nsave] = t
+                        put_row(us, nsave, u)
+                        nsave += 1
+                g_prev = cond_value(ccond, u, t, cbp)
+                just_fired = True
+                if c_term:
+                    rc = RC_TERMINATED
+                    break
+            if has_d and cond_value(dcond, u, t, cbp) != 0.0:
+                ev_t = _grow(ev_t, nev + 1)
+                ev_u = _grow_rows(ev_u, nev + 1)
+                ev_t[nev] = t
+                put_row(ev_u, nev, u)
+                nev += 1
+                apply_affect(daffect, u, t, cbp)
                 f0_valid = False
                 if every:
                     ts = _grow(ts, nsave + 1)
@@ -351,27 +389,8 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                     ts[nsave] = t
                     put_row(us, nsave, u)
                     nsave += 1
-            g_prev = cond_value(ccond, u, t, cbp)
-            just_fired = True
-            if c_term:
-                rc = RC_TERMINATED
-                break
-        if has_d and cond_value(dcond, u, t, cbp) != 0.0:
-            ev_t = _grow(ev_t, nev + 1)
-            ev_u = _grow_rows(ev_u, nev + 1)
-            ev_t[nev] = t
-            put_row(ev_u, nev, u)
-            nev += 1
-            apply_affect(daffect, u, t, cbp)
-            f0_valid = False
-            if every:
-                ts = _grow(ts, nsave + 1)
-                us = _grow_rows(us, nsave + 1)
-                ts[nsave] = t
-                put_row(us, nsave, u)
-                nsave += 1
-            if has_c:
-                g_prev = cond_value(ccond, u, t, cbp)
+                if has_c:
+                    g_prev = cond_value(ccond, u, t, cbp)
 
         if adaptive:
             habs = min(hstep * fac, dtmax)

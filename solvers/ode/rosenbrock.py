@@ -16,7 +16,7 @@ import numpy as np
 
 from ...kernels.cpu.rhs import zero_f
 from .explicit import RETCODES as _ERK_RETCODES
-from .explicit import _controller, _no_callbacks, make_stops, tableau
+from .explicit import _controller, make_stops, tableau
 
 __all__ = ["RETCODES", "stiff_tableau", "color_columns", "jacobian_data", "solve_stiff",
            "ROSENBROCK"]
@@ -155,7 +155,7 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
                        maxiters, n)
     # writable copies: a read-only broadcast view would be a second compiled specialisation
     ctrl = (np.array(ctrl[0]), np.array(ctrl[1])) + tuple(ctrl[2:])
-    cb = callbacks if callbacks is not None else _no_callbacks(p)
+    cb = callbacks           # None: the loop compiles without its event code
     cap = 64 if every else savet.size + 1
     res = call(stiff_solve, rhs, jd, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)),
                cb, cap)
