@@ -282,9 +282,10 @@ class ODEFunction:
 
     Where no derivative is given, integrators and adjoints use complex-step
     differentiation of ``f`` (exact to rounding), so ``f`` should also compile for
-    complex128 states.  Write powers as products (``u*u*u``, not ``u**3``): Numba
-    evaluates a complex ``**`` through ``exp(log)``, which loses the tiny imaginary
-    part for negative bases and gives NaN at zero.  ``js.check_gradient`` catches it.
+    complex128 states.  Integer powers (``u**3``, ``u**-2``) are exact there: jitsolve
+    makes Numba evaluate a complex power with an integral exponent by multiplication, as
+    NumPy does (:mod:`jitsolve.kernels.cpu.complexpow`).  Other exponents go through
+    ``exp(b log u)``, as in real arithmetic defined only for ``u > 0``.
 
     Examples
     --------

@@ -7,9 +7,8 @@ states; coloured by ``jac_sparsity`` when given), plus the exact matrix of a
 ``SplitODEProblem``'s linear part.  ``df/dt`` for the Rosenbrock methods is a forward
 difference (``t`` is real in the fixed signature, so complex step in ``t`` is not
 available); pass ``autonomous=True`` when ``f`` does not depend on ``t`` to skip it.
-Write powers in ``f`` as products (``u*u*u``): Numba's complex ``**`` goes through
-``exp(n log z)`` for a negative real part, whose imaginary rounding error swamps the
-complex step (the Jacobian is then wrong; pass ``jac`` or use products).
+Integer powers in ``f`` (``u**3``) are differentiated exactly at negative ``u`` too
+(complex integer powers by multiplication, :mod:`jitsolve.kernels.cpu.complexpow`).
 
 Problems with a grid operator (``ODEProblem(Diffusion(...))``,
 ``SplitODEProblem(Laplacian, f)``) and more than ``dense_max`` unknowns use

@@ -88,3 +88,13 @@ def _quiet_first_class_warning():
 
 
 _quiet_first_class_warning()
+
+
+def _exact_complex_integer_powers():
+    """Complex ``z ** n`` for integral ``n`` by multiplication, as NumPy: the complex-step
+    Jacobians of ``u**3`` at negative ``u`` depend on it (see :mod:`.complexpow`)."""
+    from .complexpow import install
+    install()
+
+
+_exact_complex_integer_powers()
