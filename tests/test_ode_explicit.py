@@ -290,3 +290,29 @@ def test_user_function_compile_error_names_it():
         du[0] = undefined_name  # noqa: F821
     with pytest.raises(js.errors.CompileError, match="broken"):
         js.ODEProblem(broken, np.array([1.0]), (0.0, 1.0))
+
+
+def _osc_count(du, u, p, t):
+    du[0] = u[1]
+    du[1] = -u[0]
+    du[2] = 0.0
+
+
+def _osc_cond(u, t, p):
+    return u[0]
+
+
+def _osc_affect(u, t, p):
+    u[2] += 1.0
+
+
+@pytest.mark.parametrize("alg", [js.Tsit5(), js.DP5()], ids=lambda a: type(a).__name__)
+def test_continuous_callback_fires_once_per_crossing(alg):
+    """The harmonic oscillator crosses u0 = 0 six times on [0, 20]; the redone event step
+    used to land short of the root and the next step fired again (7 or 12 events)."""
+    prob = js.ODEProblem(_osc_count, np.array([1.0, 0.0, 0.0]), (0.0, 20.0))
+    for kw in ({}, {"rtol": 1e-3, "atol": 1e-6}):
+        sol = js.solve(prob, alg, callback=js.ContinuousCallback(_osc_cond, _osc_affect), **kw)
+        times = np.array([t for t, _ in sol.events])
+        np.testing.assert_allclose(times, np.pi / 2 + np.pi * np.arange(6), atol=2e-2)
+        assert sol.u[-1, 2] == 6.0

@@ -47,7 +47,9 @@ from .borrow import borrow, keep_alive
 from .rhs import eval_rhs
 from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
 
-__all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "find_event", "event_landing", "event_step", "event_search", "cond_value", "apply_affect", "dense_eval", "dense_weights", "RC_SUCCESS",
+__all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "find_event", "event_landing",
+           "root_state", "land_past_root", "event_step", "event_search", "cond_value",
+           "apply_affect", "dense_eval", "dense_weights", "RC_SUCCESS",
            "RC_TERMINATED", "RC_MAXITERS", "RC_DTMIN", "RC_UNSTABLE", "RC_INITIAL"]
 
 RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
@@ -340,6 +342,36 @@ def find_event(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, w
     return False, 1.0
 
 
+@njit(cache=False)
+def root_state(u, ks, BTH, theta, h):
+    """The interpolated state at ``theta`` of the step (the located root), in a new array:
+    taken before the step is redone to end there (see :func:`land_past_root`)."""
+    uroot = np.empty(u.size)
+    dense_eval(uroot, u, ks, BTH, theta, h)
+    return uroot
+
+
+@njit(cache=False)
+def land_past_root(ccond, cbp, unew, uroot, tnew):
+    """End an event step on the crossed side of the root.
+
+    The step redone to end at the root ``tnew`` is a new Runge-Kutta (or Rosenbrock,
+    SDIRK) step: its end differs from the interpolant's root state ``uroot`` by about the
+    local error and can lie short of the root, where the condition still has its old
+    sign; the next step would then find the same crossing again (two or three events for
+    one).  Where the condition at the redone end keeps a sign other than at ``uroot``,
+    the end becomes ``uroot``, as SciML and SUNDIALS set the state at a root from the
+    interpolant.  Returns True when the end was replaced (derivatives at the end, FSAL,
+    must then be recomputed)."""
+    g_end = ccond(unew, tnew, cbp)
+    g_root = ccond(uroot, tnew, cbp)
+    if g_end == 0.0 or ((g_end > 0.0) == (g_root > 0.0) and (g_end < 0.0) == (g_root < 0.0)):
+        return False
+    for i in range(unew.size):
+        unew[i] = uroot[i]
+    return True
+
+
 @njit(inline="always", cache=False)
 def event_landing(theta, t, h, tnew, hit_stop):
     """``(h, tnew, hit_stop)`` of the step redone to end on an event at ``theta`` of it."""
@@ -352,7 +384,9 @@ def event_step(has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab, u, t
                unew, ytmp, tnew, hit_stop, g_prev, just_fired):
     """The continuous callback's part of an accepted step of :func:`erk_solve`: find the
     first crossing on the step's interpolant (:func:`find_event`) and redo the step to land
-    on it.  Returns ``(fired, h, tnew, hit_stop, g_prev, just_fired, nf)``.
+    on it (on its crossed side: :func:`land_past_root`).  Returns ``(fired, h, tnew,
+    hit_stop, g_prev, just_fired, nf, moved)``, ``moved`` True when the step's end was
+    set to the interpolated root state (its slopes then no longer end the step).
 
     ``has_c`` None (no continuous callback, the usual case) compiles to nothing: the
     sampling, root finding and step redo cost the loop's cold compile ~1.3 s."""
@@ -364,15 +398,16 @@ def _event_step_impl(has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab
     if isinstance(has_c, types.NoneType):
         def none(has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab, u, t, h, ks,
                  unew, ytmp, tnew, hit_stop, g_prev, just_fired):
-            return False, h, tnew, hit_stop, g_prev, just_fired, 0
+            return False, h, tnew, hit_stop, g_prev, just_fired, 0, False
         return none
 
     def impl(has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew,
              ytmp, tnew, hit_stop, g_prev, just_fired):
         fired = False
+        moved = False
         nf = 0
         if not has_c:
-            return fired, h, tnew, hit_stop, g_prev, just_fired, nf
+            return fired, h, tnew, hit_stop, g_prev, just_fired, nf, moved
         BTH = tab[5]
         CX = tab[6]
         g_new = ccond(unew, tnew, cbp)
@@ -382,12 +417,14 @@ def _event_step_impl(has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab
                                   just_fired, unew, ytmp)
         just_fired = False
         if found:
+            uroot = root_state(u, ks, BTH, theta, h)
             h, tnew, hit_stop = event_landing(theta, t, h, tnew, hit_stop)
             nf += rk_step_call(f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew, ytmp, True)
+            moved = land_past_root(ccond, cbp, unew, uroot, tnew)
             fired = True
         else:
             g_prev = g_new
-        return fired, h, tnew, hit_stop, g_prev, just_fired, nf
+        return fired, h, tnew, hit_stop, g_prev, just_fired, nf, moved
     return impl
 
 
@@ -536,7 +573,7 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
             hit_stop = land
 
             # ---- continuous callback: locate the event, redo the step to land on it
-            fired, h, tnew, hit_stop, g_prev, just_fired, nfe = event_step(
+            fired, h, tnew, hit_stop, g_prev, just_fired, nfe, moved = event_step(
                 has_c, ccond, cbp, c_dir, f, p, lin, plin, haslin, tmp, tab, u, t, h, ks, unew,
                 ytmp, tnew, hit_stop, g_prev, just_fired)
             stats[0] += nfe
@@ -587,6 +624,8 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                 ev_t[nev] = t
                 put_row(ev_u, nev, u)
                 nev += 1
+                if moved:
+                    k0_valid = False
                 if has_caffect:
                     apply_affect(caffect, u, t, cbp)
                     k0_valid = False

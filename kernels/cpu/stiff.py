@@ -26,7 +26,7 @@ from numba import njit
 from numba.extending import overload
 
 from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
-                  put_row, put_rows)
+                  land_past_root, put_row, put_rows, root_state)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, ros23_step, rodas_step, stiff_family
@@ -286,6 +286,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
 
         # ---- continuous callback: locate the event, redo the step to land on it
         fired = False
+        moved = False
         if cb is not None:
             ccond, caffect, has_c, c_term, c_dir, has_caffect, dcond, daffect, has_d, cbp = cb
             if has_c:
@@ -294,6 +295,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                                             just_fired, unew, ytmp)
                 just_fired = False
                 if found:
+                    uroot = root_state(u, kd, BTH, theta, h)
                     h, tnew, hit_stop = event_landing(theta, t, h, tnew, hit_stop)
                     status, nf, nsol, thmax = _attempt(f, p, lin, plin, haslin, tmp, tab, u, t,
                                                        h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
@@ -304,6 +306,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                     if status != NEWTON_OK:
                         rc = RC_CONVFAIL
                         break
+                    moved = land_past_root(ccond, cbp, unew, uroot, tnew)
                     fired = True
                 else:
                     g_prev = g_new
@@ -361,6 +364,8 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                 ev_t[nev] = t
                 put_row(ev_u, nev, u)
                 nev += 1
+                if moved:
+                    f0_valid = False
                 if has_caffect:
                     apply_affect(caffect, u, t, cbp)
                     f0_valid = False
