@@ -120,21 +120,11 @@ class FitResult:
 
 
 def _with(prob, wrt, x):
-    from .grid.operators import ScaledOperator
-    from .grid.stencils import Diffusion
-    from .problems import remake
+    from .problems import kappa_of, remake
     if wrt in ("p", "u0", "b"):
         return remake(prob, **{wrt: x})
     if wrt == "kappa":
-        field = "A" if hasattr(prob, "A") else "f"
-        op = getattr(prob, field)
-        if isinstance(op, ScaledOperator) and isinstance(op.op, Diffusion):
-            new = op.c * Diffusion(op.grid, x)
-        elif isinstance(op, Diffusion):
-            new = Diffusion(op.grid, x)
-        else:
-            raise InvalidProblemError("wrt: 'kappa' needs a js.Diffusion operator (possibly scaled)")
-        return remake(prob, **{field: new})
+        return kappa_of(prob)[1](x)
     raise InvalidProblemError(f"wrt: expected 'p', 'u0', 'b' or 'kappa', got {wrt!r}")
 
 
