@@ -422,6 +422,20 @@ class AMG(_CachedPreconditioner):
         return make_amg(M, dtype, kind=self.kind, cycle=self.cycle)
 
 
+def _user_preconditioner(apply, what):
+    """``(r, out) -> out`` from a user's ``r -> z``, checking that ``z`` has ``r``'s size."""
+    def M(r, out):
+        z = apply(r)
+        size = np.size(z) if z is not None else 0
+        if size != r.size:
+            got = "None" if z is None else f"shape {np.shape(z)}"
+            raise InvalidProblemError(f"precond: {what} returned {got}; expected an array of "
+                                      f"{r.size} values (the size of r)")
+        out[:] = np.ravel(z)
+        return out
+    return M
+
+
 def setup_preconditioner(pc, A, dtype, matvec):
     """Turn ``alg.precond`` into ``(r, out) -> out`` (or None)."""
     from scipy.sparse.linalg import LinearOperator
@@ -430,15 +444,12 @@ def setup_preconditioner(pc, A, dtype, matvec):
     if isinstance(pc, _CachedPreconditioner):
         return pc.setup(A, dtype, matvec)
     if isinstance(pc, LinearOperator):
-        def M(r, out):
-            out[:] = np.ravel(pc.matvec(r))
-            return out
-        return M
+        if tuple(pc.shape) != tuple(A.shape):
+            raise InvalidProblemError(f"precond: the LinearOperator has shape {pc.shape}, "
+                                      f"expected {tuple(A.shape)} (that of A)")
+        return _user_preconditioner(pc.matvec, "its matvec")
     if callable(pc):
-        def M(r, out):
-            out[:] = np.ravel(pc(r))
-            return out
-        return M
+        return _user_preconditioner(pc, "the callable")
     raise InvalidProblemError(
         f"precond: expected a js preconditioner, a callable r -> z or a LinearOperator, "
         f"got {type(pc).__name__}")

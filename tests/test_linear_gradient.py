@@ -110,6 +110,18 @@ def test_gradient_errors():
         js.gradient(prob, js.CG(), loss, wrt="b", maxiter=2)
 
 
+def test_gradient_of_a_linear_operator_without_rmatvec():
+    import scipy.sparse.linalg as spla
+    A = np.diag([2.0, 4.0])
+    loss = js.L2Loss(None, np.zeros(2))
+    bare = spla.LinearOperator((2, 2), matvec=lambda x: A @ x, dtype=np.float64)
+    with pytest.raises(js.errors.InvalidProblemError, match="^A: gradient\\(\\) solves with A\\^T, and this LinearOperator has no rmatvec"):
+        js.gradient(js.LinearProblem(bare, np.ones(2)), js.GMRES(), loss, wrt="b")
+    full = spla.LinearOperator((2, 2), matvec=lambda x: A @ x, rmatvec=lambda x: A.T @ x, dtype=np.float64)
+    val, g = js.gradient(js.LinearProblem(full, np.ones(2)), js.GMRES(), loss, wrt="b", rtol=1e-12)
+    np.testing.assert_allclose(g["b"], [0.25, 0.0625], rtol=1e-10)     # A^-T A^-1 b
+
+
 def test_conductivity_demo_small():
     from jitsolve.demos import conductivity
     out = conductivity(size=16, noise=0.01, seed=1, maxiter=25)

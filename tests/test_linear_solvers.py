@@ -270,6 +270,21 @@ def test_user_preconditioner_callable_and_linear_operator():
         assert sol.retcode == js.ReturnCode.Success and sol.iters <= 2
 
 
+def test_user_preconditioner_bad_output_is_a_clear_error():
+    g, A, M = _poisson((8, 8))
+    prob = js.LinearProblem(M, np.ones(64))
+    for alg in (js.CG(lambda r: r[:10]), js.GMRES(precond=lambda r: r[:10])):
+        with pytest.raises(js.errors.InvalidProblemError,
+                           match=r"^precond: the callable returned shape \(10,\); expected an array of 64 values"):
+            js.solve(prob, alg)
+    with pytest.raises(js.errors.InvalidProblemError, match="^precond: the callable returned None"):
+        js.solve(prob, js.CG(lambda r: None))
+    bad = spla.LinearOperator((10, 64), matvec=lambda r: r[:10])
+    with pytest.raises(js.errors.InvalidProblemError,
+                       match=r"^precond: the LinearOperator has shape \(10, 64\), expected \(64, 64\)"):
+        js.solve(prob, js.BiCGSTAB(bad))
+
+
 def test_bad_arguments():
     g, A, M = _poisson((8, 8))
     with pytest.raises(js.errors.InvalidProblemError, match="precond"):
