@@ -10,6 +10,8 @@ import numpy as np
 
 from .errors import InvalidProblemError
 from .log import get_logger
+from .validate import (as_state_array, check_nonnegative_float, check_positive_float,
+                       check_positive_int)
 
 __all__ = ["fit", "FitResult", "Tikhonov", "TotalVariation"]
 
@@ -17,7 +19,8 @@ _log = get_logger("fit")
 
 
 class Tikhonov:
-    """``0.5 * alpha * ||x - x_ref||^2`` (``x_ref`` default 0).
+    """``0.5 * alpha * ||x - x_ref||^2`` (``alpha >= 0``; ``x_ref`` a number or an array of
+    ``x``'s shape, default 0).
 
     References
     ----------
@@ -36,18 +39,21 @@ class Tikhonov:
     """
 
     def __init__(self, alpha, x_ref=None):
-        if not alpha >= 0:
-            raise InvalidProblemError(f"alpha: expected a number >= 0, got {alpha!r}")
-        self.alpha, self.x_ref = float(alpha), x_ref
+        self.alpha = check_nonnegative_float(alpha, "alpha")
+        self.x_ref = None if x_ref is None else \
+            as_state_array(x_ref, "x_ref", dtypes=(np.float64, np.float32)).astype(np.float64)
 
     def __call__(self, x):
+        if self.x_ref is not None and self.x_ref.shape not in ((), np.shape(x)):
+            raise InvalidProblemError(f"x_ref: expected the shape of x {np.shape(x)} (p0's), "
+                                      f"got {self.x_ref.shape}")
         d = x - (0.0 if self.x_ref is None else self.x_ref)
         return 0.5 * self.alpha * float(np.sum(d * d)), self.alpha * d
 
 
 class TotalVariation:
     """Smoothed total variation ``alpha * sum sqrt(|grad x|^2 + eps^2)`` of a field
-    (forward differences along every axis of ``x``'s shape).
+    (forward differences along every axis of ``x``'s shape); ``alpha >= 0``, ``eps > 0``.
 
     References
     ----------
@@ -69,9 +75,8 @@ class TotalVariation:
     """
 
     def __init__(self, alpha, eps=1e-3):
-        if not alpha >= 0:
-            raise InvalidProblemError(f"alpha: expected a number >= 0, got {alpha!r}")
-        self.alpha, self.eps = float(alpha), float(eps)
+        self.alpha = check_nonnegative_float(alpha, "alpha")
+        self.eps = check_positive_float(eps, "eps")      # eps = 0: 0/0 at flat regions
 
     def __call__(self, x):
         sq = np.full(x.shape, self.eps ** 2)
@@ -120,22 +125,114 @@ class FitResult:
 
 
 def _with(prob, wrt, x):
-    from .grid.operators import ScaledOperator
-    from .grid.stencils import Diffusion
-    from .problems import remake
+    from .problems import kappa_of, remake
     if wrt in ("p", "u0", "b"):
         return remake(prob, **{wrt: x})
     if wrt == "kappa":
-        field = "A" if hasattr(prob, "A") else "f"
-        op = getattr(prob, field)
-        if isinstance(op, ScaledOperator) and isinstance(op.op, Diffusion):
-            new = op.c * Diffusion(op.grid, x)
-        elif isinstance(op, Diffusion):
-            new = Diffusion(op.grid, x)
-        else:
-            raise InvalidProblemError("wrt: 'kappa' needs a js.Diffusion operator (possibly scaled)")
-        return remake(prob, **{field: new})
+        return kappa_of(prob)[1](x)
     raise InvalidProblemError(f"wrt: expected 'p', 'u0', 'b' or 'kappa', got {wrt!r}")
+
+
+#: scipy.optimize.minimize methods fit drives (value and gradient, ``maxiter``, ``gtol``
+#: or none) -> whether they take bounds
+_METHODS = {"L-BFGS-B": True, "BFGS": False, "CG": False, "SLSQP": True}
+
+
+def _check_method(method, bounds):
+    name = {m.lower(): m for m in _METHODS}.get(method.lower()) if isinstance(method, str) else None
+    if name is None:
+        raise InvalidProblemError(f"method: expected one of {list(_METHODS)}, got {method!r}")
+    if bounds is not None and not _METHODS[name]:
+        raise InvalidProblemError(f"bounds: method {name!r} ignores bounds; use "
+                                  f"{[m for m, b in _METHODS.items() if b]}")
+    return name
+
+
+def _bound_side(v, shape, inf):
+    """One side of the bounds as an array of ``shape`` (None entries: unbounded)."""
+    if v is None:
+        return np.full(shape, inf)
+    try:
+        a = np.array(v, dtype=object)
+        a = np.where(np.equal(a, None), inf, a).astype(np.float64)
+        return np.broadcast_to(a, shape)
+    except (TypeError, ValueError):
+        raise InvalidProblemError(f"bounds: expected (lo, hi) with numbers or arrays of p0's shape "
+                                  f"{shape} (or p0.size pairs), got {v!r} for one side") from None
+
+
+def _check_bounds(bounds, shape):
+    """``bounds`` as a scipy.optimize.Bounds over the flattened ``x``: a pair ``(lo, hi)``
+    of numbers or arrays of ``shape``, or ``size`` pairs (scipy's form)."""
+    import scipy.optimize as so
+    if bounds is None:
+        return None
+    if isinstance(bounds, so.Bounds):
+        bounds = (bounds.lb, bounds.ub)
+    try:
+        items = list(bounds)
+    except TypeError:
+        raise InvalidProblemError(f"bounds: expected a pair (lo, hi), got {bounds!r}") from None
+    size = int(np.prod(shape))
+    if len(items) == size and all(isinstance(b, (tuple, list)) and len(b) == 2 for b in items):
+        items = [[b[0] for b in items], [b[1] for b in items]]
+        shape = (size,)
+    elif len(items) != 2:
+        raise InvalidProblemError(f"bounds: expected a pair (lo, hi) or {size} pairs, got "
+                                  f"{len(items)} entries")
+    lo, hi = _bound_side(items[0], shape, -np.inf), _bound_side(items[1], shape, np.inf)
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise InvalidProblemError("bounds: contain NaN")
+    bad = int(np.count_nonzero(lo > hi))
+    if bad:
+        raise InvalidProblemError(f"bounds: the lower bound exceeds the upper one at {bad} entries")
+    return so.Bounds(lo.ravel(), hi.ravel())
+
+
+def _open_log(log, wrt):
+    """Create the HDF5 log now, so that a path that cannot be written fails before the fit."""
+    import h5py
+    try:
+        with h5py.File(log, "w") as f:
+            f.attrs["format"] = "jitsolve-fit"
+            f.attrs["wrt"] = wrt
+    except (OSError, TypeError, ValueError) as exc:
+        raise InvalidProblemError(f"log: cannot write an HDF5 file at {log!r} ({exc})") from None
+
+
+def _write_log(log, wrt, shape, iterates, hist, gnorms, times):
+    """Write the fit's history; a failure now (disk full, file removed) is logged and
+    warned about, never allowed to lose the result."""
+    import warnings
+
+    import h5py
+    try:
+        with h5py.File(log, "w") as f:
+            f.attrs["format"] = "jitsolve-fit"
+            f.attrs["wrt"] = wrt
+            f.create_dataset("iterates", data=np.array(iterates).reshape((-1,) + shape))
+            f.create_dataset("loss", data=np.array(hist))
+            f.create_dataset("grad_norm", data=np.array(gnorms))
+            f.create_dataset("time", data=np.array(times))
+    except (OSError, TypeError, ValueError) as exc:
+        _log.warning("fit: could not write the log %s (%s)", log, exc)
+        warnings.warn(f"fit: could not write the log {log!r} ({exc}); the result is returned "
+                      f"without it", RuntimeWarning, stacklevel=3)
+        return
+    _log.info("fit: wrote %d iterates to %s", len(iterates), log)
+
+
+def _regularize(regularizer, x):
+    out = regularizer(x)
+    try:
+        rv, rg = out
+        rv, rg = float(rv), np.asarray(rg, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidProblemError(f"regularizer: must return (value, gradient), got {out!r}") from None
+    if rg.shape != x.shape:
+        raise InvalidProblemError(f"regularizer: the gradient has shape {rg.shape}, expected "
+                                  f"{x.shape} (p0's)")
+    return rv, rg
 
 
 def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regularizer=None,
@@ -149,17 +246,22 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     prob, alg, loss : as for ``js.gradient``
     p0 : array
         Starting point (shape of the quantity named by ``wrt``).
-    method : str
-        A gradient-based ``scipy.optimize.minimize`` method ("L-BFGS-B", "BFGS", "CG", ...).
-    bounds : (lo, hi) or sequence of pairs, optional
+    method : {"L-BFGS-B", "BFGS", "CG", "SLSQP"}
+        The gradient-based ``scipy.optimize.minimize`` method.
+    bounds : (lo, hi), sequence of ``p0.size`` pairs or scipy.optimize.Bounds, optional
+        ``lo`` and ``hi`` numbers or arrays of ``p0``'s shape (None: unbounded); for
+        "L-BFGS-B" and "SLSQP" only.
     regularizer : js.Tikhonov or js.TotalVariation or callable ``x -> (value, grad)``
-    maxiter : int
+    maxiter : int >= 1
     progress : bool
         Print iteration, loss, gradient norm and time.
     callback : callable, optional
         ``callback(x, loss)`` after every iteration.
     log : path, optional
-        HDF5 file with the iterates, losses and gradient norms.
+        HDF5 file with the iterates, losses and gradient norms; created (and so checked)
+        before the first solve.  A write that fails at the end only warns.
+    gtol : float > 0
+        Gradient tolerance (not used by "SLSQP").
 
     Returns
     -------
@@ -192,12 +294,22 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     import scipy.optimize as so
 
     from .gradient import gradient
-    x0 = np.array(p0, dtype=np.float64)
-    if not np.isfinite(x0).all():
-        raise InvalidProblemError("p0: contains NaN or Inf")
+    x0 = as_state_array(p0, "p0", dtypes=(np.float64, np.float32)).astype(np.float64)
     shape = x0.shape
-    if bounds is not None and len(bounds) == 2 and np.ndim(bounds[0]) == 0:
-        bounds = [tuple(bounds)] * x0.size
+    if wrt not in ("p", "u0", "b", "kappa"):
+        _with(prob, wrt, x0)                     # the error naming the choices
+    method = _check_method(method, bounds)
+    bounds = _check_bounds(bounds, shape)
+    maxiter = check_positive_int(maxiter, "maxiter")
+    gtol = check_positive_float(gtol, "gtol")
+    if regularizer is not None and not callable(regularizer):
+        raise InvalidProblemError(f"regularizer: expected js.Tikhonov, js.TotalVariation or a "
+                                  f"callable x -> (value, gradient), got {type(regularizer).__name__}")
+    if callback is not None and not callable(callback):
+        raise InvalidProblemError(f"callback: expected a callable (x, loss), got {type(callback).__name__}")
+    if log is not None:
+        _open_log(log, wrt)
+    options = dict(maxiter=maxiter) if method == "SLSQP" else dict(maxiter=maxiter, gtol=gtol)
     hist, gnorms, times, iterates = [], [], [], []
     last = {}
     t_start = time.perf_counter()
@@ -208,7 +320,7 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
                               **solve_kw)
         g = np.asarray(grads[wrt], dtype=np.float64).reshape(shape)
         if regularizer is not None:
-            rv, rg = regularizer(x)
+            rv, rg = _regularize(regularizer, x)
             val += rv
             g = g + rg
         last.update(val=val, gnorm=float(np.linalg.norm(g)))
@@ -230,17 +342,9 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     fun(x0.ravel())
     record(x0.ravel())
     res = so.minimize(fun, x0.ravel(), jac=True, method=method, bounds=bounds,
-                      callback=lambda xf: record(xf), options=dict(maxiter=maxiter, gtol=gtol))
+                      callback=lambda xf: record(xf), options=options)
     if log is not None:
-        import h5py
-        with h5py.File(log, "w") as f:
-            f.attrs["format"] = "jitsolve-fit"
-            f.attrs["wrt"] = wrt
-            f.create_dataset("iterates", data=np.array(iterates).reshape((-1,) + shape))
-            f.create_dataset("loss", data=np.array(hist))
-            f.create_dataset("grad_norm", data=np.array(gnorms))
-            f.create_dataset("time", data=np.array(times))
-        _log.info("fit: wrote %d iterates to %s", len(iterates), log)
+        _write_log(log, wrt, shape, iterates, hist, gnorms, times)
     _log.info("fit wrt %s: %s after %d iterations, loss %.6e", wrt, res.message, res.nit, res.fun)
     return FitResult(p=res.x.reshape(shape), loss=float(res.fun), history=np.array(hist),
                      grad_norm=np.array(gnorms), times=np.array(times), success=bool(res.success),

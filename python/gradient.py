@@ -133,6 +133,8 @@ def _check_solution(sol, what):
 @register_gradient(LinearProblem)
 def _linear_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
     import scipy.sparse as sp
+    from scipy.sparse.linalg import LinearOperator
+
     from .adjoint.linear import implicit_gradient
     from .grid.operators import GridOperator
     from .linear import transpose_operator
@@ -174,6 +176,13 @@ def _linear_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
             raise InvalidProblemError(f"wrt: cannot differentiate with respect to {name!r} "
                                       f"for this problem (choose from {allowed})")
     AT = transpose_operator(A)
+    if isinstance(A, LinearOperator):
+        try:        # fail before the forward solve, not in the adjoint one
+            AT.matvec(np.zeros(A.shape[0], dtype=np.result_type(A.dtype, prob.b.dtype)))
+        except NotImplementedError:
+            raise InvalidProblemError(
+                "A: gradient() solves with A^T, and this LinearOperator has no rmatvec; "
+                "give it one (LinearOperator(..., rmatvec=...)) or pass a matrix") from None
 
     def forward():
         sol = solve(prob, alg, **solve_kw)

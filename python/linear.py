@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from .algorithms import LinearAlgorithm, Preconditioner
-from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .errors import InvalidProblemError
 from .grid.operators import GridOperator, ScaledOperator
 from .grid.stencils import Diffusion, Laplacian
 from .problems import LinearProblem
@@ -373,9 +373,9 @@ class AMG(_CachedPreconditioner):
     """Algebraic multigrid preconditioner from pyamg: one cycle per application.
 
     ``kind="sa"`` smoothed aggregation (SPD problems; the default), ``kind="rs"``
-    classical Ruge-Stüben.  Works on any scipy.sparse matrix, dense array or grid
-    operator (assembled to CSR).  pyamg is imported only when the preconditioner is
-    set up.
+    classical Ruge-Stüben (real matrices only).  Works on any scipy.sparse matrix, dense
+    array or grid operator (assembled to CSR), of any dtype: the hierarchy is built in
+    the solve's precision.  pyamg is imported only when the preconditioner is set up.
 
     References
     ----------
@@ -415,7 +415,25 @@ class AMG(_CachedPreconditioner):
 
     def _build(self, A, dtype, matvec):
         from .solvers.linear.precond import make_amg
-        return make_amg(operator_matrix(A, "precond"), dtype, kind=self.kind, cycle=self.cycle)
+        M = operator_matrix(A, "precond")
+        if self.kind == "rs" and M.dtype.kind == "c":
+            raise InvalidProblemError("precond: AMG(kind='rs') needs a real matrix (pyamg's "
+                                      "Ruge-Stuben is real only); use AMG(kind='sa')")
+        return make_amg(M, dtype, kind=self.kind, cycle=self.cycle)
+
+
+def _user_preconditioner(apply, what):
+    """``(r, out) -> out`` from a user's ``r -> z``, checking that ``z`` has ``r``'s size."""
+    def M(r, out):
+        z = apply(r)
+        size = np.size(z) if z is not None else 0
+        if size != r.size:
+            got = "None" if z is None else f"shape {np.shape(z)}"
+            raise InvalidProblemError(f"precond: {what} returned {got}; expected an array of "
+                                      f"{r.size} values (the size of r)")
+        out[:] = np.ravel(z)
+        return out
+    return M
 
 
 def setup_preconditioner(pc, A, dtype, matvec):
@@ -426,15 +444,12 @@ def setup_preconditioner(pc, A, dtype, matvec):
     if isinstance(pc, _CachedPreconditioner):
         return pc.setup(A, dtype, matvec)
     if isinstance(pc, LinearOperator):
-        def M(r, out):
-            out[:] = np.ravel(pc.matvec(r))
-            return out
-        return M
+        if tuple(pc.shape) != tuple(A.shape):
+            raise InvalidProblemError(f"precond: the LinearOperator has shape {pc.shape}, "
+                                      f"expected {tuple(A.shape)} (that of A)")
+        return _user_preconditioner(pc.matvec, "its matvec")
     if callable(pc):
-        def M(r, out):
-            out[:] = np.ravel(pc(r))
-            return out
-        return M
+        return _user_preconditioner(pc, "the callable")
     raise InvalidProblemError(
         f"precond: expected a js preconditioner, a callable r -> z or a LinearOperator, "
         f"got {type(pc).__name__}")
@@ -633,8 +648,10 @@ class Direct(LinearAlgorithm):
     """Direct solve: SciPy's sparse LU (SuperLU) for sparse matrices and grid operators
     (assembled to CSR), LAPACK LU for dense arrays.
 
-    ``Failure`` for a singular matrix.  ``sol.iters`` is 1; ``sol.resnorm`` is the true
-    residual.
+    Succeeds, like the Krylov solvers, when the true residual meets
+    ``max(rtol ||b||, atol)``; otherwise (a singular or inconsistent system, or ``rtol``
+    below what LU reaches in the dtype) ``Failure`` with the computed ``u``.
+    ``sol.iters`` is 1; ``sol.resnorm`` is the true residual.
 
     References
     ----------

@@ -4,7 +4,6 @@ Constructors validate everything up front (shapes, dtypes, NaN/Inf, spans) and c
 user functions, so that a bad input fails here with a message naming the argument,
 not deep inside a solve.
 """
-import numbers
 
 import numpy as np
 
@@ -392,9 +391,28 @@ class EnsembleProblem(AbstractProblem):
                 raise InvalidProblemError(f"ps: has {ps.shape[0]} rows but u0s has {N}")
             N = ps.shape[0]
         if prob_func is not None and not callable(prob_func):
-            raise InvalidProblemError(f"prob_func: expected a function (prob, i) -> problem")
+            raise InvalidProblemError("prob_func: expected a function (prob, i) -> problem")
         self.u0s, self.ps, self.prob_func = u0s, ps, prob_func
         self.ntrajectories = N
+
+
+def kappa_of(prob):
+    """``(kappa, with_kappa)``: the ``kappa`` of the js.Diffusion in ``prob``'s grid
+    operator (``A`` of a LinearProblem, ``f`` of an ODEProblem, ``L`` of a
+    SplitODEProblem; scaled or summed as ``gradient(wrt="kappa")`` allows) and
+    ``with_kappa(k)``, the problem remade with ``kappa = k``.  Raises
+    InvalidProblemError when there is no such field.
+    """
+    from .grid.stencils import kappa_field
+    field = {LinearProblem: "A", SplitODEProblem: "L", ODEProblem: "f"}.get(type(prob))
+    found = kappa_field(getattr(prob, field)) if field is not None else None
+    if found is None:
+        raise InvalidProblemError(
+            f"wrt: 'kappa' needs a problem whose grid operator has one js.Diffusion (possibly "
+            f"scaled, or summed with operators without a coefficient field); got "
+            f"{type(prob).__name__}" + (f" with {field} = {getattr(prob, field)!r}" if field else ""))
+    kappa, rebuild = found
+    return kappa, lambda k: remake(prob, **{field: rebuild(k)})
 
 
 def remake(prob, **changes):

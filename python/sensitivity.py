@@ -686,7 +686,7 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
 
 def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
-    from .problems import remake
+    from .problems import kappa_of, remake
     from .solve import solve
     t_data = _loss_times(prob, loss)
 
@@ -697,11 +697,9 @@ def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
         return loss.value(s.u)
     val = J(prob)
     out = {}
-    # the coefficient field's operator: the right-hand side, or a split problem's L
-    op_field = "L" if isinstance(prob, SplitODEProblem) else "f"
     for name in wrt:
         if name == "kappa":
-            base = getattr(prob, op_field).kappa
+            base, with_kappa = kappa_of(prob)
         else:
             base = getattr(prob, name)
         x = np.array(base, dtype=np.float64)
@@ -714,9 +712,7 @@ def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
                 y = flat.copy()
                 y[k] += sgn * h
                 if name == "kappa":
-                    from .grid.stencils import Diffusion
-                    op = getattr(prob, op_field)
-                    pr = remake(prob, **{op_field: Diffusion(op.grid, y.reshape(x.shape))})
+                    pr = with_kappa(y.reshape(x.shape))
                 else:
                     pr = remake(prob, **{name: y.reshape(x.shape)})
                 vals.append(J(pr))
@@ -757,7 +753,10 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     remainder ``|J(x + e d) - J(x) - e g.d|`` must fall as ``e^2``.
 
     Returns a dict with the step sizes, remainders, the observed order (log-log slope)
-    and ``passed`` (slope > 1.8); prints a short report when ``verbose``.
+    and ``passed`` (slope > 1.8); prints a short report when ``verbose``.  With
+    ``wrt="kappa"`` (the js.Diffusion coefficient of a LinearProblem's ``A``, an
+    ODEProblem's ``f`` or a SplitODEProblem's ``L``) the direction is relative to
+    ``kappa`` and the default steps change it by at most 3 %, so it stays positive.
 
     References
     ----------
@@ -782,35 +781,32 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     per step size (5 by default), each with its own ``remake`` of the problem.
     """
     from .gradient import gradient
-    from .problems import remake
+    from .problems import kappa_of, remake
     from .solve import solve
     if not isinstance(wrt, str):
         raise InvalidProblemError("wrt: check_gradient tests one input at a time (a string)")
     val, grads = gradient(prob, alg, loss, wrt=(wrt,), sensealg=sensealg, **solve_kw)
     g = grads[wrt]
-    rng = np.random.default_rng(seed)
     if wrt == "kappa":
-        x = prob.f.kappa
-    elif wrt == "b":
-        x = prob.b
+        x, with_x = kappa_of(prob)
     else:
-        x = getattr(prob, wrt)
+        x, with_x = getattr(prob, wrt), lambda y: remake(prob, **{wrt: y})
+    rng = np.random.default_rng(seed)
     d = rng.standard_normal(np.shape(x))
-    scale = max(np.abs(x).max(), 1e-3)
+    if wrt == "kappa":
+        # relative steps (|e d| <= 3 % of kappa), so kappa stays > 0 at any scale
+        d = 0.1 * np.abs(x) * np.clip(d, -3.0, 3.0)
+        scale = 1.0
+    else:
+        scale = max(np.abs(x).max(), 1e-3)
     eps = eps if eps is not None else scale * 0.1 * 0.5 ** np.arange(5)
 
     def J(y):
-        if wrt == "kappa":
-            from .grid.stencils import Diffusion
-            pr = remake(prob, f=Diffusion(prob.f.grid, y))
-        else:
-            pr = remake(prob, **{wrt: y})
+        pr = with_x(y)
         if loss.t_data is None:
             return loss.value(solve(pr, alg, **solve_kw).u)
         s = solve(pr, alg, saveat=loss.t_data, **solve_kw)
         return loss.value(s.u)
-    if wrt == "kappa":
-        d = d * 0.1 * np.abs(x)
     rem = np.array([abs(J(x + e * d) - val - e * np.sum(g * d)) for e in eps])
     finite = bool(np.all(np.isfinite(rem)) and np.all(np.isfinite(g)))
     ok = np.isfinite(rem) & (rem > 1e-300)

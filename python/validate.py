@@ -18,6 +18,7 @@ __all__ = [
     "check_tolerances",
     "check_positive_int",
     "check_positive_float",
+    "check_nonnegative_float",
     "check_choice",
     "is_array_like",
 ]
@@ -166,6 +167,14 @@ def check_positive_float(x, name, *, allow_none=False):
     v = _as_real(x, name)
     if v <= 0:
         raise InvalidProblemError(f"{name}: must be > 0, got {v}")
+    return v
+
+
+def check_nonnegative_float(x, name):
+    """A finite number >= 0."""
+    v = _as_real(x, name)
+    if v < 0:
+        raise InvalidProblemError(f"{name}: must be >= 0, got {v}")
     return v
 
 

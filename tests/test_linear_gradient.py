@@ -110,6 +110,18 @@ def test_gradient_errors():
         js.gradient(prob, js.CG(), loss, wrt="b", maxiter=2)
 
 
+def test_gradient_of_a_linear_operator_without_rmatvec():
+    import scipy.sparse.linalg as spla
+    A = np.diag([2.0, 4.0])
+    loss = js.L2Loss(None, np.zeros(2))
+    bare = spla.LinearOperator((2, 2), matvec=lambda x: A @ x, dtype=np.float64)
+    with pytest.raises(js.errors.InvalidProblemError, match="^A: gradient\\(\\) solves with A\\^T, and this LinearOperator has no rmatvec"):
+        js.gradient(js.LinearProblem(bare, np.ones(2)), js.GMRES(), loss, wrt="b")
+    full = spla.LinearOperator((2, 2), matvec=lambda x: A @ x, rmatvec=lambda x: A.T @ x, dtype=np.float64)
+    val, g = js.gradient(js.LinearProblem(full, np.ones(2)), js.GMRES(), loss, wrt="b", rtol=1e-12)
+    np.testing.assert_allclose(g["b"], [0.25, 0.0625], rtol=1e-10)     # A^-T A^-1 b
+
+
 def test_conductivity_demo_small():
     from jitsolve.demos import conductivity
     out = conductivity(size=16, noise=0.01, seed=1, maxiter=25)
@@ -120,3 +132,29 @@ def test_conductivity_demo_small():
     assert out["loss_history"][-1] < 0.05 * out["loss_history"][0]
     assert out["relative_error"] < 0.75 * out["initial_error"]
     assert out["iterations"] >= 5
+
+
+@pytest.mark.parametrize("make", [lambda g, k: -js.Diffusion(g, k),
+                                  lambda g, k: -0.5 * js.Diffusion(g, k),
+                                  lambda g, k: -(js.Diffusion(g, k) + js.Laplacian(g))],
+                         ids=["neg", "scaled", "sum"])
+@pytest.mark.parametrize("level", [1.0, 100.0])
+def test_check_gradient_kappa_linear_problem(make, level):
+    # kappa ~ 100: the Taylor steps are relative to kappa, so it stays > 0
+    g, rng, kappa, f, loss = _setup((6, 6))
+    prob = js.LinearProblem(make(g, level * kappa), f)
+    rep = js.check_gradient(prob, js.CG(), loss, wrt="kappa", rtol=1e-12, verbose=False)
+    assert rep["passed"] and abs(rep["order"] - 2) < 0.2, rep
+    assert rep["value"] == pytest.approx(js.gradient(prob, js.CG(), loss, wrt="kappa", rtol=1e-12)[0])
+
+
+
+def test_fit_kappa_of_a_summed_operator():
+    # kappa inside -(D + L): fit used to accept only (scaled) Diffusion operators
+    g, rng, kappa, f, _ = _setup((6, 6))
+    f = 1e3 * f
+    data = js.solve(js.LinearProblem(-(js.Diffusion(g, kappa) + js.Laplacian(g)), f), js.Direct()).u
+    prob = js.LinearProblem(-(js.Diffusion(g, np.ones(g.shape)) + js.Laplacian(g)), f)
+    res = js.fit(prob, js.Direct(), js.L2Loss(None, data), np.ones(g.shape), wrt="kappa",
+                 bounds=(0.1, 10.0), maxiter=5, progress=False)
+    assert res.p.shape == g.shape and res.history[-1] < 0.1 * res.history[0]

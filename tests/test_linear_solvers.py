@@ -196,6 +196,46 @@ def test_direct_singular_is_failure():
     assert sol.retcode == js.ReturnCode.Failure
 
 
+def test_direct_numerically_singular_is_failure():
+    # LU of the periodic Laplacian does not break down (its last pivot is rounding
+    # noise), so only the true residual shows that b is outside the range of A
+    g = js.Grid((32,), bc=js.Periodic())
+    A = -js.Laplacian(g)
+    b = np.random.default_rng(0).standard_normal(32)
+    sol = js.solve(js.LinearProblem(A, b), js.Direct())
+    assert sol.retcode == js.ReturnCode.Failure
+    assert np.isfinite(sol.u).all() and np.abs(sol.u).max() > 1e6
+    true = np.linalg.norm(b - A.to_csr() @ sol.u)
+    assert sol.resnorm == pytest.approx(true) and true > 0.1 * np.linalg.norm(b)
+    # a consistent right-hand side (mean zero) is solved
+    sol = js.solve(js.LinearProblem(A, b - b.mean()), js.Direct())
+    assert sol.retcode == js.ReturnCode.Success and sol.resnorm <= 1e-8 * np.linalg.norm(b)
+
+
+def test_direct_tolerance_below_float32_rounding_is_failure():
+    g, A, M = _poisson((32, 32))
+    b = _rhs(g.shape, np.float32)
+    assert js.solve(js.LinearProblem(A, b), js.Direct(), rtol=1e-5).retcode == js.ReturnCode.Success
+    sol = js.solve(js.LinearProblem(A, b), js.Direct(), rtol=1e-9)
+    assert sol.retcode == js.ReturnCode.Failure and sol.resnorm > 1e-9 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("mdtype, bdtype", [(np.float32, np.float64), (np.int64, np.float64),
+                                            (np.float64, np.complex128), (np.complex128, np.float32)])
+def test_amg_matrix_dtype_differs_from_rhs(mdtype, bdtype):
+    g, A, M = _poisson((16, 16))
+    b = _rhs(g.size, bdtype, 3)
+    wdtype = np.result_type(bdtype, np.complex64 if np.dtype(mdtype).kind == "c" else bdtype)
+    ref = spla.spsolve(M.tocsc(), b.astype(np.complex128))
+    for alg in (js.CG(js.AMG()), js.GMRES(precond=js.AMG())):
+        sol = js.solve(js.LinearProblem(M.astype(mdtype), b), alg, rtol=1e-5)
+        assert sol.retcode == js.ReturnCode.Success and sol.iters <= 8, (alg, sol)
+        assert sol.u.dtype == wdtype and _relerr(sol.u, ref) < 1e-4
+    if np.dtype(mdtype).kind == "c":
+        with pytest.raises(js.errors.InvalidProblemError, match=r"^precond: AMG\(kind='rs'\) needs a real"):
+            js.solve(js.LinearProblem(M.astype(mdtype), b), js.CG(js.AMG(kind="rs")))
+
+
 def test_tolerance_semantics_and_history():
     g, A, M = _poisson((32, 32))
     b = np.ones(g.shape)
@@ -228,6 +268,21 @@ def test_user_preconditioner_callable_and_linear_operator():
     for pc in (lambda r: lu.solve(r), spla.LinearOperator(M.shape, matvec=lu.solve)):
         sol = js.solve(js.LinearProblem(A, b), js.CG(pc), rtol=1e-10)
         assert sol.retcode == js.ReturnCode.Success and sol.iters <= 2
+
+
+def test_user_preconditioner_bad_output_is_a_clear_error():
+    g, A, M = _poisson((8, 8))
+    prob = js.LinearProblem(M, np.ones(64))
+    for alg in (js.CG(lambda r: r[:10]), js.GMRES(precond=lambda r: r[:10])):
+        with pytest.raises(js.errors.InvalidProblemError,
+                           match=r"^precond: the callable returned shape \(10,\); expected an array of 64 values"):
+            js.solve(prob, alg)
+    with pytest.raises(js.errors.InvalidProblemError, match="^precond: the callable returned None"):
+        js.solve(prob, js.CG(lambda r: None))
+    bad = spla.LinearOperator((10, 64), matvec=lambda r: r[:10])
+    with pytest.raises(js.errors.InvalidProblemError,
+                       match=r"^precond: the LinearOperator has shape \(10, 64\), expected \(64, 64\)"):
+        js.solve(prob, js.BiCGSTAB(bad))
 
 
 def test_bad_arguments():

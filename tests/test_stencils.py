@@ -1,6 +1,5 @@
 """Stencil operators against NumPy references, their transposes, coefficient VJPs,
 sparse assembly and boundary terms, in 1D/2D/3D for every boundary condition."""
-import itertools
 
 import numpy as np
 import pytest
@@ -160,6 +159,27 @@ def test_dirichlet_array_values(rng):
     L = js.Laplacian(g)
     u = rng.standard_normal(g.shape)
     np.testing.assert_allclose(L.apply(u) + L.boundary_term(), ref.laplacian(u, g), rtol=1e-12)
+
+
+def test_boundary_array_values_1d(rng):
+    # padded 1-D data: entry 0 is the left face, entry -1 the right one; h = 1/4
+    data = np.array([3.0, 9.0, 9.0, 9.0, 9.0, -2.0])
+    g = js.Grid((4,), bc=[(js.Dirichlet(data), js.Neumann(data))])
+    kappa = np.array([1.0, 2.0, 3.0, 4.0])
+    # Dirichlet: 2 g / h^2 (times kappa); Neumann: q / h (times kappa)
+    np.testing.assert_array_equal(js.Laplacian(g).boundary_term(), [96.0, 0.0, 0.0, -8.0])
+    np.testing.assert_array_equal(js.Diffusion(g, kappa).boundary_term(), [96.0, 0.0, 0.0, -32.0])
+    np.testing.assert_array_equal((-2.0 * js.Laplacian(g)).boundary_term(), [-192.0, 0.0, 0.0, 16.0])
+    u = rng.standard_normal(g.shape)
+    L = js.Laplacian(g)
+    np.testing.assert_allclose(L.apply(u) + L.boundary_term(), ref.laplacian(u, g), rtol=1e-12)
+    # an array of one value is the number
+    for bc in (js.Dirichlet, js.Neumann):
+        a, c = js.Grid((4,), bc=bc(np.full(6, 1.5))), js.Grid((4,), bc=bc(1.5))
+        np.testing.assert_array_equal(js.Diffusion(a, kappa).boundary_term(),
+                                      js.Diffusion(c, kappa).boundary_term())
+        np.testing.assert_array_equal(js.Diffusion(a, kappa).param_vjp(u, u),
+                                      js.Diffusion(c, kappa).param_vjp(u, u))
 
 
 def test_operator_algebra(rng):

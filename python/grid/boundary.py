@@ -80,7 +80,7 @@ class BoundaryCondition:
                 f"shape {padded} (one ghost cell on each side), got {v.shape}")
         index = tuple((0 if side == 0 else -1) if i == axis else slice(1, -1)
                       for i in range(len(grid_shape)))
-        return np.ascontiguousarray(v[index])
+        return np.array(v[index]).reshape(face_shape)   # 0-d in 1-D, as for a number
 
     def __eq__(self, other):
         if type(self) is not type(other):

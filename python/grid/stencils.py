@@ -173,6 +173,27 @@ class Diffusion(GridOperator):
         return f"Diffusion({self.grid!r}, kappa=array{self.kappa.shape})"
 
 
+def kappa_field(op):
+    """``(kappa, rebuild)`` for a grid operator whose one coefficient field is a
+    :class:`Diffusion`'s ``kappa``, through scalings and sums (``-2 * D + L``):
+    ``rebuild(k)`` is ``op`` with that ``kappa`` replaced by ``k``.  None when ``op``
+    has no such field, or more than one (what ``param_vjp`` differentiates)."""
+    from .operators import ScaledOperator, SumOperator
+    if type(op) is Diffusion:
+        return op.kappa, lambda k: Diffusion(op.grid, k)
+    if isinstance(op, ScaledOperator):
+        inner = kappa_field(op.op)
+        return None if inner is None else (inner[0], lambda k: ScaledOperator(op.c, inner[1](k)))
+    if isinstance(op, SumOperator) and op.param_name == "kappa":
+        a, b = kappa_field(op.a), kappa_field(op.b)
+        if (a is None) == (b is None):
+            return None
+        if a is not None:
+            return a[0], lambda k: SumOperator(a[1](k), op.b)
+        return b[0], lambda k: SumOperator(op.a, b[1](k))
+    return None
+
+
 class Advection(GridOperator):
     """Flux-form advection ``-div(v u)``, first-order upwind or second-order central.
 

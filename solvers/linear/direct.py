@@ -1,8 +1,9 @@
 """Direct solves: SciPy sparse LU (SuperLU) or dense LU (LAPACK).
 
 Cost: sparse LU of a 2D grid matrix is about ``O(n^1.5)`` time and ``O(n log n)`` memory
-(nested-dissection ordering, COLAMD here); 3D grids fill in much more.  The true
-residual is reported; a singular matrix returns ``Failure``.
+(nested-dissection ordering, COLAMD here); 3D grids fill in much more.  Success is
+judged on the true residual, as for the Krylov solvers; a singular matrix (or a system
+the factorisation cannot solve to ``rtol``) returns ``Failure`` with its ``x``.
 """
 import numpy as np
 import scipy.linalg as sla
@@ -10,7 +11,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ...kernels.cpu import blas
-from .common import FAILURE, SUCCESS, KrylovResult
+from .common import FAILURE, SUCCESS, KrylovResult, target
 
 __all__ = ["direct_solve", "factorize"]
 
@@ -28,22 +29,17 @@ def factorize(A):
 
 def direct_solve(A, b, *, rtol=1e-8, atol=0.0):
     """Solve ``A x = b`` directly.  ``Success`` when the true residual meets
-    ``max(rtol ||b||, atol)`` or the backward error is at the rounding level of the
-    dtype; ``Failure`` when the matrix is singular or the result is not finite."""
+    ``max(rtol ||b||, atol)`` (as for the Krylov solvers), else ``Failure``: a singular
+    or inconsistent system, a non-finite result, or a tolerance below what the
+    factorisation reaches in this dtype.  ``x`` is kept (NaN where the factorisation
+    itself failed)."""
     dtype = np.result_type(A.dtype, b.dtype)
     try:
         solve = factorize(A.astype(dtype) if A.dtype != dtype else A)
         x = np.asarray(solve(b.astype(dtype)), dtype=dtype).ravel()
     except (RuntimeError, np.linalg.LinAlgError, ValueError):
         x = np.full(b.size, np.nan, dtype=dtype)
-    r = b - A @ x
-    resnorm = blas.nrm2(np.ascontiguousarray(r))
-    tol = max(rtol * blas.nrm2(b), atol)
-    # a backward-stable factorisation is accepted at its own precision: the normwise
-    # backward error ||r|| / (||A|| ||x|| + ||b||) is at the rounding level
-    anorm = abs(A).sum(axis=1).max() if A.shape[0] else 0.0
-    scale = float(anorm) * float(np.abs(x).max(initial=0.0)) * np.sqrt(b.size) + blas.nrm2(b)
-    eps = np.finfo(dtype).eps
-    ok = bool(np.isfinite(resnorm) and (resnorm <= tol or resnorm <= 1e3 * eps * scale))
-    return KrylovResult(x, SUCCESS if ok else FAILURE, 1, resnorm,
-                        np.array([blas.nrm2(b), resnorm]))
+    resnorm = blas.nrm2(np.ascontiguousarray(b - A @ x))
+    tol, bnorm = target(b, rtol, atol)
+    ok = bool(np.isfinite(resnorm) and resnorm <= tol)
+    return KrylovResult(x, SUCCESS if ok else FAILURE, 1, resnorm, np.array([bnorm, resnorm]))

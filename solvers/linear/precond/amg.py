@@ -12,10 +12,17 @@ __all__ = ["amg"]
 
 
 def amg(A, dtype, kind="sa", cycle="V", **options):
-    """The preconditioner ``(r, out) -> out`` of one pyamg ``cycle`` for the sparse matrix ``A``."""
+    """The preconditioner ``(r, out) -> out`` of one pyamg ``cycle`` for the sparse matrix ``A``.
+
+    The hierarchy is built in the precision of ``dtype`` whatever ``A``'s dtype (pyamg
+    needs ``A``, ``r`` and ``out`` of one dtype); a real ``A`` keeps a real hierarchy
+    and a complex ``r`` is then preconditioned part by part.
+    """
     import pyamg
     import scipy.sparse as sp
-    A = sp.csr_matrix(A)
+    dtype = np.dtype(dtype)
+    hdtype = dtype if A.dtype.kind == "c" else np.finfo(dtype).dtype
+    A = sp.csr_matrix(A, dtype=hdtype)
     if kind == "sa":
         ml = pyamg.smoothed_aggregation_solver(A, **options)
     elif kind == "rs":
@@ -24,8 +31,14 @@ def amg(A, dtype, kind="sa", cycle="V", **options):
         raise ValueError(f"kind: expected 'sa' or 'rs', got {kind!r}")
     P = ml.aspreconditioner(cycle=cycle)
 
-    def M(r, out):
-        out[:] = P.matvec(np.asarray(r))
-        return out
+    if hdtype == dtype:
+        def M(r, out):
+            out[:] = P.matvec(np.asarray(r, dtype=dtype))
+            return out
+    else:
+        def M(r, out):
+            out.real = P.matvec(np.ascontiguousarray(r.real, dtype=hdtype))
+            out.imag = P.matvec(np.ascontiguousarray(r.imag, dtype=hdtype))
+            return out
     M.hierarchy = ml
     return M
