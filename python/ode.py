@@ -86,8 +86,10 @@ class ContinuousCallback:
 class DiscreteCallback:
     """``affect(u, t, p)`` applied after every step where ``condition(u, t, p)`` is nonzero.
 
-    The state after ``affect`` is recorded in ``sol.events`` as ``(t, u)`` (``u`` before
-    the change), and the next step starts from the changed state.
+    The state at the end of such a step, before ``affect`` changes it, is recorded in
+    ``sol.events`` as ``(t, u)``; the next step starts from the changed state.  When
+    every step is saved (``saveat=None``), ``sol`` holds both states at that ``t``
+    (before, then after the change).
 
     References
     ----------

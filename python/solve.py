@@ -107,6 +107,17 @@ def _check_times(x, name, tspan):
     return a
 
 
+def _check_callback(cb):
+    """``callback``: None, a callable, a js callback object, or a list/tuple of callback
+    objects (each solver checks which kinds it takes)."""
+    if cb is None or callable(cb) or hasattr(cb, "condition"):
+        return
+    if isinstance(cb, (list, tuple)) and all(hasattr(c, "condition") for c in cb):
+        return
+    raise InvalidProblemError("callback: expected a callable, a js callback object or a list "
+                              f"of js callback objects, got {type(cb).__name__}")
+
+
 def _check_de_options(prob, o):
     n = prob.u0.size
     o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n)
@@ -185,9 +196,7 @@ def solve(prob, alg, **kwargs):
             f"(options: {', '.join(sorted(defaults))})")
     options = dict(defaults, **kwargs)
     options["backend"] = _check_backend(options["backend"])
-    if options.get("callback") is not None and not callable(options["callback"]) \
-            and not hasattr(options["callback"], "condition"):
-        raise InvalidProblemError("callback: expected a callable or a js callback object")
+    _check_callback(options.get("callback"))
     if isinstance(prob, LinearProblem):
         options["rtol"], options["atol"] = check_tolerances(options["rtol"], options["atol"])
         options["maxiter"] = check_positive_int(options["maxiter"], "maxiter", allow_none=True)

