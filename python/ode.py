@@ -308,8 +308,14 @@ def ode_solution(prob, alg, raw, tab_bth=None):
         interp = _DenseInterp(raw["steps_t"], raw["steps_h"], raw["dense_u"], raw["dense_k"],
                               tab_bth, shape)
     events = [(t, u.reshape(shape)) for t, u in zip(raw["event_t"], raw["event_u"])]
-    sol = ODESolution(raw["t"], raw["u"].reshape((-1,) + shape), raw["retcode"], stats,
-                      events=events, alg=type(alg).__name__, interp=interp)
+    ts, us = raw["t"], raw["u"].reshape((-1,) + shape)
+    if raw["retcode"] == "Terminated" and raw.get("t_end") is not None \
+            and (ts.size == 0 or ts[-1] != raw["t_end"]):
+        # a terminating callback between save times: its state ends the solution
+        ts = np.append(ts, raw["t_end"])
+        us = np.concatenate([us, np.reshape(raw["u_end"], (1,) + shape)])
+    sol = ODESolution(ts, us, raw["retcode"], stats, events=events, alg=type(alg).__name__,
+                      interp=interp)
     sol.steps_t, sol.steps_h = raw["steps_t"], raw["steps_h"]
     return sol
 

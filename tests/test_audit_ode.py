@@ -67,3 +67,15 @@ def test_callback_arity_message_names_the_callback_form():
         js.ContinuousCallback(lambda u, t: u[0])
     with pytest.raises(InvalidProblemError, match=r"affect\(u, t, p\)"):
         js.DiscreteCallback(late, lambda u, t: None)
+
+
+def test_terminating_event_state_is_saved_with_saveat():
+    cb = js.ContinuousCallback(half, terminate=True)
+    for saveat, before in ((0.25, [0.0, 0.25, 0.5]), ([0.0, 1.0], [0.0])):
+        sol = js.solve(DECAY, js.Tsit5(), saveat=saveat, callback=cb, rtol=1e-10, atol=1e-12)
+        assert sol.retcode is js.ReturnCode.Terminated
+        te = sol.events[0][0]
+        assert abs(te - np.log(2)) < 1e-8
+        np.testing.assert_array_equal(sol.t, before + [te])
+        np.testing.assert_allclose(sol.u[:, 0], np.exp(-sol.t), rtol=1e-8)
+        np.testing.assert_array_equal(sol.u[-1], sol.events[0][1])
