@@ -20,7 +20,7 @@ from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .functions import compile_batch_cfunc, compile_cfunc
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import problem_rhs
-from .solution import EnsembleSolution, ODESolution, SolverStats
+from .solution import DenseInterpolant, EnsembleSolution, ODESolution, SolverStats
 from .solve import register
 
 __all__ = ["ExplicitRK", "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ContinuousCallback",
@@ -275,28 +275,6 @@ def ode_options(prob, alg, o):
                 maxiters=o["maxiters"], tstops=o["tstops"], saveat=savet)
 
 
-class _DenseInterp:
-    """``sol(t)`` from each step's stages and the method's dense-output weights."""
-
-    def __init__(self, steps_t, steps_h, us, ks, BTH, shape):
-        self.t0s, self.hs, self.us, self.ks, self.BTH, self.shape = steps_t, steps_h, us, ks, BTH, shape
-
-    def __call__(self, tq):
-        tq = np.asarray(tq, dtype=np.float64)
-        flat = tq.ravel()
-        fwd = self.hs[0] > 0 if self.hs.size else True
-        key = self.t0s if fwd else -self.t0s
-        q = flat if fwd else -flat
-        idx = np.clip(np.searchsorted(key, q, side="right") - 1, 0, self.t0s.size - 1)
-        h = self.hs[idx]
-        theta = (flat - self.t0s[idx]) / h
-        sd, d = self.BTH.shape
-        pw = theta[:, None] ** np.arange(1, d + 1)[None, :]          # (m, d)
-        w = pw @ self.BTH.T                                           # (m, sd)
-        out = self.us[idx] + h[:, None] * np.einsum("ms,msn->mn", w, self.ks[idx])
-        return out.reshape(tq.shape + self.shape)
-
-
 def ode_solution(prob, alg, raw, tab_bth=None):
     """An :class:`ODESolution` from a raw result dict of a compiled loop."""
     shape = prob.u0.shape
@@ -305,8 +283,8 @@ def ode_solution(prob, alg, raw, tab_bth=None):
                         nreject=int(st[4]))
     interp = None
     if raw.get("dense_k") is not None and tab_bth is not None and raw["steps_t"].size:
-        interp = _DenseInterp(raw["steps_t"], raw["steps_h"], raw["dense_u"], raw["dense_k"],
-                              tab_bth, shape)
+        interp = DenseInterpolant(raw["steps_t"], raw["steps_h"], raw["dense_u"],
+                                  raw["dense_k"], tab_bth, shape)
     events = [(t, u.reshape(shape)) for t, u in zip(raw["event_t"], raw["event_u"])]
     ts, us = raw["t"], raw["u"].reshape((-1,) + shape)
     if raw["retcode"] == "Terminated" and raw.get("t_end") is not None \
@@ -403,10 +381,8 @@ def _solve_ensemble_explicit(eprob, alg, **o):
         maxiters=oo["maxiters"], tstops=oo["tstops"],
         callbacks=_callback_tuple(o["callback"], rhs.p), batch=_batch_spec(rhs),
         interpolate=interpolates_saveat(alg, prob.u0.size))
-    sol = EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), rcs,
-                           alg=type(alg).__name__)
-    sol.stats = stats
-    return sol
+    return EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), rcs,
+                            alg=type(alg).__name__, stats=stats)
 
 
 _EXAMPLE = """>>> import numpy as np, jitsolve as js

@@ -1,11 +1,12 @@
 """ODE audit fixes: lists of callbacks, a terminating event with ``saveat``, prob_func
 ensembles that keep failed trajectories, and HDF5 round trips that keep ``sol(t)``,
 ensemble stats and the noise."""
+import h5py
 import numpy as np
 import pytest
 
 import jitsolve as js
-from jitsolve.errors import InvalidProblemError
+from jitsolve.errors import FileFormatError, InvalidProblemError
 
 
 def decay(du, u, p, t):
@@ -79,3 +80,45 @@ def test_terminating_event_state_is_saved_with_saveat():
         np.testing.assert_array_equal(sol.t, before + [te])
         np.testing.assert_allclose(sol.u[:, 0], np.exp(-sol.t), rtol=1e-8)
         np.testing.assert_array_equal(sol.u[-1], sol.events[0][1])
+
+
+# ------------------------------------------------------------------------- HDF5
+def test_hdf5_keeps_the_dense_interpolant(tmp_path):
+    sol = js.solve(js.ODEProblem(fall, np.array([10.0, 0.0]), (0.0, 1.0)), js.Tsit5())
+    assert sol.dense and sol.t.size < 10
+    tq = np.array([0.123, 0.5, 0.987])
+    sol.to_hdf5(tmp_path / "s.h5")
+    back = js.load(tmp_path / "s.h5")
+    assert back.dense
+    np.testing.assert_array_equal(back(tq), sol(tq))
+    np.testing.assert_allclose(back(tq)[:, 0], 10.0 - 0.5 * 9.81 * tq * tq, rtol=1e-12)
+    np.testing.assert_array_equal(back.steps_t, sol.steps_t)
+    np.testing.assert_array_equal(back.steps_h, sol.steps_h)
+
+
+def test_hdf5_keeps_ensemble_stats_and_noise(tmp_path):
+    ode = js.solve(js.EnsembleProblem(DECAY, u0s=np.array([[1.0], [2.0]])), js.Tsit5())
+    sde = js.solve(js.EnsembleProblem(js.SDEProblem(zero_drift, unit_noise, np.zeros(1),
+                                                    (0.0, 1.0)), u0s=np.zeros((3, 1))),
+                   js.EM(), dt=0.125, seed=2, save_noise=True)
+    assert ode.stats.shape == (2, 5) and sde.W.shape == (3, 9, 1) and sde.stats.naccept > 0
+    for name, sol in (("o", ode), ("s", sde)):
+        sol.to_hdf5(tmp_path / f"{name}.h5")
+        back = js.load(tmp_path / f"{name}.h5")
+        np.testing.assert_array_equal(back.u, sol.u)
+        assert back.retcodes == sol.retcodes
+    np.testing.assert_array_equal(js.load(tmp_path / "o.h5").stats, ode.stats)
+    back = js.load(tmp_path / "s.h5")
+    assert back.stats == sde.stats
+    np.testing.assert_array_equal(back.W, sde.W)
+    np.testing.assert_array_equal(back.u, back.W)           # u = W exactly
+
+
+def test_load_a_group_where_a_dataset_belongs(tmp_path):
+    path = tmp_path / "g.h5"
+    js.ODESolution(np.arange(2.0), np.ones((2, 1))).to_hdf5(path)
+    with h5py.File(path, "a") as f:
+        del f["u"]
+        f.create_group("u")
+    with pytest.raises(FileFormatError, match="corrupt ODESolution: field 'u' is a Group"):
+        js.load(path)
