@@ -351,6 +351,40 @@ def _batch_spec(rhs):
     return make, compile_batch_cfunc(None, "f", "f_batch_t")
 
 
+def _solve_prob_func(eprob, alg, N, o):
+    """The general (slow) path: one ``solve`` per problem ``prob_func(prob, i)``, each saved
+    at the ensemble's times (``saveat``, else ``tspan``'s ends, as the compiled path).
+    A trajectory that fails keeps its retcode and its saved prefix (NaN after it)."""
+    from .solve import solve
+    prob = eprob.prob
+    savet = saveat_times(prob.tspan, o["saveat"])
+    if savet is None:
+        savet = np.array(prob.tspan, dtype=np.float64)
+    o = dict(o, saveat=savet)
+    u = np.full((N, savet.size) + prob.u0.shape, np.nan)
+    rcs, stats = [], np.zeros((N, 5), np.int64)
+    for i in range(N):
+        pi = eprob.prob_func(prob, i)
+        if not isinstance(pi, (ODEProblem, SplitODEProblem)):
+            raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, "
+                                      "expected an ODEProblem")
+        if pi.u0.shape != prob.u0.shape:
+            raise InvalidProblemError(
+                f"prob_func: u0 of trajectory {i} has shape {pi.u0.shape}; every trajectory "
+                f"needs the shape of prob.u0, {prob.u0.shape}")
+        if tuple(pi.tspan) != tuple(prob.tspan):
+            raise InvalidProblemError(
+                f"prob_func: tspan of trajectory {i} is {pi.tspan}; every trajectory needs "
+                f"prob.tspan, {prob.tspan}")
+        s = solve(pi, alg, **o)
+        m = min(s.t.size, savet.size)
+        k = int(np.argmin(np.append(s.t[:m] == savet[:m], False)))   # saved save times
+        u[i, :k] = s.u[:k]
+        rcs.append(s.retcode)
+        stats[i] = [s.stats.nf, s.stats.njac, s.stats.nsolve, s.stats.naccept, s.stats.nreject]
+    return EnsembleSolution(savet, u, rcs, alg=type(alg).__name__, stats=stats)
+
+
 @register(EnsembleProblem, ExplicitRK)
 def _solve_ensemble_explicit(eprob, alg, **o):
     from .solvers.ode.explicit import solve_erk_ensemble
@@ -360,14 +394,7 @@ def _solve_ensemble_explicit(eprob, alg, **o):
             f"alg: {type(alg).__name__} integrates ODEs; the ensemble holds a {type(prob).__name__}")
     N = o.pop("trajectories")
     if eprob.prob_func is not None:
-        from .solve import solve
-        sols = [solve(eprob.prob_func(prob, i), alg, **o) for i in range(N)]
-        t = sols[0].t
-        if any(s.t.shape != t.shape or not np.array_equal(s.t, t) for s in sols):
-            raise InvalidProblemError("saveat: prob_func ensembles need common save times "
-                                      "(pass saveat)")
-        return EnsembleSolution(t, np.stack([s.u for s in sols]), [s.retcode for s in sols],
-                                alg=type(alg).__name__)
+        return _solve_prob_func(eprob, alg, N, o)
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
     t0, t1 = prob.tspan

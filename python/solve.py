@@ -215,9 +215,10 @@ def solve(prob, alg, **kwargs):
                 f"trajectories: {options['trajectories']} requested but u0s/ps hold {prob.ntrajectories}")
     fn = _lookup(prob, alg)
     if fn is None:
+        algs = sorted({a for p, a in registered() if p == type(prob).__name__})
         raise UnsupportedAlgorithmError(
-            f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build "
-            f"(available: {', '.join(f'{p}/{a}' for p, a in registered()) or 'none yet'})")
+            f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build"
+            + (f" ({type(prob).__name__} takes: {', '.join(algs)})" if algs else ""))
     t0 = time.perf_counter()
     with WatchUserExceptions("solve"):
         sol = fn(prob, alg, **options)

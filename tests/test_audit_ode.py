@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jitsolve as js
-from jitsolve.errors import FileFormatError, InvalidProblemError
+from jitsolve.errors import FileFormatError, InvalidProblemError, UnsupportedAlgorithmError
 
 
 def decay(du, u, p, t):
@@ -80,6 +80,46 @@ def test_terminating_event_state_is_saved_with_saveat():
         np.testing.assert_array_equal(sol.t, before + [te])
         np.testing.assert_allclose(sol.u[:, 0], np.exp(-sol.t), rtol=1e-8)
         np.testing.assert_array_equal(sol.u[-1], sol.events[0][1])
+
+
+# ------------------------------------------------------------------------- ensembles
+def test_prob_func_ensemble_keeps_a_failed_trajectory():
+    ps = [0.5, 2.0, 0.1]                  # the second blows up at t = 0.5
+    ep = js.EnsembleProblem(BLOW, prob_func=lambda pr, i: js.remake(pr, p=[ps[i]]))
+    ts = np.array([0.0, 0.25, 0.75, 1.0])
+    es = js.solve(ep, js.Tsit5(), trajectories=3, saveat=ts, rtol=1e-8, atol=1e-10)
+    assert es.u.shape == (3, 4, 1) and es.stats.shape == (3, 5)
+    assert es.retcodes[0] is es.retcodes[2] is js.ReturnCode.Success
+    assert not es.retcodes[1].successful and es.retcode is es.retcodes[1]
+    np.testing.assert_allclose(es.u[1, :2, 0], 1 / (1 - 2.0 * ts[:2]), rtol=1e-6)
+    assert np.isnan(es.u[1, 2:]).all()
+    for i in (0, 2):
+        single = js.solve(js.remake(BLOW, p=[ps[i]]), js.Tsit5(), saveat=ts, rtol=1e-8,
+                          atol=1e-10)
+        np.testing.assert_array_equal(es.u[i], single.u)
+        assert es.stats[i, 3] == single.stats.naccept
+    # without saveat: tspan's ends, as the u0s/ps path
+    es = js.solve(ep, js.Tsit5(), trajectories=3)
+    np.testing.assert_array_equal(es.t, [0.0, 1.0])
+    assert es.u.shape == (3, 2, 1) and np.isnan(es.u[1, 1, 0])
+
+
+def test_prob_func_ensemble_bad_trajectories_are_named():
+    two = js.ODEProblem(decay, np.ones(2), (0.0, 1.0))
+    ep = js.EnsembleProblem(two, prob_func=lambda pr, i: js.remake(pr, u0=np.ones(i + 2)))
+    with pytest.raises(InvalidProblemError, match=r"^prob_func: u0 of trajectory 1 .*\(3,\)"):
+        js.solve(ep, js.Tsit5(), trajectories=2, saveat=[0.0, 1.0])
+    with pytest.raises(InvalidProblemError, match="^prob_func: returned int"):
+        js.solve(js.EnsembleProblem(two, prob_func=lambda pr, i: 3), js.Tsit5(), trajectories=2)
+
+
+def test_unsupported_ensemble_algorithm_message_is_short():
+    ep = js.EnsembleProblem(BLOW, ps=np.ones((2, 1)))
+    with pytest.raises(UnsupportedAlgorithmError,
+                       match="^alg: no solver for EnsembleProblem with Rodas5P") as info:
+        js.solve(ep, js.Rodas5P())
+    msg = str(info.value)
+    assert "LinearProblem" not in msg and len(msg) < 200
 
 
 # ------------------------------------------------------------------------- HDF5
