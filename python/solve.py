@@ -149,6 +149,8 @@ def solve(prob, alg, **kwargs):
     backend="auto", progress=False, callback=None)`` for ODE/SDE problems;
     ``solve(prob, alg, rtol=1e-8, atol=0.0, maxiter=None, callback=None)`` for a
     ``LinearProblem``; ``solve(eprob, alg, trajectories=N, ...)`` for an ensemble.
+    ``callback`` of an ODE solve is a ``js.ContinuousCallback``, a ``js.DiscreteCallback``
+    or a list of them.
 
     Every option is checked before any work starts; a bad one raises
     :class:`jitsolve.errors.InvalidProblemError` naming it.  A numerical failure
