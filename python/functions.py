@@ -51,9 +51,14 @@ def _check_arity(f, argname, nargs):
         positional = [p for p in params.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         if len(positional) != nargs and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
+            form = _FORMS.get(nargs)
             raise InvalidProblemError(
-                f"{argname}: {_describe(f)} takes {len(positional)} arguments; expected {nargs} "
-                f"(in-place form, e.g. {argname}(du, u, p, t))")
+                f"{argname}: {_describe(f)} takes {len(positional)} arguments; expected {nargs}"
+                + (f" (e.g. {argname}({form}))" if form else ""))
+
+
+#: the argument list a user function of each arity takes, for _check_arity's message
+_FORMS = {3: "u, t, p", 4: "du, u, p, t", 6: "out_u, out_p, lam, u, p, t"}
 
 
 def compile_user_function(f, argname, signature, *, nargs=4):

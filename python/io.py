@@ -93,6 +93,10 @@ def load(path):
             kinds = _kinds()
             if kind not in kinds:
                 raise FileFormatError(f"{os.fspath(path)!r} holds an unknown kind {kind!r}")
+            bad = [k for k in f.keys() if not isinstance(f[k], h5py.Dataset)]
+            if bad:
+                raise FileFormatError(f"{os.fspath(path)!r} is a corrupt {kind}: field "
+                                      f"{bad[0]!r} is a {type(f[bad[0]]).__name__}, not a dataset")
             arrays = {k: f[k][()] for k in f.keys()}
     except FileFormatError:
         raise

@@ -20,7 +20,7 @@ from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .functions import compile_batch_cfunc, compile_cfunc
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import problem_rhs
-from .solution import EnsembleSolution, ODESolution, SolverStats
+from .solution import DenseInterpolant, EnsembleSolution, ODESolution, SolverStats
 from .solve import register
 
 __all__ = ["ExplicitRK", "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ContinuousCallback",
@@ -86,8 +86,10 @@ class ContinuousCallback:
 class DiscreteCallback:
     """``affect(u, t, p)`` applied after every step where ``condition(u, t, p)`` is nonzero.
 
-    The state after ``affect`` is recorded in ``sol.events`` as ``(t, u)`` (``u`` before
-    the change), and the next step starts from the changed state.
+    The state at the end of such a step, before ``affect`` changes it, is recorded in
+    ``sol.events`` as ``(t, u)``; the next step starts from the changed state.  When
+    every step is saved (``saveat=None``), ``sol`` holds both states at that ``t``
+    (before, then after the change).
 
     References
     ----------
@@ -273,28 +275,6 @@ def ode_options(prob, alg, o):
                 maxiters=o["maxiters"], tstops=o["tstops"], saveat=savet)
 
 
-class _DenseInterp:
-    """``sol(t)`` from each step's stages and the method's dense-output weights."""
-
-    def __init__(self, steps_t, steps_h, us, ks, BTH, shape):
-        self.t0s, self.hs, self.us, self.ks, self.BTH, self.shape = steps_t, steps_h, us, ks, BTH, shape
-
-    def __call__(self, tq):
-        tq = np.asarray(tq, dtype=np.float64)
-        flat = tq.ravel()
-        fwd = self.hs[0] > 0 if self.hs.size else True
-        key = self.t0s if fwd else -self.t0s
-        q = flat if fwd else -flat
-        idx = np.clip(np.searchsorted(key, q, side="right") - 1, 0, self.t0s.size - 1)
-        h = self.hs[idx]
-        theta = (flat - self.t0s[idx]) / h
-        sd, d = self.BTH.shape
-        pw = theta[:, None] ** np.arange(1, d + 1)[None, :]          # (m, d)
-        w = pw @ self.BTH.T                                           # (m, sd)
-        out = self.us[idx] + h[:, None] * np.einsum("ms,msn->mn", w, self.ks[idx])
-        return out.reshape(tq.shape + self.shape)
-
-
 def ode_solution(prob, alg, raw, tab_bth=None):
     """An :class:`ODESolution` from a raw result dict of a compiled loop."""
     shape = prob.u0.shape
@@ -303,11 +283,17 @@ def ode_solution(prob, alg, raw, tab_bth=None):
                         nreject=int(st[4]))
     interp = None
     if raw.get("dense_k") is not None and tab_bth is not None and raw["steps_t"].size:
-        interp = _DenseInterp(raw["steps_t"], raw["steps_h"], raw["dense_u"], raw["dense_k"],
-                              tab_bth, shape)
+        interp = DenseInterpolant(raw["steps_t"], raw["steps_h"], raw["dense_u"],
+                                  raw["dense_k"], tab_bth, shape)
     events = [(t, u.reshape(shape)) for t, u in zip(raw["event_t"], raw["event_u"])]
-    sol = ODESolution(raw["t"], raw["u"].reshape((-1,) + shape), raw["retcode"], stats,
-                      events=events, alg=type(alg).__name__, interp=interp)
+    ts, us = raw["t"], raw["u"].reshape((-1,) + shape)
+    if raw["retcode"] == "Terminated" and raw.get("t_end") is not None \
+            and (ts.size == 0 or ts[-1] != raw["t_end"]):
+        # a terminating callback between save times: its state ends the solution
+        ts = np.append(ts, raw["t_end"])
+        us = np.concatenate([us, np.reshape(raw["u_end"], (1,) + shape)])
+    sol = ODESolution(ts, us, raw["retcode"], stats, events=events, alg=type(alg).__name__,
+                      interp=interp)
     sol.steps_t, sol.steps_h = raw["steps_t"], raw["steps_h"]
     return sol
 
@@ -365,6 +351,40 @@ def _batch_spec(rhs):
     return make, compile_batch_cfunc(None, "f", "f_batch_t")
 
 
+def _solve_prob_func(eprob, alg, N, o):
+    """The general (slow) path: one ``solve`` per problem ``prob_func(prob, i)``, each saved
+    at the ensemble's times (``saveat``, else ``tspan``'s ends, as the compiled path).
+    A trajectory that fails keeps its retcode and its saved prefix (NaN after it)."""
+    from .solve import solve
+    prob = eprob.prob
+    savet = saveat_times(prob.tspan, o["saveat"])
+    if savet is None:
+        savet = np.array(prob.tspan, dtype=np.float64)
+    o = dict(o, saveat=savet)
+    u = np.full((N, savet.size) + prob.u0.shape, np.nan)
+    rcs, stats = [], np.zeros((N, 5), np.int64)
+    for i in range(N):
+        pi = eprob.prob_func(prob, i)
+        if not isinstance(pi, (ODEProblem, SplitODEProblem)):
+            raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, "
+                                      "expected an ODEProblem")
+        if pi.u0.shape != prob.u0.shape:
+            raise InvalidProblemError(
+                f"prob_func: u0 of trajectory {i} has shape {pi.u0.shape}; every trajectory "
+                f"needs the shape of prob.u0, {prob.u0.shape}")
+        if tuple(pi.tspan) != tuple(prob.tspan):
+            raise InvalidProblemError(
+                f"prob_func: tspan of trajectory {i} is {pi.tspan}; every trajectory needs "
+                f"prob.tspan, {prob.tspan}")
+        s = solve(pi, alg, **o)
+        m = min(s.t.size, savet.size)
+        k = int(np.argmin(np.append(s.t[:m] == savet[:m], False)))   # saved save times
+        u[i, :k] = s.u[:k]
+        rcs.append(s.retcode)
+        stats[i] = [s.stats.nf, s.stats.njac, s.stats.nsolve, s.stats.naccept, s.stats.nreject]
+    return EnsembleSolution(savet, u, rcs, alg=type(alg).__name__, stats=stats)
+
+
 @register(EnsembleProblem, ExplicitRK)
 def _solve_ensemble_explicit(eprob, alg, **o):
     from .solvers.ode.explicit import solve_erk_ensemble
@@ -374,14 +394,7 @@ def _solve_ensemble_explicit(eprob, alg, **o):
             f"alg: {type(alg).__name__} integrates ODEs; the ensemble holds a {type(prob).__name__}")
     N = o.pop("trajectories")
     if eprob.prob_func is not None:
-        from .solve import solve
-        sols = [solve(eprob.prob_func(prob, i), alg, **o) for i in range(N)]
-        t = sols[0].t
-        if any(s.t.shape != t.shape or not np.array_equal(s.t, t) for s in sols):
-            raise InvalidProblemError("saveat: prob_func ensembles need common save times "
-                                      "(pass saveat)")
-        return EnsembleSolution(t, np.stack([s.u for s in sols]), [s.retcode for s in sols],
-                                alg=type(alg).__name__)
+        return _solve_prob_func(eprob, alg, N, o)
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
     t0, t1 = prob.tspan
@@ -395,10 +408,8 @@ def _solve_ensemble_explicit(eprob, alg, **o):
         maxiters=oo["maxiters"], tstops=oo["tstops"],
         callbacks=_callback_tuple(o["callback"], rhs.p), batch=_batch_spec(rhs),
         interpolate=interpolates_saveat(alg, prob.u0.size))
-    sol = EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), rcs,
-                           alg=type(alg).__name__)
-    sol.stats = stats
-    return sol
+    return EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), rcs,
+                            alg=type(alg).__name__, stats=stats)
 
 
 _EXAMPLE = """>>> import numpy as np, jitsolve as js

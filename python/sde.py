@@ -324,12 +324,11 @@ def _solve_sde_ensemble(eprob, alg, **o):
         u[mask] = np.nan
         if W is not None:
             W[mask] = np.nan
-    sol = EnsembleSolution(t, u.reshape((N, t.size) + prob.u0.shape),
-                           _RC_NAMES[np.asarray(rcs, dtype=np.int64)], alg=type(alg).__name__)
-    sol.W = W
-    sol.stats = SolverStats(nf=int(st[:, 2].sum()), naccept=int(st[:, 4].sum()),
-                            nreject=int(st[:, 5].sum()))
-    return sol
+    stats = SolverStats(nf=int(st[:, 2].sum()), naccept=int(st[:, 4].sum()),
+                        nreject=int(st[:, 5].sum()))
+    return EnsembleSolution(t, u.reshape((N, t.size) + prob.u0.shape),
+                            _RC_NAMES[np.asarray(rcs, dtype=np.int64)], alg=type(alg).__name__,
+                            stats=stats, W=W)
 
 
 def _solve_prob_func(eprob, alg, N, o):

@@ -81,6 +81,50 @@ def _code_indices(retcodes):
     return np.array([_code_index(r) for r in retcodes], dtype=np.int8).reshape(-1)
 
 
+class DenseInterpolant:
+    """``sol(t)`` from each step's start ``steps_t``, size ``steps_h``, state ``us`` and
+    stages ``ks``, and the method's dense-output weights ``BTH`` (stages x degree);
+    written to HDF5 with its solution (``_arrays``).
+
+    References
+    ----------
+    Hairer, Nørsett, Wanner, *Solving ODEs I* (1993), II.6 (dense output).
+    """
+
+    def __init__(self, steps_t, steps_h, us, ks, BTH, shape):
+        self.t0s, self.hs, self.us, self.ks, self.BTH, self.shape = steps_t, steps_h, us, ks, BTH, shape
+
+    def __call__(self, tq):
+        tq = np.asarray(tq, dtype=np.float64)
+        flat = tq.ravel()
+        fwd = self.hs[0] > 0 if self.hs.size else True
+        key = self.t0s if fwd else -self.t0s
+        q = flat if fwd else -flat
+        idx = np.clip(np.searchsorted(key, q, side="right") - 1, 0, self.t0s.size - 1)
+        h = self.hs[idx]
+        theta = (flat - self.t0s[idx]) / h
+        sd, d = self.BTH.shape
+        pw = theta[:, None] ** np.arange(1, d + 1)[None, :]          # (m, d)
+        w = pw @ self.BTH.T                                           # (m, sd)
+        out = self.us[idx] + h[:, None] * np.einsum("ms,msn->mn", w, self.ks[idx])
+        return out.reshape(tq.shape + self.shape)
+
+    def _arrays(self):
+        return {"dense_t": self.t0s, "dense_h": self.hs, "dense_u": self.us,
+                "dense_k": self.ks, "dense_BTH": self.BTH}
+
+
+def _stats_attrs(stats):
+    """``stats`` as the ``stats_*`` attributes of an HDF5 file."""
+    return {f"stats_{k}": int(v) for k, v in stats.asdict().items()}
+
+
+def _stats_from_attrs(attrs):
+    """The :class:`SolverStats` written as ``stats_*`` attributes, or None."""
+    kw = {k[6:]: int(v) for k, v in attrs.items() if k.startswith("stats_")}
+    return SolverStats(**kw) if kw else None
+
+
 class AbstractSolution:
     """Common behaviour: ``retcode``, ``successful``, ``to_hdf5``."""
 
@@ -173,23 +217,37 @@ class ODESolution(AbstractSolution):
         if self.events:
             out["event_t"] = np.array([e[0] for e in self.events], dtype=np.float64)
             out["event_u"] = np.stack([np.asarray(e[1]) for e in self.events])
+        for k in ("steps_t", "steps_h"):
+            if getattr(self, k, None) is not None:
+                out[k] = getattr(self, k)
+        if isinstance(self._interp, DenseInterpolant):   # sol(t) the same after js.load
+            out.update(self._interp._arrays())
+        elif self._interp is not None:
+            raise InvalidProblemError("sol: its interpolant cannot be written to HDF5")
         return out
 
     def _attrs(self):
         a = super()._attrs()
         a["alg"] = self.alg
-        a.update({f"stats_{k}": int(v) for k, v in self.stats.asdict().items()})
+        a.update(_stats_attrs(self.stats))
         return a
 
     @classmethod
     def _from_hdf5(cls, arrays, attrs):
-        stats = SolverStats(**{k[6:]: int(v) for k, v in attrs.items() if k.startswith("stats_")})
         events = list(zip(arrays["event_t"], arrays["event_u"])) if "event_t" in arrays else []
         kw = {}
         if cls is SDESolution and "W" in arrays:
             kw["W"] = arrays["W"]
-        return cls(arrays["t"], arrays["u"], attrs["retcode"], stats, events=events,
-                   alg=attrs.get("alg", ""), **kw)
+        if "dense_k" in arrays:
+            kw["interp"] = DenseInterpolant(arrays["dense_t"], arrays["dense_h"],
+                                            arrays["dense_u"], arrays["dense_k"],
+                                            arrays["dense_BTH"], arrays["u"].shape[1:])
+        sol = cls(arrays["t"], arrays["u"], attrs["retcode"], _stats_from_attrs(attrs),
+                  events=events, alg=attrs.get("alg", ""), **kw)
+        for k in ("steps_t", "steps_h"):
+            if k in arrays:
+                setattr(sol, k, arrays[k])
+        return sol
 
     def __repr__(self):
         return (f"{type(self).__name__}(retcode={self.retcode}, nt={self.t.size}, "
@@ -279,7 +337,10 @@ class EnsembleSolution(AbstractSolution):
     ``retcode`` is ``Success`` when every trajectory succeeded, else the first failure's
     code; ``retcodes`` lists them all, ``successful_mask`` marks the successful ones
     (``sol.u[sol.successful_mask]``).  ``retcodes`` may be given as ReturnCode members,
-    their names, or an array of names.
+    their names, or an array of names.  ``stats``: the work, per trajectory (an (N, 5)
+    array of ``SolverStats`` fields, ODE ensembles) or summed (a ``SolverStats``, SDE
+    ensembles), or None; ``W`` (N, nt, nbrownian): the Brownian paths of an SDE ensemble
+    solved with ``save_noise=True``, else None.
 
     Examples
     --------
@@ -293,7 +354,7 @@ class EnsembleSolution(AbstractSolution):
     (2, <ReturnCode.Success: 'Success'>, array([0.135, 0.135]))
     """
 
-    def __init__(self, t, u, retcodes, *, alg=""):
+    def __init__(self, t, u, retcodes, *, alg="", stats=None, W=None):
         self.t = np.asarray(t, dtype=np.float64)
         self.u = np.asarray(u)
         self._codes = _code_indices(retcodes)
@@ -301,6 +362,8 @@ class EnsembleSolution(AbstractSolution):
             raise ValueError("one retcode per trajectory is required")
         self._retcodes = None
         self.alg = str(alg)
+        self.stats = stats
+        self.W = W
 
     @property
     def retcodes(self):
@@ -326,16 +389,24 @@ class EnsembleSolution(AbstractSolution):
         return self.u.shape[0]
 
     def _arrays(self):
-        return {"t": self.t, "u": self.u,
-                "retcodes": _NAMES_S32[self._codes]}
+        out = {"t": self.t, "u": self.u, "retcodes": _NAMES_S32[self._codes]}
+        if isinstance(self.stats, np.ndarray):
+            out["stats"] = self.stats
+        if self.W is not None:
+            out["W"] = self.W
+        return out
 
     def _attrs(self):
-        return {"retcode": self.retcode.value, "alg": self.alg}
+        a = {"retcode": self.retcode.value, "alg": self.alg}
+        if isinstance(self.stats, SolverStats):
+            a.update(_stats_attrs(self.stats))
+        return a
 
     @classmethod
     def _from_hdf5(cls, arrays, attrs):
         return cls(arrays["t"], arrays["u"], np.asarray(arrays["retcodes"]),
-                   alg=attrs.get("alg", ""))
+                   alg=attrs.get("alg", ""), W=arrays.get("W"),
+                   stats=arrays["stats"] if "stats" in arrays else _stats_from_attrs(attrs))
 
     def __repr__(self):
         return f"EnsembleSolution(N={len(self)}, nt={self.t.size}, retcode={self.retcode})"

@@ -107,6 +107,17 @@ def _check_times(x, name, tspan):
     return a
 
 
+def _check_callback(cb):
+    """``callback``: None, a callable, a js callback object, or a list/tuple of callback
+    objects (each solver checks which kinds it takes)."""
+    if cb is None or callable(cb) or hasattr(cb, "condition"):
+        return
+    if isinstance(cb, (list, tuple)) and all(hasattr(c, "condition") for c in cb):
+        return
+    raise InvalidProblemError("callback: expected a callable, a js callback object or a list "
+                              f"of js callback objects, got {type(cb).__name__}")
+
+
 def _check_de_options(prob, o):
     n = prob.u0.size
     o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n)
@@ -138,6 +149,8 @@ def solve(prob, alg, **kwargs):
     backend="auto", progress=False, callback=None)`` for ODE/SDE problems;
     ``solve(prob, alg, rtol=1e-8, atol=0.0, maxiter=None, callback=None)`` for a
     ``LinearProblem``; ``solve(eprob, alg, trajectories=N, ...)`` for an ensemble.
+    ``callback`` of an ODE solve is a ``js.ContinuousCallback``, a ``js.DiscreteCallback``
+    or a list of them.
 
     Every option is checked before any work starts; a bad one raises
     :class:`jitsolve.errors.InvalidProblemError` naming it.  A numerical failure
@@ -185,9 +198,7 @@ def solve(prob, alg, **kwargs):
             f"(options: {', '.join(sorted(defaults))})")
     options = dict(defaults, **kwargs)
     options["backend"] = _check_backend(options["backend"])
-    if options.get("callback") is not None and not callable(options["callback"]) \
-            and not hasattr(options["callback"], "condition"):
-        raise InvalidProblemError("callback: expected a callable or a js callback object")
+    _check_callback(options.get("callback"))
     if isinstance(prob, LinearProblem):
         options["rtol"], options["atol"] = check_tolerances(options["rtol"], options["atol"])
         options["maxiter"] = check_positive_int(options["maxiter"], "maxiter", allow_none=True)
@@ -206,9 +217,10 @@ def solve(prob, alg, **kwargs):
                 f"trajectories: {options['trajectories']} requested but u0s/ps hold {prob.ntrajectories}")
     fn = _lookup(prob, alg)
     if fn is None:
+        algs = sorted({a for p, a in registered() if p == type(prob).__name__})
         raise UnsupportedAlgorithmError(
-            f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build "
-            f"(available: {', '.join(f'{p}/{a}' for p, a in registered()) or 'none yet'})")
+            f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build"
+            + (f" ({type(prob).__name__} takes: {', '.join(algs)})" if algs else ""))
     t0 = time.perf_counter()
     with WatchUserExceptions("solve"):
         sol = fn(prob, alg, **options)
