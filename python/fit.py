@@ -10,6 +10,7 @@ import numpy as np
 
 from .errors import InvalidProblemError
 from .log import get_logger
+from .losses import observe_at_saveat
 from .validate import (as_state_array, check_nonnegative_float, check_positive_float,
                        check_positive_int)
 
@@ -307,6 +308,7 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
                                   f"callable x -> (value, gradient), got {type(regularizer).__name__}")
     if callback is not None and not callable(callback):
         raise InvalidProblemError(f"callback: expected a callable (x, loss), got {type(callback).__name__}")
+    loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     if log is not None:
         _open_log(log, wrt)
     options = dict(maxiter=maxiter) if method == "SLSQP" else dict(maxiter=maxiter, gtol=gtol)

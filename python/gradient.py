@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InvalidProblemError, JitsolveError, UnsupportedAlgorithmError
 from .log import get_logger
-from .losses import Loss
+from .losses import Loss, observe_at_saveat
 from .problems import LinearProblem
 from .user_exceptions import WatchUserExceptions
 
@@ -114,6 +114,9 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
             f"(supported: {', '.join(sorted(p.__name__ for p in _GRADIENTS))})")
     if not isinstance(loss, Loss):
         raise InvalidProblemError(f"loss: expected a js.Loss or js.L2Loss, got {type(loss).__name__}")
+    from .solve import option_defaults
+    option_defaults(prob, solve_kw)             # a typo (rtoll=...) is an error, not ignored
+    loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     t0 = time.perf_counter()
     with WatchUserExceptions("gradient"):
         out = impl(prob, alg, loss, wrt, sensealg, **solve_kw)

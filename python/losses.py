@@ -3,6 +3,8 @@
 A loss sees the saved states of a solve: for a ``LinearProblem`` the solution ``u``
 (the shape of ``b``); for time-dependent problems the states saved at the loss's times.
 """
+import copy
+
 import numpy as np
 
 from .errors import InvalidProblemError
@@ -11,9 +13,50 @@ from .validate import as_state_array, check_finite
 __all__ = ["Loss", "L2Loss"]
 
 
+def _times(t_data):
+    t = np.atleast_1d(np.asarray(t_data, dtype=np.float64))
+    if t.ndim != 1:
+        raise InvalidProblemError(f"t_data: expected a 1-D array of times, got shape {t.shape}")
+    check_finite(t, "t_data")
+    return t
+
+
+def observe_at_saveat(prob, loss, solve_kw):
+    """``(loss, solve_kw)`` with ``saveat`` moved into the loss's observation times.
+
+    ``gradient``, ``fit`` and ``check_gradient`` save at the loss's times unless
+    ``saveat`` is given (API.md): a loss without ``t_data`` observes at ``saveat``; one
+    with ``t_data`` accepts only the same times.  ``saveat`` leaves ``solve_kw``.
+    """
+    saveat = solve_kw.get("saveat")
+    tspan = getattr(getattr(prob, "prob", prob), "tspan", None)   # an ensemble's base problem
+    if saveat is None or tspan is None or not isinstance(loss, Loss):
+        return loss, solve_kw
+    from .ode import saveat_times
+    if np.ndim(saveat) == 0:
+        step = float(saveat)
+        if not (np.isfinite(step) and step > 0):
+            raise InvalidProblemError(f"saveat: an interval must be a positive number, got {saveat!r}")
+    t = _times(saveat_times(tspan, saveat))
+    kw = {k: v for k, v in solve_kw.items() if k != "saveat"}
+    if loss.t_data is None:
+        timed = copy.copy(loss)
+        timed.t_data = t
+        return timed, kw
+    if loss.t_data.shape == t.shape and np.array_equal(loss.t_data, t):
+        return loss, kw
+    raise InvalidProblemError(
+        f"saveat: the loss observes at its own t_data ({loss.t_data.size} times); saveat "
+        f"({t.size} times) differs -- give the times once (saveat= or the loss's t_data)")
+
+
 class Loss:
     """A custom loss from two functions: ``value(u_saved) -> float`` and
     ``grad(u_saved) -> array`` of ``u_saved``'s shape (the gradient dJ/du).
+
+    For a time-dependent problem the loss sees the states saved at ``t_data`` (given
+    here, or by ``saveat=`` to ``js.gradient`` / ``js.fit`` / ``js.check_gradient``):
+    ``u_saved`` has shape ``(len(t_data), *u0.shape)``.
 
     Examples
     --------
@@ -26,13 +69,15 @@ class Loss:
     #: times at which the loss looks at the solution (None: a steady/linear solve)
     t_data = None
 
-    def __init__(self, value, grad):
+    def __init__(self, value, grad, t_data=None):
         if not callable(value):
             raise InvalidProblemError(f"value: expected a function u -> float, got {type(value).__name__}")
         if not callable(grad):
             raise InvalidProblemError(f"grad: expected a function u -> array, got {type(grad).__name__}")
         self._value = value
         self._grad = grad
+        if t_data is not None:
+            self.t_data = _times(t_data)
 
     def value(self, u):
         """The loss at the saved states ``u``."""
@@ -76,13 +121,7 @@ class L2Loss(Loss):
     """
 
     def __init__(self, t_data, data, weights=None):
-        if t_data is not None:
-            t = np.atleast_1d(np.asarray(t_data, dtype=np.float64))
-            if t.ndim != 1:
-                raise InvalidProblemError(f"t_data: expected a 1-D array of times, got shape {t.shape}")
-            check_finite(t, "t_data")
-            t_data = t
-        self.t_data = t_data
+        self.t_data = None if t_data is None else _times(t_data)
         self.data = as_state_array(data, "data", dtypes=(np.float64, np.float32)).astype(np.float64)
         if weights is None:
             self.weights = None
@@ -97,6 +136,9 @@ class L2Loss(Loss):
                 raise InvalidProblemError("weights: must be >= 0")
             self.weights = w
         super().__init__(self._l2value, self._l2grad)
+        if self.t_data is not None and self.data.ndim >= 2 and self.data.shape[0] != self.t_data.size:
+            raise InvalidProblemError(f"data: {self.t_data.size} observation times but data of "
+                                      f"shape {self.data.shape} (one row per time)")
 
     def _diff(self, u):
         u = np.asarray(u)

@@ -12,6 +12,7 @@ from .algorithms import SensitivityAlgorithm
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError, register_gradient
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
+from .validate import check_positive_float
 
 __all__ = ["DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint", "BacksolveAdjoint",
            "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient"]
@@ -49,13 +50,22 @@ class HDF5Store:
     """
 
     def __init__(self, path):
-        self.path = str(path)
+        import os
+        self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise InvalidProblemError(f"path: the folder {folder!r} of the checkpoint store "
+                                      f"does not exist")
         self._f = None
 
     def _file(self):
         if self._f is None:
             import h5py
-            self._f = h5py.File(self.path, "w")
+            try:
+                self._f = h5py.File(self.path, "w")
+            except OSError as exc:
+                raise InvalidProblemError(f"path: cannot create the checkpoint store "
+                                          f"{self.path!r}: {exc}") from exc
         return self._f
 
     def put(self, i, u):
@@ -178,6 +188,8 @@ class FiniteDifference(SensitivityAlgorithm):
     """
 
     def __init__(self, step=None):
+        if step is not None:
+            step = check_positive_float(step, "step")
         self.step = step
 
 
@@ -327,7 +339,8 @@ def _wrt_tuple(wrt):
 
 def _loss_times(prob, loss):
     if loss.t_data is None:
-        raise InvalidProblemError("loss: an ODE loss needs observation times (L2Loss(t_data, ...))")
+        raise InvalidProblemError("loss: an ODE loss needs observation times: L2Loss(t_data, ...), "
+                                  "js.Loss(value, grad, t_data=...) or saveat=...")
     t0, t1 = prob.tspan
     lo, hi = min(t0, t1), max(t0, t1)
     t = np.ascontiguousarray(loss.t_data, dtype=np.float64)
@@ -739,6 +752,10 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
     if isinstance(alg, StiffAlgorithm) and isinstance(sensealg, DiscreteAdjoint):
         from .stiff_gradient import stiff_discrete_adjoint
         return stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
+    if isinstance(alg, StiffAlgorithm) and isinstance(sensealg, ForwardSensitivity):
+        raise UnsupportedAlgorithmError(
+            f"sensealg: {type(sensealg).__name__} covers the explicit methods in this build; "
+            f"for {type(alg).__name__} use js.DiscreteAdjoint() or js.FiniteDifference()")
     if isinstance(sensealg, (DiscreteAdjoint, ForwardSensitivity)):
         val, out, _info = _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
         return val, out
@@ -783,8 +800,10 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     from .gradient import gradient
     from .problems import kappa_of, remake
     from .solve import solve
+    from .losses import observe_at_saveat
     if not isinstance(wrt, str):
         raise InvalidProblemError("wrt: check_gradient tests one input at a time (a string)")
+    loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     val, grads = gradient(prob, alg, loss, wrt=(wrt,), sensealg=sensealg, **solve_kw)
     g = grads[wrt]
     if wrt == "kappa":

@@ -118,6 +118,24 @@ def _check_callback(cb):
                               f"of js callback objects, got {type(cb).__name__}")
 
 
+def option_defaults(prob, kwargs):
+    """The defaults of ``solve``'s options for ``prob``; an unknown name in ``kwargs``
+    (a typo such as ``rtoll``) raises ``InvalidProblemError`` naming it."""
+    if isinstance(prob, LinearProblem):
+        defaults = _LINEAR_DEFAULTS
+    elif isinstance(prob, EnsembleProblem):
+        defaults = dict(_DE_DEFAULTS, trajectories=None)
+    else:
+        defaults = _DE_DEFAULTS
+    unknown = set(kwargs) - set(defaults)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidProblemError(
+            f"{name}: not an option of solve for {type(prob).__name__} "
+            f"(options: {', '.join(sorted(defaults))})")
+    return defaults
+
+
 def _check_de_options(prob, o):
     n = prob.u0.size
     o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n)
@@ -184,18 +202,7 @@ def solve(prob, alg, **kwargs):
         raise InvalidProblemError(f"alg: pass an instance, e.g. {alg.__name__}(), not the class")
     if not isinstance(alg, AbstractAlgorithm):
         raise InvalidProblemError(f"alg: expected an algorithm object (e.g. js.CG()), got {type(alg).__name__}")
-    if isinstance(prob, LinearProblem):
-        defaults = _LINEAR_DEFAULTS
-    elif isinstance(prob, EnsembleProblem):
-        defaults = dict(_DE_DEFAULTS, trajectories=None)
-    else:
-        defaults = _DE_DEFAULTS
-    unknown = set(kwargs) - set(defaults)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidProblemError(
-            f"{name}: not an option of solve for {type(prob).__name__} "
-            f"(options: {', '.join(sorted(defaults))})")
+    defaults = option_defaults(prob, kwargs)
     options = dict(defaults, **kwargs)
     options["backend"] = _check_backend(options["backend"])
     _check_callback(options.get("callback"))

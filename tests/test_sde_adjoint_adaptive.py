@@ -320,7 +320,7 @@ def test_adaptive_adjoint_bad_inputs():
     with pytest.raises(SolveFailedError, match="forward SDE solve failed"):
         js.gradient(NL, js.SRIW1(), loss, maxiters=5, **ADAPT)
     with pytest.raises(InvalidProblemError, match="saveat"):
-        js.gradient(NL, js.SRIW1(), loss, saveat=np.array([0.5, 1.0]), **ADAPT)
+        js.gradient(NL, js.SRIW1(), loss, saveat=np.array([0.25, 1.0]), **ADAPT)
     with pytest.raises(InvalidProblemError, match="tspan"):
         js.gradient(NL, js.SRIW1(), _loss(NL, np.array([0.5, 2.0])), **ADAPT)
     with pytest.raises(UnsupportedAlgorithmError, match="stratonovich"):
