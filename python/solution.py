@@ -203,6 +203,8 @@ class ODESolution(AbstractSolution):
         if self.t.size == 0:
             raise InvalidProblemError("t: the solution holds no saved states")
         lo, hi = min(self.t[0], self.t[-1]), max(self.t[0], self.t[-1])
+        if not np.all(np.isfinite(tq)):
+            raise InvalidProblemError("t: contains NaN or Inf")
         if np.any(tq < lo) or np.any(tq > hi):
             raise InvalidProblemError(f"t: outside the solution's span [{lo}, {hi}]")
         if self._interp is not None:

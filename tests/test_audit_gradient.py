@@ -1,6 +1,6 @@
 """Gradient API audit: ``saveat`` gives a loss its observation times (API.md: gradient,
 fit and check_gradient save at the loss's times unless ``saveat`` is given), custom
-``js.Loss`` on ODEs, and argument checks of the sensitivity algorithms."""
+``js.Loss`` on ODEs, argument checks of the sensitivity algorithms, ``sol(t)`` at NaN."""
 import numpy as np
 import pytest
 
@@ -106,3 +106,10 @@ def test_hdf5_store_path_checked(tmp_path):
     store = js.HDF5Store(tmp_path / "taken.h5")
     with pytest.raises(InvalidProblemError, match="path: cannot create the checkpoint store"):
         store.put(0, np.zeros(2))
+
+
+def test_dense_output_refuses_nan_time(setup):
+    prob, _, _ = setup
+    sol = js.solve(prob, js.Tsit5(), **KW)
+    with pytest.raises(InvalidProblemError, match="t: contains NaN"):
+        sol(np.array([1.0, np.nan]))
