@@ -14,13 +14,21 @@ recomputed at the end whatever the outcome.
 ``callback(iteration, x, resnorm)`` is called after every iteration (``x`` flat; None for
 GMRES, which forms its iterate only at restarts); returning True stops the solve with
 ``ReturnCode.Terminated``.
+
+A zero right-hand side ``b`` has the exact solution ``u = 0``: every Krylov method returns
+it at once (``Success``, ``iters == 0``, ``resnorm == 0``), whatever ``x0`` is.
+
+A user preconditioner (a callable ``r -> z`` or a scipy LinearOperator) must return ``r``'s
+size, and real values in a real solve (a complex ``z`` whose imaginary part is exactly zero
+is accepted); otherwise InvalidProblemError.  An exception it raises stops the solve with
+:class:`jitsolve.errors.UserFunctionError`, the exception chained.
 """
 import numbers
 
 import numpy as np
 
 from .algorithms import LinearAlgorithm, Preconditioner
-from .errors import InvalidProblemError
+from .errors import InvalidProblemError, JitsolveError, UserFunctionError
 from .grid.operators import GridOperator, ScaledOperator
 from .grid.stencils import Diffusion, Laplacian
 from .problems import LinearProblem
@@ -423,15 +431,36 @@ class AMG(_CachedPreconditioner):
 
 
 def _user_preconditioner(apply, what):
-    """``(r, out) -> out`` from a user's ``r -> z``, checking that ``z`` has ``r``'s size."""
+    """``(r, out) -> out`` from a user's ``r -> z``.
+
+    ``z`` must have ``r``'s size and, in a real solve, be real: a complex ``z`` is
+    accepted only when its imaginary part is exactly zero (it is dropped), otherwise
+    InvalidProblemError.  An exception raised by ``apply`` becomes
+    :class:`~jitsolve.errors.UserFunctionError` with it chained (jitsolve's own errors
+    pass through unchanged).
+    """
     def M(r, out):
-        z = apply(r)
+        try:
+            z = apply(r)
+        except JitsolveError:
+            raise
+        except Exception as exc:
+            raise UserFunctionError(f"precond: {what} raised {type(exc).__name__}: {exc} "
+                                    f"(the exception is chained)") from exc
         size = np.size(z) if z is not None else 0
         if size != r.size:
             got = "None" if z is None else f"shape {np.shape(z)}"
             raise InvalidProblemError(f"precond: {what} returned {got}; expected an array of "
                                       f"{r.size} values (the size of r)")
-        out[:] = np.ravel(z)
+        z = np.ravel(z)
+        if np.iscomplexobj(z) and out.dtype.kind != "c":
+            if np.any(z.imag != 0):
+                raise InvalidProblemError(
+                    f"precond: {what} returned complex values (max |imag| "
+                    f"{float(np.max(np.abs(z.imag))):.3e}) in a real solve; return a real "
+                    f"array (or make A or b complex)")
+            z = z.real
+        out[:] = z
         return out
     return M
 

@@ -1,8 +1,12 @@
 """Regression tests from the audit of the linear/fit layer: ``check_gradient`` and
-finite differences with respect to ``kappa`` of ODE problems, and the validation of
-``fit``'s options, regularisers and log file."""
+finite differences with respect to ``kappa`` of ODE problems, the validation of
+``fit``'s options, regularisers and log file, zero right-hand sides of the Krylov
+solvers and user preconditioners that raise or return complex values."""
+import warnings
+
 import numpy as np
 import pytest
+import scipy.sparse.linalg as spla
 
 import jitsolve as js
 
@@ -99,3 +103,103 @@ def test_fit_bounds_as_arrays_and_pairs():
     np.testing.assert_allclose(res.p, [2.0, 3.0, 3.0], rtol=1e-5)
     res = _fit(bounds=[(0.0, 3.0), (0.0, None), (None, 4.5)])
     np.testing.assert_allclose(res.p, [2.0, 4.0, 4.5], rtol=1e-4)
+
+
+# ----------------------------------------------------------------- zero right-hand side
+_SPD = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]])
+_KRYLOV = {"CG": lambda: js.CG(), "CG-Jacobi": lambda: js.CG(js.Jacobi()),
+           "CG-callable": lambda: js.CG(lambda r: r / np.diag(_SPD)),
+           "BiCGSTAB": lambda: js.BiCGSTAB(), "GMRES": lambda: js.GMRES(),
+           "GMRES-Jacobi": lambda: js.GMRES(precond=js.Jacobi()),
+           "FlexibleCG": lambda: js.FlexibleCG()}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+@pytest.mark.parametrize("name", list(_KRYLOV))
+def test_zero_rhs_with_a_nonzero_x0_returns_zero_at_once(name, dtype):
+    # the target rtol ||b|| is 0: without the special case the solve ran to maxiter
+    prob = js.LinearProblem(_SPD, np.zeros(3, dtype=dtype), x0=np.array([1.0, -2.0, 3.0], dtype=dtype))
+    sol = js.solve(prob, _KRYLOV[name](), maxiter=200)
+    assert sol.retcode == js.ReturnCode.Success
+    assert sol.iters == 0 and sol.resnorm == 0.0
+    assert sol.u.dtype == dtype and sol.u.shape == (3,)
+    np.testing.assert_array_equal(sol.u, np.zeros(3))
+    np.testing.assert_array_equal(sol.history, [0.0])     # as with x0=None
+    ref = js.solve(js.LinearProblem(_SPD, np.zeros(3, dtype=dtype)), _KRYLOV[name]())
+    np.testing.assert_array_equal(sol.history, ref.history)
+
+
+def test_zero_rhs_fused_grid_cg():
+    g = js.Grid((8, 8))
+    prob = js.LinearProblem(-js.Laplacian(g), np.zeros(g.shape), x0=np.ones(g.shape))
+    sol = js.solve(prob, js.CG(), maxiter=500)
+    assert sol.retcode == js.ReturnCode.Success and sol.iters == 0 and sol.resnorm == 0.0
+    assert sol.u.shape == g.shape and not np.any(sol.u)
+
+
+@pytest.mark.parametrize("target", [np.zeros(3), np.array([1.0, 2.0, -1.0])],
+                         ids=["dJdu-zero", "dJdu-nonzero"])
+@pytest.mark.parametrize("name", ["CG", "GMRES", "FlexibleCG"])
+def test_gradient_of_a_zero_rhs(name, target):
+    # u = 0, J = 1/2 |u - t|^2 (sum), dJ/du = -t, lam = A^-T dJ/du, dJ/db = lam
+    prob = js.LinearProblem(_SPD, np.zeros(3), x0=np.ones(3))
+    loss = js.L2Loss(None, target)
+    val, grads = js.gradient(prob, _KRYLOV[name](), loss, wrt=("b", "A"), rtol=1e-12)
+    _, ref = js.gradient(js.LinearProblem(_SPD, np.zeros(3)), js.Direct(), loss, wrt=("b", "A"))
+    lam = np.linalg.solve(_SPD.T, loss.grad(np.zeros(3)))
+    np.testing.assert_allclose(grads["b"], lam, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grads["b"], ref["b"], rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(grads["A"], np.zeros((3, 3)))     # -lam u^T with u = 0
+    assert val == pytest.approx(float(loss.value(np.zeros(3))))
+
+
+# ----------------------------------------------------------------- user preconditioners
+def _raising(r):
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("alg", ["CG", "FlexibleCG", "BiCGSTAB", "GMRES"])
+@pytest.mark.parametrize("kind", ["callable", "LinearOperator"])
+def test_raising_preconditioner_is_a_user_function_error(alg, kind):
+    if kind == "callable":
+        pc, what = _raising, "the callable"
+    else:
+        pc, what = spla.LinearOperator((3, 3), matvec=_raising, dtype=np.float64), "its matvec"
+    algo = js.GMRES(precond=pc) if alg == "GMRES" else getattr(js, alg)(pc)
+    with pytest.raises(js.errors.UserFunctionError,
+                       match=f"^precond: {what} raised ValueError: boom") as info:
+        js.solve(js.LinearProblem(_SPD, np.ones(3)), algo)
+    assert isinstance(info.value.__cause__, ValueError) and str(info.value.__cause__) == "boom"
+
+
+def test_preconditioner_raising_a_jitsolve_error_is_not_wrapped():
+    def pc(r):
+        raise js.errors.InvalidProblemError("inner: bad")
+    with pytest.raises(js.errors.InvalidProblemError, match="^inner: bad$"):
+        js.solve(js.LinearProblem(_SPD, np.ones(3)), js.CG(pc))
+
+
+@pytest.mark.parametrize("alg", ["CG", "FlexibleCG", "BiCGSTAB", "GMRES"])
+def test_complex_preconditioner_output_in_a_real_solve_is_refused(alg):
+    pc = lambda r: r * (1.0 + 0.5j)    # noqa: E731
+    algo = js.GMRES(precond=pc) if alg == "GMRES" else getattr(js, alg)(pc)
+    with pytest.raises(js.errors.InvalidProblemError,
+                       match=r"^precond: the callable returned complex values \(max \|imag\| 5.000e-01\) "
+                             r"in a real solve"):
+        js.solve(js.LinearProblem(_SPD, np.array([1.0, 0.0, 0.0])), algo)
+    op = spla.LinearOperator((3, 3), matvec=pc, dtype=np.complex128)
+    with pytest.raises(js.errors.InvalidProblemError, match="^precond: its matvec returned complex values"):
+        js.solve(js.LinearProblem(_SPD, np.ones(3)), js.CG(op))
+
+
+def test_complex_preconditioner_output_with_zero_imaginary_part_is_accepted():
+    d = np.diag(_SPD)
+    b = np.array([1.0, 2.0, 3.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # no ComplexWarning from a silent cast
+        sol = js.solve(js.LinearProblem(_SPD, b), js.CG(lambda r: (r / d).astype(np.complex128)),
+                       rtol=1e-12)
+    ref = js.solve(js.LinearProblem(_SPD, b), js.CG(lambda r: r / d), rtol=1e-12)
+    assert sol.retcode == js.ReturnCode.Success and sol.u.dtype == np.float64
+    np.testing.assert_array_equal(sol.u, ref.u)
+    np.testing.assert_allclose(_SPD @ sol.u, b, rtol=1e-11)

@@ -57,10 +57,15 @@ def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon):
 
 
 def start(matvec, b, x0, dtype):
-    """Initial iterate and residual: ``x = x0`` (or zeros) and ``r = b - A x``."""
+    """Initial iterate and residual: ``x = x0`` (or zeros) and ``r = b - A x``.
+
+    ``b = 0`` starts from ``x = 0`` whatever ``x0`` is: that is the exact solution, and
+    the target ``rtol ||b||`` (zero) would otherwise be out of reach, so every solver
+    returns ``x = 0`` with ``Success`` after 0 iterations (as SciPy does).
+    """
     n = b.size
     r = np.empty(n, dtype=dtype)
-    if x0 is None:
+    if x0 is None or not np.any(b):
         x = np.zeros(n, dtype=dtype)
         r[:] = b
     else:
