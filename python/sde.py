@@ -295,7 +295,8 @@ def _prepare(prob, alg, o, at=None):
     if gc is None:
         gc = compile_cfunc(_dummy_cplx, "g", "f_complex")
     mod = alg._mod()
-    kw = dict(tspan=tuple(float(t) for t in prob.tspan), dt=o["dt"], adaptive=adaptive, rtol=o["rtol"],
+    t0, t1 = prob.tspan
+    kw = dict(tspan=(float(t0), float(t1)), dt=o["dt"], adaptive=adaptive, rtol=o["rtol"],
               atol=o["atol"], dtmin=o["dtmin"], maxiters=o["maxiters"], seed=seed,
               noise=prob.noise, m=prob.nbrownian,
               strat=prob.interpretation == "stratonovich", has_cs=has_cs)
