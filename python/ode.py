@@ -355,33 +355,14 @@ def _solve_prob_func(eprob, alg, N, o):
     """The general (slow) path: one ``solve`` per problem ``prob_func(prob, i)``, each saved
     at the ensemble's times (``saveat``, else ``tspan``'s ends, as the compiled path).
     A trajectory that fails keeps its retcode and its saved prefix (NaN after it)."""
-    from .solve import solve
+    from .solve import _prob_func_trajectories, solve
     prob = eprob.prob
     savet = saveat_times(prob.tspan, o["saveat"])
     if savet is None:
         savet = np.array(prob.tspan, dtype=np.float64)
     o = dict(o, saveat=savet)
-    u = np.full((N, savet.size) + prob.u0.shape, np.nan)
-    rcs, stats = [], np.zeros((N, 5), np.int64)
-    for i in range(N):
-        pi = eprob.prob_func(prob, i)
-        if not isinstance(pi, (ODEProblem, SplitODEProblem)):
-            raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, "
-                                      "expected an ODEProblem")
-        if pi.u0.shape != prob.u0.shape:
-            raise InvalidProblemError(
-                f"prob_func: u0 of trajectory {i} has shape {pi.u0.shape}; every trajectory "
-                f"needs the shape of prob.u0, {prob.u0.shape}")
-        if tuple(pi.tspan) != tuple(prob.tspan):
-            raise InvalidProblemError(
-                f"prob_func: tspan of trajectory {i} is {pi.tspan}; every trajectory needs "
-                f"prob.tspan, {prob.tspan}")
-        s = solve(pi, alg, **o)
-        m = min(s.t.size, savet.size)
-        k = int(np.argmin(np.append(s.t[:m] == savet[:m], False)))   # saved save times
-        u[i, :k] = s.u[:k]
-        rcs.append(s.retcode)
-        stats[i] = [s.stats.nf, s.stats.njac, s.stats.nsolve, s.stats.naccept, s.stats.nreject]
+    u, _W, rcs, stats = _prob_func_trajectories(eprob, N, savet, (ODEProblem, SplitODEProblem),
+                                                lambda pi, i: solve(pi, alg, **o))
     return EnsembleSolution(savet, u, rcs, alg=type(alg).__name__, stats=stats)
 
 

@@ -151,7 +151,17 @@ class SRA1(_SDEMethod):
     """Rößler's SRA1 stochastic Runge-Kutta method for additive noise (``g`` independent of ``u``).
 
     Strong order 1.5, weak order 2 on additive noise; diagonal, scalar and general noise;
-    adaptive by default, like :class:`SRIW1`.  On multiplicative noise it is only order 1/2.
+    adaptive by default, like :class:`SRIW1`.
+
+    Additive noise only: ``g(gu, u, p, t)`` may depend on ``p`` and ``t`` but not on ``u``.
+    On multiplicative noise (e.g. ``g = sigma u``) the scheme converges to the
+    Stratonovich solution, not the Itô one, so ``solve`` (and ``gradient``) refuse it:
+    before integrating they evaluate ``g`` at ``u0`` and at two perturbed states (same
+    ``p``, ``t0``; the first trajectory's ``u0``/``p`` for an ensemble, each remade
+    problem for ``prob_func``) and raise
+    :class:`~jitsolve.errors.UnsupportedAlgorithmError` naming ``g`` when the values
+    differ.  Use :class:`SRIW1`, :class:`Milstein` or :class:`EM` for multiplicative Itô
+    noise (:class:`EulerHeun` for Stratonovich).
 
     References
     ----------
@@ -180,8 +190,61 @@ def _dummy_cplx(out, u, p, t):  # pragma: no cover - never called
     out[0] = 0.0
 
 
-def _prepare(prob, alg, o):
-    """Check the pair and the options, compile the first-class user functions."""
+def _require_additive(prob, u0, p):
+    """Refuse SRA1 on noise that depends on ``u``: evaluate ``g`` (in place, as the
+    compiled loops call it) at ``u0`` and at two deterministic perturbations of it scaled
+    to ``max|u0| + 1`` (same ``p`` and ``t0``), and raise when the values differ."""
+    u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
+    p = np.ascontiguousarray(p, dtype=np.float64).ravel()
+    t0 = float(prob.tspan[0])
+    n = u0.size
+    shape = (n, prob.nbrownian) if prob.noise == "general" else (n,)
+    i = np.arange(n)
+    scale = float(np.max(np.abs(u0), initial=0.0)) + 1.0
+    pert = (0.3 + 0.1 * (i % 5), (-1.0) ** i * (0.2 + 0.15 * (3 * i % 4)))
+    values = []
+    for u in (u0,) + tuple(u0 + scale * d for d in pert):
+        gu = np.zeros(shape)
+        prob.g(gu, np.ascontiguousarray(u), p, t0)
+        values.append(gu)
+    if not all(np.array_equal(v, values[0], equal_nan=True) for v in values[1:]):
+        alts = ("EulerHeun" + ("" if prob.noise == "general" else " or Milstein")
+                if prob.interpretation == "stratonovich" else
+                "EM" if prob.noise == "general" else "SRIW1, Milstein or EM")
+        raise UnsupportedAlgorithmError(
+            f"g: SRA1 requires additive noise (g independent of u), but g(gu, u, p, t0) "
+            f"changes with u near u0 (multiplicative noise, on which SRA1 converges to the "
+            f"wrong solution); use {alts}")
+
+
+def _check_options(tspan, alg, o):
+    """Check the solve options against the method and the span; returns ``(adaptive,
+    seed)``."""
+    adaptive = bool(o["adaptive"]) and alg.adaptive
+    if not adaptive and o["dt"] is None:
+        raise InvalidProblemError(
+            f"dt: required for the fixed-step method {type(alg).__name__}"
+            + (" (or pass adaptive=True)" if alg.adaptive else "")
+            + "; e.g. dt=(t1 - t0)/2**10 (powers of two keep paths nested across dt)")
+    if o.get("callback") is not None:
+        raise UnsupportedAlgorithmError("callback: not supported by the SDE methods yet")
+    if o.get("tstops") is not None:
+        raise UnsupportedAlgorithmError("tstops: not supported by the SDE methods yet; use saveat")
+    t0, t1 = tspan
+    if o["dt"] is not None and o["dt"] > abs(t1 - t0) * (1 + 1e-12) and not adaptive:
+        raise InvalidProblemError(f"dt: {o['dt']} is longer than the span |t1 - t0| = {abs(t1 - t0)}")
+    if isinstance(o["saveat"], float) and o["saveat"] > abs(t1 - t0):
+        raise InvalidProblemError(f"saveat: interval {o['saveat']} is longer than the span")
+    seed = 0 if o["seed"] is None else int(o["seed"])
+    if seed >= 2 ** 63:
+        raise InvalidProblemError(f"seed: expected an integer below 2**63, got {seed}")
+    return adaptive, seed
+
+
+def _prepare(prob, alg, o, at=None):
+    """Check the pair and the options, compile the first-class user functions.  ``at``:
+    the ``(u0, p)`` at which SRA1 checks that the noise is additive (default the
+    problem's; an ensemble passes its first trajectory's)."""
     from .grid.operators import GridOperator
     if isinstance(prob.f, GridOperator):
         raise UnsupportedAlgorithmError(
@@ -197,24 +260,9 @@ def _prepare(prob, alg, o):
             f"problem has interpretation={prob.interpretation!r}"
             + (" (use EulerHeun for Stratonovich)" if prob.interpretation == "stratonovich" else
                " (use EM, Milstein or SRIW1 for Itô)"))
-    adaptive = bool(o["adaptive"]) and alg.adaptive
-    if not adaptive and o["dt"] is None:
-        raise InvalidProblemError(
-            f"dt: required for the fixed-step method {type(alg).__name__}"
-            + (" (or pass adaptive=True)" if alg.adaptive else "")
-            + "; e.g. dt=(t1 - t0)/2**10 (powers of two keep paths nested across dt)")
-    if o.get("callback") is not None:
-        raise UnsupportedAlgorithmError("callback: not supported by the SDE methods yet")
-    if o.get("tstops") is not None:
-        raise UnsupportedAlgorithmError("tstops: not supported by the SDE methods yet; use saveat")
-    t0, t1 = prob.tspan
-    if o["dt"] is not None and o["dt"] > abs(t1 - t0) * (1 + 1e-12) and not adaptive:
-        raise InvalidProblemError(f"dt: {o['dt']} is longer than the span |t1 - t0| = {abs(t1 - t0)}")
-    if isinstance(o["saveat"], float) and o["saveat"] > abs(t1 - t0):
-        raise InvalidProblemError(f"saveat: interval {o['saveat']} is longer than the span")
-    seed = 0 if o["seed"] is None else int(o["seed"])
-    if seed >= 2 ** 63:
-        raise InvalidProblemError(f"seed: expected an integer below 2**63, got {seed}")
+    adaptive, seed = _check_options(prob.tspan, alg, o)
+    if isinstance(alg, SRA1):
+        _require_additive(prob, *((prob.u0, prob.p) if at is None else at))
     F = prob.f
     f = F.cfunc("f")
     graw = prob._g_raw
@@ -247,6 +295,7 @@ def _prepare(prob, alg, o):
     if gc is None:
         gc = compile_cfunc(_dummy_cplx, "g", "f_complex")
     mod = alg._mod()
+    t0, t1 = prob.tspan
     kw = dict(tspan=(float(t0), float(t1)), dt=o["dt"], adaptive=adaptive, rtol=o["rtol"],
               atol=o["atol"], dtmin=o["dtmin"], maxiters=o["maxiters"], seed=seed,
               noise=prob.noise, m=prob.nbrownian,
@@ -274,11 +323,16 @@ _RC_NAMES = np.array([_RC[i].value for i in range(len(_RC))])
 def _solve_sde(prob, alg, **o):
     if not isinstance(alg, _SDEMethod):
         raise UnsupportedAlgorithmError(f"alg: {type(alg).__name__} is not a jitsolve SDE method")
+    return _solve_path(prob, alg, o, o["saveat"])
+
+
+def _solve_path(prob, alg, o, saveat, trajectory=0):
+    """One compiled solve of ``prob``, path keyed ``trajectory``, as an SDESolution."""
     mod, funcs, kw = _prepare(prob, alg, o)
     from .solvers.sde.driver import solve_path
     u0 = np.ascontiguousarray(prob.u0, dtype=np.float64).ravel()
-    t, u, W, rc, st = solve_path(mod, funcs, u0, prob.p, saveat=o["saveat"],
-                                 save_noise=bool(o["save_noise"]), **kw)
+    t, u, W, rc, st = solve_path(mod, funcs, u0, prob.p, saveat=saveat,
+                                 save_noise=bool(o["save_noise"]), trajectory=trajectory, **kw)
     stats = SolverStats(nf=st["nf"], naccept=st["naccept"], nreject=st["nreject"])
     return SDESolution(t, u.reshape((t.size,) + prob.u0.shape), _RC[rc], stats, W=W,
                        alg=type(alg).__name__)
@@ -311,9 +365,9 @@ def _solve_sde_ensemble(eprob, alg, **o):
     N = o["trajectories"]
     if eprob.prob_func is not None:
         return _solve_prob_func(eprob, alg, N, o)
-    mod, funcs, kw = _prepare(prob, alg, o)
-    from .solvers.sde.driver import solve_ensemble
     u0s, ps = _ensemble_inputs(eprob, N)
+    mod, funcs, kw = _prepare(prob, alg, o, at=(u0s[0], ps[0]))
+    from .solvers.sde.driver import solve_ensemble
     t, u, W, rcs, st = solve_ensemble(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
                                       save_noise=bool(o["save_noise"]),
                                       batch=_batch_spec(prob), **kw)
@@ -332,33 +386,27 @@ def _solve_sde_ensemble(eprob, alg, **o):
 
 
 def _solve_prob_func(eprob, alg, N, o):
-    """The general (slow) path: one compiled solve per remade problem, trajectory i keyed i."""
-    from .solvers.sde.driver import solve_path
-    sols, t_ref = [], None
-    for i in range(N):
-        pi = eprob.prob_func(eprob.prob, i)
-        if not isinstance(pi, SDEProblem):
-            raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, expected an SDEProblem")
-        mod, funcs, kw = _prepare(pi, alg, o)
-        t, u, W, rc, st = solve_path(mod, funcs, np.ascontiguousarray(pi.u0, dtype=np.float64).ravel(),
-                                     pi.p, saveat=o["saveat"], save_noise=False, trajectory=i, **kw)
-        if t_ref is None:
-            t_ref = t
-        sols.append((t, u, rc))
-    nt = max(s[0].size for s in sols)
-    n = eprob.prob.u0.size
-    U = np.full((N, nt, n), np.nan)
-    tt = t_ref
-    for i, (t, u, rc) in enumerate(sols):
-        if t.size == nt and tt.size != nt:
-            tt = t
-        if t.size > 0 and t.size <= nt:
-            U[i, :t.size] = u
-    if any(s[0].size != nt for s in sols if _RC[s[2]] is ReturnCode.Success):
-        raise InvalidProblemError("saveat: trajectories saved at different times; pass saveat for "
-                                  "adaptive ensembles built with prob_func")
-    return EnsembleSolution(tt, U.reshape((N, nt) + eprob.prob.u0.shape), [_RC[s[2]] for s in sols],
-                            alg=type(alg).__name__)
+    """The general (slow) path: one compiled solve per remade problem ``prob_func(prob,
+    i)``, trajectory i keyed i, saved at the times of the compiled path (``saveat``, else
+    every grid point of a fixed step, else ``tspan``'s ends).  A trajectory that fails
+    keeps its retcode and its saved prefix (NaN after it, in ``u`` and ``W``)."""
+    from .solve import _prob_func_trajectories
+    from .solvers.sde.driver import ensemble_times
+    prob = eprob.prob
+    tspan = tuple(float(t) for t in prob.tspan)
+    adaptive, _seed = _check_options(tspan, alg, o)
+    savet = ensemble_times(tspan, o["dt"], adaptive, o["saveat"])
+
+    def solve_one(pi, i):
+        if o["save_noise"] and pi.nbrownian != prob.nbrownian:
+            raise InvalidProblemError(
+                f"prob_func: trajectory {i} has {pi.nbrownian} Brownian motions; with "
+                f"save_noise every trajectory needs prob's {prob.nbrownian}")
+        return _solve_path(pi, alg, o, savet, trajectory=i)
+
+    u, W, rcs, st = _prob_func_trajectories(eprob, N, savet, (SDEProblem,), solve_one)
+    stats = SolverStats(**dict(zip(SolverStats().asdict(), st.sum(axis=0).tolist())))
+    return EnsembleSolution(savet, u, rcs, alg=type(alg).__name__, stats=stats, W=W)
 
 
 EnsembleMoments = namedtuple("EnsembleMoments", "t mean var n failed stats")
@@ -410,9 +458,9 @@ def ensemble_moments(eprob, alg, *, trajectories=None, block=256, **solve_kw):
         raise UnsupportedAlgorithmError("prob_func: streaming moments need u0s/ps (the compiled path)")
     if isinstance(block, bool) or int(block) < 1:
         raise InvalidProblemError(f"block: expected a positive integer, got {block!r}")
-    mod, funcs, kw = _prepare(eprob.prob, alg, o)
-    from .solvers.sde.driver import ensemble_moments as _moments
     u0s, ps = _ensemble_inputs(eprob, N)
+    mod, funcs, kw = _prepare(eprob.prob, alg, o, at=(u0s[0], ps[0]))
+    from .solvers.sde.driver import ensemble_moments as _moments
     t, mean, var, c = _moments(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
                                block=int(block), batch=_batch_spec(eprob.prob), **kw)
     shp = (t.size,) + eprob.prob.u0.shape

@@ -15,7 +15,8 @@ independent of the checkpointing choice.
 
 Covered: ``EM`` (Itô), ``EulerHeun`` (Stratonovich; predictor recomputed, both stages
 reversed), ``Milstein`` (Itô or Stratonovich) when the problem supplies its Milstein
-term ``ggprime`` (``js.SDEProblem(..., ggprime=...)``), and ``SRA1`` and ``SRIW1``
+term ``ggprime`` (``js.SDEProblem(..., ggprime=...)``), and ``SRA1`` (additive noise
+only: multiplicative ``g`` is refused, as by ``solve``) and ``SRIW1``
 (Itô) with fixed or adaptive steps (their stages reversed like an explicit RK step; the
 iterated integrals ``I_(1)``, ``I_(1,1)``, ``I_(1,0)``, ``I_(1,1,1)`` are formed again from
 ``dW`` and ``I_(1,0)`` regenerated from the Lévy-area tree, never stored); diagonal or

@@ -236,6 +236,49 @@ def solve(prob, alg, **kwargs):
     return sol
 
 
+def _prob_func_trajectories(eprob, N, savet, kinds, solve_one):
+    """The general (slow) ensemble path shared by ODEs and SDEs: trajectory ``i`` is
+    ``solve_one(prob_func(prob, i), i)``, a solution saved at (a prefix of) the ensemble's
+    times ``savet``.  A trajectory that fails keeps its retcode and its saved prefix (NaN
+    after it, in ``u`` and in its Brownian path ``W`` when the solutions carry one).
+
+    Returns ``(u (N, nt, *u0.shape), W (N, nt, m) or None, retcodes, stats (N, 5))``,
+    ``stats`` the per-trajectory :class:`~jitsolve.solution.SolverStats` fields in order.
+    Raises :class:`~jitsolve.errors.InvalidProblemError` naming ``prob_func`` when it
+    returns no problem of ``kinds``, or one of another ``u0`` shape or ``tspan``."""
+    prob = eprob.prob
+    u = np.full((N, savet.size) + prob.u0.shape, np.nan)
+    W, rcs, stats = None, [], None
+    for i in range(N):
+        pi = eprob.prob_func(prob, i)
+        if not isinstance(pi, kinds):
+            raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, "
+                                      f"expected an {kinds[0].__name__}")
+        if pi.u0.shape != prob.u0.shape:
+            raise InvalidProblemError(
+                f"prob_func: u0 of trajectory {i} has shape {pi.u0.shape}; every trajectory "
+                f"needs the shape of prob.u0, {prob.u0.shape}")
+        if tuple(pi.tspan) != tuple(prob.tspan):
+            raise InvalidProblemError(
+                f"prob_func: tspan of trajectory {i} is {pi.tspan}; every trajectory needs "
+                f"prob.tspan, {prob.tspan}")
+        s = solve_one(pi, i)
+        m = min(s.t.size, savet.size)
+        k = int(np.argmin(np.append(s.t[:m] == savet[:m], False)))   # saved save times
+        u[i, :k] = s.u[:k]
+        sW = getattr(s, "W", None)
+        if sW is not None:
+            if W is None:
+                W = np.full((N, savet.size, sW.shape[1]), np.nan)
+            W[i, :k] = sW[:k]
+        rcs.append(s.retcode)
+        st = list(s.stats.asdict().values())
+        if stats is None:
+            stats = np.zeros((N, len(st)), np.int64)
+        stats[i] = st
+    return u, W, rcs, stats
+
+
 def _log_outcome(prob, alg, sol, seconds):
     """DEBUG the dispatch and wall time; WARNING a solve that did not succeed."""
     what = f"{type(prob).__name__}/{type(alg).__name__}"

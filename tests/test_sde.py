@@ -246,7 +246,9 @@ def test_dt_and_half_dt_same_brownian_motion():
     np.testing.assert_array_equal(a.W, b.W[::2])
     # the order-1.5 family (Brownian tree with Lévy area): nested too
     c = js.solve(prob, SRIW1(), dt=2.0 ** -6, adaptive=False, seed=9, save_noise=True)
-    d = js.solve(prob, SRA1(), dt=2.0 ** -8, adaptive=False, seed=9, save_noise=True)
+    # (SRA1 on the additive twin: it refuses GBM's multiplicative noise)
+    d = js.solve(js.remake(prob, g=ou_g), SRA1(), dt=2.0 ** -8, adaptive=False, seed=9,
+                 save_noise=True)
     np.testing.assert_array_equal(c.W, d.W[::4])
     np.testing.assert_array_equal(c.W, brownian_path(c.t, (0.0, 1.0), seed=9, alg=SRIW1()))
     assert a.t.size == 65 and b.t.size == 129
@@ -276,7 +278,8 @@ def test_non_dyadic_dt_and_half_dt_same_brownian_motion(dt):
         np.testing.assert_array_equal(brownian_path(sol.t, prob.tspan, seed=9, dt=h), sol.W)
     # the order-1.5 family's tree (Lévy area) nests the same way
     d = js.solve(prob, SRIW1(), dt=dt, adaptive=False, seed=9, save_noise=True)
-    e = js.solve(prob, SRA1(), dt=dt / 2, adaptive=False, seed=9, save_noise=True)
+    e = js.solve(js.remake(prob, g=ou_g), SRA1(), dt=dt / 2, adaptive=False, seed=9,
+                 save_noise=True)   # SRA1 refuses GBM's multiplicative noise
     np.testing.assert_array_equal(d.W[:-1], e.W[:-1:2][:N])
     np.testing.assert_array_equal(d.W[-1], e.W[-1])
     np.testing.assert_array_equal(brownian_path(d.t, prob.tspan, seed=9, dt=dt, alg=SRIW1()), d.W)

@@ -13,8 +13,8 @@ from ...kernels.cpu import sde as K
 from ...kernels.cpu import sde_lockstep as KL
 from .brownian import DEFAULT_MAXDEPTH, fixed_grid
 
-__all__ = ["Schedule", "schedule", "geometry", "solve_path", "solve_ensemble", "ensemble_moments",
-           "STEP_CONTROL"]
+__all__ = ["Schedule", "schedule", "geometry", "solve_path", "solve_ensemble", "ensemble_times",
+           "ensemble_moments", "STEP_CONTROL"]
 
 #: step control of the adaptive methods: safety, qmin, qmax, beta1, beta2 (I control)
 STEP_CONTROL = (0.9, 0.2, 5.0, 0.45, 0.0)
@@ -180,6 +180,25 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
     return t, out_u[:k].copy(), W, rc, stats
 
 
+def _save_times(sch, save_every):
+    """The times an ensemble saves at: every grid point (``save_every``) or ``sch.ts``."""
+    if not save_every:
+        return sch.ts.copy()
+    t = sch.t0 + sch.span_tree * np.minimum(np.arange(sch.N + 1) * sch.xstep, sch.xend)
+    t[-1] = sch.t1
+    return t
+
+
+def ensemble_times(tspan, dt, adaptive, saveat):
+    """The times :func:`solve_ensemble` saves at: ``saveat``, else every point of a fixed
+    step grid, else (adaptive steps) ``(t0, t1)``.  A path solved with these as its
+    ``saveat`` (:func:`solve_path`) takes the same steps as without them and returns
+    exactly these times (a prefix when it fails)."""
+    if saveat is None and adaptive:
+        saveat = np.array([tspan[0], tspan[1]], dtype=np.float64)
+    return _save_times(schedule(tspan, dt, adaptive, saveat), saveat is None)
+
+
 def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters,
                    seed, trajectories, saveat=None, save_noise=False, noise="diagonal", m=1,
                    strat=False, has_cs=False, batch=None):
@@ -212,12 +231,7 @@ def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmi
     else:
         K.ensemble_paths(f, gv, gm, gc, tab, u0s, ps, _tol(atol, n), _tol(rtol, n), sch.xs,
                          fpar, ipar, np.uint64(seed), np.uint64(0), out_u, out_W, st)
-    if save_every:
-        t = sch.t0 + sch.span_tree * np.minimum(np.arange(cap) * sch.xstep, sch.xend)
-        t[-1] = sch.t1
-    else:
-        t = sch.ts.copy()
-    return t, out_u, (out_W if save_noise else None), st[:, 1].copy(), st
+    return _save_times(sch, save_every), out_u, (out_W if save_noise else None), st[:, 1].copy(), st
 
 
 def ensemble_moments(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters,

@@ -1,6 +1,7 @@
 """SRA1: Rößler's order-1.5 stochastic Runge-Kutta method for additive noise
 (g depends on t only; strong 1.5, weak 2), any noise kind, with an embedded error
-estimate for adaptive stepping.
+estimate for adaptive stepping.  On multiplicative noise it would converge to the
+Stratonovich solution, so ``jitsolve.sde`` refuses a ``g`` that changes with ``u``.
 
 Coefficients: A. Rößler, SIAM J. Numer. Anal. 48 (2010) 922-952, Table 6.1 (SRA1); as
 tabulated in StochasticDiffEq.jl (``constructSRA1`` in src/tableaus.jl).  Error
