@@ -61,6 +61,7 @@ class UserFunctionError(JitsolveError, RuntimeError):
     number raised in the message; its results would not be valid.  Division by zero and
     other floating-point failures do not raise inside jitsolve's compilations of user
     functions (NumPy's rule: they give ``inf`` or NaN, which the integrators report
-    through the solution's ``retcode``).  A linear solve's user preconditioner runs in
-    Python: its exception stops the solve at once with this error (chained).
+    through the solution's ``retcode``).  A linear solve's user preconditioner, LinearOperator
+    ``A`` and ``callback`` run in Python: their exception stops the solve at once with this
+    error (chained).
     """

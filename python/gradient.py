@@ -140,7 +140,7 @@ def _linear_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
 
     from .adjoint.linear import implicit_gradient
     from .grid.operators import GridOperator
-    from .linear import transpose_operator
+    from .linear import _user_error, transpose_operator
     from .solve import solve
 
     if sensealg is not None:
@@ -186,6 +186,10 @@ def _linear_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
             raise InvalidProblemError(
                 "A: gradient() solves with A^T, and this LinearOperator has no rmatvec; "
                 "give it one (LinearOperator(..., rmatvec=...)) or pass a matrix") from None
+        except JitsolveError:
+            raise
+        except Exception as exc:
+            raise _user_error("A: the LinearOperator's rmatvec", exc) from exc
 
     def forward():
         sol = solve(prob, alg, **solve_kw)

@@ -13,7 +13,8 @@ recomputed at the end whatever the outcome.
 
 ``callback(iteration, x, resnorm)`` is called after every iteration (``x`` flat; None for
 GMRES, which forms its iterate only at restarts); returning True stops the solve with
-``ReturnCode.Terminated``.
+``ReturnCode.Terminated``.  An exception it raises stops the solve with
+:class:`jitsolve.errors.UserFunctionError`, the exception chained.
 
 A zero right-hand side ``b`` has the exact solution ``u = 0``: every Krylov method returns
 it at once (``Success``, ``iters == 0``, ``resnorm == 0``), whatever ``x0`` is.
@@ -21,7 +22,11 @@ it at once (``Success``, ``iters == 0``, ``resnorm == 0``), whatever ``x0`` is.
 A user preconditioner (a callable ``r -> z`` or a scipy LinearOperator) must return ``r``'s
 size, and real values in a real solve (a complex ``z`` whose imaginary part is exactly zero
 is accepted); otherwise InvalidProblemError.  An exception it raises stops the solve with
-:class:`jitsolve.errors.UserFunctionError`, the exception chained.
+:class:`jitsolve.errors.UserFunctionError`, the exception chained.  The same holds for a
+scipy LinearOperator ``A``: its matvec (its rmatvec in the adjoint solve of
+``js.gradient``) that raises gives UserFunctionError naming ``A``, and complex output in
+a real solve (a LinearOperator of real dtype, real ``b``) is InvalidProblemError unless
+its imaginary part is exactly zero.  jitsolve's own errors pass through unchanged.
 """
 import numbers
 
@@ -108,10 +113,41 @@ def operator_matvec(A, dtype):
             return out
         return mv
 
-    def mv(x, out):     # scipy LinearOperator
-        out[:] = np.ravel(A.matvec(x))
+    # a user's scipy LinearOperator (its rmatvec for the A^T of transpose_operator)
+    what = f"the LinearOperator's {getattr(A, '_js_method', 'matvec')}"
+    apply = A.matvec
+
+    def mv(x, out):
+        try:
+            y = apply(x)
+        except JitsolveError:
+            raise
+        except Exception as exc:
+            raise _user_error(f"A: {what}", exc) from exc
+        out[:] = _real_values(np.ravel(y), out, f"A: {what}",
+                              "give the LinearOperator a complex dtype, or make b complex")
         return out
     return mv
+
+
+def _user_error(who, exc, where=""):
+    """:class:`~jitsolve.errors.UserFunctionError` for user code ``who`` (``"name: what"``)
+    that raised ``exc`` (``where``: e.g. ``" at iteration 3"``); raise it ``from exc``."""
+    return UserFunctionError(f"{who} raised {type(exc).__name__}: {exc}{where} "
+                             f"(the exception is chained)")
+
+
+def _real_values(z, out, who, hint):
+    """``z`` ready to store into ``out``: a complex ``z`` for a real ``out`` loses its
+    imaginary part only when that is exactly zero, else InvalidProblemError (``who``
+    returned it; ``hint`` says what to do)."""
+    if np.iscomplexobj(z) and out.dtype.kind != "c":
+        if np.any(z.imag != 0):
+            raise InvalidProblemError(
+                f"{who} returned complex values (max |imag| {float(np.max(np.abs(z.imag))):.3e}) "
+                f"in a real solve; {hint}")
+        return z.real
+    return z
 
 
 def operator_stencil(A, dtype):
@@ -131,12 +167,17 @@ def operator_stencil(A, dtype):
 
 
 def transpose_operator(A):
-    """``A^T`` of any supported operator (grid operators use their exact transpose kernels)."""
+    """``A^T`` of any supported operator (grid operators use their exact transpose kernels;
+    a LinearOperator's is its rmatvec, named so in the errors of :func:`operator_matvec`)."""
+    from scipy.sparse.linalg import LinearOperator
     if isinstance(A, GridOperator):
         return A.T
     if isinstance(A, np.ndarray):
         return np.ascontiguousarray(A.T)
-    return A.T
+    AT = A.T
+    if isinstance(A, LinearOperator) and AT is not A and getattr(AT, "A", None) is A:
+        AT._js_method = "rmatvec"       # SciPy's transpose, calling A's rmatvec
+    return AT
 
 
 def operator_diagonal(A):
@@ -445,24 +486,30 @@ def _user_preconditioner(apply, what):
         except JitsolveError:
             raise
         except Exception as exc:
-            raise UserFunctionError(f"precond: {what} raised {type(exc).__name__}: {exc} "
-                                    f"(the exception is chained)") from exc
+            raise _user_error(f"precond: {what}", exc) from exc
         size = np.size(z) if z is not None else 0
         if size != r.size:
             got = "None" if z is None else f"shape {np.shape(z)}"
             raise InvalidProblemError(f"precond: {what} returned {got}; expected an array of "
                                       f"{r.size} values (the size of r)")
-        z = np.ravel(z)
-        if np.iscomplexobj(z) and out.dtype.kind != "c":
-            if np.any(z.imag != 0):
-                raise InvalidProblemError(
-                    f"precond: {what} returned complex values (max |imag| "
-                    f"{float(np.max(np.abs(z.imag))):.3e}) in a real solve; return a real "
-                    f"array (or make A or b complex)")
-            z = z.real
-        out[:] = z
+        out[:] = _real_values(np.ravel(z), out, f"precond: {what}",
+                              "return a real array (or make A or b complex)")
         return out
     return M
+
+
+def _user_callback(callback):
+    """``callback(iteration, x, resnorm) -> bool`` (True: stop) around the user's, whose
+    exception becomes :class:`~jitsolve.errors.UserFunctionError` with it chained
+    (jitsolve's own errors pass through unchanged)."""
+    def cb(it, x, rnorm):
+        try:
+            return bool(callback(it, x, rnorm))
+        except JitsolveError:
+            raise
+        except Exception as exc:
+            raise _user_error("callback: the callback", exc, f" at iteration {it}") from exc
+    return cb
 
 
 def setup_preconditioner(pc, A, dtype, matvec):
@@ -729,6 +776,8 @@ def _finish(prob, alg, res):
 def _krylov(fn, prob, alg, rtol, atol, maxiter, callback, progress, **extra):
     A, dtype, b, x0, matvec = _prepare(prob, alg, atol)
     M = setup_preconditioner(alg.precond, A, dtype, matvec)
+    if callback is not None:
+        callback = _user_callback(callback)
     res = fn(matvec, b, x0, precond=M, rtol=rtol, atol=float(atol), maxiter=maxiter,
              callback=callback, progress=progress, **extra)
     return _finish(prob, alg, res)

@@ -182,7 +182,8 @@ def solve(prob, alg, **kwargs):
         A user function raised an exception inside the compiled loop (once, however
         often it raised; the first exception chained).  Division by zero does not raise
         there: it gives ``inf``/NaN, which the integrators report through ``retcode``.
-        A linear solve's user preconditioner that raises stops the solve at once.
+        A linear solve's user preconditioner, LinearOperator or callback that raises
+        stops the solve at once.
 
     Examples
     --------

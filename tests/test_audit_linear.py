@@ -1,7 +1,8 @@
 """Regression tests from the audit of the linear/fit layer: ``check_gradient`` and
 finite differences with respect to ``kappa`` of ODE problems, the validation of
 ``fit``'s options, regularisers and log file, zero right-hand sides of the Krylov
-solvers and user preconditioners that raise or return complex values."""
+solvers and user preconditioners, LinearOperators and callbacks that raise or return
+complex values."""
 import warnings
 
 import numpy as np
@@ -203,3 +204,97 @@ def test_complex_preconditioner_output_with_zero_imaginary_part_is_accepted():
     assert sol.retcode == js.ReturnCode.Success and sol.u.dtype == np.float64
     np.testing.assert_array_equal(sol.u, ref.u)
     np.testing.assert_allclose(_SPD @ sol.u, b, rtol=1e-11)
+
+
+# ----------------------------------------------------------------- user LinearOperator A
+_ALGS = {"CG": lambda: js.CG(), "FlexibleCG": lambda: js.FlexibleCG(),
+         "BiCGSTAB": lambda: js.BiCGSTAB(), "GMRES": lambda: js.GMRES()}
+
+
+@pytest.mark.parametrize("x0", [None, np.ones(3)], ids=["x0-none", "x0"])
+@pytest.mark.parametrize("alg", list(_ALGS))
+def test_raising_linear_operator_is_a_user_function_error(alg, x0):
+    A = spla.LinearOperator((3, 3), matvec=_raising, dtype=np.float64)
+    prob = js.LinearProblem(A, np.ones(3), x0=x0)
+    with pytest.raises(js.errors.UserFunctionError,
+                       match=r"^A: the LinearOperator's matvec raised ValueError: boom \(the exception "
+                             r"is chained\)$") as info:
+        js.solve(prob, _ALGS[alg]())
+    assert isinstance(info.value.__cause__, ValueError) and str(info.value.__cause__) == "boom"
+
+
+def test_linear_operator_raising_a_jitsolve_error_is_not_wrapped():
+    def mv(x):
+        raise js.errors.InvalidProblemError("inner: bad")
+    A = spla.LinearOperator((3, 3), matvec=mv, dtype=np.float64)
+    with pytest.raises(js.errors.InvalidProblemError, match="^inner: bad$"):
+        js.solve(js.LinearProblem(A, np.ones(3)), js.CG())
+
+
+@pytest.mark.parametrize("alg", list(_ALGS))
+def test_complex_linear_operator_output_in_a_real_solve_is_refused(alg):
+    # the first matvec is A e1 = (4, 1, 0) times (1 + 0.5j): max |imag| 2
+    A = spla.LinearOperator((3, 3), matvec=lambda x: (_SPD @ x) * (1.0 + 0.5j), dtype=np.float64)
+    with pytest.raises(js.errors.InvalidProblemError,
+                       match=r"^A: the LinearOperator's matvec returned complex values \(max \|imag\| "
+                             r"2.000e\+00\) in a real solve"):
+        js.solve(js.LinearProblem(A, np.array([1.0, 0.0, 0.0])), _ALGS[alg]())
+
+
+@pytest.mark.parametrize("alg", list(_ALGS))
+def test_complex_linear_operator_output_with_zero_imaginary_part_is_accepted(alg):
+    b = np.array([1.0, 2.0, 3.0])
+    A = spla.LinearOperator((3, 3), matvec=lambda x: (_SPD @ x).astype(np.complex128), dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # no ComplexWarning from a silent cast
+        sol = js.solve(js.LinearProblem(A, b), _ALGS[alg](), rtol=1e-12)
+    ref = js.solve(js.LinearProblem(_SPD, b), _ALGS[alg](), rtol=1e-12)
+    assert sol.retcode == js.ReturnCode.Success and sol.u.dtype == np.float64
+    np.testing.assert_array_equal(sol.u, ref.u)
+    np.testing.assert_allclose(_SPD @ sol.u, b, rtol=1e-11)
+
+
+@pytest.mark.parametrize("alg", ["CG", "GMRES"])
+@pytest.mark.parametrize("when", ["always", "in-the-adjoint-solve"])
+def test_raising_rmatvec_in_gradient_is_a_user_function_error(alg, when):
+    # "always": the up-front rmatvec probe of gradient(); otherwise the adjoint solve
+    def rmv(x):
+        if when == "always" or np.any(x):
+            raise ValueError("boom")
+        return _SPD.T @ x
+    A = spla.LinearOperator((3, 3), matvec=lambda x: _SPD @ x, rmatvec=rmv, dtype=np.float64)
+    loss = js.L2Loss(None, np.zeros(3))
+    with pytest.raises(js.errors.UserFunctionError,
+                       match=r"^A: the LinearOperator's rmatvec raised ValueError: boom") as info:
+        js.gradient(js.LinearProblem(A, np.ones(3)), _ALGS[alg](), loss, wrt="b")
+    assert isinstance(info.value.__cause__, ValueError) and str(info.value.__cause__) == "boom"
+
+
+# ----------------------------------------------------------------- user callback
+@pytest.mark.parametrize("alg", list(_ALGS) + ["CG-grid"])
+def test_raising_callback_is_a_user_function_error(alg):
+    seen = []
+
+    def cb(it, x, resnorm):
+        seen.append(it)
+        if it == 2:
+            raise ValueError("boom")
+    if alg == "CG-grid":        # the fused stencil CG loop
+        g = js.Grid((8, 8))
+        prob, algo = js.LinearProblem(-js.Laplacian(g), np.ones(g.shape)), js.CG()
+    else:
+        prob, algo = js.LinearProblem(_SPD, np.array([1.0, 2.0, 3.0])), _ALGS[alg]()
+    with pytest.raises(js.errors.UserFunctionError,
+                       match=r"^callback: the callback raised ValueError: boom at iteration 2 "
+                             r"\(the exception is chained\)$") as info:
+        js.solve(prob, algo, rtol=1e-14, callback=cb)
+    assert isinstance(info.value.__cause__, ValueError) and str(info.value.__cause__) == "boom"
+    assert seen == [1, 2]
+
+
+@pytest.mark.parametrize("alg", list(_ALGS))
+def test_callback_returning_true_still_terminates(alg):
+    seen = []
+    sol = js.solve(js.LinearProblem(_SPD, np.array([1.0, 2.0, 3.0])), _ALGS[alg](), rtol=1e-14,
+                   callback=lambda it, x, r: seen.append(it) or it >= 1)
+    assert sol.retcode == js.ReturnCode.Terminated and sol.iters == 1 and seen == [1]
