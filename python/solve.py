@@ -20,7 +20,8 @@ from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProbl
                        SplitODEProblem)
 from .retcodes import ReturnCode
 from .user_exceptions import WatchUserExceptions
-from .validate import (check_finite, check_positive_float, check_positive_int, check_tolerances)
+from .validate import (check_dtmin, check_finite, check_positive_float, check_positive_int,
+                       check_tolerances)
 
 __all__ = ["solve", "register", "registered", "BACKENDS"]
 
@@ -123,6 +124,7 @@ def _check_de_options(prob, o):
     o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n)
     o["dt"] = check_positive_float(o["dt"], "dt", allow_none=True)
     o["dtmin"] = check_positive_float(o["dtmin"], "dtmin", allow_none=True)
+    check_dtmin(o["dtmin"], prob.tspan)
     o["maxiters"] = check_positive_int(o["maxiters"], "maxiters")
     if not isinstance(o["adaptive"], (bool, np.bool_)):
         raise InvalidProblemError(f"adaptive: expected True or False, got {o['adaptive']!r}")
