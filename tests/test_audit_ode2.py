@@ -23,6 +23,10 @@ def squares(du, u, p, t):
         du[i] = u[i] * u[i]
 
 
+def chirp(du, u, p, t):         # u' = cos(p t^2): the steps shrink as the frequency grows
+    du[0] = np.cos(p[0] * t * t)
+
+
 def blow(du, u, p, t):            # u = 1 / (1 - p t)
     du[0] = p[0] * u[0] * u[0]
 
@@ -102,15 +106,20 @@ def test_accepted_steps_shrinking_below_dtmin_stop():
 
 
 def test_explicit_proposal_below_user_dtmin_stops():
-    # reached t1 = 0.999 with Success before, steps shrinking to 3.6e-4 < dtmin
-    prob = js.ODEProblem(square, np.array([1.0]), (0.0, 0.999))
-    sol = js.solve(prob, js.Tsit5(), dtmin=2e-3)
-    assert sol.retcode is DTMIN
-    assert 0.99 < sol.t[-1] < 0.999
-    assert np.abs(sol.steps_h).min() >= 2e-3           # every step taken is >= dtmin
-    np.testing.assert_allclose(sol.u[-1, 0], 1 / (1 - sol.t[-1]), rtol=1e-2)
-    same = js.solve(prob, js.Tsit5())                   # default dtmin: no change there
-    assert same.retcode is js.ReturnCode.Success and same.t[-1] == 0.999
+    # a chirp: the accepted steps shrink smoothly, never rejected, below dtmin = 0.18
+    # near t = 8.7; the solve used to run on to t1 with Success (dtmin = 0.15 still
+    # succeeds: the one step below it is the last, clamped onto t1)
+    prob = js.ODEProblem(chirp, np.array([0.0]), (0.0, 10.0), p=np.array([1.0]))
+    free = js.solve(prob, js.Tsit5(), dt=0.2)
+    assert free.retcode is js.ReturnCode.Success and free.stats.nreject == 0
+    assert np.abs(free.steps_h).min() < 0.15
+    assert js.solve(prob, js.Tsit5(), dt=0.2, dtmin=0.15).retcode is js.ReturnCode.Success
+    sol = js.solve(prob, js.Tsit5(), dt=0.2, dtmin=0.18)
+    assert sol.retcode is DTMIN and sol.stats.nreject == 0
+    assert 8.0 < sol.t[-1] < 9.0
+    assert np.abs(sol.steps_h).min() >= 0.18           # every step taken is >= dtmin
+    n = sol.t.size                                      # what was computed is kept
+    assert np.array_equal(bits(sol.u), bits(free.u[:n])) and np.array_equal(sol.t, free.t[:n])
 
 
 def test_rosenbrock_proposal_below_user_dtmin_stops():
@@ -133,20 +142,21 @@ def test_newton_krylov_loop_checks_dtmin_on_accepted_steps():
 
 def test_lockstep_ensemble_stops_as_the_single_solves(monkeypatch):
     N = 66
-    ps = np.linspace(0.5, 1.0, N)[:, None]
-    prob = js.ODEProblem(blow, np.array([1.0]), (0.0, 0.999), p=np.array([1.0]))
+    ps = np.linspace(0.2, 1.0, N)[:, None]
+    prob = js.ODEProblem(chirp, np.array([0.0]), (0.0, 10.0), p=np.array([1.0]))
     ep = js.EnsembleProblem(prob, ps=ps)
-    kw = dict(saveat=[0.0, 0.5, 0.999], dtmin=2e-3)
+    kw = dict(saveat=[0.0, 5.0, 10.0], dtmin=0.18)
     ref = solve_mode(monkeypatch, "general", ep, js.Tsit5(), N, **kw)
     for mode in ("percall", "batched"):
         sol = solve_mode(monkeypatch, mode, ep, js.Tsit5(), N, **kw)
         assert np.array_equal(bits(sol.u), bits(ref.u)), mode
         assert list(sol.retcodes) == list(ref.retcodes), mode
         assert np.array_equal(sol.stats, ref.stats), mode
-    assert ref.retcodes[-1] is DTMIN and ref.retcodes[0] is js.ReturnCode.Success
-    single = js.solve(js.remake(prob, p=ps[-1]), js.Tsit5(), **kw)
-    assert single.retcode is DTMIN
-    assert np.array_equal(bits(ref.u[-1, :single.t.size]), bits(single.u))
+    assert ref.retcodes[0] is js.ReturnCode.Success
+    assert ref.retcodes[60] is DTMIN and ref.stats[60, 4] == 0     # never rejected
+    single = js.solve(js.remake(prob, p=ps[60]), js.Tsit5(), **kw)
+    assert single.retcode is DTMIN and single.t.size == 2
+    assert np.array_equal(bits(ref.u[60, :2]), bits(single.u)) and np.isnan(ref.u[60, 2]).all()
 
 
 @pytest.mark.parametrize("alg", [js.Tsit5(), js.Rodas5P()])
