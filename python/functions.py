@@ -9,11 +9,13 @@ flattened) and a float64 time.  A function that is not jitted is compiled with
 import inspect
 import time
 
+import numpy as np
+
 from .errors import CompileError, InvalidProblemError
 from .log import get_logger
 
 __all__ = ["ODEFunction", "compile_user_function", "compile_cfunc", "compile_batch_cfunc",
-           "is_numba_function", "SIGNATURES"]
+           "is_numba_function", "probe_user_function", "SIGNATURES", "PROBE_MAX_N"]
 
 
 def _numba():
@@ -261,6 +263,113 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
                time.perf_counter() - t0)
     _CFUNC_CACHE[key] = (f, cf)
     return cf
+
+
+#: states with more entries are not probed (:func:`probe_user_function`: pure Python is slow)
+PROBE_MAX_N = 4096
+#: the (id(f), argname, shapes) keys :func:`probe_user_function` has probed; entries hold f
+_PROBED = {}
+
+
+class _Watched(np.ndarray):
+    """An array (or a view of one) that notes its name in ``_probe[1]`` before an
+    ``IndexError`` of its own indexing propagates: the probe's witness of which argument a
+    user function indexed out of bounds."""
+
+    def __array_finalize__(self, obj):
+        self._probe = getattr(obj, "_probe", None)
+
+    def _note(self):
+        if self._probe is not None:
+            self._probe[1].append(self._probe[0])
+
+    def __getitem__(self, k):
+        try:
+            return super().__getitem__(k)
+        except IndexError:
+            self._note()
+            raise
+
+    def __setitem__(self, k, v):
+        try:
+            super().__setitem__(k, v)
+        except IndexError:
+            self._note()
+            raise
+
+
+def _probe_call(py, named, args_of):
+    """``py(*args_of(arrays))`` on fresh copies of the ``named`` arrays (``(name, array)``
+    pairs), watched (:class:`_Watched`, the names of those indexed out of bounds collected)
+    or plain; returns ``(IndexError or None, names)``, other exceptions ignored."""
+    def run(watch):
+        hits = []
+        arrs = []
+        for name, a in named:
+            c = np.array(a, copy=True)
+            if watch:
+                c = c.view(_Watched)
+                c._probe = (name, hits)
+            arrs.append(c)
+        try:
+            with np.errstate(all="ignore"):
+                py(*args_of(arrs))
+        except IndexError as exc:
+            return exc, hits
+        except Exception:   # Python mode is only a probe: Numba-only code may not run here
+            return None, hits
+        return None, hits
+    exc, _ = run(False)
+    if exc is None:
+        return None, []
+    exc2, hits = run(True)   # which array: only when needed (a subclass may not reach Numba)
+    return exc, (hits if exc2 is not None else [])
+
+
+def probe_user_function(f, argname, u, p, t, *, out_shape=None):
+    """Call the pure-Python version of the user function ``f`` once, on copies of
+    ``(u, p, t)``, to find indexing out of bounds, which compiled code does not check
+    (Numba reads garbage or writes over memory: a solve with ``p`` too short for ``f``
+    would return ``Success``).
+
+    ``out_shape`` None: ``f(u, t, p)`` (callbacks); else ``f(out, u, p, t)`` with a zero
+    ``out`` of that shape (right-hand sides, SDE diffusions).  ``f.py_func`` is called for
+    a Numba dispatcher.  Only an ``IndexError`` counts: it raises
+    :class:`InvalidProblemError` naming ``p`` (or ``f`` for the state or output arrays
+    ``u``/``du``); any other exception is ignored (Numba-only code may not run in Python).
+    Skipped for states of more than ``PROBE_MAX_N`` entries; each (function, shapes) pair
+    is probed once per process, so repeated solves (fits, ensembles) pay a dict lookup.
+    """
+    u = np.asarray(u).ravel()
+    p = np.asarray(p)
+    if u.size > PROBE_MAX_N:
+        return
+    key = (id(f), argname, p.shape, u.shape, out_shape)
+    hit = _PROBED.get(key)
+    if hit is not None and hit is f:
+        return
+    py = f.py_func if is_numba_function(f) else f
+    t = float(t)
+    if out_shape is None:
+        exc, hits = _probe_call(py, (("u", u), ("p", p)), lambda a: (a[0], t, a[1]))
+    else:
+        named = (("du", np.zeros(out_shape, u.dtype)), ("u", u), ("p", p))
+        exc, hits = _probe_call(py, named, lambda a: (a[0], a[1], a[2], t))
+    if exc is not None:
+        what = f"{type(exc).__name__}: {exc}"
+        if not hits:    # not one of the arrays passed (or not found again): say what we know
+            raise InvalidProblemError(
+                f"p: {argname} ({_describe(f)}) raised {what} when called once in Python mode "
+                f"with p of {p.size} entries and u0 of {u.size} (an index out of bounds, which "
+                f"compiled code does not check)") from exc
+        if "p" in hits:
+            raise InvalidProblemError(
+                f"p: {argname} ({_describe(f)}) indexes p out of bounds (p has {p.size} "
+                f"entries): {what}") from exc
+        raise InvalidProblemError(
+            f"{argname}: {_describe(f)} indexes {hits[0]} out of bounds (u0 has {u.size} "
+            f"entries): {what}") from exc
+    _PROBED[key] = f
 
 
 class ODEFunction:

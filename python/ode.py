@@ -17,11 +17,12 @@ import numpy as np
 
 from .algorithms import ODEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
-from .functions import compile_batch_cfunc, compile_cfunc
+from .functions import compile_batch_cfunc, compile_cfunc, probe_user_function
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import problem_rhs
 from .solution import DenseInterpolant, EnsembleSolution, ODESolution, SolverStats
 from .solve import register
+from .validate import check_dtmin
 
 __all__ = ["ExplicitRK", "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ContinuousCallback",
            "DiscreteCallback", "ode_options", "ode_solution", "saveat_times",
@@ -79,6 +80,7 @@ class ContinuousCallback:
             raise InvalidProblemError(f"direction: expected -1, 0 or 1, got {direction!r}")
         self.condition = compile_cfunc(condition, "condition", "condition", nargs=3)
         self.affect = None if affect is None else compile_cfunc(affect, "affect", "affect", nargs=3)
+        self._raw = {"condition": condition, "affect": affect}   # for the probe (_callback_tuple)
         self.terminate = bool(terminate)
         self.direction = int(direction)
 
@@ -120,9 +122,13 @@ class DiscreteCallback:
     def __init__(self, condition, affect):
         self.condition = compile_cfunc(condition, "condition", "condition", nargs=3)
         self.affect = compile_cfunc(affect, "affect", "affect", nargs=3)
+        self._raw = {"condition": condition, "affect": affect}   # for the probe (_callback_tuple)
 
 
-def _callback_tuple(callback, p):
+def _callback_tuple(callback, p, u0=None, t0=0.0):
+    """The kernels' callback tuple (see :mod:`jitsolve.kernels.cpu.erk`); with ``u0``, each
+    callback function is first probed once at ``(u0, t0, p)`` for indexing out of bounds
+    (:func:`jitsolve.functions.probe_user_function`)."""
     cbs = [] if callback is None else (list(callback) if isinstance(callback, (list, tuple))
                                        else [callback])
     cc = [c for c in cbs if isinstance(c, ContinuousCallback)]
@@ -135,6 +141,11 @@ def _callback_tuple(callback, p):
                                         "callback per solve in this version")
     c = cc[0] if cc else None
     d = dc[0] if dc else None
+    if u0 is not None:
+        for cb in (c, d):
+            for name, fn in (cb._raw.items() if cb is not None else ()):
+                if fn is not None:
+                    probe_user_function(fn, name, u0, p, t0)
     # None for what is absent: no event code compiled, no function value unboxed
     # (kernels.cpu.erk.event_step, cond_value, apply_affect)
     return (c.condition if c else None,
@@ -268,6 +279,7 @@ def ode_options(prob, alg, o):
         adaptive = False
     else:
         adaptive = True
+    check_dtmin(o["dtmin"], prob.tspan, o["dt"], adaptive)
     span = abs(t1 - t0)
     dtmin = o["dtmin"] if o["dtmin"] is not None else 16 * np.finfo(float).eps * max(abs(t0), abs(t1), span)
     savet = saveat_times(prob.tspan, o["saveat"])
@@ -325,7 +337,7 @@ def _run_explicit(prob, alg, o, rhs=None, dense=None):
                     lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"], atol=oo["atol"],
                     adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
                     maxiters=oo["maxiters"], tstops=oo["tstops"], saveat=oo["saveat"],
-                    dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p),
+                    dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p, prob.u0, prob.tspan[0]),
                     hasf=rhs.fun is not None,
                     interpolate=oo["saveat"] is not None and interpolates_saveat(alg, prob.u0.size))
     return raw
@@ -352,9 +364,12 @@ def _batch_spec(rhs):
 
 
 def _solve_prob_func(eprob, alg, N, o):
-    """The general (slow) path: one ``solve`` per problem ``prob_func(prob, i)``, each saved
-    at the ensemble's times (``saveat``, else ``tspan``'s ends, as the compiled path).
-    A trajectory that fails keeps its retcode and its saved prefix (NaN after it)."""
+    """The general (slow) path: one ``solve`` per trajectory, each saved at the ensemble's
+    times (``saveat``, else ``tspan``'s ends, as the compiled path).  The trajectories are
+    the problems ``prob_func(prob, i)``, or without ``prob_func`` ``prob`` with row ``i``
+    of ``u0s``/``ps`` (for algorithms without a compiled ensemble kernel: the stiff
+    methods), each solved exactly as that single problem.  A trajectory that fails keeps
+    its retcode and its saved prefix (NaN after it)."""
     from .solve import _prob_func_trajectories, solve
     prob = eprob.prob
     savet = saveat_times(prob.tspan, o["saveat"])
@@ -387,7 +402,8 @@ def _solve_ensemble_explicit(eprob, alg, **o):
         alg.tableau, rhs.f, u0s, ps, t0, t1, savet, lin=rhs.lin, plin=rhs.plin, rtol=oo["rtol"],
         atol=oo["atol"], adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
         maxiters=oo["maxiters"], tstops=oo["tstops"],
-        callbacks=_callback_tuple(o["callback"], rhs.p), batch=_batch_spec(rhs),
+        callbacks=_callback_tuple(o["callback"], rhs.p, prob.u0, prob.tspan[0]),
+        batch=_batch_spec(rhs),
         interpolate=interpolates_saveat(alg, prob.u0.size))
     return EnsembleSolution(savet, u.reshape((N, savet.size) + prob.u0.shape), rcs,
                             alg=type(alg).__name__, stats=stats)

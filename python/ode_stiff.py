@@ -22,8 +22,8 @@ import numpy as np
 from .algorithms import ODEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .grid.operators import GridOperator
-from .ode import _callback_tuple, ode_options, ode_solution
-from .problems import ODEProblem, SplitODEProblem
+from .ode import _callback_tuple, _solve_prob_func, ode_options, ode_solution
+from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import pack_grid_operator, problem_rhs
 from .solve import register
 
@@ -211,7 +211,8 @@ def _solve_stiff(prob, alg, o):
                       dense=dense,
                       # None without callbacks: the stiff loop compiles no event code
                       callbacks=(None if o["callback"] is None
-                                 else _callback_tuple(o["callback"], rhs.p)))
+                                 else _callback_tuple(o["callback"], rhs.p, prob.u0,
+                                                      prob.tspan[0])))
     return ode_solution(prob, alg, raw, raw["BTH"] if dense else None)
 
 
@@ -219,6 +220,18 @@ def _solve_stiff(prob, alg, o):
 @register(SplitODEProblem, StiffAlgorithm)
 def _solve_stiff_registered(prob, alg, **o):
     return _solve_stiff(prob, alg, o)
+
+
+@register(EnsembleProblem, StiffAlgorithm)
+def _solve_ensemble_stiff(eprob, alg, **o):
+    """Stiff ensembles (``u0s``/``ps`` or ``prob_func``): the general path, one compiled
+    stiff solve per trajectory in a Python loop (no compiled ensemble kernel for the stiff
+    methods yet), each trajectory bit for bit its own single solve."""
+    if not isinstance(eprob.prob, (ODEProblem, SplitODEProblem)):
+        raise UnsupportedAlgorithmError(f"alg: {type(alg).__name__} integrates ODEs; the "
+                                        f"ensemble holds a {type(eprob.prob).__name__}")
+    N = o.pop("trajectories")
+    return _solve_prob_func(eprob, alg, N, o)
 
 
 _EXAMPLE = """>>> import numpy as np, jitsolve as js

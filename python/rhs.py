@@ -9,7 +9,7 @@ diagonal) into such ``(cfunc, parameter vector)`` pairs.
 import numpy as np
 
 from .errors import UnsupportedAlgorithmError
-from .functions import ODEFunction
+from .functions import ODEFunction, probe_user_function
 from .grid.operators import GridOperator, ScaledOperator
 
 __all__ = ["RHS", "problem_rhs", "pack_grid_operator", "linear_part"]
@@ -78,11 +78,15 @@ def linear_part(L):
 
 
 def problem_rhs(prob):
-    """The :class:`RHS` of an ``ODEProblem`` or ``SplitODEProblem``."""
+    """The :class:`RHS` of an ``ODEProblem`` or ``SplitODEProblem``; a user function is
+    probed once for indexing ``p`` (or the state) out of bounds
+    (:func:`jitsolve.functions.probe_user_function`)."""
     from .kernels.cpu.rhs import zero_f
     from .problems import SplitODEProblem
     p = prob.p if prob.p is not None else np.zeros(0)
     p = np.ascontiguousarray(p, dtype=np.float64)
+    if isinstance(prob.f, ODEFunction):
+        probe_user_function(prob.f.f, "f", prob.u0, p, prob.tspan[0], out_shape=(prob.u0.size,))
     if isinstance(prob, SplitODEProblem):
         lin, plin = linear_part(prob.L)
         if isinstance(prob.f, GridOperator):

@@ -28,11 +28,12 @@ import numpy as np
 
 from .algorithms import SDEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
-from .functions import compile_batch_cfunc, compile_cfunc
+from .functions import compile_batch_cfunc, compile_cfunc, probe_user_function
 from .problems import EnsembleProblem, SDEProblem
 from .retcodes import ReturnCode
 from .solution import EnsembleSolution, SDESolution, SolverStats
 from .solve import register
+from .validate import check_dtmin
 
 __all__ = ["EM", "EulerHeun", "Milstein", "SRIW1", "SRA1", "reverse_sde", "ReverseSDE",
            "ensemble_moments", "EnsembleMoments", "brownian_path"]
@@ -221,6 +222,7 @@ def _check_options(tspan, alg, o):
     """Check the solve options against the method and the span; returns ``(adaptive,
     seed)``."""
     adaptive = bool(o["adaptive"]) and alg.adaptive
+    check_dtmin(o["dtmin"], tspan, o["dt"], adaptive)
     if not adaptive and o["dt"] is None:
         raise InvalidProblemError(
             f"dt: required for the fixed-step method {type(alg).__name__}"
@@ -266,6 +268,7 @@ def _prepare(prob, alg, o, at=None):
     F = prob.f
     f = F.cfunc("f")
     graw = prob._g_raw
+    _probe_sde(prob)
     if prob.noise == "general":
         gv = compile_cfunc(_dummy_vec, "g", "f")
         gm = compile_cfunc(graw, "g", "g_general")
@@ -301,6 +304,16 @@ def _prepare(prob, alg, o, at=None):
               noise=prob.noise, m=prob.nbrownian,
               strat=prob.interpretation == "stratonovich", has_cs=has_cs)
     return mod, (f, gv, gm, gc), kw
+
+
+def _probe_sde(prob):
+    """Probe the drift and the diffusion once for indexing out of bounds
+    (:func:`jitsolve.functions.probe_user_function`)."""
+    n = prob.u0.size
+    p = prob.p if prob.p is not None else np.zeros(0)
+    probe_user_function(prob.f.f, "f", prob.u0, p, prob.tspan[0], out_shape=(n,))
+    probe_user_function(prob._g_raw, "g", prob.u0, p, prob.tspan[0],
+                        out_shape=(n, prob.nbrownian) if prob.noise == "general" else (n,))
 
 
 def _batch_spec(prob):

@@ -17,10 +17,11 @@ from .algorithms import AbstractAlgorithm
 from .errors import BackendUnavailableError, InvalidProblemError, UnsupportedAlgorithmError
 from .log import get_logger
 from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProblem, SDEProblem,
-                       SplitODEProblem)
+                       SplitODEProblem, remake)
 from .retcodes import ReturnCode
 from .user_exceptions import WatchUserExceptions
-from .validate import (check_finite, check_positive_float, check_positive_int, check_tolerances)
+from .validate import (check_dtmin, check_finite, check_positive_float, check_positive_int,
+                       check_tolerances)
 
 __all__ = ["solve", "register", "registered", "BACKENDS"]
 
@@ -141,6 +142,7 @@ def _check_de_options(prob, o):
     o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n)
     o["dt"] = check_positive_float(o["dt"], "dt", allow_none=True)
     o["dtmin"] = check_positive_float(o["dtmin"], "dtmin", allow_none=True)
+    check_dtmin(o["dtmin"], prob.tspan)
     o["maxiters"] = check_positive_int(o["maxiters"], "maxiters")
     if not isinstance(o["adaptive"], (bool, np.bool_)):
         raise InvalidProblemError(f"adaptive: expected True or False, got {o['adaptive']!r}")
@@ -237,6 +239,22 @@ def solve(prob, alg, **kwargs):
     return sol
 
 
+def _check_trajectory(prob, pi, i, kinds):
+    """``prob_func``'s problem ``pi`` for trajectory ``i``: one of ``kinds`` with
+    ``prob``'s ``u0`` shape and ``tspan`` (the ensemble shares one time grid)."""
+    if not isinstance(pi, kinds):
+        raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, "
+                                  f"expected an {kinds[0].__name__}")
+    if pi.u0.shape != prob.u0.shape:
+        raise InvalidProblemError(
+            f"prob_func: u0 of trajectory {i} has shape {pi.u0.shape}; every trajectory "
+            f"needs the shape of prob.u0, {prob.u0.shape}")
+    if tuple(pi.tspan) != tuple(prob.tspan):
+        raise InvalidProblemError(
+            f"prob_func: tspan of trajectory {i} is {pi.tspan}; every trajectory needs "
+            f"prob.tspan, {prob.tspan}")
+
+
 def _prob_func_trajectories(eprob, N, savet, kinds, solve_one):
     """The general (slow) ensemble path shared by ODEs and SDEs: trajectory ``i`` is
     ``solve_one(prob_func(prob, i), i)``, a solution saved at (a prefix of) the ensemble's
@@ -251,18 +269,12 @@ def _prob_func_trajectories(eprob, N, savet, kinds, solve_one):
     u = np.full((N, savet.size) + prob.u0.shape, np.nan)
     W, rcs, stats = None, [], None
     for i in range(N):
-        pi = eprob.prob_func(prob, i)
-        if not isinstance(pi, kinds):
-            raise InvalidProblemError(f"prob_func: returned {type(pi).__name__} for i={i}, "
-                                      f"expected an {kinds[0].__name__}")
-        if pi.u0.shape != prob.u0.shape:
-            raise InvalidProblemError(
-                f"prob_func: u0 of trajectory {i} has shape {pi.u0.shape}; every trajectory "
-                f"needs the shape of prob.u0, {prob.u0.shape}")
-        if tuple(pi.tspan) != tuple(prob.tspan):
-            raise InvalidProblemError(
-                f"prob_func: tspan of trajectory {i} is {pi.tspan}; every trajectory needs "
-                f"prob.tspan, {prob.tspan}")
+        if eprob.prob_func is None:     # rows of u0s/ps (methods without an ensemble kernel)
+            pi = remake(prob, **({} if eprob.u0s is None else {"u0": eprob.u0s[i]}),
+                        **({} if eprob.ps is None else {"p": eprob.ps[i]}))
+        else:
+            pi = eprob.prob_func(prob, i)
+            _check_trajectory(prob, pi, i, kinds)
         s = solve_one(pi, i)
         m = min(s.t.size, savet.size)
         k = int(np.argmin(np.append(s.t[:m] == savet[:m], False)))   # saved save times

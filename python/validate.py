@@ -20,6 +20,7 @@ __all__ = [
     "check_positive_float",
     "check_nonnegative_float",
     "check_choice",
+    "check_dtmin",
     "is_array_like",
 ]
 
@@ -183,3 +184,18 @@ def check_choice(x, name, choices):
     if not isinstance(x, str) or x not in choices:
         raise InvalidProblemError(f"{name}: expected one of {sorted(choices)}, got {x!r}")
     return x
+
+
+def check_dtmin(dtmin, tspan, dt=None, adaptive=False):
+    """``dtmin`` (None: the solver's default) against the span and, for an adaptive solve,
+    against its starting step ``dt``: an adaptive solve stops with ``DtLessThanMin`` when
+    its controller proposes a step below ``dtmin``, so a ``dtmin`` longer than the span
+    or than the first step could only fail."""
+    if dtmin is None:
+        return
+    span = abs(tspan[1] - tspan[0])
+    if dtmin > span:
+        raise InvalidProblemError(f"dtmin: {dtmin} is longer than the span |t1 - t0| = {span}")
+    if adaptive and dt is not None and dt < dtmin:
+        raise InvalidProblemError(f"dtmin: {dtmin} is larger than the starting step dt = {dt} of "
+                                  f"an adaptive solve (pass dt >= dtmin, or adaptive=False)")

@@ -45,7 +45,7 @@ from numba.extending import overload
 
 from .borrow import borrow, keep_alive
 from .rhs import eval_rhs
-from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
+from .stepcontrol import accepted_step, error_norm, initial_dt, pi_factor, reject_factor
 
 __all__ = ["erk_solve", "erk_ensemble", "rk_step", "borrow_tab", "find_event", "event_landing",
            "root_state", "land_past_root", "event_step", "event_search", "cond_value",
@@ -501,7 +501,9 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
         if dt > 0.0:
             habs = dt
         else:
-            habs = initial_dt(rhs, u, ks[0], t, tdir, q - 1, atol, rtol, dtmax, unew, ytmp)
+            # not below dtmin (OrdinaryDiffEq's rule for the automatic first step)
+            habs = max(initial_dt(rhs, u, ks[0], t, tdir, q - 1, atol, rtol, dtmax, unew, ytmp),
+                       dtmin)
             stats[0] += 1
     else:
         habs = dt
@@ -652,9 +654,10 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
                     g_prev = cond_value(ccond, u, t, cbp)
 
             if adaptive:
-                habs = min(hstep * fac, dtmax)
-                if hit_stop and habs < hstep:
-                    habs = hstep
+                habs, small = accepted_step(hstep, fac, habs, land, hit_stop, dtmin, dtmax)
+                if small and istop < stops.size:
+                    rc = RC_DTMIN     # the controller shrinks the steps below dtmin
+                    break
             else:
                 habs = dt
         if not grow:

@@ -51,8 +51,8 @@ from numba import njit, prange
 
 from .borrow import borrow, keep_alive
 from .erk import RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_UNSTABLE, borrow_tab, dense_weights
-from .stepcontrol import (initial_dt_finish, initial_dt_probe, pi_factor, reject_factor,
-                          weighted_square)
+from .stepcontrol import (accepted_step, initial_dt_finish, initial_dt_probe, pi_factor,
+                          reject_factor, weighted_square)
 
 __all__ = ["LANES", "erk_lockstep"]
 
@@ -259,6 +259,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     TN = np.zeros(L)
     STOPV = np.zeros(L)         # stops[ISTOP[l]] while lane l steps (no gather past the end)
     ACCM = np.zeros(L, np.bool_)
+    SMALL = np.zeros(L, np.bool_)   # accepted, and the controller's next step is below dtmin
     FAC = np.zeros(L)
     ERR = np.ones(L)
     W = np.zeros(sd)
@@ -272,12 +273,13 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     # inlined lane helpers); ``owners`` keeps the allocations live to the end
     owners = (U, UN, Y, E, K, HR, ACC, T, TS, H, HSTEP, HABS, EPREV, D1, LAND, AREJ, K0V, ACT,
               ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC, TN, FAC, ERR, W, idx, idx0, iacc,
-              idense, ATOLF, RTOLF, STOPV, ACCM)
+              idense, ATOLF, RTOLF, STOPV, ACCM, SMALL)
     U, UN, Y, E, K, HR, ACC = (borrow(U), borrow(UN), borrow(Y), borrow(E), borrow(K),
                                borrow(HR), borrow(ACC))
     T, TS, H, HSTEP, HABS, EPREV, D1 = (borrow(T), borrow(TS), borrow(H), borrow(HSTEP),
                                         borrow(HABS), borrow(EPREV), borrow(D1))
     LAND, AREJ, K0V, ACT, ACCM = borrow(LAND), borrow(AREJ), borrow(K0V), borrow(ACT), borrow(ACCM)
+    SMALL = borrow(SMALL)
     ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC = (
         borrow(ISTOP), borrow(ISAVE), borrow(NSAVE), borrow(NITER), borrow(NF), borrow(NACC),
         borrow(NREJ), borrow(RC))
@@ -339,8 +341,8 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         _eval(f, fb, batched, E, Y, ps, TS, idx, i0, na)
         for k in range(na):
             l = idx[k]
-            HABS[l] = initial_dt_finish(U[l], K[0, l], E[l], HABS[l], D1[l], q - 1, atol,
-                                        rtol, dtmax, Y[l])
+            HABS[l] = max(initial_dt_finish(U[l], K[0, l], E[l], HABS[l], D1[l], q - 1, atol,
+                                            rtol, dtmax, Y[l]), dtmin)   # as erk_solve
             NF[l] += 1
     for k in range(na):
         l = idx[k]
@@ -473,13 +475,14 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             ok = ACCM[l]
             NACC[l] += 1 if ok else 0
             T[l] = TN[l] if ok else T[l]
+            small = False
             if adaptive:
-                hstep = HSTEP[l]
-                habs = min(hstep * FAC[l], dtmax)
-                habs = hstep if LAND[l] and habs < hstep else habs
+                habs, small = accepted_step(HSTEP[l], FAC[l], HABS[l], LAND[l], LAND[l], dtmin,
+                                            dtmax)
             else:
                 habs = dt
             HABS[l] = habs if ok else HABS[l]
+            SMALL[l] = ok and small
         # the new states (and first-same-as-last slopes) of the whole batch in SIMD copies:
         # a rejected lane's UN (and last slope) was reset to its U (first slope) above, and
         # a lane that is not stepping has UN = U + 0 * (its last slopes), never read again
@@ -498,6 +501,9 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                     STOPV[l] = stops[ISTOP[l]]
                 else:
                     ACT[l] = False
+            if SMALL[l] and ACT[l]:
+                RC[l] = RC_DTMIN      # erk_solve's stop on a proposal below dtmin
+                ACT[l] = False
             if not fsal:
                 K0V[l] = False
             if ISAVE[l] < nsv and T[l] == savet[ISAVE[l]]:

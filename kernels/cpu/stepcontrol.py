@@ -20,7 +20,7 @@ from .fastpow import exp2_fast, ylog2_fast
 from .rhs import eval_rhs
 
 __all__ = ["error_norm", "error_norm_at", "weighted_square", "pi_factor", "reject_factor", "initial_dt",
-           "initial_dt_probe", "initial_dt_finish", "rms_norm", "PI_DEFAULTS"]
+           "initial_dt_probe", "initial_dt_finish", "accepted_step", "rms_norm", "PI_DEFAULTS"]
 
 #: (safety, qmin, qmax) as in Hairer's dopri5
 PI_DEFAULTS = (0.9, 0.2, 10.0)
@@ -90,6 +90,34 @@ def reject_factor(err, beta1, safety, qmin):
     if not (err < np.inf):   # NaN or Inf: the step blew up
         return qmin
     return min(1.0, max(qmin, safety * exp2_fast(ylog2_fast(err, -beta1))))
+
+
+@njit(inline="always", cache=False)
+def accepted_step(hstep, fac, habs, land, hit_stop, dtmin, dtmax):
+    """The step size after an accepted step, and whether the solve must stop there with
+    ``DtLessThanMin``.
+
+    ``hstep`` is the size of the step just taken, ``fac`` the controller's factor for it
+    (:func:`pi_factor`), ``habs`` the size the controller had proposed for it, ``land``
+    whether the step was set to end on a stop (``hstep`` is then the distance, shorter
+    than ``habs`` when the step was clamped), ``hit_stop`` whether it ended on one (an
+    event can cut it short).  The next step is ``min(hstep fac, dtmax)``, not shorter
+    than ``hstep`` after a step that ended on a stop.
+
+    Returns ``(habs_next, too_small)``.  ``too_small``: the controller shrinks the step
+    (``fac < 1``) below ``dtmin``, OrdinaryDiffEq's ``DtLessThanMin`` after an accepted
+    step (accepted steps that keep shrinking, e.g. towards a finite-time blow-up, must
+    not run on for ever; a rejected step below ``dtmin`` is the loops' own test).  A step
+    clamped short to land on a stop (``t1``, a ``tstop``, a ``saveat`` time) never
+    counts: its proposal reflects the clamp, not the error; neither does a growing one
+    (a short step after such a clamp).  The caller ignores it after the last stop.
+    """
+    hprop = hstep * fac
+    hnext = min(hprop, dtmax)
+    if hit_stop and hnext < hstep:
+        hnext = hstep
+    clamped = land and hstep < habs
+    return hnext, fac < 1.0 and hprop < dtmin and not clamped
 
 
 @njit(inline="always", cache=False)

@@ -30,7 +30,7 @@ from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, ev
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, ros23_step, rodas_step, stiff_family
-from .stepcontrol import error_norm, initial_dt, pi_factor, reject_factor
+from .stepcontrol import accepted_step, error_norm, initial_dt, pi_factor, reject_factor
 from .stiffjac import jacobian, jacobian_zero, linear_matrix
 
 __all__ = ["stiff_solve", "RC_CONVFAIL"]
@@ -180,7 +180,9 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
         if dt > 0.0:
             habs = dt
         else:
-            habs = initial_dt(rhs, u, f0, t, tdir, q - 1, atol, rtol, dtmax, unew, ytmp)
+            # not below dtmin (OrdinaryDiffEq's rule for the automatic first step)
+            habs = max(initial_dt(rhs, u, f0, t, tdir, q - 1, atol, rtol, dtmax, unew, ytmp),
+                       dtmin)
             stats[0] += 1
     else:
         habs = dt
@@ -398,9 +400,10 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                     g_prev = cond_value(ccond, u, t, cbp)
 
         if adaptive:
-            habs = min(hstep * fac, dtmax)
-            if hit_stop and habs < hstep:
-                habs = hstep
+            habs, small = accepted_step(hstep, fac, habs, land, hit_stop, dtmin, dtmax)
+            if small and istop < stops.size:
+                rc = RC_DTMIN     # the controller shrinks the steps below dtmin
+                break
         else:
             habs = dt
     return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev, stats, rc, t, u)

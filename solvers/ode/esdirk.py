@@ -17,6 +17,7 @@ methods*, J. Comput. Phys. 193 (2004).
 """
 import numpy as np
 
+from ...kernels.cpu.stepcontrol import accepted_step
 from ..linear import gmres
 from .explicit import make_stops
 from .rosenbrock import RETCODES, solve_stiff, stiff_tableau
@@ -108,7 +109,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         f0 = fe0 + fi0
         d0, d1 = _wnorm(u, u, at, rt), _wnorm(f0, u, at, rt)
         habs = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-        habs = min(habs, dtmax)
+        habs = min(max(habs, dtmin), dtmax)       # not below dtmin, as the compiled loops
     err_prev, after_reject, rc, niter, istop = 1e-4, False, 0, 0, 0
     jac_fresh = False
     if jv_update is not None:
@@ -238,9 +239,11 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
             jv_update(u, t)
             stats[1] += 1
             jac_fresh = True
-        habs = min(hstep * fac, dtmax)
-        if land and habs < hstep:
-            habs = hstep
+        # the compiled loops' rule (Python mode: no compile for this loop)
+        habs, small = accepted_step.py_func(hstep, fac, habs, land, land, dtmin, dtmax)
+        if small and istop < stops.size:
+            rc = 3
+            break
     return _raw(ts, us, steps_t, steps_h, stats, rc, t, u, n)
 
 

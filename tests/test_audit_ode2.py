@@ -1,0 +1,312 @@
+"""ODE audit fixes, second round: ``dtmin`` checked on accepted steps (the controller's
+proposal, never a step clamped onto a stop) and validated up front; user functions probed
+once in Python for indexing ``p`` out of bounds; stiff ensembles solved trajectory by
+trajectory."""
+import numpy as np
+import pytest
+from numba import njit
+
+import jitsolve as js
+from ensemble_modes import bits, solve_mode
+from jitsolve import functions as F
+from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError, UserFunctionError
+
+DTMIN = js.ReturnCode.DtLessThanMin
+
+
+def square(du, u, p, t):          # u = 1 / (1 - t) from u0 = 1: blows up at t = 1
+    du[0] = u[0] * u[0]
+
+
+def squares(du, u, p, t):
+    for i in range(u.size):
+        du[i] = u[i] * u[i]
+
+
+def chirp(du, u, p, t):         # u' = cos(p t^2): the steps shrink as the frequency grows
+    du[0] = np.cos(p[0] * t * t)
+
+
+def blow(du, u, p, t):            # u = 1 / (1 - p t)
+    du[0] = p[0] * u[0] * u[0]
+
+
+def decay(du, u, p, t):
+    du[0] = -p[0] * u[0]
+
+
+def decay_probed_once(du, u, p, t):
+    du[0] = -p[0] * u[0]
+
+
+def robertson(du, u, p, t):
+    du[0] = -p[0] * u[0] + p[1] * u[1] * u[2]
+    du[1] = p[0] * u[0] - p[1] * u[1] * u[2] - p[2] * u[1] * u[1]
+    du[2] = p[2] * u[1] * u[1]
+
+
+def reads_p2(du, u, p, t):        # p[2]: out of bounds for a p of two entries
+    du[0] = -p[0] * u[0] + p[2]
+    du[1] = -p[1] * u[1]
+
+
+@njit
+def reads_p2_jit(du, u, p, t):
+    du[0] = -p[0] * u[0] + p[2]
+    du[1] = -p[1] * u[1]
+
+
+def writes_du2(du, u, p, t):      # du[2]: out of bounds for a state of two entries
+    du[0] = -u[0]
+    du[1] = -u[1]
+    du[2] = 0.0
+
+
+def noise_p1(gu, u, p, t):
+    gu[0] = p[1]
+    gu[1] = p[1]
+
+
+def noise_ok(gu, u, p, t):
+    gu[0] = 0.1
+    gu[1] = 0.1
+
+
+def raises_at_start(du, u, p, t):   # raises compiled too: the probe must leave it alone
+    if t == 0.0:
+        raise ValueError("start")
+    du[0] = -u[0]
+    du[1] = -u[1]
+
+
+def cond_p5(u, t, p):
+    return u[0] - p[5]
+
+
+def pokes_p(du, u, p, t):         # writes into p (bad, but must not reach the caller's p)
+    p[0] = 99.0
+    du[0] = -u[0]
+
+
+TWO = np.array([1.0, 2.0])
+P2 = np.array([1.0, 0.5])
+
+
+# ------------------------------------------------------------------ 1. dtmin
+def test_accepted_steps_shrinking_below_dtmin_stop():
+    # ImplicitEuler's numerical solution blows up near t = 0.978 without one rejected
+    # step: the accepted steps used to shrink on towards 1e-156 (14413 steps, then
+    # ConvergenceFailure); the controller's proposal below dtmin now stops the solve
+    prob = js.ODEProblem(square, np.array([1.0]), (0.0, 0.99))
+    sol = js.solve(prob, js.ImplicitEuler())
+    assert sol.retcode is DTMIN
+    assert sol.stats.nreject == 0 and sol.stats.naccept < 2000
+    assert sol.t[-1] < 0.99 and np.isfinite(sol.u[-1]).all()
+    assert np.abs(sol.steps_h).min() > 1e-15
+
+
+def test_explicit_proposal_below_user_dtmin_stops():
+    # a chirp: the accepted steps shrink smoothly, never rejected, below dtmin = 0.18
+    # near t = 8.7; the solve used to run on to t1 with Success (dtmin = 0.15 still
+    # succeeds: the one step below it is the last, clamped onto t1)
+    prob = js.ODEProblem(chirp, np.array([0.0]), (0.0, 10.0), p=np.array([1.0]))
+    free = js.solve(prob, js.Tsit5(), dt=0.2)
+    assert free.retcode is js.ReturnCode.Success and free.stats.nreject == 0
+    assert np.abs(free.steps_h).min() < 0.15
+    assert js.solve(prob, js.Tsit5(), dt=0.2, dtmin=0.15).retcode is js.ReturnCode.Success
+    sol = js.solve(prob, js.Tsit5(), dt=0.2, dtmin=0.18)
+    assert sol.retcode is DTMIN and sol.stats.nreject == 0
+    assert 8.0 < sol.t[-1] < 9.0
+    assert np.abs(sol.steps_h).min() >= 0.18           # every step taken is >= dtmin
+    n = sol.t.size                                      # what was computed is kept
+    assert np.array_equal(bits(sol.u), bits(free.u[:n])) and np.array_equal(sol.t, free.t[:n])
+
+
+def test_rosenbrock_proposal_below_user_dtmin_stops():
+    prob = js.ODEProblem(square, np.array([1.0]), (0.0, 0.999))
+    sol = js.solve(prob, js.Rodas5P(), dtmin=2e-3)
+    assert sol.retcode is DTMIN and sol.t[-1] < 0.999
+    assert np.abs(sol.steps_h).min() >= 2e-3
+
+
+def test_newton_krylov_loop_checks_dtmin_on_accepted_steps():
+    # u' = L u + u^2 with Neumann walls: uniform, u = 1 / (1 - t); ImplicitEuler
+    # through the Python Newton-Krylov loop (n > dense_max)
+    g = js.Grid((16,), extent=((0.0, 1.0),), bc=js.Neumann())
+    prob = js.SplitODEProblem(js.Laplacian(g), squares, np.ones(16), (0.0, 0.999))
+    sol = js.solve(prob, js.ImplicitEuler(dense_max=4), dtmin=2e-3)
+    assert sol.retcode is DTMIN
+    assert sol.stats.nreject == 0 and sol.t[-1] < 0.999
+    assert np.abs(sol.steps_h).min() >= 2e-3
+
+
+def test_lockstep_ensemble_stops_as_the_single_solves(monkeypatch):
+    N = 66
+    ps = np.linspace(0.2, 1.0, N)[:, None]
+    prob = js.ODEProblem(chirp, np.array([0.0]), (0.0, 10.0), p=np.array([1.0]))
+    ep = js.EnsembleProblem(prob, ps=ps)
+    kw = dict(saveat=[0.0, 5.0, 10.0], dtmin=0.18)
+    ref = solve_mode(monkeypatch, "general", ep, js.Tsit5(), N, **kw)
+    for mode in ("percall", "batched"):
+        sol = solve_mode(monkeypatch, mode, ep, js.Tsit5(), N, **kw)
+        assert np.array_equal(bits(sol.u), bits(ref.u)), mode
+        assert list(sol.retcodes) == list(ref.retcodes), mode
+        assert np.array_equal(sol.stats, ref.stats), mode
+    assert ref.retcodes[0] is js.ReturnCode.Success
+    assert ref.retcodes[60] is DTMIN and ref.stats[60, 4] == 0     # never rejected
+    single = js.solve(js.remake(prob, p=ps[60]), js.Tsit5(), **kw)
+    assert single.retcode is DTMIN and single.t.size == 2
+    assert np.array_equal(bits(ref.u[60, :2]), bits(single.u)) and np.isnan(ref.u[60, 2]).all()
+
+
+@pytest.mark.parametrize("alg", [js.Tsit5(), js.Rodas5P()])
+def test_steps_clamped_onto_stops_never_trigger_dtmin(alg):
+    # a tstop 1e-9 after another: that step is clamped to 1e-9 < dtmin, and the next
+    # ones regrow from it; neither is the controller shrinking the steps
+    prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    sol = js.solve(prob, alg, tstops=[0.5, 0.5 + 1e-9], dtmin=1e-6, rtol=1e-8, atol=1e-10)
+    assert sol.retcode is js.ReturnCode.Success
+    assert np.abs(sol.steps_h).min() < 1e-6                # a clamped step below dtmin
+    assert abs(sol.u[-1, 0] - np.exp(-1.0)) < 1e-7
+
+
+def test_dtmin_validated_against_dt_and_span():
+    prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    with pytest.raises(InvalidProblemError, match=r"^dtmin: 0\.001 is larger than the starting "
+                                                  r"step dt = 0\.0001"):
+        js.solve(prob, js.Tsit5(), dt=1e-4, dtmin=1e-3)
+    with pytest.raises(InvalidProblemError, match=r"^dtmin: 0\.001 is larger"):
+        js.solve(prob, js.Rodas5P(), dt=1e-4, dtmin=1e-3)
+    with pytest.raises(InvalidProblemError, match=r"^dtmin: 2\.0 is longer than the span"):
+        js.solve(prob, js.Tsit5(), dtmin=2.0)
+    with pytest.raises(InvalidProblemError, match=r"^dtmin: 2\.0 is longer than the span"):
+        js.solve(js.EnsembleProblem(prob, ps=np.ones((2, 1))), js.Tsit5(), dtmin=2.0)
+    # fixed steps ignore dtmin; an adaptive dt >= dtmin is fine
+    fixed = js.solve(prob, js.RK4(), dt=1e-3, dtmin=1e-2)
+    assert fixed.retcode is js.ReturnCode.Success and fixed.stats.naccept == 1000
+    ok = js.solve(prob, js.Tsit5(), dt=1e-2, dtmin=1e-3)
+    assert ok.retcode is js.ReturnCode.Success and abs(ok.steps_h[0] - 1e-2) < 1e-15
+
+
+def test_automatic_first_step_is_not_below_dtmin():
+    prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    auto = js.solve(prob, js.Tsit5())
+    assert abs(auto.steps_h[0] - 0.1) < 1e-3            # Hairer's first step
+    sol = js.solve(prob, js.Tsit5(), dtmin=0.2)
+    assert sol.retcode is js.ReturnCode.Success and sol.steps_h[0] == 0.2
+
+
+# ------------------------------------------------------------------ 2. the probe
+@pytest.mark.parametrize("f", [reads_p2, reads_p2_jit])
+@pytest.mark.parametrize("alg", [js.Tsit5(), js.Rodas5P()])
+def test_out_of_bounds_p_is_an_error(f, alg):
+    prob = js.ODEProblem(f, TWO, (0.0, 1.0), p=P2)
+    with pytest.raises(InvalidProblemError, match=r"^p: f \(reads_p2(_jit)?\) indexes p out of "
+                                                  r"bounds \(p has 2 entries\): IndexError"):
+        js.solve(prob, alg)
+    ok = js.solve(js.remake(prob, p=np.array([1.0, 0.5, 0.0])), alg)   # p long enough
+    assert ok.retcode is js.ReturnCode.Success
+
+
+def test_out_of_bounds_p_in_ensembles_and_fit():
+    prob = js.ODEProblem(reads_p2, TWO, (0.0, 1.0), p=P2)
+    with pytest.raises(InvalidProblemError, match=r"^p: f .*p has 2 entries"):
+        js.solve(js.EnsembleProblem(prob, ps=np.ones((3, 2))), js.Tsit5())
+    with pytest.raises(InvalidProblemError, match=r"^p: f .*p has 2 entries"):
+        js.solve(js.EnsembleProblem(prob, ps=np.ones((3, 2))), js.Rodas5P())
+    good = js.ODEProblem(reads_p2, TWO, (0.0, 1.0), p=np.array([1.0, 0.5, 0.0]))
+    loss = js.L2Loss(np.array([0.5, 1.0]), np.zeros((2, 2)))
+    with pytest.raises(InvalidProblemError, match=r"^p: f .*p has 2 entries"):
+        js.fit(good, js.Tsit5(), loss, P2, maxiter=2, progress=False)
+
+
+def test_out_of_bounds_in_sde_drift_and_diffusion():
+    bad_g = js.SDEProblem(decay, noise_p1, TWO, (0.0, 1.0), p=np.array([1.0]))
+    with pytest.raises(InvalidProblemError, match=r"^p: g \(noise_p1\) indexes p out of bounds "
+                                                  r"\(p has 1 entries\)"):
+        js.solve(bad_g, js.EM(), dt=0.01, seed=1)
+    bad_f = js.SDEProblem(reads_p2, noise_ok, TWO, (0.0, 1.0), p=P2)
+    with pytest.raises(InvalidProblemError, match=r"^p: f \(reads_p2\)"):
+        js.solve(bad_f, js.EM(), dt=0.01, seed=1)
+
+
+def test_out_of_bounds_state_and_callback():
+    with pytest.raises(InvalidProblemError, match=r"^f: writes_du2 indexes du out of bounds "
+                                                  r"\(u0 has 2 entries\)"):
+        js.solve(js.ODEProblem(writes_du2, TWO, (0.0, 1.0)), js.Tsit5())
+    prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    cb = js.ContinuousCallback(cond_p5)
+    with pytest.raises(InvalidProblemError, match=r"^p: condition \(cond_p5\) indexes p"):
+        js.solve(prob, js.Tsit5(), callback=cb)
+    with pytest.raises(InvalidProblemError, match=r"^p: condition \(cond_p5\) indexes p"):
+        js.solve(prob, js.Rodas5P(), callback=cb)
+
+
+def test_probe_ignores_other_exceptions_copies_and_caches(monkeypatch):
+    # a function that raises something else: the compiled solve reports it as before
+    with pytest.raises(UserFunctionError):
+        js.solve(js.ODEProblem(raises_at_start, TWO, (0.0, 1.0)), js.Tsit5())
+    # the probe works on copies: p and u0 untouched
+    p, u0 = np.array([1.0]), np.array([1.0])
+    F.probe_user_function(pokes_p, "f", u0, p, 0.0, out_shape=(1,))
+    assert p[0] == 1.0 and u0[0] == 1.0
+    # probed once per (function, shapes); big states are not probed
+    calls = []
+    real = F._probe_call
+    monkeypatch.setattr(F, "_probe_call", lambda *a: calls.append(1) or real(*a))
+    prob = js.ODEProblem(decay_probed_once, np.array([1.0]), (0.0, 1.0), p=np.array([2.0]))
+    for k in range(3):
+        js.solve(js.remake(prob, p=np.array([2.0 + k])), js.Tsit5())
+    assert len(calls) == 1
+    F.probe_user_function(writes_du2, "f", np.zeros(F.PROBE_MAX_N + 1), P2, 0.0,
+                          out_shape=(F.PROBE_MAX_N + 1,))
+    assert len(calls) == 1
+
+
+# ------------------------------------------------------------------ 3. stiff ensembles
+@pytest.mark.parametrize("alg", [js.Rodas5P(), js.KenCarp4()])
+def test_stiff_ensemble_is_its_single_solves(alg):
+    prob = js.ODEProblem(robertson, np.array([1.0, 0.0, 0.0]), (0.0, 10.0),
+                         p=np.array([0.04, 1e4, 3e7]))
+    ps = np.array([[0.04, 1e4, 3e7], [0.08, 1e4, 3e7], [0.04, 2e4, 1e7]])
+    u0s = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [1.0, 0.0, 0.0]])
+    es = js.solve(js.EnsembleProblem(prob, u0s=u0s, ps=ps), alg, saveat=2.5, rtol=1e-6,
+                  atol=1e-9)
+    assert es.u.shape == (3, 5, 3) and es.retcode is js.ReturnCode.Success
+    np.testing.assert_array_equal(es.t, [0.0, 2.5, 5.0, 7.5, 10.0])
+    for i in range(3):
+        s = js.solve(js.remake(prob, u0=u0s[i], p=ps[i]), alg, saveat=2.5, rtol=1e-6, atol=1e-9)
+        assert np.array_equal(bits(es.u[i]), bits(s.u))
+        assert es.stats[i].tolist() == [s.stats.nf, s.stats.njac, s.stats.nsolve,
+                                        s.stats.naccept, s.stats.nreject]
+    # without saveat: tspan's ends, as the explicit ensembles
+    es = js.solve(js.EnsembleProblem(prob, ps=ps), alg, trajectories=2)
+    np.testing.assert_array_equal(es.t, [0.0, 10.0])
+    assert es.u.shape == (2, 2, 3)
+
+
+def test_stiff_ensemble_keeps_a_failed_trajectory():
+    prob = js.ODEProblem(blow, np.array([1.0]), (0.0, 1.0), p=np.array([0.5]))
+    ps = np.array([[0.5], [2.0], [0.1]])                   # the second blows up at t = 0.5
+    ts = np.array([0.0, 0.25, 0.75, 1.0])
+    es = js.solve(js.EnsembleProblem(prob, ps=ps), js.Rosenbrock23(), saveat=ts)
+    single = js.solve(js.remake(prob, p=ps[1]), js.Rosenbrock23(), saveat=ts)
+    assert not single.retcode.successful
+    assert es.retcodes[1] is single.retcode and es.retcode is single.retcode
+    assert es.retcodes[0] is es.retcodes[2] is js.ReturnCode.Success
+    assert np.array_equal(bits(es.u[1, :2]), bits(single.u[:2])) and np.isnan(es.u[1, 2:]).all()
+
+
+def test_stiff_ensemble_prob_func_and_unsupported_gradient():
+    prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    ep = js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, p=[1.0 + i]))
+    es = js.solve(ep, js.ImplicitEuler(), trajectories=2, rtol=1e-6)
+    for i in range(2):
+        s = js.solve(js.remake(prob, p=[1.0 + i]), js.ImplicitEuler(), rtol=1e-6,
+                     saveat=[0.0, 1.0])
+        assert np.array_equal(bits(es.u[i]), bits(s.u))
+    loss = js.L2Loss(np.array([1.0]), np.zeros((1, 1)))
+    with pytest.raises(UnsupportedAlgorithmError, match=r"^alg: ensemble gradients need an "
+                                                        r"explicit RK method, got Rodas5P"):
+        js.gradient(js.EnsembleProblem(prob, ps=np.ones((2, 1))), js.Rodas5P(), loss,
+                    wrt="p")
