@@ -118,12 +118,7 @@ def operator_matvec(A, dtype):
     apply = A.matvec
 
     def mv(x, out):
-        try:
-            y = apply(x)
-        except JitsolveError:
-            raise
-        except Exception as exc:
-            raise _user_error(f"A: {what}", exc) from exc
+        y = call_user(f"A: {what}", apply, x)
         out[:] = _real_values(np.ravel(y), out, f"A: {what}",
                               "give the LinearOperator a complex dtype, or make b complex")
         return out
@@ -135,6 +130,17 @@ def _user_error(who, exc, where=""):
     that raised ``exc`` (``where``: e.g. ``" at iteration 3"``); raise it ``from exc``."""
     return UserFunctionError(f"{who} raised {type(exc).__name__}: {exc}{where} "
                              f"(the exception is chained)")
+
+
+def call_user(who, fn, *args, where=""):
+    """``fn(*args)``; an exception other than jitsolve's own becomes the
+    :class:`~jitsolve.errors.UserFunctionError` of :func:`_user_error`, chained."""
+    try:
+        return fn(*args)
+    except JitsolveError:
+        raise
+    except Exception as exc:
+        raise _user_error(who, exc, where) from exc
 
 
 def _real_values(z, out, who, hint):
@@ -481,12 +487,7 @@ def _user_preconditioner(apply, what):
     pass through unchanged).
     """
     def M(r, out):
-        try:
-            z = apply(r)
-        except JitsolveError:
-            raise
-        except Exception as exc:
-            raise _user_error(f"precond: {what}", exc) from exc
+        z = call_user(f"precond: {what}", apply, r)
         size = np.size(z) if z is not None else 0
         if size != r.size:
             got = "None" if z is None else f"shape {np.shape(z)}"
@@ -503,12 +504,8 @@ def _user_callback(callback):
     exception becomes :class:`~jitsolve.errors.UserFunctionError` with it chained
     (jitsolve's own errors pass through unchanged)."""
     def cb(it, x, rnorm):
-        try:
-            return bool(callback(it, x, rnorm))
-        except JitsolveError:
-            raise
-        except Exception as exc:
-            raise _user_error("callback: the callback", exc, f" at iteration {it}") from exc
+        return bool(call_user("callback: the callback", callback, it, x, rnorm,
+                              where=f" at iteration {it}"))
     return cb
 
 

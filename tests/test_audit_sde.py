@@ -6,18 +6,7 @@ import pytest
 import jitsolve as js
 from jitsolve.errors import UnsupportedAlgorithmError
 from jitsolve.sde import EM, SRA1, SRIW1, brownian_path, ensemble_moments
-
-
-def gbm_f(du, u, p, t):
-    du[0] = p[0] * u[0]
-
-
-def gbm_g(gu, u, p, t):
-    gu[0] = p[1] * u[0]
-
-
-def ou_f(du, u, p, t):
-    du[0] = -p[0] * u[0]
+from sde_models import gbm_f, gbm_g, ou_f
 
 
 def ou_g(gu, u, p, t):

@@ -8,21 +8,10 @@ from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError
 from jitsolve.kernels.cpu.philox import normals, philox4x32
 from jitsolve.sde import (EM, SRA1, SRIW1, EulerHeun, Milstein, brownian_path,
                           ensemble_moments, reverse_sde)
+from sde_models import gbm_f, gbm_g, ou_f
 
 
 # ----------------------------------------------------------------------------- user functions
-def gbm_f(du, u, p, t):
-    du[0] = p[0] * u[0]
-
-
-def gbm_g(gu, u, p, t):
-    gu[0] = p[1] * u[0]
-
-
-def ou_f(du, u, p, t):
-    du[0] = -p[0] * u[0]
-
-
 def ou_g(gu, u, p, t):
     gu[0] = p[1]
 
