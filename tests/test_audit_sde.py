@@ -176,3 +176,28 @@ def test_prob_func_ensemble_noise_round_trips_hdf5(tmp_path):
     # without save_noise there is no W
     es, _ = _pair(EM(), dt=2.0 ** -5)
     assert es.W is None
+
+
+def cubic_chirp_f(du, u, p, t):
+    du[0] = np.cos(t * t * t)
+
+
+def tiny_g(gu, u, p, t):
+    gu[0] = 1e-6
+
+
+def test_dtmin_stops_accepted_steps_that_shrink_below_it():
+    # the controller shrinks accepted steps to 0.00256 and 0.00238 after the start: a
+    # user dtmin above them ends the solve (it ran on to Success when only rejected steps
+    # were checked); one below them does not, nor does the step clamped onto t1
+    prob = js.SDEProblem(cubic_chirp_f, tiny_g, np.array([0.0]), (0.0, 3.0), np.zeros(1))
+    kw = dict(dt=0.01, rtol=1e-3, atol=1e-3, seed=1)
+    free = js.solve(prob, SRA1(), **kw)
+    steps = np.diff(free.t)
+    assert free.retcode == js.ReturnCode.Success and steps[:-1].min() == pytest.approx(0.00238037109375)
+    s = js.solve(prob, SRA1(), dtmin=0.0026, **kw)
+    assert s.retcode == js.ReturnCode.DtLessThanMin
+    assert 0.0 < s.t[-1] < 0.01 and s.stats.naccept == 1
+    np.testing.assert_array_equal(s.u, free.u[:s.t.size])          # what was computed is kept
+    ok = js.solve(prob, SRA1(), dtmin=0.00238, **kw)
+    assert ok.retcode == js.ReturnCode.Success and ok.t[-1] == 3.0

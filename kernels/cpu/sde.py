@@ -638,7 +638,10 @@ def control_step(en, finite, hs, h, errprev, clamped, fpar):
     """Accept or reject an adaptive trial step of signed length ``hs`` with error norm
     ``en``; returns (accepted, next proposed |h|, errprev, retcode): the retcode is
     ``DTLESSTHANMIN`` (``UNSTABLE`` for a non-finite trial) when a rejected step would
-    go below dtmin.  A step clamped onto a save time does not shrink the proposal."""
+    go below dtmin, and ``DTLESSTHANMIN`` with ``accepted`` True when the controller
+    shrinks an accepted step below a user ``dtmin`` (``fpar[3] > 0``; the caller keeps the
+    step and stops unless it reached t1).  A step clamped onto a save time does not
+    shrink the proposal and never stops the solve."""
     dtmin = fpar[3]
     safety = fpar[5]
     qmin = fpar[6]
@@ -655,6 +658,9 @@ def control_step(en, finite, hs, h, errprev, clamped, fpar):
     errprev = max(en, 1e-4)
     if not clamped:
         h = abs(hs) * fac
+        if fac < 1.0 and h < dtmin:
+            # accepted, but the controller shrinks the steps below a user dtmin
+            return True, h, errprev, DTLESSTHANMIN
     else:
         h = max(h, abs(hs) * fac)
     return True, h, errprev, SUCCESS
@@ -901,6 +907,10 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
                 _save(nsaved, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise)
                 nsaved += 1
                 ks += 1
+        if rc != SUCCESS:       # an accepted step below dtmin (control_step)
+            if x < xend:
+                break
+            rc = SUCCESS
     stats[0] = nsaved
     stats[1] = rc
     stats[2] = nf

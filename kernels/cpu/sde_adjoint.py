@@ -901,6 +901,10 @@ def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, tr
             _save(nsaved, x, t0, span, u, Bcur, m, sqT, out_t, out_u, ow, False)
             nsaved += 1
             ks += 1
+        if rc != SUCCESS:       # an accepted step below dtmin (control_step)
+            if x < 1.0:
+                break
+            rc = SUCCESS
     stats[0] = nsaved
     stats[1] = rc
     stats[2] = nf
