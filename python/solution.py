@@ -4,6 +4,7 @@ A failed solve keeps everything computed up to the failure; ``sol.successful`` t
 whether to trust it.  Every solution writes and reads HDF5 (``sol.to_hdf5(path)``,
 ``js.load(path)``).
 """
+import operator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -389,6 +390,28 @@ class EnsembleSolution(AbstractSolution):
 
     def __len__(self):
         return self.u.shape[0]
+
+    def __getitem__(self, i):
+        """Trajectory ``i`` as a solution of its own (SciML's ``sim[i]``; iteration works
+        too): an ``ODESolution`` with its retcode and stats for an ODE ensemble (per-
+        trajectory ``stats``), else an ``SDESolution`` with its Brownian path when one was
+        saved.  A failed trajectory keeps its saved prefix (the NaN rows after the failure
+        are dropped).  No dense output: interpolation is linear between saved points."""
+        N = len(self)
+        i = operator.index(i)
+        if not -N <= i < N:
+            raise IndexError(f"trajectory {i} of an ensemble of {N}")
+        i %= N
+        nt = self.t.size
+        if not _SUCCESSFUL[self._codes[i]]:
+            rows = np.isfinite(self.u[i].reshape(nt, -1)).all(axis=1)
+            nt = int(np.argmin(np.append(rows, False)))
+        rc = _CODES[int(self._codes[i])]
+        if isinstance(self.stats, np.ndarray):
+            return ODESolution(self.t[:nt], self.u[i, :nt], rc,
+                               SolverStats(*(int(v) for v in self.stats[i])), alg=self.alg)
+        W = None if self.W is None else self.W[i, :nt]
+        return SDESolution(self.t[:nt], self.u[i, :nt], rc, W=W, alg=self.alg)
 
     def _arrays(self):
         out = {"t": self.t, "u": self.u, "retcodes": _NAMES_S32[self._codes]}

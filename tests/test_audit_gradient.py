@@ -1,6 +1,7 @@
 """Gradient API audit: ``saveat`` gives a loss its observation times (API.md: gradient,
 fit and check_gradient save at the loss's times unless ``saveat`` is given), custom
-``js.Loss`` on ODEs, argument checks of the sensitivity algorithms, ``sol(t)`` at NaN."""
+``js.Loss`` on ODEs, argument checks of the sensitivity algorithms, ``sol(t)`` at NaN,
+``esol[i]`` (one trajectory of an ensemble as a solution)."""
 import numpy as np
 import pytest
 
@@ -113,3 +114,40 @@ def test_dense_output_refuses_nan_time(setup):
     sol = js.solve(prob, js.Tsit5(), **KW)
     with pytest.raises(InvalidProblemError, match="t: contains NaN"):
         sol(np.array([1.0, np.nan]))
+
+
+def blow(du, u, p, t):          # u = 1 / (1 - p t): blows up at t = 1 / p
+    du[0] = p[0] * u[0] * u[0]
+
+
+def small_noise(gu, u, p, t):
+    gu[0] = 0.1
+    gu[1] = 0.1
+
+
+def test_ensemble_trajectory_indexing(setup):
+    prob, _, _ = setup
+    ps = np.stack([P0, 1.1 * P0, 0.9 * P0])
+    es = js.solve(js.EnsembleProblem(prob, ps=ps), js.Tsit5(), saveat=TD, **KW)
+    assert [s.retcode for s in es] == es.retcodes and len(list(es)) == 3
+    for i in (1, -1):
+        s = es[i]
+        single = js.solve(js.remake(prob, p=ps[i]), js.Tsit5(), saveat=TD, **KW)
+        assert isinstance(s, js.ODESolution) and s.stats == single.stats
+        np.testing.assert_array_equal(s.u, single.u)
+        np.testing.assert_array_equal(s.t, TD)
+    with pytest.raises(IndexError, match="trajectory 3 of an ensemble of 3"):
+        es[3]
+    # a failed trajectory keeps its saved prefix, without the NaN rows
+    bp = js.ODEProblem(blow, np.array([1.0]), (0.0, 1.0), np.array([0.5]))
+    eb = js.solve(js.EnsembleProblem(bp, ps=np.array([[0.5], [2.0]])), js.Tsit5(),
+                  saveat=np.linspace(0.0, 1.0, 11), **KW)
+    bad = eb[1]
+    assert bad.retcode != js.ReturnCode.Success and 0 < bad.t.size < 11
+    assert np.isfinite(bad.u).all() and eb[0].t.size == 11
+    # SDE ensembles: an SDESolution with its Brownian path
+    sp = js.SDEProblem(lotka, small_noise, np.array([1.0, 1.0]), (0.0, 1.0), P0)
+    se = js.solve(js.EnsembleProblem(sp, ps=ps), js.EM(), dt=2.0 ** -6, seed=1, save_noise=True,
+                  saveat=np.array([0.5, 1.0]))
+    np.testing.assert_array_equal(se[2].W, se.W[2])
+    np.testing.assert_array_equal(se[2].u, se.u[2])
