@@ -257,8 +257,9 @@ def _check_trajectory(prob, pi, i, kinds):
 
 def _prob_func_trajectories(eprob, N, savet, kinds, solve_one):
     """The general (slow) ensemble path shared by ODEs and SDEs: trajectory ``i`` is
-    ``solve_one(prob_func(prob, i), i)``, a solution saved at (a prefix of) the ensemble's
-    times ``savet``.  A trajectory that fails keeps its retcode and its saved prefix (NaN
+    ``solve_one(prob_func(prob, i), i)`` or, without ``prob_func``, ``solve_one`` of
+    ``prob`` remade with row ``i`` of ``u0s``/``ps`` (methods without an ensemble kernel);
+    each a solution saved at (a prefix of) the ensemble's times ``savet``.  A trajectory that fails keeps its retcode and its saved prefix (NaN
     after it, in ``u`` and in its Brownian path ``W`` when the solutions carry one).
 
     Returns ``(u (N, nt, *u0.shape), W (N, nt, m) or None, retcodes, stats (N, 5))``,
