@@ -6,7 +6,13 @@ the forward solve (same options, saving at the loss's times), best of ``--reps``
 on 64 cells implicit, Fisher-KPP/Allen-Cahn reaction with 2 parameters explicit, its
 diagonal ``jac_sparsity`` declared), t in [0, 1], rtol 1e-6, atol 1e-8, 10 states.
 
-    python perf/bench_stiff_adjoint.py [--case robertson|imex|all] [--reps 7]
+``continuous``: the same Robertson problem with the continuous adjoints and forward
+sensitivities solved by the stiff methods (jitsolve.adjoint.continuous_stiff): time per
+gradient against the forward solve and the discrete adjoint, the first call's extra
+time (compiling the adjoint system's cfuncs), and the error against a discrete adjoint
+at rtol 1e-11 (per parameter, relative).
+
+    python perf/bench_stiff_adjoint.py [--case robertson|imex|continuous|all] [--reps 7]
 """
 import argparse
 import time
@@ -70,14 +76,46 @@ def _row(name, prob, alg, loss, td, kw, reps):
           f"{tc * 1e3:7.2f} ms ({tc / tf:4.1f}x)")
 
 
+def continuous(reps):
+    T = 1e5
+    prob = js.ODEProblem(rober, np.array([1.0, 0.0, 0.0]), (0.0, T), np.array([0.04, 3e7, 1e4]))
+    td = np.logspace(-3, 5, 10)
+    kw = dict(rtol=1e-6, atol=1e-10)
+    data = js.solve(prob, Rodas5P(), saveat=td, rtol=1e-10, atol=1e-14).u * 1.01
+    loss = js.L2Loss(td, data, weights=np.broadcast_to([1.0, 1e10, 1.0], data.shape).copy())
+    _, ref = js.gradient(prob, Rodas5P(), loss, wrt=("p", "u0"), rtol=1e-11, atol=1e-14)
+    print(f"Robertson to t = {T:g}, rtol 1e-6, atol 1e-10, 10 observations, continuous "
+          f"sensitivities by the stiff methods, best of {reps}")
+    for alg in (Rodas5P(), Rosenbrock23(), KenCarp4(), Kvaerno5()):
+        tf = best(lambda: js.solve(prob, alg, saveat=td, tstops=td, **kw), reps)
+        td_ = best(lambda: js.gradient(prob, alg, loss, wrt=("p", "u0"), **kw), reps)
+        _, gd = js.gradient(prob, alg, loss, wrt=("p", "u0"), **kw)
+        row = (f"  {type(alg).__name__:13s} forward {tf * 1e3:6.2f} ms | discrete {td_ / tf:5.1f}x "
+               f"(err {float(np.max(np.abs(gd['p'] / ref['p'] - 1.0))):.1e})")
+        for label, sa in (("interp.", js.InterpolatingAdjoint()),
+                          ("quadr.", js.QuadratureAdjoint()),
+                          ("forward", js.ForwardSensitivity())):
+            t = time.perf_counter()
+            _, g = js.gradient(prob, alg, loss, wrt=("p", "u0"), sensealg=sa, **kw)
+            first = time.perf_counter() - t
+            tg = best(lambda: js.gradient(prob, alg, loss, wrt=("p", "u0"), sensealg=sa, **kw),
+                      reps)
+            err = float(np.max(np.abs(g["p"] / ref["p"] - 1.0)))
+            row += (f" | {label} {tg / tf:5.1f}x "
+                    f"(first {first:5.2f} s, err {err:.1e})")
+        print(row)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--case", choices=("robertson", "imex", "all"), default="all")
+    ap.add_argument("--case", choices=("robertson", "imex", "continuous", "all"), default="all")
     a = ap.parse_args()
     if a.case in ("imex", "all"):
         imex(a.reps)
-    if a.case == "imex":
+    if a.case in ("continuous", "all"):
+        continuous(a.reps)
+    if a.case in ("imex", "continuous"):
         return
     T = 1e5
     u0 = np.array([1.0, 0.0, 0.0])

@@ -195,8 +195,15 @@ class FiniteDifference(SensitivityAlgorithm):
 
 class _ContinuousAdjoint(SensitivityAlgorithm):
     """Base of the continuous adjoints: the adjoint ODE solved backwards with the forward
-    (adaptive, explicit) algorithm, at the solve's ``rtol``/``atol``; accurate to that
-    tolerance, not exact for the discrete solution (use ``DiscreteAdjoint`` for that)."""
+    (adaptive) algorithm, at the solve's ``rtol``/``atol``; accurate to that tolerance,
+    not exact for the discrete solution (use ``DiscreteAdjoint`` for that).
+
+    Explicit methods (Tsit5, DP5, Vern7, ...) run a compiled adaptive RK loop on the
+    adjoint system; the stiff methods (Rodas5P, Rosenbrock23, KenCarp4, Kvaerno5,
+    ImplicitEuler) run their own stiff loop on it, with its exact Jacobian
+    ``-(J + L)^T`` from complex steps of ``f`` (or the user's ``jac``/``paramjac``):
+    the dense path, at most ``dense_max`` unknowns; KenCarp4's IMEX form solves the
+    adjoint fully implicitly (:mod:`jitsolve.adjoint.continuous_stiff`)."""
 
     mode = 0
 
@@ -228,6 +235,9 @@ class InterpolatingAdjoint(_ContinuousAdjoint):
     backward solve of the ``n + np`` adjoint system: ``s`` stages (no FSAL), each an
     evaluation of the forward interpolant and one VJP (``ncolour + np`` complex
     evaluations of f, see :class:`DiscreteAdjoint`).  Rejected steps cost the same.
+    With a stiff method, each evaluation of the adjoint right-hand side forms ``J`` and
+    ``J_p`` (``n + np`` complex evaluations of f) and each step one dense LU of the
+    ``n + np`` system.
     """
 
     mode = 0
@@ -327,6 +337,14 @@ class ForwardSensitivity(SensitivityAlgorithm):
     one complex evaluation of f per stage (``J dY + J_p dp`` by complex step).
     Memory: ``s`` stage tangents per direction and the tangents at the loss's times
     (``m x ndir x n`` floats).
+
+    With a stiff method (Rodas5P, Rosenbrock23, KenCarp4, Kvaerno5, ImplicitEuler) the
+    tangents are solved with the state by the same method as one system
+    ``S_k' = (J + L) S_k + J_p dp_k`` under one error control: accurate to the
+    tolerance, not exact for the plain solve's steps (``DiscreteAdjoint`` is).  Each
+    right-hand side evaluation forms ``J``, ``J_p`` (``n + np`` complex evaluations of f),
+    each Jacobian also their ``u``-derivatives by central differences (``2 n`` times
+    that); one dense LU of size ``n (1 + ndir)`` per step.
     """
 
 
@@ -638,11 +656,16 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .ode import ExplicitRK, _run_explicit
     from .rhs import problem_rhs
     from .solve import _DE_DEFAULTS, _check_de_options
+    from .ode_stiff import StiffAlgorithm
     from .solvers.ode.explicit import tableau_arrays
+    if isinstance(alg, StiffAlgorithm):
+        from .stiff_gradient import stiff_continuous_adjoint
+        return stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     if not (isinstance(alg, ExplicitRK) and alg.adaptive):
         raise UnsupportedAlgorithmError(
-            f"alg: continuous adjoints integrate the adjoint ODE with an adaptive explicit "
-            f"method (Tsit5, DP5, Vern7); got {type(alg).__name__}")
+            f"alg: continuous adjoints integrate the adjoint ODE with the forward method, "
+            f"which must be adaptive (explicit: Tsit5, DP5, Vern7; stiff: Rodas5P, "
+            f"Rosenbrock23, KenCarp4, Kvaerno5, ImplicitEuler); got {type(alg).__name__}")
     if "kappa" in wrt:
         raise UnsupportedAlgorithmError("wrt: use DiscreteAdjoint for coefficient fields")
     t_data = _loss_times(prob, loss)
@@ -753,9 +776,8 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         from .stiff_gradient import stiff_discrete_adjoint
         return stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     if isinstance(alg, StiffAlgorithm) and isinstance(sensealg, ForwardSensitivity):
-        raise UnsupportedAlgorithmError(
-            f"sensealg: {type(sensealg).__name__} covers the explicit methods in this build; "
-            f"for {type(alg).__name__} use js.DiscreteAdjoint() or js.FiniteDifference()")
+        from .stiff_gradient import stiff_forward_sensitivity
+        return stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw)
     if isinstance(sensealg, (DiscreteAdjoint, ForwardSensitivity)):
         val, out, _info = _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
         return val, out

@@ -150,3 +150,174 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints,
         store=sensealg.store, np_grad=np_grad, recompute=recompute, nk=nk)
     return val, _grads_out(prob, wrt, lam, pbar, kbar)
+
+
+def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
+    """Checks and options shared by the continuous adjoints and forward sensitivities of
+    the stiff methods: ``(t_data, oo, rhs, n, imex, user functions, (L, c))``."""
+    from .adjoint.continuous_stiff import linear_part_dense
+    from .grid.operators import GridOperator
+    from .kernels.cpu.rhs import zero_f, zero_f_complex
+    from .ode import ode_options
+    from .ode_stiff import KenCarp4
+    from .problems import SplitODEProblem
+    from .rhs import problem_rhs
+    from .sensitivity import _loss_times
+    from .solve import _DE_DEFAULTS, _check_de_options
+
+    name = type(sensealg).__name__
+    if "kappa" in wrt:
+        raise UnsupportedAlgorithmError("wrt: use DiscreteAdjoint for coefficient fields")
+    if solve_kw.get("callback") is not None:
+        raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
+    split = isinstance(prob, SplitODEProblem)
+    n = prob.u0.size
+    if isinstance(prob.L if split else prob.f, GridOperator) and n > alg.dense_max:
+        raise UnsupportedAlgorithmError(
+            f"sensealg: {name} with {type(alg).__name__} solves its ODE with a dense "
+            f"Jacobian (at most dense_max={alg.dense_max} unknowns); use js.DiscreteAdjoint()")
+    t_data = _loss_times(prob, loss)
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    inner = t_data[t_data != prob.tspan[0]]
+    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
+    _check_de_options(prob, o)
+    o["backend"] = "cpu"
+    oo = ode_options(prob, alg, o)
+    rhs = problem_rhs(prob)
+    fun = rhs.fun
+    if "p" in wrt and fun is None:
+        raise InvalidProblemError("wrt: this problem has no parameters p (a pure grid operator)")
+    if fun is not None:
+        funcs = (fun.cfunc("f"), fun.cfunc("f_complex"),
+                 fun.cfunc("jac") if fun.jac is not None else None,
+                 fun.cfunc("paramjac") if fun.paramjac is not None else None)
+    else:
+        funcs = (zero_f, zero_f_complex, None, None)
+    lin = (None, None)
+    if rhs.lin is not None:
+        lin = linear_part_dense(rhs.lin, rhs.plin, n, prob.tspan[0])
+    imex = split and isinstance(alg, KenCarp4)
+    return t_data, oo, rhs, n, imex, funcs, lin
+
+
+def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+    """``(value, grads)`` by a continuous adjoint (``js.InterpolatingAdjoint``,
+    ``js.QuadratureAdjoint``, ``js.BacksolveAdjoint``) with the stiff ``alg``: the forward
+    solve keeps its dense output and the adjoint ODE is solved backwards by the same
+    method (:mod:`jitsolve.adjoint.continuous_stiff`), at the solve's ``rtol``/``atol``.
+    KenCarp4's IMEX form runs the adjoint with both parts implicit (its ESDIRK tableau).
+    """
+    from .adjoint.continuous_stiff import adjoint_system, pack, solve_adjoint
+    from .ode_stiff import _jacobian_tuple
+    from .sensitivity import _grads_out
+    from .solvers.ode.rosenbrock import solve_stiff
+
+    name = type(sensealg).__name__
+    t_data, oo, rhs, n, imex, funcs, (L, c) = _continuous_setup(prob, alg, loss, wrt, sensealg,
+                                                                solve_kw)
+    if not oo["adaptive"]:
+        raise UnsupportedAlgorithmError(
+            f"sensealg: {name} solves the adjoint ODE with adaptive steps at rtol/atol; "
+            f"with adaptive=False use js.DiscreteAdjoint()")
+    t0, t1 = prob.tspan
+    mode = sensealg.mode
+    u0 = np.ascontiguousarray(prob.u0.ravel(), dtype=np.float64)
+    raw = solve_stiff(alg.method, rhs.f, rhs.p, u0, t0, t1, lin=rhs.lin, plin=rhs.plin,
+                      jd=_jacobian_tuple(rhs, alg, imex, n), imex=imex, rtol=oo["rtol"],
+                      atol=oo["atol"], dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],
+                      tstops=oo["tstops"], saveat=None, dense=mode != 1)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
+                               f"at t = {raw['t_end']:.6g}")
+    lookup = {float(t): k for k, t in enumerate(raw["t"])}
+    saved = np.stack([raw["u"][lookup[float(t)]] for t in t_data])
+    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    npg = rhs.p.size if "p" in wrt else 0
+    system = adjoint_system(*funcs)
+    hasf = rhs.fun is not None
+    if mode == 1:
+        e = np.zeros(0)
+        P = pack(rhs.p, n, npg, mode, e, e, e, e, np.zeros((0, 0)), L, c, hasf)
+    else:
+        P = pack(rhs.p, n, npg, mode, raw["steps_t"], raw["steps_h"], raw["dense_u"],
+                 raw["dense_k"], np.ascontiguousarray(raw["BTH"], dtype=np.float64), L, c, hasf)
+    off = n if mode == 1 else 0
+    z_end = np.zeros(off + n + npg)
+    if mode == 1:
+        z_end[:n] = raw["u"][-1]
+    order = np.argsort(-(t_data - t0) * (1 if t1 >= t0 else -1), kind="stable")
+    jump = order[t_data[order] != t0]
+    z, _stats, rc, t_end = solve_adjoint(alg.method, system, P, z_end, t1, t0, t_data[jump],
+                                         g[jump], n=n, off=off, quadrature=mode == 2,
+                                         rtol=float(np.min(oo["rtol"])),
+                                         atol=float(np.min(oo["atol"])),
+                                         maxiters=int(oo["maxiters"]))
+    if rc != "Success":
+        raise SolveFailedError(f"gradient: the adjoint solve of {name} with "
+                               f"{type(alg).__name__} ended with ReturnCode.{rc} at "
+                               f"t = {t_end:.6g}")
+    lam = z[off:off + n].copy()
+    for j in np.nonzero(t_data == t0)[0]:
+        lam += g[j]
+    return val, _grads_out(prob, wrt, lam, z[off + n:].copy(), None)
+
+
+def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
+    """``(value, grads)`` by forward (tangent-linear) sensitivities with the stiff
+    ``alg``: the state and one tangent ``S_k' = (J + L) S_k + J_p dp_k`` per input entry
+    (``np`` for ``p``, ``n`` for ``u0``) solved together by the same method, with one
+    error control (:func:`jitsolve.adjoint.continuous_stiff.sensitivity_system`).
+    Accurate to the solve's tolerance (the explicit methods' ForwardSensitivity is the
+    exact derivative of their discrete solution instead).  KenCarp4's IMEX form runs the
+    augmented system with both parts implicit.
+    """
+    from .adjoint.continuous_stiff import pack, sensitivity_system
+    from .solvers.ode.rosenbrock import jacobian_data, solve_stiff
+
+    t_data, oo, rhs, n, _imex, funcs, (L, c) = _continuous_setup(prob, alg, loss, wrt,
+                                                                 sensealg, solve_kw)
+    npar = rhs.p.size
+    npg = npar if "p" in wrt else 0
+    blocks_u, blocks_p, names = [], [], []
+    if "p" in wrt:
+        blocks_u.append(np.zeros((npar, n)))
+        blocks_p.append(np.eye(npar))
+        names.append(("p", npar))
+    if "u0" in wrt:
+        blocks_u.append(np.eye(n))
+        blocks_p.append(np.zeros((n, npg)))
+        names.append(("u0", n))
+    S0 = np.concatenate(blocks_u)
+    dp = np.ascontiguousarray(np.concatenate(blocks_p).reshape(S0.shape[0], npg))
+    ndir = S0.shape[0]
+    e = np.zeros(0)
+    P = pack(rhs.p, n, npg, 3, e, e, e, e, np.zeros((0, 0)), L, c, rhs.fun is not None, dp=dp)
+    z0 = np.concatenate([prob.u0.ravel().astype(np.float64), S0.ravel()])
+    nz = z0.size
+    f_sens, j_sens = sensitivity_system(*funcs)
+    raw = solve_stiff(alg.method, f_sens, P, z0, prob.tspan[0], prob.tspan[1],
+                      jd=jacobian_data(nz, P, jac=j_sens, autonomous=False),
+                      rtol=float(np.min(oo["rtol"])), atol=float(np.min(oo["atol"])),
+                      adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
+                      maxiters=oo["maxiters"], tstops=oo["tstops"], saveat=t_data)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward sensitivity solve with "
+                               f"{type(alg).__name__} ended with ReturnCode.{raw['retcode']} "
+                               f"at t = {raw['t_end']:.6g}")
+    m = t_data.size
+    zs = raw["u"]
+    u_saved = zs[:, :n].reshape((m,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(m, n), dtype=np.float64)
+    S = zs[:, n:].reshape(m, ndir, n)
+    grad = np.einsum("jn,jdn->d", g, S)
+    out, k = {}, 0
+    for name, cnt in names:
+        gr = grad[k:k + cnt]
+        out[name] = gr.reshape(prob.u0.shape) if name == "u0" else gr
+        k += cnt
+    return val, out

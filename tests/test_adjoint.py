@@ -153,7 +153,7 @@ def test_gradient_errors():
     back = js.remake(LV, tspan=(5.0, 0.0))
     with pytest.raises(InvalidProblemError, match="strictly increasing along tspan"):
         js.gradient(back, js.Tsit5(), js.L2Loss(np.array([1.0, 2.0]), np.zeros((2, 2))), wrt="p")
-    with pytest.raises(UnsupportedAlgorithmError, match="adaptive explicit"):
+    with pytest.raises(UnsupportedAlgorithmError, match="must be adaptive"):
         js.gradient(LV, js.RK4(), LOSS, wrt="p", dt=0.1, sensealg=js.BacksolveAdjoint())
     with pytest.raises(InvalidProblemError, match="checkpoints"):
         js.DiscreteAdjoint(checkpoints=0)

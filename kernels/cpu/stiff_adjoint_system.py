@@ -1,0 +1,322 @@
+"""Right-hand sides and exact Jacobians of the adjoint and forward-sensitivity systems
+of an ODE, for the stiff methods' continuous sensitivities (CPU, Numba).
+
+Called from the per-user-function cfuncs of :mod:`jitsolve.adjoint.continuous_stiff`
+(which documents the systems and the layout of ``P``, the flat parameter vector carrying
+the sizes, the user's ``p``, the forward solve's dense output, the linear part and the
+tangent directions).  The four entries (:func:`adjoint_rhs`, :func:`adjoint_jac`,
+:func:`sensitivity_rhs`, :func:`sensitivity_jac`) take the user's functions as
+first-class values of the fixed signatures, so they compile and disk-cache once for every
+user function; their helpers are ``cache=False`` (compiled with each entry: the rule of
+tests/test_kernel_cache.py).
+
+- ``J = df/du + L`` and ``J_p = df/dp``: the user's ``jac``/``paramjac`` when given,
+  else exact complex step of ``f``'s complex twin, one evaluation per column.
+- Second derivatives (the ``u``-columns of the backsolve and tangent rows): central
+  differences of the exact Jacobians, step ``eps^(1/3) max(|u_j|, 1)``.
+
+References
+----------
+Cao, Li, Petzold, Serban, SIAM J. Sci. Comput. 24 (2003) (adjoint and forward
+sensitivity systems); Squire, Trapp, SIAM Rev. 40 (1998) (complex step); Hairer, Wanner,
+*Solving ODEs II* (1996), IV.7 (Rosenbrock methods need the exact Jacobian).
+"""
+import numpy as np
+from numba import njit
+
+from .stiffjac import CS_STEP
+
+__all__ = ["HEADER", "adjoint_rhs", "adjoint_jac", "sensitivity_rhs", "sensitivity_jac",
+           "linear_dense"]
+
+#: entries of ``P``'s header: n, np, npg, mode, nsteps, sd, deg, haslin, hasf, ndir
+HEADER = 10
+_HDR = HEADER
+
+
+@njit(cache=False)
+def _offsets(P):
+    n, npar, N, sd, deg = int(P[0]), int(P[1]), int(P[4]), int(P[5]), int(P[6])
+    o_p = _HDR
+    o_st = o_p + npar
+    o_sh = o_st + N
+    o_du = o_sh + N
+    o_dk = o_du + N * n
+    o_bth = o_dk + N * sd * n
+    o_L = o_bth + sd * deg
+    o_c = o_L + n * n
+    return o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c
+
+
+@njit(cache=False)
+def _dp_offset(P):
+    n = int(P[0])
+    o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
+    return o_L + ((n * n + n) if P[7] != 0.0 else 0)
+
+
+@njit(cache=False)
+def _forward_state(u, t, P):
+    """``u = u(t)`` from the forward solve's dense output packed in ``P``."""
+    n, N, sd, deg = int(P[0]), int(P[4]), int(P[5]), int(P[6])
+    o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
+    fwd = P[o_sh] > 0.0
+    lo, hi = 0, N - 1
+    while lo < hi:                       # the last step starting at or before t
+        mid = (lo + hi + 1) // 2
+        tm = P[o_st + mid]
+        if (tm <= t) if fwd else (tm >= t):
+            lo = mid
+        else:
+            hi = mid - 1
+    h = P[o_sh + lo]
+    theta = (t - P[o_st + lo]) / h
+    for i in range(n):
+        u[i] = P[o_du + lo * n + i]
+    for j in range(sd):
+        w = 0.0
+        th = theta
+        for m in range(deg):
+            w += P[o_bth + j * deg + m] * th
+            th *= theta
+        w *= h
+        base = o_dk + (lo * sd + j) * n
+        for i in range(n):
+            u[i] += w * P[base + i]
+
+
+@njit(cache=False)
+def _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp):
+    """``J = df/du + L`` (n x n) and ``Jp = df/dp`` (n x npg) at ``(u, t)``."""
+    n, npar, npg = int(P[0]), int(P[1]), int(P[2])
+    haslin, hasf = P[7] != 0.0, P[8] != 0.0
+    o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
+    p = np.empty(npar)
+    for k in range(npar):
+        p[k] = P[o_p + k]
+    for i in range(n):
+        for j in range(n):
+            J[i, j] = 0.0
+        for j in range(npg):
+            Jp[i, j] = 0.0
+    if hasf:
+        uc = np.empty(n, np.complex128)
+        duc = np.empty(n, np.complex128)
+        pc = np.empty(npar, np.complex128)
+        for k in range(npar):
+            pc[k] = p[k]
+        for i in range(n):
+            uc[i] = u[i]
+        if hasjac:
+            jf(J, u, p, t)
+        else:
+            for j in range(n):
+                uc[j] = complex(u[j], CS_STEP)
+                fc(duc, uc, pc, t)
+                uc[j] = u[j]
+                for i in range(n):
+                    J[i, j] = duc[i].imag / CS_STEP
+        if npg > 0:
+            if haspj:
+                full = np.empty((n, npar))
+                pj(full, u, p, t)
+                for i in range(n):
+                    for j in range(npg):
+                        Jp[i, j] = full[i, j]
+            else:
+                for j in range(npg):
+                    pc[j] = complex(p[j], CS_STEP)
+                    fc(duc, uc, pc, t)
+                    pc[j] = p[j]
+                    for i in range(n):
+                        Jp[i, j] = duc[i].imag / CS_STEP
+    if haslin:
+        for i in range(n):
+            for j in range(n):
+                J[i, j] += P[o_L + i * n + j]
+
+
+@njit(cache=False)
+def _products(fc, jf, pj, hasjac, haspj, u, lam, t, P, ou, op):
+    """``ou = (J + L)^T lam``, ``op = J_p^T lam`` at ``(u, t)``."""
+    n, npg = int(P[0]), int(P[2])
+    J = np.empty((n, n))
+    Jp = np.empty((n, max(npg, 1)))
+    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    for j in range(n):
+        acc = 0.0
+        for i in range(n):
+            acc += J[i, j] * lam[i]
+        ou[j] = acc
+    for j in range(npg):
+        acc = 0.0
+        for i in range(n):
+            acc += Jp[i, j] * lam[i]
+        op[j] = acc
+
+
+@njit(cache=False)
+def _state_rhs(fr, u, t, P, dz):
+    """``dz[:n] = f(u, p, t) + L u + c``."""
+    n, npar = int(P[0]), int(P[1])
+    haslin, hasf = P[7] != 0.0, P[8] != 0.0
+    o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
+    du = np.zeros(n)
+    if hasf:
+        p = np.empty(npar)
+        for k in range(npar):
+            p[k] = P[o_p + k]
+        fr(du, u, p, t)
+    if haslin:
+        for i in range(n):
+            acc = P[o_c + i]
+            for j in range(n):
+                acc += P[o_L + i * n + j] * u[j]
+            du[i] += acc
+    for i in range(n):
+        dz[i] = du[i]
+
+
+@njit(cache=False)
+def _tangent_products(J, Jp, z, P, out):
+    """``out[k] = J S_k + Jp dp_k`` for the directions ``S_k = z[n (k+1) : n (k+2)]``."""
+    n, npg, ndir = int(P[0]), int(P[2]), int(P[9])
+    o_dp = _dp_offset(P)
+    for k in range(ndir):
+        base = n * (k + 1)
+        for i in range(n):
+            acc = 0.0
+            for j in range(n):
+                acc += J[i, j] * z[base + j]
+            for j in range(npg):
+                acc += Jp[i, j] * P[o_dp + k * npg + j]
+            out[k, i] = acc
+
+
+@njit(cache=True)
+def sensitivity_rhs(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t):
+    n, npg, ndir = int(P[0]), int(P[2]), int(P[9])
+    u = z[:n].copy()
+    _state_rhs(fr, u, t, P, dz)
+    J = np.empty((n, n))
+    Jp = np.empty((n, max(npg, 1)))
+    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    out = np.empty((ndir, n))
+    _tangent_products(J, Jp, z, P, out)
+    for k in range(ndir):
+        for i in range(n):
+            dz[n * (k + 1) + i] = out[k, i]
+
+
+@njit(cache=True)
+def sensitivity_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
+    n, npg, ndir = int(P[0]), int(P[2]), int(P[9])
+    nz = Jz.shape[0]
+    for i in range(nz):
+        for j in range(nz):
+            Jz[i, j] = 0.0
+    u = z[:n].copy()
+    J = np.empty((n, n))
+    Jp = np.empty((n, max(npg, 1)))
+    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    for b in range(ndir + 1):
+        for i in range(n):
+            for j in range(n):
+                Jz[b * n + i, b * n + j] = J[i, j]
+    # d/du of J S_k + Jp dp_k: central differences of the exact Jacobians
+    o1 = np.empty((ndir, n))
+    o2 = np.empty((ndir, n))
+    up = u.copy()
+    for j in range(n):
+        d = 6.0554544523933395e-06 * max(abs(u[j]), 1.0)     # eps^(1/3)
+        up[j] = u[j] + d
+        _jacobians(fc, jf, pj, hasjac, haspj, up, t, P, J, Jp)
+        _tangent_products(J, Jp, z, P, o1)
+        up[j] = u[j] - d
+        _jacobians(fc, jf, pj, hasjac, haspj, up, t, P, J, Jp)
+        _tangent_products(J, Jp, z, P, o2)
+        up[j] = u[j]
+        for k in range(ndir):
+            for i in range(n):
+                Jz[n * (k + 1) + i, j] = (o1[k, i] - o2[k, i]) / (2.0 * d)
+
+
+@njit(cache=True)
+def adjoint_rhs(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t):
+    n, npg, mode = int(P[0]), int(P[2]), int(P[3])
+    u = np.empty(n)
+    if mode == 1:
+        for i in range(n):
+            u[i] = z[i]
+        _state_rhs(fr, u, t, P, dz)
+        off = n
+    else:
+        _forward_state(u, t, P)
+        off = 0
+    lam = z[off:off + n]
+    ou = np.empty(n)
+    op = np.empty(max(npg, 1))
+    _products(fc, jf, pj, hasjac, haspj, u, lam, t, P, ou, op)
+    for i in range(n):
+        dz[off + i] = -ou[i]
+    for j in range(npg):
+        dz[off + n + j] = -op[j]
+
+
+@njit(cache=True)
+def adjoint_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
+    n, npg, mode = int(P[0]), int(P[2]), int(P[3])
+    nz = Jz.shape[0]
+    for i in range(nz):
+        for j in range(nz):
+            Jz[i, j] = 0.0
+    u = np.empty(n)
+    off = n if mode == 1 else 0
+    if mode == 1:
+        for i in range(n):
+            u[i] = z[i]
+    else:
+        _forward_state(u, t, P)
+    J = np.empty((n, n))
+    Jp = np.empty((n, max(npg, 1)))
+    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    for i in range(n):
+        for j in range(n):
+            Jz[off + i, off + j] = -J[j, i]
+        for j in range(npg):
+            Jz[off + n + j, off + i] = -Jp[i, j]
+    if mode == 1:
+        for i in range(n):
+            for j in range(n):
+                Jz[i, j] = J[i, j]
+        # d/du of (J^T lam, J_p^T lam): central differences of the exact products
+        lam = z[n:2 * n]
+        up = u.copy()
+        ou1 = np.empty(n)
+        ou2 = np.empty(n)
+        op1 = np.empty(max(npg, 1))
+        op2 = np.empty(max(npg, 1))
+        for j in range(n):
+            d = 6.0554544523933395e-06 * max(abs(u[j]), 1.0)     # eps^(1/3)
+            up[j] = u[j] + d
+            _products(fc, jf, pj, hasjac, haspj, up, lam, t, P, ou1, op1)
+            up[j] = u[j] - d
+            _products(fc, jf, pj, hasjac, haspj, up, lam, t, P, ou2, op2)
+            up[j] = u[j]
+            for i in range(n):
+                Jz[n + i, j] = -(ou1[i] - ou2[i]) / (2.0 * d)
+            for k in range(npg):
+                Jz[2 * n + k, j] = -(op1[k] - op2[k]) / (2.0 * d)
+
+
+@njit(cache=True)
+def linear_dense(lin, plin, n, t, L, c):
+    e = np.zeros(n)
+    col = np.empty(n)
+    lin(c, e, plin, t)
+    for j in range(n):
+        e[j] = 1.0
+        lin(col, e, plin, t)
+        e[j] = 0.0
+        for i in range(n):
+            L[i, j] = col[i] - c[i]
