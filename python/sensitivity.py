@@ -880,9 +880,15 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.explicit import _controller, make_stops, tableau_arrays
     prob = eprob.prob
-    if not isinstance(prob, (ODEProblem, SplitODEProblem)) or eprob.prob_func is not None:
-        raise UnsupportedAlgorithmError("prob: ensemble gradients cover ODE ensembles given by "
-                                        "u0s/ps (not prob_func)")
+    if not isinstance(prob, (ODEProblem, SplitODEProblem)):
+        raise UnsupportedAlgorithmError("prob: ensemble gradients cover ODE ensembles "
+                                        "(ODEProblem or SplitODEProblem)")
+    in_kernel = (isinstance(alg, ExplicitRK) and eprob.prob_func is None
+                 and isinstance(loss, L2Loss)
+                 and (sensealg is None or (isinstance(sensealg, DiscreteAdjoint)
+                                           and sensealg.checkpoints == "all")))
+    if not in_kernel:
+        return _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw)
     if not isinstance(alg, ExplicitRK):
         raise UnsupportedAlgorithmError(f"alg: ensemble gradients need an explicit RK method, "
                                         f"got {type(alg).__name__}")
@@ -941,6 +947,50 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
         else:
             raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
     return float(values.sum()), out
+
+
+def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw):
+    """Per-trajectory gradients one trajectory at a time, for what the ensemble kernel
+    does not cover (stiff methods, ``prob_func``, a custom ``js.Loss``, any
+    ``sensealg``): trajectory ``i``'s gradient is ``js.gradient`` of its own problem (row
+    ``i`` of ``u0s``/``ps``, or ``prob_func(prob, i)``) with the same loss and options,
+    bit for bit; the value is the sum over trajectories."""
+    from .gradient import gradient
+    from .problems import remake
+    from .solve import _check_trajectory
+    prob = eprob.prob
+    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
+    if N is None:
+        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    for name in wrt:
+        if name not in ("p", "u0"):
+            raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
+    total, g_u0, g_p = 0.0, [], []
+    for i in range(N):
+        if eprob.prob_func is None:
+            pi = remake(prob, **({} if eprob.u0s is None else {"u0": eprob.u0s[i]}),
+                        **({} if eprob.ps is None else {"p": eprob.ps[i]}))
+        else:
+            pi = eprob.prob_func(prob, i)
+            _check_trajectory(prob, pi, i, (ODEProblem, SplitODEProblem))
+        try:
+            v, g = gradient(pi, alg, loss, wrt=wrt, sensealg=sensealg, **solve_kw)
+        except SolveFailedError as e:
+            raise SolveFailedError(f"gradient: trajectory {i} of the ensemble: {e}") from e
+        total += float(v)
+        if "u0" in wrt:
+            g_u0.append(g["u0"])
+        if "p" in wrt:
+            g_p.append(g["p"])
+    out = {}
+    if "u0" in wrt:
+        out["u0"] = np.stack(g_u0)
+    if "p" in wrt:
+        if len({x.size for x in g_p}) > 1:
+            raise InvalidProblemError("prob_func: the trajectories' parameter vectors differ "
+                                      "in size; their gradients cannot be stacked")
+        out["p"] = np.stack(g_p)
+    return total, out
 
 
 @register_gradient(EnsembleProblem)

@@ -297,7 +297,7 @@ def test_stiff_ensemble_keeps_a_failed_trajectory():
     assert np.array_equal(bits(es.u[1, :2]), bits(single.u[:2])) and np.isnan(es.u[1, 2:]).all()
 
 
-def test_stiff_ensemble_prob_func_and_unsupported_gradient():
+def test_stiff_ensemble_prob_func_and_its_gradient():
     prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
     ep = js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, p=[1.0 + i]))
     es = js.solve(ep, js.ImplicitEuler(), trajectories=2, rtol=1e-6)
@@ -305,8 +305,18 @@ def test_stiff_ensemble_prob_func_and_unsupported_gradient():
         s = js.solve(js.remake(prob, p=[1.0 + i]), js.ImplicitEuler(), rtol=1e-6,
                      saveat=[0.0, 1.0])
         assert np.array_equal(bits(es.u[i]), bits(s.u))
-    loss = js.L2Loss(np.array([1.0]), np.zeros((1, 1)))
-    with pytest.raises(UnsupportedAlgorithmError, match=r"^alg: ensemble gradients need an "
-                                                        r"explicit RK method, got Rodas5P"):
-        js.gradient(js.EnsembleProblem(prob, ps=np.ones((2, 1))), js.Rodas5P(), loss,
-                    wrt="p")
+    # stiff ensemble gradients (were refused): one js.gradient per trajectory, bit for bit
+    loss = js.L2Loss(np.array([0.5, 1.0]), np.zeros((2, 1)))
+    v, g = js.gradient(js.EnsembleProblem(prob, ps=np.array([[1.0], [2.0]])), js.Rodas5P(),
+                       loss, wrt=("p", "u0"), rtol=1e-8)
+    assert g["p"].shape == (2, 1) and g["u0"].shape == (2, 1)
+    total = 0.0
+    for i in range(2):
+        vi, gi = js.gradient(js.remake(prob, p=[1.0 + i]), js.Rodas5P(), loss,
+                             wrt=("p", "u0"), rtol=1e-8)
+        total += vi
+        assert g["p"][i] == gi["p"] and g["u0"][i] == gi["u0"]
+        # exact: L = sum_t 0.5 exp(-2 p t), dL/dp = -sum_t t exp(-2 p t)
+        p = 1.0 + i
+        assert gi["p"][0] == pytest.approx(-(0.5 * np.exp(-p) + np.exp(-2 * p)), rel=1e-6)
+    assert v == total
