@@ -23,6 +23,7 @@ __all__ = [
     "UnsupportedAlgorithmError",
     "FileFormatError",
     "UserFunctionError",
+    "SolveFailedError",
 ]
 
 
@@ -65,3 +66,11 @@ class UserFunctionError(JitsolveError, RuntimeError):
     ``A`` and ``callback`` run in Python: their exception stops the solve at once with this
     error (chained).
     """
+
+
+class SolveFailedError(JitsolveError, RuntimeError):
+    """A solve inside ``gradient`` (or ``fit``) did not succeed, so no trustworthy
+    gradient exists; the message carries the return code (and the residual, the time
+    reached or the failing trajectory).  A plain ``solve`` never raises it: its failures
+    come back in the solution's ``retcode``.  Also importable as
+    ``jitsolve.gradient.SolveFailedError``."""

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .errors import InvalidProblemError, JitsolveError, UnsupportedAlgorithmError
+from .errors import InvalidProblemError, JitsolveError, SolveFailedError, UnsupportedAlgorithmError
 from .log import get_logger
 from .losses import Loss, observe_at_saveat
 from .problems import LinearProblem
@@ -31,11 +31,6 @@ __all__ = ["gradient", "register_gradient", "SolveFailedError"]
 
 _GRADIENTS = {}
 _log = get_logger("gradient")
-
-class SolveFailedError(JitsolveError, RuntimeError):
-    """A solve inside ``gradient`` did not succeed, so no trustworthy gradient exists;
-    the message carries the return code and residual."""
-
 
 def register_gradient(problem_type):
     """Decorator: ``impl(prob, alg, loss, wrt, sensealg, **solve_kw) -> (value, grads)``."""
