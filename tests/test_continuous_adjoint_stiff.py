@@ -298,3 +298,15 @@ def test_check_gradient_every_sensealg_with_a_stiff_method(sensealg):
     rep = js.check_gradient(prob, js.Rodas5P(), loss, wrt="p", sensealg=sensealg, verbose=False,
                             rtol=1e-10, atol=1e-10, eps=0.05 * 0.5 ** np.arange(4))
     assert rep["passed"] and abs(rep["order"] - 2) < 0.3, rep
+
+
+def test_backward_in_time_with_an_observation_at_t0():
+    prob = js.ODEProblem(lotka, np.array([1.0, 1.0]), (2.0, 0.0),
+                         p=np.array([1.5, 1.0, 3.0, 1.0]))
+    # times along tspan: 2.0 is t0 (its gradient enters lam(t0) directly), 0.0 is t1
+    loss = js.L2Loss(np.array([2.0, 1.5, 1.0, 0.0]), np.ones((4, 2)))
+    _, gref = js.gradient(prob, js.Rodas5P(), loss, wrt=("p", "u0"), rtol=1e-11, atol=1e-12)
+    for sensealg in (js.InterpolatingAdjoint(), js.QuadratureAdjoint(), js.BacksolveAdjoint(),
+                     js.ForwardSensitivity()):
+        _, g = js.gradient(prob, js.Rodas5P(), loss, wrt=("p", "u0"), sensealg=sensealg, **KW)
+        assert rel_err(g["p"], gref["p"]) < 1e-7 and rel_err(g["u0"], gref["u0"]) < 1e-7
