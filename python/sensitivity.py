@@ -344,7 +344,8 @@ class ForwardSensitivity(SensitivityAlgorithm):
     tolerance, not exact for the plain solve's steps (``DiscreteAdjoint`` is).  Each
     right-hand side evaluation forms ``J``, ``J_p`` (``n + np`` complex evaluations of f),
     each Jacobian also their ``u``-derivatives by central differences (``2 n`` times
-    that); one dense LU of size ``n (1 + ndir)`` per step.
+    that); one dense LU of size ``n (1 + ndir)`` per step, which must not exceed the
+    algorithm's ``dense_max`` (use an adjoint for many inputs).
     """
 
 

@@ -294,6 +294,12 @@ def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
     S0 = np.concatenate(blocks_u)
     dp = np.ascontiguousarray(np.concatenate(blocks_p).reshape(S0.shape[0], npg))
     ndir = S0.shape[0]
+    if n * (1 + ndir) > alg.dense_max:
+        raise UnsupportedAlgorithmError(
+            f"sensealg: ForwardSensitivity with {type(alg).__name__} solves the state and its "
+            f"{ndir} tangents as one system of {n * (1 + ndir)} unknowns with a dense "
+            f"Jacobian (more than dense_max={alg.dense_max}); use js.InterpolatingAdjoint() "
+            f"or js.DiscreteAdjoint(), whose cost does not grow with the number of inputs")
     e = np.zeros(0)
     P = pack(rhs.p, n, npg, 3, e, e, e, e, np.zeros((0, 0)), L, c, rhs.fun is not None, dp=dp)
     z0 = np.concatenate([prob.u0.ravel().astype(np.float64), S0.ravel()])

@@ -220,6 +220,9 @@ def test_refusals(vdp_case, split_case):
         js.gradient(sp, js.KenCarp4(dense_max=10), sloss, sensealg=js.InterpolatingAdjoint())
     with pytest.raises(UnsupportedAlgorithmError, match="wrt: use DiscreteAdjoint"):
         js.gradient(sp, js.KenCarp4(), sloss, wrt="kappa", sensealg=js.QuadratureAdjoint())
+    with pytest.raises(UnsupportedAlgorithmError, match="648 unknowns .*dense_max=600"):
+        js.gradient(sp, js.Rodas5P(dense_max=600), sloss, wrt=("p", "u0"),
+                    sensealg=js.ForwardSensitivity())
     with pytest.raises(InvalidProblemError, match="rtoll"):
         js.gradient(prob, js.Rodas5P(), loss, sensealg=js.InterpolatingAdjoint(), rtoll=1e-8)
 
