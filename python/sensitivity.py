@@ -621,19 +621,9 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
     from .solvers.ode.explicit import tableau_arrays
     n, npar = prob.u0.size, rhs.p.size
     has_f = rhs.fun is not None
-    dirs_u, dirs_p, names = [], [], []
-    if "p" in wrt:
-        if not has_f:
-            raise InvalidProblemError("wrt: this problem has no parameters p")
-        dirs_u.append(np.zeros((npar, n)))
-        dirs_p.append(np.eye(npar))
-        names.append(("p", npar))
-    if "u0" in wrt:
-        dirs_u.append(np.eye(n))
-        dirs_p.append(np.zeros((n, npar)))
-        names.append(("u0", n))
-    du0 = np.ascontiguousarray(np.concatenate(dirs_u), dtype=np.float64)
-    dp = np.ascontiguousarray(np.concatenate(dirs_p), dtype=np.float64)
+    if "p" in wrt and not has_f:
+        raise InvalidProblemError("wrt: this problem has no parameters p")
+    du0, dp, names = tangent_directions(wrt, n, npar, npar)
     m = g.shape[0]
     S = np.zeros((m, du0.shape[0], n))
     fc = rhs.fun.cfunc("f_complex") if has_f else zero_f_complex
@@ -642,13 +632,39 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
                 COMPLEX_STEP)
     if g_initial_row is not None:
         S[g_initial_row] = du0
+    return val, tangent_gradient(prob, g, S, names), {}
+
+
+def tangent_directions(wrt, n, npar, npg):
+    """Forward-sensitivity seeds: ``(du0, dp, names)``, one direction per entry of ``p``
+    (``du0 = 0``, ``dp = e_k``) then of ``u0`` (``du0 = e_k``, ``dp = 0``); ``dp`` has
+    ``npg`` columns; ``names`` the ``(name, count)`` blocks in order."""
+    dirs_u, dirs_p, names = [], [], []
+    if "p" in wrt:
+        dirs_u.append(np.zeros((npar, n)))
+        dirs_p.append(np.eye(npar, npg))
+        names.append(("p", npar))
+    if "u0" in wrt:
+        dirs_u.append(np.eye(n))
+        dirs_p.append(np.zeros((n, npg)))
+        names.append(("u0", n))
+    du0 = np.ascontiguousarray(np.concatenate(dirs_u), dtype=np.float64)
+    dp = np.ascontiguousarray(np.concatenate(dirs_p).reshape(du0.shape[0], npg),
+                              dtype=np.float64)
+    return du0, dp, names
+
+
+def tangent_gradient(prob, g, S, names):
+    """``{name: sum_j g_j . S_j[direction]}`` from the loss gradients ``g`` (m x n) and the
+    tangents ``S`` (m x ndir x n) at the loss's times, split by :func:`tangent_directions`'
+    ``names``."""
     grad = np.einsum("jn,jdn->d", g, S)
     out, k = {}, 0
     for name, cnt in names:
         gr = grad[k:k + cnt]
         out[name] = gr.reshape(prob.u0.shape) if name == "u0" else gr
         k += cnt
-    return val, out, {}
+    return out
 
 
 def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):

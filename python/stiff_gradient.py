@@ -276,23 +276,14 @@ def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
     augmented system with both parts implicit.
     """
     from .adjoint.continuous_stiff import pack, sensitivity_system
+    from .sensitivity import tangent_directions, tangent_gradient
     from .solvers.ode.rosenbrock import jacobian_data, solve_stiff
 
     t_data, oo, rhs, n, _imex, funcs, (L, c) = _continuous_setup(prob, alg, loss, wrt,
                                                                  sensealg, solve_kw)
     npar = rhs.p.size
     npg = npar if "p" in wrt else 0
-    blocks_u, blocks_p, names = [], [], []
-    if "p" in wrt:
-        blocks_u.append(np.zeros((npar, n)))
-        blocks_p.append(np.eye(npar))
-        names.append(("p", npar))
-    if "u0" in wrt:
-        blocks_u.append(np.eye(n))
-        blocks_p.append(np.zeros((n, npg)))
-        names.append(("u0", n))
-    S0 = np.concatenate(blocks_u)
-    dp = np.ascontiguousarray(np.concatenate(blocks_p).reshape(S0.shape[0], npg))
+    S0, dp, names = tangent_directions(wrt, n, npar, npg)
     ndir = S0.shape[0]
     if n * (1 + ndir) > alg.dense_max:
         raise UnsupportedAlgorithmError(
@@ -319,11 +310,4 @@ def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
     u_saved = zs[:, :n].reshape((m,) + prob.u0.shape)
     val = loss.value(u_saved)
     g = np.ascontiguousarray(loss.grad(u_saved).reshape(m, n), dtype=np.float64)
-    S = zs[:, n:].reshape(m, ndir, n)
-    grad = np.einsum("jn,jdn->d", g, S)
-    out, k = {}, 0
-    for name, cnt in names:
-        gr = grad[k:k + cnt]
-        out[name] = gr.reshape(prob.u0.shape) if name == "u0" else gr
-        k += cnt
-    return val, out
+    return val, tangent_gradient(prob, g, zs[:, n:].reshape(m, ndir, n), names)

@@ -24,7 +24,7 @@ sensitivity systems); Squire, Trapp, SIAM Rev. 40 (1998) (complex step); Hairer,
 import numpy as np
 from numba import njit
 
-from .stiffjac import CS_STEP
+from .stiffjac import CS_STEP, jacobian, linear_matrix
 
 __all__ = ["HEADER", "adjoint_rhs", "adjoint_jac", "sensitivity_rhs", "sensitivity_jac",
            "linear_dense"]
@@ -105,17 +105,11 @@ def _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp):
         pc = np.empty(npar, np.complex128)
         for k in range(npar):
             pc[k] = p[k]
+        nocolor = np.zeros(1, np.int64)
+        jacobian(jf, hasjac, fc, pc, nocolor, nocolor, nocolor, nocolor, False, p, u, t, J,
+                 False, J, uc, duc)
         for i in range(n):
             uc[i] = u[i]
-        if hasjac:
-            jf(J, u, p, t)
-        else:
-            for j in range(n):
-                uc[j] = complex(u[j], CS_STEP)
-                fc(duc, uc, pc, t)
-                uc[j] = u[j]
-                for i in range(n):
-                    J[i, j] = duc[i].imag / CS_STEP
         if npg > 0:
             if haspj:
                 full = np.empty((n, npar))
@@ -311,12 +305,6 @@ def adjoint_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
 
 @njit(cache=True)
 def linear_dense(lin, plin, n, t, L, c):
-    e = np.zeros(n)
-    col = np.empty(n)
-    lin(c, e, plin, t)
-    for j in range(n):
-        e[j] = 1.0
-        lin(col, e, plin, t)
-        e[j] = 0.0
-        for i in range(n):
-            L[i, j] = col[i] - c[i]
+    """``lin(u) = L u + c``: ``L`` by :func:`.stiffjac.linear_matrix`, ``c = lin(0)``."""
+    linear_matrix(lin, plin, n, t, L)
+    lin(c, np.zeros(n), plin, t)
