@@ -245,8 +245,9 @@ def _check_options(tspan, alg, o):
 
 def _prepare(prob, alg, o, at=None):
     """Check the pair and the options, compile the first-class user functions.  ``at``:
-    the ``(u0, p)`` at which SRA1 checks that the noise is additive (default the
-    problem's; an ensemble passes its first trajectory's)."""
+    the ``(u0s, ps)`` rows at which SRA1 checks that the noise is additive (default the
+    problem's ``(u0, p)``; an ensemble passes its rows: every row up to 64, else 64
+    evenly spaced ones, first and last included)."""
     from .grid.operators import GridOperator
     if isinstance(prob.f, GridOperator):
         raise UnsupportedAlgorithmError(
@@ -264,7 +265,15 @@ def _prepare(prob, alg, o, at=None):
                " (use EM, Milstein or SRIW1 for Itô)"))
     adaptive, seed = _check_options(prob.tspan, alg, o)
     if isinstance(alg, SRA1):
-        _require_additive(prob, *((prob.u0, prob.p) if at is None else at))
+        if at is None:
+            _require_additive(prob, prob.u0, prob.p)
+        else:
+            u0s, ps = at                  # one row of either stands for every trajectory
+            N = max(u0s.shape[0], ps.shape[0])
+            rows = range(N) if N <= 64 else np.unique(np.linspace(0, N - 1, 64).astype(int))
+            for i in rows:
+                _require_additive(prob, u0s[min(i, u0s.shape[0] - 1)],
+                                  ps[min(i, ps.shape[0] - 1)])
     F = prob.f
     f = F.cfunc("f")
     graw = prob._g_raw
@@ -379,7 +388,7 @@ def _solve_sde_ensemble(eprob, alg, **o):
     if eprob.prob_func is not None:
         return _solve_prob_func(eprob, alg, N, o)
     u0s, ps = _ensemble_inputs(eprob, N)
-    mod, funcs, kw = _prepare(prob, alg, o, at=(u0s[0], ps[0]))
+    mod, funcs, kw = _prepare(prob, alg, o, at=(u0s, ps))
     from .solvers.sde.driver import solve_ensemble
     t, u, W, rcs, st = solve_ensemble(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
                                       save_noise=bool(o["save_noise"]),
@@ -472,7 +481,7 @@ def ensemble_moments(eprob, alg, *, trajectories=None, block=256, **solve_kw):
     if isinstance(block, bool) or int(block) < 1:
         raise InvalidProblemError(f"block: expected a positive integer, got {block!r}")
     u0s, ps = _ensemble_inputs(eprob, N)
-    mod, funcs, kw = _prepare(eprob.prob, alg, o, at=(u0s[0], ps[0]))
+    mod, funcs, kw = _prepare(eprob.prob, alg, o, at=(u0s, ps))
     from .solvers.sde.driver import ensemble_moments as _moments
     t, mean, var, c = _moments(mod, funcs, u0s, ps, trajectories=N, saveat=o["saveat"],
                                block=int(block), batch=_batch_spec(eprob.prob), **kw)

@@ -99,15 +99,21 @@ def test_sra1_still_solves_additive_noise():
                                atol=1e-12)
 
 
-def test_sra1_ensembles_probe_the_first_trajectory():
-    # prob.p makes g vanish (additive), but the ensemble's own ps do not
+def test_sra1_ensembles_probe_their_trajectories():
+    # prob.p makes g vanish (additive), but the ensemble's own ps do not; the first
+    # trajectory alone (p[1] = 0: additive) does not tell either
     zero = js.remake(GBM, p=np.array([0.5, 0.0]))
-    ps = np.array([[0.5, 0.4], [0.5, 0.3]])
-    ep = js.EnsembleProblem(zero, ps=ps)
+    for ps in (np.array([[0.5, 0.4], [0.5, 0.3]]), np.array([[0.5, 0.0], [0.5, 0.3]])):
+        ep = js.EnsembleProblem(zero, ps=ps)
+        with pytest.raises(UnsupportedAlgorithmError, match=ADDITIVE_MSG):
+            js.solve(ep, SRA1(), trajectories=2, dt=2.0 ** -5, adaptive=False)
+        with pytest.raises(UnsupportedAlgorithmError, match=ADDITIVE_MSG):
+            ensemble_moments(ep, SRA1(), trajectories=2, dt=2.0 ** -5, adaptive=False)
+    # many rows: a sample of 64, first and last included (the last one multiplicative)
+    many = np.tile([0.5, 0.0], (200, 1))
+    many[-1, 1] = 0.3
     with pytest.raises(UnsupportedAlgorithmError, match=ADDITIVE_MSG):
-        js.solve(ep, SRA1(), trajectories=2, dt=2.0 ** -5, adaptive=False)
-    with pytest.raises(UnsupportedAlgorithmError, match=ADDITIVE_MSG):
-        ensemble_moments(ep, SRA1(), trajectories=2, dt=2.0 ** -5, adaptive=False)
+        js.solve(js.EnsembleProblem(zero, ps=many), SRA1(), dt=2.0 ** -5, adaptive=False)
     # prob_func: every remade problem is checked
     pf = js.EnsembleProblem(OU, prob_func=lambda pr, i: GBM if i == 1 else pr)
     with pytest.raises(UnsupportedAlgorithmError, match=ADDITIVE_MSG):
