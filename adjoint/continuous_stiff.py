@@ -53,22 +53,30 @@ _SYSTEMS = {}
 
 
 def pack(p, n, npg, mode, steps_t, steps_h, dense_u, dense_k, BTH, L=None, c=None, hasf=True,
-         dp=None):
+         dp=None, colouring=None):
     """The system's parameter vector ``P`` (see the module docstring); mode 0
     interpolating, 1 backsolve, 2 quadrature, 3 forward sensitivity (``dp`` the
-    directions' parameter tangents, ``ndir x npg``)."""
+    directions' parameter tangents, ``ndir x npg``); ``colouring`` the
+    ``(cptr, ccols, colptr, rowidx)`` of ``jac_sparsity``
+    (:func:`jitsolve.solvers.ode.rosenbrock.color_columns`), for ``J`` by one complex
+    evaluation per colour."""
     N = steps_t.size
     sd, deg = BTH.shape
     haslin = L is not None
     ndir = 0 if dp is None else dp.shape[0]
+    ncol = 0 if colouring is None else colouring[0].size - 1
+    nnz = 0 if colouring is None else colouring[3].size
     hdr = np.array([n, p.size, npg, mode, N, sd, deg, 1.0 if haslin else 0.0,
-                    1.0 if hasf else 0.0, ndir], dtype=np.float64)
+                    1.0 if hasf else 0.0, ndir, ncol, nnz], dtype=np.float64)
+    assert hdr.size == K.HEADER
     parts = [hdr, p, steps_t, steps_h, dense_u.ravel(), dense_k.ravel(), BTH.ravel()]
     if haslin:
         parts += [np.ascontiguousarray(L, dtype=np.float64).ravel(),
                   np.ascontiguousarray(c, dtype=np.float64).ravel()]
     if ndir:
         parts.append(np.ascontiguousarray(dp, dtype=np.float64).ravel())
+    if colouring is not None:
+        parts += [np.asarray(a, dtype=np.float64) for a in colouring]
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
 
 

@@ -154,8 +154,10 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
 def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
     """Checks and options shared by the continuous adjoints and forward sensitivities of
-    the stiff methods: ``(t_data, oo, rhs, n, imex, user functions, (L, c))``."""
+    the stiff methods: ``(t_data, oo, rhs, n, imex, user functions, (L, c, colouring))``
+    (the dense linear part, its constant, the column colouring of ``jac_sparsity``)."""
     from .adjoint.continuous_stiff import linear_part_dense
+    from .solvers.ode.rosenbrock import color_columns
     from .grid.operators import GridOperator
     from .kernels.cpu.rhs import zero_f, zero_f_complex
     from .ode import ode_options
@@ -195,11 +197,17 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
                  fun.cfunc("paramjac") if fun.paramjac is not None else None)
     else:
         funcs = (zero_f, zero_f_complex, None, None)
-    lin = (None, None)
+    L = c = colouring = None
     if rhs.lin is not None:
-        lin = linear_part_dense(rhs.lin, rhs.plin, n, prob.tspan[0])
+        L, c = linear_part_dense(rhs.lin, rhs.plin, n, prob.tspan[0])
+    sparsity = fun.jac_sparsity if fun is not None and fun.jac is None else None
+    if sparsity is not None:
+        if sparsity.shape != (n, n):
+            raise InvalidProblemError(f"jac_sparsity: shape {sparsity.shape}, but the state has "
+                                      f"{n} components")
+        colouring = color_columns(sparsity)
     imex = split and isinstance(alg, KenCarp4)
-    return t_data, oo, rhs, n, imex, funcs, lin
+    return t_data, oo, rhs, n, imex, funcs, (L, c, colouring)
 
 
 def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
@@ -215,7 +223,7 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .solvers.ode.rosenbrock import solve_stiff
 
     name = type(sensealg).__name__
-    t_data, oo, rhs, n, imex, funcs, (L, c) = _continuous_setup(prob, alg, loss, wrt, sensealg,
+    t_data, oo, rhs, n, imex, funcs, (L, c, col) = _continuous_setup(prob, alg, loss, wrt, sensealg,
                                                                 solve_kw)
     if not oo["adaptive"]:
         raise UnsupportedAlgorithmError(
@@ -241,10 +249,11 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     hasf = rhs.fun is not None
     if mode == 1:
         e = np.zeros(0)
-        P = pack(rhs.p, n, npg, mode, e, e, e, e, np.zeros((0, 0)), L, c, hasf)
+        P = pack(rhs.p, n, npg, mode, e, e, e, e, np.zeros((0, 0)), L, c, hasf, colouring=col)
     else:
         P = pack(rhs.p, n, npg, mode, raw["steps_t"], raw["steps_h"], raw["dense_u"],
-                 raw["dense_k"], np.ascontiguousarray(raw["BTH"], dtype=np.float64), L, c, hasf)
+                 raw["dense_k"], np.ascontiguousarray(raw["BTH"], dtype=np.float64), L, c, hasf,
+                 colouring=col)
     off = n if mode == 1 else 0
     z_end = np.zeros(off + n + npg)
     if mode == 1:
@@ -279,7 +288,7 @@ def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
     from .sensitivity import tangent_directions, tangent_gradient
     from .solvers.ode.rosenbrock import jacobian_data, solve_stiff
 
-    t_data, oo, rhs, n, _imex, funcs, (L, c) = _continuous_setup(prob, alg, loss, wrt,
+    t_data, oo, rhs, n, _imex, funcs, (L, c, col) = _continuous_setup(prob, alg, loss, wrt,
                                                                  sensealg, solve_kw)
     npar = rhs.p.size
     npg = npar if "p" in wrt else 0
@@ -292,7 +301,8 @@ def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
             f"Jacobian (more than dense_max={alg.dense_max}); use js.InterpolatingAdjoint() "
             f"or js.DiscreteAdjoint(), whose cost does not grow with the number of inputs")
     e = np.zeros(0)
-    P = pack(rhs.p, n, npg, 3, e, e, e, e, np.zeros((0, 0)), L, c, rhs.fun is not None, dp=dp)
+    P = pack(rhs.p, n, npg, 3, e, e, e, e, np.zeros((0, 0)), L, c, rhs.fun is not None, dp=dp,
+             colouring=col)
     z0 = np.concatenate([prob.u0.ravel().astype(np.float64), S0.ravel()])
     nz = z0.size
     f_sens, j_sens = sensitivity_system(*funcs)

@@ -320,3 +320,16 @@ def test_stiff_ensemble_prob_func_and_its_gradient():
         p = 1.0 + i
         assert gi["p"][0] == pytest.approx(-(0.5 * np.exp(-p) + np.exp(-2 * p)), rel=1e-6)
     assert v == total
+
+
+def huge_rate(du, u, p, t):
+    du[0] = 1e200 * u[0]
+
+
+@pytest.mark.parametrize("alg", [js.Tsit5(), js.Rodas5P()], ids=["Tsit5", "Rodas5P"])
+def test_huge_initial_slope_gives_a_retcode(alg):
+    # the initial-step norm of f0 overflowed to inf, the trial step became 0 and the
+    # next division raised ZeroDivisionError out of solve
+    sol = js.solve(js.ODEProblem(huge_rate, np.array([1.0]), (0.0, 1.0)), alg)
+    assert isinstance(sol.retcode, js.ReturnCode) and sol.t.size >= 1
+

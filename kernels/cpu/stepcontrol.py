@@ -131,6 +131,11 @@ def initial_dt_probe(u0, f0, tdir, atol, rtol, dtmax, u1):
         h0 = 1e-6
     else:
         h0 = 0.01 * d0 / d1
+        if not (h0 > 0.0):
+            # d1 overflowed (f0 beyond ~1e154 of the tolerance scales): a tiny trial step;
+            # the controller or the loop's checks then end the solve with a retcode
+            # (h0 = 0 divided by zero below: ZeroDivisionError out of solve)
+            h0 = 1e-6
     h0 = min(h0, dtmax)
     for i in range(u0.size):
         u1[i] = u0[i] + tdir * h0 * f0[i]

@@ -252,7 +252,9 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                 jac_valid = False
             habs = 0.5 * hstep
             after_reject = True
-            if habs < dtmin:
+            # not below dtmin, nor below rounding of t (with dtmin = 0 the halvings would
+            # reach h = 0, and 1 / (h gamma) raised ZeroDivisionError out of solve)
+            if habs < dtmin or not (habs > 2.220446049250313e-16 * abs(t)):
                 rc = RC_CONVFAIL
                 break
             continue
@@ -264,7 +266,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
                 nonfinite = not (errn < np.inf)
                 habs = hstep * reject_factor(errn, beta1, safety, qmin)
                 after_reject = True
-                if habs < dtmin:
+                if habs < dtmin or not (habs > 2.220446049250313e-16 * abs(t)):
                     rc = RC_UNSTABLE if nonfinite else RC_DTMIN
                     break
                 continue

@@ -29,8 +29,9 @@ from .stiffjac import CS_STEP, jacobian, linear_matrix
 __all__ = ["HEADER", "adjoint_rhs", "adjoint_jac", "sensitivity_rhs", "sensitivity_jac",
            "linear_dense"]
 
-#: entries of ``P``'s header: n, np, npg, mode, nsteps, sd, deg, haslin, hasf, ndir
-HEADER = 10
+#: entries of ``P``'s header: n, np, npg, mode, nsteps, sd, deg, haslin, hasf, ndir,
+#: ncolours (0: no column colouring), nnz of the sparsity pattern
+HEADER = 12
 _HDR = HEADER
 
 
@@ -53,6 +54,30 @@ def _dp_offset(P):
     n = int(P[0])
     o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
     return o_L + ((n * n + n) if P[7] != 0.0 else 0)
+
+
+@njit(cache=False)
+def _colouring(P):
+    """The column colouring packed after the tangent directions: ``(cptr, ccols, colptr,
+    rowidx)`` as in :func:`.stiffjac.jacobian`."""
+    n, npg, ndir, ncol, nnz = int(P[0]), int(P[2]), int(P[9]), int(P[10]), int(P[11])
+    o = _dp_offset(P) + ndir * npg
+    cptr = np.empty(ncol + 1, np.int64)
+    ccols = np.empty(n, np.int64)
+    colptr = np.empty(n + 1, np.int64)
+    rowidx = np.empty(nnz, np.int64)
+    for k in range(ncol + 1):
+        cptr[k] = int(P[o + k])
+    o += ncol + 1
+    for k in range(n):
+        ccols[k] = int(P[o + k])
+    o += n
+    for k in range(n + 1):
+        colptr[k] = int(P[o + k])
+    o += n + 1
+    for k in range(nnz):
+        rowidx[k] = int(P[o + k])
+    return cptr, ccols, colptr, rowidx
 
 
 @njit(cache=False)
@@ -105,8 +130,8 @@ def _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp):
         pc = np.empty(npar, np.complex128)
         for k in range(npar):
             pc[k] = p[k]
-        nocolor = np.zeros(1, np.int64)
-        jacobian(jf, hasjac, fc, pc, nocolor, nocolor, nocolor, nocolor, False, p, u, t, J,
+        cptr, ccols, colptr, rowidx = _colouring(P)
+        jacobian(jf, hasjac, fc, pc, cptr, ccols, colptr, rowidx, P[10] != 0.0, p, u, t, J,
                  False, J, uc, duc)
         for i in range(n):
             uc[i] = u[i]
