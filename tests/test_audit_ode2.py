@@ -9,7 +9,7 @@ from numba import njit
 import jitsolve as js
 from ensemble_modes import bits, solve_mode
 from jitsolve import functions as F
-from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError, UserFunctionError
+from jitsolve.errors import InvalidProblemError, UserFunctionError
 
 DTMIN = js.ReturnCode.DtLessThanMin
 
