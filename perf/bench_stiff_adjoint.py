@@ -63,6 +63,12 @@ def imex(reps):
     print(f"KenCarp4 IMEX: 0.2 Laplacian (64 cells, Dirichlet) + Fisher/Allen-Cahn, t in [0, 1], "
           f"rtol 1e-6, atol 1e-8, 10 observations, best of {reps}")
     _row("KenCarp4 IMEX", prob, alg, loss, td, kw, reps)
+    tf = best(lambda: js.solve(prob, alg, saveat=td, tstops=td, **kw), reps)
+    # (ForwardSensitivity: 66 inputs, an augmented system above dense_max -- refused)
+    for sa in (js.InterpolatingAdjoint(), js.QuadratureAdjoint()):
+        tg = best(lambda: js.gradient(prob, alg, loss, wrt=("p", "u0"), sensealg=sa, **kw), reps)
+        print(f"  {type(sa).__name__:21s} {tg * 1e3:7.2f} ms ({tg / tf:4.1f}x the forward; "
+              f"jac_sparsity colours the adjoint system's J)")
 
 
 def _row(name, prob, alg, loss, td, kw, reps):
