@@ -415,6 +415,22 @@ def _vjp_for(prob, rhs, wrt):
                            plin=plin, kappa_grad=kappa, bweight=bw), np_grad
 
 
+def _gradient_options(prob, loss, solve_kw):
+    """``(t_data, o)``: the loss's observation times and ``solve``'s options (defaults
+    filled in, checked, CPU) for a gradient's forward solve, the times after ``t0`` added
+    to ``tstops`` so that the steps land on them."""
+    from .solve import _DE_DEFAULTS, _check_de_options
+    t_data = _loss_times(prob, loss)
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    inner = t_data[t_data != prob.tspan[0]]
+    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
+    _check_de_options(prob, o)
+    o["backend"] = "cpu"
+    return t_data, o
+
+
 def _forward_for_gradient(prob, alg, o, rhs):
     """The forward solve of a discrete gradient (raises unless it succeeded)."""
     from .ode import _run_explicit
@@ -672,7 +688,6 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .kernels.cpu.rhs import zero_f
     from .ode import ExplicitRK, _run_explicit
     from .rhs import problem_rhs
-    from .solve import _DE_DEFAULTS, _check_de_options
     from .ode_stiff import StiffAlgorithm
     from .solvers.ode.explicit import tableau_arrays
     if isinstance(alg, StiffAlgorithm):
@@ -685,15 +700,8 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             f"Rosenbrock23, KenCarp4, Kvaerno5, ImplicitEuler); got {type(alg).__name__}")
     if "kappa" in wrt:
         raise UnsupportedAlgorithmError("wrt: use DiscreteAdjoint for coefficient fields")
-    t_data = _loss_times(prob, loss)
-    o = dict(_DE_DEFAULTS, **solve_kw)
-    if o.get("saveat") is not None:
-        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    t_data, o = _gradient_options(prob, loss, solve_kw)
     t0, t1 = prob.tspan
-    inner = t_data[t_data != t0]
-    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
-    _check_de_options(prob, o)
-    o["backend"] = "cpu"
     rhs = problem_rhs(prob)
     need_dense = sensealg.mode != 1
     raw = _run_explicit(prob, alg, o, rhs, dense=need_dense)

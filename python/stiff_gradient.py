@@ -54,8 +54,7 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .ode_stiff import KenCarp4, Rodas5P, Rosenbrock23, StiffAlgorithm, _jacobian_tuple
     from .problems import SplitODEProblem
     from .rhs import problem_rhs
-    from .sensitivity import DiscreteAdjoint, _grads_out, _loss_times, _vjp_for
-    from .solve import _DE_DEFAULTS, _check_de_options
+    from .sensitivity import DiscreteAdjoint, _gradient_options, _grads_out, _vjp_for
     from .solvers.ode.rosenbrock import solve_stiff, stiff_tableau
 
     wrt = (wrt,) if isinstance(wrt, str) else tuple(wrt if wrt is not None else ("p",))
@@ -84,17 +83,10 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     if isinstance(prob.L if split else prob.f, GridOperator) and prob.u0.size > alg.dense_max:
         raise UnsupportedAlgorithmError("prob: the stiff adjoints need the dense path "
                                         f"(at most dense_max={alg.dense_max} unknowns)")
-    t_data = _loss_times(prob, loss)
-    o = dict(_DE_DEFAULTS, **solve_kw)
-    if o.get("saveat") is not None:
-        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    t_data, o = _gradient_options(prob, loss, solve_kw)
     t0, t1 = prob.tspan
-    inner = t_data[t_data != t0]
-    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
     all_states = sensealg.checkpoints == "all"
-    o["saveat"] = None if all_states else inner
-    _check_de_options(prob, o)
-    o["backend"] = "cpu"
+    o["saveat"] = None if all_states else t_data[t_data != t0]
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
     n = prob.u0.size
@@ -164,8 +156,7 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
     from .ode_stiff import KenCarp4
     from .problems import SplitODEProblem
     from .rhs import problem_rhs
-    from .sensitivity import _loss_times
-    from .solve import _DE_DEFAULTS, _check_de_options
+    from .sensitivity import _gradient_options
 
     name = type(sensealg).__name__
     if "kappa" in wrt:
@@ -178,14 +169,7 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
         raise UnsupportedAlgorithmError(
             f"sensealg: {name} with {type(alg).__name__} solves its ODE with a dense "
             f"Jacobian (at most dense_max={alg.dense_max} unknowns); use js.DiscreteAdjoint()")
-    t_data = _loss_times(prob, loss)
-    o = dict(_DE_DEFAULTS, **solve_kw)
-    if o.get("saveat") is not None:
-        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
-    inner = t_data[t_data != prob.tspan[0]]
-    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
-    _check_de_options(prob, o)
-    o["backend"] = "cpu"
+    t_data, o = _gradient_options(prob, loss, solve_kw)
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
     fun = rhs.fun
@@ -232,10 +216,12 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     t0, t1 = prob.tspan
     mode = sensealg.mode
     u0 = np.ascontiguousarray(prob.u0.ravel(), dtype=np.float64)
+    # saved: the loss's states and u(t1) only (backsolve keeps O(1) memory in the steps)
+    save = t_data if t_data.size and t_data[-1] == t1 else np.append(t_data, t1)
     raw = solve_stiff(alg.method, rhs.f, rhs.p, u0, t0, t1, lin=rhs.lin, plin=rhs.plin,
                       jd=_jacobian_tuple(rhs, alg, imex, n), imex=imex, rtol=oo["rtol"],
                       atol=oo["atol"], dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],
-                      tstops=oo["tstops"], saveat=None, dense=mode != 1)
+                      tstops=oo["tstops"], saveat=save, dense=mode != 1)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
                                f"at t = {raw['t_end']:.6g}")
