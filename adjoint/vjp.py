@@ -1,10 +1,12 @@
 """VJP sources for compiled reverse sweeps: the tuple ``vj`` of
 :mod:`jitsolve.kernels.cpu.erk_adjoint`.
 
-In order of preference (the adjoint issue's list): the grid operators' own transpose and
-``param_vjp`` kernels for linear parts, then exact complex-step products with the user's
-``f`` (complex state and parameters), column-coloured when a sparsity pattern is given
-so that a banded or diagonal Jacobian costs a few evaluations instead of ``n``.
+In order of preference (the adjoint issue's list): the user's own derivatives from
+``ODEFunction`` (``vjp``, else ``jac`` and ``paramjac``: :func:`user_derivatives`), the
+grid operators' own transpose and ``param_vjp`` kernels for linear parts, then exact
+complex-step products with the user's ``f`` (complex state and parameters),
+column-coloured when a sparsity pattern is given so that a banded or diagonal Jacobian
+costs a few evaluations instead of ``n``.
 
 References
 ----------
@@ -14,10 +16,24 @@ matrices*, IMA J. Appl. Math. 13 (1974) (column colouring).
 """
 import numpy as np
 
-__all__ = ["colour_columns", "make_vjp_source", "is_diagonal_pattern", "COMPLEX_STEP"]
+__all__ = ["colour_columns", "make_vjp_source", "is_diagonal_pattern", "user_derivatives",
+           "COMPLEX_STEP", "USER_JAC_MAX", "DENSE_VJP_MAX"]
 
 #: complex-step size: no subtractive cancellation, so it can be tiny
 COMPLEX_STEP = 1e-30
+
+#: the user's dense ``jac`` serves as a VJP source up to this many unknowns, and only
+#: without a ``jac_sparsity`` (whose coloured complex steps cost a few evaluations of
+#: ``f`` instead of an ``n x n`` product)
+USER_JAC_MAX = 1024
+
+#: the largest system whose VJPs may take the dense complex step (``n`` evaluations of
+#: ``f`` per product, an ``n x n`` pattern); above it ``f`` needs a ``jac_sparsity`` or
+#: its own ``vjp``
+DENSE_VJP_MAX = 4096
+
+#: bits of the user slot's ``mode`` (:mod:`jitsolve.kernels.cpu.erk_adjoint`)
+USER_VJP, USER_JAC, USER_PARAMJAC = 1, 2, 4
 
 
 def colour_columns(pattern):
@@ -81,26 +97,73 @@ def _colouring(n, sparsity):
     return out
 
 
+def user_derivatives(fun, n, np_grad):
+    """Which of an ``ODEFunction``'s own derivatives a VJP source uses: ``(mode, vjp,
+    jac, paramjac)`` (cfuncs or None; ``mode`` 0 when none, or ``fun`` is None).
+
+    The user's ``vjp`` gives both products; else ``jac`` gives ``J^T v`` (when ``n <=``
+    :data:`USER_JAC_MAX` and no ``jac_sparsity`` is declared) and ``paramjac`` gives
+    ``J_p^T v`` (when parameters are differentiated)."""
+    if fun is None:
+        return 0, None, None, None
+    if getattr(fun, "vjp", None) is not None:
+        return USER_VJP, fun.cfunc("vjp"), None, None
+    mode, jac, pjac = 0, None, None
+    if (getattr(fun, "jac", None) is not None and fun.jac_sparsity is None
+            and n <= USER_JAC_MAX):
+        mode, jac = mode | USER_JAC, fun.cfunc("jac")
+    if getattr(fun, "paramjac", None) is not None and np_grad > 0:
+        mode, pjac = mode | USER_PARAMJAC, fun.cfunc("paramjac")
+    return mode, None, jac, pjac
+
+
 def make_vjp_source(fc, p, has_f, n, *, sparsity=None, np_grad=0, linT=None, plin=None,
-                    kappa_grad=False, bweight=None):
+                    kappa_grad=False, bweight=None, user=None, argname="f"):
     """Build the ``vj`` tuple.  ``fc``: complex twin cfunc of ``f`` (or the zero
     placeholder when ``has_f`` is False); ``sparsity``: pattern of ``df/du`` or None
     (dense); ``np_grad``: how many parameters to differentiate; ``linT, plin``: the
-    transpose cfunc of the linear part and its packed data."""
+    transpose cfunc of the linear part and its packed data; ``user``: the result of
+    :func:`user_derivatives` (the user slots are added when its mode is not 0);
+    ``argname``: the function's name in messages."""
     from ..kernels.cpu.rhs import zero_f, zero_kvjp
-    if has_f:
+    user_u = user is not None and user[0] & (USER_VJP | USER_JAC)
+    if has_f and not user_u and sparsity is None and n > DENSE_VJP_MAX:
+        from ..errors import InvalidProblemError
+        hint = ("pass ODEFunction(f, jac_sparsity=...) (a diagonal reaction: "
+                "scipy.sparse.identity(n)) or ODEFunction(f, vjp=...)" if argname == "f" else
+                f"the SDE adjoint differentiates {argname} densely, up to {DENSE_VJP_MAX} "
+                "unknowns")
+        raise InvalidProblemError(
+            f"{argname}: its adjoint needs J^T v for {n} unknowns without a declared "
+            f"sparsity or vjp: the dense complex step would take {n} evaluations of "
+            f"{argname} per product and an {n} x {n} pattern; {hint}")
+    if has_f and not user_u:
         colour, ncol, ptr, idx = _colouring(n, sparsity)
     else:
         colour, ncol = np.zeros(n, np.int64), 0
         ptr, idx = np.zeros(n + 1, np.int64), np.zeros(0, np.int64)
     pc = np.zeros(max(p.size, 0), dtype=np.complex128)
     haslin = linT is not None
-    return (fc, pc, bool(has_f), colour, ptr, idx, int(ncol), int(np_grad), COMPLEX_STEP,
-            linT if haslin else zero_f,
-            np.ascontiguousarray(plin if plin is not None else np.zeros(0), dtype=np.float64),
-            haslin, bool(kappa_grad),
-            np.ascontiguousarray(bweight if bweight is not None else np.zeros(n), dtype=np.float64),
-            _kappa_vjp() if kappa_grad else zero_kvjp)
+    vj = (fc, pc, bool(has_f), colour, ptr, idx, int(ncol), int(np_grad), COMPLEX_STEP,
+          linT if haslin else zero_f,
+          np.ascontiguousarray(plin if plin is not None else np.zeros(0), dtype=np.float64),
+          haslin, bool(kappa_grad),
+          np.ascontiguousarray(bweight if bweight is not None else np.zeros(n), dtype=np.float64),
+          _kappa_vjp() if kappa_grad else zero_kvjp)
+    if has_f and user is not None and user[0]:
+        vj += _user_slots(user, n, p.size)
+    return vj
+
+
+def _user_slots(user, n, npar):
+    """``vj[15:22]``: ``(mode, vjp, jac, paramjac, pbuf, Jbuf, Jpbuf)`` with placeholders
+    for the functions not given and work arrays sized for the ones given."""
+    from ..kernels.cpu.rhs import zero_jac, zero_vjp
+    mode, vjp, jac, pjac = user
+    return (int(mode), vjp if vjp is not None else zero_vjp,
+            jac if jac is not None else zero_jac, pjac if pjac is not None else zero_jac,
+            np.zeros(npar), np.zeros((n, n) if jac is not None else (0, 0)),
+            np.zeros((n, npar) if pjac is not None else (0, 0)))
 
 
 def _kappa_vjp():

@@ -394,6 +394,13 @@ class ODEFunction:
     already compiled by ``numba.njit`` with Python's rule) makes ``solve`` and
     ``gradient`` raise :class:`jitsolve.errors.UserFunctionError` when they end.
 
+    The adjoints (``js.gradient``) take ``J^T v`` and ``J_p^T v`` from the user's
+    ``vjp`` first, else from ``jac`` (dense, for at most
+    :data:`jitsolve.adjoint.vjp.USER_JAC_MAX` unknowns and no ``jac_sparsity``) and
+    ``paramjac``, and the rest from the complex step below; the stiff integrators'
+    Newton and Rosenbrock solves take ``jac``.  For a :class:`SplitODEProblem` these
+    are the derivatives of ``f`` alone (the linear part has its own transpose).
+
     Where no derivative is given, integrators and adjoints use complex-step
     differentiation of ``f`` (exact to rounding), so ``f`` should also compile for
     complex128 states.  Integer powers (``u**3``, ``u**-2``) are exact there: jitsolve

@@ -232,13 +232,14 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
             ) from None
     sparsity = prob.f.jac_sparsity
     out = []
-    srcs = [(fc, sparsity), (gc, None)] + ([(phic, None)] if phic is not None else [])
-    for c, sps in srcs:
+    srcs = [(fc, sparsity, "f"), (gc, None, "g")] + ([(phic, None, "g")] if phic is not None else [])
+    for c, sps, name in srcs:
         key = (id(c), n, p.size, np_grad, id(sps))
         hit = _VJ_CACHE.get(key)
         if hit is None or hit[0] is not c or hit[1] is not sps:
             # the colouring is the costly part of a small gradient: build it once
-            hit = (c, sps, make_vjp_source(c, p, True, n, sparsity=sps, np_grad=np_grad))
+            hit = (c, sps, make_vjp_source(c, p, True, n, sparsity=sps, np_grad=np_grad,
+                                            argname=name))
             _VJ_CACHE[key] = hit
         out.append(hit[2])
     return out[0], out[1], (out[2] if phic is not None else None), np_grad

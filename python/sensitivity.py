@@ -380,7 +380,7 @@ def _loss_times(prob, loss):
 
 
 def _vjp_for(prob, rhs, wrt):
-    from .adjoint.vjp import make_vjp_source
+    from .adjoint.vjp import make_vjp_source, user_derivatives
     from .grid.operators import GridOperator
     from .kernels.cpu.rhs import zero_f_complex
     n = prob.u0.size
@@ -411,8 +411,9 @@ def _vjp_for(prob, rhs, wrt):
     if "kappa" in wrt and not kappa:
         raise InvalidProblemError("wrt: 'kappa' needs a problem whose operator is a js.Diffusion")
     sparsity = rhs.fun.jac_sparsity if has_f else None
+    user = user_derivatives(rhs.fun, n, np_grad) if has_f else None
     return make_vjp_source(fc, rhs.p, has_f, n, sparsity=sparsity, np_grad=np_grad, linT=linT,
-                           plin=plin, kappa_grad=kappa, bweight=bw), np_grad
+                           plin=plin, kappa_grad=kappa, bweight=bw, user=user), np_grad
 
 
 def _gradient_options(prob, loss, solve_kw):
@@ -704,6 +705,10 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     t0, t1 = prob.tspan
     rhs = problem_rhs(prob)
     need_dense = sensealg.mode != 1
+    if not need_dense:
+        # backsolve: save the loss's states and u(t1) only (the steps land on them: they
+        # are tstops), so the forward keeps O(1) memory in the number of steps
+        o["saveat"] = t_data if t_data.size and t_data[-1] == t1 else np.append(t_data, t1)
     raw = _run_explicit(prob, alg, o, rhs, dense=need_dense)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']}")

@@ -38,6 +38,16 @@ a dense Jacobian is ``n`` colours), parameters one by one (``np_grad`` of them);
 the coefficient field of a packed Diffusion operator also gets its gradient through the
 cfunc ``kvjp`` (:func:`.rhs_grid.grid_kappa_vjp_cfunc`; a zero placeholder otherwise, so
 that no adjoint compiles the Diffusion VJP kernel unless it is asked for).
+
+A source built from an ``ODEFunction`` with derivatives carries seven more slots,
+``vj[15:22] = (mode, uvjp, ujac, upjac, pbuf, Jbuf, Jpbuf)``, the user's own functions, which
+come first (the adjoint issue's order of VJP sources): ``mode & 1`` the user's
+``vjp(out_u, out_p, lam, u, p, t)`` gives both products; else ``mode & 2`` the user's
+``jac`` gives ``J^T v`` (a dense ``n x n`` product) and ``mode & 4`` the user's
+``paramjac`` gives ``J_p^T v``; what they do not give comes from the complex step
+(:func:`user_vjp`).  The buffers are work arrays (copied per thread by
+:func:`thread_vj`); a source without the slots compiles the user branch to nothing.  (The
+slots are not one nested tuple: a ``prange`` loop cannot take a tuple inside a tuple.)
 """
 import numpy as np
 from numba import njit, prange
@@ -47,7 +57,7 @@ from .borrow import borrow, keep_alive
 from .erk import borrow_tab, combine_serial, dense_weights, erk_solve, erk_solve_inner, get_row, put_row
 from .rhs import borrow_rhs, eval_rhs
 
-__all__ = ["vjp_apply", "borrow_vj", "kappa_vjp", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
+__all__ = ["vjp_apply", "borrow_vj", "kappa_vjp", "user_vjp", "user_mode", "thread_vj", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
            "erk_step_adjoint_dense", "erk_advance", "erk_reverse", "erk_reverse_dense",
            "reverse_steps", "save_map", "save_map_entry", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
 
@@ -68,6 +78,82 @@ def _kappa_vjp_impl(vj, out, u, lam, plin):
     return impl
 
 
+def user_vjp(vj, v, Y, p, t, out_u, out_p, np_grad):
+    """The products the user's functions give (``vj[15:22]``): ``out_u = J(Y)^T v`` (bit 1
+    of the result when done) and ``out_p[:np_grad] += J_p(Y)^T v`` (bit 2); ``0`` for a
+    source without the user slot."""
+
+
+@overload(user_vjp, jit_options={"cache": False})
+def _user_vjp_impl(vj, v, Y, p, t, out_u, out_p, np_grad):
+    if len(vj.types) <= 15:
+        def impl(vj, v, Y, p, t, out_u, out_p, np_grad):
+            return 0
+        return impl
+
+    def impl(vj, v, Y, p, t, out_u, out_p, np_grad):
+        mode, uvjp, ujac, upjac, pbuf, Jbuf, Jpbuf = vj[15:22]
+        n = Y.size
+        if mode & 1:
+            uvjp(out_u, pbuf, v, Y, p, t)
+            for j in range(np_grad):
+                out_p[j] += pbuf[j]
+            return 3
+        done = 0
+        if mode & 2:
+            ujac(Jbuf, Y, p, t)
+            for k in range(n):
+                out_u[k] = 0.0
+            for i in range(n):
+                vi = v[i]
+                if vi != 0.0:
+                    for k in range(n):
+                        out_u[k] += Jbuf[i, k] * vi
+            done |= 1
+        if mode & 4:
+            if np_grad > 0:
+                upjac(Jpbuf, Y, p, t)
+                for i in range(n):
+                    vi = v[i]
+                    if vi != 0.0:
+                        for j in range(np_grad):
+                            out_p[j] += Jpbuf[i, j] * vi
+            done |= 2
+        return done
+    return impl
+
+
+def user_mode(vj):
+    """``vj[15]``: which of the user's derivatives the source uses (0 without them)."""
+
+
+@overload(user_mode, jit_options={"cache": False})
+def _user_mode_impl(vj):
+    if len(vj.types) <= 15:
+        return lambda vj: 0
+    return lambda vj: vj[15]
+
+
+def thread_vj(vjt):
+    """``vjt`` with fresh work arrays (the complex parameters, the user slot's buffers),
+    for one thread of an ensemble."""
+
+
+@overload(thread_vj, jit_options={"cache": False})
+def _thread_vj_impl(vjt):
+    if len(vjt.types) <= 15:
+        def impl(vjt):
+            return (vjt[0], np.zeros(vjt[1].size, np.complex128)) + vjt[2:]
+        return impl
+
+    def impl(vjt):
+        mode, uvjp, ujac, upjac, pbuf, Jbuf, Jpbuf = vjt[15:22]
+        return ((vjt[0], np.zeros(vjt[1].size, np.complex128)) + vjt[2:15]
+                + (mode, uvjp, ujac, upjac, np.zeros(pbuf.size), np.zeros(Jbuf.shape),
+                   np.zeros(Jpbuf.shape)))
+    return impl
+
+
 @njit(inline="always", cache=False)
 def borrow_vj(vj):
     """``vj`` with its arrays borrowed (:mod:`.borrow`)."""
@@ -85,10 +171,11 @@ def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
     n = Y.size
     for i in range(n):
         out_u[i] = 0.0
+    done = user_vjp(vj, v, Y, p, t, out_u, out_p, np_grad) if has_f else 0
     if has_f:
         for j in range(pc.size):
             pc[j] = p[j]
-        for c in range(ncolour):
+        for c in range(0 if done & 1 else ncolour):
             for k in range(n):
                 cwork_u[k] = complex(Y[k], eps if colour[k] == c else 0.0)
             fc(cwork_d, cwork_u, pc, t)
@@ -99,7 +186,7 @@ def vjp_apply(vj, v, Y, p, t, out_u, out_p, out_k, work, cwork_u, cwork_d):
                         k = pat_idx[q]
                         if colour[k] == c:
                             out_u[k] += d * v[i]
-        if np_grad > 0:
+        if np_grad > 0 and not done & 2:
             for k in range(n):
                 cwork_u[k] = Y[k]
             for j in range(np_grad):
@@ -459,8 +546,7 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
                 else:
                     save_after[i - 1] = j
         values[k] = val
-        vj = (vjt[0], np.zeros(vjt[1].size, np.complex128), vjt[2], vjt[3], vjt[4], vjt[5],
-              vjt[6], vjt[7], vjt[8], vjt[9], vjt[10], vjt[11], vjt[12], vjt[13], vjt[14])
+        vj = thread_vj(vjt)
         pbar = np.zeros(npg)
         kbar = np.zeros(n)
         lam_end = np.zeros(n)

@@ -28,9 +28,10 @@ from ``@njit(parallel=True)`` functions), which is what makes a large reaction t
 """
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 from .erk import PARALLEL_N, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
-from .erk_adjoint import kappa_vjp, vjp_apply
+from .erk_adjoint import kappa_vjp, user_mode, vjp_apply
 
 __all__ = ["PARALLEL_N", "erk_fixed", "count_fixed_steps", "erk_advance_large",
            "erk_reverse_large", "erk_schedule_large", "erk_step_adjoint_large", "stage_combine"]
@@ -248,6 +249,64 @@ def _diag_vjp_direct(out, cd, lam, bi, h, eps, work, haslin, accumulate):
             o = out[lo:hi]
             for x in range(m):
                 o[x] = cc[x].imag / eps * ((bi * lm[x]) * h)
+
+
+@njit(parallel=True, cache=False)
+def _user_vjp_finish(out, lam, work, hb, haslin, first):
+    """After the user's ``vjp`` wrote ``out = J^T v`` and the linear part's transpose
+    ``work = L^T v``: with ``hb != 0`` (``v = lam``, the last stage's slope adjoint
+    ``h b_s lam`` not formed) ``out = hb (out + work)``, else ``out += work``; with
+    ``first`` (stage 0, reversed last) the result is added to ``lam`` instead."""
+    n = lam.size
+    nch = (n + CHUNK - 1) // CHUNK
+    for c in prange(nch):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        m = hi - lo
+        o = out[lo:hi]
+        w = work[lo:hi]
+        lm = lam[lo:hi]
+        if hb != 0.0:
+            if haslin and first:
+                for x in range(m):
+                    lm[x] = lm[x] + hb * (o[x] + w[x])
+            elif first:
+                for x in range(m):
+                    lm[x] = lm[x] + hb * o[x]
+            elif haslin:
+                for x in range(m):
+                    o[x] = hb * (o[x] + w[x])
+            else:
+                for x in range(m):
+                    o[x] = hb * o[x]
+        elif haslin and first:
+            for x in range(m):
+                lm[x] += o[x] + w[x]
+        elif first:
+            for x in range(m):
+                lm[x] += o[x]
+        elif haslin:
+            for x in range(m):
+                o[x] += w[x]
+
+
+def _user_vjp_stage(vj, out, v, Y, p, t, pbar, np_grad, scale):
+    """``out = J(Y)^T v`` and ``pbar[:np_grad] += scale J_p(Y)^T v`` by the user's
+    ``vjp`` (the source's slots 15-21; nothing for a source without them)."""
+
+
+@overload(_user_vjp_stage, jit_options={"cache": False})
+def _user_vjp_stage_impl(vj, out, v, Y, p, t, pbar, np_grad, scale):
+    if len(vj.types) <= 15:
+        return lambda vj, out, v, Y, p, t, pbar, np_grad, scale: None
+
+    def impl(vj, out, v, Y, p, t, pbar, np_grad, scale):
+        uvjp = vj[16]
+        pbuf = vj[19]
+        uvjp(out, pbuf, v, Y, p, t)
+        for j in range(np_grad):
+            pbar[j] += scale * pbuf[j]
+    return impl
 
 
 @njit(parallel=True, cache=False)
@@ -474,16 +533,43 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
     su = B.size - 1 if fsal else B.size
     if has_f or kappa_grad:
         _stage_states(f, p, lin, plin, haslin, has_f, tmp, tab, u, t, h, Ys, ks, su - 1)
-    probe = has_f and diag
+    # the user's own derivatives (ODEFunction(vjp=...)) come before the complex step
+    umode = user_mode(vj)
+    fast_diag = diag and umode == 0
+    probe = has_f and fast_diag
     lam_done = False
     for i in range(su - 1, -1, -1):
         Y = u if i == 0 else Ys[i]
         ti = t + C[i] * h
+        if has_f and umode & 1:
+            # the user's vjp: one call, the linear part's transpose, one threaded pass;
+            # the last stage's slope adjoint h b_s lam is not formed (the products are
+            # linear in it: scaled in the pass)
+            last = i == su - 1 and not kappa_grad
+            if not last:
+                _adjoint_slope(kb, lam, B[i], Ybar, A, i, su, h, False, cu, Y, eps, True)
+            v = lam if last else kb
+            hb = B[i] * h if last else 0.0
+            _user_vjp_stage(vj, Ybar[i], v, Y, p, ti, pbar, np_grad, hb if last else 1.0)
+            if haslinT:
+                linT(work, v, plinT, ti)
+            if i == 0:
+                # lam += Ybar_0 + Ybar_1 + ... (the diagonal path's order)
+                _user_vjp_finish(Ybar[0], lam, work, hb, haslinT, True)
+                if su > 1:
+                    _lam_update(lam, Ybar, 1, su)
+                lam_done = True
+            else:
+                _user_vjp_finish(Ybar[i], lam, work, hb, haslinT, False)
+            if haslinT and kappa_grad:
+                kappa_vjp(vj, work, Y, kb, plinT)
+                _kappa_acc(kbar_acc, work, bweight, kb)
+            continue
         # the last stage's slope adjoint is h b_s lam: not formed, the linear part's
         # transpose acts on lam (and is scaled in the product pass)
         direct = i == su - 1 and probe and np_grad == 0 and not kappa_grad
         _adjoint_slope(kb, lam, B[i], Ybar, A, i, su, h, probe, cu, Y, eps, not direct)
-        if has_f and not diag:
+        if has_f and not fast_diag:
             vjp_apply(vj, kb, Y, p, ti, Ybar[i], pbar, kbar_acc, work, cu, cd)
             continue
         if has_f:

@@ -391,7 +391,7 @@ def _ark_reverse(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_aft
     work, cu, cd, kd = wk[12], wk[13], wk[14], wk[15]
     # the explicit part's VJP source: f only (L^T is applied separately, to FIbar)
     vjE = (vj[0], vj[1], vj[2], vj[3], vj[4], vj[5], vj[6], vj[7], vj[8], vj[9], vj[10],
-           False, False, vj[13], vj[14])
+           False, False, vj[13]) + vj[14:]
     linT = vj[9]
     plinT = vj[10]
     has_lt = vj[11]

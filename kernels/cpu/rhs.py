@@ -20,13 +20,20 @@ from numba import cfunc, njit, types
 
 from .borrow import borrow
 
-__all__ = ["eval_rhs", "borrow_rhs", "zero_f", "zero_f_complex", "zero_kvjp", "KVJP_SIG", "diag_apply", "dense_apply", "dense_apply_transpose",
+__all__ = ["eval_rhs", "borrow_rhs", "zero_f", "zero_f_complex", "zero_kvjp", "KVJP_SIG",
+           "zero_vjp", "zero_jac", "VJP_SIG", "JAC_SIG", "diag_apply", "dense_apply", "dense_apply_transpose",
            "csr_apply", "csr_apply_transpose", "RHS_SIG"]
 
 RHS_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1], types.float64)
 #: ``kvjp(out, u, lam, p)``: the coefficient-field VJP of a packed grid operator
 KVJP_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1],
                       types.float64[::1])
+#: the user's ``vjp(out_u, out_p, lam, u, p, t)`` (``ODEFunction(vjp=...)``)
+VJP_SIG = types.void(types.float64[::1], types.float64[::1], types.float64[::1],
+                     types.float64[::1], types.float64[::1], types.float64)
+#: the user's ``jac(J, u, p, t)`` and ``paramjac(Jp, u, p, t)``
+JAC_SIG = types.void(types.float64[:, ::1], types.float64[::1], types.float64[::1],
+                     types.float64)
 
 
 @njit(inline="always", cache=False)
@@ -133,6 +140,21 @@ def _zero_kvjp(out, u, lam, p):
         out[i] = 0.0
 
 
+def _zero_vjp(out_u, out_p, lam, u, p, t):
+    """``out_u = out_p = 0``: the placeholder of a VJP source without the user's ``vjp``."""
+    for i in range(out_u.size):
+        out_u[i] = 0.0
+    for i in range(out_p.size):
+        out_p[i] = 0.0
+
+
+def _zero_jac(J, u, p, t):
+    """``J = 0``: the placeholder of a VJP source without the user's ``jac``/``paramjac``."""
+    for i in range(J.shape[0]):
+        for j in range(J.shape[1]):
+            J[i, j] = 0.0
+
+
 # Built on first use: a ``@cfunc`` decorator compiles (or loads from the disk cache, ~15 ms
 # each) at import, and most solves need only ``zero_f``.
 _LAZY = {
@@ -144,6 +166,8 @@ _LAZY = {
     "csr_apply_transpose": ("RHS_SIG", _csr_apply_transpose),
     "zero_f_complex": ("RHS_COMPLEX_SIG", _zero_f_complex),
     "zero_kvjp": ("KVJP_SIG", _zero_kvjp),
+    "zero_vjp": ("VJP_SIG", _zero_vjp),
+    "zero_jac": ("JAC_SIG", _zero_jac),
 }
 
 
