@@ -1,8 +1,8 @@
 """Continuous adjoints (InterpolatingAdjoint, QuadratureAdjoint, BacksolveAdjoint) with the
 stiff methods: the adjoint ODE solved backwards by the forward method itself
 (jitsolve.adjoint.continuous_stiff).  Each gradient is checked against the discrete
-adjoint at a tight tolerance (exact for a solution that is itself accurate to ~1e-10) and,
-for one pair per problem, against central differences of the whole solve; accuracy is
+adjoint at a tight tolerance (exact for a solution that is itself accurate to ~1e-10) and
+every method x sensealg pair against central differences of the whole solve; accuracy is
 that of the tolerance the adjoint was solved at."""
 import numpy as np
 import pytest
@@ -94,6 +94,40 @@ def test_van_der_pol_against_central_differences(vdp_case):
                         sensealg=js.FiniteDifference(), **TIGHT)
     assert rel_err(g["p"], fd["p"]) < 1e-6
     assert rel_err(g["u0"], fd["u0"]) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def fd_refs(vdp_case):
+    """Central differences of whole solves (Rodas5P at TIGHT): Van der Pol (dissipative)
+    and Lotka-Volterra (where backsolve is stable)."""
+    prob, loss, _ = vdp_case
+    _, fd_vdp = js.gradient(prob, js.Rodas5P(), loss, wrt=("p", "u0"),
+                            sensealg=js.FiniteDifference(), **TIGHT)
+    lv = js.ODEProblem(lotka, np.array([1.0, 1.0]), (0.0, 2.0), p=np.array([1.5, 1.0, 3.0, 1.0]))
+    lv_loss = js.L2Loss(np.linspace(0.5, 2.0, 4), np.ones((4, 2)))
+    _, fd_lv = js.gradient(lv, js.Rodas5P(), lv_loss, wrt=("p", "u0"),
+                           sensealg=js.FiniteDifference(), **TIGHT)
+    return (prob, loss, fd_vdp), (lv, lv_loss, fd_lv)
+
+
+EVERY = STIFF + [js.ImplicitEuler()]
+EVERY_IDS = STIFF_IDS + ["ImplicitEuler"]
+
+
+@pytest.mark.parametrize("sensealg", [js.InterpolatingAdjoint(), js.QuadratureAdjoint(),
+                                      js.BacksolveAdjoint(), js.ForwardSensitivity()],
+                         ids=["interpolating", "quadrature", "backsolve", "forward"])
+@pytest.mark.parametrize("alg", EVERY, ids=EVERY_IDS)
+def test_every_pair_against_central_differences(fd_refs, alg, sensealg):
+    """Each stiff method x continuous sensealg against central differences of the whole
+    solve, to the accuracy of the tolerance it ran at (backsolve on Lotka-Volterra, the
+    others on Van der Pol; ImplicitEuler, order 1, at a looser tolerance and bound)."""
+    name = type(alg).__name__
+    prob, loss, fd = fd_refs[1] if isinstance(sensealg, js.BacksolveAdjoint) else fd_refs[0]
+    kw, tol = (dict(rtol=1e-8, atol=1e-8), 3e-3) if name == "ImplicitEuler" else (KW, ACC[name])
+    _, g = js.gradient(prob, alg, loss, wrt=("p", "u0"), sensealg=sensealg, **kw)
+    assert rel_err(g["p"], fd["p"]) < tol
+    assert rel_err(g["u0"], fd["u0"]) < tol
 
 
 def test_implicit_euler_converges_with_the_tolerance(vdp_case):
