@@ -22,6 +22,16 @@ def lotka(du, u, p, t):
     du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
 
 
+def lotka_vjp(ou, op, lam, u, p, t):
+    """Lotka-Volterra's own VJP: ``ou = J^T lam``, ``op = J_p^T lam``."""
+    ou[0] = (p[0] - p[1] * u[1]) * lam[0] + p[3] * u[1] * lam[1]
+    ou[1] = -p[1] * u[0] * lam[0] + (-p[2] + p[3] * u[0]) * lam[1]
+    op[0] = u[0] * lam[0]
+    op[1] = -u[0] * u[1] * lam[0]
+    op[2] = -u[1] * lam[1]
+    op[3] = u[0] * u[1] * lam[1]
+
+
 LORENZ = js.ODEProblem(lorenz, np.array([1.0, 0.0, 0.0]), (0.0, 100.0), p=np.array([28.0]))
 
 
@@ -51,9 +61,11 @@ def test_lorenz_ensemble_10k(benchmark):
                                                                      atol=1e-6), rounds=3)
 
 
-def test_lotka_gradient(benchmark):
+@pytest.mark.parametrize("vjp", [False, True], ids=["complex-step", "user-vjp"])
+def test_lotka_gradient(benchmark, vjp):
     p = np.array([1.5, 1.0, 3.0, 1.0])
-    prob = js.ODEProblem(lotka, np.array([1.0, 1.0]), (0.0, 10.0), p)
+    f = js.ODEFunction(lotka, vjp=lotka_vjp) if vjp else lotka
+    prob = js.ODEProblem(f, np.array([1.0, 1.0]), (0.0, 10.0), p)
     t = np.linspace(0, 10, 100)
     loss = js.L2Loss(t, js.solve(prob, js.Tsit5(), saveat=t, rtol=1e-10).u * 1.01)
     js.gradient(prob, js.Tsit5(), loss, wrt="p", rtol=1e-7, atol=1e-7)

@@ -84,7 +84,7 @@ def user_vjp(vj, v, Y, p, t, out_u, out_p, np_grad):
     source without the user slot."""
 
 
-@overload(user_vjp, jit_options={"cache": False})
+@overload(user_vjp, inline="always", jit_options={"cache": False})
 def _user_vjp_impl(vj, v, Y, p, t, out_u, out_p, np_grad):
     if len(vj.types) <= 15:
         def impl(vj, v, Y, p, t, out_u, out_p, np_grad):
@@ -92,15 +92,15 @@ def _user_vjp_impl(vj, v, Y, p, t, out_u, out_p, np_grad):
         return impl
 
     def impl(vj, v, Y, p, t, out_u, out_p, np_grad):
+        # inlined into the stage loops: one return, no augmented assignments (Numba's
+        # inliner mis-scopes the versions of a variable assigned on several paths)
         mode, uvjp, ujac, upjac, pbuf, Jbuf, Jpbuf = vj[15:22]
         n = Y.size
         if mode & 1:
             uvjp(out_u, pbuf, v, Y, p, t)
             for j in range(np_grad):
                 out_p[j] += pbuf[j]
-            return 3
-        done = 0
-        if mode & 2:
+        if (mode & 3) == 2:
             ujac(Jbuf, Y, p, t)
             for k in range(n):
                 out_u[k] = 0.0
@@ -109,8 +109,7 @@ def _user_vjp_impl(vj, v, Y, p, t, out_u, out_p, np_grad):
                 if vi != 0.0:
                     for k in range(n):
                         out_u[k] += Jbuf[i, k] * vi
-            done |= 1
-        if mode & 4:
+        if (mode & 5) == 4:
             if np_grad > 0:
                 upjac(Jpbuf, Y, p, t)
                 for i in range(n):
@@ -118,8 +117,8 @@ def _user_vjp_impl(vj, v, Y, p, t, out_u, out_p, np_grad):
                     if vi != 0.0:
                         for j in range(np_grad):
                             out_p[j] += Jpbuf[i, j] * vi
-            done |= 2
-        return done
+        # vjp: both products (3); else bit 1 from jac (mode 2), bit 2 from paramjac (4)
+        return 3 * (mode & 1) + ((mode >> 1) & 3) * (1 - (mode & 1))
     return impl
 
 
@@ -127,7 +126,7 @@ def user_mode(vj):
     """``vj[15]``: which of the user's derivatives the source uses (0 without them)."""
 
 
-@overload(user_mode, jit_options={"cache": False})
+@overload(user_mode, inline="always", jit_options={"cache": False})
 def _user_mode_impl(vj):
     if len(vj.types) <= 15:
         return lambda vj: 0
@@ -154,13 +153,28 @@ def _thread_vj_impl(vjt):
     return impl
 
 
+def _borrow_tail(vj):
+    """``vj[14:]`` with the user slots' work arrays borrowed."""
+
+
+@overload(_borrow_tail, inline="always", jit_options={"cache": False})
+def _borrow_tail_impl(vj):
+    if len(vj.types) <= 15:
+        return lambda vj: vj[14:]
+
+    def impl(vj):
+        return (vj[14], vj[15], vj[16], vj[17], vj[18], borrow(vj[19]), borrow(vj[20]),
+                borrow(vj[21]))
+    return impl
+
+
 @njit(inline="always", cache=False)
 def borrow_vj(vj):
     """``vj`` with its arrays borrowed (:mod:`.borrow`)."""
     (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
      linT, plin, haslin, kappa_grad, bweight) = vj[:14]
     return (fc, borrow(pc), has_f, borrow(colour), borrow(pat_ptr), borrow(pat_idx), ncolour,
-            np_grad, eps, linT, borrow(plin), haslin, kappa_grad, borrow(bweight)) + vj[14:]
+            np_grad, eps, linT, borrow(plin), haslin, kappa_grad, borrow(bweight)) + _borrow_tail(vj)
 
 
 @njit(cache=False)
