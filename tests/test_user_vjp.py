@@ -99,6 +99,12 @@ def test_user_vjp_gives_the_complex_step_gradient(alg, kw):
     assert rel(g1, g0) < 1e-12
 
 
+def test_checkpointed_user_vjp_is_bit_for_bit():
+    _, g = grad(F_VJP, js.RK4(), dt=0.01, adaptive=False)
+    _, gc = grad(F_VJP, js.RK4(), js.DiscreteAdjoint(checkpoints=4), dt=0.01, adaptive=False)
+    assert np.array_equal(gc, g)
+
+
 def test_user_vjp_is_called():
     """A vjp that returns twice the products doubles the gradient wrt p (every stage's
     product is linear in it) and changes the one wrt u0."""
@@ -189,6 +195,10 @@ def test_large_state_reaction_vjp():
         assert res[2 + k][0] == res[k][0]
         assert rel(res[2 + k][1], res[k][1]) < 1e-12
         assert rel(res[2 + k][1][:1], res[k][1][:1]) < 1e-12
+    # checkpointed: bit for bit the store-all gradient
+    _, gc = js.gradient(prob, js.RK4(), loss, wrt=("u0", "p"), dt=1e-4,
+                        sensealg=js.DiscreteAdjoint(checkpoints=3))
+    assert np.array_equal(np.concatenate([gc["p"], gc["u0"]]), res[3][1])
 
 
 def test_split_imex_vjp_of_f():
