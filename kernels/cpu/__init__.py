@@ -45,13 +45,17 @@ def _kernels_digest():
 
 
 def _cache_keys_cover_callees():
-    """Make Numba's disk cache of every kernel depend on *all* kernel sources.
+    """Make Numba's disk cache of every kernel depend on *all* kernel sources, by content.
 
     Numba keys a cached function on its own file only; a loop compiled with an inlined
     step function from another file (``stiff_solve`` calling ``rosenbrock.py``) would be
     reloaded stale after that file changed, and could crash.  The source stamp of the
-    functions defined here gets the digest of every kernel file added, so any change to
-    any kernel recompiles them all once.
+    functions defined here is the digest of every kernel file, so any change to any
+    kernel recompiles them all once.  Files elsewhere in the package (and beside it, in a
+    checkout: tests/, perf/) are stamped with their own content's digest.  Numba's stamp
+    is the file's modification time and size: a fresh clone or a fresh install (CI) has
+    new times, so nothing cached was ever reused between CI runs; content stamps are
+    reused wherever the sources (and their installed path) are the same.
     """
     import os
     try:
@@ -65,13 +69,20 @@ def _cache_keys_cover_callees():
     state = {}
 
     def get_source_stamp(self):
-        stamp = original(self)
         path = os.path.abspath(getattr(self, "_py_file", "") or "")
         if "digest" not in state:
             state["root"], state["digest"] = _kernels_digest()
+            state["package"] = os.path.dirname(state["root"])
         if path.startswith(state["root"] + os.sep):
-            return (stamp, state["digest"])
-        return stamp
+            return ("kernels", state["digest"])
+        if path.startswith(state["package"] + os.sep) and os.path.isfile(path):
+            hit = state.get(path)
+            if hit is None:
+                import hashlib
+                with open(path, "rb") as fh:
+                    hit = state[path] = ("file", hashlib.sha256(fh.read()).hexdigest())
+            return hit
+        return original(self)
 
     mixin.get_source_stamp = get_source_stamp
     mixin._jitsolve_patched = True
