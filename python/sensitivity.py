@@ -432,6 +432,12 @@ def _gradient_options(prob, loss, solve_kw):
     return t_data, o
 
 
+def _loss_and_final_times(t_data, t1):
+    """The times a continuous adjoint's forward solve saves: the loss's and ``t1`` (the
+    backward solve starts there), nothing per step."""
+    return t_data if t_data.size and t_data[-1] == t1 else np.append(t_data, t1)
+
+
 def _forward_for_gradient(prob, alg, o, rhs):
     """The forward solve of a discrete gradient (raises unless it succeeded)."""
     from .ode import _run_explicit
@@ -708,7 +714,7 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     if not need_dense:
         # backsolve: save the loss's states and u(t1) only (the steps land on them: they
         # are tstops), so the forward keeps O(1) memory in the number of steps
-        o["saveat"] = t_data if t_data.size and t_data[-1] == t1 else np.append(t_data, t1)
+        o["saveat"] = _loss_and_final_times(t_data, t1)
     raw = _run_explicit(prob, alg, o, rhs, dense=need_dense)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']}")

@@ -203,7 +203,7 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     """
     from .adjoint.continuous_stiff import adjoint_system, pack, solve_adjoint
     from .ode_stiff import _jacobian_tuple
-    from .sensitivity import _grads_out
+    from .sensitivity import _grads_out, _loss_and_final_times
     from .solvers.ode.rosenbrock import solve_stiff
 
     name = type(sensealg).__name__
@@ -217,7 +217,7 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     mode = sensealg.mode
     u0 = np.ascontiguousarray(prob.u0.ravel(), dtype=np.float64)
     # saved: the loss's states and u(t1) only (backsolve keeps O(1) memory in the steps)
-    save = t_data if t_data.size and t_data[-1] == t1 else np.append(t_data, t1)
+    save = _loss_and_final_times(t_data, t1)
     raw = solve_stiff(alg.method, rhs.f, rhs.p, u0, t0, t1, lin=rhs.lin, plin=rhs.plin,
                       jd=_jacobian_tuple(rhs, alg, imex, n), imex=imex, rtol=oo["rtol"],
                       atol=oo["atol"], dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],

@@ -252,11 +252,12 @@ def _diag_vjp_direct(out, cd, lam, bi, h, eps, work, haslin, accumulate):
 
 
 @njit(parallel=True, cache=False)
-def _user_vjp_finish(out, lam, work, hb, haslin, first):
+def _user_vjp_finish(out, lam, work, hb, direct, haslin, first):
     """After the user's ``vjp`` wrote ``out = J^T v`` and the linear part's transpose
-    ``work = L^T v``: with ``hb != 0`` (``v = lam``, the last stage's slope adjoint
-    ``h b_s lam`` not formed) ``out = hb (out + work)``, else ``out += work``; with
-    ``first`` (stage 0, reversed last) the result is added to ``lam`` instead."""
+    ``work = L^T v``: with ``direct`` (``v = lam``, the last stage's slope adjoint
+    ``hb lam = h b_s lam`` not formed; ``b_s`` may be 0, as Vern7's) ``out = hb (out +
+    work)``, else ``out += work``; with ``first`` (stage 0, reversed last) the result is
+    added to ``lam`` instead."""
     n = lam.size
     nch = (n + CHUNK - 1) // CHUNK
     for c in prange(nch):
@@ -266,7 +267,7 @@ def _user_vjp_finish(out, lam, work, hb, haslin, first):
         o = out[lo:hi]
         w = work[lo:hi]
         lm = lam[lo:hi]
-        if hb != 0.0:
+        if direct:
             if haslin and first:
                 for x in range(m):
                     lm[x] = lm[x] + hb * (o[x] + w[x])
@@ -549,18 +550,18 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
             if not last:
                 _adjoint_slope(kb, lam, B[i], Ybar, A, i, su, h, False, cu, Y, eps, True)
             v = lam if last else kb
-            hb = B[i] * h if last else 0.0
-            _user_vjp_stage(vj, Ybar[i], v, Y, p, ti, pbar, np_grad, hb if last else 1.0)
+            hb = B[i] * h if last else 1.0
+            _user_vjp_stage(vj, Ybar[i], v, Y, p, ti, pbar, np_grad, hb)
             if haslinT:
                 linT(work, v, plinT, ti)
             if i == 0:
                 # lam += Ybar_0 + Ybar_1 + ... (the diagonal path's order)
-                _user_vjp_finish(Ybar[0], lam, work, hb, haslinT, True)
+                _user_vjp_finish(Ybar[0], lam, work, hb, last, haslinT, True)
                 if su > 1:
                     _lam_update(lam, Ybar, 1, su)
                 lam_done = True
             else:
-                _user_vjp_finish(Ybar[i], lam, work, hb, haslinT, False)
+                _user_vjp_finish(Ybar[i], lam, work, hb, last, haslinT, False)
             if haslinT and kappa_grad:
                 kappa_vjp(vj, work, Y, kb, plinT)
                 _kappa_acc(kbar_acc, work, bweight, kb)
