@@ -367,8 +367,9 @@ def _solve_prob_func(eprob, alg, N, o):
     """The general (slow) path: one ``solve`` per trajectory, each saved at the ensemble's
     times (``saveat``, else ``tspan``'s ends, as the compiled path).  The trajectories are
     the problems ``prob_func(prob, i)``, or without ``prob_func`` ``prob`` with row ``i``
-    of ``u0s``/``ps`` (for algorithms without a compiled ensemble kernel: the stiff
-    methods), each solved exactly as that single problem.  A trajectory that fails keeps
+    of ``u0s``/``ps`` (what the compiled ensemble kernels do not cover: the stiff methods
+    with callbacks or on the Newton-Krylov path), each solved exactly as that single
+    problem.  A trajectory that fails keeps
     its retcode and its saved prefix (NaN after it)."""
     from .solve import _prob_func_trajectories, solve
     prob = eprob.prob

@@ -22,9 +22,10 @@ import numpy as np
 from .algorithms import ODEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .grid.operators import GridOperator
-from .ode import _callback_tuple, _solve_prob_func, ode_options, ode_solution
+from .ode import _callback_tuple, _solve_prob_func, ode_options, ode_solution, saveat_times
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import pack_grid_operator, problem_rhs
+from .solution import EnsembleSolution
 from .solve import register
 
 __all__ = ["StiffAlgorithm", "ImplicitEuler", "Rosenbrock23", "Rodas5P", "KenCarp4", "Kvaerno5"]
@@ -224,14 +225,40 @@ def _solve_stiff_registered(prob, alg, **o):
 
 @register(EnsembleProblem, StiffAlgorithm)
 def _solve_ensemble_stiff(eprob, alg, **o):
-    """Stiff ensembles (``u0s``/``ps`` or ``prob_func``): the general path, one compiled
-    stiff solve per trajectory in a Python loop (no compiled ensemble kernel for the stiff
-    methods yet), each trajectory bit for bit its own single solve."""
-    if not isinstance(eprob.prob, (ODEProblem, SplitODEProblem)):
+    """Stiff ensembles: rows of ``u0s``/``ps`` in one compiled kernel, one trajectory per
+    thread (:func:`jitsolve.solvers.ode.rosenbrock.solve_stiff_ensemble`), each with its
+    own steps and Jacobians and bit for bit its own single solve saved at the ensemble's
+    times.  ``prob_func``, callbacks and the Newton-Krylov path of large grid problems
+    take the general path (one compiled solve per trajectory in a Python loop)."""
+    from .solvers.ode.rosenbrock import solve_stiff_ensemble
+    prob = eprob.prob
+    if not isinstance(prob, (ODEProblem, SplitODEProblem)):
         raise UnsupportedAlgorithmError(f"alg: {type(alg).__name__} integrates ODEs; the "
-                                        f"ensemble holds a {type(eprob.prob).__name__}")
+                                        f"ensemble holds a {type(prob).__name__}")
     N = o.pop("trajectories")
-    return _solve_prob_func(eprob, alg, N, o)
+    split = isinstance(prob, SplitODEProblem)
+    n = prob.u0.size
+    krylov = isinstance(prob.L if split else prob.f, GridOperator) and n > alg.dense_max
+    if eprob.prob_func is not None or o.get("callback") is not None or krylov:
+        return _solve_prob_func(eprob, alg, N, o)
+    savet = saveat_times(prob.tspan, o["saveat"])
+    if savet is None:
+        savet = np.array(prob.tspan, dtype=np.float64)
+    oo = ode_options(prob, alg, dict(o, saveat=savet))
+    rhs = problem_rhs(prob)
+    imex = split and isinstance(alg, KenCarp4)
+    jd = _jacobian_tuple(rhs, alg, imex, n)
+    u0s = (eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
+           else np.broadcast_to(prob.u0.ravel(), (N, n)))
+    ps = (eprob.ps[:N].reshape(N, -1) if eprob.ps is not None
+          else np.broadcast_to(rhs.p, (N, rhs.p.size)))
+    u, rcs, stats = solve_stiff_ensemble(
+        alg.method, rhs.f, u0s, ps, prob.tspan[0], prob.tspan[1], oo["saveat"], lin=rhs.lin,
+        plin=rhs.plin, jd=jd, imex=imex, rtol=oo["rtol"], atol=oo["atol"],
+        adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],
+        tstops=oo["tstops"])
+    return EnsembleSolution(oo["saveat"], u.reshape((N, savet.size) + prob.u0.shape), rcs,
+                            alg=type(alg).__name__, stats=stats)
 
 
 _EXAMPLE = """>>> import numpy as np, jitsolve as js

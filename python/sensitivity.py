@@ -919,6 +919,11 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     if not isinstance(prob, (ODEProblem, SplitODEProblem)):
         raise UnsupportedAlgorithmError("prob: ensemble gradients cover ODE ensembles "
                                         "(ODEProblem or SplitODEProblem)")
+    from .ode_stiff import StiffAlgorithm
+    if isinstance(alg, StiffAlgorithm) and isinstance(prob, (ODEProblem, SplitODEProblem)):
+        from .stiff_gradient import ensemble_in_kernel, stiff_ensemble_gradient
+        if ensemble_in_kernel(eprob, alg, loss, wrt, sensealg):
+            return stiff_ensemble_gradient(eprob, alg, loss, wrt, dict(solve_kw))
     in_kernel = (isinstance(alg, ExplicitRK) and eprob.prob_func is None
                  and isinstance(loss, L2Loss)
                  and (sensealg is None or (isinstance(sensealg, DiscreteAdjoint)
@@ -986,9 +991,9 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
 
 
 def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw):
-    """Per-trajectory gradients one trajectory at a time, for what the ensemble kernel
-    does not cover (stiff methods, ``prob_func``, a custom ``js.Loss``, any
-    ``sensealg``): trajectory ``i``'s gradient is ``js.gradient`` of its own problem (row
+    """Per-trajectory gradients one trajectory at a time, for what the ensemble kernels
+    do not cover (``prob_func``, a custom ``js.Loss``, other ``sensealg``s, KenCarp4's
+    IMEX form): trajectory ``i``'s gradient is ``js.gradient`` of its own problem (row
     ``i`` of ``u0s``/``ps``, or ``prob_func(prob, i)``) with the same loss and options,
     bit for bit; the value is the sum over trajectories."""
     from .gradient import gradient

@@ -19,6 +19,12 @@ through the error controller is not differentiated).
   complex step (column-coloured by ``jac_sparsity``), ``L^T`` the exact transpose of the
   grid operator or matrix.  The dense path only (at most ``dense_max`` unknowns).
 
+Ensembles (``stiff_ensemble_gradient``): rows of ``u0s``/``ps`` with ``js.L2Loss`` and
+``checkpoints="all"`` run in one compiled kernel, a trajectory per thread
+(:mod:`jitsolve.kernels.cpu.stiff_ensemble_adjoint`), each row bit for bit its single
+gradient; KenCarp4's IMEX form, ``prob_func`` and the other cases take one
+``js.gradient`` per trajectory.
+
 Checkpointing: ``DiscreteAdjoint(checkpoints="all" | C [, store])``; the (E)SDIRK and IMEX
 states are recomputed from ``u0`` in every mode, so all modes give the same bits.
 ``js.gradient`` routes ``StiffAlgorithm`` instances here.
@@ -35,7 +41,7 @@ import numpy as np
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError
 
-__all__ = ["stiff_discrete_adjoint"]
+__all__ = ["stiff_discrete_adjoint", "stiff_ensemble_gradient", "ensemble_in_kernel"]
 
 
 def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
@@ -307,3 +313,91 @@ def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
     val = loss.value(u_saved)
     g = np.ascontiguousarray(loss.grad(u_saved).reshape(m, n), dtype=np.float64)
     return val, tangent_gradient(prob, g, zs[:, n:].reshape(m, ndir, n), names)
+
+
+def ensemble_in_kernel(eprob, alg, loss, wrt, sensealg):
+    """Whether :func:`stiff_ensemble_gradient` covers this stiff ensemble gradient."""
+    from .grid.operators import GridOperator
+    from .losses import L2Loss
+    from .ode_stiff import KenCarp4
+    from .problems import SplitODEProblem
+    from .sensitivity import DiscreteAdjoint
+    prob = eprob.prob
+    split = isinstance(prob, SplitODEProblem)
+    return (eprob.prob_func is None and isinstance(loss, L2Loss)
+            and (sensealg is None or (isinstance(sensealg, DiscreteAdjoint)
+                                      and sensealg.checkpoints == "all"))
+            and not (split and isinstance(alg, KenCarp4))
+            and not (isinstance(prob.L if split else prob.f, GridOperator)
+                     and prob.u0.size > alg.dense_max)
+            and set(wrt) <= {"p", "u0"})
+
+
+def stiff_ensemble_gradient(eprob, alg, loss, wrt, solve_kw):
+    """Per-trajectory gradients of a stiff ensemble (rows of ``u0s``/``ps``, ``js.L2Loss``,
+    ``DiscreteAdjoint(checkpoints="all")``) in one compiled kernel, a trajectory per
+    thread (:func:`jitsolve.kernels.cpu.stiff_ensemble_adjoint.stiff_ensemble_gradient`):
+    trajectory ``i``'s forward pass and reverse sweep are those of :func:`
+    stiff_discrete_adjoint` on its own problem, so ``grads[name][i]`` equals its single
+    gradient bit for bit (the value is summed in another order: equal to rounding).
+
+    Returns ``(value, {"p": (N, np), "u0": (N, *u0.shape)})``; raises
+    :class:`~jitsolve.gradient.SolveFailedError` naming the first failed trajectory."""
+    from .kernels.cpu.fastcall import call
+    from .kernels.cpu.stiff_ensemble_adjoint import RC_STAGE_FAILED
+    from .kernels.cpu.stiff_ensemble_adjoint import stiff_ensemble_gradient as kernel
+    from .ode import ode_options
+    from .ode_stiff import _jacobian_tuple
+    from .rhs import problem_rhs
+    from .sensitivity import _gradient_options, _vjp_for
+    from .solvers.ode.rosenbrock import RETCODES, _loop_arguments
+    prob = eprob.prob
+    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
+    if N is None:
+        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    if solve_kw.get("callback") is not None:
+        raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
+    t_data, o = _gradient_options(prob, loss, solve_kw)
+    o["saveat"] = None
+    oo = ode_options(prob, alg, o)
+    rhs = problem_rhs(prob)
+    n = prob.u0.size
+    m = t_data.size
+    d = loss.data.reshape(-1, m, n)
+    if d.shape[0] not in (1, N):
+        raise InvalidProblemError(f"data: expected shape ({m}, ...) or ({N}, {m}, ...), got "
+                                  f"{loss.data.shape}")
+    w = (np.ones_like(d) if loss.weights is None else
+         np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
+    u0s = np.ascontiguousarray(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
+                               else np.broadcast_to(prob.u0.ravel(), (N, n)), dtype=np.float64)
+    ps = np.ascontiguousarray(eprob.ps[:N].reshape(N, -1) if eprob.ps is not None
+                              else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
+    jd = _jacobian_tuple(rhs, alg, False, n)
+    t0, t1 = prob.tspan
+    tab, krhs, jd, stops, ctrl = _loop_arguments(
+        alg.method, rhs.f, ps[0] if N else rhs.p, n, t0, t1, rhs.lin, rhs.plin, jd, False,
+        oo["rtol"], oo["atol"], oo["adaptive"], oo["dt"], oo["dtmin"], np.inf, oo["maxiters"],
+        oo["tstops"], np.zeros(0))
+    vj, np_grad = _vjp_for(prob, rhs, wrt)
+    values = np.zeros(N)
+    g_u0 = np.zeros((N, n))
+    g_p = np.zeros((N, np_grad))
+    rcs = np.zeros(N, np.int64)
+    if N:
+        call(kernel, krhs, jd, u0s, ps, ps.astype(np.complex128), float(t0), tab, ctrl, stops,
+             vj, np.ascontiguousarray(t_data, dtype=np.float64), np.ascontiguousarray(d), w,
+             (not alg.autonomous) and bool(oo["adaptive"]), values, g_u0, g_p, rcs)
+    if (rcs != 0).any():
+        bad = int(np.argmax(rcs != 0))
+        why = ("a stage re-solved for the adjoint did not converge" if rcs[bad] == RC_STAGE_FAILED
+               else f"the forward solve ended with ReturnCode.{RETCODES[rcs[bad]]}")
+        raise SolveFailedError(f"gradient: trajectory {bad} of the ensemble: {why}; its "
+                               f"gradient is NaN")
+    out = {}
+    for name in wrt:
+        if name == "u0":
+            out["u0"] = g_u0.reshape((N,) + prob.u0.shape)
+        else:
+            out["p"] = g_p
+    return float(values.sum()), out

@@ -1,7 +1,7 @@
 """ODE audit fixes, second round: ``dtmin`` checked on accepted steps (the controller's
 proposal, never a step clamped onto a stop) and validated up front; user functions probed
-once in Python for indexing ``p`` out of bounds; stiff ensembles solved trajectory by
-trajectory."""
+once in Python for indexing ``p`` out of bounds; stiff ensembles (one compiled kernel, a
+trajectory per thread, each trajectory bit for bit its single solve)."""
 import numpy as np
 import pytest
 from numba import njit
@@ -264,14 +264,28 @@ def test_probe_ignores_other_exceptions_copies_and_caches(monkeypatch):
 
 
 # ------------------------------------------------------------------ 3. stiff ensembles
-@pytest.mark.parametrize("alg", [js.Rodas5P(), js.KenCarp4()])
-def test_stiff_ensemble_is_its_single_solves(alg):
+def _no_python_loop(monkeypatch):
+    """Make the general (one solve per trajectory) path fail, so a test sees the kernel."""
+    import jitsolve.ode_stiff as S
+
+    def refuse(*a, **k):
+        raise AssertionError("the stiff ensemble took the Python loop")
+    monkeypatch.setattr(S, "_solve_prob_func", refuse)
+
+
+@pytest.mark.parametrize("alg", [js.Rodas5P(), js.KenCarp4(), js.Rosenbrock23(), js.Kvaerno5(),
+                                 js.ImplicitEuler()], ids=lambda a: type(a).__name__)
+def test_stiff_ensemble_is_its_single_solves(alg, monkeypatch):
+    """One compiled kernel (a trajectory per thread) reproduces each single solve bit for
+    bit: its own steps, its own complex-step Jacobians with its own ``p``."""
     prob = js.ODEProblem(robertson, np.array([1.0, 0.0, 0.0]), (0.0, 10.0),
                          p=np.array([0.04, 1e4, 3e7]))
     ps = np.array([[0.04, 1e4, 3e7], [0.08, 1e4, 3e7], [0.04, 2e4, 1e7]])
     u0s = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [1.0, 0.0, 0.0]])
+    _no_python_loop(monkeypatch)
     es = js.solve(js.EnsembleProblem(prob, u0s=u0s, ps=ps), alg, saveat=2.5, rtol=1e-6,
                   atol=1e-9)
+    monkeypatch.undo()
     assert es.u.shape == (3, 5, 3) and es.retcode is js.ReturnCode.Success
     np.testing.assert_array_equal(es.t, [0.0, 2.5, 5.0, 7.5, 10.0])
     for i in range(3):
@@ -285,16 +299,63 @@ def test_stiff_ensemble_is_its_single_solves(alg):
     assert es.u.shape == (2, 2, 3)
 
 
-def test_stiff_ensemble_keeps_a_failed_trajectory():
+def test_stiff_ensemble_keeps_a_failed_trajectory(monkeypatch):
     prob = js.ODEProblem(blow, np.array([1.0]), (0.0, 1.0), p=np.array([0.5]))
     ps = np.array([[0.5], [2.0], [0.1]])                   # the second blows up at t = 0.5
     ts = np.array([0.0, 0.25, 0.75, 1.0])
+    _no_python_loop(monkeypatch)
     es = js.solve(js.EnsembleProblem(prob, ps=ps), js.Rosenbrock23(), saveat=ts)
+    monkeypatch.undo()
     single = js.solve(js.remake(prob, p=ps[1]), js.Rosenbrock23(), saveat=ts)
     assert not single.retcode.successful
     assert es.retcodes[1] is single.retcode and es.retcode is single.retcode
     assert es.retcodes[0] is es.retcodes[2] is js.ReturnCode.Success
     assert np.array_equal(bits(es.u[1, :2]), bits(single.u[:2])) and np.isnan(es.u[1, 2:]).all()
+
+
+def robertson_jac(J, u, p, t):
+    J[0, 0] = -p[0]
+    J[0, 1] = p[1] * u[2]
+    J[0, 2] = p[1] * u[1]
+    J[1, 0] = p[0]
+    J[1, 1] = -p[1] * u[2] - 2.0 * p[2] * u[1]
+    J[1, 2] = -p[1] * u[1]
+    J[2, 0] = 0.0
+    J[2, 1] = 2.0 * p[2] * u[1]
+    J[2, 2] = 0.0
+
+
+def reaction(du, u, p, t):
+    for i in range(u.size):
+        du[i] = p[0] * u[i] * (1.0 - u[i] * u[i])
+
+
+@pytest.mark.parametrize("case", ["user_jac", "imex", "split_implicit"])
+def test_stiff_ensemble_kernel_variants(case, monkeypatch):
+    """The kernel with the user's ``jac`` (evaluated with each trajectory's ``p``), and on
+    a ``SplitODEProblem`` (KenCarp4's IMEX form; Rodas5P with both parts implicit): each
+    trajectory bit for bit its single solve, the parameters told apart."""
+    if case == "user_jac":
+        prob = js.ODEProblem(js.ODEFunction(robertson, jac=robertson_jac),
+                             np.array([1.0, 0.0, 0.0]), (0.0, 10.0), p=np.array([0.04, 1e4, 3e7]))
+        ps = np.array([[0.04, 1e4, 3e7], [0.08, 2e4, 1e7]])
+        alg = js.Rodas5P()
+    else:
+        g = js.Grid((24,), extent=((0.0, 1.0),), bc=js.Dirichlet(0.0))
+        u0 = np.sin(np.pi * g.cell_centers()[0]) * 0.5
+        prob = js.SplitODEProblem(0.05 * js.Laplacian(g), reaction, u0, (0.0, 0.5),
+                                  p=np.array([1.0]))
+        ps = np.array([[1.0], [4.0], [10.0]])
+        alg = js.KenCarp4() if case == "imex" else js.Rodas5P()
+    sv = np.linspace(*prob.tspan, 6)
+    _no_python_loop(monkeypatch)
+    es = js.solve(js.EnsembleProblem(prob, ps=ps), alg, saveat=sv, rtol=1e-7, atol=1e-9)
+    monkeypatch.undo()
+    assert es.retcode is js.ReturnCode.Success
+    for i in range(ps.shape[0]):
+        s = js.solve(js.remake(prob, p=ps[i]), alg, saveat=sv, rtol=1e-7, atol=1e-9)
+        assert np.array_equal(bits(es.u[i]), bits(s.u))
+    assert not np.allclose(es.u[0, -1], es.u[1, -1], rtol=1e-3)
 
 
 def test_stiff_ensemble_prob_func_and_its_gradient():

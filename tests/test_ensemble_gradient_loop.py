@@ -1,5 +1,6 @@
-"""Ensemble gradients outside the ensemble kernel (stiff methods, ``prob_func``, custom
-losses, any sensealg): one ``js.gradient`` per trajectory, each equal bit for bit to the
+"""Ensemble gradients outside the ensemble kernels (``prob_func``, custom losses, other
+sensealgs) -- one ``js.gradient`` per trajectory -- and in them (Rodas5P's discrete
+adjoint, tests/test_stiff_ensemble_gradient.py): each row equal bit for bit to the
 gradient of that trajectory's own problem, the value their sum."""
 import numpy as np
 import pytest

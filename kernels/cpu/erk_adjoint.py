@@ -59,7 +59,8 @@ from .rhs import borrow_rhs, eval_rhs
 
 __all__ = ["vjp_apply", "borrow_vj", "kappa_vjp", "user_vjp", "user_mode", "thread_vj", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
            "erk_step_adjoint_dense", "erk_advance", "erk_reverse", "erk_reverse_dense",
-           "reverse_steps", "save_map", "save_map_entry", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES"]
+           "reverse_steps", "save_map", "save_map_entry", "erk_ensemble_gradient", "erk_schedule", "NO_DENSE_SAVES",
+           "l2_at_steps"]
 
 
 def kappa_vjp(vj, out, u, lam, plin):
@@ -470,6 +471,33 @@ def save_map(t_data, steps_t, steps_h, nsteps, t0, t_end, tdir, save_after, dptr
 save_map_entry = njit(cache=True)(save_map.py_func)
 
 
+@njit(cache=False)
+def l2_at_steps(ts, us, nsave, t_data, dk, wk, gsave, save_after, lam):
+    """The L2 loss ``0.5 sum_j w_j (u(t_j) - d_j)^2`` on a forward pass that saved every
+    step (``ts[:nsave]``, ``us``: row 0 the initial state, row ``i + 1`` the state after
+    step ``i``) and landed on every loss time ``t_data``.  Fills ``gsave[j] = w_j (u(t_j)
+    - d_j)`` and ``save_after[i] = j`` for a term after step ``i``; a term at the initial
+    time goes straight into ``lam``.  Returns the value."""
+    n = us.shape[1]
+    val = 0.0
+    i = 0
+    for j in range(t_data.size):
+        while i < nsave and ts[i] != t_data[j]:
+            i += 1
+        if i >= nsave:
+            break
+        for x in range(n):
+            r = us[i, x] - dk[j, x]
+            val += 0.5 * wk[j, x] * r * r
+            gsave[j, x] = wk[j, x] * r
+        if i == 0:
+            for x in range(n):
+                lam[x] += gsave[j, x]
+        else:
+            save_after[i - 1] = j
+    return val
+
+
 @njit(parallel=True, cache=True)
 def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, cb, vjt, t_data,
                           data, weights, interpolate, values, g_u0, g_p, retcodes):
@@ -544,21 +572,7 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
                     lam[x] += gsave[g0, x]
         else:
             states = us
-            i = 0
-            for j in range(m):
-                while i < nsave and ts[i] != t_data[j]:
-                    i += 1
-                if i >= nsave:
-                    break
-                for x in range(n):
-                    r = us[i, x] - dk[j, x]
-                    val += 0.5 * wk[j, x] * r * r
-                    gsave[j, x] = wk[j, x] * r
-                if i == 0:
-                    for x in range(n):
-                        lam[x] += gsave[j, x]
-                else:
-                    save_after[i - 1] = j
+            val = l2_at_steps(ts, us, nsave, t_data, dk, wk, gsave, save_after, lam)
         values[k] = val
         vj = thread_vj(vjt)
         pbar = np.zeros(npg)

@@ -22,7 +22,7 @@ Return code 6 is ConvergenceFailure (Newton failed with the step at ``dtmin``, o
 counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numba.extending import overload
 
 from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
@@ -33,7 +33,7 @@ from .rosenbrock import KIND_RODAS, KIND_ROS23, ros23_step, rodas_step, stiff_fa
 from .stepcontrol import accepted_step, error_norm, initial_dt, pi_factor, reject_factor
 from .stiffjac import jacobian, jacobian_zero, linear_matrix
 
-__all__ = ["stiff_solve", "RC_CONVFAIL"]
+__all__ = ["stiff_solve", "stiff_ensemble", "RC_CONVFAIL"]
 
 RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1, 2, 3, 4, 5
 RC_CONVFAIL = 6
@@ -409,3 +409,40 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
         else:
             habs = dt
     return (ts, us, nsave, steps_t, steps_h, nsteps, dus, dks, ev_t, ev_u, nev, stats, rc, t, u)
+
+
+# The loop compiled again for the ensemble kernel, uncached (the rule above: a cached caller
+# of a loop taking first-class functions must compile that loop with itself)
+stiff_solve_inner = njit(cache=False)(stiff_solve.py_func)
+
+
+@njit(parallel=True, cache=True)
+def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, out, retcodes, stats):
+    """Trajectory ``i`` of ``u0s`` (N, n) with parameters ``ps[i]`` (and their complex
+    copies ``pcs[i]`` for complex-step Jacobians), one per thread, each with its own
+    adaptive steps and Jacobians: exactly :func:`stiff_solve` of that trajectory, saved
+    at the common times ``savet`` into ``out[i]`` (N, nsave, n; NaN after a failure).
+    ``rhs``/``jd`` give the shared parts (``f``, the linear part, the Jacobian source);
+    their ``p``/``pc`` members are replaced per trajectory.  ``stats`` (N, 5),
+    ``retcodes`` (N,)."""
+    f, p, lin, plin, haslin, tmp = rhs
+    jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, fjac_on, autonomous = jd
+    N = u0s.shape[0]
+    n = u0s.shape[1]
+    nsv = savet.size
+    for i in prange(N):
+        rhsi = (f, ps[i], lin, plin, haslin, np.empty(n))
+        jdi = (jac, hasjac, fc, pcs[i], cptr, ccols, colptr, rowidx, hascolor, fjac_on,
+               autonomous)
+        res = stiff_solve_inner(rhsi, jdi, u0s[i], t0, tab, ctrl, stops, (False, savet, False),
+                                None, nsv + 1)
+        us = res[1]
+        nsave = res[2]
+        for k in range(nsave):
+            for j in range(n):
+                out[i, k, j] = us[k, j]
+        for k in range(nsave, nsv):
+            for j in range(n):
+                out[i, k, j] = np.nan
+        retcodes[i] = res[12]
+        stats[i] = res[11]

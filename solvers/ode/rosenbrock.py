@@ -19,6 +19,7 @@ from .explicit import RETCODES as _ERK_RETCODES
 from .explicit import _controller, make_stops, tableau
 
 __all__ = ["RETCODES", "stiff_tableau", "color_columns", "jacobian_data", "solve_stiff",
+           "solve_stiff_ensemble",
            "ROSENBROCK"]
 
 #: kernel return code -> ReturnCode name (the explicit codes + ConvergenceFailure)
@@ -124,6 +125,56 @@ def jacobian_data(n, p, jac=None, fc=None, sparsity=None, fjac_on=True, autonomo
             bool(fjac_on), bool(autonomous))
 
 
+def _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex, rtol, atol, adaptive, dt,
+                    dtmin, dtmax, maxiters, tstops, savet):
+    """The stiff loop's ``tab, rhs, jd, stops, ctrl`` (shared by the single solve and the
+    ensemble kernel, so that an ensemble's trajectory is its single solve bit for bit)."""
+    tab = stiff_tableau(name, imex)
+    haslin = lin is not None
+    if imex and not haslin:
+        raise ValueError("imex: needs a linear part")
+    rhs = (f, p, lin if haslin else zero_f,
+           np.ascontiguousarray(plin if plin is not None else np.zeros(0), dtype=np.float64),
+           haslin, np.empty(n))
+    if jd is None:
+        jd = jacobian_data(n, p, fjac_on=False)
+    stops = make_stops(float(t0), float(t1), tstops, savet)
+    ctrl = _controller((None,) * 8 + (tab[10],), rtol, atol, adaptive, dt, dtmin, dtmax,
+                       maxiters, n)
+    # writable copies: a read-only broadcast view would be a second compiled specialisation
+    ctrl = (np.array(ctrl[0]), np.array(ctrl[1])) + tuple(ctrl[2:])
+    return tab, rhs, jd, stops, ctrl
+
+
+def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, jd=None,
+                         imex=False, rtol=1e-3, atol=1e-6, adaptive=True, dt=None, dtmin=0.0,
+                         dtmax=np.inf, maxiters=100_000, tstops=None):
+    """Trajectory ``i``: ``u0s[i]`` (N, n) with parameters ``ps[i]`` (N, np), solved by
+    the stiff method ``name`` in one compiled kernel, one trajectory per thread
+    (:func:`jitsolve.kernels.cpu.stiff.stiff_ensemble`), each exactly its own
+    :func:`solve_stiff` with ``saveat=savet``.  ``jd`` as :func:`solve_stiff` (its
+    complex parameter copy is replaced per trajectory).
+
+    Returns ``(u (N, nsave, n), retcodes (N,) of names, stats (N, 5))``.
+    """
+    from ...kernels.cpu.fastcall import call
+    from ...kernels.cpu.stiff import stiff_ensemble
+    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
+    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    N, n = u0s.shape
+    savet = np.ascontiguousarray(savet, dtype=np.float64)
+    tab, rhs, jd, stops, ctrl = _loop_arguments(name, f, ps[0] if N else np.zeros(0), n, t0, t1,
+                                                lin, plin, jd, imex, rtol, atol, adaptive, dt,
+                                                dtmin, dtmax, maxiters, tstops, savet)
+    out = np.empty((N, savet.size, n))
+    rcs = np.zeros(N, np.int64)
+    stats = np.zeros((N, 5), np.int64)
+    if N:
+        call(stiff_ensemble, rhs, jd, u0s, ps, ps.astype(np.complex128), float(t0), tab, ctrl,
+             stops, savet, out, rcs, stats)
+    return out, np.asarray(RETCODES)[rcs], stats
+
+
 def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=False, rtol=1e-3,
                 atol=1e-6, adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000,
                 tstops=None, saveat=None, dense=False, callbacks=None):
@@ -136,25 +187,14 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
     """
     from ...kernels.cpu.fastcall import call
     from ...kernels.cpu.stiff import stiff_solve
-    tab = stiff_tableau(name, imex)
     u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
     n = u0.size
     p = np.ascontiguousarray(p if p is not None else np.zeros(0), dtype=np.float64)
-    haslin = lin is not None
-    if imex and not haslin:
-        raise ValueError("imex: needs a linear part")
-    rhs = (f, p, lin if haslin else zero_f,
-           np.ascontiguousarray(plin if plin is not None else np.zeros(0), dtype=np.float64),
-           haslin, np.empty(n))
-    if jd is None:
-        jd = jacobian_data(n, p, fjac_on=False)
     every = saveat is None
     savet = np.zeros(0) if every else np.ascontiguousarray(saveat, dtype=np.float64)
-    stops = make_stops(float(t0), float(t1), tstops, savet)
-    ctrl = _controller((None,) * 8 + (tab[10],), rtol, atol, adaptive, dt, dtmin, dtmax,
-                       maxiters, n)
-    # writable copies: a read-only broadcast view would be a second compiled specialisation
-    ctrl = (np.array(ctrl[0]), np.array(ctrl[1])) + tuple(ctrl[2:])
+    tab, rhs, jd, stops, ctrl = _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex,
+                                                rtol, atol, adaptive, dt, dtmin, dtmax,
+                                                maxiters, tstops, savet)
     cb = callbacks           # None: the loop compiles without its event code
     cap = 64 if every else savet.size + 1
     res = call(stiff_solve, rhs, jd, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)),
