@@ -949,16 +949,7 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
     n = prob.u0.size
-    m = t_data.size
-    d = loss.data.reshape(-1, m, n)
-    if d.shape[0] not in (1, N):
-        raise InvalidProblemError(f"data: expected shape ({m}, ...) or ({N}, {m}, ...), got {loss.data.shape}")
-    w = (np.ones_like(d) if loss.weights is None else
-         np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
-    u0s = np.ascontiguousarray(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
-                               else np.broadcast_to(prob.u0.ravel(), (N, n)), dtype=np.float64)
-    ps = np.ascontiguousarray(eprob.ps[:N] if eprob.ps is not None
-                              else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
+    d, w, u0s, ps = ensemble_loss_arrays(eprob, loss, rhs, N, t_data.size)
     tab = tableau_arrays(alg.tableau)
     t0, t1 = prob.tspan
     interpolate = interpolates_saveat(alg, n)
@@ -974,20 +965,44 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
                             rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None,
                             u0s, ps, float(t0), tab, ctrl, stops, _callback_tuple(None, rhs.p), vj,
                             np.ascontiguousarray(t_data, dtype=np.float64),
-                            np.ascontiguousarray(d), w, bool(interpolate), values, g_u0, g_p, rcs)
+                            d, w, bool(interpolate), values, g_u0, g_p, rcs)
     if (rcs != 0).any():
         bad = int(np.argmax(rcs != 0))
         raise SolveFailedError(f"gradient: trajectory {bad} of the ensemble failed "
                                f"(kernel return code {rcs[bad]}); its gradient is NaN")
+    return float(values.sum()), ensemble_grads_out(prob, wrt, g_u0, g_p)
+
+
+def ensemble_loss_arrays(eprob, loss, rhs, N, m):
+    """The ensemble gradient kernels' inputs: ``(data, weights, u0s, ps)``, the L2 loss's
+    data and weights as (1 or N, m, n), the trajectories' initial states (N, n) and
+    parameters (N, np), all float64 and C-contiguous."""
+    prob = eprob.prob
+    n = prob.u0.size
+    d = np.ascontiguousarray(loss.data.reshape(-1, m, n))
+    if d.shape[0] not in (1, N):
+        raise InvalidProblemError(f"data: expected shape ({m}, ...) or ({N}, {m}, ...), got "
+                                  f"{loss.data.shape}")
+    w = (np.ones_like(d) if loss.weights is None else
+         np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
+    u0s = np.ascontiguousarray(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
+                               else np.broadcast_to(prob.u0.ravel(), (N, n)), dtype=np.float64)
+    ps = np.ascontiguousarray(eprob.ps[:N].reshape(N, -1) if eprob.ps is not None
+                              else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
+    return d, w, u0s, ps
+
+
+def ensemble_grads_out(prob, wrt, g_u0, g_p):
+    """``{"u0": (N, *u0.shape), "p": (N, np)}`` for the names in ``wrt``."""
     out = {}
     for name in wrt:
         if name == "u0":
-            out["u0"] = g_u0.reshape((N,) + prob.u0.shape)
+            out["u0"] = g_u0.reshape((g_u0.shape[0],) + prob.u0.shape)
         elif name == "p":
             out["p"] = g_p
         else:
             raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
-    return float(values.sum()), out
+    return out
 
 
 def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw):

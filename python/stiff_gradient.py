@@ -349,7 +349,8 @@ def stiff_ensemble_gradient(eprob, alg, loss, wrt, solve_kw):
     from .ode import ode_options
     from .ode_stiff import _jacobian_tuple
     from .rhs import problem_rhs
-    from .sensitivity import _gradient_options, _vjp_for
+    from .sensitivity import (_gradient_options, _vjp_for, ensemble_grads_out,
+                              ensemble_loss_arrays)
     from .solvers.ode.rosenbrock import RETCODES, _loop_arguments
     prob = eprob.prob
     N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
@@ -362,17 +363,7 @@ def stiff_ensemble_gradient(eprob, alg, loss, wrt, solve_kw):
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
     n = prob.u0.size
-    m = t_data.size
-    d = loss.data.reshape(-1, m, n)
-    if d.shape[0] not in (1, N):
-        raise InvalidProblemError(f"data: expected shape ({m}, ...) or ({N}, {m}, ...), got "
-                                  f"{loss.data.shape}")
-    w = (np.ones_like(d) if loss.weights is None else
-         np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
-    u0s = np.ascontiguousarray(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
-                               else np.broadcast_to(prob.u0.ravel(), (N, n)), dtype=np.float64)
-    ps = np.ascontiguousarray(eprob.ps[:N].reshape(N, -1) if eprob.ps is not None
-                              else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
+    d, w, u0s, ps = ensemble_loss_arrays(eprob, loss, rhs, N, t_data.size)
     jd = _jacobian_tuple(rhs, alg, False, n)
     t0, t1 = prob.tspan
     tab, krhs, jd, stops, ctrl = _loop_arguments(
@@ -386,7 +377,7 @@ def stiff_ensemble_gradient(eprob, alg, loss, wrt, solve_kw):
     rcs = np.zeros(N, np.int64)
     if N:
         call(kernel, krhs, jd, u0s, ps, ps.astype(np.complex128), float(t0), tab, ctrl, stops,
-             vj, np.ascontiguousarray(t_data, dtype=np.float64), np.ascontiguousarray(d), w,
+             vj, np.ascontiguousarray(t_data, dtype=np.float64), d, w,
              (not alg.autonomous) and bool(oo["adaptive"]), values, g_u0, g_p, rcs)
     if (rcs != 0).any():
         bad = int(np.argmax(rcs != 0))
@@ -394,10 +385,4 @@ def stiff_ensemble_gradient(eprob, alg, loss, wrt, solve_kw):
                else f"the forward solve ended with ReturnCode.{RETCODES[rcs[bad]]}")
         raise SolveFailedError(f"gradient: trajectory {bad} of the ensemble: {why}; its "
                                f"gradient is NaN")
-    out = {}
-    for name in wrt:
-        if name == "u0":
-            out["u0"] = g_u0.reshape((N,) + prob.u0.shape)
-        else:
-            out["p"] = g_p
-    return float(values.sum()), out
+    return float(values.sum()), ensemble_grads_out(prob, wrt, g_u0, g_p)

@@ -40,25 +40,27 @@ def no_loop(monkeypatch):
     monkeypatch.setattr(S, "_ensemble_gradient_loop", refuse)
 
 
-def singles(prob, alg, loss, u0s, ps, **kw):
-    out = [js.gradient(js.remake(prob, u0=u0s[i], p=ps[i]), alg, loss, wrt=("p", "u0"), **kw)
+def kernel_equals_singles(prob, alg, loss, u0s, ps, monkeypatch):
+    """The ensemble gradient (the kernel: the loop refused) and its rows against the
+    single gradients, bit for bit; returns the ensemble's ``(value, grads)``."""
+    no_loop(monkeypatch)
+    v, g = js.gradient(js.EnsembleProblem(prob, u0s=u0s, ps=ps), alg, loss, wrt=("p", "u0"),
+                       **KW)
+    monkeypatch.undo()
+    out = [js.gradient(js.remake(prob, u0=u0s[i], p=ps[i]), alg, loss, wrt=("p", "u0"), **KW)
            for i in range(len(ps))]
-    return (sum(v for v, _ in out), np.stack([g["p"] for _, g in out]),
-            np.stack([g["u0"] for _, g in out]))
+    assert np.array_equal(g["p"], np.stack([gi["p"] for _, gi in out]))
+    assert np.array_equal(g["u0"], np.stack([gi["u0"] for _, gi in out]))
+    assert v == pytest.approx(sum(vi for vi, _ in out), rel=1e-14)
+    return v, g
 
 
 @pytest.mark.parametrize("alg", STIFF, ids=IDS)
 def test_rows_are_single_gradients(alg, monkeypatch):
     loss = js.L2Loss(TD, np.random.default_rng(1).normal(size=(TD.size, 2)))
-    no_loop(monkeypatch)
-    v, g = js.gradient(js.EnsembleProblem(PROB, u0s=U0S, ps=PS), alg, loss, wrt=("p", "u0"),
-                       **KW)
-    monkeypatch.undo()
-    v_ref, gp, gu = singles(PROB, alg, loss, U0S, PS, **KW)
-    assert np.array_equal(g["p"], gp) and np.array_equal(g["u0"], gu)
-    assert v == pytest.approx(v_ref, rel=1e-14)
+    v, g = kernel_equals_singles(PROB, alg, loss, U0S, PS, monkeypatch)
     assert g["p"].shape == (3, 1) and g["u0"].shape == (3, 2)
-    assert len({float(x) for x in gp.ravel()}) == 3          # the trajectories differ
+    assert len({float(x) for x in g["p"].ravel()}) == 3          # the trajectories differ
 
 
 @pytest.mark.parametrize("alg", [js.Rodas5P(), js.Rosenbrock23()], ids=["Rodas5P", "Rosenbrock23"])
@@ -69,12 +71,7 @@ def test_non_autonomous_adaptive_rosenbrock(alg, monkeypatch):
     ps = np.array([[5.0, 2.0], [3.0, -1.0]])
     u0s = np.array([[2.0, 0.0], [1.0, 0.5]])
     loss = js.L2Loss(TD, np.ones((TD.size, 2)))
-    no_loop(monkeypatch)
-    v, g = js.gradient(js.EnsembleProblem(prob, u0s=u0s, ps=ps), alg, loss, wrt=("p", "u0"),
-                       **KW)
-    monkeypatch.undo()
-    _, gp, gu = singles(prob, alg, loss, u0s, ps, **KW)
-    assert np.array_equal(g["p"], gp) and np.array_equal(g["u0"], gu)
+    v, g = kernel_equals_singles(prob, alg, loss, u0s, ps, monkeypatch)
     # central differences of the loss (rtol 1e-7: the adjoint holds the steps fixed)
     h = 1e-5
     for j in range(2):
@@ -95,13 +92,7 @@ def test_user_vjp_weights_and_central_differences(alg, monkeypatch):
     rng = np.random.default_rng(2)
     loss = js.L2Loss(TD, rng.normal(size=(TD.size, 2)),
                      weights=rng.uniform(0.5, 2.0, size=(TD.size, 2)))
-    no_loop(monkeypatch)
-    v, g = js.gradient(js.EnsembleProblem(prob, u0s=U0S, ps=PS), alg, loss, wrt=("p", "u0"),
-                       **KW)
-    monkeypatch.undo()
-    v_ref, gp, gu = singles(prob, alg, loss, U0S, PS, **KW)
-    assert np.array_equal(g["p"], gp) and np.array_equal(g["u0"], gu)
-    assert v == pytest.approx(v_ref, rel=1e-14)
+    v, g = kernel_equals_singles(prob, alg, loss, U0S, PS, monkeypatch)
     h = 1e-6
     for i in range(3):
         fd = [loss.value(js.solve(js.remake(prob, u0=U0S[i], p=PS[i] + s * h), alg, saveat=TD,

@@ -681,6 +681,19 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
             u_own)
 
 
+@njit(cache=False)
+def put_trajectory(out, i, us, nsave):
+    """``out[i, :nsave] = us[:nsave]`` and NaN after: trajectory ``i``'s saves in an
+    ensemble's (N, nsave, n) output (a failed trajectory keeps its prefix)."""
+    n = out.shape[2]
+    for k in range(nsave):
+        for j in range(n):
+            out[i, k, j] = us[k, j]
+    for k in range(nsave, out.shape[1]):
+        for j in range(n):
+            out[i, k, j] = np.nan
+
+
 @njit(parallel=True, cache=True)
 def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb, out, retcodes,
                  stats):
@@ -694,14 +707,7 @@ def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb,
         rhs = (f, ps[i], lin, plin, haslin, np.empty(n))
         cbi = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], ps[i])
         res = erk_solve_inner(rhs, u0s[i], t0, tab, ctrl, stops, (False, savet, False), cbi, nsv)
-        us = res[1]
-        nsave = res[2]
-        for k in range(nsave):
-            for j in range(n):
-                out[i, k, j] = us[k, j]
-        for k in range(nsave, nsv):
-            for j in range(n):
-                out[i, k, j] = np.nan
+        put_trajectory(out, i, res[1], res[2])
         retcodes[i] = res[12]
         stats[i] = res[11]
 

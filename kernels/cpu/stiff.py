@@ -26,7 +26,7 @@ from numba import njit, prange
 from numba.extending import overload
 
 from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
-                  land_past_root, put_row, put_rows, root_state)
+                  land_past_root, put_row, put_rows, put_trajectory, root_state)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, ros23_step, rodas_step, stiff_family
@@ -436,13 +436,6 @@ def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, out, retc
                autonomous)
         res = stiff_solve_inner(rhsi, jdi, u0s[i], t0, tab, ctrl, stops, (False, savet, False),
                                 None, nsv + 1)
-        us = res[1]
-        nsave = res[2]
-        for k in range(nsave):
-            for j in range(n):
-                out[i, k, j] = us[k, j]
-        for k in range(nsave, nsv):
-            for j in range(n):
-                out[i, k, j] = np.nan
+        put_trajectory(out, i, res[1], res[2])
         retcodes[i] = res[12]
         stats[i] = res[11]
