@@ -368,8 +368,7 @@ def _solve_prob_func(eprob, alg, N, o):
     times (``saveat``, else ``tspan``'s ends, as the compiled path).  The trajectories are
     the problems ``prob_func(prob, i)``, or without ``prob_func`` ``prob`` with row ``i``
     of ``u0s``/``ps`` (what the compiled ensemble kernels do not cover: the stiff methods
-    with callbacks or on the Newton-Krylov path), each solved exactly as that single
-    problem.  A trajectory that fails keeps
+    on the Newton-Krylov path), each solved exactly as that single problem.  A trajectory that fails keeps
     its retcode and its saved prefix (NaN after it)."""
     from .solve import _prob_func_trajectories, solve
     prob = eprob.prob

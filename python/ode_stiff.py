@@ -227,9 +227,10 @@ def _solve_stiff_registered(prob, alg, **o):
 def _solve_ensemble_stiff(eprob, alg, **o):
     """Stiff ensembles: rows of ``u0s``/``ps`` in one compiled kernel, one trajectory per
     thread (:func:`jitsolve.solvers.ode.rosenbrock.solve_stiff_ensemble`), each with its
-    own steps and Jacobians and bit for bit its own single solve saved at the ensemble's
-    times.  ``prob_func``, callbacks and the Newton-Krylov path of large grid problems
-    take the general path (one compiled solve per trajectory in a Python loop)."""
+    own steps, Jacobians and events (callbacks) and bit for bit its own single solve
+    saved at the ensemble's times.  ``prob_func`` and the Newton-Krylov path of large
+    grid problems take the general path (one compiled solve per trajectory in a Python
+    loop)."""
     from .solvers.ode.rosenbrock import solve_stiff_ensemble
     prob = eprob.prob
     if not isinstance(prob, (ODEProblem, SplitODEProblem)):
@@ -239,7 +240,7 @@ def _solve_ensemble_stiff(eprob, alg, **o):
     split = isinstance(prob, SplitODEProblem)
     n = prob.u0.size
     krylov = isinstance(prob.L if split else prob.f, GridOperator) and n > alg.dense_max
-    if eprob.prob_func is not None or o.get("callback") is not None or krylov:
+    if eprob.prob_func is not None or krylov:
         return _solve_prob_func(eprob, alg, N, o)
     savet = saveat_times(prob.tspan, o["saveat"])
     if savet is None:
@@ -256,7 +257,10 @@ def _solve_ensemble_stiff(eprob, alg, **o):
         alg.method, rhs.f, u0s, ps, prob.tspan[0], prob.tspan[1], oo["saveat"], lin=rhs.lin,
         plin=rhs.plin, jd=jd, imex=imex, rtol=oo["rtol"], atol=oo["atol"],
         adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],
-        tstops=oo["tstops"])
+        tstops=oo["tstops"],
+        # None without callbacks: the kernel compiles no event code
+        callbacks=(None if o["callback"] is None
+                   else _callback_tuple(o["callback"], rhs.p, prob.u0, prob.tspan[0])))
     return EnsembleSolution(oo["saveat"], u.reshape((N, savet.size) + prob.u0.shape), rcs,
                             alg=type(alg).__name__, stats=stats)
 

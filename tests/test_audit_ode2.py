@@ -358,6 +358,54 @@ def test_stiff_ensemble_kernel_variants(case, monkeypatch):
     assert not np.allclose(es.u[0, -1], es.u[1, -1], rtol=1e-3)
 
 
+def fall_p(du, u, p, t):           # height and velocity under gravity p[1]
+    du[0] = u[1]
+    du[1] = -p[1]
+
+
+def ground(u, t, p):
+    return u[0]
+
+
+def bounce(u, t, p):                 # restitution p[0]
+    u[1] = -p[0] * u[1]
+
+
+def test_stiff_ensemble_with_callbacks(monkeypatch):
+    """Events inside the ensemble kernel, with each trajectory's ``p`` in the callbacks:
+    a bounce (affect) and a terminating ground hit, each trajectory bit for bit its own
+    single solve (saves up to the termination, NaN after)."""
+    prob = js.ODEProblem(fall_p, np.array([1.0, 0.0]), (0.0, 2.0), p=np.array([0.8, 9.81]))
+    ps = np.array([[0.8, 9.81], [0.7, 9.81], [0.9, 3.0]])   # no Zeno point before t = 2
+    sv = np.linspace(0.0, 2.0, 9)
+    alg = js.Rodas5P(autonomous=True)
+    for cb in (js.ContinuousCallback(ground, bounce), js.ContinuousCallback(ground, terminate=True)):
+        _no_python_loop(monkeypatch)
+        es = js.solve(js.EnsembleProblem(prob, ps=ps), alg, saveat=sv, callback=cb, rtol=1e-8,
+                      atol=1e-10)
+        monkeypatch.undo()
+        for i in range(3):
+            s = js.solve(js.remake(prob, p=ps[i]), alg, saveat=sv, callback=cb, rtol=1e-8,
+                         atol=1e-10)
+            # the ensemble keeps the saves at its times (a terminated single solve also
+            # ends with the event's state, not one of them; the general path the same)
+            k = int(np.sum(s.t[:sv.size] == sv[:s.t.size]))
+            assert k >= 2 and es.retcodes[i] is s.retcode
+            assert np.array_equal(bits(es.u[i, :k]), bits(s.u[:k]))
+            assert np.isnan(es.u[i, k:]).all()
+        # the general path (prob_func: one solve per trajectory) gives the same ensemble
+        el = js.solve(js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, p=ps[i])),
+                      alg, trajectories=3, saveat=sv, callback=cb, rtol=1e-8, atol=1e-10)
+        assert np.array_equal(es.u, el.u, equal_nan=True) and es.retcodes == el.retcodes
+        if cb.terminate:
+            assert es.retcodes[0] is js.ReturnCode.Terminated
+            assert np.isnan(es.u[:, -1]).all()       # every trajectory hit the ground before t = 2
+        else:
+            assert es.retcode is js.ReturnCode.Success
+            assert np.all(es.u[:, :, 0] > -1e-8)      # bounced, never below the ground
+            assert not np.allclose(es.u[0, -1], es.u[1, -1])
+
+
 def test_stiff_ensemble_prob_func_and_its_gradient():
     prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
     ep = js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, p=[1.0 + i]))

@@ -22,7 +22,7 @@ Return code 6 is ConvergenceFailure (Newton failed with the step at ``dtmin``, o
 counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 from numba.extending import overload
 
 from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
@@ -416,14 +416,29 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
 stiff_solve_inner = njit(cache=False)(stiff_solve.py_func)
 
 
+def trajectory_callbacks(cb, p):
+    """``cb`` with the trajectory's parameters ``p`` as its last member (None stays None:
+    the loop then compiles no event code)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(trajectory_callbacks, jit_options={"cache": False})
+def _trajectory_callbacks_impl(cb, p):
+    if cb is None or isinstance(cb, types.NoneType):
+        return lambda cb, p: None
+    return lambda cb, p: (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], p)
+
+
 @njit(parallel=True, cache=True)
-def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, out, retcodes, stats):
+def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, cb, out, retcodes,
+                   stats):
     """Trajectory ``i`` of ``u0s`` (N, n) with parameters ``ps[i]`` (and their complex
     copies ``pcs[i]`` for complex-step Jacobians), one per thread, each with its own
     adaptive steps and Jacobians: exactly :func:`stiff_solve` of that trajectory, saved
     at the common times ``savet`` into ``out[i]`` (N, nsave, n; NaN after a failure).
     ``rhs``/``jd`` give the shared parts (``f``, the linear part, the Jacobian source);
-    their ``p``/``pc`` members are replaced per trajectory.  ``stats`` (N, 5),
+    their ``p``/``pc`` members are replaced per trajectory, and so is the callbacks'
+    ``p`` when ``cb`` is a callback tuple (None: no event code).  ``stats`` (N, 5),
     ``retcodes`` (N,)."""
     f, p, lin, plin, haslin, tmp = rhs
     jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, fjac_on, autonomous = jd
@@ -435,7 +450,7 @@ def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, out, retc
         jdi = (jac, hasjac, fc, pcs[i], cptr, ccols, colptr, rowidx, hascolor, fjac_on,
                autonomous)
         res = stiff_solve_inner(rhsi, jdi, u0s[i], t0, tab, ctrl, stops, (False, savet, False),
-                                None, nsv + 1)
+                                trajectory_callbacks(cb, ps[i]), nsv + 1)
         put_trajectory(out, i, res[1], res[2])
         retcodes[i] = res[12]
         stats[i] = res[11]

@@ -148,12 +148,13 @@ def _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex, rtol, atol, adap
 
 def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, jd=None,
                          imex=False, rtol=1e-3, atol=1e-6, adaptive=True, dt=None, dtmin=0.0,
-                         dtmax=np.inf, maxiters=100_000, tstops=None):
+                         dtmax=np.inf, maxiters=100_000, tstops=None, callbacks=None):
     """Trajectory ``i``: ``u0s[i]`` (N, n) with parameters ``ps[i]`` (N, np), solved by
     the stiff method ``name`` in one compiled kernel, one trajectory per thread
     (:func:`jitsolve.kernels.cpu.stiff.stiff_ensemble`), each exactly its own
-    :func:`solve_stiff` with ``saveat=savet``.  ``jd`` as :func:`solve_stiff` (its
-    complex parameter copy is replaced per trajectory).
+    :func:`solve_stiff` with ``saveat=savet``.  ``jd`` and ``callbacks`` as
+    :func:`solve_stiff` (the complex parameter copy and the callbacks' parameters are
+    replaced per trajectory).
 
     Returns ``(u (N, nsave, n), retcodes (N,) of names, stats (N, 5))``.
     """
@@ -171,7 +172,7 @@ def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None
     stats = np.zeros((N, 5), np.int64)
     if N:
         call(stiff_ensemble, rhs, jd, u0s, ps, ps.astype(np.complex128), float(t0), tab, ctrl,
-             stops, savet, out, rcs, stats)
+             stops, savet, callbacks, out, rcs, stats)
     return out, np.asarray(RETCODES)[rcs], stats
 
 
