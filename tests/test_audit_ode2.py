@@ -379,7 +379,10 @@ def test_stiff_ensemble_with_callbacks(monkeypatch):
     ps = np.array([[0.8, 9.81], [0.7, 9.81], [0.9, 3.0]])   # no Zeno point before t = 2
     sv = np.linspace(0.0, 2.0, 9)
     alg = js.Rodas5P(autonomous=True)
-    for cb in (js.ContinuousCallback(ground, bounce), js.ContinuousCallback(ground, terminate=True)):
+    # both callbacks with an affect: one callback-tuple type, one compile of the kernel
+    # (~40 s cold each); the second bounces once and stops there
+    for cb in (js.ContinuousCallback(ground, bounce),
+               js.ContinuousCallback(ground, bounce, terminate=True)):
         _no_python_loop(monkeypatch)
         es = js.solve(js.EnsembleProblem(prob, ps=ps), alg, saveat=sv, callback=cb, rtol=1e-8,
                       atol=1e-10)
