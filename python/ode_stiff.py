@@ -184,14 +184,21 @@ def _grid_krylov(prob, alg, oo, rhs):
                               tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update)
 
 
+def newton_krylov(prob, alg):
+    """Whether the stiff ``alg`` solves ``prob`` by Newton-Krylov: a grid operator as the
+    right-hand side (or the linear part) and more than ``alg.dense_max`` unknowns; else
+    the dense path (one compiled loop, dense Jacobian and LU)."""
+    op = prob.L if isinstance(prob, SplitODEProblem) else prob.f
+    return isinstance(op, GridOperator) and prob.u0.size > alg.dense_max
+
+
 def _solve_stiff(prob, alg, o):
     from .solvers.ode.rosenbrock import solve_stiff
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
     n = prob.u0.size
     split = isinstance(prob, SplitODEProblem)
-    grid = isinstance(prob.L if split else prob.f, GridOperator)
-    if grid and n > alg.dense_max:
+    if newton_krylov(prob, alg):
         if not alg.krylov:
             raise UnsupportedAlgorithmError(
                 f"alg: {type(alg).__name__} needs a dense Jacobian; this grid problem has {n} "
@@ -239,8 +246,7 @@ def _solve_ensemble_stiff(eprob, alg, **o):
     N = o.pop("trajectories")
     split = isinstance(prob, SplitODEProblem)
     n = prob.u0.size
-    krylov = isinstance(prob.L if split else prob.f, GridOperator) and n > alg.dense_max
-    if eprob.prob_func is not None or krylov:
+    if eprob.prob_func is not None or newton_krylov(prob, alg):
         return _solve_prob_func(eprob, alg, N, o)
     savet = saveat_times(prob.tspan, o["saveat"])
     if savet is None:

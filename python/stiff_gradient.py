@@ -54,10 +54,10 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     ``rtol``, ``atol``, ``tstops``, ``maxiters``, ``dtmin``).
     """
     from .adjoint.stiff import esdirk_adjoint, rosenbrock_adjoint
-    from .grid.operators import GridOperator
     from .kernels.cpu.rhs import zero_f
     from .ode import ode_options
-    from .ode_stiff import KenCarp4, Rodas5P, Rosenbrock23, StiffAlgorithm, _jacobian_tuple
+    from .ode_stiff import (KenCarp4, Rodas5P, Rosenbrock23, StiffAlgorithm, _jacobian_tuple,
+                            newton_krylov)
     from .problems import SplitODEProblem
     from .rhs import problem_rhs
     from .sensitivity import DiscreteAdjoint, _gradient_options, _grads_out, _vjp_for
@@ -86,7 +86,7 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             "wrt: 'kappa' through KenCarp4's IMEX form (implicit grid operator) is not "
             "supported yet; use Kvaerno5 or Rodas5P on the SplitODEProblem (both parts "
             "implicit), or an explicit method")
-    if isinstance(prob.L if split else prob.f, GridOperator) and prob.u0.size > alg.dense_max:
+    if newton_krylov(prob, alg):
         raise UnsupportedAlgorithmError("prob: the stiff adjoints need the dense path "
                                         f"(at most dense_max={alg.dense_max} unknowns)")
     t_data, o = _gradient_options(prob, loss, solve_kw)
@@ -156,10 +156,9 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
     (the dense linear part, its constant, the column colouring of ``jac_sparsity``)."""
     from .adjoint.continuous_stiff import linear_part_dense
     from .solvers.ode.rosenbrock import color_columns
-    from .grid.operators import GridOperator
     from .kernels.cpu.rhs import zero_f, zero_f_complex
     from .ode import ode_options
-    from .ode_stiff import KenCarp4
+    from .ode_stiff import KenCarp4, newton_krylov
     from .problems import SplitODEProblem
     from .rhs import problem_rhs
     from .sensitivity import _gradient_options
@@ -171,7 +170,7 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
         raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
     split = isinstance(prob, SplitODEProblem)
     n = prob.u0.size
-    if isinstance(prob.L if split else prob.f, GridOperator) and n > alg.dense_max:
+    if newton_krylov(prob, alg):
         raise UnsupportedAlgorithmError(
             f"sensealg: {name} with {type(alg).__name__} solves its ODE with a dense "
             f"Jacobian (at most dense_max={alg.dense_max} unknowns); use js.DiscreteAdjoint()")
@@ -317,9 +316,8 @@ def stiff_forward_sensitivity(prob, alg, loss, wrt, sensealg, solve_kw):
 
 def ensemble_in_kernel(eprob, alg, loss, wrt, sensealg):
     """Whether :func:`stiff_ensemble_gradient` covers this stiff ensemble gradient."""
-    from .grid.operators import GridOperator
     from .losses import L2Loss
-    from .ode_stiff import KenCarp4
+    from .ode_stiff import KenCarp4, newton_krylov
     from .problems import SplitODEProblem
     from .sensitivity import DiscreteAdjoint
     prob = eprob.prob
@@ -328,8 +326,7 @@ def ensemble_in_kernel(eprob, alg, loss, wrt, sensealg):
             and (sensealg is None or (isinstance(sensealg, DiscreteAdjoint)
                                       and sensealg.checkpoints == "all"))
             and not (split and isinstance(alg, KenCarp4))
-            and not (isinstance(prob.L if split else prob.f, GridOperator)
-                     and prob.u0.size > alg.dense_max)
+            and not newton_krylov(prob, alg)
             and set(wrt) <= {"p", "u0"})
 
 
