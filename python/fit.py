@@ -11,6 +11,8 @@ import numpy as np
 from .errors import InvalidProblemError
 from .log import get_logger
 from .losses import observe_at_saveat
+from .problems import EnsembleProblem
+from .sensitivity import ensemble_wrt
 from .validate import (as_state_array, check_nonnegative_float, check_positive_float,
                        check_positive_int)
 
@@ -127,6 +129,8 @@ class FitResult:
 
 def _with(prob, wrt, x):
     from .problems import kappa_of, remake
+    if isinstance(prob, EnsembleProblem):
+        return ensemble_wrt(prob, wrt)[1](x)
     if wrt in ("p", "u0", "b"):
         return remake(prob, **{wrt: x})
     if wrt == "kappa":
@@ -245,6 +249,13 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     Parameters
     ----------
     prob, alg, loss : as for ``js.gradient``
+        ``prob`` may be an ``EnsembleProblem`` (several experiments, e.g. one per initial
+        state in ``u0s``, with an ``L2Loss`` holding each one's data, ``(N, m, ...)``):
+        the loss is summed over the trajectories; ``wrt="p"`` fits one ``p`` shared by all
+        of them when the ensemble has no ``ps`` (its gradient the sum of the
+        per-trajectory gradients, computed in one kernel where ``js.gradient`` does), or
+        each trajectory's own row of ``ps`` (``p0`` of shape ``(N, np)``) when it has;
+        ``wrt="u0"`` likewise with ``u0s``.
     p0 : array
         Starting point (shape of the quantity named by ``wrt``).
     method : {"L-BFGS-B", "BFGS", "CG", "SLSQP"}
@@ -299,6 +310,14 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     shape = x0.shape
     if wrt not in ("p", "u0", "b", "kappa"):
         _with(prob, wrt, x0)                     # the error naming the choices
+    shared = False
+    if isinstance(prob, EnsembleProblem):
+        base, _, shared = ensemble_wrt(prob, wrt)
+        if x0.shape != np.shape(base):
+            raise InvalidProblemError(
+                f"p0: expected shape {np.shape(base)} ("
+                f"{'one ' + wrt + ' shared by the trajectories' if shared else 'one row per trajectory'}"
+                f"), got {x0.shape}")
     method = _check_method(method, bounds)
     bounds = _check_bounds(bounds, shape)
     maxiter = check_positive_int(maxiter, "maxiter")
@@ -320,7 +339,8 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         x = xf.reshape(shape)
         val, grads = gradient(_with(prob, wrt, x), alg, loss, wrt=(wrt,), sensealg=sensealg,
                               **solve_kw)
-        g = np.asarray(grads[wrt], dtype=np.float64).reshape(shape)
+        g = np.asarray(grads[wrt], dtype=np.float64)
+        g = (g.sum(axis=0) if shared else g).reshape(shape)
         if regularizer is not None:
             rv, rg = _regularize(regularizer, x)
             val += rv

@@ -60,6 +60,10 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
     -------
     value : float
     grads : dict name -> array
+        For an ``EnsembleProblem``: one row per trajectory (``grads["p"]`` of shape
+        ``(N, np)``, ``grads["u0"]`` ``(N, *u0.shape)``), the value summed over them; an
+        ``L2Loss`` holds one set of data for all trajectories or one per trajectory,
+        ``(N, m, *u0.shape)``.
 
     Raises
     ------

@@ -104,7 +104,10 @@ class L2Loss(Loss):
         the loss acts on the solution ``u`` itself.
     data : array
         Observations, the shape of the saved states (for a ``LinearProblem``: the shape
-        of ``u``, e.g. the grid's shape).
+        of ``u``, e.g. the grid's shape).  For an ``EnsembleProblem`` either one set
+        shared by every trajectory, ``(m, *u0.shape)``, or one per trajectory,
+        ``(N, m, *u0.shape)`` (several experiments, each with its own initial state or
+        parameters and its own measurements).
     weights : array, optional
         Weights of the shape of ``data`` (or broadcastable to it); a 0/1 mask selects
         the observed entries (for example interior sensors).  Default all ones.
@@ -136,15 +139,34 @@ class L2Loss(Loss):
                 raise InvalidProblemError("weights: must be >= 0")
             self.weights = w
         super().__init__(self._l2value, self._l2grad)
-        if self.t_data is not None and self.data.ndim >= 2 and self.data.shape[0] != self.t_data.size:
-            raise InvalidProblemError(f"data: {self.t_data.size} observation times but data of "
-                                      f"shape {self.data.shape} (one row per time)")
+        m = None if self.t_data is None else self.t_data.size
+        if (m is not None and self.data.ndim >= 2 and self.data.shape[0] != m
+                and not (self.data.ndim >= 3 and self.data.shape[1] == m)):
+            raise InvalidProblemError(f"data: {m} observation times but data of shape "
+                                      f"{self.data.shape} (one row per time, or (trajectories, "
+                                      f"{m}, ...) for an ensemble's data per trajectory)")
+
+    def trajectory(self, i, shape):
+        """The loss of trajectory ``i`` of an ensemble whose saved states have ``shape``
+        (``(m, *u0.shape)``): itself when the data are shared, else an ``L2Loss`` on block
+        ``i`` of per-trajectory data."""
+        size = int(np.prod(shape))
+        if self.data.size == size:
+            return self
+        d = self.data.reshape((-1,) + tuple(shape))
+        w = None if self.weights is None else self.weights.reshape(d.shape)[i]
+        return L2Loss(self.t_data, d[i], weights=w)
 
     def _diff(self, u):
         u = np.asarray(u)
         if u.shape != self.data.shape:
             if u.size == self.data.size:
                 u = u.reshape(self.data.shape)
+            elif self.data.ndim >= 3 and self.data.shape[1:] == u.shape:
+                raise InvalidProblemError(
+                    f"data: shape {self.data.shape} holds {self.data.shape[0]} trajectories' "
+                    f"observations (for an EnsembleProblem); this solve saves states of shape "
+                    f"{u.shape}")
             else:
                 raise InvalidProblemError(f"u: the loss expects states of shape {self.data.shape}, got {u.shape}")
         return u - self.data

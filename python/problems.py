@@ -415,7 +415,7 @@ def kappa_of(prob):
     return kappa, lambda k: remake(prob, **{field: rebuild(k)})
 
 
-def remake(prob, **changes):
+def remake(prob, /, **changes):
     """A copy of ``prob`` with some fields replaced, validated like a new problem.
 
     Examples

@@ -832,6 +832,9 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     ``wrt="kappa"`` (the js.Diffusion coefficient of a LinearProblem's ``A``, an
     ODEProblem's ``f`` or a SplitODEProblem's ``L``) the direction is relative to
     ``kappa`` and the default steps change it by at most 3 %, so it stays positive.
+    An ``EnsembleProblem`` is tested wrt its shared ``p`` (``u0``) when it has no ``ps``
+    (``u0s``), else wrt all its rows at once (:func:`ensemble_wrt`); ``J`` is then the
+    loss summed over the trajectories.
 
     References
     ----------
@@ -864,7 +867,12 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     val, grads = gradient(prob, alg, loss, wrt=(wrt,), sensealg=sensealg, **solve_kw)
     g = grads[wrt]
-    if wrt == "kappa":
+    ensemble = isinstance(prob, EnsembleProblem)
+    if ensemble:
+        x, with_x, shared = ensemble_wrt(prob, wrt)
+        if shared:
+            g = g.sum(axis=0)
+    elif wrt == "kappa":
         x, with_x = kappa_of(prob)
     else:
         x, with_x = getattr(prob, wrt), lambda y: remake(prob, **{wrt: y})
@@ -883,6 +891,8 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
         if loss.t_data is None:
             return loss.value(solve(pr, alg, **solve_kw).u)
         s = solve(pr, alg, saveat=loss.t_data, **solve_kw)
+        if ensemble:
+            return ensemble_loss_value(loss, s.u)
         return loss.value(s.u)
     rem = np.array([abs(J(x + e * d) - val - e * np.sum(g * d)) for e in eps])
     finite = bool(np.all(np.isfinite(rem)) and np.all(np.isfinite(g)))
@@ -979,10 +989,8 @@ def ensemble_loss_arrays(eprob, loss, rhs, N, m):
     parameters (N, np), all float64 and C-contiguous."""
     prob = eprob.prob
     n = prob.u0.size
+    check_ensemble_data(loss, N, (m,) + prob.u0.shape)
     d = np.ascontiguousarray(loss.data.reshape(-1, m, n))
-    if d.shape[0] not in (1, N):
-        raise InvalidProblemError(f"data: expected shape ({m}, ...) or ({N}, {m}, ...), got "
-                                  f"{loss.data.shape}")
     w = (np.ones_like(d) if loss.weights is None else
          np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
     u0s = np.ascontiguousarray(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
@@ -990,6 +998,45 @@ def ensemble_loss_arrays(eprob, loss, rhs, N, m):
     ps = np.ascontiguousarray(eprob.ps[:N].reshape(N, -1) if eprob.ps is not None
                               else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
     return d, w, u0s, ps
+
+
+def ensemble_wrt(eprob, wrt):
+    """``(x, with_x, shared)`` for differentiating or fitting an ensemble wrt ``"p"`` or
+    ``"u0"``: with ``shared`` (the ensemble has no ``ps``, resp. ``u0s``) ``x`` is the base
+    problem's ``p`` (``u0``), used by every trajectory, whose gradient is the sum of the
+    per-trajectory gradients; else ``x`` is ``ps`` (``u0s``), one row per trajectory.
+    ``with_x(y)`` is the ensemble with ``y`` in that place."""
+    from .problems import remake
+    if wrt not in ("p", "u0"):
+        raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {wrt!r}")
+    rows = eprob.ps if wrt == "p" else eprob.u0s
+    if rows is None:
+        return (getattr(eprob.prob, wrt),
+                lambda y: EnsembleProblem(remake(eprob.prob, **{wrt: y}), u0s=eprob.u0s,
+                                          ps=eprob.ps, prob_func=eprob.prob_func), True)
+    return rows, lambda y: remake(eprob, **{wrt + "s": y}), False
+
+
+def ensemble_loss_value(loss, us):
+    """The ensemble's loss on its saved states ``us`` (N, m, ...): the sum over the
+    trajectories of each one's loss (its block of an ``L2Loss``'s per-trajectory data)."""
+    from .losses import L2Loss
+    N = us.shape[0]
+    shape = us.shape[1:]
+    if isinstance(loss, L2Loss):
+        check_ensemble_data(loss, N, shape)
+        return float(sum(loss.trajectory(i, shape).value(us[i]) for i in range(N)))
+    return float(sum(loss.value(us[i]) for i in range(N)))
+
+
+def check_ensemble_data(loss, N, shape):
+    """Raise unless the L2 loss's data are one set ``shape`` = ``(m, *u0.shape)`` shared
+    by the ``N`` trajectories or one per trajectory, ``(N, *shape)``."""
+    size = int(np.prod(shape))
+    if loss.data.size not in (size, N * size):
+        s = ", ".join(map(str, shape))
+        raise InvalidProblemError(f"data: expected shape ({s}) shared by the trajectories or "
+                                  f"({N}, {s}) one per trajectory, got {loss.data.shape}")
 
 
 def ensemble_grads_out(prob, wrt, g_u0, g_p):
@@ -1009,9 +1056,11 @@ def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw):
     """Per-trajectory gradients one trajectory at a time, for what the ensemble kernels
     do not cover (``prob_func``, a custom ``js.Loss``, other ``sensealg``s, KenCarp4's
     IMEX form): trajectory ``i``'s gradient is ``js.gradient`` of its own problem (row
-    ``i`` of ``u0s``/``ps``, or ``prob_func(prob, i)``) with the same loss and options,
-    bit for bit; the value is the sum over trajectories."""
+    ``i`` of ``u0s``/``ps``, or ``prob_func(prob, i)``) with the same loss (block ``i``
+    of an ``L2Loss``'s per-trajectory data) and options, bit for bit; the value is the
+    sum over trajectories."""
     from .gradient import gradient
+    from .losses import L2Loss
     from .problems import remake
     from .solve import _check_trajectory
     prob = eprob.prob
@@ -1029,8 +1078,13 @@ def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw):
         else:
             pi = eprob.prob_func(prob, i)
             _check_trajectory(prob, pi, i, (ODEProblem, SplitODEProblem))
+        li = loss
+        if isinstance(loss, L2Loss) and loss.t_data is not None:
+            shape = (loss.t_data.size,) + pi.u0.shape
+            check_ensemble_data(loss, N, shape)
+            li = loss.trajectory(i, shape)
         try:
-            v, g = gradient(pi, alg, loss, wrt=wrt, sensealg=sensealg, **solve_kw)
+            v, g = gradient(pi, alg, li, wrt=wrt, sensealg=sensealg, **solve_kw)
         except SolveFailedError as e:
             raise SolveFailedError(f"gradient: trajectory {i} of the ensemble: {e}") from e
         total += float(v)

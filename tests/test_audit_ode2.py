@@ -131,9 +131,11 @@ def test_rosenbrock_proposal_below_user_dtmin_stops():
 
 def test_newton_krylov_loop_checks_dtmin_on_accepted_steps():
     # u' = L u + u^2 with Neumann walls: uniform, u = 1 / (1 - t); ImplicitEuler
-    # through the Python Newton-Krylov loop (n > dense_max)
-    g = js.Grid((16,), extent=((0.0, 1.0),), bc=js.Neumann())
-    prob = js.SplitODEProblem(js.Laplacian(g), squares, np.ones(16), (0.0, 0.999))
+    # through the Python Newton-Krylov loop (n > dense_max).  A 2-D grid: the Neumann
+    # stencil, Krylov and multigrid kernels of test_ode_stiff's Allen-Cahn problem (a 1-D
+    # grid compiled its own, ~80 s of a cold CI)
+    g = js.Grid((4, 4), bc=js.Neumann())
+    prob = js.SplitODEProblem(js.Laplacian(g), squares, np.ones((4, 4)), (0.0, 0.999))
     sol = js.solve(prob, js.ImplicitEuler(dense_max=4), dtmin=2e-3)
     assert sol.retcode is DTMIN
     assert sol.stats.nreject == 0 and sol.t[-1] < 0.999
