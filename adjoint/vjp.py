@@ -132,7 +132,8 @@ def make_vjp_source(fc, p, has_f, n, *, sparsity=None, np_grad=0, linT=None, pli
         hint = ("pass ODEFunction(f, jac_sparsity=...) (a diagonal reaction: "
                 "scipy.sparse.identity(n)) or ODEFunction(f, vjp=...)" if argname == "f" else
                 f"the SDE adjoint differentiates {argname} densely, up to {DENSE_VJP_MAX} "
-                "unknowns")
+                f"unknowns, unless {argname} is given as js.ODEFunction({argname}, "
+                "jac_sparsity=...)")
         raise InvalidProblemError(
             f"{argname}: its adjoint needs J^T v for {n} unknowns without a declared "
             f"sparsity or vjp: the dense complex step would take {n} evaluations of "

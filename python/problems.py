@@ -186,7 +186,12 @@ class SDEProblem(AbstractProblem):
     ----------
     f, g : callable
         Drift ``f(du, u, p, t)`` and diffusion ``g(gu, u, p, t)``.  For
-        ``noise="general"`` ``g`` writes an ``n x nbrownian`` matrix.
+        ``noise="general"`` ``g`` writes an ``n x nbrownian`` matrix.  ``f`` may be a
+        ``js.ODEFunction`` with its own derivatives (``vjp``, ``jac``, ``paramjac``: the
+        SDE adjoints use them first) and ``jac_sparsity``; ``g`` may be one with only a
+        ``jac_sparsity`` (diagonal or scalar noise), the pattern of ``dg/du`` that
+        colours the adjoints' complex steps of ``g`` (dense without it, up to
+        :data:`jitsolve.adjoint.vjp.DENSE_VJP_MAX` unknowns).
     noise : {"diagonal", "scalar", "general"}
     nbrownian : int, optional
         Number of Brownian motions (required for general noise; ``n`` for diagonal,
@@ -249,7 +254,21 @@ class SDEProblem(AbstractProblem):
                     f"nbrownian: {self.noise} noise has {expected} Brownian motion(s), got {nbrownian}")
             self.nbrownian = expected
         self.f = _as_rhs(f, "f", self.u0)
+        self.g_sparsity = None
         if isinstance(g, ODEFunction):
+            given = [k for k in ("jac", "vjp", "paramjac") if getattr(g, k) is not None]
+            if given:
+                raise InvalidProblemError(
+                    f"g: the SDE adjoints differentiate g by complex step and use only its "
+                    f"jac_sparsity; its {given[0]} would not be used")
+            if g.jac_sparsity is not None:
+                if self.noise == "general":
+                    raise InvalidProblemError("g: a jac_sparsity of g is for diagonal or scalar "
+                                              "noise (g a vector), the problem has noise='general'")
+                if g.jac_sparsity.shape != (n, n):
+                    raise InvalidProblemError(f"g: jac_sparsity of shape {g.jac_sparsity.shape}, "
+                                              f"but the state has {n} entries")
+                self.g_sparsity = g.jac_sparsity
             g = g.f
         if not callable(g) or isinstance(g, GridOperator):
             raise InvalidProblemError(f"g: expected a function g(gu, u, p, t), got {type(g).__name__}")
@@ -441,7 +460,10 @@ def remake(prob, /, **changes):
     if cls is SDEProblem:
         # diagonal/scalar noise derive nbrownian from u0: keep it only when asked for
         nb = fields["nbrownian"] if (fields["noise"] == "general" or "nbrownian" in changes) else None
-        return SDEProblem(fields["f"], fields["g"], fields["u0"], fields["tspan"], fields["p"],
+        g = fields["g"]
+        if "g" not in changes and prob.g_sparsity is not None:
+            g = ODEFunction(prob._g_raw, jac_sparsity=prob.g_sparsity)
+        return SDEProblem(fields["f"], g, fields["u0"], fields["tspan"], fields["p"],
                           noise=fields["noise"], nbrownian=nb,
                           interpretation=fields["interpretation"], ggprime=fields["ggprime"])
     if cls is LinearProblem:

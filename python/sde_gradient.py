@@ -6,7 +6,11 @@ The discrete adjoint is the exact pathwise derivative of the discrete solution t
 solve runs, then the compiled reverse sweep of
 :mod:`jitsolve.kernels.cpu.sde_adjoint` regenerates each step's Brownian increment from
 the same virtual Brownian tree (bit-identical to the forward's, never stored) and
-applies complex-step VJPs of ``f`` and ``g``.  ``checkpoints="all"`` keeps every state;
+applies VJPs of ``f`` and ``g``: the drift's own derivatives first when ``f`` is a
+``js.ODEFunction`` with ``vjp`` (both products in one call), else ``jac`` (dense, small
+systems) and ``paramjac``, as in the ODE adjoints; the rest by complex step (``g`` and
+the Milstein term always; ``g``'s column-coloured by its pattern when given as
+``js.ODEFunction(g, jac_sparsity=...)``, dense otherwise).  ``checkpoints="all"`` keeps every state;
 an integer ``C`` keeps ``C`` states and recomputes with the binomial (Revolve)
 schedule, recorded first and then run in one compiled call (``C + 1`` states in
 memory, counting ``u0``); ``store=js.HDF5Store(path)`` keeps them on disk (the schedule
@@ -212,7 +216,7 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
     when given); returns ``(vjf, vjg, vjd or None, np_grad)``.  With general noise ``g``
     is a matrix function, differentiated by its own kernel: ``vjg`` is then ``f``'s
     source again (a placeholder)."""
-    from .adjoint.vjp import make_vjp_source
+    from .adjoint.vjp import make_vjp_source, user_derivatives
     from .functions import compile_cfunc
     n = prob.u0.size
     p = np.ascontiguousarray(prob.p, dtype=np.float64)
@@ -231,15 +235,19 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
                 f"for complex128 states and parameters (avoid abs, min, max, comparisons): {e}"
             ) from None
     sparsity = prob.f.jac_sparsity
+    # the drift's own vjp / jac / paramjac come first (the adjoint issue's order of VJP
+    # sources); g and the Milstein term have none
+    user = user_derivatives(prob.f, n, np_grad)
     out = []
-    srcs = [(fc, sparsity, "f"), (gc, None, "g")] + ([(phic, None, "g")] if phic is not None else [])
-    for c, sps, name in srcs:
-        key = (id(c), n, p.size, np_grad, id(sps))
+    srcs = ([(fc, sparsity, "f", user), (gc, None if general else prob.g_sparsity, "g", None)]
+            + ([(phic, None, "g", None)] if phic is not None else []))
+    for c, sps, name, us in srcs:
+        key = (id(c), n, p.size, np_grad, id(sps), us)
         hit = _VJ_CACHE.get(key)
         if hit is None or hit[0] is not c or hit[1] is not sps:
             # the colouring is the costly part of a small gradient: build it once
             hit = (c, sps, make_vjp_source(c, p, True, n, sparsity=sps, np_grad=np_grad,
-                                            argname=name))
+                                            argname=name, user=us))
             _VJ_CACHE[key] = hit
         out.append(hit[2])
     return out[0], out[1], (out[2] if phic is not None else None), np_grad
@@ -337,8 +345,8 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     lam = np.zeros(n)
     pbar = np.zeros(np_grad)
     nre = 0
-    fc, vjf_r = K.split_vjp_source(vjf)
-    gc, vjg_r = K.split_vjp_source(vjg)
+    fc, vjf_r, uf = K.split_vjp_source(vjf)
+    gc, vjg_r, _ = K.split_vjp_source(vjg)
     if heun:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
 
@@ -346,26 +354,26 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             K.heun_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            K.heun_reverse(f, gv, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
+            K.heun_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
                            i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.heun_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj,
+            K.heun_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj,
                                 actions, nslots, g, save_after, lam, pbar)
     elif mil:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
-        _, vjd_r = K.split_vjp_source(vjd)
+        _, vjd_r, _ = K.split_vjp_source(vjd)
 
         def adv(cur, i0, i1, buf):
             K.milstein_advance(f, gv, phic, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf,
                                False)
 
         def rev(states, i0, i1):
-            K.milstein_reverse(f, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, states, geo, ip, seed,
+            K.milstein_reverse(f, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, states, geo, ip, seed,
                                traj, tf, ti, i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, u0, geo, ip,
+            K.milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, u0, geo, ip,
                                     seed, traj, actions, nslots, g, save_after, lam, pbar)
     elif sra or sri:
         tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
@@ -377,11 +385,11 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             k_adv(f, gv, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            k_rev(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti,
+            k_rev(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti,
                   i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            k_ck(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
+            k_ck(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
                  nslots, g, save_after, lam, pbar)
     else:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
@@ -392,11 +400,11 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             K.em_advance(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            K.em_reverse(f, fc, gc, gcm, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
+            K.em_reverse(f, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
                          i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, vjg_r, p, u0, geo, ip, seed, traj,
+            K.em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj,
                               actions, nslots, g, save_after, lam, pbar)
     if all_states:
         rev(np.ascontiguousarray(u), 0, N)

@@ -75,11 +75,11 @@ def _setup(prob, alg, xg, seed, td, wrt=("p", "u0")):
     sch = schedule(kw["tspan"], kw["dt"], True, td)
     t0, t1 = kw["tspan"]
     vjf, vjg, _, _ = _vjp_sources(prob, wrt)
-    fc, vjf_r = K.split_vjp_source(vjf)
-    gc, vjg_r = K.split_vjp_source(vjg)
+    fc, vjf_r, uf = K.split_vjp_source(vjf)
+    gc, vjg_r, _ = K.split_vjp_source(vjg)
     sri = isinstance(alg, js.SRIW1)
     N = xg.size - 1
-    return dict(K=K, f=funcs[0], gv=funcs[1], fc=fc, gc=gc, vjf_r=vjf_r, vjg_r=vjg_r,
+    return dict(K=K, f=funcs[0], gv=funcs[1], fc=fc, gc=gc, vjf_r=vjf_r, uf=uf, vjg_r=vjg_r,
                 tab=np.ascontiguousarray(mod.TABLEAU), N=N, xg=xg, xs=sch.xs,
                 adv=K.sri_advance if sri else K.sra_advance,
                 rev=K.sri_reverse if sri else K.sra_reverse,
@@ -97,8 +97,8 @@ def _advance(a, p, u, i0, i1, states, store):
 
 def _reverse(a, p, states, i0, i1, lam):
     tf, ti = a["K"].sra_tree(int(a["ip"][3]), a["seed"], a["traj"])
-    a["rev"](a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["vjg_r"], a["tab"], p, states,
-             a["geo"], a["ip"], a["xg"], a["seed"], a["traj"], tf, ti, i0, i1,
+    a["rev"](a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["uf"], a["vjg_r"], a["tab"], p,
+             states, a["geo"], a["ip"], a["xg"], a["seed"], a["traj"], tf, ti, i0, i1,
              np.zeros((1, lam.size)), -np.ones(a["N"], dtype=np.int64), lam, np.zeros(0))
 
 

@@ -77,9 +77,9 @@ def _setup(prob, dt, seed, wrt=("u0",)):
     sch = schedule(kw["tspan"], dt, False, None)
     t0, t1 = kw["tspan"]
     vjf, vjg, _, _ = _vjp_sources(prob, wrt)
-    fc, vjf_r = K.split_vjp_source(vjf)
-    gc, vjg_r = K.split_vjp_source(vjg)
-    return dict(K=K, f=funcs[0], gv=funcs[1], fc=fc, gc=gc, vjf_r=vjf_r, vjg_r=vjg_r,
+    fc, vjf_r, uf = K.split_vjp_source(vjf)
+    gc, vjg_r, _ = K.split_vjp_source(vjg)
+    return dict(K=K, f=funcs[0], gv=funcs[1], fc=fc, gc=gc, vjf_r=vjf_r, uf=uf, vjg_r=vjg_r,
                 tab=np.ascontiguousarray(mod.TABLEAU), N=sch.N,
                 geo=geometry(sch),
                 ip=np.array([sch.N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1,
@@ -97,7 +97,7 @@ def _advance(a, p, u, i0, i1, states, store):
 def _reverse(a, p, states, i0, i1, lam):
     K = a["K"]
     tf, ti = K.sra_tree(int(a["ip"][3]), a["seed"], a["traj"])
-    K.sri_reverse(a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["vjg_r"], a["tab"], p,
+    K.sri_reverse(a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["uf"], a["vjg_r"], a["tab"], p,
                   states, a["geo"], a["ip"], np.empty(0), a["seed"], a["traj"], tf, ti, i0,
                   i1, np.zeros((1, lam.size)), -np.ones(a["N"], dtype=np.int64), lam,
                   np.zeros(0))

@@ -55,6 +55,7 @@ noise from a Brownian tree in the backward pass); Giles, Glasserman, *Smoking ad
 """
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from .erk_adjoint import vjp_apply
 from .sde import (DIAGONAL, FULL, GENERAL, LEVELS, MAXITERS, SRI, SUCCESS, _levy_alloc, _save,
@@ -75,17 +76,34 @@ ADVANCE, REVERSE, TAKE, RESTORE = 0, 1, 2, 3
 
 
 def split_vjp_source(vj):
-    """``(fc, rest)`` of a VJP-source tuple: the kernels take the cfuncs apart from the
-    arrays and scalars, so that Numba's dispatcher types ``rest`` on its fast path (a
-    tuple holding a cfunc is typed in Python on every call, about 0.3 ms here)."""
-    return vj[0], vj[1:9] + vj[10:14]
+    """``(fc, rest, user)`` of a VJP-source tuple: the kernels take the cfuncs apart from
+    the arrays and scalars, so that Numba's dispatcher types ``rest`` on its fast path (a
+    tuple holding a cfunc is typed in Python on every call, about 0.3 ms here).  ``user``
+    is the source's tail ``vj[14:22]`` (the coefficient-field placeholder and the user's
+    own derivatives, :mod:`.erk_adjoint`) when it has the user slots, else ``()``: only
+    a drift given with its own ``vjp``/``jac``/``paramjac`` pays that typing."""
+    return vj[0], vj[1:9] + vj[10:14], (vj[14:22] if len(vj) > 15 else ())
 
 
-@njit(cache=False)
-def _vj(fc, r, linT):
-    """The VJP source again, without the coefficient-field slot (no SDE gradient is taken
-    wrt a grid operator's coefficients; :func:`.erk_adjoint.kappa_vjp` skips it)."""
-    return (fc, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], linT, r[8], r[9], r[10], r[11])
+def _vj(fc, r, linT, user):
+    """The VJP source again: without the coefficient-field slot (no SDE gradient is taken
+    wrt a grid operator's coefficients; :func:`.erk_adjoint.kappa_vjp` skips it) when
+    ``user`` is ``()``, else with ``user`` as its tail (the user's derivatives come first,
+    :func:`.erk_adjoint.user_vjp`)."""
+
+
+@overload(_vj, jit_options={"cache": False})
+def _vj_impl(fc, r, linT, user):
+    if len(user.types) == 0:
+        def impl(fc, r, linT, user):
+            return (fc, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], linT, r[8], r[9], r[10],
+                    r[11])
+        return impl
+
+    def impl(fc, r, linT, user):
+        return (fc, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], linT, r[8], r[9], r[10],
+                r[11]) + user
+    return impl
 
 
 @njit(cache=False)
@@ -269,25 +287,26 @@ def _noise_work(n, m, npar, general):
 
 
 @njit(cache=True)
-def em_reverse(f, fc, gc, gcm, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1,
+def em_reverse(f, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1,
                gsave, save_after, lam, pbar):
     """Reverse EM steps ``i1-1 .. i0`` with the state before step ``i`` in
     ``states[i - i0]``; ``save_after[i]`` is the row of ``gsave`` of a loss term on the
     state after step ``i`` (or -1), added to ``lam`` before that step is reversed.
     ``lam`` becomes the adjoint of the state before step ``i0``; ``pbar`` accumulates.
     ``fc``/``gc`` are the complex twins of f and g, ``vjf_r``/``vjg_r`` the rest of their
-    VJP sources (:func:`split_vjp_source`); ``f`` (the real drift) fills the unused
-    linear-part slot.  General noise (``ip[2] == GENERAL``): ``gcm`` is the complex twin
-    of the matrix g, differentiated by :func:`vjp_noise_matrix` (``gc``/``vjg_r`` unused)."""
+    VJP sources and ``uf`` the user slots of f's (:func:`split_vjp_source`); ``f`` (the
+    real drift) fills the unused linear-part slot.  General noise (``ip[2] == GENERAL``):
+    ``gcm`` is the complex twin of the matrix g, differentiated by :func:`vjp_noise_matrix`
+    (``gc``/``vjg_r`` unused)."""
     n = lam.size
-    _reverse_inner(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), gcm, p, states, geo, ip, seed, traj,
-                   tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
+    _reverse_inner(_vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), gcm, p, states, geo, ip, seed,
+                   traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
                    np.zeros((2, n), np.complex128), np.zeros((3, ip[3])),
                    _noise_work(n, ip[3], p.size, ip[2] == GENERAL))
 
 
 @njit(cache=True)
-def em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions,
+def em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj, actions,
                     nslots, gsave, save_after, lam, pbar):
     """Run a recorded binomial checkpointing schedule in one compiled call: ``actions``
     rows ``(ADVANCE, i0, i1)``, ``(REVERSE, i, 0)``, ``(TAKE, slot, 0)``,
@@ -295,8 +314,8 @@ def em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, vjg_r, p, u0, geo, ip, seed, 
     stored-states sweep runs, so the gradient is bit-for-bit the same."""
     n = u0.size
     m = ip[3]
-    vjf = _vj(fc, vjf_r, f)
-    vjg = _vj(gc, vjg_r, f)
+    vjf = _vj(fc, vjf_r, f, uf)
+    vjg = _vj(gc, vjg_r, f, ())
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -495,29 +514,29 @@ def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, t
 
 
 @njit(cache=True)
-def sra_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0,
-                i1, gsave, save_after, lam, pbar):
+def sra_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti,
+                i0, i1, gsave, save_after, lam, pbar):
     """Reverse SRA steps ``i1-1 .. i0``, as :func:`em_reverse` (stages recomputed; steps
     from ``xg`` as in :func:`sra_advance`, their sizes held fixed)."""
     n = lam.size
     m = ip[3]
     s = tab.shape[0]
-    _sra_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, xg, seed,
-                 traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((s, n)),
+    _sra_reverse(f, gv, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), tab, p, states, geo, ip, xg,
+                 seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((s, n)),
                  np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros((6, n)),
                  np.zeros((2, n), np.complex128), np.zeros(2 * m), np.zeros(2 * m),
                  np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
-def sra_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
+def sra_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
                      nslots, gsave, save_after, lam, pbar):
     """:func:`em_checkpointed` for SRA steps (``xg`` as in :func:`sra_advance`)."""
     n = u0.size
     m = ip[3]
     s = tab.shape[0]
-    vjf = _vj(fc, vjf_r, f)
-    vjg = _vj(gc, vjg_r, f)
+    vjf = _vj(fc, vjf_r, f, uf)
+    vjg = _vj(gc, vjg_r, f, ())
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -710,8 +729,8 @@ def _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, t
 
 
 @njit(cache=True)
-def sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0,
-                i1, gsave, save_after, lam, pbar):
+def sri_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti,
+                i0, i1, gsave, save_after, lam, pbar):
     """Reverse SRIW1 steps ``i1-1 .. i0``, as :func:`em_reverse` (each step's stages
     recomputed by the forward's step function from the stored state before it; steps
     from ``xg`` as in :func:`sri_advance`, their sizes held fixed).
@@ -723,15 +742,15 @@ def sri_reverse(f, gv, fc, gc, vjf_r, vjg_r, tab, p, states, geo, ip, xg, seed, 
     n = lam.size
     m = ip[3]
     s = tab.shape[0]
-    _sri_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), tab, p, states, geo, ip, xg, seed,
-                 traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((4 * s + 2, n)),
+    _sri_reverse(f, gv, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), tab, p, states, geo, ip, xg,
+                 seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((4 * s + 2, n)),
                  np.zeros((3, m)), np.zeros(n), np.zeros(n), np.zeros((2 * s, n)),
                  np.zeros((6, n)), np.zeros((2, n), np.complex128), np.zeros(2 * m),
                  np.zeros(2 * m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
-def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
+def sri_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
                      nslots, gsave, save_after, lam, pbar):
     """:func:`em_checkpointed` for SRIW1 steps (``xg`` as in :func:`sri_advance`; the
     same step code as :func:`sri_advance` / :func:`sri_reverse`, so the gradient is
@@ -744,8 +763,8 @@ def sri_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, tab, p, u0, geo, ip, xg, seed,
     n = u0.size
     m = ip[3]
     s = tab.shape[0]
-    vjf = _vj(fc, vjf_r, f)
-    vjg = _vj(gc, vjg_r, f)
+    vjf = _vj(fc, vjf_r, f, uf)
+    vjg = _vj(gc, vjg_r, f, ())
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -1032,27 +1051,27 @@ def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i
 
 
 @njit(cache=True)
-def heun_reverse(f, gv, fc, gc, vjf_r, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1,
+def heun_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1,
                  gsave, save_after, lam, pbar):
     """Reverse Euler-Heun steps ``i1-1 .. i0``, as :func:`em_reverse` (the predictor is
     recomputed from the stored state before each step)."""
     n = lam.size
     m = ip[3]
-    _heun_reverse(f, gv, _vj(fc, vjf_r, f), _vj(gc, vjg_r, f), p, states, geo, ip, seed, traj,
-                  tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((10, n)),
+    _heun_reverse(f, gv, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), p, states, geo, ip, seed,
+                  traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((10, n)),
                   np.zeros((2, n), np.complex128), np.zeros(m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
-def heun_checkpointed(f, gv, fc, gc, vjf_r, vjg_r, p, u0, geo, ip, seed, traj, actions, nslots,
+def heun_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj, actions, nslots,
                       gsave, save_after, lam, pbar):
     """:func:`em_checkpointed` for Euler-Heun steps (the same step code as
     :func:`heun_advance` / :func:`heun_reverse`, so the gradient is bit-for-bit that of
     the stored-states sweep)."""
     n = u0.size
     m = ip[3]
-    vjf = _vj(fc, vjf_r, f)
-    vjg = _vj(gc, vjg_r, f)
+    vjf = _vj(fc, vjf_r, f, uf)
+    vjg = _vj(gc, vjg_r, f, ())
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -1194,27 +1213,27 @@ def _milstein_reverse(vjf, vjg, vjd, p, states, geo, ip, seed, traj, tf, ti, i0,
 
 
 @njit(cache=True)
-def milstein_reverse(f, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, states, geo, ip, seed, traj, tf,
+def milstein_reverse(f, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, states, geo, ip, seed, traj, tf,
                      ti, i0, i1, gsave, save_after, lam, pbar):
     """Reverse Milstein steps ``i1-1 .. i0``, as :func:`em_reverse`; ``phic`` and
     ``vjd_r`` are the complex twin of ``ggprime`` and the rest of its VJP source."""
     n = lam.size
     m = ip[3]
-    _milstein_reverse(_vj(fc, vjf_r, f), _vj(gc, vjg_r, f), _vj(phic, vjd_r, f), p, states,
-                      geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar,
+    _milstein_reverse(_vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), _vj(phic, vjd_r, f, ()), p,
+                      states, geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar,
                       np.zeros((8, n)), np.zeros((2, n), np.complex128), np.zeros(m),
                       np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
-def milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, vjg_r, vjd_r, p, u0, geo, ip, seed, traj,
+def milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, u0, geo, ip, seed, traj,
                           actions, nslots, gsave, save_after, lam, pbar):
     """:func:`em_checkpointed` for Milstein steps."""
     n = u0.size
     m = ip[3]
-    vjf = _vj(fc, vjf_r, f)
-    vjg = _vj(gc, vjg_r, f)
-    vjd = _vj(phic, vjd_r, f)
+    vjf = _vj(fc, vjf_r, f, uf)
+    vjg = _vj(gc, vjg_r, f, ())
+    vjd = _vj(phic, vjd_r, f, ())
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
