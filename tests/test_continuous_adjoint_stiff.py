@@ -10,6 +10,7 @@ import pytest
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError
 from jitsolve.gradient import SolveFailedError
+from ode_models import lotka
 
 
 def vdp(du, u, p, t):
@@ -33,11 +34,6 @@ def robertson(du, u, p, t):
     du[0] = -p[0] * u[0] + p[2] * u[1] * u[2]
     du[1] = p[0] * u[0] - p[1] * u[1] ** 2 - p[2] * u[1] * u[2]
     du[2] = p[1] * u[1] ** 2
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
 
 
 def forced(du, u, p, t):

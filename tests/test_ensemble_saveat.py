@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import jitsolve as js
+from ode_models import lotka
 from ensemble_modes import bits, solve_mode
 
 METHODS = [js.Tsit5(), js.DP5(), js.Vern7()]
@@ -20,11 +21,6 @@ MODES = ("general", "percall", "batched")
 def forced(du, u, p, t):          # non-autonomous: the stage and save times matter
     du[0] = u[1]
     du[1] = -p[0] * u[0] - 0.1 * u[1] + np.sin(p[1] * t)
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
 
 
 def vdp(du, u, p, t):             # stiffer for larger mu: runs out of iterations

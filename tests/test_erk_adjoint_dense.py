@@ -12,11 +12,7 @@ import pytest
 
 import jitsolve as js
 from jitsolve.solvers.ode.explicit import tableau_arrays
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
+from ode_models import lotka
 
 
 def forced(du, u, p, t):          # non-autonomous: stage times matter

@@ -7,6 +7,7 @@ import pytest
 import jitsolve as js
 from ensemble_modes import bits, solve_mode
 from jitsolve.solvers.ode import explicit as E
+from ode_models import lotka
 
 MODES = ("percall", "batched")
 
@@ -15,11 +16,6 @@ def lorenz(du, u, p, t):
     du[0] = 10.0 * (u[1] - u[0])
     du[1] = u[0] * (p[0] - u[2]) - u[1]
     du[2] = u[0] * u[1] - 8.0 / 3.0 * u[2]
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
 
 
 def forced(du, u, p, t):          # time-dependent, so every stage time matters

@@ -6,6 +6,7 @@ from scipy.integrate import solve_ivp
 
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError
+from ode_models import lotka
 
 METHODS = [(js.Euler, 1, 1), (js.RK4, 4, 4), (js.Tsit5, 5, 5), (js.DP5, 5, 5), (js.Vern7, 7, 7)]
 
@@ -13,11 +14,6 @@ METHODS = [(js.Euler, 1, 1), (js.RK4, 4, 4), (js.Tsit5, 5, 5), (js.DP5, 5, 5), (
 def expsin(du, u, p, t):        # u' = u cos t, u = exp(sin t)
     du[0] = u[0] * np.cos(t)
     du[1] = -p[0] * u[1]
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
 
 
 def lorenz(du, u, p, t):

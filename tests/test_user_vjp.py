@@ -8,11 +8,7 @@ from numba import njit
 
 import jitsolve as js
 from jitsolve.errors import UserFunctionError
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
+from ode_models import lotka
 
 
 @njit
