@@ -56,6 +56,10 @@ has no arrays of), and differences of first derivatives are not exact.  With
 ``ggprime`` the term is a user function of ``(u, p, t)`` that the forward evaluates
 (through its complex twin) and the adjoint differentiates by complex step: exact.
 
+Ensembles (:func:`sde_ensemble_gradient`): trajectory ``i`` is differentiated on its
+own path (``seed``, path index ``i``), the one the ensemble solve gives it; ``EM`` in one
+compiled kernel across threads, the other methods one compiled sweep per trajectory.
+
 Not yet: general noise with the other methods.  ``js.FiniteDifference()`` differentiates
 the whole solve with the same seed (any method; with adaptive steps the steps then move
 with the perturbation).
@@ -107,7 +111,7 @@ def _grid_rows(sch, t_data, t0, t1):
     return ks
 
 
-def _record_steps(mod, funcs, u0, p, kw, t_data, store):
+def _record_steps(mod, funcs, u0, p, kw, t_data, store, trajectory=0):
     """Adaptive forward with the steps clamped to the loss times ``t_data`` (as
     ``solve(..., saveat=t_data)`` takes them), recording the accepted step endpoints.
 
@@ -134,8 +138,8 @@ def _record_steps(mod, funcs, u0, p, kw, t_data, store):
         out_u = np.empty((nsave, n))
         st = np.zeros(6, dtype=np.int64)
         K.sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, sch.xs, fpar, ipar,
-                           np.uint64(kw["seed"]), np.uint64(0), xg, states, bool(store), out_t,
-                           out_u, st)
+                           np.uint64(kw["seed"]), np.uint64(trajectory), xg, states, bool(store),
+                           out_t, out_u, st)
         if st[1] == KS.FULL and cap < maxiters + 1:
             cap = min(2 * cap, maxiters + 1)
             continue
@@ -253,11 +257,12 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
     return out[0], out[1], (out[2] if phic is not None else None), np_grad
 
 
-def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0):
     """Value, gradients and info ``{"nsteps", "nrecompute"}`` (and, with adaptive steps,
     ``"xsteps"``: the recorded normalised step endpoints ``(t_k - t0)/(t1 - t0)``, held
     fixed in the reverse pass) of the EM / EulerHeun / Milstein / SRA1 / SRIW1 discrete
-    adjoint."""
+    adjoint, on the path with index ``trajectory`` of ``seed`` (0 for a single solve;
+    trajectory ``i`` of an ensemble's solve is path ``i``)."""
     from .adjoint.checkpoint import binomial_reverse
     from .kernels.cpu import sde_adjoint as K
     from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein, _prepare
@@ -308,14 +313,15 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     n = u0.size
     if kw["adaptive"]:
         # steps clamped to the loss times, accepted endpoints recorded (held fixed)
-        sch, xg, u, saved, rc, tfail = _record_steps(mod, funcs, u0, p, kw, t_data, all_states)
+        sch, xg, u, saved, rc, tfail = _record_steps(mod, funcs, u0, p, kw, t_data, all_states,
+                                                     trajectory)
     else:
         sch = schedule((t0, t1), kw["dt"], False, None)
         ks = _grid_rows(sch, t_data, t0, t1)
         xg = np.empty(0)                   # the fixed grid x_k = k xstep
         N = sch.N
         t, u, _W, rc, _st = solve_path(mod, funcs, u0, p, saveat=None if all_states else t_data,
-                                       save_noise=False, **kw)
+                                       save_noise=False, trajectory=trajectory, **kw)
         tfail = t[-1] if t.size else t0
         saved = u[ks] if all_states else u
     if rc != 0:
@@ -340,7 +346,7 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
                    prob.nbrownian,
                    int(prob.interpretation == "stratonovich")], dtype=np.int64)
     seed = np.uint64(kw["seed"])
-    traj = np.uint64(0)
+    traj = np.uint64(trajectory)
     f, gv = funcs[0], funcs[1]
     lam = np.zeros(n)
     pbar = np.zeros(np_grad)
@@ -468,3 +474,88 @@ def _sde_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
     raise UnsupportedAlgorithmError(
         f"sensealg: {type(sensealg).__name__} is not implemented for SDEs; use "
         f"js.DiscreteAdjoint() or js.FiniteDifference()")
+
+
+def sde_ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
+    """Per-trajectory pathwise gradients of an SDE ensemble: row ``i`` is the discrete
+    adjoint of trajectory ``i`` on its own Brownian path (``seed``, path ``i``: the path
+    ``js.solve(eprob, alg, seed=...)`` gives it), for its own problem (row ``i`` of
+    ``u0s``/``ps``, or ``prob_func(prob, i)``) and its own block of an ``L2Loss``'s
+    per-trajectory data; the value is the sum.  ``EM`` with ``u0s``/``ps``, an
+    ``L2Loss`` and every state kept (``checkpoints="all"``, the default) runs in one
+    compiled kernel, a trajectory per thread
+    (:func:`jitsolve.kernels.cpu.sde_adjoint.em_ensemble_gradient`); anything else takes
+    one compiled forward and reverse sweep per trajectory, called from Python, with the
+    same bits.  ``js.FiniteDifference`` is refused: its solves would not see the
+    trajectories' paths."""
+    from .losses import L2Loss
+    from .sensitivity import DiscreteAdjoint, _ensemble_gradient_loop
+    from .sde import EM
+    if sensealg is None:
+        sensealg = DiscreteAdjoint()
+    if not isinstance(sensealg, DiscreteAdjoint):
+        raise UnsupportedAlgorithmError(
+            f"sensealg: SDE ensembles are differentiated by js.DiscreteAdjoint (each "
+            f"trajectory on its own path), not {type(sensealg).__name__}")
+    if (isinstance(alg, EM) and eprob.prob_func is None and isinstance(loss, L2Loss)
+            and sensealg.checkpoints == "all" and sensealg.store is None):
+        return _em_ensemble_in_kernel(eprob, alg, loss, wrt, dict(solve_kw))
+
+    def one(pi, li, i):
+        val, out, _info = sde_discrete_adjoint(pi, alg, li, wrt, sensealg, dict(solve_kw),
+                                               trajectory=i)
+        return val, out
+    return _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw, one=one,
+                                   kinds=(SDEProblem,))
+
+
+def _em_ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
+    """:func:`sde_ensemble_gradient` for EM ensembles in one compiled kernel."""
+    from .kernels.cpu import sde_adjoint as K
+    from .sde import _prepare
+    from .sensitivity import _loss_times, ensemble_grads_out, ensemble_loss_arrays
+    from .solve import _DE_DEFAULTS, _check_de_options
+    from .solvers.sde.driver import geometry, schedule
+    prob = eprob.prob
+    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
+    if N is None:
+        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    for name in wrt:
+        if name not in ("p", "u0"):
+            raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
+    unknown = set(solve_kw) - set(_DE_DEFAULTS)
+    if unknown:
+        raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of solve for SDEProblem")
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; "
+                                  "do not pass saveat")
+    if o.get("save_noise"):
+        raise InvalidProblemError("save_noise: not used by gradient(); the noise is regenerated")
+    _check_de_options(prob, o)
+    t_data = _loss_times(prob, loss)
+    mod, funcs, kw = _prepare(prob, alg, o)
+    t0, t1 = kw["tspan"]
+    sch = schedule((t0, t1), kw["dt"], False, None)
+    rows = _grid_rows(sch, t_data, t0, t1).astype(np.float64)
+    general = prob.noise == "general"
+    vjf, vjg, _vjd, np_grad = _vjp_sources(prob, wrt, None, general)
+    gcm = _noise_matrix_twin(prob if general else None)
+    d, w, u0s, ps = ensemble_loss_arrays(eprob, loss, prob, N, t_data.size)
+    ip = np.array([sch.N, sch.maxdepth, {"diagonal": 0, "scalar": 1, "general": 2}[prob.noise],
+                   prob.nbrownian, int(prob.interpretation == "stratonovich")], dtype=np.int64)
+    fc, vjf_r, uf = K.split_vjp_source(vjf)
+    gc, vjg_r, _ = K.split_vjp_source(vjg)
+    n = prob.u0.size
+    values = np.zeros(N)
+    g_u0 = np.zeros((N, n))
+    g_p = np.zeros((N, np_grad))
+    rcs = np.zeros(N, np.int64)
+    K.em_ensemble_gradient(funcs[0], funcs[1], funcs[2], fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps,
+                           geometry(sch), ip, np.uint64(kw["seed"]), rows, d, w, values, g_u0,
+                           g_p, rcs)
+    if (rcs != 0).any():
+        bad = int(np.argmax(rcs != 0))
+        raise SolveFailedError(f"gradient: trajectory {bad} of the ensemble failed (its path "
+                               f"is not finite); its gradient is NaN")
+    return float(values.sum()), ensemble_grads_out(prob, wrt, g_u0, g_p)

@@ -11,7 +11,7 @@ import numpy as np
 from .algorithms import SensitivityAlgorithm
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError, register_gradient
-from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
+from .problems import EnsembleProblem, ODEProblem, SDEProblem, SplitODEProblem
 from .validate import check_positive_float
 
 __all__ = ["DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint", "BacksolveAdjoint",
@@ -926,9 +926,12 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.explicit import _controller, make_stops, tableau_arrays
     prob = eprob.prob
+    if isinstance(prob, SDEProblem):
+        from .sde_gradient import sde_ensemble_gradient
+        return sde_ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw)
     if not isinstance(prob, (ODEProblem, SplitODEProblem)):
-        raise UnsupportedAlgorithmError("prob: ensemble gradients cover ODE ensembles "
-                                        "(ODEProblem or SplitODEProblem)")
+        raise UnsupportedAlgorithmError("prob: ensemble gradients cover ODE and SDE ensembles "
+                                        "(ODEProblem, SplitODEProblem, SDEProblem)")
     from .ode_stiff import StiffAlgorithm
     if isinstance(alg, StiffAlgorithm) and isinstance(prob, (ODEProblem, SplitODEProblem)):
         from .stiff_gradient import ensemble_in_kernel, stiff_ensemble_gradient
@@ -1052,13 +1055,16 @@ def ensemble_grads_out(prob, wrt, g_u0, g_p):
     return out
 
 
-def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw):
+def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw, one=None,
+                            kinds=(ODEProblem, SplitODEProblem)):
     """Per-trajectory gradients one trajectory at a time, for what the ensemble kernels
     do not cover (``prob_func``, a custom ``js.Loss``, other ``sensealg``s, KenCarp4's
     IMEX form): trajectory ``i``'s gradient is ``js.gradient`` of its own problem (row
     ``i`` of ``u0s``/``ps``, or ``prob_func(prob, i)``) with the same loss (block ``i``
     of an ``L2Loss``'s per-trajectory data) and options, bit for bit; the value is the
-    sum over trajectories."""
+    sum over trajectories.  ``one(pi, li, i) -> (value, grads)`` replaces that
+    ``js.gradient`` call (the SDE ensembles': trajectory ``i`` on path ``i``), ``kinds``
+    the problem types ``prob_func`` may return."""
     from .gradient import gradient
     from .losses import L2Loss
     from .problems import remake
@@ -1077,14 +1083,15 @@ def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw):
                         **({} if eprob.ps is None else {"p": eprob.ps[i]}))
         else:
             pi = eprob.prob_func(prob, i)
-            _check_trajectory(prob, pi, i, (ODEProblem, SplitODEProblem))
+            _check_trajectory(prob, pi, i, kinds)
         li = loss
         if isinstance(loss, L2Loss) and loss.t_data is not None:
             shape = (loss.t_data.size,) + pi.u0.shape
             check_ensemble_data(loss, N, shape)
             li = loss.trajectory(i, shape)
         try:
-            v, g = gradient(pi, alg, li, wrt=wrt, sensealg=sensealg, **solve_kw)
+            v, g = (gradient(pi, alg, li, wrt=wrt, sensealg=sensealg, **solve_kw) if one is None
+                    else one(pi, li, i))
         except SolveFailedError as e:
             raise SolveFailedError(f"gradient: trajectory {i} of the ensemble: {e}") from e
         total += float(v)

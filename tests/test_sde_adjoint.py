@@ -531,3 +531,49 @@ def ou_f_n(du, u, p, t):
 def ou_g_n(gu, u, p, t):
     for i in range(u.size):
         gu[i] = 0.5 * u[i]
+
+
+def test_ensemble_gradient_rows_are_the_trajectories_paths():
+    """``js.gradient`` of an SDE ensemble: row i is the pathwise gradient on trajectory i's
+    own path (the one ``js.solve(ensemble, seed=...)`` gives it, not path 0), with its own
+    data block; the value is the ensemble solve's loss, bit for bit; rows against central
+    differences of the ensemble solve; ``prob_func`` alike; the Taylor test and a fit of
+    one shared parameter vector run on it."""
+    P = np.array([0.8, 0.6, 0.5, 0.3])
+    prob = js.SDEProblem(nl_f, nl_g, np.array([1.0, 0.5]), (0.0, 1.0), P)
+    N = 4
+    ps = P * (1 + 0.1 * np.arange(N))[:, None]
+    ens = js.EnsembleProblem(prob, ps=ps)
+    t = np.array([0.5, 1.0])
+    data = np.random.default_rng(0).random((N, 2, 2))
+    loss = js.L2Loss(t, data)
+    kw = dict(dt=1 / 64, seed=3)
+    v, g = js.gradient(ens, js.EM(), loss, wrt=("p", "u0"), **kw)
+    assert g["p"].shape == (N, 4) and g["u0"].shape == (N, 2)
+
+    def losses(e):
+        u = js.solve(e, js.EM(), saveat=t, **kw).u
+        return [0.5 * np.sum((u[i] - data[i]) ** 2) for i in range(N)]
+    assert v == pytest.approx(sum(losses(ens)), rel=1e-14)
+    h = 1e-6
+    for i, k in ((0, 0), (3, 3), (2, 1)):
+        pp, pm = ps.copy(), ps.copy()
+        pp[i, k] += h
+        pm[i, k] -= h
+        fd = (losses(js.remake(ens, ps=pp))[i] - losses(js.remake(ens, ps=pm))[i]) / (2 * h)
+        assert g["p"][i, k] == pytest.approx(fd, rel=1e-6)
+    # trajectory 2 is not path 0: its row differs from the single problem's gradient
+    _, g2 = js.gradient(js.remake(prob, p=ps[2]), js.EM(), js.L2Loss(t, data[2]), wrt="p", **kw)
+    assert np.abs(g2["p"] - g["p"][2]).max() > 1e-3
+    pf = js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, p=ps[i]))
+    vf, gf = js.gradient(pf, js.EM(), loss, wrt=("p", "u0"), trajectories=N, **kw)
+    assert vf == pytest.approx(v, rel=1e-14)
+    assert np.array_equal(gf["p"], g["p"]) and np.array_equal(gf["u0"], g["u0"])
+    with pytest.raises(UnsupportedAlgorithmError, match="sensealg: SDE ensembles"):
+        js.gradient(ens, js.EM(), loss, sensealg=js.FiniteDifference(), **kw)
+    r = js.check_gradient(ens, js.EM(), loss, wrt="u0", verbose=False, **kw)
+    assert r["passed"], r
+    shared = js.EnsembleProblem(prob, u0s=np.array([[1.0, 0.5], [0.7, 0.9], [1.2, 0.4]]))
+    obs = js.solve(shared, js.EM(), saveat=t, **kw).u
+    res = js.fit(shared, js.EM(), js.L2Loss(t, obs), P * 1.2, progress=False, **kw)
+    np.testing.assert_allclose(res.p, P, rtol=1e-4)
