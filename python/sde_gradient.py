@@ -257,6 +257,27 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
     return out[0], out[1], (out[2] if phic is not None else None), np_grad
 
 
+def _forward_setup(prob, alg, loss, solve_kw):
+    """``(t_data, mod, funcs, kw)``: the loss's times and the compiled forward's module,
+    functions and options, after checking ``solve``'s options for a gradient (no
+    ``saveat``: the loss's times are saved; no ``save_noise``: it is regenerated)."""
+    from .sde import _prepare
+    from .sensitivity import _loss_times
+    from .solve import _DE_DEFAULTS, _check_de_options
+    unknown = set(solve_kw) - set(_DE_DEFAULTS)
+    if unknown:
+        raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of solve for SDEProblem")
+    o = dict(_DE_DEFAULTS, **solve_kw)
+    if o.get("saveat") is not None:
+        raise InvalidProblemError("saveat: gradient() saves at the loss's times; "
+                                  "do not pass saveat")
+    if o.get("save_noise"):
+        raise InvalidProblemError("save_noise: not used by gradient(); the noise is regenerated")
+    _check_de_options(prob, o)
+    t_data = _loss_times(prob, loss)
+    return (t_data,) + tuple(_prepare(prob, alg, o))
+
+
 def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0):
     """Value, gradients and info ``{"nsteps", "nrecompute"}`` (and, with adaptive steps,
     ``"xsteps"``: the recorded normalised step endpoints ``(t_k - t0)/(t1 - t0)``, held
@@ -265,9 +286,7 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
     trajectory ``i`` of an ensemble's solve is path ``i``)."""
     from .adjoint.checkpoint import binomial_reverse
     from .kernels.cpu import sde_adjoint as K
-    from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein, _prepare
-    from .sensitivity import _loss_times
-    from .solve import _DE_DEFAULTS, _check_de_options
+    from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein
     from .solvers.sde.driver import geometry, schedule, solve_path
     if not isinstance(alg, (EM, EulerHeun, Milstein, SRA1, SRIW1)):
         raise UnsupportedAlgorithmError(
@@ -291,18 +310,7 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
             "..., ggprime=ggp) with ggp(out, u, p, t) writing out_i = g_i dg_i/du_i (diagonal "
             "noise) or out = (dg/du) g (scalar noise), compilable for complex128 (or use "
             "js.FiniteDifference())")
-    unknown = set(solve_kw) - set(_DE_DEFAULTS)
-    if unknown:
-        raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of solve for SDEProblem")
-    o = dict(_DE_DEFAULTS, **solve_kw)
-    if o.get("saveat") is not None:
-        raise InvalidProblemError("saveat: gradient() saves at the loss's times; "
-                                  "do not pass saveat")
-    if o.get("save_noise"):
-        raise InvalidProblemError("save_noise: not used by gradient(); the noise is regenerated")
-    _check_de_options(prob, o)
-    t_data = _loss_times(prob, loss)
-    mod, funcs, kw = _prepare(prob, alg, o)
+    t_data, mod, funcs, kw = _forward_setup(prob, alg, loss, solve_kw)
     t0, t1 = kw["tspan"]
     all_states = sensealg.checkpoints == "all"
     phic = funcs[3] if mil else None        # complex twin of ggprime (kw["has_cs"] == 2)
@@ -512,29 +520,11 @@ def sde_ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
 def _em_ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
     """:func:`sde_ensemble_gradient` for EM ensembles in one compiled kernel."""
     from .kernels.cpu import sde_adjoint as K
-    from .sde import _prepare
-    from .sensitivity import _loss_times, ensemble_grads_out, ensemble_loss_arrays
-    from .solve import _DE_DEFAULTS, _check_de_options
+    from .sensitivity import ensemble_grads_out, ensemble_loss_arrays, ensemble_trajectories
     from .solvers.sde.driver import geometry, schedule
     prob = eprob.prob
-    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
-    if N is None:
-        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
-    for name in wrt:
-        if name not in ("p", "u0"):
-            raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
-    unknown = set(solve_kw) - set(_DE_DEFAULTS)
-    if unknown:
-        raise InvalidProblemError(f"{sorted(unknown)[0]}: not an option of solve for SDEProblem")
-    o = dict(_DE_DEFAULTS, **solve_kw)
-    if o.get("saveat") is not None:
-        raise InvalidProblemError("saveat: gradient() saves at the loss's times; "
-                                  "do not pass saveat")
-    if o.get("save_noise"):
-        raise InvalidProblemError("save_noise: not used by gradient(); the noise is regenerated")
-    _check_de_options(prob, o)
-    t_data = _loss_times(prob, loss)
-    mod, funcs, kw = _prepare(prob, alg, o)
+    N = ensemble_trajectories(eprob, wrt, solve_kw)
+    t_data, mod, funcs, kw = _forward_setup(prob, alg, loss, solve_kw)
     t0, t1 = kw["tspan"]
     sch = schedule((t0, t1), kw["dt"], False, None)
     rows = _grid_rows(sch, t_data, t0, t1).astype(np.float64)

@@ -952,9 +952,7 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     if sensealg is not None and not (isinstance(sensealg, DiscreteAdjoint)
                                      and sensealg.checkpoints == "all"):
         raise UnsupportedAlgorithmError("sensealg: ensembles use DiscreteAdjoint(checkpoints='all')")
-    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
-    if N is None:
-        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    N = ensemble_trajectories(eprob, wrt, solve_kw)
     t_data = _loss_times(prob, loss)
     o = dict(_DE_DEFAULTS, **solve_kw)
     _check_de_options(prob, o)
@@ -1032,6 +1030,19 @@ def ensemble_loss_value(loss, us):
     return float(sum(loss.value(us[i]) for i in range(N)))
 
 
+def ensemble_trajectories(eprob, wrt, solve_kw):
+    """The number of trajectories of an ensemble gradient (``solve_kw``'s
+    ``trajectories``, popped, or the rows of ``u0s``/``ps``); checks that ``wrt`` names
+    only ``"p"`` and ``"u0"``."""
+    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
+    if N is None:
+        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    for name in wrt:
+        if name not in ("p", "u0"):
+            raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
+    return N
+
+
 def check_ensemble_data(loss, N, shape):
     """Raise unless the L2 loss's data are one set ``shape`` = ``(m, *u0.shape)`` shared
     by the ``N`` trajectories or one per trajectory, ``(N, *shape)``."""
@@ -1070,12 +1081,7 @@ def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw, one=None,
     from .problems import remake
     from .solve import _check_trajectory
     prob = eprob.prob
-    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
-    if N is None:
-        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
-    for name in wrt:
-        if name not in ("p", "u0"):
-            raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")
+    N = ensemble_trajectories(eprob, wrt, solve_kw)
     total, g_u0, g_p = 0.0, [], []
     for i in range(N):
         if eprob.prob_func is None:

@@ -347,12 +347,10 @@ def stiff_ensemble_gradient(eprob, alg, loss, wrt, solve_kw):
     from .ode_stiff import _jacobian_tuple
     from .rhs import problem_rhs
     from .sensitivity import (_gradient_options, _vjp_for, ensemble_grads_out,
-                              ensemble_loss_arrays)
+                              ensemble_loss_arrays, ensemble_trajectories)
     from .solvers.ode.rosenbrock import RETCODES, _loop_arguments
     prob = eprob.prob
-    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
-    if N is None:
-        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    N = ensemble_trajectories(eprob, wrt, solve_kw)
     if solve_kw.get("callback") is not None:
         raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
     t_data, o = _gradient_options(prob, loss, solve_kw)
