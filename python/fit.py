@@ -314,10 +314,9 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     if isinstance(prob, EnsembleProblem):
         base, _, shared = ensemble_wrt(prob, wrt)
         if x0.shape != np.shape(base):
-            raise InvalidProblemError(
-                f"p0: expected shape {np.shape(base)} ("
-                f"{'one ' + wrt + ' shared by the trajectories' if shared else 'one row per trajectory'}"
-                f"), got {x0.shape}")
+            what = f"one {wrt} shared by the trajectories" if shared else "one row per trajectory"
+            raise InvalidProblemError(f"p0: expected shape {np.shape(base)} ({what}), "
+                                      f"got {x0.shape}")
     method = _check_method(method, bounds)
     bounds = _check_bounds(bounds, shape)
     maxiter = check_positive_int(maxiter, "maxiter")

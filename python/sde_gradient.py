@@ -10,8 +10,8 @@ applies VJPs of ``f`` and ``g``: the drift's own derivatives first when ``f`` is
 ``js.ODEFunction`` with ``vjp`` (both products in one call), else ``jac`` (dense, small
 systems) and ``paramjac``, as in the ODE adjoints; the rest by complex step (``g`` and
 the Milstein term always; ``g``'s column-coloured by its pattern when given as
-``js.ODEFunction(g, jac_sparsity=...)``, dense otherwise).  ``checkpoints="all"`` keeps every state;
-an integer ``C`` keeps ``C`` states and recomputes with the binomial (Revolve)
+``js.ODEFunction(g, jac_sparsity=...)``, dense otherwise).  ``checkpoints="all"`` keeps
+every state; an integer ``C`` keeps ``C`` states and recomputes with the binomial (Revolve)
 schedule, recorded first and then run in one compiled call (``C + 1`` states in
 memory, counting ``u0``); ``store=js.HDF5Store(path)`` keeps them on disk (the schedule
 is then driven from Python, one compiled call per step).  The gradient is bit-for-bit
@@ -257,6 +257,13 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
     return out[0], out[1], (out[2] if phic is not None else None), np_grad
 
 
+def _int_params(prob, N, maxdepth):
+    """The adjoint kernels' ``ip = (N, maxdepth, noise, m, strat)``
+    (:mod:`jitsolve.kernels.cpu.sde_adjoint`)."""
+    return np.array([N, maxdepth, {"diagonal": 0, "scalar": 1, "general": 2}[prob.noise],
+                     prob.nbrownian, int(prob.interpretation == "stratonovich")], dtype=np.int64)
+
+
 def _forward_setup(prob, alg, loss, solve_kw):
     """``(t_data, mod, funcs, kw)``: the loss's times and the compiled forward's module,
     functions and options, after checking ``solve``'s options for a gradient (no
@@ -350,9 +357,7 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
         else:
             save_after[k - 1] = j
     geo = geometry(sch)
-    ip = np.array([N, sch.maxdepth, {"diagonal": 0, "scalar": 1, "general": 2}[prob.noise],
-                   prob.nbrownian,
-                   int(prob.interpretation == "stratonovich")], dtype=np.int64)
+    ip = _int_params(prob, N, sch.maxdepth)
     seed = np.uint64(kw["seed"])
     traj = np.uint64(trajectory)
     f, gv = funcs[0], funcs[1]
@@ -368,8 +373,8 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
             K.heun_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            K.heun_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
-                           i0, i1, g, save_after, lam, pbar)
+            K.heun_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf,
+                           ti, i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
             K.heun_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj,
@@ -383,12 +388,12 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
                                False)
 
         def rev(states, i0, i1):
-            K.milstein_reverse(f, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, states, geo, ip, seed,
-                               traj, tf, ti, i0, i1, g, save_after, lam, pbar)
+            K.milstein_reverse(f, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, states, geo, ip,
+                               seed, traj, tf, ti, i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, u0, geo, ip,
-                                    seed, traj, actions, nslots, g, save_after, lam, pbar)
+            K.milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, u0, geo,
+                                    ip, seed, traj, actions, nslots, g, save_after, lam, pbar)
     elif sra or sri:
         tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
         tf, ti = K.sra_tree(int(ip[3]), seed, traj)        # the Lévy-area tree
@@ -399,12 +404,12 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
             k_adv(f, gv, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            k_rev(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti,
-                  i0, i1, g, save_after, lam, pbar)
+            k_rev(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf,
+                  ti, i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            k_ck(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
-                 nslots, g, save_after, lam, pbar)
+            k_ck(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj,
+                 actions, nslots, g, save_after, lam, pbar)
     else:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
 
@@ -414,12 +419,12 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
             K.em_advance(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            K.em_reverse(f, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
-                         i0, i1, g, save_after, lam, pbar)
+            K.em_reverse(f, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf,
+                         ti, i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj,
-                              actions, nslots, g, save_after, lam, pbar)
+            K.em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, seed,
+                              traj, actions, nslots, g, save_after, lam, pbar)
     if all_states:
         rev(np.ascontiguousarray(u), 0, N)
     elif sensealg.store is None:
@@ -532,8 +537,7 @@ def _em_ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
     vjf, vjg, _vjd, np_grad = _vjp_sources(prob, wrt, None, general)
     gcm = _noise_matrix_twin(prob if general else None)
     d, w, u0s, ps = ensemble_loss_arrays(eprob, loss, prob, N, t_data.size)
-    ip = np.array([sch.N, sch.maxdepth, {"diagonal": 0, "scalar": 1, "general": 2}[prob.noise],
-                   prob.nbrownian, int(prob.interpretation == "stratonovich")], dtype=np.int64)
+    ip = _int_params(prob, sch.N, sch.maxdepth)
     fc, vjf_r, uf = K.split_vjp_source(vjf)
     gc, vjg_r, _ = K.split_vjp_source(vjg)
     n = prob.u0.size

@@ -1082,6 +1082,10 @@ def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw, one=None,
     from .solve import _check_trajectory
     prob = eprob.prob
     N = ensemble_trajectories(eprob, wrt, solve_kw)
+    blocks = isinstance(loss, L2Loss) and loss.t_data is not None
+    if blocks:      # every trajectory has prob's u0 shape (_check_trajectory)
+        shape = (loss.t_data.size,) + prob.u0.shape
+        check_ensemble_data(loss, N, shape)
     total, g_u0, g_p = 0.0, [], []
     for i in range(N):
         if eprob.prob_func is None:
@@ -1090,11 +1094,7 @@ def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw, one=None,
         else:
             pi = eprob.prob_func(prob, i)
             _check_trajectory(prob, pi, i, kinds)
-        li = loss
-        if isinstance(loss, L2Loss) and loss.t_data is not None:
-            shape = (loss.t_data.size,) + pi.u0.shape
-            check_ensemble_data(loss, N, shape)
-            li = loss.trajectory(i, shape)
+        li = loss.trajectory(i, shape) if blocks else loss
         try:
             v, g = (gradient(pi, alg, li, wrt=wrt, sensealg=sensealg, **solve_kw) if one is None
                     else one(pi, li, i))
