@@ -285,6 +285,33 @@ def _forward_setup(prob, alg, loss, solve_kw):
     return (t_data,) + tuple(_prepare(prob, alg, o))
 
 
+def _adjoint_method(prob, alg):
+    """The discrete adjoint's family for ``alg`` (``"em"``, ``"heun"``, ``"milstein"``,
+    ``"sra"``, ``"sri"``), after refusing what it does not cover, by name."""
+    from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein
+    kinds = ((EM, "em"), (EulerHeun, "heun"), (Milstein, "milstein"), (SRA1, "sra"),
+             (SRIW1, "sri"))
+    method = next((name for cls, name in kinds if isinstance(alg, cls)), None)
+    if method is None:
+        raise UnsupportedAlgorithmError(
+            f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein, SRA1 and SRIW1 "
+            f"in this build; {type(alg).__name__} is not supported yet (use "
+            f"js.FiniteDifference())")
+    if prob.noise == "general" and method != "em":
+        raise UnsupportedAlgorithmError(
+            f"noise: the SDE discrete adjoint covers general noise with EM only; "
+            f"{type(alg).__name__} needs diagonal or scalar noise (or use js.FiniteDifference())")
+    if method == "milstein" and prob.ggprime is None:
+        raise UnsupportedAlgorithmError(
+            "ggprime: the Milstein discrete adjoint needs the Milstein term as a function; "
+            "without it the forward forms g'g by complex step of g and its exact derivative "
+            "would need second derivatives of g.  Pass the derivative: js.SDEProblem(f, g, "
+            "..., ggprime=ggp) with ggp(out, u, p, t) writing out_i = g_i dg_i/du_i (diagonal "
+            "noise) or out = (dg/du) g (scalar noise), compilable for complex128 (or use "
+            "js.FiniteDifference())")
+    return method
+
+
 def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0):
     """Value, gradients and info ``{"nsteps", "nrecompute"}`` (and, with adaptive steps,
     ``"xsteps"``: the recorded normalised step endpoints ``(t_k - t0)/(t1 - t0)``, held
@@ -293,30 +320,10 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
     trajectory ``i`` of an ensemble's solve is path ``i``)."""
     from .adjoint.checkpoint import binomial_reverse
     from .kernels.cpu import sde_adjoint as K
-    from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein
     from .solvers.sde.driver import geometry, schedule, solve_path
-    if not isinstance(alg, (EM, EulerHeun, Milstein, SRA1, SRIW1)):
-        raise UnsupportedAlgorithmError(
-            f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein, SRA1 and SRIW1 "
-            f"in this build; {type(alg).__name__} is not supported yet (use "
-            f"js.FiniteDifference())")
-    sra = isinstance(alg, SRA1)
-    sri = isinstance(alg, SRIW1)
-    heun = isinstance(alg, EulerHeun)
-    mil = isinstance(alg, Milstein)
+    method = _adjoint_method(prob, alg)
+    sra, sri, heun, mil = (method == k for k in ("sra", "sri", "heun", "milstein"))
     general = prob.noise == "general"
-    if general and not isinstance(alg, EM):
-        raise UnsupportedAlgorithmError(
-            f"noise: the SDE discrete adjoint covers general noise with EM only; "
-            f"{type(alg).__name__} needs diagonal or scalar noise (or use js.FiniteDifference())")
-    if mil and prob.ggprime is None:
-        raise UnsupportedAlgorithmError(
-            "ggprime: the Milstein discrete adjoint needs the Milstein term as a function; "
-            "without it the forward forms g'g by complex step of g and its exact derivative "
-            "would need second derivatives of g.  Pass the derivative: js.SDEProblem(f, g, "
-            "..., ggprime=ggp) with ggp(out, u, p, t) writing out_i = g_i dg_i/du_i (diagonal "
-            "noise) or out = (dg/du) g (scalar noise), compilable for complex128 (or use "
-            "js.FiniteDifference())")
     t_data, mod, funcs, kw = _forward_setup(prob, alg, loss, solve_kw)
     t0, t1 = kw["tspan"]
     all_states = sensealg.checkpoints == "all"
@@ -494,25 +501,25 @@ def sde_ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     adjoint of trajectory ``i`` on its own Brownian path (``seed``, path ``i``: the path
     ``js.solve(eprob, alg, seed=...)`` gives it), for its own problem (row ``i`` of
     ``u0s``/``ps``, or ``prob_func(prob, i)``) and its own block of an ``L2Loss``'s
-    per-trajectory data; the value is the sum.  ``EM`` with ``u0s``/``ps``, an
-    ``L2Loss`` and every state kept (``checkpoints="all"``, the default) runs in one
-    compiled kernel, a trajectory per thread
-    (:func:`jitsolve.kernels.cpu.sde_adjoint.em_ensemble_gradient`); anything else takes
-    one compiled forward and reverse sweep per trajectory, called from Python, with the
-    same bits.  ``js.FiniteDifference`` is refused: its solves would not see the
-    trajectories' paths."""
+    per-trajectory data; the value is the sum.  With ``u0s``/``ps``, an ``L2Loss`` and
+    every state kept (``checkpoints="all"``, the default) every method runs in one
+    compiled kernel, a trajectory per thread (adaptive SRA1/SRIW1 record each
+    trajectory's own steps in its thread;
+    :mod:`jitsolve.kernels.cpu.sde_ensemble_adjoint`); anything else takes one compiled
+    forward and reverse sweep per trajectory, called from Python, with the same bits.
+    ``js.FiniteDifference`` is refused: its solves would not see the trajectories'
+    paths."""
     from .losses import L2Loss
     from .sensitivity import DiscreteAdjoint, _ensemble_gradient_loop
-    from .sde import EM
     if sensealg is None:
         sensealg = DiscreteAdjoint()
     if not isinstance(sensealg, DiscreteAdjoint):
         raise UnsupportedAlgorithmError(
             f"sensealg: SDE ensembles are differentiated by js.DiscreteAdjoint (each "
             f"trajectory on its own path), not {type(sensealg).__name__}")
-    if (isinstance(alg, EM) and eprob.prob_func is None and isinstance(loss, L2Loss)
-            and sensealg.checkpoints == "all" and sensealg.store is None):
-        return _em_ensemble_in_kernel(eprob, alg, loss, wrt, dict(solve_kw))
+    if (eprob.prob_func is None and isinstance(loss, L2Loss) and sensealg.checkpoints == "all"
+            and sensealg.store is None):
+        return _ensemble_in_kernel(eprob, alg, loss, wrt, dict(solve_kw))
 
     def one(pi, li, i):
         val, out, _info = sde_discrete_adjoint(pi, alg, li, wrt, sensealg, dict(solve_kw),
@@ -522,20 +529,25 @@ def sde_ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
                                    kinds=(SDEProblem,))
 
 
-def _em_ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
-    """:func:`sde_ensemble_gradient` for EM ensembles in one compiled kernel."""
+def _ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
+    """:func:`sde_ensemble_gradient` in one compiled kernel
+    (:mod:`jitsolve.kernels.cpu.sde_ensemble_adjoint`)."""
     from .kernels.cpu import sde_adjoint as K
+    from .kernels.cpu import sde as KS
+    from .kernels.cpu import sde_ensemble_adjoint as KE
     from .sensitivity import ensemble_grads_out, ensemble_loss_arrays, ensemble_trajectories
-    from .solvers.sde.driver import geometry, schedule
+    from .solvers.sde.driver import _pack, _tol, geometry, schedule
     prob = eprob.prob
+    method = _adjoint_method(prob, alg)
     N = ensemble_trajectories(eprob, wrt, solve_kw)
     t_data, mod, funcs, kw = _forward_setup(prob, alg, loss, solve_kw)
     t0, t1 = kw["tspan"]
-    sch = schedule((t0, t1), kw["dt"], False, None)
-    rows = _grid_rows(sch, t_data, t0, t1).astype(np.float64)
+    adaptive = bool(kw["adaptive"])
+    sch = schedule((t0, t1), kw["dt"], adaptive, t_data if adaptive else None)
+    rows = sch.xs if adaptive else _grid_rows(sch, t_data, t0, t1).astype(np.float64)
     general = prob.noise == "general"
-    vjf, vjg, _vjd, np_grad = _vjp_sources(prob, wrt, None, general)
-    gcm = _noise_matrix_twin(prob if general else None)
+    phic = funcs[3] if method == "milstein" else None
+    vjf, vjg, vjd, np_grad = _vjp_sources(prob, wrt, phic, general)
     d, w, u0s, ps = ensemble_loss_arrays(eprob, loss, prob, N, t_data.size)
     ip = _int_params(prob, sch.N, sch.maxdepth)
     fc, vjf_r, uf = K.split_vjp_source(vjf)
@@ -545,11 +557,36 @@ def _em_ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
     g_u0 = np.zeros((N, n))
     g_p = np.zeros((N, np_grad))
     rcs = np.zeros(N, np.int64)
-    K.em_ensemble_gradient(funcs[0], funcs[1], funcs[2], fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps,
-                           geometry(sch), ip, np.uint64(kw["seed"]), rows, d, w, values, g_u0,
-                           g_p, rcs)
-    if (rcs != 0).any():
-        bad = int(np.argmax(rcs != 0))
-        raise SolveFailedError(f"gradient: trajectory {bad} of the ensemble failed (its path "
-                               f"is not finite); its gradient is NaN")
+    f, gv = funcs[0], funcs[1]
+    seed = np.uint64(kw["seed"])
+    geo = geometry(sch)
+    out = (values, g_u0, g_p, rcs)
+    if method == "em":
+        KE.em_ensemble_gradient(f, gv, funcs[2], fc, gc, _noise_matrix_twin(
+            prob if general else None), vjf_r, uf, vjg_r, u0s, ps, geo, ip, seed, rows, d, w,
+            *out)
+    elif method == "heun":
+        KE.heun_ensemble_gradient(f, gv, fc, gc, vjf_r, uf, vjg_r, u0s, ps, geo, ip, seed, rows,
+                                  d, w, *out)
+    elif method == "milstein":
+        _, vjd_r, _ = K.split_vjp_source(vjd)
+        KE.milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s, ps, geo,
+                                      ip, seed, rows, d, w, *out)
+    else:
+        tab, fpar, ipar = _pack(mod, sch, kw["noise"], kw["m"], True, kw["atol"], kw["rtol"],
+                                kw["dtmin"], kw["maxiters"], False, kw["strat"], kw["has_cs"],
+                                False)
+        tab = np.ascontiguousarray(tab, dtype=np.float64)
+        maxiters = int(kw["maxiters"])
+        kern = KE.sri_ensemble_gradient if method == "sri" else KE.sra_ensemble_gradient
+        kern(f, gv, funcs[2], fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo, ip, seed, rows, d, w,
+             adaptive, fpar, ipar, _tol(kw["atol"], n), _tol(kw["rtol"], n), sch.xs,
+             min(maxiters, 1 << 14) + 1, maxiters + 1, *out)
+    bad = np.flatnonzero(rcs != 0)
+    if bad.size:
+        i = int(bad[0])
+        why = {KE.NOT_FINITE: "its path is not finite", KS.MAXITERS: "maxiters reached",
+               KS.DTLESSTHANMIN: "dt < dtmin"}.get(int(rcs[i]), f"return code {int(rcs[i])}")
+        raise SolveFailedError(f"gradient: trajectory {i} of the ensemble failed ({why}); its "
+                               f"gradient is NaN")
     return float(values.sum()), ensemble_grads_out(prob, wrt, g_u0, g_p)

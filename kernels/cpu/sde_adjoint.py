@@ -54,17 +54,17 @@ noise from a Brownian tree in the backward pass); Giles, Glasserman, *Smoking ad
 (2006) (pathwise adjoints).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import overload
 
-from .erk_adjoint import l2_at_steps, thread_vj, vjp_apply
+from .erk_adjoint import vjp_apply
 from .sde import (DIAGONAL, FULL, GENERAL, LEVELS, MAXITERS, SRI, SUCCESS, _levy_alloc, _save,
                   _step_sra, _step_sri, _tree_alloc, control_step, levy_init, levy_query,
                   propose_x, tree_init, tree_query)
 from .stepcontrol import error_norm
 
 __all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
-           "em_checkpointed", "em_ensemble_gradient",
+           "em_checkpointed",
            "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed",
            "sri_advance", "sri_reverse", "sri_checkpointed", "sde_record_steps",
            "heun_advance", "heun_reverse", "heun_checkpointed",
@@ -343,62 +343,6 @@ def em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, se
         else:
             for k in range(n):
                 cur[k] = snaps[actions[a, 1], k]
-
-
-@njit(parallel=True, cache=True)
-def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo, ip, seed,
-                         rows, data, weights, values, g_u0, g_p, retcodes):
-    """Per-trajectory value and gradients of ``0.5 sum_j w (u(t_j) - d_j)^2`` for an EM
-    ensemble with a fixed step, one trajectory per thread: trajectory ``i`` runs on path
-    ``i`` of ``seed`` (the ensemble solve's), its forward storing every state
-    (:func:`em_advance`'s arithmetic, bit for bit), the loss at the grid points ``rows``
-    (float, increasing), then :func:`em_reverse`'s sweep with its own work arrays and
-    complex parameter copies (:func:`.erk_adjoint.thread_vj`).  ``data``/``weights``
-    (1 or N, m, n); ``u0s`` (N, n), ``ps`` (N, np).  ``retcodes[i]`` 1 when the path's
-    final state or loss is not finite (its gradient NaN)."""
-    N = u0s.shape[0]
-    n = u0s.shape[1]
-    nsteps = ip[0]
-    m = ip[3]
-    general = ip[2] == GENERAL
-    np_grad = g_p.shape[1]
-    grid = np.arange(nsteps + 1).astype(np.float64)
-    for i in prange(N):
-        traj = np.uint64(i)
-        p = ps[i].copy()
-        tf, ti = em_tree(m, seed, traj)
-        states = np.empty((nsteps + 1, n))
-        u = u0s[i].copy()
-        rw = np.zeros((6, n))
-        bw = np.zeros((3, m))
-        _advance_inner(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True,
-                       rw[0], rw[1], np.zeros((n, m) if general else (1, 1)), bw[0], bw[1],
-                       bw[2])
-        for k in range(n):
-            states[nsteps, k] = u[k]
-        d = data[0] if data.shape[0] == 1 else data[i]
-        w = weights[0] if weights.shape[0] == 1 else weights[i]
-        gsave = np.zeros((rows.size, n))
-        save_after = -np.ones(max(nsteps, 1), np.int64)
-        lam0 = np.zeros(n)
-        val = l2_at_steps(grid, states, nsteps + 1, rows, d, w, gsave, save_after, lam0)
-        values[i] = val
-        if not np.isfinite(val) or not np.isfinite(u).all():
-            retcodes[i] = 1
-            g_u0[i, :] = np.nan
-            g_p[i, :] = np.nan
-            continue
-        lam = np.zeros(n)
-        pbar = np.zeros(np_grad)
-        _reverse_inner(thread_vj(_vj(fc, vjf_r, f, uf)), thread_vj(_vj(gc, vjg_r, f, ())), gcm,
-                       p, states, geo, ip, seed, traj, tf, ti, 0, nsteps, gsave, save_after, lam,
-                       pbar, rw, np.zeros((2, n), np.complex128), bw,
-                       _noise_work(n, m, p.size, general))
-        for k in range(n):
-            g_u0[i, k] = lam[k] + lam0[k]
-        for k in range(np_grad):
-            g_p[i, k] = pbar[k]
-        retcodes[i] = 0
 
 
 # ------------------------------------------------------------------ SRA1 (additive noise)
