@@ -24,8 +24,8 @@ only: multiplicative ``g`` is refused, as by ``solve``) and ``SRIW1``
 (Itô) with fixed or adaptive steps (their stages reversed like an explicit RK step; the
 iterated integrals ``I_(1)``, ``I_(1,1)``, ``I_(1,0)``, ``I_(1,1,1)`` are formed again from
 ``dW`` and ``I_(1,0)`` regenerated from the Lévy-area tree, never stored); diagonal or
-scalar noise; ``EM`` also with general noise (``g(G, u, p, t)`` writes the n x m matrix
-G; the term ``G(u) dW`` is differentiated by one complex step of ``g``'s matrix twin per
+scalar noise; ``EM`` and ``EulerHeun`` also with general noise (``g(G, u, p, t)`` writes
+the n x m matrix G; the term ``G(u) dW`` is differentiated by one complex step of ``g``'s matrix twin per
 state and per parameter component, dense: no ``jac_sparsity`` for G).  With fixed steps
 ``dt`` the loss's times must lie on the step grid
 ``t0 + k dt`` (or be ``t1``).  ``g`` (and ``ggprime``) must compile for complex128 states
@@ -57,10 +57,10 @@ has no arrays of), and differences of first derivatives are not exact.  With
 (through its complex twin) and the adjoint differentiates by complex step: exact.
 
 Ensembles (:func:`sde_ensemble_gradient`): trajectory ``i`` is differentiated on its
-own path (``seed``, path index ``i``), the one the ensemble solve gives it; ``EM`` in one
-compiled kernel across threads, the other methods one compiled sweep per trajectory.
+own path (``seed``, path index ``i``), the one the ensemble solve gives it; every method
+in one compiled kernel across threads (:mod:`jitsolve.kernels.cpu.sde_ensemble_adjoint`).
 
-Not yet: general noise with the other methods.  ``js.FiniteDifference()`` differentiates
+Not yet: general noise with Milstein (no ``ggprime`` form for it), SRA1 and SRIW1.  ``js.FiniteDifference()`` differentiates
 the whole solve with the same seed (any method; with adaptive steps the steps then move
 with the perturbation).
 
@@ -297,9 +297,9 @@ def _adjoint_method(prob, alg):
             f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein, SRA1 and SRIW1 "
             f"in this build; {type(alg).__name__} is not supported yet (use "
             f"js.FiniteDifference())")
-    if prob.noise == "general" and method != "em":
+    if prob.noise == "general" and method not in ("em", "heun"):
         raise UnsupportedAlgorithmError(
-            f"noise: the SDE discrete adjoint covers general noise with EM only; "
+            f"noise: the SDE discrete adjoint covers general noise with EM and EulerHeun; "
             f"{type(alg).__name__} needs diagonal or scalar noise (or use js.FiniteDifference())")
     if method == "milstein" and prob.ggprime is None:
         raise UnsupportedAlgorithmError(
@@ -375,17 +375,18 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
     gc, vjg_r, _ = K.split_vjp_source(vjg)
     if heun:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
+        gm = funcs[2]
 
         def adv(cur, i0, i1, buf):
-            K.heun_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
+            K.heun_advance(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            K.heun_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf,
-                           ti, i0, i1, g, save_after, lam, pbar)
+            K.heun_reverse(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed,
+                           traj, tf, ti, i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            K.heun_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj,
-                                actions, nslots, g, save_after, lam, pbar)
+            K.heun_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, seed,
+                                traj, actions, nslots, g, save_after, lam, pbar)
     elif mil:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
         _, vjd_r, _ = K.split_vjp_source(vjd)
@@ -561,13 +562,10 @@ def _ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
     seed = np.uint64(kw["seed"])
     geo = geometry(sch)
     out = (values, g_u0, g_p, rcs)
-    if method == "em":
-        KE.em_ensemble_gradient(f, gv, funcs[2], fc, gc, _noise_matrix_twin(
-            prob if general else None), vjf_r, uf, vjg_r, u0s, ps, geo, ip, seed, rows, d, w,
-            *out)
-    elif method == "heun":
-        KE.heun_ensemble_gradient(f, gv, fc, gc, vjf_r, uf, vjg_r, u0s, ps, geo, ip, seed, rows,
-                                  d, w, *out)
+    if method in ("em", "heun"):
+        kern = KE.em_ensemble_gradient if method == "em" else KE.heun_ensemble_gradient
+        kern(f, gv, funcs[2], fc, gc, _noise_matrix_twin(prob if general else None), vjf_r, uf,
+             vjg_r, u0s, ps, geo, ip, seed, rows, d, w, *out)
     elif method == "milstein":
         _, vjd_r, _ = K.split_vjp_source(vjd)
         KE.milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s, ps, geo,

@@ -306,7 +306,7 @@ def _kernel_setup(prob, alg, dt, seed):
     builds them), u0 VJPs only."""
     from jitsolve.kernels.cpu import sde_adjoint as K
     from jitsolve.sde import _prepare
-    from jitsolve.sde_gradient import _vjp_sources
+    from jitsolve.sde_gradient import _noise_matrix_twin, _vjp_sources
     from jitsolve.solve import _DE_DEFAULTS
     from jitsolve.solvers.sde.driver import geometry, schedule
     _, funcs, kw = _prepare(prob, alg, dict(_DE_DEFAULTS, dt=dt, seed=seed))
@@ -318,7 +318,8 @@ def _kernel_setup(prob, alg, dt, seed):
     fc, vjf_r, uf = K.split_vjp_source(vjf)
     gc, vjg_r, _ = K.split_vjp_source(vjg)
     vjd_r = K.split_vjp_source(vjd)[1] if mil else None
-    return dict(K=K, f=funcs[0], gv=funcs[1], phic=phic, fc=fc, gc=gc, vjf_r=vjf_r, uf=uf,
+    return dict(K=K, f=funcs[0], gv=funcs[1], gm=funcs[2], gcm=_noise_matrix_twin(None), phic=phic,
+                fc=fc, gc=gc, vjf_r=vjf_r, uf=uf,
                 vjg_r=vjg_r, vjd_r=vjd_r, N=sch.N, mil=mil,
                 geo=geometry(sch),
                 ip=np.array([sch.N, sch.maxdepth, 0 if prob.noise == "diagonal" else 1,
@@ -334,8 +335,8 @@ def _advance(a, u, i0, i1, states, store):
         K.milstein_advance(a["f"], a["gv"], a["phic"], P_LIN, u, a["geo"], a["ip"], a["seed"],
                            a["traj"], tf, ti, i0, i1, states, store)
     else:
-        K.heun_advance(a["f"], a["gv"], P_LIN, u, a["geo"], a["ip"], a["seed"], a["traj"], tf,
-                       ti, i0, i1, states, store)
+        K.heun_advance(a["f"], a["gv"], a["gm"], P_LIN, u, a["geo"], a["ip"], a["seed"],
+                       a["traj"], tf, ti, i0, i1, states, store)
 
 
 def _reverse(a, states, i0, i1, lam):
@@ -350,9 +351,9 @@ def _reverse(a, states, i0, i1, lam):
                            a["vjd_r"], P_LIN, states, a["geo"], a["ip"], a["seed"], a["traj"],
                            tf, ti, i0, i1, gsave, save_after, lam, pbar)
     else:
-        K.heun_reverse(a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["uf"], a["vjg_r"], P_LIN,
-                       states, a["geo"], a["ip"], a["seed"], a["traj"], tf, ti, i0, i1, gsave,
-                       save_after, lam, pbar)
+        K.heun_reverse(a["f"], a["gv"], a["gm"], a["fc"], a["gc"], a["gcm"], a["vjf_r"], a["uf"],
+                       a["vjg_r"], P_LIN, states, a["geo"], a["ip"], a["seed"], a["traj"], tf,
+                       ti, i0, i1, gsave, save_after, lam, pbar)
 
 
 # a linear SDE (coupled drift, multiplicative noise coupling the states): every step is a
@@ -436,8 +437,8 @@ def test_heun_milstein_recomputed_states_equal_the_forward(alg, prob, dt):
         K.milstein_advance(a["f"], a["gv"], a["phic"], prob.p, u, a["geo"], a["ip"], a["seed"],
                            a["traj"], tf, ti, 0, a["N"], states, True)
     else:
-        K.heun_advance(a["f"], a["gv"], prob.p, u, a["geo"], a["ip"], a["seed"], a["traj"], tf,
-                       ti, 0, a["N"], states, True)
+        K.heun_advance(a["f"], a["gv"], a["gm"], prob.p, u, a["geo"], a["ip"], a["seed"],
+                       a["traj"], tf, ti, 0, a["N"], states, True)
     assert np.array_equal(states, fwd.u[:-1])
     assert np.array_equal(u, fwd.u[-1])
 

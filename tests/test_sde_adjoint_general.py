@@ -1,5 +1,6 @@
-"""Discrete adjoint of Euler-Maruyama with general (matrix) noise, ``g(G, u, p, t)``
-writing the n x m matrix G: the step ``u' = u + h f + G(u) dW`` is reversed with the
+"""Discrete adjoints of Euler-Maruyama (Itô) and Euler-Heun (Stratonovich) with general
+(matrix) noise, ``g(G, u, p, t)`` writing the n x m matrix G: the step ``u' = u + h f +
+G(u) dW`` (Euler-Heun: its predictor and trapezoidal corrector) is reversed with the
 complex-step VJP of ``u -> G(u) dW`` (kernels/cpu/sde_adjoint.py ``vjp_noise_matrix``)."""
 import numpy as np
 import pytest
@@ -30,38 +31,44 @@ P = np.array([1.1, 0.7, 0.4, 0.3])
 U0 = np.array([1.0, 0.5])
 GEN3 = js.SDEProblem(f2, g23, U0, (0.0, 1.0), P, noise="general", nbrownian=3)
 GEN1 = js.SDEProblem(f2, g21, U0, (0.0, 1.0), P, noise="general", nbrownian=1)
+STRAT3 = js.remake(GEN3, interpretation="stratonovich")
+STRAT1 = js.remake(GEN1, interpretation="stratonovich")
+CASES = [(js.EM(), GEN3), (js.EM(), GEN1), (js.EulerHeun(), STRAT3), (js.EulerHeun(), STRAT1)]
+IDS = ["em-m3", "em-m1", "heun-m3", "heun-m1"]
 
 
 def _loss(td):
     return js.L2Loss(td, np.full((td.size, 2), 0.6))
 
 
-@pytest.mark.parametrize("prob", [GEN3, GEN1], ids=["m3", "m1"])
-def test_general_noise_em_adjoint_matches_central_differences(prob):
+@pytest.mark.parametrize("alg,prob", CASES, ids=IDS)
+def test_general_noise_adjoint_matches_central_differences(alg, prob):
     td = np.array([0.25, 0.5, 1.0])
     kw = dict(wrt=("p", "u0"), dt=2.0 ** -7, seed=5)
-    v, g = js.gradient(prob, js.EM(), _loss(td), **kw)
-    v2, g2 = js.gradient(prob, js.EM(), _loss(td), sensealg=js.FiniteDifference(step=1e-6), **kw)
+    v, g = js.gradient(prob, alg, _loss(td), **kw)
+    v2, g2 = js.gradient(prob, alg, _loss(td), sensealg=js.FiniteDifference(step=1e-6), **kw)
     assert v == v2
     for k in ("p", "u0"):
         np.testing.assert_allclose(g[k], g2[k], rtol=1e-7, atol=1e-7 * np.abs(g2[k]).max())
     assert np.abs(g["p"][2:]).min() > 1e-6      # the noise parameters do enter
 
 
-def test_general_noise_value_is_the_forward_solve():
+@pytest.mark.parametrize("alg,prob", CASES[::2], ids=IDS[::2])
+def test_general_noise_value_is_the_forward_solve(alg, prob):
     td = np.array([0.5, 1.0])
-    v, _ = js.gradient(GEN3, js.EM(), _loss(td), wrt="p", dt=2.0 ** -6, seed=2)
-    sol = js.solve(GEN3, js.EM(), dt=2.0 ** -6, seed=2, saveat=td)
+    v, _ = js.gradient(prob, alg, _loss(td), wrt="p", dt=2.0 ** -6, seed=2)
+    sol = js.solve(prob, alg, dt=2.0 ** -6, seed=2, saveat=td)
     assert v == _loss(td).value(sol.u)
 
 
-def test_general_noise_checkpoints_bitwise_equal(tmp_path):
+@pytest.mark.parametrize("alg,prob", CASES[::2], ids=IDS[::2])
+def test_general_noise_checkpoints_bitwise_equal(alg, prob, tmp_path):
     td = np.array([0.125, 0.5, 1.0])
     kw = dict(wrt=("p", "u0"), dt=2.0 ** -7, seed=8)
-    v, g = js.gradient(GEN3, js.EM(), _loss(td), **kw)
+    v, g = js.gradient(prob, alg, _loss(td), **kw)
     for sa in (js.DiscreteAdjoint(checkpoints=1), js.DiscreteAdjoint(checkpoints=5),
                js.DiscreteAdjoint(checkpoints=3, store=js.HDF5Store(tmp_path / "ck.h5"))):
-        v2, g2 = js.gradient(GEN3, js.EM(), _loss(td), sensealg=sa, **kw)
+        v2, g2 = js.gradient(prob, alg, _loss(td), sensealg=sa, **kw)
         assert v2 == v and all(np.array_equal(g[k], g2[k]) for k in g)
 
 
@@ -77,13 +84,15 @@ def lin_g(G, u, p, t):           # linear in u: every step is a linear map of u
     G[1, 1] = 0.1 * u[0]
 
 
-def test_general_noise_dot_product():
+@pytest.mark.parametrize("alg,interp", [(js.EM(), "ito"), (js.EulerHeun(), "stratonovich")],
+                         ids=["em", "heun"])
+def test_general_noise_dot_product(alg, interp):
     rng = np.random.default_rng(1)
     w, v = rng.standard_normal(2), rng.standard_normal(2)
     prob = js.SDEProblem(lin_f, lin_g, v, (0.0, 1.0), np.array([-0.3, 0.6, 0.4]),
-                         noise="general", nbrownian=2)
+                         noise="general", nbrownian=2, interpretation=interp)
     loss = js.Loss(lambda u: float(u[0] @ w), lambda u: np.broadcast_to(w, u.shape).copy())
     loss.t_data = np.array([1.0])
-    _, g = js.gradient(prob, js.EM(), loss, wrt="u0", dt=2.0 ** -7, seed=3)
-    Mv = js.solve(prob, js.EM(), dt=2.0 ** -7, seed=3).u[-1]
+    _, g = js.gradient(prob, alg, loss, wrt="u0", dt=2.0 ** -7, seed=3)
+    Mv = js.solve(prob, alg, dt=2.0 ** -7, seed=3).u[-1]
     assert g["u0"] @ v == pytest.approx(w @ Mv, rel=1e-12)

@@ -1,5 +1,5 @@
 """Gradients of SDE ensembles in one compiled kernel (kernels/cpu/sde_ensemble_adjoint.py):
-for every method with a discrete adjoint (EM with general noise, EulerHeun, Milstein,
+for every method with a discrete adjoint (EM and EulerHeun with general noise too, Milstein,
 SRA1 and SRIW1 with fixed or adaptive steps), row ``i`` equals, bit for bit, the
 single-trajectory adjoint on trajectory ``i``'s own path as the per-trajectory loop
 computes it (the same ensemble written with ``prob_func``, which is never run in the
@@ -66,6 +66,9 @@ ADAPT = dict(rtol=1e-2, atol=1e-3, dt=0.5)     # rejections at the start and alo
 CASES = {
     "em-general": (js.EM(), js.SDEProblem(nl_f, gen_g, U0, (0.0, 1.0), P, noise="general",
                                           nbrownian=3), FIXED),
+    "heun-general": (js.EulerHeun(), js.SDEProblem(nl_f, gen_g, U0, (0.0, 1.0), P,
+                                                   noise="general", nbrownian=3,
+                                                   interpretation="stratonovich"), FIXED),
     "heun-diagonal": (js.EulerHeun(), js.remake(NL, interpretation="stratonovich"), FIXED),
     "heun-scalar": (js.EulerHeun(), js.remake(SC, interpretation="stratonovich"), FIXED),
     "milstein-diagonal": (js.Milstein(), js.remake(NL, ggprime=nl_ggp), FIXED),

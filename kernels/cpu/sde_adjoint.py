@@ -58,9 +58,9 @@ from numba import njit
 from numba.extending import overload
 
 from .erk_adjoint import vjp_apply
-from .sde import (DIAGONAL, FULL, GENERAL, LEVELS, MAXITERS, SRI, SUCCESS, _levy_alloc, _save,
-                  _step_sra, _step_sri, _tree_alloc, control_step, levy_init, levy_query,
-                  propose_x, tree_init, tree_query)
+from .sde import (DIAGONAL, FULL, GENERAL, LEVELS, MAXITERS, SRI, SUCCESS, _geval, _gx,
+                  _levy_alloc, _save, _step_heun, _step_sra, _step_sri, _tree_alloc,
+                  control_step, levy_init, levy_query, propose_x, tree_init, tree_query)
 from .stepcontrol import error_norm
 
 __all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
@@ -946,27 +946,24 @@ def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, tr
 # and the same products with J_p accumulate into pbar.  The step is recomputed from u
 # (two evaluations of f and g are needed for ub, four VJPs per step).
 @njit(cache=False)
-def _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub):
-    """F0 = f(u), G0 = g(u) and the predictor ``ub`` with the forward's arithmetic."""
+def _heun_predict(f, gv, gm, noise, u, p, t, hs, dW, F0, G0, GM0, ub):
+    """F0 = f(u), G0 = g(u) (general noise: the matrix GM0) and the predictor ``ub`` with
+    the forward's arithmetic (:func:`jitsolve.kernels.cpu.sde._step_heun`)."""
     n = u.size
     f(F0, u, p, t)
-    gv(G0, u, p, t)
-    if noise == DIAGONAL:
-        for i in range(n):
-            ub[i] = u[i] + hs * F0[i] + G0[i] * dW[i]
-    else:
-        for i in range(n):
-            ub[i] = u[i] + hs * F0[i] + G0[i] * dW[0]
+    _geval(noise, gv, gm, G0, GM0, u, p, t)
+    for i in range(n):
+        ub[i] = u[i] + hs * F0[i] + _gx(noise, G0, GM0, dW, i)
 
 
 @njit(cache=False)
-def _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, rw, Blo,
-                  Bhi, dW):
+def _heun_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store, rw, gk,
+                  Blo, Bhi, dW):
     t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
     sqT = np.sqrt(abs(span))
-    F0, G0, F1, G1, ub = rw[0], rw[1], rw[2], rw[3], rw[4]
+    unew = rw[5]
     if i1 > i0:
         _query(em_grid_x(i0, N, xstep, xend), maxdepth, seed, traj, m, tf, ti, Blo)
     for i in range(i0, i1):
@@ -980,32 +977,38 @@ def _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, stor
             dW[j] = sqT * (Bhi[j] - Blo[j])
         t = t0 + span * x
         hs = span * (xt - x)
-        _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub)
-        f(F1, ub, p, t + hs)
-        gv(G1, ub, p, t + hs)
+        _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, rw, gk)
         for k in range(n):
-            w = dW[k] if noise == DIAGONAL else dW[0]
-            u[k] = (u[k] + 0.5 * hs * (F0[k] + F1[k])
-                    + 0.5 * (G0[k] * w + G1[k] * w))
+            u[k] = unew[k]
         for j in range(m):
             Blo[j] = Bhi[j]
 
 
+@njit(cache=False)
+def _heun_gk(n, m, general):
+    """The matrix-g work of a Euler-Heun step: two n x m matrices for general noise."""
+    return np.zeros((2, n, m) if general else (2, 1, 1))
+
+
 @njit(cache=True)
-def heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
-    """Redo Euler-Heun steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's
-    arithmetic and noise, as :func:`em_advance` (the same Brownian tree as EM)."""
+def heun_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store):
+    """Redo Euler-Heun steps ``i0 .. i1-1`` from ``u`` (in place) with the forward's step
+    function (:func:`jitsolve.kernels.cpu.sde._step_heun`) and noise, as
+    :func:`em_advance` (the same Brownian tree as EM); ``gm`` is the matrix g of general
+    noise."""
     n = u.size
     m = ip[3]
-    _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
-                  np.zeros((5, n)), np.zeros(m), np.zeros(m), np.zeros(m))
+    _heun_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+                  np.zeros((10, n)), _heun_gk(n, m, ip[2] == GENERAL), np.zeros(m), np.zeros(m),
+                  np.zeros(m))
 
 
 @njit(cache=False)
-def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
-                  save_after, lam, pbar, rw, cw, Blo, Bhi, dW):
+def _heun_reverse(f, gv, gm, vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsave,
+                  save_after, lam, pbar, rw, cw, gk, gw, Blo, Bhi, dW):
     t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    general = noise == GENERAL
     n = lam.size
     sqT = np.sqrt(abs(span))
     F0, G0, ub, vf, vg = rw[0], rw[1], rw[2], rw[3], rw[4]
@@ -1026,24 +1029,30 @@ def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i
         t = t0 + span * x
         hs = span * (xt - x)
         u = states[i - i0]
-        _heun_predict(f, gv, noise, u, p, t, hs, dW, F0, G0, ub)
+        _heun_predict(f, gv, gm, noise, u, p, t, hs, dW, F0, G0, gk[0], ub)
         # corrector stage at the predictor (t + h)
         for k in range(n):
-            w = dW[k] if noise == DIAGONAL else dW[0]
             vf[k] = 0.5 * hs * lam[k]
-            vg[k] = 0.5 * w * lam[k]
+            vg[k] = 0.5 * lam[k] if general else 0.5 * (dW[k] if noise == DIAGONAL
+                                                         else dW[0]) * lam[k]
         vjp_apply(vjf, vf, ub, p, t + hs, a, pbar, kdum, work, cu, cd)
-        vjp_apply(vjg, vg, ub, p, t + hs, b, pbar, kdum, work, cu, cd)
+        if general:
+            vjp_noise_matrix(gcm, vg, dW, ub, p, t + hs, vjf[8], vjf[7], b, pbar, gw[0], gw[1],
+                             gw[2])
+        else:
+            vjp_apply(vjg, vg, ub, p, t + hs, b, pbar, kdum, work, cu, cd)
         for k in range(n):
             ubb[k] = a[k] + b[k]
         # the state's own evaluations, through the corrector and the predictor
         for k in range(n):
-            w = dW[k] if noise == DIAGONAL else dW[0]
             c = 0.5 * lam[k] + ubb[k]
             vf[k] = hs * c
-            vg[k] = w * c
+            vg[k] = c if general else (dW[k] if noise == DIAGONAL else dW[0]) * c
         vjp_apply(vjf, vf, u, p, t, a, pbar, kdum, work, cu, cd)
-        vjp_apply(vjg, vg, u, p, t, b, pbar, kdum, work, cu, cd)
+        if general:
+            vjp_noise_matrix(gcm, vg, dW, u, p, t, vjf[8], vjf[7], b, pbar, gw[0], gw[1], gw[2])
+        else:
+            vjp_apply(vjg, vg, u, p, t, b, pbar, kdum, work, cu, cd)
         for k in range(n):
             lam[k] += ubb[k] + a[k] + b[k]
         for j in range(m):
@@ -1051,25 +1060,29 @@ def _heun_reverse(f, gv, vjf, vjg, p, states, geo, ip, seed, traj, tf, ti, i0, i
 
 
 @njit(cache=True)
-def heun_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti, i0, i1,
-                 gsave, save_after, lam, pbar):
+def heun_reverse(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj, tf, ti,
+                 i0, i1, gsave, save_after, lam, pbar):
     """Reverse Euler-Heun steps ``i1-1 .. i0``, as :func:`em_reverse` (the predictor is
-    recomputed from the stored state before each step)."""
+    recomputed from the stored state before each step; general noise: ``gm`` and its
+    complex twin ``gcm`` through :func:`vjp_noise_matrix`)."""
     n = lam.size
     m = ip[3]
-    _heun_reverse(f, gv, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), p, states, geo, ip, seed,
-                  traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((10, n)),
-                  np.zeros((2, n), np.complex128), np.zeros(m), np.zeros(m), np.zeros(m))
+    general = ip[2] == GENERAL
+    _heun_reverse(f, gv, gm, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), gcm, p, states, geo,
+                  ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((10, n)),
+                  np.zeros((2, n), np.complex128), _heun_gk(n, m, general),
+                  _noise_work(n, m, p.size, general), np.zeros(m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
-def heun_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj, actions, nslots,
-                      gsave, save_after, lam, pbar):
+def heun_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, traj,
+                      actions, nslots, gsave, save_after, lam, pbar):
     """:func:`em_checkpointed` for Euler-Heun steps (the same step code as
     :func:`heun_advance` / :func:`heun_reverse`, so the gradient is bit-for-bit that of
     the stored-states sweep)."""
     n = u0.size
     m = ip[3]
+    general = ip[2] == GENERAL
     vjf = _vj(fc, vjf_r, f, uf)
     vjg = _vj(gc, vjg_r, f, ())
     snaps = np.zeros((max(nslots, 1), n))
@@ -1077,6 +1090,8 @@ def heun_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, tra
     buf = np.zeros((1, n))
     rw = np.zeros((10, n))
     cw = np.zeros((2, n), np.complex128)
+    gk = _heun_gk(n, m, general)
+    gw = _noise_work(n, m, p.size, general)
     Blo = np.zeros(m)
     Bhi = np.zeros(m)
     dW = np.zeros(m)
@@ -1084,14 +1099,14 @@ def heun_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, p, u0, geo, ip, seed, tra
     for a in range(actions.shape[0]):
         op = actions[a, 0]
         if op == ADVANCE:
-            _heun_advance(f, gv, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
-                          actions[a, 2], buf, False, rw, Blo, Bhi, dW)
+            _heun_advance(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+                          actions[a, 2], buf, False, rw, gk, Blo, Bhi, dW)
         elif op == REVERSE:
             i = actions[a, 1]
             for k in range(n):
                 buf[0, k] = cur[k]
-            _heun_reverse(f, gv, vjf, vjg, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
-                          gsave, save_after, lam, pbar, rw, cw, Blo, Bhi, dW)
+            _heun_reverse(f, gv, gm, vjf, vjg, gcm, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1,
+                          gsave, save_after, lam, pbar, rw, cw, gk, gw, Blo, Bhi, dW)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]

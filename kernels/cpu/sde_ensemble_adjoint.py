@@ -30,7 +30,7 @@ from numba import njit, prange
 
 from .erk_adjoint import l2_at_steps, thread_vj
 from .sde import FULL, GENERAL, MAXITERS, UNSTABLE
-from .sde_adjoint import (_advance_inner, _heun_advance, _heun_reverse, _milstein_advance,
+from .sde_adjoint import (_advance_inner, _heun_advance, _heun_gk, _heun_reverse, _milstein_advance,
                           _milstein_reverse, _reverse_inner, _noise_work, _sra_advance,
                           _sra_reverse, _sri_advance, _sri_reverse, _vj, em_tree,
                           sde_record_steps, sra_tree)
@@ -117,13 +117,14 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
 
 
 @njit(parallel=True, cache=True)
-def heun_ensemble_gradient(f, gv, fc, gc, vjf_r, uf, vjg_r, u0s, ps, geo, ip, seed, rows, data,
-                           weights, values, g_u0, g_p, retcodes):
-    """Euler-Heun (Stratonovich), fixed steps, diagonal or scalar noise
-    (:func:`~jitsolve.kernels.cpu.sde_adjoint.heun_reverse`)."""
+def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo, ip, seed, rows,
+                           data, weights, values, g_u0, g_p, retcodes):
+    """Euler-Heun (Stratonovich), fixed steps, any noise (``gm``/``gcm`` as for EM;
+    :func:`~jitsolve.kernels.cpu.sde_adjoint.heun_reverse`)."""
     N, n = u0s.shape
     nsteps = ip[0]
     m = ip[3]
+    general = ip[2] == GENERAL
     grid = np.arange(nsteps + 1).astype(np.float64)
     for i in prange(N):
         traj = np.uint64(i)
@@ -132,9 +133,10 @@ def heun_ensemble_gradient(f, gv, fc, gc, vjf_r, uf, vjg_r, u0s, ps, geo, ip, se
         states = np.empty((nsteps + 1, n))
         u = u0s[i].copy()
         rw = np.zeros((10, n))
+        gk = _heun_gk(n, m, general)
         bw = np.zeros((3, m))
-        _heun_advance(f, gv, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True, rw,
-                      bw[0], bw[1], bw[2])
+        _heun_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True, rw,
+                      gk, bw[0], bw[1], bw[2])
         states[nsteps, :] = u
         gsave, save_after, lam0 = _traj_loss(i, grid, states, nsteps + 1, rows, data, weights,
                                              values)
@@ -142,9 +144,11 @@ def heun_ensemble_gradient(f, gv, fc, gc, vjf_r, uf, vjg_r, u0s, ps, geo, ip, se
             continue
         lam = np.zeros(n)
         pbar = np.zeros(g_p.shape[1])
-        _heun_reverse(f, gv, thread_vj(_vj(fc, vjf_r, f, uf)), thread_vj(_vj(gc, vjg_r, f, ())),
-                      p, states, geo, ip, seed, traj, tf, ti, 0, nsteps, gsave, save_after, lam,
-                      pbar, rw, np.zeros((2, n), np.complex128), bw[0], bw[1], bw[2])
+        _heun_reverse(f, gv, gm, thread_vj(_vj(fc, vjf_r, f, uf)),
+                      thread_vj(_vj(gc, vjg_r, f, ())), gcm, p, states, geo, ip, seed, traj, tf,
+                      ti, 0, nsteps, gsave, save_after, lam, pbar, rw,
+                      np.zeros((2, n), np.complex128), gk, _noise_work(n, m, p.size, general),
+                      bw[0], bw[1], bw[2])
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
 
 
