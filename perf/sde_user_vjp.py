@@ -1,15 +1,16 @@
-"""SDE pathwise gradient with the drift's complex step against the user's own ``vjp``.
+"""SDE pathwise gradient with the complex steps of the drift and the noise against the user's
+own ``vjp``s.
 
     python perf/sde_user_vjp.py [--n 128] [--repeat 20]
 
 A stochastic Allen-Cahn chain (1-D, ``n`` points, Dirichlet ends, multiplicative
 diagonal noise ``0.1 u dW``), ``js.EM()`` with ``dt = 1/512`` on [0, 1], an
-``L2Loss`` at 8 times, ``js.gradient(..., wrt=("p", "u0"), seed=1)``, six ways: the
+``L2Loss`` at 8 times, ``js.gradient(..., wrt=("p", "u0"), seed=1)``, nine ways: the
 drift's products by a dense complex step (``n`` complex evaluations of ``f`` per
 product), by the coloured complex step of a declared tridiagonal ``jac_sparsity`` (3),
 or by the drift's own ``vjp`` (one call); the noise term's by a dense complex step of
-``g`` or the coloured one of its declared diagonal pattern (``js.ODEFunction(g,
-jac_sparsity=identity)``, one evaluation).  Same gradient to 1e-12 (checked).  Best of ``--repeat`` interleaved calls in one process.
+``g``, the coloured one of its declared diagonal pattern (``js.ODEFunction(g,
+jac_sparsity=identity)``, one evaluation) or ``g``'s own ``vjp`` (one real call).  Same gradient to 1e-12 (checked).  Best of ``--repeat`` interleaved calls in one process.
 """
 import argparse
 import os
@@ -51,6 +52,14 @@ def noise(gu, u, p, t):
         gu[i] = 0.1 * u[i]
 
 
+@njit
+def noise_vjp(ou, op, lam, u, p, t):
+    for i in range(u.size):
+        ou[i] = 0.1 * lam[i]
+    for k in range(op.size):
+        op[k] = 0.0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=128)
@@ -65,7 +74,8 @@ def main(argv=None):
     fs = {"f dense CS": js.ODEFunction(allen_cahn),
           "f coloured CS": js.ODEFunction(allen_cahn, jac_sparsity=tri),
           "f user vjp": js.ODEFunction(allen_cahn, vjp=allen_cahn_vjp)}
-    gs = {"g dense CS": noise, "g coloured CS": js.ODEFunction(noise, jac_sparsity=sp.identity(n))}
+    gs = {"g dense CS": noise, "g coloured CS": js.ODEFunction(noise, jac_sparsity=sp.identity(n)),
+          "g user vjp": js.ODEFunction(noise, vjp=noise_vjp)}
     kw = dict(dt=1 / 512, seed=1)
     ref = js.solve(js.SDEProblem(allen_cahn, noise, u0, (0.0, 1.0), p), js.EM(), saveat=t, **kw)
     loss = js.L2Loss(t, ref.u * 1.01)

@@ -188,9 +188,10 @@ class SDEProblem(AbstractProblem):
         Drift ``f(du, u, p, t)`` and diffusion ``g(gu, u, p, t)``.  For
         ``noise="general"`` ``g`` writes an ``n x nbrownian`` matrix.  ``f`` may be a
         ``js.ODEFunction`` with its own derivatives (``vjp``, ``jac``, ``paramjac``: the
-        SDE adjoints use them first) and ``jac_sparsity``; ``g`` may be one with only a
-        ``jac_sparsity`` (diagonal or scalar noise), the pattern of ``dg/du`` that
-        colours the adjoints' complex steps of ``g`` (dense without it, up to
+        SDE adjoints use them first) and ``jac_sparsity``; so may ``g`` for diagonal or
+        scalar noise (``g`` a vector): its ``vjp``/``jac``/``paramjac`` (the same
+        signatures as ``f``'s) come first in the adjoints, else its ``jac_sparsity``
+        colours their complex steps of ``g`` (dense without it, up to
         :data:`jitsolve.adjoint.vjp.DENSE_VJP_MAX` unknowns).
     noise : {"diagonal", "scalar", "general"}
     nbrownian : int, optional
@@ -255,12 +256,16 @@ class SDEProblem(AbstractProblem):
             self.nbrownian = expected
         self.f = _as_rhs(f, "f", self.u0)
         self.g_sparsity = None
+        self.g_function = None      # g's ODEFunction when it brings its own derivatives
         if isinstance(g, ODEFunction):
             given = [k for k in ("jac", "vjp", "paramjac") if getattr(g, k) is not None]
             if given:
-                raise InvalidProblemError(
-                    f"g: the SDE adjoints differentiate g by complex step and use only its "
-                    f"jac_sparsity; its {given[0]} would not be used")
+                if self.noise == "general":
+                    raise InvalidProblemError(
+                        f"g: its own {given[0]} is for diagonal or scalar noise (g a vector); "
+                        f"with noise='general' the SDE adjoints differentiate the matrix g by "
+                        f"complex step")
+                self.g_function = g
             if g.jac_sparsity is not None:
                 if self.noise == "general":
                     raise InvalidProblemError("g: a jac_sparsity of g is for diagonal or scalar "
@@ -461,7 +466,9 @@ def remake(prob, /, **changes):
         # diagonal/scalar noise derive nbrownian from u0: keep it only when asked for
         nb = fields["nbrownian"] if (fields["noise"] == "general" or "nbrownian" in changes) else None
         g = fields["g"]
-        if "g" not in changes and prob.g_sparsity is not None:
+        if "g" not in changes and prob.g_function is not None:
+            g = prob.g_function
+        elif "g" not in changes and prob.g_sparsity is not None:
             g = ODEFunction(prob._g_raw, jac_sparsity=prob.g_sparsity)
         return SDEProblem(fields["f"], g, fields["u0"], fields["tspan"], fields["p"],
                           noise=fields["noise"], nbrownian=nb,

@@ -24,7 +24,7 @@ only: multiplicative ``g`` is refused, as by ``solve``) and ``SRIW1``
 (Itô) with fixed or adaptive steps (their stages reversed like an explicit RK step; the
 iterated integrals ``I_(1)``, ``I_(1,1)``, ``I_(1,0)``, ``I_(1,1,1)`` are formed again from
 ``dW`` and ``I_(1,0)`` regenerated from the Lévy-area tree, never stored); diagonal or
-scalar noise; ``EM`` and ``EulerHeun`` also with general noise (``g(G, u, p, t)`` writes
+scalar noise; ``EM``, ``EulerHeun`` and ``SRA1`` also with general noise (``g(G, u, p, t)`` writes
 the n x m matrix G; the term ``G(u) dW`` is differentiated by one complex step of ``g``'s matrix twin per
 state and per parameter component, dense: no ``jac_sparsity`` for G).  With fixed steps
 ``dt`` the loss's times must lie on the step grid
@@ -60,7 +60,8 @@ Ensembles (:func:`sde_ensemble_gradient`): trajectory ``i`` is differentiated on
 own path (``seed``, path index ``i``), the one the ensemble solve gives it; every method
 in one compiled kernel across threads (:mod:`jitsolve.kernels.cpu.sde_ensemble_adjoint`).
 
-Not yet: general noise with Milstein (no ``ggprime`` form for it), SRA1 and SRIW1.  ``js.FiniteDifference()`` differentiates
+Not yet: general noise with Milstein (no ``ggprime`` form for it) and SRIW1 (whose
+forward takes diagonal or scalar noise only).  ``js.FiniteDifference()`` differentiates
 the whole solve with the same seed (any method; with adaptive steps the steps then move
 with the perturbation).
 
@@ -239,11 +240,13 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
                 f"for complex128 states and parameters (avoid abs, min, max, comparisons): {e}"
             ) from None
     sparsity = prob.f.jac_sparsity
-    # the drift's own vjp / jac / paramjac come first (the adjoint issue's order of VJP
-    # sources); g and the Milstein term have none
+    # the drift's and the noise's own vjp / jac / paramjac come first (the adjoint issue's
+    # order of VJP sources); the Milstein term has none
     user = user_derivatives(prob.f, n, np_grad)
+    user_g = None if general else user_derivatives(prob.g_function, n, np_grad)
     out = []
-    srcs = ([(fc, sparsity, "f", user), (gc, None if general else prob.g_sparsity, "g", None)]
+    srcs = ([(fc, sparsity, "f", user),
+             (gc, None if general else prob.g_sparsity, "g", user_g)]
             + ([(phic, None, "g", None)] if phic is not None else []))
     for c, sps, name, us in srcs:
         key = (id(c), n, p.size, np_grad, id(sps), us)
@@ -297,9 +300,10 @@ def _adjoint_method(prob, alg):
             f"alg: the SDE discrete adjoint covers EM, EulerHeun, Milstein, SRA1 and SRIW1 "
             f"in this build; {type(alg).__name__} is not supported yet (use "
             f"js.FiniteDifference())")
-    if prob.noise == "general" and method not in ("em", "heun"):
+    if prob.noise == "general" and method not in ("em", "heun", "sra"):
         raise UnsupportedAlgorithmError(
-            f"noise: the SDE discrete adjoint covers general noise with EM and EulerHeun; "
+            f"noise: the SDE discrete adjoint covers general noise with EM, EulerHeun and "
+            f"SRA1; "
             f"{type(alg).__name__} needs diagonal or scalar noise (or use js.FiniteDifference())")
     if method == "milstein" and prob.ggprime is None:
         raise UnsupportedAlgorithmError(
@@ -371,8 +375,7 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
     lam = np.zeros(n)
     pbar = np.zeros(np_grad)
     nre = 0
-    fc, vjf_r, uf = K.split_vjp_source(vjf)
-    gc, vjg_r, _ = K.split_vjp_source(vjg)
+    fc, vjf_r, gc, vjg_r, uf = K.split_sources(vjf, vjg)
     if heun:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
         gm = funcs[2]
@@ -405,18 +408,20 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
     elif sra or sri:
         tab = np.ascontiguousarray(mod.TABLEAU, dtype=np.float64)
         tf, ti = K.sra_tree(int(ip[3]), seed, traj)        # the Lévy-area tree
+        # SRA also takes the matrix g of general noise and its complex twin
+        gfs, gms = ((f, gv), (fc, gc)) if sri else ((f, gv, funcs[2]), (fc, gc, gcm))
         k_adv, k_rev, k_ck = ((K.sri_advance, K.sri_reverse, K.sri_checkpointed) if sri else
                               (K.sra_advance, K.sra_reverse, K.sra_checkpointed))
 
         def adv(cur, i0, i1, buf):
-            k_adv(f, gv, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, i0, i1, buf, False)
+            k_adv(*gfs, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, i0, i1, buf, False)
 
         def rev(states, i0, i1):
-            k_rev(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf,
+            k_rev(*gfs, *gms, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf,
                   ti, i0, i1, g, save_after, lam, pbar)
 
         def checkpointed(actions, nslots):
-            k_ck(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj,
+            k_ck(*gfs, *gms, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj,
                  actions, nslots, g, save_after, lam, pbar)
     else:
         tf, ti = K.em_tree(int(ip[3]), seed, traj)
@@ -551,8 +556,7 @@ def _ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
     vjf, vjg, vjd, np_grad = _vjp_sources(prob, wrt, phic, general)
     d, w, u0s, ps = ensemble_loss_arrays(eprob, loss, prob, N, t_data.size)
     ip = _int_params(prob, sch.N, sch.maxdepth)
-    fc, vjf_r, uf = K.split_vjp_source(vjf)
-    gc, vjg_r, _ = K.split_vjp_source(vjg)
+    fc, vjf_r, gc, vjg_r, uf = K.split_sources(vjf, vjg)
     n = prob.u0.size
     values = np.zeros(N)
     g_u0 = np.zeros((N, n))
@@ -576,8 +580,11 @@ def _ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
                                 False)
         tab = np.ascontiguousarray(tab, dtype=np.float64)
         maxiters = int(kw["maxiters"])
-        kern = KE.sri_ensemble_gradient if method == "sri" else KE.sra_ensemble_gradient
-        kern(f, gv, funcs[2], fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo, ip, seed, rows, d, w,
+        # SRA also takes the complex twin of the matrix g of general noise
+        kern, gcs = ((KE.sri_ensemble_gradient, (fc, gc)) if method == "sri" else
+                     (KE.sra_ensemble_gradient, (fc, gc, _noise_matrix_twin(
+                         prob if general else None))))
+        kern(f, gv, funcs[2], *gcs, vjf_r, uf, vjg_r, tab, u0s, ps, geo, ip, seed, rows, d, w,
              adaptive, fpar, ipar, _tol(kw["atol"], n), _tol(kw["rtol"], n), sch.xs,
              min(maxiters, 1 << 14) + 1, maxiters + 1, *out)
     bad = np.flatnonzero(rcs != 0)

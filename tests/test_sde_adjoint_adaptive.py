@@ -67,7 +67,7 @@ def _setup(prob, alg, xg, seed, td, wrt=("p", "u0")):
     sde_gradient builds them."""
     from jitsolve.kernels.cpu import sde_adjoint as K
     from jitsolve.sde import _prepare
-    from jitsolve.sde_gradient import _vjp_sources
+    from jitsolve.sde_gradient import _noise_matrix_twin, _vjp_sources
     from jitsolve.solve import _DE_DEFAULTS
     from jitsolve.solvers.sde.driver import schedule
     mod, funcs, kw = _prepare(prob, alg, dict(_DE_DEFAULTS, seed=seed, **ADAPT))
@@ -75,11 +75,13 @@ def _setup(prob, alg, xg, seed, td, wrt=("p", "u0")):
     sch = schedule(kw["tspan"], kw["dt"], True, td)
     t0, t1 = kw["tspan"]
     vjf, vjg, _, _ = _vjp_sources(prob, wrt)
-    fc, vjf_r, uf = K.split_vjp_source(vjf)
-    gc, vjg_r, _ = K.split_vjp_source(vjg)
+    fc, vjf_r, gc, vjg_r, uf = K.split_sources(vjf, vjg)
     sri = isinstance(alg, js.SRIW1)
     N = xg.size - 1
-    return dict(K=K, f=funcs[0], gv=funcs[1], fc=fc, gc=gc, vjf_r=vjf_r, uf=uf, vjg_r=vjg_r,
+    # SRA's kernels also take the matrix g of general noise and its complex twin
+    gfs, gms = (((funcs[0], funcs[1]), (fc, gc)) if sri else
+                ((funcs[0], funcs[1], funcs[2]), (fc, gc, _noise_matrix_twin(None))))
+    return dict(K=K, gfs=gfs, gms=gms, vjf_r=vjf_r, uf=uf, vjg_r=vjg_r,
                 tab=np.ascontiguousarray(mod.TABLEAU), N=N, xg=xg, xs=sch.xs,
                 adv=K.sri_advance if sri else K.sra_advance,
                 rev=K.sri_reverse if sri else K.sra_reverse,
@@ -91,14 +93,14 @@ def _setup(prob, alg, xg, seed, td, wrt=("p", "u0")):
 
 def _advance(a, p, u, i0, i1, states, store):
     tf, ti = a["K"].sra_tree(int(a["ip"][3]), a["seed"], a["traj"])
-    a["adv"](a["f"], a["gv"], a["tab"], p, u, a["geo"], a["ip"], a["xg"], a["seed"], a["traj"],
-             tf, ti, i0, i1, states, store)
+    a["adv"](*a["gfs"], a["tab"], p, u, a["geo"], a["ip"], a["xg"], a["seed"], a["traj"], tf, ti,
+             i0, i1, states, store)
 
 
 def _reverse(a, p, states, i0, i1, lam):
     tf, ti = a["K"].sra_tree(int(a["ip"][3]), a["seed"], a["traj"])
-    a["rev"](a["f"], a["gv"], a["fc"], a["gc"], a["vjf_r"], a["uf"], a["vjg_r"], a["tab"], p,
-             states, a["geo"], a["ip"], a["xg"], a["seed"], a["traj"], tf, ti, i0, i1,
+    a["rev"](*a["gfs"], *a["gms"], a["vjf_r"], a["uf"], a["vjg_r"], a["tab"], p, states,
+             a["geo"], a["ip"], a["xg"], a["seed"], a["traj"], tf, ti, i0, i1,
              np.zeros((1, lam.size)), -np.ones(a["N"], dtype=np.int64), lam, np.zeros(0))
 
 
@@ -331,5 +333,5 @@ def test_adaptive_adjoint_bad_inputs():
         G[1, 0] = 0.1
 
     gen = js.SDEProblem(nl_f, gm, U0, (0.0, 1.0), P, noise="general", nbrownian=1)
-    with pytest.raises(UnsupportedAlgorithmError, match="noise"):
-        js.gradient(gen, js.SRA1(), loss, **ADAPT)
+    with pytest.raises(UnsupportedAlgorithmError, match="noise"):    # SRIW1: not general
+        js.gradient(gen, js.SRIW1(), loss, **ADAPT)

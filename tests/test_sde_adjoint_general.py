@@ -1,7 +1,9 @@
-"""Discrete adjoints of Euler-Maruyama (Itô) and Euler-Heun (Stratonovich) with general
-(matrix) noise, ``g(G, u, p, t)`` writing the n x m matrix G: the step ``u' = u + h f +
-G(u) dW`` (Euler-Heun: its predictor and trapezoidal corrector) is reversed with the
-complex-step VJP of ``u -> G(u) dW`` (kernels/cpu/sde_adjoint.py ``vjp_noise_matrix``)."""
+"""Discrete adjoints of Euler-Maruyama (Itô), Euler-Heun (Stratonovich) and SRA1 (additive
+noise, fixed or adaptive steps) with general (matrix) noise, ``g(G, u, p, t)`` writing the
+n x m matrix G: the step ``u' = u + h f + G(u) dW`` (Euler-Heun: its predictor and
+trapezoidal corrector; SRA1: its stages, where G_s meets dW and I_(1,0)/h) is reversed with
+complex-step VJPs of ``u -> G(u) x`` (kernels/cpu/sde_adjoint.py ``vjp_noise_matrix``,
+``vjp_noise_weighted``)."""
 import numpy as np
 import pytest
 
@@ -33,8 +35,23 @@ GEN3 = js.SDEProblem(f2, g23, U0, (0.0, 1.0), P, noise="general", nbrownian=3)
 GEN1 = js.SDEProblem(f2, g21, U0, (0.0, 1.0), P, noise="general", nbrownian=1)
 STRAT3 = js.remake(GEN3, interpretation="stratonovich")
 STRAT1 = js.remake(GEN1, interpretation="stratonovich")
-CASES = [(js.EM(), GEN3), (js.EM(), GEN1), (js.EulerHeun(), STRAT3), (js.EulerHeun(), STRAT1)]
-IDS = ["em-m3", "em-m1", "heun-m3", "heun-m1"]
+
+
+def g_add(G, u, p, t):           # additive (SRA1's class): depends on p and t, not on u
+    G[0, 0] = p[2] * (1.0 + t)
+    G[0, 1] = 0.1
+    G[0, 2] = p[3] * p[2]
+    G[1, 0] = -0.2 * p[3]
+    G[1, 1] = p[3] * np.cos(t)
+    G[1, 2] = 0.05 * t
+
+
+ADD3 = js.SDEProblem(f2, g_add, U0, (0.0, 1.0), P, noise="general", nbrownian=3)
+SRA = js.SRA1()
+CASES = [(js.EM(), GEN3), (js.EM(), GEN1), (js.EulerHeun(), STRAT3), (js.EulerHeun(), STRAT1),
+         (SRA, ADD3)]
+IDS = ["em-m3", "em-m1", "heun-m3", "heun-m1", "sra1-m3"]
+ADAPT = dict(rtol=1e-3, atol=1e-3)
 
 
 def _loss(td):
@@ -45,6 +62,8 @@ def _loss(td):
 def test_general_noise_adjoint_matches_central_differences(alg, prob):
     td = np.array([0.25, 0.5, 1.0])
     kw = dict(wrt=("p", "u0"), dt=2.0 ** -7, seed=5)
+    if alg is SRA:
+        kw["adaptive"] = False
     v, g = js.gradient(prob, alg, _loss(td), **kw)
     v2, g2 = js.gradient(prob, alg, _loss(td), sensealg=js.FiniteDifference(step=1e-6), **kw)
     assert v == v2
@@ -53,18 +72,26 @@ def test_general_noise_adjoint_matches_central_differences(alg, prob):
     assert np.abs(g["p"][2:]).min() > 1e-6      # the noise parameters do enter
 
 
-@pytest.mark.parametrize("alg,prob", CASES[::2], ids=IDS[::2])
-def test_general_noise_value_is_the_forward_solve(alg, prob):
+STEPS = [dict(), dict(), dict(adaptive=False), ADAPT]
+VALUE_CASES = [(js.EM(), GEN3), (js.EulerHeun(), STRAT3), (SRA, ADD3), (SRA, ADD3)]
+VALUE_IDS = ["em", "heun", "sra1-fixed", "sra1-adaptive"]
+
+
+@pytest.mark.parametrize("alg,prob,steps", [c + (s,) for c, s in zip(VALUE_CASES, STEPS)],
+                         ids=VALUE_IDS)
+def test_general_noise_value_is_the_forward_solve(alg, prob, steps):
     td = np.array([0.5, 1.0])
-    v, _ = js.gradient(prob, alg, _loss(td), wrt="p", dt=2.0 ** -6, seed=2)
-    sol = js.solve(prob, alg, dt=2.0 ** -6, seed=2, saveat=td)
+    kw = dict(dict(dt=2.0 ** -6), **steps)
+    v, _ = js.gradient(prob, alg, _loss(td), wrt="p", seed=2, **kw)
+    sol = js.solve(prob, alg, seed=2, saveat=td, **kw)
     assert v == _loss(td).value(sol.u)
 
 
-@pytest.mark.parametrize("alg,prob", CASES[::2], ids=IDS[::2])
-def test_general_noise_checkpoints_bitwise_equal(alg, prob, tmp_path):
+@pytest.mark.parametrize("alg,prob,steps", [c + (s,) for c, s in zip(VALUE_CASES, STEPS)],
+                         ids=VALUE_IDS)
+def test_general_noise_checkpoints_bitwise_equal(alg, prob, steps, tmp_path):
     td = np.array([0.125, 0.5, 1.0])
-    kw = dict(wrt=("p", "u0"), dt=2.0 ** -7, seed=8)
+    kw = dict(dict(wrt=("p", "u0"), dt=2.0 ** -7, seed=8), **steps)
     v, g = js.gradient(prob, alg, _loss(td), **kw)
     for sa in (js.DiscreteAdjoint(checkpoints=1), js.DiscreteAdjoint(checkpoints=5),
                js.DiscreteAdjoint(checkpoints=3, store=js.HDF5Store(tmp_path / "ck.h5"))):
@@ -96,3 +123,17 @@ def test_general_noise_dot_product(alg, interp):
     _, g = js.gradient(prob, alg, loss, wrt="u0", dt=2.0 ** -7, seed=3)
     Mv = js.solve(prob, alg, dt=2.0 ** -7, seed=3).u[-1]
     assert g["u0"] @ v == pytest.approx(w @ Mv, rel=1e-12)
+
+
+def test_sra1_general_noise_adaptive_gradient_is_the_recorded_steps_derivative():
+    """Adaptive SRA1: the gradient is that of the recorded step sequence (held fixed),
+    checked against central differences of the adaptive solve (a perturbation of 1e-7
+    leaves the controller's dyadic steps unchanged here)."""
+    td = np.array([0.25, 0.5, 1.0])
+    kw = dict(wrt=("p", "u0"), dt=2.0 ** -4, seed=5, **ADAPT)
+    v, g = js.gradient(ADD3, SRA, _loss(td), **kw)
+    v2, g2 = js.gradient(ADD3, SRA, _loss(td), sensealg=js.FiniteDifference(step=1e-7), **kw)
+    assert v == v2
+    for k in ("p", "u0"):
+        np.testing.assert_allclose(g[k], g2[k], rtol=1e-6, atol=1e-6 * np.abs(g2[k]).max())
+    assert np.abs(g["p"][2:]).min() > 1e-6

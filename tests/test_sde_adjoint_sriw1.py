@@ -77,8 +77,7 @@ def _setup(prob, dt, seed, wrt=("u0",)):
     sch = schedule(kw["tspan"], dt, False, None)
     t0, t1 = kw["tspan"]
     vjf, vjg, _, _ = _vjp_sources(prob, wrt)
-    fc, vjf_r, uf = K.split_vjp_source(vjf)
-    gc, vjg_r, _ = K.split_vjp_source(vjg)
+    fc, vjf_r, gc, vjg_r, uf = K.split_sources(vjf, vjg)
     return dict(K=K, f=funcs[0], gv=funcs[1], fc=fc, gc=gc, vjf_r=vjf_r, uf=uf, vjg_r=vjg_r,
                 tab=np.ascontiguousarray(mod.TABLEAU), N=sch.N,
                 geo=geometry(sch),

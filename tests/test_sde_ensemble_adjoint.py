@@ -1,5 +1,5 @@
 """Gradients of SDE ensembles in one compiled kernel (kernels/cpu/sde_ensemble_adjoint.py):
-for every method with a discrete adjoint (EM and EulerHeun with general noise too, Milstein,
+for every method with a discrete adjoint (EM, EulerHeun and SRA1 with general noise too, Milstein,
 SRA1 and SRIW1 with fixed or adaptive steps), row ``i`` equals, bit for bit, the
 single-trajectory adjoint on trajectory ``i``'s own path as the per-trajectory loop
 computes it (the same ensemble written with ``prob_func``, which is never run in the
@@ -47,6 +47,15 @@ def add_g(gu, u, p, t):           # additive noise (SRA1's class)
     gu[1] = 0.5 * p[3]
 
 
+def add_gm(G, u, p, t):           # additive general noise: 2 states, 3 Brownian motions
+    G[0, 0] = p[3] * (1.0 + t)
+    G[0, 1] = 0.1
+    G[0, 2] = 0.2 * p[3]
+    G[1, 0] = 0.0
+    G[1, 1] = 0.5 * p[3]
+    G[1, 2] = 0.3 * t
+
+
 def gen_g(G, u, p, t):            # general noise: 2 states, 3 Brownian motions
     G[0, 0] = p[3] * u[0]
     G[0, 1] = 0.2 * u[1]
@@ -77,6 +86,10 @@ CASES = {
                                      FIXED),
     "sra1-fixed": (js.SRA1(), js.SDEProblem(nl_f, add_g, U0, (0.0, 1.0), P), NOADAPT),
     "sra1-adaptive": (js.SRA1(), js.SDEProblem(nl_f, add_g, U0, (0.0, 1.0), P), ADAPT),
+    "sra1-general-fixed": (js.SRA1(), js.SDEProblem(nl_f, add_gm, U0, (0.0, 1.0), P,
+                                                    noise="general", nbrownian=3), NOADAPT),
+    "sra1-general-adaptive": (js.SRA1(), js.SDEProblem(nl_f, add_gm, U0, (0.0, 1.0), P,
+                                                       noise="general", nbrownian=3), ADAPT),
     "sriw1-fixed-diagonal": (js.SRIW1(), NL, NOADAPT),
     "sriw1-adaptive-diagonal": (js.SRIW1(), NL, ADAPT),
     "sriw1-adaptive-scalar": (js.SRIW1(), SC, ADAPT),

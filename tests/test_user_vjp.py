@@ -299,3 +299,84 @@ def test_sde_adjoint_uses_the_drift_vjp(alg, kw):
     if isinstance(alg, js.EM):
         _, gc = sde_grad(F_VJP, alg, js.DiscreteAdjoint(checkpoints=5), **kw)
         assert np.array_equal(gc, g1)
+
+
+def noise_p(gu, u, p, t):                # diagonal noise, nonlinear in u and p
+    gu[0] = 0.1 * p[3] * u[0] * u[1]
+    gu[1] = 0.1 * u[1] * u[1] + 0.05 * p[0]
+
+
+@njit
+def noise_p_vjp(ou, op, lam, u, p, t):
+    ou[0] = 0.1 * p[3] * u[1] * lam[0]
+    ou[1] = 0.1 * p[3] * u[0] * lam[0] + 0.2 * u[1] * lam[1]
+    op[0] = 0.05 * lam[1]
+    op[1] = 0.0
+    op[2] = 0.0
+    op[3] = 0.1 * u[0] * u[1] * lam[0]
+
+
+def noise_p_vjp_wrong(ou, op, lam, u, p, t):
+    noise_p_vjp(ou, op, lam, u, p, t)
+    op[3] *= 2.0
+
+
+def noise_p_jac(J, u, p, t):
+    J[0, 0] = 0.1 * p[3] * u[1]
+    J[0, 1] = 0.1 * p[3] * u[0]
+    J[1, 0] = 0.0
+    J[1, 1] = 0.2 * u[1]
+
+
+def noise_p_paramjac(Jp, u, p, t):
+    Jp[:, :] = 0.0
+    Jp[0, 3] = 0.1 * u[0] * u[1]
+    Jp[1, 0] = 0.05
+
+
+def sde_grad_g(g, alg, interp="ito", sensealg=None, **kw):
+    prob = js.SDEProblem(F_VJP, g, U0, (0.0, 4.0), P, interpretation=interp)
+    v, g = js.gradient(prob, alg, LOSS, wrt=("p", "u0"), sensealg=sensealg, seed=7, **kw)
+    return v, np.concatenate([g["p"], g["u0"]])
+
+
+@pytest.mark.parametrize("alg,interp,kw", [(js.EM(), "ito", dict(dt=1 / 64)),
+                                           (js.EulerHeun(), "stratonovich", dict(dt=1 / 64)),
+                                           (js.SRIW1(), "ito", dict(rtol=1e-4, atol=1e-4))],
+                         ids=["EM", "EulerHeun", "SRIW1-adaptive"])
+def test_sde_adjoint_uses_the_noise_vjp(alg, interp, kw):
+    """``g`` given as ``js.ODEFunction(g, vjp=...)`` (or ``jac``/``paramjac``), diagonal
+    noise: its own derivatives replace the complex steps of ``g`` in the SDE adjoints
+    (the same gradient to rounding; a wrong one changes it), in the checkpointed sweep
+    and in the ensemble kernel (rows bit for bit the per-trajectory sweeps)."""
+    v0, g0 = sde_grad_g(noise_p, alg, interp, **kw)
+    v1, g1 = sde_grad_g(js.ODEFunction(noise_p, vjp=noise_p_vjp), alg, interp, **kw)
+    assert v1 == v0 and rel(g1, g0) < 1e-12
+    _, gj = sde_grad_g(js.ODEFunction(noise_p, jac=noise_p_jac, paramjac=noise_p_paramjac),
+                       alg, interp, **kw)
+    assert rel(gj, g0) < 1e-12
+    _, gw = sde_grad_g(js.ODEFunction(noise_p, vjp=noise_p_vjp_wrong), alg, interp, **kw)
+    assert abs(gw[3] - g0[3]) > 1e-3 * abs(g0[3]) and rel(gw[4:], g0[4:]) < 1e-12
+    gf = js.ODEFunction(noise_p, vjp=noise_p_vjp)
+    if isinstance(alg, js.EM):
+        _, gc = sde_grad_g(gf, alg, interp, js.DiscreteAdjoint(checkpoints=5), **kw)
+        assert np.array_equal(gc, g1)
+    prob = js.SDEProblem(F_VJP, gf, U0, (0.0, 4.0), P, interpretation=interp)
+    assert js.remake(prob, p=P).g_function is gf
+    u0s = U0 * np.array([[1.0], [0.9], [1.1]])
+    ens = js.EnsembleProblem(prob, u0s=u0s)
+    _, ge = js.gradient(ens, alg, LOSS, wrt=("p", "u0"), seed=7, **kw)
+    loop = js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, u0=u0s[i]))
+    _, gl = js.gradient(loop, alg, LOSS, wrt=("p", "u0"), seed=7, trajectories=3, **kw)
+    assert np.array_equal(ge["p"], gl["p"]) and np.array_equal(ge["u0"], gl["u0"])
+    assert np.array_equal(ge["p"][0], g1[:4]) and np.array_equal(ge["u0"][0], g1[4:])
+
+
+def test_noise_derivatives_need_a_vector_g():
+    def gm(G, u, p, t):
+        G[0, 0] = 0.1
+        G[1, 0] = 0.1 * u[0]
+    with pytest.raises(js.errors.InvalidProblemError, match="g: its own vjp is for diagonal or "
+                                                            "scalar noise"):
+        js.SDEProblem(lotka, js.ODEFunction(gm, vjp=noise_p_vjp), U0, (0.0, 1.0), P,
+                      noise="general", nbrownian=1)

@@ -63,7 +63,7 @@ from .sde import (DIAGONAL, FULL, GENERAL, LEVELS, MAXITERS, SRI, SUCCESS, _geva
                   control_step, levy_init, levy_query, propose_x, tree_init, tree_query)
 from .stepcontrol import error_norm
 
-__all__ = ["split_vjp_source", "em_grid_x", "em_tree", "em_advance", "em_reverse",
+__all__ = ["split_vjp_source", "split_sources", "em_grid_x", "em_tree", "em_advance", "em_reverse",
            "em_checkpointed",
            "sra_tree", "sra_advance", "sra_reverse", "sra_checkpointed",
            "sri_advance", "sri_reverse", "sri_checkpointed", "sde_record_steps",
@@ -83,6 +83,15 @@ def split_vjp_source(vj):
     own derivatives, :mod:`.erk_adjoint`) when it has the user slots, else ``()``: only
     a drift given with its own ``vjp``/``jac``/``paramjac`` pays that typing."""
     return vj[0], vj[1:9] + vj[10:14], (vj[14:22] if len(vj) > 15 else ())
+
+
+def split_sources(vjf, vjg):
+    """``(fc, vjf_r, gc, vjg_r, uf)`` of the drift's and the noise's VJP sources
+    (:func:`split_vjp_source`), ``uf = (f's user slots, g's user slots)``: the kernels'
+    ``uf`` argument."""
+    fc, vjf_r, uff = split_vjp_source(vjf)
+    gc, vjg_r, ufg = split_vjp_source(vjg)
+    return fc, vjf_r, gc, vjg_r, (uff, ufg)
 
 
 def _vj(fc, r, linT, user):
@@ -179,6 +188,41 @@ def vjp_noise_matrix(gcm, lam, dW, Y, p, t, eps, np_grad, out_u, out_p, pc, cu, 
                 row += cG[i, j].imag * dW[j]
             acc += row / eps * lam[i]
         out_p[q] += acc
+        pc[q] = p[q]
+
+
+@njit(cache=False)
+def vjp_noise_weighted(gcm, W, Y, p, t, eps, np_grad, out_u, out_p, pc, cu, cG):
+    """VJP of a general-noise matrix against weights: ``out_u = d(sum_ij W_ij G_ij(u))/du``,
+    ``out_p += d(...)/dp``, by complex steps of the complex twin ``gcm`` of g (one per
+    state and per parameter component, dense); work as :func:`vjp_noise_matrix`.  Used
+    where one G enters the step through several vectors (SRA: ``G_s (beta1 dW + beta2
+    chi)`` and ``G_s chi`` in later stages: ``W = lam (x)`` those vectors summed).
+
+    Reference: Squire & Trapp, SIAM Rev. 40 (1998) (complex step)."""
+    n = Y.size
+    m = W.shape[1]
+    for j in range(p.size):
+        pc[j] = p[j]
+    for k in range(n):
+        cu[k] = Y[k]
+    for k in range(n):
+        cu[k] = complex(Y[k], eps)
+        gcm(cG, cu, pc, t)
+        acc = 0.0
+        for i in range(n):
+            for j in range(m):
+                acc += cG[i, j].imag * W[i, j]
+        out_u[k] = acc / eps
+        cu[k] = Y[k]
+    for q in range(np_grad):
+        pc[q] = complex(p[q], eps)
+        gcm(cG, cu, pc, t)
+        acc = 0.0
+        for i in range(n):
+            for j in range(m):
+                acc += cG[i, j].imag * W[i, j]
+        out_p[q] += acc / eps
         pc[q] = p[q]
 
 
@@ -294,12 +338,14 @@ def em_reverse(f, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj,
     state after step ``i`` (or -1), added to ``lam`` before that step is reversed.
     ``lam`` becomes the adjoint of the state before step ``i0``; ``pbar`` accumulates.
     ``fc``/``gc`` are the complex twins of f and g, ``vjf_r``/``vjg_r`` the rest of their
-    VJP sources and ``uf`` the user slots of f's (:func:`split_vjp_source`); ``f`` (the
-    real drift) fills the unused linear-part slot.  General noise (``ip[2] == GENERAL``):
+    VJP sources and ``uf`` the user slots of f's and of g's (:func:`split_sources`);
+    ``f`` (the real drift) fills the unused linear-part slot.  General noise (``ip[2] == GENERAL``):
     ``gcm`` is the complex twin of the matrix g, differentiated by :func:`vjp_noise_matrix`
     (``gc``/``vjg_r`` unused)."""
     n = lam.size
-    _reverse_inner(_vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), gcm, p, states, geo, ip, seed,
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
+    _reverse_inner(vjf, vjg, gcm, p, states, geo, ip, seed,
                    traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
                    np.zeros((2, n), np.complex128), np.zeros((3, ip[3])),
                    _noise_work(n, ip[3], p.size, ip[2] == GENERAL))
@@ -314,8 +360,8 @@ def em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, se
     stored-states sweep runs, so the gradient is bit-for-bit the same."""
     n = u0.size
     m = ip[3]
-    vjf = _vj(fc, vjf_r, f, uf)
-    vjg = _vj(gc, vjg_r, f, ())
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -394,7 +440,10 @@ def _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi):
 
 
 @njit(cache=False)
-def _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G):
+def _sra_stages(f, gv, gm, tab, noise, u, p, t, hs, chi, H, F, G, gk):
+    """The stages of one SRA step with the forward's arithmetic
+    (:func:`jitsolve.kernels.cpu.sde._step_sra`): ``H``, ``F``, and ``G`` (diagonal or
+    scalar noise) or the matrices ``gk[st]`` (general noise)."""
     s = tab.shape[0]
     n = u.size
     oA0 = 7
@@ -407,15 +456,15 @@ def _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G):
                 a0 += tab[st, oA0 + r] * F[r, i]
                 cb = tab[st, oB0 + r]
                 if cb != 0.0:
-                    b0 += cb * (G[r, i] * (chi[i] if noise == DIAGONAL else chi[0]))
+                    b0 += cb * _gx(noise, G[r], gk[r], chi, i)
             H[st, i] = u[i] + hs * a0 + b0
         f(F[st], H[st], p, t + tab[st, 0] * hs)
-        gv(G[st], H[st], p, t + tab[st, 1] * hs)
+        _geval(noise, gv, gm, G[st], gk[st], H[st], p, t + tab[st, 1] * hs)
 
 
 @njit(cache=False)
-def _sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store, H, F, G,
-                 Blo, Bhi, dW, chi):
+def _sra_advance(f, gv, gm, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store, H,
+                 F, G, gk, Blo, Bhi, dW, chi):
     t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     n = u.size
@@ -433,42 +482,49 @@ def _sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, stat
         _sra_increments(x, xt, sqT, m, Blo, Bhi, dW, chi)
         t = t0 + span * x
         hs = span * (xt - x)
-        _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G)
+        _sra_stages(f, gv, gm, tab, noise, u, p, t, hs, chi, H, F, G, gk)
         for k in range(n):
             a = 0.0
             b = 0.0
             e2 = 0.0
-            wd = dW[k] if noise == DIAGONAL else dW[0]
-            wc = chi[k] if noise == DIAGONAL else chi[0]
             for st in range(s):
                 a += tab[st, 2] * F[st, k]
                 if tab[st, 3] != 0.0:
-                    b += tab[st, 3] * (G[st, k] * wd)
+                    b += tab[st, 3] * _gx(noise, G[st], gk[st], dW, k)
                 if tab[st, 4] != 0.0:
-                    e2 += tab[st, 4] * (G[st, k] * wc)
+                    e2 += tab[st, 4] * _gx(noise, G[st], gk[st], chi, k)
             u[k] = u[k] + hs * a + b + e2
         for j in range(2 * m):
             Blo[j] = Bhi[j]
 
 
+@njit(cache=False)
+def _sra_gk(s, n, m, general):
+    """The stage matrices of g for general noise (``(s, n, m)``), else a placeholder."""
+    return np.zeros((s, n, m) if general else (s, 1, 1))
+
+
 @njit(cache=True)
-def sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store):
+def sra_advance(f, gv, gm, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store):
     """Redo SRA steps ``i0 .. i1-1`` from ``u`` (in place), as :func:`em_advance`; the
     steps are ``[xg[k], xg[k + 1]]`` (recorded adaptive steps, :func:`sde_record_steps`)
-    or, for an empty ``xg``, the fixed grid of ``geo``."""
+    or, for an empty ``xg``, the fixed grid of ``geo``; ``gm`` is the matrix g of general
+    noise."""
     n = u.size
     m = ip[3]
     s = tab.shape[0]
-    _sra_advance(f, gv, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store,
-                 np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros(2 * m),
-                 np.zeros(2 * m), np.zeros(m), np.zeros(m))
+    _sra_advance(f, gv, gm, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, states, store,
+                 np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)),
+                 _sra_gk(s, n, m, ip[2] == GENERAL), np.zeros(2 * m), np.zeros(2 * m),
+                 np.zeros(m), np.zeros(m))
 
 
 @njit(cache=False)
-def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0, i1, gsave,
-                 save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi):
+def _sra_reverse(f, gv, gm, vjf, vjg, gcm, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0, i1,
+                 gsave, save_after, lam, pbar, H, F, G, gk, Hb, rw, cw, gw, W, Blo, Bhi, dW, chi):
     t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
+    general = noise == GENERAL
     n = lam.size
     s = tab.shape[0]
     sqT = np.sqrt(abs(span))
@@ -490,20 +546,30 @@ def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, t
         t = t0 + span * x
         hs = span * (xt - x)
         u = states[i - i0]
-        _sra_stages(f, gv, tab, noise, u, p, t, hs, chi, H, F, G)
+        _sra_stages(f, gv, gm, tab, noise, u, p, t, hs, chi, H, F, G, gk)
         for st in range(s - 1, -1, -1):
             for k in range(n):
                 wd = dW[k] if noise == DIAGONAL else dW[0]
                 wc = chi[k] if noise == DIAGONAL else chi[0]
                 fb = tab[st, 2] * lam[k]
-                gb = (tab[st, 3] * wd + tab[st, 4] * wc) * lam[k]
+                gb = 0.0 if general else (tab[st, 3] * wd + tab[st, 4] * wc) * lam[k]
                 for q in range(st + 1, s):
                     fb += tab[q, oA0 + st] * Hb[q, k]
-                    gb += tab[q, oB0 + st] * Hb[q, k] * wc
+                    # general noise: Gb holds sum_q B0[q,s] Hbar_q, contracted with chi below
+                    gb += tab[q, oB0 + st] * Hb[q, k] * (1.0 if general else wc)
                 Fb[k] = hs * fb
                 Gb[k] = gb
             vjp_apply(vjf, Fb, H[st], p, t + tab[st, 0] * hs, a, pbar, kdum, work, cu, cd)
-            vjp_apply(vjg, Gb, H[st], p, t + tab[st, 1] * hs, b, pbar, kdum, work, cu, cd)
+            if general:
+                # G_s enters as G_s (beta1 dW + beta2 chi) and, in later stages, G_s chi
+                for k in range(n):
+                    for j in range(m):
+                        W[k, j] = (lam[k] * (tab[st, 3] * dW[j] + tab[st, 4] * chi[j])
+                                   + Gb[k] * chi[j])
+                vjp_noise_weighted(gcm, W, H[st], p, t + tab[st, 1] * hs, vjf[8], vjf[7], b,
+                                   pbar, gw[0], gw[1], gw[2])
+            else:
+                vjp_apply(vjg, Gb, H[st], p, t + tab[st, 1] * hs, b, pbar, kdum, work, cu, cd)
             for k in range(n):
                 Hb[st, k] = a[k] + b[k]
         for st in range(s):
@@ -513,30 +579,45 @@ def _sra_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg, seed, traj, tf, t
             Bhi[j] = Blo[j]
 
 
+@njit(cache=False)
+def _sra_weights(n, m, general):
+    """The general-noise weight matrix of :func:`vjp_noise_weighted` (else a placeholder)."""
+    return np.zeros((n, m) if general else (1, 1))
+
+
 @njit(cache=True)
-def sra_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj, tf, ti,
-                i0, i1, gsave, save_after, lam, pbar):
+def sra_reverse(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, seed, traj,
+                tf, ti, i0, i1, gsave, save_after, lam, pbar):
     """Reverse SRA steps ``i1-1 .. i0``, as :func:`em_reverse` (stages recomputed; steps
-    from ``xg`` as in :func:`sra_advance`, their sizes held fixed)."""
+    from ``xg`` as in :func:`sra_advance`, their sizes held fixed; general noise: ``gm``
+    and its complex twin ``gcm`` through :func:`vjp_noise_weighted`)."""
     n = lam.size
     m = ip[3]
     s = tab.shape[0]
-    _sra_reverse(f, gv, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), tab, p, states, geo, ip, xg,
-                 seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((s, n)),
-                 np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), np.zeros((6, n)),
-                 np.zeros((2, n), np.complex128), np.zeros(2 * m), np.zeros(2 * m),
-                 np.zeros(m), np.zeros(m))
+    general = ip[2] == GENERAL
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
+    _sra_reverse(f, gv, gm, vjf, vjg, gcm, tab, p, states, geo,
+                 ip, xg, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar,
+                 np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), _sra_gk(s, n, m, general),
+                 np.zeros((s, n)), np.zeros((6, n)), np.zeros((2, n), np.complex128),
+                 _noise_work(n, m, p.size, general), _sra_weights(n, m, general),
+                 np.zeros(2 * m), np.zeros(2 * m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
-def sra_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj, actions,
-                     nslots, gsave, save_after, lam, pbar):
+def sra_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, seed, traj,
+                     actions, nslots, gsave, save_after, lam, pbar):
     """:func:`em_checkpointed` for SRA steps (``xg`` as in :func:`sra_advance`)."""
     n = u0.size
     m = ip[3]
     s = tab.shape[0]
-    vjf = _vj(fc, vjf_r, f, uf)
-    vjg = _vj(gc, vjg_r, f, ())
+    general = ip[2] == GENERAL
+    gk = _sra_gk(s, n, m, general)
+    gw = _noise_work(n, m, p.size, general)
+    W = _sra_weights(n, m, general)
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -554,14 +635,15 @@ def sra_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, s
     for a in range(actions.shape[0]):
         op = actions[a, 0]
         if op == ADVANCE:
-            _sra_advance(f, gv, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, actions[a, 1],
-                         actions[a, 2], buf, False, H, F, G, Blo, Bhi, dW, chi)
+            _sra_advance(f, gv, gm, tab, p, cur, geo, ip, xg, seed, traj, tf, ti, actions[a, 1],
+                         actions[a, 2], buf, False, H, F, G, gk, Blo, Bhi, dW, chi)
         elif op == REVERSE:
             i = actions[a, 1]
             for k in range(n):
                 buf[0, k] = cur[k]
-            _sra_reverse(f, gv, vjf, vjg, tab, p, buf, geo, ip, xg, seed, traj, tf, ti, i, i + 1,
-                         gsave, save_after, lam, pbar, H, F, G, Hb, rw, cw, Blo, Bhi, dW, chi)
+            _sra_reverse(f, gv, gm, vjf, vjg, gcm, tab, p, buf, geo, ip, xg, seed, traj, tf, ti, i,
+                         i + 1, gsave, save_after, lam, pbar, H, F, G, gk, Hb, rw, cw, gw, W, Blo,
+                         Bhi, dW, chi)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]
@@ -742,7 +824,9 @@ def sri_reverse(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, states, geo, ip, xg, se
     n = lam.size
     m = ip[3]
     s = tab.shape[0]
-    _sri_reverse(f, gv, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), tab, p, states, geo, ip, xg,
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
+    _sri_reverse(f, gv, vjf, vjg, tab, p, states, geo, ip, xg,
                  seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((4 * s + 2, n)),
                  np.zeros((3, m)), np.zeros(n), np.zeros(n), np.zeros((2 * s, n)),
                  np.zeros((6, n)), np.zeros((2, n), np.complex128), np.zeros(2 * m),
@@ -763,8 +847,8 @@ def sri_checkpointed(f, gv, fc, gc, vjf_r, uf, vjg_r, tab, p, u0, geo, ip, xg, s
     n = u0.size
     m = ip[3]
     s = tab.shape[0]
-    vjf = _vj(fc, vjf_r, f, uf)
-    vjg = _vj(gc, vjg_r, f, ())
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -849,7 +933,7 @@ def sde_record_steps(f, gv, gm, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, tr
     dW = np.zeros(m)
     dZ = np.zeros(m)
     wk = np.zeros((4 * s + 2, n))
-    gk = np.zeros((s + 2, 1, 1))
+    gk = np.zeros((s + 2, n, m) if noise == GENERAL else (s + 2, 1, 1))
     chi = np.zeros((3, m))
     u = u0.copy()
     unew = np.zeros(n)
@@ -1068,7 +1152,9 @@ def heun_reverse(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, s
     n = lam.size
     m = ip[3]
     general = ip[2] == GENERAL
-    _heun_reverse(f, gv, gm, _vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), gcm, p, states, geo,
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
+    _heun_reverse(f, gv, gm, vjf, vjg, gcm, p, states, geo,
                   ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((10, n)),
                   np.zeros((2, n), np.complex128), _heun_gk(n, m, general),
                   _noise_work(n, m, p.size, general), np.zeros(m), np.zeros(m), np.zeros(m))
@@ -1083,8 +1169,8 @@ def heun_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, 
     n = u0.size
     m = ip[3]
     general = ip[2] == GENERAL
-    vjf = _vj(fc, vjf_r, f, uf)
-    vjg = _vj(gc, vjg_r, f, ())
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()
     buf = np.zeros((1, n))
@@ -1234,7 +1320,9 @@ def milstein_reverse(f, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, states, geo, i
     ``vjd_r`` are the complex twin of ``ggprime`` and the rest of its VJP source."""
     n = lam.size
     m = ip[3]
-    _milstein_reverse(_vj(fc, vjf_r, f, uf), _vj(gc, vjg_r, f, ()), _vj(phic, vjd_r, f, ()), p,
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
+    _milstein_reverse(vjf, vjg, _vj(phic, vjd_r, f, ()), p,
                       states, geo, ip, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar,
                       np.zeros((8, n)), np.zeros((2, n), np.complex128), np.zeros(m),
                       np.zeros(m), np.zeros(m))
@@ -1246,8 +1334,8 @@ def milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, u0, g
     """:func:`em_checkpointed` for Milstein steps."""
     n = u0.size
     m = ip[3]
-    vjf = _vj(fc, vjf_r, f, uf)
-    vjg = _vj(gc, vjg_r, f, ())
+    vjf = _vj(fc, vjf_r, f, uf[0])
+    vjg = _vj(gc, vjg_r, f, uf[1])
     vjd = _vj(phic, vjd_r, f, ())
     snaps = np.zeros((max(nslots, 1), n))
     cur = u0.copy()

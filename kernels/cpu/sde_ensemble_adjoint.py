@@ -30,10 +30,10 @@ from numba import njit, prange
 
 from .erk_adjoint import l2_at_steps, thread_vj
 from .sde import FULL, GENERAL, MAXITERS, UNSTABLE
-from .sde_adjoint import (_advance_inner, _heun_advance, _heun_gk, _heun_reverse, _milstein_advance,
-                          _milstein_reverse, _reverse_inner, _noise_work, _sra_advance,
-                          _sra_reverse, _sri_advance, _sri_reverse, _vj, em_tree,
-                          sde_record_steps, sra_tree)
+from .sde_adjoint import (_advance_inner, _heun_advance, _heun_gk, _heun_reverse,
+                          _milstein_advance, _milstein_reverse, _noise_work, _reverse_inner,
+                          _sra_advance, _sra_gk, _sra_reverse, _sra_weights, _sri_advance,
+                          _sri_reverse, _vj, em_tree, sde_record_steps, sra_tree)
 
 __all__ = ["em_ensemble_gradient", "heun_ensemble_gradient", "milstein_ensemble_gradient",
            "sra_ensemble_gradient", "sri_ensemble_gradient"]
@@ -91,6 +91,10 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
     m = ip[3]
     general = ip[2] == GENERAL
     grid = np.arange(nsteps + 1).astype(np.float64)
+    # the VJP sources, made once (an empty user-slot tuple cannot enter the parallel
+    # region); each thread copies their work arrays (thread_vj)
+    vjf0 = _vj(fc, vjf_r, f, uf[0])
+    vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
         traj = np.uint64(i)
         p = ps[i].copy()
@@ -109,7 +113,7 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
             continue
         lam = np.zeros(n)
         pbar = np.zeros(g_p.shape[1])
-        _reverse_inner(thread_vj(_vj(fc, vjf_r, f, uf)), thread_vj(_vj(gc, vjg_r, f, ())), gcm,
+        _reverse_inner(thread_vj(vjf0), thread_vj(vjg0), gcm,
                        p, states, geo, ip, seed, traj, tf, ti, 0, nsteps, gsave, save_after, lam,
                        pbar, rw, np.zeros((2, n), np.complex128), bw,
                        _noise_work(n, m, p.size, general))
@@ -126,6 +130,8 @@ def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, ge
     m = ip[3]
     general = ip[2] == GENERAL
     grid = np.arange(nsteps + 1).astype(np.float64)
+    vjf0 = _vj(fc, vjf_r, f, uf[0])
+    vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
         traj = np.uint64(i)
         p = ps[i].copy()
@@ -144,8 +150,8 @@ def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, ge
             continue
         lam = np.zeros(n)
         pbar = np.zeros(g_p.shape[1])
-        _heun_reverse(f, gv, gm, thread_vj(_vj(fc, vjf_r, f, uf)),
-                      thread_vj(_vj(gc, vjg_r, f, ())), gcm, p, states, geo, ip, seed, traj, tf,
+        _heun_reverse(f, gv, gm, thread_vj(vjf0),
+                      thread_vj(vjg0), gcm, p, states, geo, ip, seed, traj, tf,
                       ti, 0, nsteps, gsave, save_after, lam, pbar, rw,
                       np.zeros((2, n), np.complex128), gk, _noise_work(n, m, p.size, general),
                       bw[0], bw[1], bw[2])
@@ -161,6 +167,9 @@ def milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s
     nsteps = ip[0]
     m = ip[3]
     grid = np.arange(nsteps + 1).astype(np.float64)
+    vjf0 = _vj(fc, vjf_r, f, uf[0])
+    vjg0 = _vj(gc, vjg_r, f, uf[1])
+    vjd0 = _vj(phic, vjd_r, f, ())
     for i in prange(N):
         traj = np.uint64(i)
         p = ps[i].copy()
@@ -179,8 +188,8 @@ def milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s
             continue
         lam = np.zeros(n)
         pbar = np.zeros(g_p.shape[1])
-        _milstein_reverse(thread_vj(_vj(fc, vjf_r, f, uf)), thread_vj(_vj(gc, vjg_r, f, ())),
-                          thread_vj(_vj(phic, vjd_r, f, ())), p, states, geo, ip, seed, traj, tf,
+        _milstein_reverse(thread_vj(vjf0), thread_vj(vjg0),
+                          thread_vj(vjd0), p, states, geo, ip, seed, traj, tf,
                           ti, 0, nsteps, gsave, save_after, lam, pbar, rw, cw, bw[0], bw[1],
                           bw[2])
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
@@ -227,11 +236,12 @@ def _order15_grid(adaptive, f, gv, gm, tab, u0, p, fpar, ipar, atol, rtol, xs, s
 
 
 @njit(parallel=True, cache=True)
-def sra_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo, ip, seed, rows,
-                          data, weights, adaptive, fpar, ipar, atol, rtol, xs, cap0, capmax,
+def sra_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, u0s, ps, geo, ip, seed,
+                          rows, data, weights, adaptive, fpar, ipar, atol, rtol, xs, cap0, capmax,
                           values, g_u0, g_p, retcodes):
-    """SRA1 (additive noise), fixed steps or, with ``adaptive``, each trajectory's own
-    accepted steps recorded in its thread (``fpar``/``ipar``/``atol``/``rtol``/``xs`` as
+    """SRA1 (additive noise, any kind: ``gm``/``gcm`` as for EM), fixed steps or, with
+    ``adaptive``, each trajectory's own accepted steps recorded in its thread
+    (``fpar``/``ipar``/``atol``/``rtol``/``xs`` as
     :func:`~jitsolve.kernels.cpu.sde_adjoint.sde_record_steps` takes them, the loss times
     ``xs`` normalised as ``rows`` are then; buffers of ``cap0`` steps doubled up to
     ``capmax``) and held fixed in the reverse pass
@@ -239,6 +249,9 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
     N, n = u0s.shape
     m = ip[3]
     s = tab.shape[0]
+    general = ip[2] == GENERAL
+    vjf0 = _vj(fc, vjf_r, f, uf[0])
+    vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
         traj = np.uint64(i)
         p = ps[i].copy()
@@ -252,13 +265,14 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
         H = np.zeros((s, n))
         F = np.zeros((s, n))
         G = np.zeros((s, n))
+        gk = _sra_gk(s, n, m, general)
         bw = np.zeros((2, 2 * m))
         dw = np.zeros((2, m))
         if done:
             u[:] = states[nsteps]
         else:
-            _sra_advance(f, gv, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps, states,
-                         True, H, F, G, bw[0], bw[1], dw[0], dw[1])
+            _sra_advance(f, gv, gm, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps,
+                         states, True, H, F, G, gk, bw[0], bw[1], dw[0], dw[1])
             states[nsteps, :] = u
         gsave, save_after, lam0 = _traj_loss(i, grid, states, nsteps + 1, rows, data, weights,
                                              values)
@@ -266,10 +280,12 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
             continue
         lam = np.zeros(n)
         pbar = np.zeros(g_p.shape[1])
-        _sra_reverse(f, gv, thread_vj(_vj(fc, vjf_r, f, uf)), thread_vj(_vj(gc, vjg_r, f, ())),
-                     tab, p, states, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps, gsave,
-                     save_after, lam, pbar, H, F, G, np.zeros((s, n)), np.zeros((6, n)),
-                     np.zeros((2, n), np.complex128), bw[0], bw[1], dw[0], dw[1])
+        _sra_reverse(f, gv, gm, thread_vj(vjf0),
+                     thread_vj(vjg0), gcm, tab, p, states, geo, ipi, xg, seed,
+                     traj, tf, ti, 0, nsteps, gsave, save_after, lam, pbar, H, F, G, gk,
+                     np.zeros((s, n)), np.zeros((6, n)), np.zeros((2, n), np.complex128),
+                     _noise_work(n, m, p.size, general), _sra_weights(n, m, general), bw[0],
+                     bw[1], dw[0], dw[1])
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
 
 
@@ -282,6 +298,8 @@ def sri_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
     N, n = u0s.shape
     m = ip[3]
     s = tab.shape[0]
+    vjf0 = _vj(fc, vjf_r, f, uf[0])
+    vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
         traj = np.uint64(i)
         p = ps[i].copy()
@@ -309,7 +327,7 @@ def sri_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
             continue
         lam = np.zeros(n)
         pbar = np.zeros(g_p.shape[1])
-        _sri_reverse(f, gv, thread_vj(_vj(fc, vjf_r, f, uf)), thread_vj(_vj(gc, vjg_r, f, ())),
+        _sri_reverse(f, gv, thread_vj(vjf0), thread_vj(vjg0),
                      tab, p, states, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps, gsave,
                      save_after, lam, pbar, wk, chi, ue[0], ue[1], np.zeros((2 * s, n)),
                      np.zeros((6, n)), np.zeros((2, n), np.complex128), bw[0], bw[1], dw[0],
