@@ -154,50 +154,25 @@ def _query(x, maxdepth, seed, traj, m, tf, ti, B):
 
 
 @njit(cache=False)
-def vjp_noise_matrix(gcm, lam, dW, Y, p, t, eps, np_grad, out_u, out_p, pc, cu, cG):
+def vjp_noise_matrix(gcm, lam, dW, Y, p, t, eps, np_grad, out_u, out_p, gw):
     """VJP of the general-noise term ``u -> G(u, p, t) dW`` (G an n x m matrix):
-    ``out_u = d(lam . G dW)/du``, ``out_p += d(lam . G dW)/dp``, by complex steps of the
-    complex twin ``gcm`` of g, one per state and per parameter component (dense).  Work:
-    ``pc`` (len p) and ``cu`` (n) complex, ``cG`` (n, m) complex.
-
-    Reference: Squire & Trapp, SIAM Rev. 40 (1998) (complex step)."""
-    n = Y.size
-    m = dW.size
-    for j in range(p.size):
-        pc[j] = p[j]
-    for k in range(n):
-        cu[k] = Y[k]
-    for k in range(n):
-        cu[k] = complex(Y[k], eps)
-        gcm(cG, cu, pc, t)
-        acc = 0.0
-        for i in range(n):
-            row = 0.0
-            for j in range(m):
-                row += cG[i, j].imag * dW[j]
-            acc += row / eps * lam[i]
-        out_u[k] = acc
-        cu[k] = Y[k]
-    for q in range(np_grad):
-        pc[q] = complex(p[q], eps)
-        gcm(cG, cu, pc, t)
-        acc = 0.0
-        for i in range(n):
-            row = 0.0
-            for j in range(m):
-                row += cG[i, j].imag * dW[j]
-            acc += row / eps * lam[i]
-        out_p[q] += acc
-        pc[q] = p[q]
+    ``out_u = d(lam . G dW)/du``, ``out_p += d(lam . G dW)/dp``: :func:`vjp_noise_weighted`
+    with the weights ``W = lam (x) dW``; ``gw`` the work of :func:`_noise_work`."""
+    W = gw[3]
+    for i in range(Y.size):
+        for j in range(dW.size):
+            W[i, j] = lam[i] * dW[j]
+    vjp_noise_weighted(gcm, W, Y, p, t, eps, np_grad, out_u, out_p, gw[0], gw[1], gw[2])
 
 
 @njit(cache=False)
 def vjp_noise_weighted(gcm, W, Y, p, t, eps, np_grad, out_u, out_p, pc, cu, cG):
     """VJP of a general-noise matrix against weights: ``out_u = d(sum_ij W_ij G_ij(u))/du``,
     ``out_p += d(...)/dp``, by complex steps of the complex twin ``gcm`` of g (one per
-    state and per parameter component, dense); work as :func:`vjp_noise_matrix`.  Used
-    where one G enters the step through several vectors (SRA: ``G_s (beta1 dW + beta2
-    chi)`` and ``G_s chi`` in later stages: ``W = lam (x)`` those vectors summed).
+    state and per parameter component, dense).  Work: ``pc`` (len p) and ``cu`` (n)
+    complex, ``cG`` (n, m) complex.  EM and Euler-Heun weigh G by ``lam (x) dW``
+    (:func:`vjp_noise_matrix`); SRA's ``G_s`` enters a step through several vectors
+    (``G_s (beta1 dW + beta2 chi)`` and ``G_s chi`` in later stages).
 
     Reference: Squire & Trapp, SIAM Rev. 40 (1998) (complex step)."""
     n = Y.size
@@ -308,8 +283,7 @@ def _reverse(vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsav
             v1[k] = hs * lam[k]
         vjp_apply(vjf, v1, u, p, t, a, pbar, kdum, work, cu, cd)
         if noise == GENERAL:
-            vjp_noise_matrix(gcm, lam, dW, u, p, t, vjf[8], vjf[7], b, pbar, gw[0], gw[1],
-                             gw[2])
+            vjp_noise_matrix(gcm, lam, dW, u, p, t, vjf[8], vjf[7], b, pbar, gw)
         else:
             for k in range(n):
                 v2[k] = lam[k] * (dW[k] if noise == DIAGONAL else dW[0])
@@ -322,12 +296,13 @@ def _reverse(vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, ti, i0, i1, gsav
 
 @njit(cache=False)
 def _noise_work(n, m, npar, general):
-    """Complex work arrays of :func:`vjp_noise_matrix` (p, state, G), tiny unless general."""
+    """Work arrays of :func:`vjp_noise_matrix` (complex p, state and G; the real weights
+    W), tiny unless general."""
     if general:
         return (np.zeros(npar, np.complex128), np.zeros(n, np.complex128),
-                np.zeros((n, m), np.complex128))
+                np.zeros((n, m), np.complex128), np.zeros((n, m)))
     return (np.zeros(0, np.complex128), np.zeros(1, np.complex128),
-            np.zeros((1, 1), np.complex128))
+            np.zeros((1, 1), np.complex128), np.zeros((1, 1)))
 
 
 @njit(cache=True)
@@ -521,7 +496,7 @@ def sra_advance(f, gv, gm, tab, p, u, geo, ip, xg, seed, traj, tf, ti, i0, i1, s
 
 @njit(cache=False)
 def _sra_reverse(f, gv, gm, vjf, vjg, gcm, tab, p, states, geo, ip, xg, seed, traj, tf, ti, i0, i1,
-                 gsave, save_after, lam, pbar, H, F, G, gk, Hb, rw, cw, gw, W, Blo, Bhi, dW, chi):
+                 gsave, save_after, lam, pbar, H, F, G, gk, Hb, rw, cw, gw, Blo, Bhi, dW, chi):
     t0, span, xstep, xend = geo[0], geo[1], geo[2], geo[3]
     N, maxdepth, noise, m = ip[0], ip[1], ip[2], ip[3]
     general = noise == GENERAL
@@ -562,6 +537,7 @@ def _sra_reverse(f, gv, gm, vjf, vjg, gcm, tab, p, states, geo, ip, xg, seed, tr
             vjp_apply(vjf, Fb, H[st], p, t + tab[st, 0] * hs, a, pbar, kdum, work, cu, cd)
             if general:
                 # G_s enters as G_s (beta1 dW + beta2 chi) and, in later stages, G_s chi
+                W = gw[3]
                 for k in range(n):
                     for j in range(m):
                         W[k, j] = (lam[k] * (tab[st, 3] * dW[j] + tab[st, 4] * chi[j])
@@ -577,12 +553,6 @@ def _sra_reverse(f, gv, gm, vjf, vjg, gcm, tab, p, states, geo, ip, xg, seed, tr
                 lam[k] += Hb[st, k]
         for j in range(2 * m):
             Bhi[j] = Blo[j]
-
-
-@njit(cache=False)
-def _sra_weights(n, m, general):
-    """The general-noise weight matrix of :func:`vjp_noise_weighted` (else a placeholder)."""
-    return np.zeros((n, m) if general else (1, 1))
 
 
 @njit(cache=True)
@@ -601,8 +571,8 @@ def sra_reverse(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, p, states, geo, i
                  ip, xg, seed, traj, tf, ti, i0, i1, gsave, save_after, lam, pbar,
                  np.zeros((s, n)), np.zeros((s, n)), np.zeros((s, n)), _sra_gk(s, n, m, general),
                  np.zeros((s, n)), np.zeros((6, n)), np.zeros((2, n), np.complex128),
-                 _noise_work(n, m, p.size, general), _sra_weights(n, m, general),
-                 np.zeros(2 * m), np.zeros(2 * m), np.zeros(m), np.zeros(m))
+                 _noise_work(n, m, p.size, general), np.zeros(2 * m), np.zeros(2 * m),
+                 np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
@@ -615,7 +585,6 @@ def sra_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, p, u0, geo, 
     general = ip[2] == GENERAL
     gk = _sra_gk(s, n, m, general)
     gw = _noise_work(n, m, p.size, general)
-    W = _sra_weights(n, m, general)
     vjf = _vj(fc, vjf_r, f, uf[0])
     vjg = _vj(gc, vjg_r, f, uf[1])
     snaps = np.zeros((max(nslots, 1), n))
@@ -642,7 +611,7 @@ def sra_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, p, u0, geo, 
             for k in range(n):
                 buf[0, k] = cur[k]
             _sra_reverse(f, gv, gm, vjf, vjg, gcm, tab, p, buf, geo, ip, xg, seed, traj, tf, ti, i,
-                         i + 1, gsave, save_after, lam, pbar, H, F, G, gk, Hb, rw, cw, gw, W, Blo,
+                         i + 1, gsave, save_after, lam, pbar, H, F, G, gk, Hb, rw, cw, gw, Blo,
                          Bhi, dW, chi)
         elif op == TAKE:
             for k in range(n):
@@ -1121,8 +1090,7 @@ def _heun_reverse(f, gv, gm, vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, 
                                                          else dW[0]) * lam[k]
         vjp_apply(vjf, vf, ub, p, t + hs, a, pbar, kdum, work, cu, cd)
         if general:
-            vjp_noise_matrix(gcm, vg, dW, ub, p, t + hs, vjf[8], vjf[7], b, pbar, gw[0], gw[1],
-                             gw[2])
+            vjp_noise_matrix(gcm, vg, dW, ub, p, t + hs, vjf[8], vjf[7], b, pbar, gw)
         else:
             vjp_apply(vjg, vg, ub, p, t + hs, b, pbar, kdum, work, cu, cd)
         for k in range(n):
@@ -1134,7 +1102,7 @@ def _heun_reverse(f, gv, gm, vjf, vjg, gcm, p, states, geo, ip, seed, traj, tf, 
             vg[k] = c if general else (dW[k] if noise == DIAGONAL else dW[0]) * c
         vjp_apply(vjf, vf, u, p, t, a, pbar, kdum, work, cu, cd)
         if general:
-            vjp_noise_matrix(gcm, vg, dW, u, p, t, vjf[8], vjf[7], b, pbar, gw[0], gw[1], gw[2])
+            vjp_noise_matrix(gcm, vg, dW, u, p, t, vjf[8], vjf[7], b, pbar, gw)
         else:
             vjp_apply(vjg, vg, u, p, t, b, pbar, kdum, work, cu, cd)
         for k in range(n):

@@ -32,7 +32,7 @@ from .erk_adjoint import l2_at_steps, thread_vj
 from .sde import FULL, GENERAL, MAXITERS, UNSTABLE
 from .sde_adjoint import (_advance_inner, _heun_advance, _heun_gk, _heun_reverse,
                           _milstein_advance, _milstein_reverse, _noise_work, _reverse_inner,
-                          _sra_advance, _sra_gk, _sra_reverse, _sra_weights, _sri_advance,
+                          _sra_advance, _sra_gk, _sra_reverse, _sri_advance,
                           _sri_reverse, _vj, em_tree, sde_record_steps, sra_tree)
 
 __all__ = ["em_ensemble_gradient", "heun_ensemble_gradient", "milstein_ensemble_gradient",
@@ -46,10 +46,19 @@ _record_inner = njit(cache=False)(sde_record_steps.py_func)
 
 
 @njit(cache=False)
-def _traj_loss(i, grid, states, nst, rows, data, weights, values):
+def _traj_start(i, u0s, ps):
+    """Trajectory ``i``'s path index and its own copies of ``u0`` and ``p``."""
+    return np.uint64(i), u0s[i].copy(), ps[i].copy()
+
+
+@njit(cache=False)
+def _traj_loss(i, grid, states, nst, rows, data, weights, values, u, g_u0, g_p, retcodes, rc):
     """The loss of trajectory ``i`` on its stored states (``states[:nst]`` at the points
-    ``grid``): writes ``values[i]``, returns ``(gsave, save_after, lam0)``
-    (:func:`jitsolve.kernels.cpu.erk_adjoint.l2_at_steps`)."""
+    ``grid``; :func:`jitsolve.kernels.cpu.erk_adjoint.l2_at_steps`) into ``values[i]``.
+    Returns ``(ok, gsave, save_after, lam0, lam, pbar)``: ``ok`` False when the trajectory
+    failed (forward return code ``rc``, or a final state ``u`` or loss that is not
+    finite: its gradient rows become NaN and ``retcodes[i]`` is set), and the reverse
+    sweep's loss terms and fresh adjoints."""
     n = states.shape[1]
     d = data[0] if data.shape[0] == 1 else data[i]
     w = weights[0] if weights.shape[0] == 1 else weights[i]
@@ -57,19 +66,12 @@ def _traj_loss(i, grid, states, nst, rows, data, weights, values):
     save_after = -np.ones(max(nst - 1, 1), np.int64)
     lam0 = np.zeros(n)
     values[i] = l2_at_steps(grid, states, nst, rows, d, w, gsave, save_after, lam0)
-    return gsave, save_after, lam0
-
-
-@njit(cache=False)
-def _traj_failed(i, u, values, g_u0, g_p, retcodes, rc):
-    """Whether trajectory ``i`` failed (forward return code ``rc``, or a final state or
-    loss that is not finite): its gradient rows become NaN and ``retcodes[i]`` is set."""
-    if rc == 0 and np.isfinite(values[i]) and np.isfinite(u).all():
-        return False
-    retcodes[i] = rc if rc != 0 else NOT_FINITE
-    g_u0[i, :] = np.nan
-    g_p[i, :] = np.nan
-    return True
+    ok = rc == 0 and np.isfinite(values[i]) and np.isfinite(u).all()
+    if not ok:
+        retcodes[i] = rc if rc != 0 else NOT_FINITE
+        g_u0[i, :] = np.nan
+        g_p[i, :] = np.nan
+    return ok, gsave, save_after, lam0, np.zeros(n), np.zeros(g_p.shape[1])
 
 
 @njit(cache=False)
@@ -96,23 +98,19 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
-        traj = np.uint64(i)
-        p = ps[i].copy()
+        traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = em_tree(m, seed, traj)
         states = np.empty((nsteps + 1, n))
-        u = u0s[i].copy()
         rw = np.zeros((6, n))
         bw = np.zeros((3, m))
         _advance_inner(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True,
                        rw[0], rw[1], np.zeros((n, m) if general else (1, 1)), bw[0], bw[1],
                        bw[2])
         states[nsteps, :] = u
-        gsave, save_after, lam0 = _traj_loss(i, grid, states, nsteps + 1, rows, data, weights,
-                                             values)
-        if _traj_failed(i, u, values, g_u0, g_p, retcodes, 0):
+        ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
+            i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, 0)
+        if not ok:
             continue
-        lam = np.zeros(n)
-        pbar = np.zeros(g_p.shape[1])
         _reverse_inner(thread_vj(vjf0), thread_vj(vjg0), gcm,
                        p, states, geo, ip, seed, traj, tf, ti, 0, nsteps, gsave, save_after, lam,
                        pbar, rw, np.zeros((2, n), np.complex128), bw,
@@ -133,23 +131,19 @@ def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, ge
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
-        traj = np.uint64(i)
-        p = ps[i].copy()
+        traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = em_tree(m, seed, traj)
         states = np.empty((nsteps + 1, n))
-        u = u0s[i].copy()
         rw = np.zeros((10, n))
         gk = _heun_gk(n, m, general)
         bw = np.zeros((3, m))
         _heun_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True, rw,
                       gk, bw[0], bw[1], bw[2])
         states[nsteps, :] = u
-        gsave, save_after, lam0 = _traj_loss(i, grid, states, nsteps + 1, rows, data, weights,
-                                             values)
-        if _traj_failed(i, u, values, g_u0, g_p, retcodes, 0):
+        ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
+            i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, 0)
+        if not ok:
             continue
-        lam = np.zeros(n)
-        pbar = np.zeros(g_p.shape[1])
         _heun_reverse(f, gv, gm, thread_vj(vjf0),
                       thread_vj(vjg0), gcm, p, states, geo, ip, seed, traj, tf,
                       ti, 0, nsteps, gsave, save_after, lam, pbar, rw,
@@ -171,23 +165,19 @@ def milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s
     vjg0 = _vj(gc, vjg_r, f, uf[1])
     vjd0 = _vj(phic, vjd_r, f, ())
     for i in prange(N):
-        traj = np.uint64(i)
-        p = ps[i].copy()
+        traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = em_tree(m, seed, traj)
         states = np.empty((nsteps + 1, n))
-        u = u0s[i].copy()
         rw = np.zeros((8, n))
         cw = np.zeros((2, n), np.complex128)
         bw = np.zeros((3, m))
         _milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states,
                           True, rw, cw, np.zeros(p.size, np.complex128), bw[0], bw[1], bw[2])
         states[nsteps, :] = u
-        gsave, save_after, lam0 = _traj_loss(i, grid, states, nsteps + 1, rows, data, weights,
-                                             values)
-        if _traj_failed(i, u, values, g_u0, g_p, retcodes, 0):
+        ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
+            i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, 0)
+        if not ok:
             continue
-        lam = np.zeros(n)
-        pbar = np.zeros(g_p.shape[1])
         _milstein_reverse(thread_vj(vjf0), thread_vj(vjg0),
                           thread_vj(vjd0), p, states, geo, ip, seed, traj, tf,
                           ti, 0, nsteps, gsave, save_after, lam, pbar, rw, cw, bw[0], bw[1],
@@ -253,9 +243,7 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, u0s, ps
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
-        traj = np.uint64(i)
-        p = ps[i].copy()
-        u = u0s[i].copy()
+        traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = sra_tree(m, seed, traj)
         xg, grid, states, nsteps, rc, done = _order15_grid(adaptive, f, gv, gm, tab, u, p, fpar,
                                                            ipar, atol, rtol, xs, seed, traj, cap0,
@@ -274,18 +262,15 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, u0s, ps
             _sra_advance(f, gv, gm, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps,
                          states, True, H, F, G, gk, bw[0], bw[1], dw[0], dw[1])
             states[nsteps, :] = u
-        gsave, save_after, lam0 = _traj_loss(i, grid, states, nsteps + 1, rows, data, weights,
-                                             values)
-        if _traj_failed(i, u, values, g_u0, g_p, retcodes, rc):
+        ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
+            i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, rc)
+        if not ok:
             continue
-        lam = np.zeros(n)
-        pbar = np.zeros(g_p.shape[1])
         _sra_reverse(f, gv, gm, thread_vj(vjf0),
                      thread_vj(vjg0), gcm, tab, p, states, geo, ipi, xg, seed,
                      traj, tf, ti, 0, nsteps, gsave, save_after, lam, pbar, H, F, G, gk,
                      np.zeros((s, n)), np.zeros((6, n)), np.zeros((2, n), np.complex128),
-                     _noise_work(n, m, p.size, general), _sra_weights(n, m, general), bw[0],
-                     bw[1], dw[0], dw[1])
+                     _noise_work(n, m, p.size, general), bw[0], bw[1], dw[0], dw[1])
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
 
 
@@ -301,9 +286,7 @@ def sri_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
     for i in prange(N):
-        traj = np.uint64(i)
-        p = ps[i].copy()
-        u = u0s[i].copy()
+        traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = sra_tree(m, seed, traj)
         xg, grid, states, nsteps, rc, done = _order15_grid(adaptive, f, gv, gm, tab, u, p, fpar,
                                                            ipar, atol, rtol, xs, seed, traj, cap0,
@@ -321,12 +304,10 @@ def sri_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
             _sri_advance(f, gv, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps, states,
                          True, wk, chi, ue[0], ue[1], bw[0], bw[1], dw[0], dw[1])
             states[nsteps, :] = u
-        gsave, save_after, lam0 = _traj_loss(i, grid, states, nsteps + 1, rows, data, weights,
-                                             values)
-        if _traj_failed(i, u, values, g_u0, g_p, retcodes, rc):
+        ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
+            i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, rc)
+        if not ok:
             continue
-        lam = np.zeros(n)
-        pbar = np.zeros(g_p.shape[1])
         _sri_reverse(f, gv, thread_vj(vjf0), thread_vj(vjg0),
                      tab, p, states, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps, gsave,
                      save_after, lam, pbar, wk, chi, ue[0], ue[1], np.zeros((2 * s, n)),
