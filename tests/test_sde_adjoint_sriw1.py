@@ -10,21 +10,7 @@ import pytest
 
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError
-
-
-def nl_f(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[1] * u[0] * u[1]
-
-
-def nl_g(gu, u, p, t):            # diagonal noise, nonlinear and coupled in u
-    gu[0] = p[3] * np.sin(u[0]) * u[1]
-    gu[1] = p[3] * u[1] / (1.0 + u[0] * u[0])
-
-
-def sc_g(gu, u, p, t):            # scalar noise (one Brownian motion)
-    gu[0] = p[3] * u[0] * u[1]
-    gu[1] = p[3] * np.cos(u[0]) + 0.1 * t
+from sde_models import nl_f, nl_g, sc_g
 
 
 P = np.array([1.1, 0.6, 0.8, 0.3])

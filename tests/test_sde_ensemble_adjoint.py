@@ -1,6 +1,7 @@
 """Gradients of SDE ensembles in one compiled kernel (kernels/cpu/sde_ensemble_adjoint.py):
-for every method with a discrete adjoint (EM, EulerHeun and SRA1 with general noise too, Milstein,
-SRA1 and SRIW1 with fixed or adaptive steps), row ``i`` equals, bit for bit, the
+for every method with a discrete adjoint (EM, EulerHeun, Milstein, SRA1 and SRIW1, the
+last two with fixed or adaptive steps; EM, EulerHeun and SRA1 with general noise too),
+row ``i`` equals, bit for bit, the
 single-trajectory adjoint on trajectory ``i``'s own path as the per-trajectory loop
 computes it (the same ensemble written with ``prob_func``, which is never run in the
 kernel), and the value is the loss of ``js.solve(ensemble, ...)``'s paths.  The loop's
@@ -11,40 +12,7 @@ import pytest
 
 import jitsolve as js
 from jitsolve.gradient import SolveFailedError
-
-
-def nl_f(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[1] * u[0] * u[1]
-
-
-def nl_g(gu, u, p, t):            # diagonal noise, nonlinear and coupled in u
-    gu[0] = p[3] * np.sin(u[0]) * u[1]
-    gu[1] = p[3] * u[1] / (1.0 + u[0] * u[0])
-
-
-def nl_ggp(out, u, p, t):         # the Milstein term of nl_g: g_i dg_i/du_i
-    g0 = p[3] * np.sin(u[0]) * u[1]
-    g1 = p[3] * u[1] / (1.0 + u[0] * u[0])
-    out[0] = g0 * p[3] * np.cos(u[0]) * u[1]
-    out[1] = g1 * p[3] / (1.0 + u[0] * u[0])
-
-
-def sc_g(gu, u, p, t):            # scalar noise (one Brownian motion)
-    gu[0] = p[3] * u[0] * u[1]
-    gu[1] = p[3] * np.cos(u[0]) + 0.1 * t
-
-
-def sc_ggp(out, u, p, t):         # scalar: (dg/du) g
-    g0 = p[3] * u[0] * u[1]
-    g1 = p[3] * np.cos(u[0]) + 0.1 * t
-    out[0] = p[3] * u[1] * g0 + p[3] * u[0] * g1
-    out[1] = -p[3] * np.sin(u[0]) * g0
-
-
-def add_g(gu, u, p, t):           # additive noise (SRA1's class)
-    gu[0] = p[3] * (1.0 + t)
-    gu[1] = 0.5 * p[3]
+from sde_models import add_g, nl_f, nl_g, nl_ggp, sc_g, sc_ggp
 
 
 def add_gm(G, u, p, t):           # additive general noise: 2 states, 3 Brownian motions
