@@ -24,9 +24,11 @@ only: multiplicative ``g`` is refused, as by ``solve``) and ``SRIW1``
 (Itô) with fixed or adaptive steps (their stages reversed like an explicit RK step; the
 iterated integrals ``I_(1)``, ``I_(1,1)``, ``I_(1,0)``, ``I_(1,1,1)`` are formed again from
 ``dW`` and ``I_(1,0)`` regenerated from the Lévy-area tree, never stored); diagonal or
-scalar noise; ``EM``, ``EulerHeun`` and ``SRA1`` also with general noise (``g(G, u, p, t)`` writes
-the n x m matrix G; the term ``G(u) dW`` is differentiated by one complex step of ``g``'s matrix twin per
-state and per parameter component, dense: no ``jac_sparsity`` for G).  With fixed steps
+scalar noise; ``EM``, ``EulerHeun`` and ``SRA1`` also with general noise (``g(G, u, p,
+t)`` writes the n x m matrix G; the term ``G(u) dW`` is differentiated by one complex step
+of ``g``'s matrix twin per state and per parameter component, dense: no ``jac_sparsity``
+for G).  ``f`` and, for diagonal or scalar noise, ``g`` given as ``js.ODEFunction`` with
+their own ``vjp`` (or ``jac``/``paramjac``) are differentiated by those first.  With fixed steps
 ``dt`` the loss's times must lie on the step grid
 ``t0 + k dt`` (or be ``t1``).  ``g`` (and ``ggprime``) must compile for complex128 states
 and parameters (complex step; e.g. no ``abs``).
@@ -303,8 +305,8 @@ def _adjoint_method(prob, alg):
     if prob.noise == "general" and method not in ("em", "heun", "sra"):
         raise UnsupportedAlgorithmError(
             f"noise: the SDE discrete adjoint covers general noise with EM, EulerHeun and "
-            f"SRA1; "
-            f"{type(alg).__name__} needs diagonal or scalar noise (or use js.FiniteDifference())")
+            f"SRA1; {type(alg).__name__} needs diagonal or scalar noise (or use "
+            f"js.FiniteDifference())")
     if method == "milstein" and prob.ggprime is None:
         raise UnsupportedAlgorithmError(
             "ggprime: the Milstein discrete adjoint needs the Milstein term as a function; "
