@@ -1,7 +1,20 @@
-"""SDE models shared by the SDE adjoint test files (one definition, one compile of each
-per test process): a predator-prey drift with parameters ``p[0..2]`` and noise terms
-scaled by ``p[3]``."""
+"""Shared by the SDE tests (one definition, one compile of each per test process):
+geometric Brownian motion (multiplicative noise), the drift of an Ornstein-Uhlenbeck
+process, and a predator-prey drift with parameters ``p[0..2]`` and noise terms scaled by
+``p[3]`` (the adjoint tests), in the in-place form ``f(du, u, p, t)``."""
 import numpy as np
+
+
+def gbm_f(du, u, p, t):
+    du[0] = p[0] * u[0]
+
+
+def gbm_g(gu, u, p, t):
+    gu[0] = p[1] * u[0]
+
+
+def ou_f(du, u, p, t):
+    du[0] = -p[0] * u[0]
 
 
 def nl_f(du, u, p, t):
