@@ -14,12 +14,12 @@ user without ensembles would write it.  Checks that both reach the same paramete
 """
 import argparse
 import os
-import time
 
 import numpy as np
 import scipy.optimize as so
 
 import jitsolve as js
+from heat_nonlinear import interleaved_best   # perf/, the script's directory
 
 
 def lotka(du, u, p, t):
@@ -69,12 +69,7 @@ def main(argv=None):
         r1, r2 = ensemble_fit(), loop_fit()             # compile / warm up, and check
         diff = float(np.abs(r1.p - r2.x).max() / np.abs(r2.x).max())
         assert diff < 1e-8, diff
-        best = [np.inf, np.inf]
-        for _ in range(a.repeat):
-            for k, fn in enumerate((ensemble_fit, loop_fit)):
-                t0 = time.perf_counter()
-                fn()
-                best[k] = min(best[k], time.perf_counter() - t0)
+        best = interleaved_best({0: ensemble_fit, 1: loop_fit}, a.repeat)
         print(f"| {type(alg).__name__} | {best[0]:.3f} | {best[1]:.3f} | "
               f"{best[1] / best[0]:.1f} | {r1.nit} | {diff:.1e} |")
 

@@ -15,11 +15,11 @@ steps) and SRIW1 adaptive.  Best of ``--repeat``, interleaved.
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
 import jitsolve as js
+from heat_nonlinear import interleaved_best   # perf/, the script's directory
 
 
 def drift(du, u, p, t):
@@ -72,13 +72,7 @@ def measure(name, N, repeat):
     (v1, g1), (v2, g2) = runs["kernel"](), runs["loop"]()
     same = all(np.array_equal(g1[k], g2[k]) for k in g1)
     assert same and abs(v1 - v2) <= 1e-13 * abs(v2), name
-    best = {k: np.inf for k in runs}
-    for _ in range(repeat):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best, same
+    return interleaved_best(runs, repeat), same
 
 
 def main(argv=None):

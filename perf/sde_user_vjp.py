@@ -14,13 +14,13 @@ jac_sparsity=identity)``, one evaluation) or ``g``'s own ``vjp`` (one real call)
 """
 import argparse
 import os
-import time
 
 import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
 import jitsolve as js
+from heat_nonlinear import interleaved_best   # perf/, the script's directory
 
 
 @njit
@@ -87,12 +87,9 @@ def main(argv=None):
     for k, g in grads.items():
         rel = np.abs(np.concatenate([g["p"], g["u0"]]) - g0).max() / np.abs(g0).max()
         assert rel < 1e-12, (k, rel)
-    best = {k: np.inf for k in probs}
-    for _ in range(a.repeat):
-        for k, pr in probs.items():
-            t0 = time.perf_counter()
-            js.gradient(pr, js.EM(), loss, wrt=("p", "u0"), **kw)
-            best[k] = min(best[k], time.perf_counter() - t0)
+    best = interleaved_best({k: (lambda pr=pr: js.gradient(pr, js.EM(), loss, wrt=("p", "u0"),
+                                                            **kw))
+                             for k, pr in probs.items()}, a.repeat)
     print(f"n = {n}, EM, 512 steps, best of {a.repeat} interleaved calls; "
           f"1-minute load {os.getloadavg()[0]:.2f}")
     print(f"| VJP sources (CS: complex step) | gradient (ms) | vs {last} |")
