@@ -30,6 +30,7 @@ from .linear import (AMG, CG, BiCGSTAB, Chebyshev, Direct, FlexibleCG, GMRES, Ja
 from .sensitivity import (BacksolveAdjoint, DiscreteAdjoint, FiniteDifference, ForwardSensitivity,
                           HDF5Store, InterpolatingAdjoint, QuadratureAdjoint, check_gradient)
 from .ode_stiff import ImplicitEuler, KenCarp4, Kvaerno5, Rodas5P, Rosenbrock23
+from .exponential import ETDRK4
 from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein, reverse_sde
 from . import ode_stiff, sde
 from .fit import FitResult, Tikhonov, TotalVariation, fit
@@ -53,7 +54,7 @@ __all__ = [
     "DiscreteCallback", "DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint",
     "BacksolveAdjoint", "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient",
     "fit", "FitResult", "Tikhonov", "TotalVariation",
-    "ImplicitEuler", "Rosenbrock23", "Rodas5P", "KenCarp4", "Kvaerno5", "ode_stiff",
+    "ImplicitEuler", "Rosenbrock23", "Rodas5P", "KenCarp4", "Kvaerno5", "ode_stiff", "ETDRK4",
     "EM", "EulerHeun", "Milstein", "SRIW1", "SRA1", "reverse_sde", "sde",
     "profile", "work_precision",
     "CG", "FlexibleCG", "BiCGSTAB", "GMRES", "Direct", "Jacobi", "Chebyshev", "Multigrid", "AMG",

@@ -805,6 +805,14 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         sensealg = DiscreteAdjoint()
     if isinstance(sensealg, FiniteDifference):
         return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
+    from .exponential import ETDRK4
+    if isinstance(alg, ETDRK4):
+        if not isinstance(sensealg, DiscreteAdjoint):
+            raise UnsupportedAlgorithmError(
+                f"sensealg: ETDRK4 is differentiated by js.DiscreteAdjoint() or "
+                f"js.FiniteDifference(); got {type(sensealg).__name__}")
+        from .exponential import etd_discrete_adjoint
+        return etd_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     if isinstance(sensealg, _ContinuousAdjoint):
         return _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     from .ode_stiff import StiffAlgorithm

@@ -7,7 +7,8 @@ import pytest
 import jitsolve as js
 
 INTEGRATORS = ["Euler", "RK4", "Tsit5", "DP5", "Vern7", "ImplicitEuler", "Rosenbrock23",
-               "Rodas5P", "KenCarp4", "Kvaerno5", "EM", "EulerHeun", "Milstein", "SRIW1", "SRA1"]
+               "Rodas5P", "KenCarp4", "Kvaerno5", "ETDRK4", "EM", "EulerHeun", "Milstein", "SRIW1",
+               "SRA1"]
 
 
 @pytest.mark.parametrize("name", INTEGRATORS)

@@ -35,7 +35,8 @@ LOOP_MODULES = ("erk.py", "erk_adjoint.py", "erk_large.py", "erk_tangent.py", "e
                 "rosenbrock_adjoint.py", "sde.py", "sde_adjoint.py", "stepcontrol.py",
                 "stiff.py", "stiffjac.py", "continuous_adjoint.py", "philox.py",
                 "sde_lockstep.py", "erk_lockstep.py", "fastpow.py", "stiff_adjoint_system.py",
-                "stiff_ensemble_adjoint.py", "sde_ensemble_adjoint.py")
+                "stiff_ensemble_adjoint.py", "sde_ensemble_adjoint.py", "etdrk4.py",
+                "etdrk4_adjoint.py")
 
 
 def _njit_cache(dec):
