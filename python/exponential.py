@@ -80,22 +80,14 @@ def etd_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .adjoint.etdrk4 import etd_adjoint
     from .errors import InvalidProblemError, SolveFailedError
     from .rhs import RHS
-    from .sensitivity import _grads_out, _loss_times, _vjp_for
-    from .solve import _DE_DEFAULTS, _check_de_options
+    from .sensitivity import _gradient_options, _grads_out, _vjp_for
     if "kappa" in wrt:
         raise InvalidProblemError("wrt: ETDRK4's gradient differentiates 'p' and 'u0' (its "
                                   "linear part enters through exact matrix functions)")
-    t_data = _loss_times(prob, loss)
-    o = dict(_DE_DEFAULTS, **solve_kw)
-    if o.get("saveat") is not None:
-        raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
+    t_data, o = _gradient_options(prob, loss, solve_kw)     # the loss times are tstops
     t0 = prob.tspan[0]
-    inner = t_data[t_data != t0]
-    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
     all_states = sensealg.checkpoints == "all"
-    o["saveat"] = None if all_states else inner
-    _check_de_options(prob, o)
-    o["backend"] = "cpu"
+    o["saveat"] = None if all_states else t_data[t_data != t0]
     raw = _run_etdrk4(prob, alg, o)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode."

@@ -36,7 +36,7 @@ SIAM J. Sci. Comput. 26 (2005).
 import numpy as np
 from numba import njit
 
-__all__ = ["etd_solve", "etd_step", "to_eig", "from_eig", "coef_apply", "work_rows", "MODE_DIAG",
+__all__ = ["etd_solve", "etd_step", "transform", "coef_apply", "work_rows", "MODE_DIAG",
            "MODE_EIG", "MODE_DENSE", "NWORK"]
 
 MODE_DIAG, MODE_EIG, MODE_DENSE = 0, 1, 2
@@ -92,19 +92,11 @@ def _all_finite(x):
 
 
 @njit(cache=False)
-def to_eig(mode, x, out, fwd, dims, w):
-    """``out = Q^T x`` (``MODE_EIG``), else a copy."""
+def transform(mode, x, out, M, dims, w):
+    """``out = Q^T x`` (``M`` the ``fwd`` factors) or ``out = Q x`` (``inv``) in
+    ``MODE_EIG``; a copy in the other modes."""
     if mode == MODE_EIG:
-        _kron3(x, out, fwd[0], fwd[1], fwd[2], dims[0], dims[1], dims[2], w)
-    else:
-        out[:] = x
-
-
-@njit(cache=False)
-def from_eig(mode, x, out, inv, dims, w):
-    """``out = Q x`` (``MODE_EIG``), else a copy."""
-    if mode == MODE_EIG:
-        _kron3(x, out, inv[0], inv[1], inv[2], dims[0], dims[1], dims[2], w)
+        _kron3(x, out, M[0], M[1], M[2], dims[0], dims[1], dims[2], w)
     else:
         out[:] = x
 
@@ -150,19 +142,19 @@ def etd_step(f, p, nb, hasnb, mode, cf, cm, j, fwd, inv, dims, u, t, h, S):
     (and their eigenbasis forms, the nonlinear values) stay in ``S`` for the reverse
     sweep.  ``cm`` holds the coefficient matrices (``MODE_DENSE``)."""
     w2 = S[W2]
-    to_eig(mode, u, S[UH], fwd, dims, w2)
+    transform(mode, u, S[UH], fwd, dims, w2)
     _nonlinear(f, p, nb, hasnb, S[NU], u, t)
-    to_eig(mode, S[NU], S[NUH], fwd, dims, w2)
+    transform(mode, S[NU], S[NUH], fwd, dims, w2)
     coef_apply(mode, cf, cm, j, 0, S[UH], S[AH], 1.0, False)
     coef_apply(mode, cf, cm, j, 1, S[NUH], S[AH], 1.0, True)
-    from_eig(mode, S[AH], S[A], inv, dims, w2)
+    transform(mode, S[AH], S[A], inv, dims, w2)
     _nonlinear(f, p, nb, hasnb, S[NA], S[A], t + 0.5 * h)
-    to_eig(mode, S[NA], S[NAH], fwd, dims, w2)
+    transform(mode, S[NA], S[NAH], fwd, dims, w2)
     coef_apply(mode, cf, cm, j, 0, S[UH], S[BH], 1.0, False)
     coef_apply(mode, cf, cm, j, 1, S[NAH], S[BH], 1.0, True)
-    from_eig(mode, S[BH], S[B], inv, dims, w2)
+    transform(mode, S[BH], S[B], inv, dims, w2)
     _nonlinear(f, p, nb, hasnb, S[NB], S[B], t + 0.5 * h)
-    to_eig(mode, S[NB], S[NBH], fwd, dims, w2)
+    transform(mode, S[NB], S[NBH], fwd, dims, w2)
     wv = S[W]
     nbh = S[NBH]
     nuh = S[NUH]
@@ -170,9 +162,9 @@ def etd_step(f, p, nb, hasnb, mode, cf, cm, j, fwd, inv, dims, u, t, h, S):
         wv[i] = 2.0 * nbh[i] - nuh[i]
     coef_apply(mode, cf, cm, j, 0, S[AH], S[CH], 1.0, False)
     coef_apply(mode, cf, cm, j, 1, wv, S[CH], 1.0, True)
-    from_eig(mode, S[CH], S[C], inv, dims, w2)
+    transform(mode, S[CH], S[C], inv, dims, w2)
     _nonlinear(f, p, nb, hasnb, S[NC], S[C], t + h)
-    to_eig(mode, S[NC], S[NCH], fwd, dims, w2)
+    transform(mode, S[NC], S[NCH], fwd, dims, w2)
     nah = S[NAH]
     for i in range(wv.size):
         wv[i] = nah[i] + nbh[i]
@@ -180,7 +172,7 @@ def etd_step(f, p, nb, hasnb, mode, cf, cm, j, fwd, inv, dims, u, t, h, S):
     coef_apply(mode, cf, cm, j, 3, nuh, S[UNH], 1.0, True)
     coef_apply(mode, cf, cm, j, 4, wv, S[UNH], 2.0, True)
     coef_apply(mode, cf, cm, j, 5, S[NCH], S[UNH], 1.0, True)
-    from_eig(mode, S[UNH], S[UNEW], inv, dims, w2)
+    transform(mode, S[UNH], S[UNEW], inv, dims, w2)
 
 
 @njit(cache=True)

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 
 from .erk_adjoint import vjp_apply
-from .etdrk4 import A, B, C, UNEW, coef_apply, etd_step, from_eig, to_eig, work_rows
+from .etdrk4 import A, B, C, UNEW, coef_apply, etd_step, transform, work_rows
 
 __all__ = ["etd_step_adjoint", "etd_reverse", "etd_advance", "etd_schedule"]
 
@@ -52,39 +52,39 @@ def etd_step_adjoint(f, p, nb, hasnb, vj, mode, cf, cm, cmT, j, fwd, inv, dims, 
     w2 = R[R_WORK]
     unh, uh, nuh, nah, nbh, nch = R[R_UNH], R[R_UH], R[R_NUH], R[R_NAH], R[R_NBH], R[R_NCH]
     v, y, yh, ah, wv = R[R_V], R[R_Y], R[R_YH], R[R_AH], R[R_W]
-    to_eig(mode, lam, unh, fwd, dims, w2)
+    transform(mode, lam, unh, fwd, dims, w2)
     coef_apply(mode, cf, cmT, j, 2, unh, uh, 1.0, False)
     coef_apply(mode, cf, cmT, j, 3, unh, nuh, 1.0, False)
     coef_apply(mode, cf, cmT, j, 4, unh, nah, 2.0, False)
     nbh[:] = nah
     coef_apply(mode, cf, cmT, j, 5, unh, nch, 1.0, False)
     # stage c
-    from_eig(mode, nch, v, inv, dims, w2)
+    transform(mode, nch, v, inv, dims, w2)
     vjp_apply(vj, v, S[C], p, t + h, y, pbar, kdummy, w2, cu, cd)
-    to_eig(mode, y, yh, fwd, dims, w2)
+    transform(mode, y, yh, fwd, dims, w2)
     coef_apply(mode, cf, cmT, j, 0, yh, ah, 1.0, False)
     coef_apply(mode, cf, cmT, j, 1, yh, wv, 1.0, False)
     for i in range(wv.size):
         nbh[i] += 2.0 * wv[i]
         nuh[i] -= wv[i]
     # stage b
-    from_eig(mode, nbh, v, inv, dims, w2)
+    transform(mode, nbh, v, inv, dims, w2)
     vjp_apply(vj, v, S[B], p, t + 0.5 * h, y, pbar, kdummy, w2, cu, cd)
-    to_eig(mode, y, yh, fwd, dims, w2)
+    transform(mode, y, yh, fwd, dims, w2)
     coef_apply(mode, cf, cmT, j, 0, yh, uh, 1.0, True)
     coef_apply(mode, cf, cmT, j, 1, yh, nah, 1.0, True)
     # stage a
-    from_eig(mode, nah, v, inv, dims, w2)
+    transform(mode, nah, v, inv, dims, w2)
     vjp_apply(vj, v, S[A], p, t + 0.5 * h, y, pbar, kdummy, w2, cu, cd)
-    to_eig(mode, y, yh, fwd, dims, w2)
+    transform(mode, y, yh, fwd, dims, w2)
     for i in range(ah.size):
         ah[i] += yh[i]
     coef_apply(mode, cf, cmT, j, 0, ah, uh, 1.0, True)
     coef_apply(mode, cf, cmT, j, 1, ah, nuh, 1.0, True)
     # the step's input
-    from_eig(mode, nuh, v, inv, dims, w2)
+    transform(mode, nuh, v, inv, dims, w2)
     vjp_apply(vj, v, u, p, t, y, pbar, kdummy, w2, cu, cd)
-    from_eig(mode, uh, lam, inv, dims, w2)
+    transform(mode, uh, lam, inv, dims, w2)
     for i in range(lam.size):
         lam[i] += y[i]
 
