@@ -180,3 +180,19 @@ def test_refusals_name_the_argument():
         js.gradient(prob, js.ETDRK4(), loss, wrt=("kappa",), dt=0.1)
     with pytest.raises(InvalidProblemError, match="saveat"):
         js.gradient(prob, js.ETDRK4(), loss, dt=0.1, saveat=[0.6])
+
+
+def test_dense_complex_step_on_a_grid():
+    """A 32 x 32 grid (1,024 unknowns) without jac_sparsity: the dense complex step (n
+    evaluations of f per product) gives the coloured one's gradient."""
+    g = js.Grid((32, 32), bc=js.Neumann())
+    X, Y = g.mesh()
+    prob = js.SplitODEProblem(0.01 * js.Laplacian(g), reaction,
+                              np.cos(np.pi * X) * np.cos(2 * np.pi * Y), (0.0, 0.3),
+                              p=np.array([1.0, 0.2]))
+    loss = js.L2Loss(np.array([0.3]), np.zeros((1,) + g.shape))
+    dense = js.gradient(prob, js.ETDRK4(), loss, wrt=("p", "u0"), dt=0.1)[1]
+    diag = js.gradient(js.remake(prob, f=js.ODEFunction(reaction, jac_sparsity=sp.identity(g.size))),
+                       js.ETDRK4(), loss, wrt=("p", "u0"), dt=0.1)[1]
+    np.testing.assert_allclose(dense["p"], diag["p"], rtol=1e-12)
+    np.testing.assert_allclose(dense["u0"], diag["u0"], rtol=1e-11, atol=1e-14)
