@@ -335,3 +335,21 @@ def test_bad_input_names_the_argument():
     big = js.SplitODEProblem(js.Advection(g, vel), zero, np.zeros(g.shape), (0.0, 1.0))
     with pytest.raises(UnsupportedAlgorithmError, match="L: a nonsymmetric"):
         js.solve(big, js.ETDRK4(), dt=0.1)
+
+
+def test_representation_is_kept_by_content():
+    """A fit or an ensemble solves with the same L many times: one eigh / expm per
+    content, not per solve; a changed L is a new representation."""
+    g = js.Grid((6, 5), bc=js.Dirichlet(0.0))
+    kappa = 1.0 + np.random.default_rng(7).random(g.shape)
+    r1 = linear_representation(js.Diffusion(g, kappa), g.size)
+    assert r1 is linear_representation(js.Diffusion(g, kappa.copy()), g.size)
+    k2 = kappa.copy()
+    k2[0, 0] += 1.0
+    assert linear_representation(js.Diffusion(g, k2), g.size) is not r1
+    s1 = linear_representation(0.5 * js.Laplacian(g), g.size)
+    assert s1 is linear_representation(0.5 * js.Laplacian(js.Grid((6, 5))), g.size)
+    assert s1 is not linear_representation(0.25 * js.Laplacian(g), g.size)
+    c1 = etd_coefficients(r1, 0.1)
+    assert c1 is etd_coefficients(r1, 0.1) and not c1.flags.writeable
+    assert etd_coefficients(r1, 0.2) is not c1

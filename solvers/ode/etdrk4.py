@@ -35,6 +35,8 @@ Cox, Matthews, J. Comput. Phys. 176 (2002); Kassam, Trefethen, SIAM J. Sci. Comp
 (stiff order: ETDRK4 has order 4 for the problems of Kassam-Trefethen, but its stiff
 order can drop to 2 in the worst case); Sidje, *Expokit*, ACM TOMS 24 (1998), Thm. 1.
 """
+import collections
+import hashlib
 import math
 
 import numpy as np
@@ -107,6 +109,7 @@ class LinearRepresentation:
     def __init__(self, mode, lam=None, fwd=None, inv=None, dims=(1, 1, 1), matrix=None,
                  kind=""):
         self.mode, self.lam, self.matrix, self.kind = mode, lam, matrix, kind
+        self.key = None       # set when kept by linear_representation
         eye = np.ones((1, 1))
         self.fwd = fwd if fwd is not None else (eye, eye, eye)
         self.inv = inv if inv is not None else (eye, eye, eye)
@@ -155,10 +158,62 @@ def _axis_matrix(grid, axis):
     return Laplacian(g1).to_csr().toarray()
 
 
+#: representations and coefficient sets by content (a fit or an ensemble solves with the
+#: same L many times: one dense ``eigh`` or matrix exponential, not one per solve)
+_REPS = collections.OrderedDict()
+_COEFS = collections.OrderedDict()
+_MAX_REPS, _MAX_COEF_BYTES = 8, 256 * 2 ** 20
+
+
+def _digest(*arrays):
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _remember(cache, key, value, limit):
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > 1 and limit(cache):
+        cache.popitem(last=False)
+
+
 def linear_representation(L, n):
     """The :class:`LinearRepresentation` of a ``SplitODEProblem``'s linear part ``L``
     (a grid operator, a scipy.sparse or dense matrix, or a 1-D diagonal) for ``n``
-    unknowns; raises ``UnsupportedAlgorithmError`` naming ``L`` when none fits."""
+    unknowns; raises ``UnsupportedAlgorithmError`` naming ``L`` when none fits.
+    Representations are kept by content (the matrix's bytes, or the grid and scale of
+    a separable Laplacian): the same ``L`` again costs a digest, not a new ``eigh``."""
+    import scipy.sparse as sp
+    from ...grid.operators import GridOperator
+    sep = _separable_laplacian(L) if isinstance(L, GridOperator) else None
+    if isinstance(L, np.ndarray) and L.ndim == 1:
+        key = ("diag", _digest(L))
+    elif sep is not None:
+        g = sep[1].grid
+        key = ("sep", sep[0], g.shape, g.extent,
+               tuple((type(lo).__name__, type(hi).__name__) for lo, hi in g.bcs))
+    else:
+        A = L.to_csr() if isinstance(L, GridOperator) else L
+        if sp.issparse(A):
+            A = sp.csr_matrix(A)
+            key = ("csr", n, _digest(A.indptr, A.indices, A.data))
+        else:
+            key = ("dense", n, _digest(np.asarray(A, dtype=np.float64)))
+    rep = _REPS.get(key)
+    if rep is None:
+        rep = _build_representation(L, n, sep)
+        rep.key = key
+        _remember(_REPS, key, rep, lambda c: len(c) > _MAX_REPS)
+    else:
+        _REPS.move_to_end(key)
+    return rep
+
+
+def _build_representation(L, n, sep):
     import scipy.sparse as sp
     from ...errors import UnsupportedAlgorithmError
     from ...grid.operators import GridOperator
@@ -166,7 +221,6 @@ def linear_representation(L, n):
         return LinearRepresentation(_K.MODE_DIAG, lam=np.ascontiguousarray(L, dtype=np.float64),
                                     kind="diagonal")
     if isinstance(L, GridOperator):
-        sep = _separable_laplacian(L)
         if sep is not None:
             scale, lap = sep
             g = lap.grid
@@ -213,7 +267,22 @@ def linear_representation(L, n):
 def etd_coefficients(rep, h):
     """The six coefficients ``(e^{hL/2}, (h/2) phi1(hL/2), e^{hL}, h f1, h f2, h f3)`` of
     one step of size ``h``: an array (6, n) for the diagonal modes (entries in the
-    loop's order), (6, n, n) for ``MODE_DENSE``."""
+    loop's order), (6, n, n) for ``MODE_DENSE``; kept per (representation, ``h``) (read
+    only: the kernels do not write them)."""
+    key = None if rep.key is None else (rep.key, float(h))
+    hit = _COEFS.get(key) if key is not None else None
+    if hit is not None:
+        _COEFS.move_to_end(key)
+        return hit
+    out = _coefficients(rep, h)
+    if key is not None:
+        out.setflags(write=False)
+        _remember(_COEFS, key, out,
+                  lambda c: sum(a.nbytes for a in c.values()) > _MAX_COEF_BYTES)
+    return out
+
+
+def _coefficients(rep, h):
     if rep.mode != _K.MODE_DENSE:
         z = h * rep.lam
         p1h, _, _ = phi_functions(0.5 * z)
