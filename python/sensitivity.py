@@ -556,8 +556,8 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .solvers.ode.explicit import tableau_arrays
     if not isinstance(alg, ExplicitRK):
         raise UnsupportedAlgorithmError(
-            f"alg: the discrete adjoint covers explicit Runge-Kutta methods in this build; "
-            f"{type(alg).__name__} is not supported yet")
+            f"alg: the discrete adjoint covers the explicit Runge-Kutta, Rosenbrock, (E)SDIRK "
+            f"and ETDRK4 methods in this build; {type(alg).__name__} is not supported yet")
     if solve_kw.get("callback") is not None:
         raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
     t_data = _loss_times(prob, loss)
