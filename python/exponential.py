@@ -30,9 +30,10 @@ class ETDRK4(ODEAlgorithm):
 
     Order 4 on the Kassam-Trefethen problems (measured in the tests); its stiff order can
     be lower for general ``f`` (Hochbruck-Ostermann).  No error estimate, no interpolant
-    (``sol(t)`` is not available), no callbacks.  ``js.gradient`` differentiates it with
-    ``js.DiscreteAdjoint()`` (the exact derivative of the steps taken, any checkpointing;
-    ``wrt`` ``"p"`` and ``"u0"``) or ``js.FiniteDifference()``.
+    of its own (``sol(t)`` interpolates the saved states linearly), no callbacks.
+    ``js.gradient`` differentiates it with ``js.DiscreteAdjoint()`` (the exact
+    derivative of the steps taken, any checkpointing; ``wrt`` ``"p"`` and ``"u0"``) or
+    ``js.FiniteDifference()``.
 
     References
     ----------
