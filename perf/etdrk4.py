@@ -7,7 +7,8 @@ and its discrete adjoint against its forward solve.
 walls), ``eps = 0.01``, ``t`` in [0, 1], a smooth random start.  ``h max|lam| = eps * 8
 n^2 dt`` is about 650 for ``n = 128`` at ``dt = 0.05``: explicit methods are held to
 ``dt <~ 2.8 / max|lam|`` (RK4's stability bound on the negative axis).  Every method is
-timed in the same run (best of ``--repeat`` interleaved calls, compile excluded) and its
+timed in the same run (best of ``--repeat`` calls in a block after a pause, compile
+excluded; see the comment at the timing loop) and its
 error measured at ``t = 1`` against ETDRK4 at ``dt / 32`` (an order-4 error ~1e6 times
 smaller than at ``dt``):
 
@@ -89,7 +90,13 @@ def main():
     g_c = grads["gradient, 4 checkpoints"]()
     same = (np.array_equal(g_all[1]["u0"], g_c[1]["u0"])
             and np.array_equal(g_all[1]["p"], g_c[1]["p"]))
-    best.update(interleaved_best({**cases, **grads}, a.repeat))
+    # each case in a block after a pause, not interleaved: three thread pools share the
+    # two cores (Numba's OpenMP kernels, the OpenBLAS of SciPy that ETDRK4's compiled
+    # matrix products call, NumPy's OpenBLAS), and a pool's threads keep spinning for a
+    # while after its last call, slowing whichever pool runs next
+    for k, fn in {**cases, **grads}.items():
+        time.sleep(0.5)
+        best[k] = interleaved_best({k: fn}, a.repeat)[k]
 
     base = best["ETDRK4 dt=0.05"]
     print("\n| method | steps | max error at t=1 | time (ms) | / ETDRK4 dt=0.05 |")

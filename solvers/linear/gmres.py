@@ -15,8 +15,8 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ...kernels.cpu import blas
-from .common import (MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, start, target,
-                     true_residual)
+from .common import (MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, lincomb, project,
+                     start, target, true_residual)
 
 __all__ = ["gmres"]
 
@@ -68,10 +68,11 @@ def gmres(matvec, b, x0=None, *, precond=None, restart=30, rtol=1e-8, atol=0.0, 
             else:
                 matvec(V[j], w)
             Vj = V[:j + 1]
-            h = Vj.conj() @ w
-            w -= h.astype(dtype) @ Vj
-            h2 = Vj.conj() @ w
-            w -= h2.astype(dtype) @ Vj
+            # classical Gram-Schmidt, twice; no OpenBLAS (common.lincomb)
+            h = project(Vj, w)
+            w -= lincomb(h.astype(dtype), Vj)
+            h2 = project(Vj, w)
+            w -= lincomb(h2.astype(dtype), Vj)
             h = (h + h2).astype(H.dtype)
             hn = blas.nrm2(w)
             H[:j + 1, j] = h
@@ -101,7 +102,7 @@ def gmres(matvec, b, x0=None, *, precond=None, restart=30, rtol=1e-8, atol=0.0, 
         diag = np.abs(np.diag(H[:k, :k]))
         if k > 0 and np.all(diag > 0) and np.all(np.isfinite(H[:k, :k])):
             y = solve_triangular(H[:k, :k], g[:k])
-            upd = (y.astype(dtype) @ V[:k]).astype(dtype)
+            upd = lincomb(y.astype(dtype), V[:k]).astype(dtype)
             if precond is not None:
                 precond(upd, z)
                 upd = z

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...kernels.cpu.stepcontrol import accepted_step
 from ..linear import gmres
+from ..linear.common import lincomb
 from .explicit import make_stops
 from .rosenbrock import RETCODES, solve_stiff, stiff_tableau
 
@@ -146,7 +147,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
                 FI[st] = fi0
                 continue
             tst = t + C[st] * h
-            base = u + h * (AE[st, :st] @ FE[:st] + AI[st, :st] @ FI[:st])
+            base = u + h * (lincomb(AE[st, :st], FE[:st]) + lincomb(AI[st, :st], FI[:st]))
             z = base + hg * (FI[st - 1] if st > 0 else fi0)
             dn_prev, conv = 1.0, False
             for k in range(MAXNEWTON):
@@ -197,13 +198,13 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
                 break
             continue
         Ksum = FE + FI
-        unew = u + h * (B @ Ksum)
+        unew = u + h * lincomb(B, Ksum)
         if kind == 3:
             e = 0.5 * h * (Ksum[0] - fe0 - fi0)
             err = gmres(wmat, e, rtol=lin_rtol, maxiter=lin_maxiter).x
             stats[2] += 1
         else:
-            err = h * (BERR @ Ksum)
+            err = h * lincomb(BERR, Ksum)
         sc = at + rt * np.maximum(np.abs(u), np.abs(unew))
         errn = float(np.sqrt(np.mean((err / sc) ** 2)))
         if not errn <= 1.0:
