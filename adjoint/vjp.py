@@ -17,6 +17,7 @@ matrices*, IMA J. Appl. Math. 13 (1974) (column colouring).
 import numpy as np
 
 __all__ = ["colour_columns", "make_vjp_source", "is_diagonal_pattern", "user_derivatives",
+           "covers_products",
            "COMPLEX_STEP", "USER_JAC_MAX", "DENSE_VJP_MAX"]
 
 #: complex-step size: no subtractive cancellation, so it can be tiny
@@ -119,6 +120,17 @@ def user_derivatives(fun, n, np_grad):
     if getattr(fun, "paramjac", None) is not None and np_grad > 0:
         mode, pjac = mode | USER_PARAMJAC, fun.cfunc("paramjac")
     return mode, None, jac, pjac
+
+
+def covers_products(user, np_grad):
+    """Whether the user's derivatives (:func:`user_derivatives`) give every product an
+    adjoint asks for: ``J^T v`` (``vjp`` or ``jac``) and, when parameters are
+    differentiated, ``J_p^T v`` (``vjp`` or ``paramjac``).  Then no complex step of
+    ``f`` is taken, and ``f`` need not compile for complex numbers."""
+    if user is None or not user[0]:
+        return False
+    mode = user[0]
+    return bool(mode & USER_VJP or (mode & USER_JAC and (np_grad == 0 or mode & USER_PARAMJAC)))
 
 
 def make_vjp_source(fc, p, has_f, n, *, sparsity=None, np_grad=0, linT=None, plin=None,

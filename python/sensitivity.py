@@ -380,7 +380,7 @@ def _loss_times(prob, loss):
 
 
 def _vjp_for(prob, rhs, wrt):
-    from .adjoint.vjp import make_vjp_source, user_derivatives
+    from .adjoint.vjp import covers_products, make_vjp_source, user_derivatives
     from .grid.operators import GridOperator
     from .kernels.cpu.rhs import zero_f_complex
     n = prob.u0.size
@@ -388,7 +388,11 @@ def _vjp_for(prob, rhs, wrt):
     np_grad = rhs.p.size if "p" in wrt else 0
     if np_grad and not has_f:
         raise InvalidProblemError("wrt: this problem has no parameters p (a pure grid operator)")
-    fc = rhs.fun.cfunc("f_complex") if has_f else zero_f_complex
+    user = user_derivatives(rhs.fun, n, np_grad) if has_f else None
+    # the complex twin only where a product is left to the complex step: with the user's
+    # own derivatives covering them, f need not compile for complex numbers
+    fc = (rhs.fun.cfunc("f_complex") if has_f and not covers_products(user, np_grad)
+          else zero_f_complex)
     linT, plin, kappa, bw = None, None, False, None
     if rhs.lin is not None:
         import scipy.sparse as sp
@@ -411,7 +415,6 @@ def _vjp_for(prob, rhs, wrt):
     if "kappa" in wrt and not kappa:
         raise InvalidProblemError("wrt: 'kappa' needs a problem whose operator is a js.Diffusion")
     sparsity = rhs.fun.jac_sparsity if has_f else None
-    user = user_derivatives(rhs.fun, n, np_grad) if has_f else None
     return make_vjp_source(fc, rhs.p, has_f, n, sparsity=sparsity, np_grad=np_grad, linT=linT,
                            plin=plin, kappa_grad=kappa, bweight=bw, user=user), np_grad
 

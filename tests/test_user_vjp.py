@@ -380,3 +380,40 @@ def test_noise_derivatives_need_a_vector_g():
                                                             "scalar noise"):
         js.SDEProblem(lotka, js.ODEFunction(gm, vjp=noise_p_vjp), U0, (0.0, 1.0), P,
                       noise="general", nbrownian=1)
+
+
+def relu_decay(du, u, p, t):
+    for i in range(u.size):
+        du[i] = -p[0] * max(u[i], 0.0) + p[1]      # max: no complex version in Numba
+
+
+def relu_decay_vjp(out_u, out_p, lam, u, p, t):
+    s0 = 0.0
+    s1 = 0.0
+    for i in range(u.size):
+        d = 1.0 if u[i] > 0.0 else 0.0
+        out_u[i] = -p[0] * d * lam[i]
+        s0 += -max(u[i], 0.0) * lam[i]
+        s1 += lam[i]
+    out_p[0] = s0
+    out_p[1] = s1
+
+
+@pytest.mark.parametrize("alg, kw", [(js.Tsit5(), dict(rtol=1e-10, atol=1e-12)),
+                                     (js.ETDRK4(), dict(dt=0.05))])
+def test_user_vjp_spares_f_the_complex_twin(alg, kw):
+    """With its own vjp, f need not compile for complex numbers (max has no complex
+    version): the adjoint takes no complex step of f; without it, a clear error."""
+    from jitsolve.errors import JitsolveError
+    u0 = np.array([1.0, 0.5, -0.2])
+    p = np.array([0.7, 0.1])
+    fun = js.ODEFunction(relu_decay, vjp=relu_decay_vjp)
+    prob = (js.ODEProblem(fun, u0, (0.0, 1.0), p=p) if isinstance(alg, js.Tsit5) else
+            js.SplitODEProblem(np.array([-0.3, -0.1, 0.0]), fun, u0, (0.0, 1.0), p=p))
+    loss = js.L2Loss(np.array([0.5, 1.0]), np.zeros((2, 3)))
+    val, g = js.gradient(prob, alg, loss, wrt=("p", "u0"), **kw)
+    _, fd = js.gradient(prob, alg, loss, wrt=("p", "u0"), sensealg=js.FiniteDifference(), **kw)
+    np.testing.assert_allclose(g["p"], fd["p"], rtol=1e-5)
+    np.testing.assert_allclose(g["u0"], fd["u0"], rtol=1e-5, atol=1e-9)
+    with pytest.raises(JitsolveError, match="f: Numba could not compile relu_decay"):
+        js.gradient(js.remake(prob, f=js.ODEFunction(relu_decay)), alg, loss, wrt=("p",), **kw)
