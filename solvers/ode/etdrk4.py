@@ -190,6 +190,7 @@ def linear_representation(L, n):
     import scipy.sparse as sp
     from ...grid.operators import GridOperator
     sep = _separable_laplacian(L) if isinstance(L, GridOperator) else None
+    A = None            # the matrix of a non-separable L (assembled once, here)
     if isinstance(L, np.ndarray) and L.ndim == 1:
         key = ("diag", _digest(L))
     elif sep is not None:
@@ -205,7 +206,7 @@ def linear_representation(L, n):
             key = ("dense", n, _digest(np.asarray(A, dtype=np.float64)))
     rep = _REPS.get(key)
     if rep is None:
-        rep = _build_representation(L, n, sep)
+        rep = _build_representation(L, n, sep, A)
         rep.key = key
         _remember(_REPS, key, rep, lambda c: len(c) > _MAX_REPS)
     else:
@@ -213,36 +214,31 @@ def linear_representation(L, n):
     return rep
 
 
-def _build_representation(L, n, sep):
+def _build_representation(L, n, sep, A):
+    """The representation of ``L`` (``sep`` from :func:`_separable_laplacian`, ``A`` the
+    matrix :func:`linear_representation` assembled when neither applies)."""
     import scipy.sparse as sp
     from ...errors import UnsupportedAlgorithmError
-    from ...grid.operators import GridOperator
     if isinstance(L, np.ndarray) and L.ndim == 1:
         return LinearRepresentation(_K.MODE_DIAG, lam=np.ascontiguousarray(L, dtype=np.float64),
                                     kind="diagonal")
-    if isinstance(L, GridOperator):
-        if sep is not None:
-            scale, lap = sep
-            g = lap.grid
-            lams, Qs = [], []
-            for a in range(g.ndim):
-                lam_a, Q_a = np.linalg.eigh(_axis_matrix(g, a))
-                lams.append(lam_a)
-                Qs.append(Q_a)
-            pad = 3 - g.ndim
-            dims = (1,) * pad + g.shape
-            lams = [np.zeros(1)] * pad + lams
-            Qs = [np.ones((1, 1))] * pad + Qs
-            lam = scale * (lams[0][:, None, None] + lams[1][None, :, None] + lams[2][None, None, :])
-            fwd, inv = _eig_factors(Qs, dims)
-            return LinearRepresentation(_K.MODE_EIG, lam=np.ascontiguousarray(lam.ravel()),
-                                        fwd=fwd, inv=inv, dims=dims,
-                                        kind=f"separable ({g.ndim}-D eigenbasis)")
-        A = L.to_csr()
-    elif sp.issparse(L):
-        A = L
-    else:
-        A = np.asarray(L, dtype=np.float64)
+    if sep is not None:
+        scale, lap = sep
+        g = lap.grid
+        lams, Qs = [], []
+        for a in range(g.ndim):
+            lam_a, Q_a = np.linalg.eigh(_axis_matrix(g, a))
+            lams.append(lam_a)
+            Qs.append(Q_a)
+        pad = 3 - g.ndim
+        dims = (1,) * pad + g.shape
+        lams = [np.zeros(1)] * pad + lams
+        Qs = [np.ones((1, 1))] * pad + Qs
+        lam = scale * (lams[0][:, None, None] + lams[1][None, :, None] + lams[2][None, None, :])
+        fwd, inv = _eig_factors(Qs, dims)
+        return LinearRepresentation(_K.MODE_EIG, lam=np.ascontiguousarray(lam.ravel()),
+                                    fwd=fwd, inv=inv, dims=dims,
+                                    kind=f"separable ({g.ndim}-D eigenbasis)")
     if n > max(DENSE_MAX, DENSE_SYM_MAX):
         raise UnsupportedAlgorithmError(
             f"L: ETDRK4 needs functions of h*L; {n} unknowns are too many for dense matrices "
