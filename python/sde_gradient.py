@@ -30,8 +30,10 @@ of ``g``'s matrix twin per state and per parameter component, dense: no ``jac_sp
 for G).  ``f`` and, for diagonal or scalar noise, ``g`` given as ``js.ODEFunction`` with
 their own ``vjp`` (or ``jac``/``paramjac``) are differentiated by those first.  With fixed steps
 ``dt`` the loss's times must lie on the step grid
-``t0 + k dt`` (or be ``t1``).  ``g`` (and ``ggprime``) must compile for complex128 states
-and parameters (complex step; e.g. no ``abs``).
+``t0 + k dt`` (or be ``t1``).  ``f`` and ``g`` must compile for complex128 states and
+parameters (complex step; e.g. no ``abs``, ``max``) unless their own derivatives give
+every product the adjoint needs (``vjp``, or ``jac`` and, wrt ``p``, ``paramjac``);
+``ggprime`` and a general-noise ``g`` always.
 
 Adaptive steps (``adaptive=True``, the default for SRA1 and SRIW1): the forward runs with
 the loss's times as save times, so its steps are clamped to land on them (exactly what
@@ -223,29 +225,34 @@ def _vjp_sources(prob, wrt, phic=None, general=False):
     when given); returns ``(vjf, vjg, vjd or None, np_grad)``.  With general noise ``g``
     is a matrix function, differentiated by its own kernel: ``vjg`` is then ``f``'s
     source again (a placeholder)."""
-    from .adjoint.vjp import make_vjp_source, user_derivatives
+    from .adjoint.vjp import covers_products, make_vjp_source, user_derivatives
     from .functions import compile_cfunc
+    from .kernels.cpu.rhs import zero_f_complex
     n = prob.u0.size
     p = np.ascontiguousarray(prob.p, dtype=np.float64)
     np_grad = p.size if "p" in wrt else 0
     if "p" in wrt and p.size == 0:
         raise InvalidProblemError("wrt: this problem has no parameters p")
-    fc = prob.f.cfunc("f_complex")
+    # the drift's and the noise's own vjp / jac / paramjac come first (the adjoint issue's
+    # order of VJP sources); the Milstein term has none.  Where they give every product,
+    # no complex step is taken: the function need not compile for complex numbers
+    user = user_derivatives(prob.f, n, np_grad)
+    user_g = None if general else user_derivatives(prob.g_function, n, np_grad)
+    fc = (zero_f_complex if covers_products(user, np_grad) else prob.f.cfunc("f_complex"))
     if general:
         gc = fc
+    elif covers_products(user_g, np_grad):
+        gc = zero_f_complex
     else:
         try:
             gc = compile_cfunc(prob._g_raw, "g", "f_complex")
         except Exception as e:
             raise UnsupportedAlgorithmError(
                 "g: the SDE adjoint differentiates g by complex step, so g must also compile "
-                f"for complex128 states and parameters (avoid abs, min, max, comparisons): {e}"
+                f"for complex128 states and parameters (avoid abs, min, max, comparisons), "
+                f"unless g brings its own derivatives (js.ODEFunction(g, vjp=...)): {e}"
             ) from None
     sparsity = prob.f.jac_sparsity
-    # the drift's and the noise's own vjp / jac / paramjac come first (the adjoint issue's
-    # order of VJP sources); the Milstein term has none
-    user = user_derivatives(prob.f, n, np_grad)
-    user_g = None if general else user_derivatives(prob.g_function, n, np_grad)
     out = []
     srcs = ([(fc, sparsity, "f", user),
              (gc, None if general else prob.g_sparsity, "g", user_g)]
