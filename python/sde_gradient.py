@@ -358,10 +358,16 @@ def sde_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw, trajectory=0)
         t, u, _W, rc, _st = solve_path(mod, funcs, u0, p, saveat=None if all_states else t_data,
                                        save_noise=False, trajectory=trajectory, **kw)
         tfail = t[-1] if t.size else t0
-        saved = u[ks] if all_states else u
+        saved = u[ks] if all_states and rc == 0 else u
     if rc != 0:
-        raise SolveFailedError(f"gradient: the forward SDE solve failed (kernel return code {rc}) "
-                               f"at t = {tfail:.6g}")
+        from .sde import _RC
+        hint = ""
+        if rc == K.MAXITERS and not kw["adaptive"]:
+            # where the fixed steps stopped (a forward saving at t_data only saved nothing)
+            tfail = t0 + sch.span_tree * kw["maxiters"] * sch.xstep
+            hint = f"; the fixed step needs {sch.N} steps: raise maxiters"
+        raise SolveFailedError(f"gradient: the forward SDE solve ended with {_RC[rc].value} at "
+                               f"t = {tfail:.6g}{hint}")
     if kw["adaptive"]:
         ks = _step_rows(xg, sch.xs)
         N = xg.size - 1
@@ -559,6 +565,10 @@ def _ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
     t0, t1 = kw["tspan"]
     adaptive = bool(kw["adaptive"])
     sch = schedule((t0, t1), kw["dt"], adaptive, t_data if adaptive else None)
+    if not adaptive and sch.N > kw["maxiters"]:
+        # the forward solve of every trajectory stops there (js.solve: MaxIters)
+        raise SolveFailedError(f"gradient: the forward SDE solves end with MaxIters; the fixed "
+                               f"step needs {sch.N} steps: raise maxiters")
     rows = sch.xs if adaptive else _grid_rows(sch, t_data, t0, t1).astype(np.float64)
     general = prob.noise == "general"
     phic = funcs[3] if method == "milstein" else None

@@ -262,6 +262,24 @@ def test_bad_inputs():
         js.gradient(noparam, js.EM(), _loss(noparam, td), wrt="p", dt=2.0 ** -6)
 
 
+@pytest.mark.parametrize("checkpoints", ["all", 4])
+def test_fixed_steps_beyond_maxiters_fail_clearly(checkpoints):
+    """More fixed steps than maxiters: js.solve stops with MaxIters, so the gradient
+    reports it (it raised an IndexError), for a single path and for an ensemble."""
+    from jitsolve.gradient import SolveFailedError
+    loss = _loss(NL, np.array([0.5, 1.0]))
+    assert js.solve(NL, js.EM(), dt=2.0 ** -6, maxiters=10).retcode == js.ReturnCode.MaxIters
+    sa = js.DiscreteAdjoint(checkpoints=checkpoints)
+    with pytest.raises(SolveFailedError, match="ended with MaxIters at t = 0.15625; the fixed "
+                                               "step needs 64 steps: raise maxiters"):
+        js.gradient(NL, js.EM(), loss, dt=2.0 ** -6, maxiters=10, sensealg=sa)
+    with pytest.raises(SolveFailedError, match="MaxIters.*64 steps: raise maxiters"):
+        js.gradient(js.EnsembleProblem(NL), js.EM(), loss, dt=2.0 ** -6, maxiters=10,
+                    trajectories=3, sensealg=sa)
+    v, g = js.gradient(NL, js.EM(), loss, dt=2.0 ** -6, maxiters=64, sensealg=sa)
+    assert np.isfinite(v) and np.isfinite(g["p"]).all()
+
+
 # ------------------------------------------------------------ EulerHeun and Milstein
 @pytest.mark.parametrize("alg,prob", NEW_METHODS, ids=NEW_IDS)
 def test_heun_milstein_adjoint_matches_central_differences(alg, prob):
