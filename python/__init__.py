@@ -23,7 +23,7 @@ from .problems import (EnsembleProblem, LinearProblem, ODEProblem, SDEProblem, S
 from .retcodes import ReturnCode
 from .solution import (EnsembleSolution, LinearSolution, ODESolution, SDESolution, SolverStats)
 from .solve import register, registered as solve_registry, solve
-from .losses import L2Loss, Loss, MomentLoss
+from .losses import EnsembleLoss, L2Loss, Loss, MomentLoss
 from .gradient import gradient
 from .linear import (AMG, CG, BiCGSTAB, Chebyshev, Direct, FlexibleCG, GMRES, Jacobi,
                      Multigrid)
@@ -49,7 +49,7 @@ __all__ = [
     "EnsembleSolution", "load",
     "Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
     "Laplacian", "Diffusion", "Advection",
-    "Loss", "L2Loss", "MomentLoss", "gradient",
+    "Loss", "L2Loss", "EnsembleLoss", "MomentLoss", "gradient",
     "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ExplicitRK", "ContinuousCallback",
     "DiscreteCallback", "DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint",
     "BacksolveAdjoint", "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient",

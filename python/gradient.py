@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InvalidProblemError, JitsolveError, SolveFailedError, UnsupportedAlgorithmError
 from .log import get_logger
-from .losses import Loss, MomentLoss, observe_at_saveat
+from .losses import EnsembleLoss, Loss, observe_at_saveat
 from .problems import EnsembleProblem, LinearProblem
 from .user_exceptions import WatchUserExceptions
 
@@ -113,10 +113,10 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
             f"(supported: {', '.join(sorted(p.__name__ for p in _GRADIENTS))})")
     if not isinstance(loss, Loss):
         raise InvalidProblemError(f"loss: expected a js.Loss or js.L2Loss, got {type(loss).__name__}")
-    if isinstance(loss, MomentLoss) and not isinstance(prob, EnsembleProblem):
+    if isinstance(loss, EnsembleLoss) and not isinstance(prob, EnsembleProblem):
         raise InvalidProblemError(
-            f"loss: a js.MomentLoss compares the moments of an ensemble's trajectories; give "
-            f"an EnsembleProblem (with trajectories=N), not a {type(prob).__name__}")
+            f"loss: a js.{type(loss).__name__} is a function of an ensemble's trajectories; "
+            f"give an EnsembleProblem (with trajectories=N), not a {type(prob).__name__}")
     from .solve import option_defaults
     option_defaults(prob, solve_kw)             # a typo (rtoll=...) is an error, not ignored
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)

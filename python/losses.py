@@ -1,9 +1,10 @@
 """Losses for gradients and fits: ``js.L2Loss``, custom ``js.Loss(value, grad)`` and,
-for ensembles, ``js.MomentLoss`` (the trajectories' mean and variance against data).
+for ensembles, losses of all trajectories at once: ``js.EnsembleLoss(value, grad)`` and
+``js.MomentLoss`` (the trajectories' mean and variance against data).
 
 A loss sees the saved states of a solve: for a ``LinearProblem`` the solution ``u``
 (the shape of ``b``); for time-dependent problems the states saved at the loss's times;
-a ``MomentLoss`` sees every trajectory's saved states at once, ``(N, m, *u0.shape)``.
+an ``EnsembleLoss`` sees every trajectory's saved states at once, ``(N, m, *u0.shape)``.
 """
 import copy
 
@@ -12,7 +13,7 @@ import numpy as np
 from .errors import InvalidProblemError
 from .validate import as_state_array, check_finite
 
-__all__ = ["Loss", "L2Loss", "MomentLoss"]
+__all__ = ["Loss", "L2Loss", "EnsembleLoss", "MomentLoss"]
 
 
 def _times(t_data):
@@ -187,7 +188,55 @@ class L2Loss(Loss):
         return f"L2Loss(t_data={self.t_data!r}, data=array{self.data.shape})"
 
 
-class MomentLoss(Loss):
+class EnsembleLoss(Loss):
+    """A custom loss of a whole ensemble: ``value(us) -> float`` and ``grad(us) -> array``
+    on the saved states of every trajectory at once, ``us`` of shape ``(N, m,
+    *u0.shape)`` (where ``js.Loss`` sees one trajectory's).  For statistics that couple
+    the trajectories: moments (``js.MomentLoss`` is one), covariances between components,
+    quantiles through a smooth surrogate, a distribution distance between sample sets.
+
+    ``js.gradient`` / ``js.fit`` / ``js.check_gradient`` of an ``EnsembleProblem`` with
+    such a loss solve the ensemble once at ``t_data`` for ``us``, then run every
+    trajectory's adjoint seeded with its block ``grad(us)[i]`` (one compiled kernel
+    where the ensemble gradients have one).  The gradient is that of ``value`` exactly
+    when ``grad`` is its derivative: ``js.check_gradient`` tests it.
+
+    Parameters
+    ----------
+    value, grad : callables on ``us`` (N, m, *u0.shape)
+    t_data : array of times, or None (the times of ``saveat=``)
+
+    References
+    ----------
+    Glasserman, *Monte Carlo Methods in Financial Engineering* (2003), sec. 7.2 (pathwise
+    derivatives of functions of many paths).
+
+    Cost
+    ----
+    Per ``js.gradient`` call: one forward solve of the ensemble at ``t_data``, ``value``
+    and ``grad`` once, then the ensemble gradient of an ``L2Loss`` carrying the seeds
+    (its forward and the adjoints): one forward solve more than an ``L2Loss``.
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> def cov(us):                    # covariance of components 0 and 1 at each time
+    ...     d = us - us.mean(axis=0)
+    ...     return (d[..., 0] * d[..., 1]).sum(axis=0) / (us.shape[0] - 1)
+    >>> def value(us):
+    ...     return 0.5 * float(np.sum((cov(us) - 0.1) ** 2))
+    >>> def grad(us):
+    ...     d = us - us.mean(axis=0)
+    ...     r = (cov(us) - 0.1) / (us.shape[0] - 1)
+    ...     return np.stack([r * d[..., 1], r * d[..., 0]], axis=-1)
+    >>> loss = js.EnsembleLoss(value, grad, t_data=[1.0])
+    >>> us = np.array([[[0.0, 0.0]], [[1.0, 1.0]]])   # two trajectories, one time
+    >>> round(loss.value(us), 12), loss.grad(us)[:, 0, :].tolist()
+    (0.08, [[-0.2, -0.2], [0.2, 0.2]])
+    """
+
+
+class MomentLoss(EnsembleLoss):
     """The moments of an ensemble's trajectories against data: weighted least squares of
     the sample mean and the sample variance at the loss's times,
 

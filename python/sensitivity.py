@@ -947,10 +947,10 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     from .rhs import problem_rhs
     from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.explicit import _controller, make_stops, tableau_arrays
-    from .losses import MomentLoss
-    if isinstance(loss, MomentLoss):
-        from .moment_gradient import moment_gradient
-        return moment_gradient(eprob, alg, loss, wrt, sensealg, solve_kw)
+    from .losses import EnsembleLoss
+    if isinstance(loss, EnsembleLoss):
+        from .ensemble_loss_gradient import ensemble_loss_gradient
+        return ensemble_loss_gradient(eprob, alg, loss, wrt, sensealg, solve_kw)
     prob = eprob.prob
     if isinstance(prob, SDEProblem):
         from .sde_gradient import sde_ensemble_gradient
@@ -1047,9 +1047,9 @@ def ensemble_wrt(eprob, wrt):
 def ensemble_loss_value(loss, us):
     """The ensemble's loss on its saved states ``us`` (N, m, ...): the sum over the
     trajectories of each one's loss (its block of an ``L2Loss``'s per-trajectory data),
-    or a ``MomentLoss`` of them all."""
-    from .losses import L2Loss, MomentLoss
-    if isinstance(loss, MomentLoss):
+    or an ``EnsembleLoss`` (``MomentLoss``) of them all."""
+    from .losses import EnsembleLoss, L2Loss
+    if isinstance(loss, EnsembleLoss):
         return loss.value(us)
     N = us.shape[0]
     shape = us.shape[1:]

@@ -51,7 +51,7 @@ COST = {
     "HDF5Store": "per checkpoint", "ExplicitRK": "per step",
     "ContinuousCallback": "per step", "DiscreteCallback": "per step",
     "gradient": "per call", "check_gradient": "per call", "fit": "per evaluation",
-    "MomentLoss": "per ``js.gradient`` call",
+    "MomentLoss": "per ``js.gradient`` call", "EnsembleLoss": "per ``js.gradient`` call",
     "Tikhonov": "per evaluation", "TotalVariation": "per evaluation",
     "reverse_sde": "per evaluation", "profile": "per call", "work_precision": "per call",
 }

@@ -261,3 +261,48 @@ def test_a_failed_trajectory_is_reported():
     loss = js.MomentLoss([1.0, 2.0], mean=np.zeros((2, 1)))
     with pytest.raises(SolveFailedError, match="trajectory 1"):
         js.gradient(ep, js.Tsit5(), loss, wrt="u0", trajectories=2)
+
+
+# ---------------------------------------------------------------------- custom ensemble losses
+def _cov01(us):
+    d = us - us.mean(axis=0)
+    return (d[..., 0] * d[..., 1]).sum(axis=0) / (us.shape[0] - 1)
+
+
+def _cov_value(us):
+    return 0.5 * float(np.sum((_cov01(us) - 0.01) ** 2))
+
+
+def _cov_grad(us):
+    d = us - us.mean(axis=0)
+    r = (_cov01(us) - 0.01) / (us.shape[0] - 1)
+    return np.stack([r * d[..., 1], r * d[..., 0]], axis=-1)
+
+
+def test_custom_ensemble_loss_covariance_against_differences():
+    """``js.EnsembleLoss``: the covariance of the two components of a nonlinear SDE
+    ensemble against a target, its gradient wrt the shared p against central
+    differences of the value of ``js.solve``'s paths; check_gradient passes; a wrong
+    ``grad`` is caught by check_gradient."""
+    P = np.array([1.1, 0.6, 0.8, 0.3])
+    prob = js.SDEProblem(nl_f, nl_g, np.array([1.0, 0.7]), (0.0, 1.0), P)
+    T = np.array([0.5, 1.0])
+    loss = js.EnsembleLoss(_cov_value, _cov_grad, t_data=T)
+    us = np.random.default_rng(0).standard_normal((5, 2, 2))
+    g = loss.grad(us)
+    k = (3, 1, 0)
+    up, um = us.copy(), us.copy()
+    up[k] += 1e-6
+    um[k] -= 1e-6
+    assert g[k] == pytest.approx((loss.value(up) - loss.value(um)) / 2e-6, rel=1e-6)
+    kw = dict(dt=2.0 ** -6, trajectories=16, seed=4)
+    ep = js.EnsembleProblem(prob)
+    val, gr = js.gradient(ep, js.EM(), loss, wrt="p", **kw)
+    assert val == loss.value(js.solve(ep, js.EM(), saveat=T, **kw).u)
+    np.testing.assert_allclose(gr["p"].sum(axis=0), _fd_shared_p(ep, js.EM(), loss, kw),
+                               rtol=1e-6, atol=1e-12)
+    assert js.check_gradient(ep, js.EM(), loss, wrt="p", verbose=False, **kw)["passed"]
+    wrong = js.EnsembleLoss(_cov_value, lambda us: 1.1 * _cov_grad(us), t_data=T)
+    assert not js.check_gradient(ep, js.EM(), wrong, wrt="p", verbose=False, **kw)["passed"]
+    with pytest.raises(InvalidProblemError, match="^loss.*EnsembleLoss.*EnsembleProblem"):
+        js.gradient(prob, js.EM(), loss, wrt="p", dt=2.0 ** -6)

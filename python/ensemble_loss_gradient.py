@@ -1,9 +1,10 @@
-"""Gradients of a ``js.MomentLoss``: an ensemble's sample mean and variance against data.
+"""Gradients of a loss of a whole ensemble (``js.EnsembleLoss``, ``js.MomentLoss``: an
+ensemble's sample mean and variance against data, or any statistic of its trajectories).
 
-The moments couple the trajectories, but each trajectory's parameters and initial state
+Such a loss couples the trajectories, but each trajectory's parameters and initial state
 act on ``J`` only through its own saved states, so the gradient is still one adjoint per
-trajectory, seeded with ``dJ/du_i`` (:meth:`jitsolve.losses.MomentLoss.grad`, which needs
-every trajectory's states).  Two passes:
+trajectory, seeded with ``dJ/du_i`` (the loss's ``grad``, which needs every trajectory's
+states).  Two passes:
 
 1. the ensemble's forward solve at the loss's times (``js.solve(eprob, alg, saveat=
    t_data, trajectories=N, ...)``, the states every ensemble gradient reproduces: each SDE
@@ -23,11 +24,11 @@ import numpy as np
 
 from .errors import InvalidProblemError, SolveFailedError
 
-__all__ = ["moment_gradient"]
+__all__ = ["ensemble_loss_gradient"]
 
 
-def moment_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
-    """``(J, grads)`` of a ``MomentLoss`` on the ensemble ``eprob``: ``grads`` as for any
+def ensemble_loss_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
+    """``(J, grads)`` of an ``EnsembleLoss`` on the ensemble ``eprob``: ``grads`` as for any
     ensemble gradient, one row per trajectory (``"p"`` ``(N, np)``, ``"u0"`` ``(N,
     *u0.shape)``; for a ``p`` shared by the trajectories, the sum of the rows)."""
     from .losses import L2Loss
@@ -36,8 +37,8 @@ def moment_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     kw = dict(solve_kw)
     N = ensemble_trajectories(eprob, wrt, kw)
     if loss.t_data is None:
-        raise InvalidProblemError("t_data: a MomentLoss of a time-dependent ensemble needs its "
-                                  "observation times (t_data, or saveat= to js.gradient)")
+        raise InvalidProblemError("t_data: an ensemble loss of a time-dependent ensemble needs "
+                                  "its observation times (t_data, or saveat= to js.gradient)")
     sol = solve(eprob, alg, trajectories=N, saveat=loss.t_data, **kw)
     bad = np.flatnonzero(~np.asarray(sol.successful_mask))
     if bad.size:
@@ -45,7 +46,7 @@ def moment_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
         raise SolveFailedError(f"gradient: trajectory {i} of the ensemble ended with "
                                f"{sol.retcodes[i]}; its moments are not defined")
     us = np.asarray(sol.u, dtype=np.float64)
-    if us.shape[1:] != loss.shape:
+    if hasattr(loss, "shape") and us.shape[1:] != loss.shape:
         raise InvalidProblemError(
             f"mean: the loss's moments have shape {loss.shape}, but each trajectory saves "
             f"states of shape {us.shape[1:]} at the loss's times")
