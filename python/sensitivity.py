@@ -12,7 +12,7 @@ from .algorithms import SensitivityAlgorithm
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError, register_gradient
 from .problems import EnsembleProblem, ODEProblem, SDEProblem, SplitODEProblem
-from .validate import check_positive_float
+from .validate import check_positive_float, check_positive_int
 
 __all__ = ["DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint", "BacksolveAdjoint",
            "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient"]
@@ -1063,7 +1063,10 @@ def ensemble_trajectories(eprob, wrt, solve_kw):
     """The number of trajectories of an ensemble gradient (``solve_kw``'s
     ``trajectories``, popped, or the rows of ``u0s``/``ps``); checks that ``wrt`` names
     only ``"p"`` and ``"u0"``."""
-    N = solve_kw.pop("trajectories", None) or eprob.ntrajectories
+    N = solve_kw.pop("trajectories", None)
+    if N is not None:
+        N = check_positive_int(N, "trajectories")
+    N = N or eprob.ntrajectories
     if N is None:
         raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
     for name in wrt:

@@ -72,5 +72,8 @@ def test_errors_name_the_trajectory():
             pr, tspan=(0.0, 1.0 + i))), js.Rodas5P(), LOSS, trajectories=2, **KW)
     with pytest.raises(InvalidProblemError, match="trajectories: required"):
         js.gradient(js.EnsembleProblem(PROB, prob_func=lambda pr, i: pr), js.Rodas5P(), LOSS)
+    for bad_n in (0, 2.5, True):      # as js.solve says it (0 read as "not given" before)
+        with pytest.raises(InvalidProblemError, match="trajectories: expected an integer >= 1"):
+            js.gradient(js.EnsembleProblem(PROB), js.Rodas5P(), LOSS, trajectories=bad_n)
     with pytest.raises(InvalidProblemError, match="wrt: ensembles differentiate"):
         js.gradient(js.EnsembleProblem(PROB, ps=ps), js.Rodas5P(), LOSS, wrt="kappa")
