@@ -9,10 +9,14 @@ states).  Two passes:
 1. the ensemble's forward solve at the loss's times (``js.solve(eprob, alg, saveat=
    t_data, trajectories=N, ...)``, the states every ensemble gradient reproduces: each SDE
    trajectory on its own path of ``seed``), giving ``J`` and the seeds ``s_i``;
-2. the ensemble gradient of the per-trajectory ``L2Loss`` with data ``d_i = u_i - s_i``,
-   whose seed ``u_i - d_i`` is ``s_i``: every method and ``sensealg`` of the ensemble
-   gradients, in one compiled kernel where they have one.  The seeds carry the rounding of
-   ``u_i - s_i`` (at most one unit in the last place of ``u_i``).
+2. the ensemble gradient of a per-trajectory ``L2Loss`` whose seeds ``w (u_i - d_i)`` are
+   ``s_i``: every method and ``sensealg`` of the ensemble gradients, in one compiled
+   kernel where they have one.  The data sit one state-sized offset away, ``d = u -
+   sign(s) max(1, |u|)``, and the weights are ``w = s / r`` with ``r = u - d`` formed
+   exactly as every ensemble gradient forms it (``w * (u - d)``, IEEE operations in that
+   order), so each seed is ``s`` to two roundings whatever the scale of ``u`` against
+   ``s`` (``d = u - s`` would cost ``ulp(u) / |s|``, all of it near an optimum), and the
+   weights are >= 0 as an ``L2Loss`` requires.
 
 References
 ----------
@@ -52,6 +56,10 @@ def ensemble_loss_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
             f"states of shape {us.shape[1:]} at the loss's times")
     value = loss.value(us)
     seeds = loss.grad(us)
-    surrogate = L2Loss(loss.t_data, us - seeds)
+    if not np.isfinite(seeds).all():
+        raise SolveFailedError("gradient: the loss's grad is not finite at the ensemble's states")
+    data = us - np.where(seeds < 0, -1.0, 1.0) * np.maximum(1.0, np.abs(us))
+    r = us - data                        # nonzero: |r| ~ max(1, |u|), the sign of s
+    surrogate = L2Loss(loss.t_data, data, weights=seeds / r)
     _, grads = _ensemble_gradient(eprob, alg, surrogate, wrt, sensealg, dict(kw, trajectories=N))
     return value, grads

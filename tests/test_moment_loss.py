@@ -306,3 +306,27 @@ def test_custom_ensemble_loss_covariance_against_differences():
     assert not js.check_gradient(ep, js.EM(), wrong, wrt="p", verbose=False, **kw)["passed"]
     with pytest.raises(InvalidProblemError, match="^loss.*EnsembleLoss.*EnsembleProblem"):
         js.gradient(prob, js.EM(), loss, wrt="p", dt=2.0 ** -6)
+
+
+def test_seeds_are_exact_whatever_the_scale_of_the_states():
+    """States of order 1e12 and seeds of order 1e-3: the ensemble kernel's rows equal the
+    per-trajectory adjoints seeded with ``dJ/du_i`` directly (``js.Loss`` on each
+    trajectory) to rounding; data ``u - s`` would have lost the seeds to ``ulp(u)``."""
+    def decay(du, u, p, t):
+        du[0] = -p[0] * u[0]
+        du[1] = -p[1] * u[1] + 1e-3 * u[0]
+    u0s = 1e12 * np.array([[1.0, 0.5], [1.1, 0.4], [0.9, 0.7], [1.2, 0.6]])
+    prob = js.ODEProblem(decay, u0s[0], (0.0, 1.0), np.array([0.7, 0.4]))
+    T = np.array([0.5, 1.0])
+    kw = dict(rtol=1e-10, atol=1e-2)
+    ep = js.EnsembleProblem(prob, u0s=u0s)
+    us = js.solve(ep, js.Tsit5(), saveat=T, trajectories=4, **kw).u
+    loss = js.MomentLoss(T, mean=us.mean(axis=0) + 1e-2)          # tiny residuals
+    seeds = loss.grad(us)
+    assert np.abs(seeds).max() < 1e-2 and us.min() > 1e11
+    val, g = js.gradient(ep, js.Tsit5(), loss, wrt=("p", "u0"), trajectories=4, **kw)
+    for i in range(4):
+        li = js.Loss(lambda u: 0.0, lambda u, i=i: seeds[i], t_data=T)
+        _, gi = js.gradient(js.remake(prob, u0=u0s[i]), js.Tsit5(), li, wrt=("p", "u0"), **kw)
+        np.testing.assert_allclose(g["p"][i], gi["p"], rtol=1e-13)
+        np.testing.assert_allclose(g["u0"][i], gi["u0"], rtol=1e-13)
