@@ -21,7 +21,8 @@ from .io import load
 from .problems import (EnsembleProblem, LinearProblem, ODEProblem, SDEProblem, SplitODEProblem,
                        remake)
 from .retcodes import ReturnCode
-from .solution import (EnsembleSolution, LinearSolution, ODESolution, SDESolution, SolverStats)
+from .solution import (EnsembleSolution, EnsembleSummary, LinearSolution, ODESolution, SDESolution,
+                       SolverStats)
 from .solve import register, registered as solve_registry, solve
 from .losses import EnsembleLoss, L2Loss, Loss, MomentLoss
 from .gradient import gradient
@@ -46,7 +47,7 @@ __all__ = [
     "SensitivityAlgorithm",
     "solve", "register", "solve_registry",
     "ReturnCode", "SolverStats", "ODESolution", "SDESolution", "LinearSolution",
-    "EnsembleSolution", "load",
+    "EnsembleSolution", "EnsembleSummary", "load",
     "Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
     "Laplacian", "Diffusion", "Advection",
     "Loss", "L2Loss", "EnsembleLoss", "MomentLoss", "gradient",

@@ -12,7 +12,8 @@ import numpy as np
 from .errors import InvalidProblemError
 from .retcodes import ReturnCode
 
-__all__ = ["SolverStats", "ODESolution", "SDESolution", "LinearSolution", "EnsembleSolution"]
+__all__ = ["SolverStats", "ODESolution", "SDESolution", "LinearSolution", "EnsembleSolution",
+           "EnsembleSummary"]
 
 
 @dataclass
@@ -435,3 +436,65 @@ class EnsembleSolution(AbstractSolution):
 
     def __repr__(self):
         return f"EnsembleSolution(N={len(self)}, nt={self.t.size}, retcode={self.retcode})"
+
+    def summary(self, quantiles=(0.05, 0.95), ddof=1):
+        """The trajectories' statistics at the saved times: an :class:`EnsembleSummary`
+        (mean, variance and two quantiles over the successful trajectories)."""
+        return EnsembleSummary(self, quantiles=quantiles, ddof=ddof)
+
+
+class EnsembleSummary:
+    """Statistics of an ensemble's successful trajectories at its saved times (SciML's
+    ``EnsembleSummary``): ``t`` (nt,), ``mean``, ``var`` (sample variance, divisor
+    ``N - ddof``), ``qlow``, ``qhigh`` (the two ``quantiles``, linear interpolation
+    between order statistics), each of shape ``(nt, *u0.shape)``; ``n`` the number of
+    trajectories used (the failed ones are left out: their rows after the failure are
+    NaN).
+
+    Parameters
+    ----------
+    sol : EnsembleSolution
+    quantiles : (low, high) in [0, 1]
+    ddof : 0 or 1
+
+    References
+    ----------
+    Hyndman, Fan, *Sample quantiles in statistical packages*, Am. Stat. 50 (1996), type 7
+    (NumPy's default, the one used here).
+
+    Examples
+    --------
+    >>> import numpy as np, jitsolve as js
+    >>> def decay(du, u, p, t):
+    ...     du[0] = -p[0] * u[0]
+    >>> prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.0]))
+    >>> ens = js.EnsembleProblem(prob, u0s=np.array([[1.0], [2.0], [3.0]]))
+    >>> s = js.solve(ens, js.Tsit5(), saveat=[0.0, 1.0]).summary(quantiles=(0.0, 1.0))
+    >>> s.mean[:, 0].round(4), s.var[:, 0].round(4), s.qlow[:, 0].round(4), s.n
+    (array([2.    , 0.7358]), array([1.    , 0.1353]), array([1.    , 0.3679]), 3)
+    """
+
+    def __init__(self, sol, quantiles=(0.05, 0.95), ddof=1):
+        if not isinstance(sol, EnsembleSolution):
+            raise InvalidProblemError(f"sol: expected an EnsembleSolution, got "
+                                      f"{type(sol).__name__}")
+        q = np.asarray(quantiles, dtype=np.float64)
+        if q.shape != (2,) or not np.all(np.isfinite(q)) or q[0] < 0 or q[1] > 1 or q[0] > q[1]:
+            raise InvalidProblemError(f"quantiles: expected (low, high) with 0 <= low <= high "
+                                      f"<= 1, got {quantiles!r}")
+        if isinstance(ddof, bool) or ddof not in (0, 1):
+            raise InvalidProblemError(f"ddof: expected 0 or 1, got {ddof!r}")
+        us = np.asarray(sol.u)[sol.successful_mask]
+        self.n = int(us.shape[0])
+        if self.n - ddof < 1:
+            raise InvalidProblemError(f"sol: {self.n} successful trajectories; the statistics "
+                                      f"need at least {ddof + 1}")
+        self.t = sol.t.copy()
+        self.quantiles = (float(q[0]), float(q[1]))
+        self.mean = us.mean(axis=0)
+        self.var = us.var(axis=0, ddof=ddof)
+        self.qlow, self.qhigh = np.quantile(us, q, axis=0)
+
+    def __repr__(self):
+        return (f"EnsembleSummary(n={self.n}, nt={self.t.size}, "
+                f"quantiles={self.quantiles})")

@@ -83,3 +83,66 @@ def test_solved_ensembles_report_their_failures():
     ss = js.solve(sde, js.sde.EM(), trajectories=4, dt=2.0 ** -8, saveat=np.array([2.0]))
     np.testing.assert_array_equal(ss.successful_mask, [True, False, True, False])
     assert ss.retcodes[1] is ReturnCode.Unstable and ss.retcode is ReturnCode.Unstable
+
+
+# ---------------------------------------------------------------------- EnsembleSummary
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 9), st.integers(1, 4), st.floats(0.0, 0.5), st.floats(0.5, 1.0),
+       st.sampled_from([0, 1]), st.integers(0, 2 ** 16))
+def test_summary_against_numpy(N, nt, qlo, qhi, ddof, seed):
+    u = np.random.default_rng(seed).standard_normal((N, nt, 2))
+    codes = [ReturnCode.Success] * N
+    s = EnsembleSolution(np.arange(float(nt)), u, codes).summary(quantiles=(qlo, qhi),
+                                                                 ddof=ddof)
+    assert s.n == N and s.mean.shape == (nt, 2)
+    np.testing.assert_allclose(s.mean, u.sum(axis=0) / N, rtol=1e-13, atol=1e-15)
+    ref_var = ((u - u.mean(axis=0)) ** 2).sum(axis=0) / (N - ddof)
+    np.testing.assert_allclose(s.var, ref_var, rtol=1e-12, atol=1e-15)
+    for q, got in ((qlo, s.qlow), (qhi, s.qhigh)):       # type 7: interpolated order stats
+        srt = np.sort(u, axis=0)
+        h = (N - 1) * q
+        lo = int(np.floor(h))
+        hi = min(lo + 1, N - 1)
+        np.testing.assert_allclose(got, srt[lo] + (h - lo) * (srt[hi] - srt[lo]), rtol=1e-12,
+                                   atol=1e-14)
+    assert np.all(s.qlow <= s.qhigh + 1e-15)
+
+
+def test_summary_leaves_out_failed_trajectories_and_checks_input():
+    u = np.arange(12.0).reshape(3, 2, 2)
+    u[1, 1] = np.nan                                           # failed after its first save
+    s = EnsembleSolution(np.array([0.0, 1.0]), u, ["Success", "Unstable", "Terminated"]).summary()
+    assert s.n == 2
+    np.testing.assert_array_equal(s.mean, (u[0] + u[2]) / 2)
+    assert np.isfinite(s.var).all()
+    sol = EnsembleSolution(np.array([0.0, 1.0]), u, ["Success", "Unstable", "MaxIters"])
+    with pytest.raises(js.errors.InvalidProblemError, match="^sol: 1 successful"):
+        sol.summary()
+    assert sol.summary(ddof=0).n == 1
+    for bad in ((0.9, 0.1), (-0.1, 0.5), (0.5,), (0.1, np.nan)):
+        with pytest.raises(js.errors.InvalidProblemError, match="^quantiles"):
+            sol.summary(quantiles=bad, ddof=0)
+    with pytest.raises(js.errors.InvalidProblemError, match="^ddof"):
+        sol.summary(ddof=2)
+    with pytest.raises(js.errors.InvalidProblemError, match="^sol"):
+        js.EnsembleSummary(np.zeros(3))
+
+
+def test_summary_of_an_sde_ensemble_matches_the_ou_moments():
+    def ou_f(du, u, p, t):
+        du[0] = p[0] * (p[1] - u[0])
+
+    def ou_g(gu, u, p, t):
+        gu[0] = p[2]
+    prob = js.SDEProblem(ou_f, ou_g, np.array([0.0]), (0.0, 2.0), np.array([1.5, 1.0, 0.4]))
+    T = np.array([0.5, 2.0])
+    N = 20_000
+    s = js.solve(js.EnsembleProblem(prob), js.EM(), dt=2.0 ** -8, saveat=T,
+                 trajectories=N, seed=3).summary()
+    mean = 1.0 - np.exp(-1.5 * T)
+    var = 0.16 / 3.0 * (1 - np.exp(-3.0 * T))
+    assert np.all(np.abs(s.mean[:, 0] - mean) < 5 * np.sqrt(var / N))
+    assert np.all(np.abs(s.var[:, 0] / var - 1) < 5 * np.sqrt(2.0 / N) + 0.01)  # + EM bias
+    z = 1.6448536269514722                                      # the normal's 95 % point
+    np.testing.assert_allclose(s.qhigh[:, 0], mean + z * np.sqrt(var), rtol=0.03)
+    np.testing.assert_allclose(s.qlow[:, 0], mean - z * np.sqrt(var), atol=0.03)
