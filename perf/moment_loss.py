@@ -13,11 +13,11 @@ one forward ensemble solve (the moments and seeds) plus the ensemble gradient of
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
 import jitsolve as js
+from heat_nonlinear import interleaved_best   # perf/, the script's directory
 
 
 def ou_f(du, u, p, t):
@@ -34,15 +34,10 @@ def lotka(du, u, p, t):
 
 
 def best_of(cases, repeat):
-    best = {k: np.inf for k in cases}
-    for k, fn in cases.items():        # compile / warm up
+    """Every case once untimed (compile, caches), then :func:`interleaved_best`."""
+    for fn in cases.values():
         fn()
-    for _ in range(repeat):
-        for k, fn in cases.items():
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best
+    return interleaved_best(cases, repeat)
 
 
 def main(argv=None):
