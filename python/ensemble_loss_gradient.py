@@ -48,7 +48,8 @@ def ensemble_loss_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     if bad.size:
         i = int(bad[0])
         raise SolveFailedError(f"gradient: trajectory {i} of the ensemble ended with "
-                               f"{sol.retcodes[i]}; its moments are not defined")
+                               f"{sol.retcodes[i]}; a loss of all the trajectories needs "
+                               f"every one of them")
     us = np.asarray(sol.u, dtype=np.float64)
     if hasattr(loss, "shape") and us.shape[1:] != loss.shape:
         raise InvalidProblemError(
@@ -57,7 +58,8 @@ def ensemble_loss_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     value = loss.value(us)
     seeds = loss.grad(us)
     if not np.isfinite(seeds).all():
-        raise SolveFailedError("gradient: the loss's grad is not finite at the ensemble's states")
+        raise InvalidProblemError("grad: the loss's gradient is not finite at the ensemble's "
+                                  "states")
     data = us - np.where(seeds < 0, -1.0, 1.0) * np.maximum(1.0, np.abs(us))
     r = us - data                        # nonzero: |r| ~ max(1, |u|), the sign of s
     surrogate = L2Loss(loss.t_data, data, weights=seeds / r)

@@ -330,3 +330,10 @@ def test_seeds_are_exact_whatever_the_scale_of_the_states():
         _, gi = js.gradient(js.remake(prob, u0=u0s[i]), js.Tsit5(), li, wrt=("p", "u0"), **kw)
         np.testing.assert_allclose(g["p"][i], gi["p"], rtol=1e-13)
         np.testing.assert_allclose(g["u0"][i], gi["u0"], rtol=1e-13)
+
+
+def test_a_loss_gradient_that_is_not_finite_is_refused():
+    loss = js.EnsembleLoss(lambda us: 0.0, lambda us: np.full(us.shape, np.nan), t_data=T_OU)
+    with pytest.raises(InvalidProblemError, match="^grad: .*not finite"):
+        js.gradient(js.EnsembleProblem(OU), js.EM(), loss, wrt="p", dt=2.0 ** -5,
+                    trajectories=3)
