@@ -105,7 +105,8 @@ class TotalVariation:
 
 
 class FitResult:
-    """Outcome of :func:`fit`: ``p`` (the estimate, shaped like ``p0``), ``loss``,
+    """Outcome of :func:`fit`: ``p`` (the estimate, shaped like ``p0``; a tuple of them
+    for a joint fit, ``wrt=("p", "u0")``), ``loss``,
     ``history`` (loss per iteration, initial first), ``grad_norm``, ``times``,
     ``success``, ``message``, ``nit``, ``nfev``.
 
@@ -240,6 +241,61 @@ def _regularize(regularizer, x):
     return rv, rg
 
 
+def _blocks(wrt, p0):
+    """``(names, starting points)``: one name and ``p0`` as given, or several names with a
+    tuple of starting points, one each."""
+    if isinstance(wrt, str):
+        return [wrt], [p0]
+    try:
+        names = list(wrt)
+    except TypeError:
+        raise InvalidProblemError(f"wrt: expected a name or a tuple of names, got {wrt!r}") from None
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+        raise InvalidProblemError(f"wrt: expected distinct names ('p', 'u0', 'b', 'kappa'), "
+                                  f"got {wrt!r}")
+    if len(names) == 1:
+        return names, [p0[0] if isinstance(p0, (tuple, list)) and len(p0) == 1 else p0]
+    if not isinstance(p0, (tuple, list)) or len(p0) != len(names):
+        raise InvalidProblemError(f"p0: fitting {tuple(names)} jointly takes a tuple of "
+                                  f"{len(names)} starting arrays, one per name")
+    return names, list(p0)
+
+
+def _joint_bounds(bounds, names, shapes):
+    """The bounds of a joint fit over the concatenated blocks: None, one ``(lo, hi)`` of
+    numbers for every block, or one entry per block (each as for a single block, or
+    None)."""
+    import scipy.optimize as so
+    if bounds is None:
+        return None
+    if (isinstance(bounds, (tuple, list)) and len(bounds) == 2
+            and all(v is None or np.isscalar(v) for v in bounds)):
+        per = [bounds] * len(names)
+    elif isinstance(bounds, (tuple, list)) and len(bounds) == len(names):
+        per = list(bounds)
+    else:
+        raise InvalidProblemError(f"bounds: for {tuple(names)} give one (lo, hi) of numbers for "
+                                  f"all, or one entry per name")
+    lo, hi = [], []
+    for b, sh in zip(per, shapes):
+        bb = _check_bounds(b, sh)
+        n = int(np.prod(sh))
+        lo.append(np.full(n, -np.inf) if bb is None else np.broadcast_to(bb.lb, (n,)))
+        hi.append(np.full(n, np.inf) if bb is None else np.broadcast_to(bb.ub, (n,)))
+    return so.Bounds(np.concatenate(lo), np.concatenate(hi))
+
+
+def _joint_regularizers(regularizer, names):
+    """One regularizer (or None) per block: a tuple with one entry per name, or a single
+    one applied to each block."""
+    if isinstance(regularizer, (tuple, list)):
+        if len(regularizer) != len(names):
+            raise InvalidProblemError(f"regularizer: expected one per name of {tuple(names)} "
+                                      f"(or None), got {len(regularizer)}")
+        return list(regularizer)
+    return [regularizer] * len(names)
+
+
 def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regularizer=None,
         maxiter=100, progress=True, callback=None, log=None, sensealg=None, gtol=1e-8,
         **solve_kw):
@@ -256,8 +312,15 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         per-trajectory gradients, computed in one kernel where ``js.gradient`` does), or
         each trajectory's own row of ``ps`` (``p0`` of shape ``(N, np)``) when it has;
         ``wrt="u0"`` likewise with ``u0s``.
-    p0 : array
+    p0 : array, or a tuple of arrays
         Starting point (shape of the quantity named by ``wrt``).
+    wrt : str or tuple of str
+        What is fitted: ``"p"``, ``"u0"``, ``"b"``, ``"kappa"``, or several of them at
+        once (``wrt=("p", "u0")``: parameters and initial state jointly); then ``p0`` is
+        a tuple with one starting array per name, ``bounds`` one entry per name (each as
+        for a single name, or None) or a single ``(lo, hi)`` of numbers for all,
+        ``regularizer`` one per name (or None) or a single one applied to each block,
+        and ``res.p`` a tuple of the estimates in ``wrt``'s order.
     method : {"L-BFGS-B", "BFGS", "CG", "SLSQP"}
         The gradient-based ``scipy.optimize.minimize`` method.
     bounds : (lo, hi), sequence of ``p0.size`` pairs or scipy.optimize.Bounds, optional
@@ -306,46 +369,69 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     import scipy.optimize as so
 
     from .gradient import gradient
-    x0 = as_state_array(p0, "p0", dtypes=(np.float64, np.float32)).astype(np.float64)
+    names, p0s = _blocks(wrt, p0)
+    joint = len(names) > 1
+    x0s, shared = [], []
+    if not joint:
+        wrt = names[0]
+    for name, q in zip(names, p0s):
+        x0 = as_state_array(q, "p0", dtypes=(np.float64, np.float32)).astype(np.float64)
+        if name not in ("p", "u0", "b", "kappa"):
+            _with(prob, name, x0)                    # the error naming the choices
+        sh = False
+        if isinstance(prob, EnsembleProblem):
+            base, _, sh = ensemble_wrt(prob, name)
+            if x0.shape != np.shape(base):
+                what = (f"one {name} shared by the trajectories" if sh else
+                        "one row per trajectory")
+                raise InvalidProblemError(f"p0: expected shape {np.shape(base)} ({what}), got "
+                                          f"{x0.shape}" + (f" for {name}" if joint else ""))
+        x0s.append(x0)
+        shared.append(sh)
+    shapes = [x.shape for x in x0s]
+    sizes = [x.size for x in x0s]
+    x0 = np.concatenate([x.ravel() for x in x0s]) if joint else x0s[0]
     shape = x0.shape
-    if wrt not in ("p", "u0", "b", "kappa"):
-        _with(prob, wrt, x0)                     # the error naming the choices
-    shared = False
-    if isinstance(prob, EnsembleProblem):
-        base, _, shared = ensemble_wrt(prob, wrt)
-        if x0.shape != np.shape(base):
-            what = f"one {wrt} shared by the trajectories" if shared else "one row per trajectory"
-            raise InvalidProblemError(f"p0: expected shape {np.shape(base)} ({what}), "
-                                      f"got {x0.shape}")
     method = _check_method(method, bounds)
-    bounds = _check_bounds(bounds, shape)
+    bounds = (_joint_bounds(bounds, names, shapes) if joint else _check_bounds(bounds, shape))
     maxiter = check_positive_int(maxiter, "maxiter")
     gtol = check_positive_float(gtol, "gtol")
-    if regularizer is not None and not callable(regularizer):
-        raise InvalidProblemError(f"regularizer: expected js.Tikhonov, js.TotalVariation or a "
-                                  f"callable x -> (value, gradient), got {type(regularizer).__name__}")
+    regs = _joint_regularizers(regularizer, names) if joint else [regularizer]
+    for r in regs:
+        if r is not None and not callable(r):
+            raise InvalidProblemError(f"regularizer: expected js.Tikhonov, js.TotalVariation or "
+                                      f"a callable x -> (value, gradient), got {type(r).__name__}")
     if callback is not None and not callable(callback):
         raise InvalidProblemError(f"callback: expected a callable (x, loss), got {type(callback).__name__}")
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     if log is not None:
-        _open_log(log, wrt)
+        _open_log(log, ",".join(names))
     options = dict(maxiter=maxiter) if method == "SLSQP" else dict(maxiter=maxiter, gtol=gtol)
     hist, gnorms, times, iterates = [], [], [], []
     last = {}
     t_start = time.perf_counter()
 
+    def split(xf):
+        return [b.reshape(sh) for b, sh in zip(np.split(xf, np.cumsum(sizes)[:-1]), shapes)]
+
     def fun(xf):
-        x = xf.reshape(shape)
-        val, grads = gradient(_with(prob, wrt, x), alg, loss, wrt=(wrt,), sensealg=sensealg,
-                              **solve_kw)
-        g = np.asarray(grads[wrt], dtype=np.float64)
-        g = (g.sum(axis=0) if shared else g).reshape(shape)
-        if regularizer is not None:
-            rv, rg = _regularize(regularizer, x)
-            val += rv
-            g = g + rg
+        xs = split(xf)
+        pr = prob
+        for name, x in zip(names, xs):
+            pr = _with(pr, name, x)
+        val, grads = gradient(pr, alg, loss, wrt=tuple(names), sensealg=sensealg, **solve_kw)
+        gs = []
+        for name, x, sh, reg in zip(names, xs, shared, regs):
+            g = np.asarray(grads[name], dtype=np.float64)
+            g = (g.sum(axis=0) if sh else g).reshape(x.shape)
+            if reg is not None:
+                rv, rg = _regularize(reg, x)
+                val += rv
+                g = g + rg
+            gs.append(g.ravel())
+        g = np.concatenate(gs) if joint else gs[0]
         last.update(val=val, gnorm=float(np.linalg.norm(g)))
-        return val, g.ravel()
+        return val, g
 
     def record(xf):
         hist.append(last["val"])
@@ -358,15 +444,16 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
             print(f"  iter {len(hist) - 1:4d}  loss {hist[-1]:.6e}  |grad| {gnorms[-1]:.3e}  "
                   f"{times[-1]:7.2f} s", flush=True)
         if callback is not None:
-            callback(xf.reshape(shape), last["val"])
+            callback(tuple(split(xf)) if joint else xf.reshape(shape), last["val"])
 
     fun(x0.ravel())
     record(x0.ravel())
     res = so.minimize(fun, x0.ravel(), jac=True, method=method, bounds=bounds,
                       callback=lambda xf: record(xf), options=options)
     if log is not None:
-        _write_log(log, wrt, shape, iterates, hist, gnorms, times)
+        _write_log(log, ",".join(names), shape, iterates, hist, gnorms, times)
     _log.info("fit wrt %s: %s after %d iterations, loss %.6e", wrt, res.message, res.nit, res.fun)
-    return FitResult(p=res.x.reshape(shape), loss=float(res.fun), history=np.array(hist),
+    return FitResult(p=tuple(split(res.x)) if joint else res.x.reshape(shape),
+                     loss=float(res.fun), history=np.array(hist),
                      grad_norm=np.array(gnorms), times=np.array(times), success=bool(res.success),
                      message=str(res.message), nit=int(res.nit), nfev=int(res.nfev))
