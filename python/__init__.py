@@ -35,6 +35,7 @@ from .exponential import ETDRK4
 from .sde import EM, SRA1, SRIW1, EulerHeun, Milstein, reverse_sde
 from . import ode_stiff, sde
 from .fit import FitResult, Tikhonov, TotalVariation, fit
+from .local_sensitivity import ParameterCovariance, local_sensitivities, parameter_covariance
 from .ode import (DP5, RK4, ContinuousCallback, DiscreteCallback, Euler, ExplicitRK, Tsit5,
                   Vern7)
 from .profile import profile; from .workprecision import work_precision  # noqa: E702
@@ -54,6 +55,7 @@ __all__ = [
     "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ExplicitRK", "ContinuousCallback",
     "DiscreteCallback", "DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint",
     "BacksolveAdjoint", "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient",
+    "local_sensitivities", "parameter_covariance", "ParameterCovariance",
     "fit", "FitResult", "Tikhonov", "TotalVariation",
     "ImplicitEuler", "Rosenbrock23", "Rodas5P", "KenCarp4", "Kvaerno5", "ode_stiff", "ETDRK4",
     "EM", "EulerHeun", "Milstein", "SRIW1", "SRA1", "reverse_sde", "sde",

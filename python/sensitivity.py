@@ -6,6 +6,8 @@ runs the forward solve saving at the loss's times as ``solve(saveat=t_data)`` do
 discrete adjoint of the method; ``wrt`` may name ``"p"``, ``"u0"`` and, for
 ``ODEProblem(js.Diffusion(g, kappa), ...)``, ``"kappa"``.
 """
+import contextvars
+
 import numpy as np
 
 from .algorithms import SensitivityAlgorithm
@@ -680,10 +682,19 @@ def tangent_directions(wrt, n, npar, npg):
     return du0, dp, names
 
 
+#: while set to a list, :func:`tangent_gradient` appends ``(g, S, names)`` to it: how
+#: :mod:`jitsolve.local_sensitivity` reads the tangents themselves (a context variable, so
+#: a thread's capture never sees another's)
+TANGENT_SINK = contextvars.ContextVar("jitsolve_tangent_sink", default=None)
+
+
 def tangent_gradient(prob, g, S, names):
     """``{name: sum_j g_j . S_j[direction]}`` from the loss gradients ``g`` (m x n) and the
     tangents ``S`` (m x ndir x n) at the loss's times, split by :func:`tangent_directions`'
     ``names``."""
+    sink = TANGENT_SINK.get()
+    if sink is not None:
+        sink.append((g, S, names))
     grad = np.einsum("jn,jdn->d", g, S)
     out, k = {}, 0
     for name, cnt in names:

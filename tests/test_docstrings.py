@@ -52,6 +52,7 @@ COST = {
     "ContinuousCallback": "per step", "DiscreteCallback": "per step",
     "gradient": "per call", "check_gradient": "per call", "fit": "per evaluation",
     "MomentLoss": "per ``js.gradient`` call", "EnsembleLoss": "per ``js.gradient`` call",
+    "local_sensitivities": "per call", "parameter_covariance": "per call",
     "Tikhonov": "per evaluation", "TotalVariation": "per evaluation",
     "reverse_sde": "per evaluation", "profile": "per call", "work_precision": "per call",
 }
@@ -61,7 +62,7 @@ NO_METHOD = {"remake", "AbstractAlgorithm", "ODEAlgorithm", "SDEAlgorithm", "Lin
              "Preconditioner", "SensitivityAlgorithm", "solve", "register", "solve_registry",
              "ReturnCode", "SolverStats", "ODESolution", "SDESolution", "LinearSolution",
              "EnsembleSolution", "load", "Loss", "L2Loss", "FitResult", "HDF5Store",
-             "BoundaryCondition", "LinearProblem", "EnsembleProblem"}
+             "BoundaryCondition", "LinearProblem", "EnsembleProblem", "ParameterCovariance"}
 OTHERS = [n for n in js.__all__
           if n not in INTEGRATORS and n != "__version__"
           and not isinstance(getattr(js, n), type(js))]
