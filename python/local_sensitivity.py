@@ -96,7 +96,8 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
 class ParameterCovariance:
     """Gauss-Newton covariance of a least-squares estimate (:func:`parameter_covariance`):
     ``cov`` (k, k) over the flattened ``x``, ``std`` its square-root diagonal (the
-    standard errors, shaped like ``x``), ``corr`` the correlation matrix, ``dof`` the
+    standard errors, shaped like ``x``; a tuple of blocks for a joint estimate such as
+    ``wrt=("p", "u0")``), ``corr`` the correlation matrix, ``dof`` the
     degrees of freedom (observed entries, weight > 0, minus ``k``), ``chi2`` the weighted
     residual sum of squares ``sum w r^2``, ``residual_variance`` ``chi2 / dof``, ``cond``
     the condition number of ``S^T W S`` (large: some combination of ``x`` is poorly
@@ -114,7 +115,12 @@ class ParameterCovariance:
     def __init__(self, cov, shape, *, dof, chi2, cond, absolute_sigma):
         self.cov = np.asarray(cov, dtype=np.float64)
         d = np.sqrt(np.diag(self.cov))
-        self.std = d.reshape(shape)
+        if isinstance(shape, list):          # a joint estimate: one block per input
+            sizes = [int(np.prod(sh)) for sh in shape]
+            self.std = tuple(b.reshape(sh) for b, sh in
+                             zip(np.split(d, np.cumsum(sizes)[:-1]), shape))
+        else:
+            self.std = d.reshape(shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             self.corr = self.cov / np.outer(d, d)
         self.dof = int(dof)
@@ -141,7 +147,8 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
     ----------
     prob : ODEProblem or SplitODEProblem, at the estimate
     alg, loss : the method and the ``js.L2Loss`` of the fit
-    wrt : "p" or "u0"
+    wrt : "p", "u0" or both (``("p", "u0")``: the joint covariance, ``x`` the
+        concatenation in that order, as ``js.fit(wrt=("p", "u0"))`` estimates it)
     absolute_sigma : bool
         As in ``scipy.optimize.curve_fit``.
     **solve_kw : as for ``js.solve``
@@ -178,15 +185,15 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
     if not isinstance(loss, L2Loss) or loss.t_data is None:
         raise InvalidProblemError("loss: the Gauss-Newton covariance needs the fit's js.L2Loss "
                                   "with its observation times")
-    if wrt not in ("p", "u0"):
-        raise InvalidProblemError(f"wrt: expected 'p' or 'u0', got {wrt!r}")
-    u, S = local_sensitivities(prob, alg, loss.t_data, wrt=wrt, **solve_kw)
+    names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+    u, S = local_sensitivities(prob, alg, loss.t_data, wrt=names, **solve_kw)
     if loss.data.size != u.size:
         raise InvalidProblemError(f"data: the loss holds {loss.data.shape}, the solve saves "
                                   f"states of shape {u.shape}")
-    x = np.asarray(getattr(prob, wrt))
-    k = x.size
-    J = S[wrt].reshape(u.size, k)
+    xs = [np.asarray(getattr(prob, name)) for name in names]
+    k = sum(x.size for x in xs)
+    J = np.concatenate([S[name].reshape(u.size, x.size) for name, x in zip(names, xs)],
+                       axis=1)
     w = (np.ones(u.size) if loss.weights is None else
          np.asarray(loss.weights, dtype=np.float64).reshape(-1))
     r = u.ravel() - loss.data.ravel()
@@ -195,12 +202,12 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
     if not np.isfinite(cond) or cond > 1e15:
         raise InvalidProblemError(
             f"wrt: S^T W S is singular (condition {cond:.3g}): the data do not determine "
-            f"every component of {wrt} (fix some of them, or observe more)")
+            f"every component of {', '.join(names)} (fix some of them, or observe more)")
     cov = np.linalg.inv(H)
     cov = 0.5 * (cov + cov.T)
     dof = int(np.count_nonzero(w > 0)) - k
     chi2 = float(np.sum(w * r * r))
     if not absolute_sigma:
         cov = cov * (chi2 / dof if dof > 0 else np.inf)
-    return ParameterCovariance(cov, x.shape, dof=dof, chi2=chi2, cond=cond,
-                               absolute_sigma=absolute_sigma)
+    return ParameterCovariance(cov, xs[0].shape if len(xs) == 1 else [x.shape for x in xs],
+                               dof=dof, chi2=chi2, cond=cond, absolute_sigma=absolute_sigma)

@@ -114,6 +114,10 @@ def test_covariance_predicts_the_spread_of_fitted_parameters():
     u, S = js.local_sensitivities(prob, js.Tsit5(), t, wrt=("p", "u0"), **KW)
     J = np.concatenate([S["p"].reshape(15, 1), S["u0"].reshape(15, 1)], axis=1)
     pred = np.linalg.inv(J.T @ (wts.reshape(15, 1) * J))
+    cj = js.parameter_covariance(prob, js.Tsit5(), js.L2Loss(t, clean, weights=wts),
+                                 wrt=("p", "u0"), absolute_sigma=True, **KW)
+    np.testing.assert_allclose(cj.cov, pred, rtol=1e-12)
+    assert isinstance(cj.std, tuple) and cj.std[1].shape == (1,) and cj.dof == 13
     sample = np.cov(est.T)
     np.testing.assert_allclose(np.sqrt(np.diag(sample)), np.sqrt(np.diag(pred)), rtol=0.15)
     cp = js.parameter_covariance(prob, js.Tsit5(), js.L2Loss(t, clean, weights=wts),
@@ -137,7 +141,7 @@ def test_bad_input():
         js.parameter_covariance(prob, js.Tsit5(), custom)
     with pytest.raises(InvalidProblemError, match="^wrt"):
         js.parameter_covariance(prob, js.Tsit5(), js.L2Loss(t, np.zeros((2, 1))),
-                                wrt=("p", "u0"))
+                                wrt=("p", "kappa"))
 
     def product(du, u, p, t):          # only p0 p1 enters: not identifiable
         du[0] = -p[0] * p[1] * u[0]
