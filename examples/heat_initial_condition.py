@@ -24,4 +24,6 @@ loss = js.L2Loss([T], data[None], weights=1.0 / g.size)
 res = js.fit(js.remake(prob, u0=np.zeros(g.shape)), js.RK4(), loss, np.zeros(g.shape), wrt="u0",
              regularizer=js.Tikhonov(1e-6), maxiter=10 if small else 80, dt=dt,
              sensealg=js.DiscreteAdjoint(checkpoints=16))
-print(res, "relative error", np.linalg.norm(res.p - truth) / np.linalg.norm(truth))
+err = np.linalg.norm(res.p - truth) / np.linalg.norm(truth)
+print(res, "relative error", err)
+assert err < 0.15                     # from 1.0 (the zero start); 0.06 at the full size
