@@ -141,7 +141,7 @@ def _with(prob, wrt, x):
 
 #: scipy.optimize.minimize methods fit drives (value and gradient, ``maxiter``, ``gtol``
 #: or none) -> whether they take bounds
-_METHODS = {"L-BFGS-B": True, "BFGS": False, "CG": False, "SLSQP": True}
+_METHODS = {"L-BFGS-B": True, "BFGS": False, "CG": False, "SLSQP": True, "least_squares": True}
 
 
 def _check_method(method, bounds):
@@ -296,6 +296,111 @@ def _joint_regularizers(regularizer, names):
     return [regularizer] * len(names)
 
 
+def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol, progress,
+                       callback, log, sensealg, solve_kw):
+    """``js.fit(..., method="least_squares")``: scipy's trust-region reflective
+    least squares on ``sqrt(w) (u - d)`` (and ``sqrt(alpha) (x - x_ref)`` per Tikhonov
+    regularizer), each evaluation one forward-sensitivity solve giving the residuals and
+    their Jacobian (cached for the ``jac`` call at the same ``x``)."""
+    import scipy.optimize as so
+
+    from .local_sensitivity import local_sensitivities
+    from .losses import L2Loss
+    from .problems import ODEProblem, SplitODEProblem
+    if not isinstance(prob, (ODEProblem, SplitODEProblem)):
+        raise InvalidProblemError(f"method: 'least_squares' fits an ODEProblem or "
+                                  f"SplitODEProblem (forward sensitivities), not "
+                                  f"{type(prob).__name__}")
+    if not isinstance(loss, L2Loss) or loss.t_data is None:
+        raise InvalidProblemError("loss: method 'least_squares' needs a js.L2Loss with "
+                                  "observation times (its residuals are the model's)")
+    if sensealg is not None:
+        raise InvalidProblemError("sensealg: method 'least_squares' uses forward sensitivities "
+                                  "for its Jacobian; pass sensealg=None")
+    for name in names:
+        if name not in ("p", "u0"):
+            raise InvalidProblemError(f"wrt: method 'least_squares' fits 'p' and/or 'u0', "
+                                      f"not {name!r}")
+    for r in regs:
+        if r is not None and not isinstance(r, Tikhonov):
+            raise InvalidProblemError("regularizer: method 'least_squares' takes js.Tikhonov "
+                                      "(residuals sqrt(alpha) (x - x_ref)), not a general "
+                                      "callable; use method='L-BFGS-B'")
+    shapes = [x.shape for x in x0s]
+    sizes = [x.size for x in x0s]
+    joint = len(names) > 1
+    x0 = np.concatenate([x.ravel() for x in x0s])
+    sw = np.sqrt(np.ones(loss.data.size) if loss.weights is None
+                 else np.asarray(loss.weights, dtype=np.float64).ravel())
+    d = loss.data.ravel()
+    hist, gnorms, times, iterates = [], [], [], []
+    cache = {}
+    t_start = time.perf_counter()
+
+    def split(xf):
+        return [b.reshape(sh) for b, sh in zip(np.split(xf, np.cumsum(sizes)[:-1]), shapes)]
+
+    def evaluate(xf):
+        key = xf.tobytes()
+        if key in cache:
+            return cache[key]
+        xs = split(xf)
+        pr = prob
+        for name, x in zip(names, xs):
+            pr = _with(pr, name, x)
+        u, S = local_sensitivities(pr, alg, loss.t_data, wrt=tuple(names), **solve_kw)
+        if u.size != d.size:
+            raise InvalidProblemError(f"data: the loss holds {loss.data.shape}, the solve "
+                                      f"saves states of shape {u.shape}")
+        r = [sw * (u.ravel() - d)]
+        J = [sw[:, None] * np.concatenate([S[name].reshape(u.size, x.size)
+                                           for name, x in zip(names, xs)], axis=1)]
+        col = 0
+        for x, reg in zip(xs, regs):
+            if reg is not None:
+                a = np.sqrt(reg.alpha)
+                ref = 0.0 if reg.x_ref is None else np.broadcast_to(reg.x_ref, x.shape)
+                r.append(a * (x - ref).ravel())
+                Jr = np.zeros((x.size, xf.size))
+                Jr[:, col:col + x.size] = a * np.eye(x.size)
+                J.append(Jr)
+            col += x.size
+        r, J = np.concatenate(r), np.concatenate(J)
+        val = 0.5 * float(r @ r)
+        gn = float(np.linalg.norm(J.T @ r))
+        cache.clear()
+        cache[key] = (r, J)
+        hist.append(val)
+        gnorms.append(gn)
+        times.append(time.perf_counter() - t_start)
+        iterates.append(xf.copy())
+        _log.info("fit (least_squares) evaluation %d: loss %.6e, |grad| %.3e", len(hist) - 1,
+                  val, gn)
+        if progress:
+            print(f"  eval {len(hist) - 1:4d}  loss {val:.6e}  |grad| {gn:.3e}  "
+                  f"{times[-1]:7.2f} s", flush=True)
+        if callback is not None:
+            callback(tuple(split(xf)) if joint else xf.reshape(shapes[0]), val)
+        return r, J
+
+    if log is not None:
+        _open_log(log, ",".join(names))
+    lb, ub = (-np.inf, np.inf) if bounds is None else (bounds.lb, bounds.ub)
+    x0 = np.clip(x0, lb, ub)
+    res = so.least_squares(lambda xf: evaluate(xf)[0], x0, jac=lambda xf: evaluate(xf)[1],
+                           bounds=(lb, ub), method="trf", x_scale="jac", gtol=gtol,
+                           max_nfev=maxiter)
+    if log is not None:
+        _write_log(log, ",".join(names), x0.shape, iterates, hist, gnorms, times)
+    _log.info("fit wrt %s (least_squares): %s after %d evaluations, loss %.6e", names,
+              res.message, res.nfev, res.cost)
+    xs = split(res.x)
+    return FitResult(p=tuple(xs) if joint else xs[0], loss=float(res.cost),
+                     history=np.array(hist), grad_norm=np.array(gnorms), times=np.array(times),
+                     success=bool(res.success), message=str(res.message), nit=int(res.njev),
+                     nfev=int(res.nfev))
+
+
 def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regularizer=None,
         maxiter=100, progress=True, callback=None, log=None, sensealg=None, gtol=1e-8,
         **solve_kw):
@@ -321,8 +426,17 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         for a single name, or None) or a single ``(lo, hi)`` of numbers for all,
         ``regularizer`` one per name (or None) or a single one applied to each block,
         and ``res.p`` a tuple of the estimates in ``wrt``'s order.
-    method : {"L-BFGS-B", "BFGS", "CG", "SLSQP"}
-        The gradient-based ``scipy.optimize.minimize`` method.
+    method : {"L-BFGS-B", "BFGS", "CG", "SLSQP", "least_squares"}
+        The gradient-based ``scipy.optimize.minimize`` method, or ``"least_squares"``:
+        a Gauss-Newton trust region (``scipy.optimize.least_squares``, ``trf``, bounds
+        allowed) on the residuals ``sqrt(w) (u(t) - d)`` with their exact Jacobian from
+        forward sensitivities (:func:`jitsolve.local_sensitivities`), for an ``L2Loss``
+        of an ODE problem with few inputs: it converges in far fewer solves than the
+        quasi-Newton methods on such problems.  Its regularizer may only be
+        ``js.Tikhonov`` (appended as residuals); ``history``, ``callback`` and ``log``
+        see every evaluation, ``nit`` counts the Jacobians.  With a stiff method the
+        residuals come from the state solved together with its tangents (equal to
+        ``js.solve``'s to the tolerance).
     bounds : (lo, hi), sequence of ``p0.size`` pairs or scipy.optimize.Bounds, optional
         ``lo`` and ``hi`` numbers or arrays of ``p0``'s shape (None: unbounded); for
         "L-BFGS-B" and "SLSQP" only.
@@ -344,8 +458,11 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
 
     References
     ----------
-    Nocedal, Wright, *Numerical Optimization* (2006), ch. 7 (L-BFGS); Byrd, Lu, Nocedal,
-    Zhu, *A limited memory algorithm for bound constrained optimization* (1995).
+    Nocedal, Wright, *Numerical Optimization* (2006), ch. 7 (L-BFGS) and ch. 10 (nonlinear
+    least squares); Byrd, Lu, Nocedal, Zhu, *A limited memory algorithm for bound
+    constrained optimization* (1995); Branch, Coleman, Li, *A subspace, interior, and
+    conjugate gradient method for large-scale bound-constrained minimization problems*
+    (1999) (scipy's ``trf``).
 
     Examples
     --------
@@ -364,7 +481,9 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     Per evaluation of the objective: one ``js.gradient`` call (a forward solve and its
     adjoint, or the ``sensealg``'s cost) plus the regulariser; ``nfev + 1`` evaluations
     in all (the starting point is evaluated once more for the history).  L-BFGS-B keeps
-    10 pairs of vectors of ``x``'s size; ``log`` keeps every iterate in memory.
+    10 pairs of vectors of ``x``'s size; ``log`` keeps every iterate in memory.  With
+    ``method="least_squares"``: per evaluation one forward-sensitivity solve (``k``
+    tangent directions for ``k`` inputs) and a ``k``-column Jacobian of the residuals.
     """
     import scipy.optimize as so
 
@@ -406,6 +525,9 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     if log is not None:
         _open_log(log, ",".join(names))
+    if method == "least_squares":
+        return _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
+                                  progress, callback, log, sensealg, solve_kw)
     options = dict(maxiter=maxiter) if method == "SLSQP" else dict(maxiter=maxiter, gtol=gtol)
     hist, gnorms, times, iterates = [], [], [], []
     last = {}
