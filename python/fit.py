@@ -300,39 +300,33 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
                        callback, log, sensealg, solve_kw):
     """``js.fit(..., method="least_squares")``: scipy's trust-region reflective
     least squares on ``sqrt(w) (u - d)`` (and ``sqrt(alpha) (x - x_ref)`` per Tikhonov
-    regularizer), each evaluation one forward-sensitivity solve giving the residuals and
-    their Jacobian (cached for the ``jac`` call at the same ``x``)."""
+    regularizer), each evaluation one forward-sensitivity solve per trajectory giving the
+    residuals and their Jacobian (cached for the ``jac`` call at the same ``x``).  An
+    ensemble's residuals are its trajectories' stacked; a shared input's Jacobian
+    columns gather every trajectory's rows, a per-trajectory one's are block-diagonal."""
     import scipy.optimize as so
 
-    from .local_sensitivity import local_sensitivities
-    from .losses import L2Loss
-    from .problems import ODEProblem, SplitODEProblem
-    if not isinstance(prob, (ODEProblem, SplitODEProblem)):
-        raise InvalidProblemError(f"method: 'least_squares' fits an ODEProblem or "
-                                  f"SplitODEProblem (forward sensitivities), not "
-                                  f"{type(prob).__name__}")
-    if not isinstance(loss, L2Loss) or loss.t_data is None:
-        raise InvalidProblemError("loss: method 'least_squares' needs a js.L2Loss with "
-                                  "observation times (its residuals are the model's)")
+    from .local_sensitivity import Residuals
     if sensealg is not None:
         raise InvalidProblemError("sensealg: method 'least_squares' uses forward sensitivities "
                                   "for its Jacobian; pass sensealg=None")
-    for name in names:
-        if name not in ("p", "u0"):
-            raise InvalidProblemError(f"wrt: method 'least_squares' fits 'p' and/or 'u0', "
-                                      f"not {name!r}")
     for r in regs:
         if r is not None and not isinstance(r, Tikhonov):
             raise InvalidProblemError("regularizer: method 'least_squares' takes js.Tikhonov "
                                       "(residuals sqrt(alpha) (x - x_ref)), not a general "
                                       "callable; use method='L-BFGS-B'")
+    try:
+        model = Residuals(prob, alg, loss, names, solve_kw)
+    except InvalidProblemError as e:
+        if str(e).startswith("prob:"):
+            raise InvalidProblemError("method: 'least_squares' fits an ODEProblem or "
+                                      "SplitODEProblem, or an ensemble of one with u0s/ps rows "
+                                      f"(forward sensitivities); {str(e)[6:]}") from None
+        raise
     shapes = [x.shape for x in x0s]
     sizes = [x.size for x in x0s]
     joint = len(names) > 1
     x0 = np.concatenate([x.ravel() for x in x0s])
-    sw = np.sqrt(np.ones(loss.data.size) if loss.weights is None
-                 else np.asarray(loss.weights, dtype=np.float64).ravel())
-    d = loss.data.ravel()
     hist, gnorms, times, iterates = [], [], [], []
     cache = {}
     t_start = time.perf_counter()
@@ -348,13 +342,8 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
         pr = prob
         for name, x in zip(names, xs):
             pr = _with(pr, name, x)
-        u, S = local_sensitivities(pr, alg, loss.t_data, wrt=tuple(names), **solve_kw)
-        if u.size != d.size:
-            raise InvalidProblemError(f"data: the loss holds {loss.data.shape}, the solve "
-                                      f"saves states of shape {u.shape}")
-        r = [sw * (u.ravel() - d)]
-        J = [sw[:, None] * np.concatenate([S[name].reshape(u.size, x.size)
-                                           for name, x in zip(names, xs)], axis=1)]
+        r, J = model.evaluate(pr)
+        r, J = [r], [J]
         col = 0
         for x, reg in zip(xs, regs):
             if reg is not None:

@@ -20,7 +20,9 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
 
     Parameters
     ----------
-    prob : ODEProblem or SplitODEProblem
+    prob : ODEProblem or SplitODEProblem, or an EnsembleProblem of them with ``u0s``/``ps``
+        (then every trajectory's ``u`` and ``S``, one more leading axis of length ``N``;
+        ``trajectories=N`` when the ensemble has no rows)
     alg : an explicit (Tsit5, DP5, Vern7, RK4, ...) or stiff (Rodas5P, KenCarp4, ...) method
     t : array of times in ``tspan`` (strictly increasing along it)
     wrt : "p", "u0" or a tuple of both
@@ -64,8 +66,10 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
     """
     from .gradient import gradient
     from .losses import L2Loss
-    from .problems import ODEProblem, SplitODEProblem
+    from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
     from .sensitivity import TANGENT_SINK, ForwardSensitivity
+    if isinstance(prob, EnsembleProblem):
+        return _ensemble_sensitivities(prob, alg, t, wrt, solve_kw)
     if not isinstance(prob, (ODEProblem, SplitODEProblem)):
         raise InvalidProblemError(f"prob: local sensitivities are computed for ODEProblem and "
                                   f"SplitODEProblem, not {type(prob).__name__}")
@@ -91,6 +95,111 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
                      block.reshape((m,) + shape + (cnt,))).copy()
         k += cnt
     return u, out
+
+
+def _ensemble_sensitivities(eprob, alg, t, wrt, solve_kw):
+    """:func:`local_sensitivities` of every trajectory of a ``u0s``/``ps`` ensemble (one
+    forward-sensitivity solve each): ``u`` (N, m, *u0.shape) and ``S[name]`` (N, m,
+    *u0.shape, ...), each trajectory's derivatives wrt its own ``p``/``u0``."""
+    from .problems import remake
+    from .validate import check_positive_int
+    kw = dict(solve_kw)
+    N = kw.pop("trajectories", None)
+    N = check_positive_int(N, "trajectories") if N is not None else eprob.ntrajectories
+    if N is None:
+        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    if eprob.prob_func is not None:
+        raise InvalidProblemError("prob: local sensitivities of an ensemble take its u0s/ps "
+                                  "rows, not a prob_func")
+    us, Ss = [], []
+    for i in range(N):
+        pi = remake(eprob.prob, **({} if eprob.u0s is None else {"u0": eprob.u0s[i]}),
+                    **({} if eprob.ps is None else {"p": eprob.ps[i]}))
+        u, S = local_sensitivities(pi, alg, t, wrt=wrt, **kw)
+        us.append(u)
+        Ss.append(S)
+    return np.stack(us), {name: np.stack([S[name] for S in Ss]) for name in Ss[0]}
+
+
+class Residuals:
+    """The weighted residuals ``sqrt(w) (u(t) - d)`` of an ``L2Loss`` and their Jacobian
+    with respect to the inputs ``names`` (``"p"``, ``"u0"``), for a problem or a
+    ``u0s``/``ps`` ensemble (the trajectories' residuals stacked; a shared input's
+    Jacobian columns gather every trajectory's rows, a per-trajectory input's are
+    block-diagonal): what :func:`parameter_covariance` and ``js.fit(method=
+    "least_squares")`` linearise.  ``evaluate(prob)`` returns ``(r, J)`` at the inputs
+    ``prob`` carries."""
+
+    def __init__(self, prob, alg, loss, names, solve_kw):
+        from .losses import L2Loss
+        from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
+        from .sensitivity import ensemble_wrt
+        from .validate import check_positive_int
+        ensemble = isinstance(prob, EnsembleProblem)
+        base = prob.prob if ensemble else prob
+        if not isinstance(base, (ODEProblem, SplitODEProblem)) or (ensemble and prob.prob_func):
+            raise InvalidProblemError(
+                f"prob: residual Jacobians come from forward sensitivities of an ODEProblem "
+                f"or SplitODEProblem, or of an ensemble of one with u0s/ps rows, not this "
+                f"{type(base).__name__}")
+        if not isinstance(loss, L2Loss) or loss.t_data is None:
+            raise InvalidProblemError("loss: residuals need a js.L2Loss with observation times")
+        for name in names:
+            if name not in ("p", "u0"):
+                raise InvalidProblemError(f"wrt: expected 'p' and/or 'u0', not {name!r}")
+        kw = dict(solve_kw)
+        if ensemble:
+            N = kw.pop("trajectories", None) or prob.ntrajectories
+            if N is None:
+                raise InvalidProblemError("trajectories: required when the ensemble has no "
+                                          "u0s/ps")
+            N = check_positive_int(N, "trajectories")
+            self.shared = [ensemble_wrt(prob, name)[2] for name in names]
+            kw["trajectories"] = N
+        else:
+            N, self.shared = 1, [True] * len(names)
+        size1 = loss.t_data.size * base.u0.size
+        d = loss.data.reshape(-1, size1)
+        w = (np.ones_like(d) if loss.weights is None else
+             np.asarray(loss.weights, dtype=np.float64).reshape(d.shape))
+        if d.shape[0] not in (1, N):
+            raise InvalidProblemError(f"data: expected one set of observations shared by the "
+                                      f"{N} trajectories or one each, got {loss.data.shape}")
+        self.alg, self.loss, self.names, self.kw = alg, loss, tuple(names), kw
+        self.N, self.size1 = N, size1
+        self.d = np.broadcast_to(d, (N, size1))
+        self.w = np.broadcast_to(w, (N, size1))
+        self.sw = np.sqrt(self.w)
+
+    def inputs(self, prob):
+        """The inputs' current values in ``prob``, in ``names``' order (``p``/``u0``, or
+        an ensemble's shared vector or rows)."""
+        from .problems import EnsembleProblem
+        from .sensitivity import ensemble_wrt
+        if isinstance(prob, EnsembleProblem):
+            return [np.asarray(ensemble_wrt(prob, name)[0]) for name in self.names]
+        return [np.asarray(getattr(prob, name)) for name in self.names]
+
+    def evaluate(self, prob):
+        N, size1 = self.N, self.size1
+        u, S = local_sensitivities(prob, self.alg, self.loss.t_data, wrt=self.names, **self.kw)
+        if u.size != N * size1:
+            raise InvalidProblemError(f"data: the loss holds {self.loss.data.shape}, the "
+                                      f"solve saves states of shape {u.shape}")
+        r = (self.sw * (u.reshape(N, size1) - self.d)).ravel()
+        blocks = []
+        for name, sh, x in zip(self.names, self.shared, self.inputs(prob)):
+            Sn = S[name].reshape(N, size1, -1)          # each trajectory wrt its own row
+            if sh:
+                blocks.append(Sn.reshape(N * size1, x.size))
+            else:
+                k1 = Sn.shape[2]
+                B = np.zeros((N * size1, N * k1))
+                for i in range(N):
+                    B[i * size1:(i + 1) * size1, i * k1:(i + 1) * k1] = Sn[i]
+                blocks.append(B)
+        J = self.sw.reshape(-1, 1) * np.concatenate(blocks, axis=1)
+        return r, J
 
 
 class ParameterCovariance:
@@ -145,7 +254,8 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
 
     Parameters
     ----------
-    prob : ODEProblem or SplitODEProblem, at the estimate
+    prob : ODEProblem or SplitODEProblem, or an ensemble of experiments (``u0s``/``ps``
+        rows, an ``L2Loss`` with shared or per-trajectory data), at the estimate
     alg, loss : the method and the ``js.L2Loss`` of the fit
     wrt : "p", "u0" or both (``("p", "u0")``: the joint covariance, ``x`` the
         concatenation in that order, as ``js.fit(wrt=("p", "u0"))`` estimates it)
@@ -186,18 +296,11 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
         raise InvalidProblemError("loss: the Gauss-Newton covariance needs the fit's js.L2Loss "
                                   "with its observation times")
     names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
-    u, S = local_sensitivities(prob, alg, loss.t_data, wrt=names, **solve_kw)
-    if loss.data.size != u.size:
-        raise InvalidProblemError(f"data: the loss holds {loss.data.shape}, the solve saves "
-                                  f"states of shape {u.shape}")
-    xs = [np.asarray(getattr(prob, name)) for name in names]
+    model = Residuals(prob, alg, loss, names, solve_kw)
+    xs = model.inputs(prob)
     k = sum(x.size for x in xs)
-    J = np.concatenate([S[name].reshape(u.size, x.size) for name, x in zip(names, xs)],
-                       axis=1)
-    w = (np.ones(u.size) if loss.weights is None else
-         np.asarray(loss.weights, dtype=np.float64).reshape(-1))
-    r = u.ravel() - loss.data.ravel()
-    H = J.T @ (w[:, None] * J)
+    sr, sJ = model.evaluate(prob)                    # sqrt(w) r and sqrt(w) S
+    H = sJ.T @ sJ                                    # S^T W S
     cond = np.linalg.cond(H)
     if not np.isfinite(cond) or cond > 1e15:
         raise InvalidProblemError(
@@ -205,8 +308,8 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
             f"every component of {', '.join(names)} (fix some of them, or observe more)")
     cov = np.linalg.inv(H)
     cov = 0.5 * (cov + cov.T)
-    dof = int(np.count_nonzero(w > 0)) - k
-    chi2 = float(np.sum(w * r * r))
+    dof = int(np.count_nonzero(model.w > 0)) - k
+    chi2 = float(sr @ sr)
     if not absolute_sigma:
         cov = cov * (chi2 / dof if dof > 0 else np.inf)
     return ParameterCovariance(cov, xs[0].shape if len(xs) == 1 else [x.shape for x in xs],

@@ -67,8 +67,11 @@ def test_joint_inputs_bounds_and_tikhonov_match_lbfgsb():
 def test_bad_input_names_the_argument():
     loss = js.L2Loss(T, np.zeros((101, 2)))
     with pytest.raises(InvalidProblemError, match="^method: 'least_squares' fits an ODEProblem"):
-        js.fit(js.EnsembleProblem(PROB, ps=np.ones((2, 4))), js.Tsit5(), loss, np.ones((2, 4)),
-               method="least_squares", progress=False)
+        js.fit(js.EnsembleProblem(PROB, prob_func=lambda pr, i: pr), js.Tsit5(), loss, P,
+               method="least_squares", progress=False, trajectories=2)
+    with pytest.raises(InvalidProblemError, match="^method: 'least_squares' fits an ODEProblem"):
+        js.fit(js.LinearProblem(np.eye(2), np.ones(2)), js.Direct(), js.L2Loss(None, np.ones(2)),
+               np.ones(2), wrt="b", method="least_squares", progress=False)
     custom = js.Loss(lambda u: 0.0, lambda u: u, t_data=T)
     with pytest.raises(InvalidProblemError, match="^loss"):
         js.fit(PROB, js.Tsit5(), custom, P, method="least_squares", progress=False)
@@ -80,3 +83,31 @@ def test_bad_input_names_the_argument():
                sensealg=js.DiscreteAdjoint())
     with pytest.raises(InvalidProblemError, match="^method"):
         js.fit(PROB, js.Tsit5(), loss, P, method="levenberg", progress=False)
+
+
+def test_experiments_with_shared_p_and_their_own_initial_states():
+    """An ensemble of experiments (each its own unknown initial state, one p): the
+    stacked residuals with a shared block (p) and a block-diagonal one (the u0 rows) give
+    L-BFGS-B's optimum in far fewer solves."""
+    rng = np.random.default_rng(4)
+    u0s = 0.6 + rng.random((3, 2))
+    ens = js.EnsembleProblem(js.remake(PROB, tspan=(0.0, 4.0)), u0s=u0s)
+    t = np.linspace(0.2, 4.0, 20)
+    data = js.solve(ens, js.Tsit5(), saveat=t, **KW).u
+    data = data + 0.01 * rng.standard_normal(data.shape)
+    loss = js.L2Loss(t, data)
+    start = (1.1 * P, u0s * 1.1)
+    ens0 = js.EnsembleProblem(js.remake(ens.prob, p=start[0]), u0s=start[1])
+    kw = dict(wrt=("p", "u0"), bounds=(0.05, 10.0), progress=False, **KW)
+    a = js.fit(ens0, js.Tsit5(), loss, start, maxiter=800, **kw)
+    b = js.fit(ens0, js.Tsit5(), loss, start, method="least_squares", **kw)
+    assert b.success and b.p[1].shape == (3, 2)
+    np.testing.assert_allclose(b.p[0], a.p[0], rtol=1e-4)
+    np.testing.assert_allclose(b.p[1], a.p[1], rtol=1e-4)
+    assert b.loss <= a.loss * (1 + 1e-6) and b.nfev < a.nfev / 2
+    # the ensemble's sensitivities are every trajectory's own
+    u, S = js.local_sensitivities(ens, js.Tsit5(), t, wrt=("p", "u0"), **KW)
+    u1, S1 = js.local_sensitivities(js.remake(ens.prob, u0=u0s[1]), js.Tsit5(), t,
+                                    wrt=("p", "u0"), **KW)
+    assert S["p"].shape == (3, 20, 2, 4) and S["u0"].shape == (3, 20, 2, 2)
+    assert np.array_equal(S["p"][1], S1["p"]) and np.array_equal(u[1], u1)

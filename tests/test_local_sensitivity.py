@@ -148,3 +148,25 @@ def test_bad_input():
     pp = js.ODEProblem(product, np.array([1.0]), (0.0, 1.0), p=np.array([0.5, 2.0]))
     with pytest.raises(InvalidProblemError, match="singular"):
         js.parameter_covariance(pp, js.Tsit5(), js.L2Loss(t, np.zeros((2, 1))), **KW)
+
+
+def test_covariance_of_an_ensemble_of_experiments():
+    """Three experiments (own initial states) sharing p: the covariance of p stacks every
+    experiment's sensitivities; with u0 rows too the u0 columns are block-diagonal."""
+    P = np.array([1.5, 1.0, 3.0, 1.0])
+    u0s = np.array([[1.0, 1.0], [0.7, 1.4], [1.3, 0.6]])
+    ens = js.EnsembleProblem(js.ODEProblem(lotka, u0s[0], (0.0, 3.0), P), u0s=u0s)
+    t = np.linspace(0.2, 3.0, 12)
+    data = js.solve(ens, js.Tsit5(), saveat=t, **KW).u + 0.01
+    loss = js.L2Loss(t, data)
+    c = js.parameter_covariance(ens, js.Tsit5(), loss, wrt="p", absolute_sigma=True, **KW)
+    J = np.concatenate([js.local_sensitivities(js.remake(ens.prob, u0=u0), js.Tsit5(), t,
+                                               wrt="p", **KW)[1]["p"].reshape(24, 4)
+                        for u0 in u0s])
+    np.testing.assert_allclose(c.cov, np.linalg.inv(J.T @ J), rtol=1e-10)
+    assert c.dof == 72 - 4 and c.std.shape == (4,)
+    cj = js.parameter_covariance(ens, js.Tsit5(), loss, wrt=("p", "u0"), **KW)
+    assert cj.std[1].shape == (3, 2) and cj.dof == 72 - 10
+    with pytest.raises(InvalidProblemError, match="^prob"):
+        js.parameter_covariance(js.EnsembleProblem(ens.prob, prob_func=lambda pr, i: pr),
+                                js.Tsit5(), loss, trajectories=3, **KW)
