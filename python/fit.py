@@ -355,10 +355,12 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
                 J.append(Jr)
             col += x.size
         r, J = np.concatenate(r), np.concatenate(J)
-        val = 0.5 * float(r @ r)
-        gn = float(np.linalg.norm(J.T @ r))
         cache.clear()
         cache[key] = (r, J)
+        record(xf, 0.5 * float(r @ r), float(np.linalg.norm(J.T @ r)))
+        return r, J
+
+    def record(xf, val, gn):
         hist.append(val)
         gnorms.append(gn)
         times.append(time.perf_counter() - t_start)
@@ -370,7 +372,6 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
                   f"{times[-1]:7.2f} s", flush=True)
         if callback is not None:
             callback(tuple(split(xf)) if joint else xf.reshape(shapes[0]), val)
-        return r, J
 
     if log is not None:
         _open_log(log, ",".join(names))

@@ -79,7 +79,8 @@ def test_fit_log_that_fails_at_the_end_keeps_the_result(tmp_path):
     (dict(bounds=(np.ones(2), 5.0)), r"^bounds: expected \(lo, hi\) with numbers or arrays of p0's shape"),
     (dict(bounds=(10.0, 0.1)), r"^bounds: the lower bound exceeds the upper one at 3 entries"),
     (dict(bounds=(0.0, 5.0), method="BFGS"), r"^bounds: method 'BFGS' ignores bounds"),
-    (dict(method="foo"), r"^method: expected one of \['L-BFGS-B', 'BFGS', 'CG', 'SLSQP'\], got 'foo'"),
+    (dict(method="foo"), r"^method: expected one of \['L-BFGS-B', 'BFGS', 'CG', 'SLSQP', "
+                         r"'least_squares'\], got 'foo'"),
     (dict(maxiter=0), r"^maxiter: expected an integer >= 1, got 0"),
     (dict(regularizer=3), r"^regularizer: expected js.Tikhonov, js.TotalVariation or a callable"),
     (dict(regularizer=lambda x: 1.0), r"^regularizer: must return \(value, gradient\)"),
