@@ -241,6 +241,19 @@ def _regularize(regularizer, x):
     return rv, rg
 
 
+def _split(xf, shapes):
+    """The flat vector of a joint fit as its blocks, shaped."""
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    return [b.reshape(sh) for b, sh in zip(np.split(xf, np.cumsum(sizes)[:-1]), shapes)]
+
+
+def _with_all(prob, names, xs):
+    """``prob`` with each input of ``names`` replaced by its block of ``xs``."""
+    for name, x in zip(names, xs):
+        prob = _with(prob, name, x)
+    return prob
+
+
 def _blocks(wrt, p0):
     """``(names, starting points)``: one name and ``p0`` as given, or several names with a
     tuple of starting points, one each."""
@@ -324,7 +337,6 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
                                       f"(forward sensitivities); {str(e)[6:]}") from None
         raise
     shapes = [x.shape for x in x0s]
-    sizes = [x.size for x in x0s]
     joint = len(names) > 1
     x0 = np.concatenate([x.ravel() for x in x0s])
     hist, gnorms, times, iterates = [], [], [], []
@@ -332,16 +344,14 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
     t_start = time.perf_counter()
 
     def split(xf):
-        return [b.reshape(sh) for b, sh in zip(np.split(xf, np.cumsum(sizes)[:-1]), shapes)]
+        return _split(xf, shapes)
 
     def evaluate(xf):
         key = xf.tobytes()
         if key in cache:
             return cache[key]
         xs = split(xf)
-        pr = prob
-        for name, x in zip(names, xs):
-            pr = _with(pr, name, x)
+        pr = _with_all(prob, names, xs)
         r, J = model.evaluate(pr)
         r, J = [r], [J]
         col = 0
@@ -498,7 +508,6 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         x0s.append(x0)
         shared.append(sh)
     shapes = [x.shape for x in x0s]
-    sizes = [x.size for x in x0s]
     x0 = np.concatenate([x.ravel() for x in x0s]) if joint else x0s[0]
     shape = x0.shape
     method = _check_method(method, bounds)
@@ -524,13 +533,11 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     t_start = time.perf_counter()
 
     def split(xf):
-        return [b.reshape(sh) for b, sh in zip(np.split(xf, np.cumsum(sizes)[:-1]), shapes)]
+        return _split(xf, shapes)
 
     def fun(xf):
         xs = split(xf)
-        pr = prob
-        for name, x in zip(names, xs):
-            pr = _with(pr, name, x)
+        pr = _with_all(prob, names, xs)
         val, grads = gradient(pr, alg, loss, wrt=tuple(names), sensealg=sensealg, **solve_kw)
         gs = []
         for name, x, sh, reg in zip(names, xs, shared, regs):

@@ -8,11 +8,7 @@ import pytest
 
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
+from ode_models import lotka
 
 
 P = np.array([1.5, 1.0, 3.0, 1.0])
