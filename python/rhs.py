@@ -11,6 +11,7 @@ import numpy as np
 from .errors import UnsupportedAlgorithmError
 from .functions import ODEFunction, probe_user_function
 from .grid.operators import GridOperator, ScaledOperator
+from .problems import SplitODEProblem
 
 __all__ = ["RHS", "problem_rhs", "pack_grid_operator", "linear_part"]
 
@@ -82,7 +83,6 @@ def problem_rhs(prob):
     probed once for indexing ``p`` (or the state) out of bounds
     (:func:`jitsolve.functions.probe_user_function`)."""
     from .kernels.cpu.rhs import zero_f
-    from .problems import SplitODEProblem
     p = prob.p if prob.p is not None else np.zeros(0)
     p = np.ascontiguousarray(p, dtype=np.float64)
     if isinstance(prob.f, ODEFunction):

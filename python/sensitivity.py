@@ -15,6 +15,11 @@ from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError, register_gradient
 from .problems import EnsembleProblem, ODEProblem, SDEProblem, SplitODEProblem
 from .validate import check_positive_float, check_positive_int
+from .grid.operators import GridOperator
+from .ode import ExplicitRK, _callback_tuple, _run_explicit, interpolates_saveat, ode_options
+from .ode_stiff import StiffAlgorithm
+from .rhs import problem_rhs
+from .solve import _DE_DEFAULTS, _check_de_options, _check_trajectory, solve
 
 __all__ = ["DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint", "BacksolveAdjoint",
            "QuadratureAdjoint", "ForwardSensitivity", "HDF5Store", "check_gradient"]
@@ -383,7 +388,6 @@ def _loss_times(prob, loss):
 
 def _vjp_for(prob, rhs, wrt):
     from .adjoint.vjp import covers_products, make_vjp_source, user_derivatives
-    from .grid.operators import GridOperator
     from .kernels.cpu.rhs import zero_f_complex
     n = prob.u0.size
     has_f = rhs.fun is not None
@@ -425,7 +429,6 @@ def _gradient_options(prob, loss, solve_kw):
     """``(t_data, o)``: the loss's observation times and ``solve``'s options (defaults
     filled in, checked, CPU) for a gradient's forward solve, the times after ``t0`` added
     to ``tstops`` so that the steps land on them."""
-    from .solve import _DE_DEFAULTS, _check_de_options
     t_data = _loss_times(prob, loss)
     o = dict(_DE_DEFAULTS, **solve_kw)
     if o.get("saveat") is not None:
@@ -445,7 +448,6 @@ def _loss_and_final_times(t_data, t1):
 
 def _forward_for_gradient(prob, alg, o, rhs):
     """The forward solve of a discrete gradient (raises unless it succeeded)."""
-    from .ode import _run_explicit
     raw = _run_explicit(prob, alg, o, rhs, dense=False)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
@@ -513,8 +515,6 @@ def _discrete_adjoint_dense(prob, alg, loss, wrt, sensealg, o, t_data):
     differentiates each save through its step's interpolant."""
     from .adjoint.discrete import erk_adjoint
     from .adjoint.vjp import is_diagonal_pattern
-    from .rhs import problem_rhs
-    from .solve import _check_de_options
     from .solvers.ode.explicit import tableau_arrays
     _check_de_options(prob, o)
     o["saveat"] = t_data       # validated by _loss_times
@@ -555,9 +555,6 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     (Euler, RK4, large states) the steps land on the loss times.
     """
     from .adjoint.discrete import erk_adjoint
-    from .ode import ExplicitRK, interpolates_saveat
-    from .rhs import problem_rhs
-    from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.explicit import tableau_arrays
     if not isinstance(alg, ExplicitRK):
         raise UnsupportedAlgorithmError(
@@ -707,9 +704,6 @@ def tangent_gradient(prob, g, S, names):
 def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .kernels.cpu.continuous_adjoint import continuous_adjoint
     from .kernels.cpu.rhs import zero_f
-    from .ode import ExplicitRK, _run_explicit
-    from .rhs import problem_rhs
-    from .ode_stiff import StiffAlgorithm
     from .solvers.ode.explicit import tableau_arrays
     if isinstance(alg, StiffAlgorithm):
         from .stiff_gradient import stiff_continuous_adjoint
@@ -773,7 +767,6 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
 def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
     from .problems import kappa_of, remake
-    from .solve import solve
     t_data = _loss_times(prob, loss)
 
     def J(pr):
@@ -829,7 +822,6 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         return etd_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     if isinstance(sensealg, _ContinuousAdjoint):
         return _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
-    from .ode_stiff import StiffAlgorithm
     if isinstance(alg, StiffAlgorithm) and isinstance(sensealg, DiscreteAdjoint):
         from .stiff_gradient import stiff_discrete_adjoint
         return stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
@@ -884,7 +876,6 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     """
     from .gradient import gradient
     from .problems import kappa_of, remake
-    from .solve import solve
     from .losses import observe_at_saveat
     if not isinstance(wrt, str):
         raise InvalidProblemError("wrt: check_gradient tests one input at a time (a string)")
@@ -954,9 +945,6 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     from .kernels.cpu import erk_adjoint as K
     from .kernels.cpu.rhs import zero_f
     from .losses import L2Loss
-    from .ode import ExplicitRK, _callback_tuple, interpolates_saveat, ode_options
-    from .rhs import problem_rhs
-    from .solve import _DE_DEFAULTS, _check_de_options
     from .solvers.ode.explicit import _controller, make_stops, tableau_arrays
     from .losses import EnsembleLoss
     if isinstance(loss, EnsembleLoss):
@@ -969,7 +957,6 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     if not isinstance(prob, (ODEProblem, SplitODEProblem)):
         raise UnsupportedAlgorithmError("prob: ensemble gradients cover ODE and SDE ensembles "
                                         "(ODEProblem, SplitODEProblem, SDEProblem)")
-    from .ode_stiff import StiffAlgorithm
     if isinstance(alg, StiffAlgorithm) and isinstance(prob, (ODEProblem, SplitODEProblem)):
         from .stiff_gradient import ensemble_in_kernel, stiff_ensemble_gradient
         if ensemble_in_kernel(eprob, alg, loss, wrt, sensealg):
@@ -1122,7 +1109,6 @@ def _ensemble_gradient_loop(eprob, alg, loss, wrt, sensealg, solve_kw, one=None,
     from .gradient import gradient
     from .losses import L2Loss
     from .problems import remake
-    from .solve import _check_trajectory
     prob = eprob.prob
     N = ensemble_trajectories(eprob, wrt, solve_kw)
     blocks = isinstance(loss, L2Loss) and loss.t_data is not None

@@ -8,6 +8,7 @@ Solver issues add implementations with :func:`register`::
 The registry walks both classes' MROs, so an implementation registered for a base
 algorithm class serves all its subclasses unless a more specific one exists.
 """
+import math
 import numbers
 import time
 
@@ -93,7 +94,44 @@ def _check_backend(backend):
     return "cpu"
 
 
+def _check_times_short(x, name, tspan):
+    """:func:`_check_times` for a list, tuple or 1-D float64 array of at most 16 times:
+    the same checks and messages on Python floats (each NumPy call costs ~1 us, and a
+    short ``saveat`` is checked on every solve of a fit).  None when another form."""
+    if type(x) is np.ndarray:
+        if x.ndim != 1 or x.dtype != np.float64 or x.size > 16:
+            return None
+        v = x.tolist()
+    elif type(x) in (list, tuple) and len(x) <= 16 and all(type(e) is float for e in x):
+        v = list(x)
+    else:
+        return None
+    if not v or not all(math.isfinite(e) for e in v):
+        return None                 # the general path raises (or returns the empty array)
+    t0, t1 = tspan
+    lo, hi = min(t0, t1), max(t0, t1)
+    if min(v) < lo or max(v) > hi:
+        raise InvalidProblemError(f"{name}: times must lie in tspan [{lo}, {hi}]")
+    if t1 > t0:
+        ok = all(b > a for a, b in zip(v, v[1:]))
+    else:
+        ok = all(a > b for a, b in zip(v, v[1:]))
+    if not ok:
+        raise InvalidProblemError(f"{name}: times must be strictly increasing in the direction of tspan")
+    return np.array(v, dtype=np.float64)
+
+
 def _check_times(x, name, tspan):
+    """``saveat``/``tstops`` as a fresh 1-D float64 array of finite times inside
+    ``tspan``, strictly increasing in its direction; else ``InvalidProblemError``."""
+    a = _check_times_short(x, name, tspan)
+    if a is not None:
+        return a
+    return _check_times_array(x, name, tspan)
+
+
+def _check_times_array(x, name, tspan):
+    """:func:`_check_times` for any form, with NumPy."""
     t0, t1 = tspan
     a = np.atleast_1d(np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x)
     if a.dtype.kind not in "fiu" or a.ndim != 1:

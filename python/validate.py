@@ -96,6 +96,10 @@ def as_param_array(p, name="p"):
 
 
 def _as_real(x, name):
+    if type(x) is float:                # the common case, checked on every solve
+        if not math.isfinite(x):
+            raise InvalidProblemError(f"{name}: must be finite, got {x}")
+        return x
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
         try:
             arr = np.asarray(x)
@@ -125,18 +129,22 @@ def check_tspan(tspan, name="tspan"):
     return (t0, t1)
 
 
+#: the smallest positive rtol float64 arithmetic can deliver
+_TEN_EPS = 10 * float(np.finfo(np.float64).eps)
+
+
 def check_tolerances(rtol, atol, n=None, *, name_r="rtol", name_a="atol"):
     """``rtol`` a non-negative number; ``atol`` a non-negative number or per-component array."""
     r = _as_real(rtol, name_r)
     if r < 0:
         raise InvalidProblemError(f"{name_r}: must be >= 0, got {r}")
-    if np.ndim(atol) == 0:
+    if type(atol) is float or np.ndim(atol) == 0:
         a = _as_real(atol, name_a)
         if a < 0:
             raise InvalidProblemError(f"{name_a}: must be >= 0, got {a}")
         if r == 0 and a == 0:
             raise InvalidProblemError(f"{name_r}, {name_a}: both are zero; at least one must be positive")
-        if 0 < r < 10 * np.finfo(np.float64).eps:
+        if 0 < r < _TEN_EPS:
             raise InvalidProblemError(
                 f"{name_r}: {r} is below what float64 arithmetic can deliver (use >= 2.2e-15)")
         return r, a

@@ -51,12 +51,34 @@ def tableau_arrays(name):
     return _TABS[name]
 
 
+def _stops_short(t0, t1, tdir, savet):
+    """:func:`make_stops` of a short ``savet`` already strictly monotone in the direction
+    of integration (as ``solve`` checks it), on Python floats (the same array as the
+    general path's sort; ~1 us instead of ~10); None when ``savet`` is not so."""
+    v = np.asarray(savet, dtype=np.float64).tolist()
+    if not all((b - a) * tdir > 0 for a, b in zip(v, v[1:])):
+        return None
+    st = [x for x in v if (x - t0) * tdir > 0 and (x - t1) * tdir <= 0]
+    if (t1 - t0) * tdir > 0 and (not st or st[-1] != t1):
+        st.append(t1)
+    return np.array(st, dtype=np.float64)
+
+
 def make_stops(t0, t1, tstops=None, savet=None):
     """Times the steps must land on: ``tstops`` and ``saveat`` beyond ``t0``, then ``t1``."""
     tdir = 1.0 if t1 >= t0 else -1.0
     if (tstops is None or not len(tstops)) and (savet is None or not len(savet)):
         # only t1 (a gradient's forward, a plain solve): no sort of the parts
         return np.array([t1], dtype=np.float64) if (t1 - t0) * tdir > 0 else np.zeros(0)
+    if (tstops is None or not len(tstops)) and len(savet) <= 16:
+        st = _stops_short(t0, t1, tdir, savet)
+        if st is not None:
+            return st
+    return _stops_sorted(t0, t1, tdir, tstops, savet)
+
+
+def _stops_sorted(t0, t1, tdir, tstops, savet):
+    """:func:`make_stops` in general: sort the union, keep ``(t0, t1]``."""
     parts = [np.array([t1], dtype=np.float64)]
     for a in (tstops, savet):
         if a is not None and len(a):

@@ -14,7 +14,10 @@ column colouring.
 """
 import numpy as np
 
+from ...kernels.cpu.fastcall import call
 from ...kernels.cpu.rhs import zero_f
+from ...kernels.cpu.stiff import stiff_ensemble, stiff_solve
+from ...kernels.cpu.stiffjac import no_fc, no_jac
 from .explicit import RETCODES as _ERK_RETCODES
 from .explicit import _controller, make_stops, tableau
 
@@ -109,7 +112,6 @@ def color_columns(pattern):
 def jacobian_data(n, p, jac=None, fc=None, sparsity=None, fjac_on=True, autonomous=False):
     """The kernel's ``jd`` tuple: user ``jac`` cfunc, else the complex twin ``fc`` of ``f``
     (complex-step columns, coloured when ``sparsity`` is given)."""
-    from ...kernels.cpu.stiffjac import no_fc, no_jac
     pc = np.ascontiguousarray(p, dtype=np.complex128)
     e = np.zeros(1, np.int64)
     if sparsity is not None and jac is None and fjac_on:
@@ -141,8 +143,8 @@ def _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex, rtol, atol, adap
     stops = make_stops(float(t0), float(t1), tstops, savet)
     ctrl = _controller((None,) * 8 + (tab[10],), rtol, atol, adaptive, dt, dtmin, dtmax,
                        maxiters, n)
-    # writable copies: a read-only broadcast view would be a second compiled specialisation
-    ctrl = (np.array(ctrl[0]), np.array(ctrl[1])) + tuple(ctrl[2:])
+    # (its tolerance arrays are fresh writable copies: a read-only broadcast view would be
+    # a second compiled specialisation)
     return tab, rhs, jd, stops, ctrl
 
 
@@ -158,8 +160,6 @@ def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None
 
     Returns ``(u (N, nsave, n), retcodes (N,) of names, stats (N, 5))``.
     """
-    from ...kernels.cpu.fastcall import call
-    from ...kernels.cpu.stiff import stiff_ensemble
     u0s = np.ascontiguousarray(u0s, dtype=np.float64)
     ps = np.ascontiguousarray(ps, dtype=np.float64)
     N, n = u0s.shape
@@ -186,8 +186,6 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
     ``imex`` treats ``f`` explicitly and ``lin`` implicitly (ESDIRK methods with an
     explicit tableau).  Returns the raw dict of :func:`.explicit.solve_erk`.
     """
-    from ...kernels.cpu.fastcall import call
-    from ...kernels.cpu.stiff import stiff_solve
     u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
     n = u0.size
     p = np.ascontiguousarray(p if p is not None else np.zeros(0), dtype=np.float64)
