@@ -341,7 +341,12 @@ class ForwardSensitivity(SensitivityAlgorithm):
     ----
     One forward solve recording the steps, then per step the stages are recomputed
     (``s`` evaluations of f) and, per direction (``np`` for ``p``, ``n`` for ``u0``),
-    one complex evaluation of f per stage (``J dY + J_p dp`` by complex step).
+    one complex evaluation of f per stage (``J dY + J_p dp`` by complex step).  With the
+    user's ``ODEFunction(f, jac=...)`` (and ``paramjac`` when differentiating ``p``; no
+    ``jac_sparsity``, ``n <= 1024``) the explicit methods instead evaluate ``J`` and
+    ``J_p`` once per stage and take every direction's product from them (no complex
+    evaluation: ``f`` need not compile for complex numbers; the tangents are then exact
+    to the user's derivatives).
     Memory: ``s`` stage tangents per direction and the tangents at the loss's times
     (``m x ndir x n`` floats).
 
@@ -639,9 +644,10 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
 def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_initial_row, val,
                          dsave=None):
-    from .adjoint.vjp import COMPLEX_STEP
+    from .adjoint.vjp import COMPLEX_STEP, USER_JAC_MAX
     from .kernels.cpu.erk_adjoint import NO_DENSE_SAVES
     from .kernels.cpu.erk_tangent import erk_tangent
+    from .kernels.cpu.fastcall import call
     from .kernels.cpu.rhs import zero_f_complex
     from .solvers.ode.explicit import tableau_arrays
     n, npar = prob.u0.size, rhs.p.size
@@ -651,13 +657,29 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
     du0, dp, names = tangent_directions(wrt, n, npar, npar)
     m = g.shape[0]
     S = np.zeros((m, du0.shape[0], n))
-    fc = rhs.fun.cfunc("f_complex") if has_f else zero_f_complex
-    erk_tangent(krhs, fc, has_f, tableau_arrays(alg.tableau), prob.u0.ravel().astype(np.float64),
-                st, sh, save_after, NO_DENSE_SAVES if dsave is None else dsave, du0, dp, S,
-                COMPLEX_STEP)
+    uj = _user_jacobians(rhs.fun, n, npar, "p" in wrt, USER_JAC_MAX) if has_f else None
+    fc = rhs.fun.cfunc("f_complex") if has_f and uj is None else zero_f_complex
+    call(erk_tangent, krhs, fc, has_f, tableau_arrays(alg.tableau),
+         prob.u0.ravel().astype(np.float64), st, sh, save_after,
+         NO_DENSE_SAVES if dsave is None else dsave, du0, dp, S, COMPLEX_STEP, uj)
     if g_initial_row is not None:
         S[g_initial_row] = du0
     return val, tangent_gradient(prob, g, S, names), {}
+
+
+def _user_jacobians(fun, n, npar, want_p, nmax):
+    """The explicit tangents' ``uj`` tuple from the user's ``jac`` (and ``paramjac`` when
+    ``p`` is differentiated): ``(jac, pjac, haspj, Jbuf, Jpbuf)``, or None (complex step)
+    when they do not give every product, a ``jac_sparsity`` is declared (the coloured
+    complex step is cheaper than an ``n x n`` product) or ``n > nmax``."""
+    if fun.jac is None or fun.jac_sparsity is not None or n > nmax:
+        return None
+    if want_p and npar and fun.paramjac is None:
+        return None
+    jac = fun.cfunc("jac")
+    haspj = bool(want_p and npar)
+    pjac = fun.cfunc("paramjac") if haspj else jac      # same signature: a placeholder
+    return (jac, pjac, haspj, np.zeros((n, n)), np.zeros((n, max(npar, 1))))
 
 
 def tangent_directions(wrt, n, npar, npg):

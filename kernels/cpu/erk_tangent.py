@@ -9,6 +9,11 @@ part contributes ``L dY``.  Cost: one extra complex evaluation per stage and dir
 so forward sensitivities suit few parameters (Hairer, Nørsett, Wanner I, I.14; the
 discrete forward mode of Griewank, Walther, *Evaluating Derivatives*, ch. 3).
 
+With the user's own derivatives (``uj``: ``ODEFunction(jac=...)``, and ``paramjac``
+when parameters are differentiated) ``J(Y_i)`` and ``J_p(Y_i)`` are evaluated once per
+stage and every direction takes the products ``J dY + J_p dp`` from them: no complex
+evaluation, and ``f`` need not compile for complex numbers.
+
 Saves strictly inside a step (``dsave``, as in :mod:`.erk_adjoint`) are the tangents of
 the step's interpolant, ``dU + h sum_j b_j(theta) dk_j``, over the stages it uses (FSAL
 and extra stages included; Hairer, Nørsett, Wanner I, II.6).
@@ -24,11 +29,15 @@ __all__ = ["erk_tangent"]
 
 
 @njit(cache=True)
-def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, dsave, du0, dp, out, eps):
+def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, dsave, du0, dp, out, eps,
+                uj):
     """Propagate the directions ``du0[d], dp[d]`` (ndir rows) along the recorded steps;
     ``out[j, d]`` receives the tangent of the state after step ``i`` when
     ``save_after[i] = j``, and that of the interpolant at the saves ``dsave`` inside
-    steps (``(dptr, dtheta, drow)``, see :mod:`.erk_adjoint`).  Returns the final state."""
+    steps (``(dptr, dtheta, drow)``, see :mod:`.erk_adjoint`).  ``uj`` None: ``J dY +
+    J_p dp`` by the complex step of ``fc``; else ``(jac, pjac, haspj, Jbuf, Jpbuf)``, the
+    user's Jacobian cfuncs (``pjac`` called only when ``haspj``) and ``n x n``, ``n x
+    np`` buffers.  Returns the final state."""
     f, p, lin, plin, haslin, tmp = rhs
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     dptr, dtheta, drow = dsave
@@ -58,9 +67,24 @@ def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, dsave, du
             combine(Ys[i], u, ks, a, i, h)
             ti = t + c * h
             eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], ti)
+            if uj is not None and has_f:
+                ujac, upjac, haspj, Jb, Jpb = uj
+                ujac(Jb, Ys[i], p, ti)
+                if haspj:
+                    upjac(Jpb, Ys[i], p, ti)
             for d in range(nd):
                 combine(dY, dU[d], dks[d], a, i, h)
-                if has_f:
+                if uj is not None and has_f:
+                    ujac, upjac, haspj, Jb, Jpb = uj
+                    for x in range(n):
+                        acc = 0.0
+                        for k in range(n):
+                            acc += Jb[x, k] * dY[k]
+                        if haspj:
+                            for j in range(p.size):
+                                acc += Jpb[x, j] * dp[d, j]
+                        dks[d, i, x] = acc
+                elif has_f:
                     for x in range(n):
                         cu[x] = complex(Ys[i, x], eps * dY[x])
                     for j in range(p.size):
