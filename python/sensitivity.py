@@ -771,10 +771,11 @@ def _continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     lam, mu, nst, nrej, ok = continuous_adjoint(
         krhs, vj, tab, sensealg.mode, dense, np.ascontiguousarray(raw["u"][-1]), float(t1),
         float(t0), np.ascontiguousarray(t_data[jump]), np.ascontiguousarray(g[jump]),
-        (rtol, atol, dt0, int(o["maxiters"])), np_grad)
+        (rtol, atol, dt0, int(o["maxiters"]), float(o["dtmin"] or 0.0)), np_grad)
     if not ok:
         raise SolveFailedError(f"gradient: the adjoint solve of {type(sensealg).__name__} failed "
-                               f"after {nst} steps (step size underflow or maxiters)")
+                               f"after {nst} steps (step size below dtmin or underflow, or "
+                               f"maxiters)")
     lam = lam.copy()
     for j in np.nonzero(t_data == t0)[0]:
         lam += g[j]

@@ -74,10 +74,12 @@ def _adj_rhs(rhs, vj, mode, dense, BTH, n, npg, z, t, dz, u, ou, op, work, cu, c
 @njit(cache=True)
 def continuous_adjoint(rhs, vj, tab, mode, dense, u_end, t1, t0, t_jump, g_jump, ctrl, npg):
     """Integrate the adjoint ODE from ``t1`` to ``t0``; ``t_jump`` (descending, inside
-    ``(t0, t1]``) and ``g_jump`` the loss gradients added to ``lam`` there.  Returns
-    ``(lam0, mu0, nsteps, nreject, ok)``."""
+    ``(t0, t1]``) and ``g_jump`` the loss gradients added to ``lam`` there.  ``ctrl =
+    (rtol, atol, dt0, maxiters, dtmin)``: the solve fails (``ok`` False) when the
+    controller proposes a step below ``dtmin`` (or below ``1e-14 max(|t|, 1)``) or after
+    ``maxiters`` attempts.  Returns ``(lam0, mu0, nsteps, nreject, ok)``."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
-    rtol, atol, dt0, maxiters = ctrl
+    rtol, atol, dt0, maxiters, dtmin = ctrl
     n = u_end.size
     s = B.size
     off = n if mode == 1 else 0
@@ -147,7 +149,7 @@ def continuous_adjoint(rhs, vj, tab, mode, dense, u_end, t1, t0, t_jump, g_jump,
             nrej += 1
             habs = hs * reject_factor(e, beta1, 0.9, 0.2)
             after = True
-            if habs < 1e-14 * max(abs(t), 1.0):
+            if habs < 1e-14 * max(abs(t), 1.0) or habs < dtmin:
                 return z[off:off + n].copy(), z[off + n:].copy(), nsteps, nrej, False
             continue
         fac = pi_factor(e, errp, beta1, beta2, 0.9, 0.2, 1.0 if after else 10.0)
@@ -160,4 +162,6 @@ def continuous_adjoint(rhs, vj, tab, mode, dense, u_end, t1, t0, t_jump, g_jump,
         habs = hs * fac
         if land and habs < hs:
             habs = hs
+        if habs < dtmin and t != t0:
+            return z[off:off + n].copy(), z[off + n:].copy(), nsteps, nrej, False
     return z[off:off + n].copy(), z[off + n:].copy(), nsteps, nrej, True
