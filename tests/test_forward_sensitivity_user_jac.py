@@ -10,29 +10,7 @@ import numpy as np
 import pytest
 
 import jitsolve as js
-
-
-def lotka(du, u, p, t):
-    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
-    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
-
-
-def lotka_jac(J, u, p, t):
-    J[0, 0] = p[0] - p[1] * u[1]
-    J[0, 1] = -p[1] * u[0]
-    J[1, 0] = p[3] * u[1]
-    J[1, 1] = -p[2] + p[3] * u[0]
-
-
-def lotka_paramjac(Jp, u, p, t):
-    Jp[0, 0] = u[0]
-    Jp[0, 1] = -u[0] * u[1]
-    Jp[0, 2] = 0.0
-    Jp[0, 3] = 0.0
-    Jp[1, 0] = 0.0
-    Jp[1, 1] = 0.0
-    Jp[1, 2] = -u[1]
-    Jp[1, 3] = u[0] * u[1]
+from ode_models import lotka, lotka_jac, lotka_paramjac
 
 
 def logistic_exp(du, u, p, t):

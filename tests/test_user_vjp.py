@@ -8,7 +8,7 @@ from numba import njit
 
 import jitsolve as js
 from jitsolve.errors import UserFunctionError
-from ode_models import lotka
+from ode_models import lotka, lotka_jac, lotka_paramjac
 
 
 @njit
@@ -29,29 +29,9 @@ def lotka_vjp_twice(ou, op, lam, u, p, t):
         op[i] *= 2.0
 
 
-@njit
-def lotka_jac(J, u, p, t):
-    J[0, 0] = p[0] - p[1] * u[1]
-    J[0, 1] = -p[1] * u[0]
-    J[1, 0] = p[3] * u[1]
-    J[1, 1] = -p[2] + p[3] * u[0]
-
-
 def lotka_jac_wrong(J, u, p, t):
     lotka_jac(J, u, p, t)
     J[0, 1] += 0.5
-
-
-@njit
-def lotka_paramjac(Jp, u, p, t):
-    Jp[0, 0] = u[0]
-    Jp[0, 1] = -u[0] * u[1]
-    Jp[0, 2] = 0.0
-    Jp[0, 3] = 0.0
-    Jp[1, 0] = 0.0
-    Jp[1, 1] = 0.0
-    Jp[1, 2] = -u[1]
-    Jp[1, 3] = u[0] * u[1]
 
 
 def lotka_paramjac_wrong(Jp, u, p, t):
