@@ -102,6 +102,14 @@ def _colouring(n, sparsity):
     return out
 
 
+def usable_jac(fun, n, nmax=None):
+    """Whether the user's ``jac`` gives the products of an ``n``-unknown system: given,
+    no ``jac_sparsity`` declared (the coloured complex step is cheaper than an ``n x n``
+    product), and ``n <= nmax`` (default :data:`USER_JAC_MAX`)."""
+    return (getattr(fun, "jac", None) is not None and fun.jac_sparsity is None
+            and n <= (USER_JAC_MAX if nmax is None else nmax))
+
+
 def user_derivatives(fun, n, np_grad):
     """Which of an ``ODEFunction``'s own derivatives a VJP source uses: ``(mode, vjp,
     jac, paramjac)`` (cfuncs or None; ``mode`` 0 when none, or ``fun`` is None).
@@ -114,8 +122,7 @@ def user_derivatives(fun, n, np_grad):
     if getattr(fun, "vjp", None) is not None:
         return USER_VJP, fun.cfunc("vjp"), None, None
     mode, jac, pjac = 0, None, None
-    if (getattr(fun, "jac", None) is not None and fun.jac_sparsity is None
-            and n <= USER_JAC_MAX):
+    if usable_jac(fun, n):
         mode, jac = mode | USER_JAC, fun.cfunc("jac")
     if getattr(fun, "paramjac", None) is not None and np_grad > 0:
         mode, pjac = mode | USER_PARAMJAC, fun.cfunc("paramjac")

@@ -644,7 +644,7 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
 def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_initial_row, val,
                          dsave=None):
-    from .adjoint.vjp import COMPLEX_STEP, USER_JAC_MAX
+    from .adjoint.vjp import COMPLEX_STEP
     from .kernels.cpu.erk_adjoint import NO_DENSE_SAVES
     from .kernels.cpu.erk_tangent import erk_tangent
     from .kernels.cpu.fastcall import call
@@ -657,7 +657,7 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
     du0, dp, names = tangent_directions(wrt, n, npar, npar)
     m = g.shape[0]
     S = np.zeros((m, du0.shape[0], n))
-    uj = _user_jacobians(rhs.fun, n, npar, "p" in wrt, USER_JAC_MAX) if has_f else None
+    uj = _user_jacobians(rhs.fun, n, npar, "p" in wrt) if has_f else None
     fc = rhs.fun.cfunc("f_complex") if has_f and uj is None else zero_f_complex
     call(erk_tangent, krhs, fc, has_f, tableau_arrays(alg.tableau),
          prob.u0.ravel().astype(np.float64), st, sh, save_after,
@@ -667,12 +667,14 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
     return val, tangent_gradient(prob, g, S, names), {}
 
 
-def _user_jacobians(fun, n, npar, want_p, nmax):
+def _user_jacobians(fun, n, npar, want_p):
     """The explicit tangents' ``uj`` tuple from the user's ``jac`` (and ``paramjac`` when
     ``p`` is differentiated): ``(jac, pjac, haspj, Jbuf, Jpbuf)``, or None (complex step)
     when they do not give every product, a ``jac_sparsity`` is declared (the coloured
-    complex step is cheaper than an ``n x n`` product) or ``n > nmax``."""
-    if fun.jac is None or fun.jac_sparsity is not None or n > nmax:
+    complex step is cheaper than an ``n x n`` product) or ``n > USER_JAC_MAX``
+    (:func:`jitsolve.adjoint.vjp.usable_jac`, the adjoints' rule)."""
+    from .adjoint.vjp import usable_jac
+    if not usable_jac(fun, n):
         return None
     if want_p and npar and fun.paramjac is None:
         return None

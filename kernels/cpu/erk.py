@@ -157,7 +157,9 @@ def dense_weights(w, BTH, theta):
         w[i] = acc
 
 
-@njit(cache=False)
+# cached although only compiled code calls it: plain arrays, no functions, so a loop
+# compiled in a later process loads it (tests/test_kernel_cache.py, PLAIN_CACHED_CALLEES)
+@njit(cache=True)
 def dense_eval(out, u, ks, BTH, theta, h):
     """``out = u + h * sum_i b_i(theta) ks[i]`` with ``b_i(theta) = sum_j BTH[i, j] theta^(j+1)``."""
     sd = BTH.shape[0]
@@ -170,7 +172,9 @@ def dense_eval(out, u, ks, BTH, theta, h):
 # assignment compiles Numba's shape-mismatch error path (string formatting of the
 # shapes), which cost about 4.5 s of every cold compile of the ODE loops.
 
-@njit(cache=False)
+# cached although only compiled code calls it: plain arrays, no functions, so a loop
+# compiled in a later process loads it (tests/test_kernel_cache.py, PLAIN_CACHED_CALLEES)
+@njit(cache=True)
 def _grow_rows(a, need):
     """2-D ``a`` with at least ``need`` rows (capacity doubled), the rows so far copied.
     The loops' growing buffers are all 1-D or 2-D (the dense-output slopes of a step are

@@ -55,7 +55,9 @@ def error_norm_at(err, u0, u1, off, n, atol, rtol):
     return np.sqrt(acc / max(n, 1))
 
 
-@njit(cache=False)
+# cached although only compiled code calls it: plain arrays, no functions, so a loop
+# compiled in a later process loads it (tests/test_kernel_cache.py, PLAIN_CACHED_CALLEES)
+@njit(cache=True)
 def rms_norm(x, u, atol, rtol):
     """Weighted RMS norm of ``x`` with weights ``atol + rtol * |u|`` (the initial step's
     scales); components with a zero weight (``atol_i = 0``, ``u_i = 0``) are left out."""
@@ -84,7 +86,9 @@ def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
     return qmax if err == 0.0 else q
 
 
-@njit(cache=False)
+# cached although only compiled code calls it: plain arrays, no functions, so a loop
+# compiled in a later process loads it (tests/test_kernel_cache.py, PLAIN_CACHED_CALLEES)
+@njit(cache=True)
 def reject_factor(err, beta1, safety, qmin):
     """Step-size factor after a rejected step (never grows; NaN errors shrink by ``qmin``)."""
     if not (err < np.inf):   # NaN or Inf: the step blew up

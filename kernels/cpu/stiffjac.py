@@ -104,7 +104,9 @@ def lu_solve(W, piv, b):
         b[i] = acc / W[i, i]
 
 
-@njit(cache=False)
+# cached although only compiled code calls it: plain arrays, no functions, so a loop
+# compiled in a later process loads it (tests/test_kernel_cache.py, PLAIN_CACHED_CALLEES)
+@njit(cache=True)
 def build_w(W, J, a, c):
     """``W = a I - c J``."""
     n = J.shape[0]
@@ -173,7 +175,9 @@ def jacobian(jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, p, u, t
     return nf
 
 
-@njit(cache=False)
+# cached although only compiled code calls it: plain arrays, no functions, so a loop
+# compiled in a later process loads it (tests/test_kernel_cache.py, PLAIN_CACHED_CALLEES)
+@njit(cache=True)
 def jacobian_zero(J):
     """``J = 0``."""
     n = J.shape[0]
