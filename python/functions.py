@@ -147,7 +147,9 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     too where Numba can (a function defined in a file); a function Numba cannot
     compile raises :class:`CompileError` naming it.  A function jitted with
     ``numba.njit(parallel=True)`` keeps its threads (its ``prange`` loops run in
-    parallel): the way to make a right-hand side on a large grid cheap.
+    parallel): the way to make a right-hand side on a large grid cheap; one jitted with
+    ``fastmath`` keeps it.  (Numba's disk cache keys a cfunc on the Python function and
+    the signature, not on these options: jit one Python function one way only.)
     """
     numba = _numba()
 
@@ -163,6 +165,9 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     opts = {"error_model": "numpy"}
     if is_numba_function(f) and f.targetoptions.get("parallel"):
         opts["parallel"] = True
+    if is_numba_function(f) and f.targetoptions.get("fastmath"):
+        # the user's own licence to reassociate (a vectorised reduction, say) is kept
+        opts["fastmath"] = f.targetoptions["fastmath"]
     t0 = time.perf_counter()
     try:
         cf = numba.cfunc(sig, cache=True, **opts)(py)
