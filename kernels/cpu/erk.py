@@ -43,6 +43,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .alloc import empty1, empty2, zeros1, zeros1_int, zeros2
 from .borrow import borrow, keep_alive
 from .rhs import eval_rhs
 from .stepcontrol import accepted_step, error_norm, initial_dt, pi_factor, reject_factor
@@ -163,7 +164,7 @@ def dense_weights(w, BTH, theta):
 def dense_eval(out, u, ks, BTH, theta, h):
     """``out = u + h * sum_i b_i(theta) ks[i]`` with ``b_i(theta) = sum_j BTH[i, j] theta^(j+1)``."""
     sd = BTH.shape[0]
-    w = np.zeros(sd)
+    w = zeros1(sd)
     dense_weights(w, BTH, theta)
     combine_serial(out, u, ks, w, sd, h)
 
@@ -350,7 +351,7 @@ def find_event(ccond, cbp, c_dir, u, t, h, ks, BTH, g_prev, g_new, just_fired, w
 def root_state(u, ks, BTH, theta, h):
     """The interpolated state at ``theta`` of the step (the located root), in a new array:
     taken before the step is redone to end there (see :func:`land_past_root`)."""
-    uroot = np.empty(u.size)
+    uroot = empty1(u.size)
     dense_eval(uroot, u, ks, BTH, theta, h)
     return uroot
 
@@ -453,10 +454,10 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     tdir = 1.0 if t1 >= t0 else -1.0
 
     u_own = u0.copy()
-    unew_own = np.empty(n)
-    ytmp_own = np.empty(n)
-    ks_own = np.zeros((ns, n))
-    stats = np.zeros(5, np.int64)
+    unew_own = empty1(n)
+    ytmp_own = empty1(n)
+    ks_own = zeros2(ns, n)
+    stats = zeros1_int(5)
     # the loop works on borrowed references (no reference counting per use: .borrow);
     # the owners stay live to the end (returned, or keep_alive below)
     u, unew, ytmp, ks = borrow(u_own), borrow(unew_own), borrow(ytmp_own), borrow(ks_own)
@@ -465,17 +466,17 @@ def erk_solve(rhs, u0, t0, tab, ctrl, stops, save, cb, cap):
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
 
     cap = max(cap, 2)
-    ts = np.empty(cap)
-    us = np.empty((cap, n))
+    ts = empty1(cap)
+    us = empty2(cap, n)
     nsave = 0
-    steps_t = np.empty(cap)
-    steps_h = np.empty(cap)
+    steps_t = empty1(cap)
+    steps_h = empty1(cap)
     nsteps = 0
     dcap = cap if dense else 0
-    dus = np.empty((dcap, n))
-    dks = np.empty((dcap, BTH.shape[0] * n))    # a step's slopes as one flat row
-    ev_t = np.empty(4)
-    ev_u = np.empty((4, n))
+    dus = empty2(dcap, n)
+    dks = empty2(dcap, BTH.shape[0] * n)    # a step's slopes as one flat row
+    ev_t = empty1(4)
+    ev_u = empty2(4, n)
     nev = 0
 
     t = t0
@@ -708,7 +709,7 @@ def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb,
     n = u0s.shape[1]
     nsv = savet.size
     for i in prange(N):
-        rhs = (f, ps[i], lin, plin, haslin, np.empty(n))
+        rhs = (f, ps[i], lin, plin, haslin, empty1(n))
         cbi = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], ps[i])
         res = erk_solve_inner(rhs, u0s[i], t0, tab, ctrl, stops, (False, savet, False), cbi, nsv)
         put_trajectory(out, i, res[1], res[2])

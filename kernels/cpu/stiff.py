@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .alloc import empty1, empty1_complex, empty2, full1, zeros1, zeros1_int, zeros2
 from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
                   land_past_root, put_row, put_rows, put_trajectory, root_state)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
@@ -102,42 +103,42 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     rosen = kind <= KIND_RODAS
 
     u = u0.copy()
-    unew = np.empty(n)
-    ytmp = np.empty(n)
-    err = np.empty(n)
-    f0 = np.empty(n)
-    fe0 = np.zeros(n)
-    fi0 = np.empty(n)
-    fsal = np.empty(n)
-    T = np.zeros(n)
-    z = np.empty(n)
-    base = np.empty(n)
-    r = np.empty(n)
-    K = np.zeros((max(s, 3), n))
-    K2 = np.zeros((max(s, 3), n))
-    kd = np.zeros((max(sd, 2), n))
-    J = np.zeros((n, n))
-    JL = np.zeros((n, n))
-    W = np.zeros((n, n))
-    piv = np.zeros(n, np.int64)
-    whg = np.full(1, np.nan)
-    eta = np.full(1, 1.0)
-    uc = np.empty(n, np.complex128)
-    duc = np.empty(n, np.complex128)
-    stats = np.zeros(5, np.int64)
+    unew = empty1(n)
+    ytmp = empty1(n)
+    err = empty1(n)
+    f0 = empty1(n)
+    fe0 = zeros1(n)
+    fi0 = empty1(n)
+    fsal = empty1(n)
+    T = zeros1(n)
+    z = empty1(n)
+    base = empty1(n)
+    r = empty1(n)
+    K = zeros2(max(s, 3), n)
+    K2 = zeros2(max(s, 3), n)
+    kd = zeros2(max(sd, 2), n)
+    J = zeros2(n, n)
+    JL = zeros2(n, n)
+    W = zeros2(n, n)
+    piv = zeros1_int(n)
+    whg = full1(1, np.nan)
+    eta = full1(1, 1.0)
+    uc = empty1_complex(n)
+    duc = empty1_complex(n)
+    stats = zeros1_int(5)
 
     cap = max(cap, 2)
-    ts = np.empty(cap)
-    us = np.empty((cap, n))
+    ts = empty1(cap)
+    us = empty2(cap, n)
     nsave = 0
-    steps_t = np.empty(cap)
-    steps_h = np.empty(cap)
+    steps_t = empty1(cap)
+    steps_h = empty1(cap)
     nsteps = 0
     dcap = cap if dense else 0
-    dus = np.empty((dcap, n))
-    dks = np.empty((dcap, sd * n))       # a step's slopes as one flat row
-    ev_t = np.empty(4)
-    ev_u = np.empty((4, n))
+    dus = empty2(dcap, n)
+    dks = empty2(dcap, sd * n)       # a step's slopes as one flat row
+    ev_t = empty1(4)
+    ev_u = empty2(4, n)
     nev = 0
 
     t = t0
@@ -446,7 +447,7 @@ def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, cb, out, 
     n = u0s.shape[1]
     nsv = savet.size
     for i in prange(N):
-        rhsi = (f, ps[i], lin, plin, haslin, np.empty(n))
+        rhsi = (f, ps[i], lin, plin, haslin, empty1(n))
         jdi = (jac, hasjac, fc, pcs[i], cptr, ccols, colptr, rowidx, hascolor, fjac_on,
                autonomous)
         res = stiff_solve_inner(rhsi, jdi, u0s[i], t0, tab, ctrl, stops, (False, savet, False),

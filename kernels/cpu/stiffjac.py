@@ -28,6 +28,8 @@ matrices*, IMA J. Appl. Math. 13 (1974) (column colouring).
 import numpy as np
 from numba import cfunc, njit, types
 
+from .alloc import empty1, zeros1
+
 __all__ = ["lu_factor", "lu_solve", "build_w", "jacobian", "linear_matrix", "jacobian_zero",
            "no_jac", "no_fc", "CS_STEP"]
 
@@ -120,9 +122,9 @@ def build_w(W, J, a, c):
 def linear_matrix(lin, plin, n, t, L):
     """Dense matrix of the linear part: ``L[:, j] = lin(e_j) - lin(0)`` (the constant
     term of an affine grid operator cancels).  ``n + 1`` applications."""
-    e = np.zeros(n)
-    c0 = np.empty(n)
-    col = np.empty(n)
+    e = zeros1(n)
+    c0 = empty1(n)
+    col = empty1(n)
     lin(c0, e, plin, t)
     for j in range(n):
         e[j] = 1.0
