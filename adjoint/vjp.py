@@ -102,12 +102,12 @@ def _colouring(n, sparsity):
     return out
 
 
-def usable_jac(fun, n, nmax=None):
+def usable_jac(fun, n):
     """Whether the user's ``jac`` gives the products of an ``n``-unknown system: given,
     no ``jac_sparsity`` declared (the coloured complex step is cheaper than an ``n x n``
-    product), and ``n <= nmax`` (default :data:`USER_JAC_MAX`)."""
+    product), and ``n <=`` :data:`USER_JAC_MAX`."""
     return (getattr(fun, "jac", None) is not None and fun.jac_sparsity is None
-            and n <= (USER_JAC_MAX if nmax is None else nmax))
+            and n <= USER_JAC_MAX)
 
 
 def user_derivatives(fun, n, np_grad):
