@@ -42,6 +42,7 @@ import numpy as np
 from numba import cfunc
 
 from ..kernels.cpu import stiff_adjoint_system as K
+from ..kernels.cpu.cfuncptr import as_pointer
 from ..kernels.cpu.stiffjac import no_jac
 from ..solvers.ode.rosenbrock import jacobian_data, solve_stiff
 
@@ -110,6 +111,8 @@ def _system(kind, fr, fc, jac, paramjac):
     def system_jac(Jz, z, P, t):
         jac_body(fc, jf, pj, hasjac, haspj, Jz, z, P, t)
 
+    as_pointer(system_rhs)
+    as_pointer(system_jac)
     _SYSTEMS[key] = ((fr, fc, jac, paramjac), (system_rhs, system_jac))
     return system_rhs, system_jac
 

@@ -152,6 +152,7 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     the signature, not on these options: jit one Python function one way only.)
     """
     numba = _numba()
+    from .kernels.cpu.cfuncptr import as_pointer
 
     key = (id(f), kind)
     hit = _CFUNC_CACHE.get(key)
@@ -170,13 +171,13 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
         opts["fastmath"] = f.targetoptions["fastmath"]
     t0 = time.perf_counter()
     try:
-        cf = numba.cfunc(sig, cache=True, **opts)(py)
+        cf = as_pointer(numba.cfunc(sig, cache=True, **opts)(py))
         how = "compiled or loaded from the disk cache"
     except Exception:
         # not cacheable (interactive, closure) or not compilable: the njit path below
         # raises CompileError naming the function when Numba cannot compile it
         compile_user_function(f, argname, sig, nargs=nargs)
-        cf = numba.cfunc(sig, **opts)(py)
+        cf = as_pointer(numba.cfunc(sig, **opts)(py))
         how = "compiled (not cacheable: define it in a file to cache it)"
     _log.debug("%s %r as %s: %s in %.3f s", argname, getattr(py, "__name__", py), kind, how,
                time.perf_counter() - t0)
@@ -249,6 +250,7 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     (``SIGNATURES["f_batch_t"]``), for adaptive ensembles whose lanes step apart.
     """
     numba = _numba()
+    from .kernels.cpu.cfuncptr import as_pointer
 
     wrap, placeholder, nargs = _BATCH_KINDS[kind]
     if f is None:
@@ -263,7 +265,7 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
         # the batch form follows NumPy's floating-point rule, as the per-lane cfunc does
         fn = numba.njit(cache=False, error_model="numpy")(f.py_func)
     fj = compile_user_function(fn, argname, F_SIGNATURE)
-    cf = numba.cfunc(SIGNATURES[kind], error_model="numpy")(wrap(fj))
+    cf = as_pointer(numba.cfunc(SIGNATURES[kind], error_model="numpy")(wrap(fj)))
     _log.debug("%s %r as %s: compiled in %.3f s", argname, _describe(f), kind,
                time.perf_counter() - t0)
     _CFUNC_CACHE[key] = (f, cf)

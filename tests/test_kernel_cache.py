@@ -6,10 +6,13 @@ that loads it calls through a NULL pointer (SIGSEGV).  Seen with the stiff loop 
 after the explicit loop had cached the shared step-control and dense-output helpers.  The
 rule that avoids it: helpers called only from compiled code are ``cache=False`` (they are
 compiled together with each caller, and a cached caller never needs them again); only
-entry points called from Python are ``cache=True``, and plain-array helpers that take no
+entry points called from Python are ``cache=True``, plain-array helpers that take no
 functions (:data:`PLAIN_CACHED_CALLEES`: a loop compiled in a later process loads them
 instead of compiling them again, e.g. the step-control helpers the explicit loop cached
-for the stiff loop).
+for the stiff loop), and helpers that take functions only as C function pointers
+(:data:`POINTER_CACHED_CALLEES`; :mod:`jitsolve.kernels.cpu.cfuncptr`: no first-class
+function values reach the loops, tests/test_cfunc_pointer.py): the step kernels, the
+starting step and the Jacobian, shared by the stiff families and the explicit loop.
 """
 import ast
 import json
@@ -88,6 +91,11 @@ PLAIN_CACHED_CALLEES = {"_grow", "lu_factor", "lu_solve", "lu_solve_transpose", 
                         "_csr_parts", "tree_sample", "levy_sample", "_grow_rows", "rms_norm",
                         "reject_factor", "build_w", "jacobian_zero", "dense_eval"}
 
+# cached kernels taking functions as C function pointers (never first-class values)
+POINTER_CACHED_CALLEES = {"initial_dt", "jacobian", "linear_matrix", "ros23_step", "rodas_step",
+                          "sdirk_step"}
+CACHED_CALLEES = PLAIN_CACHED_CALLEES | POINTER_CACHED_CALLEES
+
 
 def test_only_entry_points_are_disk_cached():
     kdir = _kernel_dir()
@@ -102,7 +110,7 @@ def test_only_entry_points_are_disk_cached():
                 continue
             cache = [_njit_cache(d) for d in node.decorator_list if _njit_cache(d) is not None]
             if cache and cache[0]:
-                if node.name in refs or node.name in PLAIN_CACHED_CALLEES:
+                if node.name in refs or node.name in CACHED_CALLEES:
                     entry += 1
                 else:
                     offenders.append(f"{name}:{node.name}")
@@ -131,7 +139,7 @@ def test_cached_functions_call_no_cached_loop_kernels():
     for (mod, fn), calls in bodies.items():
         for c in calls:
             if c != fn and c in cached and cached[c] in LOOP_MODULES \
-                    and c not in PLAIN_CACHED_CALLEES:
+                    and c not in CACHED_CALLEES:
                 bad.append(f"{mod}:{fn} -> {c}")
     assert not bad, bad
     from jitsolve.kernels.cpu import erk, erk_adjoint
@@ -161,16 +169,19 @@ print(json.dumps(dict(s=time.perf_counter() - t0, u=list(sol.u[-1]), rc=str(sol.
 
 def test_explicit_then_stiff_loop_reloads_from_a_fresh_cache(tmp_path):
     """The sequence that crashed: explicit loop cached first, then the stiff loop compiled
-    (its helpers partly from the cache), then loaded in a new process."""
+    (its helpers partly from the cache), then loaded in a new process.  Rosenbrock23's
+    loop is compiled with the step-size and Jacobian helpers Rodas5P's process cached
+    (functions as C function pointers), then loaded again."""
     script = tmp_path / "child.py"          # a file, so the user function's cfunc caches too
     script.write_text(CHILD)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     out = []
-    for method in ("Tsit5", "Rodas5P", "Rodas5P"):
+    for method in ("Tsit5", "Rodas5P", "Rosenbrock23", "Rodas5P", "Rosenbrock23"):
         r = subprocess.run([sys.executable, str(script), method], capture_output=True,
                            text=True, env=env, timeout=900)
         assert r.returncode == 0, f"{method}: exit {r.returncode}\n{r.stderr[-2000:]}"
         out.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    assert out[1]["u"] == out[2]["u"] and out[2]["rc"] == "ReturnCode.Success"
-    assert abs(out[0]["u"][0] - out[1]["u"][0]) < 1e-4 * abs(out[0]["u"][0])
-    assert out[2]["s"] < out[1]["s"] / 5          # loaded, not compiled again
+    for first, again in ((1, 3), (2, 4)):
+        assert out[first]["u"] == out[again]["u"] and out[again]["rc"] == "ReturnCode.Success"
+        assert out[again]["s"] < out[first]["s"] / 5          # loaded, not compiled again
+        assert abs(out[0]["u"][0] - out[first]["u"][0]) < 1e-4 * abs(out[0]["u"][0])

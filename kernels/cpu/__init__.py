@@ -92,8 +92,10 @@ _cache_keys_cover_callees()
 
 
 def _quiet_first_class_warning():
-    """Every integration loop takes user functions as first-class function values (the
-    design, DESIGN.md); Numba warns on each compile that the feature is experimental."""
+    """Integration loops take user functions as values (the design, DESIGN.md): C function
+    pointers (:mod:`.cfuncptr`); a loop given a plain Numba cfunc (a first-class function
+    value) still works, and Numba warns on each such compile that the feature is
+    experimental."""
     import warnings
     warnings.filterwarnings("ignore", message="First-class function type feature is experimental")
 

@@ -68,7 +68,7 @@ def _eval_fi(f, p, lin, plin, haslin, tmp, imex, fi, z, t):
     return 1
 
 
-@njit(cache=False)
+@njit(cache=True)
 def sdirk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, fe0, fi0, J, W, piv, whg, FE, FI, kd,
                unew, err, z, base, r, atol, rtol, eta):
     """One (E)SDIRK step.  ``whg[0]``: the ``h GAMMA`` of the current LU of ``W`` (NaN:

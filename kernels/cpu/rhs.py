@@ -1,8 +1,8 @@
 """Right-hand sides as compiled loops see them.
 
 A right-hand side is the tuple ``rhs = (f, p, lin, plin, haslin, tmp)`` and means
-``du/dt = f(u, p, t) + [lin(u, plin, t) if haslin]``: ``f`` and ``lin`` are first-class
-function values of the fixed signature ``void(float64[::1] du, float64[::1] u,
+``du/dt = f(u, p, t) + [lin(u, plin, t) if haslin]``: ``f`` and ``lin`` are C function
+pointers (:mod:`.cfuncptr`) of the fixed signature ``void(float64[::1] du, float64[::1] u,
 float64[::1] p, float64 t)`` (user cfuncs, or the library cfuncs below for grid
 operators and matrices, whose coefficients travel packed in ``plin``), ``tmp`` a work
 array.  Every integration loop is therefore compiled (and disk-cached) once, whatever
@@ -19,6 +19,7 @@ import numpy as np
 from numba import cfunc, njit, types
 
 from .borrow import borrow
+from .cfuncptr import as_pointer
 
 __all__ = ["eval_rhs", "borrow_rhs", "zero_f", "zero_f_complex", "zero_kvjp", "KVJP_SIG",
            "zero_vjp", "zero_jac", "VJP_SIG", "JAC_SIG", "diag_apply", "dense_apply", "dense_apply_transpose",
@@ -176,6 +177,6 @@ def __getattr__(name):
     spec = _LAZY.get(name)
     if spec is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    cf = cfunc(globals()[spec[0]], cache=True)(spec[1])
+    cf = as_pointer(cfunc(globals()[spec[0]], cache=True)(spec[1]))
     globals()[name] = cf
     return cf

@@ -11,6 +11,7 @@ import numpy as np
 from numba import cfunc, njit
 from numba.np.ufunc.parallel import _launch_threads
 
+from .cfuncptr import as_pointer
 from .rhs import KVJP_SIG, RHS_SIG
 from .stencil import (advection_apply, advection_transpose, diffusion_apply,
                       diffusion_param_vjp, laplacian_apply)
@@ -141,7 +142,7 @@ def grid_cfuncs(plin):
     kind = int(plin[0])
     hit = _CFUNCS.get(kind)
     if hit is None:
-        hit = _CFUNCS[kind] = tuple(cfunc(RHS_SIG, cache=True)(f) for f in _KINDS[kind])
+        hit = _CFUNCS[kind] = tuple(as_pointer(cfunc(RHS_SIG, cache=True)(f)) for f in _KINDS[kind])
     return hit
 
 
@@ -169,5 +170,5 @@ def grid_kappa_vjp_cfunc():
     only by a gradient that asks for ``kappa`` (it was ~6 s of every cold adjoint compile)."""
     hit = _CFUNCS.get("kvjp")
     if hit is None:
-        hit = _CFUNCS["kvjp"] = cfunc(KVJP_SIG, cache=True)(grid_kappa_vjp)
+        hit = _CFUNCS["kvjp"] = as_pointer(cfunc(KVJP_SIG, cache=True)(grid_kappa_vjp))
     return hit

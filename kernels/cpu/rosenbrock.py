@@ -47,7 +47,7 @@ def stiff_family(tab):
     return FAMILY_SDIRK
 
 
-@njit(cache=False)
+@njit(cache=True)
 def ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew,
                ytmp, err, fsal):
     """One Rosenbrock23 step (formulas in ``tableaus/rosenbrock23.py``).  ``K`` (>= 3, n)
@@ -86,7 +86,7 @@ def ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, 
     return True, 2, 3
 
 
-@njit(cache=False)
+@njit(cache=True)
 def rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew,
                ytmp, err, fi):
     """One step of a Rosenbrock method in Hairer-Wanner's transformed form (Rodas5P;

@@ -163,7 +163,7 @@ def initial_dt_finish(u0, f0, f1, h0, d1, order, atol, rtol, dtmax, work):
     return min(100.0 * h0, h1, dtmax)
 
 
-@njit(cache=False)
+@njit(cache=True)
 def initial_dt(rhs, u0, f0, t0, tdir, order, atol, rtol, dtmax, u1, f1):
     """Hairer's starting step size (HNW I, p. 169): an explicit Euler probe decides the scale.
 

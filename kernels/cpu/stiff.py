@@ -78,11 +78,12 @@ def _attempt_family(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T,
     return impl
 
 
-# Disk-cached.  Its callees are not (cache=False): a cached loop that was compiled while
-# a callee taking first-class functions came from the cache was stored broken (a call
-# through a NULL pointer on the next load: perf/ode_startup.py, Tsit5 then Rodas5P twice,
-# Numba 0.68).  Compiling the callees with the loop, every time it compiles, avoids it;
-# tests/test_kernel_cache.py keeps the rule.
+# Disk-cached, and so are its step kernels, starting step and Jacobian: they take the
+# user's functions as C function pointers (.cfuncptr), so the step-size and Jacobian
+# helpers one stiff family (or the explicit loop) compiled are loaded by the next.  (With
+# Numba's first-class function values a cached loop compiled while such a callee came
+# from the cache was stored broken: a call through a NULL pointer on the next load,
+# Numba 0.68; tests/test_kernel_cache.py keeps the rule and the sequence.)
 @njit(cache=True)
 def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
     """Integrate from ``(t0, u0)`` to ``stops[-1]`` with a stiff method; returns the tuple

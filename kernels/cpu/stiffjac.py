@@ -29,6 +29,7 @@ import numpy as np
 from numba import cfunc, njit, types
 
 from .alloc import empty1, zeros1
+from .cfuncptr import as_pointer
 
 __all__ = ["lu_factor", "lu_solve", "build_w", "jacobian", "linear_matrix", "jacobian_zero",
            "no_jac", "no_fc", "CS_STEP"]
@@ -50,6 +51,10 @@ def no_fc(du, u, p, t):
     """Placeholder complex twin of ``f`` (``du = 0``): used when ``f`` contributes no Jacobian."""
     for i in range(du.size):
         du[i] = 0.0
+
+
+as_pointer(no_jac)
+as_pointer(no_fc)
 
 
 @njit(cache=True)
@@ -118,7 +123,7 @@ def build_w(W, J, a, c):
         W[i, i] += a
 
 
-@njit(cache=False)
+@njit(cache=True)
 def linear_matrix(lin, plin, n, t, L):
     """Dense matrix of the linear part: ``L[:, j] = lin(e_j) - lin(0)`` (the constant
     term of an affine grid operator cancels).  ``n + 1`` applications."""
@@ -134,7 +139,7 @@ def linear_matrix(lin, plin, n, t, L):
             L[i, j] = col[i] - c0[i]
 
 
-@njit(cache=False)
+@njit(cache=True)
 def jacobian(jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, p, u, t, JL, haslin,
              J, uc, duc):
     """``J = df/du (u, t) + JL`` (``JL`` added when ``haslin``).  Returns the number of
