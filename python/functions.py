@@ -141,9 +141,11 @@ _CFUNC_CACHE = {}
 def compile_cfunc(f, argname, kind, *, nargs=4):
     """Compile ``f`` as a Numba ``cfunc`` with the fixed signature ``SIGNATURES[kind]``.
 
-    Compiled integration loops take user functions as first-class function values of
-    these few signatures, so each loop is compiled and disk-cached once for every user
-    function (see DESIGN.md, "The user-function boundary").  The cfunc is disk-cached
+    Compiled integration loops take user functions as values of these few signatures
+    (C function pointers: the cfunc is returned marked by
+    :func:`jitsolve.kernels.cpu.cfuncptr.as_pointer`), so each loop is compiled and
+    disk-cached once for every user function (see DESIGN.md, "The user-function
+    boundary").  The cfunc is disk-cached
     too where Numba can (a function defined in a file); a function Numba cannot
     compile raises :class:`CompileError` naming it.  A function jitted with
     ``numba.njit(parallel=True)`` keeps its threads (its ``prange`` loops run in
