@@ -367,7 +367,7 @@ def erk_step_adjoint_dense(rhs, vj, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Y
             lam[x] += Ybar[i, x]
 
 
-@njit(cache=False)
+@njit(cache=True)
 def reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, dsave, lam,
                   pbar, kbar):
     """Reverse steps ``i1-1 .. i0`` with the states before each step in ``states[i - i0]``.
@@ -433,7 +433,7 @@ def erk_reverse_dense(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, sav
     if replay:
         u = np.empty(states.shape[1])
         get_row(u, states, 0)
-        erk_advance_inner(rhs, tab, u, steps_t, steps_h, i0, i1, states, True)
+        erk_advance(rhs, tab, u, steps_t, steps_h, i0, i1, states, True)
     reverse_steps(rhs, vj, tab, states, steps_t, steps_h, i0, i1, gsave, save_after, dsave, lam,
                   pbar, kbar)
 
@@ -604,7 +604,7 @@ def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
         op = ops[q, 0]
         a = ops[q, 1]
         if op == 0:
-            erk_advance_inner(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False)
+            erk_advance(rhs, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False)
         elif op == 1:
             put_row(buf, 0, cur)
             reverse_steps(rhs, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after, dsave,
@@ -617,9 +617,3 @@ def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
             while top > 0 and keys[top] > a:
                 top -= 1
             get_row(cur, snaps, top)
-
-
-# Uncached twins for compiled callers: a cached function compiled while a callee taking
-# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
-erk_reverse_inner = njit(cache=False)(erk_reverse.py_func)
-erk_advance_inner = njit(cache=False)(erk_advance.py_func)

@@ -671,8 +671,8 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
         op = ops[q, 0]
         a = ops[q, 1]
         if op == 0:
-            erk_advance_large_inner(rhs, hasf, tab, cur[0], steps_t, steps_h, a, ops[q, 2], ks,
-                                    Ys)
+            erk_advance_large(rhs, hasf, tab, cur[0], steps_t, steps_h, a, ops[q, 2], ks,
+                              Ys)
         elif op == 1:
             g = save_after[a]
             if g >= 0:
@@ -687,8 +687,3 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
             while top > 0 and keys[top] > a:
                 top -= 1
             _copy_row(cur, 0, snaps, top)
-
-
-# Uncached twin for compiled callers: a cached function compiled while a callee taking
-# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
-erk_advance_large_inner = njit(cache=False)(erk_advance_large.py_func)

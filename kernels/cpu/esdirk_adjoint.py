@@ -269,12 +269,12 @@ def sd_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_afte
         op = ops[q, 0]
         a = ops[q, 1]
         if op == 0:
-            if not sd_advance_inner(rhs, jd, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False,
-                                    wk):
+            if not sd_advance(rhs, jd, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False,
+                              wk):
                 ok = False
         elif op == 1:
             put_row(buf, 0, cur)
-            sd_reverse_inner(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
+            sd_reverse(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
                        lam, pbar, wk)
         elif op == 2:
             top += 1
@@ -485,9 +485,3 @@ def ark_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
                 top -= 1
             get_row(cur, snaps, top)
     return ok
-
-
-# Uncached twins for compiled callers: a cached function compiled while a callee taking
-# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
-sd_advance_inner = njit(cache=False)(sd_advance.py_func)
-sd_reverse_inner = njit(cache=False)(sd_reverse.py_func)

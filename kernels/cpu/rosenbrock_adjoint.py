@@ -148,7 +148,7 @@ def ros_advance(rhs, jd, tab, u, steps_t, steps_h, i0, i1, states, store, wk):
             put_row(states, i - i0, u)
         t = steps_t[i]
         h = steps_h[i]
-        _prepare_inner(rhs, jd, tab, u, t, h, _tf0(kind, steps_t, steps_h, i), wk)
+        _prepare(rhs, jd, tab, u, t, h, _tf0(kind, steps_t, steps_h, i), wk)
         ros_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv, K, kd, unew, ytmp,
                  err, fsal)
         for x in range(u.size):
@@ -389,10 +389,10 @@ def ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_aft
         op = ops[q, 0]
         a = ops[q, 1]
         if op == 0:
-            ros_advance_inner(rhs, jd, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False, wk)
+            ros_advance(rhs, jd, tab, cur, steps_t, steps_h, a, ops[q, 2], buf, False, wk)
         elif op == 1:
             put_row(buf, 0, cur)
-            ros_reverse_inner(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
+            ros_reverse(rhs, jd, vj, tab, buf, steps_t, steps_h, a, a + 1, gsave, save_after,
                         lam, pbar, wk)
         elif op == 2:
             top += 1
@@ -402,10 +402,3 @@ def ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_aft
             while top > 0 and keys[top] > a:
                 top -= 1
             get_row(cur, snaps, top)
-
-
-# Uncached twins for compiled callers: a cached function compiled while a callee taking
-# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
-_prepare_inner = njit(cache=False)(_prepare.py_func)
-ros_advance_inner = njit(cache=False)(ros_advance.py_func)
-ros_reverse_inner = njit(cache=False)(ros_reverse.py_func)

@@ -249,9 +249,9 @@ def em_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, sto
     ``gv`` is g for diagonal/scalar noise, ``gm`` the matrix g of general noise."""
     n = u.size
     m = ip[3]
-    _advance_inner(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
-                   np.zeros(n), np.zeros(n), np.zeros((n, m) if ip[2] == GENERAL else (1, 1)),
-                   np.zeros(m), np.zeros(m), np.zeros(m))
+    _advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, i1, states, store,
+             np.zeros(n), np.zeros(n), np.zeros((n, m) if ip[2] == GENERAL else (1, 1)),
+             np.zeros(m), np.zeros(m), np.zeros(m))
 
 
 @njit(cache=True)
@@ -320,10 +320,10 @@ def em_reverse(f, fc, gc, gcm, vjf_r, uf, vjg_r, p, states, geo, ip, seed, traj,
     n = lam.size
     vjf = _vj(fc, vjf_r, f, uf[0])
     vjg = _vj(gc, vjg_r, f, uf[1])
-    _reverse_inner(vjf, vjg, gcm, p, states, geo, ip, seed,
-                   traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
-                   np.zeros((2, n), np.complex128), np.zeros((3, ip[3])),
-                   _noise_work(n, ip[3], p.size, ip[2] == GENERAL))
+    _reverse(vjf, vjg, gcm, p, states, geo, ip, seed,
+             traj, tf, ti, i0, i1, gsave, save_after, lam, pbar, np.zeros((6, n)),
+             np.zeros((2, n), np.complex128), np.zeros((3, ip[3])),
+             _noise_work(n, ip[3], p.size, ip[2] == GENERAL))
 
 
 @njit(cache=True)
@@ -350,14 +350,14 @@ def em_checkpointed(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, p, u0, geo, ip, se
     for a in range(actions.shape[0]):
         op = actions[a, 0]
         if op == ADVANCE:
-            _advance_inner(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
-                           actions[a, 2], buf, False, rw[0], rw[1], GM, bw[0], bw[1], bw[2])
+            _advance(f, gv, gm, p, cur, geo, ip, seed, traj, tf, ti, actions[a, 1],
+                     actions[a, 2], buf, False, rw[0], rw[1], GM, bw[0], bw[1], bw[2])
         elif op == REVERSE:
             i = actions[a, 1]
             for k in range(n):
                 buf[0, k] = cur[k]
-            _reverse_inner(vjf, vjg, gcm, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave,
-                           save_after, lam, pbar, rw, cw, bw, gw)
+            _reverse(vjf, vjg, gcm, p, buf, geo, ip, seed, traj, tf, ti, i, i + 1, gsave,
+                     save_after, lam, pbar, rw, cw, bw, gw)
         elif op == TAKE:
             for k in range(n):
                 snaps[actions[a, 1], k] = cur[k]
@@ -1332,9 +1332,3 @@ def milstein_checkpointed(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, p, u0, g
         else:
             for k in range(n):
                 cur[k] = snaps[actions[a, 1], k]
-
-
-# Uncached twins for compiled callers: a cached function compiled while a callee taking
-# first-class functions came from the disk cache is stored broken (tests/test_kernel_cache.py)
-_advance_inner = njit(cache=False)(_advance.py_func)
-_reverse_inner = njit(cache=False)(_reverse.py_func)

@@ -30,8 +30,8 @@ from numba import njit, prange
 
 from .erk_adjoint import l2_at_steps, thread_vj
 from .sde import FULL, GENERAL, MAXITERS, UNSTABLE
-from .sde_adjoint import (_advance_inner, _heun_advance, _heun_gk, _heun_reverse,
-                          _milstein_advance, _milstein_reverse, _noise_work, _reverse_inner,
+from .sde_adjoint import (_advance, _heun_advance, _heun_gk, _heun_reverse,
+                          _milstein_advance, _milstein_reverse, _noise_work, _reverse,
                           _sra_advance, _sra_gk, _sra_reverse, _sri_advance,
                           _sri_reverse, _vj, em_tree, sde_record_steps, sra_tree)
 
@@ -103,18 +103,18 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
         states = np.empty((nsteps + 1, n))
         rw = np.zeros((6, n))
         bw = np.zeros((3, m))
-        _advance_inner(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True,
-                       rw[0], rw[1], np.zeros((n, m) if general else (1, 1)), bw[0], bw[1],
-                       bw[2])
+        _advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True,
+                 rw[0], rw[1], np.zeros((n, m) if general else (1, 1)), bw[0], bw[1],
+                 bw[2])
         states[nsteps, :] = u
         ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
             i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, 0)
         if not ok:
             continue
-        _reverse_inner(thread_vj(vjf0), thread_vj(vjg0), gcm,
-                       p, states, geo, ip, seed, traj, tf, ti, 0, nsteps, gsave, save_after, lam,
-                       pbar, rw, np.zeros((2, n), np.complex128), bw,
-                       _noise_work(n, m, p.size, general))
+        _reverse(thread_vj(vjf0), thread_vj(vjg0), gcm,
+                 p, states, geo, ip, seed, traj, tf, ti, 0, nsteps, gsave, save_after, lam,
+                 pbar, rw, np.zeros((2, n), np.complex128), bw,
+                 _noise_work(n, m, p.size, general))
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
 
 

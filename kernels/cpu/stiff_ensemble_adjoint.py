@@ -20,9 +20,9 @@ from numba import njit, prange
 from numba.extending import overload
 
 from .erk_adjoint import l2_at_steps, thread_vj
-from .esdirk_adjoint import sd_advance_inner, sd_reverse_inner, sd_work
+from .esdirk_adjoint import sd_advance, sd_reverse, sd_work
 from .rosenbrock import FAMILY_SDIRK, stiff_family
-from .rosenbrock_adjoint import ros_advance_inner, ros_reverse_inner, ros_work
+from .rosenbrock_adjoint import ros_advance, ros_reverse, ros_work
 from .stiff import stiff_solve_inner
 
 __all__ = ["stiff_ensemble_gradient", "RC_STAGE_FAILED"]
@@ -51,11 +51,11 @@ def _reverse_trajectory_family(rhs, jd, vj, tab, u0, states, steps_t, steps_h, n
             wk = sd_work(n, tab[6].size, pbar.size, 0)
             st = np.empty((nsteps + 1, n))
             cur = u0.copy()
-            ok = sd_advance_inner(rhs, jd, tab, cur, steps_t, steps_h, 0, nsteps, st, True, wk)
+            ok = sd_advance(rhs, jd, tab, cur, steps_t, steps_h, 0, nsteps, st, True, wk)
             for x in range(n):
                 st[nsteps, x] = cur[x]
-            sd_reverse_inner(rhs, jd, vj, tab, st, steps_t, steps_h, 0, nsteps, gsave,
-                             save_after, lam, pbar, wk)
+            sd_reverse(rhs, jd, vj, tab, st, steps_t, steps_h, 0, nsteps, gsave,
+                       save_after, lam, pbar, wk)
             return ok
         return impl
 
@@ -68,14 +68,14 @@ def _reverse_trajectory_family(rhs, jd, vj, tab, u0, states, steps_t, steps_h, n
             # steps' df/dt increment (jitsolve.adjoint.stiff.rosenbrock_adjoint)
             st = np.empty((nsteps + 1, n))
             cur = u0.copy()
-            ros_advance_inner(rhs, jd, tab, cur, steps_t, steps_h, 0, nsteps, st, True, wk)
+            ros_advance(rhs, jd, tab, cur, steps_t, steps_h, 0, nsteps, st, True, wk)
             for x in range(n):
                 st[nsteps, x] = cur[x]
-            ros_reverse_inner(rhs, jd, vj, tab, st, steps_t, steps_h, 0, nsteps, gsave,
-                              save_after, lam, pbar, wk)
+            ros_reverse(rhs, jd, vj, tab, st, steps_t, steps_h, 0, nsteps, gsave,
+                        save_after, lam, pbar, wk)
         else:
-            ros_reverse_inner(rhs, jd, vj, tab, states, steps_t, steps_h, 0, nsteps, gsave,
-                              save_after, lam, pbar, wk)
+            ros_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, 0, nsteps, gsave,
+                        save_after, lam, pbar, wk)
         return True
     return impl
 
