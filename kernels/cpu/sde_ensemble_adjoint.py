@@ -41,7 +41,8 @@ __all__ = ["em_ensemble_gradient", "heun_ensemble_gradient", "milstein_ensemble_
 #: the return code of a path whose final state or loss is not finite
 NOT_FINITE = UNSTABLE
 
-# an uncached twin for compiled callers (see the end of kernels.cpu.sde_adjoint)
+# uncached twin of the recording loop for the ensemble kernel (its arguments there are not
+# the Python-level call's; the loops take pointers, so the cached kernel would also do)
 _record_inner = njit(cache=False)(sde_record_steps.py_func)
 
 
