@@ -12,7 +12,8 @@ instead of compiling them again, e.g. the step-control helpers the explicit loop
 for the stiff loop), and helpers that take functions only as C function pointers
 (:data:`POINTER_CACHED_CALLEES`; :mod:`jitsolve.kernels.cpu.cfuncptr`: no first-class
 function values reach the loops, tests/test_cfunc_pointer.py): the step kernels, the
-starting step and the Jacobian, shared by the stiff families and the explicit loop.
+starting step and the Jacobian, shared by the stiff families and the explicit loop, and
+the adjoints' advance and reverse sweeps, shared by store-all and checkpointed gradients.
 """
 import ast
 import json
@@ -22,6 +23,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import jitsolve
@@ -192,3 +194,37 @@ def test_explicit_then_stiff_loop_reloads_from_a_fresh_cache(tmp_path):
         assert out[first]["u"] == out[again]["u"] and out[again]["rc"] == "ReturnCode.Success"
         assert out[again]["s"] < out[first]["s"] / 5          # loaded, not compiled again
         assert abs(out[0]["u"][0] - out[first]["u"][0]) < 1e-4 * abs(out[0]["u"][0])
+
+
+GRAD_CHILD = r"""
+import json, sys
+import numpy as np
+import jitsolve as js
+def lotka(du, u, p, t):
+    du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
+    du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
+prob = js.ODEProblem(lotka, np.array([1.0, 1.0]), (0.0, 5.0), p=np.array([1.5, 1.0, 3.0, 1.0]))
+loss = js.L2Loss(np.linspace(0.5, 5.0, 10), np.ones((10, 2)))
+ck = sys.argv[1]
+sa = js.DiscreteAdjoint() if ck == "all" else js.DiscreteAdjoint(checkpoints=int(ck))
+val, g = js.gradient(prob, js.Tsit5(), loss, wrt="p", sensealg=sa, rtol=1e-7, atol=1e-7)
+print(json.dumps(dict(val=val, g=list(g["p"]))))
+"""
+
+
+def test_checkpointed_gradient_loads_the_cached_reverse_sweep(tmp_path):
+    """A store-all gradient caches the reverse sweep; a checkpointed gradient compiled in
+    the next process loads it into its schedule, and a third process loads that schedule:
+    the bug scenario of this module's docstring with the adjoint's kernels."""
+    script = tmp_path / "grad.py"
+    script.write_text(GRAD_CHILD)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    out = []
+    for ck in ("all", "4", "4"):
+        r = subprocess.run([sys.executable, str(script), ck], capture_output=True, text=True,
+                           env=env, timeout=900)
+        assert r.returncode == 0, f"checkpoints={ck}: exit {r.returncode}\n{r.stderr[-2000:]}"
+        out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert out[1] == out[2]
+    assert out[0]["val"] == out[1]["val"]
+    assert np.allclose(out[0]["g"], out[1]["g"], rtol=1e-12, atol=0.0)
