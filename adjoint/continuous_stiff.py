@@ -103,16 +103,16 @@ def _system(kind, fr, fc, jac, paramjac):
     rhs_body, jac_body = ((K.adjoint_rhs, K.adjoint_jac) if kind == "adjoint"
                           else (K.sensitivity_rhs, K.sensitivity_jac))
 
+    @as_pointer
     @cfunc(_F_SIG, error_model="numpy")
     def system_rhs(dz, z, P, t):
         rhs_body(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t)
 
+    @as_pointer
     @cfunc(_J_SIG, error_model="numpy")
     def system_jac(Jz, z, P, t):
         jac_body(fc, jf, pj, hasjac, haspj, Jz, z, P, t)
 
-    as_pointer(system_rhs)
-    as_pointer(system_jac)
     _SYSTEMS[key] = ((fr, fc, jac, paramjac), (system_rhs, system_jac))
     return system_rhs, system_jac
 

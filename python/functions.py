@@ -153,13 +153,12 @@ def compile_cfunc(f, argname, kind, *, nargs=4):
     ``fastmath`` keeps it.  (Numba's disk cache keys a cfunc on the Python function and
     the signature, not on these options: jit one Python function one way only.)
     """
-    numba = _numba()
-    from .kernels.cpu.cfuncptr import as_pointer
-
     key = (id(f), kind)
     hit = _CFUNC_CACHE.get(key)
     if hit is not None and hit[0] is f:
         return hit[1]
+    numba = _numba()
+    from .kernels.cpu.cfuncptr import as_pointer
     sig = SIGNATURES[kind]
     _check_arity(f, argname, nargs)
     py = f.py_func if is_numba_function(f) else f
@@ -251,9 +250,6 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     "f_batch_t" gives the form with a time per lane and a list of lanes
     (``SIGNATURES["f_batch_t"]``), for adaptive ensembles whose lanes step apart.
     """
-    numba = _numba()
-    from .kernels.cpu.cfuncptr import as_pointer
-
     wrap, placeholder, nargs = _BATCH_KINDS[kind]
     if f is None:
         return compile_cfunc(placeholder, argname, kind, nargs=nargs)
@@ -261,6 +257,8 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     hit = _CFUNC_CACHE.get(key)
     if hit is not None and hit[0] is f:
         return hit[1]
+    numba = _numba()
+    from .kernels.cpu.cfuncptr import as_pointer
     t0 = time.perf_counter()
     fn = f
     if is_numba_function(f) and f.targetoptions.get("error_model") != "numpy":

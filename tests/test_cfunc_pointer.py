@@ -2,7 +2,7 @@
 (:mod:`jitsolve.kernels.cpu.cfuncptr`), not as Numba first-class function values."""
 import numpy as np
 import pytest
-from numba import cfunc, njit, types
+from numba import cfunc, njit, typeof, types
 from numba.core.ccallback import CFunc
 from numba.core.dispatcher import Dispatcher
 
@@ -34,15 +34,10 @@ def test_as_pointer_marks_a_cfunc_and_types_it_by_its_signature():
     a = as_pointer(cfunc(SIG)(_affine))
     b = as_pointer(cfunc(SIG)(lambda du, u, p, t: None))
     assert type(a) is PointerCFunc and isinstance(a, CFunc)
-    ta, tb = js_typeof(a), js_typeof(b)
+    ta, tb = typeof(a), typeof(b)
     assert isinstance(ta, CFuncPointer) and ta.sig == SIG
     assert ta is tb                                     # one type per signature
     assert as_pointer(3.0) == 3.0                       # anything else passes through
-
-
-def js_typeof(x):
-    from numba import typeof
-    return typeof(x)
 
 
 def test_a_pointer_is_called_like_the_first_class_function():

@@ -38,6 +38,7 @@ __all__ = ["lu_factor", "lu_solve", "build_w", "jacobian", "linear_matrix", "jac
 CS_STEP = 1e-30
 
 
+@as_pointer
 @cfunc(types.void(types.float64[:, ::1], types.float64[::1], types.float64[::1], types.float64),
        cache=True)
 def no_jac(J, u, p, t):
@@ -45,16 +46,13 @@ def no_jac(J, u, p, t):
     return
 
 
+@as_pointer
 @cfunc(types.void(types.complex128[::1], types.complex128[::1], types.complex128[::1],
                   types.float64), cache=True)
 def no_fc(du, u, p, t):
     """Placeholder complex twin of ``f`` (``du = 0``): used when ``f`` contributes no Jacobian."""
     for i in range(du.size):
         du[i] = 0.0
-
-
-as_pointer(no_jac)
-as_pointer(no_fc)
 
 
 @njit(cache=True)
