@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .alloc import empty1, empty2, zeros1, zeros1_int, zeros2
+from .alloc import empty1, empty2, empty_rows, zeros1, zeros1_int, zeros2
 from .borrow import borrow, keep_alive
 from .rhs import eval_rhs
 from .stepcontrol import accepted_step, error_norm, initial_dt, pi_factor, reject_factor
@@ -182,9 +182,11 @@ def _grow_rows(a, need):
     one flat row), so each loop compiles this once; no reshapes."""
     if need <= a.shape[0]:
         return a
-    cap = max(need, 2 * a.shape[0])
+    cap = 2 * a.shape[0]
+    if need > cap:
+        cap = need
     m = a.shape[1]
-    b = np.empty((cap, m), a.dtype)
+    b = empty_rows(a, cap)
     for i in range(a.shape[0]):
         for j in range(m):
             b[i, j] = a[i, j]
@@ -196,7 +198,10 @@ def _grow(a, need):
     """1-D ``a`` with at least ``need`` entries (capacity doubled), the entries copied."""
     if need <= a.size:
         return a
-    b = np.empty(max(need, 2 * a.size), a.dtype)
+    cap = 2 * a.size
+    if need > cap:
+        cap = need
+    b = empty_rows(a, cap)
     for i in range(a.size):
         b[i] = a[i]
     return b
@@ -265,13 +270,21 @@ def _locate(cond, cbp, u, t, h, ks, BTH, a, b, ga, gb, work):
     return b
 
 
+def _inline_unless_none(expr, caller_info, callee_info):
+    """Inline a callback slot's call where it holds a function; an empty slot (None) is a
+    plain call of a constant function (compiled once; LLVM removes it): inlining the empty
+    slots' calls cost the explicit loop's cold compile ~0.6 s (Numba's overload inlining
+    pass, which types every inlined body again)."""
+    return not isinstance(caller_info.typemap[expr.args[0].name], types.NoneType)
+
+
 def cond_value(fn, u, t, cbp):
     """``fn(u, t, cbp)``, or 0.0 where the callback slot is empty (``fn`` None: the kernels'
     callback tuple carries None for absent functions, so that a solve without callbacks
     neither unboxes placeholder functions (~4 us each per call) nor compiles calls)."""
 
 
-@overload(cond_value, jit_options={"cache": False}, inline="always")
+@overload(cond_value, jit_options={"cache": False}, inline=_inline_unless_none)
 def _cond_value_impl(fn, u, t, cbp):
     if isinstance(fn, types.NoneType):
         def none(fn, u, t, cbp):
@@ -287,7 +300,7 @@ def apply_affect(fn, u, t, cbp):
     """``fn(u, t, cbp)``, nothing where the slot is empty (see :func:`cond_value`)."""
 
 
-@overload(apply_affect, jit_options={"cache": False}, inline="always")
+@overload(apply_affect, jit_options={"cache": False}, inline=_inline_unless_none)
 def _apply_affect_impl(fn, u, t, cbp):
     if isinstance(fn, types.NoneType):
         def none(fn, u, t, cbp):

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .fastpow import exp2_fast, ylog2_fast
+from .inlining import llvm_always_inline
 from .rhs import eval_rhs
 
 __all__ = ["error_norm", "error_norm_at", "weighted_square", "pi_factor", "reject_factor", "initial_dt",
@@ -71,7 +72,10 @@ def rms_norm(x, u, atol, rtol):
     return np.sqrt(acc / max(n, 1))
 
 
-@njit(inline="always", cache=False)
+# cached although only compiled code calls it (tests/test_kernel_cache.py,
+# PLAIN_CACHED_CALLEES), and put in line by LLVM (.inlining), not by Numba, whose
+# inlining typed it and its powers again at every loop's cold compile (~0.25 s each)
+@njit(cache=True)
 def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
     """Step-size factor of the PI controller after an accepted step:
     ``safety * err^-beta1 * err_prev^beta2`` clipped to ``[qmin, qmax]``.
@@ -81,6 +85,7 @@ def pi_factor(err, err_prev, beta1, beta2, safety, qmin, qmax):
     ``exp2(beta2 log2(err_prev) - beta1 log2(err))`` (:mod:`.fastpow`: no libm call, no
     branch but the clipping; ``err = 0`` gives ``qmax``, NaN and Inf as ``**`` would).
     """
+    llvm_always_inline()
     q = safety * exp2_fast(ylog2_fast(err_prev, beta2) + ylog2_fast(err, -beta1))
     q = min(qmax, max(qmin, q))
     return qmax if err == 0.0 else q
