@@ -91,7 +91,8 @@ def _python_references():
 PLAIN_CACHED_CALLEES = {"_grow", "lu_factor", "lu_solve", "lu_solve_transpose", "em_tree",
                         "sra_tree", "count_fixed_steps", "philox4x32_10", "normal", "_normals",
                         "_csr_parts", "tree_sample", "levy_sample", "_grow_rows", "rms_norm",
-                        "reject_factor", "pi_factor", "build_w", "jacobian_zero", "dense_eval"}
+                        "reject_factor", "pi_factor", "build_w", "jacobian_zero", "dense_eval",
+                        "log2_fast", "exp2_fast", "ylog2_fast", "pow_fast"}
 
 # cached kernels taking functions as C function pointers (never first-class values): the
 # step, starting-step and Jacobian kernels, and the adjoints' advance/reverse sweeps that

@@ -61,6 +61,7 @@ sec. 4.6.4 (Estrin's scheme).
 import numpy as np
 from numba import njit
 
+from .inlining import llvm_always_inline
 from .philox import _f2i, _i2f
 
 __all__ = ["log2_fast", "exp2_fast", "pow_fast", "ylog2_fast", "fastpow_arrays"]
@@ -142,9 +143,10 @@ _MIN_NORMAL_BITS = np.int64(0x0010000000000000)   # bits of the smallest normal 
 _TWO54 = 18014398509481984.0
 
 
-@njit(cache=False, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def log2_fast(x):
     """Base-2 logarithm of a float64 (1.5 ulp, or 2e-16 absolute below 1; see the module)."""
+    llvm_always_inline()
     b = _f2i(x)
     sub = b < _MIN_NORMAL_BITS                    # zero, subnormal, or negative (sign bit)
     b = _f2i(x * _TWO54) if sub else b
@@ -163,9 +165,10 @@ def log2_fast(x):
     return base + r * q
 
 
-@njit(cache=False, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def exp2_fast(z):
     """``2 ** z`` for a float64 (within 4.5e-16 relative; see the module)."""
+    llvm_always_inline()
     zn = z * 64.0
     kf = np.rint(zn)
     k = np.int64(kf) if abs(zn) < 1e5 else np.int64(0)
@@ -180,15 +183,17 @@ def exp2_fast(z):
     return res if abs(z) <= 1100.0 else special
 
 
-@njit(cache=False, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def ylog2_fast(x, y):
     """``y log2_fast(x)``, and 0 for ``y = 0`` whatever ``x`` (so that ``x ** 0 = 1``)."""
+    llvm_always_inline()
     return 0.0 if y == 0.0 else y * log2_fast(x)
 
 
-@njit(cache=False, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def pow_fast(x, y):
     """``x ** y`` for ``x >= 0`` (or NaN) and finite ``y``: ``exp2_fast(y log2_fast(x))``."""
+    llvm_always_inline()
     return exp2_fast(ylog2_fast(x, y))
 
 

@@ -23,7 +23,7 @@ counts complex evaluations for Jacobians too; ``nsolve`` counts LU solves).
 """
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from .alloc import empty1, empty1_complex, empty2, full1, zeros1, zeros1_int, zeros2
 from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
@@ -42,40 +42,48 @@ RC_CONVFAIL = 6
 THETA_REFRESH = 0.1
 
 
-def _attempt(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
-             kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
+# where each step kernel's arguments sit in _attempt's argument list
+_ROS_ARGS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 18, 20, 21, 22, 23, 24)
+_SDIRK_ARGS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 23, 25,
+               26, 27, 28, 29, 30)
+_ATTEMPT_RET = types.Tuple((types.int64, types.int64, types.int64, types.float64))
+
+
+@intrinsic
+def _attempt(typingctx, f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv,
+             whg, K, K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
     """One attempted step of the tableau's family: ``(status, nf, nsolve, theta_max)``.
-    Compiled per family (:func:`jitsolve.kernels.cpu.rosenbrock.stiff_family`): a
-    signature of the loop holds one step kernel, not all three."""
-    raise NotImplementedError("compiled code only")
 
-
-@overload(_attempt, jit_options={"cache": False})
-def _attempt_family(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg,
-                    K, K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-    # the family's step called directly (through ``ros_step``'s overload, one more
-    # compiled layer: ~0.5 s of a cold solve)
+    The family (:func:`jitsolve.kernels.cpu.rosenbrock.stiff_family`, from the tableau's
+    type) picks the step kernel at typing time, so a signature of the loop holds one step
+    kernel, not all three; the call to it is emitted in place (Numba's call of a compiled
+    function: the step's disk-cached library linked in).  An overload here was one more
+    compiled layer, a library of its own with the step kernel linked in and optimised
+    again: ~0.5 s of each stiff family's cold compile (Numba's compile events)."""
+    args = (f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
+            kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta)
     fam = stiff_family(tab)
-    if fam == KIND_ROS23:
-        def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
-                 K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-            ok, nf, ns = ros23_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
-                                    K, kd, unew, ytmp, err, fsal)
-            return (0 if ok else SINGULAR), nf, ns, 0.0
-        return impl
-    if fam == KIND_RODAS:
-        def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K,
-                 K2, kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-            ok, nf, ns = rodas_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, T, J, W, piv,
-                                    K, kd, unew, ytmp, err, fsal)
-            return (0 if ok else SINGULAR), nf, ns, 0.0
-        return impl
+    rosen = fam in (KIND_ROS23, KIND_RODAS)
+    disp, idx = ((ros23_step if fam == KIND_ROS23 else rodas_step, _ROS_ARGS) if rosen
+                 else (sdirk_step, _SDIRK_ARGS))
+    fnty = typingctx.resolve_value_type(disp)
+    step_sig = fnty.get_call_type(typingctx, tuple(args[i] for i in idx), {})
+    step_ret = step_sig.return_type
 
-    def impl(f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0, T, J, W, piv, whg, K, K2,
-             kd, unew, ytmp, err, fsal, z, base, r, atol, rtol, eta):
-        return sdirk_step(f, p, lin, plin, haslin, tmp, tab, u, t, h, fe0, fi0, J, W, piv, whg,
-                          K, K2, kd, unew, err, z, base, r, atol, rtol, eta)
-    return impl
+    def codegen(context, builder, sig, llargs):
+        res = context.get_function(fnty, step_sig)(builder, [llargs[i] for i in idx])
+        parts = [context.cast(builder, builder.extract_value(res, k), step_ret[k], ty)
+                 for k, ty in enumerate(_ATTEMPT_RET) if k < len(step_ret)]
+        if rosen:         # (ok, nf, nsolve) -> (0 or SINGULAR, nf, nsolve, 0.0)
+            i64 = context.get_value_type(types.int64)
+            ok = context.cast(builder, builder.extract_value(res, 0), step_ret[0], types.boolean)
+            parts = [builder.select(ok, i64(0), i64(SINGULAR)),
+                     context.cast(builder, builder.extract_value(res, 1), step_ret[1], types.int64),
+                     context.cast(builder, builder.extract_value(res, 2), step_ret[2], types.int64),
+                     context.get_constant(types.float64, 0.0)]
+        return context.make_tuple(builder, _ATTEMPT_RET, parts)
+
+    return _ATTEMPT_RET(*args), codegen
 
 
 # Disk-cached, and so are its step kernels, starting step and Jacobian: they take the
