@@ -312,3 +312,23 @@ def test_continuous_callback_fires_once_per_crossing(alg):
         times = np.array([t for t, _ in sol.events])
         np.testing.assert_allclose(times, np.pi / 2 + np.pi * np.arange(6), atol=2e-2)
         assert sol.u[-1, 2] == 6.0
+
+
+def test_every_step_buffers_sized_from_the_last_solve_give_the_same_solution():
+    """A solve saving every step sizes its buffers from the problem's previous step count
+    (python/ode.py ``_STEP_HINTS``); past the hint they still grow.  Same bits either way."""
+    from jitsolve.ode import _STEP_HINTS
+    prob = js.ODEProblem(lorenz, np.array([1.0, 0.0, 0.0]), (0.0, 5.0))
+    coarse = js.solve(prob, js.Tsit5(), rtol=1e-3, atol=1e-3)
+    assert _STEP_HINTS[prob]["tsit5"] == coarse.stats.naccept
+    fine = js.solve(prob, js.Tsit5(), rtol=1e-10, atol=1e-10)      # far past the hint
+    assert fine.stats.naccept > 4 * coarse.stats.naccept
+    again = js.solve(prob, js.Tsit5(), rtol=1e-10, atol=1e-10)     # sized from the hint
+    fresh = js.solve(js.remake(prob), js.Tsit5(), rtol=1e-10, atol=1e-10)   # no hint
+    for sol in (again, fine):
+        np.testing.assert_array_equal(sol.t, fresh.t)
+        np.testing.assert_array_equal(sol.u, fresh.u)
+        np.testing.assert_array_equal(sol(np.linspace(0.0, 5.0, 37)),
+                                      fresh(np.linspace(0.0, 5.0, 37)))
+    js.solve(prob, js.Tsit5(), saveat=[5.0])                        # saveat: no hint change
+    assert _STEP_HINTS[prob]["tsit5"] == fine.stats.naccept

@@ -114,14 +114,17 @@ def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
 
 def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e-6,
               adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000, tstops=None,
-              saveat=None, dense=False, callbacks=None, hasf=True, interpolate=False):
+              saveat=None, dense=False, callbacks=None, hasf=True, interpolate=False,
+              cap=None):
     """Integrate ``du/dt = f(u, p, t) [+ lin(u, plin, t)]`` with the tableau ``name``.
 
     ``f`` and ``lin`` are cfuncs of the fixed right-hand-side signature; ``saveat``
     None saves every step; ``interpolate`` True: the ``saveat`` times are not stops,
     those inside a step are saved from the method's interpolant (else the steps land on
     them); ``callbacks`` is the kernel's callback tuple (or None);
-    ``hasf`` False says that ``f`` is the zero placeholder (a purely linear problem).
+    ``hasf`` False says that ``f`` is the zero placeholder (a purely linear problem);
+    ``cap`` the expected number of steps when every step is saved (the buffers' first
+    size; they double past it: None starts at 64).
     Returns a dict of plain arrays (see :func:`jitsolve.kernels.cpu.erk.erk_solve`).
 
     Fixed steps on a large state (at least ``erk.PARALLEL_N`` entries) without callbacks
@@ -149,7 +152,9 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
         res = call(erk_large.erk_fixed, rhs, bool(hasf), u0, float(t0), tab, stops, float(dt),
                    every, savet, int(maxiters), np.empty((rows, n)))
     else:
-        cap = 64 if every else savet.size + 1
+        # every step saved: the buffers start at ``cap`` rows (a hint, e.g. the step count
+        # of an earlier solve of the problem) and double past it
+        cap = (max(64, int(cap)) if cap else 64) if every else savet.size + 1
         res = call(_erk.erk_solve, rhs, u0, float(t0), tab, ctrl, stops,
                    (every, savet, bool(dense)), cb, cap)
     (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
