@@ -37,7 +37,7 @@ def _new(context, builder, arrtype, sizes, args, zero):
     return ary
 
 
-def _alloc_intrinsic(name, dtype, ndim, zero):
+def _alloc_intrinsic(name, dtype, ndim, zero, doc):
     arrtype = types.Array(dtype, ndim, "C")
 
     def typer(typingctx, *sizes):
@@ -59,21 +59,17 @@ def _alloc_intrinsic(name, dtype, ndim, zero):
             return typer(typingctx, m, n)
     f.__name__ = name
     f.__qualname__ = name
+    f.__doc__ = doc
     return intrinsic(f)
 
 
-empty1 = _alloc_intrinsic("empty1", types.float64, 1, False)
-empty1.__doc__ = "``np.empty(n)`` (float64)."
-zeros1 = _alloc_intrinsic("zeros1", types.float64, 1, True)
-zeros1.__doc__ = "``np.zeros(n)`` (float64)."
-empty2 = _alloc_intrinsic("empty2", types.float64, 2, False)
-empty2.__doc__ = "``np.empty((m, n))`` (float64)."
-zeros2 = _alloc_intrinsic("zeros2", types.float64, 2, True)
-zeros2.__doc__ = "``np.zeros((m, n))`` (float64)."
-zeros1_int = _alloc_intrinsic("zeros1_int", types.int64, 1, True)
-zeros1_int.__doc__ = "``np.zeros(n, np.int64)``."
-empty1_complex = _alloc_intrinsic("empty1_complex", types.complex128, 1, False)
-empty1_complex.__doc__ = "``np.empty(n, np.complex128)``."
+empty1 = _alloc_intrinsic("empty1", types.float64, 1, False, "``np.empty(n)`` (float64).")
+zeros1 = _alloc_intrinsic("zeros1", types.float64, 1, True, "``np.zeros(n)`` (float64).")
+empty2 = _alloc_intrinsic("empty2", types.float64, 2, False, "``np.empty((m, n))`` (float64).")
+zeros2 = _alloc_intrinsic("zeros2", types.float64, 2, True, "``np.zeros((m, n))`` (float64).")
+zeros1_int = _alloc_intrinsic("zeros1_int", types.int64, 1, True, "``np.zeros(n, np.int64)``.")
+empty1_complex = _alloc_intrinsic("empty1_complex", types.complex128, 1, False,
+                                  "``np.empty(n, np.complex128)``.")
 
 
 @intrinsic

@@ -72,15 +72,17 @@ def _attempt(typingctx, f, p, lin, plin, haslin, tmp, tab, u, t, h, f0, fe0, fi0
 
     def codegen(context, builder, sig, llargs):
         res = context.get_function(fnty, step_sig)(builder, [llargs[i] for i in idx])
-        parts = [context.cast(builder, builder.extract_value(res, k), step_ret[k], ty)
-                 for k, ty in enumerate(_ATTEMPT_RET) if k < len(step_ret)]
+
+        def member(k, ty):
+            return context.cast(builder, builder.extract_value(res, k), step_ret[k], ty)
+
         if rosen:         # (ok, nf, nsolve) -> (0 or SINGULAR, nf, nsolve, 0.0)
             i64 = context.get_value_type(types.int64)
-            ok = context.cast(builder, builder.extract_value(res, 0), step_ret[0], types.boolean)
-            parts = [builder.select(ok, i64(0), i64(SINGULAR)),
-                     context.cast(builder, builder.extract_value(res, 1), step_ret[1], types.int64),
-                     context.cast(builder, builder.extract_value(res, 2), step_ret[2], types.int64),
+            parts = [builder.select(member(0, types.boolean), i64(0), i64(SINGULAR)),
+                     member(1, types.int64), member(2, types.int64),
                      context.get_constant(types.float64, 0.0)]
+        else:             # (status, nf, nsolve, theta_max) as it is
+            parts = [member(k, ty) for k, ty in enumerate(_ATTEMPT_RET)]
         return context.make_tuple(builder, _ATTEMPT_RET, parts)
 
     return _ATTEMPT_RET(*args), codegen
