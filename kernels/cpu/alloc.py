@@ -42,8 +42,6 @@ def _alloc_intrinsic(name, dtype, ndim, zero, doc):
 
     def typer(typingctx, *sizes):
         _check_sizes(name, sizes)
-        if len(sizes) != ndim:
-            raise TypingError(f"{name} takes {ndim} sizes")
 
         def codegen(context, builder, sig, args):
             return _new(context, builder, arrtype, sig.args, args, zero)._getvalue()

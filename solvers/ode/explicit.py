@@ -154,7 +154,7 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
     else:
         # every step saved: the buffers start at ``cap`` rows (a hint, e.g. the step count
         # of an earlier solve of the problem) and double past it
-        cap = (max(64, int(cap)) if cap else 64) if every else savet.size + 1
+        cap = max(64, int(cap or 0)) if every else savet.size + 1
         res = call(_erk.erk_solve, rhs, u0, float(t0), tab, ctrl, stops,
                    (every, savet, bool(dense)), cb, cap)
     (ts, us, nsave, st, sh, nsteps, dus, dks, evt, evu, nev, stats, rc, t, u) = res
