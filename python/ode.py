@@ -18,13 +18,16 @@ import weakref
 import numpy as np
 
 from .algorithms import ODEAlgorithm, document
-from .errors import InvalidProblemError, UnsupportedAlgorithmError
+from .errors import CompileError, InvalidProblemError, UnsupportedAlgorithmError
 from .functions import compile_batch_cfunc, compile_cfunc, probe_user_function
+from .log import get_logger
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import problem_rhs
 from .solution import DenseInterpolant, EnsembleSolution, ODESolution, SolverStats
 from .solve import register
 from .validate import check_dtmin
+
+_log = get_logger("compile")
 
 __all__ = ["ExplicitRK", "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ContinuousCallback",
            "DiscreteCallback", "ode_options", "ode_solution", "saveat_times",
@@ -367,13 +370,17 @@ def _solve_explicit(prob, alg, **o):
 def _batch_spec(rhs):
     """``(make, placeholder)`` for the lockstep ensemble kernel: ``make()`` compiles the
     batch form of the user's ``f`` (``SIGNATURES["f_batch_t"]``), called by the solvers
-    layer only for ensembles large enough to win back the compile; None for right-hand
-    sides without a user function (grid operators)."""
+    layer only for ensembles large enough to win back the compile, None where ``f`` has no
+    such form; None for right-hand sides without a user function (grid operators)."""
     if rhs.fun is None:
         return None
 
     def make():
-        return compile_batch_cfunc(rhs.fun.f, "f", "f_batch_t")
+        try:
+            return compile_batch_cfunc(rhs.fun.f, "f", "f_batch_t")
+        except CompileError as exc:      # the lane-by-lane calls still work
+            _log.debug("lockstep ensemble without the batch form: %s", exc)
+            return None
     return make, compile_batch_cfunc(None, "f", "f_batch_t")
 
 

@@ -173,3 +173,40 @@ def test_zero_atol_on_a_zero_component(monkeypatch):
                  saveat=[0.0, 1.0, 2.0], rtol=1e-8, atol=0.0)
     assert all(r == js.ReturnCode.Success for r in ref.retcodes)
     assert np.abs(ref.u[:, -1, 1] - np.exp(-2.0 * ps[:, 0])).max() < 1e-7
+
+
+def reshaping(du, u, p, t):       # reshape needs a contiguous u: no column-view batch form
+    v = u.reshape((1, 2))
+    du[0] = v[0, 1]
+    du[1] = -p[0] * v[0, 0]
+
+
+def test_batch_form_falls_back_to_calls_per_lane(monkeypatch):
+    from jitsolve.errors import CompileError
+    from jitsolve.functions import compile_batch_cfunc
+    with pytest.raises(CompileError, match="f_batch_t form"):
+        compile_batch_cfunc(reshaping, "f", "f_batch_t")
+    N = 70
+    ps = np.linspace(0.5, 2.0, N)[:, None]
+    prob = js.ODEProblem(reshaping, np.array([1.0, 0.0]), (0.0, 3.0), p=np.array([1.0]))
+    ref = _check(monkeypatch, js.EnsembleProblem(prob, ps=ps), js.Tsit5(), N,
+                 saveat=[0.0, 1.5, 3.0], rtol=1e-8, atol=1e-8)
+    w = np.sqrt(ps[:, 0])
+    assert np.abs(ref.u[:, -1, 0] - np.cos(3.0 * w)).max() < 1e-6
+
+
+def test_batch_form_of_a_fixed_signature_dispatcher(monkeypatch):
+    # a dispatcher compiled only for contiguous rows cannot take column views: the batch
+    # form recompiles its Python function (same arithmetic, same bits)
+    from numba import njit
+
+    from jitsolve.functions import F_SIGNATURE, compile_batch_cfunc
+    fixed = njit(F_SIGNATURE, error_model="numpy")(lorenz)
+    assert not fixed._can_compile
+    compile_batch_cfunc(fixed, "f", "f_batch_t")           # no CompileError
+    rng = np.random.default_rng(6)
+    N = 66
+    ps = rng.uniform(20.0, 30.0, (N, 1))
+    prob = js.ODEProblem(fixed, np.array([1.0, 0.0, 0.0]), (0.0, 1.0), p=np.array([28.0]))
+    _check(monkeypatch, js.EnsembleProblem(prob, ps=ps), js.Tsit5(), N, saveat=[0.0, 1.0],
+           rtol=1e-7, atol=1e-7)

@@ -20,6 +20,12 @@ array does not keep the memory alive, so:
   variable right after its last use;
 - never return or store a borrowed array.
 
+:func:`column` is the same kind of view of one column of a C-contiguous 2-D array, built
+so that the compiler sees its element address as ``data + l * itemsize + i * ncols *
+itemsize``: a loop over ``l`` that passes ``column(A, l)`` to an inlined function reads and
+writes consecutive memory, and vectorises.  (Numba's own ``A[:, l]`` takes the column
+offset from the array's run-time strides: the same loop compiles to gathers.)
+
 References
 ----------
 Numba documentation, *Notes on Numba Runtime* (NRT reference counting) and
@@ -28,7 +34,7 @@ Numba documentation, *Notes on Numba Runtime* (NRT reference counting) and
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["borrow", "keep_alive"]
+__all__ = ["borrow", "column", "keep_alive"]
 
 
 @intrinsic
@@ -54,3 +60,32 @@ def keep_alive(typingctx, arr):
         return context.get_dummy_value()
 
     return types.none(arr), codegen
+
+
+@intrinsic
+def column(typingctx, arr, l):
+    """The column ``arr[:, l]`` of a C-contiguous 2-D array as a borrowed 1-D view (no
+    memory-info pointer, as :func:`borrow`), its offset and stride computed from the shape
+    and the item size, not the run-time strides: loops over ``l`` vectorise (see the module
+    docstring).  No bounds check, as Numba's indexing."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2 and arr.layout == "C"
+            and isinstance(l, types.Integer)):
+        return None
+    view = types.Array(arr.dtype, 1, "A", readonly=not arr.mutable)
+
+    def codegen(context, builder, signature, args):
+        a = context.make_array(arr)(context, builder, value=args[0])
+        out = context.make_array(view)(context, builder)
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(arr.dtype)))
+        nrows, ncols = cgutils.unpack_tuple(builder, a.shape, 2)
+        col = context.cast(builder, args[1], signature.args[1], types.intp)
+        data = builder.bitcast(cgutils.pointer_add(builder, a.data, builder.mul(col, itemsize)),
+                               a.data.type)
+        stride = builder.mul(ncols, itemsize)
+        context.populate_array(out, data=data, shape=cgutils.pack_array(builder, [nrows]),
+                               strides=cgutils.pack_array(builder, [stride]),
+                               itemsize=itemsize, meminfo=None, parent=None)
+        return out._getvalue()
+
+    return view(arr, l), codegen

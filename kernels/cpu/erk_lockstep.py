@@ -9,12 +9,15 @@ not the arithmetic, is the step.  Here a thread takes a batch of ``L`` trajector
 next stop and save pointer and takes its own accept/reject decision, exactly as
 :func:`~jitsolve.kernels.cpu.erk.erk_solve` would, while
 
+- the batch's states are the columns of ``(n, L)`` arrays (entry ``i * L + l``);
 - each stage is evaluated for all the active lanes with *one* call of a batch function
   ``fb`` (``SIGNATURES["f_batch_t"]`` of ``jitsolve.functions``: the user's ``f``
-  compiled into a loop over the lanes listed, each at its own time), or, where the batch
-  form is not worth its compile, with one first-class call of ``f`` per lane;
+  compiled into a loop over the lanes listed, each at its own time, on column views
+  whose addresses the compiler follows, so the user's arithmetic itself runs on SIMD
+  vectors of lanes), or, where the batch form is not worth its compile or ``f`` has
+  none, with one first-class call of ``f`` per lane (on contiguous copies of its column);
 - the stage combinations, the new state and the error estimate are SIMD loops over all
-  ``L * n`` entries of the batch (lane-major rows, the step size replicated per entry);
+  ``L * n`` entries of the batch (the step size replicated per entry);
 - the step control is SIMD loops over the whole batch wherever it is the same for every
   lane: the step sizes and landings, the error norms (:func:`_lane_errors`), the PI
   controller's factors (libm-free and branch-free, :mod:`~jitsolve.kernels.cpu.fastpow`),
@@ -22,8 +25,11 @@ next stop and save pointer and takes its own accept/reject decision, exactly as
   ``h = 0``; a rejected lane's candidate is reset to its state before the batch-wide
   copy); only what differs from lane to lane (rejections, stops, saves, failures) is a
   scalar loop over the lanes concerned, through the general loop's helpers
-  (:mod:`~jitsolve.kernels.cpu.stepcontrol`).  (2026-12-02, sixth session: 62 -> 41 ns
-  per trajectory-step on one thread for the Lorenz ensemble, see perf/RESULTS.md.)
+  (:mod:`~jitsolve.kernels.cpu.stepcontrol`), and skipped after SIMD tests find none
+  (the common pass: every lane accepts, none lands on a stop or a save).  (Lorenz
+  ensemble, one thread, per trajectory-step: 62 -> 41 ns on 2026-12-02, sixth session;
+  41 -> 30 ns with the columns and the skipped scans, twenty-third session: see
+  perf/RESULTS.md.)
 
 Lanes that finish or fail drop out of the lane list and wait (masked) until the batch is
 done.  Every entry is computed with the general loop's arithmetic in the same order
@@ -61,15 +67,23 @@ LANES = 64
 
 
 @njit(inline="always", cache=False)
-def _eval(f, fb, batched, DU, U, P, T, idx, i0, nl):
-    """``DU[l] = f(U[l], P[i0 + l], T[l])`` for the lanes ``l = idx[k]``, ``k < nl``."""
+def _eval(f, fb, batched, DU, U, ps, PB, T, idx, i0, nl, urow, durow):
+    """``DU[:, l] = f(U[:, l], p_l, T[l])`` for the lanes ``l = idx[k]``, ``k < nl``: one
+    call of the batch form ``fb`` (the batch's parameters ``PB`` one column per lane, or
+    one column shared), or one first-class call of ``f`` per lane on contiguous copies
+    (``urow``, ``durow``) with its row of ``ps``."""
     if batched:
-        fb(DU, U, P, T, idx, i0, nl)
+        fb(DU, U, PB, T, idx, nl)
     else:
-        one = P.shape[0] == 1
+        one = ps.shape[0] == 1
+        n = U.shape[0]
         for k in range(nl):
             l = idx[k]
-            f(DU[l], U[l], P[0] if one else P[i0 + l], T[l])
+            for i in range(n):
+                urow[i] = U[i, l]
+            f(durow, urow, ps[0] if one else ps[i0 + l], T[l])
+            for i in range(n):
+                DU[i, l] = durow[i]
 
 
 @njit(inline="always", cache=False)
@@ -146,10 +160,10 @@ def _keep_lane(UN, U, K, last, fsal, l, n):
     """A lane that does not accept its step keeps its state and first slope through the
     batch-wide copies ``U = UN`` (and ``K[0] = K[last]``) that accept the others."""
     for i in range(n):
-        UN[l, i] = U[l, i]
+        UN[i, l] = U[i, l]
     if fsal:
         for i in range(n):
-            K[last, l, i] = K[0, l, i]
+            K[last, i, l] = K[0, i, l]
 
 
 @njit(cache=False, error_model="numpy")
@@ -157,8 +171,8 @@ def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n):
     """``ERR[l]`` = the error norm of lane ``l`` (:func:`~.stepcontrol.error_norm_at` of the
     estimate ``HR * ACC`` against ``U``, ``UN``), for every lane of the batch, as SIMD loops:
     the weighted squares over all ``L * n`` entries (``ATOL``, ``RTOL`` replicated per lane,
-    like ``HR``; written into ``W2``), then each lane's sum in component order and its square
-    root.  The same arithmetic in the same order as ``error_norm_at``: the same bits.
+    like ``HR``; written into ``W2``), then each lane's sum in component order (entry
+    ``i * L + l``: one state per column) and its square root.  The same arithmetic in the same order as ``error_norm_at``: the same bits.
     (2026-12-02: the per-lane scalar norm was a fifth of the lockstep kernel's time.)"""
     m = L * n
     for k in range(m):
@@ -168,15 +182,16 @@ def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n):
         ERR[l] = 0.0
     for i in range(n):
         for l in range(L):
-            ERR[l] += W2[l * n + i]
+            ERR[l] += W2[i * L + l]
     dn = max(n, 1)
     for l in range(L):
         ERR[l] = np.sqrt(ERR[l] / dn)
 
 
 @njit(cache=False)
-def _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf, HR, ACC,
-                 T, H, TN, TS, W, idense, nden, ISAVE, NSAVE, NF, out):
+def _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf, HR,
+                 ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF, out, urow,
+                 durow):
     """The saves strictly inside the accepted step of each lane ``idense[k]``, ``k < nden``
     (``U`` still the state before the step, ``K`` its stages): the method's interpolant
     ``u + h sum_i b_i(theta) k_i`` with ``erk.dense_eval``'s arithmetic (Hairer, Nørsett,
@@ -193,7 +208,7 @@ def _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf
         for k in range(nden):
             l = idense[k]
             TS[l] = T[l] + cr * H[l]
-        _eval(f, fb, batched, K[s + r], Y, ps, TS, idense, i0, nden)
+        _eval(f, fb, batched, K[s + r], Y, ps, PB, TS, idense, i0, nden, urow, durow)
     for k in range(nden):
         l = idense[k]
         NF[l] += CX.size
@@ -206,10 +221,11 @@ def _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf
             for i in range(n):
                 acc = 0.0
                 for j in range(sd):
-                    acc += W[j] * K[j, l, i]
-                out[i0 + l, row, i] = U[l, i] + h * acc
+                    acc += W[j] * K[j, i, l]
+                out[i0 + l, row, i] = U[i, l] + h * acc
             NSAVE[l] += 1
             ISAVE[l] += 1
+        SAVEV[l] = savet[ISAVE[l]] if ISAVE[l] < nsv else np.nan
 
 
 @njit(cache=False)
@@ -230,11 +246,21 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     t1 = stops[-1]
     tdir = 1.0 if t1 >= t0 else -1.0
 
-    U = np.zeros((L, n))
-    UN = np.zeros((L, n))
-    Y = np.zeros((L, n))
-    E = np.zeros((L, n))
-    K = np.zeros((ns, L, n))
+    # one state per column (entry i * L + l): the batch form of f runs on SIMD vectors of
+    # lanes (functions._batch_t_of), and the error norm's sums over components too
+    U = np.zeros((n, L))
+    UN = np.zeros((n, L))
+    Y = np.zeros((n, L))
+    E = np.zeros((n, L))
+    K = np.zeros((ns, n, L))
+    # the batch's parameters, one column per lane (one column when shared)
+    one = ps.shape[0] == 1
+    npar = ps.shape[1]
+    PB = np.zeros((npar, 1 if one else L))
+    urow = np.zeros(n)      # contiguous copies of one lane's columns
+    durow = np.zeros(n)
+    krow = np.zeros(n)
+    erow = np.zeros(n)
     HR = np.zeros(m)
     ACC = np.zeros(m)
     T = np.zeros(L)
@@ -258,6 +284,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     RC = np.zeros(L, np.int64)
     TN = np.zeros(L)
     STOPV = np.zeros(L)         # stops[ISTOP[l]] while lane l steps (no gather past the end)
+    SAVEV = np.full(L, np.nan)  # savet[ISAVE[l]], NaN past the last save (compares false)
     ACCM = np.zeros(L, np.bool_)
     SMALL = np.zeros(L, np.bool_)   # accepted, and the controller's next step is below dtmin
     FAC = np.zeros(L)
@@ -271,11 +298,12 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     idense = np.zeros(L, np.int64)
     # the loop works on borrowed references (.borrow: no reference counting per use in the
     # inlined lane helpers); ``owners`` keeps the allocations live to the end
-    owners = (U, UN, Y, E, K, HR, ACC, T, TS, H, HSTEP, HABS, EPREV, D1, LAND, AREJ, K0V, ACT,
+    owners = (U, UN, Y, E, K, PB, urow, durow, krow, erow, HR, ACC, T, TS, H, HSTEP, HABS, EPREV, D1, LAND, AREJ, K0V, ACT,
               ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC, TN, FAC, ERR, W, idx, idx0, iacc,
-              idense, ATOLF, RTOLF, STOPV, ACCM, SMALL)
+              idense, ATOLF, RTOLF, STOPV, SAVEV, ACCM, SMALL)
     U, UN, Y, E, K, HR, ACC = (borrow(U), borrow(UN), borrow(Y), borrow(E), borrow(K),
                                borrow(HR), borrow(ACC))
+    PB, urow, durow, krow, erow = borrow(PB), borrow(urow), borrow(durow), borrow(krow), borrow(erow)
     T, TS, H, HSTEP, HABS, EPREV, D1 = (borrow(T), borrow(TS), borrow(H), borrow(HSTEP),
                                         borrow(HABS), borrow(EPREV), borrow(D1))
     LAND, AREJ, K0V, ACT, ACCM = borrow(LAND), borrow(AREJ), borrow(K0V), borrow(ACT), borrow(ACCM)
@@ -284,6 +312,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         borrow(ISTOP), borrow(ISAVE), borrow(NSAVE), borrow(NITER), borrow(NF), borrow(NACC),
         borrow(NREJ), borrow(RC))
     TN, FAC, ERR, W, STOPV = borrow(TN), borrow(FAC), borrow(ERR), borrow(W), borrow(STOPV)
+    SAVEV = borrow(SAVEV)
     idx, idx0, iacc, idense = borrow(idx), borrow(idx0), borrow(iacc), borrow(idense)
     Uf = U.reshape(m)
     UNf = UN.reshape(m)
@@ -294,10 +323,16 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     out, retcodes, stats = borrow(out), borrow(retcodes), borrow(stats)
     rtol, atol = borrow(rtol), borrow(atol)
     ATOLF, RTOLF = borrow(ATOLF), borrow(RTOLF)
-    for l in range(L):
-        for i in range(n):
-            ATOLF[l * n + i] = atol[i]
-            RTOLF[l * n + i] = rtol[i]
+    for i in range(n):
+        for l in range(L):
+            ATOLF[i * L + l] = atol[i]
+            RTOLF[i * L + l] = rtol[i]
+    for j in range(npar):
+        if one:
+            PB[j, 0] = ps[0, j]
+        else:
+            for l in range(nl):
+                PB[j, l] = ps[i0 + l, j]
     tab = borrow_tab(tab)
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
 
@@ -305,21 +340,22 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     save0 = nsv > 0 and savet[0] == t0
     for l in range(nl):
         for i in range(n):
-            U[l, i] = u0s[i0 + l, i]
+            U[i, l] = u0s[i0 + l, i]
         T[l] = t0
         if save0:
             for i in range(n):
-                out[i0 + l, 0, i] = U[l, i]
+                out[i0 + l, 0, i] = U[i, l]
             NSAVE[l] = 1
             ISAVE[l] = 1
+        SAVEV[l] = savet[ISAVE[l]] if ISAVE[l] < nsv else np.nan
         idx[l] = l
-    _eval(f, fb, batched, K[0], U, ps, T, idx, i0, nl)
+    _eval(f, fb, batched, K[0], U, ps, PB, T, idx, i0, nl, urow, durow)
     na = 0
     for l in range(nl):
         NF[l] = 1
         finite = True
         for i in range(n):
-            if not np.isfinite(K[0, l, i]):
+            if not np.isfinite(K[0, i, l]):
                 finite = False
                 break
         if finite:
@@ -332,17 +368,27 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     while istop0 < nstop and stops[istop0] * tdir <= t0 * tdir:
         istop0 += 1
     if adaptive and not dt > 0.0:
+        # (on contiguous copies of the lanes' columns)
         for k in range(na):
             l = idx[k]
-            h0, d1 = initial_dt_probe(U[l], K[0, l], tdir, atol, rtol, dtmax, Y[l])
+            for i in range(n):
+                urow[i] = U[i, l]
+                krow[i] = K[0, i, l]
+            h0, d1 = initial_dt_probe(urow, krow, tdir, atol, rtol, dtmax, durow)
+            for i in range(n):
+                Y[i, l] = durow[i]
             HABS[l] = h0
             D1[l] = d1
             TS[l] = T[l] + tdir * h0
-        _eval(f, fb, batched, E, Y, ps, TS, idx, i0, na)
+        _eval(f, fb, batched, E, Y, ps, PB, TS, idx, i0, na, urow, durow)
         for k in range(na):
             l = idx[k]
-            HABS[l] = max(initial_dt_finish(U[l], K[0, l], E[l], HABS[l], D1[l], q - 1, atol,
-                                            rtol, dtmax, Y[l]), dtmin)   # as erk_solve
+            for i in range(n):
+                urow[i] = U[i, l]
+                krow[i] = K[0, i, l]
+                erow[i] = E[i, l]
+            HABS[l] = max(initial_dt_finish(urow, krow, erow, HABS[l], D1[l], q - 1, atol,
+                                            rtol, dtmax, durow), dtmin)   # as erk_solve
             NF[l] += 1
     for k in range(na):
         l = idx[k]
@@ -355,25 +401,38 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         else:
             STOPV[l] = stops[istop0]
     # ---- the stepping loop: one step attempt of every active lane per pass
+    # ``clean``: no lane has stopped or lost its first slope since the lists were built
+    clean = False
     while True:
-        # lane setup; the list of active lanes is compacted in place
-        nact = 0
-        n0 = 0
-        for k in range(na):
-            l = idx[k]
-            if not ACT[l]:
-                continue
-            if NITER[l] >= maxiters:
-                RC[l] = RC_MAXITERS
-                ACT[l] = False
-                continue
-            NITER[l] += 1
-            idx[nact] = l
-            nact += 1
-            if not K0V[l]:
-                idx0[n0] = l
-                n0 += 1
-        na = nact
+        # lane setup; the list of active lanes is compacted in place (a SIMD pass instead
+        # when nothing changed and no lane reaches maxiters: the common pass)
+        full = False
+        for l in range(L):
+            full |= ACT[l] and NITER[l] >= maxiters
+        if clean and not full:
+            for l in range(L):
+                NITER[l] += 1 if ACT[l] else 0
+            nact = na
+            n0 = 0
+        else:
+            nact = 0
+            n0 = 0
+            for k in range(na):
+                l = idx[k]
+                if not ACT[l]:
+                    continue
+                if NITER[l] >= maxiters:
+                    RC[l] = RC_MAXITERS
+                    ACT[l] = False
+                    continue
+                NITER[l] += 1
+                idx[nact] = l
+                nact += 1
+                if not K0V[l]:
+                    idx0[n0] = l
+                    n0 += 1
+            na = nact
+            clean = n0 == 0
         if nact == 0:
             break
         # every lane's step in SIMD loops (a lane that is not stepping gets h = 0)
@@ -385,23 +444,23 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             HSTEP[l] = hstep
             H[l] = tdir * hstep
             LAND[l] = land
-        for l in range(L):
-            for i in range(n):
-                HR[l * n + i] = H[l]
+        for i in range(n):
+            for l in range(L):
+                HR[i * L + l] = H[l]
         # ---- one RK step of every active lane (erk.rk_step, vectorised over the lanes)
         if n0 > 0:
-            _eval(f, fb, batched, K[0], U, ps, T, idx0, i0, n0)
+            _eval(f, fb, batched, K[0], U, ps, PB, T, idx0, i0, n0, urow, durow)
         for i in range(1, last):
             _combine_lanes(Yf, Uf, Kf, A[i], i, HR, ACC)
             ci = C[i]
             for l in range(L):
                 TS[l] = T[l] + ci * H[l]
-            _eval(f, fb, batched, K[i], Y, ps, TS, idx, i0, nact)
+            _eval(f, fb, batched, K[i], Y, ps, PB, TS, idx, i0, nact, urow, durow)
         _combine_lanes(UNf, Uf, Kf, B, last, HR, ACC)
         if fsal:
             for l in range(L):
                 TS[l] = T[l] + H[l]
-            _eval(f, fb, batched, K[s - 1], UN, ps, TS, idx, i0, nact)
+            _eval(f, fb, batched, K[s - 1], UN, ps, PB, TS, idx, i0, nact, urow, durow)
         if adaptive:
             # error estimate h * sum_j BERR[j] k_j (the general loop's order)
             _lane_sum(ACC, Kf, BERR, s)
@@ -430,10 +489,18 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 ACCM[l] = ok
             else:
                 ACCM[l] = a
-        # rejections (rare), the lists of accepted lanes and of lanes with saves inside
+        # rejections (rare), the lists of accepted lanes and of lanes with saves inside; a
+        # SIMD test first: with every stepping lane accepted and no save inside a step (the
+        # common pass), the accepted lanes are the active ones
+        nrej = 0
+        inside = False
+        for l in range(L):
+            nrej += 1 if ACT[l] and not ACCM[l] else 0
+            inside |= ACCM[l] and (TN[l] - SAVEV[l]) * tdir > 0.0
+        allacc = adaptive and nrej == 0 and not inside
         nacc = 0
         nden = 0
-        for k in range(nact):
+        for k in range(0 if allacc else nact):
             l = idx[k]
             if adaptive:
                 if not ACCM[l]:
@@ -446,16 +513,18 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                     if HABS[l] < dtmin:
                         RC[l] = RC_UNSTABLE if nonfinite else RC_DTMIN
                         ACT[l] = False
+                        clean = False
                     continue
             else:
                 finite = True
                 for i in range(n):
-                    if not np.isfinite(UN[l, i]):
+                    if not np.isfinite(UN[i, l]):
                         finite = False
                         break
                 if not finite:
                     RC[l] = RC_UNSTABLE
                     ACT[l] = False
+                    clean = False
                     ACCM[l] = False
                     _keep_lane(UN, U, K, s - 1, fsal, l, n)
                     continue
@@ -467,8 +536,9 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 nden += 1
         # ---- saves inside accepted steps from the interpolant (erk_solve's dense saves)
         if nden > 0:
-            _dense_saves(f, fb, batched, ps, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf,
-                         HR, ACC, T, H, TN, TS, W, idense, nden, ISAVE, NSAVE, NF, out)
+            _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf,
+                         Yf, HR, ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF,
+                         out, urow, durow)
         # ---- accept: advance the lanes (times, counts, next steps: SIMD over the batch),
         # then states, stops and saves at step ends lane by lane
         for l in range(L):
@@ -493,24 +563,36 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             Klf = Kf[s - 1]
             for k in range(m):
                 K0f[k] = Klf[k]
-        for k in range(nacc):
-            l = iacc[k]
+        # stops, saves at step ends and the end of a lane, lane by lane where a SIMD test
+        # finds any (or the method must evaluate its next first slope)
+        event = not fsal
+        for l in range(L):
+            event |= ACCM[l] and (LAND[l] or SMALL[l] or T[l] == SAVEV[l])
+        if not event:
+            continue
+        lanes = idx if allacc else iacc
+        for k in range(nact if allacc else nacc):
+            l = lanes[k]
             if LAND[l]:
                 ISTOP[l] += 1
                 if ISTOP[l] < nstop:
                     STOPV[l] = stops[ISTOP[l]]
                 else:
                     ACT[l] = False
+                    clean = False
             if SMALL[l] and ACT[l]:
                 RC[l] = RC_DTMIN      # erk_solve's stop on a proposal below dtmin
                 ACT[l] = False
+                clean = False
             if not fsal:
                 K0V[l] = False
+                clean = False
             if ISAVE[l] < nsv and T[l] == savet[ISAVE[l]]:
                 for i in range(n):
-                    out[i0 + l, NSAVE[l], i] = U[l, i]
+                    out[i0 + l, NSAVE[l], i] = U[i, l]
                 NSAVE[l] += 1
                 ISAVE[l] += 1
+                SAVEV[l] = savet[ISAVE[l]] if ISAVE[l] < nsv else np.nan
     for l in range(nl):
         for j in range(NSAVE[l], nsv):
             for i in range(n):

@@ -200,7 +200,8 @@ def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, 
     (:mod:`jitsolve.kernels.cpu.erk_lockstep`: the same results bit for bit, many
     trajectories per thread); ``batch = (make, placeholder)`` supplies the batch form of
     ``f`` for it (``make()`` compiles it, called only from ``BATCH_MIN_TRAJ``
-    trajectories; below, the lockstep kernel calls ``f`` once per lane and stage); without
+    trajectories, None where ``f`` has none; otherwise the lockstep kernel calls ``f``
+    once per lane and stage); without
     ``batch`` every ensemble runs in ``erk_ensemble``.
     """
     tab = tableau_arrays(name)
@@ -220,7 +221,9 @@ def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, 
     if _use_lockstep(N, n, lin, tstops, cb, stops, batch):
         from ...kernels.cpu import erk_lockstep as _els
         make, placeholder = batch
-        fb, batched = (make(), True) if N >= BATCH_MIN_TRAJ else (placeholder, False)
+        fb = make() if N >= BATCH_MIN_TRAJ else None
+        batched = fb is not None
+        fb = fb if batched else placeholder
         call(_els.erk_lockstep, f, fb, batched, u0s, ps, float(t0), tab, ctrl, stops, savet,
              _els.LANES, out, rcs, stats)
         return out, np.asarray(RETCODES)[rcs], stats
