@@ -257,7 +257,8 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     once per path: a first-class call costs about 8 ns (its array arguments are passed
     field by field), an inlined OU drift about 1 ns.  The price is a compile per user
     function and process (the wrapper closes over ``f``, which Numba cannot cache): about
-    0.2-0.3 s, paid only where the batch is large enough to win it back.  ``f=None``
+    0.2-0.3 s ("f_batch"; 0.3-0.5 s for "f_batch_t", whose column views are a second
+    specialisation of ``f``), paid only where the batch is large enough to win it back.  ``f=None``
     gives a placeholder of the same signature (disk-cached, never called).  ``kind``
     "f_batch_t" gives the form with a time per lane and a list of lanes
     (``SIGNATURES["f_batch_t"]``), for adaptive ensembles whose lanes step apart; it
