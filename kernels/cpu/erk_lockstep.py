@@ -9,13 +9,14 @@ not the arithmetic, is the step.  Here a thread takes a batch of ``L`` trajector
 next stop and save pointer and takes its own accept/reject decision, exactly as
 :func:`~jitsolve.kernels.cpu.erk.erk_solve` would, while
 
-- the batch's states are the columns of ``(n, L)`` arrays (entry ``i * L + l``);
 - each stage is evaluated for all the active lanes with *one* call of a batch function
   ``fb`` (``SIGNATURES["f_batch_t"]`` of ``jitsolve.functions``: the user's ``f``
   compiled into a loop over the lanes listed, each at its own time, on column views
   whose addresses the compiler follows, so the user's arithmetic itself runs on SIMD
-  vectors of lanes), or, where the batch form is not worth its compile or ``f`` has
-  none, with one first-class call of ``f`` per lane (on contiguous copies of its column);
+  vectors of lanes: the batch's states are then the columns of ``(n, L)`` arrays), or,
+  where the batch form is not worth its compile or ``f`` has none, with one first-class
+  call of ``f`` per lane (the states are then the rows of ``(L, n)`` arrays, which ``f``
+  takes as they are: copying a column to a row and back around each call cost 30 %);
 - the stage combinations, the new state and the error estimate are SIMD loops over all
   ``L * n`` entries of the batch (the step size replicated per entry);
 - the step control is SIMD loops over the whole batch wherever it is the same for every
@@ -67,23 +68,26 @@ LANES = 64
 
 
 @njit(inline="always", cache=False)
-def _eval(f, fb, batched, DU, U, ps, PB, T, idx, i0, nl, urow, durow):
-    """``DU[:, l] = f(U[:, l], p_l, T[l])`` for the lanes ``l = idx[k]``, ``k < nl``: one
-    call of the batch form ``fb`` (the batch's parameters ``PB`` one column per lane, or
-    one column shared), or one first-class call of ``f`` per lane on contiguous copies
-    (``urow``, ``durow``) with its row of ``ps``."""
+def _eval(f, fb, batched, DU, U, ps, PB, T, idx, i0, nl):
+    """``f(U_l, p_l, T[l])`` into ``DU_l`` for the lanes ``l = idx[k]``, ``k < nl``: one
+    call of the batch form ``fb`` on the columns (the batch's parameters ``PB`` one column
+    per lane, or one column shared), or one first-class call of ``f`` per lane on the rows
+    with its row of ``ps`` (the batch's layout follows ``batched``: see
+    :func:`_lockstep_batch`)."""
     if batched:
         fb(DU, U, PB, T, idx, nl)
     else:
         one = ps.shape[0] == 1
-        n = U.shape[0]
         for k in range(nl):
             l = idx[k]
-            for i in range(n):
-                urow[i] = U[i, l]
-            f(durow, urow, ps[0] if one else ps[i0 + l], T[l])
-            for i in range(n):
-                DU[i, l] = durow[i]
+            f(DU[l], U[l], ps[0] if one else ps[i0 + l], T[l])
+
+
+@njit(inline="always", cache=False)
+def _e(i, l, si, sl):
+    """Flat index of component ``i`` of lane ``l`` in a batch array (``si, sl``: ``L, 1``
+    with the states in columns, ``1, n`` in rows)."""
+    return i * si + l * sl
 
 
 @njit(inline="always", cache=False)
@@ -156,23 +160,24 @@ def _combine_lanes(out, u, kf, coef, nst, hr, acc):
 
 
 @njit(inline="always", cache=False)
-def _keep_lane(UN, U, K, last, fsal, l, n):
+def _keep_lane(UNf, Uf, Kf, last, fsal, l, n, si, sl):
     """A lane that does not accept its step keeps its state and first slope through the
-    batch-wide copies ``U = UN`` (and ``K[0] = K[last]``) that accept the others."""
+    batch-wide copies ``U = UN`` (and ``K[0] = K[last]``) that accept the others (flat
+    views, entries :func:`_e`)."""
     for i in range(n):
-        UN[i, l] = U[i, l]
-    if fsal:
-        for i in range(n):
-            K[last, i, l] = K[0, i, l]
+        e = _e(i, l, si, sl)
+        UNf[e] = Uf[e]
+        if fsal:
+            Kf[last, e] = Kf[0, e]
 
 
 @njit(cache=False, error_model="numpy")
-def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n):
+def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n, cols):
     """``ERR[l]`` = the error norm of lane ``l`` (:func:`~.stepcontrol.error_norm_at` of the
     estimate ``HR * ACC`` against ``U``, ``UN``), for every lane of the batch, as SIMD loops:
     the weighted squares over all ``L * n`` entries (``ATOL``, ``RTOL`` replicated per lane,
     like ``HR``; written into ``W2``), then each lane's sum in component order (entry
-    ``i * L + l``: one state per column) and its square root.  The same arithmetic in the same order as ``error_norm_at``: the same bits.
+    ``i * L + l`` with the states in columns, ``l * n + i`` in rows) and its square root.  The same arithmetic in the same order as ``error_norm_at``: the same bits.
     (2026-12-02: the per-lane scalar norm was a fifth of the lockstep kernel's time.)"""
     m = L * n
     for k in range(m):
@@ -180,9 +185,14 @@ def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n):
         W2[k] = weighted_square(HR[k] * ACC[k], sc)
     for l in range(L):
         ERR[l] = 0.0
-    for i in range(n):
-        for l in range(L):
-            ERR[l] += W2[i * L + l]
+    if cols:
+        for i in range(n):
+            for l in range(L):
+                ERR[l] += W2[i * L + l]
+    else:
+        for i in range(n):
+            for l in range(L):
+                ERR[l] += W2[l * n + i]
     dn = max(n, 1)
     for l in range(L):
         ERR[l] = np.sqrt(ERR[l] / dn)
@@ -190,8 +200,7 @@ def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n):
 
 @njit(cache=False)
 def _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf, HR,
-                 ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF, out, urow,
-                 durow):
+                 ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF, out, si, sl):
     """The saves strictly inside the accepted step of each lane ``idense[k]``, ``k < nden``
     (``U`` still the state before the step, ``K`` its stages): the method's interpolant
     ``u + h sum_i b_i(theta) k_i`` with ``erk.dense_eval``'s arithmetic (Hairer, Nørsett,
@@ -208,7 +217,7 @@ def _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf
         for k in range(nden):
             l = idense[k]
             TS[l] = T[l] + cr * H[l]
-        _eval(f, fb, batched, K[s + r], Y, ps, PB, TS, idense, i0, nden, urow, durow)
+        _eval(f, fb, batched, K[s + r], Y, ps, PB, TS, idense, i0, nden)
     for k in range(nden):
         l = idense[k]
         NF[l] += CX.size
@@ -221,8 +230,8 @@ def _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf
             for i in range(n):
                 acc = 0.0
                 for j in range(sd):
-                    acc += W[j] * K[j, i, l]
-                out[i0 + l, row, i] = U[i, l] + h * acc
+                    acc += W[j] * Kf[j, _e(i, l, si, sl)]
+                out[i0 + l, row, i] = Uf[_e(i, l, si, sl)] + h * acc
             NSAVE[l] += 1
             ISAVE[l] += 1
         SAVEV[l] = savet[ISAVE[l]] if ISAVE[l] < nsv else np.nan
@@ -246,18 +255,21 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     t1 = stops[-1]
     tdir = 1.0 if t1 >= t0 else -1.0
 
-    # one state per column (entry i * L + l): the batch form of f runs on SIMD vectors of
-    # lanes (functions._batch_t_of), and the error norm's sums over components too
-    U = np.zeros((n, L))
-    UN = np.zeros((n, L))
-    Y = np.zeros((n, L))
-    E = np.zeros((n, L))
-    K = np.zeros((ns, n, L))
+    # with the batch form of f, one state per column (entry i * L + l): fb runs the user's
+    # arithmetic on SIMD vectors of lanes (functions._batch_t_of); with calls of f per
+    # lane, one state per row (entry l * n + i), which f takes as it is
+    cols = batched
+    si, sl = (L, 1) if cols else (1, n)
+    U = np.zeros((n, L)) if cols else np.zeros((L, n))
+    UN = np.zeros((n, L)) if cols else np.zeros((L, n))
+    Y = np.zeros((n, L)) if cols else np.zeros((L, n))
+    E = np.zeros((n, L)) if cols else np.zeros((L, n))
+    K = np.zeros((ns, n, L)) if cols else np.zeros((ns, L, n))
     # the batch's parameters, one column per lane (one column when shared)
     one = ps.shape[0] == 1
     npar = ps.shape[1]
     PB = np.zeros((npar, 1 if one else L))
-    urow = np.zeros(n)      # contiguous copies of one lane's columns
+    urow = np.zeros(n)      # contiguous copies of one lane's state (initial step)
     durow = np.zeros(n)
     krow = np.zeros(n)
     erow = np.zeros(n)
@@ -325,8 +337,8 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     ATOLF, RTOLF = borrow(ATOLF), borrow(RTOLF)
     for i in range(n):
         for l in range(L):
-            ATOLF[i * L + l] = atol[i]
-            RTOLF[i * L + l] = rtol[i]
+            ATOLF[_e(i, l, si, sl)] = atol[i]
+            RTOLF[_e(i, l, si, sl)] = rtol[i]
     for j in range(npar):
         if one:
             PB[j, 0] = ps[0, j]
@@ -340,22 +352,22 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     save0 = nsv > 0 and savet[0] == t0
     for l in range(nl):
         for i in range(n):
-            U[i, l] = u0s[i0 + l, i]
+            Uf[_e(i, l, si, sl)] = u0s[i0 + l, i]
         T[l] = t0
         if save0:
             for i in range(n):
-                out[i0 + l, 0, i] = U[i, l]
+                out[i0 + l, 0, i] = u0s[i0 + l, i]
             NSAVE[l] = 1
             ISAVE[l] = 1
         SAVEV[l] = savet[ISAVE[l]] if ISAVE[l] < nsv else np.nan
         idx[l] = l
-    _eval(f, fb, batched, K[0], U, ps, PB, T, idx, i0, nl, urow, durow)
+    _eval(f, fb, batched, K[0], U, ps, PB, T, idx, i0, nl)
     na = 0
     for l in range(nl):
         NF[l] = 1
         finite = True
         for i in range(n):
-            if not np.isfinite(K[0, i, l]):
+            if not np.isfinite(Kf[0, _e(i, l, si, sl)]):
                 finite = False
                 break
         if finite:
@@ -372,21 +384,21 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         for k in range(na):
             l = idx[k]
             for i in range(n):
-                urow[i] = U[i, l]
-                krow[i] = K[0, i, l]
+                urow[i] = Uf[_e(i, l, si, sl)]
+                krow[i] = Kf[0, _e(i, l, si, sl)]
             h0, d1 = initial_dt_probe(urow, krow, tdir, atol, rtol, dtmax, durow)
             for i in range(n):
-                Y[i, l] = durow[i]
+                Yf[_e(i, l, si, sl)] = durow[i]
             HABS[l] = h0
             D1[l] = d1
             TS[l] = T[l] + tdir * h0
-        _eval(f, fb, batched, E, Y, ps, PB, TS, idx, i0, na, urow, durow)
+        _eval(f, fb, batched, E, Y, ps, PB, TS, idx, i0, na)
         for k in range(na):
             l = idx[k]
             for i in range(n):
-                urow[i] = U[i, l]
-                krow[i] = K[0, i, l]
-                erow[i] = E[i, l]
+                urow[i] = Uf[_e(i, l, si, sl)]
+                krow[i] = Kf[0, _e(i, l, si, sl)]
+                erow[i] = Ef[_e(i, l, si, sl)]
             HABS[l] = max(initial_dt_finish(urow, krow, erow, HABS[l], D1[l], q - 1, atol,
                                             rtol, dtmax, durow), dtmin)   # as erk_solve
             NF[l] += 1
@@ -444,23 +456,28 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             HSTEP[l] = hstep
             H[l] = tdir * hstep
             LAND[l] = land
-        for i in range(n):
+        if cols:
+            for i in range(n):
+                for l in range(L):
+                    HR[i * L + l] = H[l]
+        else:
             for l in range(L):
-                HR[i * L + l] = H[l]
+                for i in range(n):
+                    HR[l * n + i] = H[l]
         # ---- one RK step of every active lane (erk.rk_step, vectorised over the lanes)
         if n0 > 0:
-            _eval(f, fb, batched, K[0], U, ps, PB, T, idx0, i0, n0, urow, durow)
+            _eval(f, fb, batched, K[0], U, ps, PB, T, idx0, i0, n0)
         for i in range(1, last):
             _combine_lanes(Yf, Uf, Kf, A[i], i, HR, ACC)
             ci = C[i]
             for l in range(L):
                 TS[l] = T[l] + ci * H[l]
-            _eval(f, fb, batched, K[i], Y, ps, PB, TS, idx, i0, nact, urow, durow)
+            _eval(f, fb, batched, K[i], Y, ps, PB, TS, idx, i0, nact)
         _combine_lanes(UNf, Uf, Kf, B, last, HR, ACC)
         if fsal:
             for l in range(L):
                 TS[l] = T[l] + H[l]
-            _eval(f, fb, batched, K[s - 1], UN, ps, PB, TS, idx, i0, nact, urow, durow)
+            _eval(f, fb, batched, K[s - 1], UN, ps, PB, TS, idx, i0, nact)
         if adaptive:
             # error estimate h * sum_j BERR[j] k_j (the general loop's order)
             _lane_sum(ACC, Kf, BERR, s)
@@ -468,7 +485,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         # ---- step control per lane (erk_solve's accept/reject)
         if adaptive:
             # every lane's error norm in SIMD loops (E holds the weighted squares)
-            _lane_errors(ERR, Ef, HR, ACC, Uf, UNf, ATOLF, RTOLF, L, n)
+            _lane_errors(ERR, Ef, HR, ACC, Uf, UNf, ATOLF, RTOLF, L, n, cols)
             # the PI factors of all lanes in one SIMD loop (the controller is branch-free);
             # only the lanes that accept below use theirs: erk_solve's values, bit for bit
             for l in range(L):
@@ -504,7 +521,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             l = idx[k]
             if adaptive:
                 if not ACCM[l]:
-                    _keep_lane(UN, U, K, s - 1, fsal, l, n)
+                    _keep_lane(UNf, Uf, Kf, s - 1, fsal, l, n, si, sl)
                     err = ERR[l]
                     NREJ[l] += 1
                     nonfinite = not (err < np.inf)
@@ -518,7 +535,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
             else:
                 finite = True
                 for i in range(n):
-                    if not np.isfinite(UN[i, l]):
+                    if not np.isfinite(UNf[_e(i, l, si, sl)]):
                         finite = False
                         break
                 if not finite:
@@ -526,7 +543,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                     ACT[l] = False
                     clean = False
                     ACCM[l] = False
-                    _keep_lane(UN, U, K, s - 1, fsal, l, n)
+                    _keep_lane(UNf, Uf, Kf, s - 1, fsal, l, n, si, sl)
                     continue
             iacc[nacc] = l
             nacc += 1
@@ -538,7 +555,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         if nden > 0:
             _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf,
                          Yf, HR, ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF,
-                         out, urow, durow)
+                         out, si, sl)
         # ---- accept: advance the lanes (times, counts, next steps: SIMD over the batch),
         # then states, stops and saves at step ends lane by lane
         for l in range(L):
@@ -589,7 +606,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 clean = False
             if ISAVE[l] < nsv and T[l] == savet[ISAVE[l]]:
                 for i in range(n):
-                    out[i0 + l, NSAVE[l], i] = U[i, l]
+                    out[i0 + l, NSAVE[l], i] = Uf[_e(i, l, si, sl)]
                 NSAVE[l] += 1
                 ISAVE[l] += 1
                 SAVEV[l] = savet[ISAVE[l]] if ISAVE[l] < nsv else np.nan
