@@ -210,3 +210,17 @@ def test_batch_form_of_a_fixed_signature_dispatcher(monkeypatch):
     prob = js.ODEProblem(fixed, np.array([1.0, 0.0, 0.0]), (0.0, 1.0), p=np.array([28.0]))
     _check(monkeypatch, js.EnsembleProblem(prob, ps=ps), js.Tsit5(), N, saveat=[0.0, 1.0],
            rtol=1e-7, atol=1e-7)
+
+
+def forced_decay(du, u, p, t):    # no parameters: the batch's parameter block is empty
+    du[0] = -u[0] + np.sin(t)
+    du[1] = -2.0 * u[1]
+
+
+def test_problem_without_parameters(monkeypatch):
+    N = 100
+    u0s = np.random.default_rng(7).uniform(0.5, 2.0, (N, 2))
+    prob = js.ODEProblem(forced_decay, np.array([1.0, 1.0]), (0.0, 3.0))
+    ref = _check(monkeypatch, js.EnsembleProblem(prob, u0s=u0s), js.Tsit5(), N,
+                 saveat=[0.0, 1.3, 3.0], rtol=1e-7, atol=1e-9)
+    assert np.abs(ref.u[:, -1, 1] - u0s[:, 1] * np.exp(-6.0)).max() < 1e-8
