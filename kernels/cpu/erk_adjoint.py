@@ -523,13 +523,12 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
         p = ps[k]
         rhs = (f, p, lin, plin, haslin, np.empty(n))
         cbk = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], p)
-        if interpolate:
-            # dense=True keeps the state before each step (the saves are unchanged)
-            res = erk_solve_inner(rhs, u0s[k], t0, tab, ctrl, stops, (False, t_data, True), cbk,
-                                  m + 1)
-        else:
-            res = erk_solve_inner(rhs, u0s[k], t0, tab, ctrl, stops, (True, empty, False), cbk,
-                                  64)
+        # interpolate: save at t_data, dense=True keeps the state before each step (the
+        # saves are unchanged); else every step.  One call with run-time flags: literal
+        # ones compiled the loop twice (~4 s of a cold compile)
+        save = (not interpolate, t_data if interpolate else empty, interpolate)
+        res = erk_solve_inner(rhs, u0s[k], t0, tab, ctrl, stops, save, cbk,
+                              m + 1 if interpolate else 64)
         ts = res[0]
         us = res[1]
         nsave = res[2]
