@@ -258,14 +258,15 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     field by field), an inlined OU drift about 1 ns.  The price is a compile per user
     function and process (the wrapper closes over ``f``, which Numba cannot cache): about
     0.2-0.3 s ("f_batch"; 0.3-0.5 s for "f_batch_t", whose column views are a second
-    specialisation of ``f``), paid only where the batch is large enough to win it back.  ``f=None``
-    gives a placeholder of the same signature (disk-cached, never called).  ``kind``
+    specialisation of ``f``), paid only where the batch is large enough to win it back.
+    ``f=None`` gives a placeholder of the same signature (disk-cached, never called).  ``kind``
     "f_batch_t" gives the form with a time per lane and a list of lanes
     (``SIGNATURES["f_batch_t"]``), for adaptive ensembles whose lanes step apart; it
     hands ``f`` strided column views, so a function Numba cannot compile for those (one
     that reshapes its arguments, or a dispatcher with fixed signatures that cannot be
-    recompiled from Python) raises :class:`~jitsolve.errors.CompileError`, and the callers
-    call ``f`` lane by lane instead.
+    recompiled from Python) raises :class:`~jitsolve.errors.CompileError` (once per
+    function and process: the failure is remembered), and the callers call ``f`` lane by
+    lane instead.
     """
     wrap, placeholder, nargs = _BATCH_KINDS[kind]
     if f is None:
@@ -273,6 +274,8 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
     key = (id(f), kind)
     hit = _CFUNC_CACHE.get(key)
     if hit is not None and hit[0] is f:
+        if isinstance(hit[1], CompileError):
+            raise hit[1]
         return hit[1]
     numba = _numba()
     from .kernels.cpu.cfuncptr import as_pointer
@@ -291,9 +294,11 @@ def compile_batch_cfunc(f, argname, kind="f_batch"):
             cf = as_pointer(numba.cfunc(SIGNATURES[kind], error_model="numpy")(wrap(fj)))
     except Exception as exc:  # numba's TypingError, UnsupportedError, LoweringError...
         first = str(exc).strip().splitlines()
-        raise CompileError(f"{argname}: Numba could not compile the {kind} form of "
-                           f"{_describe(f)} ({first[0] if first else type(exc).__name__})"
-                           ) from exc
+        err = CompileError(f"{argname}: Numba could not compile the {kind} form of "
+                           f"{_describe(f)} ({first[0] if first else type(exc).__name__})")
+        err.__cause__ = exc
+        _CFUNC_CACHE[key] = (f, err)        # not tried again for this function
+        raise err from exc
     _log.debug("%s %r as %s: compiled in %.3f s", argname, _describe(f), kind,
                time.perf_counter() - t0)
     _CFUNC_CACHE[key] = (f, cf)

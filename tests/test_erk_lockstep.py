@@ -184,8 +184,11 @@ def reshaping(du, u, p, t):       # reshape needs a contiguous u: no column-view
 def test_batch_form_falls_back_to_calls_per_lane(monkeypatch):
     from jitsolve.errors import CompileError
     from jitsolve.functions import compile_batch_cfunc
-    with pytest.raises(CompileError, match="f_batch_t form"):
+    with pytest.raises(CompileError, match="f_batch_t form") as first:
         compile_batch_cfunc(reshaping, "f", "f_batch_t")
+    with pytest.raises(CompileError) as again:      # remembered, not compiled again
+        compile_batch_cfunc(reshaping, "f", "f_batch_t")
+    assert again.value is first.value
     N = 70
     ps = np.linspace(0.5, 2.0, N)[:, None]
     prob = js.ODEProblem(reshaping, np.array([1.0, 0.0]), (0.0, 3.0), p=np.array([1.0]))

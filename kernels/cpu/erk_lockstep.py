@@ -177,7 +177,8 @@ def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n, cols):
     estimate ``HR * ACC`` against ``U``, ``UN``), for every lane of the batch, as SIMD loops:
     the weighted squares over all ``L * n`` entries (``ATOL``, ``RTOL`` replicated per lane,
     like ``HR``; written into ``W2``), then each lane's sum in component order (entry
-    ``i * L + l`` with the states in columns, ``l * n + i`` in rows) and its square root.  The same arithmetic in the same order as ``error_norm_at``: the same bits.
+    ``i * L + l`` with the states in columns, ``l * n + i`` in rows) and its square root.
+    The same arithmetic in the same order as ``error_norm_at``: the same bits.
     (2026-12-02: the per-lane scalar norm was a fifth of the lockstep kernel's time.)"""
     m = L * n
     for k in range(m):
@@ -310,12 +311,13 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     idense = np.zeros(L, np.int64)
     # the loop works on borrowed references (.borrow: no reference counting per use in the
     # inlined lane helpers); ``owners`` keeps the allocations live to the end
-    owners = (U, UN, Y, E, K, PB, urow, durow, krow, erow, HR, ACC, T, TS, H, HSTEP, HABS, EPREV, D1, LAND, AREJ, K0V, ACT,
-              ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC, TN, FAC, ERR, W, idx, idx0, iacc,
-              idense, ATOLF, RTOLF, STOPV, SAVEV, ACCM, SMALL)
+    owners = (U, UN, Y, E, K, PB, urow, durow, krow, erow, HR, ACC, T, TS, H, HSTEP, HABS,
+              EPREV, D1, LAND, AREJ, K0V, ACT, ISTOP, ISAVE, NSAVE, NITER, NF, NACC, NREJ, RC,
+              TN, FAC, ERR, W, idx, idx0, iacc, idense, ATOLF, RTOLF, STOPV, SAVEV, ACCM, SMALL)
     U, UN, Y, E, K, HR, ACC = (borrow(U), borrow(UN), borrow(Y), borrow(E), borrow(K),
                                borrow(HR), borrow(ACC))
-    PB, urow, durow, krow, erow = borrow(PB), borrow(urow), borrow(durow), borrow(krow), borrow(erow)
+    PB, urow, durow = borrow(PB), borrow(urow), borrow(durow)
+    krow, erow = borrow(krow), borrow(erow)
     T, TS, H, HSTEP, HABS, EPREV, D1 = (borrow(T), borrow(TS), borrow(H), borrow(HSTEP),
                                         borrow(HABS), borrow(EPREV), borrow(D1))
     LAND, AREJ, K0V, ACT, ACCM = borrow(LAND), borrow(AREJ), borrow(K0V), borrow(ACT), borrow(ACCM)
@@ -380,7 +382,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
     while istop0 < nstop and stops[istop0] * tdir <= t0 * tdir:
         istop0 += 1
     if adaptive and not dt > 0.0:
-        # (on contiguous copies of the lanes' columns)
+        # (on contiguous copies of each lane's state)
         for k in range(na):
             l = idx[k]
             for i in range(n):
