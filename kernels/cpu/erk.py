@@ -727,10 +727,9 @@ def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb,
         res = erk_solve_inner(rhs, u0s[i], t0, tab, ctrl, stops, (False, savet, False), cbi, nsv)
         put_trajectory(out, i, res[1], res[2])
         retcodes[i] = res[12]
-        st = res[11]
-        # a loop: a row assignment compiles NumPy's shape-mismatch message (~1.8 s cold)
-        for j in range(st.size):
-            stats[i, j] = st[j]
+        # put_row: ``stats[i] = res[11]`` would compile NumPy's shape-mismatch message
+        # (~1.8 s of a cold compile)
+        put_row(stats, i, res[11])
 
 
 # Uncached twins for compiled callers: a cached function compiled while a callee taking

@@ -200,10 +200,10 @@ def _lane_errors(ERR, W2, HR, ACC, U, UN, ATOL, RTOL, L, n, cols):
 
 
 @njit(cache=False)
-def _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf, Yf, HR,
-                 ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF, out, si, sl):
+def _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, Y, K, Kf, Uf, Yf, HR, ACC, T,
+                 H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF, out, si, sl):
     """The saves strictly inside the accepted step of each lane ``idense[k]``, ``k < nden``
-    (``U`` still the state before the step, ``K`` its stages): the method's interpolant
+    (``Uf`` still the state before the step, ``K`` its stages): the method's interpolant
     ``u + h sum_i b_i(theta) k_i`` with ``erk.dense_eval``'s arithmetic (Hairer, Nørsett,
     Wanner I, II.6).  The extra stages of an interpolant that needs them (Verner) are
     computed for these lanes only, vectorised over the batch as the step's stages are, and
@@ -555,9 +555,9 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
                 nden += 1
         # ---- saves inside accepted steps from the interpolant (erk_solve's dense saves)
         if nden > 0:
-            _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, m, U, Y, K, Kf, Uf,
-                         Yf, HR, ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF,
-                         out, si, sl)
+            _dense_saves(f, fb, batched, ps, PB, tab, savet, tdir, i0, n, Y, K, Kf, Uf, Yf,
+                         HR, ACC, T, H, TN, TS, W, idense, nden, ISAVE, SAVEV, NSAVE, NF, out,
+                         si, sl)
         # ---- accept: advance the lanes (times, counts, next steps: SIMD over the batch),
         # then states, stops and saves at step ends lane by lane
         for l in range(L):

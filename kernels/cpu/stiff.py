@@ -465,7 +465,6 @@ def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, cb, out, 
                                 trajectory_callbacks(cb, ps[i]), nsv + 1)
         put_trajectory(out, i, res[1], res[2])
         retcodes[i] = res[12]
-        st = res[11]
-        # a loop: a row assignment compiles NumPy's shape-mismatch message (~1.8 s cold)
-        for j in range(st.size):
-            stats[i, j] = st[j]
+        # put_row: ``stats[i] = res[11]`` would compile NumPy's shape-mismatch message
+        # (~1.8 s of a cold compile)
+        put_row(stats, i, res[11])

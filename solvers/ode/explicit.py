@@ -202,8 +202,7 @@ def solve_erk_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, 
     trajectories per thread); ``batch = (make, placeholder)`` supplies the batch form of
     ``f`` for it (``make()`` compiles it, called only from ``BATCH_MIN_TRAJ``
     trajectories, None where ``f`` has none; otherwise the lockstep kernel calls ``f``
-    once per lane and stage); without
-    ``batch`` every ensemble runs in ``erk_ensemble``.
+    once per lane and stage); without ``batch`` every ensemble runs in ``erk_ensemble``.
     """
     tab = tableau_arrays(name)
     # writeable C copies where needed: a read-only row (a broadcast p, a frozen user
