@@ -354,12 +354,26 @@ class Multigrid(_CachedPreconditioner):
     coarse_size : int
         Coarsen until a level has at most this many cells (then dense LU).
     coarse_kappa : {"geometric", "arithmetic", "harmonic"}
-        How ``kappa`` is averaged over the ``2^d`` children.
+        How ``kappa`` is averaged over the ``2^d`` children (rediscretised levels).
+    coarse : {"rediscretised", "galerkin"}
+        Coarse operators rediscretised on each coarse grid (the default: no setup
+        beyond restricting ``kappa``), or the Galerkin products ``R A P`` of the cycle's
+        own transfers, assembled once as sparse matrices (27-point in 3-D) and smoothed
+        by lexicographic Gauss-Seidel (forward before, backward after the coarse
+        correction).  Galerkin levels follow jumping coefficients that averaging
+        ``kappa`` blurs: on a 32^3 checkerboard of 8^3 blocks with kappa 1 : 1000, 40 CG
+        iterations against 198 to rtol 1e-10 (V(1,1)).
+    smoother : {"rbgs", "jacobi"}
+        Red-black Gauss-Seidel (the default) or damped Jacobi.
+    omega : float, optional
+        Jacobi damping in (0, 2); ``2d / (2d + 1)`` for a ``d``-dimensional grid by
+        default (the smoothing-optimal value for the Laplacian).
 
     References
     ----------
-    Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), ch. 2, 4, sec. 5.7;
-    Briggs, Henson, McCormick, *A Multigrid Tutorial* (2000).
+    Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), ch. 2, 4, sec. 5.7 (sec.
+    2.7.2 and A.3.4: Galerkin coarse operators); Briggs, Henson, McCormick, *A Multigrid
+    Tutorial* (2000).
 
     Examples
     --------
@@ -381,13 +395,18 @@ class Multigrid(_CachedPreconditioner):
     1024^2) a cycle takes about the time of 14 stencil applies, not 5-6.  A W-cycle
     visits every coarse level twice.  Setup: three arrays per level (``u``, ``f``,
     ``r``: 3 x 4/3 vectors in 2D), ``kappa`` restricted per level, the coarsest
-    matrix assembled and factorised.
+    matrix assembled and factorised.  ``coarse="galerkin"``: the fine matrix assembled
+    and the sparse products ``R A P`` formed once (SciPy; about 0.6 s at 1024^2, 5 s
+    at 128^3), the coarse levels then smoothed serially on those matrices (9 and 27
+    points per row in 2-D and 3-D at the second level, more further down).
+    ``smoother="jacobi"``: one residual pass and one update pass per sweep, each
+    level's diagonal taken from its assembled matrix at setup.
     """
 
     reference = "Trottenberg, Oosterlee, Schüller, Multigrid (2001)"
 
     def __init__(self, cycle="V", presmooth=1, postsmooth=1, coarse_size=64,
-                 coarse_kappa="geometric"):
+                 coarse_kappa="geometric", coarse="rediscretised", smoother="rbgs", omega=None):
         if cycle not in ("V", "W"):
             raise InvalidProblemError(f"cycle: expected 'V' or 'W', got {cycle!r}")
         for name, v in (("presmooth", presmooth), ("postsmooth", postsmooth)):
@@ -398,11 +417,26 @@ class Multigrid(_CachedPreconditioner):
         if coarse_kappa not in ("geometric", "arithmetic", "harmonic"):
             raise InvalidProblemError(
                 f"coarse_kappa: expected 'geometric', 'arithmetic' or 'harmonic', got {coarse_kappa!r}")
+        if coarse not in ("rediscretised", "galerkin"):
+            raise InvalidProblemError(
+                f"coarse: expected 'rediscretised' or 'galerkin', got {coarse!r}")
+        if smoother not in ("rbgs", "jacobi"):
+            raise InvalidProblemError(f"smoother: expected 'rbgs' or 'jacobi', got {smoother!r}")
+        if omega is not None:
+            if (isinstance(omega, bool) or not isinstance(omega, numbers.Real)
+                    or not 0.0 < float(omega) < 2.0):
+                raise InvalidProblemError(f"omega: expected a number in (0, 2), got {omega!r}")
+            if smoother != "jacobi":
+                raise InvalidProblemError("omega: only the Jacobi smoother takes a damping "
+                                          "(smoother='jacobi')")
         self.cycle = cycle
         self.presmooth = int(presmooth)
         self.postsmooth = int(postsmooth)
         self.coarse_size = int(coarse_size)
         self.coarse_kappa = coarse_kappa
+        self.coarse = coarse
+        self.smoother = smoother
+        self.omega = None if omega is None else float(omega)
 
     def _build(self, A, dtype, matvec):
         from .solvers.linear.precond import GeometricMultigrid
@@ -421,7 +455,8 @@ class Multigrid(_CachedPreconditioner):
         return GeometricMultigrid(shape3, leaf._c, leaf._per, leaf._sgn, s, kappa,
                                   cycle=self.cycle, presmooth=self.presmooth,
                                   postsmooth=self.postsmooth, coarse_size=self.coarse_size,
-                                  coarse_kappa=self.coarse_kappa, dtype=dtype)
+                                  coarse_kappa=self.coarse_kappa, coarse=self.coarse,
+                                  smoother=self.smoother, omega=self.omega, dtype=dtype)
 
 
 class AMG(_CachedPreconditioner):

@@ -34,6 +34,12 @@ Kernels
     V- and W-cycles are symmetric operators (positive definite for SPD levels), so they
     can precondition CG.
 
+``csr_gauss_seidel``
+    one Gauss-Seidel sweep on a CSR matrix (rows forward or backward), the smoother of
+    Galerkin coarse levels, whose 27-point (3-D) stencils have no red-black colouring.
+``interpolation_taps``
+    the one-axis taps of ``prolong_add`` (the Galerkin setup builds ``P`` from them).
+
 ``act[a]`` is 1 for axes that are coarsened (n -> n/2) and 0 for padded axes.  Rows are
 distributed over threads and every output row is written by one thread, so results are
 independent of the schedule.
@@ -54,7 +60,7 @@ from .stencil import _harm, _hi, _lo
 __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_diffusion",
            "prolong_add", "restrict_fw", "rsub", "gs_sweep_laplacian", "gs_sweep_laplacian_serial",
            "residual_laplacian_fast", "residual_laplacian_serial", "restrict_fw_serial",
-           "prolong_add_serial"]
+           "prolong_add_serial", "interpolation_taps", "csr_gauss_seidel"]
 
 
 @njit(parallel=True, cache=True)
@@ -322,6 +328,21 @@ def _ptaps(j, nc, act, per, glo, ghi):
     if per:
         return I, 0.75, 0, 0.25
     return I, 0.75 + 0.25 * ghi, I, 0.0
+
+
+@njit(cache=True)
+def interpolation_taps(nc, act, per, glo, ghi):
+    """The taps of :func:`prolong_add` along one axis with ``nc`` coarse cells, as arrays
+    ``(I, wI, N, wN)`` over the ``2 nc`` fine cells (``nc`` cells and unit weights when
+    the axis is not coarsened): ``P`` is the Kronecker product of these."""
+    nf = 2 * nc if act else nc
+    I = np.empty(nf, dtype=np.int64)
+    N = np.empty(nf, dtype=np.int64)
+    wI = np.empty(nf)
+    wN = np.empty(nf)
+    for j in range(nf):
+        I[j], wI[j], N[j], wN[j] = _ptaps(j, nc, act, per, glo, ghi)
+    return I, wI, N, wN
 
 
 @njit(inline="always", cache=True)
@@ -617,3 +638,23 @@ residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_p
 residual_laplacian_serial = njit(cache=True)(_named(_residual_lap_py, "residual_laplacian_serial"))
 restrict_fw_serial = njit(cache=True)(_named(restrict_fw.py_func, "restrict_fw_serial"))
 prolong_add_serial = njit(cache=True)(_named(prolong_add.py_func, "prolong_add_serial"))
+
+
+@njit(cache=True)
+def csr_gauss_seidel(indptr, indices, data, x, b, forward):
+    """One Gauss-Seidel sweep for ``A x = b`` in place, ``A`` in CSR form: rows in order
+    (``forward``) or in reverse.  A forward sweep before the coarse correction and a
+    backward one after it keep a multigrid cycle symmetric (Saad 2003, sec. 4.1; Trottenberg
+    et al. 2001, sec. 2.9)."""
+    n = x.size
+    for ii in range(n):
+        i = ii if forward else n - 1 - ii
+        s = b[i]
+        d = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if j == i:
+                d += data[k]
+            else:
+                s -= data[k] * x[j]
+        x[i] = s / d
