@@ -206,3 +206,19 @@ def test_repr_names_the_options():
     M = js.Multigrid(coarse="galerkin", smoother="jacobi", omega=0.7).setup(-js.Laplacian(g))
     assert "galerkin" in repr(M) and "jacobi" in repr(M)
     assert M.omega == 0.7
+
+
+@pytest.mark.parametrize("kw", [dict(coarse="galerkin"), dict(smoother="jacobi"),
+                                dict(coarse="galerkin", smoother="jacobi")])
+def test_single_precision(kw):
+    """float32 vectors: the CSR sweeps and the Jacobi update keep the working dtype."""
+    g = js.Grid((32, 32, 16))
+    A = -js.Diffusion(g, _checkerboard(g, 4, hi=10.0))
+    b = np.ones(g.shape, dtype=np.float32)
+    sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid(**kw)), rtol=1e-5)
+    assert sol.retcode == js.ReturnCode.Success and sol.u.dtype == np.float32
+    ref = js.solve(js.LinearProblem(A, b.astype(np.float64)), js.CG(js.Multigrid(**kw)),
+                   rtol=1e-5)
+    assert sol.iters <= ref.iters + 2 <= 18, (sol.iters, ref.iters)
+    r = b.astype(np.float64) - A.apply(sol.u.astype(np.float64))
+    assert np.linalg.norm(r) <= 2e-5 * np.linalg.norm(b)

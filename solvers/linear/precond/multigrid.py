@@ -8,12 +8,13 @@ boundary conditions are kept, and a coefficient field is restricted by the geome
 of the ``2^d`` children (the effective conductivity of a two-phase checkerboard;
 arithmetic or harmonic means are available).  Or Galerkin (``coarse="galerkin"``):
 ``A_{l+1} = R A_l P`` with the cycle's own transfers, assembled once (CSR; 27-point
-stencils in 3-D) and smoothed by lexicographic Gauss-Seidel, forward before and backward
-after the coarse correction.  The Galerkin operators see through coefficient jumps that a
-rediscretised coarse grid averages away (a 32^3 checkerboard of 8^3 blocks, 1 : 1000:
-40 CG iterations against 198), at the price of their setup and storage.  ``smoother="jacobi"`` replaces
-Gauss-Seidel by damped Jacobi (``omega = 2d / (2d + 1)`` by default), the smoother of
-choice where the sweeps must be data-parallel.  Transfers are cell-centred linear interpolation and its
+stencils in 3-D) and smoothed by lexicographic Gauss-Seidel, forward before and
+backward after the coarse correction.  The Galerkin operators see through coefficient
+jumps that a rediscretised coarse grid averages away (a 32^3 checkerboard of 8^3
+blocks, 1 : 1000: 40 CG iterations against 198), at the price of their setup and
+storage.  ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi (``omega =
+2d / (2d + 1)`` by default), the smoother of choice where the sweeps must be
+data-parallel.  Transfers are cell-centred linear interpolation and its
 transpose (full weighting); smoothing is red-black Gauss-Seidel, red->black before the
 coarse correction and black->red after, so the V- and W-cycles are symmetric and, for
 an SPD operator, positive definite: a valid CG preconditioner.  The coarsest level is
@@ -159,6 +160,7 @@ class GeometricMultigrid:
             raise ValueError(f"smoother: expected 'rbgs' or 'jacobi', got {smoother!r}")
         self.galerkin = coarse == "galerkin"
         self.smoother = smoother
+        self.omega = None
         self.gamma = 1 if cycle == "V" else 2
         self.pre, self.post = int(presmooth), int(postsmooth)
         self.scale = float(scale)
