@@ -16,23 +16,7 @@ from jitsolve.errors import InvalidProblemError
 from jitsolve.kernels.cpu import multigrid as K
 from jitsolve.solvers.linear.precond.multigrid import (GeometricMultigrid, assemble,
                                                        prolongation_matrix)
-
-
-def _bc_arrays(bcs):
-    per = np.zeros(3, dtype=np.int64)
-    sgn = np.ones((3, 2))
-    for a, b in enumerate(bcs):
-        if b == "P":
-            per[a] = 1
-        elif b == "D":
-            sgn[a] = -1.0
-    return per, sgn
-
-
-def _checkerboard(g, nblocks, lo=1.0, hi=1000.0):
-    idx = np.indices(g.shape)
-    blk = sum((idx[a] * nblocks // g.shape[a]) for a in range(g.ndim))
-    return np.where(blk % 2 == 0, lo, hi)
+from test_linear_multigrid import _bc_arrays, _checkerboard   # tests/, the same helpers
 
 
 @pytest.mark.parametrize("shape,bcs", [((1, 8, 16), "xDN"), ((1, 16, 8), "xPD"),
