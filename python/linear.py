@@ -358,7 +358,8 @@ class Multigrid(_CachedPreconditioner):
     coarse : {"rediscretised", "galerkin"}
         Coarse operators rediscretised on each coarse grid (the default: no setup
         beyond restricting ``kappa``), or the Galerkin products ``R A P`` of the cycle's
-        own transfers, assembled once as sparse matrices (27-point in 3-D) and smoothed
+        own transfers, assembled once as sparse matrices (up to 25 / 125 points per row in
+        2-D / 3-D: linear transfers widen the stencil) and smoothed
         by lexicographic Gauss-Seidel (forward before, backward after the coarse
         correction).  Galerkin levels follow jumping coefficients that averaging
         ``kappa`` blurs: on a 32^3 checkerboard of 8^3 blocks with kappa 1 : 1000, 40 CG
@@ -397,8 +398,8 @@ class Multigrid(_CachedPreconditioner):
     ``r``: 3 x 4/3 vectors in 2D), ``kappa`` restricted per level, the coarsest
     matrix assembled and factorised.  ``coarse="galerkin"``: the fine matrix assembled
     and the sparse products ``R A P`` formed once (SciPy; about 0.6 s at 1024^2, 5 s
-    at 128^3), the coarse levels then smoothed serially on those matrices (9 and 27
-    points per row in 2-D and 3-D at the second level, more further down).
+    at 128^3), the coarse levels then smoothed serially on those matrices (up to 21
+    and 81 points per row in 2-D and 3-D on the second level, 25 and 125 below).
     ``smoother="jacobi"``: one residual pass and one update pass per sweep, each
     level's diagonal taken from its assembled matrix at setup.
     """

@@ -36,7 +36,8 @@ Kernels
 
 ``csr_gauss_seidel``
     one Gauss-Seidel sweep on a CSR matrix (rows forward or backward), the smoother of
-    Galerkin coarse levels, whose 27-point (3-D) stencils have no red-black colouring.
+    Galerkin coarse levels, whose wide stencils (up to 125 points in 3-D) have no red-black
+    colouring.
 ``interpolation_taps``
     the one-axis taps of ``prolong_add`` (the Galerkin setup builds ``P`` from them).
 

@@ -7,17 +7,17 @@ Coarse operators are rediscretised (the default): spacing doubles (``c_a -> c_a 
 boundary conditions are kept, and a coefficient field is restricted by the geometric mean
 of the ``2^d`` children (the effective conductivity of a two-phase checkerboard;
 arithmetic or harmonic means are available).  Or Galerkin (``coarse="galerkin"``):
-``A_{l+1} = R A_l P`` with the cycle's own transfers, assembled once (CSR; 27-point
-stencils in 3-D) and smoothed by lexicographic Gauss-Seidel, forward before and
-backward after the coarse correction.  The Galerkin operators see through coefficient
-jumps that a rediscretised coarse grid averages away (a 32^3 checkerboard of 8^3
-blocks, 1 : 1000: 40 CG iterations against 198), at the price of their setup and
-storage.  ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi (``omega =
-2d / (2d + 1)`` by default), the smoother of choice where the sweeps must be
-data-parallel.  Transfers are cell-centred linear interpolation and its
-transpose (full weighting); smoothing is red-black Gauss-Seidel, red->black before the
-coarse correction and black->red after, so the V- and W-cycles are symmetric and, for
-an SPD operator, positive definite: a valid CG preconditioner.  The coarsest level is
+``A_{l+1} = R A_l P`` with the cycle's own transfers, assembled once (CSR; up to 25
+and 125 points per row in 2-D and 3-D) and smoothed by lexicographic Gauss-Seidel,
+forward before and backward after the coarse correction.  The Galerkin operators see
+through coefficient jumps that a rediscretised coarse grid averages away (a 32^3
+checkerboard of 8^3 blocks, 1 : 1000: 40 CG iterations against 198), at the price of
+their setup and storage.  ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi
+(``omega = 2d / (2d + 1)`` by default), the smoother of choice where the sweeps must be
+data-parallel.  Transfers are cell-centred linear interpolation and its transpose (full
+weighting); smoothing is red-black Gauss-Seidel, red->black before the coarse
+correction and black->red after, so the V- and W-cycles are symmetric and, for an SPD
+operator, positive definite: a valid CG preconditioner.  The coarsest level is
 factorised (dense LU; pseudo-inverse when it is singular, e.g. pure Neumann).
 
 Cost of one V(1,1)-cycle on a 2D grid: five passes over the finest level (two fused
