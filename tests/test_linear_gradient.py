@@ -21,7 +21,8 @@ def _J(g, kappa, f, loss, alg, scale=-1.0):
     return js.gradient(prob, alg, loss, wrt=("b", "kappa"), rtol=1e-12)
 
 
-@pytest.mark.parametrize("alg", [js.CG(js.Multigrid()), js.Direct(), js.GMRES(30, js.Jacobi())])
+@pytest.mark.parametrize("alg", [js.CG(js.Multigrid()), js.Direct(), js.GMRES(30, js.Jacobi()),
+                                 js.CG(js.Multigrid(coarse="galerkin", smoother="jacobi"))])
 def test_taylor_remainder_kappa_and_b(alg):
     g, rng, kappa, f, loss = _setup()
     v, grads = _J(g, kappa, f, loss, alg)
