@@ -397,7 +397,7 @@ class Multigrid(_CachedPreconditioner):
     visits every coarse level twice.  Setup: three arrays per level (``u``, ``f``,
     ``r``: 3 x 4/3 vectors in 2D), ``kappa`` restricted per level, the coarsest
     matrix assembled and factorised.  ``coarse="galerkin"``: the fine matrix assembled
-    and the sparse products ``R A P`` formed once (SciPy; about 0.6 s at 1024^2, 5 s
+    and the sparse products ``R A P`` formed once (SciPy; about 0.8 s at 1024^2, 3.6 s
     at 128^3), the coarse levels then smoothed serially on those matrices (up to 21
     and 81 points per row in 2-D and 3-D on the second level, 25 and 125 below).
     ``smoother="jacobi"``: one residual pass and one update pass per sweep, each
