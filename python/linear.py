@@ -401,7 +401,8 @@ class Multigrid(_CachedPreconditioner):
     at 128^3), the coarse levels then smoothed serially on those matrices (up to 21
     and 81 points per row in 2-D and 3-D on the second level, 25 and 125 below).
     ``smoother="jacobi"``: one residual pass and one update pass per sweep, each
-    level's diagonal taken from its assembled matrix at setup.
+    level's diagonal computed at setup (from the face weights, without assembling the
+    matrix; from the Galerkin matrix on those levels).
     """
 
     reference = "Trottenberg, Oosterlee, Schüller, Multigrid (2001)"

@@ -15,7 +15,7 @@ import jitsolve as js
 from jitsolve.errors import InvalidProblemError
 from jitsolve.kernels.cpu import multigrid as K
 from jitsolve.solvers.linear.precond.multigrid import (GeometricMultigrid, assemble,
-                                                       prolongation_matrix)
+                                                       assemble_diagonal, prolongation_matrix)
 from test_linear_multigrid import _bc_arrays, _checkerboard   # tests/, the same helpers
 
 
@@ -39,6 +39,21 @@ def test_prolongation_matrix_is_the_transfer_kernels(shape, bcs):
         K.restrict_fw(f, Rf, act, per, sgn)
         np.testing.assert_allclose(P.T @ f.ravel() / 2 ** int(act.sum()), Rf.ravel(), rtol=0,
                                    atol=1e-14)
+
+
+@pytest.mark.parametrize("shape,bcs", [((1, 12, 10), "xDN"), ((4, 6, 8), "PDN"),
+                                       ((1, 1, 2), "xxP"), ((1, 2, 5), "xPD"), ((3, 1, 4), "NPD")])
+@pytest.mark.parametrize("kappa", [False, True])
+def test_assemble_diagonal_is_the_matrix_diagonal(shape, bcs, kappa):
+    """The Jacobi smoother's diagonal, computed without the matrix (periodic axes of one
+    or two cells included, where a cell is its own neighbour)."""
+    rng = np.random.default_rng(5)
+    per, sgn = _bc_arrays(bcs)
+    c = np.array([0.0 if b == "x" else 1.0 + a for a, b in enumerate(bcs)])   # "x": padded
+    k = np.exp(rng.standard_normal(shape)) if kappa else None
+    d = assemble_diagonal(shape, c, per, sgn, -1.7, k)
+    np.testing.assert_allclose(d.ravel(), assemble(shape, c, per, sgn, -1.7, k).diagonal(),
+                               rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("forward", [True, False])

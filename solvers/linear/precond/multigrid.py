@@ -37,7 +37,8 @@ import scipy.sparse as sp
 from ....kernels.cpu import multigrid as K
 from ....kernels.cpu import stencil as S
 
-__all__ = ["GeometricMultigrid", "assemble", "prolongation_matrix", "restrict_coefficient"]
+__all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
+           "restrict_coefficient"]
 
 
 def restrict_coefficient(k, act, mode="geometric"):
@@ -56,13 +57,14 @@ def restrict_coefficient(k, act, mode="geometric"):
     return np.ascontiguousarray(out)
 
 
-def assemble(shape, c, per, sgn, scale, kappa=None):
-    """CSR matrix of ``scale * L`` (``kappa=None``) or ``scale * D(kappa)`` on a padded 3-D shape."""
+def _face_terms(shape, c, per, sgn, kappa):
+    """Per face direction (axis, side) of ``L`` / ``D(kappa)`` on a padded 3-D shape:
+    ``(idx, nb, w, inner, dg)`` -- cell and neighbour indices, face weights, the faces
+    with a real neighbour, and the direction's share of the diagonal (``-w``, or the
+    ghost's ``w (s - 1)`` at a non-periodic boundary)."""
     n = int(np.prod(shape))
     idx = np.arange(n).reshape(shape)
     k = np.ones(shape) if kappa is None else kappa
-    rows, cols, vals = [], [], []
-    diag = np.zeros(shape)
     for a in range(3):
         if c[a] == 0.0:
             continue
@@ -75,20 +77,36 @@ def assemble(shape, c, per, sgn, scale, kappa=None):
                 sl = [slice(None)] * 3
                 sl[a] = 0 if side == 0 else shape[a] - 1
                 ghost[tuple(sl)] = True
-            s = sgn[a, side]
-            wg = c[a] * k
-            diag += np.where(ghost, wg * (s - 1.0), -w)
-            inner = ~ghost
-            rows.append(idx[inner])
-            cols.append(nb[inner])
-            vals.append(w[inner])
-    rows.append(idx.ravel())
-    cols.append(idx.ravel())
+            yield idx, nb, w, ~ghost, np.where(ghost, c[a] * k * (sgn[a, side] - 1.0), -w)
+
+
+def assemble(shape, c, per, sgn, scale, kappa=None):
+    """CSR matrix of ``scale * L`` (``kappa=None``) or ``scale * D(kappa)`` on a padded 3-D shape."""
+    n = int(np.prod(shape))
+    rows, cols, vals = [], [], []
+    diag = np.zeros(shape)
+    for idx, nb, w, inner, dg in _face_terms(shape, c, per, sgn, kappa):
+        diag += dg
+        rows.append(idx[inner])
+        cols.append(nb[inner])
+        vals.append(w[inner])
+    idx = np.arange(n)
+    rows.append(idx)
+    cols.append(idx)
     vals.append(diag.ravel())
     m = sp.coo_matrix((np.concatenate(vals) * scale, (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n, n)).tocsr()
     m.sum_duplicates()
     return m
+
+
+def assemble_diagonal(shape, c, per, sgn, scale, kappa=None):
+    """The diagonal of :func:`assemble`'s matrix, without assembling it (shape ``shape``;
+    a periodic axis of one or two cells makes a cell its own neighbour)."""
+    diag = np.zeros(shape)
+    for idx, nb, w, inner, dg in _face_terms(shape, c, per, sgn, kappa):
+        diag += dg + np.where(inner & (nb == idx), w, 0.0)
+    return diag * scale
 
 
 # levels with at most this many cells run the serial compilations of the kernels: a
@@ -206,9 +224,10 @@ class GeometricMultigrid:
                 raise ValueError(f"omega: expected a damping in (0, 2), got {omega!r}")
             self.omega = om
             for lev in self.levels[:-1]:
-                A = lev.A if lev.A is not None else assemble(
-                    lev.shape, lev.c, self.per, self.sgn, self.scale, lev.kappa)
-                lev.wdinv = (om / A.diagonal()).reshape(lev.shape)
+                d = (lev.A.diagonal().reshape(lev.shape) if lev.A is not None else
+                     assemble_diagonal(lev.shape, lev.c, self.per, self.sgn, self.scale,
+                                       lev.kappa))
+                lev.wdinv = om / d
         last = self.levels[-1]
         if last.A is not None:
             Ac = last.A.toarray()
