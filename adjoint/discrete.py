@@ -151,7 +151,11 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
                        checkpoints, store, lam, pbar, kbar, diag):
     """:func:`erk_adjoint` for large states (threaded kernels); returns the recompute count."""
     from ..kernels.cpu import erk_large as KL
+    from ..kernels.cpu.rhs_grid import is_packed_laplacian
     N = steps_t.size
+    # the linear part a packed Laplacian, with an f: the recomputing forward steps fold
+    # its stencil into their final combination (as the forward solve did)
+    lapfuse = bool(rhs[4] and vj[2] and is_packed_laplacian(rhs[2]))
     if checkpoints == "all":
         call(KL.erk_reverse_large, rhs, vj, diag, tab, states, steps_t, steps_h, 0, N, gsave,
              save_after, lam, pbar, kbar)
@@ -160,7 +164,7 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
     if store is None:
         ops, nre = record_schedule(N, int(checkpoints))
         call(KL.erk_schedule_large, rhs, vj, diag, tab, u0, steps_t, steps_h, ops,
-             int(checkpoints), gsave, save_after, lam, pbar, kbar)
+             int(checkpoints), gsave, save_after, lam, pbar, kbar, lapfuse)
         return nre
     n = u0.size
     s = tab[2].size
@@ -171,7 +175,8 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
 
     def advance(i0, i1):
         if i1 > i0:
-            KL.erk_advance_large(rhs, vj[2], tab, cur, steps_t, steps_h, i0, i1, ks, Ys)
+            KL.erk_advance_large(rhs, vj[2], tab, cur, steps_t, steps_h, i0, i1, ks, Ys,
+                                 lapfuse)
 
     def reverse_step(i):
         buf[0] = cur

@@ -38,7 +38,8 @@ def _kernel_dir():
 
 # modules whose kernels take user functions as first-class values (the loops and their
 # helpers); stencil/BLAS/multigrid kernels take none
-LOOP_MODULES = ("erk.py", "erk_adjoint.py", "erk_large.py", "erk_tangent.py", "esdirk.py",
+LOOP_MODULES = ("erk.py", "erk_adjoint.py", "erk_large.py", "erk_large_laplacian.py",
+                "erk_tangent.py", "esdirk.py",
                 "esdirk_adjoint.py", "rhs.py", "rhs_grid.py", "rosenbrock.py",
                 "rosenbrock_adjoint.py", "sde.py", "sde_adjoint.py", "stepcontrol.py",
                 "stiff.py", "stiffjac.py", "continuous_adjoint.py", "philox.py",

@@ -7,6 +7,9 @@ over the state, not the loop's bookkeeping, so these kernels trade the general l
 * a stage's linear part (``lin(u)``, a grid operator) is added to its slope inside the
   next stage combination, not in a pass of its own; the finiteness check is folded into
   the final combination; states are written straight into the save buffer (no copies);
+* a Laplacian as the linear part of a split problem (``lapfuse``) is not a pass at all
+  before the final combination: that pass evaluates its stencil row by row
+  (:mod:`.erk_large_laplacian`; forward Euler: three passes a step become two);
 * a pure linear problem (no ``f``, ``hasf`` False) writes ``lin`` into the slope directly;
 * the reverse step evaluates only the slopes that later stage states need (an ``s``-stage
   method needs ``s - 1``; forward Euler none), and the VJP of an ``f`` with a diagonal
@@ -32,6 +35,7 @@ from numba.extending import overload
 
 from .erk import PARALLEL_N, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
 from .erk_adjoint import kappa_vjp, user_mode, vjp_apply
+from .erk_large_laplacian import combine_laplacian
 
 __all__ = ["PARALLEL_N", "erk_fixed", "count_fixed_steps", "erk_advance_large",
            "erk_reverse_large", "erk_schedule_large", "erk_step_adjoint_large", "stage_combine"]
@@ -351,24 +355,42 @@ def _slope(f, p, lin, plin, haslin, hasf, tmp, k, Y, t):
 
 
 @njit(cache=False)
-def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid, want_fsal):
+def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid, want_fsal,
+          lapfuse):
     """One step from ``(t, u)`` into ``unew``, as :func:`.erk.rk_step`; returns
     ``(number of f calls, number of non-finite entries of unew)``.  The last
-    (FSAL) slope is evaluated only when ``want_fsal`` (the next step starts from it)."""
+    (FSAL) slope is evaluated only when ``want_fsal`` (the next step starts from it).
+    With ``lapfuse`` (the linear part is a packed Laplacian, and there is an ``f``) the
+    final combination evaluates the linear part of its last slope itself
+    (:func:`.erk_large_laplacian.combine_laplacian`): one pass fewer, the same bits."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     s = B.size
     nf = 0
     pending = False
-    if not k0_valid:
-        pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[0], u, t)
-        nf += 1
     last = s - 1 if fsal else s
+    # the slope that the final combination completes is left without its linear part
+    defer = lapfuse and haslin and hasf
+    deferred = False
+    if not k0_valid:
+        if defer and last == 1:
+            f(ks[0], u, p, t)
+            deferred = True
+        else:
+            pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[0], u, t)
+        nf += 1
     for i in range(1, last):
         stage_combine(ytmp, u, ks, A[i], i, h, i - 1, tmp, pending, True)
-        pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], ytmp, t + C[i] * h)
+        if defer and i == last - 1:
+            f(ks[i], ytmp, p, t + C[i] * h)
+            deferred = True
+        else:
+            pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], ytmp, t + C[i] * h)
         nf += 1
     # the last slope completed on the fly only: no later stage reads it
-    bad = stage_combine(unew, u, ks, B, last, h, last - 1, tmp, pending, False)
+    if deferred:
+        bad = combine_laplacian(unew, u, ks, B, last, h, u if last == 1 else ytmp, plin, tmp)
+    else:
+        bad = stage_combine(unew, u, ks, B, last, h, last - 1, tmp, pending, False)
     if fsal and want_fsal:
         if _slope(f, p, lin, plin, haslin, hasf, tmp, ks[s - 1], unew, t + h):
             _finish_slope(ks, s - 1, tmp, 0)
@@ -403,7 +425,7 @@ def count_fixed_steps(t0, stops, dt, maxiters):
 
 
 @njit(cache=True)
-def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us):
+def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lapfuse):
     """Fixed steps of size ``dt`` from ``(t0, u0)`` to ``stops[-1]`` (landing exactly on
     every stop), saving every state (``every``) or those at ``savet``; no callbacks, no
     dense output.  Same states and same return tuple as :func:`.erk.erk_solve`.
@@ -412,7 +434,8 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us):
     ``us`` is the save buffer, allocated by the caller: ``(count_fixed_steps(...) + 1, n)``
     rows with ``every``, else ``(savet.size + 1, n)`` (NumPy backs a large buffer with
     huge pages, which makes storing every state of a grid about 2x cheaper here than
-    the runtime's own allocation)."""
+    the runtime's own allocation).  ``lapfuse``: the linear part is a packed Laplacian
+    (its stencil is folded into the final stage combination, see :func:`_step`)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     f, p, lin, plin, haslin, tmp = rhs
     n = u0.size
@@ -473,7 +496,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us):
         h = tdir * hstep
         unew = us[nsave] if every else ub[1 - cur]
         nf, bad = _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp,
-                        k0_valid, True)
+                        k0_valid, True, lapfuse)
         stats[0] += nf
         if bad != 0:
             rc = RC_UNSTABLE
@@ -629,9 +652,10 @@ def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsav
 
 
 @njit(cache=True)
-def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys):
+def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, lapfuse):
     """Redo the recorded steps ``i0 .. i1-1`` from ``u`` in place (the forward loop's
-    arithmetic: :func:`erk_fixed` and this give the same states bit for bit).  The
+    arithmetic, ``lapfuse`` as there: :func:`erk_fixed` and this give the same states bit
+    for bit).  The
     states alternate between ``u`` and ``Ys[0]`` (one copy at the end, if any)."""
     f, p, lin, plin, haslin, tmp = rhs
     a = u
@@ -639,7 +663,7 @@ def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys):
     flip = False
     for i in range(i0, i1):
         _step(f, p, lin, plin, haslin, hasf, tmp, tab, a, steps_t[i], steps_h[i], ks, b, Ys[1],
-              False, False)
+              False, False, lapfuse)
         a, b = b, a
         flip = not flip
     if flip:
@@ -648,8 +672,9 @@ def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys):
 
 @njit(cache=True)
 def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam,
-                       pbar, kbar):
-    """:func:`.erk_adjoint.erk_schedule` for large states (same arguments, and ``diag``)."""
+                       pbar, kbar, lapfuse):
+    """:func:`.erk_adjoint.erk_schedule` for large states (same arguments, ``diag``, and
+    ``lapfuse`` for the recomputing steps, as :func:`erk_fixed`)."""
     n = u0.size
     s = tab[2].size
     snaps = np.empty((C + 2, n))
@@ -672,7 +697,7 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
         a = ops[q, 1]
         if op == 0:
             erk_advance_large(rhs, hasf, tab, cur[0], steps_t, steps_h, a, ops[q, 2], ks,
-                              Ys)
+                              Ys, lapfuse)
         elif op == 1:
             g = save_after[a]
             if g >= 0:

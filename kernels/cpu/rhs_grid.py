@@ -19,7 +19,7 @@ from .stencil import (advection_apply, advection_transpose, diffusion_apply,
 # cached cfuncs that call parallel kernels need the threading layer up before they load
 _launch_threads()
 
-__all__ = ["grid_cfuncs", "grid_param_vjp", "grid_kappa_vjp_cfunc", "GRID_HEADER", "GRID_LAPLACIAN", "GRID_DIFFUSION",
+__all__ = ["grid_cfuncs", "is_packed_laplacian", "grid_param_vjp", "grid_kappa_vjp_cfunc", "GRID_HEADER", "GRID_LAPLACIAN", "GRID_DIFFUSION",
            "GRID_ADVECTION"]
 
 GRID_HEADER = 19
@@ -144,6 +144,14 @@ def grid_cfuncs(plin):
     if hit is None:
         hit = _CFUNCS[kind] = tuple(as_pointer(cfunc(RHS_SIG, cache=True)(f)) for f in _KINDS[kind])
     return hit
+
+
+def is_packed_laplacian(lin):
+    """True when ``lin`` is the Laplacian's apply or transpose cfunc of :func:`grid_cfuncs`
+    (its data is then a packed Laplacian, which the large-state loops fold into their
+    passes: :mod:`.erk_large_laplacian`)."""
+    hit = _CFUNCS.get(GRID_LAPLACIAN)
+    return hit is not None and any(lin is c for c in hit)
 
 
 @njit(cache=False)

@@ -1,0 +1,151 @@
+"""The large-state loop's final stage combination with a Laplacian folded in
+(``kernels/cpu/erk_large_laplacian.py``): the kernel against the two passes it replaces
+and a NumPy reference, and split problems through it against the general loop, bit for
+bit, on every boundary kind, dimension, scaling and method family."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit, prange
+
+import jitsolve as js
+from jitsolve.kernels.cpu.erk_large import stage_combine
+from jitsolve.kernels.cpu.erk_large_laplacian import combine_laplacian
+from jitsolve.kernels.cpu.rhs_grid import _grid_apply, grid_cfuncs, is_packed_laplacian
+from jitsolve.rhs import pack_grid_operator
+
+
+def _grid(dims, kind):
+    shape = {1: (37,), 2: (9, 13), 3: (5, 6, 7)}[dims]
+    bc = {"dirichlet0": js.Dirichlet(0.0),
+          "dirichlet": js.Dirichlet(1.5),
+          "mixed": [(js.Dirichlet(1.0), js.Neumann(0.5))] + [js.Periodic()] * (dims - 1),
+          "neumann": js.Neumann(0.25),
+          "periodic": js.Periodic()}[kind]
+    return js.Grid(shape, extent=[(0.0, 1.0 + 0.3 * a) for a in range(dims)], bc=bc)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["dirichlet0", "dirichlet", "mixed", "neumann", "periodic"])
+@pytest.mark.parametrize("scale", [1.0, -0.7])
+@pytest.mark.parametrize("nst", [1, 2, 4])
+def test_combine_laplacian_is_the_two_passes_bit_for_bit(dims, kind, scale, nst):
+    g = _grid(dims, kind)
+    op = js.Laplacian(g) if scale == 1.0 else scale * js.Laplacian(g)
+    plin = pack_grid_operator(op)
+    rng = np.random.default_rng(dims * 100 + nst)
+    n = g.size
+    u, Y = rng.standard_normal(n), rng.standard_normal(n)
+    ks = rng.standard_normal((nst, n))
+    coef = rng.uniform(-1.0, 1.0, nst)
+    h = 0.37
+    # the unfused passes: tmp = lin(Y), then the combination completing ks[nst-1]
+    tmp = np.empty(n)
+    _grid_apply(tmp, Y, plin, False)
+    ref = np.empty(n)
+    bad_ref = stage_combine(ref, u, ks, coef, nst, h, nst - 1, tmp, True, False)
+    out = np.empty(n)
+    bad = combine_laplacian(out, u, ks, coef, nst, h, Y, plin, np.empty(n))
+    assert np.array_equal(out, ref) and bad == bad_ref == 0
+    # and the formula, through the operator's own apply and boundary term
+    lin = scale * (js.Laplacian(g).apply(Y.reshape(g.shape))
+                   + js.Laplacian(g).boundary_term()).ravel()
+    k = ks.copy()
+    k[-1] += lin
+    np.testing.assert_allclose(out, u + h * (coef @ k), rtol=1e-13, atol=1e-13 * np.abs(out).max())
+
+
+def test_combine_laplacian_counts_non_finite_entries():
+    g = _grid(2, "dirichlet")
+    plin = pack_grid_operator(js.Laplacian(g))
+    n = g.size
+    u = np.ones(n)
+    u[[3, 50]] = [np.inf, np.nan]
+    ks = np.zeros((1, n))
+    out = np.empty(n)
+    # u[3] = inf spreads to its stencil neighbours through Y = u (nan from inf - inf)
+    bad = combine_laplacian(out, u, ks, np.ones(1), 1, 0.1, u, plin, np.empty(n))
+    assert bad == np.count_nonzero(~np.isfinite(out)) and bad >= 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(n0=st.integers(1, 6), n1=st.integers(1, 40), n2=st.integers(2, 70),
+       per=st.booleans(), nst=st.integers(1, 5))
+def test_combine_laplacian_any_shape(n0, n1, n2, per, nst):
+    """Chunks of rows over any grid shape (one row, fewer rows than chunks, uneven
+    chunks) give the unfused passes' bits."""
+    shape = tuple(x for x in (n0, n1, n2) if x > 1) or (n2,)
+    g = js.Grid(shape, bc=js.Periodic() if per else js.Dirichlet(0.5))
+    plin = pack_grid_operator(js.Laplacian(g))
+    n = g.size
+    rng = np.random.default_rng(n)
+    u, Y = rng.standard_normal(n), rng.standard_normal(n)
+    ks = rng.standard_normal((nst, n))
+    coef = rng.uniform(-1, 1, nst)
+    tmp = np.empty(n)
+    _grid_apply(tmp, Y, plin, False)
+    ref, out = np.empty(n), np.empty(n)
+    stage_combine(ref, u, ks, coef, nst, 0.01, nst - 1, tmp, True, False)
+    combine_laplacian(out, u, ks, coef, nst, 0.01, Y, plin, np.empty(n))
+    assert np.array_equal(out, ref)
+
+
+def test_only_the_laplacian_cfuncs_are_recognised():
+    g = js.Grid((8, 8), bc=js.Dirichlet(0.0))
+    lap = grid_cfuncs(pack_grid_operator(js.Laplacian(g)))
+    dif = grid_cfuncs(pack_grid_operator(js.Diffusion(g, np.ones(g.shape))))
+    assert is_packed_laplacian(lap[0]) and is_packed_laplacian(lap[1])
+    assert not is_packed_laplacian(dif[0]) and not is_packed_laplacian(dif[1])
+    assert not is_packed_laplacian(None)
+
+
+@njit(parallel=True)
+def _reaction(du, u, p, t):
+    for i in prange(u.size):
+        x = u[i]
+        du[i] = p[0] * (x - x * x * x) + p[1]
+
+
+def _split(shape, bc, scale):
+    g = js.Grid(shape, bc=bc)
+    L = js.Laplacian(g) if scale == 1.0 else scale * js.Laplacian(g)
+    rng = np.random.default_rng(len(shape))
+    u0 = 0.3 * rng.standard_normal(g.shape)
+    dt = 0.2 * min(g.spacing) ** 2 / abs(scale)
+    F = js.ODEFunction(_reaction, jac_sparsity=sp.identity(g.size))
+    return js.SplitODEProblem(L, F, u0, (0.0, 3 * dt), np.array([0.05 / dt, 0.3])), dt
+
+
+@pytest.mark.parametrize("case", [
+    ((192, 192), js.Dirichlet(0.5), 1.0),
+    ((34, 34, 34), js.Neumann(0.2), 0.5),
+    ((40, 1000), js.Periodic(), 1.0),
+    ((36864,), [(js.Dirichlet(1.0), js.Neumann(-0.5))], 2.0),
+], ids=["2d-dirichlet", "3d-neumann-scaled", "2d-periodic", "1d-mixed-scaled"])
+@pytest.mark.parametrize("alg", [js.Euler(), js.RK4(), js.Tsit5(), js.Vern7()],
+                         ids=["Euler", "RK4", "Tsit5", "Vern7"])
+def test_split_problems_through_the_fused_pass_match_the_general_loop(case, alg, monkeypatch):
+    """Above PARALLEL_N the threaded loop (the Laplacian folded into the final
+    combination) gives the general loop's states bit for bit; the checkpointed gradient
+    (its recomputing steps fused too) equals the store-all one bit for bit."""
+    import jitsolve.adjoint.discrete as D
+    import jitsolve.kernels.cpu.erk as K
+    from jitsolve.rhs import problem_rhs
+    shape, bc, scale = case
+    prob, dt = _split(shape, bc, scale)
+    assert prob.u0.size >= K.PARALLEL_N and is_packed_laplacian(problem_rhs(prob).lin)
+    kw = dict(dt=dt, adaptive=False) if alg.adaptive else dict(dt=dt)
+    sol = js.solve(prob, alg, **kw)
+    loss = js.L2Loss([3 * dt], np.zeros((1,) + shape))
+    _, g = js.gradient(prob, alg, loss, wrt=("u0", "p"), **kw)
+    _, gc = js.gradient(prob, alg, loss, wrt=("u0", "p"), sensealg=js.DiscreteAdjoint(checkpoints=1),
+                        **kw)
+    assert np.array_equal(g["u0"], gc["u0"]) and np.array_equal(g["p"], gc["p"])
+    monkeypatch.setattr(K, "PARALLEL_N", 10**12)
+    monkeypatch.setattr(D, "PARALLEL_N", 10**12)
+    ref = js.solve(prob, alg, **kw)
+    assert np.array_equal(sol.u, ref.u) and sol.retcode == ref.retcode == js.ReturnCode.Success
+    _, g2 = js.gradient(prob, alg, loss, wrt=("u0", "p"), **kw)
+    np.testing.assert_allclose(g["u0"], g2["u0"], rtol=0, atol=1e-12 * np.abs(g2["u0"]).max())
+    np.testing.assert_allclose(g["p"], g2["p"], rtol=1e-11)
