@@ -1,6 +1,6 @@
 """The nonlinear heat figure of issues 6/7: jitsolve against a hand-written Numba adjoint.
 
-    python perf/heat_nonlinear.py [--steps 1000] [--n 256] [--repeat 5] [--serial] [--vjp]
+    python perf/heat_nonlinear.py [--steps 1000] [--n 256] [--repeat 5] [--serial] [--vjp] [--fusion]
 
 Heat equation on a 256x256 cell-centred grid (unit square, homogeneous Dirichlet) with a
 reaction term, forward Euler with ``dt = r h^2``, ``r = 0.2``; per step
@@ -19,7 +19,10 @@ Loss ``0.5 ||u_T - d||^2`` after 1,000 steps; gradient with respect to ``u0``.
   ``js.DiscreteAdjoint(checkpoints=16)``; the reaction is written as a competent user
   writes a grid kernel: ``@njit(parallel=True)`` with ``prange``; with ``--vjp`` also the
   reaction with its own ``vjp`` (``ODEFunction(reaction, vjp=reaction_vjp)``), the first
-  of the adjoint's VJP sources.
+  of the adjoint's VJP sources; with ``--fusion`` also the forward solves (Euler, RK4,
+  Tsit5 at fixed steps; ``--steps / 4`` steps) with the Laplacian folded into the stage
+  combinations (the default, ``kernels/cpu/erk_large_laplacian.py``) against its own
+  threaded pass (the fusion switched off for the A/B run).
 
 Times are the best of ``--repeat`` interleaved rounds after a warm-up, all in one process
 (the machine is shared: compare ratios, not absolute times); peak extra memory is traced with
@@ -197,6 +200,8 @@ def main(argv=None):
                     help="also time a reaction written without prange")
     ap.add_argument("--vjp", action="store_true",
                     help="also time the reaction with its own vjp (ODEFunction(vjp=...))")
+    ap.add_argument("--fusion", action="store_true",
+                    help="also time forward solves with the Laplacian fusion on and off")
     a = ap.parse_args(argv)
     import scipy.sparse as sp
 
@@ -310,6 +315,44 @@ def main(argv=None):
     ok = t_all <= 1.3 * t_hw
     print(f"gradient within 1.3x of the hand-written adjoint: {'met' if ok else 'NOT met'} "
           f"({t_all / t_hw:.2f}x store-all, {t_c16 / t_hw:.2f}x with 16 checkpoints)")
+    if a.fusion:
+        fusion_ab(prob, dt, max(1, N // 4), a.repeat)
+
+
+def fusion_ab(prob, dt, nsteps, repeat):
+    """Forward solves with the Laplacian folded into the stage combinations and without
+    (``is_packed_laplacian`` answering False turns the kernels' ``lapfuse`` off); the
+    states must agree bit for bit."""
+    import jitsolve as js
+    from jitsolve.kernels.cpu import rhs_grid
+    T = nsteps * dt
+    p = js.remake(prob, tspan=(0.0, T))
+    real = rhs_grid.is_packed_laplacian
+    algs = {"Euler": (js.Euler(), {}), "RK4": (js.RK4(), {}),
+            "Tsit5": (js.Tsit5(), {"adaptive": False})}
+
+    def run(alg, kw, fused):
+        rhs_grid.is_packed_laplacian = real if fused else (lambda lin: False)
+        try:
+            return js.solve(p, alg, dt=dt, saveat=[T], **kw)
+        finally:
+            rhs_grid.is_packed_laplacian = real
+
+    cases = {}
+    for name, (alg, kw) in algs.items():
+        on, off = run(alg, kw, True), run(alg, kw, False)
+        assert np.array_equal(on.u, off.u), name
+        for fused in (True, False):
+            cases[(name, fused)] = (lambda alg=alg, kw=kw, fused=fused: run(alg, kw, fused))
+    b = interleaved_best(cases, repeat)
+    print()
+    print(f"forward solves, {nsteps} fixed steps, the Laplacian folded into the stage "
+          f"combinations or in a pass of its own (same states bit for bit; best of {repeat})")
+    print("| method | fused (ms) | own pass (ms) | fused / own |")
+    print("|---|---:|---:|---:|")
+    for name in algs:
+        on, off = b[(name, True)], b[(name, False)]
+        print(f"| {name} | {on * 1e3:.1f} | {off * 1e3:.1f} | {on / off:.2f} |")
 
 
 if __name__ == "__main__":

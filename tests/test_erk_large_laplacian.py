@@ -1,4 +1,4 @@
-"""The large-state loop's final stage combination with a Laplacian folded in
+"""The large-state loop's stage combinations with a Laplacian folded in
 (``kernels/cpu/erk_large_laplacian.py``): the kernel against the two passes it replaces
 and a NumPy reference, and split problems through it against the general loop, bit for
 bit, on every boundary kind, dimension, scaling and method family."""
@@ -30,7 +30,8 @@ def _grid(dims, kind):
 @pytest.mark.parametrize("kind", ["dirichlet0", "dirichlet", "mixed", "neumann", "periodic"])
 @pytest.mark.parametrize("scale", [1.0, -0.7])
 @pytest.mark.parametrize("nst", [1, 2, 4])
-def test_combine_laplacian_is_the_two_passes_bit_for_bit(dims, kind, scale, nst):
+@pytest.mark.parametrize("store", [False, True])
+def test_combine_laplacian_is_the_two_passes_bit_for_bit(dims, kind, scale, nst, store):
     g = _grid(dims, kind)
     op = js.Laplacian(g) if scale == 1.0 else scale * js.Laplacian(g)
     plin = pack_grid_operator(op)
@@ -43,11 +44,14 @@ def test_combine_laplacian_is_the_two_passes_bit_for_bit(dims, kind, scale, nst)
     # the unfused passes: tmp = lin(Y), then the combination completing ks[nst-1]
     tmp = np.empty(n)
     _grid_apply(tmp, Y, plin, False)
-    ref = np.empty(n)
-    bad_ref = stage_combine(ref, u, ks, coef, nst, h, nst - 1, tmp, True, False)
-    out = np.empty(n)
-    bad = combine_laplacian(out, u, ks, coef, nst, h, Y, plin, np.empty(n))
+    ref, ks_ref = np.empty(n), ks.copy()
+    bad_ref = stage_combine(ref, u, ks_ref, coef, nst, h, nst - 1, tmp, True, store)
+    out, ks_out = np.empty(n), ks.copy()
+    bad = combine_laplacian(out, u, ks_out, coef, nst, h, Y, plin, np.empty(n), store)
     assert np.array_equal(out, ref) and bad == bad_ref == 0
+    # with store the completed slope is written back (a later stage reads it)
+    assert np.array_equal(ks_out, ks_ref) and np.array_equal(ks_out[:-1], ks[:-1])
+    assert np.array_equal(ks_out[-1], ks[-1]) != store
     # and the formula, through the operator's own apply and boundary term
     lin = scale * (js.Laplacian(g).apply(Y.reshape(g.shape))
                    + js.Laplacian(g).boundary_term()).ravel()
@@ -65,14 +69,14 @@ def test_combine_laplacian_counts_non_finite_entries():
     ks = np.zeros((1, n))
     out = np.empty(n)
     # u[3] = inf spreads to its stencil neighbours through Y = u (nan from inf - inf)
-    bad = combine_laplacian(out, u, ks, np.ones(1), 1, 0.1, u, plin, np.empty(n))
+    bad = combine_laplacian(out, u, ks, np.ones(1), 1, 0.1, u, plin, np.empty(n), False)
     assert bad == np.count_nonzero(~np.isfinite(out)) and bad >= 2
 
 
 @settings(max_examples=25, deadline=None)
 @given(n0=st.integers(1, 6), n1=st.integers(1, 40), n2=st.integers(2, 70),
-       per=st.booleans(), nst=st.integers(1, 5))
-def test_combine_laplacian_any_shape(n0, n1, n2, per, nst):
+       per=st.booleans(), nst=st.integers(1, 5), store=st.booleans())
+def test_combine_laplacian_any_shape(n0, n1, n2, per, nst, store):
     """Chunks of rows over any grid shape (one row, fewer rows than chunks, uneven
     chunks) give the unfused passes' bits."""
     shape = tuple(x for x in (n0, n1, n2) if x > 1) or (n2,)
@@ -85,10 +89,10 @@ def test_combine_laplacian_any_shape(n0, n1, n2, per, nst):
     coef = rng.uniform(-1, 1, nst)
     tmp = np.empty(n)
     _grid_apply(tmp, Y, plin, False)
-    ref, out = np.empty(n), np.empty(n)
-    stage_combine(ref, u, ks, coef, nst, 0.01, nst - 1, tmp, True, False)
-    combine_laplacian(out, u, ks, coef, nst, 0.01, Y, plin, np.empty(n))
-    assert np.array_equal(out, ref)
+    ref, out, ks2 = np.empty(n), np.empty(n), ks.copy()
+    stage_combine(ref, u, ks, coef, nst, 0.01, nst - 1, tmp, True, store)
+    combine_laplacian(out, u, ks2, coef, nst, 0.01, Y, plin, np.empty(n), store)
+    assert np.array_equal(out, ref) and np.array_equal(ks2, ks)
 
 
 def test_only_the_laplacian_cfuncs_are_recognised():

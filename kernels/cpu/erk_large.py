@@ -7,9 +7,9 @@ over the state, not the loop's bookkeeping, so these kernels trade the general l
 * a stage's linear part (``lin(u)``, a grid operator) is added to its slope inside the
   next stage combination, not in a pass of its own; the finiteness check is folded into
   the final combination; states are written straight into the save buffer (no copies);
-* a Laplacian as the linear part of a split problem (``lapfuse``) is not a pass at all
-  before the final combination: that pass evaluates its stencil row by row
-  (:mod:`.erk_large_laplacian`; forward Euler: three passes a step become two);
+* a Laplacian as the linear part of a split problem (``lapfuse``) is not a pass at all:
+  the stage combinations evaluate its stencil row by row (:mod:`.erk_large_laplacian`;
+  a stage costs the user's ``f`` and one pass instead of three passes);
 * a pure linear problem (no ``f``, ``hasf`` False) writes ``lin`` into the slope directly;
 * the reverse step evaluates only the slopes that later stage states need (an ``s``-stage
   method needs ``s - 1``; forward Euler none), and the VJP of an ``f`` with a diagonal
@@ -355,40 +355,48 @@ def _slope(f, p, lin, plin, haslin, hasf, tmp, k, Y, t):
 
 
 @njit(cache=False)
-def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, k0_valid, want_fsal,
-          lapfuse):
+def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, ytmp2, k0_valid,
+          want_fsal, lapfuse):
     """One step from ``(t, u)`` into ``unew``, as :func:`.erk.rk_step`; returns
     ``(number of f calls, number of non-finite entries of unew)``.  The last
     (FSAL) slope is evaluated only when ``want_fsal`` (the next step starts from it).
-    With ``lapfuse`` (the linear part is a packed Laplacian, and there is an ``f``) the
-    final combination evaluates the linear part of its last slope itself
-    (:func:`.erk_large_laplacian.combine_laplacian`): one pass fewer, the same bits."""
+    With ``lapfuse`` (the linear part is a packed Laplacian, and there is an ``f``) each
+    stage combination evaluates the linear part of the slope it completes itself
+    (:func:`.erk_large_laplacian.combine_laplacian`: one pass fewer per stage, the same
+    bits); the stage states then alternate between ``ytmp`` and ``ytmp2`` (needed from
+    three stages on; it may be ``ytmp`` otherwise)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     s = B.size
     nf = 0
     pending = False
     last = s - 1 if fsal else s
-    # the slope that the final combination completes is left without its linear part
     defer = lapfuse and haslin and hasf
+    # deferred: the last slope evaluated lacks its linear part, at the state Y
     deferred = False
+    Y = u
     if not k0_valid:
-        if defer and last == 1:
+        if defer:
             f(ks[0], u, p, t)
             deferred = True
         else:
             pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[0], u, t)
         nf += 1
     for i in range(1, last):
-        stage_combine(ytmp, u, ks, A[i], i, h, i - 1, tmp, pending, True)
-        if defer and i == last - 1:
-            f(ks[i], ytmp, p, t + C[i] * h)
+        yo = ytmp2 if i % 2 == 0 else ytmp
+        if deferred:
+            combine_laplacian(yo, u, ks, A[i], i, h, Y, plin, tmp, True)
+        else:
+            stage_combine(yo, u, ks, A[i], i, h, i - 1, tmp, pending, True)
+        if defer:
+            f(ks[i], yo, p, t + C[i] * h)
             deferred = True
         else:
-            pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], ytmp, t + C[i] * h)
+            pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], yo, t + C[i] * h)
+        Y = yo
         nf += 1
     # the last slope completed on the fly only: no later stage reads it
     if deferred:
-        bad = combine_laplacian(unew, u, ks, B, last, h, u if last == 1 else ytmp, plin, tmp)
+        bad = combine_laplacian(unew, u, ks, B, last, h, Y, plin, tmp, False)
     else:
         bad = stage_combine(unew, u, ks, B, last, h, last - 1, tmp, pending, False)
     if fsal and want_fsal:
@@ -446,6 +454,8 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
     stats = np.zeros(5, np.int64)
     ks = np.empty((s, n))
     ytmp = np.empty(n)
+    # the second stage-state buffer of a fused loop with three stages or more
+    ytmp2 = np.empty(n) if lapfuse and s > 2 else ytmp
     steps_t = np.empty(max(m, 1))
     steps_h = np.empty(max(m, 1))
     ts = np.empty(us.shape[0])
@@ -496,7 +506,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
         h = tdir * hstep
         unew = us[nsave] if every else ub[1 - cur]
         nf, bad = _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp,
-                        k0_valid, True, lapfuse)
+                        ytmp2, k0_valid, True, lapfuse)
         stats[0] += nf
         if bad != 0:
             rc = RC_UNSTABLE
@@ -660,10 +670,12 @@ def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, lapfu
     f, p, lin, plin, haslin, tmp = rhs
     a = u
     b = Ys[0]
+    # Ys has max(s, 2) rows: a third for the alternating stage states from three stages
+    y2 = Ys[2] if Ys.shape[0] > 2 else Ys[1]
     flip = False
     for i in range(i0, i1):
         _step(f, p, lin, plin, haslin, hasf, tmp, tab, a, steps_t[i], steps_h[i], ks, b, Ys[1],
-              False, False, lapfuse)
+              y2, False, False, lapfuse)
         a, b = b, a
         flip = not flip
     if flip:

@@ -1,11 +1,13 @@
-"""The large-state explicit loop's final stage combination with a Laplacian folded in.
+"""The large-state explicit loop's stage combinations with a Laplacian folded in.
 
 When the linear part of ``du/dt = f(u) + lin(u)`` is a packed grid Laplacian
-(:mod:`.rhs_grid`: ``lin(u) = scale (L u + b)``), the step's final combination
-(:func:`.erk_large.stage_combine` with its last slope ``pending``, ``store`` False)
-need not wait for a threaded pass of the Laplacian: :func:`combine_laplacian` evaluates
-the stencil row by row (:func:`.stencil.lap_apply_row`, into a row buffer that stays
-in the L1 cache) and completes the slope in the same pass.  Every entry sees the
+(:mod:`.rhs_grid`: ``lin(u) = scale (L u + b)``), a stage combination whose last slope
+is ``pending`` (:func:`.erk_large.stage_combine`) need not wait for a threaded pass of
+the Laplacian: :func:`combine_laplacian` evaluates the stencil row by row
+(:func:`.stencil.lap_apply_row`, into a row buffer that stays in the L1 cache) and
+completes the slope in the same pass (writing it back for the later stages when
+``store``; the stage states then alternate between two buffers, since the stencil
+reads the neighbours of the previous stage's state).  Every entry sees the
 operations of the two unfused passes in their order (the stencil through the same row
 kernel, the scaling of :func:`.rhs_grid._finish`), so the states do not change by a
 bit.  Measured (256^2, two threads, 2026-12-05): the Laplacian's pass and the
@@ -42,12 +44,14 @@ def _lap_into(t, Y3, r, n0, n1, n2, c, per, sgn):
 
 
 @njit(parallel=True, cache=False)
-def combine_laplacian(out, u, ks, coef, nst, h, Y, plin, buf):
+def combine_laplacian(out, u, ks, coef, nst, h, Y, plin, buf, store):
     """``out = u + h (sum_{j < nst-1} coef[j] ks[j] + coef[nst-1] (ks[nst-1] + lin(Y)))``.
 
     ``lin`` is the packed Laplacian ``plin`` (``scale (L Y + b)``), evaluated row by row
     into ``buf`` (``n`` entries; one row of it per chunk); ``out`` must not be ``Y``.
-    Returns the number of non-finite entries of ``out`` (as :func:`.erk_large.stage_combine`)."""
+    With ``store`` the completed slope is written back into ``ks[nst-1]`` (a later stage
+    reads it).  Returns the number of non-finite entries of ``out`` (as
+    :func:`.erk_large.stage_combine`)."""
     n0, n1, n2, c, per, sgn, scale, hasb, _central = _grid_header(plin)
     nrows = n0 * n1
     nch = _nchunks(u.size, nrows)
@@ -72,12 +76,10 @@ def combine_laplacian(out, u, ks, coef, nst, h, Y, plin, buf):
             o = out[lo:lo + n2]
             uu = u[lo:lo + n2]
             k = ks[last, lo:lo + n2]
-            if last == 0:
+            if store:
                 for x in range(n2):
-                    v = uu[x] + h * (0.0 + a * (k[x] + t[x]))
-                    o[x] = v
-                    nb += 0 if abs(v) <= BIG else 1
-            else:
+                    k[x] = k[x] + t[x]
+            if last > 0:
                 k0 = ks[0, lo:lo + n2]
                 a0 = coef[0]
                 for x in range(n2):
@@ -87,6 +89,23 @@ def combine_laplacian(out, u, ks, coef, nst, h, Y, plin, buf):
                     kj = ks[j, lo:lo + n2]
                     for x in range(n2):
                         o[x] += aj * kj[x]
+            # the last term, in the unfused pass's order (the completed slope when stored)
+            if last == 0 and store:
+                for x in range(n2):
+                    v = uu[x] + h * (0.0 + a * k[x])
+                    o[x] = v
+                    nb += 0 if abs(v) <= BIG else 1
+            elif last == 0:
+                for x in range(n2):
+                    v = uu[x] + h * (0.0 + a * (k[x] + t[x]))
+                    o[x] = v
+                    nb += 0 if abs(v) <= BIG else 1
+            elif store:
+                for x in range(n2):
+                    v = uu[x] + h * (o[x] + a * k[x])
+                    o[x] = v
+                    nb += 0 if abs(v) <= BIG else 1
+            else:
                 for x in range(n2):
                     v = uu[x] + h * (o[x] + a * (k[x] + t[x]))
                     o[x] = v
