@@ -153,12 +153,12 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
     from ..kernels.cpu import erk_large as KL
     from ..kernels.cpu.rhs_grid import is_packed_laplacian
     N = steps_t.size
-    # the linear part a packed Laplacian, with an f: the recomputing forward steps fold
-    # its stencil into their final combination (as the forward solve did)
+    # the linear part a packed Laplacian, with an f: the recomputed steps and stage states
+    # fold its stencil into their stage combinations (as the forward solve did)
     lapfuse = bool(rhs[4] and vj[2] and is_packed_laplacian(rhs[2]))
     if checkpoints == "all":
         call(KL.erk_reverse_large, rhs, vj, diag, tab, states, steps_t, steps_h, 0, N, gsave,
-             save_after, lam, pbar, kbar)
+             save_after, lam, pbar, kbar, lapfuse)
         return 0
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
     if store is None:
@@ -181,7 +181,7 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
     def reverse_step(i):
         buf[0] = cur
         KL.erk_reverse_large(rhs, vj, diag, tab, buf, steps_t, steps_h, i, i + 1, gsave,
-                             save_after, lam, pbar, kbar)
+                             save_after, lam, pbar, kbar, lapfuse)
 
     def restore(i):
         store.drop_above(i)

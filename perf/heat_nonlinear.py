@@ -22,7 +22,7 @@ Loss ``0.5 ||u_T - d||^2`` after 1,000 steps; gradient with respect to ``u0``.
   of the adjoint's VJP sources; with ``--fusion`` also the forward solves (Euler, RK4,
   Tsit5 at fixed steps; ``--steps / 4`` steps) with the Laplacian folded into the stage
   combinations (the default, ``kernels/cpu/erk_large_laplacian.py``) against its own
-  threaded pass (the fusion switched off for the A/B run).
+  threaded pass (the fusion switched off for the A/B run), and their gradients.
 
 Times are the best of ``--repeat`` interleaved rounds after a warm-up, all in one process
 (the machine is shared: compare ratios, not absolute times); peak extra memory is traced with
@@ -331,28 +331,37 @@ def fusion_ab(prob, dt, nsteps, repeat):
     algs = {"Euler": (js.Euler(), {}), "RK4": (js.RK4(), {}),
             "Tsit5": (js.Tsit5(), {"adaptive": False})}
 
-    def run(alg, kw, fused):
+    loss = js.L2Loss([T], np.zeros((1,) + p.u0.shape))
+
+    def run(alg, kw, fused, grad):
         rhs_grid.is_packed_laplacian = real if fused else (lambda lin: False)
         try:
-            return js.solve(p, alg, dt=dt, saveat=[T], **kw)
+            if grad:
+                return js.gradient(p, alg, loss, wrt="u0", dt=dt, **kw)[1]["u0"]
+            return js.solve(p, alg, dt=dt, saveat=[T], **kw).u
         finally:
             rhs_grid.is_packed_laplacian = real
 
     cases = {}
     for name, (alg, kw) in algs.items():
-        on, off = run(alg, kw, True), run(alg, kw, False)
-        assert np.array_equal(on.u, off.u), name
-        for fused in (True, False):
-            cases[(name, fused)] = (lambda alg=alg, kw=kw, fused=fused: run(alg, kw, fused))
+        for grad in (False, True):
+            on, off = run(alg, kw, True, grad), run(alg, kw, False, grad)
+            assert np.array_equal(on, off), name
+            for fused in (True, False):
+                cases[(name, grad, fused)] = (lambda alg=alg, kw=kw, fused=fused, grad=grad:
+                                              run(alg, kw, fused, grad))
     b = interleaved_best(cases, repeat)
     print()
-    print(f"forward solves, {nsteps} fixed steps, the Laplacian folded into the stage "
-          f"combinations or in a pass of its own (same states bit for bit; best of {repeat})")
-    print("| method | fused (ms) | own pass (ms) | fused / own |")
-    print("|---|---:|---:|---:|")
+    print(f"{nsteps} fixed steps, the Laplacian folded into the stage combinations or in a "
+          f"pass of its own (same states and gradients bit for bit; best of {repeat})")
+    print("| method | forward fused (ms) | own pass (ms) | ratio | gradient (store-all) fused "
+          "(ms) | own pass (ms) | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in algs:
-        on, off = b[(name, True)], b[(name, False)]
-        print(f"| {name} | {on * 1e3:.1f} | {off * 1e3:.1f} | {on / off:.2f} |")
+        f1, f0 = b[(name, False, True)], b[(name, False, False)]
+        g1, g0 = b[(name, True, True)], b[(name, True, False)]
+        print(f"| {name} | {f1 * 1e3:.1f} | {f0 * 1e3:.1f} | {f1 / f0:.2f} | {g1 * 1e3:.1f} | "
+              f"{g0 * 1e3:.1f} | {g1 / g0:.2f} |")
 
 
 if __name__ == "__main__":

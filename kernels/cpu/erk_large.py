@@ -536,20 +536,26 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
 
 # ---------------------------------------------------------------------- reverse
 @njit(cache=False)
-def _stage_states(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, Ys, ks, nk):
+def _stage_states(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, Ys, ks, nk, lapfuse):
     """Stage states ``Ys[i]`` (``i >= 1``; ``Y_0`` is ``u``) and slopes ``ks[i]`` for
-    ``i < nk``; every stage state up to the step's ``su`` needs ``nk = su - 1``."""
+    ``i < nk``; every stage state up to the step's ``su`` needs ``nk = su - 1``.  With
+    ``lapfuse`` the combinations complete the slopes' linear parts (as :func:`_step`)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     pending = False
+    defer = lapfuse and haslin and hasf
     for i in range(nk):
         Y = u if i == 0 else Ys[i]
-        pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], Y, t + C[i] * h)
-        stage_combine(Ys[i + 1], u, ks, A[i + 1], i + 1, h, i, tmp, pending, True)
+        if defer:
+            f(ks[i], Y, p, t + C[i] * h)
+            combine_laplacian(Ys[i + 1], u, ks, A[i + 1], i + 1, h, Y, plin, tmp, True)
+        else:
+            pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], Y, t + C[i] * h)
+            stage_combine(Ys[i + 1], u, ks, A[i + 1], i + 1, h, i, tmp, pending, True)
 
 
 @njit(cache=False)
 def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, kb,
-                           work, cu, cd):
+                           work, cu, cd, lapfuse):
     """:func:`.erk_adjoint.erk_step_adjoint` in threaded passes.
 
     With a diagonal Jacobian of ``f`` (``diag``) a stage costs one pass forming its
@@ -559,14 +565,16 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
     skips forming its slope adjoint ``h b_s lam``: the transpose acts on ``lam`` and is
     scaled in the product pass (the same derivative, rounded differently from the
     general sweep).  An ``f`` with another pattern goes through the serial
-    :func:`.erk_adjoint.vjp_apply`."""
+    :func:`.erk_adjoint.vjp_apply`.  ``lapfuse``: the stage states are recomputed as the
+    forward loop computed them (:func:`_step`)."""
     f, p, lin, plin, haslin, tmp = rhs
     (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
      linT, plinT, haslinT, kappa_grad, bweight) = vj[:14]
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     su = B.size - 1 if fsal else B.size
     if has_f or kappa_grad:
-        _stage_states(f, p, lin, plin, haslin, has_f, tmp, tab, u, t, h, Ys, ks, su - 1)
+        _stage_states(f, p, lin, plin, haslin, has_f, tmp, tab, u, t, h, Ys, ks, su - 1,
+                      lapfuse)
     # the user's own derivatives (ODEFunction(vjp=...)) come before the complex step
     umode = user_mode(vj)
     fast_diag = diag and umode == 0
@@ -640,9 +648,9 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
 
 @njit(cache=True)
 def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsave, save_after,
-                      lam, pbar, kbar):
-    """:func:`.erk_adjoint.erk_reverse` for large states (same arguments, and ``diag``:
-    the Jacobian of ``f`` is declared diagonal)."""
+                      lam, pbar, kbar, lapfuse):
+    """:func:`.erk_adjoint.erk_reverse` for large states (same arguments, ``diag``: the
+    Jacobian of ``f`` is declared diagonal, and ``lapfuse`` as :func:`erk_fixed`)."""
     n = lam.size
     s = tab[2].size
     Ys = np.empty((s, n))
@@ -658,7 +666,7 @@ def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsav
         if g >= 0:
             _add(lam, gsave[g])
         erk_step_adjoint_large(rhs, vj, diag, tab, states[i - i0], steps_t[i], steps_h[i], lam,
-                               pbar, kbar, Ys, ks, Ybar, kb, work, cu, cd)
+                               pbar, kbar, Ys, ks, Ybar, kb, work, cu, cd, lapfuse)
 
 
 @njit(cache=True)
@@ -686,7 +694,7 @@ def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, lapfu
 def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam,
                        pbar, kbar, lapfuse):
     """:func:`.erk_adjoint.erk_schedule` for large states (same arguments, ``diag``, and
-    ``lapfuse`` for the recomputing steps, as :func:`erk_fixed`)."""
+    ``lapfuse`` as :func:`erk_fixed`)."""
     n = u0.size
     s = tab[2].size
     snaps = np.empty((C + 2, n))
@@ -715,7 +723,7 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
             if g >= 0:
                 _add(lam, gsave[g])
             erk_step_adjoint_large(rhs, vj, diag, tab, cur[0], steps_t[a], steps_h[a], lam, pbar,
-                                   kbar, Ys, ks, Ybar, kb, work, cu, cd)
+                                   kbar, Ys, ks, Ybar, kb, work, cu, cd, lapfuse)
         elif op == 2:
             top += 1
             keys[top] = a
