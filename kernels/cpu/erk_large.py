@@ -443,7 +443,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
     rows with ``every``, else ``(savet.size + 1, n)`` (NumPy backs a large buffer with
     huge pages, which makes storing every state of a grid about 2x cheaper here than
     the runtime's own allocation).  ``lapfuse``: the linear part is a packed Laplacian
-    (its stencil is folded into the final stage combination, see :func:`_step`)."""
+    (its stencil is folded into the stage combinations, see :func:`_step`)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     f, p, lin, plin, haslin, tmp = rhs
     n = u0.size
@@ -673,8 +673,8 @@ def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsav
 def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, lapfuse):
     """Redo the recorded steps ``i0 .. i1-1`` from ``u`` in place (the forward loop's
     arithmetic, ``lapfuse`` as there: :func:`erk_fixed` and this give the same states bit
-    for bit).  The
-    states alternate between ``u`` and ``Ys[0]`` (one copy at the end, if any)."""
+    for bit).  The states alternate between ``u`` and ``Ys[0]`` (one copy at the end, if
+    any); ``Ys[1]`` and ``Ys[2]`` hold the stage states."""
     f, p, lin, plin, haslin, tmp = rhs
     a = u
     b = Ys[0]

@@ -11,7 +11,9 @@ reads the neighbours of the previous stage's state).  Every entry sees the
 operations of the two unfused passes in their order (the stencil through the same row
 kernel, the scaling of :func:`.rhs_grid._finish`), so the states do not change by a
 bit.  Measured (256^2, two threads, 2026-12-05): the Laplacian's pass and the
-combination 30 us a step, fused 21-23 us (forward Euler, the whole step 38 -> 30 us).
+combination 30 us a step, fused 21-23 us (forward Euler, the whole step 38 -> 30 us;
+forward solves 0.80x (Euler), 0.84x (RK4), 0.87x (Tsit5) of the unfused time, store-all
+gradients 0.91-0.95x: perf/RESULTS.md).
 The same fusion in the reverse sweep (the transpose inside the diagonal VJP's product
 pass, into a second ``lam`` buffer) measured no faster (28.9 against 13.6 + 14.2 us),
 nor did forming the next reversed step's complex-step probe in that pass (31.0 against
