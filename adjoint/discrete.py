@@ -151,20 +151,20 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
                        checkpoints, store, lam, pbar, kbar, diag):
     """:func:`erk_adjoint` for large states (threaded kernels); returns the recompute count."""
     from ..kernels.cpu import erk_large as KL
-    from ..kernels.cpu.rhs_grid import is_packed_laplacian
+    from ..kernels.cpu.rhs_grid import is_packed_stencil
     N = steps_t.size
-    # the linear part a packed Laplacian, with an f: the recomputed steps and stage states
-    # fold its stencil into their stage combinations (as the forward solve did)
-    lapfuse = bool(rhs[4] and vj[2] and is_packed_laplacian(rhs[2]))
+    # the linear part a packed Laplacian or Diffusion, with an f: the recomputed steps and
+    # stage states fold its stencil into their stage combinations (as the forward did)
+    fuse_lin = bool(rhs[4] and vj[2] and is_packed_stencil(rhs[2]))
     if checkpoints == "all":
         call(KL.erk_reverse_large, rhs, vj, diag, tab, states, steps_t, steps_h, 0, N, gsave,
-             save_after, lam, pbar, kbar, lapfuse)
+             save_after, lam, pbar, kbar, fuse_lin)
         return 0
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
     if store is None:
         ops, nre = record_schedule(N, int(checkpoints))
         call(KL.erk_schedule_large, rhs, vj, diag, tab, u0, steps_t, steps_h, ops,
-             int(checkpoints), gsave, save_after, lam, pbar, kbar, lapfuse)
+             int(checkpoints), gsave, save_after, lam, pbar, kbar, fuse_lin)
         return nre
     n = u0.size
     s = tab[2].size
@@ -176,12 +176,12 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
     def advance(i0, i1):
         if i1 > i0:
             KL.erk_advance_large(rhs, vj[2], tab, cur, steps_t, steps_h, i0, i1, ks, Ys,
-                                 lapfuse)
+                                 fuse_lin)
 
     def reverse_step(i):
         buf[0] = cur
         KL.erk_reverse_large(rhs, vj, diag, tab, buf, steps_t, steps_h, i, i + 1, gsave,
-                             save_after, lam, pbar, kbar, lapfuse)
+                             save_after, lam, pbar, kbar, fuse_lin)
 
     def restore(i):
         store.drop_above(i)

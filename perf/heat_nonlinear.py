@@ -1,6 +1,7 @@
 """The nonlinear heat figure of issues 6/7: jitsolve against a hand-written Numba adjoint.
 
-    python perf/heat_nonlinear.py [--steps 1000] [--n 256] [--repeat 5] [--serial] [--vjp] [--fusion]
+    python perf/heat_nonlinear.py [--steps 1000] [--n 256] [--repeat 5] [--serial] [--vjp]
+                                  [--fusion]
 
 Heat equation on a 256x256 cell-centred grid (unit square, homogeneous Dirichlet) with a
 reaction term, forward Euler with ``dt = r h^2``, ``r = 0.2``; per step
@@ -20,9 +21,10 @@ Loss ``0.5 ||u_T - d||^2`` after 1,000 steps; gradient with respect to ``u0``.
   writes a grid kernel: ``@njit(parallel=True)`` with ``prange``; with ``--vjp`` also the
   reaction with its own ``vjp`` (``ODEFunction(reaction, vjp=reaction_vjp)``), the first
   of the adjoint's VJP sources; with ``--fusion`` also the forward solves (Euler, RK4,
-  Tsit5 at fixed steps; ``--steps / 4`` steps) with the Laplacian folded into the stage
-  combinations (the default, ``kernels/cpu/erk_large_laplacian.py``) against its own
-  threaded pass (the fusion switched off for the A/B run), and their gradients.
+  Tsit5 at fixed steps; ``--steps / 4`` steps) with the Laplacian (and a Diffusion
+  operator, kappa in [0.5, 1]) folded into the stage combinations (the default,
+  ``kernels/cpu/erk_large_stencil.py``) against its own threaded pass (the fusion
+  switched off for the A/B run), and their gradients.
 
 Times are the best of ``--repeat`` interleaved rounds after a warm-up, all in one process
 (the machine is shared: compare ratios, not absolute times); peak extra memory is traced with
@@ -320,27 +322,33 @@ def main(argv=None):
 
 
 def fusion_ab(prob, dt, nsteps, repeat):
-    """Forward solves with the Laplacian folded into the stage combinations and without
-    (``is_packed_laplacian`` answering False turns the kernels' ``lapfuse`` off); the
-    states must agree bit for bit."""
+    """Forward solves and gradients with the grid operator folded into the stage
+    combinations and without (``is_packed_stencil`` answering False turns the kernels'
+    ``fuse_lin`` off); states and gradients must agree bit for bit."""
     import jitsolve as js
     from jitsolve.kernels.cpu import rhs_grid
     T = nsteps * dt
-    p = js.remake(prob, tspan=(0.0, T))
-    real = rhs_grid.is_packed_laplacian
+    g = prob.L.grid
+    kappa = np.random.default_rng(1).uniform(0.5, 1.0, g.shape)
+    probs = {"Laplacian": js.remake(prob, tspan=(0.0, T)),
+             "Diffusion": js.remake(prob, tspan=(0.0, T), L=js.Diffusion(g, kappa))}
+    real = rhs_grid.is_packed_stencil
     algs = {"Euler": (js.Euler(), {}), "RK4": (js.RK4(), {}),
             "Tsit5": (js.Tsit5(), {"adaptive": False})}
+    loss = js.L2Loss([T], np.zeros((1,) + g.shape))
+    for opname, p in probs.items():
+        _fusion_ab_rows(js, rhs_grid, real, p, opname, algs, loss, dt, T, nsteps, repeat)
 
-    loss = js.L2Loss([T], np.zeros((1,) + p.u0.shape))
 
+def _fusion_ab_rows(js, rhs_grid, real, p, opname, algs, loss, dt, T, nsteps, repeat):
     def run(alg, kw, fused, grad):
-        rhs_grid.is_packed_laplacian = real if fused else (lambda lin: False)
+        rhs_grid.is_packed_stencil = real if fused else (lambda lin: False)
         try:
             if grad:
                 return js.gradient(p, alg, loss, wrt="u0", dt=dt, **kw)[1]["u0"]
             return js.solve(p, alg, dt=dt, saveat=[T], **kw).u
         finally:
-            rhs_grid.is_packed_laplacian = real
+            rhs_grid.is_packed_stencil = real
 
     cases = {}
     for name, (alg, kw) in algs.items():
@@ -352,8 +360,8 @@ def fusion_ab(prob, dt, nsteps, repeat):
                                               run(alg, kw, fused, grad))
     b = interleaved_best(cases, repeat)
     print()
-    print(f"{nsteps} fixed steps, the Laplacian folded into the stage combinations or in a "
-          f"pass of its own (same states and gradients bit for bit; best of {repeat})")
+    print(f"{opname}: {nsteps} fixed steps, the operator folded into the stage combinations "
+          f"or in a pass of its own (same states and gradients bit for bit; best of {repeat})")
     print("| method | forward fused (ms) | own pass (ms) | ratio | gradient (store-all) fused "
           "(ms) | own pass (ms) | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -38,7 +38,7 @@ def _kernel_dir():
 
 # modules whose kernels take user functions as first-class values (the loops and their
 # helpers); stencil/BLAS/multigrid kernels take none
-LOOP_MODULES = ("erk.py", "erk_adjoint.py", "erk_large.py", "erk_large_laplacian.py",
+LOOP_MODULES = ("erk.py", "erk_adjoint.py", "erk_large.py", "erk_large_stencil.py",
                 "erk_tangent.py", "esdirk.py",
                 "esdirk_adjoint.py", "rhs.py", "rhs_grid.py", "rosenbrock.py",
                 "rosenbrock_adjoint.py", "sde.py", "sde_adjoint.py", "stepcontrol.py",

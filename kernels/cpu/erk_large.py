@@ -7,9 +7,9 @@ over the state, not the loop's bookkeeping, so these kernels trade the general l
 * a stage's linear part (``lin(u)``, a grid operator) is added to its slope inside the
   next stage combination, not in a pass of its own; the finiteness check is folded into
   the final combination; states are written straight into the save buffer (no copies);
-* a Laplacian as the linear part of a split problem (``lapfuse``) is not a pass at all:
-  the stage combinations evaluate its stencil row by row (:mod:`.erk_large_laplacian`;
-  a stage costs the user's ``f`` and one pass instead of three passes);
+* a Laplacian or Diffusion operator as the linear part of a split problem (``fuse_lin``)
+  is not a pass at all: the stage combinations evaluate its stencil row by row
+  (:mod:`.erk_large_stencil`; a stage costs the user's ``f`` and one pass, not three);
 * a pure linear problem (no ``f``, ``hasf`` False) writes ``lin`` into the slope directly;
 * the reverse step evaluates only the slopes that later stage states need (an ``s``-stage
   method needs ``s - 1``; forward Euler none), and the VJP of an ``f`` with a diagonal
@@ -35,7 +35,7 @@ from numba.extending import overload
 
 from .erk import PARALLEL_N, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
 from .erk_adjoint import kappa_vjp, user_mode, vjp_apply
-from .erk_large_laplacian import combine_laplacian
+from .erk_large_stencil import combine_stencil
 
 __all__ = ["PARALLEL_N", "erk_fixed", "count_fixed_steps", "erk_advance_large",
            "erk_reverse_large", "erk_schedule_large", "erk_step_adjoint_large", "stage_combine"]
@@ -356,21 +356,21 @@ def _slope(f, p, lin, plin, haslin, hasf, tmp, k, Y, t):
 
 @njit(cache=False)
 def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, ytmp2, k0_valid,
-          want_fsal, lapfuse):
+          want_fsal, fuse_lin):
     """One step from ``(t, u)`` into ``unew``, as :func:`.erk.rk_step`; returns
     ``(number of f calls, number of non-finite entries of unew)``.  The last
     (FSAL) slope is evaluated only when ``want_fsal`` (the next step starts from it).
-    With ``lapfuse`` (the linear part is a packed Laplacian, and there is an ``f``) each
-    stage combination evaluates the linear part of the slope it completes itself
-    (:func:`.erk_large_laplacian.combine_laplacian`: one pass fewer per stage, the same
-    bits); the stage states then alternate between ``ytmp`` and ``ytmp2`` (needed from
-    three stages on; it may be ``ytmp`` otherwise)."""
+    With ``fuse_lin`` (the linear part is a packed Laplacian or Diffusion operator, and
+    there is an ``f``) each stage combination evaluates the linear part of the slope it
+    completes itself (:func:`.erk_large_stencil.combine_stencil`: one pass fewer per
+    stage, the same bits); the stage states then alternate between ``ytmp`` and
+    ``ytmp2`` (needed from three stages on; it may be ``ytmp`` otherwise)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     s = B.size
     nf = 0
     pending = False
     last = s - 1 if fsal else s
-    defer = lapfuse and haslin and hasf
+    defer = fuse_lin and haslin and hasf
     # deferred: the last slope evaluated lacks its linear part, at the state Y
     deferred = False
     Y = u
@@ -384,7 +384,7 @@ def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, ytmp
     for i in range(1, last):
         yo = ytmp2 if i % 2 == 0 else ytmp
         if deferred:
-            combine_laplacian(yo, u, ks, A[i], i, h, Y, plin, tmp, True)
+            combine_stencil(yo, u, ks, A[i], i, h, Y, plin, tmp, True)
         else:
             stage_combine(yo, u, ks, A[i], i, h, i - 1, tmp, pending, True)
         if defer:
@@ -396,7 +396,7 @@ def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, ytmp
         nf += 1
     # the last slope completed on the fly only: no later stage reads it
     if deferred:
-        bad = combine_laplacian(unew, u, ks, B, last, h, Y, plin, tmp, False)
+        bad = combine_stencil(unew, u, ks, B, last, h, Y, plin, tmp, False)
     else:
         bad = stage_combine(unew, u, ks, B, last, h, last - 1, tmp, pending, False)
     if fsal and want_fsal:
@@ -433,7 +433,7 @@ def count_fixed_steps(t0, stops, dt, maxiters):
 
 
 @njit(cache=True)
-def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lapfuse):
+def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, fuse_lin):
     """Fixed steps of size ``dt`` from ``(t0, u0)`` to ``stops[-1]`` (landing exactly on
     every stop), saving every state (``every``) or those at ``savet``; no callbacks, no
     dense output.  Same states and same return tuple as :func:`.erk.erk_solve`.
@@ -442,8 +442,9 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
     ``us`` is the save buffer, allocated by the caller: ``(count_fixed_steps(...) + 1, n)``
     rows with ``every``, else ``(savet.size + 1, n)`` (NumPy backs a large buffer with
     huge pages, which makes storing every state of a grid about 2x cheaper here than
-    the runtime's own allocation).  ``lapfuse``: the linear part is a packed Laplacian
-    (its stencil is folded into the stage combinations, see :func:`_step`)."""
+    the runtime's own allocation).  ``fuse_lin``: the linear part is a packed Laplacian or
+    Diffusion operator (its stencil is folded into the stage combinations, see
+    :func:`_step`)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     f, p, lin, plin, haslin, tmp = rhs
     n = u0.size
@@ -455,7 +456,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
     ks = np.empty((s, n))
     ytmp = np.empty(n)
     # the second stage-state buffer of a fused loop with three stages or more
-    ytmp2 = np.empty(n) if lapfuse and s > 2 else ytmp
+    ytmp2 = np.empty(n) if fuse_lin and s > 2 else ytmp
     steps_t = np.empty(max(m, 1))
     steps_h = np.empty(max(m, 1))
     ts = np.empty(us.shape[0])
@@ -506,7 +507,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
         h = tdir * hstep
         unew = us[nsave] if every else ub[1 - cur]
         nf, bad = _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp,
-                        ytmp2, k0_valid, True, lapfuse)
+                        ytmp2, k0_valid, True, fuse_lin)
         stats[0] += nf
         if bad != 0:
             rc = RC_UNSTABLE
@@ -536,18 +537,18 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, lap
 
 # ---------------------------------------------------------------------- reverse
 @njit(cache=False)
-def _stage_states(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, Ys, ks, nk, lapfuse):
+def _stage_states(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, Ys, ks, nk, fuse_lin):
     """Stage states ``Ys[i]`` (``i >= 1``; ``Y_0`` is ``u``) and slopes ``ks[i]`` for
     ``i < nk``; every stage state up to the step's ``su`` needs ``nk = su - 1``.  With
-    ``lapfuse`` the combinations complete the slopes' linear parts (as :func:`_step`)."""
+    ``fuse_lin`` the combinations complete the slopes' linear parts (as :func:`_step`)."""
     C, A, B, BERR, fsal, BTH, CX, AX, q = tab
     pending = False
-    defer = lapfuse and haslin and hasf
+    defer = fuse_lin and haslin and hasf
     for i in range(nk):
         Y = u if i == 0 else Ys[i]
         if defer:
             f(ks[i], Y, p, t + C[i] * h)
-            combine_laplacian(Ys[i + 1], u, ks, A[i + 1], i + 1, h, Y, plin, tmp, True)
+            combine_stencil(Ys[i + 1], u, ks, A[i + 1], i + 1, h, Y, plin, tmp, True)
         else:
             pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], Y, t + C[i] * h)
             stage_combine(Ys[i + 1], u, ks, A[i + 1], i + 1, h, i, tmp, pending, True)
@@ -555,7 +556,7 @@ def _stage_states(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, Ys, ks, nk, 
 
 @njit(cache=False)
 def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys, ks, Ybar, kb,
-                           work, cu, cd, lapfuse):
+                           work, cu, cd, fuse_lin):
     """:func:`.erk_adjoint.erk_step_adjoint` in threaded passes.
 
     With a diagonal Jacobian of ``f`` (``diag``) a stage costs one pass forming its
@@ -565,7 +566,7 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
     skips forming its slope adjoint ``h b_s lam``: the transpose acts on ``lam`` and is
     scaled in the product pass (the same derivative, rounded differently from the
     general sweep).  An ``f`` with another pattern goes through the serial
-    :func:`.erk_adjoint.vjp_apply`.  ``lapfuse``: the stage states are recomputed as the
+    :func:`.erk_adjoint.vjp_apply`.  ``fuse_lin``: the stage states are recomputed as the
     forward loop computed them (:func:`_step`)."""
     f, p, lin, plin, haslin, tmp = rhs
     (fc, pc, has_f, colour, pat_ptr, pat_idx, ncolour, np_grad, eps,
@@ -574,7 +575,7 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
     su = B.size - 1 if fsal else B.size
     if has_f or kappa_grad:
         _stage_states(f, p, lin, plin, haslin, has_f, tmp, tab, u, t, h, Ys, ks, su - 1,
-                      lapfuse)
+                      fuse_lin)
     # the user's own derivatives (ODEFunction(vjp=...)) come before the complex step
     umode = user_mode(vj)
     fast_diag = diag and umode == 0
@@ -648,9 +649,9 @@ def erk_step_adjoint_large(rhs, vj, diag, tab, u, t, h, lam, pbar, kbar_acc, Ys,
 
 @njit(cache=True)
 def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsave, save_after,
-                      lam, pbar, kbar, lapfuse):
+                      lam, pbar, kbar, fuse_lin):
     """:func:`.erk_adjoint.erk_reverse` for large states (same arguments, ``diag``: the
-    Jacobian of ``f`` is declared diagonal, and ``lapfuse`` as :func:`erk_fixed`)."""
+    Jacobian of ``f`` is declared diagonal, and ``fuse_lin`` as :func:`erk_fixed`)."""
     n = lam.size
     s = tab[2].size
     Ys = np.empty((s, n))
@@ -666,13 +667,13 @@ def erk_reverse_large(rhs, vj, diag, tab, states, steps_t, steps_h, i0, i1, gsav
         if g >= 0:
             _add(lam, gsave[g])
         erk_step_adjoint_large(rhs, vj, diag, tab, states[i - i0], steps_t[i], steps_h[i], lam,
-                               pbar, kbar, Ys, ks, Ybar, kb, work, cu, cd, lapfuse)
+                               pbar, kbar, Ys, ks, Ybar, kb, work, cu, cd, fuse_lin)
 
 
 @njit(cache=True)
-def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, lapfuse):
+def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, fuse_lin):
     """Redo the recorded steps ``i0 .. i1-1`` from ``u`` in place (the forward loop's
-    arithmetic, ``lapfuse`` as there: :func:`erk_fixed` and this give the same states bit
+    arithmetic, ``fuse_lin`` as there: :func:`erk_fixed` and this give the same states bit
     for bit).  The states alternate between ``u`` and ``Ys[0]`` (one copy at the end, if
     any); ``Ys[1]`` and ``Ys[2]`` hold the stage states."""
     f, p, lin, plin, haslin, tmp = rhs
@@ -683,7 +684,7 @@ def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, lapfu
     flip = False
     for i in range(i0, i1):
         _step(f, p, lin, plin, haslin, hasf, tmp, tab, a, steps_t[i], steps_h[i], ks, b, Ys[1],
-              y2, False, False, lapfuse)
+              y2, False, False, fuse_lin)
         a, b = b, a
         flip = not flip
     if flip:
@@ -692,9 +693,9 @@ def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, lapfu
 
 @njit(cache=True)
 def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, lam,
-                       pbar, kbar, lapfuse):
+                       pbar, kbar, fuse_lin):
     """:func:`.erk_adjoint.erk_schedule` for large states (same arguments, ``diag``, and
-    ``lapfuse`` as :func:`erk_fixed`)."""
+    ``fuse_lin`` as :func:`erk_fixed`)."""
     n = u0.size
     s = tab[2].size
     snaps = np.empty((C + 2, n))
@@ -717,13 +718,13 @@ def erk_schedule_large(rhs, vj, diag, tab, u0, steps_t, steps_h, ops, C, gsave, 
         a = ops[q, 1]
         if op == 0:
             erk_advance_large(rhs, hasf, tab, cur[0], steps_t, steps_h, a, ops[q, 2], ks,
-                              Ys, lapfuse)
+                              Ys, fuse_lin)
         elif op == 1:
             g = save_after[a]
             if g >= 0:
                 _add(lam, gsave[g])
             erk_step_adjoint_large(rhs, vj, diag, tab, cur[0], steps_t[a], steps_h[a], lam, pbar,
-                                   kbar, Ys, ks, Ybar, kb, work, cu, cd, lapfuse)
+                                   kbar, Ys, ks, Ybar, kb, work, cu, cd, fuse_lin)
         elif op == 2:
             top += 1
             keys[top] = a

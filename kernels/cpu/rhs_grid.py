@@ -19,8 +19,8 @@ from .stencil import (advection_apply, advection_transpose, diffusion_apply,
 # cached cfuncs that call parallel kernels need the threading layer up before they load
 _launch_threads()
 
-__all__ = ["grid_cfuncs", "is_packed_laplacian", "grid_param_vjp", "grid_kappa_vjp_cfunc", "GRID_HEADER", "GRID_LAPLACIAN", "GRID_DIFFUSION",
-           "GRID_ADVECTION"]
+__all__ = ["grid_cfuncs", "is_packed_stencil", "grid_param_vjp", "grid_kappa_vjp_cfunc",
+           "GRID_HEADER", "GRID_LAPLACIAN", "GRID_DIFFUSION", "GRID_ADVECTION"]
 
 GRID_HEADER = 19
 GRID_LAPLACIAN, GRID_DIFFUSION, GRID_ADVECTION = 0, 1, 2
@@ -146,12 +146,15 @@ def grid_cfuncs(plin):
     return hit
 
 
-def is_packed_laplacian(lin):
-    """True when ``lin`` is the Laplacian's apply or transpose cfunc of :func:`grid_cfuncs`
-    (its data is then a packed Laplacian, which the large-state loops fold into their
-    passes: :mod:`.erk_large_laplacian`)."""
-    hit = _CFUNCS.get(GRID_LAPLACIAN)
-    return hit is not None and any(lin is c for c in hit)
+def is_packed_stencil(lin):
+    """True when ``lin`` is the apply cfunc of :func:`grid_cfuncs` for a packed Laplacian or
+    Diffusion operator (the symmetric stencils, which the large-state loops fold into their
+    stage combinations: :mod:`.erk_large_stencil`)."""
+    for kind in (GRID_LAPLACIAN, GRID_DIFFUSION):
+        hit = _CFUNCS.get(kind)
+        if hit is not None and lin is hit[0]:
+            return True
+    return False
 
 
 @njit(cache=False)

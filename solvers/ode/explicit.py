@@ -147,12 +147,12 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
     if (not adaptive and not dense and n >= _erk.PARALLEL_N and not cb[2] and not cb[8]
             and (hasf or haslin)):
         from ...kernels.cpu import erk_large
-        from ...kernels.cpu.rhs_grid import is_packed_laplacian
+        from ...kernels.cpu.rhs_grid import is_packed_stencil
         rows = (call(erk_large.count_fixed_steps, float(t0), stops, float(dt), int(maxiters)) + 1
                 if every else savet.size + 1)
         res = call(erk_large.erk_fixed, rhs, bool(hasf), u0, float(t0), tab, stops, float(dt),
                    every, savet, int(maxiters), np.empty((rows, n)),
-                   bool(haslin and hasf and is_packed_laplacian(lin)))
+                   bool(haslin and hasf and is_packed_stencil(lin)))
     else:
         # every step saved: the buffers start at ``cap`` rows (a hint, e.g. the step count
         # of an earlier solve of the problem) and double past it
