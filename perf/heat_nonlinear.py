@@ -203,7 +203,8 @@ def main(argv=None):
     ap.add_argument("--vjp", action="store_true",
                     help="also time the reaction with its own vjp (ODEFunction(vjp=...))")
     ap.add_argument("--fusion", action="store_true",
-                    help="also time forward solves with the Laplacian fusion on and off")
+                    help="also time forward solves and gradients with the grid operator "
+                         "folded into the stage combinations and without")
     a = ap.parse_args(argv)
     import scipy.sparse as sp
 
