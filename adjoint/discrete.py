@@ -153,9 +153,10 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
     from ..kernels.cpu import erk_large as KL
     from ..kernels.cpu.rhs_grid import is_packed_stencil
     N = steps_t.size
-    # the linear part a packed Laplacian or Diffusion, with an f: the recomputed steps and
-    # stage states fold its stencil into their stage combinations (as the forward did)
-    fuse_lin = bool(rhs[4] and vj[2] and is_packed_stencil(rhs[2]))
+    # the linear part a packed Laplacian or Diffusion: the recomputed steps and stage
+    # states fold its stencil into their stage combinations (as the forward did; the
+    # kernels fuse only where there is an f)
+    fuse_lin = is_packed_stencil(rhs[2])
     if checkpoints == "all":
         call(KL.erk_reverse_large, rhs, vj, diag, tab, states, steps_t, steps_h, 0, N, gsave,
              save_after, lam, pbar, kbar, fuse_lin)

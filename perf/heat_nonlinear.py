@@ -337,12 +337,8 @@ def fusion_ab(prob, dt, nsteps, repeat):
     algs = {"Euler": (js.Euler(), {}), "RK4": (js.RK4(), {}),
             "Tsit5": (js.Tsit5(), {"adaptive": False})}
     loss = js.L2Loss([T], np.zeros((1,) + g.shape))
-    for opname, p in probs.items():
-        _fusion_ab_rows(js, rhs_grid, real, p, opname, algs, loss, dt, T, nsteps, repeat)
 
-
-def _fusion_ab_rows(js, rhs_grid, real, p, opname, algs, loss, dt, T, nsteps, repeat):
-    def run(alg, kw, fused, grad):
+    def run(p, alg, kw, fused, grad):
         rhs_grid.is_packed_stencil = real if fused else (lambda lin: False)
         try:
             if grad:
@@ -351,26 +347,27 @@ def _fusion_ab_rows(js, rhs_grid, real, p, opname, algs, loss, dt, T, nsteps, re
         finally:
             rhs_grid.is_packed_stencil = real
 
-    cases = {}
-    for name, (alg, kw) in algs.items():
-        for grad in (False, True):
-            on, off = run(alg, kw, True, grad), run(alg, kw, False, grad)
-            assert np.array_equal(on, off), name
-            for fused in (True, False):
-                cases[(name, grad, fused)] = (lambda alg=alg, kw=kw, fused=fused, grad=grad:
-                                              run(alg, kw, fused, grad))
-    b = interleaved_best(cases, repeat)
-    print()
-    print(f"{opname}: {nsteps} fixed steps, the operator folded into the stage combinations "
-          f"or in a pass of its own (same states and gradients bit for bit; best of {repeat})")
-    print("| method | forward fused (ms) | own pass (ms) | ratio | gradient (store-all) fused "
-          "(ms) | own pass (ms) | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in algs:
-        f1, f0 = b[(name, False, True)], b[(name, False, False)]
-        g1, g0 = b[(name, True, True)], b[(name, True, False)]
-        print(f"| {name} | {f1 * 1e3:.1f} | {f0 * 1e3:.1f} | {f1 / f0:.2f} | {g1 * 1e3:.1f} | "
-              f"{g0 * 1e3:.1f} | {g1 / g0:.2f} |")
+    for opname, p in probs.items():
+        cases = {}
+        for name, (alg, kw) in algs.items():
+            for grad in (False, True):
+                assert np.array_equal(run(p, alg, kw, True, grad), run(p, alg, kw, False, grad))
+                for fused in (True, False):
+                    cases[(name, grad, fused)] = (lambda alg=alg, kw=kw, fused=fused, grad=grad,
+                                                  p=p: run(p, alg, kw, fused, grad))
+        b = interleaved_best(cases, repeat)
+        print()
+        print(f"{opname}: {nsteps} fixed steps, the operator folded into the stage "
+              f"combinations or in a pass of its own (same states and gradients bit for bit; "
+              f"best of {repeat})")
+        print("| method | forward fused (ms) | own pass (ms) | ratio | gradient (store-all) "
+              "fused (ms) | own pass (ms) | ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name in algs:
+            f1, f0 = b[(name, False, True)], b[(name, False, False)]
+            g1, g0 = b[(name, True, True)], b[(name, True, False)]
+            print(f"| {name} | {f1 * 1e3:.1f} | {f0 * 1e3:.1f} | {f1 / f0:.2f} | "
+                  f"{g1 * 1e3:.1f} | {g0 * 1e3:.1f} | {g1 / g0:.2f} |")
 
 
 if __name__ == "__main__":

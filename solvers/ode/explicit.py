@@ -152,7 +152,7 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
                 if every else savet.size + 1)
         res = call(erk_large.erk_fixed, rhs, bool(hasf), u0, float(t0), tab, stops, float(dt),
                    every, savet, int(maxiters), np.empty((rows, n)),
-                   bool(haslin and hasf and is_packed_stencil(lin)))
+                   is_packed_stencil(lin))
     else:
         # every step saved: the buffers start at ``cap`` rows (a hint, e.g. the step count
         # of an earlier solve of the problem) and double past it

@@ -15,8 +15,8 @@ checkerboard of 8^3 blocks, 1 : 1000: 40 CG iterations against 198), at the pric
 their setup and storage.  ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi
 (``omega = 2d / (2d + 1)`` by default), the smoother of choice where the sweeps must be
 data-parallel.  Transfers are cell-centred linear interpolation and its transpose (full
-weighting); smoothing is red-black Gauss-Seidel, red->black before the coarse
-correction and black->red after, so the V- and W-cycles are symmetric and, for an SPD
+weighting); the default smoothing is red-black Gauss-Seidel, red->black before the
+coarse correction and black->red after, so the V- and W-cycles are symmetric and, for an SPD
 operator, positive definite: a valid CG preconditioner.  The coarsest level is
 factorised (dense LU; pseudo-inverse when it is singular, e.g. pure Neumann).
 
