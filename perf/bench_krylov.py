@@ -10,7 +10,8 @@ Tables:
   2. Plain CG per iteration vs the bytes an iteration moves / triad bandwidth measured
      here on arrays of the same size, and vs SciPy ``cg`` per iteration; the model stays
      the reference loop's 13 vectors whatever the fused kernels move; the generic
-     unfused loop is timed beside it.
+     unfused loop is timed beside it, and the fused loop with ``x`` updated in its
+     update pass (``LAG_X`` off) against the default (deferred to the next pass).
   3. The same for 3D Poisson (7-point) at 128^3.
   4. Jump coefficients 1 vs 1000 in a checkerboard of blocks, 3D: CG + Multigrid and
      CG + AMG to rtol 1e-10 against SciPy's direct solve.
@@ -156,6 +157,29 @@ def unfused_cg(A, b, iters=100, repeat=5):
     return best_t
 
 
+def lag_ab(A, b, iters=20, rounds=40):
+    """Plain CG per iteration with ``x += alpha p`` deferred into the next direction pass
+    (the default, ``solvers.linear.cg.LAG_X``) and done in the update pass, interleaved
+    in ``rounds`` solves of ``iters`` iterations each; returns the medians (lagged,
+    eager)."""
+    import importlib
+    import jitsolve as js
+    cgmod = importlib.import_module("jitsolve.solvers.linear.cg")
+    prob = js.LinearProblem(A, b)
+    old = cgmod.LAG_X
+    out = {True: [], False: []}
+    try:
+        for k in range(rounds):
+            for lag in ((True, False) if k % 2 == 0 else (False, True)):
+                cgmod.LAG_X = lag
+                t0 = time.perf_counter()
+                sol = js.solve(prob, js.CG(), rtol=1e-14, maxiter=iters)
+                out[lag].append((time.perf_counter() - t0) / sol.iters)
+    finally:
+        cgmod.LAG_X = old
+    return float(np.median(out[True])), float(np.median(out[False]))
+
+
 def plain_cg_iters(A, b):
     import jitsolve as js
     sol = js.solve(js.LinearProblem(A, b), js.CG(), rtol=1e-8, maxiter=20000)
@@ -187,12 +211,14 @@ def poisson_block(shape, scipy_cap, lines, peers=True):
     t_it, _ = plain_cg(A, b)
     t_un = unfused_cg(A, b)
     t_it = min(t_it, plain_cg(A, b)[0])  # fused and unfused interleaved: the same noise
+    t_lag, t_eager = lag_ab(A, b)
     bw = max(bw, triad_bw(n))           # the best triad of the run (noise only lowers it)
     bytes_it = 13 * 8 * n   # matvec 2, p.Ap 2, fused update 6 (4 reads, 2 writes), p = r + b p 3
     model = bytes_it / (bw * 1e9)
     return dict(n=n, name=name, total=ts + tt, pa_s=pa_s, pa_t=pa_t, pa_it=pa_it, pa_res=pa_res,
                 sp_per=sp_per, sp_run=sp_run, sp_conv=sp_conv, sp_total=sp_total, k_cg=k_cg,
-                bw=bw, t_it=t_it, t_un=t_un, model=model, ta=ta, tc=tc)
+                bw=bw, t_it=t_it, t_un=t_un, model=model, ta=ta, tc=tc, t_lag=t_lag,
+                t_eager=t_eager)
 
 
 def peer_lines(r):
@@ -218,6 +244,10 @@ def peer_lines(r):
     out.append(f"- same run, the generic unfused CG loop (matvec, dot, update, xpay as four kernels): "
                f"{r['t_un'] * 1e3:.3f} ms/iteration, ratio measured/model {r['t_un'] / r['model']:.2f}; "
                f"fused/unfused {r['t_it'] / r['t_un']:.2f}")
+    out.append(f"- same run, the fused loop with x updated in the update pass (LAG_X off): "
+               f"{r['t_eager'] * 1e3:.3f} against {r['t_lag'] * 1e3:.3f} ms/iteration deferred "
+               f"(medians of 40 interleaved solves of 20 iterations); lagged/eager "
+               f"{r['t_lag'] / r['t_eager']:.2f}")
     out.append(f"- one stencil apply: {r['ta'] * 1e3:.3f} ms with its vectors in cache, "
                f"{r['tc'] * 1e3:.3f} ms out of cache; CG+MG total = {r['total'] / r['ta']:.0f} "
                f"in-cache applies = {r['total'] / r['tc']:.0f} out-of-cache applies")

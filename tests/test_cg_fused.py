@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse.linalg as spla
 
 import jitsolve as js
-from jitsolve.kernels.cpu import krylov
+from jitsolve.kernels.cpu import blas, krylov
 from jitsolve.linear import operator_matvec, operator_stencil
 from jitsolve.solvers.linear import cg
 
@@ -39,26 +39,32 @@ def _stencil_args(A):
     return gs, kind, k3
 
 
-def _direction(A, r, p, beta, nch, store):
-    """Run the direction kernel on copies; returns (p, Ap, pAp)."""
+def _direction(A, r, p, beta, nch, store, x=None, alpha_x=0.0):
+    """Run the direction kernel on copies; returns (p, Ap, pAp), and with ``x`` given
+    (the lagged ``x += alpha_x p``) (p, Ap, pAp, x)."""
     gs, kind, k3 = _stencil_args(A)
     units, sr, groups = krylov.grid_cg_units(gs.shape3)
     halo = np.full((nch, 2, sr, gs.shape3[2]), np.nan)
     part = np.full(groups, np.nan)
     p = p.copy()
     ap = np.full(p.size, np.nan)
+    xx = np.full(p.size, np.nan) if x is None else x.copy()
     pap = krylov.grid_cg_direction(beta, r.reshape(gs.shape3), p.reshape(gs.shape3), kind, k3,
-                                   ap.reshape(gs.shape3), store, gs.c, gs.per, gs.sgn, halo, part)
-    return p, ap, pap
+                                   ap.reshape(gs.shape3), store, gs.c, gs.per, gs.sgn, halo, part,
+                                   xx.reshape(gs.shape3), alpha_x, x is not None)
+    if x is None:
+        assert np.isnan(xx).all()                           # not touched
+        return p, ap, pap
+    return p, ap, pap, xx
 
 
-def _update(A, alpha, p, ap, x, r, nch, stored):
+def _update(A, alpha, p, ap, x, r, nch, stored, with_x=True):
     gs, kind, k3 = _stencil_args(A)
     part = np.full(krylov.grid_cg_units(gs.shape3)[2], np.nan)
     x, r = x.copy(), r.copy()
     rr = krylov.grid_cg_update(alpha, p.reshape(gs.shape3), kind, k3, ap.reshape(gs.shape3),
                                stored, x.reshape(gs.shape3), r.reshape(gs.shape3), gs.c, gs.per,
-                               gs.sgn, nch, part)
+                               gs.sgn, nch, part, with_x)
     return x, r, rr
 
 
@@ -97,6 +103,19 @@ def test_kernels_match_numpy(kind, bc, shape, rng):
             np.testing.assert_array_equal(rr_, r_ref)
             assert abs(rr - np.dot(r_ref, r_ref)) <= 1e-13 * np.dot(r_ref, r_ref)
             outs.append((pap, rr))
+            # the solver's order: x left alone by the update, then updated by the next
+            # direction pass (with the old p) or by blas.axpy: the same bits
+            xx, rr_, rr2 = _update(A, alpha, p, ap if store else np.full(n, np.nan), x, r, nch,
+                                   store, with_x=False)
+            np.testing.assert_array_equal(xx, x)
+            np.testing.assert_array_equal(rr_, r_ref)
+            assert rr2 == rr
+            p2, ap2, pap2, x2 = _direction(A, r_ref, p, 0.45, nch, store, x=x, alpha_x=alpha)
+            np.testing.assert_array_equal(x2, x_ref)
+            np.testing.assert_array_equal(p2, r_ref + 0.45 * p_ref)
+            x3 = x.copy()
+            blas.axpy(alpha, p, x3)
+            np.testing.assert_array_equal(x3, x_ref)
     # the reductions do not depend on the chunking, nor on storing A p
     assert len(set(outs)) == 1, outs
 
@@ -276,3 +295,49 @@ def test_poisson_iteration_count_unchanged():
     assert s.retcode == js.ReturnCode.Success
     assert s.iters == un.iters
     assert np.linalg.norm(s.u.ravel() - un.x) <= 1e-8 * np.linalg.norm(un.x)
+
+
+@pytest.mark.parametrize("kind", ["laplacian", "diffusion"])
+@pytest.mark.parametrize("shape", [(40, 31), (9, 8, 7)])
+@pytest.mark.parametrize("recompute, maxiter", [(50, None), (3, None), (50, 6)])
+def test_lagged_x_update_gives_the_same_bits(kind, shape, recompute, maxiter, rng):
+    """``x += alpha p`` is left to the next direction pass except where ``x`` is looked at;
+    a callback looks at it every iteration (so the update is never lagged): the same
+    iterates, history and status bit for bit."""
+    g = js.Grid(shape, bc=(js.Neumann(),) + (js.Dirichlet(0.0),) * (len(shape) - 1))
+    A = _op(kind, g, rng)
+    b = rng.standard_normal(shape)
+    x0 = rng.standard_normal(g.size)
+    seen = []
+
+    def cb(it, x, rn):
+        seen.append(x.copy())
+        return False
+
+    kw = dict(rtol=1e-11, recompute=recompute, maxiter=maxiter, x0=x0)
+    lagged = _fused(A, b, **kw)
+    eager = _fused(A, b, callback=cb, **kw)
+    assert lagged.status == eager.status
+    assert lagged.iters == eager.iters == len(seen) + (lagged.status == "Success")
+    np.testing.assert_array_equal(lagged.x, eager.x)
+    np.testing.assert_array_equal(lagged.history, eager.history)
+    un = _unfused(A, b, **kw)
+    assert un.iters == lagged.iters and un.status == lagged.status
+    assert np.linalg.norm(lagged.x - un.x) <= 1e-10 * np.linalg.norm(un.x)
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_lagged_and_eager_x_give_the_same_bits(store, rng, monkeypatch):
+    """``LAG_X`` off (``x`` updated in the update pass, the iteration before the lag)
+    and on: the same iterates and history bit for bit, with ``A p`` stored or not."""
+    g = js.Grid((31, 18, 7), bc=(js.Periodic(), js.Neumann(), js.Dirichlet(0.0)))
+    A = -js.Diffusion(g, 0.5 + rng.random(g.shape))
+    b = rng.standard_normal(g.shape)
+    monkeypatch.setitem(cgmod.STORE_AP, "diffusion", store)
+    out = []
+    for lag in (True, False):
+        monkeypatch.setattr(cgmod, "LAG_X", lag)
+        out.append(_fused(A, b, rtol=1e-9, recompute=7))
+    assert out[0].iters == out[1].iters and out[0].status == out[1].status == "Success"
+    np.testing.assert_array_equal(out[0].x, out[1].x)
+    np.testing.assert_array_equal(out[0].history, out[1].history)

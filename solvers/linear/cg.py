@@ -19,9 +19,11 @@ as plain arrays) and no preconditioner, the float64 loop runs the fused two-pass
 iteration of :func:`jitsolve.kernels.cpu.krylov.grid_cg_direction` and
 :func:`~jitsolve.kernels.cpu.krylov.grid_cg_update`: ``p = r + beta p`` fused with the
 stencil and ``p^T A p`` (reads ``r, p``, writes ``p, A p``), then ``x += a p, r -= a A p,
-r^T r`` (reads ``p, A p, x, r``, writes ``x, r``): 10 vector passes instead of 13 (8 with
-``A p`` recomputed, see :data:`STORE_AP`), two parallel regions plus a small halo one
-instead of four.  The iterates are those of the loop above up to the order of the two
+r^T r`` (reads ``A p, r``, writes ``r``), with ``x += a p`` deferred into the next
+direction pass (which reads ``p`` anyway; reads and writes ``x``): 9 vector passes
+instead of 13 (8 with ``A p`` recomputed, see :data:`STORE_AP`), two parallel regions
+plus a small halo one instead of four; ``x`` is brought up to date (one ``axpy``) only
+where it is looked at (a true residual, the callback, the end).  The iterates are those of the loop above up to the order of the two
 reductions; tolerances, true residuals, breakdown, history and callback are handled
 identically.  Chronopoulos & Gear (1989) fuse further by changing the recurrences
 (one reduction per iteration); that is deliberately not done here.
@@ -44,11 +46,16 @@ __all__ = ["cg", "GridStencil"]
 #: ``per``/``sgn`` the boundary arrays (see :mod:`jitsolve.kernels.cpu.stencil`).
 GridStencil = namedtuple("GridStencil", "kind shape3 c per sgn kappa")
 
-#: whether the fused grid iteration stores ``A p`` (10 vector passes per iteration) or
+#: whether the fused grid iteration stores ``A p`` (9 vector passes per iteration) or
 #: recomputes it in the update pass (8 passes, but the stencil twice).  On the 2-core
 #: development machine (working sets in L3, compute and load bound) storing measured
 #: faster for both operators; recomputing only pays where memory bandwidth is the limit.
 STORE_AP = {"laplacian": True, "diffusion": True}
+
+#: whether the fused grid iteration defers ``x += alpha p`` to the next direction pass
+#: (True) or does it in the update pass (False, one vector read more per iteration; kept
+#: for A/B measurements: ``perf/bench_krylov.py``).  The same bits either way.
+LAG_X = True
 
 
 def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
@@ -140,7 +147,8 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
 
     The loop of :func:`cg` with ``p = r + beta p`` moved to the start of the next
     iteration (inside :func:`~jitsolve.kernels.cpu.krylov.grid_cg_direction`), which is
-    where CG first needs it.
+    where CG first needs it, and ``x += alpha p`` moved there too (it needs the old ``p``,
+    which that pass reads).
     """
     n = b.size
     shape3 = tuple(grid.shape3)
@@ -170,15 +178,31 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
     k3 = p.reshape(shape3) if grid.kappa is None else grid.kappa
     c, per, sgn = grid.c, grid.per, grid.sgn
     x3, r3, p3, ap3 = (v.reshape(shape3) for v in (x, r, p, ap))
+    # x += alpha p lags one pass: the next direction pass does it (it reads p anyway),
+    # unless x is looked at first (true residual, callback, exit): then blas.axpy, the
+    # same expression (the same bits either way)
+    lag = False
+    eager = not LAG_X
+    alpha = 0.0
     while it < maxiter:
-        pap = krylov.grid_cg_direction(beta, r3, p3, kind, k3, ap3, store, c, per, sgn, halo, part)
+        pap = krylov.grid_cg_direction(beta, r3, p3, kind, k3, ap3, store, c, per, sgn, halo,
+                                       part, x3, alpha, lag)
+        lag = False
         if not (pap > 0.0 and math.isfinite(pap)):
             status = BREAKDOWN
             break
         alpha = rz / pap
-        rr = krylov.grid_cg_update(alpha, p3, kind, k3, ap3, store, x3, r3, c, per, sgn, nch, part)
+        rr = krylov.grid_cg_update(alpha, p3, kind, k3, ap3, store, x3, r3, c, per, sgn, nch,
+                                   part, eager)
         it += 1
         rnorm = math.sqrt(rr)
+        if eager:
+            pass
+        elif (callback is not None or rnorm <= tol or it % recompute == 0
+                or not math.isfinite(rnorm) or it >= maxiter):
+            blas.axpy(alpha, p, x)      # check() reads x: bring it up to date
+        else:
+            lag = True
         rnorm, stop, recomputed = check(it, rnorm, tol, recompute, matvec, b, x, r, ap, mon)
         if recomputed:
             rr = rnorm * rnorm
@@ -187,6 +211,8 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
             break
         beta = rr / rz
         rz = rr
+    if lag:
+        blas.axpy(alpha, p, x)
     if status != SUCCESS:
         rnorm = true_residual(matvec, b, x, r, ap)
     return KrylovResult(x, status, it, rnorm, mon.array())
