@@ -16,14 +16,16 @@ boundary conditions of the stencils) one unpreconditioned CG iteration is two pa
    row sees the updated values of its neighbours; the slabs just outside a chunk of
    slabs are updated into a small halo copy first, so chunks never read each other's
    rows while they are being overwritten.  Reads ``r, p`` (and ``kappa``), writes ``p``
-   (and ``A p`` when asked to store it).
-2. ``x += alpha p``, ``r -= alpha A p`` and ``r^T r``, with ``A p`` either read back or
-   recomputed row by row from ``p`` (the stencil's neighbours come from cache).
+   (and ``A p`` when asked to store it).  With ``lag``, each row first takes the previous
+   iteration's ``x += alpha p`` (the old ``p``, read here anyway).
+2. ``r -= alpha A p`` and ``r^T r`` (and ``x += alpha p`` when not deferred to the next
+   pass 1), with ``A p`` either read back or recomputed row by row from ``p`` (the
+   stencil's neighbours come from cache).
 
-With ``A p`` stored, a Laplacian iteration moves 10 vectors (``r, p`` read, ``p, A p``
-written; ``p, A p, x, r`` read, ``x, r`` written); recomputed, 8 (``A p`` neither written
-nor read, the stencil evaluated twice) -- against the 13 of the textbook loop (matvec 2,
-``p^T A p`` 2, update 6, ``p = r + beta p`` 3).  Every row of ``A p`` is computed by the
+With ``A p`` stored and ``x`` deferred (the solver's loop), a Laplacian iteration moves
+9 vectors (``r, p, x`` read, ``p, A p, x`` written; ``A p, r`` read, ``r`` written); with
+``A p`` recomputed, 8 -- against the 13 of the textbook loop (matvec 2, ``p^T A p`` 2,
+update 6, ``p = r + beta p`` 3).  Every row of ``A p`` is computed by the
 same row helpers as :func:`~jitsolve.kernels.cpu.stencil.laplacian_apply` and
 :func:`~jitsolve.kernels.cpu.stencil.diffusion_apply` (same bits), ``p`` and the updates by
 the same expressions as :func:`~jitsolve.kernels.cpu.blas.xpay` and
