@@ -45,6 +45,60 @@ def test_restriction_is_scaled_transpose_of_prolongation(shape, bcs):
     np.testing.assert_allclose(ones[inner], 1.0)
 
 
+@pytest.mark.parametrize("shape,bcs", [((1, 260, 12), "xDN"), ((20, 16, 8), "PDN"),
+                                       ((1, 130, 6), "xPP"), ((6, 2, 4), "NDD")])
+def test_transfers_match_the_interpolation_matrix(shape, bcs):
+    """``prolong_add`` against ``P`` (the Kronecker product of the one-axis taps) and
+    ``restrict_fw`` against ``P^T / 2^d``, on grids with more rows than the kernels'
+    chunks (several rows per row buffer) and fewer; serial = parallel."""
+    rng = np.random.default_rng(5)
+    act = np.array([1 if s > 1 else 0 for s in shape], dtype=np.int64)
+    per, sgn = _bc_arrays(bcs)
+    cshape = tuple(s // 2 if a else s for s, a in zip(shape, act))
+    nc = int(np.prod(cshape))
+    P = np.zeros((int(np.prod(shape)), nc))
+    for j in range(nc):
+        e = np.zeros(nc)
+        e[j] = 1.0
+        col = np.zeros(shape)
+        K.prolong_add(e.reshape(cshape), col, act, per, sgn)
+        P[:, j] = col.ravel()
+    # P itself against the Kronecker product of the one-axis taps
+    mats = []
+    for a in range(3):
+        I, wI, N, wN = K.interpolation_taps(cshape[a], act[a], per[a], sgn[a, 0], sgn[a, 1])
+        M = np.zeros((shape[a], cshape[a]))
+        np.add.at(M, (np.arange(shape[a]), I), wI)
+        np.add.at(M, (np.arange(shape[a]), N), wN)
+        mats.append(M)
+    Pk = np.kron(mats[0], np.kron(mats[1], mats[2]))
+    np.testing.assert_allclose(P, Pk, rtol=0, atol=1e-15)
+    c = rng.standard_normal(cshape)
+    base = rng.standard_normal(shape)
+    Pc = base.copy()
+    K.prolong_add(c, Pc, act, per, sgn)
+    np.testing.assert_allclose(Pc.ravel(), base.ravel() + Pk @ c.ravel(), rtol=1e-14, atol=1e-14)
+    Ps = base.copy()
+    K.prolong_add_serial(c, Ps, act, per, sgn)
+    np.testing.assert_array_equal(Ps, Pc)
+    f = rng.standard_normal(shape)
+    Rf = np.full(cshape, np.nan)
+    K.restrict_fw(f, Rf, act, per, sgn)
+    want = (P.T @ f.ravel()) / 2 ** int(act.sum())
+    np.testing.assert_allclose(Rf.ravel(), want, rtol=1e-14, atol=1e-14 * np.abs(want).max())
+    Rs = np.full(cshape, np.nan)
+    K.restrict_fw_serial(f, Rs, act, per, sgn)
+    np.testing.assert_array_equal(Rs, Rf)
+    # complex fields restrict their real and imaginary parts
+    g = f + 1j * rng.standard_normal(shape)
+    Rc = np.empty(cshape, dtype=complex)
+    K.restrict_fw(g, Rc, act, per, sgn)
+    Ri = np.empty(cshape)
+    K.restrict_fw(np.ascontiguousarray(g.imag), Ri, act, per, sgn)
+    np.testing.assert_array_equal(Rc.real, Rf)
+    np.testing.assert_array_equal(Rc.imag, Ri)
+
+
 @pytest.mark.parametrize("kappa", [None, "field"])
 def test_residual_and_smoother_kernels_match_the_matrix(kappa):
     rng = np.random.default_rng(1)
