@@ -14,19 +14,20 @@ iterate.  The recursively updated residual is replaced by the true ``b - A x`` e
 declared on the true residual: an indefinite or nonsymmetric matrix never comes back as
 ``Success`` with a wrong answer.
 
-Grid operators: given ``grid`` (a :class:`GridStencil`: a Laplacian or Diffusion operator
-as plain arrays) and no preconditioner, the float64 loop runs the fused two-pass
-iteration of :func:`jitsolve.kernels.cpu.krylov.grid_cg_direction` and
+Grid operators: given ``grid`` (a :class:`GridStencil`: a Laplacian or Diffusion
+operator as plain arrays) and no preconditioner, the float64 loop runs the fused
+two-pass iteration of :func:`jitsolve.kernels.cpu.krylov.grid_cg_direction` and
 :func:`~jitsolve.kernels.cpu.krylov.grid_cg_update`: ``p = r + beta p`` fused with the
-stencil and ``p^T A p`` (reads ``r, p``, writes ``p, A p``), then ``x += a p, r -= a A p,
-r^T r`` (reads ``A p, r``, writes ``r``), with ``x += a p`` deferred into the next
+stencil and ``p^T A p`` (reads ``r, p``, writes ``p, A p``), then ``r -= a A p`` and
+``r^T r`` (reads ``A p, r``, writes ``r``), with ``x += a p`` deferred into the next
 direction pass (which reads ``p`` anyway; reads and writes ``x``): 9 vector passes
 instead of 13 (8 with ``A p`` recomputed, see :data:`STORE_AP`), two parallel regions
 plus a small halo one instead of four; ``x`` is brought up to date (one ``axpy``) only
-where it is looked at (a true residual, the callback, the end).  The iterates are those of the loop above up to the order of the two
-reductions; tolerances, true residuals, breakdown, history and callback are handled
-identically.  Chronopoulos & Gear (1989) fuse further by changing the recurrences
-(one reduction per iteration); that is deliberately not done here.
+where it is looked at (a true residual, the callback, the end).  The iterates are those
+of the loop above up to the order of the two reductions; tolerances, true residuals,
+breakdown, history and callback are handled identically.  Chronopoulos & Gear (1989)
+fuse further by changing the recurrences (one reduction per iteration); that is
+deliberately not done here.
 """
 import math
 from collections import namedtuple
@@ -196,13 +197,12 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
                                    part, eager)
         it += 1
         rnorm = math.sqrt(rr)
-        if eager:
-            pass
-        elif (callback is not None or rnorm <= tol or it % recompute == 0
-                or not math.isfinite(rnorm) or it >= maxiter):
-            blas.axpy(alpha, p, x)      # check() reads x: bring it up to date
-        else:
-            lag = True
+        if not eager:
+            if (callback is not None or rnorm <= tol or it % recompute == 0
+                    or not math.isfinite(rnorm) or it >= maxiter):
+                blas.axpy(alpha, p, x)      # check() reads x: bring it up to date
+            else:
+                lag = True
         rnorm, stop, recomputed = check(it, rnorm, tol, recompute, matvec, b, x, r, ap, mon)
         if recomputed:
             rr = rnorm * rnorm
