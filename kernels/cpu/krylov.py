@@ -157,13 +157,9 @@ def _dot_lanes(acc, x, y, first, n):
 
 
 @njit(inline="always", cache=True)
-def _update_lanes(acc, alpha, p, ap, x, r, first, n):
-    """``x += alpha p``, ``r -= alpha Ap`` over one row (the expressions of
-    :func:`cg_update_real`), with ``r_j^2`` into lane ``acc[j]`` as :func:`_dot_lanes`.
-    Two loops over the row (it is in L1): with at most three arrays each, LLVM's runtime
-    alias checks stay few enough for it to vectorise them."""
-    for j in range(n):
-        x[j] += alpha * p[j]
+def _r_lanes(acc, alpha, ap, r, first, n):
+    """``r -= alpha Ap`` over one row (the expression of :func:`cg_update_real`), with
+    ``r_j^2`` into lane ``acc[j]`` as :func:`_dot_lanes`."""
     if first:
         for j in range(n):
             rj = r[j] - alpha * ap[j]
@@ -174,6 +170,16 @@ def _update_lanes(acc, alpha, p, ap, x, r, first, n):
             rj = r[j] - alpha * ap[j]
             r[j] = rj
             acc[j] += rj * rj
+
+
+@njit(inline="always", cache=True)
+def _update_lanes(acc, alpha, p, ap, x, r, first, n):
+    """``x += alpha p`` and :func:`_r_lanes` over one row.  Two loops over the row (it is
+    in L1): with at most three arrays each, LLVM's runtime alias checks stay few enough
+    for it to vectorise them."""
+    for j in range(n):
+        x[j] += alpha * p[j]
+    _r_lanes(acc, alpha, ap, r, first, n)
 
 
 @njit(inline="always", cache=True)
@@ -345,22 +351,6 @@ def grid_cg_direction(beta, r, p, kind, k, ap, store, c, per, sgn, halo, part, x
                 if i1 % GROUP == GROUP - 1 or i1 == n1 - 1:
                     part[i0 * ngr + i1 // GROUP] = _lane_sum(acc, n2)
     return _groups_total(part)
-
-
-@njit(inline="always", cache=True)
-def _r_lanes(acc, alpha, ap, r, first, n):
-    """``r -= alpha Ap`` over one row with ``r_j^2`` into the lanes (:func:`_update_lanes`
-    without ``x``)."""
-    if first:
-        for j in range(n):
-            rj = r[j] - alpha * ap[j]
-            r[j] = rj
-            acc[j] = rj * rj
-    else:
-        for j in range(n):
-            rj = r[j] - alpha * ap[j]
-            r[j] = rj
-            acc[j] += rj * rj
 
 
 @njit(parallel=True, cache=True)

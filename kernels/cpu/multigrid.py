@@ -56,7 +56,7 @@ import types
 import numpy as np
 from numba import njit, prange
 
-from .stencil import _harm, _hi, _lo
+from .stencil import _chunk, _harm, _hi, _lo
 
 __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_diffusion",
            "prolong_add", "restrict_fw", "rsub", "gs_sweep_laplacian", "gs_sweep_laplacian_serial",
@@ -367,12 +367,11 @@ def prolong_add(coarse, fine, act, per, sgn):
     per2 = per[2]
     glo = sgn[2, 0]
     ghi = sgn[2, 1]
-    nrows = n0 * n1
-    nch = min(nrows, RESTRICT_CHUNKS)
+    nch = min(n0 * n1, RESTRICT_CHUNKS)
     for ch in prange(nch):
-        lo, hi = ch * nrows // nch, (ch + 1) * nrows // nch
-        t = np.empty(m2, coarse.dtype)
-        for q in range(np.int64(lo), np.int64(hi)):
+        lo, hi = _chunk(np.int64(ch), nch, n0 * n1)
+        t = np.empty(m2, coarse.dtype)     # the coarse rows combined
+        for q in range(lo, hi):
             j0 = q // n1
             j1 = q - j0 * n1
             A0, wa0, B0, wb0 = _ptaps(j0, m0, act[0], per[0], sgn[0, 0], sgn[0, 1])
@@ -468,12 +467,11 @@ def restrict_fw(fine, coarse, act, per, sgn):
     per2 = per[2]
     glo = sgn[2, 0]
     ghi = sgn[2, 1]
-    nrows = m0 * m1
-    nch = min(nrows, RESTRICT_CHUNKS)
+    nch = min(m0 * m1, RESTRICT_CHUNKS)
     for ch in prange(nch):
-        lo, hi = ch * nrows // nch, (ch + 1) * nrows // nch
-        t = np.empty(n2, fine.dtype)
-        for q in range(np.int64(lo), np.int64(hi)):
+        lo, hi = _chunk(np.int64(ch), nch, m0 * m1)
+        t = np.empty(n2, fine.dtype)       # the fine rows combined
+        for q in range(lo, hi):
             I0 = q // m1
             I1 = q - I0 * m1
             t0 = _rtaps(I0, n0, act[0], per[0], sgn[0, 0], sgn[0, 1])
