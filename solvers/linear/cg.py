@@ -199,7 +199,7 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
         rnorm = math.sqrt(rr)
         if not eager:
             if (callback is not None or rnorm <= tol or it % recompute == 0
-                    or not math.isfinite(rnorm) or it >= maxiter):
+                    or not math.isfinite(rnorm)):
                 blas.axpy(alpha, p, x)      # check() reads x: bring it up to date
             else:
                 lag = True
@@ -211,7 +211,7 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
             break
         beta = rr / rz
         rz = rr
-    if lag:
+    if lag:                         # maxiter reached: the last update of x is due
         blas.axpy(alpha, p, x)
     if status != SUCCESS:
         rnorm = true_residual(matvec, b, x, r, ap)
