@@ -1,6 +1,8 @@
 """Stencil operators against NumPy references, their transposes, coefficient VJPs,
 sparse assembly and boundary terms, in 1D/2D/3D for every boundary condition."""
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -346,3 +348,80 @@ def test_param_vjp_out_argument(rng):
     np.testing.assert_array_equal(gbuf, A.param_vjp(u, lam))
     with pytest.raises(js.errors.InvalidProblemError, match="^out:"):
         A.param_vjp(u, lam, out=np.empty(g.shape))
+
+
+# ------------------------------------------------------------ 2-D row pairs, bit for bit
+@functools.lru_cache(maxsize=None)
+def _single_row_kernels():
+    from numba import njit
+
+    from jitsolve.kernels.cpu.stencil import _dvjp_row, _neighbours, diff_apply_row, lap_apply_row
+
+    @njit
+    def lap_rows(u, out, c, per, sgn):
+        n0, n1, n2 = u.shape
+        for r in range(n0 * n1):
+            i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = _neighbours(r, n0, n1, per, sgn)
+            lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
+                          s0, t0, s1, t1, per, sgn, c)
+
+    @njit
+    def diff_rows(u, k, out, c, per, sgn):
+        n0, n1, n2 = u.shape
+        for r in range(n0 * n1):
+            i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = _neighbours(r, n0, n1, per, sgn)
+            diff_apply_row(u[i0, i1], k[i0, i1], u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1],
+                           u[i0, a1], u[i0, b1], k[i0, a1], k[i0, b1], out[i0, i1], n2,
+                           s0, t0, s1, t1, per, sgn, c)
+
+    @njit
+    def dvjp_rows(u, lam, k, out, c, per, sgn):
+        n0, n1, n2 = u.shape
+        for r in range(n0 * n1):
+            i0, i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1 = \
+                _neighbours(r, n0, n1, per, sgn)
+            _dvjp_row(u[i0, i1], lam[i0, i1], k[i0, i1], u[a0, i1], u[b0, i1], lam[a0, i1],
+                      lam[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1], u[i0, b1], lam[i0, a1],
+                      lam[i0, b1], k[i0, a1], k[i0, b1], out[i0, i1], n2,
+                      (s0, t0, g0, h0, s1, t1, g1, h1), per[2], sgn[2, 0], sgn[2, 1],
+                      c[0], c[1], c[2], False)
+
+    return lap_rows, diff_rows, dvjp_rows
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (2, 6), (3, 1), (4, 9), (7, 8), (10, 33), (3, 512)])
+@pytest.mark.parametrize("bcname", list(BCS) + ["mixed"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+def test_2d_row_pairs_equal_single_rows(shape, bcname, dtype, rng):
+    """The 2-D apply kernels take the rows in pairs (each row the other's neighbour, the
+    face between them averaged once): the same bits as one row at a time, the kernels'
+    row helpers (also used by the fused CG and stage kernels)."""
+    from jitsolve.kernels.cpu.stencil import diffusion_apply, diffusion_param_vjp, laplacian_apply
+
+    lap_rows, diff_rows, dvjp_rows = _single_row_kernels()
+    if bcname == "mixed":
+        bc = [(js.Dirichlet(0.3), js.Neumann()), (js.Periodic(), js.Periodic())]
+    else:
+        bc = BCS[bcname]()
+    g = _grid(shape, bc)
+    L = js.Laplacian(g)
+    D = js.Diffusion(g, np.exp(rng.uniform(-2, 2, shape)))
+    u = rng.standard_normal((1,) + shape).astype(dtype)
+    if np.iscomplexobj(u):
+        u = u + 1j * rng.standard_normal(u.shape)
+    for kernel, ref_rows, op, extra in ((laplacian_apply, lap_rows, L, ()),
+                                        (diffusion_apply, diff_rows, D, (D._k3,))):
+        got = np.full_like(u, np.nan)
+        want = np.full_like(u, np.nan)
+        kernel(u, *extra, got, op._c, op._per, op._sgn)
+        ref_rows(u, *extra, want, op._c, op._per, op._sgn)
+        assert np.array_equal(got, want), (type(op).__name__, shape, bcname)
+        assert np.all(np.isfinite(got))
+    if dtype is np.float64:   # the coefficient VJP (single rows) is real only
+        lam = rng.standard_normal(u.shape)
+        got = np.full_like(lam, np.nan)
+        want = np.full_like(lam, np.nan)
+        diffusion_param_vjp(u, lam, D._k3, got, D._c, D._per, D._sgn)
+        dvjp_rows(u, lam, D._k3, want, D._c, D._per, D._sgn)
+        assert np.array_equal(got, want), ("param_vjp", shape, bcname)
+        assert np.all(np.isfinite(got))
