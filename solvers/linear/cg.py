@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from ...kernels.cpu import blas, krylov
+from .. import workspace
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
                      finite, start, target, true_residual)
 
@@ -89,16 +90,25 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     else:
         dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
-    mon = Monitor(callback, progress, "CG")
     tol, _ = target(b, rtol, atol)
     x, r = start(matvec, b, x0, dtype)
-    ap = np.empty(n, dtype=dtype)
+    ap = workspace.take(n, dtype)
+    p = workspace.take(n, dtype)
+    z = workspace.take(n, dtype) if precond is not None else None
+    try:
+        return _cg_loop(matvec, b, x, r, ap, p, z, precond, dot, update, tol, maxiter,
+                        Monitor(callback, progress, "CG"), recompute)
+    finally:
+        workspace.give(r, ap, p, z)
+
+
+def _cg_loop(matvec, b, x, r, ap, p, z, precond, dot, update, tol, maxiter, mon, recompute):
+    """The loop of :func:`cg` on its work vectors (``z`` None without a preconditioner)."""
     rnorm = blas.nrm2(r)
     mon.history.append(rnorm)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
     if precond is not None:
-        z = np.empty(n, dtype=dtype)
         precond(r, z)
         rz = dot(r, z).real
     else:
@@ -110,7 +120,7 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
         status = BREAKDOWN
         p = None
     else:
-        p = z.copy()
+        np.copyto(p, z)
     while p is not None and it < maxiter:
         matvec(p, ap)
         pap = dot(p, ap).real
@@ -152,15 +162,24 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
     which that pass reads).
     """
     n = b.size
+    maxiter = 10 * n if maxiter is None else maxiter
+    tol, _ = target(b, rtol, atol)
+    x, r = start(matvec, b, x0, np.float64)
+    ap = workspace.take(n)
+    p = workspace.take(n)
+    try:
+        return _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter,
+                             Monitor(callback, progress, "CG"), callback, recompute)
+    finally:
+        workspace.give(r, ap, p)
+
+
+def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, callback, recompute):
+    """The loop of :func:`_cg_grid` on its work vectors."""
     shape3 = tuple(grid.shape3)
     n0, n1, n2 = shape3
     kind = krylov.DIFFUSION if grid.kind == "diffusion" else krylov.LAPLACIAN
     store = STORE_AP[grid.kind]
-    maxiter = 10 * n if maxiter is None else maxiter
-    mon = Monitor(callback, progress, "CG")
-    tol, _ = target(b, rtol, atol)
-    x, r = start(matvec, b, x0, np.float64)
-    ap = np.empty(n)
     rnorm = blas.nrm2(r)
     mon.history.append(rnorm)
     if rnorm <= tol:
@@ -170,7 +189,7 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
     it = 0
     if not (rz > 0.0 and math.isfinite(rz)):
         return KrylovResult(x, BREAKDOWN, 0, true_residual(matvec, b, x, r, ap), mon.array())
-    p = r.copy()                # with beta = 0 the first direction pass keeps p = r
+    np.copyto(p, r)             # with beta = 0 the first direction pass keeps p = r
     beta = 0.0
     units, sr, groups = krylov.grid_cg_units(shape3)
     nch = min(numba.get_num_threads(), units)       # any count gives the same bits

@@ -5,6 +5,7 @@ from collections import namedtuple
 import numpy as np
 
 from ...kernels.cpu import blas
+from .. import workspace
 
 __all__ = ["lincomb", "project", "KrylovResult", "SUCCESS", "MAXITERS", "BREAKDOWN", "TERMINATED", "FAILURE",
            "target", "true_residual", "check", "Monitor"]
@@ -75,22 +76,24 @@ def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon):
 
 
 def start(matvec, b, x0, dtype):
-    """Initial iterate and residual: ``x = x0`` (or zeros) and ``r = b - A x``.
+    """Initial iterate and residual: ``x = x0`` (or zeros) and ``r = b - A x``, both from
+    :mod:`~jitsolve.solvers.workspace` (``x`` leaves it; a solver may give ``r`` back).
 
     ``b = 0`` starts from ``x = 0`` whatever ``x0`` is: that is the exact solution, and
     the target ``rtol ||b||`` (zero) would otherwise be out of reach, so every solver
     returns ``x = 0`` with ``Success`` after 0 iterations (as SciPy does).
     """
     n = b.size
-    r = np.empty(n, dtype=dtype)
+    r = workspace.take(n, dtype)
     if x0 is None or not np.any(b):
-        x = np.zeros(n, dtype=dtype)
+        x = workspace.take_zeros(n, dtype)
         r[:] = b
     else:
         x = np.array(x0, dtype=dtype).ravel()
-        tmp = np.empty(n, dtype=dtype)
+        tmp = workspace.take(n, dtype)
         matvec(x, tmp)
         np.subtract(b, tmp, out=r)
+        workspace.give(tmp)
     return x, r
 
 

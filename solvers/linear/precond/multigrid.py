@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from ....kernels.cpu import multigrid as K
 from ....kernels.cpu import stencil as S
+from ... import workspace
 
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
            "restrict_coefficient"]
@@ -190,13 +191,12 @@ class GeometricMultigrid:
         c = np.asarray(c, dtype=np.float64).copy()
         k = None if kappa is None else np.ascontiguousarray(kappa, dtype=np.float64).reshape(shape)
         self.levels = []
+        self._work = []             # the level vectors' memory, from the workspace
         while True:
             lev = _Level()
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
             lev.cs = c * self.scale
-            lev.u = np.zeros(shape, dtype=self.dtype)
-            lev.f = np.zeros(shape, dtype=self.dtype)
-            lev.r = np.zeros(shape, dtype=self.dtype)
+            lev.u, lev.f, lev.r = (self._vector(shape) for _ in range(3))
             lev.serial = int(np.prod(shape)) <= _SERIAL_CELLS
             lev.A = lev.wdinv = None
             self.levels.append(lev)
@@ -302,6 +302,26 @@ class GeometricMultigrid:
         else:
             x = self._coarse(f.astype(np.float64))
         lev.u.ravel()[:] = x
+
+    def _vector(self, shape):
+        """A zeroed level vector of ``shape`` from :mod:`~jitsolve.solvers.workspace`."""
+        a = workspace.take_zeros(int(np.prod(shape)), self.dtype)
+        self._work.append(a)
+        return a.reshape(shape)
+
+    def __del__(self):
+        # give the level vectors back to the workspace (their views dropped first; at
+        # interpreter exit the module may be gone: then nothing to do)
+        try:
+            work, self._work = self._work, []
+            for lev in self.levels:
+                lev.u = lev.f = lev.r = None
+            while work:
+                a = work.pop()
+                workspace.give(a)
+                del a
+        except Exception:
+            pass
 
     def _cycle(self, l, zero):
         lev = self.levels[l]

@@ -1,0 +1,117 @@
+"""The solvers' work-vector pool (solvers/workspace.py): what it keeps, what it refuses,
+and that solves drawing on it return independent, unchanged results."""
+import threading
+
+import numpy as np
+import pytest
+
+import jitsolve as js
+from jitsolve.solvers import workspace as ws
+
+N = (1 << 20) // 8          # float64 entries of the smallest array the pool keeps
+
+
+@pytest.fixture(autouse=True)
+def _empty_pool():
+    ws.clear()
+    yield
+    ws.clear()
+
+
+def test_take_give_round_trip():
+    a = ws.take(N)
+    assert a.shape == (N,) and a.dtype == np.float64 and a.flags.c_contiguous
+    addr = a.ctypes.data
+    ws.give(a)
+    assert ws.held_bytes() == a.nbytes
+    del a
+    b = ws.take(N)
+    assert b.ctypes.data == addr and ws.held_bytes() == 0
+    c = ws.take(N, np.float32)          # another type: a new array
+    assert c.dtype == np.float32 and c.ctypes.data != addr
+    z = ws.take_zeros(N)
+    assert not z.any()
+
+
+def test_refuses_what_it_must_not_keep():
+    small = ws.take(16)
+    ws.give(small)
+    assert ws.held_bytes() == 0                         # below MIN_BYTES
+    a = ws.take(N)
+    v = a.reshape(-1, 8)
+    ws.give(a)
+    assert ws.held_bytes() == 0                         # a view still refers to it
+    del v
+    alias = a
+    ws.give(a)
+    assert ws.held_bytes() == 0                         # two variables refer to it
+    del alias
+    ws.give(a[::2].copy().reshape(-1, 2))               # 2-D: ignored
+    ws.give(a)
+    ws.give(a)                                          # twice: kept once
+    assert ws.held_bytes() == a.nbytes
+
+
+def test_cap_drops_the_oldest(monkeypatch):
+    monkeypatch.setattr(ws, "MAX_BYTES", 3 * N * 8)
+    arrays = [ws.take(N) for _ in range(4)]
+    addrs = [a.ctypes.data for a in arrays]
+    for i in range(4):
+        a = arrays[i]
+        arrays[i] = None
+        ws.give(a)
+        del a
+    assert ws.held_bytes() == 3 * N * 8
+    kept = {ws.take(N).ctypes.data for _ in range(3)}
+    assert kept == set(addrs[1:])
+
+
+def test_threads_never_share_an_array():
+    def work(out):
+        for _ in range(200):
+            a = ws.take(N)
+            out.append(a.ctypes.data)
+            a[:4] = threading.get_ident()
+            assert a[0] == threading.get_ident()
+            ws.give(a)
+            del a
+    outs = [[] for _ in range(4)]
+    ts = [threading.Thread(target=work, args=(o,)) for o in outs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(len(o) == 200 for o in outs)
+
+
+def _solvers():
+    g = js.Grid((384, 384))
+    A = -js.Laplacian(g)
+    # (name, algorithm, operator, whether the solver gives its vectors back: the CG loops
+    # do; BiCGSTAB takes r and x from the pool through start() and keeps them)
+    return g, A, [("cg-grid", js.CG(), A, True), ("cg-jacobi", js.CG(js.Jacobi()), A, True),
+                  ("cg-mg", js.CG(js.Multigrid()), A, True), ("bicgstab", js.BiCGSTAB(), A, False),
+                  ("cg-csr", js.CG(), A.to_csr(), True)]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_solutions_independent_and_equal_without_the_pool(case, rng, monkeypatch):
+    g, _, solvers = _solvers()
+    name, alg, A, gives = solvers[case]
+    shape = g.shape if isinstance(A, js.GridOperator) else (g.size,)
+    b1 = rng.standard_normal(shape)
+    b2 = rng.standard_normal(shape)
+    kw = dict(rtol=1e-8, maxiter=40)
+    s1 = js.solve(js.LinearProblem(A, b1), alg, **kw)
+    u1 = np.array(s1.u, copy=True)
+    s2 = js.solve(js.LinearProblem(A, b2), alg, **kw)
+    s3 = js.solve(js.LinearProblem(A, b1), alg, **kw)
+    assert (ws.held_bytes() > 0) == gives, name         # the solves gave vectors back
+    assert np.array_equal(s1.u, u1), name               # later solves left it alone
+    assert np.array_equal(s3.u, u1), name
+    assert not np.shares_memory(s1.u, s2.u) and not np.shares_memory(s1.u, s3.u)
+    monkeypatch.setattr(ws, "MIN_BYTES", 1 << 62)       # no pool: fresh arrays
+    ws.clear()
+    s4 = js.solve(js.LinearProblem(A, b1), alg, **kw)
+    assert ws.held_bytes() == 0
+    assert np.array_equal(s4.u, u1) and s4.iters == s1.iters and s4.resnorm == s1.resnorm, name
