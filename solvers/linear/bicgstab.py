@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ...kernels.cpu import blas
+from .. import workspace
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
                      start, target, true_residual)
 
@@ -25,22 +26,28 @@ def bicgstab(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=N
     dtype = b.dtype
     n = b.size
     maxiter = 10 * n if maxiter is None else maxiter
-    mon = Monitor(callback, progress, "BiCGSTAB")
     tol, _ = target(b, rtol, atol)
     x, r = start(matvec, b, x0, dtype)
+    tmp, r0, p, v, ph, sh, t = (workspace.take(n, dtype) for _ in range(7))
+    try:
+        return _bicgstab_loop(matvec, b, x, r, tmp, r0, p, v, ph, sh, t, precond, tol,
+                              maxiter, Monitor(callback, progress, "BiCGSTAB"), recompute)
+    finally:
+        workspace.give(r, tmp, r0, p, v, ph, sh, t)
+
+
+def _bicgstab_loop(matvec, b, x, r, tmp, r0, p, v, ph, sh, t, precond, tol, maxiter, mon,
+                   recompute):
+    """The loop of :func:`bicgstab` on its work vectors (from the workspace, uninitialised)."""
     rnorm = blas.nrm2(r)
     mon.history.append(rnorm)
-    tmp = np.empty(n, dtype=dtype)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
-    r0 = r.copy()
-    p = np.zeros(n, dtype=dtype)
-    v = np.zeros(n, dtype=dtype)
-    ph = np.empty(n, dtype=dtype)
-    sh = np.empty(n, dtype=dtype)
-    t = np.empty(n, dtype=dtype)
+    np.copyto(r0, r)
+    p.fill(0)
+    v.fill(0)
     rho = alpha = omega = 1.0
-    tiny = np.finfo(dtype).tiny
+    tiny = np.finfo(r.dtype).tiny
     status = MAXITERS
     it = 0
     while it < maxiter:
