@@ -87,16 +87,17 @@ def test_threads_never_share_an_array():
 def _solvers():
     g = js.Grid((384, 384))
     A = -js.Laplacian(g)
-    # (name, algorithm, operator, whether the solver gives its vectors back: CG and
-    # BiCGSTAB do; GMRES takes r and x from the pool through start() and keeps them)
+    # (name, algorithm, operator, whether the solver gives its vectors back: CG, BiCGSTAB
+    # and GMRES do; FlexibleCG takes r and x from the pool through start() and keeps them)
     return g, A, [("cg-grid", js.CG(), A, True), ("cg-jacobi", js.CG(js.Jacobi()), A, True),
                   ("cg-mg", js.CG(js.Multigrid()), A, True),
                   ("bicgstab", js.BiCGSTAB(js.Jacobi()), A, True),
-                  ("gmres", js.GMRES(restart=20), A, False),
+                  ("gmres", js.GMRES(restart=20), A, True),
+                  ("fcg", js.FlexibleCG(js.Jacobi()), A, False),
                   ("cg-csr", js.CG(), A.to_csr(), True)]
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_solutions_independent_and_equal_without_the_pool(case, rng, monkeypatch):
     g, _, solvers = _solvers()
     name, alg, A, gives = solvers[case]
