@@ -60,9 +60,10 @@ def take_zeros(n, dtype=np.float64):
 def give(*arrays):
     """Give back arrays from :func:`take` (1-D, owning their memory; others are ignored).
 
-    The caller must hold the last reference to each, in one variable: an array that
-    anything else still refers to (a view of it included) is not kept, so a reference
-    the caller overlooked costs only the reuse."""
+    The caller must hold the last reference to each, in one variable, and pass them as
+    plain arguments (``give(*lst)`` holds one more reference through its argument list):
+    an array that anything else still refers to (a view of it included) is not kept, so a
+    reference the caller overlooked costs only the reuse."""
     with _lock:
         for a in arrays:
             if (a is None or not isinstance(a, np.ndarray) or a.ndim != 1 or a.base is not None

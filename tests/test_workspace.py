@@ -87,13 +87,12 @@ def test_threads_never_share_an_array():
 def _solvers():
     g = js.Grid((384, 384))
     A = -js.Laplacian(g)
-    # (name, algorithm, operator, whether the solver gives its vectors back: CG, BiCGSTAB
-    # and GMRES do; FlexibleCG takes r and x from the pool through start() and keeps them)
+    # (name, algorithm, operator, whether the solver gives its vectors back)
     return g, A, [("cg-grid", js.CG(), A, True), ("cg-jacobi", js.CG(js.Jacobi()), A, True),
                   ("cg-mg", js.CG(js.Multigrid()), A, True),
                   ("bicgstab", js.BiCGSTAB(js.Jacobi()), A, True),
                   ("gmres", js.GMRES(restart=20), A, True),
-                  ("fcg", js.FlexibleCG(js.Jacobi()), A, False),
+                  ("fcg", js.FlexibleCG(js.Jacobi(), truncate=2), A, True),
                   ("cg-csr", js.CG(), A.to_csr(), True)]
 
 

@@ -17,9 +17,9 @@ Reference: Y. Notay, "Flexible conjugate gradients", SIAM J. Sci. Comput. 22 (20
 import math
 from collections import deque
 
-import numpy as np
 
 from ...kernels.cpu import blas, krylov
+from .. import workspace
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
                      start, target, true_residual)
 
@@ -40,15 +40,37 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     else:
         dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
-    mon = Monitor(callback, progress, "FlexibleCG")
     tol, _ = target(b, rtol, atol)
     x, r = start(matvec, b, x0, dtype)
+    tmp, z = workspace.take(n, dtype), workspace.take(n, dtype)
+    owned = []                  # the direction vectors the loop takes
+    try:
+        return _fcg_loop(matvec, b, x, r, tmp, z, owned, precond, dot, update, tol, maxiter,
+                         Monitor(callback, progress, "FlexibleCG"), truncate, restart,
+                         recompute)
+    finally:
+        workspace.give(r, tmp, z)
+        while owned:                # one at a time: a star-call's argument list would
+            a = owned.pop()         # hold one more reference to each (give refuses it)
+            workspace.give(a)
+            del a
+
+
+def _fcg_loop(matvec, b, x, r, tmp, z, owned, precond, dot, update, tol, maxiter, mon,
+              truncate, restart, recompute):
+    """The loop of :func:`fcg`; the ``p``, ``A p`` vectors it takes from the
+    workspace are appended to ``owned``."""
+    n, dtype = r.size, r.dtype
+
+    def vector():
+        a = workspace.take(n, dtype)
+        owned.append(a)
+        return a
+
     rnorm = blas.nrm2(r)
     mon.history.append(rnorm)
-    tmp = np.empty(n, dtype=dtype)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
-    z = np.empty(n, dtype=dtype)
     stored = deque(maxlen=max(int(truncate), 0) or 1)
     keep = int(truncate) > 0
     spare = []
@@ -59,8 +81,8 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
             precond(r, z)
         else:
             z[:] = r
-        p = spare.pop() if spare else np.empty(n, dtype=dtype)
-        ap = spare.pop() if spare else np.empty(n, dtype=dtype)
+        p = spare.pop() if spare else vector()
+        ap = spare.pop() if spare else vector()
         p[:] = z
         for pj, apj, dj in stored:
             blas.axpy(-(dot(apj, z) / dj), pj, p)
