@@ -136,9 +136,9 @@ def lap_apply_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per, sgn, c):
 def _lap_pairs_pay(n0, n1, n2, c0):
     """Whether :func:`laplacian_apply` takes the rows in pairs: on 2-D grids, except in
     cache with rows of a multiple of 512 entries (4 KiB in float64), where the pairs'
-    six streams share L1 sets and measured 1.05-1.22x slower than single rows (512^2,
-    1024^2 on one thread), while 384^2 and 724^2 measured 0.89-0.95 and 2048^2 and
-    4096^2 0.84-0.96."""
+    six streams share L1 sets: 1.10-1.22x the time of single rows at 512^2 and
+    1.01-1.05x at 1024^2 (one and two threads), against 0.89-0.95 at 384^2 and 724^2
+    and 0.84-0.96 at 2048^2 and 4096^2."""
     if n0 != 1 or c0 != 0.0 or n1 < 2:
         return False
     return n2 % 512 != 0 or n1 * n2 > (1 << 20)

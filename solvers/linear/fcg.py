@@ -17,7 +17,6 @@ Reference: Y. Notay, "Flexible conjugate gradients", SIAM J. Sci. Comput. 22 (20
 import math
 from collections import deque
 
-
 from ...kernels.cpu import blas, krylov
 from .. import workspace
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
