@@ -31,7 +31,6 @@ _OWNED = 4
 
 _lock = threading.Lock()
 _free = []          # arrays given back, oldest first
-_held = [0]
 
 
 def take(n, dtype=np.float64):
@@ -45,7 +44,6 @@ def take(n, dtype=np.float64):
                 a = _free[i]
                 if a.size == n and a.dtype == dtype:
                     del _free[i]
-                    _held[0] -= a.nbytes
                     return a
     return np.empty(n, dtype=dtype)
 
@@ -71,18 +69,18 @@ def give(*arrays):
                     or sys.getrefcount(a) > _OWNED or any(a is b for b in _free)):
                 continue
             _free.append(a)
-            _held[0] += a.nbytes
-        while _held[0] > MAX_BYTES:
-            _held[0] -= _free.pop(0).nbytes
+        held = sum(b.nbytes for b in _free)
+        while held > MAX_BYTES:
+            held -= _free.pop(0).nbytes
 
 
 def clear():
     """Drop every kept array (their memory goes back to the allocator)."""
     with _lock:
         _free.clear()
-        _held[0] = 0
 
 
 def held_bytes():
     """Bytes kept now."""
-    return _held[0]
+    with _lock:
+        return sum(a.nbytes for a in _free)

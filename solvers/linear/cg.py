@@ -169,12 +169,12 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
     p = workspace.take(n)
     try:
         return _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter,
-                             Monitor(callback, progress, "CG"), callback, recompute)
+                             Monitor(callback, progress, "CG"), recompute)
     finally:
         workspace.give(r, ap, p)
 
 
-def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, callback, recompute):
+def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, recompute):
     """The loop of :func:`_cg_grid` on its work vectors."""
     shape3 = tuple(grid.shape3)
     n0, n1, n2 = shape3
@@ -217,7 +217,7 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, callback, rec
         it += 1
         rnorm = math.sqrt(rr)
         if not eager:
-            if (callback is not None or rnorm <= tol or it % recompute == 0
+            if (mon.callback is not None or rnorm <= tol or it % recompute == 0
                     or not math.isfinite(rnorm)):
                 blas.axpy(alpha, p, x)      # check() reads x: bring it up to date
             else:
