@@ -234,14 +234,62 @@ def test_dispatch(rng, monkeypatch):
     js.solve(js.LinearProblem(-js.Laplacian(g), b), js.CG(), rtol=1e-8)
     js.solve(js.LinearProblem(-2.0 * js.Diffusion(g, 1.0 + rng.random(g.shape)), b), js.CG())
     assert len(calls) == 2
-    # not for a preconditioner, a non-stencil operator, float32, 1-D grids or sums
+    # preconditioned too
     js.solve(js.LinearProblem(-js.Laplacian(g), b), js.CG(js.Jacobi()), rtol=1e-8)
+    assert len(calls) == 3
+    # not for a non-stencil operator, float32, 1-D grids or sums
     js.solve(js.LinearProblem(-js.Laplacian(g).to_csr(), b.ravel()), js.CG(), rtol=1e-8)
     js.solve(js.LinearProblem(-js.Laplacian(g), b.astype(np.float32)), js.CG(), rtol=1e-4)
     g1 = js.Grid((50,))
     js.solve(js.LinearProblem(-js.Laplacian(g1), np.ones(50)), js.CG(), rtol=1e-8)
     js.solve(js.LinearProblem(-js.Laplacian(g) - js.Laplacian(g), b), js.CG(), rtol=1e-8)
-    assert len(calls) == 2
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("kind", ["laplacian", "diffusion"])
+@pytest.mark.parametrize("shape", [(40, 32), (8, 16, 8)])
+@pytest.mark.parametrize("pc", ["multigrid", "jacobi", "chebyshev"])
+def test_preconditioned_grid_loop_matches_unfused(kind, shape, pc, rng):
+    """``p = z + beta p`` in the direction pass: the iterates of the unfused preconditioned
+    loop up to the order of the two reductions (status, iterations, history, solution);
+    MaxIters with the lagged ``x`` brought up to date; x0 and true-residual recomputation."""
+    g = js.Grid(shape, bc=(js.Neumann(),) + (js.Dirichlet(0.0),) * (len(shape) - 1))
+    A = _op(kind, g, rng)
+    b = rng.standard_normal(shape)
+    M = {"multigrid": js.Multigrid(), "jacobi": js.Jacobi(),
+         "chebyshev": js.Chebyshev()}[pc].setup(A)
+    for kw in (dict(rtol=1e-10), dict(rtol=1e-12, maxiter=4),
+               dict(rtol=1e-10, recompute=3, x0=rng.standard_normal(g.size))):
+        f = _fused(A, b, precond=M, **kw)
+        u = _unfused(A, b, precond=M, **kw)
+        assert f.status == u.status and f.iters == u.iters
+        # (rounding differences grow over Jacobi's ~180 iterations: relative to the start)
+        np.testing.assert_allclose(f.history, u.history, rtol=1e-6, atol=1e-12 * u.history[0])
+        assert np.linalg.norm(f.x - u.x) <= 1e-9 * np.linalg.norm(u.x)
+        assert f.resnorm == pytest.approx(np.linalg.norm(b.ravel() - A.apply(f.x.reshape(shape)).ravel()),
+                                          rel=1e-8)
+
+
+def test_preconditioned_grid_loop_breakdown_keeps_the_last_iterate(rng):
+    """An indefinite preconditioner (r^T z <= 0) stops the fused loop with Breakdown and
+    the iterate so far (the lagged update of x applied), as in the unfused loop."""
+    g = js.Grid((24, 20))
+    A = -js.Laplacian(g)
+    b = rng.standard_normal(g.shape)
+    calls = []
+
+    def flip(r, out):                   # positive at first, then indefinite
+        calls.append(1)
+        out[:] = r if len(calls) < 3 else -r
+        return out
+
+    f = _fused(A, b, precond=flip)
+    calls.clear()
+    u = _unfused(A, b, precond=flip)
+    assert f.status == u.status == "Breakdown" and f.iters == u.iters == 2
+    assert np.linalg.norm(f.x - u.x) <= 1e-12 * np.linalg.norm(u.x)
+    assert f.resnorm == pytest.approx(np.linalg.norm(b.ravel() - A.apply(f.x.reshape(g.shape)).ravel()),
+                                      rel=1e-10)
 
 
 def test_semantics_breakdown_maxiters_callback_x0(rng):

@@ -259,10 +259,14 @@ def test_preconditioner_setup_is_reused_for_the_same_operator():
 
 
 @pytest.mark.parametrize("shape,bcs", [((1, 16, 12), "xDN"), ((1, 8, 16), "xPP"), ((8, 12, 10), "DPN"),
-                                       ((16, 8, 6), "PPD")])
+                                       ((16, 8, 6), "PPD"), ((1, 18, 10), "xPD"), ((1, 1, 16), "xxD"),
+                                       ((6, 10, 2), "PDD")])
 def test_fused_laplacian_kernels_match_unfused(shape, bcs):
-    """The fused full sweep equals the two half-sweeps bit for bit (from any guess, and from
-    the zero guess whatever ``u`` held); the one-pass residual equals the reference kernel."""
+    """The fused sweeps equal their half-sweeps bit for bit: two (red-black) and three
+    (red-black-red), from any guess, and from the zero guess whatever ``u`` held; the
+    one-pass residual equals the reference kernel, and the restriction that forms the
+    residual rows itself equals the residual pass followed by the restriction, bit for
+    bit, for any number of chunks."""
     rng = np.random.default_rng(3)
     per, sgn = _bc_arrays(bcs)
     act = np.array([1 if s > 1 else 0 for s in shape], dtype=np.int64)
@@ -270,18 +274,79 @@ def test_fused_laplacian_kernels_match_unfused(shape, bcs):
     s = -1.7
     f = rng.standard_normal(shape)
     u0 = rng.standard_normal(shape)
-    for color in (0, 1):
-        for first in (False, True):
-            ref = u0.copy()
-            K.rbgs_laplacian(ref, f, c, per, sgn, s, color, first)
-            K.rbgs_laplacian(ref, f, c, per, sgn, s, 1 - color, False)
-            for sweep in (K.gs_sweep_laplacian, K.gs_sweep_laplacian_serial):
-                v = np.full(shape, np.nan) if first else u0.copy()
-                sweep(v, f, c, per, sgn, s, color, first)
-                np.testing.assert_array_equal(v, ref)
+    for nh in (2, 3):
+        for color in (0, 1):
+            for first in (False, True):
+                ref = u0.copy()
+                for k in range(nh):
+                    K.rbgs_laplacian(ref, f, c, per, sgn, s, (color + k) % 2, first and k == 0)
+                for sweep in (K.gs_sweep_laplacian, K.gs_sweep_laplacian_serial):
+                    v = np.full(shape, np.nan) if first else u0.copy()
+                    sweep(v, f, c, per, sgn, s, color, first, nh)
+                    np.testing.assert_array_equal(v, ref)
     r = np.empty(shape)
     K.residual_laplacian(u0, f, r, c, per, sgn, s)
     for res in (K.residual_laplacian_fast, K.residual_laplacian_serial):
         out = np.full(shape, np.nan)
         res(u0, f, out, c, per, sgn, s)
         np.testing.assert_allclose(out, r, rtol=1e-12, atol=1e-12)
+    cshape = tuple(n // 2 if a else n for n, a in zip(shape, act))
+    K.residual_laplacian_fast(u0, f, r, c, per, sgn, s)
+    ref = np.empty(cshape)
+    K.restrict_fw(r, ref, act, per, sgn)
+    for fn in (K.restrict_residual_laplacian, K.restrict_residual_laplacian_serial):
+        for nch in (1, 3, 64):
+            out = np.full(cshape, np.nan)
+            fn(u0, f, out, c, per, sgn, s, act, nch)
+            np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_coarse_solve_matches_lapack(n):
+    """The coarsest level's in-process solve: LAPACK's factors (row interchanges
+    included) and the pseudo-inverse path, against SciPy."""
+    import scipy.linalg as sla
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n, n)) + n * np.eye(n)
+    b = rng.standard_normal(n)
+    lu, piv = sla.lu_factor(A)
+    x = b.copy()
+    K.coarse_solve(np.ascontiguousarray(lu), piv.astype(np.int32), np.empty((0, 0)), x, x)
+    np.testing.assert_allclose(x, sla.lu_solve((lu, piv), b), rtol=1e-13, atol=1e-13)
+    P = np.linalg.pinv(A)
+    y = np.full(n, np.nan)
+    K.coarse_solve(np.empty((0, 0)), np.empty(0, np.int32), P, b, y)
+    np.testing.assert_allclose(y, P @ b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("shape,bcs", [((1, 16, 12), "xDN"), ((1, 8, 16), "xPP"), ((8, 12, 10), "DPN"),
+                                       ((16, 8, 6), "PPD"), ((1, 18, 10), "xPD"), ((1, 1, 16), "xxD"),
+                                       ((6, 10, 2), "PDD"), ((1, 9, 7), "xDD")])
+def test_diffusion_sweep_from_face_weights_matches_half_sweeps(shape, bcs):
+    """``D(k)`` smoothing from the face weights and diagonal computed once per level: two
+    and three half-sweeps in one pass equal the colour-by-colour kernel (harmonic means
+    on the fly) bit for bit, from any guess and from the zero guess; the face weights are
+    symmetric (one weight per face) and the diagonal that of the assembled matrix."""
+    rng = np.random.default_rng(5)
+    per, sgn = _bc_arrays(bcs)
+    act = np.array([1 if s > 1 else 0 for s in shape], dtype=np.int64)
+    c = act * np.array([1.3, 2.0, 0.7])
+    s = -1.7
+    k = np.exp(rng.standard_normal(shape))
+    f = rng.standard_normal(shape)
+    u0 = rng.standard_normal(shape)
+    n = int(np.prod(shape))
+    w, dg = np.full((3, n + shape[2]), np.nan), np.full(n, np.nan)
+    K.diffusion_faces(k, c, per, sgn, w, dg)
+    np.testing.assert_allclose(s * dg, assemble(shape, c, per, sgn, s, k).diagonal(), rtol=1e-13)
+    assert np.all(w[:, n:] == 0.0) and np.all(w >= 0.0)
+    for nh in (2, 3):
+        for color in (0, 1):
+            for first in (False, True):
+                ref = u0.copy()
+                for kk in range(nh):
+                    K.rbgs_diffusion(ref, f, k, c, per, sgn, s, (color + kk) % 2, first and kk == 0)
+                for sweep in (K.gs_sweep_diffusion, K.gs_sweep_diffusion_serial):
+                    v = np.full(shape, np.nan) if first else u0.copy()
+                    sweep(v, f, w, dg, c, per, sgn, s, color, first, nh)
+                    np.testing.assert_array_equal(v, ref)

@@ -105,9 +105,9 @@ def test_galerkin_levels_are_R_A_P_of_the_kernels(shape, bcs, kappa):
 
 
 @pytest.mark.parametrize("coarse", ["rediscretised", "galerkin"])
-@pytest.mark.parametrize("smoother", ["rbgs", "jacobi"])
+@pytest.mark.parametrize("smoother", ["rbgs", "srbgs", "jacobi"])
 @pytest.mark.parametrize("cycle", ["V", "W"])
-@pytest.mark.parametrize("case", ["diff2d", "lap3d"])
+@pytest.mark.parametrize("case", ["diff2d", "lap3d", "lap2d"])
 def test_every_option_gives_a_symmetric_positive_definite_cycle(coarse, smoother, cycle, case):
     rng = np.random.default_rng(3)
     if case == "diff2d":
@@ -116,6 +116,9 @@ def test_every_option_gives_a_symmetric_positive_definite_cycle(coarse, smoother
     else:
         g = js.Grid((8, 16, 8), bc=[js.Periodic(), js.Dirichlet(), js.Neumann()])
         A = -js.Laplacian(g)
+    if case == "lap2d":
+        g = js.Grid((40, 24), bc=[js.Periodic(), (js.Dirichlet(), js.Neumann())])
+        A = -0.7 * js.Laplacian(g)
     M = js.Multigrid(cycle=cycle, coarse=coarse, smoother=smoother).setup(A)
     x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
     Mx, My = M(x, np.empty(g.size)), M(y, np.empty(g.size))
@@ -124,7 +127,8 @@ def test_every_option_gives_a_symmetric_positive_definite_cycle(coarse, smoother
 
 
 @pytest.mark.parametrize("kw,most", [(dict(smoother="jacobi"), 11), (dict(coarse="galerkin"), 8),
-                                     (dict(coarse="galerkin", smoother="jacobi"), 9)])
+                                     (dict(coarse="galerkin", smoother="jacobi"), 9),
+                                     (dict(smoother="srbgs"), 7), (dict(), 9)])
 def test_iterations_grid_independent_2d(kw, most):
     its = []
     for n in (64, 256):
@@ -221,3 +225,24 @@ def test_single_precision(kw):
     assert sol.iters <= ref.iters + 2 <= 18, (sol.iters, ref.iters)
     r = b.astype(np.float64) - A.apply(sol.u.astype(np.float64))
     assert np.linalg.norm(r) <= 2e-5 * np.linalg.norm(b)
+
+
+def test_symmetric_smoother_contracts_faster_than_red_black():
+    """Red-black-red before and after the coarse correction: the two-grid factor of the
+    cell-centred hierarchy drops from 0.31 to 0.20 (local Fourier analysis, periodic 2-D);
+    measured here as the energy-norm contraction of the stand-alone V-cycle."""
+    n = 64
+    g = js.Grid((n, n))
+    A = -js.Laplacian(g)
+    mv = A.as_linear_operator()
+    rates = {}
+    for sm in ("rbgs", "srbgs"):
+        M = js.Multigrid(smoother=sm).setup(A)
+        u = np.random.default_rng(0).standard_normal(g.size)
+        e = []
+        for _ in range(12):
+            au = mv @ u
+            e.append(np.sqrt(u @ au))
+            u = u + M(-au, np.empty(g.size))
+        rates[sm] = e[-1] / e[-2]
+    assert 0.30 < rates["rbgs"] < 0.40 and 0.15 < rates["srbgs"] < 0.25, rates

@@ -13,12 +13,18 @@ Kernels
     one colour of a red-black Gauss-Seidel sweep (red: ``(i0 + i1 + i2)`` even).  With
     ``first=True`` the sweep assumes a zero initial guess and writes every cell (the
     other colour to zero), which saves the pass that would clear ``u``.
-``gs_sweep_laplacian``
+``gs_sweep_laplacian`` / ``gs_sweep_diffusion``
     a full red-black sweep (both colours) in one pass over the rows, the second colour
-    lagging one row (one plane in 3-D); bit-for-bit the two half-sweeps.
+    lagging one row (one plane in 3-D); bit-for-bit the two half-sweeps.  Three
+    half-sweeps (red-black-red, the symmetric sweep) the same way, the third lagging two.
+    For ``D(k)`` from the face weights and diagonal of ``diffusion_faces`` (computed once
+    per level: no harmonic means in the sweep, and rows that vectorise).
 ``residual_laplacian`` / ``residual_diffusion``
     ``r = f - scale * A u`` in one pass (``residual_laplacian_fast``: the same with
     vectorised unsigned-index rows; used by the cycle).
+``restrict_residual_laplacian``
+    ``restrict_fw`` of the residual without a residual array: the residual rows under
+    each coarse row formed in a ring of row buffers (bit-for-bit the two passes).
 ``*_serial``
     the same source compiled without ``parallel`` (small levels, where a parallel region
     costs more than the work).
@@ -40,6 +46,11 @@ Kernels
     colouring.
 ``interpolation_taps``
     the one-axis taps of ``prolong_add`` (the Galerkin setup builds ``P`` from them).
+``coarse_solve``
+    the coarsest level's solve: ``x = A^{-1} b`` from LAPACK's ``getrf`` factors (row
+    interchanges, unit lower and upper triangles), or ``x = A^+ b`` from a
+    pseudo-inverse.  Serial and in-process: LAPACK's ``getrs`` on these tiny systems cost
+    more in waking its thread pool (~0.2 ms a call inside a solve) than the solve itself.
 
 ``act[a]`` is 1 for axes that are coarsened (n -> n/2) and 0 for padded axes.  Rows are
 distributed over threads and every output row is written by one thread, so results are
@@ -60,8 +71,10 @@ from .stencil import _chunk, _harm, _hi, _lo
 
 __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_diffusion",
            "prolong_add", "restrict_fw", "rsub", "gs_sweep_laplacian", "gs_sweep_laplacian_serial",
+           "gs_sweep_diffusion", "gs_sweep_diffusion_serial", "diffusion_faces",
            "residual_laplacian_fast", "residual_laplacian_serial", "restrict_fw_serial",
-           "prolong_add_serial", "interpolation_taps", "csr_gauss_seidel"]
+           "prolong_add_serial", "interpolation_taps", "csr_gauss_seidel", "coarse_solve",
+           "restrict_residual_laplacian", "restrict_residual_laplacian_serial"]
 
 
 @njit(parallel=True, cache=True)
@@ -574,7 +587,88 @@ def _sweep_chunks(nrows, L):
     return max(1, min(64, nrows // (4 * L)))
 
 
-def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first):
+@njit(inline="always", cache=True)
+def _gs_dif_rowc(uf, ff, w, dgf, q, n0, n1, n2, c0, per, sgn, inv, st, zero):
+    """The cells ``j`` with ``j & 1 == st`` of row ``q`` for ``scale * D(k)`` with the face
+    weights ``w`` and diagonal ``dgf`` of :func:`diffusion_faces` (``zero``: as in
+    :func:`_gs_lap_rowc`).  The off-diagonal terms are summed in the order of
+    :func:`_dif_parts` (axis 0 below, above, axis 1, axis 2; a boundary face has weight
+    0: the zero row at the end of ``w``), so the values are those of
+    :func:`rbgs_diffusion`."""
+    N = n0 * n1 * n2
+    i0 = q // n1
+    i1 = q - i0 * n1
+    base = q * n2
+    a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
+    b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
+    a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
+    b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
+    m0 = (a0 * n1 + i1) * n2
+    p0 = (b0 * n1 + i1) * n2
+    m1 = (i0 * n1 + a1) * n2
+    p1 = (i0 * n1 + b1) * n2
+    l0 = N if g0 else m0            # the face below along axis 0 belongs to the row below
+    u0 = N if h0 else base
+    l1 = N if g1 else m1
+    u1 = N if h1 else base
+    ur = uf[base:base + n2]
+    fr = ff[base:base + n2]
+    dr = dgf[base:base + n2]
+    w2 = w[2, base:base + n2]
+    ax0 = c0 != 0.0
+    per2 = per[2]
+    for e in range(2):
+        j = 0 if e == 0 else n2 - 1
+        if e == 1 and n2 == 1:
+            break
+        if (j & 1) == st:
+            if zero:
+                ur[j] = fr[j] * inv / dr[j]
+            else:
+                off = 0.0
+                if ax0:
+                    off += w[0, l0 + j] * uf[m0 + j] + w[0, u0 + j] * uf[p0 + j]
+                off += w[1, l1 + j] * uf[m1 + j]
+                off += w[1, u1 + j] * uf[p1 + j]
+                a2, s2, g2 = _lo(j, n2, per2, sgn[2, 0])
+                b2, t2, h2 = _hi(j, n2, per2, sgn[2, 1])
+                if not g2:
+                    off += w2[a2] * ur[a2]
+                if not h2:
+                    off += w2[j] * ur[b2]
+                ur[j] = (fr[j] * inv - off) / dr[j]
+        elif zero:
+            ur[j] = 0.0
+    js = st if st >= 1 else 2
+    if zero:
+        for h in range((n2 - js) // 2):
+            j = js + 2 * h
+            ur[j] = fr[j] * inv / dr[j]
+        for h in range((n2 - 1 - st) // 2):       # the other colour's interior cells
+            ur[1 + st + 2 * h] = 0.0
+        return
+    wl1 = w[1, l1:l1 + n2]
+    wu1 = w[1, u1:u1 + n2]
+    um1 = uf[m1:m1 + n2]
+    up1 = uf[p1:p1 + n2]
+    if not ax0:
+        for h in range((n2 - js) // 2):
+            j = js + 2 * h
+            off = wl1[j] * um1[j] + wu1[j] * up1[j] + w2[j - 1] * ur[j - 1] + w2[j] * ur[j + 1]
+            ur[j] = (fr[j] * inv - off) / dr[j]
+    else:
+        wl0 = w[0, l0:l0 + n2]
+        wu0 = w[0, u0:u0 + n2]
+        um0 = uf[m0:m0 + n2]
+        up0 = uf[p0:p0 + n2]
+        for h in range((n2 - js) // 2):
+            j = js + 2 * h
+            off = (wl0[j] * um0[j] + wu0[j] * up0[j] + wl1[j] * um1[j] + wu1[j] * up1[j]
+                   + w2[j - 1] * ur[j - 1] + w2[j] * ur[j + 1])
+            ur[j] = (fr[j] * inv - off) / dr[j]
+
+
+def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh):
     n0, n1, n2 = u.shape
     uf = u.reshape(u.size)
     ff = f.reshape(f.size)
@@ -588,29 +682,91 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first):
     nrows = n0 * n1
     L = n1 if (c0 != 0.0 and n0 > 1) else 1
     nch = _sweep_chunks(nrows, L)
+    # half-sweep k (colour color + k) runs k rows (planes) behind the first; inside a
+    # chunk it takes the rows whose neighbours' half-sweep k - 1 the chunk has done
     for ch in prange(nch):
         lo = ch * nrows // nch
         hi = (ch + 1) * nrows // nch
         for q in range(lo, hi):
-            row = _lap_row(np.int64(q), n0, n1, n2, c0, c1, c2, per, sgn)
-            i0 = q // n1
-            i1 = q - i0 * n1
-            _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, (color + i0 + i1) & 1, first)
-            p = q - L
-            if p >= lo + L and p < hi - L:
-                rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
-                p0 = p // n1
-                p1 = p - p0 * n1
-                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False)
+            for k in range(nh):
+                p = q - k * L
+                if k == 0 or (p >= lo + k * L and p < hi - k * L):
+                    row = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
+                    p0 = p // n1
+                    p1 = p - p0 * n1
+                    _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv,
+                                 (color + k + p0 + p1) & 1, first and k == 0)
+    # the rows left at the chunks' ends, one half-sweep at a time
+    for k in range(1, nh):
+        for ch in prange(nch):
+            lo = ch * nrows // nch
+            hi = (ch + 1) * nrows // nch
+            for p in range(lo, hi):
+                if p < lo + k * L or p >= hi - k * L:
+                    rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
+                    p0 = p // n1
+                    p1 = p - p0 * n1
+                    _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv,
+                                 (color + k + p0 + p1) & 1, False)
+
+
+def _gs_sweep_diffusion_py(u, f, w, dg, c, per, sgn, scale, color, first, nh):
+    # the lag structure of _gs_sweep_laplacian_py with the face-weight rows (one skeleton
+    # for both row kinds, chosen per row, ran the Laplacian sweep 1.5-2x slower)
+    n0, n1, n2 = u.shape
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
+    c0 = c[0]
+    inv = 1.0 / scale
+    nrows = n0 * n1
+    L = n1 if (c0 != 0.0 and n0 > 1) else 1
+    nch = _sweep_chunks(nrows, L)
     for ch in prange(nch):
         lo = ch * nrows // nch
         hi = (ch + 1) * nrows // nch
-        for p in range(lo, hi):
-            if p < lo + L or p >= hi - L:
-                rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
-                p0 = p // n1
-                p1 = p - p0 * n1
-                _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv, (1 + color + p0 + p1) & 1, False)
+        for q in range(lo, hi):
+            for k in range(nh):
+                p = q - k * L
+                if k == 0 or (p >= lo + k * L and p < hi - k * L):
+                    p0 = p // n1
+                    _gs_dif_rowc(uf, ff, w, dg, p, n0, n1, n2, c0, per, sgn, inv,
+                                 (color + k + p0 + p - p0 * n1) & 1, first and k == 0)
+    for k in range(1, nh):
+        for ch in prange(nch):
+            lo = ch * nrows // nch
+            hi = (ch + 1) * nrows // nch
+            for p in range(lo, hi):
+                if p < lo + k * L or p >= hi - k * L:
+                    p0 = p // n1
+                    _gs_dif_rowc(uf, ff, w, dg, p, n0, n1, n2, c0, per, sgn, inv,
+                                 (color + k + p0 + p - p0 * n1) & 1, False)
+
+
+@njit(parallel=True, cache=True)
+def diffusion_faces(k, c, per, sgn, w, dg):
+    """Face weights and diagonal of ``D(k)`` (scales ``c``) for :func:`gs_sweep`:
+    ``w[a, i]`` the weight ``c_a * harm(k_i, k_j)`` of the face between cell ``i`` (flat
+    index) and its upper neighbour ``j`` along axis ``a`` (the wrap-around face on a
+    periodic axis; 0 at a non-periodic boundary and on an inactive axis), ``w[a, N:]``
+    zero (``N`` cells); ``dg`` the diagonal exactly as :func:`_dif_parts` forms it."""
+    n0, n1, n2 = k.shape
+    N = n0 * n1 * n2
+    for q in prange(n0 * n1):
+        i0 = q // n1
+        i1 = q - i0 * n1
+        b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
+        b1, t1, h1 = _hi(i1, n1, per[1], sgn[1, 1])
+        for j in range(n2):
+            b2, t2, h2 = _hi(j, n2, per[2], sgn[2, 1])
+            kx = k[i0, i1, j]
+            i = q * n2 + j
+            w[0, i] = 0.0 if (c[0] == 0.0 or h0) else c[0] * _harm(kx, k[b0, i1, j])
+            w[1, i] = 0.0 if (c[1] == 0.0 or h1) else c[1] * _harm(kx, k[i0, b1, j])
+            w[2, i] = 0.0 if (c[2] == 0.0 or h2) else c[2] * _harm(kx, k[i0, i1, b2])
+            _, dg[i] = _dif_parts(k, k, i0, i1, j, n0, n1, n2, c[0], c[1], c[2], per, sgn)
+    for a in range(3):
+        for i in range(N, w.shape[1]):
+            w[a, i] = 0.0
 
 
 def _named(fn, name):
@@ -623,9 +779,55 @@ def _named(fn, name):
 
 
 gs_sweep_laplacian = njit(parallel=True, cache=True)(_named(_gs_sweep_laplacian_py, "gs_sweep_laplacian"))
-gs_sweep_laplacian.__doc__ = """One full red-black Gauss-Seidel sweep for ``scale * L u = f``: colour
-``color`` then the other one, fused row-wise (see above); ``first``: zero initial guess."""
+gs_sweep_laplacian.__doc__ = """``nh`` red-black Gauss-Seidel half-sweeps for ``scale * L u = f`` in one
+pass: colour ``color``, then the other one, then (``nh = 3``) ``color`` again, fused
+row-wise (see above); ``first``: zero initial guess.  ``nh = 2`` is one full sweep;
+``nh = 3`` the symmetric sweep (red-black-red)."""
 gs_sweep_laplacian_serial = njit(cache=True)(_named(_gs_sweep_laplacian_py, "gs_sweep_laplacian_serial"))
+gs_sweep_diffusion = njit(parallel=True, cache=True)(_named(_gs_sweep_diffusion_py, "gs_sweep_diffusion"))
+gs_sweep_diffusion.__doc__ = """:func:`gs_sweep_laplacian` for ``scale * D(k) u = f``, from the face weights
+``w`` and diagonal ``dg`` of :func:`diffusion_faces`: the values of :func:`rbgs_diffusion`
+one colour at a time, bit for bit (an axis of odd length that is periodic has no
+red-black ordering; multigrid never smooths one)."""
+gs_sweep_diffusion_serial = njit(cache=True)(_named(_gs_sweep_diffusion_py, "gs_sweep_diffusion_serial"))
+
+
+@njit(inline="always", cache=True)
+def _res_lap_row(uf, ff, rf, ro, row, n2, c2, per2, slo, shi, scale):
+    """``rf[ro:ro + n2] = f - scale * L u`` on the row described by ``row``
+    (:func:`_lap_row`): the interior with unsigned indices (a loop that vectorises), then
+    the two end cells."""
+    base = row[0]
+    one = np.uint64(1)
+    ub = np.uint64(base)
+    ob = np.uint64(ro)
+    um0 = np.uint64(row[1])
+    up0 = np.uint64(row[3])
+    um1 = np.uint64(row[5])
+    up1 = np.uint64(row[7])
+    wm0 = row[2]
+    wp0 = row[4]
+    wm1 = row[6]
+    wp1 = row[8]
+    dg = row[9]
+    if wm0 == 0.0 and wp0 == 0.0:
+        # a 2-D grid: the sum without its two zero terms (as in _gs_lap_rowc)
+        for j in range(one, np.uint64(n2 - 1)):
+            k = ub + j
+            rf[ob + j] = ff[k] - scale * (wm1 * uf[um1 + j] + wp1 * uf[up1 + j]
+                                          + c2 * (uf[k - one] + uf[k + one]) + dg * uf[k])
+    else:
+        for j in range(one, np.uint64(n2 - 1)):
+            k = ub + j
+            rf[ob + j] = ff[k] - scale * (wm0 * uf[um0 + j] + wp0 * uf[up0 + j] + wm1 * uf[um1 + j]
+                                          + wp1 * uf[up1 + j] + c2 * (uf[k - one] + uf[k + one])
+                                          + dg * uf[k])
+    for e in range(2):
+        j = 0 if e == 0 else n2 - 1
+        if e == 1 and n2 == 1:
+            break
+        off, d = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
+        rf[ro + j] = ff[base + j] - scale * (off + d * uf[base + j])
 
 
 def _residual_lap_py(u, f, r, c, per, sgn, scale):
@@ -639,44 +841,87 @@ def _residual_lap_py(u, f, r, c, per, sgn, scale):
     per2 = per[2]
     slo = sgn[2, 0]
     shi = sgn[2, 1]
-    one = np.uint64(1)
     for qq in prange(n0 * n1):
         q = np.int64(qq)
         row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn)
-        base = row[0]
-        ub = np.uint64(base)
-        um0 = np.uint64(row[1])
-        up0 = np.uint64(row[3])
-        um1 = np.uint64(row[5])
-        up1 = np.uint64(row[7])
-        wm0 = row[2]
-        wp0 = row[4]
-        wm1 = row[6]
-        wp1 = row[8]
-        dg = row[9]
-        if wm0 == 0.0 and wp0 == 0.0:
-            # a 2-D grid: the sum without its two zero terms (as in _gs_lap_rowc)
-            for j in range(one, np.uint64(n2 - 1)):
-                k = ub + j
-                rf[k] = ff[k] - scale * (wm1 * uf[um1 + j] + wp1 * uf[up1 + j]
-                                         + c2 * (uf[k - one] + uf[k + one]) + dg * uf[k])
-        else:
-            for j in range(one, np.uint64(n2 - 1)):
-                k = ub + j
-                rf[k] = ff[k] - scale * (wm0 * uf[um0 + j] + wp0 * uf[up0 + j] + wm1 * uf[um1 + j]
-                                         + wp1 * uf[up1 + j] + c2 * (uf[k - one] + uf[k + one])
-                                         + dg * uf[k])
-        for e in range(2):
-            j = 0 if e == 0 else n2 - 1
-            if e == 1 and n2 == 1:
-                break
-            off, d = _lap_end(uf, row, j, n2, c2, per2, slo, shi)
-            rf[base + j] = ff[base + j] - scale * (off + d * uf[base + j])
+        _res_lap_row(uf, ff, rf, row[0], row, n2, c2, per2, slo, shi, scale)
+
+
+def _restrict_residual_py(u, f, coarse, c, per, sgn, scale, act, nch):
+    """``coarse = P^T (f - scale * L u) / 2^d`` without the fine residual array: the
+    residual rows under each coarse row are formed in a ring of row buffers (a fine row
+    shared by consecutive coarse rows of a chunk is formed once; in 3-D the rows under
+    two coarse planes are formed for each), then restricted as :func:`restrict_fw`
+    does, the same sums in the same order.  ``nch``: the number of chunks of coarse
+    rows (any number gives the same result; a chunk forms the rows under its first
+    coarse row afresh, so a few per thread)."""
+    m0, m1, m2 = coarse.shape
+    n0, n1, n2 = u.shape
+    cf = coarse.reshape(coarse.size)
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
+    c0 = c[0]
+    c1 = c[1]
+    c2 = c[2]
+    d = act[0] + act[1] + act[2]
+    sc = 1.0 / (1 << d)
+    per2 = per[2]
+    glo = sgn[2, 0]
+    ghi = sgn[2, 1]
+    nch = min(m0 * m1, nch)
+    for ch in prange(nch):
+        lo, hi = _chunk(np.int64(ch), nch, m0 * m1)
+        t = np.empty(n2, u.dtype)          # the fine residual rows combined
+        ring = np.empty(16 * n2, u.dtype)  # residual rows: slot 4 a + (2 I1 - 1 + b) % 4
+        tag = np.full(16, -1, np.int64)    # the fine row each slot holds
+        for q in range(lo, hi):
+            I0 = q // m1
+            I1 = q - I0 * m1
+            t0 = _rtaps(I0, n0, act[0], per[0], sgn[0, 0], sgn[0, 1])
+            t1 = _rtaps(I1, n1, act[1], per[1], sgn[1, 0], sgn[1, 1])
+            first = True
+            for a in range(4):
+                ja, wa = _tap(t0, a)
+                if wa == 0.0:
+                    continue
+                for b in range(4):
+                    jb, wb = _tap(t1, b)
+                    if wb == 0.0:
+                        continue
+                    fine = ja * n1 + jb
+                    slot = 4 * a + (2 * I1 + 3 + b) % 4
+                    if tag[slot] != fine:
+                        row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn)
+                        _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per2, glo, ghi, scale)
+                        tag[slot] = fine
+                    w = sc * wa * wb
+                    fr = ring[slot * n2:(slot + 1) * n2]
+                    if first:
+                        for j in range(n2):
+                            t[j] = w * fr[j]
+                        first = False
+                    else:
+                        for j in range(n2):
+                            t[j] += w * fr[j]
+            cr = cf[q * m2:(q + 1) * m2]
+            for I in range(1, m2 - 1):
+                k = 2 * I
+                cr[I] = 0.25 * (t[k - 1] + t[k + 2]) + 0.75 * (t[k] + t[k + 1])
+            for I in (0, m2 - 1):
+                jm, wm, j0, w0, j1, w1, jp, wp = _rtaps(I, n2, 1, per2, glo, ghi)
+                cr[I] = wm * t[jm] + w0 * t[j0] + w1 * t[j1] + wp * t[jp]
+                if m2 == 1:
+                    break
 
 
 residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_py, "residual_laplacian_fast"))
 residual_laplacian_serial = njit(cache=True)(_named(_residual_lap_py, "residual_laplacian_serial"))
 restrict_fw_serial = njit(cache=True)(_named(restrict_fw.py_func, "restrict_fw_serial"))
+restrict_residual_laplacian = njit(parallel=True, cache=True)(
+    _named(_restrict_residual_py, "restrict_residual_laplacian"))
+restrict_residual_laplacian.__doc__ = _restrict_residual_py.__doc__
+restrict_residual_laplacian_serial = njit(cache=True)(
+    _named(_restrict_residual_py, "restrict_residual_laplacian_serial"))
 prolong_add_serial = njit(cache=True)(_named(prolong_add.py_func, "prolong_add_serial"))
 
 
@@ -698,3 +943,41 @@ def csr_gauss_seidel(indptr, indices, data, x, b, forward):
             else:
                 s -= data[k] * x[j]
         x[i] = s / d
+
+
+@njit(cache=True)
+def coarse_solve(lu, piv, pinv, b, x):
+    """``x = A^{-1} b`` from ``(lu, piv)`` as :func:`scipy.linalg.lu_factor` returns them
+    (LAPACK ``getrf``: ``piv[i]`` the row swapped with row ``i``, in order), or
+    ``x = pinv b`` when ``pinv`` has rows (then ``lu`` and ``piv`` are ignored).
+    ``b`` and ``x`` are float64 vectors; ``x`` may be ``b``.  The forward and back
+    substitutions of LAPACK's ``getrs`` (Golub & Van Loan, *Matrix Computations*, 4th ed.,
+    sec. 3.1 and 3.4)."""
+    n = b.size
+    if pinv.shape[0] > 0:
+        y = np.empty(n)
+        for i in range(n):
+            s = 0.0
+            for j in range(n):
+                s += pinv[i, j] * b[j]
+            y[i] = s
+        x[:] = y
+        return
+    if x is not b:
+        x[:] = b
+    for i in range(n):              # row interchanges, in LAPACK's order
+        k = piv[i]
+        if k != i:
+            t = x[i]
+            x[i] = x[k]
+            x[k] = t
+    for i in range(n):              # L y = P b, L unit lower triangular
+        s = x[i]
+        for j in range(i):
+            s -= lu[i, j] * x[j]
+        x[i] = s
+    for i in range(n - 1, -1, -1):  # U x = y
+        s = x[i]
+        for j in range(i + 1, n):
+            s -= lu[i, j] * x[j]
+        x[i] = s / lu[i, i]

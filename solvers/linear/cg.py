@@ -15,7 +15,7 @@ declared on the true residual: an indefinite or nonsymmetric matrix never comes 
 ``Success`` with a wrong answer.
 
 Grid operators: given ``grid`` (a :class:`GridStencil`: a Laplacian or Diffusion
-operator as plain arrays) and no preconditioner, the float64 loop runs the fused
+operator as plain arrays), the float64 loop runs the fused
 two-pass iteration of :func:`jitsolve.kernels.cpu.krylov.grid_cg_direction` and
 :func:`~jitsolve.kernels.cpu.krylov.grid_cg_update`: ``p = r + beta p`` fused with the
 stencil and ``p^T A p`` (reads ``r, p``, writes ``p, A p``), then ``r -= a A p`` and
@@ -23,8 +23,10 @@ stencil and ``p^T A p`` (reads ``r, p``, writes ``p, A p``), then ``r -= a A p``
 direction pass (which reads ``p`` anyway; reads and writes ``x``): 9 vector passes
 instead of 13 (8 with ``A p`` recomputed, see :data:`STORE_AP`), two parallel regions
 plus a small halo one instead of four; ``x`` is brought up to date (one ``axpy``) only
-where it is looked at (a true residual, the callback, the end).  The iterates are those
-of the loop above up to the order of the two reductions; tolerances, true residuals,
+where it is looked at (a true residual, the callback, the end).  With a preconditioner
+the direction pass forms ``p = z + beta p`` instead, and ``z = M r`` and ``r^T z`` follow
+the update pass: 12 vector passes plus the preconditioner's, against 16 in the loop
+above.  The iterates are those of the loop above up to the order of the two reductions; tolerances, true residuals,
 breakdown, history and callback are handled identically.  Chronopoulos & Gear (1989)
 fuse further by changing the recurrences (one reduction per iteration); that is
 deliberately not done here.
@@ -74,8 +76,8 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     recompute : int
         Replace the recursive residual by the true one every ``recompute`` iterations.
     grid : GridStencil, optional
-        ``matvec``'s operator as a grid stencil: with no preconditioner and float64
-        vectors the fused grid iteration is used (same iterates up to reduction order).
+        ``matvec``'s operator as a grid stencil: with float64 vectors the fused grid
+        iteration is used, preconditioned or not (same iterates up to reduction order).
 
     Returns
     -------
@@ -83,8 +85,9 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     """
     dtype = b.dtype
     n = b.size
-    if grid is not None and precond is None and dtype == np.float64 and n > 0:
-        return _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recompute)
+    if grid is not None and dtype == np.float64 and n > 0:
+        return _cg_grid(grid, matvec, b, x0, precond, rtol, atol, maxiter, callback, progress,
+                        recompute)
     if dtype.kind == "f":           # vectorised real kernels (same reduction order)
         dot, update = krylov.dot_real, krylov.cg_update_real
     else:
@@ -153,13 +156,14 @@ def _cg_loop(matvec, b, x, r, ap, p, z, precond, dot, update, tol, maxiter, mon,
     return KrylovResult(x, status, it, rnorm, mon.array())
 
 
-def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recompute):
-    """Unpreconditioned CG for a grid operator: two fused passes per iteration.
+def _cg_grid(grid, matvec, b, x0, precond, rtol, atol, maxiter, callback, progress, recompute):
+    """(Preconditioned) CG for a grid operator: two fused passes per iteration.
 
-    The loop of :func:`cg` with ``p = r + beta p`` moved to the start of the next
-    iteration (inside :func:`~jitsolve.kernels.cpu.krylov.grid_cg_direction`), which is
-    where CG first needs it, and ``x += alpha p`` moved there too (it needs the old ``p``,
-    which that pass reads).
+    The loop of :func:`cg` with ``p = z + beta p`` moved to the start of the next
+    iteration (inside :func:`~jitsolve.kernels.cpu.krylov.grid_cg_direction`, with
+    ``z = r`` unpreconditioned), which is where CG first needs it, and ``x += alpha p``
+    moved there too (it needs the old ``p``, which that pass reads).  With a
+    preconditioner an iteration is the two passes, ``z = M r`` and ``r^T z``.
     """
     n = b.size
     maxiter = 10 * n if maxiter is None else maxiter
@@ -167,15 +171,17 @@ def _cg_grid(grid, matvec, b, x0, rtol, atol, maxiter, callback, progress, recom
     x, r = start(matvec, b, x0, np.float64)
     ap = workspace.take(n)
     p = workspace.take(n)
+    z = workspace.take(n) if precond is not None else None
     try:
-        return _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter,
+        return _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter,
                              Monitor(callback, progress, "CG"), recompute)
     finally:
-        workspace.give(r, ap, p)
+        workspace.give(r, ap, p, z)
 
 
-def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, recompute):
-    """The loop of :func:`_cg_grid` on its work vectors."""
+def _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter, mon, recompute):
+    """The loop of :func:`_cg_grid` on its work vectors (``z`` None without a
+    preconditioner)."""
     shape3 = tuple(grid.shape3)
     n0, n1, n2 = shape3
     kind = krylov.DIFFUSION if grid.kind == "diffusion" else krylov.LAPLACIAN
@@ -184,12 +190,17 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, recompute):
     mon.history.append(rnorm)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
-    rz = rnorm * rnorm
+    if precond is not None:
+        precond(r, z)
+        rz = krylov.dot_real(r, z)
+    else:
+        z = r
+        rz = rnorm * rnorm
     status = MAXITERS
     it = 0
     if not (rz > 0.0 and math.isfinite(rz)):
         return KrylovResult(x, BREAKDOWN, 0, true_residual(matvec, b, x, r, ap), mon.array())
-    np.copyto(p, r)             # with beta = 0 the first direction pass keeps p = r
+    np.copyto(p, z)             # with beta = 0 the first direction pass keeps p = z
     beta = 0.0
     units, sr, groups = krylov.grid_cg_units(shape3)
     nch = min(numba.get_num_threads(), units)       # any count gives the same bits
@@ -197,7 +208,7 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, recompute):
     part = np.empty(groups)
     k3 = p.reshape(shape3) if grid.kappa is None else grid.kappa
     c, per, sgn = grid.c, grid.per, grid.sgn
-    x3, r3, p3, ap3 = (v.reshape(shape3) for v in (x, r, p, ap))
+    x3, r3, p3, ap3, z3 = (v.reshape(shape3) for v in (x, r, p, ap, z))
     # x += alpha p lags one pass: the next direction pass does it (it reads p anyway),
     # unless x is looked at first (true residual, callback, exit): then blas.axpy, the
     # same expression (the same bits either way)
@@ -205,7 +216,7 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, recompute):
     eager = not LAG_X
     alpha = 0.0
     while it < maxiter:
-        pap = krylov.grid_cg_direction(beta, r3, p3, kind, k3, ap3, store, c, per, sgn, halo,
+        pap = krylov.grid_cg_direction(beta, z3, p3, kind, k3, ap3, store, c, per, sgn, halo,
                                        part, x3, alpha, lag)
         lag = False
         if not (pap > 0.0 and math.isfinite(pap)):
@@ -228,9 +239,17 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, tol, maxiter, mon, recompute):
         if stop is not None:
             status = stop
             break
-        beta = rr / rz
-        rz = rr
-    if lag:                         # maxiter reached: the last update of x is due
+        if precond is not None:
+            precond(r, z)
+            rz_new = krylov.dot_real(r, z)
+            if not (rz_new > 0.0 and finite(rz_new)):
+                status = BREAKDOWN
+                break
+        else:
+            rz_new = rr
+        beta = rz_new / rz
+        rz = rz_new
+    if lag:                         # stopped before the next direction pass: x is due
         blas.axpy(alpha, p, x)
     if status != SUCCESS:
         rnorm = true_residual(matvec, b, x, r, ap)

@@ -17,12 +17,16 @@ their setup and storage.  ``smoother="jacobi"`` replaces Gauss-Seidel by damped 
 data-parallel.  Transfers are cell-centred linear interpolation and its transpose (full
 weighting); the default smoothing is red-black Gauss-Seidel, red->black before the
 coarse correction and black->red after, so the V- and W-cycles are symmetric and, for an SPD
-operator, positive definite: a valid CG preconditioner.  The coarsest level is
+operator, positive definite: a valid CG preconditioner.  ``smoother="srbgs"`` sweeps
+red->black->red both before and after (its own adjoint: the cycle stays symmetric).  The coarsest level is
 factorised (dense LU; pseudo-inverse when it is singular, e.g. pure Neumann).
 
-Cost of one V(1,1)-cycle on a 2D grid: five passes over the finest level (two fused
-red-black sweeps, each both colours in one pass; the residual; restriction; prolongation)
-times 4/3 for the coarse levels (8/7 in 3D).  Measured (1 thread, 1024^2) the stride-2
+Cost of one V(1,1)-cycle on a 2D grid: four passes over the finest level (two fused
+red-black sweeps, each both colours in one pass; the residual formed inside the
+restriction; prolongation; five in 3D, where the residual has a pass of its own) times
+4/3 for the coarse levels (8/7 in 3D).  ``Diffusion`` levels smooth from face weights
+and a diagonal formed once per level (``diffusion_faces``: no harmonic means in the
+sweeps; rows vectorise), the residual from ``kappa`` (the stencil kernel, plus one pass).  Measured (1 thread, 1024^2) the stride-2
 smoother loops are compute-bound at about one apply per colour, so a cycle costs about
 14 applies, not 5-6.  Levels of at most ``_SERIAL_CELLS`` cells run serial kernels.
 
@@ -30,6 +34,7 @@ References: Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), ch. 2, 4 and 
 (sec. 2.7.2 and A.3.4 for Galerkin coarse operators; 2.1 and 4.1 for Jacobi smoothing);
 Briggs, Henson, McCormick, *A Multigrid Tutorial*, 2nd ed. (2000); Wesseling (1992) ch. 5.
 """
+import numba
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -110,6 +115,11 @@ def assemble_diagonal(shape, c, per, sgn, scale, kappa=None):
     return diag * scale
 
 
+#: whether a rediscretised Laplacian level forms its residual inside the restriction
+#: (:func:`~jitsolve.kernels.cpu.multigrid.restrict_residual_laplacian`) or in a pass of
+#: its own (kept for A/B measurements; the same bits either way)
+FUSED_RESTRICTION = True
+
 # levels with at most this many cells run the serial compilations of the kernels: a
 # parallel region costs more than the work on them (and on a shared machine a parallel
 # region can wait for a descheduled thread)
@@ -117,7 +127,8 @@ _SERIAL_CELLS = 1 << 15
 
 
 class _Level:
-    __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act", "serial", "A", "wdinv")
+    __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act", "serial", "A", "wdinv",
+                 "faces")
 
 
 def prolongation_matrix(shape_coarse, act, per, sgn):
@@ -160,9 +171,10 @@ class GeometricMultigrid:
     coarse_kappa : {"geometric", "arithmetic", "harmonic"}
     coarse : {"rediscretised", "galerkin"}
         Coarse operators rediscretised on the coarse grid, or ``R A P``.
-    smoother : {"rbgs", "jacobi"}
-        Red-black Gauss-Seidel (lexicographic Gauss-Seidel on Galerkin levels) or
-        damped Jacobi.
+    smoother : {"rbgs", "srbgs", "jacobi"}
+        Red-black Gauss-Seidel, symmetric red-black Gauss-Seidel (red-black-red before
+        and after; lexicographic Gauss-Seidel on Galerkin levels for both) or damped
+        Jacobi.
     omega : float, optional
         Jacobi damping; ``2d / (2d + 1)`` for ``d`` coarsened axes by default.
     dtype : working dtype of the vectors.
@@ -175,8 +187,8 @@ class GeometricMultigrid:
             raise ValueError(f"cycle: expected 'V' or 'W', got {cycle!r}")
         if coarse not in ("rediscretised", "galerkin"):
             raise ValueError(f"coarse: expected 'rediscretised' or 'galerkin', got {coarse!r}")
-        if smoother not in ("rbgs", "jacobi"):
-            raise ValueError(f"smoother: expected 'rbgs' or 'jacobi', got {smoother!r}")
+        if smoother not in ("rbgs", "srbgs", "jacobi"):
+            raise ValueError(f"smoother: expected 'rbgs', 'srbgs' or 'jacobi', got {smoother!r}")
         self.galerkin = coarse == "galerkin"
         self.smoother = smoother
         self.omega = None
@@ -196,9 +208,10 @@ class GeometricMultigrid:
             lev = _Level()
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
             lev.cs = c * self.scale
-            lev.u, lev.f, lev.r = (self._vector(shape) for _ in range(3))
+            lev.u, lev.f = (self._vector(shape) for _ in range(2))
+            lev.r = None            # the residual array, taken when a level first needs it
             lev.serial = int(np.prod(shape)) <= _SERIAL_CELLS
-            lev.A = lev.wdinv = None
+            lev.A = lev.wdinv = lev.faces = None
             self.levels.append(lev)
             size = int(np.prod(shape))
             can = all((s % 2 == 0 and s >= 2) for s, a in zip(shape, act) if a)
@@ -217,6 +230,12 @@ class GeometricMultigrid:
                 A = (P.T @ A @ P).tocsr() * w
                 A.sum_duplicates()
                 lev.A = A
+        if smoother != "jacobi":    # D(kappa) levels: face weights and diagonal, once
+            for lev in self.levels[:-1]:
+                if lev.kappa is not None and lev.A is None:
+                    n = int(np.prod(lev.shape))
+                    lev.faces = (np.empty((3, n + lev.shape[2])), np.empty(n))
+                    K.diffusion_faces(lev.kappa, lev.c, self.per, self.sgn, *lev.faces)
         if smoother == "jacobi":
             d = int(act.sum())
             om = 2.0 * d / (2.0 * d + 1.0) if omega is None else float(omega)
@@ -235,12 +254,14 @@ class GeometricMultigrid:
             Ac = assemble(last.shape, last.c, self.per, self.sgn, self.scale, last.kappa).toarray()
         self.coarse_n = Ac.shape[0]
         singular = not np.any((self.sgn[act == 1] < 0) & (self.per[act == 1, None] == 0))
+        # the coarsest solve runs in K.coarse_solve (no LAPACK call inside the cycle)
+        none = np.empty((0, 0))
         if singular:
-            self._pinv = np.linalg.pinv(Ac)
-            self._coarse = lambda f: self._pinv @ f
+            self._lu, self._piv, self._pinv = none, np.empty(0, np.int32), np.linalg.pinv(Ac)
         else:
-            lu = sla.lu_factor(Ac)
-            self._coarse = lambda f: sla.lu_solve(lu, f)
+            lu, piv = sla.lu_factor(Ac)
+            self._lu, self._piv = np.ascontiguousarray(lu), np.ascontiguousarray(piv, np.int32)
+            self._pinv = none
 
     @property
     def nlevels(self):
@@ -269,21 +290,22 @@ class GeometricMultigrid:
                                lev.f.reshape(-1), order[0] == 0)
             return
         per, sgn, s = self.per, self.sgn, self.scale
+        if self.smoother == "srbgs":
+            order = (0, 1, 0)       # red, black, red: its own adjoint, before and after
+        # every colour in one pass (row-wise lag; exactly the half-sweeps); for D(kappa)
+        # from the level's face weights
         if lev.kappa is None:
-            # both colours in one pass (row-wise lag; exactly the two half-sweeps)
             sweep = K.gs_sweep_laplacian_serial if lev.serial else K.gs_sweep_laplacian
-            sweep(lev.u, lev.f, lev.c, per, sgn, s, order[0], first)
-            return
-        for color in order:
-            if lev.kappa is None:
-                K.rbgs_laplacian(lev.u, lev.f, lev.c, per, sgn, s, color, first)
-            else:
-                K.rbgs_diffusion(lev.u, lev.f, lev.kappa, lev.c, per, sgn, s, color, first)
-            first = False
+            sweep(lev.u, lev.f, lev.c, per, sgn, s, order[0], first, len(order))
+        else:
+            sweep = K.gs_sweep_diffusion_serial if lev.serial else K.gs_sweep_diffusion
+            sweep(lev.u, lev.f, *lev.faces, lev.c, per, sgn, s, order[0], first, len(order))
 
     def _residual(self, lev):
         # r = f - scale * A u: the grid's own stencil kernel (linear in its scale array),
         # then one fused pass
+        if lev.r is None:
+            lev.r = self._vector(lev.shape)
         if lev.A is not None:
             np.subtract(lev.f.reshape(-1), lev.A @ lev.u.reshape(-1), out=lev.r.reshape(-1))
             return
@@ -295,10 +317,33 @@ class GeometricMultigrid:
             S.diffusion_apply(lev.u, lev.kappa, lev.r, lev.cs, self.per, self.sgn)
         K.rsub(lev.f.reshape(-1), lev.r.reshape(-1))
 
+    def _restrict_residual(self, lev, nxt):
+        """``nxt.f = R (lev.f - A lev.u)``: on a rediscretised 2-D (or 1-D) Laplacian level
+        in one pass (the residual rows formed in row buffers, no residual array),
+        otherwise the residual pass and then the restriction.  (In 3-D the fused kernel
+        forms every fine row twice, for the two coarse planes over it: measured 1.05-1.13x
+        slower than the two passes at 64^3 and 128^3, against 0.90-0.94 in 2-D.)"""
+        if lev.kappa is None and lev.A is None and not lev.act[0] and FUSED_RESTRICTION:
+            if lev.serial:
+                fn, nch = K.restrict_residual_laplacian_serial, 1
+            else:
+                fn, nch = K.restrict_residual_laplacian, 2 * numba.get_num_threads()
+            fn(lev.u, lev.f, nxt.f, lev.c, self.per, self.sgn, self.scale, lev.act, nch)
+            return
+        self._residual(lev)
+        (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per,
+                                                                 self.sgn)
+
+    def _coarse(self, f):
+        """``A_coarse^{-1} f`` (or ``A^+ f``) for a float64 vector ``f``, in place."""
+        K.coarse_solve(self._lu, self._piv, self._pinv, f, f)
+        return f
+
     def _coarse_solve(self, lev):
         f = lev.f.ravel()
         if np.iscomplexobj(f):
-            x = self._coarse(f.real.astype(np.float64)) + 1j * self._coarse(f.imag.astype(np.float64))
+            x = (self._coarse(f.real.astype(np.float64))
+                 + 1j * self._coarse(f.imag.astype(np.float64)))
         else:
             x = self._coarse(f.astype(np.float64))
         lev.u.ravel()[:] = x
@@ -336,10 +381,7 @@ class GeometricMultigrid:
             lev.u[...] = 0.0
         nxt = self.levels[l + 1]
         for g in range(self.gamma):
-            # (a fused residual + restriction that recomputes residual rows measured slower
-            # than these two passes: the residual pass runs at the stencil's bandwidth)
-            self._residual(lev)
-            (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per, self.sgn)
+            self._restrict_residual(lev, nxt)
             self._cycle(l + 1, True)
             (K.prolong_add_serial if nxt.serial and lev.serial else K.prolong_add)(
                 nxt.u, lev.u, lev.act, self.per, self.sgn)
