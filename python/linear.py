@@ -398,11 +398,11 @@ class Multigrid(_CachedPreconditioner):
     Per application (one V(1,1)-cycle from a zero guess) on the finest level: two
     red-black Gauss-Seidel sweeps (both colours in one pass; for ``Diffusion`` from face
     weights and a diagonal computed once per level, so the sweeps form no harmonic
-    means), one residual pass, one restriction and one
-    prolongation, i.e. about five passes over the grid (four for a 2-D Laplacian, whose
-    restriction forms the residual rows itself), times 4/3 (2D) or 8/7 (3D) for
-    the coarser levels, plus a dense LU solve on the coarsest (at most ``coarse_size``
-    cells; forward and back substitution in-process).  The stride-2 smoother loops are
+    means), one residual pass, one restriction and one prolongation, i.e. about five
+    passes over the grid (four for a 2-D Laplacian, whose restriction forms the residual
+    rows itself), times 4/3 (2D) or 8/7 (3D) for the coarser levels, plus a dense LU
+    solve on the coarsest (at most ``coarse_size`` cells; forward and back substitution
+    in-process).  The stride-2 smoother loops are
     compute bound: measured (one thread, 1024^2) a cycle takes about the time of 14
     stencil applies, not 5-6.  A W-cycle visits every coarse level twice.  Setup: two
     arrays per level (``u``, ``f``: 2 x 4/3 vectors in 2D; a third, ``r``, where a

@@ -461,6 +461,30 @@ def _tap(t, k):
     return t[6], t[7]
 
 
+@njit(inline="always", cache=True)
+def _add_row(t, w, fr, first, n2):
+    """``t = w fr`` (``first``) or ``t += w fr``: one fine row into the row buffer."""
+    if first:
+        for j in range(n2):
+            t[j] = w * fr[j]
+    else:
+        for j in range(n2):
+            t[j] += w * fr[j]
+
+
+@njit(inline="always", cache=True)
+def _restrict_row(t, c, m2, n2, per2, glo, ghi):
+    """``c`` = the combined fine rows ``t`` restricted along the contiguous axis."""
+    for I in range(1, m2 - 1):
+        k = 2 * I
+        c[I] = 0.25 * (t[k - 1] + t[k + 2]) + 0.75 * (t[k] + t[k + 1])
+    for I in (0, m2 - 1):
+        jm, wm, j0, w0, j1, w1, jp, wp = _rtaps(I, n2, 1, per2, glo, ghi)
+        c[I] = wm * t[jm] + w0 * t[j0] + w1 * t[j1] + wp * t[jp]
+        if m2 == 1:
+            break
+
+
 @njit(parallel=True, cache=True)
 def restrict_fw(fine, coarse, act, per, sgn):
     """``coarse = P^T fine / 2^d``: cell-centred full weighting, the transpose of ``prolong_add``.
@@ -498,25 +522,10 @@ def restrict_fw(fine, coarse, act, per, sgn):
                     jb, wb = _tap(t1, b)
                     if wb == 0.0:
                         continue
-                    w = scale * wa * wb
                     fb = (ja * n1 + jb) * n2
-                    fr = ff[fb:fb + n2]
-                    if first:
-                        for j in range(n2):
-                            t[j] = w * fr[j]
-                        first = False
-                    else:
-                        for j in range(n2):
-                            t[j] += w * fr[j]
-            c = cf[q * m2:(q + 1) * m2]
-            for I in range(1, m2 - 1):
-                k = 2 * I
-                c[I] = 0.25 * (t[k - 1] + t[k + 2]) + 0.75 * (t[k] + t[k + 1])
-            for I in (0, m2 - 1):
-                jm, wm, j0, w0, j1, w1, jp, wp = _rtaps(I, n2, 1, per2, glo, ghi)
-                c[I] = wm * t[jm] + w0 * t[j0] + w1 * t[j1] + wp * t[jp]
-                if m2 == 1:
-                    break
+                    _add_row(t, scale * wa * wb, ff[fb:fb + n2], first, n2)
+                    first = False
+            _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi)
 
 
 # ------------------------------------------------------------------ fused smoother sweeps
@@ -894,24 +903,9 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, scale, act, nch):
                         row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn)
                         _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per2, glo, ghi, scale)
                         tag[slot] = fine
-                    w = sc * wa * wb
-                    fr = ring[slot * n2:(slot + 1) * n2]
-                    if first:
-                        for j in range(n2):
-                            t[j] = w * fr[j]
-                        first = False
-                    else:
-                        for j in range(n2):
-                            t[j] += w * fr[j]
-            cr = cf[q * m2:(q + 1) * m2]
-            for I in range(1, m2 - 1):
-                k = 2 * I
-                cr[I] = 0.25 * (t[k - 1] + t[k + 2]) + 0.75 * (t[k] + t[k + 1])
-            for I in (0, m2 - 1):
-                jm, wm, j0, w0, j1, w1, jp, wp = _rtaps(I, n2, 1, per2, glo, ghi)
-                cr[I] = wm * t[jm] + w0 * t[j0] + w1 * t[j1] + wp * t[jp]
-                if m2 == 1:
-                    break
+                    _add_row(t, sc * wa * wb, ring[slot * n2:(slot + 1) * n2], first, n2)
+                    first = False
+            _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi)
 
 
 residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_py, "residual_laplacian_fast"))

@@ -26,10 +26,10 @@ plus a small halo one instead of four; ``x`` is brought up to date (one ``axpy``
 where it is looked at (a true residual, the callback, the end).  With a preconditioner
 the direction pass forms ``p = z + beta p`` instead, and ``z = M r`` and ``r^T z`` follow
 the update pass: 12 vector passes plus the preconditioner's, against 16 in the loop
-above.  The iterates are those of the loop above up to the order of the two reductions; tolerances, true residuals,
-breakdown, history and callback are handled identically.  Chronopoulos & Gear (1989)
-fuse further by changing the recurrences (one reduction per iteration); that is
-deliberately not done here.
+above.  The iterates are those of the loop above up to the order of the two reductions;
+tolerances, true residuals, breakdown, history and callback are handled identically.
+Chronopoulos & Gear (1989) fuse further by changing the recurrences (one reduction per
+iteration); that is deliberately not done here.
 """
 import math
 from collections import namedtuple
@@ -140,20 +140,26 @@ def _cg_loop(matvec, b, x, r, ap, p, z, precond, dot, update, tol, maxiter, mon,
         if stop is not None:
             status = stop
             break
-        if precond is not None:
-            precond(r, z)
-            rz_new = dot(r, z).real
-            if not (rz_new > 0.0 and finite(rz_new)):
-                status = BREAKDOWN
-                break
-        else:
-            rz_new = rr
+        rz_new = _next_rz(precond, r, z, dot, rr)
+        if rz_new is None:
+            status = BREAKDOWN
+            break
         beta = rz_new / rz
         rz = rz_new
         blas.xpay(z, beta, p)
     if status != SUCCESS:
         rnorm = true_residual(matvec, b, x, r, ap)
     return KrylovResult(x, status, it, rnorm, mon.array())
+
+
+def _next_rz(precond, r, z, dot, rr):
+    """``r^H z`` after ``z = M r`` (``rr``, i.e. ``r^H r``, unpreconditioned); None when it
+    is not positive and finite (the preconditioner is not positive definite)."""
+    if precond is None:
+        return rr
+    precond(r, z)
+    rz = dot(r, z).real
+    return rz if (rz > 0.0 and finite(rz)) else None
 
 
 def _cg_grid(grid, matvec, b, x0, precond, rtol, atol, maxiter, callback, progress, recompute):
@@ -239,14 +245,10 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter, mon, r
         if stop is not None:
             status = stop
             break
-        if precond is not None:
-            precond(r, z)
-            rz_new = krylov.dot_real(r, z)
-            if not (rz_new > 0.0 and finite(rz_new)):
-                status = BREAKDOWN
-                break
-        else:
-            rz_new = rr
+        rz_new = _next_rz(precond, r, z, krylov.dot_real, rr)
+        if rz_new is None:
+            status = BREAKDOWN
+            break
         beta = rz_new / rz
         rz = rz_new
     if lag:                         # stopped before the next direction pass: x is due

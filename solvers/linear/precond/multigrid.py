@@ -18,17 +18,19 @@ data-parallel.  Transfers are cell-centred linear interpolation and its transpos
 weighting); the default smoothing is red-black Gauss-Seidel, red->black before the
 coarse correction and black->red after, so the V- and W-cycles are symmetric and, for an SPD
 operator, positive definite: a valid CG preconditioner.  ``smoother="srbgs"`` sweeps
-red->black->red both before and after (its own adjoint: the cycle stays symmetric).  The coarsest level is
-factorised (dense LU; pseudo-inverse when it is singular, e.g. pure Neumann).
+red->black->red both before and after (its own adjoint: the cycle stays symmetric).  The
+coarsest level is factorised (dense LU; pseudo-inverse when it is singular, e.g. pure
+Neumann).
 
 Cost of one V(1,1)-cycle on a 2D grid: four passes over the finest level (two fused
 red-black sweeps, each both colours in one pass; the residual formed inside the
 restriction; prolongation; five in 3D, where the residual has a pass of its own) times
 4/3 for the coarse levels (8/7 in 3D).  ``Diffusion`` levels smooth from face weights
 and a diagonal formed once per level (``diffusion_faces``: no harmonic means in the
-sweeps; rows vectorise), the residual from ``kappa`` (the stencil kernel, plus one pass).  Measured (1 thread, 1024^2) the stride-2
-smoother loops are compute-bound at about one apply per colour, so a cycle costs about
-14 applies, not 5-6.  Levels of at most ``_SERIAL_CELLS`` cells run serial kernels.
+sweeps; rows vectorise), the residual from ``kappa`` (the stencil kernel, plus one
+pass).  Measured (1 thread, 1024^2) the stride-2 smoother loops are compute-bound at
+about one apply per colour, so a cycle costs about 14 applies, not 5-6.  Levels of at
+most ``_SERIAL_CELLS`` cells run serial kernels.
 
 References: Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), ch. 2, 4 and sec. 5.7
 (sec. 2.7.2 and A.3.4 for Galerkin coarse operators; 2.1 and 4.1 for Jacobi smoothing);
