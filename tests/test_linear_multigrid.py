@@ -5,6 +5,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import scipy.sparse.linalg as spla
 
 import jitsolve as js
@@ -350,3 +352,45 @@ def test_diffusion_sweep_from_face_weights_matches_half_sweeps(shape, bcs):
                     v = np.full(shape, np.nan) if first else u0.copy()
                     sweep(v, f, w, dg, c, per, sgn, s, color, first, nh)
                     np.testing.assert_array_equal(v, ref)
+
+
+@settings(max_examples=40, deadline=None)
+@given(dims=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+       kinds=st.lists(st.sampled_from("DNP"), min_size=3, max_size=3),
+       nh=st.sampled_from([2, 3]), color=st.integers(0, 1), first=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_fused_multigrid_kernels_property(dims, kinds, nh, color, first, seed):
+    """Random even shapes (1-D to 3-D, padded to three axes) and boundary mixes: the
+    fused red-black sweeps (Laplacian, and Diffusion from face weights) equal their
+    half-sweeps, and the restriction that forms the residual rows equals the two passes,
+    bit for bit."""
+    rng = np.random.default_rng(seed)
+    shape = (1,) * (3 - len(dims)) + tuple(2 * d for d in dims)
+    per, sgn = _bc_arrays("".join("x" if n == 1 else b for n, b in zip(shape, kinds)))
+    act = np.array([1 if n > 1 else 0 for n in shape], dtype=np.int64)
+    c = act * rng.uniform(0.5, 2.0, 3)
+    s = -rng.uniform(0.5, 2.0)
+    f = rng.standard_normal(shape)
+    u0 = rng.standard_normal(shape)
+    k = np.exp(rng.standard_normal(shape))
+    n = int(np.prod(shape))
+    w, dg = np.empty((3, n + shape[2])), np.empty(n)
+    K.diffusion_faces(k, c, per, sgn, w, dg)
+    ref_l, ref_d = u0.copy(), u0.copy()
+    for kk in range(nh):
+        K.rbgs_laplacian(ref_l, f, c, per, sgn, s, (color + kk) % 2, first and kk == 0)
+        K.rbgs_diffusion(ref_d, f, k, c, per, sgn, s, (color + kk) % 2, first and kk == 0)
+    v = np.full(shape, np.nan) if first else u0.copy()
+    K.gs_sweep_laplacian(v, f, c, per, sgn, s, color, first, nh)
+    np.testing.assert_array_equal(v, ref_l)
+    v = np.full(shape, np.nan) if first else u0.copy()
+    K.gs_sweep_diffusion(v, f, w, dg, c, per, sgn, s, color, first, nh)
+    np.testing.assert_array_equal(v, ref_d)
+    r = np.empty(shape)
+    K.residual_laplacian_fast(u0, f, r, c, per, sgn, s)
+    cshape = tuple(m // 2 if a else m for m, a in zip(shape, act))
+    ref = np.empty(cshape)
+    K.restrict_fw(r, ref, act, per, sgn)
+    out = np.full(cshape, np.nan)
+    K.restrict_residual_laplacian(u0, f, out, c, per, sgn, s, act, int(rng.integers(1, 9)))
+    np.testing.assert_array_equal(out, ref)
