@@ -246,3 +246,16 @@ def test_symmetric_smoother_contracts_faster_than_red_black():
             u = u + M(-au, np.empty(g.size))
         rates[sm] = e[-1] / e[-2]
     assert 0.30 < rates["rbgs"] < 0.40 and 0.15 < rates["srbgs"] < 0.25, rates
+
+
+@pytest.mark.parametrize("shape,axis", [((301, 300), 0), ((64, 96, 97), 2), ((4096, 4097), 1)])
+def test_grid_that_does_not_coarsen_is_refused_clearly(shape, axis):
+    """A grid whose coarsest level would stay large (an odd cell count stops the
+    halving) is refused with the shapes and the axis named, not a dense factorisation of
+    the whole grid (a MemoryError at 301 x 300: 61 GB); small odd grids still work."""
+    g = js.Grid(shape)
+    with pytest.raises(js.errors.InvalidProblemError, match=rf"precond: .*axis {axis}\b.*js\.AMG"):
+        js.Multigrid().setup(-js.Laplacian(g))
+    g = js.Grid((63, 64))           # 4032 cells: the coarsest level may be this large
+    sol = js.solve(js.LinearProblem(-js.Laplacian(g), np.ones(g.shape)), js.CG(js.Multigrid()))
+    assert sol.retcode == js.ReturnCode.Success

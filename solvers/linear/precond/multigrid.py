@@ -46,7 +46,7 @@ from ....kernels.cpu import stencil as S
 from ... import workspace
 
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
-           "restrict_coefficient"]
+           "level_shapes", "coarsest_message", "MAX_COARSEST", "restrict_coefficient"]
 
 
 def restrict_coefficient(k, act, mode="geometric"):
@@ -128,6 +128,37 @@ FUSED_RESTRICTION = True
 _SERIAL_CELLS = 1 << 15
 
 
+#: the most cells the coarsest level may have (beyond ``coarse_size``): it is solved with
+#: a dense factorisation, whose n^2 entries must stay reasonable (4096 cells: 128 MiB)
+MAX_COARSEST = 4096
+
+
+def level_shapes(shape, act, coarse_size):
+    """The shapes of the hierarchy's levels: ``n -> n/2`` along every active axis while
+    every active axis has an even number of cells and the level has more than
+    ``coarse_size`` cells."""
+    shapes = [tuple(int(s) for s in shape)]
+    while True:
+        cur = shapes[-1]
+        can = all((s % 2 == 0 and s >= 2) for s, a in zip(cur, act) if a)
+        if int(np.prod(cur)) <= coarse_size or not can or not any(act):
+            return shapes
+        shapes.append(tuple(s // 2 if a else s for s, a in zip(cur, act)))
+
+
+def coarsest_message(shapes, act, pad=0):
+    """Why a hierarchy (``shapes`` from :func:`level_shapes`) stops at a coarsest level too
+    large to factorise; ``pad``: leading padded axes, left out of the shapes and axis
+    numbers (a 2-D grid is padded to three axes with one)."""
+    cur = shapes[-1]
+    odd = [a - pad for a, (n, on) in enumerate(zip(cur, act)) if on and n % 2]
+    return (f"the grid of {shapes[0][pad:]} cells coarsens only to {cur[pad:]} "
+            f"({int(np.prod(cur))} cells after {len(shapes) - 1} halvings: an odd number of "
+            f"cells along axis {', '.join(map(str, odd))}), too many for the coarsest "
+            f"level's dense solve (at most {MAX_COARSEST} cells, or coarse_size); use cell "
+            f"counts of the form m 2^k with a small m, or js.AMG()")
+
+
 class _Level:
     __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act", "serial", "A", "wdinv",
                  "faces")
@@ -206,7 +237,15 @@ class GeometricMultigrid:
         k = None if kappa is None else np.ascontiguousarray(kappa, dtype=np.float64).reshape(shape)
         self.levels = []
         self._work = []             # the level vectors' memory, from the workspace
-        while True:
+        shapes = level_shapes(shape, act, coarse_size)
+        last = int(np.prod(shapes[-1]))
+        if last > max(coarse_size, MAX_COARSEST):
+            raise ValueError(coarsest_message(shapes, act))
+        for i, shape in enumerate(shapes):
+            if i > 0:
+                c = c / 4.0
+                if k is not None and not self.galerkin:
+                    k = restrict_coefficient(k, act, coarse_kappa)
             lev = _Level()
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
             lev.cs = c * self.scale
@@ -215,14 +254,6 @@ class GeometricMultigrid:
             lev.serial = int(np.prod(shape)) <= _SERIAL_CELLS
             lev.A = lev.wdinv = lev.faces = None
             self.levels.append(lev)
-            size = int(np.prod(shape))
-            can = all((s % 2 == 0 and s >= 2) for s, a in zip(shape, act) if a)
-            if size <= coarse_size or not can or not act.any():
-                break
-            shape = tuple(s // 2 if a else s for s, a in zip(shape, act))
-            c = c / 4.0
-            if k is not None and not self.galerkin:
-                k = restrict_coefficient(k, act, coarse_kappa)
         if self.galerkin and len(self.levels) > 1:
             top = self.levels[0]
             A = assemble(top.shape, top.c, self.per, self.sgn, self.scale, top.kappa)
