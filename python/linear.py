@@ -336,10 +336,12 @@ class Multigrid(_CachedPreconditioner):
 
     For ``c * js.Laplacian(g)`` and ``c * js.Diffusion(g, kappa)`` (any nonzero scale,
     e.g. ``-L`` for Poisson) on grids whose cell counts are even down to small levels
-    (powers of two, or ``m 2^k``).  Cells are agglomerated ``2^d -> 1`` per level,
-    coarse operators are rediscretised with the boundary conditions kept and ``kappa``
-    restricted by the geometric mean; transfers are cell-centred linear interpolation and
-    its transpose; smoothing is red-black Gauss-Seidel.  The cycle is symmetric and
+    (powers of two, or ``m 2^k``; a grid whose coarsest level would keep more than 4096
+    cells and ``coarse_size`` is refused: that level is solved densely).  Cells are
+    agglomerated ``2^d -> 1`` per level, coarse operators are rediscretised with the
+    boundary conditions kept and ``kappa`` restricted by the geometric mean; transfers
+    are cell-centred linear interpolation and its transpose; smoothing is red-black
+    Gauss-Seidel.  The cycle is symmetric and
     positive definite for SPD operators, so it preconditions CG; iteration counts do not
     grow with the grid (9 CG iterations to rtol 1e-8 for 2D Poisson from 64^2 to 1024^2).
     The W-cycle is symmetric too, but positive definite only while the cycle itself
