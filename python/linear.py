@@ -458,8 +458,7 @@ class Multigrid(_CachedPreconditioner):
 
     def _build(self, A, dtype, matvec):
         from .solvers.linear.precond import GeometricMultigrid
-        from .solvers.linear.precond.multigrid import (MAX_COARSEST, coarsest_message,
-                                                       level_shapes)
+        from .solvers.linear.precond.multigrid import coarsening_refusal
         if not isinstance(A, GridOperator):
             raise InvalidProblemError(
                 f"precond: Multigrid() is geometric and needs a grid operator (js.Laplacian or "
@@ -471,11 +470,10 @@ class Multigrid(_CachedPreconditioner):
         if s == 0.0:
             raise InvalidProblemError("precond: Multigrid() needs a nonzero operator scale")
         shape3 = (1,) * (3 - leaf.grid.ndim) + leaf.grid.shape
-        act = [1 if ci != 0.0 else 0 for ci in leaf._c]
-        shapes = level_shapes(shape3, act, self.coarse_size)
-        if int(np.prod(shapes[-1])) > max(self.coarse_size, MAX_COARSEST):
-            raise InvalidProblemError("precond: Multigrid(): "
-                                      + coarsest_message(shapes, act, 3 - leaf.grid.ndim))
+        refusal = coarsening_refusal(shape3, [1 if ci != 0.0 else 0 for ci in leaf._c],
+                                     self.coarse_size)
+        if refusal is not None:     # checked before any level is allocated
+            raise InvalidProblemError(f"precond: Multigrid(): {refusal}")
         kappa = leaf._k3 if type(leaf) is Diffusion else None
         return GeometricMultigrid(shape3, leaf._c, leaf._per, leaf._sgn, s, kappa,
                                   cycle=self.cycle, presmooth=self.presmooth,

@@ -46,7 +46,7 @@ from ....kernels.cpu import stencil as S
 from ... import workspace
 
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
-           "level_shapes", "coarsest_message", "MAX_COARSEST", "restrict_coefficient"]
+           "level_shapes", "coarsening_refusal", "MAX_COARSEST", "restrict_coefficient"]
 
 
 def restrict_coefficient(k, act, mode="geometric"):
@@ -146,11 +146,18 @@ def level_shapes(shape, act, coarse_size):
         shapes.append(tuple(s // 2 if a else s for s, a in zip(cur, act)))
 
 
-def coarsest_message(shapes, act, pad=0):
-    """Why a hierarchy (``shapes`` from :func:`level_shapes`) stops at a coarsest level too
-    large to factorise; ``pad``: leading padded axes, left out of the shapes and axis
-    numbers (a 2-D grid is padded to three axes with one)."""
+def coarsening_refusal(shape, act, coarse_size):
+    """Why the hierarchy of ``shape`` (padded to three axes; ``act`` its active axes) is
+    refused, or None: its coarsest level (:func:`level_shapes`) keeps more than
+    ``max(coarse_size, MAX_COARSEST)`` cells, too many for the dense solve there.  Shapes
+    and axis numbers are given without the leading padded axes (a 2-D grid's one)."""
+    shapes = level_shapes(shape, act, coarse_size)
     cur = shapes[-1]
+    if int(np.prod(cur)) <= max(coarse_size, MAX_COARSEST):
+        return None
+    pad = 0
+    while pad < len(act) - 1 and not act[pad]:
+        pad += 1
     odd = [a - pad for a, (n, on) in enumerate(zip(cur, act)) if on and n % 2]
     return (f"the grid of {shapes[0][pad:]} cells coarsens only to {cur[pad:]} "
             f"({int(np.prod(cur))} cells after {len(shapes) - 1} halvings: an odd number of "
@@ -237,11 +244,10 @@ class GeometricMultigrid:
         k = None if kappa is None else np.ascontiguousarray(kappa, dtype=np.float64).reshape(shape)
         self.levels = []
         self._work = []             # the level vectors' memory, from the workspace
-        shapes = level_shapes(shape, act, coarse_size)
-        last = int(np.prod(shapes[-1]))
-        if last > max(coarse_size, MAX_COARSEST):
-            raise ValueError(coarsest_message(shapes, act))
-        for i, shape in enumerate(shapes):
+        refusal = coarsening_refusal(shape, act, coarse_size)
+        if refusal is not None:
+            raise ValueError(refusal)
+        for i, shape in enumerate(level_shapes(shape, act, coarse_size)):
             if i > 0:
                 c = c / 4.0
                 if k is not None and not self.galerkin:
