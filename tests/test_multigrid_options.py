@@ -248,11 +248,12 @@ def test_symmetric_smoother_contracts_faster_than_red_black():
     assert 0.30 < rates["rbgs"] < 0.40 and 0.15 < rates["srbgs"] < 0.25, rates
 
 
-@pytest.mark.parametrize("shape,axis", [((301, 300), 0), ((64, 96, 97), 2), ((4096, 4097), 1)])
+@pytest.mark.parametrize("shape,axis", [((601, 600), 0), ((64, 96, 97), 2), ((4096, 4097), 1)])
 def test_grid_that_does_not_coarsen_is_refused_clearly(shape, axis):
-    """A grid whose coarsest level would stay large (an odd cell count stops the
-    halving) is refused with the shapes and the axis named, not a dense factorisation of
-    the whole grid (a MemoryError at 301 x 300: 61 GB); small odd grids still work."""
+    """A grid whose coarsest level would stay too large for its sparse factorisation (an
+    odd cell count stops the halving: 601 x 600 keeps 360,600 cells, over the 2-D limit of
+    2^18) is refused with the shapes and the axis named; smaller odd grids work (more in
+    tests/test_multigrid_coarsest.py)."""
     g = js.Grid(shape)
     with pytest.raises(js.errors.InvalidProblemError, match=rf"precond: .*axis {axis}\b.*js\.AMG"):
         js.Multigrid().setup(-js.Laplacian(g))
