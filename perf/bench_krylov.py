@@ -356,7 +356,7 @@ def odd_block(lines, shapes=((1000, 1000), (600, 600), (1008, 1008), (100, 100, 
                                 np.zeros(3, np.int64), -np.ones((3, 2)), -1.0, None)
         coarse = "x".join(map(str, mg.levels[-1].shape[pad:]))
         t0 = time.perf_counter()
-        mg._factor_coarsest(mg.levels[0].act)     # timed again on its own
+        mg._factor_coarsest()     # timed again on its own
         tf = time.perf_counter() - t0
         M = A.to_csr()
         best_p = (np.inf, 0)

@@ -47,14 +47,22 @@ def test_restriction_is_scaled_transpose_of_prolongation(shape, bcs):
     np.testing.assert_allclose(ones[inner], 1.0)
 
 
-@pytest.mark.parametrize("shape,bcs", [((1, 260, 12), "xDN"), ((20, 16, 8), "PDN"),
-                                       ((1, 130, 6), "xPP"), ((6, 2, 4), "NDD")])
-def test_transfers_match_the_interpolation_matrix(shape, bcs):
+@pytest.mark.parametrize("shape,bcs,act", [((1, 260, 12), "xDN", None), ((20, 16, 8), "PDN", None),
+                                           ((1, 130, 6), "xPP", None), ((6, 2, 4), "NDD", None),
+                                           ((1, 130, 6), "xDN", (0, 1, 0)),
+                                           ((1, 12, 260), "xNP", (0, 0, 1)),
+                                           ((20, 16, 8), "PDN", (1, 1, 0)),
+                                           ((20, 16, 8), "DND", (1, 0, 0)),
+                                           ((6, 10, 4), "NPD", (0, 1, 1))])
+def test_transfers_match_the_interpolation_matrix(shape, bcs, act):
     """``prolong_add`` against ``P`` (the Kronecker product of the one-axis taps) and
     ``restrict_fw`` against ``P^T / 2^d``, on grids with more rows than the kernels'
-    chunks (several rows per row buffer) and fewer; serial = parallel."""
+    chunks (several rows per row buffer) and fewer, every axis halved or some
+    (semi-coarsening: ``act``); serial = parallel."""
     rng = np.random.default_rng(5)
-    act = np.array([1 if s > 1 else 0 for s in shape], dtype=np.int64)
+    if act is None:
+        act = [1 if s > 1 else 0 for s in shape]
+    act = np.array(act, dtype=np.int64)
     per, sgn = _bc_arrays(bcs)
     cshape = tuple(s // 2 if a else s for s, a in zip(shape, act))
     nc = int(np.prod(cshape))
@@ -301,6 +309,19 @@ def test_fused_laplacian_kernels_match_unfused(shape, bcs):
             out = np.full(cshape, np.nan)
             fn(u0, f, out, c, per, sgn, s, act, nch)
             np.testing.assert_array_equal(out, ref)
+    # semi-coarsening (one axis of a 2-D grid halved): the same identity
+    for semi in ((0, 1, 0), (0, 0, 1)) if shape[0] == 1 else ():
+        sa = np.array(semi, dtype=np.int64) * act
+        if not sa.any():
+            continue
+        cshape = tuple(n // 2 if a else n for n, a in zip(shape, sa))
+        ref = np.empty(cshape)
+        K.restrict_fw(r, ref, sa, per, sgn)
+        for fn in (K.restrict_residual_laplacian, K.restrict_residual_laplacian_serial):
+            for nch in (1, 3, 64):
+                out = np.full(cshape, np.nan)
+                fn(u0, f, out, c, per, sgn, s, sa, nch)
+                np.testing.assert_array_equal(out, ref)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64])

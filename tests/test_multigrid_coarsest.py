@@ -124,3 +124,68 @@ def test_coarse_size_may_exceed_the_limit(monkeypatch):
         js.Multigrid().setup(-js.Laplacian(g))
     M = js.Multigrid(coarse_size=2000).setup(-js.Laplacian(g))
     assert M.nlevels == 1 and M.coarse_n == 1100 and M._splu is not None
+
+
+# ---------------------------------------------------------------- semi-coarsening
+@pytest.mark.parametrize("shape,extent,levels", [
+    ((1024, 64), None, [(1024, 64), (512, 64), (256, 64), (128, 64), (64, 64), (32, 32),
+                        (16, 16), (8, 8)]),
+    ((64, 512), None, [(64, 512), (64, 256), (64, 128), (64, 64), (32, 32), (16, 16),
+                       (8, 8)]),
+    ((64, 64), [(0, 1), (0, 4)], [(64, 64), (32, 64), (16, 64), (8, 32), (4, 16)]),
+    ((128, 128, 32), None, [(128, 128, 32), (64, 64, 32), (32, 32, 32), (16, 16, 16),
+                            (8, 8, 8), (4, 4, 4)]),
+    ((96, 96), [(0, 1), (0, 1.4)], [(96, 96), (48, 48), (24, 24), (12, 12), (6, 6)]),
+])
+def test_stretched_cells_are_coarsened_along_their_strong_axes(shape, extent, levels):
+    """An axis is halved while its coupling 1/h^2 is at least half the strongest: cells
+    16 times longer than wide are halved along their short side four times, then on
+    every axis; a 1 : 1.4 aspect ratio (couplings within 2) is coarsened fully."""
+    g = js.Grid(shape, extent=extent) if extent else js.Grid(shape)
+    M = js.Multigrid().setup(-js.Laplacian(g))
+    assert [lev.shape[3 - g.ndim:] for lev in M.levels] == levels
+    for up, lev in zip(M.levels, M.levels[1:]):
+        halved = tuple(int(a != b) for a, b in zip(up.shape, lev.shape))
+        assert tuple(up.act) == halved
+        np.testing.assert_allclose(lev.c, up.c / np.where(up.act == 1, 4.0, 1.0))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(coarse="galerkin"), dict(smoother="jacobi"),
+                                dict(smoother="srbgs"), dict(cycle="W")])
+@pytest.mark.parametrize("case", ["lap2d", "diff2d", "lap3d"])
+def test_semi_coarsened_cycle_is_symmetric_positive_definite(case, kw):
+    rng = np.random.default_rng(11)
+    if case == "lap2d":
+        g = js.Grid((64, 16), bc=[js.Periodic(), (js.Neumann(), js.Dirichlet(2.0))])
+        A = -0.8 * js.Laplacian(g)
+    elif case == "diff2d":
+        g = js.Grid((16, 96), bc=[js.Dirichlet(), js.Neumann()])
+        A = -js.Diffusion(g, np.exp(rng.uniform(-1, 1, g.shape)))
+    else:
+        g = js.Grid((8, 32, 32), bc=[js.Neumann(), js.Periodic(), js.Dirichlet()])
+        A = -js.Laplacian(g)
+    M = js.Multigrid(**kw).setup(A)
+    assert any(0 < lev.act.sum() < g.ndim for lev in M.levels[:-1])   # semi-coarsened
+    x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
+    Mx, My = M(x, np.empty(g.size)), M(y, np.empty(g.size))
+    assert np.dot(Mx, y) == pytest.approx(np.dot(x, My), rel=1e-11)
+    assert np.dot(x, Mx) > 0 and np.dot(y, My) > 0
+
+
+@pytest.mark.parametrize("shape,extent,most", [((1024, 64), None, 10),
+                                               ((64, 1024), None, 10),
+                                               ((512, 128), None, 10),
+                                               ((256, 256), [(0, 1), (0, 4)], 10),
+                                               ((128, 128, 32), None, 11),
+                                               ((32, 128, 128), None, 11)])
+def test_stretched_cells_keep_the_iteration_count(shape, extent, most):
+    """Poisson on stretched cells (16 : 1 and 4 : 1): 25-100 CG iterations with full
+    coarsening, now those of square cells (9-10)."""
+    g = js.Grid(shape, extent=extent) if extent else js.Grid(shape)
+    A = -js.Laplacian(g)
+    b = np.random.default_rng(0).standard_normal(g.shape)
+    for op in (A, -js.Diffusion(g, np.exp(np.random.default_rng(1).uniform(-1, 1, g.shape)))):
+        sol = js.solve(js.LinearProblem(op, b), js.CG(js.Multigrid()), rtol=1e-8)
+        assert sol.retcode == js.ReturnCode.Success
+        assert sol.iters <= (most if op is A else most + 4), sol.iters
+        assert np.linalg.norm(b - op.apply(sol.u)) <= 1.01e-8 * np.linalg.norm(b)

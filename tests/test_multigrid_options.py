@@ -81,7 +81,8 @@ def test_csr_gauss_seidel_is_a_triangular_solve(forward, dtype):
 
 
 @pytest.mark.parametrize("shape,bcs,kappa", [((1, 16, 12), "xDN", True), ((8, 8, 4), "DPN", False),
-                                             ((1, 8, 8), "xNN", True)])
+                                             ((1, 8, 8), "xNN", True), ((1, 32, 8), "xDD", True),
+                                             ((4, 16, 16), "NPD", False)])
 def test_galerkin_levels_are_R_A_P_of_the_kernels(shape, bcs, kappa):
     rng = np.random.default_rng(2)
     per, sgn = _bc_arrays(bcs)
@@ -90,9 +91,9 @@ def test_galerkin_levels_are_R_A_P_of_the_kernels(shape, bcs, kappa):
     M = GeometricMultigrid(shape, c, per, sgn, -1.3, k, coarse="galerkin", coarse_size=4)
     assert M.nlevels >= 3
     A0 = assemble(shape, c, per, sgn, -1.3, k)
-    act = M.levels[0].act
     fine, Afine = M.levels[0], A0
     for lev in M.levels[1:]:
+        act = fine.act          # the axes halved from ``fine`` to ``lev``
         v = rng.standard_normal(lev.shape)
         Pv = np.zeros(fine.shape)
         K.prolong_add(v, Pv, act, per, sgn)

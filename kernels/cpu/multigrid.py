@@ -367,12 +367,11 @@ RESTRICT_CHUNKS = 64
 def prolong_add(coarse, fine, act, per, sgn):
     """``fine += P coarse`` (cell-centred linear interpolation along coarsened axes).
 
-    The contiguous axis is always coarsened (it is an axis of every grid).  Per fine row,
-    the coarse rows it interpolates from (up to 2 along each coarsened outer axis) are
-    first combined with their weights into a contiguous row buffer, which is then
-    interpolated along the contiguous axis once (the stride-2 writes), as
-    :func:`restrict_fw` does in reverse; the sums are those of the operator up to their
-    order."""
+    Per fine row, the coarse rows it interpolates from (up to 2 along each coarsened outer
+    axis) are first combined with their weights into a contiguous row buffer, which is
+    then interpolated along the contiguous axis once (the stride-2 writes; added as it
+    is when semi-coarsening leaves that axis), as :func:`restrict_fw` does in reverse;
+    the sums are those of the operator up to their order."""
     m0, m1, m2 = coarse.shape
     n0, n1, n2 = fine.shape
     cf = coarse.reshape(coarse.size)
@@ -409,6 +408,10 @@ def prolong_add(coarse, fine, act, per, sgn):
                     for I in range(m2):
                         t[I] += w * cd[I]
             fr = ff[q * n2:(q + 1) * n2]
+            if not act[2]:
+                for I in range(m2):
+                    fr[I] += t[I]
+                continue
             for I in range(1, m2 - 1):
                 v = 0.75 * t[I]
                 fr[2 * I] += v + 0.25 * t[I - 1]
@@ -473,8 +476,13 @@ def _add_row(t, w, fr, first, n2):
 
 
 @njit(inline="always", cache=True)
-def _restrict_row(t, c, m2, n2, per2, glo, ghi):
-    """``c`` = the combined fine rows ``t`` restricted along the contiguous axis."""
+def _restrict_row(t, c, m2, n2, per2, glo, ghi, act2):
+    """``c`` = the combined fine rows ``t`` restricted along the contiguous axis (copied
+    when that axis is not coarsened, ``act2 = 0``)."""
+    if not act2:
+        for I in range(m2):
+            c[I] = t[I]
+        return
     for I in range(1, m2 - 1):
         k = 2 * I
         c[I] = 0.25 * (t[k - 1] + t[k + 2]) + 0.75 * (t[k] + t[k + 1])
@@ -525,7 +533,7 @@ def restrict_fw(fine, coarse, act, per, sgn):
                     fb = (ja * n1 + jb) * n2
                     _add_row(t, scale * wa * wb, ff[fb:fb + n2], first, n2)
                     first = False
-            _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi)
+            _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi, act[2])
 
 
 # ------------------------------------------------------------------ fused smoother sweeps
@@ -905,7 +913,7 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, scale, act, nch):
                         tag[slot] = fine
                     _add_row(t, sc * wa * wb, ring[slot * n2:(slot + 1) * n2], first, n2)
                     first = False
-            _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi)
+            _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi, act[2])
 
 
 residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_py, "residual_laplacian_fast"))

@@ -1,8 +1,11 @@
 """Geometric multigrid for cell-centred grid operators (``scale * L`` or ``scale * D(kappa)``).
 
-The hierarchy coarsens ``n -> n/2`` along every grid axis by agglomerating ``2^d`` cells
-(cell-centred coarsening keeps the boundary faces of the fine grid), as long as every
-axis has an even number of cells and the level is larger than ``coarse_size`` cells.
+The hierarchy coarsens ``n -> n/2`` along the grid axes whose coupling ``1/h^2`` is at
+least ``SEMI_COARSENING`` (one half) of the strongest, by agglomerating ``2^d`` cells
+(cell-centred coarsening keeps the boundary faces of the fine grid; on square cells
+every axis, on stretched ones the short axes alone until the cells are square), as long
+as those axes have an even number of cells and the level is larger than ``coarse_size``
+cells (:func:`coarsening_plan`).
 Coarse operators are rediscretised (the default): spacing doubles (``c_a -> c_a / 4``),
 boundary conditions are kept, and a coefficient field is restricted by the geometric mean
 of the ``2^d`` children (the effective conductivity of a two-phase checkerboard;
@@ -50,8 +53,8 @@ from ....kernels.cpu import stencil as S
 from ... import workspace
 
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
-           "level_shapes", "coarsening_refusal", "MAX_COARSEST", "DENSE_COARSEST",
-           "restrict_coefficient"]
+           "level_shapes", "coarsening_plan", "coarsening_refusal", "MAX_COARSEST",
+           "DENSE_COARSEST", "SEMI_COARSENING", "restrict_coefficient"]
 
 
 def restrict_coefficient(k, act, mode="geometric"):
@@ -146,33 +149,59 @@ DENSE_COARSEST = 256
 MAX_COARSEST = {1: 1 << 22, 2: 1 << 18, 3: 1 << 15}
 
 
-def level_shapes(shape, act, coarse_size):
-    """The shapes of the hierarchy's levels: ``n -> n/2`` along every active axis while
-    every active axis has an even number of cells and the level has more than
-    ``coarse_size`` cells."""
-    shapes = [tuple(int(s) for s in shape)]
+#: an axis is coarsened when its coupling ``c_a`` (``1 / h_a^2``) is at least this
+#: fraction of the strongest: on a grid of stretched cells the strongly coupled axes are
+#: coarsened alone (semi-coarsening) until the couplings agree to this ratio, then all
+SEMI_COARSENING = 0.5
+
+
+def coarsening_plan(shape, c, coarse_size):
+    """The hierarchy's levels as ``(shape, act)`` pairs, ``act[a] = 1`` for the axes
+    halved from that level to the next (``c``: the couplings ``1 / h_a^2``, 0 for padded
+    axes).  An axis is halved when its coupling is at least ``SEMI_COARSENING`` times the
+    strongest (the coupling then falls by 4), while every axis to be halved has an even
+    number of cells and the level has more than ``coarse_size`` cells.  The coarsest
+    level's ``act`` names the axes that would have been halved next.
+
+    Semi-coarsening: point smoothers damp the oscillations only along strongly coupled
+    axes, so those alone are coarsened until the cells are square (Trottenberg et al.,
+    *Multigrid*, sec. 5.1; hypre's PFMG coarsens the same way)."""
+    cur = tuple(int(s) for s in shape)
+    cc = np.abs(np.asarray(c, dtype=np.float64))
+    plan = []
     while True:
-        cur = shapes[-1]
-        can = all((s % 2 == 0 and s >= 2) for s, a in zip(cur, act) if a)
-        if int(np.prod(cur)) <= coarse_size or not can or not any(act):
-            return shapes
-        shapes.append(tuple(s // 2 if a else s for s, a in zip(cur, act)))
+        act = np.zeros(3, dtype=np.int64)
+        if cc.max() > 0.0:
+            act = ((cc != 0.0) & (cc >= SEMI_COARSENING * cc.max())).astype(np.int64)
+        plan.append((cur, act))
+        can = act.any() and all(s % 2 == 0 and s >= 2 for s, a in zip(cur, act) if a)
+        if int(np.prod(cur)) <= coarse_size or not can:
+            return plan
+        cur = tuple(s // 2 if a else s for s, a in zip(cur, act))
+        cc = np.where(act == 1, cc / 4.0, cc)
 
 
-def coarsening_refusal(shape, act, coarse_size):
-    """Why the hierarchy of ``shape`` (padded to three axes; ``act`` its active axes) is
-    refused, or None: its coarsest level (:func:`level_shapes`) keeps more than
-    ``max(coarse_size, MAX_COARSEST[d])`` cells (``d`` coarsened axes), too many for the
-    sparse factorisation there.  Shapes and axis numbers are given without the leading
-    padded axes (a 2-D grid's one)."""
-    shapes = level_shapes(shape, act, coarse_size)
-    cur = shapes[-1]
-    d = max(1, int(sum(1 for a in act if a)))
+def level_shapes(shape, c, coarse_size):
+    """The shapes of :func:`coarsening_plan`'s levels."""
+    return [shp for shp, _ in coarsening_plan(shape, c, coarse_size)]
+
+
+def coarsening_refusal(shape, c, coarse_size):
+    """Why the hierarchy of ``shape`` (padded to three axes; ``c`` the couplings, 0 on
+    padded axes) is refused, or None: its coarsest level (:func:`coarsening_plan`) keeps
+    more than ``max(coarse_size, MAX_COARSEST[d])`` cells (``d`` grid axes), too many for
+    the sparse factorisation there.  Shapes and axis numbers are given without the
+    leading padded axes (a 2-D grid's one)."""
+    plan = coarsening_plan(shape, c, coarse_size)
+    shapes = [shp for shp, _ in plan]
+    cur, act = plan[-1]
+    live = [1 if ci != 0.0 else 0 for ci in c]
+    d = max(1, sum(live))
     limit = max(coarse_size, MAX_COARSEST[d])
     if int(np.prod(cur)) <= limit:
         return None
     pad = 0
-    while pad < len(act) - 1 and not act[pad]:
+    while pad < len(live) - 1 and not live[pad]:
         pad += 1
     odd = [a - pad for a, (n, on) in enumerate(zip(cur, act)) if on and n % 2]
     return (f"the grid of {shapes[0][pad:]} cells coarsens only to {cur[pad:]} "
@@ -255,20 +284,22 @@ class GeometricMultigrid:
         self.dtype = np.dtype(dtype)
         self.per = np.ascontiguousarray(per, dtype=np.int64)
         self.sgn = np.ascontiguousarray(sgn, dtype=np.float64)
-        act = np.array([1 if ci != 0.0 else 0 for ci in c], dtype=np.int64)
+        # the grid's axes (``live``); ``lev.act``: the axes halved below level ``lev``
+        self.live = np.array([1 if ci != 0.0 else 0 for ci in c], dtype=np.int64)
         shape = tuple(int(s) for s in shape)
         c = np.asarray(c, dtype=np.float64).copy()
         k = None if kappa is None else np.ascontiguousarray(kappa, dtype=np.float64).reshape(shape)
         self.levels = []
         self._work = []             # the level vectors' memory, from the workspace
-        refusal = coarsening_refusal(shape, act, coarse_size)
+        refusal = coarsening_refusal(shape, c, coarse_size)
         if refusal is not None:
             raise ValueError(refusal)
-        for i, shape in enumerate(level_shapes(shape, act, coarse_size)):
+        for i, (shape, act) in enumerate(coarsening_plan(shape, c, coarse_size)):
             if i > 0:
-                c = c / 4.0
+                up = self.levels[-1].act
+                c = np.where(up == 1, c / 4.0, c)
                 if k is not None and not self.galerkin:
-                    k = restrict_coefficient(k, act, coarse_kappa)
+                    k = restrict_coefficient(k, up, coarse_kappa)
             lev = _Level()
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
             lev.cs = c * self.scale
@@ -280,9 +311,9 @@ class GeometricMultigrid:
         if self.galerkin and len(self.levels) > 1:
             top = self.levels[0]
             A = assemble(top.shape, top.c, self.per, self.sgn, self.scale, top.kappa)
-            w = 1.0 / (1 << int(act.sum()))          # R = P^T / 2^d (restrict_fw)
-            for lev in self.levels[1:]:
-                P = prolongation_matrix(lev.shape, act, self.per, self.sgn)
+            for up, lev in zip(self.levels, self.levels[1:]):
+                P = prolongation_matrix(lev.shape, up.act, self.per, self.sgn)
+                w = 1.0 / (1 << int(up.act.sum()))   # R = P^T / 2^d (restrict_fw)
                 A = (P.T @ A @ P).tocsr() * w
                 A.sum_duplicates()
                 lev.A = A
@@ -293,7 +324,7 @@ class GeometricMultigrid:
                     lev.faces = (np.empty((3, n + lev.shape[2])), np.empty(n))
                     K.diffusion_faces(lev.kappa, lev.c, self.per, self.sgn, *lev.faces)
         if smoother == "jacobi":
-            d = int(act.sum())
+            d = int(self.live.sum())
             om = 2.0 * d / (2.0 * d + 1.0) if omega is None else float(omega)
             if not 0.0 < om < 2.0:
                 raise ValueError(f"omega: expected a damping in (0, 2), got {omega!r}")
@@ -303,9 +334,9 @@ class GeometricMultigrid:
                      assemble_diagonal(lev.shape, lev.c, self.per, self.sgn, self.scale,
                                        lev.kappa))
                 lev.wdinv = om / d
-        self._factor_coarsest(act)
+        self._factor_coarsest()
 
-    def _factor_coarsest(self, act):
+    def _factor_coarsest(self):
         """Factorise the coarsest level: dense (LU, or the pseudo-inverse when the
         operator is singular) up to :data:`DENSE_COARSEST` cells, solved in
         ``K.coarse_solve`` (no LAPACK call inside the cycle); sparse above (SuperLU,
@@ -317,7 +348,8 @@ class GeometricMultigrid:
         A = last.A if last.A is not None else assemble(last.shape, last.c, self.per,
                                                        self.sgn, self.scale, last.kappa)
         self.coarse_n = n = A.shape[0]
-        self._singular = not np.any((self.sgn[act == 1] < 0) & (self.per[act == 1, None] == 0))
+        live = self.live == 1
+        self._singular = not np.any((self.sgn[live] < 0) & (self.per[live, None] == 0))
         none = np.empty((0, 0))
         self._lu, self._piv, self._pinv, self._splu = none, np.empty(0, np.int32), none, None
         if n > DENSE_COARSEST:
@@ -390,7 +422,7 @@ class GeometricMultigrid:
         otherwise the residual pass and then the restriction.  (In 3-D the fused kernel
         forms every fine row twice, for the two coarse planes over it: measured 1.05-1.13x
         slower than the two passes at 64^3 and 128^3, against 0.90-0.94 in 2-D.)"""
-        if lev.kappa is None and lev.A is None and not lev.act[0] and FUSED_RESTRICTION:
+        if lev.kappa is None and lev.A is None and lev.shape[0] == 1 and FUSED_RESTRICTION:
             if lev.serial:
                 fn, nch = K.restrict_residual_laplacian_serial, 1
             else:
