@@ -24,6 +24,10 @@ Tables:
      hierarchy stops at an m^2 (m^3) coarsest level, factorised by a sparse LU above
      ``DENSE_COARSEST`` cells; CG + Multigrid against pyamg SA + CG on the same matrix.
 
+  7. Stretched cells (unit extents on 1024 x 64, 512 x 128, 128 x 128 x 32 cells; a
+     1 x 4 extent on 256^2 cells): CG + Multigrid with semi-coarsening (the default)
+     against full coarsening (``SEMI_COARSENING = 0``) and pyamg SA + CG.
+
 Run:  python perf/bench_krylov.py [--max2d 2048] [--scipy-cap 15] [--odd-only]
 Every time is the best of a few runs (setup and solve each), except the single large runs.
 """
@@ -370,6 +374,41 @@ def odd_block(lines, shapes=((1000, 1000), (600, 600), (1008, 1008), (100, 100, 
                      f"{tot / best_p[0]:.3f} |")
 
 
+def stretched_block(lines, repeat=3):
+    """CG + Multigrid to rtol 1e-8 on grids of stretched cells, with semi-coarsening and
+    with every axis halved on every level, beside pyamg SA + CG (best of ``repeat``)."""
+    import jitsolve as js
+    from jitsolve.solvers.linear.precond import multigrid as MG
+    lines += ["Stretched cells (Poisson, Dirichlet, rtol 1e-8; setup + solve, best of %d):"
+              % repeat, "",
+              "| grid | cell aspect | semi: iters | semi (ms) | full: iters | full (ms) | "
+              "pyamg iters | pyamg (ms) | semi / pyamg |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    cases = (((1024, 64), None), ((512, 128), None), ((256, 256), [(0, 1), (0, 4)]),
+             ((128, 128, 32), None))
+    saved = MG.SEMI_COARSENING
+    for shape, extent in cases:
+        g = js.Grid(shape, extent=extent) if extent else js.Grid(shape)
+        A = -js.Laplacian(g)
+        b = np.ones(g.shape)
+        row = {}
+        for name, theta in (("semi", saved), ("full", 0.0)):
+            MG.SEMI_COARSENING = theta
+            try:
+                sol, ts, tt = cg_mg(A, b, repeat=repeat)
+            finally:
+                MG.SEMI_COARSENING = saved
+            row[name] = (sol.iters, ts + tt)
+        best_p = (np.inf, 0)
+        for _ in range(repeat):
+            ps, pt, pit, _res = pyamg_cg(A.to_csr(), b.ravel())
+            best_p = min(best_p, (ps + pt, pit))
+        aspect = max(g.spacing) / min(g.spacing)
+        lines.append(f"| {'x'.join(map(str, shape))} | {aspect:.0f} : 1 | {row['semi'][0]} | "
+                     f"{row['semi'][1] * 1e3:.1f} | {row['full'][0]} | {row['full'][1] * 1e3:.1f} | "
+                     f"{best_p[1]} | {best_p[0] * 1e3:.0f} | {row['semi'][1] / best_p[0]:.3f} |")
+
+
 def main(argv=None):
     import os
     import numba
@@ -378,11 +417,13 @@ def main(argv=None):
     ap.add_argument("--n3d", type=int, default=128)
     ap.add_argument("--jump", type=int, default=32)
     ap.add_argument("--scipy-cap", type=float, default=15.0)
-    ap.add_argument("--odd-only", action="store_true", help="only table 6")
+    ap.add_argument("--odd-only", action="store_true", help="only tables 6 and 7")
     a = ap.parse_args(argv)
     lines = [f"threads: {numba.get_num_threads()} (cores: {os.cpu_count()})", ""]
     if a.odd_only:
         odd_block(lines)
+        lines.append("")
+        stretched_block(lines)
         print("\n".join(lines))
         return
     head = ["| grid | CG+MG iters | rel. residual | setup (ms) | solve (ms) | total (ms) | "
@@ -409,6 +450,8 @@ def main(argv=None):
     smoother_block(lines, n3d=a.n3d)
     lines.append("")
     odd_block(lines)
+    lines.append("")
+    stretched_block(lines)
     print("\n".join(lines))
 
 
