@@ -477,7 +477,7 @@ class Multigrid(_CachedPreconditioner):
         if s == 0.0:
             raise InvalidProblemError("precond: Multigrid() needs a nonzero operator scale")
         shape3 = (1,) * (3 - leaf.grid.ndim) + leaf.grid.shape
-        refusal = coarsening_refusal(shape3, leaf._c, self.coarse_size)
+        refusal = coarsening_refusal(shape3, leaf._c, self.coarse_size, leaf._per)
         if refusal is not None:     # checked before any level is allocated
             raise InvalidProblemError(f"precond: Multigrid(): {refusal}")
         kappa = leaf._k3 if type(leaf) is Diffusion else None

@@ -155,12 +155,14 @@ MAX_COARSEST = {1: 1 << 22, 2: 1 << 18, 3: 1 << 15}
 SEMI_COARSENING = 0.5
 
 
-def coarsening_plan(shape, c, coarse_size):
+def coarsening_plan(shape, c, coarse_size, per=(0, 0, 0)):
     """The hierarchy's levels as ``(shape, act)`` pairs, ``act[a] = 1`` for the axes
     halved from that level to the next (``c``: the couplings ``1 / h_a^2``, 0 for padded
-    axes).  An axis is halved when its coupling is at least ``SEMI_COARSENING`` times the
-    strongest (the coupling then falls by 4), while every axis to be halved has an even
-    number of cells and the level has more than ``coarse_size`` cells.  The coarsest
+    axes; ``per``: the periodic axes).  An axis is halved when its coupling is at least
+    ``SEMI_COARSENING`` times the strongest (the coupling then falls by 4), while every
+    axis to be halved has an even number of cells, every periodic axis too (a level is
+    smoothed, and an odd periodic axis has no red-black ordering: the cycle would lose
+    its symmetry), and the level has more than ``coarse_size`` cells.  The coarsest
     level's ``act`` names the axes that would have been halved next.
 
     Semi-coarsening: point smoothers damp the oscillations only along strongly coupled
@@ -174,25 +176,27 @@ def coarsening_plan(shape, c, coarse_size):
         if cc.max() > 0.0:
             act = ((cc != 0.0) & (cc >= SEMI_COARSENING * cc.max())).astype(np.int64)
         plan.append((cur, act))
-        can = act.any() and all(s % 2 == 0 and s >= 2 for s, a in zip(cur, act) if a)
+        can = (act.any() and all(s % 2 == 0 and s >= 2 for s, a in zip(cur, act) if a)
+               and all(s % 2 == 0 for s, p, ci in zip(cur, per, cc) if p and ci != 0.0))
         if int(np.prod(cur)) <= coarse_size or not can:
             return plan
         cur = tuple(s // 2 if a else s for s, a in zip(cur, act))
         cc = np.where(act == 1, cc / 4.0, cc)
 
 
-def level_shapes(shape, c, coarse_size):
+def level_shapes(shape, c, coarse_size, per=(0, 0, 0)):
     """The shapes of :func:`coarsening_plan`'s levels."""
-    return [shp for shp, _ in coarsening_plan(shape, c, coarse_size)]
+    return [shp for shp, _ in coarsening_plan(shape, c, coarse_size, per)]
 
 
-def coarsening_refusal(shape, c, coarse_size):
+def coarsening_refusal(shape, c, coarse_size, per=(0, 0, 0)):
     """Why the hierarchy of ``shape`` (padded to three axes; ``c`` the couplings, 0 on
-    padded axes) is refused, or None: its coarsest level (:func:`coarsening_plan`) keeps
+    padded axes; ``per`` the periodic axes) is refused, or None: its coarsest level
+    (:func:`coarsening_plan`) keeps
     more than ``max(coarse_size, MAX_COARSEST[d])`` cells (``d`` grid axes), too many for
     the sparse factorisation there.  Shapes and axis numbers are given without the
     leading padded axes (a 2-D grid's one)."""
-    plan = coarsening_plan(shape, c, coarse_size)
+    plan = coarsening_plan(shape, c, coarse_size, per)
     shapes = [shp for shp, _ in plan]
     cur, act = plan[-1]
     live = [1 if ci != 0.0 else 0 for ci in c]
@@ -203,7 +207,7 @@ def coarsening_refusal(shape, c, coarse_size):
     pad = 0
     while pad < len(live) - 1 and not live[pad]:
         pad += 1
-    odd = [a - pad for a, (n, on) in enumerate(zip(cur, act)) if on and n % 2]
+    odd = [a - pad for a, n in enumerate(cur) if n % 2 and (act[a] or (per[a] and live[a]))]
     return (f"the grid of {shapes[0][pad:]} cells coarsens only to {cur[pad:]} "
             f"({int(np.prod(cur))} cells after {len(shapes) - 1} halvings: an odd number of "
             f"cells along axis {', '.join(map(str, odd))}), too many for the coarsest "
@@ -291,10 +295,10 @@ class GeometricMultigrid:
         k = None if kappa is None else np.ascontiguousarray(kappa, dtype=np.float64).reshape(shape)
         self.levels = []
         self._work = []             # the level vectors' memory, from the workspace
-        refusal = coarsening_refusal(shape, c, coarse_size)
+        refusal = coarsening_refusal(shape, c, coarse_size, self.per)
         if refusal is not None:
             raise ValueError(refusal)
-        for i, (shape, act) in enumerate(coarsening_plan(shape, c, coarse_size)):
+        for i, (shape, act) in enumerate(coarsening_plan(shape, c, coarse_size, self.per)):
             if i > 0:
                 up = self.levels[-1].act
                 c = np.where(up == 1, c / 4.0, c)
