@@ -218,7 +218,12 @@ class _CachedPreconditioner(Preconditioner):
         raise NotImplementedError
 
     def setup(self, A, dtype=np.float64, matvec=None):
-        """The callable ``(r, out) -> out`` approximating ``A^{-1}`` for this operator."""
+        """The callable ``(r, out=None) -> out`` approximating ``A^{-1}`` for this operator.
+
+        Called with ``r`` alone it returns a new array, so a set-up preconditioner is
+        also a user preconditioner ``r -> z`` for another solve: e.g. the multigrid of
+        the diffusion part, ``js.Multigrid().setup(-js.Laplacian(g))``, for GMRES on an
+        advection-diffusion operator, which ``js.Multigrid()`` itself does not take."""
         dtype = np.dtype(dtype)
         last = self.__dict__.get("_last")
         if last is not None and last[0] is A and last[1] == dtype:
@@ -473,7 +478,9 @@ class Multigrid(_CachedPreconditioner):
         s, leaf = _unwrap_scaled(A)
         if type(leaf) not in (Laplacian, Diffusion):
             raise InvalidProblemError(
-                f"precond: Multigrid() supports c * Laplacian and c * Diffusion operators, got {A!r}")
+                f"precond: Multigrid() supports c * Laplacian and c * Diffusion operators, got {A!r} "
+                f"(for a sum such as advection-diffusion, precondition with the multigrid of its "
+                f"diffusion part: precond=js.Multigrid().setup(D))")
         if s == 0.0:
             raise InvalidProblemError("precond: Multigrid() needs a nonzero operator scale")
         shape3 = (1,) * (3 - leaf.grid.ndim) + leaf.grid.shape

@@ -12,7 +12,8 @@ __all__ = ["amg"]
 
 
 def amg(A, dtype, kind="sa", cycle="V", **options):
-    """The preconditioner ``(r, out) -> out`` of one pyamg ``cycle`` for the sparse matrix ``A``.
+    """The preconditioner ``(r, out=None) -> out`` of one pyamg ``cycle`` for the sparse
+    matrix ``A``.
 
     The hierarchy is built in the precision of ``dtype`` whatever ``A``'s dtype (pyamg
     needs ``A``, ``r`` and ``out`` of one dtype); a real ``A`` keeps a real hierarchy
@@ -32,11 +33,15 @@ def amg(A, dtype, kind="sa", cycle="V", **options):
     P = ml.aspreconditioner(cycle=cycle)
 
     if hdtype == dtype:
-        def M(r, out):
+        def M(r, out=None):
+            if out is None:
+                out = np.empty(np.shape(r), dtype)
             out[:] = P.matvec(np.asarray(r, dtype=dtype))
             return out
     else:
-        def M(r, out):
+        def M(r, out=None):
+            if out is None:
+                out = np.empty(np.shape(r), dtype)
             out.real = P.matvec(np.ascontiguousarray(r.real, dtype=hdtype))
             out.imag = P.matvec(np.ascontiguousarray(r.imag, dtype=hdtype))
             return out

@@ -56,7 +56,8 @@ def lanczos_bounds(matvec, diag, n, dtype, steps=20, seed=0):
 
 
 def chebyshev(matvec, diag, n, dtype, degree=4, bounds=None, steps=20, lmax_factor=1.1):
-    """The preconditioner ``(r, out) -> out = p(D^{-1} A) D^{-1} r``; ``diag=None`` uses D = I.
+    """The preconditioner ``(r, out=None) -> out = p(D^{-1} A) D^{-1} r``; ``diag=None`` uses
+    D = I.
 
     ``bounds=(lmin, lmax)`` skips the Lanczos estimate.
     """
@@ -76,8 +77,10 @@ def chebyshev(matvec, diag, n, dtype, degree=4, bounds=None, steps=20, lmax_fact
     d = np.empty(n, dtype=dtype)
     tmp = np.empty(n, dtype=dtype)
 
-    def M(r, out):
+    def M(r, out=None):
         # Saad, Alg. 12.1 from x = 0, D-preconditioned
+        if out is None:
+            out = np.empty(n, dtype=dtype)
         np.multiply(dinv, r, out=d)
         np.multiply(d, 1.0 / theta, out=d)
         out[:] = d

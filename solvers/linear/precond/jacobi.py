@@ -12,7 +12,8 @@ def _scale(inv, r, out):
 
 
 def jacobi(diag, dtype):
-    """The preconditioner ``(r, out) -> out = r / diag``; raises ValueError on a zero diagonal."""
+    """The preconditioner ``(r, out=None) -> out = r / diag``; raises ValueError on a zero
+    diagonal."""
     d = np.asarray(diag).ravel()
     if not np.all(np.isfinite(d)) or np.any(d == 0):
         raise ValueError("the diagonal has zero or non-finite entries")
@@ -20,7 +21,9 @@ def jacobi(diag, dtype):
     if np.dtype(dtype).kind == "f":
         inv = inv.real.astype(dtype) if np.iscomplexobj(inv) else inv.astype(dtype)
 
-    def M(r, out):
+    def M(r, out=None):
+        if out is None:
+            out = np.empty(np.shape(r), np.result_type(inv.dtype, np.asarray(r).dtype))
         _scale(inv, r, out)
         return out
     M.inverse_diagonal = inv

@@ -504,8 +504,11 @@ class GeometricMultigrid:
         for _ in range(self.post):
             self._smooth(lev, False, (1, 0))
 
-    def __call__(self, r, out):
-        """``out = B r`` for one cycle from a zero initial guess."""
+    def __call__(self, r, out=None):
+        """``out = B r`` for one cycle from a zero initial guess (``out=None``: a new
+        array of ``r``'s shape)."""
+        if out is None:
+            out = np.empty(np.shape(r), self.dtype)
         top = self.levels[0]
         f, u = top.f, top.u
         # work on the caller's arrays where they fit (no copy in, no copy out)
