@@ -343,10 +343,10 @@ class Multigrid(_CachedPreconditioner):
     e.g. ``-L`` for Poisson) on grids of ``m 2^k`` cells per axis: the hierarchy
     halves the grid while the axes it halves are even, and the coarsest level is
     factorised, densely up to 256 cells and by a sparse LU above (1000^2 halves to
-    125^2, 100^3 to 25^3: a 0.03 s and a 0.3 s factorisation).  A grid whose coarsest level would keep more
-    than 2^18 cells in 2-D (2^15 in 3-D, 2^22 in 1-D) and ``coarse_size`` is refused,
-    the odd axis named (``js.AMG()`` takes any grid).  Cells are
-    agglomerated ``2^d -> 1`` per level along the axes whose coupling ``1/h^2`` is at
+    125^2, 100^3 to 25^3: a 0.03 s and a 0.3 s factorisation).  A grid whose coarsest
+    level would keep more than 2^18 cells in 2-D (2^15 in 3-D, 2^22 in 1-D) and
+    ``coarse_size`` is refused, the odd axis named (``js.AMG()`` takes any grid).  Cells
+    are agglomerated ``2^d -> 1`` per level along the axes whose coupling ``1/h^2`` is at
     least half the strongest (semi-coarsening: on stretched cells the short axes are
     halved alone until the cells are square, which keeps 16 : 1 cells at 9 CG
     iterations instead of 100), coarse operators are rediscretised with the
