@@ -11,9 +11,9 @@ Tolerances: a solve succeeds when the true residual of the returned iterate sati
 ``||b - A u||_2 <= max(rtol ||b||_2, atol)``; ``sol.resnorm`` is that true residual,
 recomputed at the end whatever the outcome.  A tolerance below the accuracy the
 precision allows (rtol 1e-8 in float32, or for a 1-D Poisson problem of 10^6 cells in
-float64) is not iterated on to ``maxiter`` (10 n by default): CG, FlexibleCG and
-BiCGSTAB stop with ``ReturnCode.ConvergenceFailure`` and the best iterate they found once
-the true residual has stopped falling (see
+float64) is not iterated on to ``maxiter`` (10 n by default): CG, FlexibleCG, BiCGSTAB
+and GMRES (at its restarts) stop with ``ReturnCode.ConvergenceFailure`` and the best
+iterate they evaluated once the true residual has stopped falling (see
 :data:`jitsolve.solvers.linear.common.STALL_GAP`).
 
 ``callback(iteration, x, resnorm)`` is called after every iteration (``x`` flat; None for

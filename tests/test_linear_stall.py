@@ -19,7 +19,8 @@ def _check_best(sol, A, b, dtype=np.float64):
 
 @pytest.mark.parametrize("alg", [lambda: js.CG(js.Multigrid()), lambda: js.CG(),
                                  lambda: js.FlexibleCG(js.Multigrid()),
-                                 lambda: js.BiCGSTAB(js.Jacobi())])
+                                 lambda: js.BiCGSTAB(js.Jacobi()),
+                                 lambda: js.GMRES(restart=30, precond=js.Multigrid())])
 def test_float32_tolerance_below_the_precision_stops_at_the_floor(alg):
     g = js.Grid((64, 64))
     A = -js.Laplacian(g)
@@ -32,7 +33,8 @@ def test_float32_tolerance_below_the_precision_stops_at_the_floor(alg):
 
 @pytest.mark.parametrize("alg", [lambda: js.CG(js.Multigrid()), lambda: js.CG(),
                                  lambda: js.FlexibleCG(js.Jacobi()),
-                                 lambda: js.BiCGSTAB(js.Multigrid())])
+                                 lambda: js.BiCGSTAB(js.Multigrid()),
+                                 lambda: js.GMRES(restart=20, precond=js.Multigrid())])
 def test_float64_tolerance_below_the_precision_stops_with_the_best_iterate(alg):
     """1-D Poisson, 4,096 cells (condition ~7e6): the residual bottoms out near 1e-11;
     rtol 3e-15 (allowed: above 10 eps) is out of reach.  Plain CG first sits at a

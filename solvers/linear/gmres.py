@@ -6,7 +6,8 @@ Method: Saad & Schultz, SIAM J. Sci. Stat. Comput. 7 (1986); Saad (2003), Alg. 6
 basis per step instead of ``j`` dots), and the least-squares problem is updated with
 Givens rotations, so the residual norm is known at every step without forming ``x``.
 At every restart the true residual ``b - A x`` is recomputed; convergence is declared
-on it.  Cost per iteration: one matvec, one preconditioner application and ``O(j n)``
+on it, and a stall there (the attainable accuracy: :data:`.common.STALL_GAP`) ends the
+solve with ``ConvergenceFailure`` and the best restart iterate.  Cost per iteration: one matvec, one preconditioner application and ``O(j n)``
 for the orthogonalisation; memory ``m + 1`` vectors.
 """
 import math
@@ -16,8 +17,8 @@ from scipy.linalg import solve_triangular
 
 from ...kernels.cpu import blas
 from .. import workspace
-from .common import (MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor, lincomb, project,
-                     start, target, true_residual)
+from .common import (CONVERGENCE_FAILURE, MAXITERS, SUCCESS, TERMINATED, KrylovResult,
+                     Monitor, lincomb, project, start, target, true_residual)
 
 __all__ = ["gmres"]
 
@@ -61,6 +62,7 @@ def _gmres_loop(matvec, b, x, r, tmp, w, z, V, precond, m, tol, maxiter, mon):
     status = MAXITERS
     it = 0
     stop = False
+    est = beta
     while not stop:
         H = np.zeros((m + 1, m), dtype=np.result_type(dtype, np.float64))
         g = np.zeros(m + 1, dtype=H.dtype)
@@ -121,5 +123,10 @@ def _gmres_loop(matvec, b, x, r, tmp, w, z, V, precond, m, tol, maxiter, mon):
             mon.history[-1] = beta
             break
         if stop or it >= maxiter or not math.isfinite(beta) or k == 0:
+            break
+        if mon.stalled(it, x, est, beta):
+            mon.restore_best(x)
+            beta = true_residual(matvec, b, x, r, tmp)
+            status = CONVERGENCE_FAILURE
             break
     return KrylovResult(x, status, it, beta, mon.array())
