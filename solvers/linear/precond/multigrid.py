@@ -143,7 +143,7 @@ _SERIAL_CELLS = 1 << 15
 DENSE_COARSEST = 256
 
 #: the most cells the coarsest level may have (beyond ``coarse_size``), by the number of
-#: coarsened axes: its sparse factor fills as ~n log n in 2-D and ~n^(4/3) in 3-D
+#: grid axes: its sparse factor fills as ~n log n in 2-D and ~n^(4/3) in 3-D
 #: (measured: 2-D 125^2 27 ms to factor and 0.6 ms a solve, 250^2 0.2 s and 4.5 ms;
 #: 3-D 25^3 0.3 s and 4.6 ms, 32^3 1.8 s and 15 ms, 50^3 35 s and 113 ms)
 MAX_COARSEST = {1: 1 << 22, 2: 1 << 18, 3: 1 << 15}
@@ -192,10 +192,9 @@ def level_shapes(shape, c, coarse_size, per=(0, 0, 0)):
 def coarsening_refusal(shape, c, coarse_size, per=(0, 0, 0)):
     """Why the hierarchy of ``shape`` (padded to three axes; ``c`` the couplings, 0 on
     padded axes; ``per`` the periodic axes) is refused, or None: its coarsest level
-    (:func:`coarsening_plan`) keeps
-    more than ``max(coarse_size, MAX_COARSEST[d])`` cells (``d`` grid axes), too many for
-    the sparse factorisation there.  Shapes and axis numbers are given without the
-    leading padded axes (a 2-D grid's one)."""
+    (:func:`coarsening_plan`) keeps more than ``max(coarse_size, MAX_COARSEST[d])`` cells
+    (``d`` grid axes), too many for the sparse factorisation there.  Shapes and axis
+    numbers are given without the leading padded axes (a 2-D grid's one)."""
     plan = coarsening_plan(shape, c, coarse_size, per)
     shapes = [shp for shp, _ in plan]
     cur, act = plan[-1]
