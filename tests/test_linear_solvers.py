@@ -212,6 +212,33 @@ def test_direct_numerically_singular_is_failure():
     assert sol.retcode == js.ReturnCode.Success and sol.resnorm <= 1e-8 * np.linalg.norm(b)
 
 
+@pytest.mark.parametrize("case", ["laplacian", "advection-diffusion", "unsymmetric pattern",
+                                  "complex"])
+def test_direct_orders_by_the_pattern_and_matches_spsolve(case):
+    """Direct() orders a symmetric pattern by minimum degree on A + A^T (about half
+    COLAMD's fill on grid operators) and any other by COLAMD: the same solution."""
+    from jitsolve.solvers.linear.direct import structurally_symmetric
+    rng = np.random.default_rng(4)
+    g = js.Grid((40, 30))
+    if case == "laplacian":
+        A = -js.Laplacian(g)
+    elif case == "advection-diffusion":
+        A = -js.Laplacian(g) + js.Advection(g, (np.full(g.shape, 30.0), np.full(g.shape, -5.0)))
+    elif case == "complex":
+        A = (-js.Laplacian(g)).to_csr() * (1 + 0.5j)
+    else:
+        A = (sp.random(300, 300, density=0.02, random_state=2) + 10 * sp.eye(300)).tocsr()
+    M = A if sp.issparse(A) else A.to_csr()
+    assert structurally_symmetric(M) == (case != "unsymmetric pattern")
+    b = rng.standard_normal(M.shape[0]) + (1j * rng.standard_normal(M.shape[0])
+                                            if case == "complex" else 0.0)
+    sol = js.solve(js.LinearProblem(A, b.reshape(g.shape) if not sp.issparse(A) else b),
+                   js.Direct(), rtol=1e-12)
+    assert sol.retcode == js.ReturnCode.Success
+    ref = spla.spsolve(M.tocsc(), b)
+    np.testing.assert_allclose(sol.u.ravel(), ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+
+
 def test_direct_tolerance_below_float32_rounding_is_failure():
     g, A, M = _poisson((32, 32))
     b = _rhs(g.shape, np.float32)
