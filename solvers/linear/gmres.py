@@ -7,8 +7,9 @@ basis per step instead of ``j`` dots), and the least-squares problem is updated 
 Givens rotations, so the residual norm is known at every step without forming ``x``.
 At every restart the true residual ``b - A x`` is recomputed; convergence is declared
 on it, and a stall there (the attainable accuracy: :data:`.common.STALL_GAP`) ends the
-solve with ``ConvergenceFailure`` and the best restart iterate.  Cost per iteration: one matvec, one preconditioner application and ``O(j n)``
-for the orthogonalisation; memory ``m + 1`` vectors.
+solve with ``ConvergenceFailure`` and the best restart iterate.  Cost per iteration: one
+matvec, one preconditioner application and ``O(j n)`` for the orthogonalisation; memory
+``m + 1`` vectors.
 """
 import math
 
