@@ -10,7 +10,7 @@ import jitsolve as js
 from jitsolve.solvers.linear.common import STALL_CHECKS, Monitor
 
 
-def _check_best(sol, A, b, dtype=np.float64):
+def _check_best(sol, A, b):
     r = b.ravel().astype(np.float64) - A.apply(sol.u.astype(np.float64)).ravel()
     true = np.linalg.norm(r)
     assert sol.resnorm == pytest.approx(true, rel=0.2)     # float32 residuals: rounding

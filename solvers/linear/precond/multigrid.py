@@ -53,7 +53,7 @@ from ....kernels.cpu import stencil as S
 from ... import workspace
 
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
-           "level_shapes", "coarsening_plan", "coarsening_refusal", "MAX_COARSEST",
+           "coarsening_plan", "coarsening_refusal", "MAX_COARSEST",
            "DENSE_COARSEST", "SEMI_COARSENING", "restrict_coefficient"]
 
 
@@ -182,11 +182,6 @@ def coarsening_plan(shape, c, coarse_size, per=(0, 0, 0)):
             return plan
         cur = tuple(s // 2 if a else s for s, a in zip(cur, act))
         cc = np.where(act == 1, cc / 4.0, cc)
-
-
-def level_shapes(shape, c, coarse_size, per=(0, 0, 0)):
-    """The shapes of :func:`coarsening_plan`'s levels."""
-    return [shp for shp, _ in coarsening_plan(shape, c, coarse_size, per)]
 
 
 def coarsening_refusal(shape, c, coarse_size, per=(0, 0, 0)):
