@@ -53,12 +53,21 @@ def test_restriction_is_scaled_transpose_of_prolongation(shape, bcs):
                                            ((1, 12, 260), "xNP", (0, 0, 1)),
                                            ((20, 16, 8), "PDN", (1, 1, 0)),
                                            ((20, 16, 8), "DND", (1, 0, 0)),
-                                           ((6, 10, 4), "NPD", (0, 1, 1))])
+                                           ((6, 10, 4), "NPD", (0, 1, 1)),
+                                           # odd non-periodic axes: n -> (n - 1) / 2
+                                           ((1, 131, 7), "xDN", None),
+                                           ((1, 9, 3), "xND", None),
+                                           ((1, 129, 5), "xNP", (0, 1, 0)),
+                                           ((1, 10, 263), "xPD", (0, 0, 1)),
+                                           ((21, 15, 9), "DND", None),
+                                           ((7, 16, 5), "NPD", None),
+                                           ((5, 3, 11), "DDN", (1, 1, 0))])
 def test_transfers_match_the_interpolation_matrix(shape, bcs, act):
     """``prolong_add`` against ``P`` (the Kronecker product of the one-axis taps) and
     ``restrict_fw`` against ``P^T / 2^d``, on grids with more rows than the kernels'
     chunks (several rows per row buffer) and fewer, every axis halved or some
-    (semi-coarsening: ``act``); serial = parallel."""
+    (semi-coarsening: ``act``), odd axes coarsened to ``(n - 1) / 2``; serial =
+    parallel."""
     rng = np.random.default_rng(5)
     if act is None:
         act = [1 if s > 1 else 0 for s in shape]
@@ -76,7 +85,8 @@ def test_transfers_match_the_interpolation_matrix(shape, bcs, act):
     # P itself against the Kronecker product of the one-axis taps
     mats = []
     for a in range(3):
-        I, wI, N, wN = K.interpolation_taps(cshape[a], act[a], per[a], sgn[a, 0], sgn[a, 1])
+        I, wI, N, wN = K.interpolation_taps(cshape[a], shape[a], act[a], per[a], sgn[a, 0],
+                                            sgn[a, 1])
         M = np.zeros((shape[a], cshape[a]))
         np.add.at(M, (np.arange(shape[a]), I), wI)
         np.add.at(M, (np.arange(shape[a]), N), wN)
@@ -270,7 +280,9 @@ def test_preconditioner_setup_is_reused_for_the_same_operator():
 
 @pytest.mark.parametrize("shape,bcs", [((1, 16, 12), "xDN"), ((1, 8, 16), "xPP"), ((8, 12, 10), "DPN"),
                                        ((16, 8, 6), "PPD"), ((1, 18, 10), "xPD"), ((1, 1, 16), "xxD"),
-                                       ((6, 10, 2), "PDD")])
+                                       ((6, 10, 2), "PDD"), ((1, 17, 13), "xDN"),
+                                       ((9, 12, 11), "DPN"), ((1, 15, 16), "xNP"),
+                                       ((1, 3, 5), "xND")])
 def test_fused_laplacian_kernels_match_unfused(shape, bcs):
     """The fused sweeps equal their half-sweeps bit for bit: two (red-black) and three
     (red-black-red), from any guess, and from the zero guess whatever ``u`` held; the
@@ -371,15 +383,20 @@ def test_diffusion_sweep_from_face_weights_matches_half_sweeps(shape, bcs):
 @given(dims=st.lists(st.integers(1, 6), min_size=1, max_size=3),
        kinds=st.lists(st.sampled_from("DNP"), min_size=3, max_size=3),
        nh=st.sampled_from([2, 3]), color=st.integers(0, 1), first=st.booleans(),
-       seed=st.integers(0, 2**31 - 1))
-def test_fused_multigrid_kernels_property(dims, kinds, nh, color, first, seed):
-    """Random even shapes (1-D to 3-D, padded to three axes) and boundary mixes: the
-    fused red-black sweeps (Laplacian, and Diffusion from face weights) equal their
-    half-sweeps, and the restriction that forms the residual rows equals the two passes,
-    bit for bit."""
+       odd=st.lists(st.booleans(), min_size=3, max_size=3), seed=st.integers(0, 2**31 - 1))
+def test_fused_multigrid_kernels_property(dims, kinds, nh, color, first, odd, seed):
+    """Random shapes (1-D to 3-D, padded to three axes; even, or odd along axes that are
+    not periodic) and boundary mixes: the fused red-black sweeps (Laplacian, and
+    Diffusion from face weights) equal their half-sweeps, and the restriction that forms
+    the residual rows equals the two passes, bit for bit."""
     rng = np.random.default_rng(seed)
-    shape = (1,) * (3 - len(dims)) + tuple(2 * d for d in dims)
+    kinds = kinds[3 - len(dims):]
+    shape = (1,) * (3 - len(dims)) + tuple(2 * d + (o and b != "P")
+                                           for d, o, b in zip(dims, odd, kinds))
+    kinds = "x" * (3 - len(dims)) + "".join(kinds)
     per, sgn = _bc_arrays("".join("x" if n == 1 else b for n, b in zip(shape, kinds)))
+    # the far Dirichlet ghost of a coarse level below an odd axis (level_ghost_signs)
+    sgn[:, 1] = np.where(sgn[:, 1] < 0, rng.choice([-1.0, -1.0 / 3.0, 0.0, 0.2], 3), sgn[:, 1])
     act = np.array([1 if n > 1 else 0 for n in shape], dtype=np.int64)
     c = act * rng.uniform(0.5, 2.0, 3)
     s = -rng.uniform(0.5, 2.0)

@@ -1,6 +1,7 @@
 """The coarsest level of geometric multigrid (issue 3): a dense LU (or pseudo-inverse)
-up to ``DENSE_COARSEST`` cells, a sparse LU above, so that grids whose cell counts halve
-to an odd ``m`` (1000^2 -> 125^2, 100^3 -> 25^3) are solved, not refused.
+up to ``DENSE_COARSEST`` cells, a sparse LU above, for coarsest levels left large by an
+odd periodic axis or by ``coarse_size`` (odd axes that are not periodic coarsen on:
+tests/test_multigrid_odd.py).
 
 The sparse path is checked against the dense one (the same cycle to rounding, for every
 boundary kind, Laplacian and Diffusion, rediscretised and Galerkin levels, complex
@@ -85,29 +86,31 @@ def test_cycle_with_a_sparse_coarsest_level_is_symmetric_positive_definite(case)
     assert np.dot(x, Mx) > 0 and np.dot(y, My) > 0
 
 
-@pytest.mark.parametrize("shape,coarsest,most", [((600, 600), (75, 75), 9),
-                                                 ((200, 120), (25, 15), 10),
-                                                 ((1008, 1008), (63, 63), 9),
-                                                 ((72, 72, 72), (9, 9, 9), 11)])
-def test_grids_that_halve_to_an_odd_size_are_solved(shape, coarsest, most):
-    """Grids of m 2^k cells with an odd m used to be refused (or, up to 4,096 coarsest
-    cells, solved densely: 19 ms a cycle at 63^2); with a sparse coarsest solve they take
-    the iterations of a power-of-two grid."""
+@pytest.mark.parametrize("shape,levels,most", [((600, 600), 8, 9),
+                                               ((200, 120), 6, 10),
+                                               ((1025, 1025), 8, 9),
+                                               ((999, 1001), 8, 10),
+                                               ((72, 72, 72), 5, 11),
+                                               ((65, 33, 65), 5, 11)])
+def test_grids_of_any_size_coarsen_to_a_small_level(shape, levels, most):
+    """Grids of m 2^k cells with an odd m used to stop coarsening at the odd level (600^2
+    at 75^2, solved by a sparse LU; 1025^2 and 101^3 were refused): an odd axis now goes
+    to (n - 1) / 2 and the iterations are those of a power-of-two grid."""
     g = js.Grid(shape, extent=[(0.0, n / 100) for n in shape])   # square cells
     A = -js.Laplacian(g)
     M = js.Multigrid().setup(A)
-    assert M.levels[-1].shape[3 - g.ndim:] == coarsest and M._splu is not None
+    assert M.nlevels == levels and M.coarse_n <= 64 and M._splu is None
     b = np.random.default_rng(0).standard_normal(g.shape)
     sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid()), rtol=1e-8)
     assert sol.retcode == js.ReturnCode.Success and sol.iters <= most
     assert np.linalg.norm(b - A.apply(sol.u)) <= 1.01e-8 * np.linalg.norm(b)
 
 
-def test_an_odd_grid_is_its_own_coarsest_level():
-    """301 x 300 does not halve (an odd axis): the hierarchy is one level, solved by the
-    sparse factor: CG converges in one iteration (it was refused: a dense factorisation
-    of 90,300^2 entries)."""
-    g = js.Grid((301, 300))
+def test_an_odd_periodic_grid_is_its_own_coarsest_level():
+    """301 x 300 with a periodic odd axis does not halve (no red-black ordering there):
+    the hierarchy is one level, solved by the sparse factor: CG converges in one
+    iteration (it was refused: a dense factorisation of 90,300^2 entries)."""
+    g = js.Grid((301, 300), bc=[js.Periodic(), js.Dirichlet()])
     b = np.random.default_rng(0).standard_normal(g.shape)
     sol = js.solve(js.LinearProblem(-js.Laplacian(g), b), js.CG(js.Multigrid()), rtol=1e-10)
     assert sol.retcode == js.ReturnCode.Success and sol.iters == 1
@@ -118,9 +121,10 @@ def test_coarse_size_may_exceed_the_limit(monkeypatch):
     """``coarse_size`` above the dimension's limit is the user's choice: honoured (the
     3-D limit lowered here to keep the factorisation small)."""
     monkeypatch.setitem(MG.MAX_COARSEST, 3, 1000)
-    g = js.Grid((11, 10, 10))               # 1,100 cells; axis 0 odd: no halving
+    # 1,100 cells; axis 0 odd and periodic: no halving
+    g = js.Grid((11, 10, 10), bc=[js.Periodic(), js.Dirichlet(), js.Dirichlet()])
     with pytest.raises(js.errors.InvalidProblemError,
-                       match=r"axis 0\b.*at most 1000 cells on a 3-D grid"):
+                       match=r"periodic axis 0\b.*at most 1000 cells on a 3-D grid"):
         js.Multigrid().setup(-js.Laplacian(g))
     M = js.Multigrid(coarse_size=2000).setup(-js.Laplacian(g))
     assert M.nlevels == 1 and M.coarse_n == 1100 and M._splu is not None
@@ -194,7 +198,7 @@ def test_stretched_cells_keep_the_iteration_count(shape, extent, most):
 @pytest.mark.parametrize("shape,bc,nlev", [((64, 7), js.Periodic(), 1),
                                            ((128, 9), [js.Dirichlet(), js.Periodic()], 1),
                                            ((128, 10), [js.Dirichlet(), js.Periodic()], 6),
-                                           ((128, 9), [js.Periodic(), js.Dirichlet()], 5)])
+                                           ((128, 9), [js.Periodic(), js.Dirichlet()], 6)])
 def test_an_odd_periodic_axis_is_never_smoothed(shape, bc, nlev):
     """Semi-coarsening would leave the long axis whole; if that axis is periodic with an
     odd number of cells it has no red-black ordering, and a level smoothed there made

@@ -52,7 +52,9 @@ Kernels
     pseudo-inverse.  Serial and in-process: LAPACK's ``getrs`` on these tiny systems cost
     more in waking its thread pool (~0.2 ms a call inside a solve) than the solve itself.
 
-``act[a]`` is 1 for axes that are coarsened (n -> n/2) and 0 for padded axes.  Rows are
+``act[a]`` is 1 for axes that are coarsened (n -> n/2; an odd, non-periodic n -> (n - 1)/2,
+the last fine cell then interpolated from the last coarse cell and its ghost, whose
+sign places the far boundary where the fine grid has it) and 0 for padded axes.  Rows are
 distributed over threads and every output row is written by one thread, so results are
 independent of the schedule.
 
@@ -331,6 +333,10 @@ def _ptaps(j, nc, act, per, glo, ghi):
     if not act:
         return j, 1.0, j, 0.0
     I = j // 2
+    if I == nc:
+        # the extra last cell of an odd axis: beyond the last parent's children, between
+        # it and its ghost (1.5 and 0.5 fine cells away)
+        return I - 1, 0.25 + 0.75 * ghi, I - 1, 0.0
     if j - 2 * I == 0:
         if I > 0:
             return I, 0.75, I - 1, 0.25
@@ -345,11 +351,11 @@ def _ptaps(j, nc, act, per, glo, ghi):
 
 
 @njit(cache=True)
-def interpolation_taps(nc, act, per, glo, ghi):
-    """The taps of :func:`prolong_add` along one axis with ``nc`` coarse cells, as arrays
-    ``(I, wI, N, wN)`` over the ``2 nc`` fine cells (``nc`` cells and unit weights when
-    the axis is not coarsened): ``P`` is the Kronecker product of these."""
-    nf = 2 * nc if act else nc
+def interpolation_taps(nc, nf, act, per, glo, ghi):
+    """The taps of :func:`prolong_add` along one axis from ``nc`` coarse to ``nf`` fine
+    cells, as arrays ``(I, wI, N, wN)`` (``nf = 2 nc``, or ``2 nc + 1`` for an odd axis;
+    ``nf = nc`` and unit weights when the axis is not coarsened): ``P`` is the Kronecker
+    product of these."""
     I = np.empty(nf, dtype=np.int64)
     N = np.empty(nf, dtype=np.int64)
     wI = np.empty(nf)
@@ -416,21 +422,29 @@ def prolong_add(coarse, fine, act, per, sgn):
                 v = 0.75 * t[I]
                 fr[2 * I] += v + 0.25 * t[I - 1]
                 fr[2 * I + 1] += v + 0.25 * t[I + 1]
-            for j in (0, 2 * m2 - 1):
+            # the ends: fine cells 0, 1 and 2 m2 - 2, 2 m2 - 1, and 2 m2 when n2 is odd
+            for e in range(5):
+                j = e if e < 2 else 2 * m2 - 4 + e
+                if j >= n2 or (e >= 2 and e < 4 and m2 == 1):
+                    continue
                 I, wI, N, wN = _ptaps(j, m2, 1, per2, glo, ghi)
                 fr[j] += wI * t[I] + wN * t[N]
-            if m2 > 1:
-                for j in (1, 2 * m2 - 2):
-                    I, wI, N, wN = _ptaps(j, m2, 1, per2, glo, ghi)
-                    fr[j] += wI * t[I] + wN * t[N]
 
 
 @njit(inline="always", cache=True)
 def _rtaps(I, nf, act, per, glo, ghi):
-    """Transpose taps of coarse index ``I``: fine indices j0..j3 and weights (0: absent)."""
+    """Transpose taps of coarse index ``I``: fine indices j0..j3 and weights (0: absent).
+    An odd ``nf`` coarsens to ``(nf - 1) / 2`` cells: the last coarse cell also takes
+    the extra fine cell (``j + 2``) with its interpolation weight."""
     if not act:
         return I, 1.0, I, 0.0, I, 0.0, I, 0.0
     j = 2 * I
+    if j + 3 == nf and not per:
+        if j > 0:
+            jm, wm, w0 = j - 1, 0.25, 0.75
+        else:
+            jm, wm, w0 = j, 0.0, 0.75 + 0.25 * glo
+        return jm, wm, j, w0, j + 1, 0.75 + 0.25 * ghi, j + 2, 0.25 + 0.75 * ghi
     if j > 0:
         jm, wm = j - 1, 0.25
         w0 = 0.75

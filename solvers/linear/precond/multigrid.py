@@ -4,8 +4,12 @@ The hierarchy coarsens ``n -> n/2`` along the grid axes whose coupling ``1/h^2``
 least ``SEMI_COARSENING`` (one half) of the strongest, by agglomerating ``2^d`` cells
 (cell-centred coarsening keeps the boundary faces of the fine grid; on square cells
 every axis, on stretched ones the short axes alone until the cells are square), as long
-as those axes have an even number of cells and the level is larger than ``coarse_size``
-cells (:func:`coarsening_plan`).
+as the level is larger than ``coarse_size`` cells (:func:`coarsening_plan`).  An odd
+axis that is not periodic coarsens to ``(n - 1) / 2`` cells: the extra last fine cell is
+interpolated from the last coarse cell and its ghost, and on a Dirichlet side each
+level's ghost sign puts the boundary where the finest grid has it
+(:func:`level_ghost_signs`), so the coarse problems keep the domain and 1025^2 takes
+the iterations of 1024^2.
 Coarse operators are rediscretised (the default): spacing doubles (``c_a -> c_a / 4``),
 boundary conditions are kept, and a coefficient field is restricted by the geometric mean
 of the ``2^d`` children (the effective conductivity of a two-phase checkerboard;
@@ -24,9 +28,9 @@ operator, positive definite: a valid CG preconditioner.  ``smoother="srbgs"`` sw
 red->black->red both before and after (its own adjoint: the cycle stays symmetric).  The
 coarsest level is factorised: dense LU (the pseudo-inverse when it is singular, e.g. pure
 Neumann) up to ``DENSE_COARSEST`` cells, a sparse LU above (SuperLU; a singular operator
-with one cell pinned and the mean removed), so grids of ``m 2^k`` cells with an odd ``m``
-up to ``MAX_COARSEST`` coarsest cells are solved as well (PETSc's PCMG, too, ends in a
-direct coarse solve).
+with one cell pinned and the mean removed), for a coarsest level left large by an odd
+periodic axis (up to ``MAX_COARSEST`` cells) or by ``coarse_size`` (PETSc's PCMG, too,
+ends in a direct coarse solve).
 
 Cost of one V(1,1)-cycle on a 2D grid: four passes over the finest level (two fused
 red-black sweeps, each both colours in one pass; the residual formed inside the
@@ -54,13 +58,15 @@ from ... import workspace
 
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
            "coarsening_plan", "coarsening_refusal", "MAX_COARSEST",
-           "DENSE_COARSEST", "SEMI_COARSENING", "restrict_coefficient"]
+           "DENSE_COARSEST", "SEMI_COARSENING", "restrict_coefficient", "level_ghost_signs"]
 
 
 def restrict_coefficient(k, act, mode="geometric"):
     """Coarse coefficient field: mean of the ``2^d`` children (``act``: coarsened axes)."""
-    n0, n1, n2 = k.shape
     f = [2 if a else 1 for a in act]
+    # an odd coarsened axis: its extra last cell is left out of the means
+    k = k[tuple(slice(0, n - n % 2) if a else slice(None) for n, a in zip(k.shape, act))]
+    n0, n1, n2 = k.shape
     blocks = k.reshape(n0 // f[0], f[0], n1 // f[1], f[1], n2 // f[2], f[2])
     if mode == "arithmetic":
         out = blocks.mean(axis=(1, 3, 5))
@@ -160,10 +166,11 @@ def coarsening_plan(shape, c, coarse_size, per=(0, 0, 0)):
     halved from that level to the next (``c``: the couplings ``1 / h_a^2``, 0 for padded
     axes; ``per``: the periodic axes).  An axis is halved when its coupling is at least
     ``SEMI_COARSENING`` times the strongest (the coupling then falls by 4), while every
-    axis to be halved has an even number of cells, every periodic axis too (a level is
-    smoothed, and an odd periodic axis has no red-black ordering: the cycle would lose
-    its symmetry), and the level has more than ``coarse_size`` cells.  The coarsest
-    level's ``act`` names the axes that would have been halved next.
+    periodic axis has an even number of cells (a level is smoothed, and an odd periodic
+    axis has no red-black ordering: the cycle would lose its symmetry) and the level has
+    more than ``coarse_size`` cells; an odd axis that is not periodic (at least 3 cells)
+    goes to ``(n - 1) / 2``.  The coarsest level's ``act`` names the axes that would have
+    been halved next.
 
     Semi-coarsening: point smoothers damp the oscillations only along strongly coupled
     axes, so those alone are coarsened until the cells are square (Trottenberg et al.,
@@ -176,7 +183,8 @@ def coarsening_plan(shape, c, coarse_size, per=(0, 0, 0)):
         if cc.max() > 0.0:
             act = ((cc != 0.0) & (cc >= SEMI_COARSENING * cc.max())).astype(np.int64)
         plan.append((cur, act))
-        can = (act.any() and all(s % 2 == 0 and s >= 2 for s, a in zip(cur, act) if a)
+        can = (act.any() and all((s >= 2 and s % 2 == 0) or (not p and s >= 3)
+                                 for s, a, p in zip(cur, act, per) if a)
                and all(s % 2 == 0 for s, p, ci in zip(cur, per, cc) if p and ci != 0.0))
         if int(np.prod(cur)) <= coarse_size or not can:
             return plan
@@ -201,26 +209,48 @@ def coarsening_refusal(shape, c, coarse_size, per=(0, 0, 0)):
     pad = 0
     while pad < len(live) - 1 and not live[pad]:
         pad += 1
-    odd = [a - pad for a, n in enumerate(cur) if n % 2 and (act[a] or (per[a] and live[a]))]
+    odd = [a - pad for a, n in enumerate(cur) if n % 2 and per[a] and live[a]]
     return (f"the grid of {shapes[0][pad:]} cells coarsens only to {cur[pad:]} "
             f"({int(np.prod(cur))} cells after {len(shapes) - 1} halvings: an odd number of "
-            f"cells along axis {', '.join(map(str, odd))}), too many for the coarsest "
-            f"level's sparse factorisation (at most {MAX_COARSEST[d]} cells on a {d}-D grid, "
-            f"or coarse_size); use cell counts of the form m 2^k with a smaller m, or "
-            f"js.AMG()")
+            f"cells along periodic axis {', '.join(map(str, odd))}), too many for the "
+            f"coarsest level's sparse factorisation (at most {MAX_COARSEST[d]} cells on a "
+            f"{d}-D grid, or coarse_size); use periodic cell counts of the form m 2^k with "
+            f"a smaller m, or js.AMG()")
+
+
+def level_ghost_signs(sgn, per, n0, m, H):
+    """Ghost signs of a level of ``m`` cells of ``H`` fine cells each (per axis) below a
+    finest level of ``n0`` cells.
+
+    An odd axis coarsens to ``(n - 1) / 2`` cells, so the level ends short of the
+    domain's far end; a Dirichlet side there moves its ghost so that the linear
+    extrapolation from the last cell vanishes at the true boundary: ``d`` beyond the last
+    cell's centre, ``s = 1 - H / d`` (-1 when ``d = H / 2``, the fine grid's case; 0 when
+    ``d = H``: the ghost is the boundary).  Neumann and periodic sides are unchanged."""
+    out = np.array(sgn, dtype=np.float64)
+    for a in range(3):
+        if per[a] or out[a, 1] >= 0.0 or m[a] * H[a] == n0[a]:
+            continue
+        d = n0[a] - (m[a] - 0.5) * H[a]           # last centre to the boundary, d > H / 2
+        out[a, 1] = 1.0 - H[a] / d
+    return out
 
 
 class _Level:
     __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act", "serial", "A", "wdinv",
-                 "faces")
+                 "faces", "sgn")
 
 
-def prolongation_matrix(shape_coarse, act, per, sgn):
+def prolongation_matrix(shape_coarse, act, per, sgn, shape_fine=None):
     """``P`` of :func:`~jitsolve.kernels.cpu.multigrid.prolong_add` as a CSR matrix
-    (fine cells by coarse cells, C order): the Kronecker product of its one-axis taps."""
+    (fine cells by coarse cells, C order): the Kronecker product of its one-axis taps
+    (``shape_fine``: by default twice the coarse cells along the coarsened axes)."""
+    if shape_fine is None:
+        shape_fine = [2 * m if a else m for m, a in zip(shape_coarse, act)]
     P = None
     for a in range(3):
-        I, wI, N, wN = K.interpolation_taps(int(shape_coarse[a]), int(act[a]), int(per[a]),
+        I, wI, N, wN = K.interpolation_taps(int(shape_coarse[a]), int(shape_fine[a]),
+                                            int(act[a]), int(per[a]),
                                             float(sgn[a, 0]), float(sgn[a, 1]))
         nf = I.size
         rows = np.concatenate([np.arange(nf), np.arange(nf)])
@@ -292,14 +322,18 @@ class GeometricMultigrid:
         refusal = coarsening_refusal(shape, c, coarse_size, self.per)
         if refusal is not None:
             raise ValueError(refusal)
+        top_shape = shape
+        H = np.ones(3, dtype=np.int64)      # a level's spacing, in finest cells
         for i, (shape, act) in enumerate(coarsening_plan(shape, c, coarse_size, self.per)):
             if i > 0:
                 up = self.levels[-1].act
+                H = H << up
                 c = np.where(up == 1, c / 4.0, c)
                 if k is not None and not self.galerkin:
                     k = restrict_coefficient(k, up, coarse_kappa)
             lev = _Level()
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
+            lev.sgn = level_ghost_signs(self.sgn, self.per, top_shape, shape, H)
             lev.cs = c * self.scale
             lev.u, lev.f = (self._vector(shape) for _ in range(2))
             lev.r = None            # the residual array, taken when a level first needs it
@@ -310,7 +344,7 @@ class GeometricMultigrid:
             top = self.levels[0]
             A = assemble(top.shape, top.c, self.per, self.sgn, self.scale, top.kappa)
             for up, lev in zip(self.levels, self.levels[1:]):
-                P = prolongation_matrix(lev.shape, up.act, self.per, self.sgn)
+                P = prolongation_matrix(lev.shape, up.act, self.per, lev.sgn, up.shape)
                 w = 1.0 / (1 << int(up.act.sum()))   # R = P^T / 2^d (restrict_fw)
                 A = (P.T @ A @ P).tocsr() * w
                 A.sum_duplicates()
@@ -320,7 +354,7 @@ class GeometricMultigrid:
                 if lev.kappa is not None and lev.A is None:
                     n = int(np.prod(lev.shape))
                     lev.faces = (np.empty((3, n + lev.shape[2])), np.empty(n))
-                    K.diffusion_faces(lev.kappa, lev.c, self.per, self.sgn, *lev.faces)
+                    K.diffusion_faces(lev.kappa, lev.c, self.per, lev.sgn, *lev.faces)
         if smoother == "jacobi":
             d = int(self.live.sum())
             om = 2.0 * d / (2.0 * d + 1.0) if omega is None else float(omega)
@@ -329,7 +363,7 @@ class GeometricMultigrid:
             self.omega = om
             for lev in self.levels[:-1]:
                 d = (lev.A.diagonal().reshape(lev.shape) if lev.A is not None else
-                     assemble_diagonal(lev.shape, lev.c, self.per, self.sgn, self.scale,
+                     assemble_diagonal(lev.shape, lev.c, self.per, lev.sgn, self.scale,
                                        lev.kappa))
                 lev.wdinv = om / d
         self._factor_coarsest()
@@ -344,7 +378,7 @@ class GeometricMultigrid:
         solution, ``A^+ b``, as the pseudo-inverse does."""
         last = self.levels[-1]
         A = last.A if last.A is not None else assemble(last.shape, last.c, self.per,
-                                                       self.sgn, self.scale, last.kappa)
+                                                       last.sgn, self.scale, last.kappa)
         self.coarse_n = n = A.shape[0]
         live = self.live == 1
         self._singular = not np.any((self.sgn[live] < 0) & (self.per[live, None] == 0))
@@ -386,7 +420,7 @@ class GeometricMultigrid:
             K.csr_gauss_seidel(lev.A.indptr, lev.A.indices, lev.A.data, lev.u.reshape(-1),
                                lev.f.reshape(-1), order[0] == 0)
             return
-        per, sgn, s = self.per, self.sgn, self.scale
+        per, sgn, s = self.per, lev.sgn, self.scale
         if self.smoother == "srbgs":
             order = (0, 1, 0)       # red, black, red: its own adjoint, before and after
         # every colour in one pass (row-wise lag; exactly the half-sweeps); for D(kappa)
@@ -408,10 +442,10 @@ class GeometricMultigrid:
             return
         if lev.kappa is None:
             res = K.residual_laplacian_serial if lev.serial else K.residual_laplacian_fast
-            res(lev.u, lev.f, lev.r, lev.c, self.per, self.sgn, self.scale)
+            res(lev.u, lev.f, lev.r, lev.c, self.per, lev.sgn, self.scale)
             return
         else:
-            S.diffusion_apply(lev.u, lev.kappa, lev.r, lev.cs, self.per, self.sgn)
+            S.diffusion_apply(lev.u, lev.kappa, lev.r, lev.cs, self.per, lev.sgn)
         K.rsub(lev.f.reshape(-1), lev.r.reshape(-1))
 
     def _restrict_residual(self, lev, nxt):
@@ -423,7 +457,7 @@ class GeometricMultigrid:
         1-D grid, one row, it shares nothing and its row buffers cost: 6-11 ms against
         1.7 ms for the two passes at 2^20 cells.)"""
         if (lev.kappa is None and lev.A is None and lev.shape[0] == 1 and lev.shape[1] > 1
-                and FUSED_RESTRICTION):
+                and FUSED_RESTRICTION and np.array_equal(lev.sgn, nxt.sgn)):
             if lev.serial:
                 fn, nch = K.restrict_residual_laplacian_serial, 1
             else:
@@ -432,7 +466,7 @@ class GeometricMultigrid:
             return
         self._residual(lev)
         (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per,
-                                                                 self.sgn)
+                                                                 nxt.sgn)
 
     def _coarse(self, f):
         """``A_coarse^{-1} f`` (or ``A^+ f``) for a float64 vector ``f``, in place."""
@@ -492,7 +526,7 @@ class GeometricMultigrid:
             self._restrict_residual(lev, nxt)
             self._cycle(l + 1, True)
             (K.prolong_add_serial if nxt.serial and lev.serial else K.prolong_add)(
-                nxt.u, lev.u, lev.act, self.per, self.sgn)
+                nxt.u, lev.u, lev.act, self.per, nxt.sgn)
             if g + 1 < self.gamma:   # W-cycle: smooth between the two coarse visits
                 for _ in range(self.post):
                     self._smooth(lev, False, (1, 0))
