@@ -345,12 +345,14 @@ class Multigrid(_CachedPreconditioner):
     """Geometric multigrid for grid operators: one V- (or W-) cycle per application.
 
     For ``c * js.Laplacian(g)`` and ``c * js.Diffusion(g, kappa)`` (any nonzero scale,
-    e.g. ``-L`` for Poisson) on grids of ``m 2^k`` cells per axis: the hierarchy
-    halves the grid while the axes it halves are even, and the coarsest level is
-    factorised, densely up to 256 cells and by a sparse LU above (1000^2 halves to
-    125^2, 100^3 to 25^3: a 0.03 s and a 0.3 s factorisation).  A grid whose coarsest
-    level would keep more than 2^18 cells in 2-D (2^15 in 3-D, 2^22 in 1-D) and
-    ``coarse_size`` is refused, the odd axis named (``js.AMG()`` takes any grid).  Cells
+    e.g. ``-L`` for Poisson) on grids of any size: the hierarchy halves the grid down to
+    ``coarse_size`` cells, an odd axis to ``(n - 1) / 2`` (the extra cell interpolated
+    from its ghost; a Dirichlet far side keeps its place on every level through the
+    ghost sign, so 1025^2 takes the 9 iterations of 1024^2; a Neumann far side 10-12).
+    An odd periodic axis has no red-black ordering: the level there is the coarsest,
+    factorised, densely up to 256 cells and by a sparse LU above; a coarsest level of
+    more than 2^18 cells in 2-D (2^15 in 3-D, 2^22 in 1-D) and ``coarse_size`` is
+    refused, the periodic axis named (``js.AMG()`` takes any grid).  Cells
     are agglomerated ``2^d -> 1`` per level along the axes whose coupling ``1/h^2`` is at
     least half the strongest (semi-coarsening: on stretched cells the short axes are
     halved alone until the cells are square, which keeps 16 : 1 cells at 9 CG

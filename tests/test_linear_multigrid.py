@@ -319,13 +319,18 @@ def test_fused_laplacian_kernels_match_unfused(shape, bcs):
         if not halved.any():
             continue
         cshape = tuple(n // 2 if a else n for n, a in zip(shape, halved))
-        ref = np.empty(cshape)
-        K.restrict_fw(r, ref, halved, per, sgn)
-        for fn in (K.restrict_residual_laplacian, K.restrict_residual_laplacian_serial):
-            for nch in (1, 3, 64):
-                out = np.full(cshape, np.nan)
-                fn(u0, f, out, c, per, sgn, s, halved, nch)
-                np.testing.assert_array_equal(out, ref)
+        # the coarse level's ghost signs: the fine ones, or a far Dirichlet ghost moved
+        # (below an odd axis, level_ghost_signs)
+        moved = sgn.copy()
+        moved[:, 1] = np.where(sgn[:, 1] < 0, [0.0, -1.0 / 3.0, 0.2], sgn[:, 1])
+        for csgn in (sgn, moved):
+            ref = np.empty(cshape)
+            K.restrict_fw(r, ref, halved, per, csgn)
+            for fn in (K.restrict_residual_laplacian, K.restrict_residual_laplacian_serial):
+                for nch in (1, 3, 64):
+                    out = np.full(cshape, np.nan)
+                    fn(u0, f, out, c, per, sgn, csgn, s, halved, nch)
+                    np.testing.assert_array_equal(out, ref)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64])
@@ -419,8 +424,11 @@ def test_fused_multigrid_kernels_property(dims, kinds, nh, color, first, odd, se
     r = np.empty(shape)
     K.residual_laplacian_fast(u0, f, r, c, per, sgn, s)
     cshape = tuple(m // 2 if a else m for m, a in zip(shape, act))
+    csgn = sgn.copy()
+    csgn[:, 1] = np.where(sgn[:, 1] < 0, rng.choice([-1.0, 0.0, 0.2], 3), sgn[:, 1])
     ref = np.empty(cshape)
-    K.restrict_fw(r, ref, act, per, sgn)
+    K.restrict_fw(r, ref, act, per, csgn)
     out = np.full(cshape, np.nan)
-    K.restrict_residual_laplacian(u0, f, out, c, per, sgn, s, act, int(rng.integers(1, 9)))
+    K.restrict_residual_laplacian(u0, f, out, c, per, sgn, csgn, s, act,
+                                  int(rng.integers(1, 9)))
     np.testing.assert_array_equal(out, ref)

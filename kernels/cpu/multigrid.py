@@ -878,14 +878,15 @@ def _residual_lap_py(u, f, r, c, per, sgn, scale):
         _res_lap_row(uf, ff, rf, row[0], row, n2, c2, per2, slo, shi, scale)
 
 
-def _restrict_residual_py(u, f, coarse, c, per, sgn, scale, act, nch):
+def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
     """``coarse = P^T (f - scale * L u) / 2^d`` without the fine residual array: the
     residual rows under each coarse row are formed in a ring of row buffers (a fine row
     shared by consecutive coarse rows of a chunk is formed once; in 3-D the rows under
     two coarse planes are formed for each), then restricted as :func:`restrict_fw`
-    does, the same sums in the same order.  ``nch``: the number of chunks of coarse
-    rows (any number gives the same result; a chunk forms the rows under its first
-    coarse row afresh, so a few per thread)."""
+    does, the same sums in the same order.  ``sgn``: the fine level's ghost signs (the
+    residual), ``csgn``: the coarse level's (the restriction's boundary taps).  ``nch``:
+    the number of chunks of coarse rows (any number gives the same result; a chunk forms
+    the rows under its first coarse row afresh, so a few per thread)."""
     m0, m1, m2 = coarse.shape
     n0, n1, n2 = u.shape
     cf = coarse.reshape(coarse.size)
@@ -897,8 +898,10 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, scale, act, nch):
     d = act[0] + act[1] + act[2]
     sc = 1.0 / (1 << d)
     per2 = per[2]
-    glo = sgn[2, 0]
-    ghi = sgn[2, 1]
+    glo = csgn[2, 0]
+    ghi = csgn[2, 1]
+    slo = sgn[2, 0]
+    shi = sgn[2, 1]
     nch = min(m0 * m1, nch)
     for ch in prange(nch):
         lo, hi = _chunk(np.int64(ch), nch, m0 * m1)
@@ -908,8 +911,8 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, scale, act, nch):
         for q in range(lo, hi):
             I0 = q // m1
             I1 = q - I0 * m1
-            t0 = _rtaps(I0, n0, act[0], per[0], sgn[0, 0], sgn[0, 1])
-            t1 = _rtaps(I1, n1, act[1], per[1], sgn[1, 0], sgn[1, 1])
+            t0 = _rtaps(I0, n0, act[0], per[0], csgn[0, 0], csgn[0, 1])
+            t1 = _rtaps(I1, n1, act[1], per[1], csgn[1, 0], csgn[1, 1])
             first = True
             for a in range(4):
                 ja, wa = _tap(t0, a)
@@ -923,7 +926,7 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, scale, act, nch):
                     slot = 4 * a + (2 * I1 + 3 + b) % 4
                     if tag[slot] != fine:
                         row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn)
-                        _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per2, glo, ghi, scale)
+                        _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per2, slo, shi, scale)
                         tag[slot] = fine
                     _add_row(t, sc * wa * wb, ring[slot * n2:(slot + 1) * n2], first, n2)
                     first = False

@@ -35,8 +35,8 @@ class Grid:
 
     Notes
     -----
-    Cell-centred finite volumes: every boundary condition uses the same cells, and
-    grids of ``2^k`` cells coarsen by two.
+    Cell-centred finite volumes: every boundary condition uses the same cells; grids
+    of ``2^k`` cells coarsen by two, others too (:class:`~jitsolve.Multigrid`).
 
     References
     ----------

@@ -457,12 +457,12 @@ class GeometricMultigrid:
         1-D grid, one row, it shares nothing and its row buffers cost: 6-11 ms against
         1.7 ms for the two passes at 2^20 cells.)"""
         if (lev.kappa is None and lev.A is None and lev.shape[0] == 1 and lev.shape[1] > 1
-                and FUSED_RESTRICTION and np.array_equal(lev.sgn, nxt.sgn)):
+                and FUSED_RESTRICTION):
             if lev.serial:
                 fn, nch = K.restrict_residual_laplacian_serial, 1
             else:
                 fn, nch = K.restrict_residual_laplacian, 2 * numba.get_num_threads()
-            fn(lev.u, lev.f, nxt.f, lev.c, self.per, self.sgn, self.scale, lev.act, nch)
+            fn(lev.u, lev.f, nxt.f, lev.c, self.per, lev.sgn, nxt.sgn, self.scale, lev.act, nch)
             return
         self._residual(lev)
         (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per,
