@@ -11,7 +11,7 @@ import scipy.sparse.linalg as spla
 
 import jitsolve as js
 from jitsolve.kernels.cpu import multigrid as K
-from jitsolve.solvers.linear.precond.multigrid import GeometricMultigrid, assemble
+from jitsolve.solvers.linear.precond.multigrid import assemble
 
 
 def _bc_arrays(bcs):

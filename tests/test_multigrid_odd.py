@@ -142,3 +142,18 @@ def test_coefficient_restriction_leaves_the_extra_cell_out():
                                                             act, mode), rtol=0)
     kc = restrict_coefficient(k, act, "arithmetic")
     assert kc[0, 2, 1] == pytest.approx(k[0, 4:6, 2:4].mean())
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.complex128, 1e-8)])
+def test_odd_grids_in_other_precisions(dtype, rtol):
+    g = js.Grid((65, 63))
+    A = -js.Laplacian(g)
+    rng = np.random.default_rng(4)
+    b = rng.standard_normal(g.shape)
+    if dtype == np.complex128:
+        b = b + 1j * rng.standard_normal(g.shape)
+    b = b.astype(dtype)
+    sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid()), rtol=rtol)
+    assert sol.retcode == js.ReturnCode.Success and sol.u.dtype == dtype
+    assert sol.iters <= (6 if dtype == np.float32 else 10), sol.iters
+    assert np.linalg.norm(b - A.apply(sol.u)) <= 1.5 * rtol * np.linalg.norm(b)
