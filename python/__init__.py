@@ -15,7 +15,7 @@ from .algorithms import (AbstractAlgorithm, LinearAlgorithm, ODEAlgorithm, Preco
                          SDEAlgorithm, SensitivityAlgorithm)
 from .functions import ODEFunction
 from .grid import (Advection, BoundaryCondition, Diffusion, Dirichlet, Grid, GridOperator,
-                   Laplacian, Neumann, Periodic)
+                   Identity, Laplacian, Neumann, Periodic)
 from . import grid
 from .io import load
 from .problems import (EnsembleProblem, LinearProblem, ODEProblem, SDEProblem, SplitODEProblem,
@@ -50,7 +50,7 @@ __all__ = [
     "ReturnCode", "SolverStats", "ODESolution", "SDESolution", "LinearSolution",
     "EnsembleSolution", "EnsembleSummary", "load",
     "Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
-    "Laplacian", "Diffusion", "Advection",
+    "Laplacian", "Diffusion", "Advection", "Identity",
     "Loss", "L2Loss", "EnsembleLoss", "MomentLoss", "gradient",
     "Euler", "RK4", "Tsit5", "DP5", "Vern7", "ExplicitRK", "ContinuousCallback",
     "DiscreteCallback", "DiscreteAdjoint", "FiniteDifference", "InterpolatingAdjoint",

@@ -39,7 +39,7 @@ import numpy as np
 
 from .algorithms import LinearAlgorithm, Preconditioner
 from .errors import InvalidProblemError, JitsolveError, UserFunctionError
-from .grid.operators import GridOperator, ScaledOperator
+from .grid.operators import GridOperator, ScaledOperator, shifted_parts
 from .grid.stencils import Diffusion, Laplacian
 from .problems import LinearProblem
 from .retcodes import ReturnCode
@@ -482,20 +482,28 @@ class Multigrid(_CachedPreconditioner):
             raise InvalidProblemError(
                 f"precond: Multigrid() is geometric and needs a grid operator (js.Laplacian or "
                 f"js.Diffusion, optionally scaled); got {type(A).__name__} (use js.AMG() for matrices)")
-        s, leaf = _unwrap_scaled(A)
+        terms = shifted_parts(A)
+        shift, s, leaf = terms if terms is not None else (0.0, 1.0, None)
         if type(leaf) not in (Laplacian, Diffusion):
             raise InvalidProblemError(
-                f"precond: Multigrid() supports c * Laplacian and c * Diffusion operators, got {A!r} "
-                f"(for a sum such as advection-diffusion, precondition with the multigrid of its "
-                f"diffusion part: precond=js.Multigrid().setup(D))")
+                f"precond: Multigrid() supports c * Laplacian and c * Diffusion operators, and "
+                f"their shifts sigma * js.Identity(g) + c * L; got {A!r} (for a sum such as "
+                f"advection-diffusion, precondition with the multigrid of its diffusion part: "
+                f"precond=js.Multigrid().setup(D))")
         if s == 0.0:
             raise InvalidProblemError("precond: Multigrid() needs a nonzero operator scale")
+        if shift * s > 0.0:
+            raise InvalidProblemError(
+                f"precond: Multigrid(): the shift {shift:g} * I and the part {s:g} * "
+                f"{type(leaf).__name__} have opposite definiteness (an indefinite, Helmholtz-like "
+                f"operator, which smoothing does not converge on); Multigrid() takes "
+                f"sigma * I + c * L with sigma * c <= 0, e.g. I - dt * L")
         shape3 = (1,) * (3 - leaf.grid.ndim) + leaf.grid.shape
         refusal = coarsening_refusal(shape3, leaf._c, self.coarse_size, leaf._per)
         if refusal is not None:     # checked before any level is allocated
             raise InvalidProblemError(f"precond: Multigrid(): {refusal}")
         kappa = leaf._k3 if type(leaf) is Diffusion else None
-        return GeometricMultigrid(shape3, leaf._c, leaf._per, leaf._sgn, s, kappa,
+        return GeometricMultigrid(shape3, leaf._c, leaf._per, leaf._sgn, s, kappa, shift=shift,
                                   cycle=self.cycle, presmooth=self.presmooth,
                                   postsmooth=self.postsmooth, coarse_size=self.coarse_size,
                                   coarse_kappa=self.coarse_kappa, coarse=self.coarse,

@@ -44,7 +44,7 @@ COST = {
     "Jacobi": "per application", "Chebyshev": "per application",
     "Multigrid": "per application", "AMG": "per application",
     "GridOperator": "per apply", "Laplacian": "per apply", "Diffusion": "per apply",
-    "Advection": "per apply",
+    "Advection": "per apply", "Identity": "per apply",
     "DiscreteAdjoint": "per step", "InterpolatingAdjoint": "per step",
     "BacksolveAdjoint": "per step", "QuadratureAdjoint": "per step",
     "ForwardSensitivity": "per step", "FiniteDifference": "per entry",

@@ -9,6 +9,9 @@ a non-periodic side (Dirichlet -1, Neumann +1).  The operator on a level is
 
 Kernels
 -------
+A Laplacian level's ``c`` may carry a fourth entry, a shift of the diagonal
+(``sigma / scale`` for the operator ``sigma I + scale L``).
+
 ``rbgs_laplacian`` / ``rbgs_diffusion``
     one colour of a red-black Gauss-Seidel sweep (red: ``(i0 + i1 + i2)`` even).  With
     ``first=True`` the sweep assumes a zero initial guess and writes every cell (the
@@ -88,14 +91,15 @@ def rsub(f, r):
 
 # ------------------------------------------------------------------ Laplacian level
 @njit(inline="always", cache=True)
-def _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn):
+def _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn, dsh):
     """Flat offsets and weights of the four neighbouring rows of row ``q`` and the row's
-    diagonal (interior of the contiguous axis).  A boundary ghost row gets weight 0 and
+    diagonal (interior of the contiguous axis; ``dsh``: a shift of the diagonal, the
+    ``sigma / scale`` of ``sigma I + scale L``).  A boundary ghost row gets weight 0 and
     adds ``c * s`` to the diagonal, so the interior loop has no branches."""
     i0 = q // n1
     i1 = q - i0 * n1
     base = q * n2
-    dg = -2.0 * (c0 + c1 + c2)
+    dg = -2.0 * (c0 + c1 + c2) + dsh
     a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
     b0, t0, h0 = _hi(i0, n0, per[0], sgn[0, 1])
     a1, s1, g1 = _lo(i1, n1, per[1], sgn[1, 0])
@@ -154,13 +158,14 @@ def rbgs_laplacian(u, f, c, per, sgn, scale, color, first):
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
+    dsh = c[3] if c.shape[0] > 3 else 0.0
     inv = 1.0 / scale
     per2 = per[2]
     slo = sgn[2, 0]
     shi = sgn[2, 1]
     for qq in prange(n0 * n1):
         q = np.int64(qq)
-        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn)
+        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn, dsh)
         base = row[0]
         idg = 1.0 / row[9]
         i0 = q // n1
@@ -214,12 +219,13 @@ def residual_laplacian(u, f, r, c, per, sgn, scale):
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
+    dsh = c[3] if c.shape[0] > 3 else 0.0
     per2 = per[2]
     slo = sgn[2, 0]
     shi = sgn[2, 1]
     for qq in prange(n0 * n1):
         q = np.int64(qq)
-        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn)
+        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn, dsh)
         base = row[0]
         dg = row[9]
         for j in range(1, n2 - 1):
@@ -706,6 +712,7 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh):
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
+    dsh = c[3] if c.shape[0] > 3 else 0.0
     inv = 1.0 / scale
     per2 = per[2]
     slo = sgn[2, 0]
@@ -722,7 +729,7 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh):
             for k in range(nh):
                 p = q - k * L
                 if k == 0 or (p >= lo + k * L and p < hi - k * L):
-                    row = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
+                    row = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn, dsh)
                     p0 = p // n1
                     p1 = p - p0 * n1
                     _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv,
@@ -734,7 +741,7 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh):
             hi = (ch + 1) * nrows // nch
             for p in range(lo, hi):
                 if p < lo + k * L or p >= hi - k * L:
-                    rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn)
+                    rowp = _lap_row(np.int64(p), n0, n1, n2, c0, c1, c2, per, sgn, dsh)
                     p0 = p // n1
                     p1 = p - p0 * n1
                     _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv,
@@ -869,12 +876,13 @@ def _residual_lap_py(u, f, r, c, per, sgn, scale):
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
+    dsh = c[3] if c.shape[0] > 3 else 0.0
     per2 = per[2]
     slo = sgn[2, 0]
     shi = sgn[2, 1]
     for qq in prange(n0 * n1):
         q = np.int64(qq)
-        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn)
+        row = _lap_row(q, n0, n1, n2, c0, c1, c2, per, sgn, dsh)
         _res_lap_row(uf, ff, rf, row[0], row, n2, c2, per2, slo, shi, scale)
 
 
@@ -895,6 +903,7 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
+    dsh = c[3] if c.shape[0] > 3 else 0.0
     d = act[0] + act[1] + act[2]
     sc = 1.0 / (1 << d)
     per2 = per[2]
@@ -925,7 +934,7 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
                     fine = ja * n1 + jb
                     slot = 4 * a + (2 * I1 + 3 + b) % 4
                     if tag[slot] != fine:
-                        row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn)
+                        row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn, dsh)
                         _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per2, slo, shi, scale)
                         tag[slot] = fine
                     _add_row(t, sc * wa * wb, ring[slot * n2:(slot + 1) * n2], first, n2)

@@ -7,8 +7,8 @@
 from .boundary import BoundaryCondition, Dirichlet, Neumann, Periodic
 from .mesh import Grid
 from .operators import GridOperator, ScaledOperator, SumOperator, TransposedOperator
-from .stencils import Advection, Diffusion, Laplacian
+from .stencils import Advection, Diffusion, Identity, Laplacian
 
 __all__ = ["Grid", "BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "GridOperator",
            "ScaledOperator", "SumOperator", "TransposedOperator", "Laplacian", "Diffusion",
-           "Advection"]
+           "Advection", "Identity"]

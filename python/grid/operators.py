@@ -19,7 +19,8 @@ from ..validate import as_state_array
 from .boundary import Dirichlet, Neumann, Periodic
 from .mesh import Grid
 
-__all__ = ["GridOperator", "ScaledOperator", "SumOperator", "TransposedOperator"]
+__all__ = ["GridOperator", "ScaledOperator", "SumOperator", "TransposedOperator",
+           "shifted_parts"]
 
 _APPLY_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
@@ -27,6 +28,28 @@ _APPLY_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 def kernel_module(backend="cpu", name="stencil"):
     """The kernel module ``jitsolve.kernels.<backend>.<name>`` (imported on first use)."""
     return importlib.import_module(f"jitsolve.kernels.{backend}.{name}")
+
+
+def shifted_parts(op):
+    """``(shift, scale, leaf)`` with ``op == shift * I + scale * leaf``, for ``op`` a sum of
+    scaled identities (:class:`~jitsolve.Identity`) and one other scaled leaf operator;
+    None for any other operator."""
+    terms = []
+
+    def walk(o, c):
+        if isinstance(o, ScaledOperator):
+            walk(o.op, c * o.c)
+        elif isinstance(o, SumOperator):
+            walk(o.a, c)
+            walk(o.b, c)
+        else:
+            terms.append((c, o))
+
+    walk(op, 1.0)
+    rest = [(c, o) for c, o in terms if not o.is_identity]
+    if len(rest) != 1:
+        return None
+    return sum(c for c, o in terms if o.is_identity), rest[0][0], rest[0][1]
 
 
 class GridOperator:
@@ -68,6 +91,8 @@ class GridOperator:
 
     #: name of the coefficient field differentiated by ``param_vjp`` (None: no field)
     param_name = None
+    #: True for :class:`~jitsolve.Identity` (the shift of ``sigma * I + c * A``)
+    is_identity = False
     #: True when the matrix is symmetric, so ``A.T is A``
     symmetric = False
     backend = "cpu"
@@ -347,9 +372,20 @@ class SumOperator(GridOperator):
         self.symmetric = a.symmetric and b.symmetric
         names = {n for n in (a.param_name, b.param_name) if n is not None}
         self.param_name = names.pop() if len(names) == 1 else (None if not names else "mixed")
+        self._shifted = shifted_parts(self)
 
     def apply(self, u, out=None):
         u = self._check_in(u)
+        sh = self._shifted
+        if sh is not None and sh[0] != 0.0:
+            # shift * u + scale * (leaf u): the leaf's pass, then one fused pass
+            shift, scale, leaf = sh
+            out = leaf.apply(u, out)
+            blas = kernel_module(self.backend, "blas")
+            blas.xpay(u.reshape(-1), scale / shift, out.reshape(-1))
+            if shift != 1.0:
+                out *= shift
+            return out
         out = self.a.apply(u, out)
         out += self.b.apply(u)
         return out

@@ -52,6 +52,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from ....kernels.cpu import blas as B
 from ....kernels.cpu import multigrid as K
 from ....kernels.cpu import stencil as S
 from ... import workspace
@@ -237,8 +238,8 @@ def level_ghost_signs(sgn, per, n0, m, H):
 
 
 class _Level:
-    __slots__ = ("shape", "c", "cs", "kappa", "u", "f", "r", "act", "serial", "A", "wdinv",
-                 "faces", "sgn")
+    __slots__ = ("shape", "c", "cs", "ck", "kappa", "u", "f", "r", "act", "serial", "A",
+                 "wdinv", "faces", "sgn")
 
 
 def prolongation_matrix(shape_coarse, act, per, sgn, shape_fine=None):
@@ -292,11 +293,16 @@ class GeometricMultigrid:
     omega : float, optional
         Jacobi damping; ``2d / (2d + 1)`` for ``d`` coarsened axes by default.
     dtype : working dtype of the vectors.
+    shift : float
+        ``sigma`` of the operator ``sigma * I + scale * A`` on every level (implicit time
+        steps, ``I - dt L``): kept unscaled on the coarse levels (a mass term in the
+        finite-difference scaling), added to the smoother's diagonal and to the
+        residual.
     """
 
     def __init__(self, shape, c, per, sgn, scale, kappa=None, *, cycle="V", presmooth=1,
                  postsmooth=1, coarse_size=64, coarse_kappa="geometric", coarse="rediscretised",
-                 smoother="rbgs", omega=None, dtype=np.float64):
+                 smoother="rbgs", omega=None, dtype=np.float64, shift=0.0):
         if cycle not in ("V", "W"):
             raise ValueError(f"cycle: expected 'V' or 'W', got {cycle!r}")
         if coarse not in ("rediscretised", "galerkin"):
@@ -309,6 +315,7 @@ class GeometricMultigrid:
         self.gamma = 1 if cycle == "V" else 2
         self.pre, self.post = int(presmooth), int(postsmooth)
         self.scale = float(scale)
+        self.shift = float(shift)
         self.dtype = np.dtype(dtype)
         self.per = np.ascontiguousarray(per, dtype=np.int64)
         self.sgn = np.ascontiguousarray(sgn, dtype=np.float64)
@@ -335,6 +342,8 @@ class GeometricMultigrid:
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
             lev.sgn = level_ghost_signs(self.sgn, self.per, top_shape, shape, H)
             lev.cs = c * self.scale
+            # the Laplacian kernels' scales, with the shift of the diagonal as a fourth entry
+            lev.ck = c if self.shift == 0.0 else np.append(c, self.shift / self.scale)
             lev.u, lev.f = (self._vector(shape) for _ in range(2))
             lev.r = None            # the residual array, taken when a level first needs it
             lev.serial = int(np.prod(shape)) <= _SERIAL_CELLS
@@ -342,7 +351,7 @@ class GeometricMultigrid:
             self.levels.append(lev)
         if self.galerkin and len(self.levels) > 1:
             top = self.levels[0]
-            A = assemble(top.shape, top.c, self.per, self.sgn, self.scale, top.kappa)
+            A = self._assemble(top)
             for up, lev in zip(self.levels, self.levels[1:]):
                 P = prolongation_matrix(lev.shape, up.act, self.per, lev.sgn, up.shape)
                 w = 1.0 / (1 << int(up.act.sum()))   # R = P^T / 2^d (restrict_fw)
@@ -355,6 +364,7 @@ class GeometricMultigrid:
                     n = int(np.prod(lev.shape))
                     lev.faces = (np.empty((3, n + lev.shape[2])), np.empty(n))
                     K.diffusion_faces(lev.kappa, lev.c, self.per, lev.sgn, *lev.faces)
+                    lev.faces[1][:] += self.shift / self.scale     # the shift's diagonal
         if smoother == "jacobi":
             d = int(self.live.sum())
             om = 2.0 * d / (2.0 * d + 1.0) if omega is None else float(omega)
@@ -364,7 +374,7 @@ class GeometricMultigrid:
             for lev in self.levels[:-1]:
                 d = (lev.A.diagonal().reshape(lev.shape) if lev.A is not None else
                      assemble_diagonal(lev.shape, lev.c, self.per, lev.sgn, self.scale,
-                                       lev.kappa))
+                                       lev.kappa) + self.shift)
                 lev.wdinv = om / d
         self._factor_coarsest()
 
@@ -377,11 +387,11 @@ class GeometricMultigrid:
         cell pinned in the sparse factor; :meth:`_coarse` then returns the minimum-norm
         solution, ``A^+ b``, as the pseudo-inverse does."""
         last = self.levels[-1]
-        A = last.A if last.A is not None else assemble(last.shape, last.c, self.per,
-                                                       last.sgn, self.scale, last.kappa)
+        A = last.A if last.A is not None else self._assemble(last)
         self.coarse_n = n = A.shape[0]
         live = self.live == 1
-        self._singular = not np.any((self.sgn[live] < 0) & (self.per[live, None] == 0))
+        self._singular = (self.shift == 0.0
+                          and not np.any((self.sgn[live] < 0) & (self.per[live, None] == 0)))
         none = np.empty((0, 0))
         self._lu, self._piv, self._pinv, self._splu = none, np.empty(0, np.int32), none, None
         if n > DENSE_COARSEST:
@@ -393,6 +403,13 @@ class GeometricMultigrid:
         else:
             lu, piv = sla.lu_factor(A.toarray())
             self._lu, self._piv = np.ascontiguousarray(lu), np.ascontiguousarray(piv, np.int32)
+
+    def _assemble(self, lev):
+        """The CSR matrix of a level's operator, ``shift * I + scale * A_l``."""
+        A = assemble(lev.shape, lev.c, self.per, lev.sgn, self.scale, lev.kappa)
+        if self.shift != 0.0:
+            A = (A + self.shift * sp.identity(A.shape[0], format="csr")).tocsr()
+        return A
 
     @property
     def nlevels(self):
@@ -427,7 +444,7 @@ class GeometricMultigrid:
         # from the level's face weights
         if lev.kappa is None:
             sweep = K.gs_sweep_laplacian_serial if lev.serial else K.gs_sweep_laplacian
-            sweep(lev.u, lev.f, lev.c, per, sgn, s, order[0], first, len(order))
+            sweep(lev.u, lev.f, lev.ck, per, sgn, s, order[0], first, len(order))
         else:
             sweep = K.gs_sweep_diffusion_serial if lev.serial else K.gs_sweep_diffusion
             sweep(lev.u, lev.f, *lev.faces, lev.c, per, sgn, s, order[0], first, len(order))
@@ -440,13 +457,14 @@ class GeometricMultigrid:
         if lev.A is not None:
             np.subtract(lev.f.reshape(-1), lev.A @ lev.u.reshape(-1), out=lev.r.reshape(-1))
             return
-        if lev.kappa is None:
+        if lev.kappa is None:       # (the shift in the kernel's scales)
             res = K.residual_laplacian_serial if lev.serial else K.residual_laplacian_fast
-            res(lev.u, lev.f, lev.r, lev.c, self.per, lev.sgn, self.scale)
+            res(lev.u, lev.f, lev.r, lev.ck, self.per, lev.sgn, self.scale)
             return
-        else:
-            S.diffusion_apply(lev.u, lev.kappa, lev.r, lev.cs, self.per, lev.sgn)
+        S.diffusion_apply(lev.u, lev.kappa, lev.r, lev.cs, self.per, lev.sgn)
         K.rsub(lev.f.reshape(-1), lev.r.reshape(-1))
+        if self.shift != 0.0:       # the mass term: r -= shift * u
+            B.axpy(-self.shift, lev.u.reshape(-1), lev.r.reshape(-1))
 
     def _restrict_residual(self, lev, nxt):
         """``nxt.f = R (lev.f - A lev.u)``: on a rediscretised 2-D (or 1-D) Laplacian level
@@ -462,7 +480,7 @@ class GeometricMultigrid:
                 fn, nch = K.restrict_residual_laplacian_serial, 1
             else:
                 fn, nch = K.restrict_residual_laplacian, 2 * numba.get_num_threads()
-            fn(lev.u, lev.f, nxt.f, lev.c, self.per, lev.sgn, nxt.sgn, self.scale, lev.act, nch)
+            fn(lev.u, lev.f, nxt.f, lev.ck, self.per, lev.sgn, nxt.sgn, self.scale, lev.act, nch)
             return
         self._residual(lev)
         (K.restrict_fw_serial if lev.serial else K.restrict_fw)(lev.r, nxt.f, lev.act, self.per,
