@@ -29,7 +29,11 @@ Tables:
      1 x 4 extent on 256^2 cells): CG + Multigrid with semi-coarsening (the default)
      against full coarsening (``SEMI_COARSENING = 0``) and pyamg SA + CG.
 
-Run:  python perf/bench_krylov.py [--max2d 2048] [--scipy-cap 15] [--odd-only]
+  8. Implicit steps: ``(I - dt A) u = b`` on 1024^2 cells, A the Laplacian or a
+     Diffusion, dt from 1e-6 to 1: CG + Multigrid with the shift against Jacobi CG and
+     pyamg SA + CG on the CSR matrix.
+
+Run:  python perf/bench_krylov.py [--max2d 2048] [--scipy-cap 15] [--odd-only] [--implicit-only]
 Every time is the best of a few runs (setup and solve each), except the single large runs.
 """
 import argparse
@@ -412,6 +416,42 @@ def stretched_block(lines, repeat=3):
                      f"{best_p[1]} | {best_p[0] * 1e3:.0f} | {row['semi'][1] / best_p[0]:.3f} |")
 
 
+def implicit_block(lines, n=1024, dts=(1e-6, 1e-4, 1e-2, 1.0), repeat=3):
+    """One implicit (backward Euler) step of the heat equation, ``(I - dt A) u = b`` on
+    ``n^2`` cells for ``A`` the Laplacian and a ``Diffusion(exp(U(-1, 1)))``: CG +
+    Multigrid with the shift beside pyamg SA + CG on the CSR matrix and Jacobi CG
+    (setup + solve, rtol 1e-8, best of ``repeat``)."""
+    import jitsolve as js
+    g = js.Grid((n, n))
+    kap = np.exp(np.random.default_rng(1).uniform(-1, 1, g.shape))
+    b = np.random.default_rng(0).standard_normal(g.shape)
+    lines += [f"Implicit steps (I - dt A) u = b on {n}^2 cells (rtol 1e-8; setup + solve, "
+              f"best of {repeat}):", "",
+              "| A | dt | dt / h^2 | CG+MG iters | CG+MG (ms) | Jacobi CG iters | "
+              "Jacobi CG (ms) | pyamg iters | pyamg (ms) | MG / pyamg |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    h2 = min(g.spacing) ** 2
+    for name, op in (("Laplacian", js.Laplacian(g)), ("Diffusion", js.Diffusion(g, kap))):
+        for dt in dts:
+            A = js.Identity(g) - dt * op
+            sol, ts, tt = cg_mg(A, b, repeat=repeat)
+            tj, solj = np.inf, None
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                solj = js.solve(js.LinearProblem(A, b), js.CG(js.Jacobi()), rtol=1e-8,
+                                maxiter=20000)
+                tj = min(tj, time.perf_counter() - t0)
+            M = A.to_csr()
+            best_p = (np.inf, 0)
+            for _ in range(repeat):
+                ps, pt, pit, _res = pyamg_cg(M, b.ravel())
+                best_p = min(best_p, (ps + pt, pit))
+            tot = ts + tt
+            lines.append(f"| {name} | {dt:g} | {dt / h2:.3g} | {sol.iters} | {tot * 1e3:.1f} | "
+                         f"{solj.iters} | {tj * 1e3:.1f} | {best_p[1]} | {best_p[0] * 1e3:.0f} | "
+                         f"{tot / best_p[0]:.3f} |")
+
+
 def main(argv=None):
     import os
     import numba
@@ -421,8 +461,13 @@ def main(argv=None):
     ap.add_argument("--jump", type=int, default=32)
     ap.add_argument("--scipy-cap", type=float, default=15.0)
     ap.add_argument("--odd-only", action="store_true", help="only tables 6 and 7")
+    ap.add_argument("--implicit-only", action="store_true", help="only table 8")
     a = ap.parse_args(argv)
     lines = [f"threads: {numba.get_num_threads()} (cores: {os.cpu_count()})", ""]
+    if a.implicit_only:
+        implicit_block(lines)
+        print("\n".join(lines))
+        return
     if a.odd_only:
         odd_block(lines)
         lines.append("")
@@ -455,6 +500,8 @@ def main(argv=None):
     odd_block(lines)
     lines.append("")
     stretched_block(lines)
+    lines.append("")
+    implicit_block(lines)
     print("\n".join(lines))
 
 
