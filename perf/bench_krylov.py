@@ -124,6 +124,15 @@ def pyamg_cg(M, b, rtol=1e-8):
     return t1 - t0, t2 - t1, len(res) - 1, np.linalg.norm(b - M @ x) / np.linalg.norm(b)
 
 
+def best_pyamg(M, b, repeat):
+    """pyamg SA + CG, setup + solve: ``(best seconds, its iterations)`` of ``repeat`` runs."""
+    best = (np.inf, 0)
+    for _ in range(repeat):
+        ps, pt, pit, _res = pyamg_cg(M, b)
+        best = min(best, (ps + pt, pit))
+    return best
+
+
 def scipy_cg(M, b, cap_s, est_iters):
     """SciPy cg on the CSR matrix for at most ~cap_s seconds; returns (time/iter, iters run,
     converged?, total or extrapolated time)."""
@@ -369,11 +378,7 @@ def odd_block(lines, shapes=((1000, 1000), (600, 600), (1008, 1008), (1025, 1025
         t0 = time.perf_counter()
         mg._factor_coarsest()     # timed again on its own
         tf = time.perf_counter() - t0
-        M = A.to_csr()
-        best_p = (np.inf, 0)
-        for _ in range(repeat):
-            ps, pt, pit, _res = pyamg_cg(M, b.ravel())
-            best_p = min(best_p, (ps + pt, pit))
+        best_p = best_pyamg(A.to_csr(), b.ravel(), repeat)
         tot = ts + tt
         lines.append(f"| {'x'.join(map(str, shape))} | {mg.nlevels}, {coarse} | "
                      f"{tf * 1e3:.1f} | {sol.iters} | {ts * 1e3:.1f} | {tt * 1e3:.1f} | "
@@ -406,10 +411,7 @@ def stretched_block(lines, repeat=3):
             finally:
                 MG.SEMI_COARSENING = saved
             row[name] = (sol.iters, ts + tt)
-        best_p = (np.inf, 0)
-        for _ in range(repeat):
-            ps, pt, pit, _res = pyamg_cg(A.to_csr(), b.ravel())
-            best_p = min(best_p, (ps + pt, pit))
+        best_p = best_pyamg(A.to_csr(), b.ravel(), repeat)
         aspect = max(g.spacing) / min(g.spacing)
         lines.append(f"| {'x'.join(map(str, shape))} | {aspect:.0f} : 1 | {row['semi'][0]} | "
                      f"{row['semi'][1] * 1e3:.1f} | {row['full'][0]} | {row['full'][1] * 1e3:.1f} | "
@@ -441,11 +443,7 @@ def implicit_block(lines, n=1024, dts=(1e-6, 1e-4, 1e-2, 1.0), repeat=3):
                 solj = js.solve(js.LinearProblem(A, b), js.CG(js.Jacobi()), rtol=1e-8,
                                 maxiter=20000)
                 tj = min(tj, time.perf_counter() - t0)
-            M = A.to_csr()
-            best_p = (np.inf, 0)
-            for _ in range(repeat):
-                ps, pt, pit, _res = pyamg_cg(M, b.ravel())
-                best_p = min(best_p, (ps + pt, pit))
+            best_p = best_pyamg(A.to_csr(), b.ravel(), repeat)
             tot = ts + tt
             lines.append(f"| {name} | {dt:g} | {dt / h2:.3g} | {sol.iters} | {tot * 1e3:.1f} | "
                          f"{solj.iters} | {tj * 1e3:.1f} | {best_p[1]} | {best_p[0] * 1e3:.0f} | "

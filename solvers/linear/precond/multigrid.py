@@ -419,7 +419,8 @@ class GeometricMultigrid:
         return (f"GeometricMultigrid(levels={[l.shape for l in self.levels]}, "
                 f"gamma={self.gamma}, pre={self.pre}, post={self.post}, "
                 f"coarse={'galerkin' if self.galerkin else 'rediscretised'}, "
-                f"smoother={self.smoother!r})")
+                f"smoother={self.smoother!r}"
+                + (f", shift={self.shift!r})" if self.shift != 0.0 else ")"))
 
     # -------------------------------------------------------------- kernels on a level
     def _smooth(self, lev, first, order):
