@@ -13,8 +13,9 @@ Integer powers in ``f`` (``u**3``) are differentiated exactly at negative ``u`` 
 Problems with a grid operator (``ODEProblem(Diffusion(...))``,
 ``SplitODEProblem(Laplacian, f)``) and more than ``dense_max`` unknowns use
 Newton-Krylov (GMRES on ``I - h gamma J`` with ``J`` the operator, plus the diagonal of
-``f``'s Jacobian by complex step when ``f`` is treated implicitly): ImplicitEuler,
-KenCarp4 and Kvaerno5.  The Rosenbrock methods need the exact Jacobian and take the
+``f``'s Jacobian by complex step when ``f`` is treated implicitly; preconditioned by one
+multigrid cycle of ``I - h gamma L`` when the operator is a Laplacian or a Diffusion,
+scaled or shifted): ImplicitEuler, KenCarp4 and Kvaerno5.  The Rosenbrock methods need the exact Jacobian and take the
 dense path only.
 """
 import numpy as np
@@ -181,7 +182,44 @@ def _grid_krylov(prob, alg, oo, rhs):
     return solve_sdirk_krylov(alg.method, fE, fI, jv, prob.u0.ravel(), prob.tspan[0],
                               prob.tspan[1], imex=imex, rtol=oo["rtol"], atol=oo["atol"],
                               dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],
-                              tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update)
+                              tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update,
+                              precond=_stage_multigrid(op))
+
+
+#: the stage systems are preconditioned once ``hg`` times the operator's spectral radius
+#: reaches this (below it GMRES needs a few iterations unpreconditioned: ImplicitEuler's
+#: short steps on the 256^2 heat equation, 3.7 a solve, ran 2.5x slower with a cycle set
+#: up for every step)
+STIFF_PRECOND = 20.0
+
+
+def _stage_multigrid(op):
+    """``hg -> M``: one multigrid cycle of ``I - hg op`` for the stage systems, when the
+    grid operator ``op`` is ``sigma I + c L`` or ``sigma I + c D(kappa)`` and ``hg`` times
+    its spectral radius is at least :data:`STIFF_PRECOND` (None otherwise, and for an
+    ``hg`` whose shifted operator is not definite)."""
+    from .grid import Identity
+    from .grid.operators import shifted_parts
+    from .grid.stencils import Diffusion, Laplacian
+    from .linear import Multigrid
+    parts = shifted_parts(op)
+    if parts is None or type(parts[2]) not in (Laplacian, Diffusion):
+        return None
+    sigma, c, leaf = parts
+    ident = Identity(leaf.grid)
+    rho = abs(c) * 4.0 * sum(1.0 / h ** 2 for h in leaf.grid.spacing)
+    if type(leaf) is Diffusion:
+        rho *= float(np.max(leaf.kappa))
+
+    def precond(hg):
+        if hg * rho < STIFF_PRECOND:
+            return None
+        try:
+            return Multigrid().setup((1.0 - hg * sigma) * ident + (-hg * c) * leaf)
+        except InvalidProblemError:
+            return None
+
+    return precond
 
 
 def newton_krylov(prob, alg):

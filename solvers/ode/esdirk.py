@@ -7,7 +7,10 @@ Two drivers:
 - :func:`solve_sdirk_krylov`: Newton-Krylov for large problems whose stiff part is a grid
   operator: Python steps, the stage systems ``(I - h GAMMA J) d = r`` go to the Krylov
   solvers of :mod:`jitsolve.solvers.linear` (GMRES) with ``J`` given as a matrix-free
-  product.  Same step control (PI, Hairer's defaults), same raw dict out.
+  product, right-preconditioned when the caller gives a preconditioner for ``I - h GAMMA
+  J`` (a multigrid cycle of the shifted grid operator: the GMRES iterations then stop
+  growing with the stiffness ``h GAMMA / dx^2``).  Same step control (PI, Hairer's
+  defaults), same raw dict out.
 
 References
 ----------
@@ -44,7 +47,8 @@ def _wnorm(x, u, atol, rtol):
 
 def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, atol=1e-6,
                        dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000, tstops=None,
-                       saveat=None, lin_rtol=None, lin_maxiter=500, jv_update=None):
+                       saveat=None, lin_rtol=None, lin_maxiter=500, jv_update=None,
+                       precond=None):
     """Integrate ``u' = fE(u, t) + fI(u, t)`` with the SDIRK method ``name``, Newton-Krylov.
 
     Parameters
@@ -60,6 +64,9 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
     lin_rtol : float
         Relative tolerance of the GMRES solves (default 1e-4: inexact Newton, the Newton
         iteration and its convergence test absorb the rest).
+    precond : callable ``hg -> M``, optional
+        A preconditioner ``M(r, out)`` for ``I - hg J`` (or None), asked for whenever
+        ``hg = h GAMMA`` changes.
 
     Returns the raw dict of :func:`.explicit.solve_erk` (no dense output, no events).
     """
@@ -127,6 +134,16 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         out += x
         return out
 
+    pc_box = [None, None]           # (hg, M) of the last preconditioner asked for
+
+    def pc_for(hg):
+        if precond is None:
+            return None
+        if pc_box[0] != hg:
+            pc_box[1] = None        # the old cycle's levels go back first
+            pc_box[:] = [hg, precond(hg)]
+        return pc_box[1]
+
     while istop < stops.size:
         if niter >= maxiters:
             rc = 2
@@ -153,7 +170,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
             for k in range(MAXNEWTON):
                 eval_fi(tmp, z, tst)
                 r = base + hg * tmp - z
-                res = gmres(wmat, r, rtol=lin_rtol, maxiter=lin_maxiter)
+                res = gmres(wmat, r, rtol=lin_rtol, maxiter=lin_maxiter, precond=pc_for(hg))
                 stats[2] += 1
                 d = res.x
                 z = z + d
@@ -201,7 +218,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         unew = u + h * lincomb(B, Ksum)
         if kind == 3:
             e = 0.5 * h * (Ksum[0] - fe0 - fi0)
-            err = gmres(wmat, e, rtol=lin_rtol, maxiter=lin_maxiter).x
+            err = gmres(wmat, e, rtol=lin_rtol, maxiter=lin_maxiter, precond=pc_for(hg)).x
             stats[2] += 1
         else:
             err = h * lincomb(BERR, Ksum)
