@@ -15,8 +15,8 @@ Problems with a grid operator (``ODEProblem(Diffusion(...))``,
 Newton-Krylov (GMRES on ``I - h gamma J`` with ``J`` the operator, plus the diagonal of
 ``f``'s Jacobian by complex step when ``f`` is treated implicitly; preconditioned by one
 multigrid cycle of ``I - h gamma L`` when the operator is a Laplacian or a Diffusion,
-scaled or shifted): ImplicitEuler, KenCarp4 and Kvaerno5.  The Rosenbrock methods need the exact Jacobian and take the
-dense path only.
+scaled or shifted): ImplicitEuler, KenCarp4 and Kvaerno5.  The Rosenbrock methods need
+the exact Jacobian and take the dense path only.
 """
 import numpy as np
 
