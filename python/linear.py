@@ -351,12 +351,11 @@ class Multigrid(_CachedPreconditioner):
     the grid down to ``coarse_size`` cells, an odd axis to ``(n - 1) / 2`` (the extra cell
     interpolated from its ghost; a Dirichlet far side keeps its place on every level
     through the ghost sign, so 1025^2 takes the 9 iterations of 1024^2; a Neumann far
-    side 10-12).
-    An odd periodic axis has no red-black ordering: the level there is the coarsest,
-    factorised, densely up to 256 cells and by a sparse LU above; a coarsest level of
-    more than 2^18 cells in 2-D (2^15 in 3-D, 2^22 in 1-D) and ``coarse_size`` is
-    refused, the periodic axis named (``js.AMG()`` takes any grid).  Cells
-    are agglomerated ``2^d -> 1`` per level along the axes whose coupling ``1/h^2`` is at
+    side 10-12).  An odd periodic axis has no red-black ordering: the level there is the
+    coarsest, factorised, densely up to 256 cells and by a sparse LU above; a coarsest
+    level of more than 2^18 cells in 2-D (2^15 in 3-D, 2^22 in 1-D) and ``coarse_size``
+    is refused, the periodic axis named (``js.AMG()`` takes any grid).  Cells are
+    agglomerated ``2^d -> 1`` per level along the axes whose coupling ``1/h^2`` is at
     least half the strongest (semi-coarsening: on stretched cells the short axes are
     halved alone until the cells are square, which keeps 16 : 1 cells at 9 CG
     iterations instead of 100), coarse operators are rediscretised with the

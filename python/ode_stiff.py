@@ -22,7 +22,9 @@ import numpy as np
 
 from .algorithms import ODEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
-from .grid.operators import GridOperator
+from .grid.operators import GridOperator, shifted_parts
+from .grid.stencils import Diffusion, Identity, Laplacian
+from .linear import Multigrid
 from .ode import _callback_tuple, _solve_prob_func, ode_options, ode_solution, saveat_times
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
 from .rhs import pack_grid_operator, problem_rhs
@@ -198,10 +200,6 @@ def _stage_multigrid(op):
     grid operator ``op`` is ``sigma I + c L`` or ``sigma I + c D(kappa)`` and ``hg`` times
     its spectral radius is at least :data:`STIFF_PRECOND` (None otherwise, and for an
     ``hg`` whose shifted operator is not definite)."""
-    from .grid import Identity
-    from .grid.operators import shifted_parts
-    from .grid.stencils import Diffusion, Laplacian
-    from .linear import Multigrid
     parts = shifted_parts(op)
     if parts is None or type(parts[2]) not in (Laplacian, Diffusion):
         return None

@@ -12,6 +12,7 @@ import scipy.sparse.linalg as spla
 import jitsolve as js
 from jitsolve.kernels.cpu import multigrid as K
 from jitsolve.solvers.linear.precond.multigrid import assemble
+from mg_checks import assert_symmetric_positive
 
 
 def _bc_arrays(bcs):
@@ -155,9 +156,7 @@ def test_multigrid_cycle_is_symmetric_positive_definite(cycle, op):
     A = -js.Laplacian(g) if op == "lap" else -2.0 * js.Diffusion(g, np.exp(rng.standard_normal(g.shape)))
     M = js.Multigrid(cycle=cycle).setup(A)
     x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
-    Mx, My = M(x, np.empty(g.size)), M(y, np.empty(g.size))
-    assert np.dot(Mx, y) == pytest.approx(np.dot(x, My), rel=1e-11)
-    assert np.dot(x, Mx) > 0 and np.dot(y, My) > 0
+    assert_symmetric_positive(M, x, y)
 
 
 @pytest.mark.parametrize("n", [64, 128, 256, 512])

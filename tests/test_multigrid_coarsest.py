@@ -12,6 +12,7 @@ import pytest
 
 import jitsolve as js
 import jitsolve.solvers.linear.precond.multigrid as MG
+from mg_checks import assert_symmetric_positive
 
 
 def _mg(A, monkeypatch=None, dtype=np.float64, **kw):
@@ -81,9 +82,7 @@ def test_cycle_with_a_sparse_coarsest_level_is_symmetric_positive_definite(case)
     if case == "lap2d-neumann":             # positive on the complement of the constants
         x -= x.mean()
         y -= y.mean()
-    Mx, My = M(x, np.empty_like(x)), M(y, np.empty_like(y))
-    assert np.dot(Mx, y) == pytest.approx(np.dot(x, My), rel=1e-11)
-    assert np.dot(x, Mx) > 0 and np.dot(y, My) > 0
+    assert_symmetric_positive(M, x, y)
 
 
 @pytest.mark.parametrize("shape,levels,most", [((600, 600), 8, 9),
@@ -171,9 +170,7 @@ def test_semi_coarsened_cycle_is_symmetric_positive_definite(case, kw):
     M = js.Multigrid(**kw).setup(A)
     assert any(0 < lev.act.sum() < g.ndim for lev in M.levels[:-1])   # semi-coarsened
     x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
-    Mx, My = M(x, np.empty(g.size)), M(y, np.empty(g.size))
-    assert np.dot(Mx, y) == pytest.approx(np.dot(x, My), rel=1e-11)
-    assert np.dot(x, Mx) > 0 and np.dot(y, My) > 0
+    assert_symmetric_positive(M, x, y)
 
 
 @pytest.mark.parametrize("shape,extent,most", [((1024, 64), None, 10),
@@ -210,5 +207,4 @@ def test_an_odd_periodic_axis_is_never_smoothed(shape, bc, nlev):
     M = js.Multigrid().setup(A)
     assert M.nlevels == nlev
     x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
-    Mx, My = M(x, np.empty(g.size)), M(y, np.empty(g.size))
-    assert np.dot(Mx, y) == pytest.approx(np.dot(x, My), rel=1e-11)
+    assert_symmetric_positive(M, x, y, positive=False)

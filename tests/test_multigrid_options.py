@@ -16,6 +16,7 @@ from jitsolve.errors import InvalidProblemError
 from jitsolve.kernels.cpu import multigrid as K
 from jitsolve.solvers.linear.precond.multigrid import (GeometricMultigrid, assemble,
                                                        assemble_diagonal, prolongation_matrix)
+from mg_checks import assert_symmetric_positive
 from test_linear_multigrid import _bc_arrays, _checkerboard   # tests/, the same helpers
 
 
@@ -122,9 +123,7 @@ def test_every_option_gives_a_symmetric_positive_definite_cycle(coarse, smoother
         A = -0.7 * js.Laplacian(g)
     M = js.Multigrid(cycle=cycle, coarse=coarse, smoother=smoother).setup(A)
     x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
-    Mx, My = M(x, np.empty(g.size)), M(y, np.empty(g.size))
-    assert np.dot(Mx, y) == pytest.approx(np.dot(x, My), rel=1e-11)
-    assert np.dot(x, Mx) > 0 and np.dot(y, My) > 0
+    assert_symmetric_positive(M, x, y)
 
 
 @pytest.mark.parametrize("kw,most", [(dict(smoother="jacobi"), 11), (dict(coarse="galerkin"), 8),
