@@ -378,15 +378,21 @@ class Multigrid(_CachedPreconditioner):
         cells, sparse above).
     coarse_kappa : {"geometric", "arithmetic", "harmonic"}
         How ``kappa`` is averaged over the ``2^d`` children (rediscretised levels).
-    coarse : {"rediscretised", "galerkin"}
-        Coarse operators rediscretised on each coarse grid (the default: no setup
-        beyond restricting ``kappa``), or the Galerkin products ``R A P`` of the cycle's
-        own transfers, assembled once as sparse matrices (up to 25 / 125 points per row in
-        2-D / 3-D: linear transfers widen the stencil) and smoothed
-        by lexicographic Gauss-Seidel (forward before, backward after the coarse
-        correction).  Galerkin levels follow jumping coefficients that averaging
-        ``kappa`` blurs: on a 32^3 checkerboard of 8^3 blocks with kappa 1 : 1000, 40 CG
-        iterations against 198 to rtol 1e-10 (V(1,1)).
+    coarse : {"auto", "rediscretised", "galerkin"}
+        Coarse operators rediscretised on each coarse grid (no setup beyond restricting
+        ``kappa``), or the Galerkin products ``R A P`` of the cycle's own transfers,
+        assembled once as sparse matrices (up to 25 / 125 points per row in 2-D / 3-D:
+        linear transfers widen the stencil) and smoothed by Gauss-Seidel (forward before,
+        backward after the coarse correction; multicolour and threaded on large levels).
+        Galerkin levels follow jumping coefficients that averaging ``kappa`` blurs: on a
+        32^3 checkerboard of 8^3 blocks with kappa 1 : 1000, 40 CG iterations against
+        198 to rtol 1e-10 (V(1,1)); a rediscretised W-cycle is indefinite from a ratio of
+        about 100 (CG breaks down).  ``"auto"`` (the default) takes Galerkin levels when
+        ``kappa`` jumps between neighbouring cells by more than ``JUMP_RATIO`` (300 for
+        V-cycles, read on the second coarse level, where cell-scale noise has been
+        averaged out and interfaces, blocks and channels remain; 30 for W-cycles, read on
+        the grid), rediscretised levels otherwise; the Laplacian is always
+        rediscretised.
     smoother : {"rbgs", "srbgs", "jacobi"}
         Red-black Gauss-Seidel (the default: red then black before the coarse
         correction, black then red after), symmetric red-black Gauss-Seidel (red, black,
@@ -431,11 +437,12 @@ class Multigrid(_CachedPreconditioner):
     arrays per level (``u``, ``f``: 2 x 4/3 vectors in 2D; a third, ``r``, where a
     level forms its residual in a pass of its own), ``kappa`` restricted per level (and
     for ``Diffusion`` the face weights and diagonal: four more arrays per level), the
-    coarsest matrix assembled and factorised.  ``coarse="galerkin"``: the fine matrix
-    assembled and the sparse products ``R A P`` formed once (SciPy; about 0.8 s at
-    1024^2, 3.6 s at 128^3), the coarse levels then smoothed serially on those matrices
-    (up to 21 and 81 points per row in 2-D and 3-D on the second level, 25 and 125
-    below).
+    coarsest matrix assembled and factorised.  Galerkin levels: the fine matrix assembled
+    in one threaded pass and the sparse products ``P^T (A P)`` formed once (SciPy;
+    setup about 0.3 s at 1024^2, 3 s at 128^3), the levels then smoothed on those
+    matrices (up to 21 and 81 points per row in 2-D and 3-D on the second level, 25 and
+    125 below; rows stored by colour on levels of more than 2^18 entries, a colour a
+    threaded pass): a Galerkin V-cycle costs about three rediscretised ones in 2-D.
     ``smoother="jacobi"``: one residual pass and one update pass per sweep, each
     level's diagonal computed at setup (from the face weights, without assembling the
     matrix; from the Galerkin matrix on those levels).
@@ -444,7 +451,7 @@ class Multigrid(_CachedPreconditioner):
     reference = "Trottenberg, Oosterlee, Schüller, Multigrid (2001)"
 
     def __init__(self, cycle="V", presmooth=1, postsmooth=1, coarse_size=64,
-                 coarse_kappa="geometric", coarse="rediscretised", smoother="rbgs", omega=None):
+                 coarse_kappa="geometric", coarse="auto", smoother="rbgs", omega=None):
         if cycle not in ("V", "W"):
             raise InvalidProblemError(f"cycle: expected 'V' or 'W', got {cycle!r}")
         for name, v in (("presmooth", presmooth), ("postsmooth", postsmooth)):
@@ -455,9 +462,9 @@ class Multigrid(_CachedPreconditioner):
         if coarse_kappa not in ("geometric", "arithmetic", "harmonic"):
             raise InvalidProblemError(
                 f"coarse_kappa: expected 'geometric', 'arithmetic' or 'harmonic', got {coarse_kappa!r}")
-        if coarse not in ("rediscretised", "galerkin"):
+        if coarse not in ("auto", "rediscretised", "galerkin"):
             raise InvalidProblemError(
-                f"coarse: expected 'rediscretised' or 'galerkin', got {coarse!r}")
+                f"coarse: expected 'auto', 'rediscretised' or 'galerkin', got {coarse!r}")
         if smoother not in ("rbgs", "srbgs", "jacobi"):
             raise InvalidProblemError(
                 f"smoother: expected 'rbgs', 'srbgs' or 'jacobi', got {smoother!r}")

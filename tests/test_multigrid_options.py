@@ -156,13 +156,17 @@ def test_galerkin_follows_jumping_coefficients():
     b = np.ones(g.shape)
     ref = spla.spsolve(A.to_csr().tocsc(), b.ravel()).reshape(g.shape)
     its = {}
-    for kw in (dict(), dict(coarse="galerkin"), dict(coarse="galerkin", smoother="jacobi")):
+    for kw in (dict(coarse="rediscretised"), dict(), dict(coarse="galerkin"),
+               dict(coarse="galerkin", smoother="jacobi")):
         sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid(**kw)), rtol=1e-10)
         assert sol.retcode == js.ReturnCode.Success
         assert np.linalg.norm(sol.u - ref) / np.linalg.norm(ref) < 1e-7
-        its[kw.get("coarse", "r") + kw.get("smoother", "")] = sol.iters
+        its[kw.get("coarse", "auto") + kw.get("smoother", "")] = sol.iters
     assert its["galerkin"] <= 32 and its["galerkinjacobi"] <= 24, its
-    assert its["galerkin"] <= 0.6 * its["r"], its
+    assert its["galerkin"] <= 0.6 * its["rediscretised"], its
+    # the default sees the jumps (blocks of 4 cells survive two coarsenings) and takes
+    # the Galerkin levels
+    assert its["auto"] == its["galerkin"], its
 
 
 def test_galerkin_on_the_benchmark_checkerboard():

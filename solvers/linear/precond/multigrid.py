@@ -10,16 +10,21 @@ interpolated from the last coarse cell and its ghost, and on a Dirichlet side ea
 level's ghost sign puts the boundary where the finest grid has it
 (:func:`level_ghost_signs`), so the coarse problems keep the domain and 1025^2 takes
 the iterations of 1024^2.
-Coarse operators are rediscretised (the default): spacing doubles (``c_a -> c_a / 4``),
+Coarse operators are rediscretised: spacing doubles (``c_a -> c_a / 4``),
 boundary conditions are kept, and a coefficient field is restricted by the geometric mean
 of the ``2^d`` children (the effective conductivity of a two-phase checkerboard;
 arithmetic or harmonic means are available).  Or Galerkin (``coarse="galerkin"``):
 ``A_{l+1} = R A_l P`` with the cycle's own transfers, assembled once (CSR; up to 25
-and 125 points per row in 2-D and 3-D) and smoothed by lexicographic Gauss-Seidel,
-forward before and backward after the coarse correction.  The Galerkin operators see
+and 125 points per row in 2-D and 3-D) and smoothed by Gauss-Seidel, forward before and
+backward after the coarse correction: lexicographic on small levels, multicolour on
+large ones (rows stored by colour, a colour a threaded pass;
+:mod:`~jitsolve.kernels.cpu.galerkin`).  The Galerkin operators see
 through coefficient jumps that a rediscretised coarse grid averages away (a 32^3
 checkerboard of 8^3 blocks, 1 : 1000: 40 CG iterations against 198), at the price of
-their setup and storage.  ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi
+their setup and storage; with linear transfers a rediscretised coarse correction
+overshoots across a jump (largest eigenvalue of ``B A`` about ratio / 35), and a W-cycle,
+which iterates it, turns indefinite.  ``coarse="auto"`` (the default) chooses by the
+coefficient's neighbour ratio (:data:`JUMP_RATIO`, :data:`JUMP_LEVEL`).  ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi
 (``omega = 2d / (2d + 1)`` by default), the smoother of choice where the sweeps must be
 data-parallel.  Transfers are cell-centred linear interpolation and its transpose (full
 weighting); the default smoothing is red-black Gauss-Seidel, red->black before the
@@ -53,13 +58,15 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ....kernels.cpu import blas as B
+from ....kernels.cpu import galerkin as GK
 from ....kernels.cpu import multigrid as K
 from ....kernels.cpu import stencil as S
 from ... import workspace
 
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
            "coarsening_plan", "coarsening_refusal", "MAX_COARSEST",
-           "DENSE_COARSEST", "SEMI_COARSENING", "restrict_coefficient", "level_ghost_signs"]
+           "DENSE_COARSEST", "SEMI_COARSENING", "restrict_coefficient", "level_ghost_signs",
+           "JUMP_RATIO", "JUMP_LEVEL", "jump_ratio"]
 
 
 def restrict_coefficient(k, act, mode="geometric"):
@@ -78,6 +85,46 @@ def restrict_coefficient(k, act, mode="geometric"):
     else:
         raise ValueError(f"coarse_kappa: expected 'geometric', 'arithmetic' or 'harmonic', got {mode!r}")
     return np.ascontiguousarray(out)
+
+
+#: ``coarse="auto"`` takes Galerkin coarse operators when ``kappa`` jumps by more than
+#: this factor between two neighbouring cells (:func:`jump_ratio`), by cycle.  Measured on
+#: checkerboards of blocks (2-D 64^2 to 1024^2, 3-D 16^3 to 128^3, blocks of 4 to 64
+#: cells): a rediscretised hierarchy's coarse correction overshoots (the largest
+#: eigenvalue of ``B A`` about ratio / 35 with V(1,1) cycles: 3.5 at 100, 25-31 at 1,000),
+#: CG iterations grow with the ratio (18, 32, 66, 300, 1,200 at 10, 30, 100, 10^3, 10^4
+#: against Galerkin's 13, 19, 29, 47, 61), and a W-cycle, which iterates that correction
+#: on every level, is indefinite from about 100 (CG breaks down at once).  Galerkin levels
+#: cost more per cycle and at setup, so the V-cycle switches where their time catches up
+#: (2-D about 0.8x at 1,000, 2.6x at 100; 3-D 0.9x at 1,000, 5x at 30).
+JUMP_RATIO = {"V": 300.0, "W": 30.0}
+
+#: the level whose restricted coefficient :data:`JUMP_RATIO` is compared with, by cycle:
+#: for V-cycles the second coarse level (``kappa`` averaged over 4^d cells), so that jumps
+#: that persist on the coarse grids -- interfaces, blocks, channels, inclusions -- count
+#: and cell-scale noise, which the averaging homogenises and which V-cycles handle
+#: (``exp(N(0, 1))`` per cell: 19 iterations, neighbour ratio ~700 on the grid, 4 there),
+#: does not; for W-cycles the grid itself (they break down on noise too: ``exp(N(0, 2))``)
+JUMP_LEVEL = {"V": 2, "W": 0}
+
+
+def jump_ratio(kappa, per=(0, 0, 0)):
+    """The largest ratio ``max(k_i / k_j, k_j / k_i)`` between face neighbours of a
+    coefficient field (a padded 3-D array; the wrap-around faces of periodic axes
+    included); 1 for a field of one cell."""
+    k = np.asarray(kappa, dtype=np.float64)
+    r = 1.0
+    for a in range(k.ndim):
+        if k.shape[a] < 2:
+            continue
+        lo, hi, first, last = ([slice(None)] * k.ndim for _ in range(4))
+        lo[a], hi[a], first[a], last[a] = slice(0, -1), slice(1, None), slice(0, 1), slice(-1, None)
+        q = k[tuple(lo)] / k[tuple(hi)]
+        r = max(r, float(q.max()), 1.0 / float(q.min()))
+        if per[a]:
+            q = k[tuple(first)] / k[tuple(last)]
+            r = max(r, float(q.max()), 1.0 / float(q.min()))
+    return r
 
 
 def _face_terms(shape, c, per, sgn, kappa):
@@ -104,7 +151,45 @@ def _face_terms(shape, c, per, sgn, kappa):
 
 
 def assemble(shape, c, per, sgn, scale, kappa=None):
-    """CSR matrix of ``scale * L`` (``kappa=None``) or ``scale * D(kappa)`` on a padded 3-D shape."""
+    """CSR matrix of ``scale * L`` (``kappa=None``) or ``scale * D(kappa)`` on a padded 3-D
+    shape: one threaded pass (:func:`~jitsolve.kernels.cpu.galerkin.assemble_csr`), or
+    NumPy's face-by-face assembly where a periodic axis of one or two cells makes a cell
+    its own or a twice-counted neighbour (the same values)."""
+    shape = tuple(int(s) for s in shape)
+    if any(p and ci != 0.0 and m <= 2 for p, ci, m in zip(per, c, shape)):
+        return assemble_faces(shape, c, per, sgn, scale, kappa)
+    per = np.ascontiguousarray(per, dtype=np.int64)
+    c = np.ascontiguousarray(c, dtype=np.float64)
+    # a row: the diagonal and each real neighbour
+    length = np.ones(shape, dtype=np.int64)
+    for a in range(3):
+        if c[a] == 0.0:
+            continue
+        real = np.full(shape[a], 2, dtype=np.int64)
+        if not per[a]:
+            real[0] -= 1
+            real[-1] -= 1
+        length += real.reshape([-1 if b == a else 1 for b in range(3)])
+    indptr = np.zeros(length.size + 1, dtype=np.int64)
+    np.cumsum(length.ravel(), out=indptr[1:])
+    nnz = int(indptr[-1])
+    idx_type = np.int32 if nnz < 2**31 else np.int64
+    indices = np.empty(nnz, dtype=idx_type)
+    data = np.empty(nnz)
+    k = (np.ones(shape) if kappa is None
+         else np.ascontiguousarray(kappa, dtype=np.float64).reshape(shape))
+    GK.assemble_csr(k, c, per, np.ascontiguousarray(sgn, dtype=np.float64), float(scale),
+                    indptr, indices, data)
+    n = length.size
+    m = sp.csr_matrix((data, indices, indptr.astype(idx_type)), shape=(n, n))
+    if np.any(per[c != 0.0]):
+        m.has_sorted_indices = False
+        m.sort_indices()
+    return m
+
+
+def assemble_faces(shape, c, per, sgn, scale, kappa=None):
+    """:func:`assemble` face direction by face direction in NumPy (any shape)."""
     n = int(np.prod(shape))
     rows, cols, vals = [], [], []
     diag = np.zeros(shape)
@@ -141,6 +226,12 @@ FUSED_RESTRICTION = True
 # parallel region costs more than the work on them (and on a shared machine a parallel
 # region can wait for a descheduled thread)
 _SERIAL_CELLS = 1 << 15
+
+
+# a Galerkin level with more stored entries than this is smoothed and its residual formed
+# by the threaded multicolour kernels (its rows stored by colour), whatever its cell
+# count: a 3-D Galerkin row has up to 125 entries
+_SERIAL_NNZ = 1 << 18
 
 
 #: the coarsest level is factorised densely (LU; the pseudo-inverse when it is singular)
@@ -237,29 +328,69 @@ def level_ghost_signs(sgn, per, n0, m, H):
     return out
 
 
+def _coloured(A):
+    """``A`` with its rows grouped by a greedy colouring of its graph
+    (:func:`~jitsolve.kernels.cpu.galerkin.greedy_colouring`; within a colour in
+    increasing order), and ``(dinv, order, cptr)``: row ``t`` of the returned matrix is
+    row ``order[t]`` of ``A``, ``dinv[t]`` its inverse diagonal, colour ``c`` the rows
+    ``cptr[c]:cptr[c + 1]``.  The colour's rows are contiguous in memory, so a sweep of
+    :func:`~jitsolve.kernels.cpu.galerkin.csr_gauss_seidel_colours` streams them."""
+    colour, nc = GK.greedy_colouring(A.indptr, A.indices)
+    order = np.argsort(colour, kind="stable").astype(np.int64)
+    cptr = np.zeros(nc + 1, dtype=np.int64)
+    np.cumsum(np.bincount(colour, minlength=nc), out=cptr[1:])
+    dinv = 1.0 / A.diagonal()[order]
+    Ac = A[order]
+    Ac.sort_indices()
+    return Ac, (dinv, order, cptr)
+
+
 class _Level:
     __slots__ = ("shape", "c", "cs", "ck", "kappa", "u", "f", "r", "act", "serial", "A",
-                 "wdinv", "faces", "sgn")
+                 "wdinv", "faces", "sgn", "colours")
 
 
 def prolongation_matrix(shape_coarse, act, per, sgn, shape_fine=None):
     """``P`` of :func:`~jitsolve.kernels.cpu.multigrid.prolong_add` as a CSR matrix
     (fine cells by coarse cells, C order): the Kronecker product of its one-axis taps
-    (``shape_fine``: by default twice the coarse cells along the coarsened axes)."""
+    (``shape_fine``: by default twice the coarse cells along the coarsened axes), formed
+    in one threaded pass (:func:`~jitsolve.kernels.cpu.galerkin.prolongation_csr`; a tap
+    pair that names one coarse cell twice merged first, zero weights dropped)."""
     if shape_fine is None:
         shape_fine = [2 * m if a else m for m, a in zip(shape_coarse, act)]
-    P = None
+    cols, wts = [], []
     for a in range(3):
         I, wI, N, wN = K.interpolation_taps(int(shape_coarse[a]), int(shape_fine[a]),
                                             int(act[a]), int(per[a]),
                                             float(sgn[a, 0]), float(sgn[a, 1]))
-        nf = I.size
-        rows = np.concatenate([np.arange(nf), np.arange(nf)])
-        Pa = sp.coo_matrix((np.concatenate([wI, wN]), (rows, np.concatenate([I, N]))),
-                           shape=(nf, int(shape_coarse[a]))).tocsr()
-        Pa.sum_duplicates()
-        Pa.eliminate_zeros()
-        P = Pa if P is None else sp.kron(P, Pa, format="csr")
+        same = I == N
+        wI = np.where(same, wI + wN, wI)
+        wN = np.where(same, 0.0, wN)
+        if np.all(wN == 0.0):       # an axis not coarsened: one tap
+            cols.append(I[:, None])
+            wts.append(wI[:, None])
+        else:                       # the lower coarse index first: sorted rows
+            lo = N < I
+            cols.append(np.stack([np.where(lo, N, I), np.where(lo, I, N)], axis=1))
+            wts.append(np.stack([np.where(lo, wN, wI), np.where(lo, wI, wN)], axis=1))
+    m1, m2 = int(shape_coarse[1]), int(shape_coarse[2])
+    nf = int(np.prod(shape_fine))
+    nc = int(np.prod(shape_coarse))
+    if any(ci.min() < 0 or ci.max() >= m for ci, m in zip(cols, shape_coarse)):
+        raise ValueError(f"prolongation_matrix: taps outside the {tuple(shape_coarse)} coarse "
+                         f"cells (shape_fine={tuple(shape_fine)}, act={tuple(act)})")
+    # every combination of one tap per axis; the taps of one axis name distinct cells, in
+    # increasing order, so a row's columns are distinct and sorted
+    taps = int(np.prod([ci.shape[1] for ci in cols]))
+    idx_type = np.int32 if max(nf * taps, nc) < 2**31 else np.int64
+    indices = np.empty(nf * taps, dtype=idx_type)
+    data = np.empty(nf * taps)
+    GK.prolongation_csr(*(np.ascontiguousarray(x) for pair in zip(cols, wts) for x in pair),
+                        m1, m2, indices, data)
+    P = sp.csr_matrix((data, indices, np.arange(0, taps * nf + 1, taps, dtype=idx_type)),
+                      shape=(nf, nc))
+    P.eliminate_zeros()
+    P.has_sorted_indices = True     # by construction (taps ascending along every axis)
     return P
 
 
@@ -284,8 +415,10 @@ class GeometricMultigrid:
     coarse_size : int
         Stop coarsening at or below this many cells.
     coarse_kappa : {"geometric", "arithmetic", "harmonic"}
-    coarse : {"rediscretised", "galerkin"}
-        Coarse operators rediscretised on the coarse grid, or ``R A P``.
+    coarse : {"auto", "rediscretised", "galerkin"}
+        Coarse operators rediscretised on the coarse grid, or ``R A P``; ``"auto"``:
+        ``R A P`` when :func:`jump_ratio` of the coefficient on level
+        ``JUMP_LEVEL[cycle]`` exceeds ``JUMP_RATIO[cycle]`` (``self.jump``).
     smoother : {"rbgs", "srbgs", "jacobi"}
         Red-black Gauss-Seidel, symmetric red-black Gauss-Seidel (red-black-red before
         and after; lexicographic Gauss-Seidel on Galerkin levels for both) or damped
@@ -301,15 +434,15 @@ class GeometricMultigrid:
     """
 
     def __init__(self, shape, c, per, sgn, scale, kappa=None, *, cycle="V", presmooth=1,
-                 postsmooth=1, coarse_size=64, coarse_kappa="geometric", coarse="rediscretised",
+                 postsmooth=1, coarse_size=64, coarse_kappa="geometric", coarse="auto",
                  smoother="rbgs", omega=None, dtype=np.float64, shift=0.0):
         if cycle not in ("V", "W"):
             raise ValueError(f"cycle: expected 'V' or 'W', got {cycle!r}")
-        if coarse not in ("rediscretised", "galerkin"):
-            raise ValueError(f"coarse: expected 'rediscretised' or 'galerkin', got {coarse!r}")
+        if coarse not in ("auto", "rediscretised", "galerkin"):
+            raise ValueError(f"coarse: expected 'auto', 'rediscretised' or 'galerkin', "
+                             f"got {coarse!r}")
         if smoother not in ("rbgs", "srbgs", "jacobi"):
             raise ValueError(f"smoother: expected 'rbgs', 'srbgs' or 'jacobi', got {smoother!r}")
-        self.galerkin = coarse == "galerkin"
         self.smoother = smoother
         self.omega = None
         self.gamma = 1 if cycle == "V" else 2
@@ -330,14 +463,26 @@ class GeometricMultigrid:
         if refusal is not None:
             raise ValueError(refusal)
         top_shape = shape
+        plan = coarsening_plan(shape, c, coarse_size, self.per)
+        # the coefficient on the first levels (restricted once, kept for the levels)
+        ks = [k]
+        if k is not None and coarse != "galerkin":
+            for _, act in plan[:JUMP_LEVEL["V"]]:
+                if len(ks) < len(plan):
+                    ks.append(restrict_coefficient(ks[-1], act, coarse_kappa))
+        self.jump = 1.0 if k is None else jump_ratio(ks[min(JUMP_LEVEL[cycle], len(ks) - 1)],
+                                                     self.per)
+        if coarse == "auto":
+            coarse = "galerkin" if self.jump > JUMP_RATIO[cycle] else "rediscretised"
+        self.galerkin = coarse == "galerkin"
         H = np.ones(3, dtype=np.int64)      # a level's spacing, in finest cells
-        for i, (shape, act) in enumerate(coarsening_plan(shape, c, coarse_size, self.per)):
+        for i, (shape, act) in enumerate(plan):
             if i > 0:
                 up = self.levels[-1].act
                 H = H << up
                 c = np.where(up == 1, c / 4.0, c)
                 if k is not None and not self.galerkin:
-                    k = restrict_coefficient(k, up, coarse_kappa)
+                    k = ks[i] if i < len(ks) else restrict_coefficient(k, up, coarse_kappa)
             lev = _Level()
             lev.shape, lev.c, lev.kappa, lev.act = shape, c, k, act
             lev.sgn = level_ghost_signs(self.sgn, self.per, top_shape, shape, H)
@@ -347,7 +492,7 @@ class GeometricMultigrid:
             lev.u, lev.f = (self._vector(shape) for _ in range(2))
             lev.r = None            # the residual array, taken when a level first needs it
             lev.serial = int(np.prod(shape)) <= _SERIAL_CELLS
-            lev.A = lev.wdinv = lev.faces = None
+            lev.A = lev.wdinv = lev.faces = lev.colours = None
             self.levels.append(lev)
         if self.galerkin and len(self.levels) > 1:
             top = self.levels[0]
@@ -355,9 +500,15 @@ class GeometricMultigrid:
             for up, lev in zip(self.levels, self.levels[1:]):
                 P = prolongation_matrix(lev.shape, up.act, self.per, lev.sgn, up.shape)
                 w = 1.0 / (1 << int(up.act.sum()))   # R = P^T / 2^d (restrict_fw)
-                A = (P.T @ A @ P).tocsr() * w
+                # P^T (A P): 2.5x faster than (P^T A) P through SciPy (128^3)
+                A = (P.T.tocsr() @ (A @ P)) * w
                 A.sum_duplicates()
                 lev.A = A
+            if smoother != "jacobi":    # large levels: rows stored by colour, threaded
+                for lev in self.levels[1:-1]:
+                    if lev.A.nnz > _SERIAL_NNZ:
+                        lev.serial = False
+                        lev.A, lev.colours = _coloured(lev.A)
         if smoother != "jacobi":    # D(kappa) levels: face weights and diagonal, once
             for lev in self.levels[:-1]:
                 if lev.kappa is not None and lev.A is None:
@@ -418,7 +569,7 @@ class GeometricMultigrid:
     def __repr__(self):
         return (f"GeometricMultigrid(levels={[l.shape for l in self.levels]}, "
                 f"gamma={self.gamma}, pre={self.pre}, post={self.post}, "
-                f"coarse={'galerkin' if self.galerkin else 'rediscretised'}, "
+                f"coarse={'galerkin' if self.galerkin else 'rediscretised'}, jump={self.jump:.3g}, "
                 f"smoother={self.smoother!r}"
                 + (f", shift={self.shift!r})" if self.shift != 0.0 else ")"))
 
@@ -435,8 +586,15 @@ class GeometricMultigrid:
         if lev.A is not None:       # Galerkin level: forward sweep before, backward after
             if first:
                 lev.u[...] = 0.0
-            K.csr_gauss_seidel(lev.A.indptr, lev.A.indices, lev.A.data, lev.u.reshape(-1),
-                               lev.f.reshape(-1), order[0] == 0)
+            A = lev.A
+            if lev.colours is None:     # a serial level: lexicographic
+                K.csr_gauss_seidel(A.indptr, A.indices, A.data, lev.u.reshape(-1),
+                                   lev.f.reshape(-1), order[0] == 0)
+            else:                       # multicolour, the rows stored by colour
+                dinv, rows, cptr = lev.colours
+                GK.csr_gauss_seidel_colours(A.indptr, A.indices, A.data, dinv,
+                                            lev.u.reshape(-1), lev.f.reshape(-1), rows, cptr,
+                                            order[0] == 0)
             return
         per, sgn, s = self.per, lev.sgn, self.scale
         if self.smoother == "srbgs":
@@ -456,7 +614,12 @@ class GeometricMultigrid:
         if lev.r is None:
             lev.r = self._vector(lev.shape)
         if lev.A is not None:
-            np.subtract(lev.f.reshape(-1), lev.A @ lev.u.reshape(-1), out=lev.r.reshape(-1))
+            A, u, f, r = lev.A, lev.u.reshape(-1), lev.f.reshape(-1), lev.r.reshape(-1)
+            if lev.colours is None:
+                GK.csr_residual_serial(A.indptr, A.indices, A.data, u, f, r) if lev.serial \
+                    else np.subtract(f, A @ u, out=r)
+            else:
+                GK.csr_residual_rows(A.indptr, A.indices, A.data, u, f, r, lev.colours[1])
             return
         if lev.kappa is None:       # (the shift in the kernel's scales)
             res = K.residual_laplacian_serial if lev.serial else K.residual_laplacian_fast
