@@ -330,3 +330,22 @@ def test_default_multigrid_on_jumps_agrees_with_the_direct_solve(shape, nblocks,
     sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid()), rtol=1e-10, maxiter=500)
     assert sol.retcode == js.ReturnCode.Success and sol.iters <= most, sol.iters
     assert np.linalg.norm(sol.u - ref) / np.linalg.norm(ref) < 1e-7
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+def test_coloured_levels_in_other_dtypes(monkeypatch, dtype):
+    monkeypatch.setattr(MG, "_SERIAL_NNZ", 0)
+    g = js.Grid((48, 40))
+    # float32: a contrast its precision can solve to 1e-5 (1 : 1000 stalls near 1e-3)
+    A = -js.Diffusion(g, _checkerboard(g, 4, hi=10.0 if dtype == np.float32 else 1000.0))
+    rng = np.random.default_rng(12)
+    b = rng.standard_normal(g.shape).astype(dtype)
+    if np.iscomplexobj(b):
+        b = b + 1j * rng.standard_normal(g.shape)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid(coarse="galerkin")), rtol=rtol)
+    assert sol.retcode == js.ReturnCode.Success and sol.u.dtype == dtype
+    ref = spla.spsolve(A.to_csr().tocsc().astype(np.result_type(dtype, np.float64)),
+                       b.ravel().astype(np.result_type(dtype, np.float64)))
+    err = np.linalg.norm(sol.u.ravel() - ref) / np.linalg.norm(ref)
+    assert err < (1e-3 if dtype == np.float32 else 1e-7), err

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidProblemError
 from ..validate import as_state_array
-from .boundary import Dirichlet, Neumann, Periodic
+from .boundary import Dirichlet, Periodic
 from .mesh import Grid
 
 __all__ = ["GridOperator", "ScaledOperator", "SumOperator", "TransposedOperator",
