@@ -349,3 +349,36 @@ def test_coloured_levels_in_other_dtypes(monkeypatch, dtype):
                        b.ravel().astype(np.result_type(dtype, np.float64)))
     err = np.linalg.norm(sol.u.ravel() - ref) / np.linalg.norm(ref)
     assert err < (1e-3 if dtype == np.float32 else 1e-7), err
+
+
+@pytest.mark.parametrize("shape_coarse,act,bcs,odd", [
+    ((3, 4, 5), (1, 1, 1), "DNP", False), ((3, 4, 5), (1, 1, 1), "DND", True),
+    ((4, 2, 3), (1, 0, 1), "NDD", True), ((1, 4, 4), (0, 1, 1), "NPD", False)])
+def test_axis_factors_multiply_to_the_prolongation(shape_coarse, act, bcs, odd):
+    per, sgn = _bc_arrays(bcs)
+    sgn[:, 1] = np.where(sgn[:, 1] < 0, -0.3, sgn[:, 1])
+    fine = [2 * m + (1 if odd and not p else 0) if a else m
+            for m, a, p in zip(shape_coarse, act, per)]
+    act = np.array(act)
+    F = MG._axis_factors(shape_coarse, fine, act, per, sgn)
+    assert len(F) == int(act.sum()) and all(np.diff(f.indptr).max() <= 2 for f in F)
+    prod = F[0]
+    for f in F[1:]:
+        prod = prod @ f
+    P = MG.prolongation_matrix(shape_coarse, act, per, sgn, fine)
+    assert prod.shape == P.shape
+    assert abs(prod - P).max() <= 1e-15
+
+
+def test_three_d_galerkin_levels_are_the_triple_product():
+    g = js.Grid((10, 12, 9))                  # odd axes, every axis coarsened
+    D = js.Diffusion(g, _checkerboard(g, 3))
+    M = MG.GeometricMultigrid(g.shape, D._c, D._per, D._sgn, -1.0, D._k3, coarse="galerkin",
+                              coarse_size=8)
+    top, lev = M.levels[0], M.levels[1]
+    assert int(top.act.sum()) == 3
+    P = MG.prolongation_matrix(lev.shape, top.act, M.per, lev.sgn, top.shape)
+    A = MG.assemble(top.shape, top.c, M.per, top.sgn, -1.0, top.kappa)
+    ref = (P.T @ A @ P) / 8.0
+    np.testing.assert_allclose(lev.A.toarray(), ref.toarray(), rtol=0,
+                               atol=1e-13 * abs(ref).max())

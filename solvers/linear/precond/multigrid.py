@@ -394,6 +394,24 @@ def prolongation_matrix(shape_coarse, act, per, sgn, shape_fine=None):
     return P
 
 
+def _axis_factors(shape_coarse, shape_fine, act, per, sgn):
+    """``P`` of :func:`prolongation_matrix` as a product of one-axis interpolations,
+    ``P = F_0 F_1 F_2`` over the coarsened axes: ``F_a`` interpolates along axis ``a``
+    alone, from coarse cells along axes ``<= a`` and fine ones after, so that
+    ``R A P = F_2^T F_1^T F_0^T A F_0 F_1 F_2 / 2^d`` widens the stencil an axis at a
+    time (each factor has two entries a row)."""
+    out = []
+    for a in range(3):
+        if not act[a]:
+            continue
+        sc = [shape_coarse[b] if b <= a else shape_fine[b] for b in range(3)]
+        sf = [shape_coarse[b] if b < a else shape_fine[b] for b in range(3)]
+        one = np.zeros(3, dtype=np.int64)
+        one[a] = 1
+        out.append(prolongation_matrix(sc, one, per, sgn, sf))
+    return out
+
+
 class GeometricMultigrid:
     """Multigrid preconditioner ``(r, out) -> out`` for ``scale * L`` or ``scale * D(kappa)``.
 
@@ -498,10 +516,17 @@ class GeometricMultigrid:
             top = self.levels[0]
             A = self._assemble(top)
             for up, lev in zip(self.levels, self.levels[1:]):
-                P = prolongation_matrix(lev.shape, up.act, self.per, lev.sgn, up.shape)
                 w = 1.0 / (1 << int(up.act.sum()))   # R = P^T / 2^d (restrict_fw)
-                # P^T (A P): 2.5x faster than (P^T A) P through SciPy (128^3)
-                A = (P.T.tocsr() @ (A @ P)) * w
+                if up is top and int(up.act.sum()) == 3:
+                    # the 7-point operator of a 3-D grid: an axis at a time (2.1x faster
+                    # at 128^3; on wider stencils and in 2-D the one product is as fast)
+                    for Q in _axis_factors(lev.shape, up.shape, up.act, self.per, lev.sgn):
+                        A = Q.T.tocsr() @ (A @ Q)
+                    A = A * w
+                else:
+                    # P^T (A P): 2.5x faster than (P^T A) P through SciPy (128^3)
+                    P = prolongation_matrix(lev.shape, up.act, self.per, lev.sgn, up.shape)
+                    A = (P.T.tocsr() @ (A @ P)) * w
                 A.sum_duplicates()
                 lev.A = A
             if smoother != "jacobi":    # large levels: rows stored by colour, threaded
