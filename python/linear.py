@@ -439,7 +439,7 @@ class Multigrid(_CachedPreconditioner):
     for ``Diffusion`` the face weights and diagonal: four more arrays per level), the
     coarsest matrix assembled and factorised.  Galerkin levels: the fine matrix assembled
     in one threaded pass and the sparse products ``P^T (A P)`` formed once (SciPy;
-    setup about 0.3 s at 1024^2, 3 s at 128^3), the levels then smoothed on those
+    setup about 0.7 s at 1024^2, 3-4 s at 128^3), the levels then smoothed on those
     matrices (up to 21 and 81 points per row in 2-D and 3-D on the second level, 25 and
     125 below; rows stored by colour on levels of more than 2^18 entries, a colour a
     threaded pass): a Galerkin V-cycle costs about three rediscretised ones in 2-D.

@@ -24,14 +24,17 @@ checkerboard of 8^3 blocks, 1 : 1000: 40 CG iterations against 198), at the pric
 their setup and storage; with linear transfers a rediscretised coarse correction
 overshoots across a jump (largest eigenvalue of ``B A`` about ratio / 35), and a W-cycle,
 which iterates it, turns indefinite.  ``coarse="auto"`` (the default) chooses by the
-coefficient's neighbour ratio (:data:`JUMP_RATIO`, :data:`JUMP_LEVEL`).  ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi
-(``omega = 2d / (2d + 1)`` by default), the smoother of choice where the sweeps must be
-data-parallel.  Transfers are cell-centred linear interpolation and its transpose (full
-weighting); the default smoothing is red-black Gauss-Seidel, red->black before the
-coarse correction and black->red after, so the V- and W-cycles are symmetric and, for an SPD
-operator, positive definite: a valid CG preconditioner.  ``smoother="srbgs"`` sweeps
-red->black->red both before and after (its own adjoint: the cycle stays symmetric).  The
-coarsest level is factorised: dense LU (the pseudo-inverse when it is singular, e.g. pure
+coefficient's neighbour ratio (:data:`JUMP_RATIO`, :data:`JUMP_LEVEL`).
+``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi (``omega = 2d / (2d + 1)``
+by default), the smoother of choice where the sweeps must be data-parallel.  Transfers
+are cell-centred linear interpolation and its transpose (full weighting); the default
+smoothing is red-black Gauss-Seidel, red->black before the coarse correction and
+black->red after, so the V- and W-cycles are symmetric and, for an SPD operator,
+positive definite -- a valid CG preconditioner -- with Galerkin levels always, with
+rediscretised ones for the V-cycle (measured to 1 : 1000 jumps) and for the W-cycle
+while the coarse correction does not overshoot (no strong jumps).
+``smoother="srbgs"`` sweeps red->black->red both before and after (its own adjoint: the
+cycle stays symmetric).  The coarsest level is factorised: dense LU (the pseudo-inverse when it is singular, e.g. pure
 Neumann) up to ``DENSE_COARSEST`` cells, a sparse LU above (SuperLU; a singular operator
 with one cell pinned and the mean removed), for a coarsest level left large by an odd
 periodic axis (up to ``MAX_COARSEST`` cells) or by ``coarse_size`` (PETSc's PCMG, too,
@@ -117,12 +120,12 @@ def jump_ratio(kappa, per=(0, 0, 0)):
     for a in range(k.ndim):
         if k.shape[a] < 2:
             continue
-        lo, hi, first, last = ([slice(None)] * k.ndim for _ in range(4))
-        lo[a], hi[a], first[a], last[a] = slice(0, -1), slice(1, None), slice(0, 1), slice(-1, None)
-        q = k[tuple(lo)] / k[tuple(hi)]
+        def part(sl):
+            return tuple(sl if b == a else slice(None) for b in range(k.ndim))
+        q = k[part(slice(0, -1))] / k[part(slice(1, None))]
         r = max(r, float(q.max()), 1.0 / float(q.min()))
-        if per[a]:
-            q = k[tuple(first)] / k[tuple(last)]
+        if per[a]:                  # the wrap-around faces
+            q = k[part(slice(0, 1))] / k[part(slice(-1, None))]
             r = max(r, float(q.max()), 1.0 / float(q.min()))
     return r
 
@@ -436,11 +439,13 @@ class GeometricMultigrid:
     coarse : {"auto", "rediscretised", "galerkin"}
         Coarse operators rediscretised on the coarse grid, or ``R A P``; ``"auto"``:
         ``R A P`` when :func:`jump_ratio` of the coefficient on level
-        ``JUMP_LEVEL[cycle]`` exceeds ``JUMP_RATIO[cycle]`` (``self.jump``).
+        ``JUMP_LEVEL[cycle]`` exceeds ``JUMP_RATIO[cycle]``.  ``self.jump`` is that
+        ratio (read on the grid itself when ``"galerkin"`` is asked for: no coefficient
+        is restricted then; 1 for the Laplacian).
     smoother : {"rbgs", "srbgs", "jacobi"}
         Red-black Gauss-Seidel, symmetric red-black Gauss-Seidel (red-black-red before
-        and after; lexicographic Gauss-Seidel on Galerkin levels for both) or damped
-        Jacobi.
+        and after; on Galerkin levels, for both, lexicographic Gauss-Seidel, multicolour
+        on levels of more than ``_SERIAL_NNZ`` entries) or damped Jacobi.
     omega : float, optional
         Jacobi damping; ``2d / (2d + 1)`` for ``d`` coarsened axes by default.
     dtype : working dtype of the vectors.
@@ -594,7 +599,8 @@ class GeometricMultigrid:
     def __repr__(self):
         return (f"GeometricMultigrid(levels={[l.shape for l in self.levels]}, "
                 f"gamma={self.gamma}, pre={self.pre}, post={self.post}, "
-                f"coarse={'galerkin' if self.galerkin else 'rediscretised'}, jump={self.jump:.3g}, "
+                f"coarse={'galerkin' if self.galerkin else 'rediscretised'}, "
+                f"jump={self.jump:.3g}, "
                 f"smoother={self.smoother!r}"
                 + (f", shift={self.shift!r})" if self.shift != 0.0 else ")"))
 
@@ -640,11 +646,12 @@ class GeometricMultigrid:
             lev.r = self._vector(lev.shape)
         if lev.A is not None:
             A, u, f, r = lev.A, lev.u.reshape(-1), lev.f.reshape(-1), lev.r.reshape(-1)
-            if lev.colours is None:
-                GK.csr_residual_serial(A.indptr, A.indices, A.data, u, f, r) if lev.serial \
-                    else np.subtract(f, A @ u, out=r)
-            else:
+            if lev.colours is not None:     # rows stored by colour
                 GK.csr_residual_rows(A.indptr, A.indices, A.data, u, f, r, lev.colours[1])
+            elif lev.serial:
+                GK.csr_residual_serial(A.indptr, A.indices, A.data, u, f, r)
+            else:                           # a large level with the Jacobi smoother
+                np.subtract(f, A @ u, out=r)
             return
         if lev.kappa is None:       # (the shift in the kernel's scales)
             res = K.residual_laplacian_serial if lev.serial else K.residual_laplacian_fast
