@@ -382,3 +382,30 @@ def test_three_d_galerkin_levels_are_the_triple_product():
     ref = (P.T @ A @ P) / 8.0
     np.testing.assert_allclose(lev.A.toarray(), ref.toarray(), rtol=0,
                                atol=1e-13 * abs(ref).max())
+
+
+def test_kappa_gradient_through_the_default_on_blocks_is_the_direct_one():
+    """The adjoint solve reuses the forward's hierarchy (Galerkin here, by the auto rule):
+    the implicit-function gradient equals the direct solver's, and a central difference."""
+    g = js.Grid((64, 64))
+    kappa = _checkerboard(g, 4)
+    rng = np.random.default_rng(13)
+    f = rng.standard_normal(g.shape)
+    loss = js.L2Loss(None, rng.standard_normal(g.shape))
+    M = js.Multigrid()
+    assert M.setup(-js.Diffusion(g, kappa)).galerkin      # setup() returns the hierarchy
+    v, gr = js.gradient(js.LinearProblem(-js.Diffusion(g, kappa), f), js.CG(M), loss,
+                        wrt=("b", "kappa"), rtol=1e-12)
+    vd, gd = js.gradient(js.LinearProblem(-js.Diffusion(g, kappa), f), js.Direct(), loss,
+                         wrt=("b", "kappa"))
+    assert v == pytest.approx(vd, rel=1e-10)
+    for name in ("b", "kappa"):
+        np.testing.assert_allclose(gr[name], gd[name], rtol=0,
+                                   atol=1e-8 * np.abs(gd[name]).max())
+    d = rng.standard_normal(g.shape) * kappa
+    e = 1e-4       # the matrix's condition (~1e7) leaves the difference ~1e-5 of noise
+    vp = js.gradient(js.LinearProblem(-js.Diffusion(g, kappa + e * d), f), js.Direct(), loss,
+                     wrt=("b",))[0]
+    vm = js.gradient(js.LinearProblem(-js.Diffusion(g, kappa - e * d), f), js.Direct(), loss,
+                     wrt=("b",))[0]
+    assert np.sum(gr["kappa"] * d) == pytest.approx((vp - vm) / (2 * e), rel=1e-4)
