@@ -32,7 +32,7 @@ A Laplacian level's ``c`` may carry a fourth entry, a shift of the diagonal
     the same source compiled without ``parallel`` (small levels, where a parallel region
     costs more than the work).
 ``prolong_add``
-    ``fine += P coarse`` with cell-centred (bi/tri)linear interpolation: a fine cell takes
+    ``fine += weight * P coarse`` with cell-centred (bi/tri)linear interpolation: a fine cell takes
     3/4 of its parent and 1/4 of the parent's neighbour on its side along every coarsened
     axis; a boundary ghost parent is ``sgn * parent`` (homogeneous boundary data, as for a
     correction).
@@ -376,8 +376,10 @@ RESTRICT_CHUNKS = 64
 
 
 @njit(parallel=True, cache=True)
-def prolong_add(coarse, fine, act, per, sgn):
-    """``fine += P coarse`` (cell-centred linear interpolation along coarsened axes).
+def prolong_add(coarse, fine, act, per, sgn, weight=1.0):
+    """``fine += weight * P coarse`` (cell-centred linear interpolation along coarsened
+    axes; ``weight``: an over-correction factor, folded into the combination weights, so
+    ``weight = 1`` gives the unweighted sums bit for bit).
 
     Per fine row, the coarse rows it interpolates from (up to 2 along each coarsened outer
     axis) are first combined with their weights into a contiguous row buffer, which is
@@ -400,22 +402,22 @@ def prolong_add(coarse, fine, act, per, sgn):
             j1 = q - j0 * n1
             A0, wa0, B0, wb0 = _ptaps(j0, m0, act[0], per[0], sgn[0, 0], sgn[0, 1])
             A1, wa1, B1, wb1 = _ptaps(j1, m1, act[1], per[1], sgn[1, 0], sgn[1, 1])
-            w = wa0 * wa1
+            w = weight * wa0 * wa1
             ca = cf[(A0 * m1 + A1) * m2:(A0 * m1 + A1 + 1) * m2]
             for I in range(m2):
                 t[I] = w * ca[I]
             if wb1 != 0.0:
-                w = wa0 * wb1
+                w = weight * wa0 * wb1
                 cb = cf[(A0 * m1 + B1) * m2:(A0 * m1 + B1 + 1) * m2]
                 for I in range(m2):
                     t[I] += w * cb[I]
             if wb0 != 0.0:
-                w = wb0 * wa1
+                w = weight * wb0 * wa1
                 cc = cf[(B0 * m1 + A1) * m2:(B0 * m1 + A1 + 1) * m2]
                 for I in range(m2):
                     t[I] += w * cc[I]
                 if wb1 != 0.0:
-                    w = wb0 * wb1
+                    w = weight * wb0 * wb1
                     cd = cf[(B0 * m1 + B1) * m2:(B0 * m1 + B1 + 1) * m2]
                     for I in range(m2):
                         t[I] += w * cd[I]
