@@ -385,7 +385,10 @@ def _pinv_constants(A):
 
 class _Level:
     __slots__ = ("shape", "c", "cs", "ck", "kappa", "u", "f", "r", "act", "serial", "A",
-                 "wdinv", "faces", "sgn", "colours")
+                 "wdinv", "faces", "sgn", "colours", "u_own", "f_own")
+
+    def __init__(self):
+        self.u_own = self.f_own = None
 
 
 def prolongation_matrix(shape_coarse, act, per, sgn, shape_fine=None):
@@ -551,7 +554,9 @@ class GeometricMultigrid:
             lev.cs = c * self.scale
             # the Laplacian kernels' scales, with the shift of the diagonal as a fourth entry
             lev.ck = c if self.shift == 0.0 else np.append(c, self.shift / self.scale)
-            lev.u, lev.f = (self._vector(shape) for _ in range(2))
+            # the finest level works in the caller's r and out where they fit (__call__):
+            # its own two vectors are taken on first need only
+            lev.u, lev.f = (None, None) if i == 0 else (self._vector(shape) for _ in range(2))
             lev.r = None            # the residual array, taken when a level first needs it
             lev.serial = int(np.prod(shape)) <= _SERIAL_CELLS
             lev.A = lev.wdinv = lev.faces = lev.colours = None
@@ -767,7 +772,7 @@ class GeometricMultigrid:
         try:
             work, self._work = self._work, []
             for lev in self.levels:
-                lev.u = lev.f = lev.r = None
+                lev.u = lev.f = lev.r = lev.u_own = lev.f_own = None
             while work:
                 a = work.pop()
                 workspace.give(a)
@@ -806,21 +811,30 @@ class GeometricMultigrid:
         if out is None:
             out = np.empty(np.shape(r), self.dtype)
         top = self.levels[0]
-        f, u = top.f, top.u
-        # work on the caller's arrays where they fit (no copy in, no copy out)
+        shape = top.shape
+        n = int(np.prod(shape))
+        # work on the caller's arrays where they fit (no copy in, no copy out); the level's
+        # own vectors are taken the first time they do not
         if (isinstance(r, np.ndarray) and r.dtype == self.dtype and r.flags.c_contiguous
-                and r.size == f.size):
-            top.f = r.reshape(f.shape)
+                and r.size == n):
+            top.f = r.reshape(shape)
         else:
-            f.ravel()[:] = r
+            if top.f_own is None:
+                top.f_own = self._vector(shape)
+            top.f = top.f_own
+            top.f.ravel()[:] = r
         direct = (isinstance(out, np.ndarray) and out.dtype == self.dtype and out.flags.c_contiguous
-                  and out.size == u.size and not np.may_share_memory(out, top.f))
+                  and out.size == n and not np.may_share_memory(out, top.f))
         if direct:
-            top.u = out.reshape(u.shape)
+            top.u = out.reshape(shape)
+        else:
+            if top.u_own is None:
+                top.u_own = self._vector(shape)
+            top.u = top.u_own
         try:
             self._cycle(0, True)
             if not direct:
                 out[:] = top.u.ravel()
         finally:
-            top.f, top.u = f, u
+            top.f = top.u = None    # no reference to the caller's arrays is kept
         return out
