@@ -347,7 +347,7 @@ class Multigrid(_CachedPreconditioner):
     For ``c * js.Laplacian(g)`` and ``c * js.Diffusion(g, kappa)`` (any nonzero scale,
     e.g. ``-L`` for Poisson), and their shifts ``sigma * js.Identity(g) + c * L`` with
     ``sigma * c <= 0`` (implicit time steps, ``I - dt L``: the shift is kept on every
-    level; 9-11 iterations for any ``dt``), on grids of any size: the hierarchy halves
+    level; 7-10 iterations for any ``dt``), on grids of any size: the hierarchy halves
     the grid down to ``coarse_size`` cells, an odd axis to ``(n - 1) / 2`` (the extra cell
     interpolated from its ghost; a Dirichlet far side keeps its place on every level
     through the ghost sign, so 1025^2 takes the 8 iterations of 1024^2; a Neumann far
