@@ -352,7 +352,7 @@ class Multigrid(_CachedPreconditioner):
     interpolated from its ghost; a Dirichlet far side keeps its place on every level
     through the ghost sign, so 1025^2 takes the 8 iterations of 1024^2; a Neumann far
     side 10-12).  An odd periodic axis has no red-black ordering: the level there is the
-    coarsest, factorised, densely up to 256 cells and by a sparse LU above; a coarsest
+    coarsest, factorised, densely up to 64 cells and by a sparse LU above; a coarsest
     level of more than 2^18 cells in 2-D (2^15 in 3-D, 2^22 in 1-D) and ``coarse_size``
     is refused, the periodic axis named (``js.AMG()`` takes any grid).  Cells are
     agglomerated ``2^d -> 1`` per level along the axes whose coupling ``1/h^2`` is at
@@ -376,7 +376,7 @@ class Multigrid(_CachedPreconditioner):
     presmooth, postsmooth : int
         Red-black Gauss-Seidel sweeps before / after the coarse-grid correction.
     coarse_size : int
-        Coarsen until a level has at most this many cells (then its LU: dense up to 256
+        Coarsen until a level has at most this many cells (then its LU: dense up to 64
         cells, sparse above).
     coarse_kappa : {"geometric", "arithmetic", "harmonic"}
         How ``kappa`` is averaged over the ``2^d`` children (rediscretised levels).

@@ -208,3 +208,27 @@ def test_an_odd_periodic_axis_is_never_smoothed(shape, bc, nlev):
     assert M.nlevels == nlev
     x, y = rng.standard_normal(g.size), rng.standard_normal(g.size)
     assert_symmetric_positive(M, x, y, positive=False)
+
+
+@pytest.mark.parametrize("grid,kw", [(js.Grid((64, 64)), dict(coarse_size=256)),
+                                     (js.Grid((18, 18), bc=js.Periodic()), {}),
+                                     (js.Grid((12, 12, 12)), dict(coarse_size=216))])
+def test_coarsest_above_64_cells_is_factorised_sparsely(grid, kw):
+    """Coarsest levels of 65-256 cells (a larger ``coarse_size``; an odd periodic axis
+    that stops the coarsening) take SuperLU, not LAPACK's dense LU, whose threads (from
+    ~192 cells) keep spinning on the cores of the solve that follows; the solve agrees
+    with the dense factorisation."""
+    A = -js.Laplacian(grid)
+    M = _mg(A, **kw)
+    assert 64 < M.coarse_n <= 256 and MG.DENSE_COARSEST == 64
+    assert M._splu is not None
+    b = np.random.default_rng(3).standard_normal(grid.size)
+    if isinstance(grid.bcs[0][0], js.Periodic):
+        b -= b.mean()
+    with pytest.MonkeyPatch.context() as mp:
+        D = _mg(A, mp, **kw)
+    assert D._splu is None and D.coarse_n == M.coarse_n
+    xs, xd = M(b, np.empty_like(b)), D(b, np.empty_like(b))
+    assert np.abs(xs - xd).max() <= 1e-11 * np.abs(xd).max()
+    sol = js.solve(js.LinearProblem(A, b), js.CG(js.Multigrid(**kw)), rtol=1e-8)
+    assert sol.retcode == js.ReturnCode.Success and sol.iters <= 12

@@ -423,19 +423,26 @@ def test_pseudo_inverse_of_a_constant_null_space():
     assert abs(MG._pinv_constants(A2)).max() < 10 * abs(Ap).max()
 
 
+@pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("dims,sides,seed", [((3, 3, 35), ("NN", "NN", "P"), 0),
                                              ((3, 35), ("P", "NN"), 1)])
-def test_galerkin_on_singular_stretched_grids_is_symmetric_positive(dims, sides, seed):
+def test_galerkin_on_singular_stretched_grids_is_symmetric_positive(dims, sides, seed, dense,
+                                                                    monkeypatch):
     """Hypothesis examples of tests/test_multigrid_odd.py that found the pseudo-inverse's
-    cut-off too small for a Galerkin coarsest level (B had entries of 1e10)."""
+    cut-off too small for a Galerkin coarsest level (B had entries of 1e10); the coarsest
+    level (81 and 32 cells) dense with the pseudo-inverse, and by default (81 cells:
+    SuperLU with a cell pinned, above ``DENSE_COARSEST`` = 64 cells)."""
     rng = np.random.default_rng(seed)
     shape = tuple(d + 1 if s == "P" and d % 2 else d for d, s in zip(dims, sides))
     kinds = {"D": js.Dirichlet(0.0), "N": js.Neumann()}
     bc = [js.Periodic() if s == "P" else (kinds[s[0]], kinds[s[1]]) for s in sides]
     g = js.Grid(shape, extent=[(0.0, float(rng.uniform(0.5, 2.0))) for _ in shape], bc=bc)
     A = -js.Laplacian(g)
+    if dense:
+        monkeypatch.setattr(MG, "DENSE_COARSEST", 1 << 30)
     M = js.Multigrid(coarse="galerkin").setup(A)
-    assert M._singular and M._pinv.size
+    as_dense = dense or M.coarse_n <= 64
+    assert M._singular and (M._pinv.size > 0) == as_dense and (M._splu is None) == as_dense
     n = g.size
     B = np.array([M(e, np.empty(n)) for e in np.eye(n)]).T
     assert abs(B - B.T).max() <= 1e-12 * abs(B).max()

@@ -260,8 +260,12 @@ _SERIAL_NNZ = 1 << 18
 #: the coarsest level is factorised densely (LU; the pseudo-inverse when it is singular)
 #: at or below this many cells, and by a sparse LU above: a dense solve costs n^2 per
 #: cycle (0.05 ms at 256 cells, 0.85 ms at 1,024, 19 ms at 4,096), SuperLU's 0.009,
-#: 0.032 and 0.14 ms (2-D Laplacians, one call, measured 2026-12-05)
-DENSE_COARSEST = 256
+#: 0.032 and 0.14 ms (2-D Laplacians, one call, measured 2026-12-05).  Not above 64:
+#: LAPACK's dense LU of 192 cells and more runs on OpenBLAS's threads, which then spin
+#: for ~0.1 s on the cores the multigrid's Numba threads need -- a CG + Multigrid solve
+#: at 1024^2 right after such a setup took 136-147 ms instead of 50-53 (SuperLU's
+#: factorisation leaves no threads behind)
+DENSE_COARSEST = 64
 
 #: the most cells the coarsest level may have (beyond ``coarse_size``), by the number of
 #: grid axes: its sparse factor fills as ~n log n in 2-D and ~n^(4/3) in 3-D
