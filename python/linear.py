@@ -413,9 +413,10 @@ class Multigrid(_CachedPreconditioner):
         default 1.15 on 2-D and 1.2 on 3-D grids for V-cycles on rediscretised levels
         (the cell-centred correction undershoots: CG's residual falls 0.093 instead of
         0.119 an iteration for the 2-D Laplacian, 0.140 instead of 0.155 in 3-D, about
-        one iteration in ten saved), 1 on 1-D grids, Galerkin levels and W-cycles (where
-        a factor gains nothing or slows).  Any positive factor keeps the cycle symmetric
-        and positive definite; 1 is the textbook cycle.
+        one iteration in ten saved), 1 on 1-D grids, Galerkin levels, W-cycles and
+        hierarchies that halve an odd axis with a Neumann side (where a factor gains
+        nothing or slows).  Any positive factor keeps the cycle symmetric and positive
+        definite; 1 is the textbook cycle.
 
     References
     ----------

@@ -37,8 +37,9 @@ while the coarse correction does not overshoot (no strong jumps).
 cycle stays symmetric).  The finest level's coarse correction is over-corrected,
 ``u += w P e_c`` with ``w`` = :data:`OVERCORRECTION` (1.15 in 2-D, 1.2 in 3-D; V-cycles
 on rediscretised levels; a scalar on one term of the cycle, so it stays symmetric and
-positive definite): 8 CG iterations instead of 9 for 2-D Poisson.  The coarsest level is factorised: dense LU (the pseudo-inverse when it is singular, e.g. pure
-Neumann) up to ``DENSE_COARSEST`` cells, a sparse LU above (SuperLU; a singular operator
+positive definite): 8 CG iterations instead of 9 for 2-D Poisson.  The coarsest level
+is factorised: dense LU (the pseudo-inverse when it is singular, e.g. pure Neumann) up
+to ``DENSE_COARSEST`` cells, a sparse LU above (SuperLU; a singular operator
 with one cell pinned and the mean removed), for a coarsest level left large by an odd
 periodic axis (up to ``MAX_COARSEST`` cells) or by ``coarse_size`` (PETSc's PCMG, too,
 ends in a direct coarse solve).
