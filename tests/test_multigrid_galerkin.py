@@ -441,7 +441,7 @@ def test_galerkin_on_singular_stretched_grids_is_symmetric_positive(dims, sides,
     if dense:
         monkeypatch.setattr(MG, "DENSE_COARSEST", 1 << 30)
     M = js.Multigrid(coarse="galerkin").setup(A)
-    as_dense = dense or M.coarse_n <= 64
+    as_dense = dense or M.coarse_n <= MG.DENSE_COARSEST
     assert M._singular and (M._pinv.size > 0) == as_dense and (M._splu is None) == as_dense
     n = g.size
     B = np.array([M(e, np.empty(n)) for e in np.eye(n)]).T
