@@ -384,7 +384,7 @@ def _single_row_kernels():
                       lam[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1], u[i0, b1], lam[i0, a1],
                       lam[i0, b1], k[i0, a1], k[i0, b1], out[i0, i1], n2,
                       (s0, t0, g0, h0, s1, t1, g1, h1), per[2], sgn[2, 0], sgn[2, 1],
-                      c[0], c[1], c[2], False)
+                      c[0], c[1], c[2], c[0] != 0.0)
 
     return lap_rows, diff_rows, dvjp_rows
 
@@ -425,3 +425,106 @@ def test_2d_row_pairs_equal_single_rows(shape, bcname, dtype, rng):
         dvjp_rows(u, lam, D._k3, want, D._c, D._per, D._sgn)
         assert np.array_equal(got, want), ("param_vjp", shape, bcname)
         assert np.all(np.isfinite(got))
+
+
+# ------------------------------------------------- shared harmonic faces, bit for bit
+@pytest.mark.parametrize("shape", [(2, 3, 5), (5, 6, 4), (9, 33, 7), (3, 70, 17), (40, 3, 4),
+                                   (1, 4, 6), (17, 1, 9)])
+@pytest.mark.parametrize("bcname", list(BCS) + ["mixed"])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_3d_shared_faces_equal_single_rows(shape, bcname, dtype, rng):
+    """The 3-D Diffusion apply evaluates every face's harmonic mean once (bands of
+    ``DIFF_BAND`` rows, the faces below a row carried from the row before it and from
+    the plane before): the same bits as the row helper that evaluates each cell's own
+    faces, across band edges (70 rows: three bands), chunk starts, boundaries and
+    periodic wrap."""
+    from jitsolve.kernels.cpu.stencil import diffusion_apply
+
+    _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
+    if bcname == "mixed":
+        bc = [(js.Periodic(), js.Periodic()), (js.Dirichlet(0.3), js.Neumann()),
+              (js.Periodic(), js.Periodic())]
+    else:
+        bc = BCS[bcname]()
+    g = _grid(shape, bc)
+    D = js.Diffusion(g, np.exp(rng.uniform(-2, 2, shape)))
+    assert D._c[0] != 0.0
+    u = rng.standard_normal(shape).astype(dtype)
+    if np.iscomplexobj(u):
+        u = u + 1j * rng.standard_normal(shape)
+    got = np.full_like(u, np.nan)
+    want = np.full_like(u, np.nan)
+    diffusion_apply(u, D._k3, got, D._c, D._per, D._sgn)
+    diff_rows(u, D._k3, want, D._c, D._per, D._sgn)
+    assert np.array_equal(got, want), (shape, bcname)
+    assert np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (5, 6, 4), (9, 33, 7), (3, 70, 17), (2, 2, 1),
+                                   (1, 4, 6), (17, 1, 9)])
+@pytest.mark.parametrize("bcname", list(BCS) + ["mixed"])
+def test_3d_vjp_shared_faces_match_single_rows(shape, bcname, rng):
+    """The 3-D coefficient VJP forms each face's quotient once for both its cells: the
+    per-cell row helper's values to rounding (a few ulps of the largest entry), across
+    band edges, chunk starts, boundaries and periodic wrap."""
+    from jitsolve.kernels.cpu.stencil import diffusion_apply, diffusion_param_vjp
+
+    _lap_rows, _diff_rows, dvjp_rows = _single_row_kernels()
+    if bcname == "mixed":
+        bc = [(js.Periodic(), js.Periodic()), (js.Dirichlet(0.3), js.Neumann()),
+              (js.Periodic(), js.Periodic())]
+    else:
+        bc = BCS[bcname]()
+    g = _grid(shape, bc)
+    D = js.Diffusion(g, np.exp(rng.uniform(-2, 2, shape)))
+    u = rng.standard_normal(shape)
+    lam = rng.standard_normal(shape)
+    got = np.full_like(u, np.nan)
+    want = np.full_like(u, np.nan)
+    diffusion_param_vjp(u, lam, D._k3, got, D._c, D._per, D._sgn)
+    dvjp_rows(u, lam, D._k3, want, D._c, D._per, D._sgn)
+    assert np.all(np.isfinite(got))
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() <= 8 * np.finfo(float).eps * scale, (shape, bcname)
+    # the derivative of the kernel's own apply: <got, d> = d/de <lam, D(k + e d) u>
+    d = rng.standard_normal(shape)
+
+    def J(k):
+        out = np.empty_like(u)
+        diffusion_apply(u, k, out, D._c, D._per, D._sgn)
+        return np.vdot(lam, out)
+
+    fd = _central_difference(J, D._k3, d, 1e-6)
+    assert abs(np.vdot(got, d) - fd) <= 1e-7 * max(1.0, abs(fd))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.tuples(st.integers(1, 7), st.integers(1, 40), st.integers(1, 9)),
+       per=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+       signs=st.lists(st.sampled_from([-1.0, 1.0]), min_size=6, max_size=6),
+       c=st.tuples(st.floats(0.1, 10), st.floats(0.0, 10), st.floats(0.0, 10)),
+       seed=st.integers(0, 2**31 - 1))
+def test_property_shared_face_kernels(n, per, signs, c, seed):
+    """Each of the Diffusion apply's kernels (2-D pairs with shared faces, 2-D pairs
+    with each cell's faces -- the one for grids above ``DIFF_SHARED_2D`` cells --, 3-D
+    bands) gives the row helper's bits on arbitrary shapes, periodic axes, ghost signs
+    and axis weights."""
+    from jitsolve.kernels.cpu import stencil as S
+
+    _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
+    r = np.random.default_rng(seed)
+    per = np.array(per)
+    sgn = np.array(signs).reshape(3, 2)
+    n0, n1, n2 = n
+    k3 = np.exp(r.uniform(-3, 3, n))
+    u3 = r.standard_normal(n)
+    cases = [(S._diffusion_apply_bands, u3, k3, np.array(c))]
+    c2d = np.array([0.0, c[1], c[2]])
+    for kernel in (S._diffusion_apply_pairs, S._diffusion_apply_cells_2d):
+        cases.append((kernel, u3[:1], k3[:1], c2d))
+    for kernel, u, k, cc in cases:
+        got = np.full_like(u, np.nan)
+        want = np.full_like(u, np.nan)
+        kernel(u, k, got, cc, per, sgn)
+        diff_rows(u, k, want, cc, per, sgn)
+        assert np.array_equal(got, want), (kernel.__name__, n, per, sgn, cc)

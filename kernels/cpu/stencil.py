@@ -24,6 +24,7 @@ LeVeque, *Finite Volume Methods for Hyperbolic Problems* (2002), ch. 4 (upwind a
 central fluxes); Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), sec. 5.7
 (cell-centred discretisation with harmonic face coefficients).
 """
+import numpy as np
 from numba import njit, prange
 
 __all__ = [
@@ -182,12 +183,16 @@ def laplacian_apply(u, out, c, per, sgn):
 
 
 # --------------------------------------------------------------------------- Diffusion
-# One pass per row, no face buffers: every cell evaluates the harmonic means of its own
-# faces.  On this machine's cores the divisions hide under the memory traffic, while
-# face buffers (a row pass writing them, another reading them back from L2) cost about
-# 40% more time in 2-D (37 -> 26 ms per 4096^2 apply on one thread).  ``_harm`` is
-# symmetric bit for bit (``2 a`` is exact), so both cells of a face see the same value
-# and the matrix stays exactly symmetric.
+# Harmonic face means cost a division each.  ``_harm`` is symmetric bit for bit (``2 a``
+# is exact), so both cells of a face see the same value and the matrix stays exactly
+# symmetric; it also lets a face be evaluated once for both its cells.  The row helpers
+# below (used by the fused Krylov kernels too) evaluate every cell's faces; the apply
+# shares them where that pays (`_diffusion_apply_bands` in 3-D: three divisions a cell
+# instead of six; `_diffusion_apply_pairs` in 2-D: two instead of 3.5).  On AMD Zen 4
+# the divisions hid under the memory traffic of a 4096^2 apply (face buffers, written in
+# a row pass and read back from L2, measured 40 % slower there); on Intel Sapphire Rapids
+# they bound the apply in cache and in 3-D: 0.64-0.79x the time from 64^3 to 256^3,
+# 0.69-0.84x from 256^2 to 2048^2 (RESULTS.md, thirty-third session).
 
 @njit(inline="always", cache=True)
 def _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
@@ -257,14 +262,95 @@ def diffusion_apply(u, k, out, c, per, sgn):
 
     ``(D u)_i = sum_faces c_a k_f (s u_nb - u_i)``, ``k_f = 2 k_i k_nb / (k_i + k_nb)``;
     at a non-periodic boundary the ghost cell has ``k_nb = k_i`` and value ``s u_i``.
-    The matrix is symmetric, so this kernel is also the transpose.  On a 2-D grid the
-    rows are taken in pairs (:func:`_diff_pair_2d`): 0.83-0.98 of the time of single
-    rows from 256^2 to 4096^2 (A/B medians, two threads).  In 3-D single rows (the
-    pairs' streams were slower, as for :func:`laplacian_apply`).
+    The matrix is symmetric, so this kernel is also the transpose.  2-D grids of at most
+    :data:`DIFF_SHARED_2D` cells: :func:`_diffusion_apply_pairs` (rows in pairs, every
+    face evaluated once); larger ones :func:`_diffusion_apply_cells_2d` (rows in pairs,
+    each cell's faces); 3-D grids :func:`_diffusion_apply_bands` (every face once).
+    The same values bit for bit whichever runs.
     """
     n0, n1, n2 = u.shape
-    if n0 == 1 and c[0] == 0.0:
-        for q in prange((n1 + 1) // 2):
+    if n0 == 1 and c[0] == 0.0 and n1 * n2 <= DIFF_SHARED_2D:
+        _diffusion_apply_pairs(u, k, out, c, per, sgn)
+    elif n0 == 1 and c[0] == 0.0:
+        _diffusion_apply_cells_2d(u, k, out, c, per, sgn)
+    elif c[0] != 0.0:
+        _diffusion_apply_bands(u, k, out, c, per, sgn)
+    else:       # no axis-0 term on a grid with several planes (not made by Grid)
+        for r in prange(n0 * n1):
+            i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+                _neighbours(r, n0, n1, per, sgn)
+            diff_apply_row(u[i0, i1], k[i0, i1], u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1],
+                           u[i0, a1], u[i0, b1], k[i0, a1], k[i0, b1], out[i0, i1], n2,
+                           s0, t0, s1, t1, per, sgn, c)
+
+
+@njit(parallel=True, cache=True)
+def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
+    """:func:`diffusion_apply` on a 2-D grid, rows in pairs (:func:`_diff_pair_2d`),
+    every cell evaluating its faces' harmonic means (the face between the two rows
+    once): 0.83-0.98 of the time of single rows from 256^2 to 4096^2 (A/B medians,
+    two threads, AMD Zen 4)."""
+    n0, n1, n2 = u.shape
+    for q in prange((n1 + 1) // 2):
+        i1 = 2 * q
+        _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+            _neighbours(i1, n0, n1, per, sgn)
+        if i1 + 1 == n1:
+            diff_apply_row(u[0, i1], k[0, i1], u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1],
+                           u[0, a1], u[0, b1], k[0, a1], k[0, b1], out[0, i1], n2,
+                           s0, t0, s1, t1, per, sgn, c)
+            continue
+        _j0, _j1, _a0, _s0, _, _b0, _t0, _, _a1, _s1, _, b1b, t1b, _ = \
+            _neighbours(i1 + 1, n0, n1, per, sgn)
+        j1 = i1 + 1
+        ua = u[0, i1]
+        ub = u[0, j1]
+        ka = k[0, i1]
+        kb = k[0, j1]
+        _diff_pair_2d(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b], out[0, i1],
+                      out[0, j1], n2, s1, t1b, c[1], c[2])
+        _diff_ends(ua, ka, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[0, a1], ub,
+                   k[0, a1], kb, out[0, i1], n2, s0, t0, s1, t1,
+                   per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+        _diff_ends(ub, kb, u[a0, j1], u[b0, j1], k[a0, j1], k[b0, j1], ua, u[0, b1b],
+                   ka, k[0, b1b], out[0, j1], n2, s0, t0, _s1, t1b,
+                   per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+
+
+#: pairs of rows per chunk of :func:`_diffusion_apply_pairs` (at most; the faces
+#: between two chunks are evaluated by both)
+DIFF_PAIRS_CHUNK = 64
+
+#: the most cells of a 2-D grid that :func:`diffusion_apply` gives to
+#: :func:`_diffusion_apply_pairs`; larger grids take the per-cell pairs (their arrays do
+#: not stay in cache, the apply is bound by the memory streams, and the face buffers'
+#: extra streams cost 1.04-1.10x at 4096^2, against 0.68-0.84x at 256^2 .. 2048^2)
+DIFF_SHARED_2D = 1 << 22
+
+
+@njit(parallel=True, cache=True)
+def _diffusion_apply_pairs(u, k, out, c, per, sgn):
+    """:func:`diffusion_apply` on a 2-D grid: rows in pairs, every face's harmonic mean
+    evaluated once (two divisions a cell instead of 3.5).
+
+    The faces along the contiguous axis come from a row buffer per row of the pair; the
+    face between the two rows is shared (:func:`_diff_pair_2d`), and the face above a
+    pair is the face below the next pair of the chunk.  :func:`_harm` is symmetric bit
+    for bit, so the values are :func:`diff_apply_row`'s.  Why: the divisions bound the
+    apply on cores that divide slowly (Intel Sapphire Rapids: see RESULTS.md).
+    """
+    n0, n1, n2 = u.shape
+    c1 = c[1]
+    c2 = c[2]
+    npairs = (n1 + 1) // 2
+    nch = max(1, (npairs + DIFF_PAIRS_CHUNK - 1) // DIFF_PAIRS_CHUNK)
+    for ch in prange(nch):
+        q_lo = ch * npairs // nch
+        q_hi = (ch + 1) * npairs // nch
+        hxa = np.empty(n2, k.dtype)     # faces along axis 2 of row a, of row b
+        hxb = np.empty(n2, k.dtype)
+        hyl = np.empty(n2, k.dtype)     # the faces below row a
+        for q in range(q_lo, q_hi):
             i1 = 2 * q
             _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
                 _neighbours(i1, n0, n1, per, sgn)
@@ -280,21 +366,114 @@ def diffusion_apply(u, k, out, c, per, sgn):
             ub = u[0, j1]
             ka = k[0, i1]
             kb = k[0, j1]
-            _diff_pair_2d(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b], out[0, i1],
-                          out[0, j1], n2, s1, t1b, c[1], c[2])
-            _diff_ends(ua, ka, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[0, a1], ub,
-                       k[0, a1], kb, out[0, i1], n2, s0, t0, s1, t1,
+            um1 = u[0, a1]
+            up1 = u[0, b1b]
+            km1 = k[0, a1]
+            kp1 = k[0, b1b]
+            oa = out[0, i1]
+            ob = out[0, j1]
+            if q == q_lo or i1 == 0:
+                for j in range(1, n2 - 1):
+                    hyl[j] = _harm(ka[j], km1[j])
+            for j in range(n2 - 1):             # hx[j]: the face between j, j + 1
+                hxa[j] = _harm(ka[j], ka[j + 1])
+                hxb[j] = _harm(kb[j], kb[j + 1])
+            # _diff_pair_2d's expressions with the faces looked up
+            for j in range(1, n2 - 1):
+                x = ua[j]
+                y = ub[j]
+                h = _harm(ka[j], kb[j])
+                ht = _harm(kb[j], kp1[j])
+                oa[j] = (c2 * (hxa[j - 1] * (ua[j - 1] - x) + hxa[j] * (ua[j + 1] - x))
+                         + c1 * (hyl[j] * (s1 * um1[j] - x) + h * (1.0 * y - x)))
+                ob[j] = (c2 * (hxb[j - 1] * (ub[j - 1] - y) + hxb[j] * (ub[j + 1] - y))
+                         + c1 * (h * (1.0 * x - y) + ht * (t1b * up1[j] - y)))
+                hyl[j] = ht
+            _diff_ends(ua, ka, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], um1, ub,
+                       km1, kb, oa, n2, s0, t0, s1, t1,
                        per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
-            _diff_ends(ub, kb, u[a0, j1], u[b0, j1], k[a0, j1], k[b0, j1], ua, u[0, b1b],
-                       ka, k[0, b1b], out[0, j1], n2, s0, t0, _s1, t1b,
+            _diff_ends(ub, kb, u[a0, j1], u[b0, j1], k[a0, j1], k[b0, j1], ua, up1,
+                       ka, kp1, ob, n2, s0, t0, _s1, t1b,
                        per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
-        return
-    for r in prange(n0 * n1):
-        i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
-            _neighbours(r, n0, n1, per, sgn)
-        diff_apply_row(u[i0, i1], k[i0, i1], u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1],
-                       u[i0, a1], u[i0, b1], k[i0, a1], k[i0, b1], out[i0, i1], n2,
-                       s0, t0, s1, t1, per, sgn, c)
+
+
+#: rows along axis 1 in a band of :func:`_diffusion_apply_bands`: the band's three planes
+#: of ``u`` and ``k`` and its face buffer stay in L2 (256^3: 0.76x the time of whole
+#: planes, 0.74x at 128 bands of 8 .. 64 rows within 10 %)
+DIFF_BAND = 32
+
+
+@njit(parallel=True, cache=True)
+def _diffusion_apply_bands(u, k, out, c, per, sgn):
+    """:func:`diffusion_apply` on a 3-D grid (``c[0] != 0``) with every face's harmonic
+    mean evaluated once, not once from each side: three divisions a cell instead of six.
+
+    The rows are taken in bands of :data:`DIFF_BAND` rows along axis 1, plane after
+    plane along axis 0; a row takes its faces along the contiguous axis from a row
+    buffer, and its lower faces along axes 1 and 0 from the row before it in the band
+    and from the same row of the plane before, where this chunk evaluated them (else
+    afresh: a chunk's first plane, a band's first row, boundaries, periodic wrap).
+    :func:`_harm` is symmetric bit for bit, so the values are :func:`diff_apply_row`'s.
+    Why: the divisions bound the per-cell apply (see the note above
+    :func:`diffusion_apply`).
+    """
+    n0, n1, n2 = u.shape
+    c0 = c[0]
+    c1 = c[1]
+    c2 = c[2]
+    per2 = per[2]
+    sl = sgn[2, 0]
+    sh = sgn[2, 1]
+    B = min(DIFF_BAND, n1)
+    nb = (n1 + B - 1) // B
+    nsplit = max(1, min(n0, (8 + nb - 1) // nb))   # some 8 chunks at least
+    for ch in prange(nb * nsplit):
+        b_lo = (ch % nb) * B
+        b_hi = min(n1, b_lo + B)
+        sp = ch // nb
+        p_lo = sp * n0 // nsplit
+        p_hi = (sp + 1) * n0 // nsplit
+        hx = np.empty(n2, k.dtype)          # faces along axis 2: hx[j] between j, j + 1
+        hy = np.empty(n2, k.dtype)          # the row's lower faces along axis 1
+        hz = np.empty((B, n2), k.dtype)     # the band's lower faces along axis 0
+        for i0 in range(p_lo, p_hi):
+            for i1 in range(b_lo, b_hi):
+                _i0, _i1, a0, s0, _g0, b0, t0, _h0, a1, s1, _g1, b1, t1, _h1 = \
+                    _neighbours(i0 * n1 + i1, n0, n1, per, sgn)
+                ur = u[i0, i1]
+                kr = k[i0, i1]
+                um0 = u[a0, i1]
+                up0 = u[b0, i1]
+                km0 = k[a0, i1]
+                kp0 = k[b0, i1]
+                um1 = u[i0, a1]
+                up1 = u[i0, b1]
+                km1 = k[i0, a1]
+                kp1 = k[i0, b1]
+                o = out[i0, i1]
+                hzr = hz[i1 - b_lo]
+                for j in range(n2 - 1):
+                    hx[j] = _harm(kr[j], kr[j + 1])
+                if i1 == b_lo or i1 == 0:
+                    for j in range(1, n2 - 1):
+                        hy[j] = _harm(kr[j], km1[j])
+                if i0 == p_lo or i0 == 0:
+                    for j in range(1, n2 - 1):
+                        hzr[j] = _harm(kr[j], km0[j])
+                for j in range(1, n2 - 1):
+                    x = ur[j]
+                    kx = kr[j]
+                    fy = _harm(kx, kp1[j])
+                    fz = _harm(kx, kp0[j])
+                    # _diff_row's sums in its order
+                    acc = (c2 * (hx[j - 1] * (ur[j - 1] - x) + hx[j] * (ur[j + 1] - x))
+                           + c1 * (hy[j] * (s1 * um1[j] - x) + fy * (t1 * up1[j] - x)))
+                    acc += c0 * (hzr[j] * (s0 * um0[j] - x) + fz * (t0 * up0[j] - x))
+                    o[j] = acc
+                    hy[j] = fy
+                    hzr[j] = fz
+                _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
+                           t1, per2, sl, sh, c0, c1, c2)
 
 
 @njit(inline="always", cache=True)
@@ -344,15 +523,21 @@ def diffusion_param_vjp(u, lam, k, out, c, per, sgn):
     Each interior face between cells ``i`` and ``m`` contributes
     ``c_a dk_f/dk_i (u_m - u_i)(lam_i - lam_m)`` to cell ``i``, with
     ``dk_f/dk_i = 2 k_m^2 / (k_i + k_m)^2``; a boundary ghost face contributes
-    ``c_a (s - 1) u_i lam_i``.  One pass per row, each cell evaluating its own faces (as
-    :func:`diffusion_apply`).  Single rows in 2-D too: the pairs of
-    :func:`diffusion_apply` (four rows of ``u``, ``lam`` and ``k`` read for two written)
-    measured 1.01-1.16x slower here, 256^2 to 4096^2.
+    ``c_a (s - 1) u_i lam_i``.  3-D grids (:data:`VJP_SHARED_3D`):
+    :func:`_diffusion_vjp_bands`, each face's quotient once for both cells (0.81x the
+    time at 64^3 and 128^3, 0.90x at 256^3 on Intel Sapphire Rapids; not bit for bit
+    the per-cell rows).  Otherwise one pass per row, each cell evaluating its own faces;
+    single rows in 2-D too: the pairs of :func:`diffusion_apply` (four rows of ``u``,
+    ``lam`` and ``k`` read for two written) measured 1.01-1.16x slower on AMD Zen 4,
+    256^2 to 4096^2.
     """
     n0, n1, n2 = u.shape
     c0 = c[0]
     c1 = c[1]
     c2 = c[2]
+    if c0 != 0.0 and VJP_SHARED_3D:
+        _diffusion_vjp_bands(u, lam, k, out, c, per, sgn)
+        return
     for r in prange(n0 * n1):
         i0, i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1 = \
             _neighbours(r, n0, n1, per, sgn)
@@ -367,6 +552,103 @@ def diffusion_param_vjp(u, lam, k, out, c, per, sgn):
                       lam[b0, i1], k[a0, i1], k[b0, i1], u[i0, a1], u[i0, b1], lam[i0, a1],
                       lam[i0, b1], k[i0, a1], k[i0, b1], out[i0, i1], n2, gd, per[2],
                       sgn[2, 0], sgn[2, 1], c0, c1, c2, False)
+
+
+#: whether :func:`diffusion_param_vjp` evaluates each face's quotient once on 3-D grids
+VJP_SHARED_3D = True
+
+
+@njit(inline="always", cache=True)
+def _gface(ka, kb, ua, ub, la, lb):
+    """The shared factor of an interior face between cells ``a`` and ``b``:
+    ``(u_b - u_a)(lam_a - lam_b) / (k_a + k_b)^2``; the face adds ``2 k_b^2`` times it to
+    cell ``a``'s gradient and ``2 k_a^2`` times it to cell ``b``'s (:func:`_dface`)."""
+    t = ka + kb
+    return (ub - ua) * (la - lb) / (t * t)
+
+
+@njit(parallel=True, cache=True)
+def _diffusion_vjp_bands(u, lam, k, out, c, per, sgn):
+    """:func:`diffusion_param_vjp` on a 3-D grid with one division per face instead of
+    one per face and side: each face's :func:`_gface` is evaluated once and given to both
+    cells (the bands and carried lower faces of :func:`_diffusion_apply_bands`; boundary
+    ghost faces as :func:`_dface`).  Same values as the per-cell kernel to rounding (the
+    quotient is formed once, so not bit for bit)."""
+    n0, n1, n2 = u.shape
+    c0 = c[0]
+    c1 = c[1]
+    c2 = c[2]
+    per2 = per[2]
+    sl = sgn[2, 0]
+    sh = sgn[2, 1]
+    B = min(DIFF_BAND, n1)
+    nb = (n1 + B - 1) // B
+    nsplit = max(1, min(n0, (8 + nb - 1) // nb))
+    for ch in prange(nb * nsplit):
+        b_lo = (ch % nb) * B
+        b_hi = min(n1, b_lo + B)
+        sp = ch // nb
+        p_lo = sp * n0 // nsplit
+        p_hi = (sp + 1) * n0 // nsplit
+        gx = np.empty(n2, out.dtype)    # gx[j]: the face between j, j + 1
+        gy = np.empty(n2, out.dtype)    # the row's lower faces along axis 1
+        gz = np.empty((B, n2), out.dtype)   # the band's lower faces along axis 0
+        for i0 in range(p_lo, p_hi):
+            for i1 in range(b_lo, b_hi):
+                _i0, _i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1 = \
+                    _neighbours(i0 * n1 + i1, n0, n1, per, sgn)
+                ur = u[i0, i1]
+                lr = lam[i0, i1]
+                kr = k[i0, i1]
+                um0 = u[a0, i1]
+                up0 = u[b0, i1]
+                lm0 = lam[a0, i1]
+                lp0 = lam[b0, i1]
+                km0 = k[a0, i1]
+                kp0 = k[b0, i1]
+                um1 = u[i0, a1]
+                up1 = u[i0, b1]
+                lm1 = lam[i0, a1]
+                lp1 = lam[i0, b1]
+                km1 = k[i0, a1]
+                kp1 = k[i0, b1]
+                o = out[i0, i1]
+                gzr = gz[i1 - b_lo]
+                for j in range(n2 - 1):
+                    gx[j] = _gface(kr[j], kr[j + 1], ur[j], ur[j + 1], lr[j], lr[j + 1])
+                if (i1 == b_lo or i1 == 0) and not g1:
+                    for j in range(1, n2 - 1):
+                        gy[j] = _gface(km1[j], kr[j], um1[j], ur[j], lm1[j], lr[j])
+                if (i0 == p_lo or i0 == 0) and not g0:
+                    for j in range(1, n2 - 1):
+                        gzr[j] = _gface(km0[j], kr[j], um0[j], ur[j], lm0[j], lr[j])
+                for j in range(1, n2 - 1):
+                    x = ur[j]
+                    lx = lr[j]
+                    kx = kr[j]
+                    fy = 0.0 if h1 else _gface(kx, kp1[j], x, up1[j], lx, lp1[j])
+                    fz = 0.0 if h0 else _gface(kx, kp0[j], x, up0[j], lx, lp0[j])
+                    ylo = (s1 * x - x) * lx if g1 else 2.0 * km1[j] * km1[j] * gy[j]
+                    yhi = (t1 * x - x) * lx if h1 else 2.0 * kp1[j] * kp1[j] * fy
+                    zlo = (s0 * x - x) * lx if g0 else 2.0 * km0[j] * km0[j] * gzr[j]
+                    zhi = (t0 * x - x) * lx if h0 else 2.0 * kp0[j] * kp0[j] * fz
+                    o[j] = (c2 * (2.0 * kr[j - 1] * kr[j - 1] * gx[j - 1]
+                                  + 2.0 * kr[j + 1] * kr[j + 1] * gx[j])
+                            + c1 * (ylo + yhi)) + c0 * (zlo + zhi)
+                    gy[j] = fy
+                    gzr[j] = fz
+                for j in (0, n2 - 1):
+                    a2, s2, gg2 = _lo(j, n2, per2, sl)
+                    b2, t2, hh2 = _hi(j, n2, per2, sh)
+                    x = ur[j]
+                    lx = lr[j]
+                    kx = kr[j]
+                    o[j] = (c0 * (_dface(kx, km0[j], x, um0[j], lx, lm0[j], s0, g0)
+                                  + _dface(kx, kp0[j], x, up0[j], lx, lp0[j], t0, h0))
+                            + c1 * (_dface(kx, km1[j], x, um1[j], lx, lm1[j], s1, g1)
+                                    + _dface(kx, kp1[j], x, up1[j], lx, lp1[j], t1, h1))
+                            + c2 * (_dface(kx, kr[a2], x, ur[a2], lx, lr[a2], s2, gg2)
+                                    + _dface(kx, kr[b2], x, ur[b2], lx, lr[b2], t2, hh2)))
 
 
 # --------------------------------------------------------------------------- Advection
