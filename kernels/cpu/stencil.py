@@ -273,9 +273,9 @@ def diffusion_apply(u, k, out, c, per, sgn):
         _diffusion_apply_pairs(u, k, out, c, per, sgn)
     elif n0 == 1 and c[0] == 0.0:
         _diffusion_apply_cells_2d(u, k, out, c, per, sgn)
-    elif c[0] != 0.0:
+    elif c[0] != 0.0 and DIFF_SHARED_3D:
         _diffusion_apply_bands(u, k, out, c, per, sgn)
-    else:       # no axis-0 term on a grid with several planes (not made by Grid)
+    else:       # each cell's own faces (or no axis-0 term on several planes)
         for r in prange(n0 * n1):
             i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
                 _neighbours(r, n0, n1, per, sgn)
@@ -396,6 +396,10 @@ def _diffusion_apply_pairs(u, k, out, c, per, sgn):
                        ka, kp1, ob, n2, s0, t0, _s1, t1b,
                        per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
 
+
+#: whether :func:`diffusion_apply` shares the faces on 3-D grids (the bands below) or
+#: lets every cell evaluate its own (A/B switch; the same bits either way)
+DIFF_SHARED_3D = True
 
 #: rows along axis 1 in a band of :func:`_diffusion_apply_bands`: the band's three planes
 #: of ``u`` and ``k`` and its face buffer stay in L2 (256^3: 0.76x the time of whole
