@@ -48,7 +48,8 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import BLOCK
-from .stencil import _chunk, _neighbours, diff_apply_row, lap_apply_row
+from .stencil import (_chunk, _neighbours, diff_apply_row, diff_apply_row_shared2,
+                      diff_apply_row_shared3, lap_apply_row)
 
 __all__ = ["cg_update_real", "dot_real", "grid_cg_direction",
            "grid_cg_update", "grid_cg_units", "LAPLACIAN", "DIFFUSION", "GROUP"]
@@ -326,6 +327,11 @@ def grid_cg_direction(beta, r, p, kind, k, ap, store, c, per, sgn, halo, part, x
         hal = halo[ch]
         buf = np.empty(n2)
         acc = np.empty(n2)
+        # Diffusion: each face's harmonic mean once (the stencil module's shared rows: the
+        # lower faces carried from the row before in the plane / the plane before)
+        hx = np.empty(n2)
+        hy = np.empty(n2)
+        hz = np.empty((sr, n2))
         for q in range(sr):     # slab lo in place (its rows are then read by row q's neighbours)
             j0, j1 = _slab_row(lo, q, three)
             _lag_xpay_row(x[j0, j1], alpha_x, lag, r[j0, j1], beta, p[j0, j1], n2)
@@ -342,11 +348,26 @@ def grid_cg_direction(beta, r, p, kind, k, ap, store, c, per, sgn, halo, part, x
                     _neighbours(row, n0, n1, per, sgn)
                 o = ap[i0, i1] if store else buf
                 ur = p[i0, i1]
-                _op_row(kind, ur, _dir_row(p, hal, a0, i1, three, lo, top, slo),
-                        _dir_row(p, hal, b0, i1, three, lo, top, slo),
-                        _dir_row(p, hal, i0, a1, three, lo, top, slo),
-                        _dir_row(p, hal, i0, b1, three, lo, top, slo),
-                        k, i0, i1, a0, b0, a1, b1, o, n2, s0, t0, s1, t1, c, per, sgn)
+                um0 = _dir_row(p, hal, a0, i1, three, lo, top, slo)
+                up0 = _dir_row(p, hal, b0, i1, three, lo, top, slo)
+                um1 = _dir_row(p, hal, i0, a1, three, lo, top, slo)
+                up1 = _dir_row(p, hal, i0, b1, three, lo, top, slo)
+                if kind == DIFFUSION:
+                    fresh_y = i1 == 0 or (s == lo and not three)
+                    if c[0] != 0.0:
+                        diff_apply_row_shared3(ur, k[i0, i1], um0, up0, k[a0, i1], k[b0, i1],
+                                               um1, up1, k[i0, a1], k[i0, b1], o, n2, s0, t0,
+                                               s1, t1, per[2], sgn[2, 0], sgn[2, 1], c[0],
+                                               c[1], c[2], hx, hy, hz[q], fresh_y,
+                                               s == lo or i0 == 0)
+                    else:
+                        diff_apply_row_shared2(ur, k[i0, i1], um0, up0, k[a0, i1], k[b0, i1],
+                                               um1, up1, k[i0, a1], k[i0, b1], o, n2, s0, t0,
+                                               s1, t1, per[2], sgn[2, 0], sgn[2, 1], c[0],
+                                               c[1], c[2], hx, hy, fresh_y)
+                else:
+                    _op_row(kind, ur, um0, up0, um1, up1, k, i0, i1, a0, b0, a1, b1, o, n2,
+                            s0, t0, s1, t1, c, per, sgn)
                 _dot_lanes(acc, ur, o, i1 % GROUP == 0, n2)
                 if i1 % GROUP == GROUP - 1 or i1 == n1 - 1:
                     part[i0 * ngr + i1 // GROUP] = _lane_sum(acc, n2)

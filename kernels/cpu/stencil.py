@@ -185,10 +185,11 @@ def laplacian_apply(u, out, c, per, sgn):
 # --------------------------------------------------------------------------- Diffusion
 # Harmonic face means cost a division each.  ``_harm`` is symmetric bit for bit (``2 a``
 # is exact), so both cells of a face see the same value and the matrix stays exactly
-# symmetric; it also lets a face be evaluated once for both its cells.  The row helpers
-# below (used by the fused Krylov kernels too) evaluate every cell's faces; the apply
-# shares them where that pays (`_diffusion_apply_bands` in 3-D: three divisions a cell
-# instead of six; `_diffusion_apply_pairs` in 2-D: two instead of 3.5).  On AMD Zen 4
+# symmetric; it also lets a face be evaluated once for both its cells.  `diff_apply_row`
+# evaluates every cell's faces; `diff_apply_row_shared3` / `2` take the lower faces from
+# buffers left by the rows before (the bands of `_diffusion_apply_bands` in 3-D: three
+# divisions a cell instead of six; the fused CG direction pass, rows in order), and
+# `_diffusion_apply_pairs` shares them in 2-D (two instead of 3.5).  On AMD Zen 4
 # the divisions hid under the memory traffic of a 4096^2 apply (face buffers, written in
 # a row pass and read back from L2, measured 40 % slower there); on Intel Sapphire Rapids
 # they bound the apply in cache and in 3-D: 0.64-0.79x the time from 64^3 to 256^3,
@@ -221,6 +222,71 @@ def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
         o[j] = acc
     _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
                per2, sl, sh, c0, c1, c2)
+
+
+@njit(inline="always", cache=True)
+def diff_apply_row_shared3(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
+                           t1, per2, sl, sh, c0, c1, c2, hx, hy, hz, fresh_y, fresh_z):
+    """:func:`diff_apply_row`'s values (bit for bit) with each interior face's harmonic
+    mean evaluated once, on a grid with an axis-0 term (``c0 != 0``): the faces along the
+    contiguous axis into ``hx``; the lower faces along axis 1 read from ``hy`` and along
+    axis 0 from ``hz`` (left there by the row before along that axis; evaluated here when
+    ``fresh_y`` / ``fresh_z``), the upper faces written back for the row after.  (One
+    helper per case: a branch between the two loops in one helper ran the 256^3 apply
+    1.15x slower.)"""
+    for j in range(n2 - 1):
+        hx[j] = _harm(kr[j], kr[j + 1])
+    if fresh_y:
+        for j in range(1, n2 - 1):
+            hy[j] = _harm(kr[j], km1[j])
+    if fresh_z:
+        for j in range(1, n2 - 1):
+            hz[j] = _harm(kr[j], km0[j])
+    _diff_row_shared3(ur, kr, um0, up0, um1, up1, kp0, kp1, o, n2, s0, t0, s1, t1,
+                      c0, c1, c2, hx, hy, hz)
+    _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
+               per2, sl, sh, c0, c1, c2)
+
+
+@njit(inline="always", cache=True)
+def diff_apply_row_shared2(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
+                           t1, per2, sl, sh, c0, c1, c2, hx, hy, fresh_y):
+    """:func:`diff_apply_row_shared3` on a grid without an axis-0 term (``c0 == 0``)."""
+    for j in range(n2 - 1):
+        hx[j] = _harm(kr[j], kr[j + 1])
+    if fresh_y:
+        for j in range(1, n2 - 1):
+            hy[j] = _harm(kr[j], km1[j])
+    _diff_row_shared2(ur, kr, um1, up1, kp1, o, n2, s1, t1, c1, c2, hx, hy)
+    _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
+               per2, sl, sh, c0, c1, c2)
+
+
+@njit(inline="always", cache=True)
+def _diff_row_shared3(ur, kr, um0, up0, um1, up1, kp0, kp1, o, n2, s0, t0, s1, t1,
+                      c0, c1, c2, hx, hy, hz):
+    for j in range(1, n2 - 1):
+        x = ur[j]
+        kx = kr[j]
+        fy = _harm(kx, kp1[j])
+        fz = _harm(kx, kp0[j])
+        # _diff_row's sums in its order
+        acc = (c2 * (hx[j - 1] * (ur[j - 1] - x) + hx[j] * (ur[j + 1] - x))
+               + c1 * (hy[j] * (s1 * um1[j] - x) + fy * (t1 * up1[j] - x)))
+        acc += c0 * (hz[j] * (s0 * um0[j] - x) + fz * (t0 * up0[j] - x))
+        o[j] = acc
+        hy[j] = fy
+        hz[j] = fz
+
+
+@njit(inline="always", cache=True)
+def _diff_row_shared2(ur, kr, um1, up1, kp1, o, n2, s1, t1, c1, c2, hx, hy):
+    for j in range(1, n2 - 1):
+        x = ur[j]
+        fy = _harm(kr[j], kp1[j])
+        o[j] = (c2 * (hx[j - 1] * (ur[j - 1] - x) + hx[j] * (ur[j + 1] - x))
+                + c1 * (hy[j] * (s1 * um1[j] - x) + fy * (t1 * up1[j] - x)))
+        hy[j] = fy
 
 
 @njit(inline="always", cache=True)
@@ -454,30 +520,10 @@ def _diffusion_apply_bands(u, k, out, c, per, sgn):
                 up1 = u[i0, b1]
                 km1 = k[i0, a1]
                 kp1 = k[i0, b1]
-                o = out[i0, i1]
-                hzr = hz[i1 - b_lo]
-                for j in range(n2 - 1):
-                    hx[j] = _harm(kr[j], kr[j + 1])
-                if i1 == b_lo or i1 == 0:
-                    for j in range(1, n2 - 1):
-                        hy[j] = _harm(kr[j], km1[j])
-                if i0 == p_lo or i0 == 0:
-                    for j in range(1, n2 - 1):
-                        hzr[j] = _harm(kr[j], km0[j])
-                for j in range(1, n2 - 1):
-                    x = ur[j]
-                    kx = kr[j]
-                    fy = _harm(kx, kp1[j])
-                    fz = _harm(kx, kp0[j])
-                    # _diff_row's sums in its order
-                    acc = (c2 * (hx[j - 1] * (ur[j - 1] - x) + hx[j] * (ur[j + 1] - x))
-                           + c1 * (hy[j] * (s1 * um1[j] - x) + fy * (t1 * up1[j] - x)))
-                    acc += c0 * (hzr[j] * (s0 * um0[j] - x) + fz * (t0 * up0[j] - x))
-                    o[j] = acc
-                    hy[j] = fy
-                    hzr[j] = fz
-                _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
-                           t1, per2, sl, sh, c0, c1, c2)
+                diff_apply_row_shared3(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1,
+                                       out[i0, i1], n2, s0, t0, s1, t1, per2, sl, sh, c0, c1,
+                                       c2, hx, hy, hz[i1 - b_lo], i1 == b_lo or i1 == 0,
+                                       i0 == p_lo or i0 == 0)
 
 
 @njit(inline="always", cache=True)
