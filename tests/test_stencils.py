@@ -428,6 +428,15 @@ def test_2d_row_pairs_equal_single_rows(shape, bcname, dtype, rng):
 
 
 # ------------------------------------------------- shared harmonic faces, bit for bit
+def _bc3(bcname):
+    """A 3-D grid's boundary conditions: one kind everywhere, or periodic / Dirichlet and
+    Neumann / periodic ("mixed")."""
+    if bcname == "mixed":
+        return [(js.Periodic(), js.Periodic()), (js.Dirichlet(0.3), js.Neumann()),
+                (js.Periodic(), js.Periodic())]
+    return BCS[bcname]()
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 5), (5, 6, 4), (9, 33, 7), (3, 70, 17), (40, 3, 4),
                                    (1, 4, 6), (17, 1, 9)])
 @pytest.mark.parametrize("bcname", list(BCS) + ["mixed"])
@@ -441,12 +450,7 @@ def test_3d_shared_faces_equal_single_rows(shape, bcname, dtype, rng):
     from jitsolve.kernels.cpu.stencil import diffusion_apply
 
     _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
-    if bcname == "mixed":
-        bc = [(js.Periodic(), js.Periodic()), (js.Dirichlet(0.3), js.Neumann()),
-              (js.Periodic(), js.Periodic())]
-    else:
-        bc = BCS[bcname]()
-    g = _grid(shape, bc)
+    g = _grid(shape, _bc3(bcname))
     D = js.Diffusion(g, np.exp(rng.uniform(-2, 2, shape)))
     assert D._c[0] != 0.0
     u = rng.standard_normal(shape).astype(dtype)
@@ -470,12 +474,7 @@ def test_3d_vjp_shared_faces_match_single_rows(shape, bcname, rng):
     from jitsolve.kernels.cpu.stencil import diffusion_apply, diffusion_param_vjp
 
     _lap_rows, _diff_rows, dvjp_rows = _single_row_kernels()
-    if bcname == "mixed":
-        bc = [(js.Periodic(), js.Periodic()), (js.Dirichlet(0.3), js.Neumann()),
-              (js.Periodic(), js.Periodic())]
-    else:
-        bc = BCS[bcname]()
-    g = _grid(shape, bc)
+    g = _grid(shape, _bc3(bcname))
     D = js.Diffusion(g, np.exp(rng.uniform(-2, 2, shape)))
     u = rng.standard_normal(shape)
     lam = rng.standard_normal(shape)
