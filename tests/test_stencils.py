@@ -514,7 +514,6 @@ def test_property_shared_face_kernels(n, per, signs, c, seed):
     r = np.random.default_rng(seed)
     per = np.array(per)
     sgn = np.array(signs).reshape(3, 2)
-    n0, n1, n2 = n
     k3 = np.exp(r.uniform(-3, 3, n))
     u3 = r.standard_normal(n)
     cases = [(S._diffusion_apply_bands, u3, k3, np.array(c))]
