@@ -331,7 +331,7 @@ def grid_cg_direction(beta, r, p, kind, k, ap, store, c, per, sgn, halo, part, x
         # lower faces carried from the row before in the plane / the plane before)
         hx = np.empty(n2)
         hy = np.empty(n2)
-        hz = np.empty((sr, n2))
+        hz = np.empty((sr if kind == DIFFUSION and c[0] != 0.0 else 0, n2))
         for q in range(sr):     # slab lo in place (its rows are then read by row q's neighbours)
             j0, j1 = _slab_row(lo, q, three)
             _lag_xpay_row(x[j0, j1], alpha_x, lag, r[j0, j1], beta, p[j0, j1], n2)

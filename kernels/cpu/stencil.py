@@ -340,10 +340,11 @@ def diffusion_apply(u, k, out, c, per, sgn):
     The same values bit for bit whichever runs.
     """
     n0, n1, n2 = u.shape
-    if n0 == 1 and c[0] == 0.0 and n1 * n2 <= DIFF_SHARED_2D:
-        _diffusion_apply_pairs(u, k, out, c, per, sgn)
-    elif n0 == 1 and c[0] == 0.0:
-        _diffusion_apply_cells_2d(u, k, out, c, per, sgn)
+    if n0 == 1 and c[0] == 0.0:
+        if n1 * n2 <= DIFF_SHARED_2D:
+            _diffusion_apply_pairs(u, k, out, c, per, sgn)
+        else:
+            _diffusion_apply_cells_2d(u, k, out, c, per, sgn)
     elif c[0] != 0.0 and DIFF_SHARED_3D:
         _diffusion_apply_bands(u, k, out, c, per, sgn)
     else:       # each cell's own faces (or no axis-0 term on several planes)
@@ -479,6 +480,23 @@ DIFF_SHARED_3D = True
 DIFF_BAND = 32
 
 
+@njit(inline="always", cache=True)
+def _band_layout(n0, n1):
+    """``(B, nb, nsplit)``: rows per band along axis 1 (:data:`DIFF_BAND`), the number of
+    bands, and the splits of axis 0 (some 8 chunks at least)."""
+    B = min(DIFF_BAND, n1)
+    nb = (n1 + B - 1) // B
+    return B, nb, max(1, min(n0, (8 + nb - 1) // nb))
+
+
+@njit(inline="always", cache=True)
+def _band_chunk(ch, B, nb, nsplit, n0, n1):
+    """Chunk ``ch``'s rows ``[b_lo, b_hi)`` along axis 1 and planes ``[p_lo, p_hi)``."""
+    b_lo = (ch % nb) * B
+    sp = ch // nb
+    return b_lo, min(n1, b_lo + B), sp * n0 // nsplit, (sp + 1) * n0 // nsplit
+
+
 @njit(parallel=True, cache=True)
 def _diffusion_apply_bands(u, k, out, c, per, sgn):
     """:func:`diffusion_apply` on a 3-D grid (``c[0] != 0``) with every face's harmonic
@@ -500,15 +518,9 @@ def _diffusion_apply_bands(u, k, out, c, per, sgn):
     per2 = per[2]
     sl = sgn[2, 0]
     sh = sgn[2, 1]
-    B = min(DIFF_BAND, n1)
-    nb = (n1 + B - 1) // B
-    nsplit = max(1, min(n0, (8 + nb - 1) // nb))   # some 8 chunks at least
+    B, nb, nsplit = _band_layout(n0, n1)
     for ch in prange(nb * nsplit):
-        b_lo = (ch % nb) * B
-        b_hi = min(n1, b_lo + B)
-        sp = ch // nb
-        p_lo = sp * n0 // nsplit
-        p_hi = (sp + 1) * n0 // nsplit
+        b_lo, b_hi, p_lo, p_hi = _band_chunk(ch, B, nb, nsplit, n0, n1)
         hx = np.empty(n2, k.dtype)          # faces along axis 2: hx[j] between j, j + 1
         hy = np.empty(n2, k.dtype)          # the row's lower faces along axis 1
         hz = np.empty((B, n2), k.dtype)     # the band's lower faces along axis 0
@@ -558,6 +570,15 @@ def _dvjp_row(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, um1, up1, lm1, lp1, km1,
             acc += c0 * (_dface(kx, km0[j], x, um0[j], lx, lm0[j], s0, g0)
                          + _dface(kx, kp0[j], x, up0[j], lx, lp0[j], t0, h0))
         o[j] = acc
+    _dvjp_ends(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, um1, up1, lm1, lp1, km1, kp1, o, n2,
+               gd, per2, sl, sh, c0, c1, c2)
+
+
+@njit(inline="always", cache=True)
+def _dvjp_ends(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, um1, up1, lm1, lp1, km1, kp1, o, n2,
+               gd, per2, sl, sh, c0, c1, c2):
+    """The two end cells of a row of :func:`diffusion_param_vjp`."""
+    s0, t0, g0, h0, s1, t1, g1, h1 = gd
     for j in (0, n2 - 1):
         a2, s2, g2 = _lo(j, n2, per2, sl)
         b2, t2, h2 = _hi(j, n2, per2, sh)
@@ -637,15 +658,9 @@ def _diffusion_vjp_bands(u, lam, k, out, c, per, sgn):
     per2 = per[2]
     sl = sgn[2, 0]
     sh = sgn[2, 1]
-    B = min(DIFF_BAND, n1)
-    nb = (n1 + B - 1) // B
-    nsplit = max(1, min(n0, (8 + nb - 1) // nb))
+    B, nb, nsplit = _band_layout(n0, n1)
     for ch in prange(nb * nsplit):
-        b_lo = (ch % nb) * B
-        b_hi = min(n1, b_lo + B)
-        sp = ch // nb
-        p_lo = sp * n0 // nsplit
-        p_hi = (sp + 1) * n0 // nsplit
+        b_lo, b_hi, p_lo, p_hi = _band_chunk(ch, B, nb, nsplit, n0, n1)
         gx = np.empty(n2, out.dtype)    # gx[j]: the face between j, j + 1
         gy = np.empty(n2, out.dtype)    # the row's lower faces along axis 1
         gz = np.empty((B, n2), out.dtype)   # the band's lower faces along axis 0
@@ -693,18 +708,9 @@ def _diffusion_vjp_bands(u, lam, k, out, c, per, sgn):
                             + c1 * (ylo + yhi)) + c0 * (zlo + zhi)
                     gy[j] = fy
                     gzr[j] = fz
-                for j in (0, n2 - 1):
-                    a2, s2, gg2 = _lo(j, n2, per2, sl)
-                    b2, t2, hh2 = _hi(j, n2, per2, sh)
-                    x = ur[j]
-                    lx = lr[j]
-                    kx = kr[j]
-                    o[j] = (c0 * (_dface(kx, km0[j], x, um0[j], lx, lm0[j], s0, g0)
-                                  + _dface(kx, kp0[j], x, up0[j], lx, lp0[j], t0, h0))
-                            + c1 * (_dface(kx, km1[j], x, um1[j], lx, lm1[j], s1, g1)
-                                    + _dface(kx, kp1[j], x, up1[j], lx, lp1[j], t1, h1))
-                            + c2 * (_dface(kx, kr[a2], x, ur[a2], lx, lr[a2], s2, gg2)
-                                    + _dface(kx, kr[b2], x, ur[b2], lx, lr[b2], t2, hh2)))
+                _dvjp_ends(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, um1, up1, lm1, lp1, km1,
+                           kp1, o, n2, (s0, t0, g0, h0, s1, t1, g1, h1), per2, sl, sh,
+                           c0, c1, c2)
 
 
 # --------------------------------------------------------------------------- Advection
