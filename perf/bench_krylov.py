@@ -17,8 +17,9 @@ Tables:
      (512^2, 16^2 blocks, rtol 1e-8): CG + Multigrid (the default ``coarse="auto"``,
      and rediscretised / Galerkin levels explicitly) and CG + AMG against SciPy's direct
      solve (``--jump-only``: this table alone).
-  5. Smoother variants at 1024^2 and 128^3: red-black (the default) against symmetric
-     red-black-red (``smoother="srbgs"``), for the Laplacian and for a Diffusion
+  5. Smoother variants at 1024^2 and 128^3: red-black against symmetric red-black-red
+     (``smoother="srbgs"``; the default ``"auto"`` takes it for the 3-D Laplacian, so
+     table 3's CG + Multigrid is its srbgs row), for the Laplacian and for a Diffusion
      operator with ``kappa = exp(U(-1, 1))`` (the conductivity problems' kind), in
      interleaved rounds.
 

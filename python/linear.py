@@ -361,11 +361,11 @@ class Multigrid(_CachedPreconditioner):
     iterations instead of 100), coarse operators are rediscretised with the
     boundary conditions kept and ``kappa`` restricted by the geometric mean; transfers
     are cell-centred linear interpolation and its transpose; smoothing is red-black
-    Gauss-Seidel; the finest level's coarse correction is over-corrected by 1.15 (2-D)
+    Gauss-Seidel (symmetric, red-black-red, for a 3-D Laplacian); the finest level's coarse correction is over-corrected by 1.15 (2-D)
     or 1.2 (3-D) (``overcorrection``).  The cycle is symmetric and
     positive definite for SPD operators, so it preconditions CG; iteration counts do not
     grow with the grid (8 CG iterations to rtol 1e-8 for 2D Poisson from 32^2 to 2048^2,
-    10 for 3D from 32^3 to 128^3).
+    7 for 3D from 32^3 to 128^3).
     The W-cycle is symmetric too, but positive definite only while the cycle itself
     converges: with strongly jumping coefficients (rediscretised coarse operators) it can
     fail that, which CG reports as ``Breakdown``; use the V-cycle (or ``js.AMG()``) there.
@@ -395,16 +395,19 @@ class Multigrid(_CachedPreconditioner):
         averaged out and interfaces, blocks and channels remain; 30 for W-cycles, read on
         the grid), rediscretised levels otherwise; the Laplacian is always
         rediscretised.
-    smoother : {"rbgs", "srbgs", "jacobi"}
-        Red-black Gauss-Seidel (the default: red then black before the coarse
-        correction, black then red after), symmetric red-black Gauss-Seidel (red, black,
-        red both before and after: the red-black analogue of SSOR, one pass over the grid
-        for a Laplacian), or damped Jacobi.  ``"srbgs"`` contracts more per cycle (two-grid
-        factor 0.20 against 0.31 for the cell-centred 2-D Laplacian; with the default
-        over-correction 7 CG iterations against 8 to rtol 1e-8 in 2-D, 7 against 10 in
-        3-D) for half a sweep more work on every level: measured 0.97-1.07x the time of
-        ``"rbgs"`` for 2-D Laplacians from 256^2 to 2048^2, 0.88x for the 3-D Laplacian
-        (64^3, 128^3), 0.98-1.01x for ``Diffusion`` (8 against 10 iterations).
+    smoother : {"auto", "rbgs", "srbgs", "jacobi"}
+        Red-black Gauss-Seidel (red then black before the coarse correction, black then
+        red after), symmetric red-black Gauss-Seidel (red, black, red both before and
+        after: the red-black analogue of SSOR, one pass over the grid for a Laplacian), or
+        damped Jacobi.  ``"srbgs"`` contracts more per cycle (two-grid factor 0.20 against
+        0.31 for the cell-centred 2-D Laplacian; with the default over-correction 7 CG
+        iterations against 8 to rtol 1e-8 in 2-D, 7 against 10 in 3-D) for half a sweep
+        more work on every level.  ``"auto"`` (the default) takes ``"srbgs"`` for a
+        Laplacian (shifted or not) on a 3-D grid and ``"rbgs"`` otherwise; measured
+        (paired runs, Intel host): ``"srbgs"`` 0.86-0.90x the time of ``"rbgs"`` on 3-D
+        Laplacians from 32^3 to 256 x 128^2 (0.82-0.94x shifted, 0.87-0.91x W-cycles and
+        Neumann sides), 1.02-1.10x on 2-D Laplacians from 256^2 to 1024^2 (0.99 at
+        2048^2), 0.98-1.05x on ``Diffusion`` (9-10 against 12 iterations).
     omega : float, optional
         Jacobi damping in (0, 2); ``2d / (2d + 1)`` for a ``d``-dimensional grid by
         default (the smoothing-optimal value for the Laplacian).
@@ -439,8 +442,10 @@ class Multigrid(_CachedPreconditioner):
     red-black Gauss-Seidel sweeps (both colours in one pass; for ``Diffusion`` from face
     weights and a diagonal computed once per level, so the sweeps form no harmonic
     means), one residual pass, one restriction and one prolongation, i.e. about five
-    passes over the grid (four for a 2-D Laplacian, whose restriction forms the residual
-    rows itself), times 4/3 (2D) or 8/7 (3D) for the coarser levels, plus the LU solve
+    passes over the grid (four for a Laplacian, whose restriction forms the residual
+    rows itself: row by row in 2-D, plane by plane in 3-D; the 3-D Laplacian's default
+    symmetric sweeps take three colours a pass), times 4/3 (2D) or 8/7 (3D) for the
+    coarser levels, plus the LU solve
     on the coarsest (forward and back substitution in-process when dense; SuperLU's
     when sparse: 0.6 ms at 125^2, 4.6 ms at 25^3).  The stride-2 smoother loops are
     compute bound: measured (one thread, 1024^2) a cycle takes about the time of 14
@@ -462,7 +467,7 @@ class Multigrid(_CachedPreconditioner):
     reference = "Trottenberg, Oosterlee, Schüller, Multigrid (2001)"
 
     def __init__(self, cycle="V", presmooth=1, postsmooth=1, coarse_size=64,
-                 coarse_kappa="geometric", coarse="auto", smoother="rbgs", omega=None,
+                 coarse_kappa="geometric", coarse="auto", smoother="auto", omega=None,
                  overcorrection=None):
         if cycle not in ("V", "W"):
             raise InvalidProblemError(f"cycle: expected 'V' or 'W', got {cycle!r}")
@@ -482,9 +487,9 @@ class Multigrid(_CachedPreconditioner):
         if coarse not in ("auto", "rediscretised", "galerkin"):
             raise InvalidProblemError(
                 f"coarse: expected 'auto', 'rediscretised' or 'galerkin', got {coarse!r}")
-        if smoother not in ("rbgs", "srbgs", "jacobi"):
+        if smoother not in ("auto", "rbgs", "srbgs", "jacobi"):
             raise InvalidProblemError(
-                f"smoother: expected 'rbgs', 'srbgs' or 'jacobi', got {smoother!r}")
+                f"smoother: expected 'auto', 'rbgs', 'srbgs' or 'jacobi', got {smoother!r}")
         if omega is not None:
             if (isinstance(omega, bool) or not isinstance(omega, numbers.Real)
                     or not 0.0 < float(omega) < 2.0):

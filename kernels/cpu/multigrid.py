@@ -498,6 +498,23 @@ def _add_row(t, w, fr, first, n2):
 
 
 @njit(inline="always", cache=True)
+def _add4(t, src, o0, o1, o2, o3, w0, w1, w2, w3, first, n):
+    """``t (+)= w0 src[o0:] + w1 src[o1:] + w2 src[o2:] + w3 src[o3:]`` over ``n`` entries,
+    the terms added in that order (the sums of four :func:`_add_row` calls, bit for bit)
+    in one loop with unsigned indices, which vectorises."""
+    u0 = np.uint64(o0)
+    u1 = np.uint64(o1)
+    u2 = np.uint64(o2)
+    u3 = np.uint64(o3)
+    if first:
+        for j in range(np.uint64(n)):
+            t[j] = w0 * src[u0 + j] + w1 * src[u1 + j] + w2 * src[u2 + j] + w3 * src[u3 + j]
+    else:
+        for j in range(np.uint64(n)):
+            t[j] = t[j] + w0 * src[u0 + j] + w1 * src[u1 + j] + w2 * src[u2 + j] + w3 * src[u3 + j]
+
+
+@njit(inline="always", cache=True)
 def _restrict_row(t, c, m2, n2, per2, glo, ghi, act2):
     """``c`` = the combined fine rows ``t`` restricted along the contiguous axis (copied
     when that axis is not coarsened, ``act2 = 0``)."""
@@ -547,6 +564,14 @@ def restrict_fw(fine, coarse, act, per, sgn):
             for a in range(4):
                 ja, wa = _tap(t0, a)
                 if wa == 0.0:
+                    continue
+                if t1[1] != 0.0 and t1[3] != 0.0 and t1[5] != 0.0 and t1[7] != 0.0:
+                    # four rows along axis 1: one loop
+                    fa = ja * n1
+                    _add4(t, ff, (fa + t1[0]) * n2, (fa + t1[2]) * n2, (fa + t1[4]) * n2,
+                          (fa + t1[6]) * n2, scale * wa * t1[1], scale * wa * t1[3],
+                          scale * wa * t1[5], scale * wa * t1[7], first, n2)
+                    first = False
                     continue
                 for b in range(4):
                     jb, wb = _tap(t1, b)
@@ -919,6 +944,8 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
         t = np.empty(n2, u.dtype)          # the fine residual rows combined
         ring = np.empty(16 * n2, u.dtype)  # residual rows: slot 4 a + (2 I1 - 1 + b) % 4
         tag = np.full(16, -1, np.int64)    # the fine row each slot holds
+        off = np.empty(4, np.int64)
+        wt = np.empty(4)
         for q in range(lo, hi):
             I0 = q // m1
             I1 = q - I0 * m1
@@ -929,6 +956,7 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
                 ja, wa = _tap(t0, a)
                 if wa == 0.0:
                     continue
+                nb = 0
                 for b in range(4):
                     jb, wb = _tap(t1, b)
                     if wb == 0.0:
@@ -939,10 +967,112 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
                         row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn, dsh)
                         _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per2, slo, shi, scale)
                         tag[slot] = fine
-                    _add_row(t, sc * wa * wb, ring[slot * n2:(slot + 1) * n2], first, n2)
-                    first = False
+                    off[nb] = slot * n2
+                    wt[nb] = sc * wa * wb
+                    nb += 1
+                if nb == 4:                 # four rows along axis 1: one loop
+                    _add4(t, ring, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2], wt[3],
+                          first, n2)
+                else:
+                    for e in range(nb):
+                        _add_row(t, wt[e], ring[off[e]:off[e] + n2], first and e == 0, n2)
+                first = False
             _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi, act[2])
 
+
+def _restrict_planes_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch, resid):
+    """``coarse = P^T r / 2^d`` on a 3-D grid, separably, plane by plane: every fine plane
+    under a chunk of coarse planes is restricted along axes 1 and 2 once, into a ring of
+    four half-restricted planes, and each coarse plane combines the (up to four) planes
+    of its taps along axis 0.  With ``resid`` the fine field is the residual ``r = f -
+    scale * L u``, its rows formed in a ring of four row buffers (each once per plane);
+    otherwise ``r = u`` (``f``, ``c``, ``sgn`` and ``scale`` unused).  Each fine row is
+    read once per chunk (the planes under a chunk's first coarse plane twice at a chunk
+    edge), where :func:`restrict_fw` reads it four times and the row-ring kernel forms it
+    twice.  The same weights as :func:`restrict_fw`, summed in another order (axis 1,
+    then 2, then 0): equal to rounding.  ``nch``: chunks of coarse planes (any number
+    gives the same result)."""
+    m0, m1, m2 = coarse.shape
+    n0, n1, n2 = u.shape
+    cf = coarse.reshape(coarse.size)
+    uf = u.reshape(u.size)
+    ff = f.reshape(f.size)
+    c0 = c[0]
+    c1 = c[1]
+    c2 = c[2]
+    dsh = c[3] if c.shape[0] > 3 else 0.0
+    d = act[0] + act[1] + act[2]
+    sc = 1.0 / (1 << d)
+    per2 = per[2]
+    glo = csgn[2, 0]
+    ghi = csgn[2, 1]
+    slo = sgn[2, 0]
+    shi = sgn[2, 1]
+    mp = m1 * m2
+    nch = min(m0, nch)
+    for ch in prange(nch):
+        lo, hi = _chunk(np.int64(ch), nch, m0)
+        t = np.empty(n2, u.dtype)               # fine rows combined along axis 1
+        ring = np.empty(4 * n2, u.dtype)        # residual rows of the current fine plane
+        rtag = np.full(4, -1, np.int64)
+        hp = np.empty(4 * mp, u.dtype)          # fine planes restricted along axes 1, 2
+        ptag = np.full(4, -1, np.int64)
+        off = np.empty(4, np.int64)
+        wt = np.empty(4)
+        for I0 in range(lo, hi):
+            t0 = _rtaps(I0, n0, act[0], per[0], csgn[0, 0], csgn[0, 1])
+            for a in range(4):
+                ja, wa = _tap(t0, a)
+                if wa == 0.0:
+                    continue
+                ps = (2 * I0 + 3 + a) % 4
+                if ptag[ps] != ja:
+                    src = ring if resid else uf
+                    for I1 in range(m1):
+                        t1 = _rtaps(I1, n1, act[1], per[1], csgn[1, 0], csgn[1, 1])
+                        nb = 0
+                        for b in range(4):
+                            jb, wb = _tap(t1, b)
+                            if wb == 0.0:
+                                continue
+                            fine = ja * n1 + jb
+                            if resid:
+                                rs = (2 * I1 + 3 + b) % 4
+                                if rtag[rs] != fine:
+                                    row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2,
+                                                   per, sgn, dsh)
+                                    _res_lap_row(uf, ff, ring, rs * n2, row, n2, c2, per2,
+                                                 slo, shi, scale)
+                                    rtag[rs] = fine
+                                off[nb] = rs * n2
+                            else:
+                                off[nb] = fine * n2
+                            wt[nb] = wb
+                            nb += 1
+                        if nb == 4:
+                            _add4(t, src, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2],
+                                  wt[3], True, n2)
+                        else:
+                            for e in range(nb):
+                                _add_row(t, wt[e], src[off[e]:off[e] + n2], e == 0, n2)
+                        o = ps * mp + I1 * m2
+                        _restrict_row(t, hp[o:o + m2], m2, n2, per2, glo, ghi, act[2])
+                    ptag[ps] = ja
+            # the coarse plane: its taps along axis 0, in order
+            nb = 0
+            for a in range(4):
+                ja, wa = _tap(t0, a)
+                if wa != 0.0:
+                    off[nb] = ((2 * I0 + 3 + a) % 4) * mp
+                    wt[nb] = sc * wa
+                    nb += 1
+            cp = cf[I0 * mp:(I0 + 1) * mp]
+            if nb == 4:
+                _add4(cp, hp, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2], wt[3],
+                      True, mp)
+            else:
+                for e in range(nb):
+                    _add_row(cp, wt[e], hp[off[e]:off[e] + mp], e == 0, mp)
 
 residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_py, "residual_laplacian_fast"))
 residual_laplacian_serial = njit(cache=True)(_named(_residual_lap_py, "residual_laplacian_serial"))
@@ -953,6 +1083,8 @@ restrict_residual_laplacian.__doc__ = _restrict_residual_py.__doc__
 restrict_residual_laplacian_serial = njit(cache=True)(
     _named(_restrict_residual_py, "restrict_residual_laplacian_serial"))
 prolong_add_serial = njit(cache=True)(_named(prolong_add.py_func, "prolong_add_serial"))
+restrict_planes = njit(parallel=True, cache=True)(_named(_restrict_planes_py, "restrict_planes"))
+restrict_planes.__doc__ = _restrict_planes_py.__doc__
 
 
 @njit(cache=True)
