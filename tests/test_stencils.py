@@ -526,3 +526,57 @@ def test_property_shared_face_kernels(n, per, signs, c, seed):
         kernel(u, k, got, cc, per, sgn)
         diff_rows(u, k, want, cc, per, sgn)
         assert np.array_equal(got, want), (kernel.__name__, n, per, sgn, cc)
+
+
+# ------------------------------------------------------------ streaming stores
+@pytest.mark.parametrize("shape", [(300,), (1, 5), (3, 1), (7, 8), (10, 33), (3, 512), (37, 53),
+                                   (2, 3, 5), (9, 33, 7), (17, 1, 9)])
+@pytest.mark.parametrize("bcname", list(BCS) + ["mixed"])
+@pytest.mark.parametrize("shift", [0, 1, 3, 7])
+def test_streamed_laplacian_equals_the_plain_apply(shape, bcname, shift, rng):
+    """``laplacian_apply_stream`` (rows formed in buffers, whole 64-byte lines written by
+    non-temporal stores) gives ``laplacian_apply``'s bits, whatever the output's
+    alignment (``shift`` entries into a buffer) and the grid's shape."""
+    from jitsolve.kernels.cpu.stencil import laplacian_apply, laplacian_apply_stream
+
+    if bcname == "mixed":
+        bc = ([(js.Dirichlet(0.3), js.Neumann())] + [(js.Periodic(), js.Periodic())] * 2)
+        bc = bc[:len(shape)]
+    else:
+        bc = BCS[bcname]()
+    L = js.Laplacian(_grid(shape, bc))
+    shape3 = (1,) * (3 - len(shape)) + shape
+    u = rng.standard_normal(shape3)
+    want = np.full(shape3, np.nan)
+    laplacian_apply(u, want, L._c, L._per, L._sgn)
+    base = np.full(u.size + 16, np.nan)
+    got = base[shift:shift + u.size].reshape(shape3)
+    laplacian_apply_stream(u, got, L._c, L._per, L._sgn)
+    assert np.array_equal(got, want)
+    assert np.isnan(base[:shift]).all() and np.isnan(base[shift + u.size:]).all()
+
+
+def test_large_laplacian_outputs_are_streamed(monkeypatch, rng):
+    """``Laplacian.apply`` streams float64 outputs of at least ``STREAM_MIN_BYTES`` on
+    1-D and 2-D grids (on x86-64) and writes smaller ones, other dtypes, 3-D grids and
+    other operators plainly: the same values either way."""
+    from jitsolve.kernels.cpu import ntstore
+    from jitsolve.kernels.cpu import stencil as S
+
+    calls = []
+    real = S.laplacian_apply_stream
+    monkeypatch.setattr(S, "laplacian_apply_stream", lambda *a: (calls.append(1), real(*a)))
+    g = js.Grid((48, 40))
+    L = js.Laplacian(g)
+    u = rng.standard_normal(g.shape)
+    plain = L.apply(u)
+    assert calls == []
+    monkeypatch.setattr(ntstore, "STREAM_MIN_BYTES", u.nbytes)
+    assert np.array_equal(L.apply(u), plain)
+    assert calls == ([1] if ntstore.HAVE_STREAM else [])
+    calls.clear()
+    L.apply(u.astype(np.float32))
+    (2.0 * L).apply(u)
+    js.Diffusion(g, np.ones(g.shape)).apply(u)
+    js.Laplacian(js.Grid((8, 6, 40))).apply(u.reshape(8, 6, 40))
+    assert calls == ([1] if ntstore.HAVE_STREAM else [])   # the scaled operator's leaf only

@@ -29,8 +29,11 @@ central fluxes); Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), sec. 5.7
 import numpy as np
 from numba import njit, prange
 
+from .ntstore import stream_fence, stream_row
+
 __all__ = [
     "laplacian_apply",
+    "laplacian_apply_stream",
     "diffusion_apply",
     "diffusion_param_vjp",
     "advection_apply",
@@ -182,6 +185,56 @@ def laplacian_apply(u, out, c, per, sgn):
             _neighbours(r, n0, n1, per, sgn)
         lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
                       s0, t0, s1, t1, per, sgn, c)
+
+
+#: chunks of rows of the streaming kernels (each holds its row buffers)
+STREAM_CHUNKS = 64
+
+
+@njit(parallel=True, cache=True)
+def laplacian_apply_stream(u, out, c, per, sgn):
+    """:func:`laplacian_apply` with ``out`` (float64, C-contiguous) written by streaming
+    stores (:mod:`~jitsolve.kernels.cpu.ntstore`): every row formed in a buffer by the
+    same expressions (rows in pairs on 2-D grids), then streamed.  The same bits; for
+    outputs far larger than the cache, which would otherwise be read before they are
+    written (write-allocate)."""
+    n0, n1, n2 = u.shape
+    of = out.reshape(out.size)
+    pairs = _lap_pairs_pay(n0, n1, n2, c[0])
+    nrows = (n1 + 1) // 2 if pairs else n0 * n1
+    nch = min(nrows, STREAM_CHUNKS)
+    for ch in prange(nch):
+        lo, hi = _chunk(ch, nch, nrows)
+        oa = np.empty(n2)
+        ob = np.empty(n2)
+        for q in range(lo, hi):
+            if not pairs:
+                i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+                    _neighbours(q, n0, n1, per, sgn)
+                lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], oa, n2,
+                              s0, t0, s1, t1, per, sgn, c)
+                stream_row(of, q * n2, oa, n2)
+                continue
+            i1 = 2 * q
+            _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+                _neighbours(i1, n0, n1, per, sgn)
+            if i1 + 1 == n1:
+                lap_apply_row(u[0, i1], u[a0, i1], u[b0, i1], u[0, a1], u[0, b1], oa, n2,
+                              s0, t0, s1, t1, per, sgn, c)
+                stream_row(of, i1 * n2, oa, n2)
+                continue
+            _j0, _j1, _a0, _s0, _, _b0, _t0, _, _a1, _s1, _, b1b, t1b, _ = \
+                _neighbours(i1 + 1, n0, n1, per, sgn)
+            ua = u[0, i1]
+            ub = u[0, i1 + 1]
+            _lap_pair_2d(ua, ub, u[0, a1], u[0, b1b], oa, ob, n2, s1, t1b, c[1], c[2])
+            _lap_ends(ua, u[a0, i1], u[b0, i1], u[0, a1], ub, oa, n2, s0, t0, s1, t1,
+                      per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+            _lap_ends(ub, u[a0, i1 + 1], u[b0, i1 + 1], ua, u[0, b1b], ob, n2, s0, t0,
+                      _s1, t1b, per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+            stream_row(of, i1 * n2, oa, n2)
+            stream_row(of, (i1 + 1) * n2, ob, n2)
+        stream_fence()
 
 
 # --------------------------------------------------------------------------- Diffusion
