@@ -913,6 +913,38 @@ def _residual_lap_py(u, f, r, c, per, sgn, scale):
         _res_lap_row(uf, ff, rf, row[0], row, n2, c2, per2, slo, shi, scale)
 
 
+@njit(inline="always", cache=True)
+def _restrict_consts(u, f, coarse, c, per, sgn, csgn, act):
+    """The flat views and scalars the residual restrictions share: ``(cf, uf, ff, c0, c1,
+    c2, dsh, sc, per2, glo, ghi, slo, shi)``."""
+    dsh = c[3] if c.shape[0] > 3 else 0.0
+    sc = 1.0 / (1 << (act[0] + act[1] + act[2]))
+    return (coarse.reshape(coarse.size), u.reshape(u.size), f.reshape(f.size), c[0], c[1],
+            c[2], dsh, sc, per[2], csgn[2, 0], csgn[2, 1], sgn[2, 0], sgn[2, 1])
+
+
+@njit(inline="always", cache=True)
+def _residual_in_slot(uf, ff, ring, tag, slot, fine, n0, n1, n2, c0, c1, c2, per, sgn, dsh,
+                      slo, shi, scale):
+    """The residual row ``fine`` (flat row index) into ``ring``'s slot ``slot`` of ``n2``
+    entries, unless the slot holds it already (``tag``)."""
+    if tag[slot] != fine:
+        row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn, dsh)
+        _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per[2], slo, shi, scale)
+        tag[slot] = fine
+
+
+@njit(inline="always", cache=True)
+def _add_taps(t, src, off, wt, nb, first, n):
+    """``t (+)= sum_e wt[e] src[off[e]:off[e] + n]`` over the ``nb`` taps, in order: one
+    four-row loop (:func:`_add4`) when there are four."""
+    if nb == 4:
+        _add4(t, src, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2], wt[3], first, n)
+    else:
+        for e in range(nb):
+            _add_row(t, wt[e], src[off[e]:off[e] + n], first and e == 0, n)
+
+
 def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
     """``coarse = P^T (f - scale * L u) / 2^d`` without the fine residual array: the
     residual rows under each coarse row are formed in a ring of row buffers (a fine row
@@ -924,20 +956,8 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
     the rows under its first coarse row afresh, so a few per thread)."""
     m0, m1, m2 = coarse.shape
     n0, n1, n2 = u.shape
-    cf = coarse.reshape(coarse.size)
-    uf = u.reshape(u.size)
-    ff = f.reshape(f.size)
-    c0 = c[0]
-    c1 = c[1]
-    c2 = c[2]
-    dsh = c[3] if c.shape[0] > 3 else 0.0
-    d = act[0] + act[1] + act[2]
-    sc = 1.0 / (1 << d)
-    per2 = per[2]
-    glo = csgn[2, 0]
-    ghi = csgn[2, 1]
-    slo = sgn[2, 0]
-    shi = sgn[2, 1]
+    cf, uf, ff, c0, c1, c2, dsh, sc, per2, glo, ghi, slo, shi = \
+        _restrict_consts(u, f, coarse, c, per, sgn, csgn, act)
     nch = min(m0 * m1, nch)
     for ch in prange(nch):
         lo, hi = _chunk(np.int64(ch), nch, m0 * m1)
@@ -961,21 +981,13 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
                     jb, wb = _tap(t1, b)
                     if wb == 0.0:
                         continue
-                    fine = ja * n1 + jb
                     slot = 4 * a + (2 * I1 + 3 + b) % 4
-                    if tag[slot] != fine:
-                        row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2, per, sgn, dsh)
-                        _res_lap_row(uf, ff, ring, slot * n2, row, n2, c2, per2, slo, shi, scale)
-                        tag[slot] = fine
+                    _residual_in_slot(uf, ff, ring, tag, slot, ja * n1 + jb, n0, n1, n2, c0,
+                                      c1, c2, per, sgn, dsh, slo, shi, scale)
                     off[nb] = slot * n2
                     wt[nb] = sc * wa * wb
                     nb += 1
-                if nb == 4:                 # four rows along axis 1: one loop
-                    _add4(t, ring, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2], wt[3],
-                          first, n2)
-                else:
-                    for e in range(nb):
-                        _add_row(t, wt[e], ring[off[e]:off[e] + n2], first and e == 0, n2)
+                _add_taps(t, ring, off, wt, nb, first, n2)
                 first = False
             _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi, act[2])
 
@@ -994,20 +1006,8 @@ def _restrict_planes_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch, resid)
     gives the same result)."""
     m0, m1, m2 = coarse.shape
     n0, n1, n2 = u.shape
-    cf = coarse.reshape(coarse.size)
-    uf = u.reshape(u.size)
-    ff = f.reshape(f.size)
-    c0 = c[0]
-    c1 = c[1]
-    c2 = c[2]
-    dsh = c[3] if c.shape[0] > 3 else 0.0
-    d = act[0] + act[1] + act[2]
-    sc = 1.0 / (1 << d)
-    per2 = per[2]
-    glo = csgn[2, 0]
-    ghi = csgn[2, 1]
-    slo = sgn[2, 0]
-    shi = sgn[2, 1]
+    cf, uf, ff, c0, c1, c2, dsh, sc, per2, glo, ghi, slo, shi = \
+        _restrict_consts(u, f, coarse, c, per, sgn, csgn, act)
     mp = m1 * m2
     nch = min(m0, nch)
     for ch in prange(nch):
@@ -1038,23 +1038,14 @@ def _restrict_planes_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch, resid)
                             fine = ja * n1 + jb
                             if resid:
                                 rs = (2 * I1 + 3 + b) % 4
-                                if rtag[rs] != fine:
-                                    row = _lap_row(np.int64(fine), n0, n1, n2, c0, c1, c2,
-                                                   per, sgn, dsh)
-                                    _res_lap_row(uf, ff, ring, rs * n2, row, n2, c2, per2,
-                                                 slo, shi, scale)
-                                    rtag[rs] = fine
+                                _residual_in_slot(uf, ff, ring, rtag, rs, fine, n0, n1, n2,
+                                                  c0, c1, c2, per, sgn, dsh, slo, shi, scale)
                                 off[nb] = rs * n2
                             else:
                                 off[nb] = fine * n2
                             wt[nb] = wb
                             nb += 1
-                        if nb == 4:
-                            _add4(t, src, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2],
-                                  wt[3], True, n2)
-                        else:
-                            for e in range(nb):
-                                _add_row(t, wt[e], src[off[e]:off[e] + n2], e == 0, n2)
+                        _add_taps(t, src, off, wt, nb, True, n2)
                         o = ps * mp + I1 * m2
                         _restrict_row(t, hp[o:o + m2], m2, n2, per2, glo, ghi, act[2])
                     ptag[ps] = ja
@@ -1066,13 +1057,7 @@ def _restrict_planes_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch, resid)
                     off[nb] = ((2 * I0 + 3 + a) % 4) * mp
                     wt[nb] = sc * wa
                     nb += 1
-            cp = cf[I0 * mp:(I0 + 1) * mp]
-            if nb == 4:
-                _add4(cp, hp, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2], wt[3],
-                      True, mp)
-            else:
-                for e in range(nb):
-                    _add_row(cp, wt[e], hp[off[e]:off[e] + mp], e == 0, mp)
+            _add_taps(cf[I0 * mp:(I0 + 1) * mp], hp, off, wt, nb, True, mp)
 
 residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_py, "residual_laplacian_fast"))
 residual_laplacian_serial = njit(cache=True)(_named(_residual_lap_py, "residual_laplacian_serial"))
