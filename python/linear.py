@@ -361,11 +361,11 @@ class Multigrid(_CachedPreconditioner):
     iterations instead of 100), coarse operators are rediscretised with the
     boundary conditions kept and ``kappa`` restricted by the geometric mean; transfers
     are cell-centred linear interpolation and its transpose; smoothing is red-black
-    Gauss-Seidel (symmetric, red-black-red, for a 3-D Laplacian); the finest level's coarse correction is over-corrected by 1.15 (2-D)
-    or 1.2 (3-D) (``overcorrection``).  The cycle is symmetric and
-    positive definite for SPD operators, so it preconditions CG; iteration counts do not
-    grow with the grid (8 CG iterations to rtol 1e-8 for 2D Poisson from 32^2 to 2048^2,
-    7 for 3D from 32^3 to 128^3).
+    Gauss-Seidel (symmetric, red-black-red, for a 3-D Laplacian); the finest level's
+    coarse correction is over-corrected by 1.15 (2-D) or 1.2 (3-D) (``overcorrection``).
+    The cycle is symmetric and positive definite for SPD operators, so it
+    preconditions CG; iteration counts do not grow with the grid (8 CG iterations to
+    rtol 1e-8 for 2D Poisson from 32^2 to 2048^2, 7 for 3D from 32^3 to 128^3).
     The W-cycle is symmetric too, but positive definite only while the cycle itself
     converges: with strongly jumping coefficients (rediscretised coarse operators) it can
     fail that, which CG reports as ``Breakdown``; use the V-cycle (or ``js.AMG()``) there.

@@ -28,6 +28,10 @@ A Laplacian level's ``c`` may carry a fourth entry, a shift of the diagonal
 ``restrict_residual_laplacian``
     ``restrict_fw`` of the residual without a residual array: the residual rows under
     each coarse row formed in a ring of row buffers (bit-for-bit the two passes).
+``restrict_planes``
+    a 3-D level's restriction plane by plane (each fine plane restricted along axes 1
+    and 2 once, the coarse planes combining their axis-0 taps), of a given field or of
+    the Laplacian residual formed inside; ``restrict_fw``'s sums in another order.
 ``*_serial``
     the same source compiled without ``parallel`` (small levels, where a parallel region
     costs more than the work).
@@ -79,7 +83,8 @@ __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_d
            "gs_sweep_diffusion", "gs_sweep_diffusion_serial", "diffusion_faces",
            "residual_laplacian_fast", "residual_laplacian_serial", "restrict_fw_serial",
            "prolong_add_serial", "interpolation_taps", "csr_gauss_seidel", "coarse_solve",
-           "restrict_residual_laplacian", "restrict_residual_laplacian_serial"]
+           "restrict_residual_laplacian", "restrict_residual_laplacian_serial",
+           "restrict_planes"]
 
 
 @njit(parallel=True, cache=True)

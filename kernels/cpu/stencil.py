@@ -18,7 +18,8 @@ Parallel loops run over grid rows (``prange`` over ``n0 * n1``, or over fixed ch
 rows: bands in 3-D, pairs in 2-D, where a row reuses the faces of the rows before it);
 each row is written by one thread, so results do not depend on the schedule.  The
 contiguous axis has its end cells peeled so that the interior loop is branch-free and
-vectorises.
+vectorises.  ``laplacian_apply_stream`` writes its rows through buffers with streaming
+stores (:mod:`~jitsolve.kernels.cpu.ntstore`), for outputs far larger than the cache.
 
 References
 ----------

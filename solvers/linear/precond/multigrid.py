@@ -49,8 +49,8 @@ ends in a direct coarse solve).
 Cost of one V(1,1)-cycle on a 2D grid: four passes over the finest level (two fused
 red-black sweeps, each both colours in one pass; the residual formed inside the
 restriction; prolongation; the same in 3D, where the restriction goes plane by plane)
-times 4/3 for the coarse levels (8/7 in 3D).  ``Diffusion`` levels smooth from face weights
-and a diagonal formed once per level (``diffusion_faces``: no harmonic means in the
+times 4/3 for the coarse levels (8/7 in 3D).  ``Diffusion`` levels smooth from face
+weights and a diagonal formed once per level (``diffusion_faces``: no harmonic means in the
 sweeps; rows vectorise), the residual from ``kappa`` (the stencil kernel, plus one
 pass).  Measured (1 thread, 1024^2) the stride-2 smoother loops are compute-bound at
 about one apply per colour, so a cycle costs about 14 applies, not 5-6.  Levels of at
