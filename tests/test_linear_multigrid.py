@@ -498,3 +498,8 @@ def test_plane_restriction_in_whole_solves(monkeypatch, shape, bc, op, coarse):
     u, v = sols[True].u, sols[False].u
     assert np.abs(u - v).max() <= 1e-11 * np.abs(v).max()
     assert np.linalg.norm(b.ravel() - A.apply(u).ravel()) <= 1e-9 * np.linalg.norm(b)
+    # the cycle stays symmetric positive definite with the planes (P^T to rounding)
+    if isinstance(bc, js.Dirichlet):
+        monkeypatch.setattr(MG, "PLANE_RESTRICTION", True)
+        M = js.Multigrid(coarse=coarse).setup(A)
+        assert_symmetric_positive(M, rng.standard_normal(g.size), rng.standard_normal(g.size))
