@@ -459,7 +459,6 @@ def test_fused_multigrid_kernels_property(dims, kinds, nh, color, first, odd, se
                                        atol=8 * np.finfo(float).eps * np.abs(r).max())
 
 
-
 @pytest.mark.parametrize("shape,bc,op,coarse", [
     ((40, 36, 34), js.Dirichlet(), "lap", "auto"),
     ((41, 34, 36), js.Neumann(), "lap", "auto"),          # an odd axis: n -> (n - 1) / 2

@@ -560,6 +560,8 @@ def restrict_fw(fine, coarse, act, per, sgn):
     for ch in prange(nch):
         lo, hi = _chunk(np.int64(ch), nch, m0 * m1)
         t = np.empty(n2, fine.dtype)       # the fine rows combined
+        off = np.empty(4, np.int64)
+        wt = np.empty(4)
         for q in range(lo, hi):
             I0 = q // m1
             I1 = q - I0 * m1
@@ -570,21 +572,15 @@ def restrict_fw(fine, coarse, act, per, sgn):
                 ja, wa = _tap(t0, a)
                 if wa == 0.0:
                     continue
-                if t1[1] != 0.0 and t1[3] != 0.0 and t1[5] != 0.0 and t1[7] != 0.0:
-                    # four rows along axis 1: one loop
-                    fa = ja * n1
-                    _add4(t, ff, (fa + t1[0]) * n2, (fa + t1[2]) * n2, (fa + t1[4]) * n2,
-                          (fa + t1[6]) * n2, scale * wa * t1[1], scale * wa * t1[3],
-                          scale * wa * t1[5], scale * wa * t1[7], first, n2)
-                    first = False
-                    continue
+                nb = 0
                 for b in range(4):
                     jb, wb = _tap(t1, b)
-                    if wb == 0.0:
-                        continue
-                    fb = (ja * n1 + jb) * n2
-                    _add_row(t, scale * wa * wb, ff[fb:fb + n2], first, n2)
-                    first = False
+                    if wb != 0.0:
+                        off[nb] = (ja * n1 + jb) * n2
+                        wt[nb] = scale * wa * wb
+                        nb += 1
+                _add_taps(t, ff, off, wt, nb, first, n2)
+                first = False
             _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi, act[2])
 
 
@@ -997,7 +993,8 @@ def _restrict_residual_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch):
             _restrict_row(t, cf[q * m2:(q + 1) * m2], m2, n2, per2, glo, ghi, act[2])
 
 
-def _restrict_planes_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch, resid):
+@njit(parallel=True, cache=True)
+def restrict_planes(u, f, coarse, c, per, sgn, csgn, scale, act, nch, resid):
     """``coarse = P^T r / 2^d`` on a 3-D grid, separably, plane by plane: every fine plane
     under a chunk of coarse planes is restricted along axes 1 and 2 once, into a ring of
     four half-restricted planes, and each coarse plane combines the (up to four) planes
@@ -1064,6 +1061,7 @@ def _restrict_planes_py(u, f, coarse, c, per, sgn, csgn, scale, act, nch, resid)
                     nb += 1
             _add_taps(cf[I0 * mp:(I0 + 1) * mp], hp, off, wt, nb, True, mp)
 
+
 residual_laplacian_fast = njit(parallel=True, cache=True)(_named(_residual_lap_py, "residual_laplacian_fast"))
 residual_laplacian_serial = njit(cache=True)(_named(_residual_lap_py, "residual_laplacian_serial"))
 restrict_fw_serial = njit(cache=True)(_named(restrict_fw.py_func, "restrict_fw_serial"))
@@ -1073,8 +1071,6 @@ restrict_residual_laplacian.__doc__ = _restrict_residual_py.__doc__
 restrict_residual_laplacian_serial = njit(cache=True)(
     _named(_restrict_residual_py, "restrict_residual_laplacian_serial"))
 prolong_add_serial = njit(cache=True)(_named(prolong_add.py_func, "prolong_add_serial"))
-restrict_planes = njit(parallel=True, cache=True)(_named(_restrict_planes_py, "restrict_planes"))
-restrict_planes.__doc__ = _restrict_planes_py.__doc__
 
 
 @njit(cache=True)

@@ -164,28 +164,41 @@ def laplacian_apply(u, out, c, per, sgn):
     if _lap_pairs_pay(n0, n1, n2, c[0]):
         for q in prange((n1 + 1) // 2):
             i1 = 2 * q
-            _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
-                _neighbours(i1, n0, n1, per, sgn)
-            if i1 + 1 == n1:
-                lap_apply_row(u[0, i1], u[a0, i1], u[b0, i1], u[0, a1], u[0, b1], out[0, i1], n2,
-                              s0, t0, s1, t1, per, sgn, c)
-                continue
-            _j0, _j1, _a0, _s0, _, _b0, _t0, _, _a1, _s1, _, b1b, t1b, _ = \
-                _neighbours(i1 + 1, n0, n1, per, sgn)
-            ua = u[0, i1]
-            ub = u[0, i1 + 1]
-            _lap_pair_2d(ua, ub, u[0, a1], u[0, b1b], out[0, i1], out[0, i1 + 1], n2,
-                         s1, t1b, c[1], c[2])
-            _lap_ends(ua, u[a0, i1], u[b0, i1], u[0, a1], ub, out[0, i1], n2, s0, t0, s1, t1,
-                      per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
-            _lap_ends(ub, u[a0, i1 + 1], u[b0, i1 + 1], ua, u[0, b1b], out[0, i1 + 1], n2, s0, t0,
-                      _s1, t1b, per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+            _lap_pair_rows(u, i1, out[0, i1], out[0, min(i1 + 1, n1 - 1)], n0, n1, n2, c, per,
+                           sgn)
         return
     for r in prange(n0 * n1):
-        i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
-            _neighbours(r, n0, n1, per, sgn)
-        lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], out[i0, i1], n2,
+        _lap_one_row(u, r, out[r // n1, r % n1], n0, n1, n2, c, per, sgn)
+
+
+@njit(inline="always", cache=True)
+def _lap_one_row(u, r, o, n0, n1, n2, c, per, sgn):
+    """Row ``r`` (flat row index) of :func:`laplacian_apply` into ``o``."""
+    i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = _neighbours(r, n0, n1, per, sgn)
+    lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], o, n2,
+                  s0, t0, s1, t1, per, sgn, c)
+
+
+@njit(inline="always", cache=True)
+def _lap_pair_rows(u, i1, oa, ob, n0, n1, n2, c, per, sgn):
+    """Rows ``i1`` and ``i1 + 1`` of :func:`laplacian_apply` on a 2-D grid into ``oa``,
+    ``ob`` (:func:`_lap_pair_2d` and the end cells); row ``i1`` alone when it is the last
+    (``ob`` untouched).  Returns whether the pair was formed."""
+    _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = _neighbours(i1, n0, n1, per, sgn)
+    if i1 + 1 == n1:
+        lap_apply_row(u[0, i1], u[a0, i1], u[b0, i1], u[0, a1], u[0, b1], oa, n2,
                       s0, t0, s1, t1, per, sgn, c)
+        return False
+    _j0, _j1, _a0, _s0, _, _b0, _t0, _, _a1, _s1, _, b1b, t1b, _ = \
+        _neighbours(i1 + 1, n0, n1, per, sgn)
+    ua = u[0, i1]
+    ub = u[0, i1 + 1]
+    _lap_pair_2d(ua, ub, u[0, a1], u[0, b1b], oa, ob, n2, s1, t1b, c[1], c[2])
+    _lap_ends(ua, u[a0, i1], u[b0, i1], u[0, a1], ub, oa, n2, s0, t0, s1, t1,
+              per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+    _lap_ends(ub, u[a0, i1 + 1], u[b0, i1 + 1], ua, u[0, b1b], ob, n2, s0, t0,
+              _s1, t1b, per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+    return True
 
 
 #: chunks of rows of the streaming kernels (each holds its row buffers)
@@ -210,31 +223,13 @@ def laplacian_apply_stream(u, out, c, per, sgn):
         ob = np.empty(n2)
         for q in range(lo, hi):
             if not pairs:
-                i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
-                    _neighbours(q, n0, n1, per, sgn)
-                lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], oa, n2,
-                              s0, t0, s1, t1, per, sgn, c)
+                _lap_one_row(u, q, oa, n0, n1, n2, c, per, sgn)
                 stream_row(of, q * n2, oa, n2)
                 continue
             i1 = 2 * q
-            _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
-                _neighbours(i1, n0, n1, per, sgn)
-            if i1 + 1 == n1:
-                lap_apply_row(u[0, i1], u[a0, i1], u[b0, i1], u[0, a1], u[0, b1], oa, n2,
-                              s0, t0, s1, t1, per, sgn, c)
-                stream_row(of, i1 * n2, oa, n2)
-                continue
-            _j0, _j1, _a0, _s0, _, _b0, _t0, _, _a1, _s1, _, b1b, t1b, _ = \
-                _neighbours(i1 + 1, n0, n1, per, sgn)
-            ua = u[0, i1]
-            ub = u[0, i1 + 1]
-            _lap_pair_2d(ua, ub, u[0, a1], u[0, b1b], oa, ob, n2, s1, t1b, c[1], c[2])
-            _lap_ends(ua, u[a0, i1], u[b0, i1], u[0, a1], ub, oa, n2, s0, t0, s1, t1,
-                      per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
-            _lap_ends(ub, u[a0, i1 + 1], u[b0, i1 + 1], ua, u[0, b1b], ob, n2, s0, t0,
-                      _s1, t1b, per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+            if _lap_pair_rows(u, i1, oa, ob, n0, n1, n2, c, per, sgn):
+                stream_row(of, (i1 + 1) * n2, ob, n2)
             stream_row(of, i1 * n2, oa, n2)
-            stream_row(of, (i1 + 1) * n2, ob, n2)
         stream_fence()
 
 
