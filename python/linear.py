@@ -403,11 +403,12 @@ class Multigrid(_CachedPreconditioner):
         0.31 for the cell-centred 2-D Laplacian; with the default over-correction 7 CG
         iterations against 8 to rtol 1e-8 in 2-D, 7 against 10 in 3-D) for half a sweep
         more work on every level.  ``"auto"`` (the default) takes ``"srbgs"`` for a
-        Laplacian (shifted or not) on a 3-D grid and ``"rbgs"`` otherwise; measured
-        (paired runs, Intel host): ``"srbgs"`` 0.86-0.90x the time of ``"rbgs"`` on 3-D
-        Laplacians from 32^3 to 256 x 128^2 (0.82-0.94x shifted, 0.87-0.91x W-cycles and
-        Neumann sides), 1.02-1.10x on 2-D Laplacians from 256^2 to 1024^2 (0.99 at
-        2048^2), 0.98-1.05x on ``Diffusion`` (9-10 against 12 iterations).
+        Laplacian (shifted or not) on a 3-D grid and for ``Diffusion`` in 2-D and 3-D,
+        ``"rbgs"`` otherwise; measured (paired runs, Intel host): ``"srbgs"`` 0.86-0.90x
+        the time of ``"rbgs"`` on 3-D Laplacians from 32^3 to 256 x 128^2 (0.82-0.94x
+        shifted, 0.87-0.91x W-cycles and Neumann sides), 1.00-1.03x on 2-D Laplacians,
+        0.88-0.96x on ``Diffusion`` (9-10 against 12-13 iterations; 1 : 1000 jumps
+        included).
     omega : float, optional
         Jacobi damping in (0, 2); ``2d / (2d + 1)`` for a ``d``-dimensional grid by
         default (the smoothing-optimal value for the Laplacian).

@@ -84,6 +84,62 @@ def test_threads_never_share_an_array():
     assert all(len(o) == 200 for o in outs)
 
 
+def test_lent_arrays_come_back_only_when_nothing_refers_to_them():
+    v = ws.lend(N)
+    assert v.shape == (N,) and v.base is not None and ws.held_bytes() == 0
+    addr = v.ctypes.data
+    w = v.reshape(-1, 8)                     # a view of the lent array outlives it
+    del v
+    a = ws.take(N)
+    assert a.ctypes.data != addr             # still referred to: not taken back
+    del w
+    b = ws.take(N)
+    assert b.ctypes.data == addr             # dropped: taken back
+    small = ws.lend(16)
+    assert small.base is None and len(ws._lent) == 0
+    z = ws.lend_zeros(N, np.float32)
+    assert z.dtype == np.float32 and not z.any()
+
+
+def test_lent_arrays_remembered_are_bounded(monkeypatch):
+    monkeypatch.setattr(ws, "MAX_LENT", 2)
+    kept = [ws.lend(N) for _ in range(3)]
+    first = kept[0].ctypes.data
+    assert len(ws._lent) == 2
+    del kept
+    taken = {ws.take(N).ctypes.data for _ in range(2)}
+    assert first not in taken                # forgotten: freed as a plain array
+
+
+def test_dropped_solutions_give_their_memory_back(rng):
+    """A solution leaves the solve as a lent view: once the caller drops it, the pool
+    takes its memory back for the next solve (no fresh pages); a solution still held is
+    never reused, and later solves leave it unchanged."""
+    g = js.Grid((384, 384))
+    A = -js.Laplacian(g)
+    b = rng.standard_normal(g.shape)
+
+    def pooled():
+        with ws._lock:
+            ws._reclaim()
+            return {a.ctypes.data for a in ws._free}
+
+    for alg, x0 in ((js.CG(js.Multigrid()), None), (js.CG(), 0.5 * b)):
+        prob = js.LinearProblem(A, b, x0=x0)
+        s1 = js.solve(prob, alg, rtol=1e-8)
+        s2 = js.solve(prob, alg, rtol=1e-8)
+        a1, a2, u1 = s1.u.ctypes.data, s2.u.ctypes.data, np.array(s1.u, copy=True)
+        assert a1 not in pooled() and a2 not in pooled()
+        del s1
+        assert a1 in pooled() and a2 not in pooled()
+        s3 = js.solve(prob, alg, rtol=1e-8)
+        assert not np.shares_memory(s2.u, s3.u)
+        np.testing.assert_array_equal(s2.u, u1)
+        np.testing.assert_array_equal(s3.u, u1)
+        del s2, s3
+        assert {a1, a2} <= pooled()
+
+
 def _solvers():
     g = js.Grid((384, 384))
     A = -js.Laplacian(g)

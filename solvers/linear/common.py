@@ -105,7 +105,8 @@ def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon):
 
 def start(matvec, b, x0, dtype):
     """Initial iterate and residual: ``x = x0`` (or zeros) and ``r = b - A x``, both from
-    :mod:`~jitsolve.solvers.workspace` (``x`` leaves it; a solver may give ``r`` back).
+    :mod:`~jitsolve.solvers.workspace` (``x`` lent: it leaves as the solution, and the
+    pool takes its memory back once the caller drops it; a solver may give ``r`` back).
 
     ``b = 0`` starts from ``x = 0`` whatever ``x0`` is: that is the exact solution, and
     the target ``rtol ||b||`` (zero) would otherwise be out of reach, so every solver
@@ -114,10 +115,11 @@ def start(matvec, b, x0, dtype):
     n = b.size
     r = workspace.take(n, dtype)
     if x0 is None or not np.any(b):
-        x = workspace.take_zeros(n, dtype)
+        x = workspace.lend_zeros(n, dtype)
         r[:] = b
     else:
-        x = np.array(x0, dtype=dtype).ravel()
+        x = workspace.lend(n, dtype)
+        x[:] = np.asarray(x0).ravel()
         tmp = workspace.take(n, dtype)
         matvec(x, tmp)
         np.subtract(b, tmp, out=r)

@@ -36,7 +36,7 @@ while the coarse correction does not overshoot (no strong jumps).
 ``smoother="srbgs"`` sweeps red->black->red both before and after (its own adjoint: the
 cycle stays symmetric); ``smoother="auto"`` (the default) takes it for a Laplacian on a
 3-D grid (:func:`auto_smoother`: 7 CG iterations instead of 10, 0.82-0.94x the time)
-and ``"rbgs"`` otherwise.  The finest level's coarse correction is over-corrected,
+and for a Diffusion operator in 2-D and 3-D (0.88-0.96x), ``"rbgs"`` otherwise.  The finest level's coarse correction is over-corrected,
 ``u += w P e_c`` with ``w`` = :data:`OVERCORRECTION` (1.15 in 2-D, 1.2 in 3-D; V-cycles
 on rediscretised levels; a scalar on one term of the cycle, so it stays symmetric and
 positive definite): 8 CG iterations instead of 9 for 2-D Poisson.  The coarsest level
@@ -467,17 +467,23 @@ def _axis_factors(shape_coarse, shape_fine, act, per, sgn):
 
 
 def auto_smoother(shape, c, kappa):
-    """The smoother of ``smoother="auto"``: ``"srbgs"`` for a Laplacian (shifted or not)
-    on a grid with three axes of more than one cell, ``"rbgs"`` otherwise.
+    """The smoother of ``smoother="auto"``: ``"srbgs"`` for a ``Diffusion`` operator on a
+    grid with at least two axes of more than one cell and for a Laplacian (shifted or
+    not) on a grid with three, ``"rbgs"`` otherwise.
 
     Measured (Intel Sapphire Rapids host, 2 threads, CG to rtol 1e-8, paired runs): on
     the 3-D Laplacian the symmetric sweep takes 7 CG iterations instead of 10 (two-grid
     contraction with the 1.2 over-correction about halved) for half a sweep more a
     level: 0.86-0.90x the time from 32^3 to 256 x 128^2, 0.82-0.94x with a shift (``I -
     dt L``), 0.87-0.91x for W-cycles and Neumann sides.  In 2-D it saves one iteration
-    of eight (1.02-1.10x the time), on ``Diffusion`` three of twelve (0.98-1.05x)."""
-    three = sum(1 for n, ci in zip(shape, c) if n > 1 and ci != 0.0) == 3
-    return "srbgs" if three and kappa is None else "rbgs"
+    of eight (1.00-1.03x the time with the vector sweeps of the thirty-fifth session).
+    On ``Diffusion`` it saves two or three iterations of eleven to thirteen, which with
+    the vector sweeps pays: 0.88-0.93x from 1024^2 to 2048^2 and 64^3 to 128^3, 0.90x on
+    a 512^2 checkerboard of 1 : 1000 jumps (39 against 47 iterations), 0.96x on a 64^3
+    one, 0.93-0.95x with a shift; 1.02x on a 32^3 checkerboard (before the vector
+    sweeps: 0.98-1.05x, so ``"rbgs"`` was kept)."""
+    live = sum(1 for n, ci in zip(shape, c) if n > 1 and ci != 0.0)
+    return "srbgs" if live == 3 or (kappa is not None and live >= 2) else "rbgs"
 
 
 class GeometricMultigrid:
