@@ -79,6 +79,20 @@ def _splat(builder, x, n):
 _REAL = (types.float32, types.float64)
 
 
+def _row_neighbours(builder, U, carry):
+    """``(left, right)``: the vector ``U`` shifted by one lane each way, ``left[0] =
+    carry`` (the cell before the block) and ``right[W - 1]`` a copy of ``U[W - 1]`` (a
+    lane of the other colour: its value is not used)."""
+    i32 = ir.IntType(32)
+    W = U.type.count
+    cv = builder.insert_element(ir.Constant(U.type, ir.Undefined), carry, ir.Constant(i32, 0))
+    left = builder.shuffle_vector(cv, U, ir.Constant(
+        ir.VectorType(i32, W), [0] + [W + i for i in range(W - 1)]))
+    right = builder.shuffle_vector(U, ir.Constant(U.type, ir.Undefined), ir.Constant(
+        ir.VectorType(i32, W), [i + 1 for i in range(W - 1)] + [W - 1]))
+    return left, right
+
+
 @intrinsic
 def has_vector_blocks(typingctx, uf, ff):
     """Whether rows of ``uf`` (and ``ff``) take the vector blocks: a constant, True for
@@ -135,17 +149,10 @@ def _make_block(axis0, W=RB_WIDTH):
             ut = ft = signature.args[2].dtype
             i32 = ir.IntType(32)
             bj = builder.add(base, j0)
-            et = context.get_data_type(ut)
-            ve = ir.VectorType(et, W)
             U = _vload(context, builder, ut, u, bj, W, widen=False)
-            if ut == types.float32:
-                carry = builder.fptrunc(carry, et)      # exact: it was a float32 entry
-            cv = builder.insert_element(ir.Constant(ve, ir.Undefined), carry,
-                                        ir.Constant(i32, 0))
-            left = builder.shuffle_vector(cv, U, ir.Constant(
-                ir.VectorType(i32, W), [0] + [W + i for i in range(W - 1)]))
-            right = builder.shuffle_vector(U, ir.Constant(ve, ir.Undefined), ir.Constant(
-                ir.VectorType(i32, W), [i + 1 for i in range(W - 1)] + [W - 1]))
+            if ut == types.float32:                     # exact: it was a float32 entry
+                carry = builder.fptrunc(carry, context.get_data_type(ut))
+            left, right = _row_neighbours(builder, U, carry)
             # the two row neighbours are summed in the entries' type, as the scalar loop
             # sums them (float32 + float32 rounds to float32), then widened
             lr = _widen(builder, ut, builder.fadd(left, right))
@@ -212,14 +219,8 @@ def _make_block_dif(axis0, W=RB_WIDTH):
             i32 = ir.IntType(32)
             i64 = ir.IntType(64)
             bj = builder.add(base, j0)
-            vd = ir.VectorType(ir.DoubleType(), W)
             U = _vload(context, builder, ut, u, bj, W)
-            cv = builder.insert_element(ir.Constant(vd, ir.Undefined), carry,
-                                        ir.Constant(i32, 0))
-            left = builder.shuffle_vector(cv, U, ir.Constant(
-                ir.VectorType(i32, W), [0] + [W + i for i in range(W - 1)]))
-            right = builder.shuffle_vector(U, ir.Constant(vd, ir.Undefined), ir.Constant(
-                ir.VectorType(i32, W), [i + 1 for i in range(W - 1)] + [W - 1]))
+            left, right = _row_neighbours(builder, U, carry)
 
             def wrow(axis, off):    # w[axis, off + j0 ..]
                 start = builder.add(builder.add(builder.mul(ws, ir.Constant(i64, axis)), off),
