@@ -14,7 +14,15 @@ vector ``U`` shifted by one lane: ``U[i - 1]`` with the cell left of the block (
 of the other colour, needs no right neighbour).  So a block reads each input row once, no
 load overlaps the previous block's store (no failed store forwarding), and the values
 are the scalar loop's bit for bit: the same IEEE operations in the same order, no
-fast-math flags.  Measured: the 128^3 half-sweep 0.70 ms against 1.30 (gathers).
+fast-math flags.  Measured: the 128^3 half-sweep 0.70 ms against 1.30 (gathers).  The
+Diffusion blocks read the face weights and the diagonal as contiguous vectors too (the
+division done in every lane).  The fused sweeps of ``multigrid.py`` run 0.67-0.94x the
+time of their stride-2 loops (RESULTS.md, Krylov, thirty-fifth session).
+
+The blocks take raw addresses (:func:`data_address`) rather than arrays, and their
+callers index flat arrays instead of taking row views: row views are reference-counted,
+and with the block loop between their creation and last use Numba's reference-count
+pruning kept the counting, which made the serial coarse-level sweeps 1.5-2.9x slower.
 
 The IR is plain LLVM vector code (``<W x double>``, ``shufflevector``, ``select``),
 legalised on any target; the block functions are Numba intrinsics, inlined into the

@@ -36,10 +36,11 @@ while the coarse correction does not overshoot (no strong jumps).
 ``smoother="srbgs"`` sweeps red->black->red both before and after (its own adjoint: the
 cycle stays symmetric); ``smoother="auto"`` (the default) takes it for a Laplacian on a
 3-D grid (:func:`auto_smoother`: 7 CG iterations instead of 10, 0.82-0.94x the time)
-and for a Diffusion operator in 2-D and 3-D (0.88-0.96x), ``"rbgs"`` otherwise.  The finest level's coarse correction is over-corrected,
-``u += w P e_c`` with ``w`` = :data:`OVERCORRECTION` (1.15 in 2-D, 1.2 in 3-D; V-cycles
-on rediscretised levels; a scalar on one term of the cycle, so it stays symmetric and
-positive definite): 8 CG iterations instead of 9 for 2-D Poisson.  The coarsest level
+and for a Diffusion operator in 2-D and 3-D (0.88-0.96x), ``"rbgs"`` otherwise.  The
+finest level's coarse correction is over-corrected, ``u += w P e_c`` with ``w`` =
+:data:`OVERCORRECTION` (1.15 in 2-D, 1.2 in 3-D; V-cycles on rediscretised levels; a
+scalar on one term of the cycle, so it stays symmetric and positive definite): 8 CG
+iterations instead of 9 for 2-D Poisson.  The coarsest level
 is factorised: dense LU (the pseudo-inverse when it is singular, e.g. pure Neumann) up
 to ``DENSE_COARSEST`` cells, a sparse LU above (SuperLU; a singular operator
 with one cell pinned and the mean removed), for a coarsest level left large by an odd
