@@ -406,7 +406,8 @@ class Multigrid(_CachedPreconditioner):
         Laplacian (shifted or not) on a 3-D grid and for ``Diffusion`` in 2-D and 3-D,
         ``"rbgs"`` otherwise; measured (paired runs, Intel host): ``"srbgs"`` 0.86-0.90x
         the time of ``"rbgs"`` on 3-D Laplacians from 32^3 to 256 x 128^2 (0.82-0.94x
-        shifted, 0.87-0.91x W-cycles and Neumann sides), 1.00-1.03x on 2-D Laplacians,
+        shifted, 0.87-0.91x W-cycles and Neumann sides), 1.00-1.03x on 2-D Laplacians
+        with a random right-hand side (0.92 with ``b = 1``: it depends on ``b``),
         0.88-0.96x on ``Diffusion`` (9-10 against 12-13 iterations; 1 : 1000 jumps
         included).
     omega : float, optional

@@ -154,7 +154,7 @@ def _make_block(axis0, W=RB_WIDTH):
              carry) = args
             if not real:
                 return carry      # never called: see has_vector_blocks
-            ut = ft = signature.args[2].dtype
+            ut = signature.args[2].dtype
             i32 = ir.IntType(32)
             bj = builder.add(base, j0)
             U = _vload(context, builder, ut, u, bj, W, widen=False)
@@ -164,7 +164,7 @@ def _make_block(axis0, W=RB_WIDTH):
             # the two row neighbours are summed in the entries' type, as the scalar loop
             # sums them (float32 + float32 rounds to float32), then widened
             lr = _widen(builder, ut, builder.fadd(left, right))
-            F = _vload(context, builder, ft, f, bj, W)
+            F = _vload(context, builder, ut, f, bj, W)
             M1 = _vload(context, builder, ut, u, builder.add(m1, j0), W)
             P1 = _vload(context, builder, ut, u, builder.add(p1, j0), W)
             # off = wm0 m0 + wp0 p0 + wm1 m1 + wp1 p1 + c2 (left + right), left to right
