@@ -24,6 +24,11 @@ __all__ = [
     "is_array_like",
 ]
 
+#: float64 arrays of at least this many entries are copied and checked for NaN and Inf in
+#: one threaded pass (:func:`~jitsolve.kernels.cpu.blas.copy_sumsq`): a 128^3 right-hand
+#: side took 1.6 ms for ``np.isfinite`` and 2.4 ms for the copy after a solve
+FUSED_COPY = 1 << 17
+
 _FLOAT_KINDS = "f"
 _COMPLEX_KINDS = "c"
 _SUPPORTED = (np.float32, np.float64, np.complex64, np.complex128)
@@ -80,6 +85,14 @@ def as_state_array(x, name, *, dtypes=_SUPPORTED, ndim=None, shape=None, copy=Tr
         raise InvalidProblemError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
     if a.size == 0 and not allow_empty:
         raise InvalidProblemError(f"{name}: is empty")
+    if finite and copy and a.dtype == np.float64 and a.size >= FUSED_COPY and a.flags.c_contiguous:
+        # the copy and the check in one threaded pass: the sum of squares is finite only if
+        # every entry is (the slow check runs only when it is not)
+        from .kernels.cpu import blas       # (import jitsolve loads no compiler)
+        out = np.empty(a.shape)
+        if not math.isfinite(blas.copy_sumsq(a.reshape(-1), out.reshape(-1))):
+            check_finite(a, name)
+        return out
     if finite:
         check_finite(a, name)
     return np.array(a, copy=True, order="C") if copy else np.ascontiguousarray(a)

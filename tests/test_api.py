@@ -166,6 +166,29 @@ def test_linear_problem_bad(A, b, x0, name):
     assert str(err.value).startswith(name + ":"), str(err.value)
 
 
+def test_large_arrays_copied_and_checked_in_one_pass(rng):
+    """Right-hand sides of at least ``FUSED_COPY`` float64 entries take the fused copy and
+    check: every NaN or Inf still refused with its count, huge finite entries (squares
+    that overflow) accepted, the problem's copy independent of the caller's array."""
+    from jitsolve.validate import FUSED_COPY
+    g = js.Grid((400, 400))
+    assert g.size >= FUSED_COPY
+    A = -js.Laplacian(g)
+    b = rng.standard_normal(g.shape)
+    prob = js.LinearProblem(A, b)
+    np.testing.assert_array_equal(prob.b, b)
+    b[0, 0] = 7.0
+    assert prob.b[0, 0] != 7.0
+    for bad, where in ((np.nan, (0, 0)), (np.inf, (399, 399)), (-np.inf, (200, 7))):
+        c = b.copy()
+        c[where] = bad
+        c[5, 5] = np.nan
+        with pytest.raises(InvalidProblemError, match=r"^b: contains NaN or Inf \(2 of 160000"):
+            js.LinearProblem(A, c)
+    big = np.full(g.shape, 1e200)
+    np.testing.assert_array_equal(js.LinearProblem(A, big).b, big)
+
+
 def test_linear_problem_grid_shape_mismatch():
     g = js.Grid((4, 4))
     with pytest.raises(InvalidProblemError, match="^b:"):

@@ -75,3 +75,44 @@ def test_property_dot(values):
     y = x[::-1].copy()
     ref = float(np.dot(x, y)) if x.size else 0.0
     assert abs(blas.dot(x, y) - ref) <= 1e-12 * max(1.0, float(np.abs(x).dot(np.abs(y))))
+
+
+@pytest.mark.parametrize("n", [1, 5, 4096, 4099, 100_003])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_copy_sumsq_is_a_copy_and_sumsq_bits(n, dtype, rng):
+    """``copy_sumsq``: the copy exactly, and the bits of ``sumsq`` (so of ``nrm2``)."""
+    x = rng.standard_normal(n).astype(dtype)
+    if np.iscomplexobj(x):
+        x = x + 1j * rng.standard_normal(n)
+    y = np.full(n, np.nan, dtype)
+    s = blas.copy_sumsq(x, y)
+    np.testing.assert_array_equal(y, x)
+    assert s == blas.sumsq(x)
+    assert blas.norm_of_sumsq(y, s) == blas.nrm2(x)
+    assert s == pytest.approx(np.vdot(x, x).real, rel=1e-13)
+
+
+def test_copy_sumsq_sees_every_nan_and_inf_and_norm_of_sumsq_rescales(rng):
+    x = rng.standard_normal(20_000)
+    for i in (0, 4095, 4096, 19_999):
+        for bad in (np.nan, np.inf, -np.inf):
+            z = x.copy()
+            z[i] = bad
+            assert not np.isfinite(blas.copy_sumsq(z, np.empty_like(z)))
+    big = np.full(5000, 1e200)          # finite entries whose squares overflow
+    y = np.empty_like(big)
+    s = blas.copy_sumsq(big, y)
+    assert np.isinf(s)
+    assert blas.norm_of_sumsq(y, s) == pytest.approx(1e200 * np.sqrt(5000), rel=1e-14)
+    tiny = np.full(5000, 1e-200)
+    assert blas.norm_of_sumsq(tiny, blas.sumsq(tiny)) == pytest.approx(1e-200 * np.sqrt(5000),
+                                                                       rel=1e-14)
+    assert blas.norm_of_sumsq(np.zeros(0), 0.0) == 0.0
+
+
+def test_fill(rng):
+    x = rng.standard_normal(70_001)
+    blas.fill(x, 0.0)
+    assert not np.any(x) and not np.signbit(x).any()
+    blas.fill(x, -2.5)
+    assert (x == -2.5).all()

@@ -129,6 +129,53 @@ def test_first_direction_keeps_p_equal_r(rng):
     np.testing.assert_array_equal(ap, operator_matvec(A, np.float64)(r, np.empty(g.size)))
 
 
+def test_first_direction_in_z_itself(rng):
+    """The preconditioned loop's first direction pass runs on ``z``'s own vector (``r`` and
+    ``p`` the same array, ``beta = 0``): ``p`` keeps its bits, as after a copy."""
+    for shape in [(16, 12), (6, 7, 5)]:
+        g = js.Grid(shape, bc=(js.Periodic(),) + (js.Dirichlet(0.0),) * (len(shape) - 1))
+        A = _op("diffusion", g, rng)
+        z = rng.standard_normal(g.size)
+        z[3] = -0.0
+        gs, kind, k3 = _stencil_args(A)
+        units, sr, groups = krylov.grid_cg_units(gs.shape3)
+        halo = np.empty((2, 2, sr, gs.shape3[2]))
+        p = z.copy()
+        ap = np.empty(g.size)
+        pap = krylov.grid_cg_direction(0.0, p.reshape(gs.shape3), p.reshape(gs.shape3), kind,
+                                       k3, ap.reshape(gs.shape3), True, gs.c, gs.per, gs.sgn,
+                                       halo, np.empty(groups), np.empty(gs.shape3), 0.0, False)
+        np.testing.assert_array_equal(p, z)
+        assert np.signbit(p[3])
+        ref = _direction(A, z, z.copy(), 0.0, 2, True)
+        np.testing.assert_array_equal(ap, ref[1])
+        assert pap == ref[2]
+
+
+@pytest.mark.parametrize("kind", ["laplacian", "diffusion"])
+@pytest.mark.parametrize("bc", list(BCS))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_residual_kernel_matches_numpy(kind, bc, shape, rng):
+    """``grid_residual``: ``r = b - A x`` with the solve's matvec bit for bit, ``r^T r`` to
+    rounding, the same sum for every chunk count."""
+    g = js.Grid(shape, bc=BCS[bc])
+    A = _op(kind, g, rng, scale=-1.3)
+    gs, kind_, k3 = _stencil_args(A)
+    n = g.size
+    b, x = rng.standard_normal(n), rng.standard_normal(n)
+    r_ref = b - operator_matvec(A, np.float64)(x, np.empty(n))
+    units, sr, groups = krylov.grid_cg_units(gs.shape3)
+    sums = set()
+    for nch in sorted({1, 2, 3, units} & set(range(1, units + 1))):
+        r = np.full(n, np.nan)
+        s = krylov.grid_residual(b.reshape(gs.shape3), x.reshape(gs.shape3), r.reshape(gs.shape3),
+                                 kind_, k3, gs.c, gs.per, gs.sgn, nch, np.full(groups, np.nan))
+        np.testing.assert_array_equal(r, r_ref)
+        assert s == pytest.approx(np.dot(r_ref, r_ref), rel=1e-13)
+        sums.add(s)
+    assert len(sums) == 1, sums
+
+
 @pytest.mark.parametrize("shape", [(64, 48), (12, 10, 9)])
 def test_reductions_independent_of_thread_count(shape):
     """1 vs 2 threads (and so 1 vs 2 chunks in the solver): the same bits."""

@@ -173,3 +173,4 @@ def test_solutions_independent_and_equal_without_the_pool(case, rng, monkeypatch
     s4 = js.solve(js.LinearProblem(A, b1), alg, **kw)
     assert ws.held_bytes() == 0
     assert np.array_equal(s4.u, u1) and s4.iters == s1.iters and s4.resnorm == s1.resnorm, name
+    assert np.array_equal(s4.history, s1.history), name  # (the fused start: the same bits)

@@ -15,7 +15,8 @@ ARITH 21 (2013) (why the order of a parallel sum must be fixed).
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["BLOCK", "dot", "nrm2", "sumsq", "axpy", "xpay", "cg_update"]
+__all__ = ["BLOCK", "dot", "nrm2", "sumsq", "copy_sumsq", "norm_of_sumsq", "fill", "axpy", "xpay",
+           "cg_update"]
 
 #: entries per reduction block; fixed so results never depend on the thread count
 BLOCK = 4096
@@ -117,6 +118,36 @@ def sumsq(x):
 
 
 @njit(parallel=True, cache=True)
+def copy_sumsq(src, dst):
+    """``dst[:] = src`` and return ``sum(|dst|^2)`` in one pass: each block is summed
+    right after it is copied (from cache), in the order of :func:`sumsq` (the same bits).
+
+    The sum is finite only if every entry is (a NaN or an infinity makes it NaN or
+    infinite), so it doubles as a finiteness check; an infinite sum of finite entries
+    (beyond about 1e154) needs a second look."""
+    n = dst.size
+    nb = _nblocks(n)
+    part = np.zeros(nb)
+    for b in prange(nb):
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        for i in range(lo, hi):
+            dst[i] = src[i]
+        part[b] = _block_sumsq(dst, lo, hi)
+    total = 0.0
+    for b in range(nb):
+        total += part[b]
+    return total
+
+
+@njit(parallel=True, cache=True)
+def fill(x, v):
+    """``x[:] = v`` on all threads (a large vector: NumPy's fill runs on one)."""
+    for i in prange(x.size):
+        x[i] = v
+
+
+@njit(parallel=True, cache=True)
 def _amax(x):
     n = x.size
     nb = _nblocks(n)
@@ -159,9 +190,16 @@ def nrm2(x):
     """
     if x.size == 0:
         return 0.0
-    s = sumsq(x)
+    return norm_of_sumsq(x, sumsq(x))
+
+
+def norm_of_sumsq(x, s):
+    """``||x||`` from ``s = sumsq(x)`` (:func:`sumsq` or :func:`copy_sumsq`): ``sqrt(s)``,
+    or the scaled passes of :func:`nrm2` where ``s`` overflowed or underflowed."""
     if np.isfinite(s) and s > 1e-280:
         return float(np.sqrt(s))
+    if x.size == 0:
+        return 0.0
     m = _amax(x)
     if m == 0.0 or not np.isfinite(m):
         return float(m)

@@ -52,7 +52,7 @@ from .stencil import (_chunk, _neighbours, diff_apply_row, diff_apply_row_shared
                       diff_apply_row_shared3, lap_apply_row)
 
 __all__ = ["cg_update_real", "dot_real", "grid_cg_direction",
-           "grid_cg_update", "grid_cg_units", "LAPLACIAN", "DIFFUSION", "GROUP"]
+           "grid_cg_update", "grid_residual", "grid_cg_units", "LAPLACIAN", "DIFFUSION", "GROUP"]
 
 #: operator kinds of the grid CG kernels
 LAPLACIAN = 0
@@ -410,6 +410,54 @@ def grid_cg_update(alpha, p, kind, k, ap, stored, x, r, c, per, sgn, nch, part, 
                                   i1 % GROUP == 0, n2)
                 else:
                     _r_lanes(acc, alpha, o, r[i0, i1], i1 % GROUP == 0, n2)
+                if i1 % GROUP == GROUP - 1 or i1 == n1 - 1:
+                    part[i0 * ngr + i1 // GROUP] = _lane_sum(acc, n2)
+    return _groups_total(part)
+
+
+@njit(inline="always", cache=True)
+def _residual_lanes(acc, b, o, r, first, n):
+    """``r = b - o`` over one row (``np.subtract``'s expression), with ``r_j^2`` into lane
+    ``acc[j]`` as :func:`_dot_lanes`."""
+    if first:
+        for j in range(n):
+            rj = b[j] - o[j]
+            r[j] = rj
+            acc[j] = rj * rj
+    else:
+        for j in range(n):
+            rj = b[j] - o[j]
+            r[j] = rj
+            acc[j] += rj * rj
+
+
+@njit(parallel=True, cache=True)
+def grid_residual(b, x, r, kind, k, c, per, sgn, nch, part):
+    """``r = b - A x`` and return ``r^T r``, in one pass (the true residual of a grid CG
+    solve; three vector transfers against seven for the apply, the subtraction and the
+    norm as separate passes).
+
+    Each row of ``A x`` is formed by the stencil's row helpers into a row buffer (the bits
+    of :func:`~jitsolve.kernels.cpu.stencil.laplacian_apply` and
+    :func:`~jitsolve.kernels.cpu.stencil.diffusion_apply` with the same scales); arguments
+    and reduction order as in :func:`grid_cg_update` (``nch`` chunks, from 1 to
+    :func:`grid_cg_units`: the sum does not depend on it).
+    """
+    n0, n1, n2 = x.shape
+    three, ns, sr, unit, ngr = _slab_layout(n0, n1)
+    for ch in prange(nch):
+        lo, hi = _slabs(ch, nch, ns, unit)
+        buf = np.empty(n2)
+        acc = np.empty(n2)
+        for s in range(lo, hi):
+            for q in range(sr):
+                j0, j1 = _slab_row(s, q, three)
+                row = j0 * n1 + j1
+                i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+                    _neighbours(row, n0, n1, per, sgn)
+                _op_row(kind, x[i0, i1], x[a0, i1], x[b0, i1], x[i0, a1], x[i0, b1], k,
+                        i0, i1, a0, b0, a1, b1, buf, n2, s0, t0, s1, t1, c, per, sgn)
+                _residual_lanes(acc, b[i0, i1], buf, r[i0, i1], i1 % GROUP == 0, n2)
                 if i1 % GROUP == GROUP - 1 or i1 == n1 - 1:
                     part[i0 * ngr + i1 // GROUP] = _lane_sum(acc, n2)
     return _groups_total(part)

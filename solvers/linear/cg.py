@@ -40,7 +40,7 @@ import numpy as np
 from ...kernels.cpu import blas, krylov
 from .. import workspace
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
-                     finite, start, target, true_residual)
+                     finite, start_norm, true_residual)
 
 __all__ = ["cg", "GridStencil"]
 
@@ -93,21 +93,22 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     else:
         dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
-    tol, _ = target(b, rtol, atol)
-    x, r = start(matvec, b, x0, dtype)
+    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
+    tol = max(rtol * bnorm, atol)       # target()'s
     ap = workspace.take(n, dtype)
     p = workspace.take(n, dtype)
     z = workspace.take(n, dtype) if precond is not None else None
     try:
-        return _cg_loop(matvec, b, x, r, ap, p, z, precond, dot, update, tol, maxiter,
+        return _cg_loop(matvec, b, x, r, rnorm, ap, p, z, precond, dot, update, tol, maxiter,
                         Monitor(callback, progress, "CG"), recompute)
     finally:
         workspace.give(r, ap, p, z)
 
 
-def _cg_loop(matvec, b, x, r, ap, p, z, precond, dot, update, tol, maxiter, mon, recompute):
-    """The loop of :func:`cg` on its work vectors (``z`` None without a preconditioner)."""
-    rnorm = blas.nrm2(r)
+def _cg_loop(matvec, b, x, r, rnorm, ap, p, z, precond, dot, update, tol, maxiter, mon,
+             recompute):
+    """The loop of :func:`cg` on its work vectors (``z`` None without a preconditioner;
+    ``rnorm = ||r||``)."""
     mon.history.append(rnorm)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
@@ -122,6 +123,8 @@ def _cg_loop(matvec, b, x, r, ap, p, z, precond, dot, update, tol, maxiter, mon,
     if not (rz > 0.0 and math.isfinite(rz)):
         status = BREAKDOWN
         p = None
+    elif precond is not None:
+        p, z = z, p             # the first direction is z itself (its vector becomes p)
     else:
         np.copyto(p, z)
     while p is not None and it < maxiter:
@@ -173,48 +176,60 @@ def _cg_grid(grid, matvec, b, x0, precond, rtol, atol, maxiter, callback, progre
     """
     n = b.size
     maxiter = 10 * n if maxiter is None else maxiter
-    tol, _ = target(b, rtol, atol)
-    x, r = start(matvec, b, x0, np.float64)
+    x, r, rnorm, bnorm = start_norm(matvec, b, x0, np.float64)
+    tol = max(rtol * bnorm, atol)       # target()'s
     ap = workspace.take(n)
     p = workspace.take(n)
     z = workspace.take(n) if precond is not None else None
     try:
-        return _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter,
+        return _cg_grid_loop(grid, matvec, b, x, r, rnorm, ap, p, z, precond, tol, maxiter,
                              Monitor(callback, progress, "CG"), recompute)
     finally:
         workspace.give(r, ap, p, z)
 
 
-def _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter, mon, recompute):
+def _cg_grid_loop(grid, matvec, b, x, r, rnorm, ap, p, z, precond, tol, maxiter, mon,
+                  recompute):
     """The loop of :func:`_cg_grid` on its work vectors (``z`` None without a
-    preconditioner)."""
+    preconditioner; ``rnorm = ||r||``)."""
     shape3 = tuple(grid.shape3)
     n0, n1, n2 = shape3
     kind = krylov.DIFFUSION if grid.kind == "diffusion" else krylov.LAPLACIAN
     store = STORE_AP[grid.kind]
-    rnorm = blas.nrm2(r)
+    units, sr, groups = krylov.grid_cg_units(shape3)
+    nch = min(numba.get_num_threads(), units)       # any count gives the same bits
+    part = np.empty(groups)
+    k3 = x.reshape(shape3) if grid.kappa is None else grid.kappa    # (any array: Laplacian)
+    c, per, sgn = grid.c, grid.per, grid.sgn
+    b3 = b.reshape(shape3)
+
+    def residual(x, r):
+        """The true residual ``r = b - A x`` and its norm, in one fused pass."""
+        s = krylov.grid_residual(b3, x.reshape(shape3), r.reshape(shape3), kind, k3, c, per,
+                                 sgn, nch, part)
+        return blas.norm_of_sumsq(r, s)
+
     mon.history.append(rnorm)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())
     if precond is not None:
         precond(r, z)
         rz = krylov.dot_real(r, z)
+        # the first direction is z itself: z's vector becomes p (the direction pass with
+        # beta = 0 keeps its values: the bits of a copy), p's vector the next z
+        p, z = z, p
     else:
         z = r
         rz = rnorm * rnorm
+        np.copyto(p, z)         # with beta = 0 the first direction pass keeps p = z
     status = MAXITERS
     it = 0
     if not (rz > 0.0 and math.isfinite(rz)):
-        return KrylovResult(x, BREAKDOWN, 0, true_residual(matvec, b, x, r, ap), mon.array())
-    np.copyto(p, z)             # with beta = 0 the first direction pass keeps p = z
+        return KrylovResult(x, BREAKDOWN, 0, residual(x, r), mon.array())
     beta = 0.0
-    units, sr, groups = krylov.grid_cg_units(shape3)
-    nch = min(numba.get_num_threads(), units)       # any count gives the same bits
     halo = np.empty((nch, 2, sr, n2))
-    part = np.empty(groups)
-    k3 = p.reshape(shape3) if grid.kappa is None else grid.kappa
-    c, per, sgn = grid.c, grid.per, grid.sgn
     x3, r3, p3, ap3, z3 = (v.reshape(shape3) for v in (x, r, p, ap, z))
+    d3 = p3 if precond is not None else z3      # the direction pass's source: z, then z3
     # x += alpha p lags one pass: the next direction pass does it (it reads p anyway),
     # unless x is looked at first (true residual, callback, exit): then blas.axpy, the
     # same expression (the same bits either way)
@@ -222,8 +237,9 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter, mon, r
     eager = not LAG_X
     alpha = 0.0
     while it < maxiter:
-        pap = krylov.grid_cg_direction(beta, z3, p3, kind, k3, ap3, store, c, per, sgn, halo,
+        pap = krylov.grid_cg_direction(beta, d3, p3, kind, k3, ap3, store, c, per, sgn, halo,
                                        part, x3, alpha, lag)
+        d3 = z3
         lag = False
         if not (pap > 0.0 and math.isfinite(pap)):
             status = BREAKDOWN
@@ -239,7 +255,8 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter, mon, r
                 blas.axpy(alpha, p, x)      # check() reads x: bring it up to date
             else:
                 lag = True
-        rnorm, stop, recomputed = check(it, rnorm, tol, recompute, matvec, b, x, r, ap, mon)
+        rnorm, stop, recomputed = check(it, rnorm, tol, recompute, matvec, b, x, r, ap, mon,
+                                        residual)
         if recomputed:
             rr = rnorm * rnorm
         if stop is not None:
@@ -254,5 +271,5 @@ def _cg_grid_loop(grid, matvec, b, x, r, ap, p, z, precond, tol, maxiter, mon, r
     if lag:                         # stopped before the next direction pass: x is due
         blas.axpy(alpha, p, x)
     if status != SUCCESS:
-        rnorm = true_residual(matvec, b, x, r, ap)
+        rnorm = residual(x, r)
     return KrylovResult(x, status, it, rnorm, mon.array())

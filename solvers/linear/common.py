@@ -9,7 +9,7 @@ from .. import workspace
 
 __all__ = ["lincomb", "project", "KrylovResult", "SUCCESS", "MAXITERS", "BREAKDOWN", "TERMINATED", "FAILURE",
            "CONVERGENCE_FAILURE", "STALL_GAP", "STALL_RISE", "STALL_CHECKS", "STALL_ITERS",
-           "target", "true_residual", "check", "Monitor"]
+           "target", "true_residual", "check", "start", "start_norm", "Monitor"]
 
 SUCCESS = "Success"
 MAXITERS = "MaxIters"
@@ -74,7 +74,7 @@ def true_residual(matvec, b, x, r, tmp):
     return blas.nrm2(r)
 
 
-def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon):
+def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon, residual=None):
     """The end-of-iteration test shared by the Krylov loops.
 
     The recursive residual norm ``rnorm`` is replaced by the true one when it meets the
@@ -82,12 +82,15 @@ def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon):
     declared on the true residual only.  Returns ``(rnorm, status, recomputed)`` with
     ``status`` None to go on, else SUCCESS, BREAKDOWN (non-finite), CONVERGENCE_FAILURE
     (the true residual stalled at the attainable accuracy: :meth:`Monitor.stalled`) or
-    TERMINATED (the monitor's callback asked to stop).
+    TERMINATED (the monitor's callback asked to stop).  ``residual``, when given, is a
+    callable ``(x, r) -> ||b - A x||`` (writing ``r``) used in place of
+    :func:`true_residual` (a fused kernel: the grid CG's).
     """
     recomputed = False
     if rnorm <= tol or it % recompute == 0 or not math.isfinite(rnorm):
         rec = rnorm
-        rnorm = true_residual(matvec, b, x, r, tmp)
+        rnorm = (true_residual(matvec, b, x, r, tmp) if residual is None
+                 else residual(x, r))
         recomputed = True
         if rnorm <= tol:
             mon.history.append(rnorm)
@@ -125,6 +128,26 @@ def start(matvec, b, x0, dtype):
         np.subtract(b, tmp, out=r)
         workspace.give(tmp)
     return x, r
+
+
+def start_norm(matvec, b, x0, dtype):
+    """:func:`start` and the norms ``||r||``, ``||b||``: ``(x, r, rnorm, bnorm)``.
+
+    From a zero guess (a float64 vector of pool size) ``r = b`` is copied and its sum of
+    squares taken in the same pass (:func:`~jitsolve.kernels.cpu.blas.copy_sumsq`, the
+    bits of :func:`~jitsolve.kernels.cpu.blas.nrm2`), and the two norms are one: one pass
+    over ``b`` where the target, the copy and the first residual norm took three.
+    """
+    n = b.size
+    if (x0 is None and dtype == np.float64 and b.dtype == np.float64 and b.ndim == 1
+            and n * 8 >= workspace.MIN_BYTES):
+        x = workspace.lend_zeros(n, dtype)
+        r = workspace.take(n, dtype)
+        rnorm = blas.norm_of_sumsq(r, blas.copy_sumsq(b, r))
+        return x, r, rnorm, rnorm
+    bnorm = blas.nrm2(b)
+    x, r = start(matvec, b, x0, dtype)
+    return x, r, blas.nrm2(r), bnorm
 
 
 class Monitor:
