@@ -14,6 +14,8 @@ from jitsolve.kernels.cpu import multigrid as K
 from jitsolve.solvers.linear.precond.multigrid import assemble
 from mg_checks import assert_symmetric_positive
 
+NO_DOTS = np.empty(0)       # the sweeps' rowdot: no row dots
+
 
 def _bc_arrays(bcs):
     per = np.zeros(3, dtype=np.int64)
@@ -311,7 +313,7 @@ def test_fused_laplacian_kernels_match_unfused(shape, bcs):
                     K.rbgs_laplacian(ref, f, c, per, sgn, s, (color + k) % 2, first and k == 0)
                 for sweep in (K.gs_sweep_laplacian, K.gs_sweep_laplacian_serial):
                     v = np.full(shape, np.nan) if first else u0.copy()
-                    sweep(v, f, c, per, sgn, s, color, first, nh)
+                    sweep(v, f, c, per, sgn, s, color, first, nh, NO_DOTS)
                     np.testing.assert_array_equal(v, ref)
     r = np.empty(shape)
     K.residual_laplacian(u0, f, r, c, per, sgn, s)
@@ -397,7 +399,7 @@ def test_diffusion_sweep_from_face_weights_matches_half_sweeps(shape, bcs):
                     K.rbgs_diffusion(ref, f, k, c, per, sgn, s, (color + kk) % 2, first and kk == 0)
                 for sweep in (K.gs_sweep_diffusion, K.gs_sweep_diffusion_serial):
                     v = np.full(shape, np.nan) if first else u0.copy()
-                    sweep(v, f, w, dg, c, per, sgn, s, color, first, nh)
+                    sweep(v, f, w, dg, c, per, sgn, s, color, first, nh, NO_DOTS)
                     np.testing.assert_array_equal(v, ref)
 
 
@@ -434,10 +436,10 @@ def test_fused_multigrid_kernels_property(dims, kinds, nh, color, first, odd, se
         K.rbgs_laplacian(ref_l, f, c, per, sgn, s, (color + kk) % 2, first and kk == 0)
         K.rbgs_diffusion(ref_d, f, k, c, per, sgn, s, (color + kk) % 2, first and kk == 0)
     v = np.full(shape, np.nan) if first else u0.copy()
-    K.gs_sweep_laplacian(v, f, c, per, sgn, s, color, first, nh)
+    K.gs_sweep_laplacian(v, f, c, per, sgn, s, color, first, nh, NO_DOTS)
     np.testing.assert_array_equal(v, ref_l)
     v = np.full(shape, np.nan) if first else u0.copy()
-    K.gs_sweep_diffusion(v, f, w, dg, c, per, sgn, s, color, first, nh)
+    K.gs_sweep_diffusion(v, f, w, dg, c, per, sgn, s, color, first, nh, NO_DOTS)
     np.testing.assert_array_equal(v, ref_d)
     r = np.empty(shape)
     K.residual_laplacian_fast(u0, f, r, c, per, sgn, s)
@@ -502,3 +504,61 @@ def test_plane_restriction_in_whole_solves(monkeypatch, shape, bc, op, coarse):
         monkeypatch.setattr(MG, "PLANE_RESTRICTION", True)
         M = js.Multigrid(coarse=coarse).setup(A)
         assert_symmetric_positive(M, rng.standard_normal(g.size), rng.standard_normal(g.size))
+
+
+@pytest.mark.parametrize("shape, bcs", [((40, 6, 10), "DNP"), ((1, 20, 9), "xDN"),
+                                        ((33, 5, 17), "PDD"), ((1, 1, 12), "xxD")])
+def test_sweep_row_dots(shape, bcs):
+    """The sweeps' row dots: ``f_row . u_row`` of the swept ``u`` (to rounding; every row
+    once, those finished at the chunks' ends included), the sweep itself unchanged bit for
+    bit, and their total in row order."""
+    rng = np.random.default_rng(11)
+    per, sgn = _bc_arrays(bcs)
+    act = np.array([1 if m > 1 else 0 for m in shape], dtype=np.int64)
+    c = act * np.array([1.3, 2.0, 0.7])
+    s = -1.7
+    f = rng.standard_normal(shape)
+    u0 = rng.standard_normal(shape)
+    k = np.exp(rng.standard_normal(shape))
+    n = int(np.prod(shape))
+    rows = shape[0] * shape[1]
+    w, dg = np.empty((3, n + shape[2])), np.empty(n)
+    K.diffusion_faces(k, c, per, sgn, w, dg)
+    kernels = [(sw, (c,)) for sw in (K.gs_sweep_laplacian, K.gs_sweep_laplacian_serial)]
+    kernels += [(sw, (w, dg, c)) for sw in (K.gs_sweep_diffusion, K.gs_sweep_diffusion_serial)]
+    for sweep, args in kernels:
+        for nh in (1, 2, 3):
+            for first in (False, True):
+                ref = u0.copy()
+                sweep(ref, f, *args, per, sgn, s, 1, first, nh, NO_DOTS)
+                v = u0.copy()
+                rowdot = np.full(rows, np.nan)
+                sweep(v, f, *args, per, sgn, s, 1, first, nh, rowdot)
+                np.testing.assert_array_equal(v, ref)
+                want = np.einsum("ij,ij->i", f.reshape(rows, -1), v.reshape(rows, -1))
+                np.testing.assert_allclose(rowdot, want, rtol=1e-13, atol=1e-13)
+                assert K.row_dots_total(rowdot) == pytest.approx(np.vdot(f, v), rel=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (24, 16, 20)])
+@pytest.mark.parametrize("opts", [{}, {"smoother": "srbgs"}, {"smoother": "rbgs"},
+                                  {"smoother": "jacobi"}, {"coarse": "galerkin"},
+                                  {"postsmooth": 0, "presmooth": 2}, {"cycle": "W"}])
+def test_apply_dot_is_the_cycle_and_its_dot(shape, opts):
+    """``apply_dot``: the cycle's ``z`` bit for bit and ``r^T z`` (from the last sweep's row
+    dots where it is a red-black one, else the blocked dot), to rounding; with ``r`` a
+    view of another shape too."""
+    from jitsolve.kernels.cpu import krylov
+    rng = np.random.default_rng(5)
+    g = js.Grid(shape, bc=js.Dirichlet(0.0))
+    kap = np.where(rng.random(shape) < 0.5, 1.0, 1000.0)
+    for A in (-js.Laplacian(g), -js.Diffusion(g, kap)):
+        M = js.Multigrid(**opts).setup(A)
+        r = rng.standard_normal(g.size)
+        z_ref = M(r)
+        z = np.full(g.size, np.nan)
+        rz = M.apply_dot(r, z)
+        np.testing.assert_array_equal(z, z_ref)
+        assert rz == pytest.approx(np.dot(r, z_ref), rel=1e-13)
+        if opts.get("smoother") == "jacobi" or opts.get("postsmooth") == 0:
+            assert rz == krylov.dot_real(r, z_ref)      # no sweep to fuse into: the dot

@@ -84,7 +84,7 @@ def test_shifted_laplacian_kernels_match_the_matrix(bcs):
     for k in range(3):
         K.rbgs_laplacian(ref, f, c4, per, sgn, s, k % 2, False)
     v = u.copy()
-    K.gs_sweep_laplacian(v, f, c4, per, sgn, s, 0, False, 3)
+    K.gs_sweep_laplacian(v, f, c4, per, sgn, s, 0, False, 3, np.empty(0))
     np.testing.assert_array_equal(v, ref)
     if shape[0] == 1:
         act = np.array([0, 1, 1])

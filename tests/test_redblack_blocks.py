@@ -96,7 +96,7 @@ def test_fused_sweeps_on_long_rows_match_the_half_sweeps(dtype, shape, bcs):
                                      first and kk == 0)
                 for sweep in (K.gs_sweep_diffusion, K.gs_sweep_diffusion_serial):
                     v = np.full(shape, np.nan, dtype) if first else u0.copy()
-                    sweep(v, f, w, dg, c, per, sgn, -1.7, color, first, nh)
+                    sweep(v, f, w, dg, c, per, sgn, -1.7, color, first, nh, np.empty(0))
                     np.testing.assert_array_equal(v, ref)
     for c in (act * np.array([1.3, 2.0, 0.7]), np.append(act * np.array([0.9, 1.1, 1.6]), 0.4)):
         f = rng.standard_normal(shape).astype(dtype)
@@ -108,5 +108,5 @@ def test_fused_sweeps_on_long_rows_match_the_half_sweeps(dtype, shape, bcs):
                     K.rbgs_laplacian(ref, f, c, per, sgn, -1.7, (color + k) % 2, False)
                 for sweep in (K.gs_sweep_laplacian, K.gs_sweep_laplacian_serial):
                     v = u0.copy()
-                    sweep(v, f, c, per, sgn, -1.7, color, False, nh)
+                    sweep(v, f, c, per, sgn, -1.7, color, False, nh, np.empty(0))
                     np.testing.assert_array_equal(v, ref)

@@ -86,7 +86,7 @@ __all__ = ["rbgs_laplacian", "rbgs_diffusion", "residual_laplacian", "residual_d
            "residual_laplacian_fast", "residual_laplacian_serial", "restrict_fw_serial",
            "prolong_add_serial", "interpolation_taps", "csr_gauss_seidel", "coarse_solve",
            "restrict_residual_laplacian", "restrict_residual_laplacian_serial",
-           "restrict_planes"]
+           "restrict_planes", "row_dots_total"]
 
 
 @njit(parallel=True, cache=True)
@@ -766,7 +766,46 @@ def _gs_dif_rowc(uf, ff, w, dgf, q, n0, n1, n2, c0, per, sgn, inv, st, zero):
         uf[k] = (ff[k] * inv - off) / dgf[k]
 
 
-def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh):
+@njit(inline="always", cache=True)
+def _row_dot(uf, ff, rowdot, p, n2):
+    """``rowdot[p] = f_row . u_row`` of row ``p`` (in float64, four interleaved sums in a
+    fixed order) when ``rowdot`` is not empty: a sweep's last half-sweep calls it on each
+    row it finishes, while the row is in cache (``r^T z`` of a preconditioned CG).  Real
+    rows only: a complex sweep compiles it (on the real parts) but must pass an empty
+    ``rowdot``."""
+    if rowdot.size == 0:
+        return
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    ub = np.uint64(p * n2)
+    j = np.uint64(0)
+    m = np.uint64(n2)
+    while j + np.uint64(3) < m:
+        k = ub + j
+        s0 += np.float64(ff[k].real) * np.float64(uf[k].real)
+        s1 += np.float64(ff[k + np.uint64(1)].real) * np.float64(uf[k + np.uint64(1)].real)
+        s2 += np.float64(ff[k + np.uint64(2)].real) * np.float64(uf[k + np.uint64(2)].real)
+        s3 += np.float64(ff[k + np.uint64(3)].real) * np.float64(uf[k + np.uint64(3)].real)
+        j += np.uint64(4)
+    while j < m:
+        s0 += np.float64(ff[ub + j].real) * np.float64(uf[ub + j].real)
+        j += np.uint64(1)
+    rowdot[p] = (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True)
+def row_dots_total(rowdot):
+    """The sum of the row dots of a sweep, in row order (so independent of its chunks and
+    threads)."""
+    t = 0.0
+    for i in range(rowdot.size):
+        t += rowdot[i]
+    return t
+
+
+def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh, rowdot):
     n0, n1, n2 = u.shape
     uf = u.reshape(u.size)
     ff = f.reshape(f.size)
@@ -795,6 +834,8 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh):
                     p1 = p - p0 * n1
                     _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv,
                                  (color + k + p0 + p1) & 1, first and k == 0)
+                    if k == nh - 1:
+                        _row_dot(uf, ff, rowdot, p, n2)
     # the rows left at the chunks' ends, one half-sweep at a time
     for k in range(1, nh):
         for ch in prange(nch):
@@ -807,9 +848,11 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh):
                     p1 = p - p0 * n1
                     _gs_lap_rowc(uf, ff, rowp, n2, c2, per2, slo, shi, inv,
                                  (color + k + p0 + p1) & 1, False)
+                    if k == nh - 1:
+                        _row_dot(uf, ff, rowdot, p, n2)
 
 
-def _gs_sweep_diffusion_py(u, f, w, dg, c, per, sgn, scale, color, first, nh):
+def _gs_sweep_diffusion_py(u, f, w, dg, c, per, sgn, scale, color, first, nh, rowdot):
     # the lag structure of _gs_sweep_laplacian_py with the face-weight rows (one skeleton
     # for both row kinds, chosen per row, ran the Laplacian sweep 1.5-2x slower)
     n0, n1, n2 = u.shape
@@ -830,6 +873,8 @@ def _gs_sweep_diffusion_py(u, f, w, dg, c, per, sgn, scale, color, first, nh):
                     p0 = p // n1
                     _gs_dif_rowc(uf, ff, w, dg, p, n0, n1, n2, c0, per, sgn, inv,
                                  (color + k + p0 + p - p0 * n1) & 1, first and k == 0)
+                    if k == nh - 1:
+                        _row_dot(uf, ff, rowdot, p, n2)
     for k in range(1, nh):
         for ch in prange(nch):
             lo = ch * nrows // nch
@@ -839,6 +884,8 @@ def _gs_sweep_diffusion_py(u, f, w, dg, c, per, sgn, scale, color, first, nh):
                     p0 = p // n1
                     _gs_dif_rowc(uf, ff, w, dg, p, n0, n1, n2, c0, per, sgn, inv,
                                  (color + k + p0 + p - p0 * n1) & 1, False)
+                    if k == nh - 1:
+                        _row_dot(uf, ff, rowdot, p, n2)
 
 
 @njit(parallel=True, cache=True)
@@ -881,7 +928,9 @@ gs_sweep_laplacian = njit(parallel=True, cache=True)(_named(_gs_sweep_laplacian_
 gs_sweep_laplacian.__doc__ = """``nh`` red-black Gauss-Seidel half-sweeps for ``scale * L u = f`` in one
 pass: colour ``color``, then the other one, then (``nh = 3``) ``color`` again, fused
 row-wise (see above); ``first``: zero initial guess.  ``nh = 2`` is one full sweep;
-``nh = 3`` the symmetric sweep (red-black-red)."""
+``nh = 3`` the symmetric sweep (red-black-red).  ``rowdot``: empty, or one float64 per
+row (``n0 * n1``) to receive ``f_row . u_row`` of the swept ``u`` (:func:`_row_dot`;
+:func:`row_dots_total` adds them)."""
 gs_sweep_laplacian_serial = njit(cache=True)(_named(_gs_sweep_laplacian_py, "gs_sweep_laplacian_serial"))
 gs_sweep_diffusion = njit(parallel=True, cache=True)(_named(_gs_sweep_diffusion_py, "gs_sweep_diffusion"))
 gs_sweep_diffusion.__doc__ = """:func:`gs_sweep_laplacian` for ``scale * D(k) u = f``, from the face weights

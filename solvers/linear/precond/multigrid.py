@@ -70,6 +70,7 @@ import scipy.sparse.linalg as spla
 
 from ....kernels.cpu import blas as B
 from ....kernels.cpu import galerkin as GK
+from ....kernels.cpu import krylov as KR
 from ....kernels.cpu import multigrid as K
 from ....kernels.cpu import stencil as S
 from ... import workspace
@@ -259,6 +260,9 @@ PLANE_RESTRICTION = True
 # parallel region costs more than the work on them (and on a shared machine a parallel
 # region can wait for a descheduled thread)
 _SERIAL_CELLS = 1 << 15
+
+# the sweeps' ``rowdot`` when no row dots are wanted
+_NO_DOTS = np.empty(0)
 
 
 # a Galerkin level with more stored entries than this is smoothed and its residual formed
@@ -562,6 +566,7 @@ class GeometricMultigrid:
         k = None if kappa is None else np.ascontiguousarray(kappa, dtype=np.float64).reshape(shape)
         self.levels = []
         self._work = []             # the level vectors' memory, from the workspace
+        self._rowdot = None         # the finest level's row dots (apply_dot)
         refusal = coarsening_refusal(shape, c, coarse_size, self.per)
         if refusal is not None:
             raise ValueError(refusal)
@@ -699,7 +704,10 @@ class GeometricMultigrid:
                 + (f", shift={self.shift!r})" if self.shift != 0.0 else ")"))
 
     # -------------------------------------------------------------- kernels on a level
-    def _smooth(self, lev, first, order):
+    def _smooth(self, lev, first, order, rowdot=_NO_DOTS):
+        """One smoothing step on ``lev``; with a non-empty ``rowdot`` (the finest level's
+        last step) a red-black sweep also forms ``f_row . u_row`` of every row into it:
+        returns whether it did."""
         if self.smoother == "jacobi":
             # u += omega D^-1 (f - A u); from a zero guess u = omega D^-1 f
             if first:
@@ -707,7 +715,7 @@ class GeometricMultigrid:
             else:
                 self._residual(lev)
                 lev.u += lev.wdinv * lev.r
-            return
+            return False
         if lev.A is not None:       # Galerkin level: forward sweep before, backward after
             if first:
                 lev.u[...] = 0.0
@@ -720,7 +728,7 @@ class GeometricMultigrid:
                 GK.csr_gauss_seidel_colours(A.indptr, A.indices, A.data, dinv,
                                             lev.u.reshape(-1), lev.f.reshape(-1), rows, cptr,
                                             order[0] == 0)
-            return
+            return False
         per, sgn, s = self.per, lev.sgn, self.scale
         if self.smoother == "srbgs":
             order = (0, 1, 0)       # red, black, red: its own adjoint, before and after
@@ -728,10 +736,12 @@ class GeometricMultigrid:
         # from the level's face weights
         if lev.kappa is None:
             sweep = K.gs_sweep_laplacian_serial if lev.serial else K.gs_sweep_laplacian
-            sweep(lev.u, lev.f, lev.ck, per, sgn, s, order[0], first, len(order))
+            sweep(lev.u, lev.f, lev.ck, per, sgn, s, order[0], first, len(order), rowdot)
         else:
             sweep = K.gs_sweep_diffusion_serial if lev.serial else K.gs_sweep_diffusion
-            sweep(lev.u, lev.f, *lev.faces, lev.c, per, sgn, s, order[0], first, len(order))
+            sweep(lev.u, lev.f, *lev.faces, lev.c, per, sgn, s, order[0], first, len(order),
+                  rowdot)
+        return rowdot.size > 0
 
     def _residual(self, lev):
         # r = f - scale * A u: the grid's own stencil kernel (linear in its scale array),
@@ -831,7 +841,10 @@ class GeometricMultigrid:
         except Exception:
             pass
 
-    def _cycle(self, l, zero):
+    def _cycle(self, l, zero, rowdot=_NO_DOTS):
+        """One cycle on level ``l`` (``zero``: from a zero guess); on the finest level a
+        ``rowdot`` goes to the last smoothing step (:meth:`_smooth`): whether it was
+        filled."""
         lev = self.levels[l]
         if l == len(self.levels) - 1:
             self._coarse_solve(lev)
@@ -853,12 +866,29 @@ class GeometricMultigrid:
                     self._smooth(lev, False, (1, 0))
                 for _ in range(self.pre):
                     self._smooth(lev, False, (0, 1))
-        for _ in range(self.post):
-            self._smooth(lev, False, (1, 0))
+        done = False
+        for i in range(self.post):
+            done = self._smooth(lev, False, (1, 0), rowdot if i == self.post - 1 else _NO_DOTS)
+        return done
 
     def __call__(self, r, out=None):
         """``out = B r`` for one cycle from a zero initial guess (``out=None``: a new
         array of ``r``'s shape)."""
+        return self._apply(r, out, False)[0]
+
+    def apply_dot(self, r, out):
+        """``out = B r`` as :meth:`__call__`, and ``r^T out`` (a float64 ``r``): summed row
+        by row inside the finest level's last red-black sweep where there is one (each
+        row's product while the row is in cache; the rows' sums added in order, so the
+        value does not depend on threads), else by
+        :func:`~jitsolve.kernels.cpu.krylov.dot_real` after the cycle.  A preconditioned
+        CG takes ``r^T z`` from here (one pass over ``r`` and ``z`` fewer per iteration)."""
+        out, done = self._apply(r, out, self.dtype == np.float64)
+        if done:
+            return K.row_dots_total(self._rowdot)
+        return KR.dot_real(np.ravel(r), np.ravel(out))
+
+    def _apply(self, r, out, dots):
         if out is None:
             out = np.empty(np.shape(r), self.dtype)
         top = self.levels[0]
@@ -882,10 +912,15 @@ class GeometricMultigrid:
             if top.u_own is None:
                 top.u_own = self._vector(shape)
             top.u = top.u_own
+        rowdot = _NO_DOTS
+        if dots:
+            if self._rowdot is None:
+                self._rowdot = np.empty(int(np.prod(shape[:-1])))
+            rowdot = self._rowdot
         try:
-            self._cycle(0, True)
+            done = self._cycle(0, True, rowdot)
             if not direct:
                 out[:] = top.u.ravel()
         finally:
             top.f = top.u = None    # no reference to the caller's arrays is kept
-        return out
+        return out, done
