@@ -85,7 +85,8 @@ def as_state_array(x, name, *, dtypes=_SUPPORTED, ndim=None, shape=None, copy=Tr
         raise InvalidProblemError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
     if a.size == 0 and not allow_empty:
         raise InvalidProblemError(f"{name}: is empty")
-    if finite and copy and a.dtype == np.float64 and a.size >= FUSED_COPY and a.flags.c_contiguous:
+    if (finite and copy and a.dtype == np.float64 and a.size >= FUSED_COPY
+            and a.flags.c_contiguous):
         # the copy and the check in one threaded pass: the sum of squares is finite only if
         # every entry is (the slow check runs only when it is not)
         from .kernels.cpu import blas       # (import jitsolve loads no compiler)

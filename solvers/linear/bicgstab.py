@@ -15,7 +15,7 @@ import numpy as np
 from ...kernels.cpu import blas
 from .. import workspace
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
-                     start, target, true_residual)
+                     start_norm, true_residual)
 
 __all__ = ["bicgstab"]
 
@@ -26,20 +26,20 @@ def bicgstab(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=N
     dtype = b.dtype
     n = b.size
     maxiter = 10 * n if maxiter is None else maxiter
-    tol, _ = target(b, rtol, atol)
-    x, r = start(matvec, b, x0, dtype)
+    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
+    tol = max(rtol * bnorm, atol)       # target()'s
     tmp, r0, p, v, ph, sh, t = (workspace.take(n, dtype) for _ in range(7))
     try:
-        return _bicgstab_loop(matvec, b, x, r, tmp, r0, p, v, ph, sh, t, precond, tol,
+        return _bicgstab_loop(matvec, b, x, r, rnorm, tmp, r0, p, v, ph, sh, t, precond, tol,
                               maxiter, Monitor(callback, progress, "BiCGSTAB"), recompute)
     finally:
         workspace.give(r, tmp, r0, p, v, ph, sh, t)
 
 
-def _bicgstab_loop(matvec, b, x, r, tmp, r0, p, v, ph, sh, t, precond, tol, maxiter, mon,
-                   recompute):
-    """The loop of :func:`bicgstab` on its work vectors (from the workspace, uninitialised)."""
-    rnorm = blas.nrm2(r)
+def _bicgstab_loop(matvec, b, x, r, rnorm, tmp, r0, p, v, ph, sh, t, precond, tol, maxiter,
+                   mon, recompute):
+    """The loop of :func:`bicgstab` on its work vectors (from the workspace, uninitialised;
+    ``rnorm = ||r||``)."""
     mon.history.append(rnorm)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())

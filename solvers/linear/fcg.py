@@ -20,7 +20,7 @@ from collections import deque
 from ...kernels.cpu import blas, krylov
 from .. import workspace
 from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
-                     start, target, true_residual)
+                     start_norm, true_residual)
 
 __all__ = ["fcg"]
 
@@ -39,14 +39,14 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     else:
         dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
-    tol, _ = target(b, rtol, atol)
-    x, r = start(matvec, b, x0, dtype)
+    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
+    tol = max(rtol * bnorm, atol)       # target()'s
     tmp, z = workspace.take(n, dtype), workspace.take(n, dtype)
     owned = []                  # the direction vectors the loop takes
     try:
-        return _fcg_loop(matvec, b, x, r, tmp, z, owned, precond, dot, update, tol, maxiter,
-                         Monitor(callback, progress, "FlexibleCG"), truncate, restart,
-                         recompute)
+        return _fcg_loop(matvec, b, x, r, rnorm, tmp, z, owned, precond, dot, update, tol,
+                         maxiter, Monitor(callback, progress, "FlexibleCG"), truncate,
+                         restart, recompute)
     finally:
         workspace.give(r, tmp, z)
         while owned:                # one at a time: a star-call's argument list would
@@ -55,10 +55,10 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
             del a
 
 
-def _fcg_loop(matvec, b, x, r, tmp, z, owned, precond, dot, update, tol, maxiter, mon,
-              truncate, restart, recompute):
-    """The loop of :func:`fcg`; the ``p``, ``A p`` vectors it takes from the
-    workspace are appended to ``owned``."""
+def _fcg_loop(matvec, b, x, r, rnorm, tmp, z, owned, precond, dot, update, tol, maxiter,
+              mon, truncate, restart, recompute):
+    """The loop of :func:`fcg` (``rnorm = ||r||``); the ``p``, ``A p`` vectors it takes
+    from the workspace are appended to ``owned``."""
     n, dtype = r.size, r.dtype
 
     def vector():
@@ -66,7 +66,6 @@ def _fcg_loop(matvec, b, x, r, tmp, z, owned, precond, dot, update, tol, maxiter
         owned.append(a)
         return a
 
-    rnorm = blas.nrm2(r)
     mon.history.append(rnorm)
     if rnorm <= tol:
         return KrylovResult(x, SUCCESS, 0, rnorm, mon.array())

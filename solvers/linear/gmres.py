@@ -19,7 +19,7 @@ from scipy.linalg import solve_triangular
 from ...kernels.cpu import blas
 from .. import workspace
 from .common import (CONVERGENCE_FAILURE, MAXITERS, SUCCESS, TERMINATED, KrylovResult,
-                     Monitor, lincomb, project, start, target, true_residual)
+                     Monitor, lincomb, project, start_norm, true_residual)
 
 __all__ = ["gmres"]
 
@@ -42,21 +42,22 @@ def gmres(matvec, b, x0=None, *, precond=None, restart=30, rtol=1e-8, atol=0.0, 
     n = b.size
     m = max(1, min(int(restart), n))
     maxiter = 10 * n if maxiter is None else maxiter
-    tol, _ = target(b, rtol, atol)
-    x, r = start(matvec, b, x0, dtype)
+    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
+    tol = max(rtol * bnorm, atol)       # target()'s
     tmp, w, z = (workspace.take(n, dtype) for _ in range(3))
     basis = workspace.take((m + 1) * n, dtype)
     try:
-        return _gmres_loop(matvec, b, x, r, tmp, w, z, basis.reshape(m + 1, n), precond, m,
-                           tol, maxiter, Monitor(callback, progress, "GMRES"))
+        return _gmres_loop(matvec, b, x, r, rnorm, tmp, w, z, basis.reshape(m + 1, n), precond,
+                           m, tol, maxiter, Monitor(callback, progress, "GMRES"))
     finally:
         workspace.give(r, tmp, w, z, basis)
 
 
-def _gmres_loop(matvec, b, x, r, tmp, w, z, V, precond, m, tol, maxiter, mon):
-    """The restarted loop of :func:`gmres` on its work vectors (``V`` the Krylov basis)."""
+def _gmres_loop(matvec, b, x, r, rnorm, tmp, w, z, V, precond, m, tol, maxiter, mon):
+    """The restarted loop of :func:`gmres` on its work vectors (``V`` the Krylov basis;
+    ``rnorm = ||r||``)."""
     dtype = r.dtype
-    beta = blas.nrm2(r)
+    beta = rnorm
     mon.history.append(beta)
     if beta <= tol:
         return KrylovResult(x, SUCCESS, 0, beta, mon.array())

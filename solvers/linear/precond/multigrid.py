@@ -848,7 +848,7 @@ class GeometricMultigrid:
         lev = self.levels[l]
         if l == len(self.levels) - 1:
             self._coarse_solve(lev)
-            return
+            return False
         first = zero
         for _ in range(self.pre):
             self._smooth(lev, first, (0, 1))
