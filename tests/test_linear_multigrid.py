@@ -507,11 +507,13 @@ def test_plane_restriction_in_whole_solves(monkeypatch, shape, bc, op, coarse):
 
 
 @pytest.mark.parametrize("shape, bcs", [((40, 6, 10), "DNP"), ((1, 20, 9), "xDN"),
-                                        ((33, 5, 17), "PDD"), ((1, 1, 12), "xxD")])
+                                        ((32, 5, 17), "PDD"), ((1, 1, 12), "xxD")])
 def test_sweep_row_dots(shape, bcs):
     """The sweeps' row dots: ``f_row . u_row`` of the swept ``u`` (to rounding; every row
     once, those finished at the chunks' ends included), the sweep itself unchanged bit for
-    bit, and their total in row order."""
+    bit, and their total in row order.  (A periodic axis must have even length: an odd
+    one has no red-black ordering, and a threaded sweep over it is not even
+    deterministic; multigrid never smooths one.)"""
     rng = np.random.default_rng(11)
     per, sgn = _bc_arrays(bcs)
     act = np.array([1 if m > 1 else 0 for m in shape], dtype=np.int64)
