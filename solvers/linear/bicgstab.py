@@ -26,8 +26,7 @@ def bicgstab(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=N
     dtype = b.dtype
     n = b.size
     maxiter = 10 * n if maxiter is None else maxiter
-    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
-    tol = max(rtol * bnorm, atol)       # target()'s
+    x, r, rnorm, tol = start_norm(matvec, b, x0, dtype, rtol, atol)
     tmp, r0, p, v, ph, sh, t = (workspace.take(n, dtype) for _ in range(7))
     try:
         return _bicgstab_loop(matvec, b, x, r, rnorm, tmp, r0, p, v, ph, sh, t, precond, tol,

@@ -102,8 +102,7 @@ def cg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     else:
         dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
-    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
-    tol = max(rtol * bnorm, atol)       # target()'s
+    x, r, rnorm, tol = start_norm(matvec, b, x0, dtype, rtol, atol)
     ap = workspace.take(n, dtype)
     p = workspace.take(n, dtype)
     z = workspace.take(n, dtype) if precond is not None else None
@@ -194,8 +193,7 @@ def _cg_grid(grid, matvec, b, x0, precond, rtol, atol, maxiter, callback, progre
     """
     n = b.size
     maxiter = 10 * n if maxiter is None else maxiter
-    x, r, rnorm, bnorm = start_norm(matvec, b, x0, np.float64)
-    tol = max(rtol * bnorm, atol)       # target()'s
+    x, r, rnorm, tol = start_norm(matvec, b, x0, np.float64, rtol, atol)
     ap = workspace.take(n)
     p = workspace.take(n)
     z = workspace.take(n) if precond is not None else None

@@ -9,7 +9,7 @@ from .. import workspace
 
 __all__ = ["lincomb", "project", "KrylovResult", "SUCCESS", "MAXITERS", "BREAKDOWN", "TERMINATED", "FAILURE",
            "CONVERGENCE_FAILURE", "STALL_GAP", "STALL_RISE", "STALL_CHECKS", "STALL_ITERS",
-           "target", "true_residual", "check", "start", "start_norm", "Monitor"]
+           "target", "tolerance", "true_residual", "check", "start", "start_norm", "Monitor"]
 
 SUCCESS = "Success"
 MAXITERS = "MaxIters"
@@ -64,7 +64,12 @@ def project(X, w):
 def target(b, rtol, atol):
     """``max(rtol ||b||, atol)`` and ``||b||``."""
     bnorm = blas.nrm2(b)
-    return max(rtol * bnorm, atol), bnorm
+    return tolerance(bnorm, rtol, atol), bnorm
+
+
+def tolerance(bnorm, rtol, atol):
+    """The residual norm a solve must reach: ``max(rtol ||b||, atol)``."""
+    return max(rtol * bnorm, atol)
 
 
 def true_residual(matvec, b, x, r, tmp):
@@ -130,12 +135,12 @@ def start(matvec, b, x0, dtype):
     return x, r
 
 
-def start_norm(matvec, b, x0, dtype):
-    """:func:`start` and the norms ``||r||``, ``||b||``: ``(x, r, rnorm, bnorm)``.
+def start_norm(matvec, b, x0, dtype, rtol, atol):
+    """:func:`start`, the norm ``||r||`` and the :func:`tolerance`: ``(x, r, rnorm, tol)``.
 
     From a zero guess (a float64 vector of pool size) ``r = b`` is copied and its sum of
     squares taken in the same pass (:func:`~jitsolve.kernels.cpu.blas.copy_sumsq`, the
-    bits of :func:`~jitsolve.kernels.cpu.blas.nrm2`), and the two norms are one: one pass
+    bits of :func:`~jitsolve.kernels.cpu.blas.nrm2`), and ``||b|| = ||r||``: one pass
     over ``b`` where the target, the copy and the first residual norm took three.
     """
     n = b.size
@@ -144,10 +149,10 @@ def start_norm(matvec, b, x0, dtype):
         x = workspace.lend_zeros(n, dtype)
         r = workspace.take(n, dtype)
         rnorm = blas.norm_of_sumsq(r, blas.copy_sumsq(b, r))
-        return x, r, rnorm, rnorm
-    bnorm = blas.nrm2(b)
+        return x, r, rnorm, tolerance(rnorm, rtol, atol)
+    tol, _ = target(b, rtol, atol)
     x, r = start(matvec, b, x0, dtype)
-    return x, r, blas.nrm2(r), bnorm
+    return x, r, blas.nrm2(r), tol
 
 
 class Monitor:

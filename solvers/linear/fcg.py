@@ -39,8 +39,7 @@ def fcg(matvec, b, x0=None, *, precond=None, rtol=1e-8, atol=0.0, maxiter=None,
     else:
         dot, update = blas.dot, blas.cg_update
     maxiter = 10 * n if maxiter is None else maxiter
-    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
-    tol = max(rtol * bnorm, atol)       # target()'s
+    x, r, rnorm, tol = start_norm(matvec, b, x0, dtype, rtol, atol)
     tmp, z = workspace.take(n, dtype), workspace.take(n, dtype)
     owned = []                  # the direction vectors the loop takes
     try:

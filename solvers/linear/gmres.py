@@ -42,8 +42,7 @@ def gmres(matvec, b, x0=None, *, precond=None, restart=30, rtol=1e-8, atol=0.0, 
     n = b.size
     m = max(1, min(int(restart), n))
     maxiter = 10 * n if maxiter is None else maxiter
-    x, r, rnorm, bnorm = start_norm(matvec, b, x0, dtype)
-    tol = max(rtol * bnorm, atol)       # target()'s
+    x, r, rnorm, tol = start_norm(matvec, b, x0, dtype, rtol, atol)
     tmp, w, z = (workspace.take(n, dtype) for _ in range(3))
     basis = workspace.take((m + 1) * n, dtype)
     try:
