@@ -580,3 +580,48 @@ def test_large_laplacian_outputs_are_streamed(monkeypatch, rng):
     js.Diffusion(g, np.ones(g.shape)).apply(u)
     js.Laplacian(js.Grid((8, 6, 40))).apply(u.reshape(8, 6, 40))
     assert calls == ([1] if ntstore.HAVE_STREAM else [])   # the scaled operator's leaf only
+
+
+# ------------------------------------------------------------ 3-D row order (tiles)
+@settings(max_examples=80, deadline=None)
+@given(n0=st.integers(1, 40), n1=st.integers(1, 70), tp=st.integers(1, 50),
+       tb=st.integers(1, 80))
+def test_tiled_row_order_is_a_permutation(n0, n1, tp, tb):
+    """``_tiled_row`` visits every row of an ``n0 x n1`` grid of rows exactly once, tile
+    by tile (``tp`` planes x ``tb`` rows, planes in order within a tile), for tiles
+    larger or smaller than the grid and partial last blocks and bands."""
+    from jitsolve.kernels.cpu.stencil import _tiled_row
+
+    order = [_tiled_row(q, n0, n1, (tp, tb)) for q in range(n0 * n1)]
+    assert sorted(order) == list(range(n0 * n1))
+    tp_, tb_ = min(tp, n0), min(tb, n1)
+    want = [i0 * n1 + i1
+            for p in range(0, n0, tp_) for b in range(0, n1, tb_)
+            for i0 in range(p, min(p + tp_, n0)) for i1 in range(b, min(b + tb_, n1))]
+    assert order == want
+
+
+def test_tiled_row_is_the_identity_on_one_plane():
+    from jitsolve.kernels.cpu.stencil import LAP_TILE, _tiled_row
+
+    for tile in (LAP_TILE, (8, 1), (1 << 30, 32), (3, 5)):
+        assert [_tiled_row(q, 1, 37, tile) for q in range(37)] == list(range(37))
+
+
+@pytest.mark.parametrize("shape", [(19, 70, 5), (8, 32, 3), (17, 33, 6), (9, 65, 2)])
+@pytest.mark.parametrize("bcname", list(BCS))
+@pytest.mark.parametrize("kind,scheme", KINDS, ids=[f"{k}-{s}" for k, s in KINDS])
+def test_operators_over_several_tiles(kind, scheme, bcname, shape, rng):
+    """The operators against the NumPy references and the dot-product test on 3-D grids
+    of several tiles of the Laplacian's row order (8 planes x 1 row) with a partial
+    last one, and of several bands of the Diffusion kernels (32 rows)."""
+    g = _grid(shape, BCS[bcname]())
+    A, reference = _make(kind, g, rng, scheme)
+    u = rng.standard_normal(g.shape)
+    v = rng.standard_normal(g.shape)
+    full = A.apply(u) + A.boundary_term()
+    expect = reference(u)
+    np.testing.assert_allclose(full, expect, rtol=1e-12, atol=1e-12 * np.abs(expect).max())
+    lhs = np.vdot(v, A.apply(u))
+    rhs = np.vdot(A.T.apply(v), u)
+    assert abs(lhs - rhs) <= 1e-12 * max(abs(lhs), np.linalg.norm(u) * np.linalg.norm(v))
