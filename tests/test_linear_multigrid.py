@@ -506,6 +506,36 @@ def test_plane_restriction_in_whole_solves(monkeypatch, shape, bc, op, coarse):
         assert_symmetric_positive(M, rng.standard_normal(g.size), rng.standard_normal(g.size))
 
 
+@pytest.mark.parametrize("shape, bcs, refused", [
+    ((1, 20, 9), "xDP", True), ((1, 9, 20), "xPN", True), ((7, 4, 6), "PDN", True),
+    ((1, 20, 9), "xDN", False), ((7, 4, 6), "DPP", False), ((1, 1, 2), "xxP", False)])
+def test_sweeps_refuse_an_odd_periodic_axis(shape, bcs, refused):
+    """The fused red-black sweeps (threaded and serial, Laplacian and face weights) raise
+    ``ValueError`` on a periodic axis of odd length (more than one cell): such an axis
+    has no red-black ordering, and a threaded sweep over it races across the wrap.  Odd
+    non-periodic and even periodic axes sweep."""
+    rng = np.random.default_rng(5)
+    per, sgn = _bc_arrays(bcs)
+    act = np.array([1 if m > 1 else 0 for m in shape], dtype=np.int64)
+    c = act * np.array([1.3, 2.0, 0.7])
+    f = rng.standard_normal(shape)
+    n = int(np.prod(shape))
+    w, dg = np.empty((3, n + shape[2])), np.empty(n)
+    K.diffusion_faces(np.exp(rng.standard_normal(shape)), c, per, sgn, w, dg)
+    kernels = [(sw, (c,)) for sw in (K.gs_sweep_laplacian, K.gs_sweep_laplacian_serial)]
+    kernels += [(sw, (w, dg, c)) for sw in (K.gs_sweep_diffusion, K.gs_sweep_diffusion_serial)]
+    for sweep, args in kernels:
+        u = rng.standard_normal(shape)
+        before = u.copy()
+        if refused:
+            with pytest.raises(ValueError, match="odd length"):
+                sweep(u, f, *args, per, sgn, -1.0, 0, False, 2, NO_DOTS)
+            np.testing.assert_array_equal(u, before)     # refused before any write
+        else:
+            sweep(u, f, *args, per, sgn, -1.0, 0, False, 2, NO_DOTS)
+            assert np.isfinite(u).all() and not np.array_equal(u, before)
+
+
 @pytest.mark.parametrize("shape, bcs", [((40, 6, 10), "DNP"), ((1, 20, 9), "xDN"),
                                         ((32, 5, 17), "PDD"), ((1, 1, 12), "xxD")])
 def test_sweep_row_dots(shape, bcs):

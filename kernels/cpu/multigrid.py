@@ -805,7 +805,20 @@ def row_dots_total(rowdot):
     return t
 
 
+@njit(inline="always", cache=True)
+def _odd_periodic(shape, c, per):
+    """Whether an active axis (``c[a] != 0``) is periodic with an odd number of cells
+    (more than one): it has no red-black ordering -- the colours meet across the wrap,
+    and a threaded sweep's chunks race there (two results in 200 identical sweeps)."""
+    for a in range(3):
+        if c[a] != 0.0 and per[a] and shape[a] > 1 and shape[a] % 2 == 1:
+            return True
+    return False
+
+
 def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh, rowdot):
+    if _odd_periodic(u.shape, c, per):
+        raise ValueError("gs_sweep: a periodic axis of odd length has no red-black ordering")
     n0, n1, n2 = u.shape
     uf = u.reshape(u.size)
     ff = f.reshape(f.size)
@@ -855,6 +868,8 @@ def _gs_sweep_laplacian_py(u, f, c, per, sgn, scale, color, first, nh, rowdot):
 def _gs_sweep_diffusion_py(u, f, w, dg, c, per, sgn, scale, color, first, nh, rowdot):
     # the lag structure of _gs_sweep_laplacian_py with the face-weight rows (one skeleton
     # for both row kinds, chosen per row, ran the Laplacian sweep 1.5-2x slower)
+    if _odd_periodic(u.shape, c, per):
+        raise ValueError("gs_sweep: a periodic axis of odd length has no red-black ordering")
     n0, n1, n2 = u.shape
     uf = u.reshape(u.size)
     ff = f.reshape(f.size)
@@ -930,13 +945,14 @@ pass: colour ``color``, then the other one, then (``nh = 3``) ``color`` again, f
 row-wise (see above); ``first``: zero initial guess.  ``nh = 2`` is one full sweep;
 ``nh = 3`` the symmetric sweep (red-black-red).  ``rowdot``: empty, or one float64 per
 row (``n0 * n1``) to receive ``f_row . u_row`` of the swept ``u`` (:func:`_row_dot`;
-:func:`row_dots_total` adds them)."""
+:func:`row_dots_total` adds them).  A periodic axis of odd length raises ``ValueError``
+(:func:`_odd_periodic`; multigrid never smooths one)."""
 gs_sweep_laplacian_serial = njit(cache=True)(_named(_gs_sweep_laplacian_py, "gs_sweep_laplacian_serial"))
 gs_sweep_diffusion = njit(parallel=True, cache=True)(_named(_gs_sweep_diffusion_py, "gs_sweep_diffusion"))
 gs_sweep_diffusion.__doc__ = """:func:`gs_sweep_laplacian` for ``scale * D(k) u = f``, from the face weights
 ``w`` and diagonal ``dg`` of :func:`diffusion_faces`: the values of :func:`rbgs_diffusion`
 one colour at a time, bit for bit (an axis of odd length that is periodic has no
-red-black ordering; multigrid never smooths one)."""
+red-black ordering: ``ValueError``; multigrid never smooths one)."""
 gs_sweep_diffusion_serial = njit(cache=True)(_named(_gs_sweep_diffusion_py, "gs_sweep_diffusion_serial"))
 
 
