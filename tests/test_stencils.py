@@ -504,10 +504,11 @@ def test_3d_vjp_shared_faces_match_single_rows(shape, bcname, rng):
        c=st.tuples(st.floats(0.1, 10), st.floats(0.0, 10), st.floats(0.0, 10)),
        seed=st.integers(0, 2**31 - 1))
 def test_property_shared_face_kernels(n, per, signs, c, seed):
-    """Each of the Diffusion apply's kernels (2-D pairs with shared faces, 2-D pairs
-    with each cell's faces -- the one for grids above ``DIFF_SHARED_2D`` cells --, 3-D
-    bands) gives the row helper's bits on arbitrary shapes, periodic axes, ghost signs
-    and axis weights."""
+    """Each of the Diffusion apply's kernels (2-D pairs with shared faces, 3-D bands)
+    gives the row helper's bits on arbitrary shapes, periodic axes, ghost signs and axis
+    weights; the 2-D pairs with each cell's faces (the kernel for grids above
+    ``DIFF_SHARED_2D`` cells: one division for a cell's two faces along the contiguous
+    axis) its values to rounding."""
     from jitsolve.kernels.cpu import stencil as S
 
     _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
@@ -525,7 +526,48 @@ def test_property_shared_face_kernels(n, per, signs, c, seed):
         want = np.full_like(u, np.nan)
         kernel(u, k, got, cc, per, sgn)
         diff_rows(u, k, want, cc, per, sgn)
-        assert np.array_equal(got, want), (kernel.__name__, n, per, sgn, cc)
+        if kernel is S._diffusion_apply_cells_2d:
+            scale = np.abs(cc).max() * np.abs(k).max() * np.abs(u).max()
+            assert np.abs(got - want).max() <= 1e-14 * scale, (n, per, sgn, cc)
+        else:
+            assert np.array_equal(got, want), (kernel.__name__, n, per, sgn, cc)
+
+
+@pytest.mark.parametrize("bcname", list(BCS))
+def test_large_2d_diffusion_divides_once_for_two_faces(bcname, rng):
+    """The large-grid 2-D Diffusion kernel (``_diffusion_apply_cells_2d``): the row
+    helper's values to rounding (one division for a cell's two faces along the
+    contiguous axis), symmetric to rounding (the dot-product test), and row pairs whose
+    coefficients leave the range of that division (1e150, 1e-150: the product of two
+    sums would overflow or underflow) formed again face by face -- the row helper's
+    bits there, finite."""
+    from jitsolve.kernels.cpu import stencil as S
+
+    _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
+    g = _grid((10, 37), BCS[bcname]())
+    D = js.Diffusion(g, np.exp(rng.uniform(-3, 3, g.shape)))
+    u3, v3 = rng.standard_normal((2, 1, 10, 37))
+    k3, c, per, sgn = D._k3, D._c, D._per, D._sgn
+    du, dv, want = np.empty_like(u3), np.empty_like(u3), np.empty_like(u3)
+    S._diffusion_apply_cells_2d(u3, k3, du, c, per, sgn)
+    S._diffusion_apply_cells_2d(v3, k3, dv, c, per, sgn)
+    diff_rows(u3, k3, want, c, per, sgn)
+    assert not np.array_equal(du, want)            # the one-division faces ran
+    assert np.abs(du - want).max() <= 1e-13 * np.abs(want).max()
+    lhs, rhs = np.vdot(v3, du), np.vdot(dv, u3)
+    assert abs(lhs - rhs) <= 1e-13 * np.linalg.norm(du) * np.linalg.norm(v3)
+    # rows 2-3 (one pair) huge, rows 6-7 tiny: those pairs are formed face by face
+    k = k3.copy()
+    k[0, 2:4] *= 1e150
+    k[0, 6:8] *= 1e-150
+    got = np.empty_like(u3)
+    S._diffusion_apply_cells_2d(u3, k, got, c, per, sgn)
+    diff_rows(u3, k, want, c, per, sgn)
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got[0, 2:4], want[0, 2:4])
+    np.testing.assert_array_equal(got[0, 6:8], want[0, 6:8])
+    ok = np.r_[0:2, 4:6, 8:10]
+    assert np.abs(got[0, ok] - want[0, ok]).max() <= 1e-13 * np.abs(want[0, ok]).max()
 
 
 # ------------------------------------------------------------ streaming stores

@@ -280,7 +280,10 @@ def laplacian_apply_stream(u, out, c, per, sgn):
 # the divisions hid under the memory traffic of a 4096^2 apply (face buffers, written in
 # a row pass and read back from L2, measured 40 % slower there); on Intel Sapphire Rapids
 # they bound the apply in cache and in 3-D: 0.64-0.79x the time from 64^3 to 256^3,
-# 0.69-0.84x from 256^2 to 2048^2 (RESULTS.md, thirty-third session).
+# 0.69-0.84x from 256^2 to 2048^2 (RESULTS.md, thirty-third session).  2-D grids above
+# `DIFF_SHARED_2D` cells (no face buffers) divide once for a cell's two faces along the
+# contiguous axis (`_diff_pair_2d_recip`): the one kernel whose face values are not
+# `_harm`'s bit for bit (0.92-0.94x the time at 4096^2, thirty-seventh session).
 
 @njit(inline="always", cache=True)
 def _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
@@ -397,6 +400,46 @@ def _diff_pair_2d(ua, ub, ka, kb, um1, up1, km1, kp1, oa, ob, n2, s1, t1, c1, c2
                  + c1 * (h * (1.0 * x - y) + _harm(ky, kp1[j]) * (t1 * up1[j] - y)))
 
 
+#: the range of the product of a cell's two sums along the contiguous axis,
+#: ``(k_i + k_{i-1}) (k_i + k_{i+1})``, in which :func:`_diff_pair_2d_recip` divides once
+#: for both faces; a row pair with a product outside it is formed again face by face
+RECIP_LO = 1e-290
+RECIP_HI = 1e290
+
+
+@njit(inline="always", cache=True)
+def _diff_pair_2d_recip(ua, ub, ka, kb, um1, up1, km1, kp1, oa, ob, n2, s1, t1, c1, c2):
+    """:func:`_diff_pair_2d` with each cell's two faces along the contiguous axis from one
+    division: ``2 k_i / ((k_i + k_l)(k_i + k_r))`` times ``k_l (k_i + k_r)`` and
+    ``k_r (k_i + k_l)`` (2.5 divisions a cell instead of 3.5).  The faces along axis 1
+    are :func:`_harm`'s.  Each face along the contiguous axis is formed by both its cells,
+    each with its own product, so the two values agree to rounding, not bit for bit.
+    Returns how many cells had a product outside ``[RECIP_LO, RECIP_HI]`` (where it
+    could overflow or lose precision): the caller forms such a pair again with
+    :func:`_diff_pair_2d`."""
+    bad = 0
+    for j in range(1, n2 - 1):
+        x = ua[j]
+        y = ub[j]
+        kx = ka[j]
+        ky = kb[j]
+        al = kx + ka[j - 1]
+        ar = kx + ka[j + 1]
+        pa = al * ar
+        ta = 2.0 * kx / pa
+        bl = ky + kb[j - 1]
+        br = ky + kb[j + 1]
+        pb = bl * br
+        tb = 2.0 * ky / pb
+        bad += (pa < RECIP_LO) + (pa > RECIP_HI) + (pb < RECIP_LO) + (pb > RECIP_HI)
+        h = _harm(kx, ky)
+        oa[j] = (c2 * (ta * ka[j - 1] * ar * (ua[j - 1] - x) + ta * ka[j + 1] * al * (ua[j + 1] - x))
+                 + c1 * (_harm(kx, km1[j]) * (s1 * um1[j] - x) + h * (1.0 * y - x)))
+        ob[j] = (c2 * (tb * kb[j - 1] * br * (ub[j - 1] - y) + tb * kb[j + 1] * bl * (ub[j + 1] - y))
+                 + c1 * (h * (1.0 * x - y) + _harm(ky, kp1[j]) * (t1 * up1[j] - y)))
+    return bad
+
+
 @njit(inline="always", cache=True)
 def diff_apply_row(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
                    per, sgn, c):
@@ -422,7 +465,9 @@ def diffusion_apply(u, k, out, c, per, sgn):
     :data:`DIFF_SHARED_2D` cells: :func:`_diffusion_apply_pairs` (rows in pairs, every
     face evaluated once); larger ones :func:`_diffusion_apply_cells_2d` (rows in pairs,
     each cell's faces); 3-D grids :func:`_diffusion_apply_bands` (every face once).
-    The same values bit for bit whichever runs.
+    The same values bit for bit whichever runs, except on the large 2-D grids: there a
+    cell's two faces along the contiguous axis come from one division
+    (:func:`_diff_pair_2d_recip`), equal to the others' to rounding.
     """
     n0, n1, n2 = u.shape
     if n0 == 1 and c[0] == 0.0:
@@ -443,10 +488,13 @@ def diffusion_apply(u, k, out, c, per, sgn):
 
 @njit(parallel=True, cache=True)
 def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
-    """:func:`diffusion_apply` on a 2-D grid, rows in pairs (:func:`_diff_pair_2d`),
-    every cell evaluating its faces' harmonic means (the face between the two rows
-    once): 0.83-0.98 of the time of single rows from 256^2 to 4096^2 (A/B medians,
-    two threads, AMD Zen 4)."""
+    """:func:`diffusion_apply` on a 2-D grid, rows in pairs, every cell evaluating its
+    faces (the face between the two rows once), the two along the contiguous axis from
+    one division (:func:`_diff_pair_2d_recip`; a pair with coefficients beyond its range
+    again by :func:`_diff_pair_2d`, the harmonic means one by one).  Rows in pairs:
+    0.83-0.98 of the time of single rows from 256^2 to 4096^2 (A/B medians, two threads,
+    AMD Zen 4); one division for two faces: 15.9-16.3 against 17.4-18.1 ms at 4096^2
+    (Intel Sapphire Rapids, RESULTS.md, thirty-seventh session)."""
     n0, n1, n2 = u.shape
     for q in prange((n1 + 1) // 2):
         i1 = 2 * q
@@ -464,8 +512,10 @@ def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
         ub = u[0, j1]
         ka = k[0, i1]
         kb = k[0, j1]
-        _diff_pair_2d(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b], out[0, i1],
-                      out[0, j1], n2, s1, t1b, c[1], c[2])
+        if _diff_pair_2d_recip(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b],
+                               out[0, i1], out[0, j1], n2, s1, t1b, c[1], c[2]) > 0:
+            _diff_pair_2d(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b], out[0, i1],
+                          out[0, j1], n2, s1, t1b, c[1], c[2])
         _diff_ends(ua, ka, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[0, a1], ub,
                    k[0, a1], kb, out[0, i1], n2, s0, t0, s1, t1,
                    per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
