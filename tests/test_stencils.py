@@ -540,7 +540,7 @@ def test_large_2d_diffusion_divides_once_for_two_faces(bcname, rng):
     contiguous axis), symmetric to rounding (the dot-product test), and row pairs whose
     coefficients leave the range of that division (1e150, 1e-150: the product of two
     sums would overflow or underflow) formed again face by face -- the row helper's
-    bits there, finite."""
+    bits there, finite; float32 coefficients face by face throughout."""
     from jitsolve.kernels.cpu import stencil as S
 
     _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
@@ -568,6 +568,13 @@ def test_large_2d_diffusion_divides_once_for_two_faces(bcname, rng):
     np.testing.assert_array_equal(got[0, 6:8], want[0, 6:8])
     ok = np.r_[0:2, 4:6, 8:10]
     assert np.abs(got[0, ok] - want[0, ok]).max() <= 1e-13 * np.abs(want[0, ok]).max()
+    # float32 coefficients (whose products would leave float32's range far sooner): the
+    # harmonic means one by one, the row helper's bits
+    u32, k32 = u3.astype(np.float32), k3.astype(np.float32)
+    got, want = np.empty_like(u32), np.empty_like(u32)
+    S._diffusion_apply_cells_2d(u32, k32, got, c, per, sgn)
+    diff_rows(u32, k32, want, c, per, sgn)
+    np.testing.assert_array_equal(got, want)
 
 
 # ------------------------------------------------------------ streaming stores

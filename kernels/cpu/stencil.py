@@ -490,8 +490,9 @@ def diffusion_apply(u, k, out, c, per, sgn):
 def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
     """:func:`diffusion_apply` on a 2-D grid, rows in pairs, every cell evaluating its
     faces (the face between the two rows once), the two along the contiguous axis from
-    one division (:func:`_diff_pair_2d_recip`; a pair with coefficients beyond its range
-    again by :func:`_diff_pair_2d`, the harmonic means one by one).  Rows in pairs:
+    one division (:func:`_diff_pair_2d_recip`, float64 coefficients; a pair with
+    coefficients beyond its range, and float32 coefficients, by :func:`_diff_pair_2d`, the
+    harmonic means one by one).  Rows in pairs:
     0.83-0.98 of the time of single rows from 256^2 to 4096^2 (A/B medians, two threads,
     AMD Zen 4); one division for two faces: 15.9-16.3 against 17.4-18.1 ms at 4096^2
     (Intel Sapphire Rapids, RESULTS.md, thirty-seventh session)."""
@@ -512,8 +513,9 @@ def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
         ub = u[0, j1]
         ka = k[0, i1]
         kb = k[0, j1]
-        if _diff_pair_2d_recip(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b],
-                               out[0, i1], out[0, j1], n2, s1, t1b, c[1], c[2]) > 0:
+        if k.itemsize != 8 or _diff_pair_2d_recip(ua, ub, ka, kb, u[0, a1], u[0, b1b],
+                                                  k[0, a1], k[0, b1b], out[0, i1], out[0, j1],
+                                                  n2, s1, t1b, c[1], c[2]) > 0:
             _diff_pair_2d(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b], out[0, i1],
                           out[0, j1], n2, s1, t1b, c[1], c[2])
         _diff_ends(ua, ka, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[0, a1], ub,
