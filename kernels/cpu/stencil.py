@@ -90,36 +90,30 @@ def _chunk(ch, nch, nrows):
 
 
 #: the Laplacian's 3-D row order (:func:`_tiled_row`): tiles of 8 planes x 1 row
-LAP_TILE = (8, 1)
+LAP_TILE = 8
 
 
 @njit(inline="always", cache=True)
-def _tiled_row(q, n0, n1, tile):
-    """The flat row index ``i0 * n1 + i1`` of the ``q``-th row in tile order.
-
-    ``tile = (tp, tb)``: the planes in blocks of ``tp``, each block's rows in bands of
-    ``tb``, a tile (``tp`` planes x ``tb`` rows) taken plane after plane.  Each row is
-    written by one thread whatever the order, so the values are the same bit for bit;
-    the order sets which rows of ``u`` are in cache when a row needs its neighbours and
-    how many sequential streams a thread reads.  On 2-D grids (``n0 = 1``) it is the
-    identity.  Measured on Intel Sapphire Rapids (RESULTS.md, thirty-seventh session):
-    the 3-D Laplacian apply (two arrays) runs 0.78-0.84 of the triad in tiles of 8
-    planes x 1 row against 0.66-0.74 plane after plane on ten grids out of cache (some
-    ten sequential plane streams a thread, the neighbouring planes' rows still in L1),
-    the same in cache.  The Advection kernels (five to eight arrays) keep the plain
-    order: more streams cost them 10-30 %, and bands of 32 rows through all planes
-    gained 10 % at 256^3 but lost 10 % on 256^2 x 250 and 200^3.
+def _tiled_row(q, n0, n1, tp):
+    """The flat row index ``i0 * n1 + i1`` of the ``q``-th row in tile order: the planes
+    in blocks of ``tp``, and within a block row ``i1`` of each plane in turn before row
+    ``i1 + 1``.  Each row is written by one thread whatever the order, so the values are
+    the same bit for bit; the order sets which rows of ``u`` are in cache when a row
+    needs its neighbours and how many sequential streams a thread reads.  On 2-D grids
+    (``n0 = 1``) it is the identity.  Measured on Intel Sapphire Rapids (RESULTS.md,
+    thirty-seventh session): the 3-D Laplacian apply (two arrays) runs 0.78-0.84 of the
+    triad in tiles of 8 planes x 1 row against 0.66-0.74 plane after plane on ten grids
+    out of cache (some ten sequential plane streams a thread, the neighbouring planes'
+    rows still in L1), the same in cache.  The Advection kernels (five to eight arrays)
+    keep the plain order: more streams cost them 10-30 %, and bands of 32 rows through
+    all planes gained 10 % at 256^3 but lost 10 % on 256^2 x 250 and 200^3.
     """
-    tp = min(tile[0], n0)
-    tb = min(tile[1], n1)
+    tp = min(tp, n0)
     i0 = (q // (tp * n1)) * tp
     m = min(tp, n0 - i0)
     loc = q - i0 * n1
-    jb = loc // (tb * m)
-    w = min(tb, n1 - jb * tb)
-    l2 = loc - jb * tb * m
-    ii = l2 // w
-    return (i0 + ii) * n1 + jb * tb + (l2 - ii * w)
+    i1 = loc // m
+    return (i0 + loc - i1 * m) * n1 + i1
 
 
 # --------------------------------------------------------------------------- Laplacian
@@ -193,7 +187,7 @@ def laplacian_apply(u, out, c, per, sgn):
     at non-periodic boundaries; ``c_a = 1/h_a^2``.  On 2-D grids the rows are taken in
     pairs (:func:`_lap_pair_2d`, where :func:`_lap_pairs_pay`); in 3-D the pairs' ten
     streams measured slower than single rows (1.4-1.8x at 256^3), and the rows are
-    taken in tiles of :data:`LAP_TILE` (8 planes x 1 row, :func:`_tiled_row`).
+    taken in tiles of :data:`LAP_TILE` planes x 1 row (:func:`_tiled_row`).
     """
     n0, n1, n2 = u.shape
     if _lap_pairs_pay(n0, n1, n2, c[0]):
