@@ -440,7 +440,7 @@ def _bc3(bcname):
 @pytest.mark.parametrize("shape", [(2, 3, 5), (5, 6, 4), (9, 33, 7), (3, 70, 17), (40, 3, 4),
                                    (1, 4, 6), (17, 1, 9)])
 @pytest.mark.parametrize("bcname", list(BCS) + ["mixed"])
-@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
 def test_3d_shared_faces_equal_single_rows(shape, bcname, dtype, rng):
     """The 3-D Diffusion apply evaluates every face's harmonic mean once (bands of
     ``DIFF_BAND`` rows, the faces below a row carried from the row before it and from

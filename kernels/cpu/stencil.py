@@ -267,9 +267,11 @@ def laplacian_apply_stream(u, out, c, per, sgn):
 # Harmonic face means cost a division each.  ``_harm`` is symmetric bit for bit (``2 a``
 # is exact), so both cells of a face see the same value and the matrix stays exactly
 # symmetric; it also lets a face be evaluated once for both its cells.  `diff_apply_row`
-# evaluates every cell's faces; `diff_apply_row_shared3` / `2` take the lower faces from
-# buffers left by the rows before (the bands of `_diffusion_apply_bands` in 3-D: three
-# divisions a cell instead of six; the fused CG direction pass, rows in order), and
+# evaluates every cell's faces; `diff_apply_row_shared3` / `2` take the lower faces' flux
+# terms from buffers left by the rows before (the bands of `_diffusion_apply_bands` in
+# 3-D: three divisions a cell instead of six; the fused CG direction pass, rows in order;
+# the flux form, each face's term formed once and negated for its other cell, keeps the
+# bits and cut the 3-D apply to 0.89-0.95x the time, thirty-eighth session), and
 # `_diffusion_apply_pairs` shares them in 2-D (two instead of 3.5).  On AMD Zen 4
 # the divisions hid under the memory traffic of a 4096^2 apply (face buffers, written in
 # a row pass and read back from L2, measured 40 % slower there); on Intel Sapphire Rapids
@@ -309,32 +311,39 @@ def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
 
 
 @njit(inline="always", cache=True)
-def _faces_xy(kr, km1, hx, hy, n2, fresh_y):
-    """A row's faces along the contiguous axis into ``hx`` (``hx[j]``: between ``j`` and
-    ``j + 1``) and, when ``fresh_y``, its lower faces along axis 1 into ``hy``."""
+def _fluxes_x(ur, kr, fx, n2):
+    """A row's fluxes along the contiguous axis into ``fx``: ``fx[j] = k_f (u_{j+1} - u_j)``
+    for the face between ``j`` and ``j + 1``.  Cell ``j``'s two terms along the axis are
+    ``fx[j]`` and ``-fx[j - 1]``, the values :func:`_diff_row` forms (a difference and a
+    product change only sign when their operands swap), so the sums keep their bits."""
     for j in range(n2 - 1):
-        hx[j] = _harm(kr[j], kr[j + 1])
-    if fresh_y:
-        for j in range(1, n2 - 1):
-            hy[j] = _harm(kr[j], km1[j])
+        fx[j] = _harm(kr[j], kr[j + 1]) * (ur[j + 1] - ur[j])
+
+
+@njit(inline="always", cache=True)
+def _fresh_lower(ur, kr, um, km, s, lo, n2):
+    """A row's lower terms along axis 0 or 1 evaluated afresh, negated, into ``lo`` (as
+    the row before would have left them: its upper terms, ``-`` the lower ones)."""
+    for j in range(1, n2 - 1):
+        lo[j] = -(_harm(kr[j], km[j]) * (s * um[j] - ur[j]))
 
 
 @njit(inline="always", cache=True)
 def diff_apply_row_shared3(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
                            t1, per2, sl, sh, c0, c1, c2, hx, hy, hz, fresh_y, fresh_z):
-    """:func:`diff_apply_row`'s values (bit for bit) with each interior face's harmonic
-    mean evaluated once, on a grid with an axis-0 term (``c0 != 0``): the faces along the
-    contiguous axis into ``hx``; the lower faces along axis 1 read from ``hy`` and along
-    axis 0 from ``hz`` (left there by the row before along that axis; evaluated here when
-    ``fresh_y`` / ``fresh_z``), the upper faces written back for the row after.  (One
-    helper per case: a branch between the two loops in one helper ran the 256^3 apply
-    1.15x slower.)"""
-    _faces_xy(kr, km1, hx, hy, n2, fresh_y)
+    """:func:`diff_apply_row`'s values (bit for bit) in flux form, each interior face's
+    harmonic mean and flux evaluated once, on a grid with an axis-0 term (``c0 != 0``):
+    the fluxes along the contiguous axis into ``hx``; the upper terms along axis 1 and
+    axis 0 left in ``hy`` and ``hz`` for the row after along that axis (which takes them
+    as its lower terms, negated; evaluated here instead when ``fresh_y`` / ``fresh_z``).
+    (One helper per case: a branch between the two loops in one helper ran the 256^3
+    apply 1.15x slower.)"""
+    _fluxes_x(ur, kr, hx, n2)
+    if fresh_y:
+        _fresh_lower(ur, kr, um1, km1, s1, hy, n2)
     if fresh_z:
-        for j in range(1, n2 - 1):
-            hz[j] = _harm(kr[j], km0[j])
-    _diff_row_shared3(ur, kr, um0, up0, um1, up1, kp0, kp1, o, n2, s0, t0, s1, t1,
-                      c0, c1, c2, hx, hy, hz)
+        _fresh_lower(ur, kr, um0, km0, s0, hz, n2)
+    _diff_row_shared3(ur, kr, up0, up1, kp0, kp1, o, n2, t0, t1, c0, c1, c2, hx, hy, hz)
     _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
                per2, sl, sh, c0, c1, c2)
 
@@ -343,37 +352,36 @@ def diff_apply_row_shared3(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2
 def diff_apply_row_shared2(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
                            t1, per2, sl, sh, c0, c1, c2, hx, hy, fresh_y):
     """:func:`diff_apply_row_shared3` on a grid without an axis-0 term (``c0 == 0``)."""
-    _faces_xy(kr, km1, hx, hy, n2, fresh_y)
-    _diff_row_shared2(ur, kr, um1, up1, kp1, o, n2, s1, t1, c1, c2, hx, hy)
+    _fluxes_x(ur, kr, hx, n2)
+    if fresh_y:
+        _fresh_lower(ur, kr, um1, km1, s1, hy, n2)
+    _diff_row_shared2(ur, kr, up1, kp1, o, n2, t1, c1, c2, hx, hy)
     _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
                per2, sl, sh, c0, c1, c2)
 
 
 @njit(inline="always", cache=True)
-def _diff_row_shared3(ur, kr, um0, up0, um1, up1, kp0, kp1, o, n2, s0, t0, s1, t1,
-                      c0, c1, c2, hx, hy, hz):
+def _diff_row_shared3(ur, kr, up0, up1, kp0, kp1, o, n2, t0, t1, c0, c1, c2, hx, hy, hz):
     for j in range(1, n2 - 1):
         x = ur[j]
         kx = kr[j]
-        fy = _harm(kx, kp1[j])
-        fz = _harm(kx, kp0[j])
-        # _diff_row's sums in its order
-        acc = (c2 * (hx[j - 1] * (ur[j - 1] - x) + hx[j] * (ur[j + 1] - x))
-               + c1 * (hy[j] * (s1 * um1[j] - x) + fy * (t1 * up1[j] - x)))
-        acc += c0 * (hz[j] * (s0 * um0[j] - x) + fz * (t0 * up0[j] - x))
+        dy = _harm(kx, kp1[j]) * (t1 * up1[j] - x)
+        dz = _harm(kx, kp0[j]) * (t0 * up0[j] - x)
+        # _diff_row's sums in its order: a + b == b - (-a) bit for bit
+        acc = c2 * (hx[j] - hx[j - 1]) + c1 * (dy - hy[j])
+        acc += c0 * (dz - hz[j])
         o[j] = acc
-        hy[j] = fy
-        hz[j] = fz
+        hy[j] = dy
+        hz[j] = dz
 
 
 @njit(inline="always", cache=True)
-def _diff_row_shared2(ur, kr, um1, up1, kp1, o, n2, s1, t1, c1, c2, hx, hy):
+def _diff_row_shared2(ur, kr, up1, kp1, o, n2, t1, c1, c2, hx, hy):
     for j in range(1, n2 - 1):
         x = ur[j]
-        fy = _harm(kr[j], kp1[j])
-        o[j] = (c2 * (hx[j - 1] * (ur[j - 1] - x) + hx[j] * (ur[j + 1] - x))
-                + c1 * (hy[j] * (s1 * um1[j] - x) + fy * (t1 * up1[j] - x)))
-        hy[j] = fy
+        dy = _harm(kr[j], kp1[j]) * (t1 * up1[j] - x)
+        o[j] = c2 * (hx[j] - hx[j - 1]) + c1 * (dy - hy[j])
+        hy[j] = dy
 
 
 @njit(inline="always", cache=True)
@@ -634,13 +642,13 @@ def _diffusion_apply_bands(u, k, out, c, per, sgn):
     mean evaluated once, not once from each side: three divisions a cell instead of six.
 
     The rows are taken in bands of :data:`DIFF_BAND` rows along axis 1, plane after
-    plane along axis 0; a row takes its faces along the contiguous axis from a row
-    buffer, and its lower faces along axes 1 and 0 from the row before it in the band
-    and from the same row of the plane before, where this chunk evaluated them (else
+    plane along axis 0; a row takes its fluxes along the contiguous axis from a row
+    buffer, and its lower flux terms along axes 1 and 0 from the row before it in the
+    band and from the same row of the plane before, where this chunk formed them (else
     afresh: a chunk's first plane, a band's first row, boundaries, periodic wrap).
-    :func:`_harm` is symmetric bit for bit, so the values are :func:`diff_apply_row`'s.
-    Why: the divisions bound the per-cell apply (see the note above
-    :func:`diffusion_apply`).
+    :func:`_harm` is symmetric bit for bit and a face's term only changes sign between
+    its two cells, so the values are :func:`diff_apply_row`'s.  Why: the divisions
+    bound the per-cell apply (see the note above :func:`diffusion_apply`).
     """
     n0, n1, n2 = u.shape
     c0 = c[0]
@@ -652,9 +660,12 @@ def _diffusion_apply_bands(u, k, out, c, per, sgn):
     B, nb, nsplit = _band_layout(n0, n1)
     for ch in prange(nb * nsplit):
         b_lo, b_hi, p_lo, p_hi = _band_chunk(ch, B, nb, nsplit, n0, n1)
-        hx = np.empty(n2, k.dtype)          # faces along axis 2: hx[j] between j, j + 1
-        hy = np.empty(n2, k.dtype)          # the row's lower faces along axis 1
-        hz = np.empty((B, n2), k.dtype)     # the band's lower faces along axis 0
+        # flux terms, in the type of the apply's arithmetic (complex for a complex u); the
+        # fill value only types them: every entry is written before it is read
+        z = _harm(k[p_lo, b_lo, 0], k[p_lo, b_lo, 0]) * u[p_lo, b_lo, 0]
+        hx = np.full(n2, z)             # fluxes along axis 2: hx[j] between j, j + 1
+        hy = np.full(n2, z)             # the row's lower terms along axis 1 (negated)
+        hz = np.full((B, n2), z)        # the band's lower terms along axis 0 (negated)
         for i0 in range(p_lo, p_hi):
             for i1 in range(b_lo, b_hi):
                 _i0, _i1, a0, s0, _g0, b0, t0, _h0, a1, s1, _g1, b1, t1, _h1 = \
