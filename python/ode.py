@@ -338,7 +338,7 @@ def interpolates_saveat(alg, n):
 _STEP_HINTS = weakref.WeakKeyDictionary()
 
 
-def _run_explicit(prob, alg, o, rhs=None, dense=None):
+def _run_explicit(prob, alg, o, rhs=None, dense=None, pooled=False):
     from .solvers.ode.explicit import solve_erk
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob) if rhs is None else rhs
@@ -354,7 +354,7 @@ def _run_explicit(prob, alg, o, rhs=None, dense=None):
                     dense=dense, callbacks=_callback_tuple(o["callback"], rhs.p, prob.u0, prob.tspan[0]),
                     hasf=rhs.fun is not None,
                     interpolate=oo["saveat"] is not None and interpolates_saveat(alg, prob.u0.size),
-                    cap=None if hint is None else hint + hint // 4 + 16)
+                    cap=None if hint is None else hint + hint // 4 + 16, pooled=pooled)
     if every:
         hints[alg.tableau] = int(raw["steps_t"].size)
     return raw

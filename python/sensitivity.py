@@ -146,6 +146,11 @@ class DiscreteAdjoint(SensitivityAlgorithm):
     (``nsteps x n`` floats) and reverses in one compiled sweep; ``checkpoints=C`` keeps
     ``C`` states and recomputes each step at most ``t`` times, where ``t`` is the
     smallest with ``binom(C + t, C) >= nsteps``.  Work arrays: ``3 s`` state vectors.
+    On a large state at fixed steps the array of every state (``"all"``) is kept after
+    the call, up to 512 MiB, in the work-vector pool that the linear solvers share
+    (``jitsolve.solvers.workspace``; ``workspace.clear()`` frees it): the next gradient of
+    the same size reuses it instead of paying its pages' first touch again (a quarter of
+    a 256^2 x 1,000-step gradient).
     Stiff methods (Rosenbrock, ESDIRK) are reversed by their own discrete adjoint
     (:mod:`jitsolve.stiff_gradient`).
     """
@@ -451,9 +456,10 @@ def _loss_and_final_times(t_data, t1):
     return t_data if t_data.size and t_data[-1] == t1 else np.append(t_data, t1)
 
 
-def _forward_for_gradient(prob, alg, o, rhs):
-    """The forward solve of a discrete gradient (raises unless it succeeded)."""
-    raw = _run_explicit(prob, alg, o, rhs, dense=False)
+def _forward_for_gradient(prob, alg, o, rhs, pooled=False):
+    """The forward solve of a discrete gradient (raises unless it succeeded); ``pooled``:
+    a large state's buffer of every state from the work-vector pool (``raw["pool"]``)."""
+    raw = _run_explicit(prob, alg, o, rhs, dense=False, pooled=pooled)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
                                f"at t = {raw['t_end']:.6g}")
@@ -587,7 +593,9 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     _check_de_options(prob, o)
     o["backend"] = "cpu"
     rhs = problem_rhs(prob)
-    raw = _forward_for_gradient(prob, alg, o, rhs)
+    raw = _forward_for_gradient(prob, alg, o, rhs, pooled=all_states)
+    # the buffer of every state (large states) goes back to the pool once reversed
+    pool = raw.pop("pool", None)
     st, sh = raw["steps_t"], raw["steps_h"]
     # the state after step i is at time steps_t[i + 1] (exactly), the last at t1
     t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
@@ -637,6 +645,12 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         u0=prob.u0.ravel().astype(np.float64), gsave=g, save_after=save_after,
         g_initial=None if g_initial_row is None else g[g_initial_row],
         checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad, diag=diag)
+    if pool is not None:
+        # nothing refers to the states any more (give() checks: a view still held
+        # somewhere keeps the buffer out of the pool)
+        from .solvers import workspace
+        del raw, states
+        workspace.give(pool)
     out = _grads_out(prob, wrt, lam, pbar, kbar)
     out_info = dict(naccept=st.size, nrecompute=nre)
     return val, out, out_info

@@ -174,3 +174,54 @@ def test_solutions_independent_and_equal_without_the_pool(case, rng, monkeypatch
     assert ws.held_bytes() == 0
     assert np.array_equal(s4.u, u1) and s4.iters == s1.iters and s4.resnorm == s1.resnorm, name
     assert np.array_equal(s4.history, s1.history), name  # (the fused start: the same bits)
+
+
+def _reaction(du, u, p, t):
+    for i in range(u.size):
+        x = u[i]
+        du[i] = p[0] * (x - x * x * x)
+
+
+def test_store_all_gradient_reuses_its_state_buffer(rng, monkeypatch):
+    """A store-all discrete gradient of a large state (the threaded fixed-step kernels)
+    takes its buffer of every state from the pool and gives it back once reversed: the
+    next gradient of that size reuses it (no fresh pages) and gives the same bits as
+    without the pool and as with checkpoints; the states of a ``solve`` that saves every
+    step are the caller's and never pooled."""
+    import scipy.sparse as sp
+
+    g = js.Grid((192, 192), bc=js.Dirichlet(0.0))
+    h = min(g.spacing)
+    dt, nsteps = 0.2 * h * h, 40
+    T = nsteps * dt
+    F = js.ODEFunction(_reaction, jac_sparsity=sp.identity(g.size, format="csr"))
+    u0 = rng.standard_normal(g.shape)
+    prob = js.SplitODEProblem(js.Laplacian(g), F, u0, (0.0, T), np.array([0.05 / dt]))
+    loss = js.L2Loss([T], 0.5 * rng.standard_normal((1,) + g.shape))
+    states_bytes = (nsteps + 1) * g.size * 8
+
+    def grad(**kw):
+        return js.gradient(prob, js.Euler(), loss, wrt="u0", dt=dt, **kw)
+
+    sol = js.solve(prob, js.Euler(), dt=dt)             # every step saved: the caller's
+    assert sol.u.shape == (nsteps + 1,) + g.shape
+    kept = np.array(sol.u, copy=True)
+    assert ws.held_bytes() == 0
+    v1, g1 = grad()
+    assert ws.held_bytes() == states_bytes              # given back
+    with ws._lock:
+        addr = ws._free[-1].ctypes.data
+    v2, g2 = grad()
+    assert ws.held_bytes() == states_bytes
+    with ws._lock:
+        assert ws._free[-1].ctypes.data == addr         # the same buffer again
+    assert v1 == v2 and np.array_equal(g1["u0"], g2["u0"])
+    v3, g3 = grad(sensealg=js.DiscreteAdjoint(checkpoints=4))
+    assert v3 == v1 and np.array_equal(g3["u0"], g1["u0"])
+    np.testing.assert_array_equal(sol.u, kept)          # untouched by the gradients
+    assert not any(np.shares_memory(sol.u, a) for a in ws._free)
+    monkeypatch.setattr(ws, "MIN_BYTES", 1 << 62)       # no pool: fresh arrays
+    ws.clear()
+    v4, g4 = grad()
+    assert ws.held_bytes() == 0
+    assert v4 == v1 and np.array_equal(g4["u0"], g1["u0"])

@@ -14,6 +14,7 @@ import importlib
 import numpy as np
 
 from ...kernels.cpu import erk as _erk
+from .. import workspace
 from ...kernels.cpu.fastcall import call
 from ...kernels.cpu.rhs import zero_f
 
@@ -115,7 +116,7 @@ def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
 def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e-6,
               adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000, tstops=None,
               saveat=None, dense=False, callbacks=None, hasf=True, interpolate=False,
-              cap=None):
+              cap=None, pooled=False):
     """Integrate ``du/dt = f(u, p, t) [+ lin(u, plin, t)]`` with the tableau ``name``.
 
     ``f`` and ``lin`` are cfuncs of the fixed right-hand-side signature; ``saveat``
@@ -129,7 +130,12 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
 
     Fixed steps on a large state (at least ``erk.PARALLEL_N`` entries) without callbacks
     or dense output run in :func:`jitsolve.kernels.cpu.erk_large.erk_fixed` (threaded,
-    fused passes; the same states bit for bit).
+    fused passes; the same states bit for bit).  There, with ``pooled``, the buffer of
+    saved states comes from :mod:`~jitsolve.solvers.workspace` and is returned as
+    ``"pool"`` (1-D; ``"u"`` is a view of it) for a caller whose states never leave it
+    (a store-all gradient) to give back: a buffer of every state is the largest array of
+    such a solve, and its first touch cost a 256^2 x 1,000-step gradient ~50 ms of ~200
+    (page faults; RESULTS.md, issue 6, thirty-eighth session).
     """
     tab = tableau_arrays(name)
     u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
@@ -150,10 +156,13 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
         from ...kernels.cpu.rhs_grid import is_packed_stencil
         rows = (call(erk_large.count_fixed_steps, float(t0), stops, float(dt), int(maxiters)) + 1
                 if every else savet.size + 1)
+        pool = workspace.take(rows * n) if pooled and every else None
         res = call(erk_large.erk_fixed, rhs, bool(hasf), u0, float(t0), tab, stops, float(dt),
-                   every, savet, int(maxiters), np.empty((rows, n)),
+                   every, savet, int(maxiters),
+                   np.empty((rows, n)) if pool is None else pool.reshape(rows, n),
                    is_packed_stencil(lin))
     else:
+        pool = None
         # every step saved: the buffers start at ``cap`` rows (a hint, e.g. the step count
         # of an earlier solve of the problem) and double past it
         cap = max(64, int(cap or 0)) if every else savet.size + 1
@@ -165,7 +174,7 @@ def solve_erk(name, f, p, u0, t0, t1, *, lin=None, plin=None, rtol=1e-3, atol=1e
                 dense_k=dks[:nsteps].reshape(nsteps, dks.shape[1] // n, n) if dense else None,
                 event_t=evt[:nev].copy(),
                 event_u=evu[:nev].copy(), stats=stats, retcode=RETCODES[rc], t_end=t,
-                u_end=u)
+                u_end=u, pool=pool)
 
 
 #: ensembles from this many trajectories run in lockstep (kernels.cpu.erk_lockstep) where
