@@ -442,11 +442,12 @@ def _bc3(bcname):
 @pytest.mark.parametrize("bcname", list(BCS) + ["mixed"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
 def test_3d_shared_faces_equal_single_rows(shape, bcname, dtype, rng):
-    """The 3-D Diffusion apply evaluates every face's harmonic mean once (bands of
-    ``DIFF_BAND`` rows, the faces below a row carried from the row before it and from
-    the plane before): the same bits as the row helper that evaluates each cell's own
-    faces, across band edges (70 rows: three bands), chunk starts, boundaries and
-    periodic wrap."""
+    """The 3-D Diffusion apply evaluates every face's harmonic mean and flux term once
+    (bands of ``DIFF_BAND`` rows, the terms below a row carried from the row before it
+    and from the plane before): the same bits as the row helper that evaluates each
+    cell's own faces, across band edges (70 rows: three bands), chunk starts, boundaries
+    and periodic wrap; for a ``float32`` u too (the carried terms keep the arithmetic's
+    float64, as the row helper's sums do)."""
     from jitsolve.kernels.cpu.stencil import diffusion_apply
 
     _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()

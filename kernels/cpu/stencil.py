@@ -271,7 +271,7 @@ def laplacian_apply_stream(u, out, c, per, sgn):
 # terms from buffers left by the rows before (the bands of `_diffusion_apply_bands` in
 # 3-D: three divisions a cell instead of six; the fused CG direction pass, rows in order;
 # the flux form, each face's term formed once and negated for its other cell, keeps the
-# bits and cut the 3-D apply to 0.89-0.95x the time, thirty-eighth session), and
+# bits and cut the 3-D apply to 0.95-0.97x the time at 256^3, thirty-eighth session), and
 # `_diffusion_apply_pairs` shares them in 2-D (two instead of 3.5).  On AMD Zen 4
 # the divisions hid under the memory traffic of a 4096^2 apply (face buffers, written in
 # a row pass and read back from L2, measured 40 % slower there); on Intel Sapphire Rapids

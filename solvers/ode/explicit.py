@@ -14,9 +14,9 @@ import importlib
 import numpy as np
 
 from ...kernels.cpu import erk as _erk
-from .. import workspace
 from ...kernels.cpu.fastcall import call
 from ...kernels.cpu.rhs import zero_f
+from .. import workspace
 
 __all__ = ["tableau", "tableau_arrays", "solve_erk", "solve_erk_ensemble", "make_stops",
            "RETCODES"]
