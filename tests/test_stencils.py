@@ -535,19 +535,23 @@ def test_property_shared_face_kernels(n, per, signs, c, seed):
 
 
 @pytest.mark.parametrize("bcname", list(BCS))
-def test_large_2d_diffusion_divides_once_for_two_faces(bcname, rng):
+@pytest.mark.parametrize("shape", [(10, 37), (151, 9)])
+def test_large_2d_diffusion_divides_once_for_two_faces(bcname, shape, rng):
     """The large-grid 2-D Diffusion kernel (``_diffusion_apply_cells_2d``): the row
     helper's values to rounding (one division for a cell's two faces along the
-    contiguous axis), symmetric to rounding (the dot-product test), and row pairs whose
-    coefficients leave the range of that division (1e150, 1e-150: the product of two
-    sums would overflow or underflow) formed again face by face -- the row helper's
-    bits there, finite; float32 coefficients face by face throughout."""
+    contiguous axis; the faces between rows carried from pair to pair, across chunks of
+    ``DIFF_CELLS_CHUNK`` pairs on 151 rows, an odd last row), symmetric to rounding (the
+    dot-product test), and row pairs whose coefficients leave the range of that division
+    (1e150, 1e-150: the product of two sums would overflow or underflow) formed again
+    face by face -- the row helper's bits there, finite; float32 coefficients face by
+    face throughout."""
     from jitsolve.kernels.cpu import stencil as S
 
+    assert shape[0] == 10 or shape[0] > 2 * 2 * S.DIFF_CELLS_CHUNK
     _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
-    g = _grid((10, 37), BCS[bcname]())
+    g = _grid(shape, BCS[bcname]())
     D = js.Diffusion(g, np.exp(rng.uniform(-3, 3, g.shape)))
-    u3, v3 = rng.standard_normal((2, 1, 10, 37))
+    u3, v3 = rng.standard_normal((2, 1) + shape)
     k3, c, per, sgn = D._k3, D._c, D._per, D._sgn
     du, dv, want = np.empty_like(u3), np.empty_like(u3), np.empty_like(u3)
     S._diffusion_apply_cells_2d(u3, k3, du, c, per, sgn)
@@ -567,7 +571,7 @@ def test_large_2d_diffusion_divides_once_for_two_faces(bcname, rng):
     assert np.isfinite(got).all()
     np.testing.assert_array_equal(got[0, 2:4], want[0, 2:4])
     np.testing.assert_array_equal(got[0, 6:8], want[0, 6:8])
-    ok = np.r_[0:2, 4:6, 8:10]
+    ok = np.r_[0:2, 4:6, 8:shape[0]]
     assert np.abs(got[0, ok] - want[0, ok]).max() <= 1e-13 * np.abs(want[0, ok]).max()
     # float32 coefficients (whose products would leave float32's range far sooner): the
     # harmonic means one by one, the row helper's bits

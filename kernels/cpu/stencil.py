@@ -277,9 +277,11 @@ def laplacian_apply_stream(u, out, c, per, sgn):
 # a row pass and read back from L2, measured 40 % slower there); on Intel Sapphire Rapids
 # they bound the apply in cache and in 3-D: 0.64-0.79x the time from 64^3 to 256^3,
 # 0.69-0.84x from 256^2 to 2048^2 (RESULTS.md, thirty-third session).  2-D grids above
-# `DIFF_SHARED_2D` cells (no face buffers) divide once for a cell's two faces along the
-# contiguous axis (`_diff_pair_2d_recip`): the one kernel whose face values are not
-# `_harm`'s bit for bit (0.92-0.94x the time at 4096^2, thirty-seventh session).
+# `DIFF_SHARED_2D` cells (one row buffer, the carried flux terms) divide once for a
+# cell's two faces along the contiguous axis (`_diff_pair_2d_flux`): the one kernel
+# whose face values are not
+# `_harm`'s bit for bit (0.92-0.94x the time at 4096^2, thirty-seventh session; with its
+# faces along axis 1 carried in flux form 0.89-0.94x again, thirty-eighth session).
 
 @njit(inline="always", cache=True)
 def _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
@@ -403,22 +405,25 @@ def _diff_pair_2d(ua, ub, ka, kb, um1, up1, km1, kp1, oa, ob, n2, s1, t1, c1, c2
 
 
 #: the range of the product of a cell's two sums along the contiguous axis,
-#: ``(k_i + k_{i-1}) (k_i + k_{i+1})``, in which :func:`_diff_pair_2d_recip` divides once
+#: ``(k_i + k_{i-1}) (k_i + k_{i+1})``, in which :func:`_diff_pair_2d_flux` divides once
 #: for both faces; a row pair with a product outside it is formed again face by face
 RECIP_LO = 1e-290
 RECIP_HI = 1e290
 
 
 @njit(inline="always", cache=True)
-def _diff_pair_2d_recip(ua, ub, ka, kb, um1, up1, km1, kp1, oa, ob, n2, s1, t1, c1, c2):
-    """:func:`_diff_pair_2d` with each cell's two faces along the contiguous axis from one
-    division: ``2 k_i / ((k_i + k_l)(k_i + k_r))`` times ``k_l (k_i + k_r)`` and
-    ``k_r (k_i + k_l)`` (2.5 divisions a cell instead of 3.5).  The faces along axis 1
-    are :func:`_harm`'s.  Each face along the contiguous axis is formed by both its cells,
-    each with its own product, so the two values agree to rounding, not bit for bit.
-    Returns how many cells had a product outside ``[RECIP_LO, RECIP_HI]`` (where it
-    could overflow or lose precision): the caller forms such a pair again with
-    :func:`_diff_pair_2d`."""
+def _diff_pair_2d_flux(ua, ub, ka, kb, up1, kp1, oa, ob, n2, t1, c1, c2, ylo):
+    """Interiors of two neighbouring rows ``a = i1``, ``b = i1 + 1`` of a 2-D grid, each
+    cell's two faces along the contiguous axis from one division: ``2 k_i / ((k_i +
+    k_l)(k_i + k_r))`` times ``k_l (k_i + k_r)`` and ``k_r (k_i + k_l)`` (each such face is
+    formed by both its cells, each with its own product, so the two values agree to
+    rounding, not bit for bit).  The faces along axis 1 in flux form (as
+    :func:`diff_apply_row_shared3`): the face between ``a`` and ``b`` once for both, row
+    ``a``'s lower terms from ``ylo`` (negated: as the pair before left them, or afresh
+    from :func:`_fresh_lower`), row ``b``'s upper terms left there for the pair after;
+    those are :func:`_harm`'s bit for bit.  Returns how many cells had a product outside
+    ``[RECIP_LO, RECIP_HI]`` (where it could overflow or lose precision): the caller forms
+    such a pair again with :func:`_diff_pair_2d` (``ylo`` is right either way)."""
     bad = 0
     for j in range(1, n2 - 1):
         x = ua[j]
@@ -434,11 +439,13 @@ def _diff_pair_2d_recip(ua, ub, ka, kb, um1, up1, km1, kp1, oa, ob, n2, s1, t1, 
         pb = bl * br
         tb = 2.0 * ky / pb
         bad += (pa < RECIP_LO) + (pa > RECIP_HI) + (pb < RECIP_LO) + (pb > RECIP_HI)
-        h = _harm(kx, ky)
+        dab = _harm(kx, ky) * (y - x)
+        dbp = _harm(ky, kp1[j]) * (t1 * up1[j] - y)
         oa[j] = (c2 * (ta * ka[j - 1] * ar * (ua[j - 1] - x) + ta * ka[j + 1] * al * (ua[j + 1] - x))
-                 + c1 * (_harm(kx, km1[j]) * (s1 * um1[j] - x) + h * (1.0 * y - x)))
+                 + c1 * (dab - ylo[j]))
         ob[j] = (c2 * (tb * kb[j - 1] * br * (ub[j - 1] - y) + tb * kb[j + 1] * bl * (ub[j + 1] - y))
-                 + c1 * (h * (1.0 * x - y) + _harm(ky, kp1[j]) * (t1 * up1[j] - y)))
+                 + c1 * (dbp - dab))
+        ylo[j] = dbp
     return bad
 
 
@@ -466,10 +473,11 @@ def diffusion_apply(u, k, out, c, per, sgn):
     The matrix is symmetric, so this kernel is also the transpose.  2-D grids of at most
     :data:`DIFF_SHARED_2D` cells: :func:`_diffusion_apply_pairs` (rows in pairs, every
     face evaluated once); larger ones :func:`_diffusion_apply_cells_2d` (rows in pairs,
-    each cell's faces); 3-D grids :func:`_diffusion_apply_bands` (every face once).
-    The same values bit for bit whichever runs, except on the large 2-D grids: there a
-    cell's two faces along the contiguous axis come from one division
-    (:func:`_diff_pair_2d_recip`), equal to the others' to rounding.
+    each cell's faces along the contiguous axis, the others once); 3-D grids
+    :func:`_diffusion_apply_bands` (every face once).  The same values bit for bit
+    whichever runs, except on the large 2-D grids: there a cell's two faces along the
+    contiguous axis come from one division (:func:`_diff_pair_2d_flux`), equal to the
+    others' to rounding.
     """
     n0, n1, n2 = u.shape
     if n0 == 1 and c[0] == 0.0:
@@ -488,44 +496,65 @@ def diffusion_apply(u, k, out, c, per, sgn):
                            s0, t0, s1, t1, per, sgn, c)
 
 
+#: row pairs in a chunk of :func:`_diffusion_apply_cells_2d` (the face terms between two
+#: pairs are carried from one to the next inside a chunk, evaluated afresh at its start)
+DIFF_CELLS_CHUNK = 32
+
+
 @njit(parallel=True, cache=True)
 def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
-    """:func:`diffusion_apply` on a 2-D grid, rows in pairs, every cell evaluating its
-    faces (the face between the two rows once), the two along the contiguous axis from
-    one division (:func:`_diff_pair_2d_recip`, float64 coefficients; a pair with
-    coefficients beyond its range, and float32 coefficients, by :func:`_diff_pair_2d`, the
-    harmonic means one by one).  Rows in pairs:
-    0.83-0.98 of the time of single rows from 256^2 to 4096^2 (A/B medians, two threads,
-    AMD Zen 4); one division for two faces: 15.9-16.3 against 17.4-18.1 ms at 4096^2
-    (Intel Sapphire Rapids, RESULTS.md, thirty-seventh session)."""
+    """:func:`diffusion_apply` on a 2-D grid, rows in pairs, the two faces of a cell along
+    the contiguous axis from one division and the faces along axis 1 in flux form, each
+    evaluated once (:func:`_diff_pair_2d_flux`, float64 coefficients; a pair with
+    coefficients beyond the one-division range, and float32 coefficients, by
+    :func:`_diff_pair_2d`, the harmonic means one by one).  The pairs go in chunks of
+    :data:`DIFF_CELLS_CHUNK`, the terms of the face between two pairs carried from one to
+    the next.  Rows in pairs: 0.83-0.98 of the time of single rows from 256^2 to 4096^2
+    (A/B medians, two threads, AMD Zen 4); one division for two faces: 15.9-16.3 against
+    17.4-18.1 ms at 4096^2 (Intel Sapphire Rapids, thirty-seventh session); the faces
+    along axis 1 carried: 0.94-0.95x the time again (thirty-eighth session; RESULTS.md)."""
     n0, n1, n2 = u.shape
-    for q in prange((n1 + 1) // 2):
-        i1 = 2 * q
-        _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
-            _neighbours(i1, n0, n1, per, sgn)
-        if i1 + 1 == n1:
+    npairs = n1 // 2
+    P = DIFF_CELLS_CHUNK
+    nch = (npairs + P - 1) // P
+    for ch in prange(nch + (n1 % 2)):
+        if ch == nch:           # an odd last row on its own
+            i1 = n1 - 1
+            _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+                _neighbours(i1, n0, n1, per, sgn)
             diff_apply_row(u[0, i1], k[0, i1], u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1],
                            u[0, a1], u[0, b1], k[0, a1], k[0, b1], out[0, i1], n2,
                            s0, t0, s1, t1, per, sgn, c)
             continue
-        _j0, _j1, _a0, _s0, _, _b0, _t0, _, _a1, _s1, _, b1b, t1b, _ = \
-            _neighbours(i1 + 1, n0, n1, per, sgn)
-        j1 = i1 + 1
-        ua = u[0, i1]
-        ub = u[0, j1]
-        ka = k[0, i1]
-        kb = k[0, j1]
-        if k.itemsize != 8 or _diff_pair_2d_recip(ua, ub, ka, kb, u[0, a1], u[0, b1b],
-                                                  k[0, a1], k[0, b1b], out[0, i1], out[0, j1],
-                                                  n2, s1, t1b, c[1], c[2]) > 0:
-            _diff_pair_2d(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b], out[0, i1],
-                          out[0, j1], n2, s1, t1b, c[1], c[2])
-        _diff_ends(ua, ka, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[0, a1], ub,
-                   k[0, a1], kb, out[0, i1], n2, s0, t0, s1, t1,
-                   per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
-        _diff_ends(ub, kb, u[a0, j1], u[b0, j1], k[a0, j1], k[b0, j1], ua, u[0, b1b],
-                   ka, k[0, b1b], out[0, j1], n2, s0, t0, _s1, t1b,
-                   per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+        q0 = ch * P
+        # the carried terms, in the type of the apply's arithmetic (complex for a complex
+        # u); the fill value only types them: every entry is written before it is read
+        z = _harm(k[0, 2 * q0, 0], k[0, 2 * q0, 0]) * u[0, 2 * q0, 0]
+        ylo = np.full(n2, z)
+        for q in range(q0, min(npairs, q0 + P)):
+            i1 = 2 * q
+            j1 = i1 + 1
+            _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = \
+                _neighbours(i1, n0, n1, per, sgn)
+            _j0, _j1, _a0, _s0, _, _b0, _t0, _, _a1, _s1, _, b1b, t1b, _ = \
+                _neighbours(j1, n0, n1, per, sgn)
+            ua = u[0, i1]
+            ub = u[0, j1]
+            ka = k[0, i1]
+            kb = k[0, j1]
+            if q == q0 or i1 == 0:
+                _fresh_lower(ua, ka, u[0, a1], k[0, a1], s1, ylo, n2)
+            if (_diff_pair_2d_flux(ua, ub, ka, kb, u[0, b1b], k[0, b1b], out[0, i1],
+                                   out[0, j1], n2, t1b, c[1], c[2], ylo) > 0
+                    or k.itemsize != 8):
+                _diff_pair_2d(ua, ub, ka, kb, u[0, a1], u[0, b1b], k[0, a1], k[0, b1b],
+                              out[0, i1], out[0, j1], n2, s1, t1b, c[1], c[2])
+            _diff_ends(ua, ka, u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1], u[0, a1], ub,
+                       k[0, a1], kb, out[0, i1], n2, s0, t0, s1, t1,
+                       per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
+            _diff_ends(ub, kb, u[a0, j1], u[b0, j1], k[a0, j1], k[b0, j1], ua, u[0, b1b],
+                       ka, k[0, b1b], out[0, j1], n2, s0, t0, _s1, t1b,
+                       per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2])
 
 
 #: pairs of rows per chunk of :func:`_diffusion_apply_pairs` (at most; the faces
