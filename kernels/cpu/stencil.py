@@ -278,10 +278,10 @@ def laplacian_apply_stream(u, out, c, per, sgn):
 # they bound the apply in cache and in 3-D: 0.64-0.79x the time from 64^3 to 256^3,
 # 0.69-0.84x from 256^2 to 2048^2 (RESULTS.md, thirty-third session).  2-D grids above
 # `DIFF_SHARED_2D` cells (one row buffer, the carried flux terms) divide once for a
-# cell's two faces along the contiguous axis (`_diff_pair_2d_flux`): the one kernel
-# whose face values are not
-# `_harm`'s bit for bit (0.92-0.94x the time at 4096^2, thirty-seventh session; with its
-# faces along axis 1 carried in flux form 0.89-0.94x again, thirty-eighth session).
+# cell's two faces along the contiguous axis (`_diff_pair_2d_flux`): the one kernel whose
+# face values are not `_harm`'s bit for bit (0.92-0.94x the time at 4096^2, thirty-seventh
+# session; with its faces along axis 1 carried in flux form 0.89-0.94x again,
+# thirty-eighth session).
 
 @njit(inline="always", cache=True)
 def _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
@@ -320,6 +320,14 @@ def _fluxes_x(ur, kr, fx, n2):
     product change only sign when their operands swap), so the sums keep their bits."""
     for j in range(n2 - 1):
         fx[j] = _harm(kr[j], kr[j + 1]) * (ur[j + 1] - ur[j])
+
+
+@njit(inline="always", cache=True)
+def _term_buffer(u, k, i0, i1, shape):
+    """A buffer of flux terms in the type of the apply's arithmetic (complex for a
+    complex ``u``, float64 for a float32 one: a narrower buffer would round the terms);
+    the fill value only types it, every entry is written before it is read."""
+    return np.full(shape, _harm(k[i0, i1, 0], k[i0, i1, 0]) * u[i0, i1, 0])
 
 
 @njit(inline="always", cache=True)
@@ -512,7 +520,7 @@ def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
     the next.  Rows in pairs: 0.83-0.98 of the time of single rows from 256^2 to 4096^2
     (A/B medians, two threads, AMD Zen 4); one division for two faces: 15.9-16.3 against
     17.4-18.1 ms at 4096^2 (Intel Sapphire Rapids, thirty-seventh session); the faces
-    along axis 1 carried: 0.94-0.95x the time again (thirty-eighth session; RESULTS.md)."""
+    along axis 1 carried: 0.89-0.94x the time again (thirty-eighth session; RESULTS.md)."""
     n0, n1, n2 = u.shape
     npairs = n1 // 2
     P = DIFF_CELLS_CHUNK
@@ -527,10 +535,7 @@ def _diffusion_apply_cells_2d(u, k, out, c, per, sgn):
                            s0, t0, s1, t1, per, sgn, c)
             continue
         q0 = ch * P
-        # the carried terms, in the type of the apply's arithmetic (complex for a complex
-        # u); the fill value only types them: every entry is written before it is read
-        z = _harm(k[0, 2 * q0, 0], k[0, 2 * q0, 0]) * u[0, 2 * q0, 0]
-        ylo = np.full(n2, z)
+        ylo = _term_buffer(u, k, 0, 2 * q0, n2)     # the carried terms along axis 1
         for q in range(q0, min(npairs, q0 + P)):
             i1 = 2 * q
             j1 = i1 + 1
@@ -689,12 +694,9 @@ def _diffusion_apply_bands(u, k, out, c, per, sgn):
     B, nb, nsplit = _band_layout(n0, n1)
     for ch in prange(nb * nsplit):
         b_lo, b_hi, p_lo, p_hi = _band_chunk(ch, B, nb, nsplit, n0, n1)
-        # flux terms, in the type of the apply's arithmetic (complex for a complex u); the
-        # fill value only types them: every entry is written before it is read
-        z = _harm(k[p_lo, b_lo, 0], k[p_lo, b_lo, 0]) * u[p_lo, b_lo, 0]
-        hx = np.full(n2, z)             # fluxes along axis 2: hx[j] between j, j + 1
-        hy = np.full(n2, z)             # the row's lower terms along axis 1 (negated)
-        hz = np.full((B, n2), z)        # the band's lower terms along axis 0 (negated)
+        hx = _term_buffer(u, k, p_lo, b_lo, n2)         # fluxes along axis 2: j, j + 1
+        hy = _term_buffer(u, k, p_lo, b_lo, n2)         # the row's lower terms, axis 1
+        hz = _term_buffer(u, k, p_lo, b_lo, (B, n2))    # the band's lower terms, axis 0
         for i0 in range(p_lo, p_hi):
             for i1 in range(b_lo, b_hi):
                 _i0, _i1, a0, s0, _g0, b0, t0, _h0, a1, s1, _g1, b1, t1, _h1 = \
