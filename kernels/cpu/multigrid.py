@@ -76,6 +76,9 @@ import types
 import numpy as np
 from numba import njit, prange
 
+# the row helpers with loops are LLVM-inlined, error_model="numpy" (as the stencils':
+# see the docstring of .stencil; a cold compile of this module's kernels ~2/3 of the time)
+from .inlining import llvm_always_inline
 from .stencil import _chunk, _harm, _hi, _lo
 from .redblack_blocks import (RB_WIDTH, data_address, gs_block_dif2, gs_block_dif3,
                               gs_block_lap2, gs_block_lap3, has_vector_blocks, load_real)
@@ -493,9 +496,10 @@ def _tap(t, k):
     return t[6], t[7]
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _add_row(t, w, fr, first, n2):
     """``t = w fr`` (``first``) or ``t += w fr``: one fine row into the row buffer."""
+    llvm_always_inline()
     if first:
         for j in range(n2):
             t[j] = w * fr[j]
@@ -504,11 +508,12 @@ def _add_row(t, w, fr, first, n2):
             t[j] += w * fr[j]
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _add4(t, src, o0, o1, o2, o3, w0, w1, w2, w3, first, n):
     """``t (+)= w0 src[o0:] + w1 src[o1:] + w2 src[o2:] + w3 src[o3:]`` over ``n`` entries,
     the terms added in that order (the sums of four :func:`_add_row` calls, bit for bit)
     in one loop with unsigned indices, which vectorises."""
+    llvm_always_inline()
     u0 = np.uint64(o0)
     u1 = np.uint64(o1)
     u2 = np.uint64(o2)
@@ -521,10 +526,11 @@ def _add4(t, src, o0, o1, o2, o3, w0, w1, w2, w3, first, n):
             t[j] = t[j] + w0 * src[u0 + j] + w1 * src[u1 + j] + w2 * src[u2 + j] + w3 * src[u3 + j]
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _restrict_row(t, c, m2, n2, per2, glo, ghi, act2):
     """``c`` = the combined fine rows ``t`` restricted along the contiguous axis (copied
     when that axis is not coarsened, ``act2 = 0``)."""
+    llvm_always_inline()
     if not act2:
         for I in range(m2):
             c[I] = t[I]
@@ -597,12 +603,13 @@ def restrict_fw(fine, coarse, act, per, sgn):
 # first and last L rows of a chunk, whose first-colour neighbours belong to another chunk,
 # is done in a second parallel pass.
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _gs_lap_rowc(uf, ff, row, n2, c2, per2, slo, shi, inv, st, zero):
     """Update the cells ``j`` with ``j & 1 == st`` of one row (flat offsets in ``row``);
     ``zero``: every other-colour value is zero (first sweep from a zero guess; the other
     colour's cells of this row are then left with scratch values, which its own update,
     reading only this colour, overwrites)."""
+    llvm_always_inline()
     base = row[0]
     for e in range(2):
         j = 0 if e == 0 else n2 - 1
@@ -675,7 +682,7 @@ def _sweep_chunks(nrows, L):
     return max(1, min(64, nrows // ((16 if L > 1 else 4) * L)))
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _gs_dif_rowc(uf, ff, w, dgf, q, n0, n1, n2, c0, per, sgn, inv, st, zero):
     """The cells ``j`` with ``j & 1 == st`` of row ``q`` for ``scale * D(k)`` with the face
     weights ``w`` and diagonal ``dgf`` of :func:`diffusion_faces` (``zero``: as in
@@ -683,6 +690,7 @@ def _gs_dif_rowc(uf, ff, w, dgf, q, n0, n1, n2, c0, per, sgn, inv, st, zero):
     :func:`_dif_parts` (axis 0 below, above, axis 1, axis 2; a boundary face has weight
     0: the zero row at the end of ``w``), so the values are those of
     :func:`rbgs_diffusion`."""
+    llvm_always_inline()
     N = n0 * n1 * n2
     i0 = q // n1
     i1 = q - i0 * n1
@@ -766,13 +774,14 @@ def _gs_dif_rowc(uf, ff, w, dgf, q, n0, n1, n2, c0, per, sgn, inv, st, zero):
         uf[k] = (ff[k] * inv - off) / dgf[k]
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _row_dot(uf, ff, rowdot, p, n2):
     """``rowdot[p] = f_row . u_row`` of row ``p`` (in float64, four interleaved sums in a
     fixed order) when ``rowdot`` is not empty: a sweep's last half-sweep calls it on each
     row it finishes, while the row is in cache (``r^T z`` of a preconditioned CG).  Real
     rows only: a complex sweep compiles it (on the real parts) but must pass an empty
     ``rowdot``."""
+    llvm_always_inline()
     if rowdot.size == 0:
         return
     s0 = 0.0
@@ -805,11 +814,12 @@ def row_dots_total(rowdot):
     return t
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _odd_periodic(shape, c, per):
     """Whether an active axis (``c[a] != 0``) is periodic with an odd number of cells
     (more than one): it has no red-black ordering -- the colours meet across the wrap,
     and a threaded sweep's chunks race there (two results in 200 identical sweeps)."""
+    llvm_always_inline()
     for a in range(3):
         if c[a] != 0.0 and per[a] and shape[a] > 1 and shape[a] % 2 == 1:
             return True
@@ -956,11 +966,12 @@ red-black ordering: ``ValueError``; multigrid never smooths one)."""
 gs_sweep_diffusion_serial = njit(cache=True)(_named(_gs_sweep_diffusion_py, "gs_sweep_diffusion_serial"))
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _res_lap_row(uf, ff, rf, ro, row, n2, c2, per2, slo, shi, scale):
     """``rf[ro:ro + n2] = f - scale * L u`` on the row described by ``row``
     (:func:`_lap_row`): the interior with unsigned indices (a loop that vectorises), then
     the two end cells."""
+    llvm_always_inline()
     base = row[0]
     one = np.uint64(1)
     ub = np.uint64(base)
@@ -1033,10 +1044,11 @@ def _residual_in_slot(uf, ff, ring, tag, slot, fine, n0, n1, n2, c0, c1, c2, per
         tag[slot] = fine
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _add_taps(t, src, off, wt, nb, first, n):
     """``t (+)= sum_e wt[e] src[off[e]:off[e] + n]`` over the ``nb`` taps, in order: one
     four-row loop (:func:`_add4`) when there are four."""
+    llvm_always_inline()
     if nb == 4:
         _add4(t, src, off[0], off[1], off[2], off[3], wt[0], wt[1], wt[2], wt[3], first, n)
     else:

@@ -22,6 +22,15 @@ contiguous axis has its end cells peeled so that the interior loop is branch-fre
 vectorises.  ``laplacian_apply_stream`` writes its rows through buffers with streaming
 stores (:mod:`~jitsolve.kernels.cpu.ntstore`), for outputs far larger than the cache.
 
+The row helpers (those with loops) are compiled once per signature, disk-cached and put
+in line by LLVM (:func:`~jitsolve.kernels.cpu.inlining.llvm_always_inline`), not spliced
+into each caller by Numba's ``inline="always"``, whose copies Numba typed and
+transformed again inside every parallel loop at every cold compile: a kernel's cold
+compile 2-3.5x shorter, the same machine code's speed and the same bits (RESULTS.md,
+thirty-ninth session).  They use ``error_model="numpy"``, the model Numba compiles
+parallel loop bodies with: a division is a plain division, with no zero check that
+would keep the loops from vectorising.
+
 References
 ----------
 LeVeque, *Finite Volume Methods for Hyperbolic Problems* (2002), ch. 4 (upwind and
@@ -31,6 +40,7 @@ central fluxes); Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), sec. 5.7
 import numpy as np
 from numba import njit, prange
 
+from .inlining import llvm_always_inline
 from .ntstore import stream_fence, stream_row
 
 __all__ = [
@@ -64,10 +74,11 @@ def _hi(i, n, per, s):
     return i, s, True
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _neighbours(r, n0, n1, per, sgn):
     """Row ``r = i0 * n1 + i1`` and its neighbouring rows along axes 0 and 1:
     ``(i0, i1, a0, s0, g0, b0, t0, h0, a1, s1, g1, b1, t1, h1)`` (see :func:`_lo`)."""
+    llvm_always_inline()
     i0 = r // n1
     i1 = r - i0 * n1
     a0, s0, g0 = _lo(i0, n0, per[0], sgn[0, 0])
@@ -93,7 +104,7 @@ def _chunk(ch, nch, nrows):
 LAP_TILE = 8
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _tiled_row(q, n0, n1, tp):
     """The flat row index ``i0 * n1 + i1`` of the ``q``-th row in tile order: the planes
     in blocks of ``tp``, and within a block row ``i1`` of each plane in turn before row
@@ -108,6 +119,7 @@ def _tiled_row(q, n0, n1, tp):
     keep the plain order: more streams cost them 10-30 %, and bands of 32 rows through
     all planes gained 10 % at 256^3 but lost 10 % on 256^2 x 250 and 200^3.
     """
+    llvm_always_inline()
     tp = min(tp, n0)
     i0 = (q // (tp * n1)) * tp
     m = min(tp, n0 - i0)
@@ -117,9 +129,10 @@ def _tiled_row(q, n0, n1, tp):
 
 
 # --------------------------------------------------------------------------- Laplacian
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _lap_ends(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per2, sl, sh, c0, c1, c2):
     """The two end cells of a row (the contiguous axis's boundary or wrap-around)."""
+    llvm_always_inline()
     for j in (0, n2 - 1):
         a2, s2, _g = _lo(j, n2, per2, sl)
         b2, t2, _h = _hi(j, n2, per2, sh)
@@ -129,8 +142,9 @@ def _lap_ends(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per2, sl, sh, c0, c
                 + c2 * (s2 * ur[a2] + t2 * ur[b2] - 2.0 * x))
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _lap_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per2, sl, sh, c0, c1, c2, use0):
+    llvm_always_inline()
     for j in range(1, n2 - 1):
         x = ur[j]
         acc = c2 * (ur[j - 1] + ur[j + 1] - 2.0 * x) + c1 * (s1 * um1[j] + t1 * up1[j] - 2.0 * x)
@@ -140,12 +154,13 @@ def _lap_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per2, sl, sh, c0, c1
     _lap_ends(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per2, sl, sh, c0, c1, c2)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _lap_pair_2d(ua, ub, um1, up1, oa, ob, n2, s1, t1, c1, c2):
     """Interiors of two neighbouring rows ``a = i1``, ``b = i1 + 1`` of a 2-D grid
     (``c0 = 0``), each row the other's neighbour: :func:`_lap_row`'s expressions with
     the neighbour's sign ``1.0``, so the same bits.  Four rows read for two written
     instead of six."""
+    llvm_always_inline()
     for j in range(1, n2 - 1):
         x = ua[j]
         y = ub[j]
@@ -153,12 +168,13 @@ def _lap_pair_2d(ua, ub, um1, up1, oa, ob, n2, s1, t1, c1, c2):
         ob[j] = c2 * (ub[j - 1] + ub[j + 1] - 2.0 * y) + c1 * (1.0 * x + t1 * up1[j] - 2.0 * y)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def lap_apply_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per, sgn, c):
     """One row ``o = (L u)[i0, i1]`` from the row ``ur`` and its four neighbouring rows
     (``um0, up0`` along axis 0, ``um1, up1`` along axis 1, ghost signs ``s*, t*`` as
     returned by :func:`_neighbours`).  Shared by :func:`laplacian_apply` and the fused
     Krylov kernels, so both give the same bits."""
+    llvm_always_inline()
     if c[0] != 0.0:
         _lap_row(ur, um0, up0, um1, up1, o, n2, s0, t0, s1, t1, per[2], sgn[2, 0], sgn[2, 1],
                  c[0], c[1], c[2], True)
@@ -201,19 +217,21 @@ def laplacian_apply(u, out, c, per, sgn):
         _lap_one_row(u, r, out[r // n1, r % n1], n0, n1, n2, c, per, sgn)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _lap_one_row(u, r, o, n0, n1, n2, c, per, sgn):
     """Row ``r`` (flat row index) of :func:`laplacian_apply` into ``o``."""
+    llvm_always_inline()
     i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = _neighbours(r, n0, n1, per, sgn)
     lap_apply_row(u[i0, i1], u[a0, i1], u[b0, i1], u[i0, a1], u[i0, b1], o, n2,
                   s0, t0, s1, t1, per, sgn, c)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _lap_pair_rows(u, i1, oa, ob, n0, n1, n2, c, per, sgn):
     """Rows ``i1`` and ``i1 + 1`` of :func:`laplacian_apply` on a 2-D grid into ``oa``,
     ``ob`` (:func:`_lap_pair_2d` and the end cells); row ``i1`` alone when it is the last
     (``ob`` untouched).  Returns whether the pair was formed."""
+    llvm_always_inline()
     _i0, _i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = _neighbours(i1, n0, n1, per, sgn)
     if i1 + 1 == n1:
         lap_apply_row(u[0, i1], u[a0, i1], u[b0, i1], u[0, a1], u[0, b1], oa, n2,
@@ -283,10 +301,11 @@ def laplacian_apply_stream(u, out, c, per, sgn):
 # session; with its faces along axis 1 carried in flux form 0.89-0.94x again,
 # thirty-eighth session).
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
                per2, sl, sh, c0, c1, c2):
     """The two end cells of a row (the contiguous axis's boundary or wrap-around)."""
+    llvm_always_inline()
     for j in (0, n2 - 1):
         a2, s2, _g = _lo(j, n2, per2, sl)
         b2, t2, _h = _hi(j, n2, per2, sh)
@@ -297,9 +316,10 @@ def _diff_ends(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1
                 + c2 * (_harm(kx, kr[a2]) * (s2 * ur[a2] - x) + _harm(kx, kr[b2]) * (t2 * ur[b2] - x)))
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
               per2, sl, sh, c0, c1, c2, use0):
+    llvm_always_inline()
     for j in range(1, n2 - 1):
         x = ur[j]
         kx = kr[j]
@@ -312,33 +332,36 @@ def _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
                per2, sl, sh, c0, c1, c2)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _fluxes_x(ur, kr, fx, n2):
     """A row's fluxes along the contiguous axis into ``fx``: ``fx[j] = k_f (u_{j+1} - u_j)``
     for the face between ``j`` and ``j + 1``.  Cell ``j``'s two terms along the axis are
     ``fx[j]`` and ``-fx[j - 1]``, the values :func:`_diff_row` forms (a difference and a
     product change only sign when their operands swap), so the sums keep their bits."""
+    llvm_always_inline()
     for j in range(n2 - 1):
         fx[j] = _harm(kr[j], kr[j + 1]) * (ur[j + 1] - ur[j])
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _term_buffer(u, k, i0, i1, shape):
     """A buffer of flux terms in the type of the apply's arithmetic (complex for a
     complex ``u``, float64 for a float32 one: a narrower buffer would round the terms);
     the fill value only types it, every entry is written before it is read."""
+    llvm_always_inline()
     return np.full(shape, _harm(k[i0, i1, 0], k[i0, i1, 0]) * u[i0, i1, 0])
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _fresh_lower(ur, kr, um, km, s, lo, n2):
     """A row's lower terms along axis 0 or 1 evaluated afresh, negated, into ``lo`` (as
     the row before would have left them: its upper terms, ``-`` the lower ones)."""
+    llvm_always_inline()
     for j in range(1, n2 - 1):
         lo[j] = -(_harm(kr[j], km[j]) * (s * um[j] - ur[j]))
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def diff_apply_row_shared3(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
                            t1, per2, sl, sh, c0, c1, c2, hx, hy, hz, fresh_y, fresh_z):
     """:func:`diff_apply_row`'s values (bit for bit) in flux form, each interior face's
@@ -348,6 +371,7 @@ def diff_apply_row_shared3(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2
     as its lower terms, negated; evaluated here instead when ``fresh_y`` / ``fresh_z``).
     (One helper per case: a branch between the two loops in one helper ran the 256^3
     apply 1.15x slower.)"""
+    llvm_always_inline()
     _fluxes_x(ur, kr, hx, n2)
     if fresh_y:
         _fresh_lower(ur, kr, um1, km1, s1, hy, n2)
@@ -358,10 +382,11 @@ def diff_apply_row_shared3(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2
                per2, sl, sh, c0, c1, c2)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def diff_apply_row_shared2(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1,
                            t1, per2, sl, sh, c0, c1, c2, hx, hy, fresh_y):
     """:func:`diff_apply_row_shared3` on a grid without an axis-0 term (``c0 == 0``)."""
+    llvm_always_inline()
     _fluxes_x(ur, kr, hx, n2)
     if fresh_y:
         _fresh_lower(ur, kr, um1, km1, s1, hy, n2)
@@ -370,8 +395,9 @@ def diff_apply_row_shared2(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2
                per2, sl, sh, c0, c1, c2)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _diff_row_shared3(ur, kr, up0, up1, kp0, kp1, o, n2, t0, t1, c0, c1, c2, hx, hy, hz):
+    llvm_always_inline()
     for j in range(1, n2 - 1):
         x = ur[j]
         kx = kr[j]
@@ -385,8 +411,9 @@ def _diff_row_shared3(ur, kr, up0, up1, kp0, kp1, o, n2, t0, t1, c0, c1, c2, hx,
         hz[j] = dz
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _diff_row_shared2(ur, kr, up1, kp1, o, n2, t1, c1, c2, hx, hy):
+    llvm_always_inline()
     for j in range(1, n2 - 1):
         x = ur[j]
         dy = _harm(kr[j], kp1[j]) * (t1 * up1[j] - x)
@@ -394,12 +421,13 @@ def _diff_row_shared2(ur, kr, up1, kp1, o, n2, t1, c1, c2, hx, hy):
         hy[j] = dy
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _diff_pair_2d(ua, ub, ka, kb, um1, up1, km1, kp1, oa, ob, n2, s1, t1, c1, c2):
     """Interiors of two neighbouring rows ``a = i1``, ``b = i1 + 1`` of a 2-D grid
     (``c0 = 0``): :func:`_diff_row`'s expressions with the neighbour's sign ``1.0``,
     so the same bits; the harmonic mean of the face between the two rows is evaluated
     once for both (:func:`_harm` is symmetric bit for bit)."""
+    llvm_always_inline()
     for j in range(1, n2 - 1):
         x = ua[j]
         y = ub[j]
@@ -419,7 +447,7 @@ RECIP_LO = 1e-290
 RECIP_HI = 1e290
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _diff_pair_2d_flux(ua, ub, ka, kb, up1, kp1, oa, ob, n2, t1, c1, c2, ylo):
     """Interiors of two neighbouring rows ``a = i1``, ``b = i1 + 1`` of a 2-D grid, each
     cell's two faces along the contiguous axis from one division: ``2 k_i / ((k_i +
@@ -432,6 +460,7 @@ def _diff_pair_2d_flux(ua, ub, ka, kb, up1, kp1, oa, ob, n2, t1, c1, c2, ylo):
     those are :func:`_harm`'s bit for bit.  Returns how many cells had a product outside
     ``[RECIP_LO, RECIP_HI]`` (where it could overflow or lose precision): the caller forms
     such a pair again with :func:`_diff_pair_2d` (``ylo`` is right either way)."""
+    llvm_always_inline()
     bad = 0
     for j in range(1, n2 - 1):
         x = ua[j]
@@ -457,13 +486,14 @@ def _diff_pair_2d_flux(ua, ub, ka, kb, up1, kp1, oa, ob, n2, t1, c1, c2, ylo):
     return bad
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def diff_apply_row(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
                    per, sgn, c):
     """One row ``o = (D(k) u)[i0, i1]`` from the rows of ``u`` and ``k`` at the cell and its
     four neighbouring rows (``*m0, *p0`` along axis 0, ``*m1, *p1`` along axis 1; ghost
     signs as returned by :func:`_neighbours`).  Shared by :func:`diffusion_apply` and
     the fused Krylov kernels, so both give the same bits."""
+    llvm_always_inline()
     if c[0] != 0.0:
         _diff_row(ur, kr, um0, up0, km0, kp0, um1, up1, km1, kp1, o, n2, s0, t0, s1, t1,
                   per[2], sgn[2, 0], sgn[2, 1], c[0], c[1], c[2], True)
@@ -727,9 +757,10 @@ def _dface(kx, kn, x, xn, lx, ln, s, ghost):
     return 2.0 * kn * kn / (t * t) * (xn - x) * (lx - ln)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _dvjp_row(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, um1, up1, lm1, lp1, km1, kp1, o, n2,
               gd, per2, sl, sh, c0, c1, c2, use0):
+    llvm_always_inline()
     s0, t0, g0, h0, s1, t1, g1, h1 = gd
     for j in range(1, n2 - 1):
         x = ur[j]
@@ -747,10 +778,11 @@ def _dvjp_row(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, um1, up1, lm1, lp1, km1,
                gd, per2, sl, sh, c0, c1, c2)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _dvjp_ends(ur, lr, kr, um0, up0, lm0, lp0, km0, kp0, um1, up1, lm1, lp1, km1, kp1, o, n2,
                gd, per2, sl, sh, c0, c1, c2):
     """The two end cells of a row of :func:`diffusion_param_vjp`."""
+    llvm_always_inline()
     s0, t0, g0, h0, s1, t1, g1, h1 = gd
     for j in (0, n2 - 1):
         a2, s2, g2 = _lo(j, n2, per2, sl)
@@ -930,9 +962,10 @@ def _adv_cell(x, vx, um, vm, sm, up, vp, sp, central):
             - _wl(fh, central) * x - _wr(fh, central) * sp * up)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _adv_row(ur, um0, up0, um1, up1, vr0, vm0, vp0, vr1, vm1, vp1, vr2, o, n2, s0, t0, s1, t1,
              per2, sl, sh, c0, c1, c2, use0, central):
+    llvm_always_inline()
     for j in (0, n2 - 1):
         a2, s2, _b = _lo(j, n2, per2, sl)
         b2, t2, _b = _hi(j, n2, per2, sh)
@@ -1011,9 +1044,10 @@ def _advT_cell(lx, vx, lm, vm, sm, gm, lp, vp, sp, gp, central):
     return lo + hi
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, error_model="numpy")
 def _advT_row(lr, lm0, lp0, lm1, lp1, vr0, vm0, vp0, vr1, vm1, vp1, vr2, o, n2, gd, per2, sl,
               sh, c0, c1, c2, use0, central):
+    llvm_always_inline()
     s0, t0, g0, h0, s1, t1, g1, h1 = gd
     for j in (0, n2 - 1):
         a2, s2, g2 = _lo(j, n2, per2, sl)
@@ -1093,6 +1127,39 @@ def _advV_cell(x, lx, vx, um, lm, vm, sm, gm, up, lp, vp, sp, gp, central):
     return lo + hi
 
 
+@njit(cache=True, error_model="numpy")
+def _advV_row(ur, um0, up0, um1, up1, lr, lm0, lp0, lm1, lp1, vr0, vm0, vp0, vr1, vm1, vp1, vr2,
+              o0, o1, o2, n2, gd, per2, sl, sh, c0, c1, c2, w0, w1, central):
+    """One row of :func:`advection_param_vjp` (``o0``, ``o1`` written when ``w0``, ``w1``)."""
+    llvm_always_inline()
+    s0, t0, e0, f0, s1, t1, e1, f1 = gd
+    for j in (0, n2 - 1):
+        a2, s2, e2 = _lo(j, n2, per2, sl)
+        b2, t2, f2 = _hi(j, n2, per2, sh)
+        x = ur[j]
+        lx = lr[j]
+        if w0:
+            o0[j] = c0 * _advV_cell(x, lx, vr0[j], um0[j], lm0[j], vm0[j], s0, e0,
+                                    up0[j], lp0[j], vp0[j], t0, f0, central)
+        if w1:
+            o1[j] = c1 * _advV_cell(x, lx, vr1[j], um1[j], lm1[j], vm1[j], s1, e1,
+                                    up1[j], lp1[j], vp1[j], t1, f1, central)
+        o2[j] = c2 * _advV_cell(x, lx, vr2[j], ur[a2], lr[a2], vr2[a2], s2, e2,
+                                ur[b2], lr[b2], vr2[b2], t2, f2, central)
+    # one pass per component: each loop is branch-free and vectorises (rows re-read from cache)
+    for j in range(1, n2 - 1):
+        o2[j] = c2 * _advV_cell(ur[j], lr[j], vr2[j], ur[j - 1], lr[j - 1], vr2[j - 1], 1.0, False,
+                                ur[j + 1], lr[j + 1], vr2[j + 1], 1.0, False, central)
+    if w1:
+        for j in range(1, n2 - 1):
+            o1[j] = c1 * _advV_cell(ur[j], lr[j], vr1[j], um1[j], lm1[j], vm1[j], s1, e1,
+                                    up1[j], lp1[j], vp1[j], t1, f1, central)
+    if w0:
+        for j in range(1, n2 - 1):
+            o0[j] = c0 * _advV_cell(ur[j], lr[j], vr0[j], um0[j], lm0[j], vm0[j], s0, e0,
+                                    up0[j], lp0[j], vp0[j], t0, f0, central)
+
+
 @njit(parallel=True, cache=True)
 def advection_param_vjp(u, lam, v0, v1, v2, g0, g1, g2, nact, c, per, sgn, central):
     """Velocity gradient of ``<lam, A(v) u>``, one output field per active axis.
@@ -1127,31 +1194,6 @@ def advection_param_vjp(u, lam, v0, v1, v2, g0, g1, g2, nact, c, per, sgn, centr
         vm1 = v1[i0, a1]
         vp1 = v1[i0, b1]
         vr2 = v2[i0, i1]
-        o0 = g0[i0, i1]
-        o1 = g1[i0, i1]
-        o2 = g2[i0, i1]
-        for j in (0, n2 - 1):
-            a2, s2, e2 = _lo(j, n2, per[2], sgn[2, 0])
-            b2, t2, f2 = _hi(j, n2, per[2], sgn[2, 1])
-            x = ur[j]
-            lx = lr[j]
-            if w0:
-                o0[j] = c0 * _advV_cell(x, lx, vr0[j], um0[j], lm0[j], vm0[j], s0, e0,
-                                        up0[j], lp0[j], vp0[j], t0, f0, central)
-            if w1:
-                o1[j] = c1 * _advV_cell(x, lx, vr1[j], um1[j], lm1[j], vm1[j], s1, e1,
-                                        up1[j], lp1[j], vp1[j], t1, f1, central)
-            o2[j] = c2 * _advV_cell(x, lx, vr2[j], ur[a2], lr[a2], vr2[a2], s2, e2,
-                                    ur[b2], lr[b2], vr2[b2], t2, f2, central)
-        # one pass per component: each loop is branch-free and vectorises (rows re-read from cache)
-        for j in range(1, n2 - 1):
-            o2[j] = c2 * _advV_cell(ur[j], lr[j], vr2[j], ur[j - 1], lr[j - 1], vr2[j - 1], 1.0, False,
-                                    ur[j + 1], lr[j + 1], vr2[j + 1], 1.0, False, central)
-        if w1:
-            for j in range(1, n2 - 1):
-                o1[j] = c1 * _advV_cell(ur[j], lr[j], vr1[j], um1[j], lm1[j], vm1[j], s1, e1,
-                                        up1[j], lp1[j], vp1[j], t1, f1, central)
-        if w0:
-            for j in range(1, n2 - 1):
-                o0[j] = c0 * _advV_cell(ur[j], lr[j], vr0[j], um0[j], lm0[j], vm0[j], s0, e0,
-                                        up0[j], lp0[j], vp0[j], t0, f0, central)
+        _advV_row(ur, um0, up0, um1, up1, lr, lm0, lp0, lm1, lp1, vr0, vm0, vp0, vr1, vm1, vp1,
+                  vr2, g0[i0, i1], g1[i0, i1], g2[i0, i1], n2, (s0, t0, e0, f0, s1, t1, e1, f1),
+                  per[2], sgn[2, 0], sgn[2, 1], c0, c1, c2, w0, w1, central)
