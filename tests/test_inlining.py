@@ -67,27 +67,20 @@ def test_grid_row_helpers_are_compiled_once_with_the_parallel_loops_error_model(
 
 def test_stencil_row_helpers_are_in_line_in_their_callers():
     """A serial caller of the Diffusion row helper (the one the fused Krylov and stage
-    kernels call) has no call left to it or to the helpers it calls: LLVM put them in
-    line, so the machine code is the loop's own as with Numba's inlining."""
+    kernels call; ``test_stencils``' single-row reference) has no call left to it or to
+    the helpers it calls: LLVM put them in line, so the machine code is the loop's own as
+    with Numba's inlining."""
     import numpy as np
+    from test_stencils import _single_row_kernels
 
-    from jitsolve.kernels.cpu.stencil import _neighbours, diff_apply_row
-
-    @njit(cache=False)
-    def rows(u, k, out, c, per, sgn):
-        n0, n1, n2 = u.shape
-        for r in range(n0 * n1):
-            i0, i1, a0, s0, _, b0, t0, _, a1, s1, _, b1, t1, _ = _neighbours(r, n0, n1, per, sgn)
-            diff_apply_row(u[i0, i1], k[i0, i1], u[a0, i1], u[b0, i1], k[a0, i1], k[b0, i1],
-                           u[i0, a1], u[i0, b1], k[i0, a1], k[i0, b1], out[i0, i1], n2,
-                           s0, t0, s1, t1, per, sgn, c)
-
+    _, diff_rows, _ = _single_row_kernels()
     u = np.random.default_rng(0).random((1, 6, 7))
-    out = np.empty_like(u)
-    rows(u, u + 1.0, out, np.array([0.0, 1.0, 1.0]), np.zeros(3, np.bool_), -np.ones((3, 2)))
-    calls = _called(rows)
+    out = np.full_like(u, np.nan)
+    diff_rows(u, u + 1.0, out, np.array([0.0, 1.0, 1.0]), np.zeros(3, np.bool_),
+              -np.ones((3, 2)))
+    calls = _called(diff_rows)
     left = [c for c in calls if any(h in c for h in ("diff_apply_row", "_diff_row",
                                                       "_diff_ends", "_neighbours"))]
     assert not left, left
-    # the control: the row was computed (a helper that was not called would leave NaN)
+    # the control: the rows were computed (a row left out would stay NaN)
     assert np.isfinite(out).all() and np.abs(out).max() > 0
