@@ -7,6 +7,12 @@ helper that calls ``llvm_always_inline()`` instead is compiled once (and can be
 disk-cached like any kernel); its LLVM IR, which Numba links into each caller's module,
 carries the ``alwaysinline`` attribute, so LLVM's inliner puts it in line where its own
 cost model would have left a call (a call per step cost a short Lorenz solve ~3.5 %).
+
+A helper called from a ``prange`` body should be compiled with ``error_model="numpy"``,
+the model Numba gives parallel loop bodies (and so the helper's code had when Numba
+inlined it there): under the default Python model every division carries a zero check,
+which kept the Diffusion stencil's row loops from vectorising (2.4-3.1x the time;
+tests/test_inlining.py checks the grid kernels' helpers).
 """
 from numba import types
 from numba.extending import intrinsic
