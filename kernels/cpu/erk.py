@@ -724,7 +724,10 @@ def erk_ensemble(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, savet, cb,
     for i in prange(N):
         rhs = (f, ps[i], lin, plin, haslin, empty1(n))
         cbi = (cb[0], cb[1], cb[2], cb[3], cb[4], cb[5], cb[6], cb[7], cb[8], ps[i])
-        res = erk_solve_inner(rhs, u0s[i], t0, tab, ctrl, stops, (False, savet, False), cbi, nsv)
+        # run-time flags, not literals: a literal tuple compiled the loop again beside
+        # erk_ensemble_gradient's copy (RESULTS.md, fortieth session)
+        res = erk_solve_inner(rhs, u0s[i], t0, tab, ctrl, stops,
+                              (np.bool_(False), savet, np.bool_(False)), cbi, nsv)
         put_trajectory(out, i, res[1], res[2])
         retcodes[i] = res[12]
         # put_row: ``stats[i] = res[11]`` would compile NumPy's shape-mismatch message

@@ -577,8 +577,9 @@ def erk_ensemble_gradient(f, lin, plin, haslin, u0s, ps, t0, tab, ctrl, stops, c
         pbar = np.zeros(npg)
         kbar = np.zeros(n)
         lam_end = np.zeros(n)
-        reverse_steps(rhs, vj, tab, states, steps_t, steps_h, 0, nsteps, gsave, save_after,
-                      (dptr, dtheta, drow), lam_end, pbar, kbar)
+        # np.int64(0): a literal 0 compiled (and cached) a second reverse loop
+        reverse_steps(rhs, vj, tab, states, steps_t, steps_h, np.int64(0), nsteps, gsave,
+                      save_after, (dptr, dtheta, drow), lam_end, pbar, kbar)
         for x in range(n):
             g_u0[k, x] = lam_end[x] + lam[x]
         for j in range(npg):

@@ -384,9 +384,9 @@ def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, ytmp
     for i in range(1, last):
         yo = ytmp2 if i % 2 == 0 else ytmp
         if deferred:
-            combine_stencil(yo, u, ks, A[i], i, h, Y, plin, tmp, True)
+            combine_stencil(yo, u, ks, A[i], i, h, Y, plin, tmp, np.bool_(True))
         else:
-            stage_combine(yo, u, ks, A[i], i, h, i - 1, tmp, pending, True)
+            stage_combine(yo, u, ks, A[i], i, h, i - 1, tmp, pending, np.bool_(True))
         if defer:
             f(ks[i], yo, p, t + C[i] * h)
             deferred = True
@@ -396,9 +396,9 @@ def _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp, ytmp
         nf += 1
     # the last slope completed on the fly only: no later stage reads it
     if deferred:
-        bad = combine_stencil(unew, u, ks, B, last, h, Y, plin, tmp, False)
+        bad = combine_stencil(unew, u, ks, B, last, h, Y, plin, tmp, np.bool_(False))
     else:
-        bad = stage_combine(unew, u, ks, B, last, h, last - 1, tmp, pending, False)
+        bad = stage_combine(unew, u, ks, B, last, h, last - 1, tmp, pending, np.bool_(False))
     if fsal and want_fsal:
         if _slope(f, p, lin, plin, haslin, hasf, tmp, ks[s - 1], unew, t + h):
             _finish_slope(ks, s - 1, tmp, 0)
@@ -507,7 +507,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, fus
         h = tdir * hstep
         unew = us[nsave] if every else ub[1 - cur]
         nf, bad = _step(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, ks, unew, ytmp,
-                        ytmp2, k0_valid, True, fuse_lin)
+                        ytmp2, k0_valid, np.bool_(True), fuse_lin)
         stats[0] += nf
         if bad != 0:
             rc = RC_UNSTABLE
@@ -548,10 +548,10 @@ def _stage_states(f, p, lin, plin, haslin, hasf, tmp, tab, u, t, h, Ys, ks, nk, 
         Y = u if i == 0 else Ys[i]
         if defer:
             f(ks[i], Y, p, t + C[i] * h)
-            combine_stencil(Ys[i + 1], u, ks, A[i + 1], i + 1, h, Y, plin, tmp, True)
+            combine_stencil(Ys[i + 1], u, ks, A[i + 1], i + 1, h, Y, plin, tmp, np.bool_(True))
         else:
             pending = _slope(f, p, lin, plin, haslin, hasf, tmp, ks[i], Y, t + C[i] * h)
-            stage_combine(Ys[i + 1], u, ks, A[i + 1], i + 1, h, i, tmp, pending, True)
+            stage_combine(Ys[i + 1], u, ks, A[i + 1], i + 1, h, i, tmp, pending, np.bool_(True))
 
 
 @njit(cache=False)
@@ -684,7 +684,7 @@ def erk_advance_large(rhs, hasf, tab, u, steps_t, steps_h, i0, i1, ks, Ys, fuse_
     flip = False
     for i in range(i0, i1):
         _step(f, p, lin, plin, haslin, hasf, tmp, tab, a, steps_t[i], steps_h[i], ks, b, Ys[1],
-              y2, False, False, fuse_lin)
+              y2, np.bool_(False), np.bool_(False), fuse_lin)
         a, b = b, a
         flip = not flip
     if flip:

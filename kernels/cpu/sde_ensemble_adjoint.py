@@ -98,13 +98,17 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
     # region); each thread copies their work arrays (thread_vj)
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
+    # run-time values, not literals: the single-trajectory kernels' compiles of the
+    # loops below serve these calls too (RESULTS.md, fortieth session)
+    i0 = np.int64(0)
+    store = np.bool_(True)
     for i in prange(N):
         traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = em_tree(m, seed, traj)
         states = np.empty((nsteps + 1, n))
         rw = np.zeros((6, n))
         bw = np.zeros((3, m))
-        _advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True,
+        _advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, nsteps, states, store,
                  rw[0], rw[1], np.zeros((n, m) if general else (1, 1)), bw[0], bw[1],
                  bw[2])
         states[nsteps, :] = u
@@ -113,7 +117,7 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
         if not ok:
             continue
         _reverse(thread_vj(vjf0), thread_vj(vjg0), gcm,
-                 p, states, geo, ip, seed, traj, tf, ti, 0, nsteps, gsave, save_after, lam,
+                 p, states, geo, ip, seed, traj, tf, ti, i0, nsteps, gsave, save_after, lam,
                  pbar, rw, np.zeros((2, n), np.complex128), bw,
                  _noise_work(n, m, p.size, general))
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
@@ -131,6 +135,10 @@ def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, ge
     grid = np.arange(nsteps + 1).astype(np.float64)
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
+    # run-time values, not literals: the single-trajectory kernels' compiles of the
+    # loops below serve these calls too (RESULTS.md, fortieth session)
+    i0 = np.int64(0)
+    store = np.bool_(True)
     for i in prange(N):
         traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = em_tree(m, seed, traj)
@@ -138,7 +146,7 @@ def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, ge
         rw = np.zeros((10, n))
         gk = _heun_gk(n, m, general)
         bw = np.zeros((3, m))
-        _heun_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states, True, rw,
+        _heun_advance(f, gv, gm, p, u, geo, ip, seed, traj, tf, ti, i0, nsteps, states, store, rw,
                       gk, bw[0], bw[1], bw[2])
         states[nsteps, :] = u
         ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
@@ -147,7 +155,7 @@ def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, ge
             continue
         _heun_reverse(f, gv, gm, thread_vj(vjf0),
                       thread_vj(vjg0), gcm, p, states, geo, ip, seed, traj, tf,
-                      ti, 0, nsteps, gsave, save_after, lam, pbar, rw,
+                      ti, i0, nsteps, gsave, save_after, lam, pbar, rw,
                       np.zeros((2, n), np.complex128), gk, _noise_work(n, m, p.size, general),
                       bw[0], bw[1], bw[2])
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
@@ -165,6 +173,10 @@ def milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
     vjd0 = _vj(phic, vjd_r, f, ())
+    # run-time values, not literals: the single-trajectory kernels' compiles of the
+    # loops below serve these calls too (RESULTS.md, fortieth session)
+    i0 = np.int64(0)
+    store = np.bool_(True)
     for i in prange(N):
         traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = em_tree(m, seed, traj)
@@ -172,8 +184,8 @@ def milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s
         rw = np.zeros((8, n))
         cw = np.zeros((2, n), np.complex128)
         bw = np.zeros((3, m))
-        _milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, 0, nsteps, states,
-                          True, rw, cw, np.zeros(p.size, np.complex128), bw[0], bw[1], bw[2])
+        _milstein_advance(f, gv, phic, p, u, geo, ip, seed, traj, tf, ti, i0, nsteps, states,
+                          store, rw, cw, np.zeros(p.size, np.complex128), bw[0], bw[1], bw[2])
         states[nsteps, :] = u
         ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
             i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, 0)
@@ -181,7 +193,7 @@ def milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s
             continue
         _milstein_reverse(thread_vj(vjf0), thread_vj(vjg0),
                           thread_vj(vjd0), p, states, geo, ip, seed, traj, tf,
-                          ti, 0, nsteps, gsave, save_after, lam, pbar, rw, cw, bw[0], bw[1],
+                          ti, i0, nsteps, gsave, save_after, lam, pbar, rw, cw, bw[0], bw[1],
                           bw[2])
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
 
@@ -243,6 +255,10 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, u0s, ps
     general = ip[2] == GENERAL
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
+    # run-time values, not literals: the single-trajectory kernels' compiles of the
+    # loops below serve these calls too (RESULTS.md, fortieth session)
+    i0 = np.int64(0)
+    store = np.bool_(True)
     for i in prange(N):
         traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = sra_tree(m, seed, traj)
@@ -260,8 +276,8 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, u0s, ps
         if done:
             u[:] = states[nsteps]
         else:
-            _sra_advance(f, gv, gm, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps,
-                         states, True, H, F, G, gk, bw[0], bw[1], dw[0], dw[1])
+            _sra_advance(f, gv, gm, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, i0, nsteps,
+                         states, store, H, F, G, gk, bw[0], bw[1], dw[0], dw[1])
             states[nsteps, :] = u
         ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
             i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, rc)
@@ -269,7 +285,7 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, u0s, ps
             continue
         _sra_reverse(f, gv, gm, thread_vj(vjf0),
                      thread_vj(vjg0), gcm, tab, p, states, geo, ipi, xg, seed,
-                     traj, tf, ti, 0, nsteps, gsave, save_after, lam, pbar, H, F, G, gk,
+                     traj, tf, ti, i0, nsteps, gsave, save_after, lam, pbar, H, F, G, gk,
                      np.zeros((s, n)), np.zeros((6, n)), np.zeros((2, n), np.complex128),
                      _noise_work(n, m, p.size, general), bw[0], bw[1], dw[0], dw[1])
         _traj_out(i, lam, lam0, pbar, g_u0, g_p, retcodes)
@@ -286,6 +302,10 @@ def sri_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
     s = tab.shape[0]
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
+    # run-time values, not literals: the single-trajectory kernels' compiles of the
+    # loops below serve these calls too (RESULTS.md, fortieth session)
+    i0 = np.int64(0)
+    store = np.bool_(True)
     for i in prange(N):
         traj, u, p = _traj_start(i, u0s, ps)
         tf, ti = sra_tree(m, seed, traj)
@@ -302,15 +322,15 @@ def sri_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
         if done:
             u[:] = states[nsteps]
         else:
-            _sri_advance(f, gv, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps, states,
-                         True, wk, chi, ue[0], ue[1], bw[0], bw[1], dw[0], dw[1])
+            _sri_advance(f, gv, tab, p, u, geo, ipi, xg, seed, traj, tf, ti, i0, nsteps, states,
+                         store, wk, chi, ue[0], ue[1], bw[0], bw[1], dw[0], dw[1])
             states[nsteps, :] = u
         ok, gsave, save_after, lam0, lam, pbar = _traj_loss(
             i, grid, states, nsteps + 1, rows, data, weights, values, u, g_u0, g_p, retcodes, rc)
         if not ok:
             continue
         _sri_reverse(f, gv, thread_vj(vjf0), thread_vj(vjg0),
-                     tab, p, states, geo, ipi, xg, seed, traj, tf, ti, 0, nsteps, gsave,
+                     tab, p, states, geo, ipi, xg, seed, traj, tf, ti, i0, nsteps, gsave,
                      save_after, lam, pbar, wk, chi, ue[0], ue[1], np.zeros((2 * s, n)),
                      np.zeros((6, n)), np.zeros((2, n), np.complex128), bw[0], bw[1], dw[0],
                      dw[1])

@@ -461,7 +461,10 @@ def stiff_ensemble(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, savet, cb, out, 
         rhsi = (f, ps[i], lin, plin, haslin, empty1(n))
         jdi = (jac, hasjac, fc, pcs[i], cptr, ccols, colptr, rowidx, hascolor, fjac_on,
                autonomous)
-        res = stiff_solve_inner(rhsi, jdi, u0s[i], t0, tab, ctrl, stops, (False, savet, False),
+        # run-time flags, not literals: one compile of the loop shared with
+        # stiff_ensemble_gradient's (RESULTS.md, fortieth session)
+        res = stiff_solve_inner(rhsi, jdi, u0s[i], t0, tab, ctrl, stops,
+                                (np.bool_(False), savet, np.bool_(False)),
                                 trajectory_callbacks(cb, ps[i]), nsv + 1)
         put_trajectory(out, i, res[1], res[2])
         retcodes[i] = res[12]

@@ -51,10 +51,11 @@ def _reverse_trajectory_family(rhs, jd, vj, tab, u0, states, steps_t, steps_h, n
             wk = sd_work(n, tab[6].size, pbar.size, 0)
             st = np.empty((nsteps + 1, n))
             cur = u0.copy()
-            ok = sd_advance(rhs, jd, tab, cur, steps_t, steps_h, 0, nsteps, st, True, wk)
+            ok = sd_advance(rhs, jd, tab, cur, steps_t, steps_h, np.int64(0), nsteps, st,
+                            np.bool_(True), wk)
             for x in range(n):
                 st[nsteps, x] = cur[x]
-            sd_reverse(rhs, jd, vj, tab, st, steps_t, steps_h, 0, nsteps, gsave,
+            sd_reverse(rhs, jd, vj, tab, st, steps_t, steps_h, np.int64(0), nsteps, gsave,
                        save_after, lam, pbar, wk)
             return ok
         return impl
@@ -68,13 +69,14 @@ def _reverse_trajectory_family(rhs, jd, vj, tab, u0, states, steps_t, steps_h, n
             # steps' df/dt increment (jitsolve.adjoint.stiff.rosenbrock_adjoint)
             st = np.empty((nsteps + 1, n))
             cur = u0.copy()
-            ros_advance(rhs, jd, tab, cur, steps_t, steps_h, 0, nsteps, st, True, wk)
+            ros_advance(rhs, jd, tab, cur, steps_t, steps_h, np.int64(0), nsteps, st,
+                        np.bool_(True), wk)
             for x in range(n):
                 st[nsteps, x] = cur[x]
-            ros_reverse(rhs, jd, vj, tab, st, steps_t, steps_h, 0, nsteps, gsave,
+            ros_reverse(rhs, jd, vj, tab, st, steps_t, steps_h, np.int64(0), nsteps, gsave,
                         save_after, lam, pbar, wk)
         else:
-            ros_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, 0, nsteps, gsave,
+            ros_reverse(rhs, jd, vj, tab, states, steps_t, steps_h, np.int64(0), nsteps, gsave,
                         save_after, lam, pbar, wk)
         return True
     return impl
@@ -106,8 +108,9 @@ def stiff_ensemble_gradient(rhs, jd, u0s, ps, pcs, t0, tab, ctrl, stops, vjt, t_
         rhsk = (f, ps[k], lin, plin, haslin, np.empty(n))
         jdk = (jac, hasjac, fc, pcs[k], cptr, ccols, colptr, rowidx, hascolor, fjac_on,
                autonomous)
-        res = stiff_solve_inner(rhsk, jdk, u0s[k], t0, tab, ctrl, stops, (True, empty, False),
-                                None, 64)
+        # run-time flags and capacity, not literals (as stiff_ensemble's call)
+        res = stiff_solve_inner(rhsk, jdk, u0s[k], t0, tab, ctrl, stops,
+                                (np.bool_(True), empty, np.bool_(False)), None, np.int64(64))
         us = res[1]
         nsteps = res[5]
         rc = res[12]
