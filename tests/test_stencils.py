@@ -671,6 +671,31 @@ def test_tiled_row_is_the_identity_on_one_plane():
         assert [_tiled_row(q, 1, 37, tp) for q in range(37)] == list(range(37))
 
 
+def test_laplacian_tile_follows_the_cpu(monkeypatch):
+    """The 3-D Laplacian's row order is chosen per CPU (plane after plane on AMD Zen,
+    tiles of 8 planes elsewhere), from the CPU name Numba compiles for: a cached kernel
+    is keyed on that name, so the order compiled in matches it."""
+    from numba.core import config
+
+    from jitsolve.kernels.cpu import stencil as S
+
+    assert S.lap_tile("znver4") == S.lap_tile("znver3") == 1
+    assert S.lap_tile("sapphirerapids") == S.lap_tile("skylake-avx512") == 8
+    assert S.LAP_TILE == S.lap_tile(S._codegen_cpu())
+    monkeypatch.setattr(config, "CPU_NAME", "znver2")
+    assert S._codegen_cpu() == "znver2"
+    # whichever order this CPU takes, the kernel gives the rows' bits in any tile size
+    g = js.Grid((11, 6, 9), bc=js.Dirichlet(0.3))
+    L = js.Laplacian(g)
+    u = np.random.default_rng(5).standard_normal(g.shape)
+    got = np.empty_like(u)
+    S.laplacian_apply(u, got, L._c, L._per, L._sgn)
+    lap_rows, _, _ = _single_row_kernels()
+    want = np.empty_like(u)
+    lap_rows(u, want, L._c, L._per, L._sgn)
+    assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("shape", [(19, 70, 5), (8, 32, 3), (17, 33, 6), (9, 65, 2)])
 @pytest.mark.parametrize("bcname", list(BCS))
 @pytest.mark.parametrize("kind,scheme", KINDS, ids=[f"{k}-{s}" for k, s in KINDS])

@@ -100,8 +100,28 @@ def _chunk(ch, nch, nrows):
     return ch * nrows // nch, (ch + 1) * nrows // nch
 
 
-#: the Laplacian's 3-D row order (:func:`_tiled_row`): tiles of 8 planes x 1 row
-LAP_TILE = 8
+def lap_tile(cpu):
+    """Planes per tile of the 3-D Laplacian's row order (:func:`_tiled_row`) on the CPU
+    that LLVM names ``cpu``: 1 (plane after plane) on AMD Zen (``znver*``), where tiles
+    of 8 planes measured 1.3-1.6x the time of the plain order (256^3, 200^3, 128^3,
+    512 x 256^2; fortieth session), else 8 (Intel Sapphire Rapids: 0.78-0.84 of the
+    triad against 0.66-0.74 plain, thirty-seventh session; RESULTS.md)."""
+    return 1 if cpu.startswith("znver") else 8
+
+
+def _codegen_cpu():
+    """The CPU name Numba compiles for (``NUMBA_CPU_NAME``, else the host's): the cache
+    keys its entries on it, so a tile size derived from it matches the cached code."""
+    from numba.core import config
+    if config.CPU_NAME:
+        return config.CPU_NAME
+    import llvmlite.binding as ll
+    return ll.get_host_cpu_name()
+
+
+#: the Laplacian's 3-D row order (:func:`_tiled_row`): tiles of ``LAP_TILE`` planes x 1
+#: row, chosen for this CPU (:func:`lap_tile`); a global, so compiled in as a constant
+LAP_TILE = lap_tile(_codegen_cpu())
 
 
 @njit(cache=True, error_model="numpy")
@@ -203,7 +223,8 @@ def laplacian_apply(u, out, c, per, sgn):
     at non-periodic boundaries; ``c_a = 1/h_a^2``.  On 2-D grids the rows are taken in
     pairs (:func:`_lap_pair_2d`, where :func:`_lap_pairs_pay`); in 3-D the pairs' ten
     streams measured slower than single rows (1.4-1.8x at 256^3), and the rows are
-    taken in tiles of :data:`LAP_TILE` planes x 1 row (:func:`_tiled_row`).
+    taken in tiles of :data:`LAP_TILE` planes x 1 row (:func:`_tiled_row`; 8 planes,
+    or plane after plane on AMD Zen: :func:`lap_tile`).
     """
     n0, n1, n2 = u.shape
     if _lap_pairs_pay(n0, n1, n2, c[0]):
