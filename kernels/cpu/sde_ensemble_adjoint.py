@@ -45,6 +45,12 @@ NOT_FINITE = UNSTABLE
 # the Python-level call's; the loops take pointers, so the cached kernel would also do)
 _record_inner = njit(cache=False)(sde_record_steps.py_func)
 
+# The kernels below pass ``i0 = np.int64(0)`` and ``store = np.bool_(True)`` to the
+# single-trajectory loops, not the constants: Numba types a constant passed between
+# compiled functions as a literal and compiles the callee again for it, beside the
+# compile that the single-trajectory kernels' run-time values get (RESULTS.md, fortieth
+# session).
+
 
 @njit(cache=False)
 def _traj_start(i, u0s, ps):
@@ -98,8 +104,7 @@ def em_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, geo,
     # region); each thread copies their work arrays (thread_vj)
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
-    # run-time values, not literals: the single-trajectory kernels' compiles of the
-    # loops below serve these calls too (RESULTS.md, fortieth session)
+    # run-time values, not literals (the note after _record_inner)
     i0 = np.int64(0)
     store = np.bool_(True)
     for i in prange(N):
@@ -135,8 +140,7 @@ def heun_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, u0s, ps, ge
     grid = np.arange(nsteps + 1).astype(np.float64)
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
-    # run-time values, not literals: the single-trajectory kernels' compiles of the
-    # loops below serve these calls too (RESULTS.md, fortieth session)
+    # run-time values, not literals (the note after _record_inner)
     i0 = np.int64(0)
     store = np.bool_(True)
     for i in prange(N):
@@ -173,8 +177,7 @@ def milstein_ensemble_gradient(f, gv, fc, gc, phic, vjf_r, uf, vjg_r, vjd_r, u0s
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
     vjd0 = _vj(phic, vjd_r, f, ())
-    # run-time values, not literals: the single-trajectory kernels' compiles of the
-    # loops below serve these calls too (RESULTS.md, fortieth session)
+    # run-time values, not literals (the note after _record_inner)
     i0 = np.int64(0)
     store = np.bool_(True)
     for i in prange(N):
@@ -255,8 +258,7 @@ def sra_ensemble_gradient(f, gv, gm, fc, gc, gcm, vjf_r, uf, vjg_r, tab, u0s, ps
     general = ip[2] == GENERAL
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
-    # run-time values, not literals: the single-trajectory kernels' compiles of the
-    # loops below serve these calls too (RESULTS.md, fortieth session)
+    # run-time values, not literals (the note after _record_inner)
     i0 = np.int64(0)
     store = np.bool_(True)
     for i in prange(N):
@@ -302,8 +304,7 @@ def sri_ensemble_gradient(f, gv, gm, fc, gc, vjf_r, uf, vjg_r, tab, u0s, ps, geo
     s = tab.shape[0]
     vjf0 = _vj(fc, vjf_r, f, uf[0])
     vjg0 = _vj(gc, vjg_r, f, uf[1])
-    # run-time values, not literals: the single-trajectory kernels' compiles of the
-    # loops below serve these calls too (RESULTS.md, fortieth session)
+    # run-time values, not literals (the note after _record_inner)
     i0 = np.int64(0)
     store = np.bool_(True)
     for i in prange(N):
