@@ -657,7 +657,7 @@ def _diffusion_apply_pairs(u, k, out, c, per, sgn):
     bit and a sum keeps its bits when a term is subtracted negated, so the values are
     :func:`diff_apply_row`'s.  Why: the divisions bound the apply on cores that divide
     slowly (Intel Sapphire Rapids: see RESULTS.md); the flux form does fewer
-    multiplications and loads a cell (0.82-0.83x the time of the harmonic means looked
+    multiplications and loads a cell (0.82-0.94x the time of the harmonic means looked
     up, 256^2 and 512^2, two threads, AMD Zen 4, fortieth session).
     """
     n0, n1, n2 = u.shape
