@@ -131,6 +131,43 @@ def test_advection_param_vjp(scheme, bcname, shape, rng):
     assert abs(np.vdot(grad, d) - fd) <= 1e-7 * max(1.0, abs(fd))
 
 
+@pytest.mark.parametrize("bcname", ["dirichlet0", "periodic", "neumann0"])
+@pytest.mark.parametrize("shape", [(6, 5, 7), (9, 8), (13,)], ids=lambda s: f"{len(s)}d")
+def test_upwind_advection_reads_only_upwind_values(shape, bcname, rng):
+    """A non-finite value reaches exactly the cells whose row of the assembled matrix
+    weights it: upwind, a cell downwind of a face never multiplies it by a zero weight."""
+    g = _grid(shape, BCS[bcname]())
+    vel = rng.uniform(-1.0, 1.0, (g.ndim,) + g.shape)
+    A = js.Advection(g, vel, "upwind")
+    column = A.to_csr().tocsc()
+    for k in rng.choice(g.size, size=4, replace=False):
+        u = rng.standard_normal(g.size)
+        u[k] = np.nan
+        reached = np.isnan(A.apply(u))
+        weights = column[:, k].toarray().ravel() != 0.0
+        np.testing.assert_array_equal(reached, weights)
+
+
+@pytest.mark.parametrize("shape", [(16, 8, 32), (64, 64), (5,)], ids=lambda s: f"{len(s)}d")
+def test_advection_velocity_components_are_staggered(shape, rng):
+    """The velocity's components are stored a page and a cache line apart, never at
+    offsets equal modulo a power of two of 4 KiB or more; values and results unchanged."""
+    g = js.Grid(shape, bc=js.Periodic())
+    vel = rng.uniform(-1.0, 1.0, (g.ndim,) + g.shape)
+    A = js.Advection(g, vel, "upwind")
+    np.testing.assert_array_equal(A.velocity, vel)
+    assert all(A.velocity[a].flags.c_contiguous for a in range(g.ndim))
+    starts = [A.velocity[a].ctypes.data for a in range(g.ndim)]
+    for a in range(1, g.ndim):
+        assert (starts[a] - starts[a - 1]) % 4096 == 64
+    B = js.Advection(g, tuple(0.5 + a for a in range(g.ndim)), "upwind")   # constant: broadcast
+    np.testing.assert_array_equal(B.velocity, np.broadcast_to(
+        (0.5 + np.arange(g.ndim)).reshape((-1,) + (1,) * g.ndim), (g.ndim,) + g.shape))
+    u = rng.standard_normal(g.shape)
+    np.testing.assert_allclose(A.apply(u).ravel(), A.to_csr() @ u.ravel(), rtol=1e-13,
+                               atol=1e-13 * np.abs(u).max())
+
+
 def test_laplacian_converges_second_order():
     """The 2D Dirichlet Laplacian of sin(pi x) sin(pi y) converges at O(h^2) in the interior."""
     errs = []

@@ -988,11 +988,19 @@ def _dwr(v, central):
 
 @njit(inline="always", cache=True)
 def _adv_cell(x, vx, um, vm, sm, up, vp, sp, central):
-    """``F_lo - F_hi`` for one cell along one axis (ghost values already signed)."""
+    """``F_lo - F_hi`` for one cell along one axis (ghost values already signed).
+
+    Upwind takes the face velocity times the upwind value, ``F = v u_L`` (``v > 0``) or
+    ``v u_R``: the same value as ``max(v, 0) u_L + min(v, 0) u_R`` (one of its products
+    is zero) with one product instead of two, and a non-finite value downwind of a face
+    is not multiplied by its zero weight, as in the assembled matrix (``to_csr``).
+    """
     fl = 0.5 * (vx + vm)
     fh = 0.5 * (vx + vp)
-    return (_wl(fl, central) * sm * um + _wr(fl, central) * x
-            - _wl(fh, central) * x - _wr(fh, central) * sp * up)
+    if central:
+        return (_wl(fl, central) * sm * um + _wr(fl, central) * x
+                - _wl(fh, central) * x - _wr(fh, central) * sp * up)
+    return fl * (sm * um if fl > 0.0 else x) - fh * (x if fh > 0.0 else sp * up)
 
 
 @njit(cache=True, error_model="numpy")
@@ -1145,18 +1153,34 @@ def advection_transpose(lam, v0, v1, v2, out, c, per, sgn, central):
 
 
 @njit(inline="always", cache=True)
+def _dflux(v, a, b, central):
+    """``dF/dv`` of the face flux with lower value ``a`` and upper value ``b``: the value
+    ``[v > 0] a + [v < 0] b`` (upwind) taken by a selection, one product fewer."""
+    if central:
+        return _dwl(v, central) * a + _dwr(v, central) * b
+    return a if v > 0.0 else (b if v < 0.0 else 0.0)
+
+
+@njit(inline="always", cache=True)
+def _advV_face(vl, vh, ul, uh, ll, lh, central):
+    """An interior face's term of ``d/dv <lam, A(v) u>`` in either cell it joins:
+    ``dF/dv_f * d v_f / d v_i (= 1/2) * (lam_hi - lam_lo)``."""
+    return 0.5 * _dflux(0.5 * (vh + vl), ul, uh, central) * (lh - ll)
+
+
+@njit(inline="always", cache=True)
 def _advV_cell(x, lx, vx, um, lm, vm, sm, gm, up, lp, vp, sp, gp, central):
     """``d/dv_i <lam, A(v) u>`` from the two faces of one cell along one axis."""
     fl = 0.5 * (vx + vm)
     fh = 0.5 * (vx + vp)
     if gm:   # ghost face: v_f = v_i, only this cell's equation sees it
-        lo = (_dwl(fl, central) * sm * x + _dwr(fl, central) * x) * lx
+        lo = _dflux(fl, sm * x, x, central) * lx
     else:    # interior face shared with the lower cell: d v_f / d v_i = 1/2
-        lo = 0.5 * (_dwl(fl, central) * um + _dwr(fl, central) * x) * (lx - lm)
+        lo = 0.5 * _dflux(fl, um, x, central) * (lx - lm)
     if gp:
-        hi = -(_dwl(fh, central) * x + _dwr(fh, central) * sp * x) * lx
+        hi = -_dflux(fh, x, sp * x, central) * lx
     else:
-        hi = 0.5 * (_dwl(fh, central) * x + _dwr(fh, central) * up) * (lp - lx)
+        hi = 0.5 * _dflux(fh, x, up, central) * (lp - lx)
     return lo + hi
 
 
@@ -1166,9 +1190,11 @@ def _advV_row(ur, um0, up0, um1, up1, lr, lm0, lp0, lm1, lp1, vr0, vm0, vp0, vr1
     """One row of :func:`advection_param_vjp` (``o0``, ``o1`` written when ``w0``, ``w1``)."""
     llvm_always_inline()
     s0, t0, e0, f0, s1, t1, e1, f1 = gd
+    a20, s20, e20 = _lo(0, n2, per2, sl)
+    b20, t20, f20 = _hi(0, n2, per2, sh)
+    a21, s21, e21 = _lo(n2 - 1, n2, per2, sl)
+    b21, t21, f21 = _hi(n2 - 1, n2, per2, sh)
     for j in (0, n2 - 1):
-        a2, s2, e2 = _lo(j, n2, per2, sl)
-        b2, t2, f2 = _hi(j, n2, per2, sh)
         x = ur[j]
         lx = lr[j]
         if w0:
@@ -1177,12 +1203,20 @@ def _advV_row(ur, um0, up0, um1, up1, lr, lm0, lp0, lm1, lp1, vr0, vm0, vp0, vr1
         if w1:
             o1[j] = c1 * _advV_cell(x, lx, vr1[j], um1[j], lm1[j], vm1[j], s1, e1,
                                     up1[j], lp1[j], vp1[j], t1, f1, central)
-        o2[j] = c2 * _advV_cell(x, lx, vr2[j], ur[a2], lr[a2], vr2[a2], s2, e2,
-                                ur[b2], lr[b2], vr2[b2], t2, f2, central)
-    # one pass per component: each loop is branch-free and vectorises (rows re-read from cache)
-    for j in range(1, n2 - 1):
-        o2[j] = c2 * _advV_cell(ur[j], lr[j], vr2[j], ur[j - 1], lr[j - 1], vr2[j - 1], 1.0, False,
-                                ur[j + 1], lr[j + 1], vr2[j + 1], 1.0, False, central)
+    q0 = c2 * _advV_cell(ur[0], lr[0], vr2[0], ur[a20], lr[a20], vr2[a20], s20, e20,
+                         ur[b20], lr[b20], vr2[b20], t20, f20, central)
+    q1 = c2 * _advV_cell(ur[n2 - 1], lr[n2 - 1], vr2[n2 - 1], ur[a21], lr[a21], vr2[a21], s21,
+                         e21, ur[b21], lr[b21], vr2[b21], t21, f21, central)
+    # one pass per component: each loop is branch-free and vectorises (rows re-read from
+    # cache).  Along the row each interior face's term is formed once, into o2[j] for the
+    # face between cells j and j + 1, then summed in place from the top: the same
+    # ``lo + hi`` as a cell's own two faces, bit for bit, at half the face work.
+    for j in range(n2 - 1):
+        o2[j] = _advV_face(vr2[j], vr2[j + 1], ur[j], ur[j + 1], lr[j], lr[j + 1], central)
+    for j in range(n2 - 2, 0, -1):
+        o2[j] = c2 * (o2[j - 1] + o2[j])
+    o2[0] = q0
+    o2[n2 - 1] = q1
     if w1:
         for j in range(1, n2 - 1):
             o1[j] = c1 * _advV_cell(ur[j], lr[j], vr1[j], um1[j], lm1[j], vm1[j], s1, e1,

@@ -26,6 +26,33 @@ def _streams(backend, out3):
     return backend == "cpu" and kernel_module("cpu", "ntstore").use_stream(out3)
 
 
+# Gap between the components of a vector field stored in one buffer: a page and a cache
+# line, so that no two components start at addresses equal modulo a large power of two.
+_COMPONENT_GAP = (4096 + 64) // 8
+
+
+def _staggered_components(v):
+    """``v`` (shape ``(d, *grid)``, float64) copied into one buffer with a gap of
+    :data:`_COMPONENT_GAP` entries between its components; returns the view of shape
+    ``(d, *grid)`` (each component C-contiguous, the first axis strided).
+
+    Why: a contiguous ``(3, 256, 256, 256)`` field puts its components exactly 2^27
+    bytes apart, so a kernel reading the three at one index (the advection kernels)
+    reads addresses equal modulo every cache's way size.  On an AMD Zen 4 host that cost
+    the 256^3 apply 1.3-1.7x and the velocity VJP 1.4-1.5x in some runs (none on a
+    240 x 256 x 256 grid), nothing measurable in others; staggered, never more than
+    noise (RESULTS.md, forty-first session).  Memory: one page per component.
+    """
+    d = v.shape[0]
+    m = v[0].size
+    buf = np.empty(d * m + (d - 1) * _COMPONENT_GAP)
+    step = (m + _COMPONENT_GAP) * buf.itemsize
+    component = buf[:m].reshape(v.shape[1:]).strides
+    out = np.lib.stride_tricks.as_strided(buf, shape=v.shape, strides=(step,) + component)
+    out[...] = v
+    return out
+
+
 def _check_real_pair(op, u, lam):
     u = op._check_in(u, "u")
     lam = op._check_in(lam, "lam")
@@ -264,7 +291,7 @@ class Advection(GridOperator):
         elif v.shape != (d,) + grid.shape:
             raise InvalidProblemError(
                 f"velocity: expected {d} numbers or an array of shape {(d,) + grid.shape}, got {v.shape}")
-        self.velocity = np.ascontiguousarray(v, dtype=np.float64)
+        self.velocity = _staggered_components(np.asarray(v, dtype=np.float64))
         self._central = self.scheme == "central"
         off = 3 - d
         comps = [self._view3(self.velocity[a]) for a in range(d)]
