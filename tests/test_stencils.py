@@ -168,6 +168,28 @@ def test_advection_velocity_components_are_staggered(shape, rng):
                                atol=1e-13 * np.abs(u).max())
 
 
+@pytest.mark.parametrize("scheme", ["upwind", "central"])
+@pytest.mark.parametrize("bcname", list(BCS))
+@pytest.mark.parametrize("shape", [(150, 7), (131, 16), (200, 3)])
+def test_2d_velocity_vjp_carried_rows_equal_per_cell_terms(shape, bcname, scheme, rng):
+    """On 2-D grids the velocity VJP forms each face's term once for the two rows it joins
+    (rows carried within a chunk, more rows than chunks here); the 3-D kernel forms them
+    per cell.  The same field on a one-cell-thick 3-D grid gives the same bits."""
+    from jitsolve.kernels.cpu.stencil import VJP_CHUNKS
+    assert shape[0] > 2 * VJP_CHUNKS
+    g2 = _grid(shape, BCS[bcname]())
+    g3 = js.Grid((1,) + shape, extent=[(0.0, 0.5)] + [(0.0, 1.0 + 0.3 * a) for a in range(2)],
+                 bc=BCS[bcname]())
+    vel = rng.uniform(-1.0, 1.0, (2,) + shape)
+    vel[:, ::7] = np.round(vel[:, ::7])          # some faces with v_f = 0
+    u = rng.standard_normal(shape)
+    lam = rng.standard_normal(shape)
+    grad2 = js.Advection(g2, vel, scheme).param_vjp(u, lam)
+    vel3 = np.concatenate([rng.uniform(-1.0, 1.0, (1, 1) + shape), vel[:, None]])
+    grad3 = js.Advection(g3, vel3, scheme).param_vjp(u[None], lam[None])
+    np.testing.assert_array_equal(grad2, grad3[1:, 0])
+
+
 def test_laplacian_converges_second_order():
     """The 2D Dirichlet Laplacian of sin(pi x) sin(pi y) converges at O(h^2) in the interior."""
     errs = []
