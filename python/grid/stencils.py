@@ -276,7 +276,9 @@ class Advection(GridOperator):
     once and writes once ((2 + ndim) x 8 bytes per cell; a constant velocity is stored
     as full arrays too).  ``A.T`` applies its own transpose kernel at the same cost.
     ``param_vjp``: one pass reading ``u``, ``lam`` and the velocity and writing ``ndim``
-    gradient arrays.  Memory: ``ndim`` velocity arrays of the grid's shape.
+    gradient arrays.  Memory: ``ndim`` velocity arrays of the grid's shape, in one
+    buffer a page and a cache line apart (``velocity`` is a view of it, each component
+    C-contiguous: see ``_staggered_components``).
     """
 
     param_name = "velocity"
