@@ -54,7 +54,7 @@ from numba import njit, prange
 from numba.extending import overload
 
 from .borrow import borrow, keep_alive
-from .erk import borrow_tab, combine_serial, dense_weights, erk_solve, erk_solve_inner, get_row, put_row
+from .erk import borrow_tab, combine_serial, dense_weights, erk_solve_inner, get_row, put_row
 from .rhs import borrow_rhs, eval_rhs
 
 __all__ = ["vjp_apply", "borrow_vj", "kappa_vjp", "user_vjp", "user_mode", "thread_vj", "erk_stages", "stage_coefficients", "erk_stages_dense", "erk_step_adjoint",
