@@ -1162,13 +1162,6 @@ def _dflux(v, a, b, central):
 
 
 @njit(inline="always", cache=True)
-def _advV_face(vl, vh, ul, uh, ll, lh, central):
-    """An interior face's term of ``d/dv <lam, A(v) u>`` in either cell it joins:
-    ``dF/dv_f * d v_f / d v_i (= 1/2) * (lam_hi - lam_lo)``."""
-    return 0.5 * _dflux(0.5 * (vh + vl), ul, uh, central) * (lh - ll)
-
-
-@njit(inline="always", cache=True)
 def _advV_lo(x, lx, vx, um, lm, vm, sm, gm, central):
     """The lower face's term of ``d/dv_i <lam, A(v) u>`` along one axis."""
     fl = 0.5 * (vx + vm)
@@ -1224,10 +1217,12 @@ def _advV_row(ur, um0, up0, um1, up1, lr, lm0, lp0, lm1, lp1, vr0, vm0, vp0, vr1
                          e21, ur[b21], lr[b21], vr2[b21], t21, f21, central)
     # one pass per component: each loop is branch-free and vectorises (rows re-read from
     # cache).  Along the row each interior face's term is formed once, into o2[j] for the
-    # face between cells j and j + 1, then summed in place from the top: the same
-    # ``lo + hi`` as a cell's own two faces, bit for bit, at half the face work.
+    # face between cells j and j + 1 (cell j + 1's lower term, which is cell j's upper
+    # one), then summed in place from the top: the same ``lo + hi`` as a cell's own two
+    # faces, bit for bit, at half the face work.
     for j in range(n2 - 1):
-        o2[j] = _advV_face(vr2[j], vr2[j + 1], ur[j], ur[j + 1], lr[j], lr[j + 1], central)
+        o2[j] = _advV_lo(ur[j + 1], lr[j + 1], vr2[j + 1], ur[j], lr[j], vr2[j], 1.0, False,
+                         central)
     for j in range(n2 - 2, 0, -1):
         o2[j] = c2 * (o2[j - 1] + o2[j])
     o2[0] = q0
