@@ -183,7 +183,8 @@ def _grid_krylov(prob, alg, oo, rhs):
 
     return solve_sdirk_krylov(alg.method, fE, fI, jv, prob.u0.ravel(), prob.tspan[0],
                               prob.tspan[1], imex=imex, rtol=oo["rtol"], atol=oo["atol"],
-                              dt=oo["dt"], dtmin=oo["dtmin"], maxiters=oo["maxiters"],
+                              adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
+                              maxiters=oo["maxiters"],
                               tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update,
                               precond=_stage_multigrid(op))
 

@@ -375,6 +375,13 @@ class EnsembleProblem(AbstractProblem):
     ``prob_func(prob, i) -> problem`` is the general, slower one (one ``solve`` each).
     Solve with ``js.solve(eprob, alg, trajectories=N, ...)``.
 
+    Saved times: an ODE ensemble saves at ``saveat`` and, without it, at ``tspan``'s two
+    ends only (SciML's ``save_everystep=false``), not every step as a single solve: its
+    trajectories take different adaptive steps and ``EnsembleSolution.u`` is one
+    ``(N, nt, ...)`` array on common times.  ``esol[i](t)`` interpolates linearly between
+    saved times, so pass ``saveat`` for values inside the span.  SDE ensembles step on
+    one grid and save every step of it.
+
     Examples
     --------
     >>> import numpy as np, jitsolve as js

@@ -1057,10 +1057,12 @@ def ensemble_loss_arrays(eprob, loss, rhs, N, m):
     d = np.ascontiguousarray(loss.data.reshape(-1, m, n))
     w = (np.ones_like(d) if loss.weights is None else
          np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
-    u0s = np.ascontiguousarray(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
-                               else np.broadcast_to(prob.u0.ravel(), (N, n)), dtype=np.float64)
-    ps = np.ascontiguousarray(eprob.ps[:N].reshape(N, -1) if eprob.ps is not None
-                              else np.broadcast_to(rhs.p, (N, rhs.p.size)), dtype=np.float64)
+    # writable copies (np.require): a broadcast view of an empty ``p`` is contiguous
+    # already, and a read-only array is a type the kernels are not compiled for
+    u0s = np.require(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None
+                     else np.broadcast_to(prob.u0.ravel(), (N, n)), np.float64, ("C", "W"))
+    ps = np.require(eprob.ps[:N].reshape(N, -1) if eprob.ps is not None
+                    else np.broadcast_to(rhs.p, (N, rhs.p.size)), np.float64, ("C", "W"))
     return d, w, u0s, ps
 
 

@@ -96,6 +96,22 @@ class DenseInterpolant:
     def __init__(self, steps_t, steps_h, us, ks, BTH, shape):
         self.t0s, self.hs, self.us, self.ks, self.BTH, self.shape = steps_t, steps_h, us, ks, BTH, shape
 
+    @classmethod
+    def checked(cls, steps_t, steps_h, us, ks, BTH, shape):
+        """The interpolant of arrays read from a file, their shapes checked against each
+        other and the state's (a ``ValueError`` naming the field: a truncated table would
+        otherwise fail only at the first ``sol(t)``, with NumPy's broadcast error)."""
+        n = int(np.prod(shape))
+        m = np.shape(steps_t)[0] if np.ndim(steps_t) == 1 else -1
+        sd = np.shape(BTH)[0] if np.ndim(BTH) == 2 else -1
+        for name, a, want in (("dense_t", steps_t, (m,)), ("dense_h", steps_h, (m,)),
+                              ("dense_u", us, (m, n)), ("dense_k", ks, (m, sd, n))):
+            if np.shape(a) != want:
+                raise ValueError(f"field {name!r} has shape {np.shape(a)}, expected {want} "
+                                 f"(dense_t {np.shape(steps_t)}, dense_BTH {np.shape(BTH)}, "
+                                 f"{n} entries a state)")
+        return cls(steps_t, steps_h, us, ks, BTH, shape)
+
     def __call__(self, tq):
         tq = np.asarray(tq, dtype=np.float64)
         flat = tq.ravel()
@@ -243,9 +259,9 @@ class ODESolution(AbstractSolution):
         if cls is SDESolution and "W" in arrays:
             kw["W"] = arrays["W"]
         if "dense_k" in arrays:
-            kw["interp"] = DenseInterpolant(arrays["dense_t"], arrays["dense_h"],
-                                            arrays["dense_u"], arrays["dense_k"],
-                                            arrays["dense_BTH"], arrays["u"].shape[1:])
+            kw["interp"] = DenseInterpolant.checked(arrays["dense_t"], arrays["dense_h"],
+                                                    arrays["dense_u"], arrays["dense_k"],
+                                                    arrays["dense_BTH"], arrays["u"].shape[1:])
         sol = cls(arrays["t"], arrays["u"], attrs["retcode"], _stats_from_attrs(attrs),
                   events=events, alg=attrs.get("alg", ""), **kw)
         for k in ("steps_t", "steps_h"):

@@ -369,8 +369,26 @@ def root_state(u, ks, BTH, theta, h):
     return uroot
 
 
-@njit(cache=False)
 def land_past_root(ccond, cbp, unew, uroot, tnew):
+    """:func:`_land_past_root`, or False without a continuous callback (``ccond`` None:
+    the stiff loops reach this call under a run-time ``has_c``, so it must type with an
+    empty slot; nothing is compiled for it)."""
+
+
+@overload(land_past_root, jit_options={"cache": False})
+def _land_past_root_impl(ccond, cbp, unew, uroot, tnew):
+    if isinstance(ccond, types.NoneType):
+        def none(ccond, cbp, unew, uroot, tnew):
+            return False
+        return none
+
+    def impl(ccond, cbp, unew, uroot, tnew):
+        return _land_past_root(ccond, cbp, unew, uroot, tnew)
+    return impl
+
+
+@njit(cache=False)
+def _land_past_root(ccond, cbp, unew, uroot, tnew):
     """End an event step on the crossed side of the root.
 
     The step redone to end at the root ``tnew`` is a new Runge-Kutta (or Rosenbrock,

@@ -220,7 +220,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
         niter += 1
         stop = stops[istop]
         dist = abs(stop - t)
-        land = habs >= dist * (1.0 - 1e-12)
+        land = habs * (1.0 + 1e-10) >= dist   # no sliver step (as erk_solve)
         hstep = dist if land else habs
         h = tdir * hstep
 

@@ -160,8 +160,10 @@ def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None
 
     Returns ``(u (N, nsave, n), retcodes (N,) of names, stats (N, 5))``.
     """
-    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
-    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    # writable C arrays: a broadcast view of an empty parameter vector (no ``p``) is
+    # already contiguous and would reach the kernel read-only, a type it is not compiled for
+    u0s = np.require(u0s, np.float64, ("C", "W"))
+    ps = np.require(ps, np.float64, ("C", "W"))
     N, n = u0s.shape
     savet = np.ascontiguousarray(savet, dtype=np.float64)
     tab, rhs, jd, stops, ctrl = _loop_arguments(name, f, ps[0] if N else np.zeros(0), n, t0, t1,

@@ -221,8 +221,8 @@ def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmi
     out_u = np.empty((N, cap, n))
     out_W = np.empty((N, cap, m) if save_noise else (N, 1, 1))
     st = np.zeros((N, 6), dtype=np.int64)
-    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
-    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    u0s = np.require(u0s, np.float64, ("C", "W"))    # writable: see solve_stiff_ensemble
+    ps = np.require(ps, np.float64, ("C", "W"))
     if not adaptive and batch is not None and _lockstep(mod, sch, noise, maxiters):
         fb, gb, batched = _batch_funcs(batch, N * sch.N)
         KL.em_lockstep_paths(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, np.uint64(seed),
@@ -252,8 +252,8 @@ def ensemble_moments(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dt
     mean = np.empty((nt, n))
     var = np.empty((nt, n))
     counts = np.zeros(5, dtype=np.int64)
-    u0s = np.ascontiguousarray(u0s, dtype=np.float64)
-    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    u0s = np.require(u0s, np.float64, ("C", "W"))    # writable: see solve_stiff_ensemble
+    ps = np.require(ps, np.float64, ("C", "W"))
     if not adaptive and batch is not None and _lockstep(mod, sch, noise, maxiters):
         fb, gb, batched = _batch_funcs(batch, int(trajectories) * sch.N)
         KL.em_lockstep_moments(f, gv, fb, gb, batched, u0s, ps, fpar, ipar, np.uint64(seed),
