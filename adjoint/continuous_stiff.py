@@ -19,9 +19,11 @@ interpolation weights) and the dense matrix and constant of the linear part.  Th
 cfuncs close over the user's functions only (its real and complex cfuncs and optional
 ``jac`` / ``paramjac``), so they compile once per user function per process.
 
-- ``J`` and ``J_p``: the user's ``jac`` / ``paramjac`` when given, else exact complex
-  step of ``f``'s complex twin (one evaluation per column; dense: the adjoint is for
-  systems that fit the stiff methods' dense path).
+- ``J`` and ``J_p``: the user's ``jac`` / ``paramjac`` when given, else rows of the
+  user's ``vjp`` (``J^T e_i``, ``J_p^T e_i``: n calls), else exact complex step of
+  ``f``'s complex twin (one evaluation per column; dense: the adjoint is for systems
+  that fit the stiff methods' dense path).  The complex twin is then not needed (the
+  caller passes a placeholder), so ``f`` need not compile for complex states.
 - Backsolve: the ``u``-rows of the Jacobian of ``(J + L)^T lam`` and ``J_p^T lam`` (second
   derivatives of ``f``) by central differences of the complex-step products; documented as
   unstable on stiff and dissipative problems, which is where this module runs.
@@ -43,7 +45,7 @@ from numba import cfunc
 
 from ..kernels.cpu import stiff_adjoint_system as K
 from ..kernels.cpu.cfuncptr import as_pointer
-from ..kernels.cpu.stiffjac import no_jac
+from ..kernels.cpu.stiffjac import no_jac, no_vjp
 from ..solvers.ode.rosenbrock import jacobian_data, solve_stiff
 
 __all__ = ["adjoint_system", "sensitivity_system", "pack", "solve_adjoint", "linear_part_dense"]
@@ -90,47 +92,48 @@ def linear_part_dense(lin, plin, n, t):
     return L, c
 
 
-def _system(kind, fr, fc, jac, paramjac):
+def _system(kind, fr, fc, jac, paramjac, vjp):
     """The ``(rhs, jac)`` cfunc pair of ``kind`` ("adjoint" or "sensitivity") for these
     user functions, built once per process."""
-    key = (kind, id(fr), id(fc), id(jac), id(paramjac))
+    key = (kind, id(fr), id(fc), id(jac), id(paramjac), id(vjp))
     hit = _SYSTEMS.get(key)
-    if hit is not None and hit[0] == (fr, fc, jac, paramjac):
+    if hit is not None and hit[0] == (fr, fc, jac, paramjac, vjp):
         return hit[1]
-    hasjac, haspj = jac is not None, paramjac is not None
+    hasjac, haspj, hasvjp = jac is not None, paramjac is not None, vjp is not None
     jf = jac if hasjac else no_jac
     pj = paramjac if haspj else no_jac
+    vj = vjp if hasvjp else no_vjp
     rhs_body, jac_body = ((K.adjoint_rhs, K.adjoint_jac) if kind == "adjoint"
                           else (K.sensitivity_rhs, K.sensitivity_jac))
 
     @as_pointer
     @cfunc(_F_SIG, error_model="numpy")
     def system_rhs(dz, z, P, t):
-        rhs_body(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t)
+        rhs_body(fr, fc, jf, pj, vj, hasjac, haspj, hasvjp, dz, z, P, t)
 
     @as_pointer
     @cfunc(_J_SIG, error_model="numpy")
     def system_jac(Jz, z, P, t):
-        jac_body(fc, jf, pj, hasjac, haspj, Jz, z, P, t)
+        jac_body(fc, jf, pj, vj, hasjac, haspj, hasvjp, Jz, z, P, t)
 
-    _SYSTEMS[key] = ((fr, fc, jac, paramjac), (system_rhs, system_jac))
+    _SYSTEMS[key] = ((fr, fc, jac, paramjac, vjp), (system_rhs, system_jac))
     return system_rhs, system_jac
 
 
-def adjoint_system(fr, fc, jac=None, paramjac=None):
+def adjoint_system(fr, fc, jac=None, paramjac=None, vjp=None):
     """``(rhs, jac)`` cfuncs of the adjoint system (modes 0-2 of :func:`pack`) for the
-    user's real and complex cfuncs ``fr``, ``fc`` (and optional ``jac`` / ``paramjac``
-    cfuncs); built once per user function per process (about 1.4 s with the compiled
-    bodies in the disk cache)."""
-    return _system("adjoint", fr, fc, jac, paramjac)
+    user's real and complex cfuncs ``fr``, ``fc`` (and optional ``jac`` / ``paramjac`` /
+    ``vjp`` cfuncs); built once per user function per process (about 1.4 s with the
+    compiled bodies in the disk cache)."""
+    return _system("adjoint", fr, fc, jac, paramjac, vjp)
 
 
-def sensitivity_system(fr, fc, jac=None, paramjac=None):
+def sensitivity_system(fr, fc, jac=None, paramjac=None, vjp=None):
     """``(rhs, jac)`` cfuncs of the forward sensitivity system ``u' = f``,
     ``S_k' = (J + L) S_k + J_p dp_k`` (mode 3 of :func:`pack`), built once per user
     function per process.  The Jacobian's ``u``-columns of the tangent rows (second
     derivatives of ``f``) are central differences of the exact Jacobians."""
-    return _system("sensitivity", fr, fc, jac, paramjac)
+    return _system("sensitivity", fr, fc, jac, paramjac, vjp)
 
 
 def solve_adjoint(method, system, P, z_end, t1, t0, t_jump, g_jump, *, n, off, quadrature,

@@ -102,12 +102,9 @@ def _ensemble_sensitivities(eprob, alg, t, wrt, solve_kw):
     forward-sensitivity solve each): ``u`` (N, m, *u0.shape) and ``S[name]`` (N, m,
     *u0.shape, ...), each trajectory's derivatives wrt its own ``p``/``u0``."""
     from .problems import remake
-    from .validate import check_positive_int
+    from .validate import check_trajectories
     kw = dict(solve_kw)
-    N = kw.pop("trajectories", None)
-    N = check_positive_int(N, "trajectories") if N is not None else eprob.ntrajectories
-    if N is None:
-        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    N = check_trajectories(kw.pop("trajectories", None), eprob.ntrajectories)
     if eprob.prob_func is not None:
         raise InvalidProblemError("prob: local sensitivities of an ensemble take its u0s/ps "
                                   "rows, not a prob_func")
@@ -134,7 +131,7 @@ class Residuals:
         from .losses import L2Loss
         from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
         from .sensitivity import ensemble_wrt
-        from .validate import check_positive_int
+        from .validate import check_trajectories
         ensemble = isinstance(prob, EnsembleProblem)
         base = prob.prob if ensemble else prob
         if not isinstance(base, (ODEProblem, SplitODEProblem)) or (ensemble and prob.prob_func):
@@ -149,11 +146,7 @@ class Residuals:
                 raise InvalidProblemError(f"wrt: expected 'p' and/or 'u0', not {name!r}")
         kw = dict(solve_kw)
         if ensemble:
-            N = kw.pop("trajectories", None) or prob.ntrajectories
-            if N is None:
-                raise InvalidProblemError("trajectories: required when the ensemble has no "
-                                          "u0s/ps")
-            N = check_positive_int(N, "trajectories")
+            N = check_trajectories(kw.pop("trajectories", None), prob.ntrajectories)
             self.shared = [ensemble_wrt(prob, name)[2] for name in names]
             kw["trajectories"] = N
         else:

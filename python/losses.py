@@ -7,6 +7,7 @@ A loss sees the saved states of a solve: for a ``LinearProblem`` the solution ``
 an ``EnsembleLoss`` sees every trajectory's saved states at once, ``(N, m, *u0.shape)``.
 """
 import copy
+import numbers
 
 import numpy as np
 
@@ -84,7 +85,13 @@ class Loss:
 
     def value(self, u):
         """The loss at the saved states ``u``."""
-        return float(self._value(u))
+        v = self._value(u)
+        real = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+        if not (real or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "fiu")):
+            raise InvalidProblemError(
+                f"value: the loss must return a real number, got {type(v).__name__}"
+                + (f" of shape {np.shape(v)}" if np.ndim(v) else ""))
+        return float(v)
 
     def grad(self, u):
         """dJ/du at ``u``, an array of ``u``'s shape."""

@@ -14,7 +14,7 @@ from .algorithms import SensitivityAlgorithm
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError, register_gradient
 from .problems import EnsembleProblem, ODEProblem, SDEProblem, SplitODEProblem
-from .validate import check_positive_float, check_positive_int
+from .validate import check_positive_float, check_trajectories
 from .grid.operators import GridOperator
 from .ode import ExplicitRK, _callback_tuple, _run_explicit, interpolates_saveat, ode_options
 from .ode_stiff import StiffAlgorithm
@@ -1102,12 +1102,7 @@ def ensemble_trajectories(eprob, wrt, solve_kw):
     """The number of trajectories of an ensemble gradient (``solve_kw``'s
     ``trajectories``, popped, or the rows of ``u0s``/``ps``); checks that ``wrt`` names
     only ``"p"`` and ``"u0"``."""
-    N = solve_kw.pop("trajectories", None)
-    if N is not None:
-        N = check_positive_int(N, "trajectories")
-    N = N or eprob.ntrajectories
-    if N is None:
-        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    N = check_trajectories(solve_kw.pop("trajectories", None), eprob.ntrajectories)
     for name in wrt:
         if name not in ("p", "u0"):
             raise InvalidProblemError(f"wrt: ensembles differentiate 'p' and 'u0', not {name!r}")

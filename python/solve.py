@@ -22,7 +22,7 @@ from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProbl
 from .retcodes import ReturnCode
 from .user_exceptions import WatchUserExceptions
 from .validate import (check_dtmin, check_finite, check_positive_float, check_positive_int,
-                       check_tolerances)
+                       check_tolerances, check_trajectories)
 
 __all__ = ["solve", "register", "registered", "BACKENDS"]
 
@@ -255,15 +255,7 @@ def solve(prob, alg, **kwargs):
         _check_de_options(prob, options)
     elif isinstance(prob, EnsembleProblem):
         _check_de_options(prob.prob, options)
-        N = options["trajectories"]
-        if N is None:
-            N = prob.ntrajectories
-        if N is None:
-            raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
-        options["trajectories"] = check_positive_int(N, "trajectories")
-        if prob.ntrajectories is not None and options["trajectories"] > prob.ntrajectories:
-            raise InvalidProblemError(
-                f"trajectories: {options['trajectories']} requested but u0s/ps hold {prob.ntrajectories}")
+        options["trajectories"] = check_trajectories(options["trajectories"], prob.ntrajectories)
     fn = _lookup(prob, alg)
     if fn is None:
         algs = sorted({a for p, a in registered() if p == type(prob).__name__})

@@ -181,11 +181,16 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
     if "p" in wrt and fun is None:
         raise InvalidProblemError("wrt: this problem has no parameters p (a pure grid operator)")
     if fun is not None:
-        funcs = (fun.cfunc("f"), fun.cfunc("f_complex"),
+        # the complex twin only where no user derivative gives J (resp. J_p): f need not
+        # compile for complex states when jac / vjp (and paramjac / vjp) are given
+        needs_fc = (fun.jac is None and fun.vjp is None) or (
+            "p" in wrt and rhs.p.size > 0 and fun.paramjac is None and fun.vjp is None)
+        funcs = (fun.cfunc("f"), fun.cfunc("f_complex") if needs_fc else zero_f_complex,
                  fun.cfunc("jac") if fun.jac is not None else None,
-                 fun.cfunc("paramjac") if fun.paramjac is not None else None)
+                 fun.cfunc("paramjac") if fun.paramjac is not None else None,
+                 fun.cfunc("vjp") if fun.vjp is not None else None)
     else:
-        funcs = (zero_f, zero_f_complex, None, None)
+        funcs = (zero_f, zero_f_complex, None, None, None)
     L = c = colouring = None
     if rhs.lin is not None:
         L, c = linear_part_dense(rhs.lin, rhs.plin, n, prob.tspan[0])

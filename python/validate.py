@@ -183,6 +183,18 @@ def check_positive_int(x, name, *, allow_none=False, minimum=1):
     return int(x)
 
 
+def check_trajectories(N, nrows):
+    """An ensemble's number of trajectories: ``N`` (an integer >= 1), else the ``nrows``
+    rows of its ``u0s``/``ps``; more than those rows is refused (``solve``, ``gradient``
+    and the local sensitivities say the same thing)."""
+    N = check_positive_int(N, "trajectories") if N is not None else nrows
+    if N is None:
+        raise InvalidProblemError("trajectories: required when the ensemble has no u0s/ps")
+    if nrows is not None and N > nrows:
+        raise InvalidProblemError(f"trajectories: {N} requested but u0s/ps hold {nrows}")
+    return N
+
+
 def check_positive_float(x, name, *, allow_none=False):
     """A finite number > 0 (or None when allowed)."""
     if x is None and allow_none:

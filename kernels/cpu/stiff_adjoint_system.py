@@ -11,7 +11,8 @@ user function; their helpers are ``cache=False`` (compiled with each entry: the 
 tests/test_kernel_cache.py).
 
 - ``J = df/du + L`` and ``J_p = df/dp``: the user's ``jac``/``paramjac`` when given,
-  else exact complex step of ``f``'s complex twin, one evaluation per column.
+  else, with the user's ``vjp``, row ``i`` of both from ``vjp(e_i)`` (n calls), else
+  exact complex step of ``f``'s complex twin, one evaluation per column.
 - Second derivatives (the ``u``-columns of the backsolve and tangent rows): central
   differences of the exact Jacobians, step ``eps^(1/3) max(|u_j|, 1)``.
 
@@ -111,8 +112,10 @@ def _forward_state(u, t, P):
 
 
 @njit(cache=False)
-def _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp):
-    """``J = df/du + L`` (n x n) and ``Jp = df/dp`` (n x npg) at ``(u, t)``."""
+def _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp):
+    """``J = df/du + L`` (n x n) and ``Jp = df/dp`` (n x npg) at ``(u, t)``: from the
+    user's ``jac`` / ``paramjac``, else rows of the user's ``vjp`` (``J^T e_i`` and
+    ``J_p^T e_i``), else complex steps of ``fc``."""
     n, npar, npg = int(P[0]), int(P[1]), int(P[2])
     haslin, hasf = P[7] != 0.0, P[8] != 0.0
     o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
@@ -130,12 +133,29 @@ def _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp):
         pc = np.empty(npar, np.complex128)
         for k in range(npar):
             pc[k] = p[k]
-        cptr, ccols, colptr, rowidx = _colouring(P)
-        jacobian(jf, hasjac, fc, pc, cptr, ccols, colptr, rowidx, P[10] != 0.0, p, u, t, J,
-                 False, J, uc, duc)
+        rows_u = hasvjp and not hasjac
+        rows_p = hasvjp and not haspj and npg > 0
+        if rows_u or rows_p:
+            e = np.zeros(n)
+            ou = np.empty(n)
+            op = np.empty(npar)
+            for i in range(n):
+                e[i] = 1.0
+                vj(ou, op, e, u, p, t)
+                e[i] = 0.0
+                if rows_u:
+                    for j in range(n):
+                        J[i, j] = ou[j]
+                if rows_p:
+                    for j in range(npg):
+                        Jp[i, j] = op[j]
+        if not rows_u:
+            cptr, ccols, colptr, rowidx = _colouring(P)
+            jacobian(jf, hasjac, fc, pc, cptr, ccols, colptr, rowidx, P[10] != 0.0, p, u, t,
+                     J, False, J, uc, duc)
         for i in range(n):
             uc[i] = u[i]
-        if npg > 0:
+        if npg > 0 and not rows_p:
             if haspj:
                 full = np.empty((n, npar))
                 pj(full, u, p, t)
@@ -156,12 +176,12 @@ def _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp):
 
 
 @njit(cache=False)
-def _products(fc, jf, pj, hasjac, haspj, u, lam, t, P, ou, op):
+def _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, lam, t, P, ou, op):
     """``ou = (J + L)^T lam``, ``op = J_p^T lam`` at ``(u, t)``."""
     n, npg = int(P[0]), int(P[2])
     J = np.empty((n, n))
     Jp = np.empty((n, max(npg, 1)))
-    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp)
     for j in range(n):
         acc = 0.0
         for i in range(n):
@@ -213,13 +233,13 @@ def _tangent_products(J, Jp, z, P, out):
 
 
 @njit(cache=True)
-def sensitivity_rhs(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t):
+def sensitivity_rhs(fr, fc, jf, pj, vj, hasjac, haspj, hasvjp, dz, z, P, t):
     n, npg, ndir = int(P[0]), int(P[2]), int(P[9])
     u = z[:n].copy()
     _state_rhs(fr, u, t, P, dz)
     J = np.empty((n, n))
     Jp = np.empty((n, max(npg, 1)))
-    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp)
     out = np.empty((ndir, n))
     _tangent_products(J, Jp, z, P, out)
     for k in range(ndir):
@@ -228,7 +248,7 @@ def sensitivity_rhs(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t):
 
 
 @njit(cache=True)
-def sensitivity_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
+def sensitivity_jac(fc, jf, pj, vj, hasjac, haspj, hasvjp, Jz, z, P, t):
     n, npg, ndir = int(P[0]), int(P[2]), int(P[9])
     nz = Jz.shape[0]
     for i in range(nz):
@@ -237,7 +257,7 @@ def sensitivity_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
     u = z[:n].copy()
     J = np.empty((n, n))
     Jp = np.empty((n, max(npg, 1)))
-    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp)
     for b in range(ndir + 1):
         for i in range(n):
             for j in range(n):
@@ -249,10 +269,10 @@ def sensitivity_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
     for j in range(n):
         d = 6.0554544523933395e-06 * max(abs(u[j]), 1.0)     # eps^(1/3)
         up[j] = u[j] + d
-        _jacobians(fc, jf, pj, hasjac, haspj, up, t, P, J, Jp)
+        _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, up, t, P, J, Jp)
         _tangent_products(J, Jp, z, P, o1)
         up[j] = u[j] - d
-        _jacobians(fc, jf, pj, hasjac, haspj, up, t, P, J, Jp)
+        _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, up, t, P, J, Jp)
         _tangent_products(J, Jp, z, P, o2)
         up[j] = u[j]
         for k in range(ndir):
@@ -261,7 +281,7 @@ def sensitivity_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
 
 
 @njit(cache=True)
-def adjoint_rhs(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t):
+def adjoint_rhs(fr, fc, jf, pj, vj, hasjac, haspj, hasvjp, dz, z, P, t):
     n, npg, mode = int(P[0]), int(P[2]), int(P[3])
     u = np.empty(n)
     if mode == 1:
@@ -275,7 +295,7 @@ def adjoint_rhs(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t):
     lam = z[off:off + n]
     ou = np.empty(n)
     op = np.empty(max(npg, 1))
-    _products(fc, jf, pj, hasjac, haspj, u, lam, t, P, ou, op)
+    _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, lam, t, P, ou, op)
     for i in range(n):
         dz[off + i] = -ou[i]
     for j in range(npg):
@@ -283,7 +303,7 @@ def adjoint_rhs(fr, fc, jf, pj, hasjac, haspj, dz, z, P, t):
 
 
 @njit(cache=True)
-def adjoint_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
+def adjoint_jac(fc, jf, pj, vj, hasjac, haspj, hasvjp, Jz, z, P, t):
     n, npg, mode = int(P[0]), int(P[2]), int(P[3])
     nz = Jz.shape[0]
     for i in range(nz):
@@ -298,7 +318,7 @@ def adjoint_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
         _forward_state(u, t, P)
     J = np.empty((n, n))
     Jp = np.empty((n, max(npg, 1)))
-    _jacobians(fc, jf, pj, hasjac, haspj, u, t, P, J, Jp)
+    _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp)
     for i in range(n):
         for j in range(n):
             Jz[off + i, off + j] = -J[j, i]
@@ -318,9 +338,9 @@ def adjoint_jac(fc, jf, pj, hasjac, haspj, Jz, z, P, t):
         for j in range(n):
             d = 6.0554544523933395e-06 * max(abs(u[j]), 1.0)     # eps^(1/3)
             up[j] = u[j] + d
-            _products(fc, jf, pj, hasjac, haspj, up, lam, t, P, ou1, op1)
+            _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, up, lam, t, P, ou1, op1)
             up[j] = u[j] - d
-            _products(fc, jf, pj, hasjac, haspj, up, lam, t, P, ou2, op2)
+            _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, up, lam, t, P, ou2, op2)
             up[j] = u[j]
             for i in range(n):
                 Jz[n + i, j] = -(ou1[i] - ou2[i]) / (2.0 * d)

@@ -32,7 +32,7 @@ from .alloc import empty1, zeros1
 from .cfuncptr import as_pointer
 
 __all__ = ["lu_factor", "lu_solve", "build_w", "jacobian", "linear_matrix", "jacobian_zero",
-           "no_jac", "no_fc", "CS_STEP"]
+           "no_jac", "no_fc", "no_vjp", "CS_STEP"]
 
 #: complex-step size: the derivative is exact to rounding for any small step
 CS_STEP = 1e-30
@@ -43,6 +43,14 @@ CS_STEP = 1e-30
        cache=True)
 def no_jac(J, u, p, t):
     """Placeholder for a missing user Jacobian (never called)."""
+    return
+
+
+@as_pointer
+@cfunc(types.void(types.float64[::1], types.float64[::1], types.float64[::1],
+                  types.float64[::1], types.float64[::1], types.float64), cache=True)
+def no_vjp(out_u, out_p, lam, u, p, t):
+    """Placeholder for a missing user ``vjp`` (never called)."""
     return
 
 
