@@ -12,7 +12,9 @@ tests/test_kernel_cache.py).
 
 - ``J = df/du + L`` and ``J_p = df/dp``: the user's ``jac``/``paramjac`` when given,
   else, with the user's ``vjp``, row ``i`` of both from ``vjp(e_i)`` (n calls), else
-  exact complex step of ``f``'s complex twin, one evaluation per column.
+  exact complex step of ``f``'s complex twin, one evaluation per column.  The adjoint
+  right-hand side's products ``(J + L)^T lam``, ``J_p^T lam`` are one call of the
+  user's ``vjp`` when given.
 - Second derivatives (the ``u``-columns of the backsolve and tangent rows): central
   differences of the exact Jacobians, step ``eps^(1/3) max(|u_j|, 1)``.
 
@@ -177,8 +179,29 @@ def _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp):
 
 @njit(cache=False)
 def _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, lam, t, P, ou, op):
-    """``ou = (J + L)^T lam``, ``op = J_p^T lam`` at ``(u, t)``."""
+    """``ou = (J + L)^T lam``, ``op = J_p^T lam`` at ``(u, t)``: one call of the user's
+    ``vjp`` when given (the adjoints' first source), else from the Jacobians."""
     n, npg = int(P[0]), int(P[2])
+    if hasvjp and P[8] != 0.0:
+        npar = int(P[1])
+        o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
+        p = np.empty(npar)
+        for k in range(npar):
+            p[k] = P[o_p + k]
+        lc = np.empty(n)
+        for i in range(n):
+            lc[i] = lam[i]
+        opf = np.empty(npar)
+        vj(ou, opf, lc, u, p, t)
+        for j in range(npg):
+            op[j] = opf[j]
+        if P[7] != 0.0:
+            for j in range(n):
+                acc = ou[j]
+                for i in range(n):
+                    acc += P[o_L + i * n + j] * lc[i]
+                ou[j] = acc
+        return
     J = np.empty((n, n))
     Jp = np.empty((n, max(npg, 1)))
     _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp)

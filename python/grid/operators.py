@@ -387,7 +387,7 @@ class SumOperator(GridOperator):
                 out *= shift
             return out
         out = self.a.apply(u, out)
-        out += self.b.apply(u)
+        out += self.b.apply(u).reshape(out.shape)    # ``out`` may be flat, ``u`` shaped
         return out
 
     @property

@@ -69,7 +69,8 @@ class Laplacian(GridOperator):
     ``(L u)_i = sum_a (u_{i-e_a} - 2 u_i + u_{i+e_a}) / h_a^2``; a Dirichlet face uses
     the ghost value ``2 g - u_i``, a Neumann face ``u_i + h q``.  ``L`` approximates
     the Laplacian itself, so it is negative (semi)definite; it is symmetric, so
-    ``L.T is L``.  Poisson's ``-Δu = f`` is ``js.LinearProblem(-L, f - L.boundary_term())``.
+    ``L.T is L``.  Poisson's ``-Δu = f`` is ``js.LinearProblem(-L, f + L.boundary_term())``
+    (``-(L u + L.boundary_term()) = f``).
 
     References
     ----------
