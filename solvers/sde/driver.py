@@ -221,7 +221,7 @@ def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmi
     out_u = np.empty((N, cap, n))
     out_W = np.empty((N, cap, m) if save_noise else (N, 1, 1))
     st = np.zeros((N, 6), dtype=np.int64)
-    u0s = np.require(u0s, np.float64, ("C", "W"))    # writable: see solve_stiff_ensemble
+    u0s = np.require(u0s, np.float64, ("C", "W"))    # writable (a broadcast view is not)
     ps = np.require(ps, np.float64, ("C", "W"))
     if not adaptive and batch is not None and _lockstep(mod, sch, noise, maxiters):
         fb, gb, batched = _batch_funcs(batch, N * sch.N)
@@ -252,7 +252,7 @@ def ensemble_moments(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dt
     mean = np.empty((nt, n))
     var = np.empty((nt, n))
     counts = np.zeros(5, dtype=np.int64)
-    u0s = np.require(u0s, np.float64, ("C", "W"))    # writable: see solve_stiff_ensemble
+    u0s = np.require(u0s, np.float64, ("C", "W"))    # writable (a broadcast view is not)
     ps = np.require(ps, np.float64, ("C", "W"))
     if not adaptive and batch is not None and _lockstep(mod, sch, noise, maxiters):
         fb, gb, batched = _batch_funcs(batch, int(trajectories) * sch.N)
