@@ -58,6 +58,8 @@ class HDF5Store:
 
     def __init__(self, path):
         import os
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidProblemError(f"path: expected a file path, got {type(path).__name__}")
         self.path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
@@ -930,6 +932,14 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
         x, with_x = kappa_of(prob)
     else:
         x, with_x = getattr(prob, wrt), lambda y: remake(prob, **{wrt: y})
+    if np.size(x) == 0:
+        raise InvalidProblemError(f"wrt: the problem has no {wrt} to test (it is empty)")
+    if eps is not None:
+        eps = np.asarray(eps, dtype=np.float64)
+        if eps.ndim != 1 or eps.size < 2 or not np.all(np.isfinite(eps)) or \
+                not np.all(eps > 0.0):
+            raise InvalidProblemError(f"eps: expected at least two step sizes > 0, got "
+                                      f"{eps.tolist()!r}")
     rng = np.random.default_rng(seed)
     d = rng.standard_normal(np.shape(x))
     if wrt == "kappa":

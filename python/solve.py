@@ -172,6 +172,12 @@ def option_defaults(prob, kwargs):
         raise InvalidProblemError(
             f"{name}: not an option of solve for {type(prob).__name__} "
             f"(options: {', '.join(sorted(defaults))})")
+    # checked here, not only in solve: gradient, fit and the local sensitivities pass
+    # their options through this function and then run on the CPU themselves
+    if "backend" in kwargs:
+        _check_backend(kwargs["backend"])
+    if "progress" in kwargs and not isinstance(kwargs["progress"], (bool, np.bool_)):
+        raise InvalidProblemError(f"progress: expected True or False, got {kwargs['progress']!r}")
     return defaults
 
 
