@@ -353,7 +353,9 @@ class MomentLoss(EnsembleLoss):
         us = np.asarray(us, dtype=np.float64)
         shape = self.shape
         if us.ndim < 1 or us.shape[1:] != shape:
-            if us.ndim >= 1 and us.size == us.shape[0] * int(np.prod(shape)):
+            # (N, nt, *u0.shape) for (nt, n) states: the same times, each state flattened
+            if (us.ndim >= 2 and us.shape[1] == shape[0]
+                    and us.size == us.shape[0] * int(np.prod(shape))):
                 us = us.reshape((us.shape[0],) + shape)
             else:
                 raise InvalidProblemError(

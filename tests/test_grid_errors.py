@@ -102,3 +102,12 @@ def test_integer_input_is_promoted():
     out = js.Laplacian(g).apply(np.ones((4, 4), dtype=np.int64))
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("extent", [((-1e308, 1e308),), ((0.0, 1e-320),), ((0.0, 1e160),)])
+def test_extent_whose_spacing_the_stencils_cannot_square_is_refused(extent):
+    # an infinite or subnormal spacing was accepted: weights 1/h^2 of inf or 0
+    with pytest.raises(InvalidProblemError, match=r"^extent: axis 0's cell spacing .* is out "
+                                                  r"of range"):
+        js.Grid((4,), extent=extent)
+    assert js.Grid((4, 4), extent=((0.0, 1e-6), (0.0, 1e6))).spacing == (2.5e-7, 2.5e5)

@@ -337,3 +337,14 @@ def test_a_loss_gradient_that_is_not_finite_is_refused():
     with pytest.raises(InvalidProblemError, match="^grad: .*not finite"):
         js.gradient(js.EnsembleProblem(OU), js.EM(), loss, wrt="p", dt=2.0 ** -5,
                     trajectories=3)
+
+
+def test_moment_loss_refuses_states_with_the_wrong_axes():
+    # (N, n, nt) of the right size was reshaped silently to (N, nt, n): value computed,
+    # then grad refused with a message about the gradient
+    loss = js.MomentLoss([1.0, 2.0], mean=np.zeros((2, 3)))
+    us = np.arange(24.0).reshape(4, 2, 3)
+    assert loss.value(us) == loss.value(us.reshape(4, 2, 3, 1))     # flattened states: same
+    with pytest.raises(InvalidProblemError, match=r"^u: a MomentLoss expects the ensemble's "
+                                                  r"saved states, \(N, 2, 3\), got \(4, 3, 2\)"):
+        loss.value(np.arange(24.0).reshape(4, 3, 2))

@@ -60,6 +60,12 @@ class Grid:
         self.size = int(np.prod(self.shape))
         self.extent = self._check_extent(extent)
         self.spacing = tuple((hi - lo) / n for (lo, hi), n in zip(self.extent, self.shape))
+        for a, h in enumerate(self.spacing):
+            # the stencils divide by h^2: an infinite or subnormal h gives inf / 0 weights
+            if not (np.isfinite(h) and np.finfo(np.float64).tiny <= h * h < np.inf):
+                raise InvalidProblemError(
+                    f"extent: axis {a}'s cell spacing {h!r} is out of range (the operators "
+                    f"divide by h^2); rescale the domain")
         self.bcs = self._check_bc(bc)
 
     def _check_extent(self, extent):
