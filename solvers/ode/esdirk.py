@@ -220,20 +220,21 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
             continue
         Ksum = FE + FI
         unew = u + h * lincomb(B, Ksum)
-        if not adaptive:
-            if not np.all(np.isfinite(unew)):
-                rc = 4
-                break
-        elif kind == 3:
-            e = 0.5 * h * (Ksum[0] - fe0 - fi0)
-            err = gmres(wmat, e, rtol=lin_rtol, maxiter=lin_maxiter, precond=pc_for(hg)).x
-            stats[2] += 1
-        else:
-            err = h * lincomb(BERR, Ksum)
-        errn = 0.0
         if adaptive:
+            if kind == 3:
+                e = 0.5 * h * (Ksum[0] - fe0 - fi0)
+                err = gmres(wmat, e, rtol=lin_rtol, maxiter=lin_maxiter,
+                            precond=pc_for(hg)).x
+                stats[2] += 1
+            else:
+                err = h * lincomb(BERR, Ksum)
             sc = at + rt * np.maximum(np.abs(u), np.abs(unew))
             errn = float(np.sqrt(np.mean((err / sc) ** 2)))
+        elif not np.all(np.isfinite(unew)):
+            rc = 4
+            break
+        else:
+            errn = 0.0                      # fixed steps: accepted as they are
         if not errn <= 1.0:
             stats[4] += 1
             fac = 0.2 if not np.isfinite(errn) else min(1.0, max(qmin, safety * errn ** -beta1))
