@@ -114,6 +114,17 @@ def _forward_state(u, t, P):
 
 
 @njit(cache=False)
+def _user_p(P):
+    """A copy of the user's ``p`` out of ``P`` (the user's functions may write it)."""
+    npar = int(P[1])
+    o_p = _HDR
+    p = np.empty(npar)
+    for k in range(npar):
+        p[k] = P[o_p + k]
+    return p
+
+
+@njit(cache=False)
 def _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp):
     """``J = df/du + L`` (n x n) and ``Jp = df/dp`` (n x npg) at ``(u, t)``: from the
     user's ``jac`` / ``paramjac``, else rows of the user's ``vjp`` (``J^T e_i`` and
@@ -121,22 +132,24 @@ def _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp):
     n, npar, npg = int(P[0]), int(P[1]), int(P[2])
     haslin, hasf = P[7] != 0.0, P[8] != 0.0
     o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
-    p = np.empty(npar)
-    for k in range(npar):
-        p[k] = P[o_p + k]
+    p = _user_p(P)
     for i in range(n):
         for j in range(n):
             J[i, j] = 0.0
         for j in range(npg):
             Jp[i, j] = 0.0
     if hasf:
-        uc = np.empty(n, np.complex128)
-        duc = np.empty(n, np.complex128)
-        pc = np.empty(npar, np.complex128)
-        for k in range(npar):
-            pc[k] = p[k]
         rows_u = hasvjp and not hasjac
         rows_p = hasvjp and not haspj and npg > 0
+        # complex work arrays only where a complex step is taken (empty otherwise)
+        cs_u = not rows_u and not hasjac
+        cs_p = npg > 0 and not rows_p and not haspj
+        m = n if cs_u or cs_p else 0
+        uc = np.empty(m, np.complex128)
+        duc = np.empty(m, np.complex128)
+        pc = np.empty(npar if cs_u or cs_p else 0, np.complex128)
+        for k in range(pc.size):
+            pc[k] = p[k]
         if rows_u or rows_p:
             e = np.zeros(n)
             ou = np.empty(n)
@@ -155,7 +168,7 @@ def _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp):
             cptr, ccols, colptr, rowidx = _colouring(P)
             jacobian(jf, hasjac, fc, pc, cptr, ccols, colptr, rowidx, P[10] != 0.0, p, u, t,
                      J, False, J, uc, duc)
-        for i in range(n):
+        for i in range(m):
             uc[i] = u[i]
         if npg > 0 and not rows_p:
             if haspj:
@@ -185,9 +198,7 @@ def _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, lam, t, P, ou, op):
     if hasvjp and P[8] != 0.0:
         npar = int(P[1])
         o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
-        p = np.empty(npar)
-        for k in range(npar):
-            p[k] = P[o_p + k]
+        p = _user_p(P)
         lc = np.empty(n)
         for i in range(n):
             lc[i] = lam[i]
@@ -220,15 +231,12 @@ def _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, lam, t, P, ou, op):
 @njit(cache=False)
 def _state_rhs(fr, u, t, P, dz):
     """``dz[:n] = f(u, p, t) + L u + c``."""
-    n, npar = int(P[0]), int(P[1])
+    n = int(P[0])
     haslin, hasf = P[7] != 0.0, P[8] != 0.0
     o_p, o_st, o_sh, o_du, o_dk, o_bth, o_L, o_c = _offsets(P)
     du = np.zeros(n)
     if hasf:
-        p = np.empty(npar)
-        for k in range(npar):
-            p[k] = P[o_p + k]
-        fr(du, u, p, t)
+        fr(du, u, _user_p(P), t)
     if haslin:
         for i in range(n):
             acc = P[o_c + i]
