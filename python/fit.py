@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .errors import InvalidProblemError
+from .errors import InvalidProblemError, SolveFailedError
 from .log import get_logger
 from .losses import observe_at_saveat
 from .problems import EnsembleProblem
@@ -47,6 +47,7 @@ class Tikhonov:
             as_state_array(x_ref, "x_ref", dtypes=(np.float64, np.float32)).astype(np.float64)
 
     def __call__(self, x):
+        x = np.asarray(x, dtype=np.float64)
         if self.x_ref is not None and self.x_ref.shape not in ((), np.shape(x)):
             raise InvalidProblemError(f"x_ref: expected the shape of x {np.shape(x)} (p0's), "
                                       f"got {self.x_ref.shape}")
@@ -82,6 +83,7 @@ class TotalVariation:
         self.eps = check_positive_float(eps, "eps")      # eps = 0: 0/0 at flat regions
 
     def __call__(self, x):
+        x = np.asarray(x, dtype=np.float64)             # ints and lists too, as Tikhonov
         sq = np.full(x.shape, self.eps ** 2)
         diffs = []
         for ax in range(x.ndim):
@@ -281,6 +283,14 @@ def _joint_bounds(bounds, names, shapes):
     import scipy.optimize as so
     if bounds is None:
         return None
+    if isinstance(bounds, (tuple, list)) and any(isinstance(b, np.ndarray) and b.ndim > 0
+                                                 for b in bounds):
+        raise InvalidProblemError(f"bounds: for {tuple(names)} a pair of arrays (lo, hi) "
+                                  f"is ambiguous (the blocks have shapes {list(shapes)}); "
+                                  f"give one (lo, hi) of numbers for all, or one entry per "
+                                  f"name (a tuple (lo, hi), a list of pairs, a "
+                                  f"scipy.optimize.Bounds or None), not arrays, e.g. "
+                                  f"bounds=((lo_p, hi_p), (lo_u0, hi_u0))")
     if (isinstance(bounds, (tuple, list)) and len(bounds) == 2
             and all(v is None or np.isscalar(v) for v in bounds)):
         per = [bounds] * len(names)
@@ -298,6 +308,55 @@ def _joint_bounds(bounds, names, shapes):
     return so.Bounds(np.concatenate(lo), np.concatenate(hi))
 
 
+def _check_options(options, method):
+    """``options`` as a dict: scipy.optimize.minimize's ``options``, or keyword arguments
+    of scipy.optimize.least_squares (those fit does not set itself)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise InvalidProblemError(f"options: expected a dict of scipy options such as "
+                                  f"{{'ftol': 1e-12}}, got {options!r}")
+    if method == "least_squares":
+        import inspect
+
+        import scipy.optimize as so
+        taken = {"fun", "x0", "jac", "bounds", "args", "kwargs", "callback"}
+        allowed = [k for k in inspect.signature(so.least_squares).parameters
+                   if k not in taken]
+        bad = sorted(set(options) - set(allowed))
+        if bad:
+            raise InvalidProblemError(f"options: method 'least_squares' takes keyword "
+                                      f"arguments of scipy.optimize.least_squares "
+                                      f"{allowed}, got {bad}")
+    return dict(options)
+
+
+class _Stop(Exception):
+    """Ends a fit early from inside scipy (the callback asked, or a trial point failed
+    where the method cannot go on); ``args[0]`` is the FitResult's message."""
+
+
+def _ask_callback(callback, x, val):
+    """Call the user's callback; True or StopIteration ends the fit."""
+    try:
+        stop = callback(x, val)
+    except StopIteration:
+        raise _Stop("stopped by the callback (it raised StopIteration)") from None
+    if isinstance(stop, (bool, np.bool_)) and stop:
+        raise _Stop("stopped by the callback (it returned True)")
+
+
+def _show(xf):
+    """A trial point for a message (long vectors abbreviated)."""
+    return np.array2string(np.asarray(xf), precision=6, threshold=8, separator=", ")
+
+
+def _best(hist):
+    """Index of the lowest finite loss in ``hist`` (the last entry if none is finite)."""
+    finite = [i for i, v in enumerate(hist) if np.isfinite(v)]
+    return min(finite, key=hist.__getitem__) if finite else len(hist) - 1
+
+
 def _joint_regularizers(regularizer, names):
     """One regularizer (or None) per block: a tuple with one entry per name, or a single
     one applied to each block."""
@@ -310,13 +369,14 @@ def _joint_regularizers(regularizer, names):
 
 
 def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol, progress,
-                       callback, log, sensealg, solve_kw):
+                       callback, log, sensealg, solve_kw, options):
     """``js.fit(..., method="least_squares")``: scipy's trust-region reflective
     least squares on ``sqrt(w) (u - d)`` (and ``sqrt(alpha) (x - x_ref)`` per Tikhonov
     regularizer), each evaluation one forward-sensitivity solve per trajectory giving the
     residuals and their Jacobian (cached for the ``jac`` call at the same ``x``).  An
     ensemble's residuals are its trajectories' stacked; a shared input's Jacobian
-    columns gather every trajectory's rows, a per-trajectory one's are block-diagonal."""
+    columns gather every trajectory's rows, a per-trajectory one's are block-diagonal.
+    Entries whose bounds are equal are held there (scipy only takes ``lo < hi``)."""
     import scipy.optimize as so
 
     from .local_sensitivity import Residuals
@@ -341,18 +401,35 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
     x0 = np.concatenate([x.ravel() for x in x0s])
     hist, gnorms, times, iterates = [], [], [], []
     cache = {}
+    st = dict(started=False, nfev=0, njev=0)
     t_start = time.perf_counter()
 
     def split(xf):
         return _split(xf, shapes)
 
+    def shaped(xf):
+        return tuple(split(xf)) if joint else xf.reshape(shapes[0])
+
     def evaluate(xf):
         key = xf.tobytes()
         if key in cache:
             return cache[key]
+        st["nfev"] += 1
         xs = split(xf)
-        pr = _with_all(prob, names, xs)
-        r, J = model.evaluate(pr)
+        try:
+            r, J = model.evaluate(_with_all(prob, names, xs))
+        except (SolveFailedError, InvalidProblemError) as exc:
+            if not st["started"]:
+                raise
+            raise _Stop(f"stopped: the solve failed at a trial point p = {_show(xf)} "
+                        f"({type(exc).__name__}: {exc}); p is the best point so far"
+                        ) from None
+        if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+            if not st["started"]:
+                raise InvalidProblemError("loss: the residuals or their Jacobian are not "
+                                          "finite at the starting point p0")
+            raise _Stop(f"stopped: the residuals are not finite at a trial point p = "
+                        f"{_show(xf)}; p is the best point so far")
         r, J = [r], [J]
         col = 0
         for x, reg in zip(xs, regs):
@@ -367,6 +444,7 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
         r, J = np.concatenate(r), np.concatenate(J)
         cache.clear()
         cache[key] = (r, J)
+        st["started"] = True
         record(xf, 0.5 * float(r @ r), float(np.linalg.norm(J.T @ r)))
         return r, J
 
@@ -381,29 +459,61 @@ def _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
             print(f"  eval {len(hist) - 1:4d}  loss {val:.6e}  |grad| {gn:.3e}  "
                   f"{times[-1]:7.2f} s", flush=True)
         if callback is not None:
-            callback(tuple(split(xf)) if joint else xf.reshape(shapes[0]), val)
+            _ask_callback(callback, shaped(xf), val)
 
-    if log is not None:
-        _open_log(log, ",".join(names))
-    lb, ub = (-np.inf, np.inf) if bounds is None else (bounds.lb, bounds.ub)
+    inf = np.full(x0.size, np.inf)
+    lb = -inf if bounds is None else np.broadcast_to(bounds.lb, x0.shape)
+    ub = inf if bounds is None else np.broadcast_to(bounds.ub, x0.shape)
     x0 = np.clip(x0, lb, ub)
-    res = so.least_squares(lambda xf: evaluate(xf)[0], x0, jac=lambda xf: evaluate(xf)[1],
-                           bounds=(lb, ub), method="trf", x_scale="jac", gtol=gtol,
-                           max_nfev=maxiter)
-    if log is not None:
-        _write_log(log, ",".join(names), x0.shape, iterates, hist, gnorms, times)
+    free = lb < ub                               # lo == hi: held at lo, not a variable
+
+    def full(z):
+        xf = x0.copy()
+        xf[free] = z
+        return xf
+
+    def jac(z):
+        st["njev"] += 1
+        return evaluate(full(z))[1][:, free]
+
+    kw = dict(method="trf", x_scale="jac", gtol=gtol, max_nfev=maxiter)
+    kw.update(options)
+    try:
+        if free.any():
+            res = so.least_squares(lambda z: evaluate(full(z))[0], x0[free], jac=jac,
+                                   bounds=(lb[free], ub[free]), **kw)
+            xf, cost, success, message = full(res.x), float(res.cost), bool(res.success), \
+                str(res.message)
+        else:
+            r, _ = evaluate(x0)
+            xf, cost, success = x0, 0.5 * float(r @ r), True
+            message = "every entry is fixed by the bounds (lo == hi): nothing to fit"
+    except _Stop as stop:
+        i = _best(hist)
+        xf, cost, success, message = iterates[i], hist[i], False, stop.args[0]
+    finally:
+        if log is not None:
+            _write_log(log, ",".join(names), x0.shape, iterates, hist, gnorms, times)
     _log.info("fit wrt %s (least_squares): %s after %d evaluations, loss %.6e", names,
-              res.message, res.nfev, res.cost)
-    xs = split(res.x)
-    return FitResult(p=tuple(xs) if joint else xs[0], loss=float(res.cost),
-                     history=np.array(hist), grad_norm=np.array(gnorms), times=np.array(times),
-                     success=bool(res.success), message=str(res.message), nit=int(res.njev),
-                     nfev=int(res.nfev))
+              message, st["nfev"], cost)
+    return FitResult(p=shaped(xf.copy()), loss=cost, history=np.array(hist),
+                     grad_norm=np.array(gnorms), times=np.array(times),
+                     success=success and bool(np.isfinite(cost)), message=message,
+                     nit=st["njev"], nfev=st["nfev"])
+
+
+#: methods that back off from a trial point reported as loss = inf (zero gradient) and go
+#: on: measured (scipy 1.17) on a blow-up ODE and a kappa that turns negative; BFGS and
+#: CG reached the minimum from all of 40 starts, SLSQP too with a tight ``ftol`` (its
+#: default one stops early with or without failed points).  scipy's L-BFGS-B does not:
+#: its line search takes the inf for convergence ("RELATIVE REDUCTION OF F") and reports
+#: success at a point far from the minimum, so fit stops there instead.
+_BACKS_OFF = ("BFGS", "CG", "SLSQP")
 
 
 def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regularizer=None,
         maxiter=100, progress=True, callback=None, log=None, sensealg=None, gtol=1e-8,
-        **solve_kw):
+        options=None, **solve_kw):
     """Minimise ``loss(solve(prob(x))) + regularizer(x)`` over ``x`` (``p``, ``u0``, ``b``
     or ``kappa``), with gradients from :func:`jitsolve.gradient`.
 
@@ -418,14 +528,17 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         each trajectory's own row of ``ps`` (``p0`` of shape ``(N, np)``) when it has;
         ``wrt="u0"`` likewise with ``u0s``.
     p0 : array, or a tuple of arrays
-        Starting point (shape of the quantity named by ``wrt``).
+        Starting point (shape of the quantity named by ``wrt``); clipped to ``bounds``
+        before the first evaluation.  A solve that fails there, or a loss or regularizer
+        that is not finite there, raises.
     wrt : str or tuple of str
         What is fitted: ``"p"``, ``"u0"``, ``"b"``, ``"kappa"``, or several of them at
         once (``wrt=("p", "u0")``: parameters and initial state jointly); then ``p0`` is
         a tuple with one starting array per name, ``bounds`` one entry per name (each as
-        for a single name, or None) or a single ``(lo, hi)`` of numbers for all,
-        ``regularizer`` one per name (or None) or a single one applied to each block,
-        and ``res.p`` a tuple of the estimates in ``wrt``'s order.
+        for a single name, or None) or a single ``(lo, hi)`` of numbers for all (a pair
+        of arrays is refused as ambiguous), ``regularizer`` one per name (or None) or a
+        single one applied to each block, and ``res.p`` a tuple of the estimates in
+        ``wrt``'s order.
     method : {"L-BFGS-B", "BFGS", "CG", "SLSQP", "least_squares"}
         The gradient-based ``scipy.optimize.minimize`` method, or ``"least_squares"``:
         a Gauss-Newton trust region (``scipy.optimize.least_squares``, ``trf``, bounds
@@ -438,23 +551,55 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         residuals come from the state solved together with its tangents (equal to
         ``js.solve``'s to the tolerance).
     bounds : (lo, hi), sequence of ``p0.size`` pairs or scipy.optimize.Bounds, optional
-        ``lo`` and ``hi`` numbers or arrays of ``p0``'s shape (None: unbounded); for
-        "L-BFGS-B" and "SLSQP" only.
+        ``(lo, hi)`` with ``lo`` and ``hi`` numbers or NumPy arrays of ``p0``'s shape
+        (None: unbounded); or, as scipy takes them, a list of ``p0.size`` pairs, one
+        ``(lo, hi)`` per entry of the flattened ``p0`` (so for a ``p0`` of two entries
+        ``[[0, 0], [5, 5]]`` is two pairs, while ``(np.zeros(2), np.full(2, 5.0))`` is
+        ``(lo, hi)``).  An entry with ``lo == hi`` is held there.  For "L-BFGS-B",
+        "SLSQP" and "least_squares" only.
     regularizer : js.Tikhonov or js.TotalVariation or callable ``x -> (value, grad)``
     maxiter : int >= 1
+        Most iterations; with ``method="least_squares"`` the most evaluations (scipy's
+        ``max_nfev``).
     progress : bool
         Print iteration, loss, gradient norm and time.
     callback : callable, optional
-        ``callback(x, loss)`` after every iteration.
+        ``callback(x, loss)`` after every iteration (every evaluation with
+        "least_squares").  Returning True or raising ``StopIteration`` stops the fit
+        (Optimization.jl's convention): ``success`` is False, ``message`` says the
+        callback stopped it, ``p`` is the best point so far and ``history`` what was done.
     log : path, optional
         HDF5 file with the iterates, losses and gradient norms; created (and so checked)
-        before the first solve.  A write that fails at the end only warns.
+        before the first solve, overwriting a file that exists.  Written when the fit
+        ends, however it ends (an exception included), with the iterations done; a write
+        that fails then only warns.
+    sensealg : optional
+        As for ``js.gradient``.
     gtol : float > 0
         Gradient tolerance (not used by "SLSQP").
+    options : dict, optional
+        More settings for scipy, merged over those fit sets (``maxiter``, ``gtol``): for
+        the ``minimize`` methods its ``options`` (e.g. ``{"ftol": 1e-14}`` for L-BFGS-B
+        and SLSQP), for "least_squares" keyword arguments of
+        ``scipy.optimize.least_squares`` (``ftol``, ``xtol``, ``gtol``, ...).
+    **solve_kw
+        Passed to every solve (``rtol``, ``atol``, ``saveat``, ...).
 
     Returns
     -------
     FitResult
+
+    Notes
+    -----
+    A trial point chosen by the optimizer (after the starting point) where the solve
+    fails (``SolveFailedError``, or an ``InvalidProblemError`` such as a ``kappa`` that is
+    not positive) or where the loss, its gradient or the regularizer is not finite counts
+    as ``loss = inf`` (SciML's convention): "BFGS", "CG" and "SLSQP" back off from it and
+    go on, and ``message`` counts such points and names the last.  "L-BFGS-B" (whose line
+    search takes the inf for convergence) and "least_squares" stop there instead, with
+    ``success=False``, ``p`` the best point so far, the history so far and a message
+    naming the error and the trial point.  A result whose loss is not finite is never a
+    success.
 
     References
     ----------
@@ -514,6 +659,7 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
     bounds = (_joint_bounds(bounds, names, shapes) if joint else _check_bounds(bounds, shape))
     maxiter = check_positive_int(maxiter, "maxiter")
     gtol = check_positive_float(gtol, "gtol")
+    options = _check_options(options, method)
     regs = _joint_regularizers(regularizer, names) if joint else [regularizer]
     for r in regs:
         if r is not None and not callable(r):
@@ -526,35 +672,79 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         _open_log(log, ",".join(names))
     if method == "least_squares":
         return _fit_least_squares(prob, alg, loss, names, x0s, bounds, regs, maxiter, gtol,
-                                  progress, callback, log, sensealg, solve_kw)
-    options = dict(maxiter=maxiter) if method == "SLSQP" else dict(maxiter=maxiter, gtol=gtol)
+                                  progress, callback, log, sensealg, solve_kw, options)
+    opts = dict(maxiter=maxiter) if method == "SLSQP" else dict(maxiter=maxiter, gtol=gtol)
+    opts.update(options)
+    x0f = x0.ravel() if bounds is None else np.clip(x0.ravel(), bounds.lb, bounds.ub)
     hist, gnorms, times, iterates = [], [], [], []
-    last = {}
+    seen = {}                  # recent evaluations: x's bytes -> (value, gradient norm)
+    st = dict(started=False, nfev=0, nfail=0, fail=None, last=None)
     t_start = time.perf_counter()
 
     def split(xf):
         return _split(xf, shapes)
 
-    def fun(xf):
+    def shaped(xf):
+        return tuple(split(xf)) if joint else xf.reshape(shape)
+
+    def objective(xf):
+        """Value and gradient, and (argument, what) when one of them is not finite."""
         xs = split(xf)
         pr = _with_all(prob, names, xs)
         val, grads = gradient(pr, alg, loss, wrt=tuple(names), sensealg=sensealg, **solve_kw)
+        val = float(val)
+        bad = None if np.isfinite(val) else ("loss", f"is not finite ({val})")
         gs = []
         for name, x, sh, reg in zip(names, xs, shared, regs):
             g = np.asarray(grads[name], dtype=np.float64)
             g = (g.sum(axis=0) if sh else g).reshape(x.shape)
+            if bad is None and not np.all(np.isfinite(g)):
+                bad = ("loss", "has a gradient that is not finite")
             if reg is not None:
                 rv, rg = _regularize(reg, x)
+                where = f" for {name!r}" if joint else ""
+                if bad is None and not np.isfinite(rv):
+                    bad = ("regularizer", f"gives a value that is not finite ({rv}){where}")
+                if bad is None and not np.all(np.isfinite(rg)):
+                    bad = ("regularizer", f"gives a gradient that is not finite{where}")
                 val += rv
                 g = g + rg
             gs.append(g.ravel())
-        g = np.concatenate(gs) if joint else gs[0]
-        last.update(val=val, gnorm=float(np.linalg.norm(g)))
+        return val, (np.concatenate(gs) if joint else gs[0]), bad
+
+    def failed(xf, what, why=""):
+        st["nfail"] += 1
+        st["fail"] = f"{what} at a trial point p = {_show(xf)}{why}"
+        _log.info("fit: trial point failed (%s)", st["fail"])
+        if method not in _BACKS_OFF:
+            raise _Stop(f"stopped: {st['fail']}; {method} cannot go on from a failed trial "
+                        f"point (BFGS, CG and SLSQP back off; bounds that keep the solves "
+                        f"valid avoid it), p is the best iterate so far")
+        return np.inf, np.zeros_like(xf)
+
+    def fun(xf):
+        st["nfev"] += 1
+        try:
+            val, g, bad = objective(xf)
+        except (SolveFailedError, InvalidProblemError) as exc:
+            if not st["started"]:
+                raise
+            return failed(xf, "the solve failed", f" ({type(exc).__name__}: {exc})")
+        if bad is not None:
+            if not st["started"]:
+                raise InvalidProblemError(f"{bad[0]}: {bad[1]} at the starting point p0 = "
+                                          f"{_show(xf)}")
+            return failed(xf, f"the {bad[0]} {bad[1]}")
+        st["last"] = (val, float(np.linalg.norm(g)))
+        seen[xf.tobytes()] = st["last"]
+        if len(seen) > 64:
+            del seen[next(iter(seen))]
         return val, g
 
     def record(xf):
-        hist.append(last["val"])
-        gnorms.append(last["gnorm"])
+        val, gn = seen.get(xf.tobytes(), st["last"])
+        hist.append(val)
+        gnorms.append(gn)
         times.append(time.perf_counter() - t_start)
         iterates.append(xf.copy())
         _log.info("fit iter %d: loss %.6e, |grad| %.3e, %.2f s", len(hist) - 1, hist[-1],
@@ -563,16 +753,35 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
             print(f"  iter {len(hist) - 1:4d}  loss {hist[-1]:.6e}  |grad| {gnorms[-1]:.3e}  "
                   f"{times[-1]:7.2f} s", flush=True)
         if callback is not None:
-            callback(tuple(split(xf)) if joint else xf.reshape(shape), last["val"])
+            _ask_callback(callback, shaped(xf.copy()), val)
 
-    fun(x0.ravel())
-    record(x0.ravel())
-    res = so.minimize(fun, x0.ravel(), jac=True, method=method, bounds=bounds,
-                      callback=lambda xf: record(xf), options=options)
-    if log is not None:
-        _write_log(log, ",".join(names), shape, iterates, hist, gnorms, times)
-    _log.info("fit wrt %s: %s after %d iterations, loss %.6e", wrt, res.message, res.nit, res.fun)
-    return FitResult(p=tuple(split(res.x)) if joint else res.x.reshape(shape),
-                     loss=float(res.fun), history=np.array(hist),
-                     grad_norm=np.array(gnorms), times=np.array(times), success=bool(res.success),
-                     message=str(res.message), nit=int(res.nit), nfev=int(res.nfev))
+    try:
+        fun(x0f)
+        st["started"] = True
+        record(x0f)
+        res = so.minimize(fun, x0f, jac=True, method=method, bounds=bounds,
+                          callback=lambda xf: record(xf), options=opts)
+        xf, val, success = res.x, float(res.fun), bool(res.success)
+        message = str(res.message)
+        nit, nfev = int(res.get("nit", len(hist) - 1)), int(res.get("nfev", st["nfev"]))
+        if not np.isfinite(val):
+            i = _best(hist)
+            xf, val = iterates[i], hist[i]
+            message = (message.rstrip(".") + "; the loss at scipy's result is not finite, "
+                       "p is the best iterate")
+        if st["nfail"]:
+            message = (message.rstrip(".") + f"; {st['nfail']} trial point(s) failed and "
+                       f"counted as loss = inf (the last: {st['fail']})")
+    except _Stop as stop:
+        i = _best(hist)
+        xf, val, success, message = iterates[i], hist[i], False, stop.args[0]
+        nit, nfev = len(hist) - 1, st["nfev"]
+    finally:
+        if log is not None:
+            _write_log(log, ",".join(names), shape, iterates, hist, gnorms, times)
+    _log.info("fit wrt %s: %s after %d iterations, loss %.6e", wrt, message, nit, val)
+    return FitResult(p=shaped(np.array(xf, dtype=np.float64)), loss=val,
+                     history=np.array(hist), grad_norm=np.array(gnorms),
+                     times=np.array(times), success=success and bool(np.isfinite(val)),
+                     message=message, nit=nit,
+                     nfev=nfev)
