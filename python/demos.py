@@ -14,6 +14,36 @@ __all__ = ["conductivity", "conductivity_truth", "heat_inverse", "heat_inverse_t
            "lotka_volterra", "sde_calibration"]
 
 
+#: the smallest ``size`` each demo runs with (what ``size`` counts is in its docstring)
+MIN_SIZE = {"conductivity": 5, "heat_inverse": 1, "lotka_volterra": 2, "sde_calibration": 2}
+
+#: relative noise level below which the data weights stop growing: the weights are
+#: ``1 / sigma^2`` with ``sigma = max(noise, NOISE_FLOOR) * scale``, so noise-free data
+#: (``noise=0``) get finite weights (they only scale the misfit)
+NOISE_FLOOR = 1e-6
+
+
+def _sigma(noise, scale):
+    """Standard deviation the data weights assume (see :data:`NOISE_FLOOR`)."""
+    return np.maximum(noise, NOISE_FLOOR) * scale
+
+
+def _check_inputs(demo, size, noise, seed):
+    """Refuse bad demo inputs before any work (messages start with the argument)."""
+    from .errors import InvalidProblemError
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) \
+            or size < MIN_SIZE[demo]:
+        raise InvalidProblemError(f"size: the {demo} demo needs an integer size >= "
+                                  f"{MIN_SIZE[demo]}, got {size!r}")
+    if not (isinstance(noise, (int, float, np.integer, np.floating))
+            and np.isfinite(noise) and noise >= 0):
+        raise InvalidProblemError(f"noise: expected a finite number >= 0, got {noise!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed < 2 ** 62:
+        raise InvalidProblemError(f"seed: expected an integer from 0 to 2**62 - 1, "
+                                  f"got {seed!r}")
+
+
 def conductivity_truth(g):
     """The true field: background 1, a conductive blob (x3) and a resistive one (x1/2)."""
     x, y = g.mesh()
@@ -51,9 +81,11 @@ def conductivity(size=48, noise=0.01, seed=0, maxiter=60, alpha=None, progress=F
     Parameters
     ----------
     size : int
-        Cells per side of the square grid (even; a power of two is best for multigrid).
+        Cells per side of the square grid (at least 5, so that there is an interior
+        sensor; a power of two is best for multigrid).
     noise : float
-        Relative Gaussian noise on the observations.
+        Relative Gaussian noise on the observations (0: exact data, weighted as
+        relative noise :data:`NOISE_FLOOR`).
     seed : int
         Seed of the noise.
     maxiter : int
@@ -80,6 +112,7 @@ def conductivity(size=48, noise=0.01, seed=0, maxiter=60, alpha=None, progress=F
 
     import jitsolve as js
 
+    _check_inputs("conductivity", size, noise, seed)
     t0 = time.perf_counter()
     g = js.Grid((size, size), bc=js.Dirichlet(0.0))
     truth = conductivity_truth(g)
@@ -94,7 +127,7 @@ def conductivity(size=48, noise=0.01, seed=0, maxiter=60, alpha=None, progress=F
         u = js.solve(js.LinearProblem(-js.Diffusion(g, truth), f), alg, **solve_kw).u
         scale = np.sqrt(np.mean(u[mask > 0] ** 2))
         d = u + noise * scale * rng.standard_normal(g.shape)
-        w = mask / (noise * scale + 1e-300) ** 2 / mask.sum()
+        w = mask / _sigma(noise, scale) ** 2 / mask.sum()
         data.append(np.where(mask > 0, d, np.nan))
         losses.append(js.L2Loss(None, np.where(mask > 0, d, 0.0), weights=w))
     if alpha is None:
@@ -157,6 +190,8 @@ def heat_inverse(size=32, steps=60, noise=0.01, seed=0, maxiter=60, alpha=None, 
     (``steps`` fixed steps to ``T = 0.004``); the data are ``u(T)`` plus Gaussian noise.
     ``js.fit`` runs L-BFGS-B over ``u0`` with Tikhonov regularisation; each gradient is
     one forward solve and one compiled discrete-adjoint sweep (exact for the RK4 scheme).
+    ``size`` is the number of cells per side of the grid; ``noise`` the relative noise
+    level (0: exact data, weighted as relative noise :data:`NOISE_FLOOR`).
 
     Returns the demo dict (``truth``, ``recovered``, ``initial``, ``data``,
     ``loss_history``, ``relative_error`` = ``||u0 - truth|| / ||truth||``,
@@ -164,6 +199,7 @@ def heat_inverse(size=32, steps=60, noise=0.01, seed=0, maxiter=60, alpha=None, 
     ``grad_check`` (the observed Taylor-remainder order, 2 expected)).
     """
     import jitsolve as js
+    _check_inputs("heat_inverse", size, noise, seed)
     t0 = time.perf_counter()
     g = js.Grid((size, size), bc=js.Dirichlet(0.0))
     L = js.Laplacian(g)
@@ -179,7 +215,7 @@ def heat_inverse(size=32, steps=60, noise=0.01, seed=0, maxiter=60, alpha=None, 
     rng = np.random.default_rng(seed)
     scale = np.sqrt(np.mean(uT ** 2))
     data = uT + noise * scale * rng.standard_normal(g.shape)
-    w = 1.0 / (noise * scale + 1e-300) ** 2 / g.size
+    w = 1.0 / _sigma(noise, scale) ** 2 / g.size
     loss = js.L2Loss([T], data[None], weights=w)
     if alpha is None:
         alpha = 0.05 / g.size
@@ -230,6 +266,7 @@ def lotka_volterra(size=40, noise=0.05, seed=0, maxiter=100, progress=False):
     About 1 s on two cores with a warm Numba cache.
     """
     import jitsolve as js
+    _check_inputs("lotka_volterra", size, noise, seed)
     t0 = time.perf_counter()
     truth = np.array(LOTKA_TRUTH)
     t_data = np.linspace(0.0, 10.0, size + 1)[1:]
@@ -238,8 +275,8 @@ def lotka_volterra(size=40, noise=0.05, seed=0, maxiter=100, progress=False):
     clean = js.solve(prob, js.Tsit5(), saveat=t_data, **kw).u
     rng = np.random.default_rng(seed)
     scale = np.sqrt(np.mean(clean ** 2, axis=0))
-    sig = np.maximum(noise * scale, 1e-12)
-    data = clean + sig * rng.standard_normal(clean.shape)
+    sig = _sigma(noise, scale)                  # what the weights assume
+    data = clean + noise * scale * rng.standard_normal(clean.shape)
     p0 = np.array([1.2, 0.8, 2.5, 0.8])
     p, hist, stage_starts, nit, nfev, msg = p0, [], [], 0, 0, ""
     for frac in (0.25, 0.5, 1.0):     # grow the time window: the full-span loss is rugged
@@ -312,6 +349,7 @@ def sde_calibration(size=2000, steps=200, noise=0.0, seed=0, maxiter=100, progre
     ``paths`` (the first 50 observed paths), ``loss_history``, ...).
     """
     import jitsolve as js
+    _check_inputs("sde_calibration", size, noise, seed)
     t0 = time.perf_counter()
     truth = np.array(OU_TRUTH)
     T, x0 = 2.0, 3.0

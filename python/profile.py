@@ -19,7 +19,9 @@ microsecond).
 Times are *self* times: a call's time minus the time of profiled calls made inside it (a
 ``js.gradient`` event does not include the ``js.solve`` it runs), so the column sums to the
 profiled total; ``inclusive`` keeps the whole.  A first call includes Numba compilation or
-the cache load.
+the cache load.  Calls from every thread are recorded, each thread with its own call
+stack (one thread's solves are not children of another's), so with threads running at
+once the self times can add up to more than the wall time.
 
 Bytes are the bytes that must move, from the array sizes: a stencil reads each input field
 once and writes its output once (``Laplacian.apply`` ``2*8*n``, ``Diffusion.apply``
@@ -45,12 +47,15 @@ bound, so it sits far below the machine's peak by design -- the ``roofline`` col
 the figure of merit, ``GFLOP/s`` says how much arithmetic the bytes carried.
 """
 import json
+import threading
 import time
 
 __all__ = ["profile", "Profile"]
 
 _ACTIVE = []          # profiles currently recording (nested blocks record into all)
 _SAVED = []           # (owner, attribute, original) while patched
+_LOCK = threading.RLock()     # guards _ACTIVE/_SAVED and the events of the profiles
+_LOCAL = threading.local()    # .stack: this thread's open profiled calls
 
 
 def _now():
@@ -65,10 +70,22 @@ class _Frame:
         self.child = 0.0
 
 
-_STACK = []
+def _stack():
+    """This thread's stack of open profiled calls (a call's children are the profiled
+    calls made by the same thread: another thread's solves are not)."""
+    try:
+        return _LOCAL.stack
+    except AttributeError:
+        _LOCAL.stack = []
+        return _LOCAL.stack
 
 
 def _record(name, inclusive, self_time, nbytes, nflops=None):
+    with _LOCK:
+        _record_locked(name, inclusive, self_time, nbytes, nflops)
+
+
+def _record_locked(name, inclusive, self_time, nbytes, nflops):
     for prof in _ACTIVE:
         ev = prof.events.get(name)
         if ev is None:
@@ -86,15 +103,16 @@ def _record(name, inclusive, self_time, nbytes, nflops=None):
 
 def _timed(name_fn, bytes_fn, fn, flops_fn=None):
     def wrapper(*args, **kwargs):
+        stack = _stack()
         fr = _Frame()
-        _STACK.append(fr)
+        stack.append(fr)
         try:
             out = fn(*args, **kwargs)
         finally:
-            _STACK.pop()
+            stack.pop()
             incl = _now() - fr.t0
-            if _STACK:
-                _STACK[-1].child += incl
+            if stack:
+                stack[-1].child += incl
         try:
             name = name_fn(*args)
             nbytes = bytes_fn(out, *args) if bytes_fn is not None else None
@@ -264,7 +282,10 @@ class Profile:
     events : dict name -> {"calls", "time" (self, s), "inclusive" (s), "bytes" (or None),
         "flops" (or None), "first" / "first_bytes" / "first_flops" (the first call's)}
     wall : float
-        Wall time of the whole block (s).
+        Wall time of the block (s); a profile used in several ``with`` blocks adds them
+        up (as ``cProfile`` does over ``enable``/``disable``), and entering a profile
+        that is already recording (the same object nested in itself) neither restarts
+        its clock nor counts a call twice.
     bandwidth : float or None
         Triad GB/s that ``roofline`` is relative to.
     """
@@ -275,22 +296,31 @@ class Profile:
         self.bandwidth = bandwidth
         self._measure = bandwidth is None
         self._saved = None
+        self._depth = 0
 
     # context manager -------------------------------------------------------
     def __enter__(self):
         _load_solvers()
-        if not _ACTIVE:
-            _SAVED[:] = _patch()
-        _ACTIVE.append(self)
-        self._t0 = _now()
+        with _LOCK:
+            self._depth = getattr(self, "_depth", 0) + 1
+            if self._depth > 1:        # already recording: one clock, one count per call
+                return self
+            if not _ACTIVE:
+                _SAVED[:] = _patch()
+            _ACTIVE.append(self)
+            self._t0 = _now()
         return self
 
     def __exit__(self, *exc):
-        self.wall = _now() - self._t0
-        _ACTIVE.remove(self)
-        if not _ACTIVE:
-            _unpatch(_SAVED)
-            _SAVED[:] = []
+        with _LOCK:
+            self._depth -= 1
+            if self._depth > 0:
+                return False
+            self.wall += _now() - self._t0
+            _ACTIVE.remove(self)
+            if not _ACTIVE:
+                _unpatch(_SAVED)
+                _SAVED[:] = []
         if self._measure:
             try:
                 from .bench import triad_bandwidth
