@@ -2,26 +2,45 @@
 
 Layout: the root group carries ``format = "jitsolve"``, ``format_version``, ``kind``
 (the solution class) and scalar fields as attributes; arrays are datasets.  Reading
-checks each of these, so a file that is not HDF5, was written by something else, or
-is truncated gives a :class:`jitsolve.errors.FileFormatError` saying which.
+checks each of these and each field against the others, so a file that is not HDF5,
+was written by something else, is truncated or corrupt gives a
+:class:`jitsolve.errors.FileFormatError` naming the file and the field.  Datasets,
+groups and attributes that jitsolve did not write (a user's metadata) are ignored.
+
+Writing builds and checks every field first, writes a temporary file in the target's
+folder and moves it onto the path (``os.replace``): a refused or interrupted write
+leaves a file already at the path as it was.
 """
 import os
+import secrets
 
 import numpy as np
 
 from .errors import FileFormatError, InvalidProblemError
 from .log import get_logger
-from .retcodes import ReturnCode
 
 __all__ = ["save_solution", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "jitsolve"
 FORMAT_VERSION = 1
 
+# root attributes jitsolve reads (with ``stats_*``); any other attribute is ignored
+_KNOWN_ATTRS = ("format", "format_version", "kind", "retcode", "alg", "iters", "resnorm")
+
 
 def _kinds():
     from .solution import EnsembleSolution, LinearSolution, ODESolution, SDESolution
-    return {c.__name__: c for c in (ODESolution, SDESolution, LinearSolution, EnsembleSolution)}
+    return {c.__name__: c
+            for c in (ODESolution, SDESolution, LinearSolution, EnsembleSolution)}
+
+
+def _kind_of(sol):
+    """The registered solution class ``sol`` is (or derives from, the nearest one)."""
+    kinds = _kinds()
+    for c in type(sol).__mro__:
+        if kinds.get(c.__name__) is c:
+            return c
+    return None
 
 
 def _h5py():
@@ -32,37 +51,147 @@ def _h5py():
     return h5py
 
 
+def check_write_path(path, what="the file"):
+    """``path`` as a string after checking that it names a file that can be created: a
+    str or os.PathLike whose folder exists and which is not itself a folder
+    (:class:`InvalidProblemError` naming ``path``).  Shared with
+    :class:`jitsolve.HDF5Store`."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise InvalidProblemError(f"path: expected a file path, got {type(path).__name__}")
+    p = os.fspath(path)
+    if isinstance(p, bytes):
+        raise InvalidProblemError("path: expected a str file path, got bytes")
+    folder = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(folder):
+        raise InvalidProblemError(f"path: the folder {folder!r} of {what} does not exist")
+    if os.path.isdir(p):
+        raise InvalidProblemError(f"path: {p!r} is a folder, not a file")
+    return p
+
+
+def holds_solution(path):
+    """Whether ``path`` is an HDF5 file carrying ``format = "jitsolve"`` (a solution
+    written by ``to_hdf5``); False for a missing, foreign or unreadable file."""
+    h5py = _h5py()
+    try:
+        if not os.path.isfile(path) or not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as f:
+            return _plain(f.attrs.get("format")) == FORMAT
+    except Exception:
+        return False
+
+
+def _check_fields(sol, kind):
+    """Every dataset and attribute of ``sol`` built and checked before anything is
+    written: ``(arrays, attrs)``; :class:`InvalidProblemError` naming ``sol`` and the
+    field that cannot be written or would not load back."""
+    from .solution import _NUMERIC, CorruptField
+    try:
+        attrs = dict(sol._attrs())
+        arrays = {k: np.asarray(v) for k, v in sol._arrays().items()}
+    except InvalidProblemError:
+        raise
+    except Exception as exc:
+        raise InvalidProblemError(f"sol: its fields cannot be written to HDF5: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+    for k, a in arrays.items():
+        ok = "S" if k == "retcodes" else _NUMERIC
+        if a.dtype.kind not in ok:
+            raise InvalidProblemError(f"sol: field {k!r} holds {a.dtype} values; an HDF5 "
+                                      f"solution file holds "
+                                      f"{'return-code names' if ok == 'S' else 'numbers'}")
+    for k, v in attrs.items():
+        if isinstance(v, np.generic):
+            v = attrs[k] = v.item()
+        if not isinstance(v, (str, int, float)):
+            raise InvalidProblemError(f"sol: field {k!r} is a {type(v).__name__}; expected "
+                                      f"a number or a string")
+    try:                        # what js.load will check: a file written always loads
+        kind._from_hdf5(arrays, attrs)
+    except CorruptField as exc:
+        raise InvalidProblemError(f"sol: cannot be written to HDF5 (it would not load "
+                                  f"back): {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidProblemError(f"sol: cannot be written to HDF5 (it would not load "
+                                  f"back): {exc}") from exc
+    return arrays, attrs
+
+
 def save_solution(sol, path):
-    """Write ``sol`` to ``path`` (overwritten)."""
+    """Write ``sol`` to ``path``; a file already there is replaced only once the new one
+    is complete (written to a temporary file in the same folder, then ``os.replace``).
+
+    Raises
+    ------
+    jitsolve.errors.InvalidProblemError
+        ``sol:`` a kind or a field that cannot be written; ``path:`` not a path, its
+        folder missing, a folder, or the file cannot be created or replaced.  The file
+        at ``path`` is then untouched.
+    """
     from . import __version__
     h5py = _h5py()
-    kind = type(sol).__name__
-    if kind not in _kinds():
-        raise InvalidProblemError(f"sol: cannot write a {kind} to HDF5")
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidProblemError(f"path: expected a file path, got {type(path).__name__}")
-    with h5py.File(path, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["kind"] = kind
-        f.attrs["jitsolve_version"] = __version__
-        for k, v in sol._attrs().items():
-            f.attrs[k] = v
-        for k, v in sol._arrays().items():
-            f.create_dataset(k, data=np.asarray(v))
-    get_logger("io").info("wrote %s to %s", kind, path)
+    kind = _kind_of(sol)
+    if kind is None:
+        raise InvalidProblemError(f"sol: cannot write a {type(sol).__name__} to HDF5")
+    p = check_write_path(path)
+    arrays, attrs = _check_fields(sol, kind)
+    target = os.path.realpath(p)            # through a symlink, as h5py's "w" would write
+    folder, base = os.path.split(target)
+    tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+    field = None
+    try:
+        with h5py.File(tmp, "x") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["kind"] = kind.__name__
+            f.attrs["jitsolve_version"] = __version__
+            for field, v in attrs.items():
+                f.attrs[field] = v
+            for field, v in arrays.items():
+                f.create_dataset(field, data=v)
+            field = None
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)                    # on disk before it takes the path's place
+        finally:
+            os.close(fd)
+        if os.path.isfile(target):
+            try:
+                os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+            except OSError:
+                pass
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if not isinstance(exc, Exception) or isinstance(exc, MemoryError):
+            raise
+        if field is not None and not isinstance(exc, OSError):
+            raise InvalidProblemError(f"sol: field {field!r} cannot be written to HDF5: "
+                                      f"{exc}") from exc
+        raise InvalidProblemError(f"path: cannot write {p!r}: {exc}") from exc
+    get_logger("io").info("wrote %s to %s", kind.__name__, p)
 
 
 def load(path):
     """Read a solution written by ``sol.to_hdf5(path)``.
 
+    Datasets, groups and attributes that jitsolve does not write (a user's metadata)
+    are ignored; every field jitsolve reads is checked against the others.
+
     Raises
     ------
     FileNotFoundError
         No such file.
+    jitsolve.errors.InvalidProblemError
+        ``path`` is not a str or os.PathLike.
     jitsolve.errors.FileFormatError
-        Not an HDF5 file, not a jitsolve file, a newer format version, or a missing or
-        corrupt field.
+        Not an HDF5 file, not a jitsolve file, a format version this jitsolve does not
+        read, or a missing, unreadable or inconsistent field (the message names the file
+        and the field; the cause is chained).
 
     Examples
     --------
@@ -73,40 +202,94 @@ def load(path):
     2
     """
     h5py = _h5py()
-    if not isinstance(path, (str, os.PathLike)):
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
         raise InvalidProblemError(f"path: expected a file path, got {type(path).__name__}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"path: no such file {os.fspath(path)!r}")
-    if not h5py.is_hdf5(path):
-        raise FileFormatError(f"{os.fspath(path)!r} is not an HDF5 file")
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"path: no such file {p!r}")
+    if os.path.isdir(p):
+        raise FileFormatError(f"path: {p!r} is a folder, not an HDF5 file")
     try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            if attrs.get("format") != FORMAT:
-                raise FileFormatError(
-                    f"{os.fspath(path)!r} is an HDF5 file but not a jitsolve solution (no format='jitsolve')")
-            version = attrs.get("format_version")
-            if not isinstance(version, (int, np.integer)) or version > FORMAT_VERSION:
-                raise FileFormatError(
-                    f"{os.fspath(path)!r} has format version {version!r}; this jitsolve reads <= {FORMAT_VERSION}")
-            kind = attrs.get("kind")
+        hdf5 = h5py.is_hdf5(p)
+    except Exception as exc:
+        raise FileFormatError(f"path: {p!r} could not be read: {exc}") from exc
+    if not hdf5:
+        raise FileFormatError(f"path: {p!r} is not an HDF5 file")
+    field = None
+    try:
+        with h5py.File(p, "r") as f:
+            field = "format"
+            attrs = {"format": _plain(f.attrs.get("format"))}
+            if attrs["format"] != FORMAT:
+                raise FileFormatError(f"path: {p!r} is an HDF5 file but not a jitsolve "
+                                      f"solution (no format='jitsolve')")
+            field = "format_version"
+            _check_version(p, _plain(f.attrs.get("format_version")),
+                           f.attrs.get("jitsolve_version"))
+            field = "kind"
+            kind = _plain(f.attrs.get("kind"))
             kinds = _kinds()
-            if kind not in kinds:
-                raise FileFormatError(f"{os.fspath(path)!r} holds an unknown kind {kind!r}")
-            bad = [k for k in f.keys() if not isinstance(f[k], h5py.Dataset)]
-            if bad:
-                raise FileFormatError(f"{os.fspath(path)!r} is a corrupt {kind}: field "
-                                      f"{bad[0]!r} is a {type(f[bad[0]]).__name__}, not a dataset")
-            arrays = {k: f[k][()] for k in f.keys()}
+            if not isinstance(kind, str) or kind not in kinds:
+                raise FileFormatError(f"path: {p!r} holds an unknown kind {kind!r}")
+            cls = kinds[kind]
+            field = None
+            for k in list(f.attrs.keys()):
+                if k in _KNOWN_ATTRS or k.startswith("stats_"):
+                    field = k
+                    attrs[k] = _plain(f.attrs[k])
+            field = None
+            arrays = {}
+            for k in cls._HDF5_FIELDS:
+                field = k
+                if k not in f:
+                    continue
+                obj = f[k]
+                if not isinstance(obj, h5py.Dataset):
+                    raise FileFormatError(f"path: {p!r} is a corrupt {kind}: field {k!r} "
+                                          f"is a {type(obj).__name__}, not a dataset")
+                v = obj[()]
+                if isinstance(v, h5py.Empty):
+                    raise FileFormatError(f"path: {p!r} is a corrupt {kind}: field {k!r} "
+                                          f"holds no data (an empty dataspace)")
+                arrays[k] = v
     except FileFormatError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise FileFormatError(f"{os.fspath(path)!r} could not be read: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        where = "" if field is None else f" field {field!r}"
+        raise FileFormatError(f"path: {p!r} could not be read:{where} "
+                              f"({type(exc).__name__}: {exc})") from exc
+    from .solution import CorruptField
     try:
-        ReturnCode(attrs.get("retcode"))
-        return kinds[kind]._from_hdf5(arrays, attrs)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise FileFormatError(f"{os.fspath(path)!r} is a corrupt {kind}: {exc}") from exc
+        return cls._from_hdf5(arrays, attrs)
+    except CorruptField as exc:
+        raise FileFormatError(f"path: {p!r} is a corrupt {kind}: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise FileFormatError(f"path: {p!r} is a corrupt {kind}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
+def _check_version(p, version, written_by):
+    """Refuse a ``format_version`` that is not an integer from 1 to FORMAT_VERSION
+    (an integer-valued float such as 1.0 is one), saying which rule it breaks."""
+    ok = (isinstance(version, (int, float)) and not isinstance(version, bool)
+          and float(version).is_integer())
+    if not ok:
+        raise FileFormatError(f"path: {p!r} has format_version {version!r}, which is not "
+                              f"an integer (this jitsolve reads 1 to {FORMAT_VERSION})")
+    v = int(version)
+    if v < 1:
+        raise FileFormatError(f"path: {p!r} has format_version {v}, older than any "
+                              f"jitsolve format (the first is 1)")
+    if v > FORMAT_VERSION:
+        by = _plain(written_by)
+        by = f" (written by jitsolve {by})" if isinstance(by, str) else ""
+        raise FileFormatError(f"path: {p!r} has format_version {v}, newer than this "
+                              f"jitsolve reads (1 to {FORMAT_VERSION}){by}: upgrade "
+                              f"jitsolve")
 
 
 def _plain(v):

@@ -29,8 +29,18 @@ class HDF5Store:
     """Keep checkpoints in an HDF5 file (``path``) instead of memory, for states that do
     not fit; pass as ``js.DiscreteAdjoint(checkpoints=C, store=js.HDF5Store(path))``.
 
-    The file is created (overwritten) on the first snapshot, one dataset per stored
-    state; the gradient is bit-for-bit that of the in-memory schedules.
+    The file is created on the first snapshot, one dataset per stored state, and removed
+    when the reverse sweep ends (also when it fails) unless ``keep=True``; the gradient is
+    bit-for-bit that of the in-memory schedules.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file; its folder must exist.  A file already at ``path`` is
+        overwritten, except a jitsolve solution (one written by ``sol.to_hdf5``), which
+        is refused (:class:`~jitsolve.errors.InvalidProblemError` naming ``path``).
+    keep : bool, default False
+        Keep the file after the gradient (its datasets: the snapshots last held).
 
     Examples
     --------
@@ -46,6 +56,8 @@ class HDF5Store:
     ...                          rtol=1e-8, atol=1e-10)
     >>> round(float(val), 8), np.round(grads["p"], 6)      # d/dp 0.5 exp(-2p) = -exp(-4)
     (0.00915782, array([-0.018316]))
+    >>> os.path.exists(store.path)                          # removed after the gradient
+    False
 
     Cost
     ----
@@ -56,25 +68,45 @@ class HDF5Store:
     working states only; disk: at most ``checkpoints`` states.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, keep=False):
         import os
-        if not isinstance(path, (str, os.PathLike)):
+        if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
             raise InvalidProblemError(f"path: expected a file path, got {type(path).__name__}")
+        if not isinstance(keep, (bool, np.bool_)):
+            raise InvalidProblemError(f"keep: expected True or False, got {keep!r}")
         self.path = os.fspath(path)
+        if isinstance(self.path, bytes):
+            raise InvalidProblemError("path: expected a str file path, got bytes")
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
             raise InvalidProblemError(f"path: the folder {folder!r} of the checkpoint store "
                                       f"does not exist")
+        self.keep = bool(keep)
+        self._refuse_solution()
         self._f = None
+        self._created = False
+
+    def _refuse_solution(self):
+        from .io import holds_solution
+        if holds_solution(self.path):
+            raise InvalidProblemError(f"path: {self.path!r} holds a jitsolve solution; "
+                                      f"the checkpoint store would overwrite it (choose "
+                                      f"another path)")
 
     def _file(self):
         if self._f is None:
+            import os
             import h5py
+            if os.path.isdir(self.path):
+                raise InvalidProblemError(f"path: cannot create the checkpoint store "
+                                          f"{self.path!r}: it is a folder")
+            self._refuse_solution()
             try:
                 self._f = h5py.File(self.path, "w")
             except OSError as exc:
                 raise InvalidProblemError(f"path: cannot create the checkpoint store "
                                           f"{self.path!r}: {exc}") from exc
+            self._created = True
         return self._f
 
     def put(self, i, u):
@@ -92,9 +124,22 @@ class HDF5Store:
             del f[k]
 
     def close(self):
+        """Close the file (the adjoint sweeps call this when they end) and remove it
+        unless ``keep``."""
         if self._f is not None:
             self._f.close()
             self._f = None
+        if self._created and not self.keep:
+            import os
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                from .log import get_logger
+                get_logger("sensitivity").warning("could not remove the checkpoint store "
+                                                  "%s: %s", self.path, exc)
+        self._created = False
 
 
 class DiscreteAdjoint(SensitivityAlgorithm):
@@ -853,6 +898,12 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         sensealg = DiscreteAdjoint()
     if isinstance(sensealg, FiniteDifference):
         return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
+    if solve_kw.get("callback") is not None:
+        # the adjoints do not carry the jumps of events and affects (the continuous ones
+        # gave silently wrong gradients through them)
+        raise UnsupportedAlgorithmError(
+            f"callback: gradients through callbacks are not supported by "
+            f"{type(sensealg).__name__}; use js.FiniteDifference()")
     from .exponential import ETDRK4
     if isinstance(alg, ETDRK4):
         if not isinstance(sensealg, DiscreteAdjoint):

@@ -83,6 +83,102 @@ def _code_indices(retcodes):
     return np.array([_code_index(r) for r in retcodes], dtype=np.int8).reshape(-1)
 
 
+# ----------------------------------------------------------------- reading files back
+# A solution's ``_from_hdf5`` checks each field it reads against the others; a missing or
+# inconsistent one raises CorruptField, which jitsolve.load reports as a FileFormatError
+# naming the file and the field.  ``save_solution`` runs the same checks before it writes,
+# so every file it writes loads.
+
+_NUMERIC = "biufc"
+_DENSE = ("dense_t", "dense_h", "dense_u", "dense_k", "dense_BTH")
+
+
+class CorruptField(ValueError):
+    """A field (dataset or attribute) of a solution file is missing or inconsistent with
+    the others; ``field`` names it."""
+
+    def __init__(self, field, msg):
+        super().__init__(f"field {field!r} {msg}")
+        self.field = field
+
+
+def _field(arrays, name, *, ndim=None, min_ndim=0, kinds=_NUMERIC, what="numbers"):
+    """Dataset ``name`` as an array, its dtype kind and number of dimensions checked."""
+    if name not in arrays:
+        raise CorruptField(name, "is missing")
+    a = np.asarray(arrays[name])
+    if a.dtype.kind not in kinds:
+        raise CorruptField(name, f"holds {a.dtype} values, not {what}")
+    if (ndim is not None and a.ndim != ndim) or a.ndim < min_ndim:
+        want = ndim if ndim is not None else f"at least {min_ndim}"
+        raise CorruptField(name, f"has shape {a.shape}, expected {want} dimensions")
+    return a
+
+
+def _count(attrs, name, default=None):
+    """Attribute ``name`` as a count (an integer >= 0)."""
+    if name not in attrs:
+        if default is not None:
+            return default
+        raise CorruptField(name, "is missing")
+    v = attrs[name]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise CorruptField(name, f"is {v!r}, expected a count (an integer >= 0)")
+    return int(v)
+
+
+def _real(attrs, name):
+    v = attrs.get(name)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                               np.floating)):
+        raise CorruptField(name, "is missing" if v is None
+                           else f"is {v!r}, expected a number")
+    return float(v)
+
+
+def _text(attrs, name, default=""):
+    v = attrs.get(name, default)
+    if not isinstance(v, str):
+        raise CorruptField(name, f"is {v!r}, expected a string")
+    return v
+
+
+def _retcode_attr(attrs):
+    v = attrs.get("retcode")
+    try:
+        return ReturnCode(v)
+    except ValueError:
+        raise CorruptField("retcode", "is missing" if v is None
+                           else f"is {v!r}, not a return code") from None
+
+
+def _stats_checked(attrs):
+    """The :class:`SolverStats` of the ``stats_*`` attributes (unknown ones ignored), or
+    None when there are none."""
+    names = SolverStats().asdict()
+    if not any(k.startswith("stats_") and k[6:] in names for k in attrs):
+        return None
+    return SolverStats(**{k: _count(attrs, "stats_" + k, default=0) for k in names})
+
+
+def _method_bth_shape(alg):
+    """The shape of the dense-output weights of the built-in method named ``alg``, or None
+    when ``alg`` names none (a user tableau: nothing to check against)."""
+    try:
+        from . import ode, ode_stiff
+        cls = getattr(ode, alg, None) or getattr(ode_stiff, alg, None)
+        if not isinstance(cls, type):
+            return None
+        if issubclass(cls, ode.ExplicitRK) and cls.tableau and cls.dense:
+            return np.shape(cls()._tab().BTHETA)
+        if issubclass(cls, ode_stiff.StiffAlgorithm) and cls.method and cls.dense:
+            from .solvers.ode.rosenbrock import stiff_tableau
+            return np.shape(stiff_tableau(cls.method)[8])
+    except Exception:        # a lookup that fails only skips this check
+        return None
+    return None
+
+
 class DenseInterpolant:
     """``sol(t)`` from each step's start ``steps_t``, size ``steps_h``, state ``us`` and
     stages ``ks``, and the method's dense-output weights ``BTH`` (stages x degree);
@@ -97,19 +193,28 @@ class DenseInterpolant:
         self.t0s, self.hs, self.us, self.ks, self.BTH, self.shape = steps_t, steps_h, us, ks, BTH, shape
 
     @classmethod
-    def checked(cls, steps_t, steps_h, us, ks, BTH, shape):
+    def checked(cls, steps_t, steps_h, us, ks, BTH, shape, alg=""):
         """The interpolant of arrays read from a file, their shapes checked against each
-        other and the state's (a ``ValueError`` naming the field: a truncated table would
-        otherwise fail only at the first ``sol(t)``, with NumPy's broadcast error)."""
+        other, the state's and (``alg`` a built-in method) the method's weights: a
+        :class:`CorruptField` (a ``ValueError``) naming the field.  A truncated table
+        would otherwise fail only at the first ``sol(t)``, with NumPy's broadcast error,
+        or (fewer weight columns) silently interpolate with a lower-degree polynomial."""
         n = int(np.prod(shape))
+        if np.ndim(BTH) != 2 or 0 in np.shape(BTH):
+            raise CorruptField("dense_BTH", f"has shape {np.shape(BTH)}, expected (stages, "
+                               f"degree) with both >= 1")
+        want_bth = _method_bth_shape(alg)
+        if want_bth is not None and np.shape(BTH) != want_bth:
+            raise CorruptField("dense_BTH", f"has shape {np.shape(BTH)}, but the dense "
+                               f"output of {alg} (field 'alg') has {want_bth}")
         m = np.shape(steps_t)[0] if np.ndim(steps_t) == 1 else -1
-        sd = np.shape(BTH)[0] if np.ndim(BTH) == 2 else -1
+        sd = np.shape(BTH)[0]
         for name, a, want in (("dense_t", steps_t, (m,)), ("dense_h", steps_h, (m,)),
                               ("dense_u", us, (m, n)), ("dense_k", ks, (m, sd, n))):
             if np.shape(a) != want:
-                raise ValueError(f"field {name!r} has shape {np.shape(a)}, expected {want} "
-                                 f"(dense_t {np.shape(steps_t)}, dense_BTH {np.shape(BTH)}, "
-                                 f"{n} entries a state)")
+                raise CorruptField(name, f"has shape {np.shape(a)}, expected {want} "
+                                   f"(dense_t {np.shape(steps_t)}, dense_BTH "
+                                   f"{np.shape(BTH)}, {n} entries a state)")
         return cls(steps_t, steps_h, us, ks, BTH, shape)
 
     def __call__(self, tq):
@@ -137,12 +242,6 @@ def _stats_attrs(stats):
     return {f"stats_{k}": int(v) for k, v in stats.asdict().items()}
 
 
-def _stats_from_attrs(attrs):
-    """The :class:`SolverStats` written as ``stats_*`` attributes, or None."""
-    kw = {k[6:]: int(v) for k, v in attrs.items() if k.startswith("stats_")}
-    return SolverStats(**kw) if kw else None
-
-
 class AbstractSolution:
     """Common behaviour: ``retcode``, ``successful``, ``to_hdf5``."""
 
@@ -154,7 +253,19 @@ class AbstractSolution:
         return self.retcode.successful
 
     def to_hdf5(self, path):
-        """Write every field to an HDF5 file (see :func:`jitsolve.load`)."""
+        """Write every field to an HDF5 file (see :func:`jitsolve.load`).
+
+        Every field is checked before anything is written, and the file is written under
+        a temporary name in ``path``'s folder and then moved onto ``path``: a refused or
+        interrupted write leaves a file already at ``path`` as it was.
+
+        Raises
+        ------
+        jitsolve.errors.InvalidProblemError
+            ``sol:`` a field that cannot be written (not numbers, an interpolant that is
+            not the method's, shapes that would not load back); ``path:`` not a path, its
+            folder missing, a folder, or the file cannot be created or replaced.
+        """
         from .io import save_solution
         save_solution(self, path)
 
@@ -196,6 +307,9 @@ class ODESolution(AbstractSolution):
     >>> round(float(sol(0.5)[0]), 6)                          # exp(-1), interpolated
     0.367879
     """
+
+    #: the datasets ``to_hdf5`` writes (others in a file are ignored by ``js.load``)
+    _HDF5_FIELDS = ("t", "u", "event_t", "event_u", "steps_t", "steps_h") + _DENSE
 
     def __init__(self, t, u, retcode=ReturnCode.Success, stats=None, *, events=None, alg="",
                  interp=None):
@@ -254,19 +368,50 @@ class ODESolution(AbstractSolution):
 
     @classmethod
     def _from_hdf5(cls, arrays, attrs):
-        events = list(zip(arrays["event_t"], arrays["event_u"])) if "event_t" in arrays else []
+        """The solution of a file's datasets and attributes, each checked against the
+        others (:class:`CorruptField` naming the first that is missing or wrong)."""
+        t = _field(arrays, "t", ndim=1, kinds="iuf", what="real numbers")
+        u = _field(arrays, "u", min_ndim=1)
+        if u.shape[0] != t.size:
+            raise CorruptField("u", f"has {u.shape[0]} states for the {t.size} times of "
+                               f"field 't'")
+        alg = _text(attrs, "alg")
+        events = []
+        if "event_t" in arrays or "event_u" in arrays:
+            et = _field(arrays, "event_t", ndim=1, kinds="iuf", what="real numbers")
+            eu = _field(arrays, "event_u", min_ndim=1)
+            if eu.shape != (et.size,) + u.shape[1:]:
+                raise CorruptField("event_u", f"has shape {eu.shape}, expected "
+                                   f"{(et.size,) + u.shape[1:]} ({et.size} times in field "
+                                   f"'event_t', states of shape {u.shape[1:]})")
+            events = list(zip(et, eu))
         kw = {}
-        if cls is SDESolution and "W" in arrays:
-            kw["W"] = arrays["W"]
-        if "dense_k" in arrays:
-            kw["interp"] = DenseInterpolant.checked(arrays["dense_t"], arrays["dense_h"],
-                                                    arrays["dense_u"], arrays["dense_k"],
-                                                    arrays["dense_BTH"], arrays["u"].shape[1:])
-        sol = cls(arrays["t"], arrays["u"], attrs["retcode"], _stats_from_attrs(attrs),
-                  events=events, alg=attrs.get("alg", ""), **kw)
-        for k in ("steps_t", "steps_h"):
-            if k in arrays:
-                setattr(sol, k, arrays[k])
+        if "W" in cls._HDF5_FIELDS and "W" in arrays:
+            W = _field(arrays, "W", ndim=2, kinds="iuf", what="real numbers")
+            if W.shape[0] != t.size:
+                raise CorruptField("W", f"has shape {W.shape}, expected ({t.size}, "
+                                   f"nbrownian) for the {t.size} times of field 't'")
+            kw["W"] = W
+        present = [k for k in _DENSE if k in arrays]
+        if present:
+            missing = [k for k in _DENSE if k not in arrays]
+            if missing:
+                raise CorruptField(missing[0], f"is missing; the method's interpolant "
+                                   f"needs it with {', '.join(present)}")
+            d = {k: _field(arrays, k, kinds="iuf" if k in ("dense_t", "dense_h") else
+                           _NUMERIC) for k in _DENSE}
+            kw["interp"] = DenseInterpolant.checked(
+                d["dense_t"], d["dense_h"], d["dense_u"], d["dense_k"], d["dense_BTH"],
+                u.shape[1:], alg)
+        steps = {k: _field(arrays, k, ndim=1, kinds="iuf", what="real numbers")
+                 for k in ("steps_t", "steps_h") if k in arrays}
+        if len(steps) == 2 and steps["steps_t"].size != steps["steps_h"].size:
+            raise CorruptField("steps_h", f"has {steps['steps_h'].size} entries for the "
+                               f"{steps['steps_t'].size} of field 'steps_t'")
+        sol = cls(t, u, _retcode_attr(attrs), _stats_checked(attrs), events=events, alg=alg,
+                  **kw)
+        for k, v in steps.items():
+            setattr(sol, k, v)
         return sol
 
     def __repr__(self):
@@ -290,6 +435,8 @@ class SDESolution(ODESolution):
     >>> sol.retcode, sol.W.shape, bool(np.allclose(sol.u, sol.W))   # u = W exactly
     (<ReturnCode.Success: 'Success'>, (5, 1), True)
     """
+
+    _HDF5_FIELDS = ODESolution._HDF5_FIELDS + ("W",)
 
     def __init__(self, t, u, retcode=ReturnCode.Success, stats=None, *, W=None, events=None,
                  alg="", interp=None):
@@ -325,7 +472,10 @@ class LinearSolution(AbstractSolution):
     (array([1. , 0.5]), 2, True, 3)
     """
 
-    def __init__(self, u, retcode=ReturnCode.Success, iters=0, resnorm=np.nan, history=None, *, alg=""):
+    _HDF5_FIELDS = ("u", "history")
+
+    def __init__(self, u, retcode=ReturnCode.Success, iters=0, resnorm=np.nan, history=None,
+                 *, alg=""):
         self.u = np.asarray(u)
         self.retcode = _retcode(retcode)
         self.iters = int(iters)
@@ -343,8 +493,12 @@ class LinearSolution(AbstractSolution):
 
     @classmethod
     def _from_hdf5(cls, arrays, attrs):
-        return cls(arrays["u"], attrs["retcode"], int(attrs["iters"]), float(attrs["resnorm"]),
-                   arrays["history"], alg=attrs.get("alg", ""))
+        """The solution of a file's datasets and attributes, each checked
+        (:class:`CorruptField` naming the first that is missing or wrong)."""
+        return cls(_field(arrays, "u"), _retcode_attr(attrs), _count(attrs, "iters"),
+                   _real(attrs, "resnorm"),
+                   _field(arrays, "history", ndim=1, kinds="iuf", what="real numbers"),
+                   alg=_text(attrs, "alg"))
 
     def __repr__(self):
         return (f"LinearSolution(retcode={self.retcode}, iters={self.iters}, "
@@ -373,6 +527,8 @@ class EnsembleSolution(AbstractSolution):
     >>> len(esol), esol.retcode, np.round(esol.u[:, -1, 0] / esol.u[:, 0, 0], 3)
     (2, <ReturnCode.Success: 'Success'>, array([0.135, 0.135]))
     """
+
+    _HDF5_FIELDS = ("t", "u", "retcodes", "stats", "W")
 
     def __init__(self, t, u, retcodes, *, alg="", stats=None, W=None):
         self.t = np.asarray(t, dtype=np.float64)
@@ -446,9 +602,43 @@ class EnsembleSolution(AbstractSolution):
 
     @classmethod
     def _from_hdf5(cls, arrays, attrs):
-        return cls(arrays["t"], arrays["u"], np.asarray(arrays["retcodes"]),
-                   alg=attrs.get("alg", ""), W=arrays.get("W"),
-                   stats=arrays["stats"] if "stats" in arrays else _stats_from_attrs(attrs))
+        """The ensemble of a file's datasets and attributes, each checked against the
+        others (:class:`CorruptField` naming the first that is missing or wrong)."""
+        t = _field(arrays, "t", ndim=1, kinds="iuf", what="real numbers")
+        u = _field(arrays, "u", min_ndim=2)
+        N = u.shape[0]
+        if u.shape[1] != t.size:
+            raise CorruptField("u", f"has shape {u.shape}: {u.shape[1]} saved states a "
+                               f"trajectory for the {t.size} times of field 't'")
+        names = _field(arrays, "retcodes", ndim=1, kinds="SU", what="return-code names")
+        if names.size != N:
+            raise CorruptField("retcodes", f"has {names.size} entries for the {N} "
+                               f"trajectories of field 'u'")
+        try:
+            _code_indices(names)
+        except ValueError as exc:
+            raise CorruptField("retcodes", f"holds an unknown code ({exc})") from None
+        rc = _retcode_attr(attrs)
+        stats = _stats_checked(attrs)
+        if "stats" in arrays:
+            stats = _field(arrays, "stats", ndim=2, kinds="iu", what="integer counts")
+            nst = len(SolverStats().asdict())
+            if stats.shape != (N, nst):
+                raise CorruptField("stats", f"has shape {stats.shape}, expected ({N}, "
+                                   f"{nst}): a row of counters for each trajectory")
+            if stats.size and stats.min() < 0:
+                raise CorruptField("stats", "holds a negative count")
+        W = None
+        if "W" in arrays:
+            W = _field(arrays, "W", ndim=3, kinds="iuf", what="real numbers")
+            if W.shape[:2] != (N, t.size):
+                raise CorruptField("W", f"has shape {W.shape}, expected ({N}, {t.size}, "
+                                   f"nbrownian) for fields 'u' and 't'")
+        sol = cls(t, u, names, alg=_text(attrs, "alg"), stats=stats, W=W)
+        if sol.retcode is not rc:
+            raise CorruptField("retcode", f"is {rc.value!r}, but the codes of field "
+                               f"'retcodes' give {sol.retcode.value!r}")
+        return sol
 
     def __repr__(self):
         return f"EnsembleSolution(N={len(self)}, nt={self.t.size}, retcode={self.retcode})"
