@@ -153,6 +153,10 @@ class SplitODEProblem(AbstractProblem):
         self.f = _as_rhs(f, "f", self.u0)
 
 
+_COMPLEX_L = ("L: complex linear parts are not supported (the states are real); write a "
+              "complex diagonal (a spectral symbol) as a real 2n x 2n block system")
+
+
 def _as_linear_part(L, n):
     import scipy.sparse as sp
     if isinstance(L, GridOperator):
@@ -162,10 +166,14 @@ def _as_linear_part(L, n):
     if sp.issparse(L):
         if L.shape != (n, n):
             raise InvalidProblemError(f"L: expected shape ({n}, {n}), got {L.shape}")
+        if L.dtype.kind == "c":
+            raise InvalidProblemError(_COMPLEX_L)
         if not np.isfinite(L.data).all():
             raise InvalidProblemError("L: contains NaN or Inf")
         return sp.csr_matrix(L)
     a = as_state_array(L, "L")
+    if a.dtype.kind == "c":
+        raise InvalidProblemError(_COMPLEX_L)
     if a.ndim == 1:
         if a.size != n:
             raise InvalidProblemError(f"L: a diagonal needs {n} entries, got {a.size}")

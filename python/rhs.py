@@ -31,9 +31,10 @@ class RHS:
         self.f, self.p, self.lin, self.plin, self.fun, self.op = f, p, lin, plin, fun, op
 
 
-def pack_grid_operator(op, scale=1.0, with_boundary=True):
+def pack_grid_operator(op, scale=1.0, with_boundary=True, name="f"):
     """``plin`` for the cfuncs of :func:`jitsolve.kernels.cpu.rhs_grid.grid_cfuncs`: header,
-    coefficients, boundary term (see that module)."""
+    coefficients, boundary term (see that module); ``name`` is the problem's argument that
+    holds ``op`` (for the error message)."""
     from .kernels.cpu import rhs_grid as K
     from .grid.stencils import Advection, Diffusion, Laplacian
     while isinstance(op, ScaledOperator):
@@ -48,8 +49,11 @@ def pack_grid_operator(op, scale=1.0, with_boundary=True):
         coef = [np.ascontiguousarray(v, dtype=np.float64).ravel() for v in op._v3]
     else:
         raise UnsupportedAlgorithmError(
-            f"f: {type(op).__name__} (a sum of operators) is not supported as a compiled "
-            f"right-hand side yet; use a single Laplacian/Diffusion/Advection, possibly scaled")
+            f"{name}: {type(op).__name__} (a sum of operators) is not supported as a "
+            f"compiled right-hand side yet (js.ETDRK4 takes it); use a single Laplacian/"
+            f"Diffusion/Advection, possibly scaled, or a SplitODEProblem with L = "
+            f"{name}.to_csr() and {name}.boundary_term() added in f (to_csr() alone drops "
+            f"nonzero boundary values)")
     n0, n1, n2 = (1,) * (3 - op.grid.ndim) + op.grid.shape
     b = op.boundary_term().ravel() if with_boundary else np.zeros(0)
     hasb = bool(with_boundary and np.any(b))
@@ -59,13 +63,14 @@ def pack_grid_operator(op, scale=1.0, with_boundary=True):
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
 
 
-def linear_part(L):
-    """``(cfunc, plin)`` for a linear part: grid operator, dense/sparse matrix or diagonal."""
+def linear_part(L, name="L"):
+    """``(cfunc, plin)`` for a linear part: grid operator, dense/sparse matrix or diagonal
+    (``name``: the problem's argument that holds it, for error messages)."""
     import scipy.sparse as sp
     from .kernels.cpu import rhs as K
     if isinstance(L, GridOperator):
         from .kernels.cpu import rhs_grid as KG
-        plin = pack_grid_operator(L)
+        plin = pack_grid_operator(L, name=name)
         return KG.grid_cfuncs(plin)[0], plin
     if sp.issparse(L):
         A = sp.csr_matrix(L)
@@ -90,11 +95,11 @@ def problem_rhs(prob):
     if isinstance(prob, SplitODEProblem):
         lin, plin = linear_part(prob.L)
         if isinstance(prob.f, GridOperator):
-            lin2, plin2 = linear_part(prob.f)
+            lin2, plin2 = linear_part(prob.f, "f")
             raise UnsupportedAlgorithmError("f: a SplitODEProblem's f must be a function")
         return RHS(prob.f.cfunc("f"), p, lin, plin, fun=prob.f, op=prob.L)
     if isinstance(prob.f, GridOperator):
-        lin, plin = linear_part(prob.f)
+        lin, plin = linear_part(prob.f, "f")
         return RHS(zero_f, p, lin, plin, fun=None, op=prob.f)
     assert isinstance(prob.f, ODEFunction)
     return RHS(prob.f.cfunc("f"), p, fun=prob.f)

@@ -58,7 +58,9 @@ RC_SUCCESS, RC_TERMINATED, RC_MAXITERS, RC_DTMIN, RC_UNSTABLE, RC_INITIAL = 0, 1
 # states at least this large get their vector updates split across threads
 PARALLEL_N = 32768
 # interpolant samples per step when looking for a sign change of an event condition
-NSAMPLE = 4
+# (SciML's ``interp_points`` default, 10: with 4, two of six roots of sin(20 t) inside
+# one long step were missed)
+NSAMPLE = 10
 
 
 @njit(inline="always", cache=False)
@@ -243,7 +245,11 @@ def _crossed(g0, g1, direction):
 @njit(cache=False)
 def _locate(cond, cbp, u, t, h, ks, BTH, a, b, ga, gb, work):
     """Root of ``cond`` in ``theta in [a, b]`` on the step's interpolant, by the Illinois
-    method (modified regula falsi); returns the end of the final bracket past the root."""
+    method (modified regula falsi); returns the end of the final bracket past the root.
+    A zero at ``b`` (a root exactly on the step's end: ``t1``, a ``tstops`` time, a fixed
+    step's grid) is the root, as in SciML and SUNDIALS."""
+    if gb == 0.0:
+        return b
     side = 0
     tol = 4.0 * 2.220446049250313e-16 * max(abs(t), abs(t + h), 1.0) / max(abs(h), 1e-300)
     x = 1.0
