@@ -91,8 +91,14 @@ def compile_user_function(f, argname, signature, *, nargs=4):
     except Exception as exc:  # numba raises TypingError, UnsupportedError, LoweringError...
         first = str(exc).strip().splitlines()
         detail = first[0] if first else type(exc).__name__
+        hint = ""
+        if "float64[::1]" in str(signature) or "complex128[::1]" in str(signature):
+            # states of any shape reach the user's functions flattened (C order)
+            hint = ("; the arrays are 1-D: a state of shape (m, k) is passed flattened, "
+                    "entry [i, j] at [i * k + j]")
         raise CompileError(
-            f"{argname}: Numba could not compile {_describe(f)} for {signature} ({detail})") from exc
+            f"{argname}: Numba could not compile {_describe(f)} for {signature} "
+            f"({detail}){hint}") from exc
     # one dispatcher per function and signature: building the same problem again (remake,
     # a new SDEProblem in a loop) must not recompile (about 0.1 s each time)
     _NJIT_CACHE[key] = (f, disp)

@@ -19,6 +19,14 @@ bridge of the same path.  SRIW1 and SRA1 draw from a tree that also carries the
 space-time Lévy area, so their I_(1,0) is that of the same path at every step size; it is
 another path than EM's for the same seed (see :func:`brownian_path`).
 
+Saving
+------
+A fixed step lands on every ``saveat`` time that is not a grid point (the step there is
+shortened, on a bridge of the same Brownian path), so ``saveat`` changes the step grid
+and with it the numerical solution (by its discretisation error; StochasticDiffEq
+interpolates between the grid's points instead).  For a strong-convergence study, or to
+compare runs that save differently, give ``saveat`` times on the ``dt`` grid.
+
 Failures come back as return codes with the path computed so far: ``Unstable`` when the
 state becomes NaN/Inf, ``MaxIters``, ``DtLessThanMin``.
 """

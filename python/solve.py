@@ -183,7 +183,8 @@ def option_defaults(prob, kwargs):
 
 def _check_de_options(prob, o):
     n = prob.u0.size
-    o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n)
+    o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n,
+                                            shape=prob.u0.shape)
     o["dt"] = check_positive_float(o["dt"], "dt", allow_none=True)
     o["dtmin"] = check_positive_float(o["dtmin"], "dtmin", allow_none=True)
     check_dtmin(o["dtmin"], prob.tspan)
@@ -196,8 +197,12 @@ def _check_de_options(prob, o):
             o["saveat"] = check_positive_float(s, "saveat")
         else:
             o["saveat"] = _check_times(s, "saveat", prob.tspan)
+            if o["saveat"].size == 0:
+                o["saveat"] = None      # DifferentialEquations.jl: saveat=[] saves every step
     if o["tstops"] is not None:
         o["tstops"] = _check_times(o["tstops"], "tstops", prob.tspan)
+    if not isinstance(o["save_noise"], (bool, np.bool_)):
+        raise InvalidProblemError(f"save_noise: expected True or False, got {o['save_noise']!r}")
     if o["seed"] is not None:
         seed = o["seed"]
         if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:

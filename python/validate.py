@@ -147,8 +147,9 @@ def check_tspan(tspan, name="tspan"):
 _TEN_EPS = 10 * float(np.finfo(np.float64).eps)
 
 
-def check_tolerances(rtol, atol, n=None, *, name_r="rtol", name_a="atol"):
-    """``rtol`` a non-negative number; ``atol`` a non-negative number or per-component array."""
+def check_tolerances(rtol, atol, n=None, *, name_r="rtol", name_a="atol", shape=None):
+    """``rtol`` a non-negative number; ``atol`` a non-negative number or per-component array
+    (flat with ``n`` entries, or of the state's ``shape``)."""
     r = _as_real(rtol, name_r)
     if r < 0:
         raise InvalidProblemError(f"{name_r}: must be >= 0, got {r}")
@@ -165,10 +166,16 @@ def check_tolerances(rtol, atol, n=None, *, name_r="rtol", name_a="atol"):
     a = as_state_array(atol, name_a, dtypes=(np.float64, np.float32))
     if n is not None and a.size != n:
         raise InvalidProblemError(f"{name_a}: per-component tolerance needs {n} entries, got {a.size}")
+    if shape is not None and a.ndim > 1 and a.shape != tuple(shape):
+        raise InvalidProblemError(f"{name_a}: per-component tolerance of shape {a.shape} does "
+                                  f"not match the state's {tuple(shape)}")
     if (a < 0).any():
         raise InvalidProblemError(f"{name_a}: entries must be >= 0")
     if r == 0 and not (a > 0).all():
         raise InvalidProblemError(f"{name_a}: with rtol == 0 every entry must be positive")
+    if 0 < r < _TEN_EPS:
+        raise InvalidProblemError(
+            f"{name_r}: {r} is below what float64 arithmetic can deliver (use >= 2.2e-15)")
     return r, np.ascontiguousarray(a.ravel(), dtype=np.float64)
 
 
