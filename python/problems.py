@@ -377,7 +377,8 @@ class LinearProblem(AbstractProblem):
 
 
 class EnsembleProblem(AbstractProblem):
-    """Many solves of one problem: ``u0s`` (N, ...) and/or ``ps`` (N, np), or ``prob_func``.
+    """Many solves of one problem: ``u0s`` (N, ...) and/or ``ps`` (N, np), or ``prob_func``
+    (not both).
 
     ``u0s`` and ``ps`` are the compiled fast path (one trajectory per thread);
     ``prob_func(prob, i) -> problem`` is the general, slower one (one ``solve`` each).
@@ -387,8 +388,9 @@ class EnsembleProblem(AbstractProblem):
     ends only (SciML's ``save_everystep=false``), not every step as a single solve: its
     trajectories take different adaptive steps and ``EnsembleSolution.u`` is one
     ``(N, nt, ...)`` array on common times.  ``esol[i](t)`` interpolates linearly between
-    saved times, so pass ``saveat`` for values inside the span.  SDE ensembles step on
-    one grid and save every step of it.
+    saved times, so pass ``saveat`` for values inside the span.  SDE ensembles save at
+    ``saveat``, else on a fixed step's grid (every step), else (adaptive steps) at
+    ``tspan``'s two ends only.
 
     Examples
     --------
@@ -412,7 +414,9 @@ class EnsembleProblem(AbstractProblem):
         if u0s is not None:
             if not hasattr(prob, "u0"):
                 raise InvalidProblemError(f"u0s: {type(prob).__name__} has no u0")
-            u0s = as_state_array(u0s, "u0s", dtypes=(prob.u0.dtype.type,))
+            # either float width, held in the problem's dtype (as ps in float64)
+            u0s = as_state_array(u0s, "u0s", dtypes=(np.float64, np.float32)).astype(
+                prob.u0.dtype, copy=False)
             if u0s.shape[1:] != prob.u0.shape:
                 raise InvalidProblemError(
                     f"u0s: expected shape (N, {', '.join(map(str, prob.u0.shape))}), got {u0s.shape}")
@@ -431,6 +435,11 @@ class EnsembleProblem(AbstractProblem):
             N = ps.shape[0]
         if prob_func is not None and not callable(prob_func):
             raise InvalidProblemError("prob_func: expected a function (prob, i) -> problem")
+        if prob_func is not None and (u0s is not None or ps is not None):
+            raise InvalidProblemError(
+                "prob_func: give prob_func or u0s/ps, not both (prob_func builds each "
+                "trajectory's problem and would ignore the rows); in prob_func, "
+                "remake(prob, u0=u0s[i], p=ps[i]) uses them")
         self.u0s, self.ps, self.prob_func = u0s, ps, prob_func
         self.ntrajectories = N
 

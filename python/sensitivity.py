@@ -1047,6 +1047,11 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     from .losses import L2Loss
     from .solvers.ode.explicit import _controller, make_stops, tableau_arrays
     from .losses import EnsembleLoss
+    if solve_kw.get("callback") is not None and not isinstance(sensealg, FiniteDifference):
+        # the ensemble kernels took no callback: the gradient was of another problem
+        raise UnsupportedAlgorithmError(
+            f"callback: gradients through callbacks are not supported by "
+            f"{type(sensealg or DiscreteAdjoint()).__name__}; use js.FiniteDifference()")
     if isinstance(loss, EnsembleLoss):
         from .ensemble_loss_gradient import ensemble_loss_gradient
         return ensemble_loss_gradient(eprob, alg, loss, wrt, sensealg, solve_kw)

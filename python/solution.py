@@ -568,15 +568,24 @@ class EnsembleSolution(AbstractSolution):
         """Trajectory ``i`` as a solution of its own (SciML's ``sim[i]``; iteration works
         too): an ``ODESolution`` with its retcode and stats for an ODE ensemble (per-
         trajectory ``stats``), else an ``SDESolution`` with its Brownian path when one was
-        saved.  A failed trajectory keeps its saved prefix (the NaN rows after the failure
-        are dropped).  No dense output: interpolation is linear between saved points."""
+        saved.  A failed or terminated trajectory keeps its saved prefix (the NaN rows
+        after its end are dropped; a terminated one's event state is not among the common
+        saved times).  No dense output: interpolation is linear between saved points.  An
+        SDE ensemble counts its work for all trajectories together (``esol.stats``): a
+        trajectory's own ``stats`` are zeros.  A slice gives a list of trajectories."""
         N = len(self)
-        i = operator.index(i)
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(N))]
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"ensemble solutions are indexed by an integer or a slice, got "
+                            f"{type(i).__name__}") from None
         if not -N <= i < N:
             raise IndexError(f"trajectory {i} of an ensemble of {N}")
         i %= N
         nt = self.t.size
-        if not _SUCCESSFUL[self._codes[i]]:
+        if _CODES[int(self._codes[i])] is not ReturnCode.Success:
             rows = np.isfinite(self.u[i].reshape(nt, -1)).all(axis=1)
             nt = int(np.argmin(np.append(rows, False)))
         rc = _CODES[int(self._codes[i])]
@@ -655,7 +664,9 @@ class EnsembleSummary:
     ``N - ddof``), ``qlow``, ``qhigh`` (the two ``quantiles``, linear interpolation
     between order statistics), each of shape ``(nt, *u0.shape)``; ``n`` the number of
     trajectories used (the failed ones are left out: their rows after the failure are
-    NaN).
+    NaN).  A terminated trajectory counts at the saved times before its stop (its later
+    rows are NaN): the statistics at time ``k`` are over the ``counts[k]`` trajectories
+    with data there (NaN where fewer than ``ddof + 1``).
 
     Parameters
     ----------
@@ -697,9 +708,21 @@ class EnsembleSummary:
                                       f"need at least {ddof + 1}")
         self.t = sol.t.copy()
         self.quantiles = (float(q[0]), float(q[1]))
-        self.mean = us.mean(axis=0)
-        self.var = us.var(axis=0, ddof=ddof)
-        self.qlow, self.qhigh = np.quantile(us, q, axis=0)
+        have = np.isfinite(us)
+        self.counts = have.reshape(us.shape[0], us.shape[1], -1).all(axis=2).sum(axis=0)
+        if have.all():
+            self.mean = us.mean(axis=0)
+            self.var = us.var(axis=0, ddof=ddof)
+            self.qlow, self.qhigh = np.quantile(us, q, axis=0)
+        else:               # terminated trajectories: NaN rows after their stops
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN / few rows
+                self.mean = np.nanmean(us, axis=0)
+                self.var = np.nanvar(us, axis=0, ddof=ddof)
+                self.qlow, self.qhigh = np.nanquantile(us, q, axis=0)
+            few = (have.sum(axis=0) - ddof) < 1
+            self.var[few] = np.nan
 
     def __repr__(self):
         return (f"EnsembleSummary(n={self.n}, nt={self.t.size}, "
