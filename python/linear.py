@@ -33,6 +33,7 @@ scipy LinearOperator ``A``: its matvec (its rmatvec in the adjoint solve of
 a real solve (a LinearOperator of real dtype, real ``b``) is InvalidProblemError unless
 its imaginary part is exactly zero.  jitsolve's own errors pass through unchanged.
 """
+import math
 import numbers
 
 import numpy as np
@@ -887,8 +888,18 @@ def _prepare(prob, alg, atol):
 
 
 def _finish(prob, alg, res):
-    return LinearSolution(res.x.reshape(prob.b.shape), ReturnCode(res.status), res.iters,
-                          res.resnorm, res.history, alg=repr(alg))
+    x, resnorm, h = res.x, res.resnorm, res.history
+    if (res.status in ("ConvergenceFailure", "Breakdown") and h is not None and len(h)
+            and math.isfinite(h[0]) and not resnorm <= h[0]):
+        # a broken or stalled solve is never worse than its starting guess (CG on a
+        # nonsymmetric or an inconsistent singular system diverges: residuals 1e4-1e9
+        # times ||b||); MaxIters keeps its last iterate (CG's residual is not monotone:
+        # an iterate of larger residual can be closer in the energy norm)
+        x = (np.zeros(prob.b.size, dtype=x.dtype) if prob.x0 is None
+             else np.asarray(prob.x0, dtype=x.dtype).ravel().copy())
+        resnorm = float(h[0])
+    return LinearSolution(x.reshape(prob.b.shape), ReturnCode(res.status), res.iters,
+                          resnorm, h, alg=repr(alg))
 
 
 def _krylov(fn, prob, alg, rtol, atol, maxiter, callback, progress, **extra):

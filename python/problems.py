@@ -311,6 +311,9 @@ class LinearProblem(AbstractProblem):
     A : ndarray, scipy.sparse matrix, scipy LinearOperator or grid operator
     b : array
         Right-hand side, 1-D of length ``n`` (or of the grid's shape for a grid operator).
+        Its precision is the solve's: a float32 ``b`` is solved in float32 arithmetic
+        (complex when ``A`` is), even with a float64 matrix, where SciPy takes
+        ``result_type(A, b)``; pass a float64 ``b`` for float64 work.
     x0 : array, optional
         Initial guess, same shape as ``b`` (default zeros).
 

@@ -460,9 +460,12 @@ class LinearSolution(AbstractSolution):
     retcode : ReturnCode
     iters : int
     resnorm : float
-        The true residual norm ``||b - A u||``, recomputed at the end.
+        The true residual norm ``||b - A u||``, recomputed at the end.  A solve that breaks
+        down or stalls returns its best iterate, never one worse than the starting guess;
+        ``MaxIters`` keeps the last iterate.
     history : ndarray
-        Residual norm per iteration (the recursively updated one between recomputations).
+        Residual norm per iteration (the recursively updated one between recomputations);
+        entry 0 the initial residual, one entry per iteration after it.
 
     Examples
     --------

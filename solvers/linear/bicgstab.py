@@ -14,8 +14,8 @@ import numpy as np
 
 from ...kernels.cpu import blas
 from .. import workspace
-from .common import (BREAKDOWN, MAXITERS, SUCCESS, KrylovResult, Monitor, check,
-                     start_norm, true_residual)
+from .common import (BREAKDOWN, MAXITERS, SUCCESS, TERMINATED, KrylovResult, Monitor,
+                     check, start_norm, true_residual)
 
 __all__ = ["bicgstab"]
 
@@ -76,8 +76,11 @@ def _bicgstab_loop(matvec, b, x, r, rnorm, tmp, r0, p, v, ph, sh, t, precond, to
             blas.axpy(alpha, ph, x)
             rnorm = true_residual(matvec, b, x, r, tmp)
             if rnorm <= tol:
-                mon.history.append(rnorm)
+                mon(it, x, rnorm)
                 status = SUCCESS
+                break
+            if mon(it, x, rnorm):           # one history entry per iteration
+                status = TERMINATED
                 break
             continue
         if precond is not None:

@@ -98,7 +98,7 @@ def check(it, rnorm, tol, recompute, matvec, b, x, r, tmp, mon, residual=None):
                  else residual(x, r))
         recomputed = True
         if rnorm <= tol:
-            mon.history.append(rnorm)
+            mon(it, x, rnorm)               # the callback sees the last iterate too
             return rnorm, SUCCESS, recomputed
         if mon.stalled(it, x, rec, rnorm):
             mon.restore_best(x)             # the loop takes the residual of x afresh

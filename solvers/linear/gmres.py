@@ -18,7 +18,7 @@ from scipy.linalg import solve_triangular
 
 from ...kernels.cpu import blas
 from .. import workspace
-from .common import (CONVERGENCE_FAILURE, MAXITERS, SUCCESS, TERMINATED, KrylovResult,
+from .common import (BREAKDOWN, CONVERGENCE_FAILURE, MAXITERS, SUCCESS, TERMINATED, KrylovResult,
                      Monitor, lincomb, project, start_norm, true_residual)
 
 __all__ = ["gmres"]
@@ -118,6 +118,14 @@ def _gmres_loop(matvec, b, x, r, rnorm, tmp, w, z, V, precond, m, tol, maxiter, 
                 precond(upd, z)
                 upd = z
             x += upd
+        elif k > 0 and np.all(np.isfinite(H[:k, :k])):
+            # a singular Hessenberg matrix (the Krylov space hit A's null space, e.g.
+            # A = 0): the least-squares estimate (zero) is not a residual; PETSc's
+            # KSP_DIVERGED_BREAKDOWN
+            beta = true_residual(matvec, b, x, r, tmp)
+            mon.history[-1] = beta
+            status = BREAKDOWN
+            break
         beta = true_residual(matvec, b, x, r, tmp)
         if beta <= tol:
             status = SUCCESS

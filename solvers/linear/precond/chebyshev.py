@@ -63,6 +63,11 @@ def chebyshev(matvec, diag, n, dtype, degree=4, bounds=None, steps=20, lmax_fact
     """
     if bounds is None:
         lo, hi = lanczos_bounds(matvec, diag, n, dtype, steps)
+        if lo < -1e-6 * abs(hi):
+            # Ritz values lie inside the spectrum: a clearly negative one is a negative
+            # eigenvalue (a singular matrix's zero may come out as -1e-17: clipped below)
+            raise ValueError(f"Chebyshev: the estimated spectrum [{lo:.3g}, {hi:.3g}] of "
+                             f"D^-1 A is not positive; the matrix is not definite")
         lo, hi = max(lo, hi * 1e-6), hi * lmax_factor
     else:
         lo, hi = bounds

@@ -1,0 +1,78 @@
+"""Audit of the linear solvers, second round (forty-third session): the callback missed
+the last iteration (CG, FlexibleCG, BiCGSTAB); BiCGSTAB's history skipped the iterations
+where the recursive residual met the tolerance and the true one did not; a GMRES
+breakdown was a ConvergenceFailure with a zero in its history; a failed CG solve returned
+an iterate far worse than its starting guess; Chebyshev took an indefinite matrix."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import jitsolve as js
+from jitsolve.errors import InvalidProblemError
+
+G = js.Grid((16, 16))
+M = (-js.Laplacian(G)).to_csr()
+
+
+@pytest.mark.parametrize("make", [js.CG, js.FlexibleCG, js.BiCGSTAB, js.GMRES],
+                         ids=lambda m: m.__name__)
+def test_the_callback_sees_every_iteration_the_last_included(make):
+    b = np.ones(G.size)
+    seen = []
+    sol = js.solve(js.LinearProblem(M, b), make(), rtol=1e-8,
+                   callback=lambda it, x, r: seen.append((it, r)) and False)
+    assert sol.retcode == js.ReturnCode.Success
+    assert len(seen) == sol.iters
+    assert [it for it, _ in seen] == list(range(1, sol.iters + 1))
+    assert seen[-1][1] <= 1e-8 * np.linalg.norm(b)
+    assert len(sol.history) == sol.iters + 1
+
+
+def test_bicgstab_keeps_one_history_entry_per_iteration():
+    g = js.Grid((32, 32))
+    b = np.random.default_rng(0).standard_normal(g.shape).astype(np.float32)
+    calls = []
+    sol = js.solve(js.LinearProblem(-js.Laplacian(g), b), js.BiCGSTAB(), rtol=1e-7,
+                   maxiter=300, callback=lambda it, x, r: calls.append(it) and False)
+    assert len(sol.history) == sol.iters + 1
+    assert calls == list(range(1, sol.iters + 1))
+
+
+@pytest.mark.parametrize("A, b", [(np.zeros((3, 3)), np.ones(3)),
+                                  (np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([1.0, 0.0]))],
+                         ids=["zero", "nilpotent"])
+def test_a_gmres_breakdown_is_breakdown_with_a_true_history(A, b):
+    sol = js.solve(js.LinearProblem(A, b), js.GMRES())
+    assert sol.retcode == js.ReturnCode.Breakdown
+    assert sol.history[-1] == pytest.approx(np.linalg.norm(b - A @ sol.u))
+    assert np.all(sol.history > 0)
+
+
+def test_a_diverging_cg_returns_its_starting_guess():
+    V = -js.Laplacian(G) + js.Advection(G, (40.0, 0.0))     # far from symmetric
+    b = np.ones(G.shape)
+    sol = js.solve(js.LinearProblem(V, b), js.CG())
+    assert sol.retcode != js.ReturnCode.Success
+    assert sol.resnorm <= np.linalg.norm(b) * (1 + 1e-12)
+    Mv = V.to_csr()
+    assert sol.resnorm == pytest.approx(np.linalg.norm(b.ravel() - Mv @ sol.u.ravel()))
+    x0 = np.full(G.shape, 0.01)
+    sol0 = js.solve(js.LinearProblem(V, b, x0=x0), js.CG())
+    assert sol0.resnorm <= sol0.history[0] * (1 + 1e-12)
+
+
+def test_chebyshev_refuses_an_indefinite_matrix():
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.standard_normal((60, 60)))
+    ev = np.concatenate([-np.linspace(0.5, 1.0, 10), np.linspace(0.5, 2.0, 50)])
+    A = sp.csr_matrix((Q * ev) @ Q.T)
+    with pytest.raises(InvalidProblemError, match="not definite"):
+        js.solve(js.LinearProblem(A, np.ones(60)), js.GMRES(precond=js.Chebyshev()))
+
+
+def test_chebyshev_still_takes_a_singular_consistent_neumann_problem():
+    g = js.Grid((16, 16), bc=js.Neumann())
+    f = np.random.default_rng(2).standard_normal(g.shape)
+    f -= f.mean()
+    sol = js.solve(js.LinearProblem(-js.Laplacian(g), f), js.CG(js.Chebyshev()), rtol=1e-8)
+    assert sol.retcode == js.ReturnCode.Success
