@@ -129,6 +129,22 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
     return out
 
 
+def _constants_in_null_spaces(A):
+    """Whether the grid operator ``A`` maps the constants to zero, and so does ``A^T``
+    (a Laplacian or Diffusion with no Dirichlet side: pure Neumann or periodic
+    problems, singular with the constants as both null spaces)."""
+    from .grid.operators import GridOperator
+    if not isinstance(A, GridOperator):
+        return False
+    one = np.ones(A.grid.shape)
+    scale = np.abs(A.diagonal()).max() * one.size ** 0.5
+    if not scale > 0:
+        return False
+    tol = 1e-12 * scale
+    return (np.linalg.norm(A.apply(one)) <= tol
+            and np.linalg.norm(A.T.apply(one)) <= tol)
+
+
 def _check_solution(sol, what):
     if not sol.successful:
         raise SolveFailedError(
@@ -199,13 +215,21 @@ def _linear_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         _check_solution(sol, "forward")
         return sol.u
 
+    singular = _constants_in_null_spaces(A)
+
     def adjoint(g):
         g = np.asarray(g, dtype=np.float64).reshape(prob.b.shape)
+        if singular:
+            # A^T lam = g is consistent only for g orthogonal to the constants; lam is
+            # then defined up to a constant, which no coefficient's gradient sees
+            # (1^T dA/dkappa = 0): the mean-zero lam is A^+ g, the gradient of the
+            # solution CG returns (the minimum-norm one from a zero guess)
+            g = g - g.mean()
         if not np.any(g):
             return np.zeros_like(g)
         sol = solve(LinearProblem(AT, g), alg, **solve_kw)
         _check_solution(sol, "adjoint")
-        return sol.u
+        return sol.u - sol.u.mean() if singular else sol.u
 
     val, grads, _u, _lam = implicit_gradient(forward, adjoint, loss.value, loss.grad, vjps)
     out = {}

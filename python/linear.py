@@ -909,7 +909,28 @@ def _krylov(fn, prob, alg, rtol, atol, maxiter, callback, progress, **extra):
         callback = _user_callback(callback)
     res = fn(matvec, b, x0, precond=M, rtol=rtol, atol=float(atol), maxiter=maxiter,
              callback=callback, progress=progress, **extra)
+    h0 = res.history[0] if len(res.history) else np.nan
+    if res.status == "Breakdown" and res.iters == 0 and not 1e-150 < h0 < 1e150:
+        res = _rescaled(fn, matvec, b, x0, M, rtol, float(atol), maxiter, callback,
+                        progress, extra)
     return _finish(prob, alg, res)
+
+
+def _rescaled(fn, matvec, b, x0, M, rtol, atol, maxiter, callback, progress, extra):
+    """The solve of ``A x = b`` as ``A (x / s) = b / s``, ``s = max |b|``: a residual norm
+    below 1e-150 or above 1e150 under- or overflows in the squared norms of CG and
+    BiCGSTAB (``r^T z``), which then report Breakdown at once; the problem itself is
+    linear, so the scaled one has the same iterates over ``s``."""
+    from .solvers.linear.common import KrylovResult
+    sc = float(np.abs(b).max()) if b.size else 0.0      # no squares: no under/overflow
+    if not (np.isfinite(sc) and sc > 0):
+        return fn(matvec, b, x0, precond=M, rtol=rtol, atol=atol, maxiter=maxiter,
+                  callback=callback, progress=progress, **extra)
+    cb = None if callback is None else (lambda it, x, r: callback(it, x * sc, r * sc))
+    res = fn(matvec, b / sc, None if x0 is None else x0 / sc, precond=M, rtol=rtol,
+             atol=atol / sc, maxiter=maxiter, callback=cb, progress=progress, **extra)
+    return KrylovResult(res.x * sc, res.status, res.iters, res.resnorm * sc,
+                        np.asarray(res.history) * sc)
 
 
 @register(LinearProblem, CG)

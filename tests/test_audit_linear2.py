@@ -2,7 +2,9 @@
 the last iteration (CG, FlexibleCG, BiCGSTAB); BiCGSTAB's history skipped the iterations
 where the recursive residual met the tolerance and the true one did not; a GMRES
 breakdown was a ConvergenceFailure with a zero in its history; a failed CG solve returned
-an iterate far worse than its starting guess; Chebyshev took an indefinite matrix."""
+an iterate far worse than its starting guess; Chebyshev took an indefinite matrix; the
+gradient of a singular (pure Neumann / periodic) problem failed in its adjoint solve; CG
+and BiCGSTAB broke down on right-hand sides below 1e-154 or above 1e154."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -76,3 +78,45 @@ def test_chebyshev_still_takes_a_singular_consistent_neumann_problem():
     f -= f.mean()
     sol = js.solve(js.LinearProblem(-js.Laplacian(g), f), js.CG(js.Chebyshev()), rtol=1e-8)
     assert sol.retcode == js.ReturnCode.Success
+
+
+@pytest.mark.parametrize("bc", [js.Neumann(), js.Periodic()], ids=["Neumann", "periodic"])
+def test_the_gradient_of_a_singular_problem_is_that_of_its_minimum_norm_solution(bc):
+    """A pure Neumann / periodic Diffusion problem is singular (the constants); its
+    adjoint system A^T lam = dL/du was inconsistent (Breakdown, "loosen rtol...").  Now
+    dL/du is projected and lam taken mean-zero: the gradient of u = A^+ b."""
+    rng = np.random.default_rng(3)
+    g = js.Grid((10, 8), bc=bc)
+    kappa = np.exp(0.3 * rng.standard_normal(g.shape))
+    f = rng.standard_normal(g.shape)
+    f -= f.mean()
+    loss = js.L2Loss(None, rng.standard_normal(g.shape))
+
+    def J(k, b):
+        return js.gradient(js.LinearProblem(-js.Diffusion(g, k), b), js.CG(), loss,
+                           wrt=("b", "kappa"), rtol=1e-13)
+    v, gr = J(kappa, f)
+    assert abs(gr["b"].mean()) < 1e-12
+    e = 1e-6
+    dk = rng.standard_normal(g.shape)
+    fd = (J(kappa + e * dk, f)[0] - J(kappa - e * dk, f)[0]) / (2 * e)
+    assert np.sum(gr["kappa"] * dk) == pytest.approx(fd, rel=1e-6)
+    db = rng.standard_normal(g.shape)
+    db -= db.mean()                         # b must stay consistent
+    fd = (J(kappa, f + e * db)[0] - J(kappa, f - e * db)[0]) / (2 * e)
+    assert np.sum(gr["b"] * db) == pytest.approx(fd, rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-165, 1e160])
+@pytest.mark.parametrize("make", [js.CG, js.BiCGSTAB, lambda: js.CG(js.Multigrid())],
+                         ids=["CG", "BiCGSTAB", "CG-MG"])
+def test_cg_and_bicgstab_solve_tiny_and_huge_right_hand_sides(make, scale):
+    """``r^T z`` under- / overflowed below ||b|| ~ 1e-154 or above 1e154: Breakdown at
+    iteration 0 for a well-posed SPD problem; the solve is now rescaled."""
+    b = np.random.default_rng(4).standard_normal(G.shape)
+    ref = js.solve(js.LinearProblem(-js.Laplacian(G), b), make(), rtol=1e-8)
+    sol = js.solve(js.LinearProblem(-js.Laplacian(G), scale * b), make(), rtol=1e-8)
+    assert sol.retcode == js.ReturnCode.Success
+    assert sol.iters == ref.iters
+    np.testing.assert_allclose(sol.u / scale, ref.u, rtol=1e-10, atol=1e-12)
+    assert sol.resnorm <= 1e-8 * scale * np.linalg.norm(b)   # (NumPy's norm underflows)
