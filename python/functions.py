@@ -54,7 +54,7 @@ def _check_arity(f, argname, nargs):
         positional = [p for p in params.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         if len(positional) != nargs and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
-            form = _FORMS.get(nargs)
+            form = _ARG_FORMS.get(argname.split(".")[-1], _FORMS.get(nargs))
             raise InvalidProblemError(
                 f"{argname}: {_describe(f)} takes {len(positional)} arguments; expected {nargs}"
                 + (f" (e.g. {argname}({form}))" if form else ""))
@@ -62,6 +62,8 @@ def _check_arity(f, argname, nargs):
 
 #: the argument list a user function of each arity takes, for _check_arity's message
 _FORMS = {3: "u, t, p", 4: "du, u, p, t", 6: "out_u, out_p, lam, u, p, t"}
+#: the derivative functions' arguments (API.md)
+_ARG_FORMS = {"jac": "J, u, p, t", "paramjac": "Jp, u, p, t", "g": "gu, u, p, t"}
 
 
 def compile_user_function(f, argname, signature, *, nargs=4):
@@ -92,7 +94,13 @@ def compile_user_function(f, argname, signature, *, nargs=4):
         first = str(exc).strip().splitlines()
         detail = first[0] if first else type(exc).__name__
         hint = ""
-        if "float64[::1]" in str(signature) or "complex128[::1]" in str(signature):
+        sig = str(signature)
+        if "complex128" in sig:
+            # the complex twin, for complex-step derivatives
+            hint = ("; derivatives by complex step need it to compile for complex states "
+                    "(no comparisons of u, no math.* functions: use numpy); or give the "
+                    "derivatives (ODEFunction's jac, paramjac, vjp)")
+        elif sig.startswith("void(float64[::1]"):
             # states of any shape reach the user's functions flattened (C order)
             hint = ("; the arrays are 1-D: a state of shape (m, k) is passed flattened, "
                     "entry [i, j] at [i * k + j]")
@@ -433,6 +441,14 @@ class ODEFunction:
         ``paramjac(Jp, u, p, t)`` writes the n x np matrix ``df/dp``.
     jac_sparsity : scipy.sparse matrix, optional
         Sparsity pattern of ``df/du``, used to colour complex-step Jacobians.
+
+    The derivative functions' output arrays are cleared before each call, so writing only
+    the nonzero entries, or accumulating (``out_p[0] += ...``), is right.  Without them,
+    derivatives come from complex steps of ``f``: ``f`` must be complex-analytic in
+    ``u`` and ``p`` as written, and ``abs(u)``, ``u.real`` or a branch on ``u`` compile
+    for complex states but drop the derivative's imaginary part (silently wrong
+    Jacobians and gradients: ``js.check_gradient`` shows them; write ``np.sqrt(u*u)``
+    or give ``jac``/``vjp``).
 
     jitsolve compiles the functions with NumPy's floating-point rule: a division by zero
     gives ``inf`` or NaN (which the integrators turn into a rejected step or a failed

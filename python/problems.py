@@ -57,6 +57,12 @@ def _as_rhs(f, name, u0):
         return f
     if isinstance(f, ODEFunction):
         F = f
+        if F.jac_sparsity is not None and F.jac_sparsity.shape != (u0.size, u0.size):
+            # (the explicit adjoints used a wrong-sized pattern as given: wrong gradients,
+            # segmentation faults)
+            raise InvalidProblemError(
+                f"{name}: jac_sparsity of shape {F.jac_sparsity.shape}, but the state has "
+                f"{u0.size} entries")
     elif callable(f):
         F = ODEFunction(f)
     else:
@@ -492,6 +498,8 @@ def remake(prob, /, **changes):
     if cls is SDEProblem:
         # diagonal/scalar noise derive nbrownian from u0: keep it only when asked for
         nb = fields["nbrownian"] if (fields["noise"] == "general" or "nbrownian" in changes) else None
+        if "nbrownian" not in changes and prob.noise != "general":
+            nb = None       # switching to general noise: its nbrownian must be given
         g = fields["g"]
         if "g" not in changes and prob.g_function is not None:
             g = prob.g_function

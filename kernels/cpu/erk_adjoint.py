@@ -97,11 +97,20 @@ def _user_vjp_impl(vj, v, Y, p, t, out_u, out_p, np_grad):
         # inliner mis-scopes the versions of a variable assigned on several paths)
         mode, uvjp, ujac, upjac, pbuf, Jbuf, Jpbuf = vj[15:22]
         n = Y.size
+        # the user's outputs cleared before each call: a function that accumulates
+        # (``op[0] += ...``) or writes only the nonzeros is read right
         if mode & 1:
+            for k in range(n):
+                out_u[k] = 0.0
+            for j in range(pbuf.size):
+                pbuf[j] = 0.0
             uvjp(out_u, pbuf, v, Y, p, t)
             for j in range(np_grad):
                 out_p[j] += pbuf[j]
         if (mode & 3) == 2:
+            for i in range(Jbuf.shape[0]):
+                for k in range(Jbuf.shape[1]):
+                    Jbuf[i, k] = 0.0
             ujac(Jbuf, Y, p, t)
             for k in range(n):
                 out_u[k] = 0.0
@@ -112,6 +121,9 @@ def _user_vjp_impl(vj, v, Y, p, t, out_u, out_p, np_grad):
                         out_u[k] += Jbuf[i, k] * vi
         if (mode & 5) == 4:
             if np_grad > 0:
+                for i in range(Jpbuf.shape[0]):
+                    for j in range(Jpbuf.shape[1]):
+                        Jpbuf[i, j] = 0.0
                 upjac(Jpbuf, Y, p, t)
                 for i in range(n):
                     vi = v[i]

@@ -308,6 +308,10 @@ def _user_vjp_stage_impl(vj, out, v, Y, p, t, pbar, np_grad, scale):
     def impl(vj, out, v, Y, p, t, pbar, np_grad, scale):
         uvjp = vj[16]
         pbuf = vj[19]
+        for j in range(pbuf.size):      # cleared: a vjp may accumulate into its outputs
+            pbuf[j] = 0.0
+        for k in range(out.size):
+            out[k] = 0.0
         uvjp(out, pbuf, v, Y, p, t)
         for j in range(np_grad):
             pbar[j] += scale * pbuf[j]

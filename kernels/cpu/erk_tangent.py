@@ -69,8 +69,14 @@ def erk_tangent(rhs, fc, has_f, tab, u0, steps_t, steps_h, save_after, dsave, du
             eval_rhs(f, p, lin, plin, haslin, tmp, ks[i], Ys[i], ti)
             if uj is not None and has_f:
                 ujac, upjac, haspj, Jb, Jpb = uj
+                for x in range(Jb.shape[0]):        # cleared: the user's jac may
+                    for k in range(Jb.shape[1]):    # write only the nonzeros
+                        Jb[x, k] = 0.0
                 ujac(Jb, Ys[i], p, ti)
                 if haspj:
+                    for x in range(Jpb.shape[0]):
+                        for k in range(Jpb.shape[1]):
+                            Jpb[x, k] = 0.0
                     upjac(Jpb, Ys[i], p, ti)
             for d in range(nd):
                 combine(dY, dU[d], dks[d], a, i, h)

@@ -26,8 +26,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from .alloc import empty1, empty1_complex, empty2, full1, zeros1, zeros1_int, zeros2
-from .erk import (_grow, _grow_rows, apply_affect, cond_value, event_landing, event_search,
-                  land_past_root, put_row, put_rows, put_trajectory, root_state)
+from .erk import (_grow, _grow_rows, apply_affect, cond_value, dense_eval, event_landing,
+                  event_search, land_past_root, put_row, put_rows, put_trajectory, root_state)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, ros23_step, rodas_step, stiff_family
@@ -341,6 +341,19 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
         steps_h[nsteps] = h
         nsteps += 1
         stats[3] += 1
+        # saved times strictly inside the step, from its interpolant (SciML's saveat; the
+        # steps land only on tstops).  Where the caller made the saved times stops (the
+        # gradients: they differentiate steps that end there) none is inside a step.
+        while (not every and isave < savet.size and (savet[isave] - t) * tdir > 0.0
+               and (tnew - savet[isave]) * tdir > 0.0):
+            if nsave >= ts.size:
+                ts = _grow(ts, nsave + 1)
+                us = _grow_rows(us, nsave + 1)
+            dense_eval(ytmp, u, kd, BTH, (savet[isave] - t) / h, h)
+            ts[nsave] = savet[isave]
+            put_row(us, nsave, ytmp)
+            nsave += 1
+            isave += 1
         for i in range(n):
             u[i] = unew[i]
         t = tnew

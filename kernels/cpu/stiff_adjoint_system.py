@@ -156,6 +156,10 @@ def _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp):
             op = np.empty(npar)
             for i in range(n):
                 e[i] = 1.0
+                for j in range(n):      # cleared: a vjp may accumulate into its outputs
+                    ou[j] = 0.0
+                for j in range(npar):
+                    op[j] = 0.0
                 vj(ou, op, e, u, p, t)
                 e[i] = 0.0
                 if rows_u:
@@ -172,7 +176,7 @@ def _jacobians(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, t, P, J, Jp):
             uc[i] = u[i]
         if npg > 0 and not rows_p:
             if haspj:
-                full = np.empty((n, npar))
+                full = np.zeros((n, npar))
                 pj(full, u, p, t)
                 for i in range(n):
                     for j in range(npg):
@@ -202,7 +206,9 @@ def _products(fc, jf, pj, vj, hasjac, haspj, hasvjp, u, lam, t, P, ou, op):
         lc = np.empty(n)
         for i in range(n):
             lc[i] = lam[i]
-        opf = np.empty(npar)
+        opf = np.zeros(npar)
+        for j in range(n):
+            ou[j] = 0.0
         vj(ou, opf, lc, u, p, t)
         for j in range(npg):
             op[j] = opf[j]

@@ -153,6 +153,12 @@ def jacobian(jac, hasjac, fc, pc, cptr, ccols, colptr, rowidx, hascolor, p, u, t
     n = u.size
     nf = 0
     if hasjac:
+        # cleared first: ``JL`` is added into ``J`` below, and a jac that writes only
+        # the nonzeros kept the previous call's sum (L piled up, a SplitODEProblem's
+        # Rosenbrock steps failed)
+        for i in range(n):
+            for j in range(n):
+                J[i, j] = 0.0
         jac(J, u, p, t)
     else:
         for i in range(n):

@@ -128,9 +128,12 @@ def jacobian_data(n, p, jac=None, fc=None, sparsity=None, fjac_on=True, autonomo
 
 
 def _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex, rtol, atol, adaptive, dt,
-                    dtmin, dtmax, maxiters, tstops, savet):
+                    dtmin, dtmax, maxiters, tstops, savet, land_on_saveat=True):
     """The stiff loop's ``tab, rhs, jd, stops, ctrl`` (shared by the single solve and the
-    ensemble kernel, so that an ensemble's trajectory is its single solve bit for bit)."""
+    ensemble kernel, so that an ensemble's trajectory is its single solve bit for bit).
+    ``land_on_saveat``: the saved times are stops (the gradients' forward solves, which
+    differentiate steps ending there); else the steps land on ``tstops`` and ``t1`` only
+    and the loop saves from the interpolant inside steps."""
     tab = stiff_tableau(name, imex)
     haslin = lin is not None
     if imex and not haslin:
@@ -140,7 +143,7 @@ def _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex, rtol, atol, adap
            haslin, np.empty(n))
     if jd is None:
         jd = jacobian_data(n, p, fjac_on=False)
-    stops = make_stops(float(t0), float(t1), tstops, savet)
+    stops = make_stops(float(t0), float(t1), tstops, savet if land_on_saveat else None)
     ctrl = _controller((None,) * 8 + (tab[10],), rtol, atol, adaptive, dt, dtmin, dtmax,
                        maxiters, n)
     # (its tolerance arrays are fresh writable copies: a read-only broadcast view would be
@@ -150,7 +153,8 @@ def _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex, rtol, atol, adap
 
 def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None, jd=None,
                          imex=False, rtol=1e-3, atol=1e-6, adaptive=True, dt=None, dtmin=0.0,
-                         dtmax=np.inf, maxiters=100_000, tstops=None, callbacks=None):
+                         dtmax=np.inf, maxiters=100_000, tstops=None, callbacks=None,
+                         land_on_saveat=True):
     """Trajectory ``i``: ``u0s[i]`` (N, n) with parameters ``ps[i]`` (N, np), solved by
     the stiff method ``name`` in one compiled kernel, one trajectory per thread
     (:func:`jitsolve.kernels.cpu.stiff.stiff_ensemble`), each exactly its own
@@ -168,7 +172,8 @@ def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None
     savet = np.ascontiguousarray(savet, dtype=np.float64)
     tab, rhs, jd, stops, ctrl = _loop_arguments(name, f, ps[0] if N else np.zeros(0), n, t0, t1,
                                                 lin, plin, jd, imex, rtol, atol, adaptive, dt,
-                                                dtmin, dtmax, maxiters, tstops, savet)
+                                                dtmin, dtmax, maxiters, tstops, savet,
+                                                land_on_saveat)
     out = np.empty((N, savet.size, n))
     rcs = np.zeros(N, np.int64)
     stats = np.zeros((N, 5), np.int64)
@@ -180,9 +185,11 @@ def solve_stiff_ensemble(name, f, u0s, ps, t0, t1, savet, *, lin=None, plin=None
 
 def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=False, rtol=1e-3,
                 atol=1e-6, adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000,
-                tstops=None, saveat=None, dense=False, callbacks=None):
+                tstops=None, saveat=None, dense=False, callbacks=None, land_on_saveat=True):
     """Integrate ``du/dt = f(u, p, t) [+ lin(u, plin, t)]`` with the stiff method ``name``
     (``rosenbrock23``, ``rodas5p``, ``kencarp4``, ``kvaerno5``, ``implicit_euler``).
+    ``land_on_saveat=False`` saves inside steps from the interpolant (``js.solve``);
+    True makes the saved times stops (the gradients).
 
     ``jd`` is :func:`jacobian_data`'s tuple (default: ``f`` contributes no Jacobian);
     ``imex`` treats ``f`` explicitly and ``lin`` implicitly (ESDIRK methods with an
@@ -195,7 +202,7 @@ def solve_stiff(name, f, p, u0, t0, t1, *, lin=None, plin=None, jd=None, imex=Fa
     savet = np.zeros(0) if every else np.ascontiguousarray(saveat, dtype=np.float64)
     tab, rhs, jd, stops, ctrl = _loop_arguments(name, f, p, n, t0, t1, lin, plin, jd, imex,
                                                 rtol, atol, adaptive, dt, dtmin, dtmax,
-                                                maxiters, tstops, savet)
+                                                maxiters, tstops, savet, land_on_saveat)
     cb = callbacks           # None: the loop compiles without its event code
     cap = 64 if every else savet.size + 1
     res = call(stiff_solve, rhs, jd, u0, float(t0), tab, ctrl, stops, (every, savet, bool(dense)),

@@ -49,6 +49,12 @@ def schedule(tspan, dt, adaptive, saveat):
     else:
         h0 = dt
         N, mdy, S, xend = fixed_grid(T, dt)
+        if mdy > K.LEVELS - 2:
+            from ...errors import InvalidProblemError
+            raise InvalidProblemError(
+                f"dt: {dt!r} cuts the span {T!r} into 2^{mdy} steps; the Brownian tree "
+                f"resolves at most 2^{K.LEVELS - 2} (a step of at least "
+                f"{T * 2.0 ** -(K.LEVELS - 2):.3g})")
         xstep = 2.0 ** -mdy
         maxdepth = max(mdy, DEFAULT_MAXDEPTH)
     span_tree = sgn * S
@@ -153,7 +159,9 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
     tab, fpar, ipar = _pack(mod, sch, noise, m, adaptive, atol, rtol, dtmin, maxiters,
                             save_every, strat, has_cs, save_noise)
     if save_every:
-        cap = sch.N + 1 if not adaptive else min(maxiters, 1 << 14) + 1
+        # never more rows than maxiters steps can fill (a fixed step's grid of 10^10
+        # points asked for 75 GiB before the loop stopped at maxiters)
+        cap = (min(sch.N, maxiters) if not adaptive else min(maxiters, 1 << 14)) + 1
     else:
         cap = max(sch.xs.size, 1)
     a, r = _tol(atol, n), _tol(rtol, n)
