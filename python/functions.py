@@ -426,6 +426,44 @@ def probe_user_function(f, argname, u, p, t, *, out_shape=None):
     _PROBED[key] = f
 
 
+def probe_derivatives(fun, u, p, t):
+    """:func:`probe_user_function` for an ``ODEFunction``'s ``jac`` (``J`` n x n),
+    ``paramjac`` (``Jp`` n x np) and ``vjp`` (``out_u`` n, ``out_p`` np): compiled code
+    does not check their indices either (a ``jac`` written for three states on a
+    two-state problem corrupted memory: ``free(): invalid pointer``).  An IndexError
+    raises :class:`InvalidProblemError` naming the function and the array."""
+    u = np.asarray(u, dtype=np.float64).ravel()
+    p = np.asarray(p, dtype=np.float64)
+    if u.size > PROBE_MAX_N:
+        return
+    n, t = u.size, float(t)
+    cases = []
+    if fun.jac is not None:
+        cases.append(("jac", fun.jac, (("J", np.zeros((n, n))), ("u", u), ("p", p)),
+                      lambda a: (a[0], a[1], a[2], t)))
+    if fun.paramjac is not None:
+        cases.append(("paramjac", fun.paramjac,
+                      (("Jp", np.zeros((n, p.size))), ("u", u), ("p", p)),
+                      lambda a: (a[0], a[1], a[2], t)))
+    if fun.vjp is not None:
+        cases.append(("vjp", fun.vjp, (("out_u", np.zeros(n)), ("out_p", np.zeros(p.size)),
+                                       ("lam", np.ones(n)), ("u", u), ("p", p)),
+                      lambda a: (a[0], a[1], a[2], a[3], a[4], t)))
+    for argname, f, named, args_of in cases:
+        key = (id(f), argname, p.shape, u.shape, "derivative")
+        if _PROBED.get(key) is f:
+            continue
+        py = f.py_func if is_numba_function(f) else f
+        exc, hits = _probe_call(py, named, args_of)
+        if exc is not None:
+            shapes = ", ".join(f"{k} {np.shape(a)}" for k, a in named[:-1])
+            where = f"indexes {hits[0]} out of bounds" if hits else "raised an IndexError"
+            raise InvalidProblemError(
+                f"{argname}: {_describe(f)} {where} when called once in Python mode "
+                f"({shapes}; p {p.shape}): {type(exc).__name__}: {exc}") from exc
+        _PROBED[key] = f
+
+
 class ODEFunction:
     """A right-hand side ``f(du, u, p, t)`` with optional derivatives.
 

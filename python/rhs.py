@@ -9,7 +9,7 @@ diagonal) into such ``(cfunc, parameter vector)`` pairs.
 import numpy as np
 
 from .errors import UnsupportedAlgorithmError
-from .functions import ODEFunction, probe_user_function
+from .functions import ODEFunction, probe_derivatives, probe_user_function
 from .grid.operators import GridOperator, ScaledOperator
 from .problems import SplitODEProblem
 
@@ -92,6 +92,7 @@ def problem_rhs(prob):
     p = np.ascontiguousarray(p, dtype=np.float64)
     if isinstance(prob.f, ODEFunction):
         probe_user_function(prob.f.f, "f", prob.u0, p, prob.tspan[0], out_shape=(prob.u0.size,))
+        probe_derivatives(prob.f, prob.u0, p, prob.tspan[0])
     if isinstance(prob, SplitODEProblem):
         lin, plin = linear_part(prob.L)
         if isinstance(prob.f, GridOperator):

@@ -156,3 +156,36 @@ def test_check_gradient_says_when_loose_tolerances_make_it_fail():
     assert "rtol > 1e-6" in loose["hint"]
     tight = js.check_gradient(prob, js.Rodas5P(), LOSS, wrt="p", verbose=False, **KW)
     assert tight["passed"] and tight["hint"] == ""
+
+
+def jac_for_three(J, u, p, t):          # written for three states
+    J[0, 1] = 1.0
+    J[1, 0] = -2.0 * p[0] * u[0] * u[1] - 1.0
+    J[1, 1] = p[0] * (1 - u[0] * u[0])
+    J[2, 2] = 1e6
+
+
+def paramjac_for_three(Jp, u, p, t):    # written for three parameters
+    Jp[1, 0] = (1 - u[0] * u[0]) * u[1]
+    Jp[1, 2] = 7.0
+
+
+def vjp_for_three(ou, op, lam, u, p, t):
+    ou[0] = lam[1] * (-2.0 * p[0] * u[0] * u[1] - 1.0)
+    ou[1] = lam[0] + lam[1] * p[0] * (1 - u[0] * u[0])
+    op[0] = lam[1] * (1 - u[0] * u[0]) * u[1]
+    ou[2] = 5.0
+
+
+@pytest.mark.parametrize("name, F", [
+    ("jac", js.ODEFunction(vdp, jac=jac_for_three)),
+    ("paramjac", js.ODEFunction(vdp, paramjac=paramjac_for_three)),
+    ("vjp", js.ODEFunction(vdp, vjp=vjp_for_three))])
+def test_derivatives_indexing_out_of_bounds_are_refused(name, F):
+    """They corrupted memory (``free(): invalid pointer``) or gave wrong gradients."""
+    prob = js.ODEProblem(F, U0, SPAN, P)
+    with pytest.raises(InvalidProblemError, match=rf"^{name}: .* out of bounds"):
+        js.gradient(prob, js.Tsit5(), LOSS, wrt="p", **KW)
+    if name == "jac":
+        with pytest.raises(InvalidProblemError, match=r"^jac: .*indexes J out of bounds"):
+            js.solve(prob, js.Rodas5P())
