@@ -174,25 +174,21 @@ def _tolerances(tols):
 
 
 def _compared_times(prob, saveat):
-    """The compared times: ``saveat`` (as ``js.solve`` reads it) or the final time."""
+    """The compared times: ``saveat`` checked as ``js.solve`` checks it, or the final
+    time."""
     from .errors import InvalidProblemError
-    t0, t1 = (float(t) for t in prob.tspan)
+    from .solve import _check_times
     if saveat is None:
-        return np.array([t1])
+        return np.array([float(prob.tspan[1])])
     if np.ndim(saveat) == 0:
         from .ode import saveat_times
-        times = saveat_times(prob.tspan, float(saveat))
-    else:
-        try:
-            times = np.asarray(saveat, dtype=float).ravel()
-        except (TypeError, ValueError):
-            raise InvalidProblemError(f"saveat: expected times, got {saveat!r}") from None
-    sgn = 1.0 if t1 >= t0 else -1.0
-    lo, hi = min(t0, t1), max(t0, t1)
-    if (times.size == 0 or not np.all(np.isfinite(times)) or times.min() < lo
-            or times.max() > hi or np.any(sgn * np.diff(times) < 0)):
-        raise InvalidProblemError(f"saveat: expected times in tspan {prob.tspan}, ordered "
-                                  f"in the direction of integration, got {times!r}")
+        return saveat_times(prob.tspan, float(saveat))
+    try:
+        times = _check_times(saveat, "saveat", prob.tspan)
+    except (TypeError, ValueError):
+        raise InvalidProblemError(f"saveat: expected times, got {saveat!r}") from None
+    if times.size == 0:
+        raise InvalidProblemError("saveat: expected at least one time to compare at")
     return times
 
 
