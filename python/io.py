@@ -121,6 +121,8 @@ def _check_fields(sol, kind):
 def save_solution(sol, path):
     """Write ``sol`` to ``path``; a file already there is replaced only once the new one
     is complete (written to a temporary file in the same folder, then ``os.replace``).
+    Array fields carry Fletcher-32 checksums, so :func:`load` refuses a file whose data
+    bytes changed on disk (files written before, without them, still load).
 
     Raises
     ------
@@ -149,7 +151,10 @@ def save_solution(sol, path):
             for field, v in attrs.items():
                 f.attrs[field] = v
             for field, v in arrays.items():
-                f.create_dataset(field, data=v)
+                # Fletcher-32 checksums on every chunked numeric dataset: a flipped data
+                # byte is a read error, not a silently different solution
+                checked = v.ndim > 0 and v.size > 0 and v.dtype.kind != "S"
+                f.create_dataset(field, data=v, fletcher32=checked)
             field = None
         fd = os.open(tmp, os.O_RDWR)
         try:
@@ -258,8 +263,10 @@ def load(path):
         raise
     except Exception as exc:
         where = "" if field is None else f" field {field!r}"
+        why = ("; its checksum failed: the file changed on disk after it was written"
+               if "filter returned failure" in str(exc) else "")
         raise FileFormatError(f"path: {p!r} could not be read:{where} "
-                              f"({type(exc).__name__}: {exc})") from exc
+                              f"({type(exc).__name__}: {exc}){why}") from exc
     from .solution import CorruptField
     try:
         return cls._from_hdf5(arrays, attrs)

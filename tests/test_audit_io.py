@@ -387,3 +387,39 @@ def test_subclass_written_as_its_registered_base(tmp_path):
     sde.to_hdf5(tmp_path / "b.h5")
     back = js.load(tmp_path / "b.h5")
     assert type(back) is js.SDESolution and back.W[1, 0] == 3.0
+
+
+def _flip_data_byte(path, field):
+    """Flip one bit inside ``field``'s stored data (its first chunk)."""
+    with h5py.File(path, "r") as f:
+        assert f[field].fletcher32
+        off = f[field].id.get_chunk_info(0).byte_offset
+    raw = bytearray(open(path, "rb").read())
+    raw[off + 3] ^= 0x10
+    with open(path, "wb") as fh:
+        fh.write(raw)
+
+
+@pytest.mark.parametrize("field", ["u", "t", "dense_k"])
+def test_changed_data_bytes_fail_the_checksum(tmp_path, dense_sol, field):
+    """A data byte changed on disk is a FileFormatError naming the field (Fletcher-32),
+    not a solution with other numbers."""
+    path = str(tmp_path / "s.h5")
+    dense_sol.to_hdf5(path)
+    np.testing.assert_array_equal(js.load(path).u, dense_sol.u)
+    _flip_data_byte(path, field)
+    with pytest.raises(FileFormatError, match=f"field '{field}'.*checksum failed"):
+        js.load(path)
+
+
+def test_file_without_checksums_still_loads(tmp_path):
+    """Files written before the checksums (plain contiguous datasets) load as before."""
+    sol = _lin()
+    path = str(tmp_path / "old.h5")
+    sol.to_hdf5(path)
+    with h5py.File(path, "r+") as f:
+        u = f["u"][()]
+        del f["u"]
+        f.create_dataset("u", data=u)
+        assert not f["u"].fletcher32
+    np.testing.assert_array_equal(js.load(path).u, sol.u)
