@@ -17,7 +17,14 @@ __all__ = ["ETDRK4", "etd_discrete_adjoint"]
 
 class ETDRK4(ODEAlgorithm):
     """Cox and Matthews' fourth-order exponential time-differencing Runge-Kutta method,
-    for ``SplitODEProblem(L, f, u0, tspan)``; fixed steps (pass ``dt``).
+    for ``SplitODEProblem(L, f, u0, tspan)``; fixed steps (pass ``dt``: ``adaptive``,
+    ``rtol``, ``atol`` and ``dtmin`` do not apply and are ignored).
+
+    The steps land on every ``saveat`` and ``tstops`` time (saved states are computed,
+    not interpolated): between two such times the steps are ``dt`` long and the last
+    one is shortened to land (so is the last step before ``t1`` when ``dt`` does not
+    divide the span).  At most 64 different step sizes per solve (``saveat``/``tstops``
+    off the grid ``t0 + k dt``, and a gradient's loss times, which are ``tstops``).
 
     The linear part ``L`` is integrated exactly, so stiff diffusion needs no step-size
     restriction: ``dt`` is set by the accuracy of the nonlinear part.  Its phi-function

@@ -62,9 +62,10 @@ def phi_functions(z):
     """``(phi1(z), phi2(z), phi3(z))`` entrywise for real or complex ``z``.
 
     ``phi_k(z) = sum_{j >= 0} z^j / (j + k)!`` (``phi_k(0) = 1/k!``): the Taylor series
-    where ``|z| < 2`` (no cancellation), the closed forms ``phi1 = (e^z - 1)/z``,
-    ``phi2 = (e^z - 1 - z)/z^2``, ``phi3 = (e^z - 1 - z - z^2/2)/z^3`` elsewhere (they
-    lose at most about one digit at ``|z| = 2``).
+    where ``|z| < 2`` (no cancellation), elsewhere ``phi1 = (e^z - 1)/z`` and the
+    recurrence ``phi_{k+1} = (phi_k - 1/k!)/z``: the closed forms without their powers
+    of ``z`` (``z^3`` overflows beyond ``|z| ~ 1e102``, ``z^2`` beyond ``1e154``); they
+    lose at most about one digit at ``|z| = 2``.
 
     References
     ----------
@@ -76,7 +77,7 @@ def phi_functions(z):
     >>> import numpy as np
     >>> from jitsolve.solvers.ode.etdrk4 import phi_functions
     >>> p1, p2, p3 = phi_functions(np.array([0.0, -50.0]))
-    >>> p1[0], p2[0], round(float(p3[0]), 12), round(float(p1[1]), 6)
+    >>> float(p1[0]), float(p2[0]), round(float(p3[0]), 12), round(float(p1[1]), 6)
     (1.0, 0.5, 0.166666666667, 0.02)
     """
     z = np.asarray(z)
@@ -93,10 +94,11 @@ def phi_functions(z):
             out[k - 1][small] = acc
     zb = z[~small]
     if zb.size:
-        ez = np.exp(zb)
-        out[0][~small] = (ez - 1.0) / zb
-        out[1][~small] = (ez - 1.0 - zb) / zb ** 2
-        out[2][~small] = (ez - 1.0 - zb - 0.5 * zb * zb) / zb ** 3
+        p1 = (np.exp(zb) - 1.0) / zb
+        p2 = (p1 - 1.0) / zb
+        out[0][~small] = p1
+        out[1][~small] = p2
+        out[2][~small] = (p2 - 0.5) / zb
     return tuple(out)
 
 
@@ -220,7 +222,9 @@ def _build_representation(L, n, sep, A):
     import scipy.sparse as sp
     from ...errors import UnsupportedAlgorithmError
     if isinstance(L, np.ndarray) and L.ndim == 1:
-        return LinearRepresentation(_K.MODE_DIAG, lam=np.ascontiguousarray(L, dtype=np.float64),
+        # a copy: the representation is kept by content, and the caller's array (often
+        # ``prob.L`` itself) may be changed in place after this solve
+        return LinearRepresentation(_K.MODE_DIAG, lam=np.array(L, dtype=np.float64),
                                     kind="diagonal")
     if sep is not None:
         scale, lap = sep
@@ -374,10 +378,13 @@ def solve_etdrk4(f, p, nb, u0, t0, t1, rep, dt, *, saveat=None, tstops=None,
     stops = make_stops(t0, t1, tstops, None if every else savet)
     tg, hid, hs = step_grid(t0, t1, dt, stops)
     if hs.size > MAX_STEP_SIZES:
+        # name what the caller passed: a gradient's loss times arrive as tstops
+        name = "tstops" if every else "saveat"
         raise UnsupportedAlgorithmError(
-            f"saveat: these save times and tstops need {hs.size} different step sizes (ETDRK4 "
-            f"computes one set of matrix functions per size; at most {MAX_STEP_SIZES}); put "
-            f"them on the grid t0 + k*dt")
+            f"{name}: these save times and tstops (a gradient's loss times among them) "
+            f"need {hs.size} different step sizes (ETDRK4 computes one set of matrix "
+            f"functions per size; at most {MAX_STEP_SIZES}); put them on the grid "
+            f"t0 + k*dt")
     if every:
         save = np.ones(tg.size, np.bool_)
     else:
