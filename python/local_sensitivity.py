@@ -10,7 +10,7 @@ weights are the inverse variances of the data (``absolute_sigma=True``).
 """
 import numpy as np
 
-from .errors import InvalidProblemError
+from .errors import InvalidProblemError, UnsupportedAlgorithmError
 
 __all__ = ["local_sensitivities", "parameter_covariance", "ParameterCovariance"]
 
@@ -24,9 +24,11 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
         (then every trajectory's ``u`` and ``S``, one more leading axis of length ``N``;
         ``trajectories=N`` when the ensemble has no rows)
     alg : an explicit (Tsit5, DP5, Vern7, RK4, ...) or stiff (Rodas5P, KenCarp4, ...) method
-    t : array of times in ``tspan`` (strictly increasing along it)
+    t : a time or an array of them, in ``tspan`` and strictly increasing along it (``t0``
+        may be one of them: there ``S["u0"]`` is the identity and ``S["p"]`` zero)
     wrt : "p", "u0" or a tuple of both
-    **solve_kw : as for ``js.solve`` (``rtol``, ``atol``, ``dt``, ...)
+    **solve_kw : as for ``js.solve`` (``rtol``, ``atol``, ``dt``, ...), but not
+        ``saveat`` (the times are ``t``), ``sensealg`` or ``callback``
 
     Returns
     -------
@@ -37,6 +39,17 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
     S : dict
         ``S["p"]`` of shape ``(m, *u0.shape, np)``: ``du(t_j)/dp``; ``S["u0"]`` of shape
         ``(m, *u0.shape, *u0.shape)``: ``du(t_j)/du0``.
+
+    Raises
+    ------
+    InvalidProblemError
+        ``t`` empty, not finite, outside ``tspan``, unsorted or repeated; ``wrt`` not
+        "p"/"u0"; ``prob`` not an ODE problem (an ``SDEProblem`` has no deterministic
+        sensitivities: use ``js.gradient`` of a loss of its paths).
+    UnsupportedAlgorithmError
+        ``alg`` has no forward sensitivities (ETDRK4, the SDE and linear methods).
+    SolveFailedError
+        The solve did not succeed.
 
     References
     ----------
@@ -73,16 +86,24 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
     if not isinstance(prob, (ODEProblem, SplitODEProblem)):
         raise InvalidProblemError(f"prob: local sensitivities are computed for ODEProblem and "
                                   f"SplitODEProblem, not {type(prob).__name__}")
-    names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
-    if not names or any(n not in ("p", "u0") for n in names) or len(set(names)) < len(names):
-        raise InvalidProblemError(f"wrt: expected 'p', 'u0' or both, got {wrt!r}")
-    t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    names = _wrt_names(wrt)
+    for key, why in (("sensealg", "they are always js.ForwardSensitivity's tangents"),
+                     ("saveat", "the states are saved at t")):
+        if key in solve_kw:
+            raise InvalidProblemError(f"{key}: local_sensitivities takes no {key} ({why})")
+    t = _check_t(t, prob.tspan)
     shape = prob.u0.shape
     probe = L2Loss(t, np.zeros((t.size,) + shape))        # its gradient is u itself
     sink = []
     token = TANGENT_SINK.set(sink)
     try:
         gradient(prob, alg, probe, wrt=names, sensealg=ForwardSensitivity(), **solve_kw)
+    except UnsupportedAlgorithmError as e:
+        if not str(e).startswith("sensealg:"):
+            raise
+        raise UnsupportedAlgorithmError(                  # the user chose alg, not sensealg
+            f"alg: local sensitivities come from forward sensitivities, which "
+            f"{type(alg).__name__} does not have ({str(e)[10:]})") from None
     finally:
         TANGENT_SINK.reset(token)
     g, S, blocks = sink[-1]
@@ -95,6 +116,31 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
                      block.reshape((m,) + shape + (cnt,))).copy()
         k += cnt
     return u, out
+
+
+def _wrt_names(wrt):
+    """``wrt`` ("p", "u0" or a tuple of both, each once) as a tuple of names."""
+    if isinstance(wrt, str):
+        names = (wrt,)
+    elif isinstance(wrt, (tuple, list)):
+        names = tuple(wrt)
+    else:
+        names = ()
+    if (not names or any(not isinstance(n, str) or n not in ("p", "u0") for n in names)
+            or len(set(names)) < len(names)):
+        raise InvalidProblemError(f"wrt: expected 'p', 'u0' or both, got {wrt!r}")
+    return names
+
+
+def _check_t(t, tspan):
+    """The times ``t`` as a 1-D float64 array: not empty, finite, inside ``tspan`` and
+    strictly increasing along it (else ``InvalidProblemError`` naming ``t``)."""
+    from .solve import _check_times
+    if np.size(t) == 0:
+        raise InvalidProblemError("t: expected at least one time, got none")
+    if np.iscomplexobj(t):
+        raise InvalidProblemError("t: expected real times, got complex numbers")
+    return _check_times(np.atleast_1d(t), "t", tspan)
 
 
 def _ensemble_sensitivities(eprob, alg, t, wrt, solve_kw):
@@ -141,9 +187,7 @@ class Residuals:
                 f"{type(base).__name__}")
         if not isinstance(loss, L2Loss) or loss.t_data is None:
             raise InvalidProblemError("loss: residuals need a js.L2Loss with observation times")
-        for name in names:
-            if name not in ("p", "u0"):
-                raise InvalidProblemError(f"wrt: expected 'p' and/or 'u0', not {name!r}")
+        names = _wrt_names(names)
         kw = dict(solve_kw)
         if ensemble:
             N = check_trajectories(kw.pop("trajectories", None), prob.ntrajectories)
@@ -152,12 +196,15 @@ class Residuals:
         else:
             N, self.shared = 1, [True] * len(names)
         size1 = loss.t_data.size * base.u0.size
+        if loss.data.size not in ((size1, N * size1) if ensemble else (size1,)):
+            want = (f"one set of observations shared by the {N} trajectories or one each"
+                    if ensemble else "one observation per time and state entry")
+            raise InvalidProblemError(
+                f"data: expected {want} ({loss.t_data.size} times x u0 of shape "
+                f"{base.u0.shape}), got shape {loss.data.shape}")
         d = loss.data.reshape(-1, size1)
         w = (np.ones_like(d) if loss.weights is None else
              np.asarray(loss.weights, dtype=np.float64).reshape(d.shape))
-        if d.shape[0] not in (1, N):
-            raise InvalidProblemError(f"data: expected one set of observations shared by the "
-                                      f"{N} trajectories or one each, got {loss.data.shape}")
         self.alg, self.loss, self.names, self.kw = alg, loss, tuple(names), kw
         self.N, self.size1 = N, size1
         self.d = np.broadcast_to(d, (N, size1))
@@ -170,7 +217,9 @@ class Residuals:
         from .problems import EnsembleProblem
         from .sensitivity import ensemble_wrt
         if isinstance(prob, EnsembleProblem):
-            return [np.asarray(ensemble_wrt(prob, name)[0]) for name in self.names]
+            xs = [np.asarray(ensemble_wrt(prob, name)[0]) for name in self.names]
+            # rows: the first N of them (``trajectories=N`` may use fewer than given)
+            return [x if sh else x[:self.N] for x, sh in zip(xs, self.shared)]
         return [np.asarray(getattr(prob, name)) for name in self.names]
 
     def evaluate(self, prob):
@@ -201,9 +250,10 @@ class ParameterCovariance:
     standard errors, shaped like ``x``; a tuple of blocks for a joint estimate such as
     ``wrt=("p", "u0")``), ``corr`` the correlation matrix, ``dof`` the
     degrees of freedom (observed entries, weight > 0, minus ``k``), ``chi2`` the weighted
-    residual sum of squares ``sum w r^2``, ``residual_variance`` ``chi2 / dof``, ``cond``
-    the condition number of ``S^T W S`` (large: some combination of ``x`` is poorly
-    determined by the data), ``absolute_sigma``.
+    residual sum of squares ``sum w r^2``, ``residual_variance`` ``chi2 / dof`` (inf when
+    ``dof <= 0``), ``cond`` the condition number of ``S^T W S`` with its rows and columns
+    scaled to a unit diagonal (independent of the units of ``x``; large: some
+    combination of ``x`` is poorly determined by the data), ``absolute_sigma``.
 
     Examples
     --------
@@ -232,7 +282,8 @@ class ParameterCovariance:
         self.absolute_sigma = bool(absolute_sigma)
 
     def __repr__(self):
-        return (f"ParameterCovariance(std={np.round(self.std.ravel(), 6).tolist()}, "
+        std = np.sqrt(np.diag(self.cov))                 # every block's, flattened
+        return (f"ParameterCovariance(std={np.round(std, 6).tolist()}, "
                 f"dof={self.dof}, cond={self.cond:.3g})")
 
 
@@ -259,6 +310,16 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
     Returns
     -------
     ParameterCovariance
+        With ``dof <= 0`` and not ``absolute_sigma`` there is no residual variance to
+        scale by: ``cov`` is all inf (as ``curve_fit``'s ``pcov``).
+
+    Raises
+    ------
+    InvalidProblemError
+        ``loss`` not an ``L2Loss`` with ``t_data`` (a ``MomentLoss`` or a custom loss has
+        no residuals to linearise); ``data`` not of the saved states' size; ``wrt`` not
+        "p"/"u0"; ``absolute_sigma`` not a bool; ``S^T W S`` singular (scaled condition
+        over 1e15: some combination of ``x`` does not enter the observed residuals).
 
     References
     ----------
@@ -286,24 +347,36 @@ def parameter_covariance(prob, alg, loss, wrt="p", *, absolute_sigma=False, **so
     """
     from .losses import L2Loss
     if not isinstance(loss, L2Loss) or loss.t_data is None:
-        raise InvalidProblemError("loss: the Gauss-Newton covariance needs the fit's js.L2Loss "
-                                  "with its observation times")
-    names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+        raise InvalidProblemError(
+            f"loss: the Gauss-Newton covariance needs the fit's js.L2Loss with its "
+            f"observation times, not {type(loss).__name__}"
+            + (" without t_data" if isinstance(loss, L2Loss) else ""))
+    if not isinstance(absolute_sigma, (bool, np.bool_)):
+        raise InvalidProblemError(f"absolute_sigma: expected True or False, got "
+                                  f"{absolute_sigma!r}")
+    names = _wrt_names(wrt)
     model = Residuals(prob, alg, loss, names, solve_kw)
     xs = model.inputs(prob)
     k = sum(x.size for x in xs)
     sr, sJ = model.evaluate(prob)                    # sqrt(w) r and sqrt(w) S
     H = sJ.T @ sJ                                    # S^T W S
-    cond = np.linalg.cond(H)
+    # its columns scaled to unit norm: the condition does not depend on x's units
+    h = np.sqrt(np.diag(H))
+    if np.all(h > 0) and np.all(np.isfinite(h)):
+        Hs = H / np.outer(h, h)
+        cond = float(np.linalg.cond(Hs))
+    else:                                            # some x enters no residual
+        cond = float("inf")
     if not np.isfinite(cond) or cond > 1e15:
         raise InvalidProblemError(
             f"wrt: S^T W S is singular (condition {cond:.3g}): the data do not determine "
             f"every component of {', '.join(names)} (fix some of them, or observe more)")
-    cov = np.linalg.inv(H)
+    cov = np.linalg.inv(Hs) / np.outer(h, h)
     cov = 0.5 * (cov + cov.T)
     dof = int(np.count_nonzero(model.w > 0)) - k
     chi2 = float(sr @ sr)
     if not absolute_sigma:
-        cov = cov * (chi2 / dof if dof > 0 else np.inf)
+        # no residual variance to scale by when dof <= 0: inf, as curve_fit's pcov
+        cov = cov * (chi2 / dof) if dof > 0 else np.full_like(cov, np.inf)
     return ParameterCovariance(cov, xs[0].shape if len(xs) == 1 else [x.shape for x in xs],
                                dof=dof, chi2=chi2, cond=cond, absolute_sigma=absolute_sigma)

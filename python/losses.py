@@ -95,7 +95,15 @@ class Loss:
 
     def grad(self, u):
         """dJ/du at ``u``, an array of ``u``'s shape."""
-        g = np.asarray(self._grad(u), dtype=np.float64)
+        g = np.asarray(self._grad(u))
+        if g.dtype.kind == "c":                  # casting would drop the imaginary part
+            raise InvalidProblemError(f"grad: the loss gradient must be real, got dtype "
+                                      f"{g.dtype}")
+        try:
+            g = np.asarray(g, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidProblemError(f"grad: the loss gradient must be an array of numbers, "
+                                      f"got {type(g).__name__} of dtype {g.dtype}") from None
         if g.shape != np.shape(u):
             raise InvalidProblemError(f"grad: the loss gradient has shape {g.shape}, expected {np.shape(u)}")
         return g
@@ -155,6 +163,10 @@ class L2Loss(Loss):
             raise InvalidProblemError(f"data: {m} observation times but data of shape "
                                       f"{self.data.shape} (one row per time, or (trajectories, "
                                       f"{m}, ...) for an ensemble's data per trajectory)")
+        if m is not None and self.data.size % m:
+            raise InvalidProblemError(f"data: {m} observation times but {self.data.size} "
+                                      f"values (shape {self.data.shape}), not a whole number "
+                                      f"of states per time")
 
     def trajectory(self, i, shape):
         """The loss of trajectory ``i`` of an ensemble whose saved states have ``shape``
