@@ -28,8 +28,9 @@ __all__ = ["BoundaryCondition", "Dirichlet", "Neumann", "Periodic", "as_boundary
 
 class BoundaryCondition:
     """Base class of boundary conditions: :class:`Dirichlet`, :class:`Neumann` and
-    :class:`Periodic`.  A condition holds a number, or an array of boundary values of
-    the grid's shape padded by one ghost cell on every side.
+    :class:`Periodic`.  A condition holds a number, or its own float64 copy of an array
+    of real boundary values of the grid's shape padded by one ghost cell on every side
+    (changing the caller's array afterwards does not change the condition).
 
     Examples
     --------
@@ -44,7 +45,7 @@ class BoundaryCondition:
     kind = None
 
     def _check_value(self, value, name):
-        if isinstance(value, bool):
+        if isinstance(value, (bool, np.bool_)):
             raise InvalidProblemError(f"{name}: expected a number or an array, got {value!r}")
         if isinstance(value, (numbers.Real, np.floating, np.integer)):
             v = float(value)
@@ -52,15 +53,21 @@ class BoundaryCondition:
                 raise InvalidProblemError(f"{name}: must be finite, got {v}")
             return v
         try:
-            a = np.asarray(value, dtype=np.float64)
+            a = np.asarray(value)
         except (TypeError, ValueError):
-            raise InvalidProblemError(f"{name}: expected a number or an array of boundary values, "
-                                      f"got {type(value).__name__}") from None
+            a = None
+        if a is None or a.dtype.kind not in "fiu":
+            # complex values would lose their imaginary part, booleans and strings are
+            # no boundary data
+            got = type(value).__name__ if a is None else f"dtype {a.dtype}"
+            raise InvalidProblemError(f"{name}: expected a real number or an array of real "
+                                      f"boundary values, got {got}")
         if a.ndim == 0:
             return self._check_value(float(a), name)
         if not np.isfinite(a).all():
             raise InvalidProblemError(f"{name}: contains NaN or Inf")
-        return np.ascontiguousarray(a)
+        # the condition's own copy: later changes to the caller's array do not reach it
+        return np.array(a, dtype=np.float64, order="C")
 
     @property
     def homogeneous(self):

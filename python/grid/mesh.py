@@ -99,8 +99,10 @@ class Grid:
             bc = Dirichlet(0.0)
         if isinstance(bc, (list, tuple)):
             if len(bc) != self.ndim:
+                hint = (" (one axis with different sides: bc=[(low, high)])"
+                        if self.ndim == 1 and len(bc) == 2 else "")
                 raise InvalidProblemError(
-                    f"bc: a per-axis list needs {self.ndim} entries, got {len(bc)}")
+                    f"bc: a per-axis list needs {self.ndim} entries, got {len(bc)}{hint}")
             per_axis = list(bc)
         else:
             per_axis = [bc] * self.ndim

@@ -124,7 +124,10 @@ class GridOperator:
                 f"({self.grid.size},), got {u.shape}")
         return u
 
-    def _check_out(self, out, u, dtype=None):
+    def _check_out(self, out, u, dtype=None, also=()):
+        """``out`` checked (or allocated) for a result of ``u``'s shape; it must not share
+        memory with ``u`` nor with the other inputs ``also`` (the kernels read those
+        while they write ``out``)."""
         dtype = u.dtype if dtype is None else dtype
         if out is None:
             return np.empty(u.shape, dtype=dtype)
@@ -137,13 +140,19 @@ class GridOperator:
             raise InvalidProblemError(f"out: expected dtype {np.dtype(dtype)}, got {out.dtype}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise InvalidProblemError("out: must be a writeable C-contiguous array")
-        if np.shares_memory(out, u):
+        if any(np.shares_memory(out, a) for a in (u,) + tuple(also)):
             raise InvalidProblemError("out: must not overlap the input (the stencil reads neighbours)")
         return out
 
     # ---------------------------------------------------------------- public interface
     def apply(self, u, out=None):
-        """Return ``A u`` (into ``out`` when given), with ``u`` of the grid's shape or flat."""
+        """Return ``A u`` (into ``out`` when given), with ``u`` of the grid's shape or flat.
+
+        ``u`` keeps a float32, float64, complex64 or complex128 dtype (integers become
+        float64); ``out`` must be a writeable C-contiguous array of that dtype, of the
+        grid's shape or flat, that shares no memory with ``u`` (the stencil reads the
+        neighbours of a cell after writing it).
+        """
         u = self._check_in(u)
         out = self._check_out(out, u)
         self._apply3(self._view3(u), self._view3(out))
@@ -322,6 +331,15 @@ def _boundary_faces(grid):
 
 
 # ------------------------------------------------------------------- algebra
+def _n_fields(op):
+    """How many terms of ``op`` (through sums and scales) have a coefficient field."""
+    if isinstance(op, ScaledOperator):
+        return _n_fields(op.op)
+    if isinstance(op, SumOperator):
+        return _n_fields(op.a) + _n_fields(op.b)
+    return 0 if op.param_name is None else 1
+
+
 class ScaledOperator(GridOperator):
     """``c * A``."""
 
@@ -341,8 +359,10 @@ class ScaledOperator(GridOperator):
     def T(self):
         return self if self.symmetric else ScaledOperator(self.c, self.op.T)
 
-    def param_vjp(self, u, lam):
-        return self.c * self.op.param_vjp(u, lam)
+    def param_vjp(self, u, lam, out=None):
+        g = self.op.param_vjp(u, lam, out)
+        g *= self.c
+        return g
 
     def param_vjps(self, u, lam):
         return [(o, self.c * g) for o, g in self.op.param_vjps(u, lam)]
@@ -397,13 +417,13 @@ class SumOperator(GridOperator):
     def param_vjps(self, u, lam):
         return self.a.param_vjps(u, lam) + self.b.param_vjps(u, lam)
 
-    def param_vjp(self, u, lam):
-        terms = self.param_vjps(u, lam)
-        if len(terms) != 1:
+    def param_vjp(self, u, lam, out=None):
+        na, nb = _n_fields(self.a), _n_fields(self.b)
+        if na + nb != 1:
             raise InvalidProblemError(
-                f"param_vjp: this sum has {len(terms)} terms with coefficient fields; "
+                f"param_vjp: this sum has {na + nb} terms with coefficient fields; "
                 f"use param_vjps(u, lam) to get one gradient per term")
-        return terms[0][1]
+        return (self.a if na else self.b).param_vjp(u, lam, out)
 
     def diagonal(self):
         return self.a.diagonal() + self.b.diagonal()
@@ -443,6 +463,12 @@ class TransposedOperator(GridOperator):
 
     def boundary_term(self):
         raise InvalidProblemError("boundary_term: a transposed operator has no boundary term")
+
+    def param_vjp(self, u, lam, out=None):
+        raise InvalidProblemError(
+            f"param_vjp: the transpose of {type(self.op).__name__} is not differentiated "
+            f"with respect to a coefficient field; (d (A^T u)/dp)^T lam is the linear part "
+            f"of A.param_vjp(lam, u) (u and lam swapped)")
 
     def __repr__(self):
         return f"{self.op!r}.T"

@@ -122,6 +122,12 @@ class Laplacian(GridOperator):
         return 1.0 / self.grid.spacing[axis] ** 2, None
 
 
+#: the range of a :class:`Diffusion`'s ``kappa``: ``2 k_i k_m`` and ``(k_i + k_m)^2`` (the
+#: face means and their derivatives) stay normal floating-point numbers inside it
+KAPPA_MIN = 1e-150
+KAPPA_MAX = 1e150
+
+
 class Diffusion(GridOperator):
     """Variable-coefficient diffusion ``div(kappa grad u)`` with harmonic face averages.
 
@@ -135,7 +141,11 @@ class Diffusion(GridOperator):
     ----------
     grid : Grid
     kappa : float or array of the grid's shape
-        Conductivity, finite and > 0 everywhere (a number is expanded to a full array).
+        Conductivity, finite and in ``[KAPPA_MIN, KAPPA_MAX]`` = ``[1e-150, 1e150]``
+        everywhere (a number is expanded to a full array; outside that range the face
+        means ``2 k_i k_m / (k_i + k_m)`` would overflow or underflow).  The operator
+        keeps its own float64 copy, ``D.kappa``; assigning ``D.kappa = k`` checks ``k``
+        and replaces it (entries changed in place are not checked again).
 
     References
     ----------
@@ -170,6 +180,18 @@ class Diffusion(GridOperator):
 
     def __init__(self, grid, kappa):
         super().__init__(grid)
+        self.kappa = kappa
+        self._c = self._padded_scale(2)
+        self._per, self._sgn = self._kernel_bc()
+
+    @property
+    def kappa(self):
+        """The conductivity, the operator's own float64 array of the grid's shape."""
+        return self._kappa
+
+    @kappa.setter
+    def kappa(self, kappa):
+        grid = self.grid
         if isinstance(kappa, (numbers.Real, np.floating, np.integer)) and not isinstance(kappa, bool):
             kappa = np.full(grid.shape, float(kappa))
         k = as_state_array(kappa, "kappa", dtypes=(np.float64, np.float32))
@@ -179,10 +201,14 @@ class Diffusion(GridOperator):
         if not (k > 0).all():
             bad = int(np.count_nonzero(~(k > 0)))
             raise InvalidProblemError(f"kappa: must be > 0 everywhere ({bad} entries are <= 0)")
-        self.kappa = k
+        lo, hi = float(k.min()), float(k.max())
+        if lo < KAPPA_MIN or hi > KAPPA_MAX:
+            raise InvalidProblemError(
+                f"kappa: entries must lie in [{KAPPA_MIN:g}, {KAPPA_MAX:g}] (the harmonic "
+                f"face means 2 k_i k_m / (k_i + k_m) overflow or underflow outside), got "
+                f"min {lo:g}, max {hi:g}; rescale kappa and the equation")
+        self._kappa = k
         self._k3 = self._view3(k)
-        self._c = self._padded_scale(2)
-        self._per, self._sgn = self._kernel_bc()
 
     def _apply3(self, u3, out3):
         # (no streaming stores: measured the same time at 4096^2, 1.04x at 256^3 -- the
@@ -192,7 +218,7 @@ class Diffusion(GridOperator):
 
     def param_vjp(self, u, lam, out=None):
         u, lam = _check_real_pair(self, u, lam)
-        g = self._check_out(out, u, np.float64)
+        g = self._check_out(out, u, np.float64, also=(lam,))
         kernel_module(self.backend).diffusion_param_vjp(
             self._view3(u), self._view3(lam), self._k3, self._view3(g), self._c, self._per, self._sgn)
         gg = g.reshape(self.grid.shape)
@@ -245,13 +271,15 @@ class Advection(GridOperator):
     A Dirichlet value is the inflow face value (upwind) or the face value (central);
     Neumann uses the ghost ``u_i + h q``.  Not symmetric: ``A.T`` applies its own
     transpose kernel.  ``param_vjp(u, lam)`` returns the velocity gradient, shape
-    ``(ndim, *grid.shape)``.
+    ``(ndim, *grid.shape)``; the upwind weights are differentiated as
+    ``d max(v, 0)/dv = [v > 0]``, so a face velocity of exactly 0 contributes nothing.
 
     Parameters
     ----------
     grid : Grid
     velocity : sequence of ndim numbers, or array of shape (ndim, *grid.shape)
-        Cell-centred velocity components.
+        Cell-centred velocity components.  The operator keeps its own copy,
+        ``A.velocity``; assigning ``A.velocity = v`` checks ``v`` and replaces it.
     scheme : {"upwind", "central"}
 
     References
@@ -287,6 +315,19 @@ class Advection(GridOperator):
     def __init__(self, grid, velocity, scheme="upwind"):
         super().__init__(grid)
         self.scheme = check_choice(scheme, "scheme", ("upwind", "central"))
+        self.velocity = velocity
+        self._central = self.scheme == "central"
+        self._c = self._padded_scale(1)
+        self._per, self._sgn = self._kernel_bc()
+
+    @property
+    def velocity(self):
+        """The velocity, the operator's own array of shape ``(ndim, *grid.shape)``."""
+        return self._velocity
+
+    @velocity.setter
+    def velocity(self, velocity):
+        grid = self.grid
         d = grid.ndim
         v = as_state_array(velocity, "velocity", dtypes=(np.float64, np.float32))
         if v.shape == (d,):
@@ -294,13 +335,11 @@ class Advection(GridOperator):
         elif v.shape != (d,) + grid.shape:
             raise InvalidProblemError(
                 f"velocity: expected {d} numbers or an array of shape {(d,) + grid.shape}, got {v.shape}")
-        self.velocity = _staggered_components(np.asarray(v, dtype=np.float64))
-        self._central = self.scheme == "central"
+        vel = _staggered_components(np.asarray(v, dtype=np.float64))
         off = 3 - d
-        comps = [self._view3(self.velocity[a]) for a in range(d)]
+        comps = [self._view3(vel[a]) for a in range(d)]
+        self._velocity = vel
         self._v3 = tuple(comps[a - off] if a >= off else comps[0] for a in range(3))
-        self._c = self._padded_scale(1)
-        self._per, self._sgn = self._kernel_bc()
 
     def _dirichlet_sign(self):
         return -1.0 if self._central else 0.0
@@ -335,8 +374,11 @@ class Advection(GridOperator):
         if out is None:
             g = np.empty(shape)
         elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float64
-              or not out.flags.c_contiguous):
-            raise InvalidProblemError(f"out: expected a C-contiguous float64 array of shape {shape}")
+              or not out.flags.c_contiguous or not out.flags.writeable):
+            raise InvalidProblemError(
+                f"out: expected a writeable C-contiguous float64 array of shape {shape}")
+        elif np.shares_memory(out, u) or np.shares_memory(out, lam):
+            raise InvalidProblemError("out: must not overlap the input (u or lam)")
         else:
             g = out
         off = 3 - d
