@@ -650,6 +650,15 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
                         "one row per trajectory")
                 raise InvalidProblemError(f"p0: expected shape {np.shape(base)} ({what}), got "
                                           f"{x0.shape}" + (f" for {name}" if joint else ""))
+            n = solve_kw.get("trajectories")
+            if (not sh and isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                    and 0 < n < x0.shape[0]):
+                # the rows past trajectories=n would not enter the loss: their gradient
+                # is missing, not zero, and the fit would have nothing to move them by
+                raise InvalidProblemError(
+                    f"trajectories: {n}, but the ensemble's {name}s has {x0.shape[0]} rows "
+                    f"(one per trajectory), and each row of p0 is fitted; fit an ensemble "
+                    f"of the first {n} rows instead (js.remake(prob, {name}s=...[:{n}]))")
         x0s.append(x0)
         shared.append(sh)
     shapes = [x.shape for x in x0s]

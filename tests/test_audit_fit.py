@@ -244,3 +244,23 @@ def test_regularizers_convert_their_input():
     v, g = js.Tikhonov(2.0)([1, 2])
     assert v == 5.0
     np.testing.assert_array_equal(g, [2.0, 4.0])
+
+
+def test_ensemble_rows_beyond_trajectories_are_refused_naming_trajectories():
+    """fit(ensemble with 3 ps rows, p0 = ps, trajectories=2) crashed inside scipy
+    (IndexError / reshape ValueError): the third row never enters the loss.  Refused
+    naming ``trajectories``; the ensemble of the first two rows fits the two rates."""
+    def decay(du, u, p, t):
+        du[0] = -p[0] * u[0]
+    base = js.ODEProblem(decay, np.array([2.0]), (0.0, 3.0), p=np.array([0.7]))
+    ens = js.EnsembleProblem(base, ps=np.array([[0.5], [0.7], [0.9]]))
+    tt = np.array([0.5, 1.0, 2.0])
+    data = 2 * np.exp(-np.array([0.6, 0.8])[:, None] * tt)[..., None]
+    for method in ("least_squares", "L-BFGS-B"):
+        with pytest.raises(InvalidProblemError, match="trajectories: 2.*3 rows"):
+            js.fit(ens, js.Tsit5(), js.L2Loss(tt, data), ens.ps, method=method,
+                   trajectories=2, progress=False)
+    two = js.remake(ens, ps=ens.ps[:2])
+    res = js.fit(two, js.Tsit5(), js.L2Loss(tt, data), two.ps, trajectories=2,
+                 progress=False, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.p.ravel(), [0.6, 0.8], rtol=1e-6)
