@@ -28,7 +28,7 @@ setup(
     package_dir=PACKAGE_DIR,
     install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.59", "h5py>=3.8", "pyamg>=5.0"],
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "pytest-xdist>=3", "hypothesis>=6"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "pytest-xdist>=3", "hypothesis>=6", "mpmath>=1.3"],
         "cuda": ["numba-cuda", "cupy-cuda12x"],
         "mpi": ["mpi4py>=3.1"],
         "plot": ["matplotlib>=3.6"],

@@ -177,6 +177,12 @@ def _as_linear_part(L, n):
         if not np.isfinite(L.data).all():
             raise InvalidProblemError("L: contains NaN or Inf")
         return sp.csr_matrix(L)
+    from scipy.sparse.linalg import LinearOperator
+    if isinstance(L, LinearOperator):
+        raise InvalidProblemError(
+            "L: a scipy LinearOperator is not accepted (the stiff, exponential and adjoint "
+            "methods need L's entries or its stencil); pass the grid operator itself, a "
+            "scipy.sparse matrix (A.to_csr()) or a dense array")
     a = as_state_array(L, "L")
     if a.dtype.kind == "c":
         raise InvalidProblemError(_COMPLEX_L)

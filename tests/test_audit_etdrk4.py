@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jitsolve as js
-from jitsolve.errors import UnsupportedAlgorithmError
+from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError
 from jitsolve.solvers.ode.etdrk4 import phi_functions, step_grid
 
 
@@ -339,3 +339,20 @@ def test_continuous_sensealgs_are_refused_by_name():
                js.ForwardSensitivity()):
         with pytest.raises(UnsupportedAlgorithmError, match="^sensealg: ETDRK4"):
             js.gradient(prob, js.ETDRK4(), loss, wrt=("u0",), sensealg=sa, dt=0.1)
+
+
+def test_scipy_linear_operator_as_L_is_refused_with_the_alternatives():
+    """A scipy LinearOperator (e.g. ``A.as_linear_operator()``) was refused as "expected
+    a numeric array, got an object array"; the message now says what L may be."""
+    g = js.Grid(shape=(8,), extent=((0.0, 1.0),), bc=js.Dirichlet(0.0))
+    A = js.Laplacian(g)
+
+    def zero(du, u, p, t):
+        du[:] = 0.0
+    with pytest.raises(InvalidProblemError, match="L: a scipy LinearOperator.*to_csr"):
+        js.SplitODEProblem(A.as_linear_operator(), zero, np.ones(8), (0.0, 1.0))
+    prob = js.SplitODEProblem(A.to_csr(), zero, np.ones(8), (0.0, 0.5))
+    sol = js.solve(prob, js.ETDRK4(), dt=0.05)
+    import scipy.linalg as sl
+    np.testing.assert_allclose(sol.u[-1], sl.expm(0.5 * A.to_csr().toarray()) @ np.ones(8),
+                               rtol=1e-10, atol=1e-12)
