@@ -426,12 +426,16 @@ def probe_user_function(f, argname, u, p, t, *, out_shape=None):
     _PROBED[key] = f
 
 
-def probe_derivatives(fun, u, p, t):
+def probe_derivatives(fun, u, p, t, *, name=None):
     """:func:`probe_user_function` for an ``ODEFunction``'s ``jac`` (``J`` n x n),
     ``paramjac`` (``Jp`` n x np) and ``vjp`` (``out_u`` n, ``out_p`` np): compiled code
     does not check their indices either (a ``jac`` written for three states on a
     two-state problem corrupted memory: ``free(): invalid pointer``).  An IndexError
-    raises :class:`InvalidProblemError` naming the function and the array."""
+    raises :class:`InvalidProblemError` naming the function and the array.
+
+    ``name``: the problem's argument that holds ``fun`` when it is not the drift ``f``
+    (an SDE's diffusion ``"g"``); the messages then name ``g.jac``, ``g.vjp``, ...
+    (``None``, the default: ``jac``, ``paramjac``, ``vjp``, as for ``f``)."""
     u = np.asarray(u, dtype=np.float64).ravel()
     p = np.asarray(p, dtype=np.float64)
     if u.size > PROBE_MAX_N:
@@ -450,6 +454,8 @@ def probe_derivatives(fun, u, p, t):
                                        ("lam", np.ones(n)), ("u", u), ("p", p)),
                       lambda a: (a[0], a[1], a[2], a[3], a[4], t)))
     for argname, f, named, args_of in cases:
+        if name is not None:
+            argname = f"{name}.{argname}"
         key = (id(f), argname, p.shape, u.shape, "derivative")
         if _PROBED.get(key) is f:
             continue

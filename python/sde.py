@@ -36,7 +36,8 @@ import numpy as np
 
 from .algorithms import SDEAlgorithm, document
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
-from .functions import compile_batch_cfunc, compile_cfunc, probe_user_function
+from .functions import (compile_batch_cfunc, compile_cfunc, probe_derivatives,
+                        probe_user_function)
 from .problems import EnsembleProblem, SDEProblem
 from .retcodes import ReturnCode
 from .solution import EnsembleSolution, SDESolution, SolverStats
@@ -272,6 +273,9 @@ def _prepare(prob, alg, o, at=None):
             + (" (use EulerHeun for Stratonovich)" if prob.interpretation == "stratonovich" else
                " (use EM, Milstein or SRIW1 for Itô)"))
     adaptive, seed = _check_options(prob.tspan, alg, o)
+    # before anything calls g compiled (SRA1's additivity check below): indices out of
+    # bounds are refused before they read or write past the arrays
+    _probe_sde(prob)
     if isinstance(alg, SRA1):
         if at is None:
             _require_additive(prob, prob.u0, prob.p)
@@ -285,7 +289,6 @@ def _prepare(prob, alg, o, at=None):
     F = prob.f
     f = F.cfunc("f")
     graw = prob._g_raw
-    _probe_sde(prob)
     if prob.noise == "general":
         gv = compile_cfunc(_dummy_vec, "g", "f")
         gm = compile_cfunc(graw, "g", "g_general")
@@ -325,12 +328,26 @@ def _prepare(prob, alg, o, at=None):
 
 def _probe_sde(prob):
     """Probe the drift and the diffusion once for indexing out of bounds
-    (:func:`jitsolve.functions.probe_user_function`)."""
+    (:func:`jitsolve.functions.probe_user_function`), and with them their own derivatives
+    (``f``'s and ``g``'s ``jac``/``paramjac``/``vjp``, which the SDE adjoints call:
+    :func:`jitsolve.functions.probe_derivatives`), the Milstein term ``ggprime`` and the
+    parts of a :func:`reverse_sde` drift (``f``, ``g``, ``score``).  A
+    derivative written for three states on a two-state problem gave wrong gradients, or
+    corrupted memory (``double free or corruption``), with ``retcode`` Success."""
     n = prob.u0.size
     p = prob.p if prob.p is not None else np.zeros(0)
-    probe_user_function(prob.f.f, "f", prob.u0, p, prob.tspan[0], out_shape=(n,))
-    probe_user_function(prob._g_raw, "g", prob.u0, p, prob.tspan[0],
+    t0 = prob.tspan[0]
+    # js.reverse_sde's drift: its parts first (the drift's Python form calls them compiled)
+    for name, part in getattr(prob.f.f, "_jitsolve_parts", ()):
+        probe_user_function(part, name, prob.u0, p, t0, out_shape=(n,))
+    probe_user_function(prob.f.f, "f", prob.u0, p, t0, out_shape=(n,))
+    probe_user_function(prob._g_raw, "g", prob.u0, p, t0,
                         out_shape=(n, prob.nbrownian) if prob.noise == "general" else (n,))
+    probe_derivatives(prob.f, prob.u0, p, t0)
+    if prob.g_function is not None:
+        probe_derivatives(prob.g_function, prob.u0, p, t0, name="g")
+    if prob.ggprime is not None:
+        probe_user_function(prob.ggprime, "ggprime", prob.u0, p, t0, out_shape=(n,))
 
 
 def _batch_spec(prob):
@@ -593,6 +610,10 @@ def reverse_sde(f, g, score, *, noise="diagonal"):
             for i in range(n):
                 du[i] -= gu[i] * gu[i] * s[i]
 
+    # the parts, for the probe for indexing out of bounds (_probe_sde): f_rev's Python
+    # form calls them compiled, where indices are not checked (a score written for four
+    # states on a two-state problem returned Success)
+    f_rev._jitsolve_parts = (("f", f), ("g", g), ("score", score))
     return ReverseSDE(f_rev, g)
 
 
