@@ -179,6 +179,27 @@ def _method_bth_shape(alg):
     return None
 
 
+def _query_times(t):
+    """``sol(t)``'s ``t`` as a float64 array: real and finite, else an
+    :class:`InvalidProblemError` naming ``t``."""
+    try:
+        a = np.asarray(t)
+    except Exception as exc:         # ragged nested lists and the like
+        raise InvalidProblemError(f"t: expected a real time or an array of real times "
+                                  f"({exc})") from None
+    if a.dtype.kind not in "iuf":
+        what = (type(t).__name__ if a.dtype.kind == "O" else "text" if a.dtype.kind in "US"
+                else f"{a.dtype} values")
+        raise InvalidProblemError(f"t: expected a real time or an array of real times, "
+                                  f"got {what}")
+    a = a.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(a)):
+        i = int(np.argmax(~np.isfinite(a.ravel())))
+        raise InvalidProblemError(f"t: contains NaN or Inf ({a.ravel()[i]} at flat index "
+                                  f"{i}); times must be finite")
+    return a
+
+
 class DenseInterpolant:
     """``sol(t)`` from each step's start ``steps_t``, size ``steps_h``, state ``us`` and
     stages ``ks``, and the method's dense-output weights ``BTH`` (stages x degree);
@@ -228,8 +249,16 @@ class DenseInterpolant:
         theta = (flat - self.t0s[idx]) / h
         sd, d = self.BTH.shape
         pw = theta[:, None] ** np.arange(1, d + 1)[None, :]          # (m, d)
-        w = pw @ self.BTH.T                                           # (m, sd)
-        out = self.us[idx] + h[:, None] * np.einsum("ms,msn->mn", w, self.ks[idx])
+        # sums in a fixed order, entry by entry (no BLAS: its order, and so the last
+        # bit, would depend on how many times are asked for at once)
+        w = np.zeros((flat.size, sd))
+        for j in range(d):
+            w += pw[:, j:j + 1] * self.BTH[:, j]
+        ks = self.ks[idx]
+        acc = np.zeros(ks.shape[:1] + ks.shape[2:], dtype=np.result_type(ks, w))
+        for s in range(sd):
+            acc += w[:, s:s + 1] * ks[:, s]
+        out = self.us[idx] + h[:, None] * acc
         return out.reshape(tq.shape + self.shape)
 
     def _arrays(self):
@@ -292,8 +321,11 @@ class ODESolution(AbstractSolution):
         The algorithm that produced it.
 
     ``sol(t)`` interpolates with the method's own interpolant when the integrator
-    supplied one, otherwise linearly between saved points (as DifferentialEquations.jl
-    does with ``dense=false``); ``sol.dense`` says which.
+    supplied one (every step saved: ``saveat=None``), otherwise linearly between saved
+    points (as DifferentialEquations.jl does with ``dense=false``, its default with
+    ``saveat``); ``sol.dense`` says which.  At a saved time it returns the saved state
+    exactly; outside the saved span it raises (no extrapolation).  ``len(sol)`` is the
+    number of saved times; the state at the ``i``-th is ``sol.u[i]``.
 
     Examples
     --------
@@ -315,36 +347,130 @@ class ODESolution(AbstractSolution):
                  interp=None):
         self.t = np.asarray(t, dtype=np.float64)
         self.u = np.asarray(u)
+        if self.t.ndim != 1:
+            raise InvalidProblemError(f"t: expected a 1-D array of saved times, got shape "
+                                      f"{self.t.shape}")
         if self.u.shape[:1] != self.t.shape:
-            raise ValueError(f"u has {self.u.shape[0]} states for {self.t.size} times")
+            raise InvalidProblemError(f"u: expected shape ({self.t.size}, *state shape) "
+                                      f"for the {self.t.size} saved times, got "
+                                      f"{self.u.shape}")
         self.retcode = _retcode(retcode)
         self.stats = stats if stats is not None else SolverStats()
         self.events = list(events or [])
         self.alg = str(alg)
         self._interp = interp
+        self._pin()
+
+    def _pin(self):
+        """Copies of the saved states that the interpolant does not give bit for bit: the
+        last one (the end of the last step, theta = 1) and the first of two states saved
+        at one time (before an event's change; the step after it starts from the second).
+        ``sol(t)`` at those times returns them, whatever later happens to ``sol.u``."""
+        self._pinned_idx = np.zeros(0, dtype=np.intp)
+        self._pinned_u = None
+        if self._interp is None or self.t.size == 0:
+            return
+        idx = np.flatnonzero(self.t[1:] == self.t[:-1])
+        self._pinned_idx = np.append(idx, self.t.size - 1).astype(np.intp)
+        n = int(np.prod(self.u.shape[1:], dtype=np.int64))
+        self._pinned_u = self.u.reshape(self.t.size, n)[self._pinned_idx].copy()
 
     @property
     def dense(self):
+        """True when ``sol(t)`` uses the method's own interpolant (``saveat=None`` and a
+        method with dense output), False when it interpolates linearly between saved
+        states."""
         return self._interp is not None
 
     def __len__(self):
+        """The number of saved times (``sol.t.size``)."""
         return self.t.size
 
-    def __call__(self, t):
-        tq = np.asarray(t, dtype=np.float64)
-        if self.t.size == 0:
+    def __call__(self, t, continuity="left"):
+        """The state at time(s) ``t``, interpolated (SciML's ``sol(t)``).
+
+        With the method's interpolant when the solution has one (``sol.dense``: every
+        step saved, ``saveat=None``), else linearly between the saved states, as
+        DifferentialEquations.jl does with ``dense=false``: a solve with ``saveat``, a
+        method without dense output (Euler, ETDRK4, the SDE methods), or a trajectory of
+        an ensemble.
+
+        Parameters
+        ----------
+        t : float or array_like of float
+            Times inside the saved span ``[min(sol.t), max(sol.t)]``, either direction.
+        continuity : {"left", "right"}
+            At a time saved twice (an event whose ``affect`` changed the state, or a
+            ``DiscreteCallback``): the state before the change (``"left"``, the default,
+            as in DifferentialEquations.jl) or after it (``"right"``).
+
+        Returns
+        -------
+        ndarray
+            Shape ``np.shape(t) + u0.shape``: the state's shape for a scalar ``t``,
+            ``(len(t), *u0.shape)`` for a vector.  At a saved time, the saved state
+            exactly.  The dense interpolant keeps its own copies of the states:
+            changing ``sol.u`` afterwards does not change it, but it does change the
+            linear interpolation of a solution without one.
+
+        Raises
+        ------
+        jitsolve.errors.InvalidProblemError
+            ``t:`` not real numbers, NaN or Inf, or outside the saved span (no
+            extrapolation: a solve that ended early ends its span at its last state);
+            ``continuity:`` neither ``"left"`` nor ``"right"``.
+        """
+        tq = _query_times(t)
+        if continuity not in ("left", "right"):
+            raise InvalidProblemError(f"continuity: expected 'left' or 'right', got "
+                                      f"{continuity!r}")
+        nt = self.t.size
+        if nt == 0:
             raise InvalidProblemError("t: the solution holds no saved states")
         lo, hi = min(self.t[0], self.t[-1]), max(self.t[0], self.t[-1])
-        if not np.all(np.isfinite(tq)):
-            raise InvalidProblemError("t: contains NaN or Inf")
-        if np.any(tq < lo) or np.any(tq > hi):
-            raise InvalidProblemError(f"t: outside the solution's span [{lo}, {hi}]")
+        flat = tq.ravel()
+        bad = (flat < lo) | (flat > hi)
+        if bad.any():
+            x = float(flat[int(np.argmax(bad))])
+            end = ("" if self.retcode is ReturnCode.Success else
+                   f"; the solve ended with {self.retcode.value} at t = {self.t[-1]}")
+            raise InvalidProblemError(f"t: {x!r} is outside the solution's span [{lo}, "
+                                      f"{hi}] (no extrapolation){end}")
+        fwd = not self.t[-1] < self.t[0]
+        key = self.t if fwd else -self.t
+        q = flat if fwd else -flat
+        order = None
+        if np.any(key[1:] < key[:-1]):          # built by hand, unsorted: sort it
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+        first = np.searchsorted(key, q, side="left")
+        exact = key[np.minimum(first, nt - 1)] == q
+        row = first if continuity == "left" else np.searchsorted(key, q, side="right") - 1
+        if order is not None:
+            row = order[np.minimum(row, nt - 1)]
+        n = int(np.prod(self.u.shape[1:], dtype=np.int64))
+        us = self.u.reshape(nt, n)
         if self._interp is not None:
-            return self._interp(tq)
-        order = np.argsort(self.t, kind="stable")
-        ts, us = self.t[order], self.u[order].reshape(self.t.size, -1)
-        flat = np.stack([np.interp(tq.ravel(), ts, us[:, j]) for j in range(us.shape[1])], axis=-1)
-        return flat.reshape(tq.shape + self.u.shape[1:])
+            out = np.array(self._interp(flat).reshape(flat.size, n))
+            if exact.any():
+                # step starts are exact already (theta = 0); the pinned states are not
+                where = np.searchsorted(self._pinned_idx, row[exact])
+                hit = where < self._pinned_idx.size
+                hit[hit] = self._pinned_idx[where[hit]] == row[exact][hit]
+                e = np.flatnonzero(exact)[hit]
+                out[e] = self._pinned_u[where[hit]]
+            return out.reshape(tq.shape + self.u.shape[1:])
+        uo = us if order is None else us[order]
+        if nt == 1:
+            out = np.repeat(uo[:1], flat.size, axis=0)
+        else:
+            j = np.clip(first, 1, nt - 1)
+            with np.errstate(invalid="ignore", divide="ignore"):   # exact ones: below
+                w = ((q - key[j - 1]) / (key[j] - key[j - 1]))[:, None]
+            out = uo[j - 1] + w * (uo[j] - uo[j - 1])
+        if exact.any():
+            out[exact] = us[row[exact]]
+        return out.reshape(tq.shape + self.u.shape[1:])
 
     def _arrays(self):
         out = {"t": self.t, "u": self.u}
@@ -511,6 +637,10 @@ class LinearSolution(AbstractSolution):
 class EnsembleSolution(AbstractSolution):
     """Many trajectories: ``u`` (N, nt, *u0.shape), common ``t``, one retcode each.
 
+    ``t`` is ``saveat``'s times, or without ``saveat`` only ``tspan``'s two ends (the
+    trajectories take different steps): ``esol[i](t)`` interpolates linearly between
+    them, so pass ``saveat`` with the times you will ask for.
+
     ``retcode`` is ``Success`` when every trajectory succeeded, else the first failure's
     code; ``retcodes`` lists them all, ``successful_mask`` marks the successful ones
     (``sol.u[sol.successful_mask]``).  ``retcodes`` may be given as ReturnCode members,
@@ -537,8 +667,10 @@ class EnsembleSolution(AbstractSolution):
         self.t = np.asarray(t, dtype=np.float64)
         self.u = np.asarray(u)
         self._codes = _code_indices(retcodes)
-        if self._codes.size != self.u.shape[0]:
-            raise ValueError("one retcode per trajectory is required")
+        if self.u.ndim < 2 or self._codes.size != self.u.shape[0]:
+            raise InvalidProblemError(f"retcodes: one retcode per trajectory is required "
+                                      f"(u of shape (N, nt, ...)); got {self._codes.size} "
+                                      f"for u of shape {self.u.shape}")
         self._retcodes = None
         self.alg = str(alg)
         self.stats = stats
@@ -553,7 +685,8 @@ class EnsembleSolution(AbstractSolution):
 
     @property
     def successful_mask(self):
-        """Boolean array (N,): which trajectories ended with ``Success`` or ``Terminated``."""
+        """Boolean array (N,): which trajectories ended with ``Success`` or
+        ``Terminated``."""
         return _SUCCESSFUL[self._codes]
 
     @property
@@ -573,7 +706,8 @@ class EnsembleSolution(AbstractSolution):
         trajectory ``stats``), else an ``SDESolution`` with its Brownian path when one was
         saved.  A failed or terminated trajectory keeps its saved prefix (the NaN rows
         after its end are dropped; a terminated one's event state is not among the common
-        saved times).  No dense output: interpolation is linear between saved points.  An
+        saved times).  No dense output: ``esol[i](t)`` is linear between the saved times
+        (``saveat``'s, else only ``tspan``'s two ends, see the class docstring).  An
         SDE ensemble counts its work for all trajectories together (``esol.stats``): a
         trajectory's own ``stats`` are zeros.  A slice gives a list of trajectories."""
         N = len(self)
@@ -698,7 +832,10 @@ class EnsembleSummary:
         if not isinstance(sol, EnsembleSolution):
             raise InvalidProblemError(f"sol: expected an EnsembleSolution, got "
                                       f"{type(sol).__name__}")
-        q = np.asarray(quantiles, dtype=np.float64)
+        try:
+            q = np.asarray(quantiles, dtype=np.float64)
+        except (TypeError, ValueError):
+            q = np.zeros(0)                     # refused just below, naming quantiles
         if q.shape != (2,) or not np.all(np.isfinite(q)) or q[0] < 0 or q[1] > 1 or q[0] > q[1]:
             raise InvalidProblemError(f"quantiles: expected (low, high) with 0 <= low <= high "
                                       f"<= 1, got {quantiles!r}")
