@@ -129,22 +129,6 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
     return out
 
 
-def _constants_in_null_spaces(A):
-    """Whether the grid operator ``A`` maps the constants to zero, and so does ``A^T``
-    (a Laplacian or Diffusion with no Dirichlet side: pure Neumann or periodic
-    problems, singular with the constants as both null spaces)."""
-    from .grid.operators import GridOperator
-    if not isinstance(A, GridOperator):
-        return False
-    one = np.ones(A.grid.shape)
-    scale = np.abs(A.diagonal()).max() * one.size ** 0.5
-    if not scale > 0:
-        return False
-    tol = 1e-12 * scale
-    return (np.linalg.norm(A.apply(one)) <= tol
-            and np.linalg.norm(A.T.apply(one)) <= tol)
-
-
 def _check_solution(sol, what):
     if not sol.successful:
         raise SolveFailedError(
@@ -159,7 +143,7 @@ def _linear_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
 
     from .adjoint.linear import implicit_gradient
     from .grid.operators import GridOperator
-    from .linear import _user_error, transpose_operator
+    from .linear import _user_error, constants_in_null_spaces, transpose_operator
     from .solve import solve
 
     if sensealg is not None:
@@ -215,7 +199,7 @@ def _linear_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         _check_solution(sol, "forward")
         return sol.u
 
-    singular = _constants_in_null_spaces(A)
+    singular = constants_in_null_spaces(A)
 
     def adjoint(g):
         g = np.asarray(g, dtype=np.float64).reshape(prob.b.shape)

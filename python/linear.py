@@ -887,6 +887,43 @@ def _prepare(prob, alg, atol):
     return A, dtype, b, x0, matvec
 
 
+def constants_in_null_spaces(A):
+    """Whether the grid operator ``A`` maps the constants to zero, and so does ``A^T``
+    (a Laplacian or Diffusion with no Dirichlet side: pure Neumann or periodic
+    problems, singular with the constants as both null spaces)."""
+    from .grid.boundary import Dirichlet
+    if not isinstance(A, GridOperator):
+        return False
+    if any(isinstance(side, Dirichlet) for pair in A.grid.bcs for side in pair):
+        return False                            # a Dirichlet side: no constant null space
+    one = np.ones(A.grid.shape)
+    scale = np.abs(A.diagonal()).max() * one.size ** 0.5
+    if not scale > 0:
+        return False
+    tol = 1e-12 * scale
+    return (np.linalg.norm(A.apply(one)) <= tol
+            and np.linalg.norm(A.T.apply(one)) <= tol)
+
+
+def _check_consistent(A, b, rtol, atol):
+    """Refuse ``b`` when ``A`` is singular with the constants as the null space of
+    ``A^T`` (pure Neumann or periodic grids) and ``b``'s component along them is above
+    the tolerance: ``1^T (b - A x) = 1^T b`` for every ``x``, so no solve can reach it
+    (GMRES(30) crept toward it for 10 n iterations, CG diverged)."""
+    if not constants_in_null_spaces(A):
+        return
+    bnorm = float(np.linalg.norm(b))
+    tol = max(rtol * bnorm, float(atol))
+    c = abs(complex(np.sum(b))) / math.sqrt(b.size)       # ||projection onto constants||
+    if c > tol:
+        raise InvalidProblemError(
+            f"b: not in the range of A: the grid has no Dirichlet side, so A is singular "
+            f"(constants are its null space) and b - A x keeps b's constant component, of "
+            f"norm {c:.3e}, for every x, above the tolerance {tol:.3e}; make b sum to zero "
+            f"(b - b.mean(), the compatibility condition of a pure Neumann or periodic "
+            f"problem) or put a Dirichlet condition on a side")
+
+
 def _finish(prob, alg, res):
     x, resnorm, h = res.x, res.resnorm, res.history
     if (res.status in ("ConvergenceFailure", "Breakdown") and h is not None and len(h)
@@ -904,6 +941,7 @@ def _finish(prob, alg, res):
 
 def _krylov(fn, prob, alg, rtol, atol, maxiter, callback, progress, **extra):
     A, dtype, b, x0, matvec = _prepare(prob, alg, atol)
+    _check_consistent(A, b, rtol, atol)
     M = setup_preconditioner(alg.precond, A, dtype, matvec)
     if callback is not None:
         callback = _user_callback(callback)
@@ -970,4 +1008,5 @@ def _solve_direct(prob, alg, rtol, atol, maxiter, callback, backend, progress):
     if A.dtype != dtype:
         A = A.astype(dtype)
     b = np.ascontiguousarray(prob.b.ravel(), dtype=dtype)
+    _check_consistent(prob.A, b, rtol, atol)
     return _finish(prob, alg, direct_solve(A, b, rtol=rtol, atol=float(atol)))
