@@ -57,3 +57,15 @@ def test_sde_calibration_same_seed_same_answer():
     b = demos.sde_calibration(size=200, steps=40, maxiter=30, seed=3)
     np.testing.assert_array_equal(a["recovered"], b["recovered"])
     assert "moment" in a["objective"]
+
+
+def test_sde_calibration_with_coarse_steps_moves_from_the_start():
+    """steps=20 (dt = 0.1): the theta bound was 50, EM's mean recursion is unstable beyond
+    theta = 2/dt, the first L-BFGS-B trial point (the bounds' corner) gave a loss of 5e33
+    and the fit stopped at p0 after one iteration.  theta <= 1/dt keeps the trials
+    stable: the fit converges near the truth."""
+    from jitsolve import demos
+    r = demos.sde_calibration(size=50, steps=20, maxiter=10)
+    assert r["iterations"] >= 5
+    assert r["loss_history"][-1] < 1e-2 * r["loss_history"][0]
+    assert r["relative_error"] < 0.1 < r["initial_error"]
