@@ -3,7 +3,8 @@ module, under the ``"jitsolve"`` logger (children ``jitsolve.solve``, ``jitsolve
 ``jitsolve.gradient``, ``jitsolve.fit``, ``jitsolve.io``).
 
 The library never prints, except the progress lines a caller asks for
-(``js.fit(..., progress=True)``, ``js.check_gradient(..., verbose=True)``, the CLI).  A
+(``js.fit(..., progress=True)``, ``js.solve(..., progress=True)``,
+``js.check_gradient(..., verbose=True)``, the CLI).  A
 ``logging.NullHandler`` is attached, so nothing appears unless the application configures
 logging; to see what jitsolve does::
 

@@ -396,7 +396,7 @@ def _solve_prob_func(eprob, alg, N, o):
     savet = saveat_times(prob.tspan, o["saveat"])
     if savet is None:
         savet = np.array(prob.tspan, dtype=np.float64)
-    o = dict(o, saveat=savet)
+    o = dict(o, saveat=savet, progress=False)     # the ensemble reports, not each one
     u, _W, rcs, stats = _prob_func_trajectories(eprob, N, savet, (ODEProblem, SplitODEProblem),
                                                 lambda pi, i: solve(pi, alg, **o))
     return EnsembleSolution(savet, u, rcs, alg=type(alg).__name__, stats=stats)

@@ -221,6 +221,11 @@ def solve(prob, alg, **kwargs):
     ``callback`` of an ODE solve is a ``js.ContinuousCallback``, a ``js.DiscreteCallback``
     or a list of them.
 
+    ``progress=True`` prints the iterations of a linear solve (every 10th), and one line
+    as an ODE/SDE solve or ensemble starts and one as it ends (retcode, the time
+    reached, steps and work, wall time): the compiled time-stepping loops have no
+    per-step hook.
+
     Every option is checked before any work starts; a bad one raises
     :class:`jitsolve.errors.InvalidProblemError` naming it.  A numerical failure
     returns a solution whose ``retcode`` says so.
@@ -273,11 +278,44 @@ def solve(prob, alg, **kwargs):
         raise UnsupportedAlgorithmError(
             f"alg: no solver for {type(prob).__name__} with {type(alg).__name__} in this build"
             + (f" ({type(prob).__name__} takes: {', '.join(algs)})" if algs else ""))
+    report = bool(options.get("progress")) and not isinstance(prob, LinearProblem)
+    if report:
+        _progress_start(prob, alg, options)
     t0 = time.perf_counter()
     with WatchUserExceptions("solve"):
         sol = fn(prob, alg, **options)
     _log_outcome(prob, alg, sol, time.perf_counter() - t0)
+    if report:
+        _progress_end(alg, sol, time.perf_counter() - t0)
     return sol
+
+
+def _progress_start(prob, alg, options):
+    """``progress=True`` for an ODE/SDE solve or ensemble: one line as it starts (the
+    compiled loops have no per-step hook; a linear solve prints its own iterations)."""
+    base = prob.prob if isinstance(prob, EnsembleProblem) else prob
+    what = type(base).__name__
+    if isinstance(prob, EnsembleProblem):
+        what = f"{options['trajectories']} trajectories of an {what}"
+    print(f"{type(alg).__name__}: solving {what} with {base.u0.size} states on "
+          f"[{base.tspan[0]:g}, {base.tspan[1]:g}] ...", flush=True)
+
+
+def _progress_end(alg, sol, seconds):
+    """``progress=True``: one line as the solve ends (retcode, where, work, time)."""
+    name = type(alg).__name__
+    rc = getattr(sol, "retcode", None)
+    rc = getattr(rc, "value", rc)
+    if hasattr(type(sol), "successful_mask"):
+        ok = sol.successful_mask
+        print(f"{name}: {rc}: {int(ok.sum())} of {ok.size} trajectories successful "
+              f"({seconds:.3g} s)", flush=True)
+        return
+    st = getattr(sol, "stats", None)
+    work = "" if st is None else (f", {st.naccept} steps ({st.nreject} rejected), "
+                                  f"{st.nf} f evaluations")
+    end = f" at t = {float(sol.t[-1]):.6g}" if np.size(sol.t) else ""
+    print(f"{name}: {rc}{end}{work} ({seconds:.3g} s)", flush=True)
 
 
 def _check_trajectory(prob, pi, i, kinds):

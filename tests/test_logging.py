@@ -13,9 +13,10 @@ PKG = pathlib.Path(js.__file__).parent
 
 # (module, enclosing function) pairs allowed to print: the CLI, and progress/report lines
 # printed only when the caller asks (fit progress=True, check_gradient verbose=True, the
-# demos' progress flag)
+# demos' progress flag, solve's progress=True lines for ODE/SDE solves)
 ALLOWED_PRINTS = {("cli.py", "*"), ("fit.py", "record"), ("sensitivity.py", "check_gradient"),
-                  ("demos.py", "cb")}
+                  ("demos.py", "cb"), ("solve.py", "_progress_start"),
+                  ("solve.py", "_progress_end")}
 
 
 def _print_sites():
@@ -118,3 +119,34 @@ def test_fit_logs_iterations_and_prints_only_with_progress(caplog, capsys, tmp_p
     js.fit(js.remake(prob, p=np.array([1.0])), js.Tsit5(), loss, np.array([1.0]),
            progress=True, maxiter=2, rtol=1e-10, atol=1e-12)
     assert "iter    0" in capsys.readouterr().out
+
+
+def test_progress_of_ode_and_sde_solves_prints_a_start_and_an_end_line(capsys):
+    """``progress=True`` did nothing for ODE/SDE solves (API.md lists the option); now a
+    line as the solve starts and one as it ends (retcode, time reached, steps, work);
+    an ensemble reports once, not per trajectory; nothing without it."""
+    prob = js.ODEProblem(_decay, np.array([1.0]), (0.0, 1.0), p=np.array([1.5]))
+    sol = js.solve(prob, js.Tsit5(), progress=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Tsit5: solving ODEProblem with 1 states on [0, 1] ..."
+    assert out[1].startswith(f"Tsit5: Success at t = 1, {sol.stats.naccept} steps "
+                             f"({sol.stats.nreject} rejected), {sol.stats.nf} f evaluations")
+    assert len(out) == 2
+    sol = js.solve(prob, js.Tsit5(), progress=True, maxiters=3)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"Tsit5: MaxIters at t = {sol.t[-1]:.6g}, 3 steps")
+    ens = js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, p=np.array([i + 1.0])))
+    js.solve(ens, js.Tsit5(), trajectories=3, progress=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [out[0], out[1]] and "3 trajectories" in out[0]
+    assert out[1].startswith("Tsit5: Success: 3 of 3 trajectories successful")
+
+    def noise(du, u, p, t):
+        du[0] = 0.1
+    sprob = js.SDEProblem(_decay, noise, np.array([1.0]), (0.0, 1.0), p=np.array([1.5]))
+    js.solve(sprob, js.EM(), dt=0.01, seed=1, progress=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("EM: Success at t = 1, 100 steps (0 rejected)")
+    js.solve(sprob, js.EM(), dt=0.01, seed=1)
+    js.solve(prob, js.Tsit5())
+    assert capsys.readouterr().out == ""
