@@ -24,12 +24,20 @@ stack (one thread's solves are not children of another's), so with threads runni
 once the self times can add up to more than the wall time.
 
 Bytes are the bytes that must move, from the array sizes: a stencil reads each input field
-once and writes its output once (``Laplacian.apply`` ``2*8*n``, ``Diffusion.apply``
-``3*8*n``, ``Diffusion.param_vjp`` ``4*8*n``, ``Advection.apply`` ``(2+d)*8*n``).  For an
-ODE/SDE solve the figure is the lower bound ``nf * 2 * 8 * n`` (every right-hand-side
-evaluation reads the state and writes its derivative); solves and gradients with no such
-count show no bytes.  ``GB/s`` is bytes over self time and ``roofline`` that over this
-machine's triad bandwidth (measured once per process when the block ends, unless given).
+once and writes its output once, write-allocate not counted (for float64 ``u``:
+``Laplacian.apply`` ``2*8*n``, ``Diffusion.apply`` ``3*8*n``, ``Diffusion.param_vjp``
+``4*8*n``, ``Advection.apply`` and ``Advection.T.apply`` ``(2+d)*8*n``,
+``Advection.param_vjp`` ``(2+2d)*8*n``, ``Identity.apply`` ``2*8*n``; ``u`` and ``out``
+count at their own item size -- 4 for float32, 16 for complex128 -- the coefficient
+fields at 8).  A composite operator's event counts only its own pass, its terms being
+events of their own: ``c*A`` ``2*8*n`` (``out *= c``), ``A + B`` ``3*8*n`` (``out += B
+u``), a shifted ``sigma I + c A`` ``3*8*n`` (one fused pass), ``5*8*n`` when ``sigma !=
+1``.  For an ODE/SDE solve the figure is the lower bound ``nf * 2 * 8 * n`` (every
+right-hand-side evaluation reads the state and writes its derivative); solves and
+gradients with no such count show no bytes.  ``GB/s`` is bytes over self time (10^9
+bytes per second) and ``roofline`` that over this machine's triad bandwidth (STREAM's
+count, ``3 x 8`` bytes per element, measured once per process when the block ends,
+unless given, on arrays each at least 4x the last-level cache).
 The first call of an event carries Numba's compilation or cache load: its self time is
 shown in its own column (``1st``), and when an event has more calls the rates leave the
 first one out.
@@ -40,10 +48,16 @@ cell, counted once (a face coefficient shared by two cells counts once): ``Lapla
 ``Diffusion`` ``11d - 1`` (per axis a harmonic face mean ``2 k k' / (k + k')``, two fluxes
 and their difference), ``Advection`` ``4d - 1``, their transposes the same, ``param_vjp``
 ``13d`` (Diffusion; the harmonic mean's two partial derivatives times the flux products)
-and ``4d`` (Advection), ``c*A`` and ``A + B`` one more per cell; an ODE solve whose
-right-hand side is a grid operator counts ``nf`` applies plus the stage combinations
-(``2 n`` per evaluation).  ``GFLOP/s`` is FLOPs over self time: the stencils are memory
-bound, so it sits far below the machine's peak by design -- the ``roofline`` column is
+and ``4d`` (Advection), ``Identity`` none; ``c*A`` and ``A + B`` count their terms'
+FLOPs and one more per cell for their own pass (two for a shifted ``sigma I + c A``,
+three when ``sigma != 1``); an ODE solve whose right-hand side is a grid operator counts
+``nf`` applies plus the stage combinations (``2 n`` per evaluation).  An event's FLOPs
+are *inclusive*, as in PETSc's ``-log_view``: they take in the work of the profiled calls
+made inside it (the ``Laplacian.apply`` inside ``(-L).apply`` is counted in both
+events), so ``GFLOP/s`` is FLOPs over the *inclusive* time (for a call with no profiled
+calls inside, its self time) -- never a term's FLOPs over the combination pass's self
+time.  Bytes and ``GB/s`` are the self figures.  The stencils are memory bound, so
+``GFLOP/s`` sits far below the machine's peak by design -- the ``roofline`` column is
 the figure of merit, ``GFLOP/s`` says how much arithmetic the bytes carried.
 """
 import json
@@ -91,7 +105,7 @@ def _record_locked(name, inclusive, self_time, nbytes, nflops):
         if ev is None:
             ev = prof.events[name] = dict(calls=0, time=0.0, inclusive=0.0, bytes=None,
                                           first=self_time, first_bytes=nbytes, flops=None,
-                                          first_flops=nflops)
+                                          first_flops=nflops, first_inclusive=inclusive)
         ev["calls"] += 1
         ev["time"] += self_time
         ev["inclusive"] += inclusive
@@ -113,12 +127,20 @@ def _timed(name_fn, bytes_fn, fn, flops_fn=None):
             incl = _now() - fr.t0
             if stack:
                 stack[-1].child += incl
+        # never let bookkeeping break a user's run; a count that fails is left out, the
+        # event keeps its name
         try:
             name = name_fn(*args)
+        except Exception:
+            name = getattr(fn, "__name__", "?")
+        try:
             nbytes = bytes_fn(out, *args) if bytes_fn is not None else None
+        except Exception:
+            nbytes = None
+        try:
             nflops = flops_fn(out, *args) if flops_fn is not None else None
-        except Exception:   # never let bookkeeping break a user's run
-            name, nbytes, nflops = getattr(fn, "__name__", "?"), None, None
+        except Exception:
+            nflops = None
         _record(name, incl, incl - fr.child, nbytes, nflops)
         return out
     wrapper.__wrapped__ = fn
@@ -128,31 +150,55 @@ def _timed(name_fn, bytes_fn, fn, flops_fn=None):
 
 
 # ------------------------------------------------------------------ byte counts
-def _fields(op):
-    """Fields a leaf stencil apply reads and writes (output included)."""
+def _coeff_bytes(op):
+    """Bytes per cell of a leaf stencil's coefficient fields (float64 whatever ``u`` is):
+    Diffusion's ``kappa``, Advection's ``d`` velocity components."""
     from .grid.stencils import Advection, Diffusion
     if isinstance(op, Diffusion):
-        return 3
+        return 8
     if isinstance(op, Advection):
-        return 2 + op.grid.ndim
-    return 2
+        return 8 * op.grid.ndim
+    return 0
 
 
 def _item(u):
     return getattr(u, "itemsize", 8) or 8
 
 
+def _leaf_apply_bytes(op, item):
+    """Bytes per cell of one apply of a leaf operator: ``u`` read and ``out`` written
+    (``item`` bytes each), plus its coefficient fields."""
+    return 2 * item + _coeff_bytes(op)
+
+
+def _combination_bytes(op, item):
+    """Bytes per cell of a composite operator's own pass (its terms' applies are their
+    own events): ``c * A`` scales ``out`` in place (read and write ``out``); ``A + B``
+    adds ``B u`` into ``out`` (read ``out`` and ``B u``, write ``out``), or for a shifted
+    operator ``sigma I + c A`` one fused pass ``out = u + (c / sigma) out`` (read ``u``
+    and ``out``, write ``out``) and, when ``sigma != 1``, ``out *= sigma`` (two more)."""
+    from .grid.operators import ScaledOperator
+    if isinstance(op, ScaledOperator):
+        return 2 * item
+    sh = getattr(op, "_shifted", None)
+    if sh is not None and sh[0] != 0.0:
+        return (3 + (2 if sh[0] != 1.0 else 0)) * item
+    return 3 * item
+
+
 def _apply_bytes(out, self, u, *a, **k):
     from .grid.operators import ScaledOperator, SumOperator, TransposedOperator
     n = self.grid.size
+    item = _item(out)
     if isinstance(self, TransposedOperator):
-        return _fields(self.op) * _item(out) * n
+        return _leaf_apply_bytes(self.op, item) * n
     if isinstance(self, (ScaledOperator, SumOperator)):
-        return 2 * _item(out) * n       # the combination pass over the terms' results
-    return _fields(self) * _item(out) * n
+        return _combination_bytes(self, item) * n
+    return _leaf_apply_bytes(self, item) * n
 
 
 def _vjp_bytes(out, self, u, lam, *a, **k):
+    # u and lam are float64 (param_vjp differentiates real fields), and so is the gradient
     from .grid.stencils import Advection
     n = self.grid.size
     if isinstance(self, Advection):
@@ -162,14 +208,18 @@ def _vjp_bytes(out, self, u, lam, *a, **k):
 
 # ------------------------------------------------------------------ FLOP counts
 def _op_flops_per_cell(op):
-    """FLOPs per cell of one apply of ``op`` (see the module docstring)."""
+    """FLOPs per cell of one apply of ``op``, its terms included (see the module
+    docstring)."""
     from .grid.operators import ScaledOperator, SumOperator, TransposedOperator
-    from .grid.stencils import Advection, Diffusion, Laplacian
+    from .grid.stencils import Advection, Diffusion, Identity, Laplacian
     if isinstance(op, TransposedOperator):
         return _op_flops_per_cell(op.op)
     if isinstance(op, ScaledOperator):
         return _op_flops_per_cell(op.op) + 1
     if isinstance(op, SumOperator):
+        sh = getattr(op, "_shifted", None)
+        if sh is not None and sh[0] != 0.0:
+            return _op_flops_per_cell(sh[2]) + _combination_flops(op)
         return _op_flops_per_cell(op.a) + _op_flops_per_cell(op.b) + 1
     d = op.grid.ndim
     if isinstance(op, Diffusion):
@@ -178,10 +228,25 @@ def _op_flops_per_cell(op):
         return 4 * d - 1
     if isinstance(op, Laplacian):
         return 5 * d - 1
+    if isinstance(op, Identity):
+        return 0
     raise TypeError(type(op).__name__)
 
 
+def _combination_flops(op):
+    """FLOPs per cell of a composite operator's own pass (see :func:`_combination_bytes`)."""
+    from .grid.operators import ScaledOperator
+    if isinstance(op, ScaledOperator):
+        return 1
+    sh = getattr(op, "_shifted", None)
+    if sh is not None and sh[0] != 0.0:
+        return 2 + (1 if sh[0] != 1.0 else 0)
+    return 1
+
+
 def _apply_flops(out, self, u, *a, **k):
+    """FLOPs of the whole call, its terms' applies included (as PETSc counts an event's
+    flops): rated over the call's inclusive time."""
     return _op_flops_per_cell(self) * self.grid.size
 
 
@@ -279,8 +344,9 @@ class Profile:
 
     Attributes
     ----------
-    events : dict name -> {"calls", "time" (self, s), "inclusive" (s), "bytes" (or None),
-        "flops" (or None), "first" / "first_bytes" / "first_flops" (the first call's)}
+    events : dict name -> {"calls", "time" (self, s), "inclusive" (s), "bytes" (self, or
+        None), "flops" (inclusive, or None), "first" / "first_inclusive" / "first_bytes" /
+        "first_flops" (the first call's)}
     wall : float
         Wall time of the block (s); a profile used in several ``with`` blocks adds them
         up (as ``cProfile`` does over ``enable``/``disable``), and entering a profile
@@ -324,7 +390,7 @@ class Profile:
         if self._measure:
             try:
                 from .bench import triad_bandwidth
-                self.bandwidth = triad_bandwidth(gib=0.25, repeat=3)
+                self.bandwidth = triad_bandwidth(repeat=3)
             except Exception:   # pragma: no cover - numba missing
                 self.bandwidth = None
         return False
@@ -336,15 +402,18 @@ class Profile:
         out = []
         for name, ev in self.events.items():
             # the first call carries the compile / cache load: rates use the others when any
+            # bytes are self figures (over self time), FLOPs inclusive (over inclusive time)
             t, b, fl = ev["time"], ev["bytes"], ev.get("flops")
+            ti = ev.get("inclusive", t)
             if ev["calls"] > 1:
                 t = t - ev["first"]
+                ti = ti - ev.get("first_inclusive", ev["first"])
                 if b and ev.get("first_bytes") is not None:
                     b = b - ev["first_bytes"]
                 if fl and ev.get("first_flops") is not None:
                     fl = fl - ev["first_flops"]
             gbs = b / t / 1e9 if b and t > 0 else None
-            gflops = fl / t / 1e9 if fl and t > 0 else None
+            gflops = fl / ti / 1e9 if fl and ti > 0 else None
             frac = gbs / self.bandwidth if gbs is not None and self.bandwidth else None
             out.append(dict(name=name, calls=ev["calls"], time=ev["time"], inclusive=ev["inclusive"],
                             first=ev["first"], bytes=ev["bytes"], gbs=gbs, roofline=frac,
@@ -358,8 +427,10 @@ class Profile:
                     events={k: dict(v) for k, v in self.events.items()}, rows=self.rows)
 
     def to_json(self, indent=1):
-        """The table as JSON (``Profile.from_json`` reads it back)."""
-        return json.dumps(self.as_dict(), indent=indent)
+        """The table as strict JSON (``Profile.from_json`` reads it back; a non-finite
+        number is written as ``null``, never as a bare ``NaN``)."""
+        from .bench import _jsonable
+        return json.dumps(_jsonable(self.as_dict()), indent=indent, allow_nan=False)
 
     @classmethod
     def from_json(cls, text):
