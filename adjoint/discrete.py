@@ -32,7 +32,7 @@ import numpy as np
 from ..kernels.cpu import erk_adjoint as K
 from ..kernels.cpu.erk import PARALLEL_N
 from ..kernels.cpu.fastcall import call
-from .checkpoint import binomial_reverse, record_schedule
+from .checkpoint import binomial_reverse, record_schedule, snapshot_slots
 
 __all__ = ["erk_adjoint", "MemoryStore"]
 
@@ -113,11 +113,12 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
              dsave, lam, pbar, kbar, replay)
     elif store is None:
         # the schedule is recorded once and run in one compiled call
-        ops, nre = record_schedule(N, int(checkpoints))
+        C = snapshot_slots(N, checkpoints)
+        ops, nre = record_schedule(N, C)
         call(K.erk_schedule, rhs, vj, tab, np.ascontiguousarray(u0, dtype=np.float64), steps_t,
-             steps_h, ops, int(checkpoints), gsave, save_after, dsave, lam, pbar, kbar)
+             steps_h, ops, C, gsave, save_after, dsave, lam, pbar, kbar)
     else:
-        C = int(checkpoints)
+        C = snapshot_slots(N, checkpoints)
         snaps = store
         cur = np.ascontiguousarray(u0, dtype=np.float64).copy()
         buf = np.zeros((1, n))
@@ -163,9 +164,10 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
         return 0
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
     if store is None:
-        ops, nre = record_schedule(N, int(checkpoints))
+        C = snapshot_slots(N, checkpoints)
+        ops, nre = record_schedule(N, C)
         call(KL.erk_schedule_large, rhs, vj, diag, tab, u0, steps_t, steps_h, ops,
-             int(checkpoints), gsave, save_after, lam, pbar, kbar, fuse_lin)
+             C, gsave, save_after, lam, pbar, kbar, fuse_lin)
         return nre
     n = u0.size
     s = tab[2].size
@@ -189,7 +191,7 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
         cur[:] = store.get(i)
 
     try:
-        return binomial_reverse(N, int(checkpoints), advance, reverse_step,
+        return binomial_reverse(N, snapshot_slots(N, checkpoints), advance, reverse_step,
                                 lambda i: store.put(i, cur), restore)
     finally:
         store.close()

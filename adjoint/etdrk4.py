@@ -16,7 +16,7 @@ import numpy as np
 
 from ..kernels.cpu import etdrk4_adjoint as K
 from ..kernels.cpu.fastcall import call
-from .checkpoint import binomial_reverse, record_schedule
+from .checkpoint import binomial_reverse, record_schedule, snapshot_slots
 
 __all__ = ["etd_adjoint"]
 
@@ -53,8 +53,9 @@ def etd_adjoint(steps, vj, *, states=None, u0, gsave, save_after, g_initial=None
         call(K.etd_reverse, *head, np.ascontiguousarray(states), tg, hid, 0, N, gsave,
              save_after, lam, pbar)
     elif store is None:
-        ops, nre = record_schedule(N, int(checkpoints))
-        call(K.etd_schedule, *head, u0, tg, hid, ops, int(checkpoints), gsave, save_after, lam,
+        C = snapshot_slots(N, checkpoints)
+        ops, nre = record_schedule(N, C)
+        call(K.etd_schedule, *head, u0, tg, hid, ops, C, gsave, save_after, lam,
              pbar)
     else:
         cur = u0.copy()
@@ -74,7 +75,7 @@ def etd_adjoint(steps, vj, *, states=None, u0, gsave, save_after, g_initial=None
             cur[:] = store.get(i)
 
         try:
-            nre = binomial_reverse(N, int(checkpoints), advance, reverse_step,
+            nre = binomial_reverse(N, snapshot_slots(N, checkpoints), advance, reverse_step,
                                    lambda i: store.put(i, cur), restore)
         finally:
             store.close()

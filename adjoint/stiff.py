@@ -32,7 +32,7 @@ import numpy as np
 
 from ..kernels.cpu import esdirk_adjoint as KS
 from ..kernels.cpu import rosenbrock_adjoint as K
-from .checkpoint import binomial_reverse, record_schedule
+from .checkpoint import binomial_reverse, record_schedule, snapshot_slots
 from .discrete import MemoryStore
 
 __all__ = ["rosenbrock_adjoint", "esdirk_adjoint", "record_schedule"]
@@ -77,11 +77,12 @@ def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, g
         K.ros_reverse(rhs, jd, vj, tab, np.ascontiguousarray(states), steps_t, steps_h, 0, N,
                       gsave, save_after, lam, pbar, wk)
     elif store is None:
-        ops, nre = record_schedule(N, int(checkpoints))
-        K.ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, int(checkpoints), gsave,
+        C = snapshot_slots(N, checkpoints)
+        ops, nre = record_schedule(N, C)
+        K.ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave,
                        save_after, lam, pbar, wk)
     else:
-        C = int(checkpoints)
+        C = snapshot_slots(N, checkpoints)
         snaps = store if store is not None else MemoryStore()
         cur = u0.copy()
         buf = np.zeros((1, n))
@@ -196,10 +197,11 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
         nre = N
         ok[0] &= bool(reverse(states, 0, N))
     elif store is None:
-        ops, nre = record_schedule(N, int(checkpoints))
-        ok[0] = bool(schedule(ops, int(checkpoints)))
+        C = snapshot_slots(N, checkpoints)
+        ops, nre = record_schedule(N, C)
+        ok[0] = bool(schedule(ops, C))
     else:
-        C = int(checkpoints)
+        C = snapshot_slots(N, checkpoints)
         snaps = store if store is not None else MemoryStore()
         cur = u0.copy()
         buf = np.zeros((1, n))

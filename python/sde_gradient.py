@@ -12,8 +12,8 @@ systems) and ``paramjac``, as in the ODE adjoints; the rest by complex step (``g
 the Milstein term always; ``g``'s column-coloured by its pattern when given as
 ``js.ODEFunction(g, jac_sparsity=...)``, dense otherwise).  ``checkpoints="all"`` keeps
 every state; an integer ``C`` keeps ``C`` states and recomputes with the binomial (Revolve)
-schedule, recorded first and then run in one compiled call (``C + 1`` states in
-memory, counting ``u0``); ``store=js.HDF5Store(path)`` keeps them on disk (the schedule
+schedule, recorded first and then run in one compiled call (``C`` states in memory,
+counting ``u0``); ``store=js.HDF5Store(path)`` keeps them on disk (the schedule
 is then driven from Python, one compiled call per step).  The gradient is bit-for-bit
 independent of the checkpointing choice.
 

@@ -65,7 +65,7 @@ class HDF5Store:
     per-dataset overhead); per restore: one dataset read.  The binomial schedule is
     then driven from Python, one compiled call per action (advance, reverse step,
     snapshot, restore), instead of one compiled call for the whole sweep.  Memory: the
-    working states only; disk: at most ``checkpoints`` states.
+    working states only; disk: at most ``checkpoints`` states (``u0`` included).
     """
 
     def __init__(self, path, keep=False):
@@ -148,9 +148,11 @@ class DiscreteAdjoint(SensitivityAlgorithm):
     Parameters
     ----------
     checkpoints : "all", int or "binomial"
-        ``"all"`` keeps every state (fastest); an integer ``C`` keeps at most ``C``
-        states and recomputes with the binomial (Revolve) schedule (``"binomial"``
-        means ``C = 16``).  The gradient is bit-for-bit the same either way.
+        ``"all"`` keeps every state (fastest); an integer ``C >= 1`` keeps at most ``C``
+        states (the initial one included) and recomputes with the binomial (Revolve)
+        schedule (``"binomial"`` means ``C = 16``; ``C >= nsteps`` stores every state
+        once).  The gradient is bit-for-bit the same either way.  Anything else (0, a
+        negative or non-integer number, a bool) raises ``InvalidProblemError``.
     store : HDF5Store, optional
         Keep the checkpoints on disk.
 
@@ -191,8 +193,10 @@ class DiscreteAdjoint(SensitivityAlgorithm):
     fewer with ``jac_sparsity``) plus one per parameter when differentiating ``p``; a
     linear part adds one transposed apply.  ``checkpoints="all"`` stores every state
     (``nsteps x n`` floats) and reverses in one compiled sweep; ``checkpoints=C`` keeps
-    ``C`` states and recomputes each step at most ``t`` times, where ``t`` is the
-    smallest with ``binom(C + t, C) >= nsteps``.  Work arrays: ``3 s`` state vectors.
+    ``C`` states (``u0`` included) and recomputes each step at most ``t`` times, where
+    ``t`` is the smallest with ``binom(C + t, C) >= nsteps``: in all
+    ``t nsteps - binom(C + t, C + 1)`` recomputed steps, Griewank's minimum
+    (:mod:`jitsolve.adjoint.checkpoint`).  Work arrays: ``3 s`` state vectors.
     On a large state at fixed steps the array of every state (``"all"``) is kept after
     the call, up to 512 MiB, in the work-vector pool that the linear solvers share
     (``jitsolve.solvers.workspace``; ``workspace.clear()`` frees it): the next gradient of
