@@ -15,8 +15,12 @@ Problems with a grid operator (``ODEProblem(Diffusion(...))``,
 Newton-Krylov (GMRES on ``I - h gamma J`` with ``J`` the operator, plus the diagonal of
 ``f``'s Jacobian by complex step when ``f`` is treated implicitly; preconditioned by one
 multigrid cycle of ``I - h gamma L`` when the operator is a Laplacian or a Diffusion,
-scaled or shifted): ImplicitEuler, KenCarp4 and Kvaerno5.  The Rosenbrock methods need
-the exact Jacobian and take the dense path only.
+scaled or shifted): ImplicitEuler, KenCarp4 and Kvaerno5.  The operator may be a sum
+(``D + V``, ``sigma I + c L``: applied through its own ``apply``).  The Rosenbrock methods
+need the exact Jacobian and take the dense path only.  No callbacks on this path, and no
+adjoint: ``js.gradient`` takes ``js.FiniteDifference()`` there.  The Newton iterations
+stop at 1/100 of the ``rtol``/``atol`` error, with fixed steps too (as OrdinaryDiffEq):
+a fixed-step order study needs tight ``rtol``/``atol``.
 
 ``saveat``: adaptive steps on the compiled path save times inside a step from the
 method's interpolant (Hairer, Wanner II, IV.6 and the methods' dense outputs), taking the
@@ -59,6 +63,14 @@ class StiffAlgorithm(ODEAlgorithm):
 
     def __init__(self, autonomous=False, dense_max=2000):
         self.autonomous = bool(autonomous)
+        # an integer >= 0: int() silently truncated 1.5, took True as 1 and -5 (every grid
+        # problem to Newton-Krylov), and raised a bare ValueError/TypeError for "x"/None
+        if isinstance(dense_max, (bool, np.bool_)) or not isinstance(dense_max,
+                                                                    (int, np.integer)):
+            raise InvalidProblemError(f"dense_max: expected an integer >= 0 (the most "
+                                      f"unknowns of the dense path), got {dense_max!r}")
+        if dense_max < 0:
+            raise InvalidProblemError(f"dense_max: expected an integer >= 0, got {dense_max}")
         self.dense_max = int(dense_max)
 
 
@@ -144,20 +156,57 @@ def _jacobian_tuple(rhs, alg, imex, n):
                          autonomous=alg.autonomous)
 
 
-def _grid_krylov(prob, alg, oo, rhs):
-    """Newton-Krylov path for grid problems."""
+def _operator_products(op, name):
+    """``(lin, jv)`` of the grid operator ``op``: ``lin(du, u, t)`` writes the affine
+    right-hand side ``op u + op.boundary_term()``, ``jv(v, out)`` the product ``op v``
+    (its Jacobian).  One compiled stencil pass for a single, possibly scaled, Laplacian,
+    Diffusion or Advection; any other grid operator (a sum such as ``D + V`` or
+    ``sigma I + c L``) through its own ``apply``."""
     from .kernels.cpu.rhs_grid import _grid_apply
+    try:
+        plin = pack_grid_operator(op, name=name)
+        pj = pack_grid_operator(op, with_boundary=False, name=name)
+    except UnsupportedAlgorithmError:
+        b = np.ascontiguousarray(op.boundary_term(), dtype=np.float64).ravel()
+        hasb = bool(np.any(b))
+
+        def jv(v, out):
+            op.apply(np.ascontiguousarray(v, dtype=np.float64), out)
+            return out
+
+        def lin(du, u, t):
+            op.apply(u, du)
+            if hasb:
+                du += b
+        return lin, jv
+
+    def lin(du, u, t):        # noqa: F811
+        _grid_apply(du, u, plin, False)
+
+    def jv(v, out):           # noqa: F811
+        _grid_apply(out, np.ascontiguousarray(v), pj, False)
+        return out
+    return lin, jv
+
+
+def _grid_krylov(prob, alg, oo, dense=False):
+    """Newton-Krylov path for grid problems (``dense``: keep every step's stages for
+    ``sol(t)``, the method's interpolant)."""
+    from .functions import probe_derivatives, probe_user_function
     from .solvers.ode.esdirk import solve_sdirk_krylov
     split = isinstance(prob, SplitODEProblem)
     op = prob.L if split else prob.f
-    plin = rhs.plin
-    pj = pack_grid_operator(op, with_boundary=False)
+    p = np.ascontiguousarray(prob.p if prob.p is not None else np.zeros(0), dtype=np.float64)
+    fn = None
+    if split:
+        if isinstance(prob.f, GridOperator):
+            raise UnsupportedAlgorithmError("f: a SplitODEProblem's f must be a function")
+        probe_user_function(prob.f.f, "f", prob.u0, p, prob.tspan[0],
+                            out_shape=(prob.u0.size,))
+        probe_derivatives(prob.f, prob.u0, p, prob.tspan[0])
+        fn = prob.f
+    lin, jv_lin = _operator_products(op, "L" if split else "f")
     imex = split and isinstance(alg, KenCarp4)
-    p = rhs.p
-    fn = rhs.fun
-
-    def lin(du, u, t):
-        _grid_apply(du, u, plin, False)
 
     def fE(du, u, t):
         fn(du, u, p, t)
@@ -168,11 +217,12 @@ def _grid_krylov(prob, alg, oo, rhs):
         fcx = fn.compiled("f", complex_state=True)
         pc = p.astype(np.complex128)
 
-        def jv_update(u, t):        # noqa: F811 - row sums of df/du (exact for pointwise f)
+        def _diag_update(u, t):     # row sums of df/du (exact for pointwise f)
             uc = u + 1e-30j
             du = np.empty(u.size, np.complex128)
             fcx(du, uc, pc, t)
             diag[:] = du.imag / 1e-30
+        jv_update = _diag_update
 
         tmpf = np.empty(prob.u0.size)
 
@@ -184,7 +234,7 @@ def _grid_krylov(prob, alg, oo, rhs):
         fI = lin
 
     def jv(v, out):
-        _grid_apply(out, np.ascontiguousarray(v), pj, False)
+        jv_lin(v, out)
         if jv_update is not None:
             out += diag * v
         return out
@@ -194,7 +244,7 @@ def _grid_krylov(prob, alg, oo, rhs):
                               adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
                               maxiters=oo["maxiters"],
                               tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update,
-                              precond=_stage_multigrid(op))
+                              precond=_stage_multigrid(op), dense=dense)
 
 
 #: the stage systems are preconditioned once ``hg`` times the operator's spectral radius
@@ -240,7 +290,6 @@ def newton_krylov(prob, alg):
 def _solve_stiff(prob, alg, o):
     from .solvers.ode.rosenbrock import solve_stiff
     oo = ode_options(prob, alg, o)
-    rhs = problem_rhs(prob)
     n = prob.u0.size
     split = isinstance(prob, SplitODEProblem)
     if newton_krylov(prob, alg):
@@ -252,8 +301,13 @@ def _solve_stiff(prob, alg, o):
         if o.get("callback") is not None:
             raise UnsupportedAlgorithmError("callback: not supported by the Newton-Krylov "
                                             "path of the stiff methods yet")
-        raw = _grid_krylov(prob, alg, oo, rhs)
-        return ode_solution(prob, alg, raw)
+        # every step saved: keep the stages for sol(t) (the method's interpolant, as
+        # the dense path; it interpolated linearly between the steps, 3e-4 off at rtol
+        # 1e-6 where the interpolant is within the tolerance)
+        dense = oo["saveat"] is None and alg.dense
+        raw = _grid_krylov(prob, alg, oo, dense=dense)
+        return ode_solution(prob, alg, raw, raw["BTH"] if dense else None)
+    rhs = problem_rhs(prob)
     imex = split and isinstance(alg, KenCarp4)
     jd = _jacobian_tuple(rhs, alg, imex, n)
     dense = oo["saveat"] is None and alg.dense

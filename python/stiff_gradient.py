@@ -87,8 +87,8 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             "supported yet; use Kvaerno5 or Rodas5P on the SplitODEProblem (both parts "
             "implicit), or an explicit method")
     if newton_krylov(prob, alg):
-        raise UnsupportedAlgorithmError("prob: the stiff adjoints need the dense path "
-                                        f"(at most dense_max={alg.dense_max} unknowns)")
+        raise UnsupportedAlgorithmError(_krylov_refusal(prob, alg,
+                                                        "prob: the stiff adjoints need"))
     t_data, o = _gradient_options(prob, loss, solve_kw)
     t0, t1 = prob.tspan
     all_states = sensealg.checkpoints == "all"
@@ -150,6 +150,17 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     return val, _grads_out(prob, wrt, lam, pbar, kbar)
 
 
+def _krylov_refusal(prob, alg, who):
+    """The message refusing a gradient of a Newton-Krylov solve (a grid problem with more
+    than ``alg.dense_max`` unknowns): what works instead."""
+    n = prob.u0.size
+    return (f"{who} the dense path (at most dense_max={alg.dense_max} unknowns); this "
+            f"grid problem has {n} and is solved by Newton-Krylov, which has no adjoint "
+            f"yet. Use sensealg=js.FiniteDifference() (two solves per input: few inputs), "
+            f"or {type(alg).__name__}(dense_max={n}) to differentiate the dense path "
+            f"(a dense LU of {n} x {n} per step)")
+
+
 def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
     """Checks and options shared by the continuous adjoints and forward sensitivities of
     the stiff methods: ``(t_data, oo, rhs, n, imex, user functions, (L, c, colouring))``
@@ -171,9 +182,9 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
     split = isinstance(prob, SplitODEProblem)
     n = prob.u0.size
     if newton_krylov(prob, alg):
-        raise UnsupportedAlgorithmError(
-            f"sensealg: {name} with {type(alg).__name__} solves its ODE with a dense "
-            f"Jacobian (at most dense_max={alg.dense_max} unknowns); use js.DiscreteAdjoint()")
+        # (it advised js.DiscreteAdjoint(), which refuses this path too)
+        raise UnsupportedAlgorithmError(_krylov_refusal(
+            prob, alg, f"sensealg: {name} with {type(alg).__name__} needs"))
     t_data, o = _gradient_options(prob, loss, solve_kw)
     oo = ode_options(prob, alg, o)
     rhs = problem_rhs(prob)
