@@ -33,13 +33,15 @@ scipy LinearOperator ``A``: its matvec (its rmatvec in the adjoint solve of
 a real solve (a LinearOperator of real dtype, real ``b``) is InvalidProblemError unless
 its imaginary part is exactly zero.  jitsolve's own errors pass through unchanged.
 """
+import importlib
 import math
 import numbers
 
 import numpy as np
 
 from .algorithms import LinearAlgorithm, Preconditioner
-from .errors import InvalidProblemError, JitsolveError, UserFunctionError
+from .errors import (BackendUnavailableError, InvalidProblemError, JitsolveError,
+                     UserFunctionError)
 from .grid.operators import GridOperator, ScaledOperator, shifted_parts
 from .grid.stencils import Diffusion, Laplacian
 from .problems import LinearProblem
@@ -203,6 +205,11 @@ def operator_diagonal(A):
     return None
 
 
+def _is_matrix(A):
+    import scipy.sparse as sp
+    return sp.issparse(A) or isinstance(A, np.ndarray)
+
+
 def operator_matrix(A, name="A"):
     """``A`` as a scipy.sparse or dense matrix (grid operators assemble their CSR)."""
     import scipy.sparse as sp
@@ -216,9 +223,66 @@ def operator_matrix(A, name="A"):
 
 
 # ====================================================================== preconditioners
+def _operator_state(A):
+    """What a preconditioner built for ``A`` depends on besides ``A``'s identity: the
+    scales of a composed grid operator and its leaves' coefficient fields (their array
+    objects and copies of their values: ``D.kappa = k`` replaces the array, ``D.kappa[:]
+    = k`` changes it in place), a sparse matrix's index arrays and a copy of its values,
+    a dense array's values.  (Keyed on the object alone, a ``js.Multigrid()`` reused
+    after ``D.kappa`` changed kept the old hierarchy: 90 CG iterations instead of 12 on
+    a 64^2 grid, Jacobi 6,789 instead of 259.)"""
+    import scipy.sparse as sp
+    if isinstance(A, GridOperator):
+        out = []
+
+        def walk(o):
+            out.append((type(o), id(o), getattr(o, "c", None)))
+            subs = [o.__dict__.get(name) for name in ("op", "a", "b")]
+            subs = [sub for sub in subs if isinstance(sub, GridOperator)]
+            for sub in subs:
+                walk(sub)
+            if not subs and o.param_name is not None:      # a leaf with a field
+                v = getattr(o, o.param_name, None)
+                arrays = v if isinstance(v, (tuple, list)) else (v,)
+                for a in arrays:
+                    if isinstance(a, np.ndarray):
+                        out.append((id(a), a.copy()))
+        walk(A)
+        return out
+    if sp.issparse(A):
+        A = A.tocsr() if A.format not in ("csr", "csc", "bsr") else A
+        return [(A.format, A.shape, id(A.indices), id(A.indptr), A.nnz,
+                 np.array(A.data, copy=True))]
+    if isinstance(A, np.ndarray):
+        return [np.array(A, copy=True)]
+    return []
+
+
+def _same_state(s1, s2):
+    if len(s1) != len(s2):
+        return False
+    for a, b in zip(s1, s2):
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                    and a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)):
+                return False
+            continue
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b):
+            if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+                if not _same_state([x], [y]):
+                    return False
+            elif x != y:
+                return False
+    return True
+
+
 class _CachedPreconditioner(Preconditioner):
-    """Preconditioners remember their last setup, keyed on the operator object itself,
-    so that the adjoint solve of a symmetric operator (``A.T is A``) reuses it."""
+    """Preconditioners remember their last setup, keyed on the operator object itself
+    and on its state (:func:`_operator_state`: coefficient fields, scales, a matrix's
+    values), so that the adjoint solve of a symmetric operator (``A.T is A``) reuses it
+    and an operator changed since (``D.kappa = k``) gets a new one."""
 
     def _build(self, A, dtype, matvec):
         raise NotImplementedError
@@ -229,13 +293,18 @@ class _CachedPreconditioner(Preconditioner):
         Called with ``r`` alone it returns a new array, so a set-up preconditioner is
         also a user preconditioner ``r -> z`` for another solve: e.g. the multigrid of
         the diffusion part, ``js.Multigrid().setup(-js.Laplacian(g))``, for GMRES on an
-        advection-diffusion operator, which ``js.Multigrid()`` itself does not take."""
+        advection-diffusion operator, which ``js.Multigrid()`` itself does not take.
+        The setup is reused while ``A`` is the same object in the same state (its
+        ``kappa``, its scales, a matrix's values) and ``dtype`` the same; otherwise it is
+        built anew (the callable returned before keeps the old operator's)."""
         dtype = np.dtype(dtype)
         last = self.__dict__.get("_last")
-        if last is not None and last[0] is A and last[1] == dtype:
+        if (last is not None and last[0] is A and last[1] == dtype
+                and _same_state(last[3], _operator_state(A))):
             return last[2]
+        self.__dict__.pop("_last", None)        # the old hierarchy freed before the new
         M = self._build(A, dtype, matvec if matvec is not None else operator_matvec(A, dtype))
-        self.__dict__["_last"] = (A, dtype, M)
+        self.__dict__["_last"] = (A, dtype, M, _operator_state(A))
         return M
 
     def _options(self):
@@ -552,7 +621,9 @@ class AMG(_CachedPreconditioner):
     ``kind="sa"`` smoothed aggregation (SPD problems; the default), ``kind="rs"``
     classical Ruge-Stüben (real matrices only).  Works on any scipy.sparse matrix, dense
     array or grid operator (assembled to CSR), of any dtype: the hierarchy is built in
-    the solve's precision.  pyamg is imported only when the preconditioner is set up.
+    the solve's precision.  pyamg is imported only when the preconditioner is set up
+    (without it, :class:`~jitsolve.errors.BackendUnavailableError` then); a bare
+    LinearOperator, which has no matrix, is refused (InvalidProblemError).
 
     References
     ----------
@@ -592,6 +663,19 @@ class AMG(_CachedPreconditioner):
 
     def _build(self, A, dtype, matvec):
         from .solvers.linear.precond import make_amg
+        try:
+            importlib.import_module("pyamg")
+        except ImportError as e:
+            raise BackendUnavailableError(
+                f"precond: AMG() needs the pyamg package, which is not importable ({e}); "
+                f"install it (pip install pyamg), or use js.Multigrid() for a grid "
+                f"operator, js.Jacobi() or js.Chebyshev()") from e
+        if not isinstance(A, GridOperator) and not _is_matrix(A):
+            raise InvalidProblemError(
+                f"precond: AMG() needs an explicit matrix (a scipy.sparse matrix, an array "
+                f"or a grid operator); A is a {type(A).__name__}, which has none (use "
+                f"js.Chebyshev(), a preconditioner that needs only products with A, or "
+                f"pass A as a scipy.sparse matrix)")
         M = operator_matrix(A, "precond")
         if self.kind == "rs" and M.dtype.kind == "c":
             raise InvalidProblemError("precond: AMG(kind='rs') needs a real matrix (pyamg's "
