@@ -165,3 +165,26 @@ def test_constant_component_within_the_tolerance_is_accepted():
                  bc=[(js.Dirichlet(0.0), js.Neumann()), js.Neumann()])
     sol = js.solve(js.LinearProblem(-js.Laplacian(gd), np.ones(gd.shape)), js.CG())
     assert sol.retcode == js.ReturnCode.Success
+
+
+def test_float32_plateau_after_a_broken_recursion_is_a_convergence_failure():
+    """A float32 CG + Multigrid solve of condition ~2e10 met rtol 1e-5 on its recursive
+    residual with the true one at 0.67 ||b|| (float32 rounding), then crept 1e-5 a step
+    to MaxIters (30,720 iterations, 370 s).  Once the recursion has been found STALL_GAP
+    off the truth, a plateau is a stall: ConvergenceFailure with the best iterate, in a
+    few hundred iterations; the float64 solve converges."""
+    rng = np.random.default_rng(3)
+    g = js.Grid((64, 48), extent=((0, 1), (0, 1e-3)),
+                bc=[(js.Dirichlet(0.0), js.Neumann()), (js.Periodic(), js.Periodic())])
+    A = -js.Diffusion(g, np.exp(rng.standard_normal(g.shape)))
+    b = rng.standard_normal(g.shape).astype(np.float32)
+    sol = js.solve(js.LinearProblem(A, b), js.CG(precond=js.Multigrid()), rtol=1e-5,
+                   maxiter=3000)
+    assert sol.retcode == js.ReturnCode.ConvergenceFailure
+    assert sol.iters < 1000
+    true = np.linalg.norm(b.astype(np.float64) - A.apply(sol.u.astype(np.float64)))
+    assert true <= 1.01 * np.linalg.norm(b)              # never worse than the start
+    assert sol.resnorm == pytest.approx(true, rel=1e-3)
+    s64 = js.solve(js.LinearProblem(A, b.astype(np.float64)), js.CG(precond=js.Multigrid()),
+                   rtol=1e-5)
+    assert s64.retcode == js.ReturnCode.Success and s64.iters < 30
