@@ -29,3 +29,14 @@ def lotka_paramjac(Jp, u, p, t):
     Jp[1, 1] = 0.0
     Jp[1, 2] = -u[1]
     Jp[1, 3] = u[0] * u[1]
+
+
+def linear_mix(du, u, p, t):
+    """``du = P u`` with ``P = p`` reshaped (n x n): a linear "nonlinear part" for the
+    dot-product tests of the ETDRK4 adjoint."""
+    n = u.size
+    for i in range(n):
+        acc = 0.0
+        for j in range(n):
+            acc += p[i * n + j] * u[j]
+        du[i] = acc

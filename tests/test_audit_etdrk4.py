@@ -9,6 +9,7 @@ import pytest
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError
 from jitsolve.solvers.ode.etdrk4 import phi_functions, step_grid
+from ode_models import linear_mix
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -112,15 +113,6 @@ def allen_cahn(du, u, p, t):
 def reaction(du, u, p, t):
     for i in range(u.size):
         du[i] = p[0] * (u[i] - u[i] ** 3) + p[1] * np.sin(3.0 * t) * u[(i + 1) % u.size]
-
-
-def linear_mix(du, u, p, t):
-    n = u.size
-    for i in range(n):
-        acc = 0.0
-        for j in range(n):
-            acc += p[i * n + j] * u[j]
-        du[i] = acc
 
 
 def _slopes(dts, errs):

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError, UnsupportedAlgorithmError
+from ode_models import linear_mix
 
 
 def reaction(du, u, p, t):
@@ -24,16 +25,6 @@ def reaction_vjp(out_u, out_p, lam, u, p, t):
     for i in range(u.size):
         acc += np.sin(3.0 * t) * lam[i]
     out_p[1] = acc
-
-
-def linear_mix(du, u, p, t):
-    # du = P u with P = p reshaped (n x n): a linear nonlinear part (dot-product test)
-    n = u.size
-    for i in range(n):
-        acc = 0.0
-        for j in range(n):
-            acc += p[i * n + j] * u[j]
-        du[i] = acc
 
 
 def _cases():
