@@ -234,7 +234,8 @@ def _op_flops_per_cell(op):
 
 
 def _combination_flops(op):
-    """FLOPs per cell of a composite operator's own pass (see :func:`_combination_bytes`)."""
+    """FLOPs per cell of a composite operator's own pass (as
+    :func:`_combination_bytes`)."""
     from .grid.operators import ScaledOperator
     if isinstance(op, ScaledOperator):
         return 1
