@@ -23,8 +23,10 @@ class ETDRK4(ODEAlgorithm):
     The steps land on every ``saveat`` and ``tstops`` time (saved states are computed,
     not interpolated): between two such times the steps are ``dt`` long and the last
     one is shortened to land (so is the last step before ``t1`` when ``dt`` does not
-    divide the span).  At most 64 different step sizes per solve (``saveat``/``tstops``
-    off the grid ``t0 + k dt``, and a gradient's loss times, which are ``tstops``).
+    divide the span).  With a dense ``L`` at most 64 different step sizes per solve
+    (``saveat``/``tstops`` off the grid ``t0 + k dt``, and a gradient's loss times, which
+    are ``tstops``); a diagonal or eigenbasis ``L`` takes as many as fit in 256 MiB of
+    coefficients (``48 n`` bytes a size).
 
     The linear part ``L`` is integrated exactly, so stiff diffusion needs no step-size
     restriction: ``dt`` is set by the accuracy of the nonlinear part.  Its phi-function

@@ -250,16 +250,29 @@ def test_fixed_step_ignores_adaptive_and_tolerances():
 
 def test_too_many_step_sizes_names_what_the_caller_passed():
     """A gradient's irregular loss times are tstops: the refusal names tstops (it named
-    saveat, which gradient() does not even accept)."""
+    saveat, which gradient() does not even accept).  Only a dense L is limited to
+    MAX_STEP_SIZES sizes (a set is six n x n matrices); a diagonal one takes 102 sizes
+    (six n-vectors a set): the solve lands on every time and the gradient matches
+    central differences of the solve."""
     rng = np.random.default_rng(0)
-    prob = js.SplitODEProblem(-np.array([1.0, 2.0]), allen_cahn, np.array([0.3, 0.5]),
-                              (0.0, 1.0))
     t = np.sort(rng.random(100))
     loss = js.L2Loss(t, np.zeros((100, 2)))
+    dense = js.SplitODEProblem(np.array([[-1.0, 0.5], [0.0, -2.0]]), allen_cahn,
+                               np.array([0.3, 0.5]), (0.0, 1.0))
     with pytest.raises(UnsupportedAlgorithmError, match="^tstops: .*102 different step"):
-        js.gradient(prob, js.ETDRK4(), loss, wrt=("u0",), dt=0.1)
-    with pytest.raises(UnsupportedAlgorithmError, match="^saveat: "):
-        js.solve(prob, js.ETDRK4(), dt=0.1, saveat=t)
+        js.gradient(dense, js.ETDRK4(), loss, wrt=("u0",), dt=0.1)
+    with pytest.raises(UnsupportedAlgorithmError, match="^saveat: .*with a dense L"):
+        js.solve(dense, js.ETDRK4(), dt=0.1, saveat=t)
+    prob = js.SplitODEProblem(-np.array([1.0, 2.0]), allen_cahn, np.array([0.3, 0.5]),
+                              (0.0, 1.0))
+    sol = js.solve(prob, js.ETDRK4(), dt=0.1, saveat=t)
+    np.testing.assert_array_equal(sol.t, t)
+    _, g = js.gradient(prob, js.ETDRK4(), loss, wrt=("u0",), dt=0.1)
+
+    def J(u0):
+        s = js.solve(js.remake(prob, u0=u0), js.ETDRK4(), dt=0.1, saveat=t)
+        return loss.value(s.u)
+    np.testing.assert_allclose(g["u0"], _cd4(J, prob.u0.copy()), rtol=1e-7, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- gradients

@@ -327,8 +327,10 @@ def test_bad_input_names_the_argument():
         return u[0] - 0.5
     with pytest.raises(UnsupportedAlgorithmError, match="callback"):
         js.solve(split, js.ETDRK4(), dt=0.1, callback=js.ContinuousCallback(low))
+    dense = js.SplitODEProblem(np.array([[-1.0, 0.5], [0.0, -2.0]]), zero,
+                               np.array([1.0, 1.0]), (0.0, 1.0))
     with pytest.raises(UnsupportedAlgorithmError, match="saveat"):
-        js.solve(split, js.ETDRK4(), dt=0.3,
+        js.solve(dense, js.ETDRK4(), dt=0.3,
                  saveat=np.linspace(0.0, 1.0, MAX_STEP_SIZES + 40) ** 2)
     g = js.Grid((24, 24), bc=js.Periodic())
     vel = (np.ones(g.shape), np.ones(g.shape))

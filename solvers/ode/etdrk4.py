@@ -47,14 +47,19 @@ from .explicit import RETCODES, make_stops
 
 __all__ = ["phi_functions", "LinearRepresentation", "linear_representation",
            "etd_coefficients", "step_grid", "solve_etdrk4", "EtdSteps", "DENSE_MAX", "DENSE_SYM_MAX",
-           "MAX_STEP_SIZES"]
+           "MAX_STEP_SIZES", "MAX_DIAG_COEF_BYTES"]
 
 #: the largest general (nonsymmetric) linear part represented by dense matrices
 DENSE_MAX = 512
 #: the largest symmetric non-separable linear part (one dense ``eigh``)
 DENSE_SYM_MAX = 2048
-#: distinct step sizes a solve may use (each is one set of coefficients)
+#: distinct step sizes a solve may use with a dense linear part (each is one set of
+#: coefficients: six n x n matrices and two ``expm`` of 4n and 2n); the diagonal and
+#: eigenbasis modes (six n-vectors a set) take any number whose sets fit in
+#: :data:`MAX_DIAG_COEF_BYTES`
 MAX_STEP_SIZES = 64
+#: the coefficient sets of one solve in the diagonal and eigenbasis modes, bytes
+MAX_DIAG_COEF_BYTES = 256 * 2 ** 20
 _SERIES = 2.0      # |z| below this: Taylor series (35 terms: below 1e-22 relative)
 
 
@@ -377,21 +382,28 @@ def solve_etdrk4(f, p, nb, u0, t0, t1, rep, dt, *, saveat=None, tstops=None,
     savet = np.zeros(0) if every else np.asarray(saveat, dtype=np.float64)
     stops = make_stops(t0, t1, tstops, None if every else savet)
     tg, hid, hs = step_grid(t0, t1, dt, stops)
-    if hs.size > MAX_STEP_SIZES:
+    dense = rep.mode == _K.MODE_DENSE
+    if (hs.size > MAX_STEP_SIZES if dense else
+            hs.size > MAX_STEP_SIZES and hs.size * 48 * n > MAX_DIAG_COEF_BYTES):
         # name what the caller passed: a gradient's loss times arrive as tstops
         name = "tstops" if every else "saveat"
+        most = (f"at most {MAX_STEP_SIZES} with a dense L" if dense else
+                f"at most {MAX_DIAG_COEF_BYTES // 2 ** 20} MiB of them, "
+                f"{MAX_DIAG_COEF_BYTES // (48 * n)} sizes here")
         raise UnsupportedAlgorithmError(
             f"{name}: these save times and tstops (a gradient's loss times among them) "
             f"need {hs.size} different step sizes (ETDRK4 computes one set of matrix "
-            f"functions per size; at most {MAX_STEP_SIZES}); put them on the grid "
-            f"t0 + k*dt")
+            f"functions per size; {most}); put them on the grid t0 + k*dt")
     if every:
         save = np.ones(tg.size, np.bool_)
     else:
         save = np.isin(tg, savet)
         save[0] = bool(savet.size and savet[0] == t0)
-    sets = [etd_coefficients(rep, h) for h in hs]
-    if rep.mode == _K.MODE_DENSE:
+    # the first MAX_STEP_SIZES sets through the cache (a fit's solves share them), any
+    # further ones computed afresh (the cache's size check walks all its entries)
+    sets = [etd_coefficients(rep, h) if j < MAX_STEP_SIZES else _coefficients(rep, h)
+            for j, h in enumerate(hs)]
+    if dense:
         cm = np.ascontiguousarray(np.stack(sets))
         cf = np.zeros((0, 6, 0))
     else:
