@@ -420,6 +420,12 @@ def probe_user_function(f, argname, u, p, t, *, out_shape=None):
             raise InvalidProblemError(
                 f"p: {argname} ({_describe(f)}) indexes p out of bounds (p has {p.size} "
                 f"entries): {what}") from exc
+        if hits[0] == "du" and out_shape is not None and len(out_shape) == 2:
+            # a general-noise diffusion's output is the n x nbrownian matrix, not du
+            raise InvalidProblemError(
+                f"{argname}: {_describe(f)} indexes its output matrix out of bounds (shape "
+                f"{tuple(out_shape)}: {out_shape[0]} states x nbrownian = {out_shape[1]} "
+                f"Brownian motions): {what}") from exc
         raise InvalidProblemError(
             f"{argname}: {_describe(f)} indexes {hits[0]} out of bounds (u0 has {u.size} "
             f"entries): {what}") from exc

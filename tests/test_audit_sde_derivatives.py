@@ -389,3 +389,23 @@ def test_sra1_probes_g_before_its_additivity_check_calls_it_compiled():
     prob = js.SDEProblem(f, g_multiplicative3, U0, SPAN, P)
     with pytest.raises(InvalidProblemError, match=r"^g: g_multiplicative3 indexes du out"):
         js.solve(prob, js.SRA1(), **FIXED)
+
+
+def test_general_noise_overflowing_nbrownian_names_the_output_matrix():
+    """A general-noise g writing three columns of an n x 2 matrix was reported as
+    "indexes du out of bounds (u0 has 2 entries)": the output is the matrix, and its
+    second axis is nbrownian."""
+    def drift(du, u, p, t):
+        du[0] = -u[0]
+        du[1] = -u[1]
+
+    def three_columns(G, u, p, t):
+        for i in range(2):
+            for j in range(3):
+                G[i, j] = 0.1
+    prob = js.SDEProblem(drift, three_columns, np.ones(2), (0.0, 1.0), noise="general",
+                         nbrownian=2)
+    with pytest.raises(InvalidProblemError,
+                       match=r"^g: .*output matrix out of bounds \(shape \(2, 2\).*"
+                             r"nbrownian = 2"):
+        js.solve(prob, js.EM(), dt=0.1, seed=1)
