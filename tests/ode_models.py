@@ -40,3 +40,15 @@ def linear_mix(du, u, p, t):
         for j in range(n):
             acc += p[i * n + j] * u[j]
         du[i] = acc
+
+
+def ball(du, u, p, t):
+    """A falling ball: height ``u[0]``, velocity ``u[1]`` (the bouncing-ball tests; each
+    test file has its own ``bounce`` with its coefficient of restitution)."""
+    du[0] = u[1]
+    du[1] = -9.81
+
+
+def ground(u, t, p):
+    """The ball's event condition: the height."""
+    return u[0]

@@ -7,6 +7,7 @@ from scipy.integrate import solve_ivp
 
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError
+from ode_models import ball, ground
 
 
 def lv(du, u, p, t):
@@ -158,15 +159,6 @@ def test_shapes_follow_t_and_u0(cls):
     assert np.abs(sol(tq) - exact(tq)).max() < 1e-8
     assert sol(np.array([])).shape == (0, 2, 3)
     assert sol(1).shape == (2, 3)                        # an int time is a time
-
-
-def ball(du, u, p, t):
-    du[0] = u[1]
-    du[1] = -9.81
-
-
-def ground(u, t, p):
-    return u[0]
 
 
 def bounce(u, t, p):

@@ -6,7 +6,7 @@ from scipy.integrate import solve_ivp
 
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError
-from ode_models import lotka
+from ode_models import ball, ground, lotka
 
 METHODS = [(js.Euler, 1, 1), (js.RK4, 4, 4), (js.Tsit5, 5, 5), (js.DP5, 5, 5), (js.Vern7, 7, 7)]
 
@@ -165,15 +165,6 @@ def test_nan_rhs_is_initial_failure():
 
 
 # ----------------------------------------------------------------------------- events
-def ball(du, u, p, t):
-    du[0] = u[1]
-    du[1] = -9.81
-
-
-def ground(u, t, p):
-    return u[0]
-
-
 def bounce(u, t, p):
     u[1] = -0.9 * u[1]
 
