@@ -118,7 +118,6 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
         call(K.erk_schedule, rhs, vj, tab, np.ascontiguousarray(u0, dtype=np.float64), steps_t,
              steps_h, ops, C, gsave, save_after, dsave, lam, pbar, kbar)
     else:
-        C = snapshot_slots(N, checkpoints)
         snaps = store
         cur = np.ascontiguousarray(u0, dtype=np.float64).copy()
         buf = np.zeros((1, n))
@@ -140,7 +139,7 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
             cur[:] = snaps.get(i)
 
         try:
-            nre = binomial_reverse(N, C, advance, reverse_step, take, restore)
+            nre = binomial_reverse(N, checkpoints, advance, reverse_step, take, restore)
         finally:
             snaps.close()
     if g_initial is not None:
@@ -191,7 +190,7 @@ def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_a
         cur[:] = store.get(i)
 
     try:
-        return binomial_reverse(N, snapshot_slots(N, checkpoints), advance, reverse_step,
+        return binomial_reverse(N, checkpoints, advance, reverse_step,
                                 lambda i: store.put(i, cur), restore)
     finally:
         store.close()

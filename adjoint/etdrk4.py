@@ -75,7 +75,7 @@ def etd_adjoint(steps, vj, *, states=None, u0, gsave, save_after, g_initial=None
             cur[:] = store.get(i)
 
         try:
-            nre = binomial_reverse(N, snapshot_slots(N, checkpoints), advance, reverse_step,
+            nre = binomial_reverse(N, checkpoints, advance, reverse_step,
                                    lambda i: store.put(i, cur), restore)
         finally:
             store.close()

@@ -82,7 +82,6 @@ def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, g
         K.ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave,
                        save_after, lam, pbar, wk)
     else:
-        C = snapshot_slots(N, checkpoints)
         snaps = store if store is not None else MemoryStore()
         cur = u0.copy()
         buf = np.zeros((1, n))
@@ -104,7 +103,7 @@ def rosenbrock_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, states=None, u0, g
             cur[:] = snaps.get(i)
 
         try:
-            nre = binomial_reverse(N, C, advance, reverse_step, take, restore)
+            nre = binomial_reverse(N, checkpoints, advance, reverse_step, take, restore)
         finally:
             snaps.close()
     if g_initial is not None:
@@ -201,7 +200,6 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
         ops, nre = record_schedule(N, C)
         ok[0] = bool(schedule(ops, C))
     else:
-        C = snapshot_slots(N, checkpoints)
         snaps = store if store is not None else MemoryStore()
         cur = u0.copy()
         buf = np.zeros((1, n))
@@ -222,7 +220,7 @@ def esdirk_adjoint(rhs, jd, vj, tab, steps_t, steps_h, *, u0, gsave, save_after,
             cur[:] = snaps.get(i)
 
         try:
-            nre = binomial_reverse(N, C, advance_cb, reverse_step, take, restore)
+            nre = binomial_reverse(N, checkpoints, advance_cb, reverse_step, take, restore)
         finally:
             snaps.close()
     if g_initial is not None:

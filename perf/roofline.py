@@ -35,15 +35,17 @@ import numpy as np
 from jitsolve.bench import Bandwidth, _jsonable, best_time, llc_bytes, stream_gib  # noqa: E402,F401
 
 
+#: the grids of a run (label -> shape), and of a ``--quick`` one
+GRIDS = {"2D 4096^2": (4096, 4096), "3D 256^3": (256, 256, 256)}
+QUICK_GRIDS = {"2D 1024^2": (1024, 1024), "3D 64^3": (64, 64, 64)}
+
+
 def stencil_cases(quick=False):
-    """(name, grid shape, setup) for every kernel; setup returns (callable, bytes moved)."""
+    """``(grid label, kernel name, call, bytes moved)`` for every kernel on every grid."""
     import jitsolve as js
 
-    sizes = [("2D 4096^2", (4096, 4096)), ("3D 256^3", (256, 256, 256))]
-    if quick:
-        sizes = [("2D 1024^2", (1024, 1024)), ("3D 64^3", (64, 64, 64))]
     rng = np.random.default_rng(0)
-    for label, shape in sizes:
+    for label, shape in (QUICK_GRIDS if quick else GRIDS).items():
         g = js.Grid(shape, bc=js.Dirichlet(0.0))
         n = g.size
         d = g.ndim
@@ -88,9 +90,8 @@ def run(gib=1.5, repeat=7, quick=False):
 
 
 def _shape_of(label):
-    """``"2D 4096^2"`` -> (4096, 4096)."""
-    side, power = label.split()[1].split("^")
-    return (int(side),) * int(power)
+    """The shape of the grid labelled ``label`` (``"2D 4096^2"`` -> (4096, 4096))."""
+    return {**GRIDS, **QUICK_GRIDS}[label]
 
 
 def format_table(res):

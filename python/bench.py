@@ -177,14 +177,7 @@ def stencil_size(llc=None, ndim=2, minimum=2048):
 
 def best_time(fn, repeat=5, warmup=1):
     """Best wall time of ``repeat`` calls of ``fn()`` after ``warmup`` untimed calls."""
-    for _ in range(int(warmup)):
-        fn()
-    best = np.inf
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_times([fn], repeat, warmup)[0]
 
 
 def best_times(fns, repeat=5, warmup=1):

@@ -180,7 +180,7 @@ class TotalVariation:
         h = ((1.0,) * nd if self._h is None else
              self._h if isinstance(self._h, tuple) else (self._h,) * nd)
         periodic = self._periodic or (False,) * nd
-        vol = float(np.prod(h)) if self._h is not None else 1.0
+        vol = float(np.prod(h))                          # the cell volume (1: unit steps)
         r = np.full(x.shape, self.eps)
         diffs = []
         for ax in range(nd):

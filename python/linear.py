@@ -224,58 +224,47 @@ def operator_matrix(A, name="A"):
 
 # ====================================================================== preconditioners
 def _operator_state(A):
-    """What a preconditioner built for ``A`` depends on besides ``A``'s identity: the
-    scales of a composed grid operator and its leaves' coefficient fields (their array
-    objects and copies of their values: ``D.kappa = k`` replaces the array, ``D.kappa[:]
-    = k`` changes it in place), a sparse matrix's index arrays and a copy of its values,
-    a dense array's values.  (Keyed on the object alone, a ``js.Multigrid()`` reused
-    after ``D.kappa`` changed kept the old hierarchy: 90 CG iterations instead of 12 on
-    a 64^2 grid, Jacobi 6,789 instead of 259.)"""
+    """What a preconditioner built for ``A`` depends on besides ``A``'s identity, as a
+    flat list of scalars and arrays: the scales of a composed grid operator and its
+    leaves' coefficient fields (their array objects and copies of their values:
+    ``D.kappa = k`` replaces the array, ``D.kappa[:] = k`` changes it in place), a
+    sparse matrix's index arrays and a copy of its values, a dense array's values.
+    (Keyed on the object alone, a ``js.Multigrid()`` reused after ``D.kappa`` changed
+    kept the old hierarchy: 90 CG iterations instead of 12 on a 64^2 grid, Jacobi 6,789
+    instead of 259.)"""
     import scipy.sparse as sp
+    out = []
     if isinstance(A, GridOperator):
-        out = []
-
         def walk(o):
-            out.append((type(o), id(o), getattr(o, "c", None)))
+            out.extend((type(o), id(o), getattr(o, "c", None)))
             subs = [o.__dict__.get(name) for name in ("op", "a", "b")]
             subs = [sub for sub in subs if isinstance(sub, GridOperator)]
             for sub in subs:
                 walk(sub)
             if not subs and o.param_name is not None:      # a leaf with a field
                 v = getattr(o, o.param_name, None)
-                arrays = v if isinstance(v, (tuple, list)) else (v,)
-                for a in arrays:
+                for a in (v if isinstance(v, (tuple, list)) else (v,)):
                     if isinstance(a, np.ndarray):
-                        out.append((id(a), a.copy()))
+                        out.extend((id(a), a.copy()))
         walk(A)
-        return out
-    if sp.issparse(A):
+    elif sp.issparse(A):
         A = A.tocsr() if A.format not in ("csr", "csc", "bsr") else A
-        return [(A.format, A.shape, id(A.indices), id(A.indptr), A.nnz,
-                 np.array(A.data, copy=True))]
-    if isinstance(A, np.ndarray):
-        return [np.array(A, copy=True)]
-    return []
+        out.extend((A.format, A.shape, id(A.indices), id(A.indptr), A.nnz,
+                    np.array(A.data, copy=True)))
+    elif isinstance(A, np.ndarray):
+        out.append(np.array(A, copy=True))
+    return out
 
 
 def _same_state(s1, s2):
-    if len(s1) != len(s2):
-        return False
-    for a, b in zip(s1, s2):
-        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-            if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-                    and a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)):
-                return False
-            continue
-        if len(a) != len(b):
-            return False
-        for x, y in zip(a, b):
-            if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-                if not _same_state([x], [y]):
-                    return False
-            elif x != y:
-                return False
-    return True
+    """Whether two :func:`_operator_state` lists are equal (arrays by shape, dtype and
+    values)."""
+    def same(x, y):
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            return (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+                    and x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y))
+        return x == y
+    return len(s1) == len(s2) and all(same(x, y) for x, y in zip(s1, s2))
 
 
 class _CachedPreconditioner(Preconditioner):
@@ -298,13 +287,14 @@ class _CachedPreconditioner(Preconditioner):
         ``kappa``, its scales, a matrix's values) and ``dtype`` the same; otherwise it is
         built anew (the callable returned before keeps the old operator's)."""
         dtype = np.dtype(dtype)
+        state = _operator_state(A)
         last = self.__dict__.get("_last")
         if (last is not None and last[0] is A and last[1] == dtype
-                and _same_state(last[3], _operator_state(A))):
+                and _same_state(last[3], state)):
             return last[2]
         self.__dict__.pop("_last", None)        # the old hierarchy freed before the new
         M = self._build(A, dtype, matvec if matvec is not None else operator_matvec(A, dtype))
-        self.__dict__["_last"] = (A, dtype, M, _operator_state(A))
+        self.__dict__["_last"] = (A, dtype, M, state)
         return M
 
     def _options(self):

@@ -39,7 +39,7 @@ from .grid.stencils import Diffusion, Identity, Laplacian
 from .linear import Multigrid
 from .ode import _callback_tuple, _solve_prob_func, ode_options, ode_solution, saveat_times
 from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
-from .rhs import pack_grid_operator, problem_rhs
+from .rhs import pack_grid_operator, probed_parameters, problem_rhs
 from .solution import EnsembleSolution
 from .solve import register
 
@@ -192,18 +192,14 @@ def _operator_products(op, name):
 def _grid_krylov(prob, alg, oo, dense=False):
     """Newton-Krylov path for grid problems (``dense``: keep every step's stages for
     ``sol(t)``, the method's interpolant)."""
-    from .functions import probe_derivatives, probe_user_function
     from .solvers.ode.esdirk import solve_sdirk_krylov
     split = isinstance(prob, SplitODEProblem)
     op = prob.L if split else prob.f
-    p = np.ascontiguousarray(prob.p if prob.p is not None else np.zeros(0), dtype=np.float64)
+    p = probed_parameters(prob)
     fn = None
     if split:
         if isinstance(prob.f, GridOperator):
             raise UnsupportedAlgorithmError("f: a SplitODEProblem's f must be a function")
-        probe_user_function(prob.f.f, "f", prob.u0, p, prob.tspan[0],
-                            out_shape=(prob.u0.size,))
-        probe_derivatives(prob.f, prob.u0, p, prob.tspan[0])
         fn = prob.f
     lin, jv_lin = _operator_products(op, "L" if split else "f")
     imex = split and isinstance(alg, KenCarp4)

@@ -13,7 +13,7 @@ from .functions import ODEFunction, probe_derivatives, probe_user_function
 from .grid.operators import GridOperator, ScaledOperator
 from .problems import SplitODEProblem
 
-__all__ = ["RHS", "problem_rhs", "pack_grid_operator", "linear_part"]
+__all__ = ["RHS", "problem_rhs", "probed_parameters", "pack_grid_operator", "linear_part"]
 
 
 class RHS:
@@ -83,16 +83,23 @@ def linear_part(L, name="L"):
     return K.dense_apply, np.concatenate([[L.shape[0]], L.ravel()]).astype(np.float64)
 
 
-def problem_rhs(prob):
-    """The :class:`RHS` of an ``ODEProblem`` or ``SplitODEProblem``; a user function is
-    probed once for indexing ``p`` (or the state) out of bounds
-    (:func:`jitsolve.functions.probe_user_function`)."""
-    from .kernels.cpu.rhs import zero_f
+def probed_parameters(prob):
+    """``prob.p`` as a contiguous float64 array (empty when None), once a user function
+    ``f`` and its derivatives have been probed for indexing ``p`` (or the state) out of
+    bounds (:func:`jitsolve.functions.probe_user_function`, ``probe_derivatives``)."""
     p = prob.p if prob.p is not None else np.zeros(0)
     p = np.ascontiguousarray(p, dtype=np.float64)
     if isinstance(prob.f, ODEFunction):
         probe_user_function(prob.f.f, "f", prob.u0, p, prob.tspan[0], out_shape=(prob.u0.size,))
         probe_derivatives(prob.f, prob.u0, p, prob.tspan[0])
+    return p
+
+
+def problem_rhs(prob):
+    """The :class:`RHS` of an ``ODEProblem`` or ``SplitODEProblem``; a user function is
+    probed once (:func:`probed_parameters`)."""
+    from .kernels.cpu.rhs import zero_f
+    p = probed_parameters(prob)
     if isinstance(prob, SplitODEProblem):
         lin, plin = linear_part(prob.L)
         if isinstance(prob.f, GridOperator):

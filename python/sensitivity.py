@@ -14,7 +14,7 @@ from .algorithms import SensitivityAlgorithm
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError, register_gradient
 from .problems import EnsembleProblem, LinearProblem, ODEProblem, SDEProblem, SplitODEProblem
-from .validate import check_positive_float, check_trajectories
+from .validate import check_positive_float, check_seed, check_trajectories
 from .grid.operators import GridOperator
 from .ode import ExplicitRK, _callback_tuple, _run_explicit, interpolates_saveat, ode_options
 from .ode_stiff import StiffAlgorithm
@@ -1011,15 +1011,12 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     Per call: one ``js.gradient`` (forward solve and adjoint) and one forward solve
     per step size (5 by default), each with its own ``remake`` of the problem.
     """
-    import numbers
-
     from .gradient import gradient
     from .problems import kappa_of, remake
     from .losses import observe_at_saveat
     if not isinstance(wrt, str):
         raise InvalidProblemError("wrt: check_gradient tests one input at a time (a string)")
-    if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
-        raise InvalidProblemError(f"seed: expected a non-negative integer, got {seed!r}")
+    seed = check_seed(seed)
     if not isinstance(verbose, (bool, np.bool_)):
         raise InvalidProblemError(f"verbose: expected True or False, got {verbose!r}")
     if eps is not None:
@@ -1027,7 +1024,7 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     stochastic = isinstance(prob.prob if isinstance(prob, EnsembleProblem) else prob,
                             SDEProblem)
     if stochastic:                 # the Brownian paths of gradient's solve and of J's
-        solve_kw = dict(solve_kw, seed=int(seed))
+        solve_kw = dict(solve_kw, seed=seed)
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     val, grads = gradient(prob, alg, loss, wrt=(wrt,), sensealg=sensealg, **solve_kw)
     g = grads[wrt]
@@ -1042,7 +1039,7 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
         x, with_x = getattr(prob, wrt), lambda y: remake(prob, **{wrt: y})
     if np.size(x) == 0:
         raise InvalidProblemError(f"wrt: the problem has no {wrt} to test (it is empty)")
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(seed)
     d = rng.standard_normal(np.shape(x))
     if wrt == "kappa":
         # relative steps (|e d| <= 3 % of kappa), so kappa stays > 0 at any scale

@@ -9,7 +9,6 @@ The registry walks both classes' MROs, so an implementation registered for a bas
 algorithm class serves all its subclasses unless a more specific one exists.
 """
 import math
-import numbers
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProbl
 from .retcodes import ReturnCode
 from .user_exceptions import WatchUserExceptions
 from .validate import (check_dtmin, check_finite, check_positive_float, check_positive_int,
-                       check_tolerances, check_trajectories)
+                       check_seed, check_tolerances, check_trajectories)
 
 __all__ = ["solve", "register", "registered", "BACKENDS"]
 
@@ -204,10 +203,7 @@ def _check_de_options(prob, o):
     if not isinstance(o["save_noise"], (bool, np.bool_)):
         raise InvalidProblemError(f"save_noise: expected True or False, got {o['save_noise']!r}")
     if o["seed"] is not None:
-        seed = o["seed"]
-        if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
-            raise InvalidProblemError(f"seed: expected a non-negative integer, got {seed!r}")
-        o["seed"] = int(seed)
+        o["seed"] = check_seed(o["seed"])
 
 
 def solve(prob, alg, **kwargs):

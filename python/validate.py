@@ -190,6 +190,13 @@ def check_positive_int(x, name, *, allow_none=False, minimum=1):
     return int(x)
 
 
+def check_seed(seed):
+    """A random seed: an integer >= 0 (bools refused), as a Python int."""
+    if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
+        raise InvalidProblemError(f"seed: expected a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def check_trajectories(N, nrows):
     """An ensemble's number of trajectories: ``N`` (an integer >= 1), else the ``nrows``
     rows of its ``u0s``/``ps``; more than those rows is refused (``solve``, ``gradient``
