@@ -189,9 +189,10 @@ def _operator_products(op, name):
     return lin, jv
 
 
-def _grid_krylov(prob, alg, oo, dense=False):
+def _grid_krylov(prob, alg, oo, dense=False, record=False):
     """Newton-Krylov path for grid problems (``dense``: keep every step's stages for
-    ``sol(t)``, the method's interpolant)."""
+    ``sol(t)``, the method's interpolant; ``record``: keep every step's stage states for
+    the discrete adjoint)."""
     from .solvers.ode.esdirk import solve_sdirk_krylov
     split = isinstance(prob, SplitODEProblem)
     op = prob.L if split else prob.f
@@ -240,7 +241,7 @@ def _grid_krylov(prob, alg, oo, dense=False):
                               adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
                               maxiters=oo["maxiters"],
                               tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update,
-                              precond=_stage_multigrid(op), dense=dense)
+                              precond=_stage_multigrid(op), dense=dense, record=record)
 
 
 #: the stage systems are preconditioned once ``hg`` times the operator's spectral radius
@@ -283,17 +284,23 @@ def newton_krylov(prob, alg):
     return isinstance(op, GridOperator) and prob.u0.size > alg.dense_max
 
 
+def check_krylov(prob, alg):
+    """Refuse a method without a Newton-Krylov form (the Rosenbrock methods) on a grid
+    problem above its ``dense_max``."""
+    if not alg.krylov:
+        raise UnsupportedAlgorithmError(
+            f"alg: {type(alg).__name__} needs a dense Jacobian; this grid problem has "
+            f"{prob.u0.size} unknowns (> dense_max={alg.dense_max}). Use ImplicitEuler, "
+            f"KenCarp4 or Kvaerno5 (Newton-Krylov)")
+
+
 def _solve_stiff(prob, alg, o):
     from .solvers.ode.rosenbrock import solve_stiff
     oo = ode_options(prob, alg, o)
     n = prob.u0.size
     split = isinstance(prob, SplitODEProblem)
     if newton_krylov(prob, alg):
-        if not alg.krylov:
-            raise UnsupportedAlgorithmError(
-                f"alg: {type(alg).__name__} needs a dense Jacobian; this grid problem has {n} "
-                f"unknowns (> dense_max={alg.dense_max}). Use ImplicitEuler, KenCarp4 or "
-                f"Kvaerno5 (Newton-Krylov)")
+        check_krylov(prob, alg)
         if o.get("callback") is not None:
             raise UnsupportedAlgorithmError("callback: not supported by the Newton-Krylov "
                                             "path of the stiff methods yet")

@@ -17,7 +17,11 @@ through the error controller is not differentiated).
   linear part ``L`` implicit through the ESDIRK tableau of the ARK4(3)6L[2]SA pair):
   ``mu_i = (I - h gamma L)^{-T} (J_f(Z_i)^T FEbar_i + L^T FIbar_i)``; ``f``'s products by
   complex step (column-coloured by ``jac_sparsity``), ``L^T`` the exact transpose of the
-  grid operator or matrix.  The dense path only (at most ``dense_max`` unknowns).
+  grid operator or matrix.
+- Grid problems above ``dense_max`` (the Newton-Krylov path of ImplicitEuler, KenCarp4
+  and Kvaerno5, :func:`krylov_discrete_adjoint`): the forward pass keeps the stage
+  states, the transposed stage systems go to GMRES (:mod:`jitsolve.adjoint.newton_krylov`);
+  ``checkpoints="all"`` only.
 
 Ensembles (``stiff_ensemble_gradient``): rows of ``u0s``/``ps`` with ``js.L2Loss`` and
 ``checkpoints="all"`` run in one compiled kernel, a trajectory per thread
@@ -41,7 +45,8 @@ import numpy as np
 from .errors import InvalidProblemError, UnsupportedAlgorithmError
 from .gradient import SolveFailedError
 
-__all__ = ["stiff_discrete_adjoint", "stiff_ensemble_gradient", "ensemble_in_kernel"]
+__all__ = ["stiff_discrete_adjoint", "krylov_discrete_adjoint", "stiff_ensemble_gradient",
+           "ensemble_in_kernel"]
 
 
 def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
@@ -79,6 +84,8 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
                                             f"and 'kappa', not {name!r}")
     if solve_kw.get("callback") is not None:
         raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
+    if newton_krylov(prob, alg):
+        return krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw)
     split = isinstance(prob, SplitODEProblem)
     imex = split and isinstance(alg, KenCarp4)     # f explicit, L implicit (as solve runs it)
     if imex and "kappa" in wrt:
@@ -86,9 +93,6 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             "wrt: 'kappa' through KenCarp4's IMEX form (implicit grid operator) is not "
             "supported yet; use Kvaerno5 or Rodas5P on the SplitODEProblem (both parts "
             "implicit), or an explicit method")
-    if newton_krylov(prob, alg):
-        raise UnsupportedAlgorithmError(_krylov_refusal(prob, alg,
-                                                        "prob: the stiff adjoints need"))
     t_data, o = _gradient_options(prob, loss, solve_kw)
     t0, t1 = prob.tspan
     all_states = sensealg.checkpoints == "all"
@@ -150,15 +154,138 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     return val, _grads_out(prob, wrt, lam, pbar, kbar)
 
 
+def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
+    """``(value, grads)`` through the Newton-Krylov path (a grid problem above
+    ``alg.dense_max``): the forward solve keeps every step's stage states, the reverse
+    sweep of :func:`jitsolve.adjoint.newton_krylov.sdirk_krylov_adjoint` solves the
+    transposed stage systems by GMRES (the stages' multigrid cycle where the grid
+    operator is symmetric).  ``J^T v``: the grid operator's exact transpose, ``f``'s by
+    its own ``vjp``/``jac`` or the complex step coloured by ``jac_sparsity`` (as the
+    other adjoints); ``kappa`` by the operator's ``param_vjp`` (its boundary term too).
+    The transposed solves stop at ``rtol / 100`` (:func:`~jitsolve.adjoint.newton_krylov.
+    adjoint_rtol`).  Only ``checkpoints="all"``: memory ``s x n`` floats a step."""
+    from .adjoint.newton_krylov import adjoint_rtol, sdirk_krylov_adjoint
+    from .adjoint.vjp import covers_products, make_vjp_source, user_derivatives
+    from .kernels.cpu.erk_adjoint import vjp_apply
+    from .kernels.cpu.fastcall import call
+    from .kernels.cpu.rhs import zero_f_complex
+    from .ode import ode_options
+    from .ode_stiff import KenCarp4, _grid_krylov, _stage_multigrid, check_krylov
+    from .problems import SplitODEProblem
+    from .rhs import probed_parameters
+    from .sensitivity import _gradient_options, _grads_out
+    from .solvers.ode.rosenbrock import stiff_tableau
+
+    check_krylov(prob, alg)
+    n = prob.u0.size
+    if sensealg.checkpoints != "all":
+        raise UnsupportedAlgorithmError(
+            f"sensealg: the Newton-Krylov path's discrete adjoint ({n} unknowns > "
+            f"dense_max={alg.dense_max}) keeps every step's stages; checkpoints="
+            f"{sensealg.checkpoints!r} is not supported there yet: use checkpoints='all'")
+    split = isinstance(prob, SplitODEProblem)
+    op = prob.L if split else prob.f
+    fn = prob.f if split else None
+    imex = split and isinstance(alg, KenCarp4)
+    if "p" in wrt and fn is None:
+        raise InvalidProblemError("wrt: this problem has no parameters p (a pure grid operator)")
+    if "kappa" in wrt and getattr(op, "param_name", None) != "kappa":
+        raise InvalidProblemError("wrt: 'kappa' needs a problem whose operator is a js.Diffusion")
+    p = probed_parameters(prob)
+    t_data, o = _gradient_options(prob, loss, solve_kw)
+    o["saveat"] = None
+    oo = ode_options(prob, alg, o)
+    raw = _grid_krylov(prob, alg, oo, record=True)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
+                               f"at t = {raw['t_end']:.6g}")
+    t0, t1 = prob.tspan
+    st, sh = raw["steps_t"], raw["steps_h"]
+    t_after = {float(t): i for i, t in enumerate(np.append(st[1:], t1) if st.size else st)}
+    save_after = -np.ones(st.size, dtype=np.int64)
+    saved = np.empty((t_data.size, n))
+    g_row = None
+    for j, t in enumerate(t_data):
+        if t == t0:
+            g_row = j
+            saved[j] = prob.u0.ravel()
+        else:
+            i = t_after[float(t)]
+            save_after[i] = j
+            saved[j] = raw["u"][i + 1]
+    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+
+    shape = op.grid.shape
+    opT = op.T
+    pbar = np.zeros(p.size if "p" in wrt else 0)
+    kbar = np.zeros(n) if "kappa" in wrt else None
+    work, junk, dummy, pnone = np.empty(n), np.empty(n), np.zeros(n), np.zeros(0)
+    cu, cd = np.empty(n, np.complex128), np.empty(n, np.complex128)
+    fprod = pprod = None
+    if fn is not None:
+        np_grad = pbar.size
+        user = user_derivatives(fn, n, np_grad)
+        fc = fn.cfunc("f_complex") if not covers_products(user, np_grad) else zero_f_complex
+        vj_u = make_vjp_source(fc, p, True, n, sparsity=fn.jac_sparsity, np_grad=0,
+                               user=user_derivatives(fn, n, 0))
+
+        def f_prod(z, t, v, out):                   # out = J_f(z, t)^T v
+            call(vjp_apply, vj_u, v, z, p, t, out, pnone, dummy, work, cu, cd)
+        fprod = f_prod
+        if np_grad:
+            vj_p = make_vjp_source(fc, p, True, n, sparsity=fn.jac_sparsity,
+                                   np_grad=np_grad, user=user)
+
+            def p_prod(z, t, w):                    # pbar += J_p(z, t)^T w
+                call(vjp_apply, vj_p, w, z, p, t, junk, pbar, dummy, work, cu, cd)
+            pprod = p_prod
+
+    def op_prod(z, t, v, out):                      # out = L^T v
+        opT.apply(v.reshape(shape), out.reshape(shape))
+
+    def kappa_prod(z, t, w):                        # kbar += (d(L z + b)/d kappa)^T w
+        kbar[:] += op.param_vjp(z.reshape(shape), w.reshape(shape)).ravel()
+
+    tmp = np.empty(n)
+    if fn is None or imex:
+        jtv_I, jtv_E = op_prod, fprod
+    else:
+        def jtv_I(z, t, v, out):
+            op_prod(z, t, v, out)
+            fprod(z, t, v, tmp)
+            out += tmp
+        jtv_E = None
+    grad_k = kappa_prod if kbar is not None else None
+    grad_f = pprod if fn is not None and pbar.size else None
+    if imex:
+        grad_I, grad_E = grad_k, grad_f
+    else:
+        grad_E = None
+        grad_I = (grad_k if grad_f is None else grad_f if grad_k is None
+                  else (lambda z, t, w: (grad_k(z, t, w), grad_f(z, t, w))))
+    lam, info = sdirk_krylov_adjoint(
+        stiff_tableau(alg.method, imex), st, sh, raw["stages"], g, save_after,
+        None if g_row is None else g[g_row], jtv_I, jtv_E=jtv_E, grad_I=grad_I,
+        grad_E=grad_E, precond=_stage_multigrid(op) if op.symmetric else None,
+        lin_rtol=adjoint_rtol(oo["rtol"]))
+    if info["failed"] is not None:
+        raise SolveFailedError(f"gradient: {info['failed']}")
+    return val, _grads_out(prob, wrt, lam, pbar, kbar)
+
+
 def _krylov_refusal(prob, alg, who):
-    """The message refusing a gradient of a Newton-Krylov solve (a grid problem with more
-    than ``alg.dense_max`` unknowns): what works instead."""
+    """The message refusing a continuous adjoint or forward sensitivity of a
+    Newton-Krylov solve (a grid problem with more than ``alg.dense_max`` unknowns): what
+    works instead."""
     n = prob.u0.size
     return (f"{who} the dense path (at most dense_max={alg.dense_max} unknowns); this "
-            f"grid problem has {n} and is solved by Newton-Krylov, which has no adjoint "
-            f"yet. Use sensealg=js.FiniteDifference() (two solves per input: few inputs), "
-            f"or {type(alg).__name__}(dense_max={n}) to differentiate the dense path "
-            f"(a dense LU of {n} x {n} per step)")
+            f"grid problem has {n} and is solved by Newton-Krylov, whose only adjoint is "
+            f"the discrete one. Use sensealg=js.DiscreteAdjoint() (checkpoints='all'), "
+            f"js.FiniteDifference() (two solves per input: few inputs), or "
+            f"{type(alg).__name__}(dense_max={n}) to take the dense path (a dense LU of "
+            f"{n} x {n} per step)")
 
 
 def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
@@ -182,7 +309,6 @@ def _continuous_setup(prob, alg, loss, wrt, sensealg, solve_kw):
     split = isinstance(prob, SplitODEProblem)
     n = prob.u0.size
     if newton_krylov(prob, alg):
-        # (it advised js.DiscreteAdjoint(), which refuses this path too)
         raise UnsupportedAlgorithmError(_krylov_refusal(
             prob, alg, f"sensealg: {name} with {type(alg).__name__} needs"))
     t_data, o = _gradient_options(prob, loss, solve_kw)

@@ -48,7 +48,7 @@ def _wnorm(x, u, atol, rtol):
 def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, atol=1e-6,
                        adaptive=True, dt=None, dtmin=0.0, dtmax=np.inf, maxiters=100_000,
                        tstops=None, saveat=None, lin_rtol=None, lin_maxiter=500,
-                       jv_update=None, precond=None, dense=False):
+                       jv_update=None, precond=None, dense=False, record=False):
     """Integrate ``u' = fE(u, t) + fI(u, t)`` with the SDIRK method ``name``, Newton-Krylov.
 
     Parameters
@@ -74,13 +74,17 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
     dense : bool
         Keep every accepted step's start state and stage derivatives (``dense_u``,
         ``dense_k``) for the method's interpolant (weights ``BTH``, as the compiled loop).
+    record : bool
+        Keep every accepted step's stage states ``Z_i`` (``stages``, shape ``(steps, s,
+        n)``; ``Z_0`` is the step's start for the ESDIRK methods): what the discrete
+        adjoint (:mod:`jitsolve.adjoint.newton_krylov`) linearises at.
 
     The Newton iteration stops when its estimated error is below ``KAPPA`` (0.01) in the
     ``rtol``/``atol`` norm, with fixed steps too (as OrdinaryDiffEq's nonlinear solvers):
     a fixed-step convergence study needs tight ``rtol``/``atol`` (Kvaerno5 at the default
     ``rtol=1e-3`` stalls near 1e-6), else the Newton error, not the method's, is measured.
 
-    Returns the raw dict of :func:`.explicit.solve_erk` (no events) and ``BTH``.
+    Returns the raw dict of :func:`.explicit.solve_erk` (no events), ``BTH`` and ``stages``.
     """
     tab = stiff_tableau(name, imex)
     kind, GAMMA, AI, _, C, _, B, BERR, _, AE, q, _, _ = tab
@@ -123,9 +127,11 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
 
     start(t0)
     dus, dks = ([], []) if dense else (None, None)
+    zrec = [] if record else None
+    Zs = np.empty((s, n)) if record else None
     bth = tab[8]
     if not np.all(np.isfinite(fe0 + fi0)):
-        return _raw(ts, us, steps_t, steps_h, stats, 5, t0, u, n, dus, dks, bth)
+        return _raw(ts, us, steps_t, steps_h, stats, 5, t0, u, n, dus, dks, bth, zrec)
     if dt:
         habs = float(dt)
     else:                                   # Hairer's starting step
@@ -177,6 +183,8 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
             if AI[st, st] == 0.0:
                 FE[st] = fe0
                 FI[st] = fi0
+                if record:
+                    Zs[st] = u
                 continue
             tst = t + C[st] * h
             base = u + h * (lincomb(AE[st, :st], FE[:st]) + lincomb(AI[st, :st], FI[:st]))
@@ -212,6 +220,8 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
                 ok = False
                 break
             FI[st] = (z - base) / hg
+            if record:
+                Zs[st] = z
             if imex:
                 fE(FE[st], z, tst)
                 stats[0] += 1
@@ -265,6 +275,8 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         if dense:
             dus.append(u)
             dks.append(Ksum.copy())
+        if record:
+            zrec.append(Zs.copy())
         u = unew
         t = stop if land else t + h
         if land:
@@ -290,10 +302,11 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         if small and istop < stops.size:
             rc = 3
             break
-    return _raw(ts, us, steps_t, steps_h, stats, rc, t, u, n, dus, dks, bth)
+    return _raw(ts, us, steps_t, steps_h, stats, rc, t, u, n, dus, dks, bth, zrec)
 
 
-def _raw(ts, us, steps_t, steps_h, stats, rc, t, u, n, dus=None, dks=None, bth=None):
+def _raw(ts, us, steps_t, steps_h, stats, rc, t, u, n, dus=None, dks=None, bth=None,
+         zrec=None):
     m = len(steps_t)
     return dict(t=np.array(ts, dtype=np.float64), u=np.array(us).reshape(len(ts), n),
                 steps_t=np.array(steps_t, dtype=np.float64),
@@ -301,4 +314,5 @@ def _raw(ts, us, steps_t, steps_h, stats, rc, t, u, n, dus=None, dks=None, bth=N
                 dense_u=None if dus is None else np.array(dus).reshape(m, n),
                 dense_k=None if dks is None else np.array(dks).reshape(m, bth.shape[0], n),
                 event_t=np.zeros(0), event_u=np.zeros((0, n)), stats=stats,
-                retcode=RETCODES[rc], t_end=t, u_end=u, BTH=bth)
+                retcode=RETCODES[rc], t_end=t, u_end=u, BTH=bth,
+                stages=None if zrec is None else np.array(zrec).reshape(m, bth.shape[0], n))
