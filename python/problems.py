@@ -48,12 +48,26 @@ class AbstractProblem:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+def _check_grid_state(op, u0):
+    """Raise unless ``u0`` has the shape of ``op``'s grid, or is that grid flattened.
+
+    A state of the right size but another shape (a transposed 2-D field, say) would be
+    read in the grid's C order and returned in its own shape: silently scrambled.
+    """
+    if u0.size != op.grid.size:
+        raise InvalidProblemError(
+            f"u0: the operator's grid has {op.grid.size} cells {op.grid.shape}, u0 has "
+            f"shape {u0.shape}")
+    if u0.shape not in (tuple(op.grid.shape), (op.grid.size,)):
+        raise InvalidProblemError(
+            f"u0: expected the operator's grid shape {tuple(op.grid.shape)} or "
+            f"({op.grid.size},), got {u0.shape} (same size, another layout)")
+
+
 def _as_rhs(f, name, u0):
     """A right-hand side: an ODEFunction, a grid operator, or a plain/jitted function."""
     if isinstance(f, GridOperator):
-        if u0.size != f.grid.size:
-            raise InvalidProblemError(
-                f"u0: the operator's grid has {f.grid.size} cells {f.grid.shape}, u0 has shape {u0.shape}")
+        _check_grid_state(f, u0)
         return f
     if isinstance(f, ODEFunction):
         F = f
@@ -85,7 +99,8 @@ class ODEProblem(AbstractProblem):
         ``f(du, u, p, t)`` in place; a grid operator ``A`` means ``du/dt = A u + b``
         with ``b = A.boundary_term()``.
     u0 : array
-        Initial state (any shape; user functions see it flattened).
+        Initial state (any shape; user functions see it flattened).  With a grid
+        operator: the grid's shape, or the grid flattened.
     tspan : (t0, t1)
         ``t1 < t0`` integrates backwards.
     p : array, optional
@@ -156,6 +171,8 @@ class SplitODEProblem(AbstractProblem):
         self.tspan = check_tspan(tspan)
         self.p = as_param_array(p)
         self.L = _as_linear_part(L, self.u0.size)
+        if isinstance(self.L, GridOperator):
+            _check_grid_state(self.L, self.u0)
         self.f = _as_rhs(f, "f", self.u0)
 
 
@@ -481,6 +498,33 @@ def kappa_of(prob):
 def remake(prob, /, **changes):
     """A copy of ``prob`` with some fields replaced, validated like a new problem.
 
+    DifferentialEquations.jl's ``remake(prob; u0=..., p=..., tspan=...)``: the result is
+    built by the problem's own constructor, so it is checked exactly as a new problem
+    (shapes, dtypes, NaN/Inf, spans, a grid operator's shape, an SDE's noise) and
+    derived attributes follow the new fields (an SDE's ``nbrownian`` for diagonal or
+    scalar noise, an ``EnsembleProblem``'s trajectory count).  Arrays are copied:
+    changing the copy's ``u0``, ``p``, ``b``, ``u0s``... in place leaves ``prob`` as it
+    was (an ensemble's base problem is remade too); functions and operators are shared.
+
+    Parameters
+    ----------
+    prob : ODEProblem, SplitODEProblem, SDEProblem, LinearProblem or EnsembleProblem
+    **changes
+        New values of the problem's fields (``type(prob)._fields``); an unknown name
+        raises :class:`~jitsolve.errors.InvalidProblemError` naming it.
+
+    Returns
+    -------
+    AbstractProblem
+        A new problem of the same type; ``remake(prob)`` is an independent copy.
+
+    Raises
+    ------
+    InvalidProblemError
+        As the constructor would, the message starting with the argument's name; where a
+        changed field does not fit one kept from ``prob`` (a ``u0`` of another size than
+        ``f``'s ``jac_sparsity``), the message says which fields ``remake`` changed.
+
     Examples
     --------
     >>> import numpy as np, jitsolve as js
@@ -493,30 +537,67 @@ def remake(prob, /, **changes):
     unknown = set(changes) - set(prob._fields)
     if unknown:
         raise InvalidProblemError(
-            f"{sorted(unknown)[0]}: {type(prob).__name__} has no such field (fields: {', '.join(prob._fields)})")
+            f"{sorted(unknown)[0]}: {type(prob).__name__} has no such field (fields: "
+            f"{', '.join(prob._fields)})")
+    try:
+        return _remake(prob, changes)
+    except InvalidProblemError as exc:
+        noted = _in_remake(exc, prob, changes)
+        if noted is exc:
+            raise
+        raise noted from exc
+
+
+def _in_remake(exc, prob, changes):
+    """``exc`` with a note of what ``remake`` changed, when the field it names was kept
+    from ``prob`` (so the fault is in how the changes fit it, not in that field)."""
+    msg = str(exc)
+    head = msg.split(":", 1)[0].split("[", 1)[0].split(".", 1)[0].strip()
+    if not changes or head in changes or head not in prob._fields:
+        return exc
+    changed = ", ".join(sorted(changes))
+    them = "it" if len(changes) == 1 else "them"
+    return type(exc)(f"{msg} (remake changed {changed}; pass {head} with {them})")
+
+
+def _remake(prob, changes):
     fields = prob._asdict()
     fields.update(changes)
     cls = type(prob)
     if cls is ODEProblem:
         return ODEProblem(fields["f"], fields["u0"], fields["tspan"], fields["p"])
     if cls is SplitODEProblem:
-        return SplitODEProblem(fields["L"], fields["f"], fields["u0"], fields["tspan"], fields["p"])
+        return SplitODEProblem(fields["L"], fields["f"], fields["u0"], fields["tspan"],
+                               fields["p"])
     if cls is SDEProblem:
         # diagonal/scalar noise derive nbrownian from u0: keep it only when asked for
-        nb = fields["nbrownian"] if (fields["noise"] == "general" or "nbrownian" in changes) else None
-        if "nbrownian" not in changes and prob.noise != "general":
-            nb = None       # switching to general noise: its nbrownian must be given
+        # (or for general noise, where it is the problem's own); switching to general
+        # noise needs it given
+        nb = None
+        kept_general = fields["noise"] == "general" and prob.noise == "general"
+        if "nbrownian" in changes or kept_general:
+            nb = fields["nbrownian"]
         g = fields["g"]
-        if "g" not in changes and prob.g_function is not None:
-            g = prob.g_function
-        elif "g" not in changes and prob.g_sparsity is not None:
-            g = ODEFunction(prob._g_raw, jac_sparsity=prob.g_sparsity)
+        if "g" not in changes:
+            # the user's g as given, not the dispatcher compiled from it: the compiled
+            # forms (cfuncs, batch forms, the complex twin) are cached by the function
+            if prob.g_function is not None:
+                g = prob.g_function
+            elif prob.g_sparsity is not None:
+                g = ODEFunction(prob._g_raw, jac_sparsity=prob.g_sparsity)
+            else:
+                g = prob._g_raw
         return SDEProblem(fields["f"], g, fields["u0"], fields["tspan"], fields["p"],
                           noise=fields["noise"], nbrownian=nb,
-                          interpretation=fields["interpretation"], ggprime=fields["ggprime"])
+                          interpretation=fields["interpretation"],
+                          ggprime=fields["ggprime"])
     if cls is LinearProblem:
         return LinearProblem(fields["A"], fields["b"], x0=fields["x0"])
     if cls is EnsembleProblem:
-        return EnsembleProblem(fields["prob"], u0s=fields["u0s"], ps=fields["ps"],
+        base = fields["prob"]
+        if "prob" not in changes:
+            base = remake(base)      # an independent copy: its u0 and p are not shared
+        return EnsembleProblem(base, u0s=fields["u0s"], ps=fields["ps"],
                                prob_func=fields["prob_func"])
-    raise InvalidProblemError(f"prob: remake does not know {cls.__name__}")  # pragma: no cover
+    raise InvalidProblemError(                                            # pragma: no cover
+        f"prob: remake does not know {cls.__name__}")
