@@ -170,36 +170,33 @@ def _step_rows(xg, xs):
 
 @functools.lru_cache(maxsize=16)
 def _record_schedule(N, C):
-    """The binomial (Revolve) schedule of ``N`` steps with ``C`` snapshots as an action
-    table for :func:`jitsolve.kernels.cpu.sde_adjoint.em_checkpointed`: snapshots form a
-    stack (a restore frees those above), so a snapshot's slot is its stack position.
-    Returns ``(actions (k, 3) int64, nslots, nrecompute)``; cached (a fit calls it again
-    and again with the same ``N`` and ``C``, and recording costs milliseconds)."""
-    from .adjoint.checkpoint import binomial_reverse
+    """The binomial (Revolve) schedule of ``N`` steps with ``C`` snapshots
+    (:func:`jitsolve.adjoint.checkpoint.record_schedule`) as an action table for
+    :func:`jitsolve.kernels.cpu.sde_adjoint.em_checkpointed`: snapshots form a stack (a
+    restore frees those above), so a snapshot's slot is its stack position.  Returns
+    ``(actions (k, 3) int64, nslots, nrecompute)``; cached (a fit calls it again and
+    again with the same ``N`` and ``C``, and recording costs milliseconds)."""
+    from .adjoint.checkpoint import record_schedule
     from .kernels.cpu import sde_adjoint as K
-    acts, stack, most = [], [], [0]
-
-    def advance(i0, i1):
-        if i1 > i0:
-            acts.append((K.ADVANCE, i0, i1))
-
-    def reverse_step(i):
-        acts.append((K.REVERSE, i, 0))
-
-    def take(i):
-        stack.append(i)
-        most[0] = max(most[0], len(stack))
-        acts.append((K.TAKE, len(stack) - 1, 0))
-
-    def restore(i):
-        while stack[-1] != i:
-            stack.pop()
-        acts.append((K.RESTORE, len(stack) - 1, 0))
-
-    nre = binomial_reverse(N, C, advance, reverse_step, take, restore)
+    ops, nre = record_schedule(N, C)
+    acts, stack, most = [], [], 0
+    for op, a, b in ops.tolist():
+        if op == 0:                                 # advance a..b
+            if b > a:
+                acts.append((K.ADVANCE, a, b))
+        elif op == 1:                               # reverse step a
+            acts.append((K.REVERSE, a, 0))
+        elif op == 2:                               # snapshot before step a
+            stack.append(a)
+            most = max(most, len(stack))
+            acts.append((K.TAKE, len(stack) - 1, 0))
+        else:                                       # restore the snapshot before step a
+            while stack[-1] != a:
+                stack.pop()
+            acts.append((K.RESTORE, len(stack) - 1, 0))
     actions = np.array(acts, dtype=np.int64).reshape(-1, 3)
     actions.setflags(write=False)
-    return actions, most[0], nre
+    return actions, most, nre
 
 
 def _noise_matrix_twin(prob):
