@@ -34,7 +34,8 @@ import numpy as np
 from ..solvers.linear import gmres
 from ..solvers.linear.common import SUCCESS, lincomb
 
-__all__ = ["sdirk_krylov_adjoint", "adjoint_rtol", "LIN_RTOL", "LIN_MAXITER"]
+__all__ = ["sdirk_krylov_adjoint", "sdirk_krylov_adjoint_checkpointed", "adjoint_rtol",
+           "LIN_RTOL", "LIN_MAXITER"]
 
 #: relative tolerance of the transposed stage solves by default; callers match it to
 #: the forward pass's Newton tolerance (:func:`adjoint_rtol`)
@@ -50,6 +51,72 @@ def adjoint_rtol(rtol):
 
 #: GMRES iterations allowed for one transposed stage solve
 LIN_MAXITER = 1000
+
+
+class _StepAdjoint:
+    """One step's reverse (the module docstring's recursion) with its work arrays and the
+    last stage preconditioner; ``info``: GMRES iterations and the first failure."""
+
+    def __init__(self, tab, n, jtv_I, jtv_E, grad_I, grad_E, precond, lin_rtol,
+                 lin_maxiter):
+        _, _, self.AI, _, self.C, _, self.B, _, _, self.AE, _, _, _ = tab
+        s = self.B.size
+        self.nu = np.zeros((s, n))
+        self.a = np.empty(n)
+        self.tmp = np.empty(n)
+        self.jtv_I, self.jtv_E, self.grad_I, self.grad_E = jtv_I, jtv_E, grad_I, grad_E
+        self.precond, self.lin_rtol, self.lin_maxiter = precond, lin_rtol, lin_maxiter
+        self.pc = [None, None]
+        self.info = dict(iters=0, failed=None)
+
+    def _pc_for(self, hg):
+        if self.precond is None:
+            return None
+        if self.pc[0] != hg:
+            self.pc[:] = [None, None]
+            self.pc[:] = [hg, self.precond(hg)]
+        return self.pc[1]
+
+    def __call__(self, k, t, h, Z, lam):
+        """``lam_n`` from ``lam_{n+1}`` over step ``k`` (start ``t``, size ``h``, stage
+        states ``Z``); None when a transposed stage solve failed (``info["failed"]``)."""
+        AI, AE, B, C, nu, a, tmp = self.AI, self.AE, self.B, self.C, self.nu, self.a, self.tmp
+        jtv_I = self.jtv_I
+        for i in range(B.size - 1, -1, -1):
+            ti = t + C[i] * h
+            z = Z[i]
+            wI = h * B[i] * lam + h * lincomb(AI[i + 1:, i], nu[i + 1:])
+            jtv_I(z, ti, wI, a)
+            if self.jtv_E is not None:
+                wE = h * B[i] * lam + h * lincomb(AE[i + 1:, i], nu[i + 1:])
+                self.jtv_E(z, ti, wE, tmp)
+                a += tmp
+                if self.grad_E is not None:
+                    self.grad_E(z, ti, wE)
+            if AI[i, i] == 0.0:
+                nu[i] = a
+            else:
+                hg = h * AI[i, i]
+
+                def matvec(x, out, z=z, ti=ti, hg=hg):
+                    jtv_I(z, ti, x, out)
+                    out *= -hg
+                    out += x
+                    return out
+
+                res = gmres(matvec, a, rtol=self.lin_rtol, maxiter=self.lin_maxiter,
+                            precond=self._pc_for(hg))
+                self.info["iters"] += int(res.iters)
+                if res.status != SUCCESS:
+                    self.info["failed"] = (f"the transposed stage system of step {k} "
+                                           f"(t = {t:.6g}, stage {i}) ended GMRES with "
+                                           f"{res.status} after {res.iters} iterations")
+                    return None
+                nu[i] = res.x
+                wI = wI + hg * nu[i]
+            if self.grad_I is not None:
+                self.grad_I(z, ti, wI)
+        return lam + nu.sum(axis=0)
 
 
 def sdirk_krylov_adjoint(tab, steps_t, steps_h, stages, gsave, save_after, g_initial,
@@ -82,63 +149,75 @@ def sdirk_krylov_adjoint(tab, steps_t, steps_h, stages, gsave, save_after, g_ini
     info : dict
         ``iters`` (GMRES iterations in all), ``failed`` (None, or what did not converge).
     """
-    _, _, AI, _, C, _, B, _, _, AE, _, _, _ = tab
-    N, s, n = stages.shape
+    N, _, n = stages.shape
+    step = _StepAdjoint(tab, n, jtv_I, jtv_E, grad_I, grad_E, precond, lin_rtol, lin_maxiter)
     lam = np.zeros(n)
-    nu = np.zeros((s, n))
-    a = np.empty(n)
-    tmp = np.empty(n)
-    info = dict(iters=0, failed=None)
-    pc_box = [None, None]
-
-    def pc_for(hg):
-        if precond is None:
-            return None
-        if pc_box[0] != hg:
-            pc_box[1] = None
-            pc_box[:] = [hg, precond(hg)]
-        return pc_box[1]
-
     for k in range(N - 1, -1, -1):
         if save_after[k] >= 0:
             lam += gsave[save_after[k]]
-        t, h = float(steps_t[k]), float(steps_h[k])
-        Z = stages[k]
-        for i in range(s - 1, -1, -1):
-            ti = t + C[i] * h
-            z = Z[i]
-            wI = h * B[i] * lam + h * lincomb(AI[i + 1:, i], nu[i + 1:])
-            jtv_I(z, ti, wI, a)
-            if jtv_E is not None:
-                wE = h * B[i] * lam + h * lincomb(AE[i + 1:, i], nu[i + 1:])
-                jtv_E(z, ti, wE, tmp)
-                a += tmp
-                if grad_E is not None:
-                    grad_E(z, ti, wE)
-            if AI[i, i] == 0.0:
-                nu[i] = a
-            else:
-                hg = h * AI[i, i]
-
-                def matvec(x, out, z=z, ti=ti, hg=hg):
-                    jtv_I(z, ti, x, out)
-                    out *= -hg
-                    out += x
-                    return out
-
-                res = gmres(matvec, a, rtol=lin_rtol, maxiter=lin_maxiter,
-                            precond=pc_for(hg))
-                info["iters"] += int(res.iters)
-                if res.status != SUCCESS:
-                    info["failed"] = (f"the transposed stage system of step {k} "
-                                      f"(t = {t:.6g}, stage {i}) ended GMRES with "
-                                      f"{res.status} after {res.iters} iterations")
-                    return lam, info
-                nu[i] = res.x
-                wI = wI + hg * nu[i]
-            if grad_I is not None:
-                grad_I(z, ti, wI)
-        lam = lam + nu.sum(axis=0)
+        new = step(k, float(steps_t[k]), float(steps_h[k]), stages[k], lam)
+        if new is None:
+            return lam, step.info
+        lam = new
     if g_initial is not None:
         lam += g_initial
-    return lam, info
+    return lam, step.info
+
+
+def sdirk_krylov_adjoint_checkpointed(tab, steps_t, steps_h, u0, restep, checkpoints,
+                                      gsave, save_after, g_initial, jtv_I, jtv_E=None,
+                                      grad_I=None, grad_E=None, precond=None,
+                                      lin_rtol=LIN_RTOL, lin_maxiter=LIN_MAXITER):
+    """:func:`sdirk_krylov_adjoint` holding at most ``checkpoints`` states instead of
+    every step's stages: the binomial schedule (:func:`.checkpoint.binomial_reverse`)
+    recomputes states from snapshots, and each reversed step's stages are re-solved from
+    its start by ``restep(k, u) -> (u_next, Z)`` (the forward method's step ``k`` with
+    its recorded size; None when it fails).  The re-solved stages agree with the forward
+    pass's to its Newton tolerance, so the gradient differs from the store-all one by
+    about that much.  Returns ``(lam, info)``; ``info`` also holds ``recomputed`` (steps
+    recomputed by the schedule; the re-solve of each reversed step not counted)."""
+    from .checkpoint import binomial_reverse
+    N = steps_t.size
+    n = u0.size
+    step = _StepAdjoint(tab, n, jtv_I, jtv_E, grad_I, grad_E, precond, lin_rtol, lin_maxiter)
+    snaps, cur, lam = {}, [np.array(u0, dtype=np.float64)], [np.zeros(n)]
+
+    class _Failed(Exception):
+        pass
+
+    def advance(i0, i1):
+        for k in range(i0, i1):
+            out = restep(k, cur[0])
+            if out is None:
+                step.info["failed"] = f"the forward step {k} failed when recomputed"
+                raise _Failed
+            cur[0] = out[0]
+
+    def reverse_step(k):
+        out = restep(k, cur[0])
+        if out is None:
+            step.info["failed"] = f"the forward step {k} failed when recomputed"
+            raise _Failed
+        if save_after[k] >= 0:
+            lam[0] = lam[0] + gsave[save_after[k]]
+        new = step(k, float(steps_t[k]), float(steps_h[k]), out[1], lam[0])
+        if new is None:
+            raise _Failed
+        lam[0] = new
+
+    def take(i):
+        snaps[i] = cur[0].copy()
+
+    def restore(i):
+        for j in [j for j in snaps if j > i]:
+            del snaps[j]
+        cur[0] = snaps[i].copy()
+
+    try:
+        step.info["recomputed"] = binomial_reverse(N, checkpoints, advance, reverse_step,
+                                                   take, restore)
+    except _Failed:
+        return lam[0], step.info
+    if g_initial is not None:
+        lam[0] = lam[0] + g_initial
+    return lam[0], step.info

@@ -10,13 +10,18 @@ gradient (its forward pass records the stages), their ratio, the transposed stag
 solves' GMRES iterations against the forward's, the stages' memory, and the gradient
 against central differences of the loss along one random direction of ``kappa`` (fixed
 steps, Newton to 1e-10).
-Best of ``--repeat``, forward and gradient interleaved.
+The same with ``js.DiscreteAdjoint(checkpoints=--checkpoints)`` (the steps re-solved from
+snapshots), its largest difference from the store-all gradient, and the peak traced
+memory of both (``tracemalloc``, one more call each).  Best of ``--repeat``, forward and
+gradients interleaved.
 
 Run:  python perf/nk_adjoint.py [--n 128] [--t1 0.02] [--rtol 1e-6] [--repeat 3]
+      [--checkpoints 4]
 """
 import argparse
 import importlib
 import time
+import tracemalloc
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +41,7 @@ def main(argv=None):
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--checkpoints", type=int, default=4)
     a = ap.parse_args(argv)
     import jitsolve as js
     nkmod = importlib.import_module("jitsolve.adjoint.newton_krylov")
@@ -67,13 +73,16 @@ def main(argv=None):
     wrt = ("p", "u0", "kappa")
     print(f"grid {a.n}^2 ({g.size} unknowns), t1 = {a.t1}, rtol = {a.rtol}, "
           f"wrt p, u0, kappa ({2 * g.size + 1} inputs)")
-    print("| method | forward (s) | gradient (s) | ratio | steps | GMRES fwd / adj "
-          "| stages (MiB) | vs central differences |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    C = a.checkpoints
+    print(f"| method | forward (s) | gradient (s) | ratio | steps | GMRES fwd / adj "
+          f"| stages (MiB) | peak traced (MiB) | {C} checkpoints (s) | ratio | peak (MiB) "
+          f"| vs store-all | vs central differences |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("KenCarp4", "Kvaerno5"):
         alg = getattr(js, name)(dense_max=10)
         js.gradient(prob, alg, loss, wrt=wrt, **kw)        # compile
-        tf, tg = [], []
+        ck = js.DiscreteAdjoint(checkpoints=C)
+        tf, tg, tc = [], [], []
         for _ in range(a.repeat):
             counts.update(forward=0, adjoint=0)
             t0 = time.perf_counter()
@@ -83,6 +92,17 @@ def main(argv=None):
             t0 = time.perf_counter()
             v, gr = js.gradient(prob, alg, loss, wrt=wrt, **kw)
             tg.append(time.perf_counter() - t0)
+            adj_iters = counts["adjoint"]
+            t0 = time.perf_counter()
+            vc, gc = js.gradient(prob, alg, loss, wrt=wrt, sensealg=ck, **kw)
+            tc.append(time.perf_counter() - t0)
+        diff = max(float(np.abs(gc[k] - gr[k]).max() / np.abs(gr[k]).max()) for k in wrt)
+        peaks = []
+        for sa in (js.DiscreteAdjoint(), ck):
+            tracemalloc.start()
+            js.gradient(prob, alg, loss, wrt=wrt, sensealg=sa, **kw)
+            peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+            tracemalloc.stop()
         steps = sol.stats.naccept
         s = {"KenCarp4": 6, "Kvaerno5": 7}[name]
         mib = steps * s * g.size * 8 / 2**20
@@ -100,7 +120,9 @@ def main(argv=None):
         gk = js.gradient(prob, alg, loss, wrt="kappa", **fkw)[1]
         rel = abs(np.sum(gk["kappa"] * d) - fd) / abs(fd)
         print(f"| {name} | {min(tf):.3f} | {min(tg):.3f} | {min(tg) / min(tf):.2f} | "
-              f"{steps} | {fwd_iters} / {counts['adjoint']} | {mib:.1f} | {rel:.1e} |")
+              f"{steps} | {fwd_iters} / {adj_iters} | {mib:.1f} | "
+              f"{peaks[0]:.1f} | {min(tc):.3f} | {min(tc) / min(tf):.2f} | {peaks[1]:.1f} | "
+              f"{diff:.1e} | {rel:.1e} |")
 
 
 if __name__ == "__main__":

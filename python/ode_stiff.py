@@ -193,6 +193,17 @@ def _grid_krylov(prob, alg, oo, dense=False, record=False):
     """Newton-Krylov path for grid problems (``dense``: keep every step's stages for
     ``sol(t)``, the method's interpolant; ``record``: keep every step's stage states for
     the discrete adjoint)."""
+    return grid_krylov_stepper(prob, alg)(prob.u0.ravel(), prob.tspan[0], prob.tspan[1],
+                                          oo, dense=dense, record=record)
+
+
+def grid_krylov_stepper(prob, alg):
+    """``run(u0, t0, t1, oo, dense=False, record=False)``: the Newton-Krylov solve of
+    ``prob``'s right-hand side from ``(t0, u0)`` to ``t1`` with the options ``oo`` (the
+    raw dict of :func:`jitsolve.solvers.ode.esdirk.solve_sdirk_krylov`).  The products,
+    the Jacobian update and the stage preconditioner are built once, and the last
+    preconditioner is kept between calls (the checkpointed adjoint re-solves one step at
+    a time with the same ``h``)."""
     from .solvers.ode.esdirk import solve_sdirk_krylov
     split = isinstance(prob, SplitODEProblem)
     op = prob.L if split else prob.f
@@ -236,12 +247,24 @@ def _grid_krylov(prob, alg, oo, dense=False, record=False):
             out += diag * v
         return out
 
-    return solve_sdirk_krylov(alg.method, fE, fI, jv, prob.u0.ravel(), prob.tspan[0],
-                              prob.tspan[1], imex=imex, rtol=oo["rtol"], atol=oo["atol"],
-                              adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
-                              maxiters=oo["maxiters"],
-                              tstops=oo["tstops"], saveat=oo["saveat"], jv_update=jv_update,
-                              precond=_stage_multigrid(op), dense=dense, record=record)
+    stage_pc = _stage_multigrid(op)
+    kept = [None, None]
+
+    def precond(hg):
+        if kept[0] != hg:
+            kept[:] = [None, None]          # the old cycle's levels go back first
+            kept[:] = [hg, stage_pc(hg)]
+        return kept[1]
+
+    def run(u0, t0, t1, oo, dense=False, record=False):
+        return solve_sdirk_krylov(alg.method, fE, fI, jv, u0, t0, t1, imex=imex,
+                                  rtol=oo["rtol"], atol=oo["atol"],
+                                  adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
+                                  maxiters=oo["maxiters"], tstops=oo["tstops"],
+                                  saveat=oo["saveat"], jv_update=jv_update,
+                                  precond=None if stage_pc is None else precond,
+                                  dense=dense, record=record)
+    return run
 
 
 #: the stage systems are preconditioned once ``hg`` times the operator's spectral radius

@@ -21,7 +21,7 @@ through the error controller is not differentiated).
 - Grid problems above ``dense_max`` (the Newton-Krylov path of ImplicitEuler, KenCarp4
   and Kvaerno5, :func:`krylov_discrete_adjoint`): the forward pass keeps the stage
   states, the transposed stage systems go to GMRES (:mod:`jitsolve.adjoint.newton_krylov`);
-  ``checkpoints="all"`` only.
+  any ``checkpoints`` (the steps re-solved from snapshots), no ``store``.
 
 Ensembles (``stiff_ensemble_gradient``): rows of ``u0s``/``ps`` with ``js.L2Loss`` and
 ``checkpoints="all"`` run in one compiled kernel, a trajectory per thread
@@ -163,14 +163,18 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     its own ``vjp``/``jac`` or the complex step coloured by ``jac_sparsity`` (as the
     other adjoints); ``kappa`` by the operator's ``param_vjp`` (its boundary term too).
     The transposed solves stop at ``rtol / 100`` (:func:`~jitsolve.adjoint.newton_krylov.
-    adjoint_rtol`).  Only ``checkpoints="all"``: memory ``s x n`` floats a step."""
-    from .adjoint.newton_krylov import adjoint_rtol, sdirk_krylov_adjoint
+    adjoint_rtol`).  ``checkpoints="all"``: memory ``s x n`` floats a step (``s``
+    stages); ``checkpoints=C``: ``C`` states, the binomial schedule's recomputed steps
+    and one more re-solve of each step for its stages (gradients within the Newton
+    tolerance of the store-all ones).  No ``store``."""
+    from .adjoint.newton_krylov import (adjoint_rtol, sdirk_krylov_adjoint,
+                                        sdirk_krylov_adjoint_checkpointed)
     from .adjoint.vjp import covers_products, make_vjp_source, user_derivatives
     from .kernels.cpu.erk_adjoint import vjp_apply
     from .kernels.cpu.fastcall import call
     from .kernels.cpu.rhs import zero_f_complex
     from .ode import ode_options
-    from .ode_stiff import KenCarp4, _grid_krylov, _stage_multigrid, check_krylov
+    from .ode_stiff import KenCarp4, _stage_multigrid, check_krylov, grid_krylov_stepper
     from .problems import SplitODEProblem
     from .rhs import probed_parameters
     from .sensitivity import _gradient_options, _grads_out
@@ -178,11 +182,12 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
     check_krylov(prob, alg)
     n = prob.u0.size
-    if sensealg.checkpoints != "all":
+    all_states = sensealg.checkpoints == "all"
+    if sensealg.store is not None:
         raise UnsupportedAlgorithmError(
             f"sensealg: the Newton-Krylov path's discrete adjoint ({n} unknowns > "
-            f"dense_max={alg.dense_max}) keeps every step's stages; checkpoints="
-            f"{sensealg.checkpoints!r} is not supported there yet: use checkpoints='all'")
+            f"dense_max={alg.dense_max}) keeps its snapshots in memory; store= is not "
+            f"supported there yet (checkpoints=C alone holds C states)")
     split = isinstance(prob, SplitODEProblem)
     op = prob.L if split else prob.f
     fn = prob.f if split else None
@@ -193,26 +198,31 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         raise InvalidProblemError("wrt: 'kappa' needs a problem whose operator is a js.Diffusion")
     p = probed_parameters(prob)
     t_data, o = _gradient_options(prob, loss, solve_kw)
-    o["saveat"] = None
+    t0, t1 = prob.tspan
+    # every step's stages kept, or only the loss's states (the steps re-solved later)
+    o["saveat"] = None if all_states else t_data[t_data != t0]
     oo = ode_options(prob, alg, o)
-    raw = _grid_krylov(prob, alg, oo, record=True)
+    stepper = grid_krylov_stepper(prob, alg)
+    u0 = np.ascontiguousarray(prob.u0.ravel(), dtype=np.float64)
+    raw = stepper(u0, t0, t1, oo, record=all_states)
     if raw["retcode"] != "Success":
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
                                f"at t = {raw['t_end']:.6g}")
-    t0, t1 = prob.tspan
     st, sh = raw["steps_t"], raw["steps_h"]
-    t_after = {float(t): i for i, t in enumerate(np.append(st[1:], t1) if st.size else st)}
+    t_ends = np.append(st[1:], t1) if st.size else st
+    t_after = {float(t): i for i, t in enumerate(t_ends)}
+    t_saved = {float(t): k for k, t in enumerate(raw["t"])}
     save_after = -np.ones(st.size, dtype=np.int64)
     saved = np.empty((t_data.size, n))
     g_row = None
     for j, t in enumerate(t_data):
         if t == t0:
             g_row = j
-            saved[j] = prob.u0.ravel()
+            saved[j] = u0
         else:
             i = t_after[float(t)]
             save_after[i] = j
-            saved[j] = raw["u"][i + 1]
+            saved[j] = raw["u"][i + 1] if all_states else raw["u"][t_saved[float(t)]]
     u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
     val = loss.value(u_saved)
     g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
@@ -265,11 +275,28 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         grad_E = None
         grad_I = (grad_k if grad_f is None else grad_f if grad_k is None
                   else (lambda z, t, w: (grad_k(z, t, w), grad_f(z, t, w))))
-    lam, info = sdirk_krylov_adjoint(
-        stiff_tableau(alg.method, imex), st, sh, raw["stages"], g, save_after,
-        None if g_row is None else g[g_row], jtv_I, jtv_E=jtv_E, grad_I=grad_I,
-        grad_E=grad_E, precond=_stage_multigrid(op) if op.symmetric else None,
-        lin_rtol=adjoint_rtol(oo["rtol"]))
+    common = dict(jtv_E=jtv_E, grad_I=grad_I, grad_E=grad_E,
+                  precond=_stage_multigrid(op) if op.symmetric else None,
+                  lin_rtol=adjoint_rtol(oo["rtol"]))
+    tab = stiff_tableau(alg.method, imex)
+    g_init = None if g_row is None else g[g_row]
+    if all_states:
+        lam, info = sdirk_krylov_adjoint(tab, st, sh, raw["stages"], g, save_after, g_init,
+                                         jtv_I, **common)
+    else:
+        # one step re-solved from its start with its recorded size (fixed step, landing
+        # on the recorded end), its stages kept
+        one = dict(oo, adaptive=False, saveat=None, tstops=None)
+
+        def restep(k, u):
+            r = stepper(u, float(st[k]), float(t_ends[k]), dict(one, dt=abs(float(sh[k]))),
+                        record=True)
+            if r["retcode"] != "Success" or r["stages"].shape[0] != 1:
+                return None
+            return r["u"][-1], r["stages"][0]
+        lam, info = sdirk_krylov_adjoint_checkpointed(
+            tab, st, sh, u0, restep, sensealg.checkpoints, g, save_after, g_init, jtv_I,
+            **common)
     if info["failed"] is not None:
         raise SolveFailedError(f"gradient: {info['failed']}")
     return val, _grads_out(prob, wrt, lam, pbar, kbar)
@@ -393,11 +420,14 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         z_end[:n] = raw["u"][-1]
     order = np.argsort(-(t_data - t0) * (1 if t1 >= t0 else -1), kind="stable")
     jump = order[t_data[order] != t0]
+    # the dense output is one polynomial per forward step: the backward steps stop at their
+    # ends (see solve_adjoint; backsolve re-integrates the state and has none)
+    stops = None if mode == 1 else raw["steps_t"]
     z, _stats, rc, t_end = solve_adjoint(alg.method, system, P, z_end, t1, t0, t_data[jump],
                                          g[jump], n=n, off=off, quadrature=mode == 2,
                                          rtol=float(np.min(oo["rtol"])),
                                          atol=float(np.min(oo["atol"])),
-                                         maxiters=int(oo["maxiters"]))
+                                         maxiters=int(oo["maxiters"]), stops=stops)
     if rc != "Success":
         raise SolveFailedError(f"gradient: the adjoint solve of {name} with "
                                f"{type(alg).__name__} ended with ReturnCode.{rc} at "

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from numba import njit
 
 import jitsolve as js
+from jitsolve.adjoint.checkpoint import beta, repetitions
 from jitsolve.adjoint.newton_krylov import sdirk_krylov_adjoint
 from jitsolve.errors import SolveFailedError, UnsupportedAlgorithmError
 from jitsolve.solvers.ode.esdirk import solve_sdirk_krylov
@@ -172,11 +173,45 @@ def test_check_gradient_passes_through_the_krylov_path():
     assert rep["passed"], rep
 
 
-def test_refusals_name_what_works():
+@pytest.mark.parametrize("alg", ["Kvaerno5", "KenCarp4"])
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_checkpointed_gradients_match_store_all(alg, adaptive, monkeypatch):
+    # C states and the steps re-solved from them: within the Newton tolerance of the
+    # store-all gradient; the schedule recomputes what Revolve says
+    import jitsolve.adjoint.newton_krylov as NK
     prob, loss = _problem()
-    with pytest.raises(UnsupportedAlgorithmError, match="checkpoints='all'"):
+    kw = dict(KW) if adaptive else dict(KW, adaptive=False, dt=0.02)
+    A = getattr(js, alg)(dense_max=20)
+    wrt = ("p", "u0", "kappa")
+    v, g = js.gradient(prob, A, loss, wrt=wrt, **kw)
+    seen = {}
+    orig = NK.sdirk_krylov_adjoint_checkpointed
+
+    def spy(*a, **k):
+        lam, info = orig(*a, **k)
+        seen.update(info, N=a[1].size)
+        return lam, info
+    monkeypatch.setattr(NK, "sdirk_krylov_adjoint_checkpointed", spy)
+    for C in (1, 3, 10_000):
+        vc, gc = js.gradient(prob, A, loss, wrt=wrt,
+                             sensealg=js.DiscreteAdjoint(checkpoints=C), **kw)
+        assert vc == v                              # the same forward pass
+        for k in wrt:
+            err = np.abs(gc[k] - g[k]).max() / np.abs(g[k]).max()
+            assert err < 1e-7, (C, k, err)
+        N = seen["N"]
+        t = repetitions(N, min(C, N)) if N > 1 else 0
+        want = t * N - beta(min(C, N) + 1, t - 1)
+        assert seen["recomputed"] == want, (C, N, seen["recomputed"], want)
+
+
+def test_refusals_name_what_works(tmp_path):
+    prob, loss = _problem()
+    with pytest.raises(UnsupportedAlgorithmError, match="store= is not supported"):
         js.gradient(prob, js.Kvaerno5(dense_max=20), loss,
-                    sensealg=js.DiscreteAdjoint(checkpoints=4), **KW)
+                    sensealg=js.DiscreteAdjoint(checkpoints=4,
+                                                store=js.HDF5Store(tmp_path / "s.h5")),
+                    **KW)
     with pytest.raises(UnsupportedAlgorithmError, match="needs a dense Jacobian"):
         js.gradient(prob, js.Rodas5P(dense_max=20), loss, **KW)
     for sa in (js.InterpolatingAdjoint(), js.ForwardSensitivity()):
