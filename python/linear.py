@@ -453,7 +453,11 @@ class Multigrid(_CachedPreconditioner):
         ``kappa`` jumps between neighbouring cells by more than ``JUMP_RATIO`` (300 for
         V-cycles, read on the second coarse level, where cell-scale noise has been
         averaged out and interfaces, blocks and channels remain; 30 for W-cycles, read on
-        the grid), rediscretised levels otherwise; the Laplacian is always
+        the grid), or where the first two rediscretised levels misstate the fine
+        conductances (``conductance_ratio`` above ``MISMATCH_RATIO`` = 32 either way on
+        connected cells, at least a quarter of the grid's side: one- or two-cell
+        channels and barriers from a contrast of ~1e4, cell-by-cell checkerboards,
+        which averaging blurs), rediscretised levels otherwise; the Laplacian is always
         rediscretised.
     smoother : {"auto", "rbgs", "srbgs", "jacobi"}
         Red-black Gauss-Seidel (red then black before the coarse correction, black then

@@ -23,8 +23,15 @@ through coefficient jumps that a rediscretised coarse grid averages away (a 32^3
 checkerboard of 8^3 blocks, 1 : 1000: 40 CG iterations against 198), at the price of
 their setup and storage; with linear transfers a rediscretised coarse correction
 overshoots across a jump (largest eigenvalue of ``B A`` about ratio / 35), and a W-cycle,
-which iterates it, turns indefinite.  ``coarse="auto"`` (the default) chooses by the
-coefficient's neighbour ratio (:data:`JUMP_RATIO`, :data:`JUMP_LEVEL`).
+which iterates it, turns indefinite.  ``coarse="auto"`` (the default) takes Galerkin
+levels where ``kappa`` jumps between neighbours on the second coarse level
+(:data:`JUMP_RATIO`, :data:`JUMP_LEVEL`: interfaces, blocks, wide channels) or where a
+rediscretised first or second coarse level misstates the fine conductances between its
+cells along a line or over a region (:func:`conductance_ratio`, :data:`MISMATCH_RATIO`,
+:data:`MISMATCH_CELLS`: channels and barriers one or two cells wide, checkerboards of
+single cells or 2 x 2 blocks -- what averaging ``kappa`` over 4^d cells hides; a
+channel of 1e4 one cell wide at 128^2: 10 CG iterations instead of 112), rediscretised
+levels otherwise.
 ``smoother="jacobi"`` replaces Gauss-Seidel by damped Jacobi (``omega = 2d / (2d + 1)``
 by default), the smoother of choice where the sweeps must be data-parallel.  Transfers
 are cell-centred linear interpolation and its transpose (full weighting); the default
@@ -78,7 +85,8 @@ from ... import workspace
 __all__ = ["GeometricMultigrid", "assemble", "assemble_diagonal", "prolongation_matrix",
            "coarsening_plan", "coarsening_refusal", "MAX_COARSEST",
            "DENSE_COARSEST", "SEMI_COARSENING", "restrict_coefficient", "level_ghost_signs",
-           "JUMP_RATIO", "JUMP_LEVEL", "jump_ratio"]
+           "JUMP_RATIO", "JUMP_LEVEL", "jump_ratio", "MISMATCH_RATIO", "MISMATCH_CELLS",
+           "MISMATCH_LEVELS", "conductance_ratio"]
 
 
 def restrict_coefficient(k, act, mode="geometric"):
@@ -134,6 +142,144 @@ JUMP_LEVEL = {"V": 2, "W": 0}
 #: side (its coarse levels place that side approximately: 1025^2 all-Neumann 10 -> 11
 #: iterations, 101^3 14 -> 16, where the even grids stay at 9 and 10).
 OVERCORRECTION = {1: 1.0, 2: 1.15, 3: 1.2}
+
+
+#: ``coarse="auto"``'s second test (:func:`conductance_ratio`): a cell of a rediscretised
+#: coarse level is *mismatched* when the conductance of its faces there and that of the
+#: fine faces between the blocks they join differ by more than this factor, either way.
+#: Chosen from CG iterations to rtol 1e-8 (rediscretised against Galerkin levels; 2-D
+#: 64^2 to 512^2 and 3-D 16^3 and 32^3, Dirichlet, Neumann and periodic sides): a
+#: channel one cell wide of contrast ``r`` reads about ``sqrt(r) / 2`` (1e4: 49, 112 CG
+#: iterations against 10 at 128^2; 1e6: 499, 383 against 10), a barrier of 1e-4 one cell
+#: wide 34 (38 against 15), a checkerboard of cells ``(1 + r) / (2 sqrt(r))`` the other
+#: way (1e6: 500, 84 against 10; 1e4: 50, 58 against 10).  Below it, kept rediscretised:
+#: noise ``exp(N(0, 2))`` per cell (16-68 on a few cells from 64^2 to 1024^2; 31
+#: against 24 at 128^2, Galerkin levels costing about 2.2x an iteration and 12-19
+#: rediscretised iterations of setup), smooth fields and ``exp(N(0, 1))`` (at most 2.3),
+#: and contrasts of 1e3: channels (15; 54 against 10 at 128^2, about even in time at
+#: 512^2 with the setup counted) and checkerboards of cells (15.8; 36 against 10).  A
+#: lower factor would take the checkerboard of 2 x 2 blocks of 1e3 too, 15.8 on the
+#: second level, where Galerkin levels are slower (79 against 62 at 128^2).
+MISMATCH_RATIO = 32.0
+
+#: ... and Galerkin levels are taken when, on one of the first :data:`MISMATCH_LEVELS`
+#: coarse levels, at least this fraction of its linear size ``N^(1/d)`` (``N`` cells on
+#: ``d`` axes of more than one cell; at least 2 cells) is mismatched, counting a cell only
+#: with a mismatched face neighbour: a channel or barrier across a quarter of the domain
+#: or more, a mismatched region; not a short bar (1 x 8 fine cells of 1e4 at 128^2: 15
+#: iterations against Galerkin's 12) nor isolated cells of noise (``exp(N(0, 2))`` at
+#: 1024^2: 20 cells above 32, 8 of them paired, against a limit of 128; ``exp(N(0,
+#: 2.5))`` there has 142 and takes Galerkin levels)
+MISMATCH_CELLS = 0.25
+
+#: the coarse levels :data:`MISMATCH_RATIO` is checked on: the first (channels one cell
+#: wide, checkerboards of cells) and the second (two cells wide on a block boundary,
+#: checkerboards of 2 x 2 blocks: resolved by the first level, averaged by the second).
+#: The 2 x 2 (x 2) checkerboards from 1e4 read 50 and more there and take Galerkin levels:
+#: in 3-D 59-141 CG iterations where rediscretised ones take 94 to over 3,000 (32^3,
+#: every side), in 2-D with Dirichlet sides 550 against 2,600 at 1e6 (128^2), but with
+#: Neumann or periodic sides more than rediscretised ones (99 against 33 at 64^2, 1e4):
+#: neither coarse operator represents the islands, each a near-null mode of its own
+MISMATCH_LEVELS = 2
+
+
+def conductance_ratio(wf, cf, wc, cc, act, shape_c):
+    """Per cell of a rediscretised coarse level (``shape_c``): the sum over its faces of
+    the mean conductivity of the fine faces between the two blocks the face joins,
+    divided by the sum of its faces' conductivities on the coarse level (1 where a cell
+    has no face).
+
+    ``wf``, ``wc``: the face weights of
+    :func:`~jitsolve.kernels.cpu.multigrid.diffusion_faces` on the fine and the coarse
+    level, as ``(3,) + shape`` arrays (``c_a harm(k_i, k_j)``; 0 at a non-periodic
+    boundary); ``cf``, ``cc``: the levels' scales ``1 / h_a^2``
+    (conductivities are ``w / c``: 1 for ``kappa = 1`` on both); ``act``: the axes
+    halved from the fine to the coarse level.
+
+    This is the energy comparison of the coarse operator ``A_c`` with the Galerkin
+    ``R A P`` on random coarse vectors, in expectation: for independent entries ``v``,
+    the expected energy of ``v`` across a coarse face is proportional to its conductance,
+    and that of ``P v`` across the fine faces between the two blocks to theirs (all with
+    one weight: linear interpolation puts half the coarse difference on each such fine
+    face, up to its spread along the interface); the faces inside a block are left out
+    (the interpolant's energy there is not the coarse operator's to represent: inside an
+    island of high ``kappa`` it is large, and ``R A P`` too stiff).  Computed exactly, not
+    sampled: no seed, and about one pass over the fine faces.  A channel of high ``kappa``
+    one cell wide reads ``sqrt(r) / 2`` along it (``r / 2`` on the fine faces, the
+    geometric mean ``sqrt(r)`` of a coarse cell half in it); a checkerboard of single
+    cells ``2 sqrt(r) / (1 + r)`` (harmonic face means ``2 r / (1 + r)`` on the fine
+    level, a uniform ``sqrt(r)`` on the coarse one); an isolated cell and smooth fields
+    about 1.
+    References: Trottenberg, Oosterlee, Schüller, *Multigrid* (2001), sec. 2.7.2
+    (Galerkin coarse operators); Briggs, Henson, McCormick, *A Multigrid Tutorial*, 2nd
+    ed. (2000), ch. 5 (``R A P``: the coarse correction that is optimal in energy);
+    Alcouffe, Brandt, Dendy, Painter, SIAM J. Sci. Stat. Comput. 2 (1981) (strongly
+    discontinuous coefficients)."""
+    num = np.zeros(shape_c)
+    den = np.zeros(shape_c)
+    for a in range(3):
+        m = shape_c[a]
+        if cf[a] == 0.0 or m < 2:
+            continue
+        g = wf[a]
+        if act[a]:                  # the faces between blocks: lower cell 2I + 1
+            g = g[_axis_slice(a, slice(1, 2 * m, 2))]
+        pairs = 0
+        for b in range(3):          # the 2 fine faces per coarse face along axis b
+            if b != a and act[b]:
+                g = g[_axis_slice(b, slice(0, 2 * shape_c[b] - 1, 2))] + \
+                    g[_axis_slice(b, slice(1, 2 * shape_c[b], 2))]
+                pairs += 1
+        if pairs:
+            g *= 0.5 ** pairs / cf[a]
+        else:
+            g = g / cf[a]
+        w = wc[a] / cc[a]
+        # the coarse level's faces only: the last one along a non-periodic axis is its
+        # boundary (on an odd fine axis a fine face to the extra cell is left there)
+        last = _axis_slice(a, m - 1)
+        g[last] = np.where(w[last] > 0.0, g[last], 0.0)
+        # face I | I + 1 (stored at I) counts for both cells; the wrap-around one at the
+        # last cell for the first
+        lo, hi = _axis_slice(a, slice(0, m - 1)), _axis_slice(a, slice(1, m))
+        num += g
+        num[hi] += g[lo]
+        num[_axis_slice(a, 0)] += g[last]
+        den += w
+        den[hi] += w[lo]
+        den[_axis_slice(a, 0)] += w[last]
+    out = np.ones(shape_c)
+    np.divide(num, den, out=out, where=den > 0.0)
+    return out
+
+
+def _axis_slice(a, sl):
+    """The index ``sl`` along axis ``a`` of a 3-D array, everything along the others."""
+    return tuple(sl if b == a else slice(None) for b in range(3))
+
+
+def _level_faces(k, c, per, sgn):
+    """The face weights and diagonal of ``D(k)`` on a level
+    (:func:`~jitsolve.kernels.cpu.multigrid.diffusion_faces`)."""
+    n = int(k.size)
+    out = (np.empty((3, n + k.shape[2])), np.empty(n))
+    K.diffusion_faces(k, c, per, sgn, *out)
+    return out
+
+
+def _connected(bad):
+    """The number of ``True`` cells of ``bad`` with a ``True`` face neighbour (a channel, a
+    barrier, a region count; isolated cells -- noise -- do not)."""
+    pair = np.zeros_like(bad)
+    for a in range(bad.ndim):
+        if bad.shape[a] < 2:
+            continue
+        lo = tuple(slice(0, -1) if b == a else slice(None) for b in range(bad.ndim))
+        hi = tuple(slice(1, None) if b == a else slice(None) for b in range(bad.ndim))
+        both = bad[lo] & bad[hi]
+        pair[lo] |= both
+        pair[hi] |= both
+    return int(np.count_nonzero(pair))
 
 
 def jump_ratio(kappa, per=(0, 0, 0)):
@@ -515,9 +661,16 @@ class GeometricMultigrid:
     coarse : {"auto", "rediscretised", "galerkin"}
         Coarse operators rediscretised on the coarse grid, or ``R A P``; ``"auto"``:
         ``R A P`` when :func:`jump_ratio` of the coefficient on level
-        ``JUMP_LEVEL[cycle]`` exceeds ``JUMP_RATIO[cycle]``.  ``self.jump`` is that
-        ratio (read on the grid itself when ``"galerkin"`` is asked for: no coefficient
-        is restricted then; 1 for the Laplacian).
+        ``JUMP_LEVEL[cycle]`` exceeds ``JUMP_RATIO[cycle]``, or else when on one of the
+        first ``MISMATCH_LEVELS`` coarse levels at least ``MISMATCH_CELLS N^(1/d)``
+        neighbouring cells (``N`` cells on ``d`` axes) have face conductances that differ
+        from the fine ones between their blocks by more than ``MISMATCH_RATIO``
+        (:func:`conductance_ratio`: the energies of ``A_c`` and ``R A P`` on random
+        vectors, in expectation).  ``self.jump`` is that ratio (read on the grid itself
+        when ``"galerkin"`` is asked for: no coefficient is restricted then; 1 for the
+        Laplacian); ``self.mismatch`` the largest conductance factor, either way, and
+        ``self.mismatched`` the mismatched cells and their limit per level checked
+        (1 and ``()`` where the second test did not run).
     smoother : {"auto", "rbgs", "srbgs", "jacobi"}
         Red-black Gauss-Seidel, symmetric red-black Gauss-Seidel (red-black-red before
         and after; on Galerkin levels, for both, lexicographic Gauss-Seidel, multicolour
@@ -575,13 +728,18 @@ class GeometricMultigrid:
         # the coefficient on the first levels (restricted once, kept for the levels)
         ks = [k]
         if k is not None and coarse != "galerkin":
-            for _, act in plan[:JUMP_LEVEL["V"]]:
+            for _, act in plan[:max(JUMP_LEVEL["V"], MISMATCH_LEVELS)]:
                 if len(ks) < len(plan):
                     ks.append(restrict_coefficient(ks[-1], act, coarse_kappa))
         self.jump = 1.0 if k is None else jump_ratio(ks[min(JUMP_LEVEL[cycle], len(ks) - 1)],
                                                      self.per)
+        self.mismatch, self.mismatched = 1.0, ()
+        faces = {}                  # D(kappa) face weights by level, formed by the check
         if coarse == "auto":
-            coarse = "galerkin" if self.jump > JUMP_RATIO[cycle] else "rediscretised"
+            if k is None or self.jump > JUMP_RATIO[cycle]:
+                coarse = "galerkin" if k is not None else "rediscretised"
+            else:
+                coarse = self._check_mismatch(plan, ks, c, top_shape, faces)
         self.galerkin = coarse == "galerkin"
         H = np.ones(3, dtype=np.int64)      # a level's spacing, in finest cells
         for i, (shape, act) in enumerate(plan):
@@ -627,11 +785,11 @@ class GeometricMultigrid:
                         lev.serial = False
                         lev.A, lev.colours = _coloured(lev.A)
         if smoother != "jacobi":    # D(kappa) levels: face weights and diagonal, once
-            for lev in self.levels[:-1]:
+            for i, lev in enumerate(self.levels[:-1]):
                 if lev.kappa is not None and lev.A is None:
-                    n = int(np.prod(lev.shape))
-                    lev.faces = (np.empty((3, n + lev.shape[2])), np.empty(n))
-                    K.diffusion_faces(lev.kappa, lev.c, self.per, lev.sgn, *lev.faces)
+                    # (those of the first levels formed already by _check_mismatch)
+                    lev.faces = (faces.pop(i, None)
+                                 or _level_faces(lev.kappa, lev.c, self.per, lev.sgn))
                     lev.faces[1][:] += self.shift / self.scale     # the shift's diagonal
         if smoother == "jacobi":
             d = int(self.live.sum())
@@ -657,6 +815,48 @@ class GeometricMultigrid:
                                  f"{overcorrection!r}")
         self.overcorrection = w
         self._factor_coarsest()
+
+    def _check_mismatch(self, plan, ks, c, top_shape, faces):
+        """``coarse="auto"`` below :data:`JUMP_RATIO`: ``"galerkin"`` when on one of the
+        first :data:`MISMATCH_LEVELS` coarse levels at least ``MISMATCH_CELLS N^(1/d)``
+        cells (and 2) have face conductances that differ from the fine ones between their
+        blocks by more than :data:`MISMATCH_RATIO` (:func:`conductance_ratio`), else
+        ``"rediscretised"``.  Sets ``self.mismatch`` (the largest such factor, either way)
+        and ``self.mismatched`` (per level checked: mismatched cells and the limit), and
+        leaves the levels' face weights and diagonals in ``faces`` (by level) for the
+        smoother (no extra cost: the hierarchy forms them anyway).  The comparison itself
+        is NumPy on the fine faces and the coarse cells (one thread): measured 0.8, 1.2,
+        8.6 and 40 ms at 256^2, 512^2, 1024^2 and 2048^2, 1.3 and 16 ms at 64^3 and
+        128^3, 10-17 % of a rediscretised setup on one thread, under a third of a
+        V-cycle."""
+        H = np.ones(3, dtype=np.int64)
+        geo = []
+        for i in range(min(len(ks), MISMATCH_LEVELS + 1)):
+            shape, act = plan[i]
+            if i > 0:               # as the levels are built in __init__
+                up = plan[i - 1][1]
+                H = H << up
+                c = np.where(up == 1, c / 4.0, c)
+            sgn = level_ghost_signs(self.sgn, self.per, top_shape, shape, H)
+            faces[i] = _level_faces(ks[i], c, self.per, sgn)
+            geo.append((shape, act, c))
+        worst, counts, galerkin = 1.0, [], False
+        for i in range(1, len(geo)):
+            (sf, act, cf), (sc, _, cc) = geo[i - 1], geo[i]
+            nf, nc = int(np.prod(sf)), int(np.prod(sc))
+            wf = faces[i - 1][0][:, :nf].reshape((3,) + tuple(sf))
+            wc = faces[i][0][:, :nc].reshape((3,) + tuple(sc))
+            q = conductance_ratio(wf, cf, wc, cc, act, sc)
+            bad = _connected((q > MISMATCH_RATIO) | (q < 1.0 / MISMATCH_RATIO))
+            d = max(1, sum(1 for m in sc if m > 1))
+            limit = max(2, int(np.ceil(MISMATCH_CELLS * nc ** (1.0 / d) - 1e-9)))
+            worst = max(worst, float(q.max()), 1.0 / max(float(q.min()), 1e-300))
+            counts.append((bad, limit))
+            if bad >= limit:
+                galerkin = True
+                break
+        self.mismatch, self.mismatched = worst, tuple(counts)
+        return "galerkin" if galerkin else "rediscretised"
 
     def _factor_coarsest(self):
         """Factorise the coarsest level: dense (LU, or the pseudo-inverse when the
