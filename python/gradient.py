@@ -117,6 +117,7 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
         raise InvalidProblemError(
             f"loss: a js.{type(loss).__name__} is a function of an ensemble's trajectories; "
             f"give an EnsembleProblem (with trajectories=N), not a {type(prob).__name__}")
+    _check_sensealg(sensealg)
     from .solve import option_defaults
     option_defaults(prob, solve_kw)             # a typo (rtoll=...) is an error, not ignored
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
@@ -127,6 +128,19 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
                type(alg).__name__, wrt, type(sensealg).__name__ if sensealg is not None
                else "default", time.perf_counter() - t0)
     return out
+
+
+def _check_sensealg(sensealg):
+    """Refuse a ``sensealg`` that is not a sensitivity algorithm instance (the class
+    itself, as ``sensealg=js.InterpolatingAdjoint``, said "not implemented")."""
+    from .algorithms import SensitivityAlgorithm
+    if sensealg is None or isinstance(sensealg, SensitivityAlgorithm):
+        return
+    if isinstance(sensealg, type) and issubclass(sensealg, SensitivityAlgorithm):
+        raise InvalidProblemError(f"sensealg: pass an instance, js.{sensealg.__name__}(), "
+                                  f"not the class")
+    raise InvalidProblemError(f"sensealg: expected a sensitivity algorithm such as "
+                              f"js.DiscreteAdjoint(), got {type(sensealg).__name__}")
 
 
 def _check_solution(sol, what):

@@ -270,6 +270,17 @@ class _ContinuousAdjoint(SensitivityAlgorithm):
 
     mode = 0
 
+    def __init__(self, **options):
+        # SciMLSensitivity's options (autojacvec, checkpointing, ...) have no meaning
+        # here: the products and the forward solution's source are chosen by the engine
+        if options:
+            name = sorted(options)[0]
+            raise InvalidProblemError(
+                f"{name}: {type(self).__name__}() takes no options (J^T v comes from the "
+                f"user's vjp/jac or the complex step, the forward solution from its dense "
+                f"output or checkpoints as the class says; for checkpointed memory use "
+                f"js.DiscreteAdjoint(checkpoints=C))")
+
 
 class InterpolatingAdjoint(_ContinuousAdjoint):
     """Continuous adjoint with the forward solution taken from its dense output (memory:
