@@ -110,23 +110,7 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
                                f"at t = {raw['t_end']:.6g}")
     st, sh = raw["steps_t"], raw["steps_h"]
-    t_after = np.append(st[1:], t1) if st.size else st
-    idx = {float(t): i for i, t in enumerate(t_after)}
-    save_after = -np.ones(st.size, dtype=np.int64)
-    saved = np.empty((t_data.size, n))
-    g_initial_row = None
-    sav_lookup = {float(t): k for k, t in enumerate(raw["t"])}
-    for j, t in enumerate(t_data):
-        if t == t0:
-            g_initial_row = j
-            saved[j] = u0
-        else:
-            i = idx[float(t)]
-            save_after[i] = j
-            saved[j] = raw["u"][i + 1] if all_states else raw["u"][sav_lookup[float(t)]]
-    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
-    val = loss.value(u_saved)
-    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    val, g, save_after, g_initial_row = _loss_on_steps(prob, loss, t_data, raw, all_states)
     krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
             rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
     vj, np_grad = _vjp_for(prob, rhs, wrt)
@@ -152,6 +136,34 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         save_after=save_after, g_initial=g_init, checkpoints=sensealg.checkpoints,
         store=sensealg.store, np_grad=np_grad, recompute=recompute, nk=nk)
     return val, _grads_out(prob, wrt, lam, pbar, kbar)
+
+
+def _loss_on_steps(prob, loss, t_data, raw, all_states):
+    """The loss on a stiff forward pass that landed on its times: ``(value, dL/du rows,
+    save_after, the row at t0 or None)``, ``save_after[i] = j`` when ``t_data[j]`` ends
+    step ``i``.  ``all_states``: ``raw["u"]`` holds every step's end (else only the
+    loss's times)."""
+    t0, t1 = prob.tspan
+    n = prob.u0.size
+    st = raw["steps_t"]
+    t_ends = np.append(st[1:], t1) if st.size else st
+    t_after = {float(t): i for i, t in enumerate(t_ends)}
+    t_saved = {float(t): k for k, t in enumerate(raw["t"])}
+    save_after = -np.ones(st.size, dtype=np.int64)
+    saved = np.empty((t_data.size, n))
+    g_row = None
+    for j, t in enumerate(t_data):
+        if t == t0:
+            g_row = j
+            saved[j] = prob.u0.ravel()
+        else:
+            i = t_after[float(t)]
+            save_after[i] = j
+            saved[j] = raw["u"][i + 1] if all_states else raw["u"][t_saved[float(t)]]
+    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    return val, g, save_after, g_row
 
 
 def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
@@ -210,22 +222,7 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
                                f"at t = {raw['t_end']:.6g}")
     st, sh = raw["steps_t"], raw["steps_h"]
     t_ends = np.append(st[1:], t1) if st.size else st
-    t_after = {float(t): i for i, t in enumerate(t_ends)}
-    t_saved = {float(t): k for k, t in enumerate(raw["t"])}
-    save_after = -np.ones(st.size, dtype=np.int64)
-    saved = np.empty((t_data.size, n))
-    g_row = None
-    for j, t in enumerate(t_data):
-        if t == t0:
-            g_row = j
-            saved[j] = u0
-        else:
-            i = t_after[float(t)]
-            save_after[i] = j
-            saved[j] = raw["u"][i + 1] if all_states else raw["u"][t_saved[float(t)]]
-    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
-    val = loss.value(u_saved)
-    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    val, g, save_after, g_row = _loss_on_steps(prob, loss, t_data, raw, all_states)
 
     shape = op.grid.shape
     opT = op.T

@@ -15,23 +15,12 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from numba import njit
 
 import jitsolve as js
 from jitsolve.errors import SolveFailedError
 
 
-@njit
-def _rhs(du, u, p, t):
-    du[0] = p[0] * u[0] * u[0] - p[1] * u[0]
-
-
-T = np.linspace(0.1, 1.0, 5)
-P = np.array([0.5, 0.2])
-PROB = js.ODEProblem(_rhs, np.array([1.0]), (0.0, 1.0), p=np.array([0.1, 0.1]))
-DATA = js.solve(js.remake(PROB, p=P), js.Tsit5(), saveat=T, rtol=1e-10, atol=1e-12).u
-LOSS = js.L2Loss(T, DATA)
-KW = dict(rtol=1e-8, atol=1e-10)
+from test_audit_fit import KW, LOSS, P, PROB   # tests/, the same problem
 TIGHT = {"ftol": 1e-15, "gtol": 1e-12}
 # starts from which L-BFGS-B used to stop (success=False) at its first or second iterate:
 # the first line searches step into a blow-up (the unit steepest-descent step from
