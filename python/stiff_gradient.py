@@ -173,7 +173,8 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     transposed stage systems by GMRES (the stages' multigrid cycle where the grid
     operator is symmetric).  ``J^T v``: the grid operator's exact transpose, ``f``'s by
     its own ``vjp``/``jac`` or the complex step coloured by ``jac_sparsity`` (as the
-    other adjoints); ``kappa`` by the operator's ``param_vjp`` (its boundary term too).
+    other adjoints); ``kappa`` by the ``param_vjp`` of the operator's one ``js.Diffusion``
+    term (through sums and scalings: ``0.1 * D + V`` too; its boundary term included).
     The transposed solves stop at ``rtol / 100`` (:func:`~jitsolve.adjoint.newton_krylov.
     adjoint_rtol`).  ``checkpoints="all"``: memory ``s x n`` floats a step (``s``
     stages); ``checkpoints=C``: ``C`` states, the binomial schedule's recomputed steps
@@ -190,7 +191,17 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .problems import SplitODEProblem
     from .rhs import probed_parameters
     from .sensitivity import _gradient_options, _grads_out
+    from .grid.operators import ScaledOperator, SumOperator
     from .solvers.ode.rosenbrock import stiff_tableau
+
+    def _kappa_terms(o, c=1.0):
+        # [(c, D), ...]: the terms with a kappa field (js.Diffusion) and their scales
+        # through sums and scalings (0.1 * D - V gives [(0.1, D)]; V's field is velocity)
+        if isinstance(o, ScaledOperator):
+            return _kappa_terms(o.op, c * o.c)
+        if isinstance(o, SumOperator):
+            return _kappa_terms(o.a, c) + _kappa_terms(o.b, c)
+        return [(c, o)] if getattr(o, "param_name", None) == "kappa" else []
 
     check_krylov(prob, alg)
     n = prob.u0.size
@@ -206,24 +217,17 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     imex = split and isinstance(alg, KenCarp4)
     if "p" in wrt and fn is None:
         raise InvalidProblemError("wrt: this problem has no parameters p (a pure grid operator)")
-    if "kappa" in wrt and getattr(op, "param_name", None) != "kappa":
-        raise InvalidProblemError("wrt: 'kappa' needs a problem whose operator is a js.Diffusion")
+    kterms = _kappa_terms(op) if "kappa" in wrt else None
+    if kterms is not None and len(kterms) != 1:
+        raise InvalidProblemError(
+            f"wrt: 'kappa' needs a grid operator with exactly one js.Diffusion term "
+            f"(through sums and scalings, e.g. 0.1 * D + V); this one has {len(kterms)}")
     p = probed_parameters(prob)
     t_data, o = _gradient_options(prob, loss, solve_kw)
     t0, t1 = prob.tspan
     # every step's stages kept, or only the loss's states (the steps re-solved later)
     o["saveat"] = None if all_states else t_data[t_data != t0]
     oo = ode_options(prob, alg, o)
-    stepper = grid_krylov_stepper(prob, alg)
-    u0 = np.ascontiguousarray(prob.u0.ravel(), dtype=np.float64)
-    raw = stepper(u0, t0, t1, oo, record=all_states)
-    if raw["retcode"] != "Success":
-        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
-                               f"at t = {raw['t_end']:.6g}")
-    st, sh = raw["steps_t"], raw["steps_h"]
-    t_ends = np.append(st[1:], t1) if st.size else st
-    val, g, save_after, g_row = _loss_on_steps(prob, loss, t_data, raw, all_states)
-
     shape = op.grid.shape
     opT = op.T
     pbar = np.zeros(p.size if "p" in wrt else 0)
@@ -231,6 +235,7 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     work, junk, dummy, pnone = np.empty(n), np.empty(n), np.zeros(n), np.zeros(0)
     cu, cd = np.empty(n, np.complex128), np.empty(n, np.complex128)
     fprod = pprod = None
+    # f's products first: a missing jac_sparsity is refused before the forward solve
     if fn is not None:
         np_grad = pbar.size
         user = user_derivatives(fn, n, np_grad)
@@ -249,11 +254,25 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
                 call(vjp_apply, vj_p, w, z, p, t, junk, pbar, dummy, work, cu, cd)
             pprod = p_prod
 
+    stepper = grid_krylov_stepper(prob, alg)
+    u0 = np.ascontiguousarray(prob.u0.ravel(), dtype=np.float64)
+    raw = stepper(u0, t0, t1, oo, record=all_states)
+    if raw["retcode"] != "Success":
+        raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
+                               f"at t = {raw['t_end']:.6g}")
+    st, sh = raw["steps_t"], raw["steps_h"]
+    t_ends = np.append(st[1:], t1) if st.size else st
+    val, g, save_after, g_row = _loss_on_steps(prob, loss, t_data, raw, all_states)
+
     def op_prod(z, t, v, out):                      # out = L^T v
         opT.apply(v.reshape(shape), out.reshape(shape))
 
+    kwork = np.empty(shape)
+
     def kappa_prod(z, t, w):                        # kbar += (d(L z + b)/d kappa)^T w
-        kbar[:] += op.param_vjp(z.reshape(shape), w.reshape(shape)).ravel()
+        c, leaf = kterms[0]                         # the one Diffusion term, c * D(kappa)
+        leaf.param_vjp(z.reshape(shape), w.reshape(shape), out=kwork)
+        kbar[:] += c * kwork.ravel()
 
     tmp = np.empty(n)
     if fn is None or imex:
