@@ -13,6 +13,7 @@ from numba import njit
 
 import jitsolve as js
 from jitsolve.errors import InvalidProblemError, SolveFailedError
+from test_newton_krylov_adjoint import fkpp, fkpp_vjp   # tests/, the same reaction
 
 N = 8
 T = 0.3
@@ -25,22 +26,6 @@ KAPPA = RNG.uniform(0.5, 1.5, (N, N))
 DATA = np.random.default_rng(2).uniform(0.2, 0.8, (TT.size, N, N))
 DIR = np.random.default_rng(7).standard_normal((N, N))
 METHODS = ["Kvaerno5", "KenCarp4", "ImplicitEuler"]
-
-
-@njit
-def fkpp(du, u, p, t):
-    for i in range(u.size):
-        du[i] = p[0] * u[i] * (1.0 - u[i]) + p[1] * np.sin(t)
-
-
-@njit
-def fkpp_vjp(ou, op, v, u, p, t):
-    op[0] = 0.0
-    op[1] = 0.0
-    for i in range(u.size):
-        ou[i] = p[0] * (1.0 - 2.0 * u[i]) * v[i]
-        op[0] += u[i] * (1.0 - u[i]) * v[i]
-        op[1] += np.sin(t) * v[i]
 
 
 @njit
