@@ -33,6 +33,7 @@ import numpy as np
 
 from ..solvers.linear import gmres
 from ..solvers.linear.common import SUCCESS, lincomb
+from ..solvers.ode.esdirk import last_preconditioner
 
 __all__ = ["sdirk_krylov_adjoint", "sdirk_krylov_adjoint_checkpointed", "adjoint_rtol",
            "LIN_RTOL", "LIN_MAXITER"]
@@ -65,17 +66,9 @@ class _StepAdjoint:
         self.a = np.empty(n)
         self.tmp = np.empty(n)
         self.jtv_I, self.jtv_E, self.grad_I, self.grad_E = jtv_I, jtv_E, grad_I, grad_E
-        self.precond, self.lin_rtol, self.lin_maxiter = precond, lin_rtol, lin_maxiter
-        self.pc = [None, None]
+        self.pc_for = last_preconditioner(precond)
+        self.lin_rtol, self.lin_maxiter = lin_rtol, lin_maxiter
         self.info = dict(iters=0, failed=None)
-
-    def _pc_for(self, hg):
-        if self.precond is None:
-            return None
-        if self.pc[0] != hg:
-            self.pc[:] = [None, None]
-            self.pc[:] = [hg, self.precond(hg)]
-        return self.pc[1]
 
     def __call__(self, k, t, h, Z, lam):
         """``lam_n`` from ``lam_{n+1}`` over step ``k`` (start ``t``, size ``h``, stage
@@ -105,7 +98,7 @@ class _StepAdjoint:
                     return out
 
                 res = gmres(matvec, a, rtol=self.lin_rtol, maxiter=self.lin_maxiter,
-                            precond=self._pc_for(hg))
+                            precond=self.pc_for(hg))
                 self.info["iters"] += int(res.iters)
                 if res.status != SUCCESS:
                     self.info["failed"] = (f"the transposed stage system of step {k} "

@@ -203,8 +203,8 @@ def grid_krylov_stepper(prob, alg):
     raw dict of :func:`jitsolve.solvers.ode.esdirk.solve_sdirk_krylov`).  The products,
     the Jacobian update and the stage preconditioner are built once, and the last
     preconditioner is kept between calls (the checkpointed adjoint re-solves one step at
-    a time with the same ``h``)."""
-    from .solvers.ode.esdirk import solve_sdirk_krylov
+    a time with the same ``h``) and is ``run.precond`` (None when the operator has none)."""
+    from .solvers.ode.esdirk import last_preconditioner, solve_sdirk_krylov
     split = isinstance(prob, SplitODEProblem)
     op = prob.L if split else prob.f
     p = probed_parameters(prob)
@@ -248,13 +248,7 @@ def grid_krylov_stepper(prob, alg):
         return out
 
     stage_pc = _stage_multigrid(op)
-    kept = [None, None]
-
-    def precond(hg):
-        if kept[0] != hg:
-            kept[:] = [None, None]          # the old cycle's levels go back first
-            kept[:] = [hg, stage_pc(hg)]
-        return kept[1]
+    precond = None if stage_pc is None else last_preconditioner(stage_pc)
 
     def run(u0, t0, t1, oo, dense=False, record=False):
         return solve_sdirk_krylov(alg.method, fE, fI, jv, u0, t0, t1, imex=imex,
@@ -262,8 +256,8 @@ def grid_krylov_stepper(prob, alg):
                                   adaptive=oo["adaptive"], dt=oo["dt"], dtmin=oo["dtmin"],
                                   maxiters=oo["maxiters"], tstops=oo["tstops"],
                                   saveat=oo["saveat"], jv_update=jv_update,
-                                  precond=None if stage_pc is None else precond,
-                                  dense=dense, record=record)
+                                  precond=precond, dense=dense, record=record)
+    run.precond = precond          # the adjoint's transposed stage systems share it
     return run
 
 

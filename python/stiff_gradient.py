@@ -220,7 +220,7 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .kernels.cpu.fastcall import call
     from .kernels.cpu.rhs import zero_f_complex
     from .ode import ode_options
-    from .ode_stiff import KenCarp4, _stage_multigrid, check_krylov, grid_krylov_stepper
+    from .ode_stiff import KenCarp4, check_krylov, grid_krylov_stepper
     from .problems import SplitODEProblem
     from .rhs import probed_parameters
     from .sensitivity import _gradient_options, _grads_out
@@ -325,7 +325,7 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         grad_I = (grad_k if grad_f is None else grad_f if grad_k is None
                   else (lambda z, t, w: (grad_k(z, t, w), grad_f(z, t, w))))
     common = dict(jtv_E=jtv_E, grad_I=grad_I, grad_E=grad_E,
-                  precond=_stage_multigrid(op) if op.symmetric else None,
+                  precond=stepper.precond if op.symmetric else None,
                   lin_rtol=adjoint_rtol(oo["rtol"]))
     tab = stiff_tableau(alg.method, imex)
     g_init = None if g_row is None else g[g_row]

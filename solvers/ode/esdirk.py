@@ -26,7 +26,7 @@ from ..linear.common import lincomb
 from .explicit import make_stops
 from .rosenbrock import RETCODES, solve_stiff, stiff_tableau
 
-__all__ = ["solve_esdirk", "solve_sdirk_krylov", "ESDIRK"]
+__all__ = ["solve_esdirk", "solve_sdirk_krylov", "last_preconditioner", "ESDIRK"]
 
 ESDIRK = ("kencarp4", "kvaerno5", "implicit_euler")
 
@@ -43,6 +43,26 @@ def solve_esdirk(name, f, p, u0, t0, t1, **kw):
 
 def _wnorm(x, u, atol, rtol):
     return float(np.sqrt(np.mean((x / (atol + rtol * np.abs(u))) ** 2))) if x.size else 0.0
+
+
+def last_preconditioner(precond):
+    """``hg -> M`` keeping the last ``precond(hg)`` (always None without ``precond``): the
+    stage systems ask for the same ``hg`` step after step, and the old cycle is dropped
+    before a new one is set up (its levels go back to the work pool first).  A function
+    it returned is returned as it is."""
+    if precond is None:
+        return lambda hg: None
+    if getattr(precond, "keeps_last", False):
+        return precond
+    box = [None, None]              # (hg, M) of the last preconditioner asked for
+
+    def pc_for(hg):
+        if box[0] != hg:
+            box[:] = [None, None]
+            box[:] = [hg, precond(hg)]
+        return box[1]
+    pc_for.keeps_last = True
+    return pc_for
 
 
 def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, atol=1e-6,
@@ -155,15 +175,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         out += x
         return out
 
-    pc_box = [None, None]           # (hg, M) of the last preconditioner asked for
-
-    def pc_for(hg):
-        if precond is None:
-            return None
-        if pc_box[0] != hg:
-            pc_box[1] = None        # the old cycle's levels go back first
-            pc_box[:] = [hg, precond(hg)]
-        return pc_box[1]
+    pc_for = last_preconditioner(precond)
 
     while istop < stops.size:
         if niter >= maxiters:
