@@ -4,6 +4,14 @@ CUDA kernels are tested everywhere under Numba's CUDA simulator: unless
 ``JITSOLVE_TEST_GPU=1`` asks for the real device, ``NUMBA_ENABLE_CUDASIM=1`` is set here,
 before anything imports Numba.  Tests of CUDA kernels carry ``@pytest.mark.cuda`` and use
 the ``cuda`` fixture.
+
+Under pytest-xdist each worker launches its parallel kernels on ``cores // workers``
+threads (``numba.set_num_threads``; Numba's pool keeps ``NUMBA_NUM_THREADS``, so the tests
+that compare thread counts still reach every thread): the README's two workers on two
+cores with two threads each oversubscribe the cores, and every parallel region on a small
+grid then waits on a descheduled thread (the OpenMP layer spins at its barriers): the
+Newton-Krylov adjoint tests ran 5x slower than alone.  ``tests/test_threads.py`` runs the
+parallel kernels on one thread and on two and asks for the same results.
 """
 import os
 
@@ -12,6 +20,19 @@ if os.environ.get("JITSOLVE_TEST_GPU") != "1":
 
 import numpy as np
 import pytest
+
+
+def _threads_per_worker():
+    """Numba threads for this xdist worker: the cores shared out, at least one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(workers, 1))
+
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    import numba
+
+    numba.set_num_threads(min(_threads_per_worker(), numba.config.NUMBA_NUM_THREADS))
 
 
 @pytest.fixture
