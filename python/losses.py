@@ -149,7 +149,8 @@ class L2Loss(Loss):
         else:
             w = as_state_array(weights, "weights", dtypes=(np.float64, np.float32)).astype(np.float64)
             try:
-                w = np.ascontiguousarray(np.broadcast_to(w, self.data.shape))
+                # a writable copy: a read-only view is another type to the kernels
+                w = np.array(np.broadcast_to(w, self.data.shape), order="C")
             except ValueError:
                 raise InvalidProblemError(
                     f"weights: shape {w.shape} does not match data {self.data.shape}") from None
@@ -348,7 +349,7 @@ class MomentLoss(EnsembleLoss):
             raise InvalidProblemError(f"{name}: given without its target moment")
         a = as_state_array(w, name, dtypes=(np.float64, np.float32)).astype(np.float64)
         try:
-            a = np.ascontiguousarray(np.broadcast_to(a, target.shape))
+            a = np.array(np.broadcast_to(a, target.shape), order="C")    # as above
         except ValueError:
             raise InvalidProblemError(f"{name}: shape {a.shape} does not match "
                                       f"{target.shape}") from None

@@ -1199,7 +1199,7 @@ def ensemble_loss_arrays(eprob, loss, rhs, N, m):
     check_ensemble_data(loss, N, (m,) + prob.u0.shape)
     d = np.ascontiguousarray(loss.data.reshape(-1, m, n))
     w = (np.ones_like(d) if loss.weights is None else
-         np.ascontiguousarray(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape)))
+         np.array(np.broadcast_to(loss.weights.reshape(-1, m, n), d.shape), order="C"))
     # writable copies (np.require): a broadcast view of an empty ``p`` is contiguous
     # already, and a read-only array is a type the kernels are not compiled for
     u0s = np.require(eprob.u0s[:N].reshape(N, n) if eprob.u0s is not None

@@ -144,7 +144,9 @@ def _grid_indices(sch):
 
 
 def _tol(x, n):
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)))
+    # a copy: np.ascontiguousarray keeps a broadcast view of one element (read-only), and
+    # a read-only array is another type to the kernels (a second compile of the loop)
+    return np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)), order="C")
 
 
 def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters, seed,
