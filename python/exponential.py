@@ -90,7 +90,7 @@ def etd_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .adjoint.etdrk4 import etd_adjoint
     from .errors import InvalidProblemError, SolveFailedError
     from .rhs import RHS
-    from .sensitivity import _gradient_options, _grads_out, _vjp_for
+    from .sensitivity import _gradient_options, _grads_out, _vjp_for, loss_on_landed_steps
     if "kappa" in wrt:
         raise InvalidProblemError("wrt: ETDRK4's gradient differentiates 'p' and 'u0' (its "
                                   "linear part enters through exact matrix functions)")
@@ -103,28 +103,9 @@ def etd_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode."
                                f"{raw['retcode']} at t = {raw['t_end']:.6g}")
     steps = raw["etd"]
-    n = prob.u0.size
-    t_after = steps.tg[1:]
-    rev = t_after.size > 1 and t_after[-1] < t_after[0]
-    at = np.searchsorted(-t_after if rev else t_after, -t_data if rev else t_data)
-    tsav = raw["t"]
-    ksav = np.searchsorted(-tsav if rev else tsav, -t_data if rev else t_data)
-    save_after = -np.ones(t_after.size, dtype=np.int64)
-    saved = np.empty((t_data.size, n))
-    g_initial_row = None
-    for jd, t in enumerate(t_data):
-        if t == t0:
-            g_initial_row = jd
-            saved[jd] = prob.u0.ravel()
-            continue
-        i, k = int(at[jd]), int(ksav[jd])
-        if i >= t_after.size or t_after[i] != t or k >= tsav.size or tsav[k] != t:
-            raise KeyError(float(t))   # the steps land on every loss time (tstops)
-        save_after[i] = jd
-        saved[jd] = raw["u"][k]
-    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
-    val = loss.value(u_saved)
-    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    # the steps land on every loss time (they are tstops); step i ends at tg[i + 1]
+    val, g, save_after, g_initial_row = loss_on_landed_steps(prob, loss, t_data, steps.tg[1:],
+                                                             raw, all_states)
     vj, np_grad = _vjp_for(prob, RHS(steps.f, steps.p, fun=prob.f), wrt)
     lam, pbar, _nre = etd_adjoint(
         steps, vj, states=raw["u"] if all_states else None, u0=prob.u0, gsave=g,

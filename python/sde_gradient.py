@@ -125,14 +125,15 @@ def _record_steps(mod, funcs, u0, p, kw, t_data, store, trajectory=0):
     the states at ``t_data``, the kernel's return code and the time it stopped at."""
     from .kernels.cpu import sde as KS
     from .kernels.cpu import sde_adjoint as K
-    from .solvers.sde.driver import _pack, _tol, schedule
+    from .solvers.sde.driver import _pack, schedule
+    from .solvers.tolerance import tolerance_array
     f, gv, gm, _gc = funcs
     n = u0.size
     sch = schedule(kw["tspan"], kw["dt"], True, t_data)
     tab, fpar, ipar = _pack(mod, sch, kw["noise"], kw["m"], True, kw["atol"], kw["rtol"],
                             kw["dtmin"], kw["maxiters"], False, kw["strat"], kw["has_cs"], False)
     tab = np.ascontiguousarray(tab, dtype=np.float64)
-    atol, rtol = _tol(kw["atol"], n), _tol(kw["rtol"], n)
+    atol, rtol = tolerance_array(kw["atol"], n), tolerance_array(kw["rtol"], n)
     maxiters = int(kw["maxiters"])
     cap = min(maxiters, 1 << 14) + 1
     nsave = sch.xs.size
@@ -554,7 +555,8 @@ def _ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
     from .kernels.cpu import sde as KS
     from .kernels.cpu import sde_ensemble_adjoint as KE
     from .sensitivity import ensemble_grads_out, ensemble_loss_arrays, ensemble_trajectories
-    from .solvers.sde.driver import _pack, _tol, geometry, schedule
+    from .solvers.sde.driver import _pack, geometry, schedule
+    from .solvers.tolerance import tolerance_array
     prob = eprob.prob
     method = _adjoint_method(prob, alg)
     N = ensemble_trajectories(eprob, wrt, solve_kw)
@@ -601,7 +603,8 @@ def _ensemble_in_kernel(eprob, alg, loss, wrt, solve_kw):
                      (KE.sra_ensemble_gradient, (fc, gc, _noise_matrix_twin(
                          prob if general else None))))
         kern(f, gv, funcs[2], *gcs, vjf_r, uf, vjg_r, tab, u0s, ps, geo, ip, seed, rows, d, w,
-             adaptive, fpar, ipar, _tol(kw["atol"], n), _tol(kw["rtol"], n), sch.xs,
+             adaptive, fpar, ipar, tolerance_array(kw["atol"], n),
+             tolerance_array(kw["rtol"], n), sch.xs,
              min(maxiters, 1 << 14) + 1, maxiters + 1, *out)
     bad = np.flatnonzero(rcs != 0)
     if bad.size:

@@ -615,6 +615,47 @@ def _discrete_adjoint_dense(prob, alg, loss, wrt, sensealg, o, t_data):
     return val, _grads_out(prob, wrt, lam, pbar, kbar), dict(naccept=st.size, nrecompute=nre)
 
 
+def loss_on_landed_steps(prob, loss, t_data, t_after, raw, all_states):
+    """The loss on a forward pass whose steps land on the loss's times (they are tstops):
+    ``(value, dL/du rows (m, n), save_after, the row at t0 or None)``.
+
+    ``t_after[i]`` is the time after step ``i`` (monotone in the direction of
+    integration); ``save_after[i] = j`` when ``t_data[j]`` ends step ``i``.  With
+    ``all_states`` ``raw["u"]`` holds ``u0`` and every step's end, else the states at the
+    times ``raw["t"]``.  A time no step ends on raises ``KeyError(t)``."""
+    t0 = prob.tspan[0]
+    n = prob.u0.size
+    save_after = -np.ones(t_after.size, dtype=np.int64)
+    saved = np.empty((t_data.size, n))
+    g_initial_row = None
+    # exact lookups by bisection
+    rev = t_after.size > 1 and t_after[-1] < t_after[0]
+    at = np.searchsorted(-t_after if rev else t_after, -t_data if rev else t_data)
+    if not all_states:
+        tsav = raw["t"]
+        ksav = np.searchsorted(-tsav if rev else tsav, -t_data if rev else t_data)
+    for j, t in enumerate(t_data):
+        if t == t0:
+            g_initial_row = j
+            saved[j] = prob.u0.ravel()
+            continue
+        i = int(at[j])
+        if i >= t_after.size or t_after[i] != t:
+            raise KeyError(float(t))
+        save_after[i] = j
+        if all_states:
+            saved[j] = raw["u"][i + 1]
+        else:
+            k = int(ksav[j])
+            if k >= tsav.size or tsav[k] != t:
+                raise KeyError(float(t))
+            saved[j] = raw["u"][k]
+    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
+    val = loss.value(u_saved)
+    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    return val, g, save_after, g_initial_row
+
+
 def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     """Value, gradients and ``{naccept, nrecompute}`` of an explicit RK solve's loss by
     the discrete adjoint (or the forward sensitivities).
@@ -662,38 +703,9 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     # the state after step i is at time steps_t[i + 1] (exactly), the last at t1
     t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
     n = prob.u0.size
-    save_after = -np.ones(st.size, dtype=np.int64)
-    saved = np.empty((t_data.size, n))
-    g_initial_row = None
     states = raw["u"] if all_states else None
-    # the steps land exactly on the data times (they are tstops): exact lookups by bisection
-    # (t_after is monotone in the direction of integration)
-    rev = t_after.size > 1 and t_after[-1] < t_after[0]
-    key = -t_after if rev else t_after
-    at = np.searchsorted(key, -t_data if rev else t_data)
-    if not all_states:
-        tsav = raw["t"]
-        ksav = np.searchsorted(-tsav if rev else tsav, -t_data if rev else t_data)
-    for j, t in enumerate(t_data):
-        if t == t0:
-            g_initial_row = j
-            saved[j] = prob.u0.ravel()
-        else:
-            i = int(at[j])
-            if i >= t_after.size or t_after[i] != t:
-                raise KeyError(float(t))
-            save_after[i] = j
-            if all_states:
-                saved[j] = states[i + 1]
-            else:
-                k = int(ksav[j])
-                if k >= tsav.size or tsav[k] != t:
-                    raise KeyError(float(t))
-                saved[j] = raw["u"][k]
-    shape = (t_data.size,) + prob.u0.shape
-    u_saved = saved.reshape(shape)
-    val = loss.value(u_saved)
-    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
+    val, g, save_after, g_initial_row = loss_on_landed_steps(prob, loss, t_data, t_after, raw,
+                                                             all_states)
     krhs = _kernel_rhs(rhs, n)
     if forward_mode:
         return _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g,

@@ -172,31 +172,13 @@ def _check_vjp_against_complex_step(fun, u, p, t, rtol=1e-6):
 
 
 def _loss_on_steps(prob, loss, t_data, raw, all_states):
-    """The loss on a stiff forward pass that landed on its times: ``(value, dL/du rows,
-    save_after, the row at t0 or None)``, ``save_after[i] = j`` when ``t_data[j]`` ends
-    step ``i``.  ``all_states``: ``raw["u"]`` holds every step's end (else only the
-    loss's times)."""
-    t0, t1 = prob.tspan
-    n = prob.u0.size
+    """:func:`jitsolve.sensitivity.loss_on_landed_steps` on a stiff loop's pass (step ``i``
+    ends at ``steps_t[i + 1]``, the last at ``t1``)."""
+    from .sensitivity import loss_on_landed_steps
+
     st = raw["steps_t"]
-    t_ends = np.append(st[1:], t1) if st.size else st
-    t_after = {float(t): i for i, t in enumerate(t_ends)}
-    t_saved = {float(t): k for k, t in enumerate(raw["t"])}
-    save_after = -np.ones(st.size, dtype=np.int64)
-    saved = np.empty((t_data.size, n))
-    g_row = None
-    for j, t in enumerate(t_data):
-        if t == t0:
-            g_row = j
-            saved[j] = prob.u0.ravel()
-        else:
-            i = t_after[float(t)]
-            save_after[i] = j
-            saved[j] = raw["u"][i + 1] if all_states else raw["u"][t_saved[float(t)]]
-    u_saved = saved.reshape((t_data.size,) + prob.u0.shape)
-    val = loss.value(u_saved)
-    g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
-    return val, g, save_after, g_row
+    t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
+    return loss_on_landed_steps(prob, loss, t_data, t_after, raw, all_states)
 
 
 def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):

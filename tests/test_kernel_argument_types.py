@@ -11,7 +11,7 @@ import pytest
 
 import jitsolve as js
 from jitsolve.sensitivity import ensemble_loss_arrays
-from jitsolve.solvers.sde.driver import _tol
+from jitsolve.solvers.tolerance import tolerance_array
 
 
 def writable_c(a):
@@ -21,7 +21,7 @@ def writable_c(a):
 @pytest.mark.parametrize("x, n", [(1e-3, 1), (1e-3, 4), (np.array([1e-3]), 1),
                                   (np.array([1e-3, 2e-3]), 2)])
 def test_sde_tolerances(x, n):
-    a = _tol(x, n)
+    a = tolerance_array(x, n)
     assert writable_c(a) and a.shape == (n,)
     assert np.all(a == np.broadcast_to(x, (n,)))
 

@@ -17,6 +17,7 @@ from ...kernels.cpu import erk as _erk
 from ...kernels.cpu.fastcall import call
 from ...kernels.cpu.rhs import zero_f
 from .. import workspace
+from ..tolerance import tolerance_array
 
 __all__ = ["tableau", "tableau_arrays", "solve_erk", "solve_erk_ensemble", "make_stops",
            "RETCODES"]
@@ -97,18 +98,11 @@ def _no_callbacks(p):
     return (None, None, None, False, 0, False, None, None, False, p)
 
 
-def _tolerance_array(x, n):
-    """A fresh float64 array of ``n`` tolerances from a scalar or a per-component array."""
-    if np.ndim(x) == 0:
-        return np.full(n, float(x))
-    return np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)), copy=True)
-
-
 def _controller(tab, rtol, atol, adaptive, dt, dtmin, dtmax, maxiters, n):
     q = tab[8]
     # fresh writeable copies: a read-only view would make Numba compile a second version
-    rt = _tolerance_array(rtol, n)
-    at = _tolerance_array(atol, n)
+    rt = tolerance_array(rtol, n)
+    at = tolerance_array(atol, n)
     return (rt, at, bool(adaptive), float(dt or 0.0), float(dtmin), float(dtmax), int(maxiters),
             0.7 / q, 0.4 / q, 0.9, 0.2, 10.0)
 

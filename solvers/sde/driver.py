@@ -11,6 +11,7 @@ import numpy as np
 
 from ...kernels.cpu import sde as K
 from ...kernels.cpu import sde_lockstep as KL
+from ..tolerance import tolerance_array
 from .brownian import DEFAULT_MAXDEPTH, fixed_grid
 
 __all__ = ["Schedule", "schedule", "geometry", "solve_path", "solve_ensemble", "ensemble_times",
@@ -143,12 +144,6 @@ def _grid_indices(sch):
     return np.ascontiguousarray(np.minimum(k, sch.N))
 
 
-def _tol(x, n):
-    # a copy: np.ascontiguousarray keeps a broadcast view of one element (read-only), and
-    # a read-only array is another type to the kernels (a second compile of the loop)
-    return np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)), order="C")
-
-
 def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, maxiters, seed,
                trajectory=0, saveat=None, save_noise=False, noise="diagonal", m=1,
                strat=False, has_cs=False):
@@ -166,7 +161,7 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
         cap = (min(sch.N, maxiters) if not adaptive else min(maxiters, 1 << 14)) + 1
     else:
         cap = max(sch.xs.size, 1)
-    a, r = _tol(atol, n), _tol(rtol, n)
+    a, r = tolerance_array(atol, n), tolerance_array(rtol, n)
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
     p = np.ascontiguousarray(p, dtype=np.float64)
     while True:
@@ -239,7 +234,8 @@ def solve_ensemble(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dtmi
                              np.uint64(0), _grid_indices(sch), bool(save_every), out_u, out_W,
                              st)
     else:
-        K.ensemble_paths(f, gv, gm, gc, tab, u0s, ps, _tol(atol, n), _tol(rtol, n), sch.xs,
+        K.ensemble_paths(f, gv, gm, gc, tab, u0s, ps, tolerance_array(atol, n),
+                         tolerance_array(rtol, n), sch.xs,
                          fpar, ipar, np.uint64(seed), np.uint64(0), out_u, out_W, st)
     return _save_times(sch, save_every), out_u, (out_W if save_noise else None), st[:, 1].copy(), st
 
@@ -270,7 +266,8 @@ def ensemble_moments(mod, funcs, u0s, ps, *, tspan, dt, adaptive, rtol, atol, dt
                                np.uint64(0), _grid_indices(sch), int(trajectories),
                                int(block), mean, var, counts)
     else:
-        K.ensemble_moments(f, gv, gm, gc, tab, u0s, ps, _tol(atol, n), _tol(rtol, n), sch.xs,
+        K.ensemble_moments(f, gv, gm, gc, tab, u0s, ps, tolerance_array(atol, n),
+                           tolerance_array(rtol, n), sch.xs,
                            fpar, ipar, np.uint64(seed), np.uint64(0), int(trajectories),
                            int(block), mean, var, counts)
     c = dict(used=int(counts[0]), failed=int(counts[1]), nf=int(counts[2]),
