@@ -27,6 +27,10 @@ FORMAT_VERSION = 1
 # root attributes jitsolve reads (with ``stats_*``); any other attribute is ignored
 _KNOWN_ATTRS = ("format", "format_version", "kind", "retcode", "alg", "iters", "resnorm")
 
+# the earliest HDF5 release whose object formats the written files use: 1.10's headers
+# and chunk indexes are checksummed (files stay readable by HDF5 1.10 and later)
+_LIBVER = ("v110", "latest")
+
 
 def _kinds():
     from .solution import EnsembleSolution, LinearSolution, ODESolution, SDESolution
@@ -121,8 +125,9 @@ def _check_fields(sol, kind):
 def save_solution(sol, path):
     """Write ``sol`` to ``path``; a file already there is replaced only once the new one
     is complete (written to a temporary file in the same folder, then ``os.replace``).
-    Array fields carry Fletcher-32 checksums, so :func:`load` refuses a file whose data
-    bytes changed on disk (files written before, without them, still load).
+    Array fields carry Fletcher-32 checksums and the metadata (headers, chunk indexes,
+    strings) HDF5 1.10's, so :func:`load` refuses a file whose bytes changed on disk
+    (reading needs HDF5 >= 1.10; files written before, without them, still load).
 
     Raises
     ------
@@ -143,18 +148,22 @@ def save_solution(sol, path):
     tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
     field = None
     try:
-        with h5py.File(tmp, "x") as f:
-            f.attrs["format"] = FORMAT
+        # HDF5 1.10 object formats: every object header and chunk index carries a
+        # checksum (HDF5 1.8's do not: a flipped byte there read as another value or
+        # crashed the library); strings are fixed-length, inside those headers (a
+        # variable-length string lives in the unchecked global heap, where a flipped
+        # length byte sent HDF5 into an endless loop)
+        with h5py.File(tmp, "x", libver=_LIBVER) as f:
+            f.attrs["format"] = _fixed(FORMAT)
             f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["kind"] = kind.__name__
-            f.attrs["jitsolve_version"] = __version__
+            f.attrs["kind"] = _fixed(kind.__name__)
+            f.attrs["jitsolve_version"] = _fixed(__version__)
             for field, v in attrs.items():
-                f.attrs[field] = v
+                f.attrs[field] = _fixed(v) if isinstance(v, str) else v
             for field, v in arrays.items():
-                # Fletcher-32 checksums on every chunked numeric dataset: a flipped data
-                # byte is a read error, not a silently different solution
-                checked = v.ndim > 0 and v.size > 0 and v.dtype.kind != "S"
-                f.create_dataset(field, data=v, fletcher32=checked)
+                # Fletcher-32 checksums on every chunked dataset: a flipped data byte is
+                # a read error, not a silently different solution
+                f.create_dataset(field, data=v, fletcher32=v.ndim > 0 and v.size > 0)
             field = None
         fd = os.open(tmp, os.O_RDWR)
         try:
@@ -297,6 +306,12 @@ def _check_version(p, version, written_by):
         raise FileFormatError(f"path: {p!r} has format_version {v}, newer than this "
                               f"jitsolve reads (1 to {FORMAT_VERSION}){by}: upgrade "
                               f"jitsolve")
+
+
+def _fixed(s):
+    """``s`` as a fixed-length byte string (UTF-8), which HDF5 keeps in the checksummed
+    object header; :func:`_plain` reads it back as ``str``."""
+    return np.bytes_(s.encode("utf-8"))
 
 
 def _plain(v):
