@@ -304,9 +304,10 @@ def ode_solution(prob, alg, raw, tab_bth=None):
                                   raw["dense_k"], tab_bth, shape)
     events = [(t, u.reshape(shape)) for t, u in zip(raw["event_t"], raw["event_u"])]
     ts, us = raw["t"], raw["u"].reshape((-1,) + shape)
-    if raw["retcode"] == "Terminated" and raw.get("t_end") is not None \
+    if raw["retcode"] != "Success" and raw.get("t_end") is not None \
             and (ts.size == 0 or ts[-1] != raw["t_end"]):
-        # a terminating callback between save times: its state ends the solution
+        # a terminating callback, or a failure, between save times: the state it stopped
+        # at ends the solution (as SciML's solutions end at the failure's time)
         ts = np.append(ts, raw["t_end"])
         us = np.concatenate([us, np.reshape(raw["u_end"], (1,) + shape)])
     sol = ODESolution(ts, us, raw["retcode"], stats, events=events, alg=type(alg).__name__,

