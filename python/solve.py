@@ -215,7 +215,9 @@ def solve(prob, alg, **kwargs):
     ``solve(prob, alg, rtol=1e-8, atol=0.0, maxiter=None, callback=None)`` for a
     ``LinearProblem``; ``solve(eprob, alg, trajectories=N, ...)`` for an ensemble.
     ``callback`` of an ODE solve is a ``js.ContinuousCallback``, a ``js.DiscreteCallback``
-    or a list of them.
+    or a list of them.  ``rtol`` and ``atol`` of an ODE/SDE solve are numbers or
+    per-component arrays (as SciML's ``reltol``/``abstol``): the step control's weighted
+    RMS norm divides component ``i`` by ``atol_i + rtol_i |u_i|``.
 
     ``progress=True`` prints the iterations of a linear solve (every 10th), and one line
     as an ODE/SDE solve or ensemble starts and one as it ends (retcode, the time
@@ -224,7 +226,9 @@ def solve(prob, alg, **kwargs):
 
     Every option is checked before any work starts; a bad one raises
     :class:`jitsolve.errors.InvalidProblemError` naming it.  A numerical failure
-    returns a solution whose ``retcode`` says so.
+    returns a solution whose ``retcode`` says so, holding what was computed: an ODE or
+    SDE solution then ends at the state the solve stopped at (with ``saveat``: the
+    times reached, then the failure's time, which is no ``saveat`` time).
 
     Raises
     ------

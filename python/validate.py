@@ -147,36 +147,51 @@ def check_tspan(tspan, name="tspan"):
 _TEN_EPS = 10 * float(np.finfo(np.float64).eps)
 
 
-def check_tolerances(rtol, atol, n=None, *, name_r="rtol", name_a="atol", shape=None):
-    """``rtol`` a non-negative number; ``atol`` a non-negative number or per-component array
-    (flat with ``n`` entries, or of the state's ``shape``)."""
-    r = _as_real(rtol, name_r)
-    if r < 0:
-        raise InvalidProblemError(f"{name_r}: must be >= 0, got {r}")
-    if type(atol) is float or np.ndim(atol) == 0:
-        a = _as_real(atol, name_a)
-        if a < 0:
-            raise InvalidProblemError(f"{name_a}: must be >= 0, got {a}")
-        if r == 0 and a == 0:
-            raise InvalidProblemError(f"{name_r}, {name_a}: both are zero; at least one must be positive")
-        if 0 < r < _TEN_EPS:
-            raise InvalidProblemError(
-                f"{name_r}: {r} is below what float64 arithmetic can deliver (use >= 2.2e-15)")
-        return r, a
-    a = as_state_array(atol, name_a, dtypes=(np.float64, np.float32))
-    if n is not None and a.size != n:
-        raise InvalidProblemError(f"{name_a}: per-component tolerance needs {n} entries, got {a.size}")
+def _tolerance(x, name, n, shape):
+    """One tolerance: a non-negative number, or (``n`` given) a per-component array, flat
+    with ``n`` entries or of the state's ``shape``, as a flat float64 array."""
+    if type(x) is float or np.ndim(x) == 0 or n is None:
+        v = _as_real(x, name)
+        if v < 0:
+            raise InvalidProblemError(f"{name}: must be >= 0, got {v}")
+        return v
+    a = as_state_array(x, name, dtypes=(np.float64, np.float32))
+    if a.size != n:
+        raise InvalidProblemError(f"{name}: per-component tolerance needs {n} entries, got {a.size}")
     if shape is not None and a.ndim > 1 and a.shape != tuple(shape):
-        raise InvalidProblemError(f"{name_a}: per-component tolerance of shape {a.shape} does "
+        raise InvalidProblemError(f"{name}: per-component tolerance of shape {a.shape} does "
                                   f"not match the state's {tuple(shape)}")
     if (a < 0).any():
-        raise InvalidProblemError(f"{name_a}: entries must be >= 0")
-    if r == 0 and not (a > 0).all():
-        raise InvalidProblemError(f"{name_a}: with rtol == 0 every entry must be positive")
-    if 0 < r < _TEN_EPS:
+        raise InvalidProblemError(f"{name}: entries must be >= 0")
+    return np.ascontiguousarray(a.ravel(), dtype=np.float64)
+
+
+def check_tolerances(rtol, atol, n=None, *, name_r="rtol", name_a="atol", shape=None):
+    """``rtol`` and ``atol`` each a non-negative number or (``n`` given: an ODE or SDE
+    state of ``n`` entries) a per-component array, flat with ``n`` entries or of the
+    state's ``shape`` (as SciML's ``reltol``/``abstol`` and SciPy's ``atol``).  Each
+    component needs a positive ``rtol`` or ``atol``; a positive ``rtol`` below 10 eps is
+    refused (float64 cannot deliver it).  Returns each as a float or a flat float64
+    array."""
+    r = _tolerance(rtol, name_r, n, shape)
+    a = _tolerance(atol, name_a, n, shape)
+    if np.ndim(r) == 0 and np.ndim(a) == 0:
+        if r == 0 and a == 0:
+            raise InvalidProblemError(f"{name_r}, {name_a}: both are zero; at least one must be positive")
+    elif np.ndim(r) == 0 and r == 0:
+        if not (a > 0).all():
+            raise InvalidProblemError(f"{name_a}: with rtol == 0 every entry must be positive")
+    else:
+        both = int(np.count_nonzero((np.asarray(r) == 0) & (np.asarray(a) == 0)))
+        if both:
+            raise InvalidProblemError(f"{name_r}, {name_a}: both are zero at {both} "
+                                      f"component(s); each needs one of them positive")
+    small = np.asarray(r)[(np.asarray(r) > 0) & (np.asarray(r) < _TEN_EPS)]
+    if small.size:
         raise InvalidProblemError(
-            f"{name_r}: {r} is below what float64 arithmetic can deliver (use >= 2.2e-15)")
-    return r, np.ascontiguousarray(a.ravel(), dtype=np.float64)
+            f"{name_r}: {float(small.min())} is below what float64 arithmetic can deliver "
+            f"(use >= 2.2e-15)")
+    return r, a
 
 
 def check_positive_int(x, name, *, allow_none=False, minimum=1):

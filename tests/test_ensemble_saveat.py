@@ -43,14 +43,18 @@ def _check(monkeypatch, prob, alg, u0s, ps, modes=MODES, **kw):
     for mode in modes:
         es = solve_mode(monkeypatch, mode, ep, alg, N, **kw)
         for i, s in enumerate(singles):
-            k = s.u.shape[0]
-            assert np.array_equal(bits(es.u[i, :k]), bits(s.u)), (mode, i)
+            # the save times reached; a failed single solve then ends with the state it
+            # stopped at (its own time), which the ensemble's fixed times do not hold
+            m = min(s.t.size, es.t.size)
+            k = int(np.argmin(np.append(s.t[:m] == es.t[:m], False)))
+            assert k == s.t.size or (not s.successful and k == s.t.size - 1), (mode, i)
+            assert np.array_equal(bits(es.u[i, :k]), bits(s.u[:k])), (mode, i)
             assert np.isnan(es.u[i, k:]).all(), (mode, i)
             st = s.stats
             assert list(es.stats[i]) == [st.nf, st.njac, st.nsolve, st.naccept, st.nreject], \
                 (mode, i)
             assert es.retcodes[i] == s.retcode, (mode, i)
-            assert np.array_equal(es.t[:k], s.t), (mode, i)
+            assert np.array_equal(es.t[:k], s.t[:k]), (mode, i)
     return singles
 
 
