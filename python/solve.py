@@ -226,9 +226,11 @@ def solve(prob, alg, **kwargs):
 
     Every option is checked before any work starts; a bad one raises
     :class:`jitsolve.errors.InvalidProblemError` naming it.  A numerical failure
-    returns a solution whose ``retcode`` says so, holding what was computed: an ODE or
-    SDE solution then ends at the state the solve stopped at (with ``saveat``: the
-    times reached, then the failure's time, which is no ``saveat`` time).
+    returns a solution whose ``retcode`` says so, holding what was computed: an ODE
+    solution then ends at the state the solve stopped at (with ``saveat``: the times
+    reached, then the failure's time, which is no ``saveat`` time).  An SDE path with
+    ``saveat`` still ends at the last ``saveat`` time reached (its kernel keeps no
+    spare row yet).
 
     Raises
     ------

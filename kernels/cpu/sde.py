@@ -672,9 +672,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     """Integrate one path from t0 to t1; the whole loop in one compiled call.
 
     Saves every step (``save_every``) or at the normalised times ``xs``; writes
-    stats = [nsaved, retcode, nf, ng, naccept, nreject].  With ``xs`` and a spare row
-    (``out_t.size > xs.size``), a failure between save times writes the state it stopped
-    at into the last row (not counted in ``nsaved``).  Returns nothing."""
+    stats = [nsaved, retcode, nf, ng, naccept, nreject].  Returns nothing."""
     n = u0.size
     t0 = fpar[0]
     t1 = fpar[1]
@@ -913,9 +911,6 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
             if x < xend:
                 break
             rc = SUCCESS
-    if rc != SUCCESS and not save_every and cap > nsave and (ks == 0 or xs[ks - 1] < x):
-        # a failure between save times: the state it stopped at, in the spare last row
-        _save(cap - 1, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise)
     stats[0] = nsaved
     stats[1] = rc
     stats[2] = nf

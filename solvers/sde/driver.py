@@ -160,13 +160,12 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
         # points asked for 75 GiB before the loop stopped at maxiters)
         cap = (min(sch.N, maxiters) if not adaptive else min(maxiters, 1 << 14)) + 1
     else:
-        cap = sch.xs.size + 1          # the last row: the state a failure stopped at
+        cap = max(sch.xs.size, 1)
     a, r = tolerance_array(atol, n), tolerance_array(rtol, n)
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
     p = np.ascontiguousarray(p, dtype=np.float64)
     while True:
         out_t = np.empty(cap)
-        out_t[-1] = np.nan
         out_u = np.empty((cap, n))
         out_W = np.empty((cap, m) if save_noise else (1, 1))
         st = np.zeros(6, dtype=np.int64)
@@ -181,15 +180,9 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
     if save_every and not adaptive and k == sch.N + 1:
         t[-1] = sch.t1                      # t0 + (tree span) xend: t1 up to rounding
     W = out_W[:k].copy() if save_noise else None
-    u = out_u[:k].copy()
-    if not save_every and not np.isnan(out_t[-1]):
-        # a failure between save times: the state it stopped at ends the path (as the
-        # path saving every step does)
-        t, u = np.append(t, out_t[-1]), np.concatenate([u, out_u[-1:]])
-        W = None if W is None else np.concatenate([W, out_W[-1:]])
     stats = dict(nf=int(st[2]), ng=int(st[3]), naccept=int(st[4]), nreject=int(st[5]))
     rc = int(st[1]) if st[1] != K.FULL else K.MAXITERS
-    return t, u, W, rc, stats
+    return t, out_u[:k].copy(), W, rc, stats
 
 
 def _save_times(sch, save_every):
