@@ -149,8 +149,12 @@ _TEN_EPS = 10 * float(np.finfo(np.float64).eps)
 
 def _tolerance(x, name, n, shape):
     """One tolerance: a non-negative number, or (``n`` given) a per-component array, flat
-    with ``n`` entries or of the state's ``shape``, as a flat float64 array."""
-    if type(x) is float or np.ndim(x) == 0 or n is None:
+    with ``n`` entries or of the state's ``shape``, as a flat float64 array (``n`` None:
+    a linear solve's, one number)."""
+    if n is None and type(x) is not float and np.ndim(x) != 0:
+        raise InvalidProblemError(f"{name}: a linear solve takes one number (a norm), not "
+                                  f"per-component tolerances")
+    if type(x) is float or np.ndim(x) == 0:
         v = _as_real(x, name)
         if v < 0:
             raise InvalidProblemError(f"{name}: must be >= 0, got {v}")

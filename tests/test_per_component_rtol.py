@@ -103,5 +103,7 @@ def test_bad_per_component_rtol_names_it(rtol, atol, match):
 
 def test_linear_solve_takes_one_rtol():
     A = js.Laplacian(js.Grid((8,), bc=js.Dirichlet(0.0)))
-    with pytest.raises(InvalidProblemError, match=r"^rtol: expected a real number"):
-        js.solve(js.LinearProblem(-A, np.ones(8)), js.CG(), rtol=np.full(8, 1e-8))
+    for name in ("rtol", "atol"):
+        with pytest.raises(InvalidProblemError, match=rf"^{name}: a linear solve takes one "
+                                                      rf"number \(a norm\), not per-component"):
+            js.solve(js.LinearProblem(-A, np.ones(8)), js.CG(), **{name: np.full(8, 1e-8)})
