@@ -1,7 +1,10 @@
 """HDF5 input and output of solutions (h5py; never pickle).
 
 Layout: the root group carries ``format = "jitsolve"``, ``format_version``, ``kind``
-(the solution class) and scalar fields as attributes; arrays are datasets.  Reading
+(the solution class) and scalar fields as attributes; arrays are datasets.  Since the
+forty-seventh session files use HDF5 1.10's object formats (checksummed metadata) and
+fixed-length UTF-8 strings, which h5py returns as ``bytes`` (``f.attrs["kind"]`` is
+``b"ODESolution"``: decode it when reading a file with h5py directly).  Reading
 checks each of these and each field against the others, so a file that is not HDF5,
 was written by something else, is truncated or corrupt gives a
 :class:`jitsolve.errors.FileFormatError` naming the file and the field.  Datasets,
@@ -309,9 +312,11 @@ def _check_version(p, version, written_by):
 
 
 def _fixed(s):
-    """``s`` as a fixed-length byte string (UTF-8), which HDF5 keeps in the checksummed
-    object header; :func:`_plain` reads it back as ``str``."""
-    return np.bytes_(s.encode("utf-8"))
+    """``s`` as a fixed-length UTF-8 string (labelled UTF-8 for HDF5 tools), which HDF5
+    keeps in the checksummed object header; :func:`_plain` reads it back as ``str``
+    (h5py itself returns fixed-length strings as ``bytes``)."""
+    b = s.encode("utf-8")
+    return np.array(b, dtype=_h5py().string_dtype("utf-8", max(1, len(b))))
 
 
 def _plain(v):

@@ -151,10 +151,15 @@ def _tolerance(x, name, n, shape):
     """One tolerance: a non-negative number, or (``n`` given) a per-component array, flat
     with ``n`` entries or of the state's ``shape``, as a flat float64 array (``n`` None:
     a linear solve's, one number)."""
-    if n is None and type(x) is not float and np.ndim(x) != 0:
+    try:
+        nd = 0 if type(x) is float else np.ndim(x)
+    except (TypeError, ValueError) as exc:        # a ragged list
+        raise InvalidProblemError(f"{name}: expected a number or an array of numbers, got "
+                                  f"{x!r} ({exc})") from None
+    if n is None and nd != 0:
         raise InvalidProblemError(f"{name}: a linear solve takes one number (a norm), not "
                                   f"per-component tolerances")
-    if type(x) is float or np.ndim(x) == 0:
+    if nd == 0:
         v = _as_real(x, name)
         if v < 0:
             raise InvalidProblemError(f"{name}: must be >= 0, got {v}")

@@ -506,6 +506,20 @@ def test_any_flipped_byte_is_refused_or_harmless(tmp_path, dense_sol, kind):
     assert seen <= {"same", "FileFormatError"}, run.stdout
 
 
+def test_strings_are_fixed_length_utf8_and_load_back(tmp_path):
+    """String fields are fixed-length (in the checksummed headers), labelled UTF-8 for
+    HDF5 tools; h5py returns them as bytes, ``js.load`` as ``str``."""
+    sol = js.LinearSolution(np.ones(2), js.ReturnCode.Success, alg="Lösung ∑")
+    path = str(tmp_path / "s.h5")
+    sol.to_hdf5(path)
+    with h5py.File(path, "r") as f:
+        tid = f.attrs.get_id("alg").get_type()
+        assert tid.get_cset() == h5py.h5t.CSET_UTF8 and not tid.is_variable_str()
+        assert f.attrs["alg"] == "Lösung ∑".encode() and f.attrs["kind"] == b"LinearSolution"
+    back = js.load(path)
+    assert back.alg == "Lösung ∑" and back.retcode == js.ReturnCode.Success
+
+
 def test_file_in_hdf5_1_8_format_with_variable_length_strings_loads(tmp_path):
     """Files written before the forty-seventh session (HDF5's earliest object formats,
     variable-length string attributes) still load."""

@@ -95,7 +95,10 @@ def test_unequal_entries_weight_the_components():
      r"^rtol, atol: both are zero at 1 component\(s\)"),
     (np.array([1e-6, 0.0]), 0.0, r"^rtol, atol: both are zero at 1 component\(s\)"),
     (np.array([1e-6, 1e-17]), 1e-8, r"^rtol: 1e-17 is below what float64"),
-], ids=["size", "negative", "nan", "both-zero-arrays", "both-zero-scalar-atol", "tiny"])
+    ([1e-6, [1e-6, 2.0]], 1e-8, r"^rtol: expected a number or an array of numbers"),
+    (1e-6, [1e-8, [1e-8]], r"^atol: expected a number or an array of numbers"),
+], ids=["size", "negative", "nan", "both-zero-arrays", "both-zero-scalar-atol", "tiny",
+        "ragged-rtol", "ragged-atol"])
 def test_bad_per_component_rtol_names_it(rtol, atol, match):
     with pytest.raises(InvalidProblemError, match=match):
         js.solve(LV, js.Tsit5(), rtol=rtol, atol=atol)
