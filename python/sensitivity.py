@@ -656,6 +656,14 @@ def loss_on_landed_steps(prob, loss, t_data, t_after, raw, all_states):
     return val, g, save_after, g_initial_row
 
 
+def loss_on_loop_steps(prob, loss, t_data, raw, all_states):
+    """:func:`loss_on_landed_steps` on a compiled loop's pass (explicit or stiff): the
+    state after step ``i`` is at time ``steps_t[i + 1]`` (exactly), the last at ``t1``."""
+    st = raw["steps_t"]
+    t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
+    return loss_on_landed_steps(prob, loss, t_data, t_after, raw, all_states)
+
+
 def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     """Value, gradients and ``{naccept, nrecompute}`` of an explicit RK solve's loss by
     the discrete adjoint (or the forward sensitivities).
@@ -700,12 +708,9 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     # the buffer of every state (large states) goes back to the pool once reversed
     pool = raw.pop("pool", None)
     st, sh = raw["steps_t"], raw["steps_h"]
-    # the state after step i is at time steps_t[i + 1] (exactly), the last at t1
-    t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
     n = prob.u0.size
     states = raw["u"] if all_states else None
-    val, g, save_after, g_initial_row = loss_on_landed_steps(prob, loss, t_data, t_after, raw,
-                                                             all_states)
+    val, g, save_after, g_initial_row = loss_on_loop_steps(prob, loss, t_data, raw, all_states)
     krhs = _kernel_rhs(rhs, n)
     if forward_mode:
         return _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g,

@@ -65,7 +65,8 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
                             newton_krylov)
     from .problems import SplitODEProblem
     from .rhs import problem_rhs
-    from .sensitivity import DiscreteAdjoint, _gradient_options, _grads_out, _vjp_for
+    from .sensitivity import (DiscreteAdjoint, _gradient_options, _grads_out, _vjp_for,
+                              loss_on_loop_steps)
     from .solvers.ode.rosenbrock import solve_stiff, stiff_tableau
 
     wrt = (wrt,) if isinstance(wrt, str) else tuple(wrt if wrt is not None else ("p",))
@@ -112,7 +113,7 @@ def stiff_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         raise SolveFailedError(f"gradient: the forward solve ended with ReturnCode.{raw['retcode']} "
                                f"at t = {raw['t_end']:.6g}")
     st, sh = raw["steps_t"], raw["steps_h"]
-    val, g, save_after, g_initial_row = _loss_on_steps(prob, loss, t_data, raw, all_states)
+    val, g, save_after, g_initial_row = loss_on_loop_steps(prob, loss, t_data, raw, all_states)
     krhs = (rhs.f, rhs.p, rhs.lin if rhs.lin is not None else zero_f,
             rhs.plin if rhs.plin is not None else np.zeros(0), rhs.lin is not None, np.empty(n))
     vj, np_grad = _vjp_for(prob, rhs, wrt)
@@ -171,16 +172,6 @@ def _check_vjp_against_complex_step(fun, u, p, t, rtol=1e-6):
             f"the exact J too: ODEFunction(f, jac=..., vjp=...)")
 
 
-def _loss_on_steps(prob, loss, t_data, raw, all_states):
-    """:func:`jitsolve.sensitivity.loss_on_landed_steps` on a stiff loop's pass (step ``i``
-    ends at ``steps_t[i + 1]``, the last at ``t1``)."""
-    from .sensitivity import loss_on_landed_steps
-
-    st = raw["steps_t"]
-    t_after = np.append(st[1:], prob.tspan[1]) if st.size else st
-    return loss_on_landed_steps(prob, loss, t_data, t_after, raw, all_states)
-
-
 def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     """``(value, grads)`` through the Newton-Krylov path (a grid problem above
     ``alg.dense_max``): the forward solve keeps every step's stage states, the reverse
@@ -205,7 +196,7 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     from .ode_stiff import KenCarp4, check_krylov, grid_krylov_stepper
     from .problems import SplitODEProblem
     from .rhs import probed_parameters
-    from .sensitivity import _gradient_options, _grads_out
+    from .sensitivity import _gradient_options, _grads_out, loss_on_loop_steps
     from .grid.operators import ScaledOperator, SumOperator
     from .solvers.ode.rosenbrock import stiff_tableau
 
@@ -277,7 +268,7 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
                                f"at t = {raw['t_end']:.6g}")
     st, sh = raw["steps_t"], raw["steps_h"]
     t_ends = np.append(st[1:], t1) if st.size else st
-    val, g, save_after, g_row = _loss_on_steps(prob, loss, t_data, raw, all_states)
+    val, g, save_after, g_row = loss_on_loop_steps(prob, loss, t_data, raw, all_states)
 
     def op_prod(z, t, v, out):                      # out = L^T v
         opT.apply(v.reshape(shape), out.reshape(shape))
