@@ -114,11 +114,12 @@ class Milstein(_SDEMethod):
     complex128 twin at real arguments; the discrete adjoint needs it), else it is
     computed by complex-step differentiation of ``g`` (exact to rounding; ``g`` must then
     also compile for complex128 states and parameters), or, when ``g`` does not compile
-    for complex numbers, for Itô by the derivative-free Runge-Kutta form ``(g(u + f h + g
-    sqrt h) - g(u)) / sqrt h`` and for Stratonovich by a central difference along ``g``,
-    ``(g(u + e g) - g(u - e g)) / (2 e)`` (the one-sided form's O(sqrt h) error has a
-    mean under the Stratonovich ``dW^2`` and would cut the strong order to 1/2); both
-    assume ``g_i`` depends on ``u_i`` only for diagonal noise.
+    for complex numbers, by a central difference along ``g``, ``(g(u + e g) - g(u - e
+    g)) / (2 e)`` with ``e max|g| = 6e-6 (1 + max|u|)`` (truncation and rounding both
+    near 1e-11 relative; two more evaluations of ``g`` per step), which assumes ``g_i``
+    depends on ``u_i`` only for diagonal noise.  (Kloeden & Platen's one-sided
+    derivative-free form ``(g(u + f h + g sqrt h) - g(u)) / sqrt h`` errs by O(sqrt h),
+    which the Stratonovich ``dW^2``, of mean ``h``, turns into strong order 1/2.)
 
     References
     ----------
@@ -201,63 +202,6 @@ def _dummy_mat(out, u, p, t):  # pragma: no cover - never called
 
 def _dummy_cplx(out, u, p, t):  # pragma: no cover - never called
     out[0] = 0.0
-
-
-_FD_GGPRIME = {}
-
-
-def _fd_ggprime(graw):
-    """The Milstein term ``g'g`` of a diagonal- or scalar-noise ``g`` that does not compile
-    for complex numbers, by a central difference along ``g``:
-    ``(g(u + e g) - g(u - e g)) / (2 e)`` with ``e max|g| = 6e-6 (1 + max|u|)`` (truncation
-    and rounding both near 1e-11 relative), written with the complex signature of a
-    ``ggprime`` twin (real parts in, the value in the real parts out) so the Milstein
-    kernel takes it as the user's term (``has_cs == 2``).  For diagonal noise this is
-    ``g_i dg_i/du_i`` when ``g_i`` depends on ``u_i`` only (the assumption of the
-    kernel's own derivative-free form); for scalar noise it is ``(dg/du) g`` exactly.
-    One wrapper per ``g`` (cached), so its cfunc compiles once per process."""
-    hit = _FD_GGPRIME.get(id(graw))
-    if hit is not None and hit[0] is graw:
-        return hit[1]
-    import numba
-    from .functions import is_numba_function
-    gj = graw if is_numba_function(graw) else numba.njit(error_model="numpy")(graw)
-
-    @numba.njit(error_model="numpy")
-    def ggprime_fd(out, u, p, t):
-        n = u.size
-        ur = np.empty(n)
-        pr = np.empty(p.size)
-        for i in range(n):
-            ur[i] = u[i].real
-        for i in range(p.size):
-            pr[i] = p[i].real
-        g0 = np.empty(n)
-        gp = np.empty(n)
-        gn = np.empty(n)
-        up = np.empty(n)
-        un = np.empty(n)
-        gj(g0, ur, pr, t)
-        gmax = 0.0
-        umax = 0.0
-        for i in range(n):
-            gmax = max(gmax, abs(g0[i]))
-            umax = max(umax, abs(ur[i]))
-        if not (gmax > 0.0) or not np.isfinite(gmax) or not np.isfinite(umax):
-            for i in range(n):
-                out[i] = 0.0 if gmax == 0.0 else np.nan
-            return
-        e = 6e-6 * (1.0 + umax) / gmax
-        for i in range(n):
-            up[i] = ur[i] + e * g0[i]
-            un[i] = ur[i] - e * g0[i]
-        gj(gp, up, pr, t)
-        gj(gn, un, pr, t)
-        for i in range(n):
-            out[i] = (gp[i] - gn[i]) / (2.0 * e)
-
-    _FD_GGPRIME[id(graw)] = (graw, ggprime_fd)
-    return ggprime_fd
 
 
 def _require_additive(prob, u0, p):
@@ -370,15 +314,8 @@ def _prepare(prob, alg, o, at=None):
         try:
             gc = compile_cfunc(graw, "g", "f_complex")
             has_cs = True
-        except Exception:   # g does not compile for complex: derivative-free Milstein
-            gc = None
-            if prob.interpretation == "stratonovich":
-                # the kernel's one-sided form (g(u + f h + g sqrt h) - g(u))/sqrt h errs
-                # by O(sqrt h), and with the Stratonovich dW^2 (mean h) that error has a
-                # mean: strong order 1/2, not 1 (measured: slope 0.52 on GBM).  A
-                # central difference along g is g'g to O(eps^2), given as the Milstein term.
-                gc = compile_cfunc(_fd_ggprime(graw), "g", "f_complex")
-                has_cs = 2
+        except Exception:   # g does not compile for complex: the kernel's central
+            gc = None       # difference along g (has_cs == 0)
     if gc is None:
         gc = compile_cfunc(_dummy_cplx, "g", "f_complex")
     mod = alg._mod()

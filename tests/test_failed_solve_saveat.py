@@ -5,8 +5,7 @@ SciML's solutions do.  Before, the solution ended at the last ``saveat`` time re
 and everything computed after it (up to 0.1 of a 2.0 span below) was dropped.
 
 Model: ``u' = u^2``, ``u(0) = 1``, which blows up at ``t = 1``; the span is [0, 2].
-(SDE paths with ``saveat`` still end at the last ``saveat`` time: that needs a spare
-row in ``kernels/cpu/sde.integrate_path``, a kernel change left for a batch.)"""
+(SDE paths: ``tests/test_sde_failed_saveat.py``, forty-eighth session.)"""
 import numpy as np
 import pytest
 

@@ -30,32 +30,110 @@ def _fast_numba_blas_probe():
 _fast_numba_blas_probe()
 
 
-def _kernels_digest():
-    """SHA-256 of every kernel source file (kernels/**/*.py), computed once per process."""
+_IMPORT_FROM = None
+
+
+def _kernel_imports(root, path, text):
+    """The kernel source files (under ``root``, the ``kernels`` package) that the module at
+    ``path`` with source ``text`` imports anywhere: relative imports (``from .erk import
+    ...``, ``from . import stencil``) and absolute ``jitsolve.kernels...`` ones.  A
+    regular expression, not :mod:`ast`: 25 ms for every kernel file, not 400 (the stamps
+    are computed on a process's first cached load)."""
+    import os
+    import re
+    global _IMPORT_FROM
+    if _IMPORT_FROM is None:
+        _IMPORT_FROM = (re.compile(r"^[ \t]*from[ \t]+(\.+|[\w.]+)([\w.]*)[ \t]+import[ \t]+"
+                                   r"(\([^)]*\)|[^\n]*)", re.M),
+                        re.compile(r"^[ \t]*import[ \t]+([\w.]+)", re.M))
+    from_re, import_re = _IMPORT_FROM
+    top = os.path.basename(os.path.dirname(root)) + "." + os.path.basename(root)
+
+    def module_file(base, dotted):
+        stem = os.path.join(base, *dotted.split(".")) if dotted else base
+        for cand in (stem + ".py", os.path.join(stem, "__init__.py")):
+            if os.path.isfile(cand):
+                return os.path.normpath(cand)
+        return None
+
+    found = set()
+    for dots, mod, names in from_re.findall(text):
+        if dots.startswith("."):
+            base = os.path.dirname(path)
+            for _ in range(len(dots) - 1):
+                base = os.path.dirname(base)
+        elif (dots + ".").startswith(top + "."):
+            base, mod = root, dots[len(top) + 1:]
+        else:
+            continue
+        found.add(module_file(base, mod))
+        for name in re.findall(r"\w+", names.split("#")[0] if "(" not in names else names):
+            found.add(module_file(base, (mod + "." if mod else "") + name))   # submodules
+    for mod in import_re.findall(text):
+        if (mod + ".").startswith(top + "."):
+            found.add(module_file(root, mod[len(top) + 1:]))
+    return {f for f in found if f and f.startswith(root + os.sep)}
+
+
+def kernel_stamps(root):
+    """``{file: digest}`` for every kernel source file under ``root``: SHA-256 of the
+    file and of every kernel file it imports, directly or not, plus the package
+    ``__init__`` files' own closures (they install overloads every kernel may use:
+    :mod:`.complexpow`).  A cached kernel is compiled with its callees from other files
+    in line (``stiff_solve`` with the Rosenbrock step), and callees reach a kernel only
+    by import (no kernel takes a dispatcher as an argument), so the closure is what its
+    machine code depends on."""
     import hashlib
     import os
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    h = hashlib.sha256()
-    for d, _, files in sorted(os.walk(root)):
-        for name in sorted(files):
-            if name.endswith(".py"):
-                with open(os.path.join(d, name), "rb") as fh:
-                    h.update(name.encode() + fh.read())
-    return root, h.hexdigest()
+    files = []
+    for d, _, names in sorted(os.walk(root)):
+        files += [os.path.normpath(os.path.join(d, n)) for n in sorted(names) if n.endswith(".py")]
+    content = {}
+    for f in files:
+        with open(f, "rb") as fh:
+            content[f] = fh.read()
+    deps = {f: _kernel_imports(root, f, content[f].decode("utf-8")) for f in files}
+    inits = [f for f in files if os.path.basename(f) == "__init__.py"]
+
+    def closure(start):
+        seen, todo = set(), list(start)
+        while todo:
+            f = todo.pop()
+            if f not in seen:
+                seen.add(f)
+                todo.extend(deps.get(f, ()))
+        return seen
+
+    common = closure(inits)
+    stamps = {}
+    for f in files:
+        h = hashlib.sha256()
+        for g in sorted(closure([f]) | common):
+            h.update(os.path.relpath(g, root).encode() + b"\0" + content[g])
+        stamps[f] = h.hexdigest()
+    return stamps
+
+
+# the stamps in use: {"root", "package", "stamps", path: file stamp}, filled on the first
+# cached load (tests/test_kernel_stamps.py puts an edited tree's stamps here)
+_STAMP_STATE = {}
 
 
 def _cache_keys_cover_callees():
-    """Make Numba's disk cache of every kernel depend on *all* kernel sources, by content.
+    """Make Numba's disk cache of every kernel depend on its callees' sources, by content.
 
     Numba keys a cached function on its own file only; a loop compiled with an inlined
     step function from another file (``stiff_solve`` calling ``rosenbrock.py``) would be
-    reloaded stale after that file changed, and could crash.  The source stamp of the
-    functions defined here is the digest of every kernel file, so any change to any
-    kernel recompiles them all once.  Files elsewhere in the package (and beside it, in a
-    checkout: tests/, perf/) are stamped with their own content's digest.  Numba's stamp
-    is the file's modification time and size: a fresh clone or a fresh install (CI) has
-    new times, so nothing cached was ever reused between CI runs; content stamps are
-    reused wherever the sources (and their installed path) are the same.
+    reloaded stale after that file changed, and could crash.  The source stamp of a
+    kernel file is the digest of it and every kernel file it imports, directly or not
+    (:func:`kernel_stamps`): an edit of ``sde.py`` recompiles the kernels whose files
+    import it, not the stencils (one digest of all kernel files made every kernel edit
+    cost a cold test run, 16-23 min: perf/RESULTS.md).  Files elsewhere in the package
+    (and beside it, in a checkout: tests/, perf/) are stamped with their own content's
+    digest.  Numba's stamp is the file's modification time and size: a fresh clone or a
+    fresh install (CI) has new times, so nothing cached was ever reused between CI runs;
+    content stamps are reused wherever the sources (and their installed path) are the
+    same.
     """
     import os
     try:
@@ -66,15 +144,19 @@ def _cache_keys_cover_callees():
     if mixin is None or getattr(mixin, "_jitsolve_patched", False):
         return
     original = mixin.get_source_stamp
-    state = {}
+    state = _STAMP_STATE
 
     def get_source_stamp(self):
-        path = os.path.abspath(getattr(self, "_py_file", "") or "")
-        if "digest" not in state:
-            state["root"], state["digest"] = _kernels_digest()
+        path = os.path.normpath(os.path.abspath(getattr(self, "_py_file", "") or ""))
+        if "stamps" not in state:
+            state["root"] = os.path.normpath(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))))
             state["package"] = os.path.dirname(state["root"])
+            state["stamps"] = kernel_stamps(state["root"])
         if path.startswith(state["root"] + os.sep):
-            return ("kernels", state["digest"])
+            digest = state["stamps"].get(path)
+            if digest is not None:
+                return ("kernels", digest)
         if path.startswith(state["package"] + os.sep) and os.path.isfile(path):
             hit = state.get(path)
             if hit is None:

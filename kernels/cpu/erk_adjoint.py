@@ -605,7 +605,9 @@ def erk_schedule(rhs, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_after, 
     in one compiled call: rows ``(0, i0, i1)`` advance, ``(1, i, _)`` reverse step ``i``,
     ``(2, i, _)`` snapshot, ``(3, i, _)`` restore snapshot ``i`` (dropping those above);
     ``dsave`` as in :func:`reverse_steps`.
-    At most ``C + 1`` states are held (the initial one and ``C``), plus the current one."""
+    At most ``C`` snapshots are held, the initial state among them (``C`` from
+    ``jitsolve.adjoint.checkpoint.snapshot_slots``; two spare rows), plus the current
+    state."""
     n = u0.size
     snaps = np.empty((C + 2, n))
     keys = np.empty(C + 2, np.int64)

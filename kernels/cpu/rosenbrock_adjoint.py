@@ -377,8 +377,9 @@ def ros_schedule(rhs, jd, vj, tab, u0, steps_t, steps_h, ops, C, gsave, save_aft
                  wk):
     """Run a recorded checkpointing schedule in one compiled call: ``ops`` rows
     ``(0, i0, i1)`` advance, ``(1, i, _)`` reverse step ``i``, ``(2, i, _)`` take a snapshot,
-    ``(3, i, _)`` restore snapshot ``i`` (dropping those above); at most ``C + 1``
-    snapshots (the initial state and ``C``) are held."""
+    ``(3, i, _)`` restore snapshot ``i`` (dropping those above); at most ``C`` snapshots
+    are held, the initial state among them (``C`` from
+    ``jitsolve.adjoint.checkpoint.snapshot_slots``; two spare rows)."""
     n = u0.size
     snaps = np.empty((C + 2, n))
     keys = np.empty(C + 2, np.int64)

@@ -444,12 +444,13 @@ def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs,
     ``ggprime`` when ``has_cs == 2`` (then ``gc`` is its complex twin, evaluated at real
     arguments), else comes from complex-step differentiation of g (exact to rounding)
     when g compiles for complex states (diagonal: d g_i / d u_i, one evaluation per
-    component; scalar: the directional derivative J_g g in one evaluation), else from
-    the derivative-free Runge-Kutta form (g(u + f h + g sqrt h) - g(u)) / sqrt h
-    (Kloeden & Platen 11.1)."""
+    component; scalar: the directional derivative J_g g in one evaluation), else from a
+    central difference along g, (g(u + e g) - g(u - e g)) / (2 e), two evaluations (the
+    one-sided derivative-free form of Kloeden & Platen 11.1, (g(u + f h + g sqrt h) -
+    g(u)) / sqrt h, errs by O(sqrt h), which the Stratonovich dW^2 turns into strong
+    order 1/2)."""
     n = u.size
     ha = abs(hs)
-    sq = np.sqrt(ha)
     F0 = wk[0]
     G0 = wk[1]
     D = wk[2]
@@ -483,11 +484,27 @@ def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs,
             for i in range(n):
                 D[i] = gcv[i].imag / eps
     else:
+        # central difference along g: (g(u + e g) - g(u - e g)) / (2 e), e max|g| =
+        # 6e-6 (1 + max|u|) (truncation and rounding both near 1e-11 relative)
+        gmax = 0.0
+        umax = 0.0
         for i in range(n):
-            ub[i] = u[i] + hs * F0[i] + G0[i] * sq
-        gv(G1, ub, p, t)
-        for i in range(n):
-            D[i] = (G1[i] - G0[i]) / sq if sq > 0.0 else 0.0
+            gmax = max(gmax, abs(G0[i]))
+            umax = max(umax, abs(u[i]))
+        if gmax > 0.0 and np.isfinite(gmax) and np.isfinite(umax):
+            e = 6e-6 * (1.0 + umax) / gmax
+            G2 = wk[5]
+            for i in range(n):
+                ub[i] = u[i] + e * G0[i]
+            gv(G1, ub, p, t)
+            for i in range(n):
+                ub[i] = u[i] - e * G0[i]
+            gv(G2, ub, p, t)
+            for i in range(n):
+                D[i] = (G1[i] - G2[i]) / (2.0 * e)
+        else:
+            for i in range(n):
+                D[i] = 0.0 if gmax == 0.0 else np.nan
     for i in range(n):
         w = dW[i] if noise == DIAGONAL else dW[0]
         corr = w * w if strat else w * w - ha
@@ -672,7 +689,9 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
     """Integrate one path from t0 to t1; the whole loop in one compiled call.
 
     Saves every step (``save_every``) or at the normalised times ``xs``; writes
-    stats = [nsaved, retcode, nf, ng, naccept, nreject].  Returns nothing."""
+    stats = [nsaved, retcode, nf, ng, naccept, nreject].  A failed path with save times
+    and a spare row (``out_t.size > xs.size``) writes the state it stopped at there, when
+    that is past the last save.  Returns nothing."""
     n = u0.size
     t0 = fpar[0]
     t1 = fpar[1]
@@ -862,7 +881,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
         elif method == MILSTEIN:
             nf += _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk,
                                  has_cs, strat, eps_cs)
-            ng += 1 + (n if (has_cs == 1 and noise == DIAGONAL) else 1)
+            ng += 1 + (n if (has_cs == 1 and noise == DIAGONAL) else (1 if has_cs else 2))
         elif method == SRI:
             nf += _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err,
                             wk, chi)
@@ -911,6 +930,10 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
             if x < xend:
                 break
             rc = SUCCESS
+    if rc != SUCCESS and not save_every and cap > nsave and (ks == 0 or xs[ks - 1] < x):
+        # a failed path with save times: the state it stopped at, in the spare last row
+        # (single paths allocate one; ensembles keep their fixed save times)
+        _save(cap - 1, x, t0, span, u, Bcur, m, sqT, out_t, out_u, out_W, save_noise)
     stats[0] = nsaved
     stats[1] = rc
     stats[2] = nf

@@ -160,12 +160,13 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
         # points asked for 75 GiB before the loop stopped at maxiters)
         cap = (min(sch.N, maxiters) if not adaptive else min(maxiters, 1 << 14)) + 1
     else:
-        cap = max(sch.xs.size, 1)
+        cap = sch.xs.size + 1       # the last row for the state a failed path stopped at
     a, r = tolerance_array(atol, n), tolerance_array(rtol, n)
     u0 = np.ascontiguousarray(u0, dtype=np.float64)
     p = np.ascontiguousarray(p, dtype=np.float64)
     while True:
         out_t = np.empty(cap)
+        out_t[-1] = np.nan
         out_u = np.empty((cap, n))
         out_W = np.empty((cap, m) if save_noise else (1, 1))
         st = np.zeros(6, dtype=np.int64)
@@ -179,10 +180,16 @@ def solve_path(mod, funcs, u0, p, *, tspan, dt, adaptive, rtol, atol, dtmin, max
     t = out_t[:k].copy() if save_every else sch.ts[:k].copy()
     if save_every and not adaptive and k == sch.N + 1:
         t[-1] = sch.t1                      # t0 + (tree span) xend: t1 up to rounding
+    u = out_u[:k].copy()
     W = out_W[:k].copy() if save_noise else None
+    if not save_every and not np.isnan(out_t[-1]):
+        # failed between save times: end with the state it stopped at (as ODE solves)
+        t = np.append(t, out_t[-1])
+        u = np.concatenate([u, out_u[-1:]])
+        W = np.concatenate([W, out_W[-1:]]) if save_noise else None
     stats = dict(nf=int(st[2]), ng=int(st[3]), naccept=int(st[4]), nreject=int(st[5]))
     rc = int(st[1]) if st[1] != K.FULL else K.MAXITERS
-    return t, out_u[:k].copy(), W, rc, stats
+    return t, u, W, rc, stats
 
 
 def _save_times(sch, save_every):
