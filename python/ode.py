@@ -297,7 +297,7 @@ def ode_solution(prob, alg, raw, tab_bth=None):
     shape = prob.u0.shape
     st = raw["stats"]
     stats = SolverStats(nf=int(st[0]), njac=int(st[1]), nsolve=int(st[2]), naccept=int(st[3]),
-                        nreject=int(st[4]))
+                        nreject=int(st[4]), nliniter=int(st[5]) if len(st) > 5 else 0)
     interp = None
     if raw.get("dense_k") is not None and tab_bth is not None and raw["steps_t"].size:
         interp = DenseInterpolant(raw["steps_t"], raw["steps_h"], raw["dense_u"],

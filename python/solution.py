@@ -19,7 +19,9 @@ __all__ = ["SolverStats", "ODESolution", "SDESolution", "LinearSolution", "Ensem
 @dataclass
 class SolverStats:
     """Work counters of a solve: right-hand-side and Jacobian evaluations, linear solves,
-    accepted and rejected steps.
+    accepted and rejected steps, and the iterations of iterative linear solves
+    (``nliniter``: GMRES iterations of the Newton-Krylov path, each one product with the
+    operator, as PETSc's ``TSGetKSPIterations``; 0 where the systems are solved by LU).
 
     Examples
     --------
@@ -28,7 +30,7 @@ class SolverStats:
     ...     du[0] = -p[0] * u[0]
     >>> prob = js.ODEProblem(decay, np.array([1.0]), (0.0, 1.0), p=np.array([2.0]))
     >>> js.solve(prob, js.Euler(), dt=0.25).stats
-    SolverStats(nf=4, njac=0, nsolve=0, naccept=4, nreject=0)
+    SolverStats(nf=4, njac=0, nsolve=0, naccept=4, nreject=0, nliniter=0)
     >>> js.SolverStats(nf=3).asdict()["nf"]
     3
     """
@@ -38,6 +40,7 @@ class SolverStats:
     nsolve: int = 0
     naccept: int = 0
     nreject: int = 0
+    nliniter: int = 0
 
     def asdict(self):
         return asdict(self)
@@ -645,9 +648,9 @@ class EnsembleSolution(AbstractSolution):
     code; ``retcodes`` lists them all, ``successful_mask`` marks the successful ones
     (``sol.u[sol.successful_mask]``).  ``retcodes`` may be given as ReturnCode members,
     their names, or an array of names.  ``stats``: the work, per trajectory (an (N, 5)
-    array of ``SolverStats`` fields, ODE ensembles) or summed (a ``SolverStats``, SDE
-    ensembles), or None; ``W`` (N, nt, nbrownian): the Brownian paths of an SDE ensemble
-    solved with ``save_noise=True``, else None.
+    array of the first five ``SolverStats`` fields, ODE ensembles) or summed (a
+    ``SolverStats``, SDE ensembles), or None; ``W`` (N, nt, nbrownian): the Brownian
+    paths of an SDE ensemble solved with ``save_noise=True``, else None.
 
     Examples
     --------
@@ -768,9 +771,9 @@ class EnsembleSolution(AbstractSolution):
         stats = _stats_checked(attrs)
         if "stats" in arrays:
             stats = _field(arrays, "stats", ndim=2, kinds="iu", what="integer counts")
-            nst = len(SolverStats().asdict())
-            if stats.shape != (N, nst):
-                raise CorruptField("stats", f"has shape {stats.shape}, expected ({N}, "
+            nst = len(SolverStats().asdict())       # the ensemble kernels count the first 5
+            if stats.shape[0] != N or not 5 <= stats.shape[1] <= nst:
+                raise CorruptField("stats", f"has shape {stats.shape}, expected ({N}, 5 to "
                                    f"{nst}): a row of counters for each trajectory")
             if stats.size and stats.min() < 0:
                 raise CorruptField("stats", "holds a negative count")

@@ -20,8 +20,8 @@ from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProbl
                        SplitODEProblem, remake)
 from .retcodes import ReturnCode
 from .user_exceptions import WatchUserExceptions
-from .validate import (check_dtmin, check_finite, check_positive_float, check_positive_int,
-                       check_seed, check_tolerances, check_trajectories)
+from .validate import (check_dt, check_dtmin, check_finite, check_positive_float,
+                       check_positive_int, check_seed, check_tolerances, check_trajectories)
 
 __all__ = ["solve", "register", "registered", "BACKENDS"]
 
@@ -184,7 +184,7 @@ def _check_de_options(prob, o):
     n = prob.u0.size
     o["rtol"], o["atol"] = check_tolerances(o["rtol"], o["atol"], n,
                                             shape=prob.u0.shape)
-    o["dt"] = check_positive_float(o["dt"], "dt", allow_none=True)
+    o["dt"] = check_dt(o["dt"], prob.tspan)
     o["dtmin"] = check_positive_float(o["dtmin"], "dtmin", allow_none=True)
     check_dtmin(o["dtmin"], prob.tspan)
     o["maxiters"] = check_positive_int(o["maxiters"], "maxiters")
@@ -217,7 +217,9 @@ def solve(prob, alg, **kwargs):
     ``callback`` of an ODE solve is a ``js.ContinuousCallback``, a ``js.DiscreteCallback``
     or a list of them.  ``rtol`` and ``atol`` of an ODE/SDE solve are numbers or
     per-component arrays (as SciML's ``reltol``/``abstol``): the step control's weighted
-    RMS norm divides component ``i`` by ``atol_i + rtol_i |u_i|``.
+    RMS norm divides component ``i`` by ``atol_i + rtol_i |u_i|``.  ``dt`` is the step
+    (the first one when ``adaptive``); on a backward span (``t1 < t0``) it may carry the
+    direction's sign, as SciML's does (``dt=-0.1`` and ``dt=0.1`` give the same solve).
 
     ``progress=True`` prints the iterations of a linear solve (every 10th), and one line
     as an ODE/SDE solve or ensemble starts and one as it ends (retcode, the time
@@ -228,9 +230,9 @@ def solve(prob, alg, **kwargs):
     :class:`jitsolve.errors.InvalidProblemError` naming it.  A numerical failure
     returns a solution whose ``retcode`` says so, holding what was computed: an ODE
     solution then ends at the state the solve stopped at (with ``saveat``: the times
-    reached, then the failure's time, which is no ``saveat`` time).  An SDE path with
-    ``saveat`` still ends at the last ``saveat`` time reached (its kernel keeps no
-    spare row yet).
+    reached, then the failure's time, which is no ``saveat`` time), and so does an SDE
+    path; ensembles keep their fixed save times (a failed trajectory's rows after its
+    failure are NaN).
 
     Raises
     ------

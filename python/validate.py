@@ -243,6 +243,23 @@ def check_positive_float(x, name, *, allow_none=False):
     return v
 
 
+def check_dt(dt, tspan):
+    """The step ``dt`` as a magnitude (or None): a finite number > 0, or < 0 where
+    ``tspan`` runs backward (``t1 < t0``), as SciML's signed ``dt``; a negative ``dt`` on
+    a forward span is refused, naming the direction."""
+    if dt is None:
+        return None
+    v = _as_real(dt, "dt")
+    if v < 0 and tspan is not None and float(tspan[1]) < float(tspan[0]):
+        return -v
+    if v < 0:
+        raise InvalidProblemError(f"dt: {v} is negative but tspan runs forward "
+                                  f"({tspan[0]} to {tspan[1]}); pass a positive dt")
+    if v == 0:
+        raise InvalidProblemError(f"dt: must be nonzero, got {v}")
+    return v
+
+
 def check_nonnegative_float(x, name):
     """A finite number >= 0."""
     v = _as_real(x, name)

@@ -132,3 +132,31 @@ def test_gradient_refusals_name_a_working_alternative():
     v, gr = js.gradient(prob, js.Kvaerno5(dense_max=20), loss, **kw)
     assert abs(v - vd) < 1e-8 * abs(vd)
     np.testing.assert_allclose(gr["p"], gd["p"], rtol=1e-7)
+
+
+def test_stats_count_the_gmres_iterations(monkeypatch):
+    """``sol.stats.nliniter`` (forty-eighth session) is the sum of the GMRES iterations
+    of the Newton-Krylov path's linear solves (counted here by wrapping its GMRES), and 0
+    on the dense path (LU solves)."""
+    import jitsolve.solvers.ode.esdirk as esdirk
+    g, u0 = _grid()
+    D = js.Diffusion(g, 0.05)
+    prob = js.SplitODEProblem(D, fkpp, u0, (0.0, T), np.array([2.0]))
+    seen = {"solves": 0, "iters": 0}
+    real = esdirk.gmres
+
+    def counting(*a, **k):
+        res = real(*a, **k)
+        seen["solves"] += 1
+        seen["iters"] += res.iters
+        return res
+
+    monkeypatch.setattr(esdirk, "gmres", counting)
+    for Alg in (js.KenCarp4, js.ImplicitEuler):
+        seen.update(solves=0, iters=0)
+        nk = js.solve(prob, Alg(dense_max=20), rtol=1e-6, atol=1e-6)
+        assert nk.stats.nsolve == seen["solves"] > 0
+        assert nk.stats.nliniter == seen["iters"] > nk.stats.nsolve
+    monkeypatch.setattr(esdirk, "gmres", real)
+    de = js.solve(prob, js.KenCarp4(), rtol=1e-6, atol=1e-6)
+    assert de.stats.nsolve > 0 and de.stats.nliniter == 0

@@ -120,7 +120,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
     stops = make_stops(t0, t1, tstops, savet)
     tdir = 1.0 if t1 >= t0 else -1.0
     beta1, beta2, safety, qmin, qmax = 0.7 / q, 0.4 / q, 0.9, 0.2, 10.0
-    stats = np.zeros(5, np.int64)
+    stats = np.zeros(6, np.int64)   # nf njac nsolve naccept nreject nliniter
     ts, us, steps_t, steps_h = [], [], [], []
     isave = 0
     if every or (savet.size and savet[0] == t0):
@@ -207,6 +207,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
                 r = base + hg * tmp - z
                 res = gmres(wmat, r, rtol=lin_rtol, maxiter=lin_maxiter, precond=pc_for(hg))
                 stats[2] += 1
+                stats[5] += res.iters
                 d = res.x
                 z = z + d
                 dn = _wnorm(d, u, at, rt)
@@ -256,9 +257,10 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         if adaptive:
             if kind == 3:
                 e = 0.5 * h * (Ksum[0] - fe0 - fi0)
-                err = gmres(wmat, e, rtol=lin_rtol, maxiter=lin_maxiter,
-                            precond=pc_for(hg)).x
+                res = gmres(wmat, e, rtol=lin_rtol, maxiter=lin_maxiter, precond=pc_for(hg))
+                err = res.x
                 stats[2] += 1
+                stats[5] += res.iters
             else:
                 err = h * lincomb(BERR, Ksum)
             sc = at + rt * np.maximum(np.abs(u), np.abs(unew))
