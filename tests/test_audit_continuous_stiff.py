@@ -126,9 +126,9 @@ LIN_BOUND = {
     ("Rodas5P", "forward"): (1e-10, 1e-11),
     ("Rosenbrock23", "interpolating"): (2e-6, 1e-6), ("Rosenbrock23", "quadrature"): (2e-6, 1e-6),
     ("Rosenbrock23", "forward"): (1e-6, 2e-6),
-    ("KenCarp4", "interpolating"): (2e-8, 2e-10), ("KenCarp4", "quadrature"): (1e-6, 2e-10),
+    ("KenCarp4", "interpolating"): (2e-8, 2e-10), ("KenCarp4", "quadrature"): (2e-8, 2e-10),
     ("KenCarp4", "forward"): (2e-8, 3e-9),
-    ("Kvaerno5", "interpolating"): (5e-9, 1e-10), ("Kvaerno5", "quadrature"): (3e-6, 1e-10),
+    ("Kvaerno5", "interpolating"): (5e-9, 1e-10), ("Kvaerno5", "quadrature"): (5e-9, 1e-10),
     ("Kvaerno5", "forward"): (5e-9, 2e-10),
     ("ImplicitEuler", "interpolating"): (5e-3, 1e-3), ("ImplicitEuler", "quadrature"): (5e-3, 1e-3),
     ("ImplicitEuler", "forward"): (2e-3, 2e-3),
@@ -151,14 +151,16 @@ def test_stiff_linear_system_exact_gradient(linear_case, aname, sname):
 @pytest.mark.parametrize("aname,sname,band", [
     ("Rodas5P", "interpolating", (0.4, 1.2)), ("Rosenbrock23", "forward", (0.45, 1.0)),
     ("Rosenbrock23", "interpolating", (0.45, 1.0)), ("KenCarp4", "interpolating", (0.6, 1.8)),
-    ("Kvaerno5", "interpolating", (0.6, 1.5)), ("Kvaerno5", "quadrature", (0.3, 0.8)),
+    ("Kvaerno5", "interpolating", (0.6, 1.5)), ("Kvaerno5", "quadrature", (0.6, 1.5)),
+    ("KenCarp4", "quadrature", (0.6, 1.8)),
 ])
 def test_gradient_error_falls_with_the_tolerance(linear_case, aname, sname, band):
     """Error in dL/dp against the exact gradient at rtol = 1e-6, 1e-8, 1e-10 (atol =
     rtol / 100): it falls at each step and its slope (decades of error per decade of
-    tolerance) lies in ``band``.  The ESDIRK quadrature adjoint falls only at about half a
-    decade per decade: its parameter integral is outside the error control and sums the
-    stage values (stage order 2) of a stiff adjoint."""
+    tolerance) lies in ``band``.  The ESDIRK quadrature adjoint fell only at about half a
+    decade per decade while its parameter integral was outside the error control (it sums
+    the stage values, stage order 2, of a stiff adjoint; 3.3e-7 at rtol 1e-8 for
+    Kvaerno5): since the forty-eighth session the ESDIRK methods control it."""
     prob, loss, _, gex = linear_case
     errs = []
     for rt in (1e-6, 1e-8, 1e-10):
@@ -298,8 +300,8 @@ def test_robertson_conservation(aname, sname):
     v, g = js.gradient(prob, ALGS[aname], loss, wrt=("p", "u0"), sensealg=SENS[sname],
                        rtol=1e-8, atol=1e-12)
     assert v == pytest.approx(w.sum(), rel=1e-12)
-    # ESDIRK quadrature: the parameter integral outside the error control (see above)
-    bound = 1e-7 if (sname == "quadrature" and aname in ("KenCarp4", "Kvaerno5")) else 1e-10
+    # (ESDIRK quadrature needed 1e-7 while its parameter integral was uncontrolled)
+    bound = 1e-10
     assert np.max(np.abs(g["u0"] - w.sum())) < bound * 10
     assert np.max(np.abs(g["p"] * p)) < bound      # dimensionless: dL/dlog p
 
