@@ -54,17 +54,16 @@ def _closures(root):
     files = sorted(str(p.resolve()) for p in root.rglob("*.py"))
     deps = {f: _ast_imports(root, pathlib.Path(f)) for f in files}
 
-    def closure(start):
-        seen, todo = set(), list(start)
-        while todo:
-            f = todo.pop()
-            if f not in seen:
-                seen.add(f)
-                todo.extend(deps[f])
-        return seen
-
-    common = closure([f for f in files if f.endswith("__init__.py")])
-    return {f: closure([f]) | common for f in files}
+    reach = {f: {f} | deps[f] for f in files}
+    changed = True
+    while changed:                    # transitive closure by fixed-point iteration
+        changed = False
+        for f in files:
+            grown = set().union(*(reach[g] for g in reach[f]))
+            if grown != reach[f]:
+                reach[f], changed = grown, True
+    common = set().union(*(reach[f] for f in files if f.endswith("__init__.py")))
+    return {f: reach[f] | common for f in files}
 
 
 def test_import_scan_agrees_with_the_syntax_tree():
