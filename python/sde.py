@@ -114,10 +114,13 @@ class Milstein(_SDEMethod):
     complex128 twin at real arguments; the discrete adjoint needs it), else it is
     computed by complex-step differentiation of ``g`` (exact to rounding; ``g`` must then
     also compile for complex128 states and parameters), or, when ``g`` does not compile
-    for complex numbers, by a central difference along ``g``, ``(g(u + e g) - g(u - e
-    g)) / (2 e)`` with ``e max|g| = 6e-6 (1 + max|u|)`` (truncation and rounding both
-    near 1e-11 relative; two more evaluations of ``g`` per step), which assumes ``g_i``
-    depends on ``u_i`` only for diagonal noise.  (Kloeden & Platen's one-sided
+    for complex numbers, by central differences (two more evaluations of ``g`` per step):
+    diagonal noise ``g_i (g_i(u + d) - g_i(u - d)) / (2 d_i)``, which assumes ``g_i``
+    depends on ``u_i`` only, scalar noise ``(g(u + e g) - g(u - e g)) / (2 e)`` (the
+    directional derivative), with steps ``d_i = 6e-6 max(|u_i|, atol_i)`` and ``e |g_j|
+    <= d_j`` (truncation and rounding both near 1e-11 relative where ``g`` varies on
+    the scale of ``u``; ``atol`` sets the scale of a component near 0: a state of 1e-5
+    with ``atol=1e-6`` keeps 1e-11).  (Kloeden & Platen's one-sided
     derivative-free form ``(g(u + f h + g sqrt h) - g(u)) / sqrt h`` errs by O(sqrt h),
     which the Stratonovich ``dW^2``, of mean ``h``, turns into strong order 1/2.)
 
@@ -630,7 +633,9 @@ _COSTS = {
     EulerHeun: "Per step and path: 2 evaluations of f and of g (predictor and corrector), "
                "one Brownian increment.  Adjoint: 4 VJPs per step.",
     Milstein: "Per step and path: 1 evaluation of f and g and of g'g (the user's ``ggprime``, "
-              "else a complex-step derivative of g: n more g evaluations), one increment.",
+              "else a complex-step derivative of g: n more g evaluations for diagonal "
+              "noise, 1 for scalar noise; 2 for the central difference when g does not "
+              "compile for complex numbers), one increment.",
     SRIW1: "Per step and path: 4 f and 4 g evaluations (Rößler's SRI stages), one increment "
            "and one space-time Lévy area from the Brownian tree, plus the embedded error "
            "estimate; rejected steps re-use the tree (Brownian bridge).",

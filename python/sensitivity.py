@@ -353,7 +353,8 @@ class BacksolveAdjoint(_ContinuousAdjoint):
 
 class QuadratureAdjoint(_ContinuousAdjoint):
     """Interpolating adjoint whose parameter integral ``mu = int J_p^T lam dt`` is a
-    quadrature at the stage points, left out of the step-size control.
+    quadrature at the stage points, left out of the step-size control (kept in it with
+    the ESDIRK methods: see Cost).
 
     References
     ----------
@@ -895,7 +896,10 @@ def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
     def J(pr):
         s = solve(pr, alg, saveat=t_data, **solve_kw)
         if not s.successful:
-            raise SolveFailedError(f"gradient: a finite-difference solve ended with {s.retcode}")
+            raise SolveFailedError(f"gradient: a finite-difference solve ended with "
+                                   f"{s.retcode.value} at t = {s.t[-1]:.6g}"
+                                   if len(s.t) else f"gradient: a finite-difference solve "
+                                   f"ended with {s.retcode.value}")
         return loss.value(s.u)
     val = J(prob)
     out = {}

@@ -647,8 +647,9 @@ class EnsembleSolution(AbstractSolution):
     ``retcode`` is ``Success`` when every trajectory succeeded, else the first failure's
     code; ``retcodes`` lists them all, ``successful_mask`` marks the successful ones
     (``sol.u[sol.successful_mask]``).  ``retcodes`` may be given as ReturnCode members,
-    their names, or an array of names.  ``stats``: the work, per trajectory (an (N, 5)
-    array of the first five ``SolverStats`` fields, ODE ensembles) or summed (a
+    their names, or an array of names.  ``stats``: the work, per trajectory (an (N, 6)
+    array of the ``SolverStats`` fields, ODE ensembles; fewer columns are padded with
+    zeros) or summed (a
     ``SolverStats``, SDE ensembles), or None; ``W`` (N, nt, nbrownian): the Brownian
     paths of an SDE ensemble solved with ``save_noise=True``, else None.
 
@@ -676,6 +677,11 @@ class EnsembleSolution(AbstractSolution):
                                       f"for u of shape {self.u.shape}")
         self._retcodes = None
         self.alg = str(alg)
+        nst = len(SolverStats.__dataclass_fields__)
+        if isinstance(stats, np.ndarray) and stats.ndim == 2 and stats.shape[1] < nst:
+            # the ensemble kernels count the first five fields; a column per field always
+            stats = np.concatenate(
+                [stats, np.zeros((stats.shape[0], nst - stats.shape[1]), stats.dtype)], axis=1)
         self.stats = stats
         self.W = W
 

@@ -345,7 +345,7 @@ def _prob_func_trajectories(eprob, N, savet, kinds, solve_one):
     each a solution saved at (a prefix of) the ensemble's times ``savet``.  A trajectory that fails keeps its retcode and its saved prefix (NaN
     after it, in ``u`` and in its Brownian path ``W`` when the solutions carry one).
 
-    Returns ``(u (N, nt, *u0.shape), W (N, nt, m) or None, retcodes, stats (N, 5))``,
+    Returns ``(u (N, nt, *u0.shape), W (N, nt, m) or None, retcodes, stats (N, 6))``,
     ``stats`` the per-trajectory :class:`~jitsolve.solution.SolverStats` fields in order.
     Raises :class:`~jitsolve.errors.InvalidProblemError` naming ``prob_func`` when it
     returns no problem of ``kinds``, or one of another ``u0`` shape or ``tspan``."""

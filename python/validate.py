@@ -251,12 +251,19 @@ def check_dt(dt, tspan):
         return None
     v = _as_real(dt, "dt")
     if v < 0 and tspan is not None and float(tspan[1]) < float(tspan[0]):
-        return -v
+        v = -v
     if v < 0:
         raise InvalidProblemError(f"dt: {v} is negative but tspan runs forward "
                                   f"({tspan[0]} to {tspan[1]}); pass a positive dt")
     if v == 0:
         raise InvalidProblemError(f"dt: must be nonzero, got {v}")
+    if tspan is not None:
+        tm = max(abs(float(tspan[0])), abs(float(tspan[1])))
+        if tm + v == tm:
+            # steps that leave t where it is: a fixed-step solve repeats one state until
+            # maxiters, an adaptive one saves duplicate times
+            raise InvalidProblemError(f"dt: {v:g} does not move t (floats near t = {tm:g} "
+                                      f"are {np.spacing(tm):.3g} apart)")
     return v
 
 

@@ -224,7 +224,7 @@ def test_events_checked(tmp_path, dense_sol):
     (lambda f: _replace("t", f["t"][()][:2])(f),
      r"field 'u' has shape \(2, 3, 1\): 3 saved states a trajectory for the 2 times"),
     (lambda f: _replace("stats", f["stats"][()][:1])(f),
-     r"field 'stats' has shape \(1, 5\), expected \(2, 5 to 6\)"),
+     r"field 'stats' has shape \(1, 6\), expected \(2, 5 to 6\)"),
     (lambda f: _replace("stats", f["stats"][()][:, :2])(f),
      r"field 'stats' has shape \(2, 2\), expected \(2, 5 to 6\)"),
     (lambda f: _replace("stats", -f["stats"][()])(f), "field 'stats' holds a negative"),

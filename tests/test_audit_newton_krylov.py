@@ -160,3 +160,20 @@ def test_stats_count_the_gmres_iterations(monkeypatch):
     monkeypatch.setattr(esdirk, "gmres", real)
     de = js.solve(prob, js.KenCarp4(), rtol=1e-6, atol=1e-6)
     assert de.stats.nsolve > 0 and de.stats.nliniter == 0
+
+
+def test_ensemble_stats_have_a_column_per_field():
+    """Per-trajectory stats of every ODE ensemble path have the six SolverStats columns
+    (the compiled kernels count five: nliniter is 0 there), so trajectories' stats and
+    HDF5 files look alike whichever path ran."""
+    g, u0 = _grid()
+    prob = js.SplitODEProblem(js.Diffusion(g, 0.05), fkpp, u0, (0.0, T), np.array([2.0]))
+    nk = js.EnsembleProblem(prob, prob_func=lambda pr, i: js.remake(pr, p=[1.0 + i]))
+    es = js.solve(nk, js.KenCarp4(dense_max=20), trajectories=2, rtol=1e-6, atol=1e-6,
+                  saveat=[T])
+    assert es.stats.shape == (2, 6) and np.all(es.stats[:, 5] > es.stats[:, 2])
+    assert es[1].stats.nliniter == es.stats[1, 5]
+    small = js.EnsembleProblem(js.ODEProblem(fkpp, np.array([0.2, 0.4]), (0.0, 1.0),
+                                             np.array([2.0])), u0s=np.array([[0.1], [0.3]]) * [1, 1])
+    ek = js.solve(small, js.Tsit5(), trajectories=2, saveat=[1.0])
+    assert ek.stats.shape == (2, 6) and np.all(ek.stats[:, 5] == 0) and np.all(ek.stats[:, 3] > 0)

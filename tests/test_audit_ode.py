@@ -88,7 +88,7 @@ def test_prob_func_ensemble_keeps_a_failed_trajectory():
     ep = js.EnsembleProblem(BLOW, prob_func=lambda pr, i: js.remake(pr, p=[ps[i]]))
     ts = np.array([0.0, 0.25, 0.75, 1.0])
     es = js.solve(ep, js.Tsit5(), trajectories=3, saveat=ts, rtol=1e-8, atol=1e-10)
-    assert es.u.shape == (3, 4, 1) and es.stats.shape == (3, 5)
+    assert es.u.shape == (3, 4, 1) and es.stats.shape == (3, 6)
     assert es.retcodes[0] is es.retcodes[2] is js.ReturnCode.Success
     assert not es.retcodes[1].successful and es.retcode is es.retcodes[1]
     np.testing.assert_allclose(es.u[1, :2, 0], 1 / (1 - 2.0 * ts[:2]), rtol=1e-6)
@@ -141,7 +141,7 @@ def test_hdf5_keeps_ensemble_stats_and_noise(tmp_path):
     sde = js.solve(js.EnsembleProblem(js.SDEProblem(zero_drift, unit_noise, np.zeros(1),
                                                     (0.0, 1.0)), u0s=np.zeros((3, 1))),
                    js.EM(), dt=0.125, seed=2, save_noise=True)
-    assert ode.stats.shape == (2, 5) and sde.W.shape == (3, 9, 1) and sde.stats.naccept > 0
+    assert ode.stats.shape == (2, 6) and sde.W.shape == (3, 9, 1) and sde.stats.naccept > 0
     for name, sol in (("o", ode), ("s", sde)):
         sol.to_hdf5(tmp_path / f"{name}.h5")
         back = js.load(tmp_path / f"{name}.h5")

@@ -521,3 +521,39 @@ def test_derivative_free_milstein_is_the_complex_step_one(noise, interp):
     a = js.solve(one, Milstein(), dt=2.0 ** -6, adaptive=False, seed=9)
     b = js.solve(two, Milstein(), dt=2.0 ** -6, adaptive=False, seed=9)
     np.testing.assert_allclose(a.u, b.u, rtol=1e-9, atol=1e-12)
+
+
+def cir_f(du, u, p, t):
+    du[0] = 2.0 * (0.04 - u[0])
+
+
+def cir_g_real(gu, u, p, t):          # sqrt(max(u, 0)): real only
+    gu[0] = 0.3 * np.sqrt(max(u[0], 0.0))
+
+
+def cir_g_cplx(gu, u, p, t):
+    gu[0] = 0.3 * np.sqrt(u[0])
+
+
+@pytest.mark.parametrize("interp", ["ito", "stratonovich"])
+def test_derivative_free_milstein_small_states(interp):
+    """States far below 1 (forty-eighth session's audit): a difference step of 6e-6 (1 +
+    max|u|) moved u = 1e-5 by 6e-6, 7.7e-3 off the complex-step path (3.5e-3
+    Stratonovich), and a GBM at 1e-100 crossed max(u, 0)'s kink (3 % / 31 %).  Steps
+    of 6e-6 max(|u_i|, atol_i) keep the two paths together, and mixed scales in
+    diagonal noise get a step each."""
+    for u0, tol in ((0.04, 1e-9), (1e-3, 1e-8), (1e-5, 1e-7)):
+        a = js.solve(js.SDEProblem(cir_f, cir_g_real, np.array([u0]), (0.0, 0.05),
+                                   interpretation=interp), Milstein(), dt=2.0 ** -12, seed=4)
+        b = js.solve(js.SDEProblem(cir_f, cir_g_cplx, np.array([u0]), (0.0, 0.05),
+                                   interpretation=interp), Milstein(), dt=2.0 ** -12, seed=4)
+        assert a.retcode == b.retcode == js.ReturnCode.Success
+        np.testing.assert_allclose(a.u, b.u, rtol=tol, atol=0)
+    # mixed scales in diagonal noise, and a GBM at 1e-100 whose scale atol declares
+    # (with the default atol=1e-6 the step 6e-12 would cross max(u, 0)'s kink there)
+    for u0, at in ((np.array([1e4, 1e-2]), 1e-6), (np.array([1e-100, 1e-100]), 1e-120)):
+        a = js.solve(js.SDEProblem(g2_f, g2_g_real, u0, (0.0, 1.0), interpretation=interp),
+                     Milstein(), dt=2.0 ** -6, seed=2, atol=at)
+        b = js.solve(js.SDEProblem(g2_f, g2_g, u0, (0.0, 1.0), interpretation=interp),
+                     Milstein(), dt=2.0 ** -6, seed=2, atol=at)
+        np.testing.assert_allclose(a.u, b.u, rtol=1e-8, atol=0)

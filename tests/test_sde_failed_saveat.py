@@ -105,4 +105,7 @@ def test_gradient_names_the_failure_time():
     assert ref.t[-1] == pytest.approx(1.325)
     loss = js.L2Loss(SAVEAT[1:], np.zeros((20, 1)))
     with pytest.raises(js.errors.SolveFailedError, match=r"Unstable at t = 1\.325$"):
+        js.gradient(PROB, js.EM(), loss, wrt="u0", dt=0.025, adaptive=False, seed=3,
+                    sensealg=js.FiniteDifference())
+    with pytest.raises(js.errors.SolveFailedError, match=r"Unstable at t = 1\.325$"):
         js.gradient(PROB, js.EM(), loss, wrt="u0", dt=0.025, adaptive=False, seed=3)

@@ -65,3 +65,16 @@ def test_negative_dt_on_a_forward_span_is_refused(prob, alg):
         js.solve(fwd, alg, dt=-0.1, adaptive=False)
     with pytest.raises(InvalidProblemError, match=r"^dt: must be nonzero"):
         js.solve(prob, alg, dt=0.0, adaptive=False)
+
+
+@pytest.mark.parametrize("prob, alg", [(ODE, js.RK4()), (ODE, js.Tsit5()), (SDE, js.EM())],
+                         ids=["RK4", "Tsit5", "EM"])
+def test_a_dt_that_does_not_move_t_is_refused(prob, alg):
+    """A step below the spacing of floats near the span's ends left t in place (the
+    forty-eighth session's audit): RK4 repeated one state until maxiters, Tsit5 saved
+    duplicate times.  Refused, either sign."""
+    for dt in (1e-300, -1e-300, 1e-17, -1e-17):
+        with pytest.raises(InvalidProblemError, match=r"^dt: .* does not move t \(floats "
+                                                      r"near t = 1 are 2\.22e-16 apart\)"):
+            js.solve(prob, alg, dt=dt, adaptive=isinstance(alg, js.Tsit5), maxiters=100)
+    assert js.solve(prob, alg, dt=-1e-3, adaptive=False, maxiters=2000).t.size == 1001

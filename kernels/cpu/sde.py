@@ -438,17 +438,28 @@ def _step_heun(f, gv, gm, noise, u, p, t, hs, dW, unew, wk, gk):
     return 2
 
 
+@njit(cache=False, inline="always")
+def _fd_step(u, atol):
+    """The central-difference step for a state component: ``6e-6 max(|u|, atol)``, or
+    ``6e-6`` when both are 0."""
+    sc = max(abs(u), atol)
+    return 6e-6 * (sc if sc > 0.0 else 1.0)
+
+
 @njit(cache=False)
-def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs, strat, eps):
+def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs, strat, eps,
+                   atol):
     """Milstein for diagonal and scalar noise.  The g'g term is the user's Milstein term
     ``ggprime`` when ``has_cs == 2`` (then ``gc`` is its complex twin, evaluated at real
     arguments), else comes from complex-step differentiation of g (exact to rounding)
     when g compiles for complex states (diagonal: d g_i / d u_i, one evaluation per
-    component; scalar: the directional derivative J_g g in one evaluation), else from a
-    central difference along g, (g(u + e g) - g(u - e g)) / (2 e), two evaluations (the
+    component; scalar: the directional derivative J_g g in one evaluation), else from
+    central differences, two evaluations: diagonal noise ``g_i (g_i(u + d) - g_i(u -
+    d)) / (2 d_i)``, scalar noise ``(g(u + e g) - g(u - e g)) / (2 e)``, the steps
+    ``d_i = 6e-6 max(|u_i|, atol_i)`` (:func:`_fd_step`) and ``e |g_j| <= d_j``.  (The
     one-sided derivative-free form of Kloeden & Platen 11.1, (g(u + f h + g sqrt h) -
     g(u)) / sqrt h, errs by O(sqrt h), which the Stratonovich dW^2 turns into strong
-    order 1/2)."""
+    order 1/2.)"""
     n = u.size
     ha = abs(hs)
     F0 = wk[0]
@@ -484,27 +495,47 @@ def _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk, has_cs,
             for i in range(n):
                 D[i] = gcv[i].imag / eps
     else:
-        # central difference along g: (g(u + e g) - g(u - e g)) / (2 e), e max|g| =
-        # 6e-6 (1 + max|u|) (truncation and rounding both near 1e-11 relative)
-        gmax = 0.0
-        umax = 0.0
+        # central differences, steps of 6e-6 of each component's scale max(|u_i|,
+        # atol_i) (truncation and rounding both near 1e-11 relative where g varies on
+        # that scale; a scale of 1 made states far below 1 cross zero: 8e-3 off at 1e-5)
+        G2 = wk[5]
+        finite = True
         for i in range(n):
-            gmax = max(gmax, abs(G0[i]))
-            umax = max(umax, abs(u[i]))
-        if gmax > 0.0 and np.isfinite(gmax) and np.isfinite(umax):
-            e = 6e-6 * (1.0 + umax) / gmax
-            G2 = wk[5]
+            if not (np.isfinite(u[i]) and np.isfinite(G0[i])):
+                finite = False
+        if not finite:
             for i in range(n):
-                ub[i] = u[i] + e * G0[i]
+                D[i] = np.nan
+        elif noise == DIAGONAL:
+            # each u_i moved by +-d_i at once (g_i depends on u_i only):
+            # g_i g_i' = g_i (g_i(u + d) - g_i(u - d)) / (2 d_i)
+            for i in range(n):
+                ub[i] = u[i] + _fd_step(u[i], atol[i])
             gv(G1, ub, p, t)
             for i in range(n):
-                ub[i] = u[i] - e * G0[i]
+                ub[i] = u[i] - _fd_step(u[i], atol[i])
             gv(G2, ub, p, t)
             for i in range(n):
-                D[i] = (G1[i] - G2[i]) / (2.0 * e)
+                d = _fd_step(u[i], atol[i])
+                D[i] = G0[i] * ((G1[i] - G2[i]) / (2.0 * d)) if G0[i] != 0.0 else 0.0
         else:
-            for i in range(n):
-                D[i] = 0.0 if gmax == 0.0 else np.nan
+            # along g: (g(u + e g) - g(u - e g)) / (2 e) = J_g g, e |g_j| <= d_j for all j
+            e = np.inf
+            for j in range(n):
+                if G0[j] != 0.0:
+                    e = min(e, _fd_step(u[j], atol[j]) / abs(G0[j]))
+            if e == np.inf:
+                for i in range(n):
+                    D[i] = 0.0
+            else:
+                for i in range(n):
+                    ub[i] = u[i] + e * G0[i]
+                gv(G1, ub, p, t)
+                for i in range(n):
+                    ub[i] = u[i] - e * G0[i]
+                gv(G2, ub, p, t)
+                for i in range(n):
+                    D[i] = (G1[i] - G2[i]) / (2.0 * e)
     for i in range(n):
         w = dW[i] if noise == DIAGONAL else dW[0]
         corr = w * w if strat else w * w - ha
@@ -880,7 +911,7 @@ def integrate_path(f, gv, gm, gc, tab, u0, p, atol, rtol, xs, fpar, ipar, seed, 
             ng += 2
         elif method == MILSTEIN:
             nf += _step_milstein(f, gv, gc, noise, u, p, pc, t, hs, dW, unew, wk, cwk,
-                                 has_cs, strat, eps_cs)
+                                 has_cs, strat, eps_cs, atol)
             ng += 1 + (n if (has_cs == 1 and noise == DIAGONAL) else (1 if has_cs else 2))
         elif method == SRI:
             nf += _step_sri(f, gv, tab, nerr, delta, noise, u, p, t, hs, dW, dZ, unew, err,
