@@ -896,10 +896,9 @@ def _finite_difference(prob, alg, loss, wrt, step, solve_kw):
     def J(pr):
         s = solve(pr, alg, saveat=t_data, **solve_kw)
         if not s.successful:
+            where = f" at t = {s.t[-1]:.6g}" if len(s.t) else ""
             raise SolveFailedError(f"gradient: a finite-difference solve ended with "
-                                   f"{s.retcode.value} at t = {s.t[-1]:.6g}"
-                                   if len(s.t) else f"gradient: a finite-difference solve "
-                                   f"ended with {s.retcode.value}")
+                                   f"{s.retcode.value}{where}")
         return loss.value(s.u)
     val = J(prob)
     out = {}

@@ -649,9 +649,9 @@ class EnsembleSolution(AbstractSolution):
     (``sol.u[sol.successful_mask]``).  ``retcodes`` may be given as ReturnCode members,
     their names, or an array of names.  ``stats``: the work, per trajectory (an (N, 6)
     array of the ``SolverStats`` fields, ODE ensembles; fewer columns are padded with
-    zeros) or summed (a
-    ``SolverStats``, SDE ensembles), or None; ``W`` (N, nt, nbrownian): the Brownian
-    paths of an SDE ensemble solved with ``save_noise=True``, else None.
+    zeros) or summed (a ``SolverStats``, SDE ensembles), or None; ``W`` (N, nt,
+    nbrownian): the Brownian paths of an SDE ensemble solved with ``save_noise=True``,
+    else None.
 
     Examples
     --------
@@ -677,7 +677,7 @@ class EnsembleSolution(AbstractSolution):
                                       f"for u of shape {self.u.shape}")
         self._retcodes = None
         self.alg = str(alg)
-        nst = len(SolverStats.__dataclass_fields__)
+        nst = len(SolverStats().asdict())
         if isinstance(stats, np.ndarray) and stats.ndim == 2 and stats.shape[1] < nst:
             # the ensemble kernels count the first five fields; a column per field always
             stats = np.concatenate(

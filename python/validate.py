@@ -246,7 +246,8 @@ def check_positive_float(x, name, *, allow_none=False):
 def check_dt(dt, tspan):
     """The step ``dt`` as a magnitude (or None): a finite number > 0, or < 0 where
     ``tspan`` runs backward (``t1 < t0``), as SciML's signed ``dt``; a negative ``dt`` on
-    a forward span is refused, naming the direction."""
+    a forward span is refused, naming the direction, and so is a step below the spacing
+    of floats near the span's ends (it would leave ``t`` where it is)."""
     if dt is None:
         return None
     v = _as_real(dt, "dt")
