@@ -112,17 +112,19 @@ class Milstein(_SDEMethod):
     Strong order 1, weak order 1; fixed step.  The ``g' g`` term is the problem's
     ``ggprime`` when given (``js.SDEProblem(..., ggprime=...)``, evaluated through its
     complex128 twin at real arguments; the discrete adjoint needs it), else it is
-    computed by complex-step differentiation of ``g`` (exact to rounding; ``g`` must then
-    also compile for complex128 states and parameters), or, when ``g`` does not compile
-    for complex numbers, by central differences (two more evaluations of ``g`` per step):
-    diagonal noise ``g_i (g_i(u + d) - g_i(u - d)) / (2 d_i)``, which assumes ``g_i``
-    depends on ``u_i`` only, scalar noise ``(g(u + e g) - g(u - e g)) / (2 e)`` (the
-    directional derivative), with steps ``d_i = 6e-6 max(|u_i|, atol_i)`` and ``e |g_j|
-    <= d_j`` (truncation and rounding both near 1e-11 relative where ``g`` varies on
-    the scale of ``u``; ``atol`` sets the scale of a component near 0: a state of 1e-5
-    with ``atol=1e-6`` keeps 1e-11).  (Kloeden & Platen's one-sided
-    derivative-free form ``(g(u + f h + g sqrt h) - g(u)) / sqrt h`` errs by O(sqrt h),
-    which the Stratonovich ``dW^2``, of mean ``h``, turns into strong order 1/2.)
+    computed by complex-step differentiation of ``g`` (exact to rounding; ``g`` must
+    then also compile for complex128 states and parameters), or, when ``g`` does not
+    compile for complex numbers, by central differences (two more evaluations of ``g``
+    per step): diagonal noise ``g_i (g_i(u + d) - g_i(u - d)) / (2 d_i)``, which assumes
+    ``g_i`` depends on ``u_i`` only (as the diagonal-noise scheme does: a ``g`` coupled
+    across components, checked near ``u0``, gets a ``UserWarning``), scalar noise ``(g(u
+    + e g) - g(u - e g)) / (2 e)`` (the directional derivative), with steps ``d_i = 6e-6
+    max(|u_i|, atol_i)`` and ``e |g_j| <= d_j`` (truncation and rounding both near 1e-11
+    relative where ``g`` varies on the scale of ``u``; ``atol`` sets the scale of a
+    component near 0: a state of 1e-5 with ``atol=1e-6`` keeps 1e-11).  (Kloeden &
+    Platen's one-sided derivative-free form ``(g(u + f h + g sqrt h) - g(u)) / sqrt h``
+    errs by O(sqrt h), which the Stratonovich ``dW^2``, of mean ``h``, turns into strong
+    order 1/2.)
 
     References
     ----------
@@ -234,6 +236,45 @@ def _require_additive(prob, u0, p):
             f"wrong solution); use {alts}")
 
 
+def _warn_coupled_diagonal(prob, u0, p):
+    """Warn when diagonal noise couples components: Milstein's ``g'g`` for diagonal noise
+    takes ``g_i dg_i/du_i`` only (the cross terms ``g_j dg_i/du_j`` would need iterated
+    integrals of different Brownian motions), so with ``g_i`` depending on ``u_j`` the
+    scheme is strong order 1/2, and its two derivative sources (complex step, central
+    difference) drop the coupling differently.  ``g`` is evaluated at ``u0`` and with
+    one component moved at a time (up to 8 components: first, last, spread); a change
+    of another component of ``g`` warns (``UserWarning``), once per solve."""
+    u0 = np.ascontiguousarray(u0, dtype=np.float64).ravel()
+    p = np.ascontiguousarray(p, dtype=np.float64).ravel()
+    n = u0.size
+    if n < 2:
+        return
+    t0 = float(prob.tspan[0])
+    g0 = np.zeros(n)
+    prob.g(g0, u0, p, t0)
+    for j in np.unique(np.linspace(0, n - 1, min(n, 8)).astype(int)):
+        u = u0.copy()
+        u[j] += 0.1 * (abs(u0[j]) + 1.0)
+        gu = np.zeros(n)
+        prob.g(gu, u, p, t0)
+        other = np.arange(n) != j
+        if not np.array_equal(gu[other], g0[other], equal_nan=True):
+            i = int(np.flatnonzero(other & ~((gu == g0) | (np.isnan(gu) & np.isnan(g0))))[0])
+            import os
+            import sys
+            import warnings
+            here = os.path.dirname(os.path.abspath(__file__))
+            level, frame = 2, sys._getframe(1)
+            while frame is not None and \
+                    os.path.abspath(frame.f_code.co_filename).startswith(here):
+                frame, level = frame.f_back, level + 1      # the caller outside jitsolve
+            warnings.warn(
+                f"g: Milstein with diagonal noise assumes g_i depends on u_i only, but g[{i}] "
+                f"changes with u[{j}] near u0: its Milstein term drops that coupling, and the "
+                f"strong order falls to 1/2 (EM's)", UserWarning, stacklevel=level)
+            return
+
+
 def _check_options(tspan, alg, o):
     """Check the solve options against the method and the span; returns ``(adaptive,
     seed)``."""
@@ -290,6 +331,8 @@ def _prepare(prob, alg, o, at=None):
             for i in rows:
                 _require_additive(prob, u0s[min(i, u0s.shape[0] - 1)],
                                   ps[min(i, ps.shape[0] - 1)])
+    if isinstance(alg, Milstein) and prob.noise == "diagonal" and prob.ggprime is None:
+        _warn_coupled_diagonal(prob, prob.u0, prob.p)
     F = prob.f
     f = F.cfunc("f")
     graw = prob._g_raw

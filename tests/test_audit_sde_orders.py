@@ -557,3 +557,28 @@ def test_derivative_free_milstein_small_states(interp):
         b = js.solve(js.SDEProblem(g2_f, g2_g, u0, (0.0, 1.0), interpretation=interp),
                      Milstein(), dt=2.0 ** -6, seed=2, atol=at)
         np.testing.assert_allclose(a.u, b.u, rtol=1e-8, atol=0)
+
+
+def coupled_g(gu, u, p, t):          # "diagonal" noise whose g_i reads u_j
+    gu[0] = 0.4 * u[1]
+    gu[1] = 0.8 * u[0]
+
+
+def test_milstein_warns_on_coupled_diagonal_noise():
+    """Milstein's diagonal-noise term is g_i dg_i/du_i; a g_i that reads u_j makes the
+    scheme order 1/2 and its complex-step and central-difference terms drop the coupling
+    differently (the forty-eighth session's audit): a UserWarning naming the pair,
+    pointing at the caller; none for uncoupled g, scalar noise or EM."""
+    prob = js.SDEProblem(g2_f, coupled_g, U02, (0.0, 1.0))
+    with pytest.warns(UserWarning, match=r"^g: Milstein with diagonal noise assumes g_i "
+                                         r"depends on u_i only, but g\[1\] changes with "
+                                         r"u\[0\]") as rec:
+        js.solve(prob, Milstein(), dt=0.01, seed=1)
+    assert rec[0].filename == __file__
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        js.solve(js.SDEProblem(g2_f, g2_g, U02, (0.0, 1.0)), Milstein(), dt=0.01, seed=1)
+        js.solve(js.SDEProblem(g2_f, coupled_g, U02, (0.0, 1.0), noise="scalar"), Milstein(),
+                 dt=0.01, seed=1)
+        js.solve(prob, js.EM(), dt=0.01, seed=1)
