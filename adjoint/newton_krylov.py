@@ -160,15 +160,17 @@ def sdirk_krylov_adjoint(tab, steps_t, steps_h, stages, gsave, save_after, g_ini
 def sdirk_krylov_adjoint_checkpointed(tab, steps_t, steps_h, u0, restep, checkpoints,
                                       gsave, save_after, g_initial, jtv_I, jtv_E=None,
                                       grad_I=None, grad_E=None, precond=None,
-                                      lin_rtol=LIN_RTOL, lin_maxiter=LIN_MAXITER):
+                                      lin_rtol=LIN_RTOL, lin_maxiter=LIN_MAXITER, store=None):
     """:func:`sdirk_krylov_adjoint` holding at most ``checkpoints`` states instead of
     every step's stages: the binomial schedule (:func:`.checkpoint.binomial_reverse`)
     recomputes states from snapshots, and each reversed step's stages are re-solved from
     its start by ``restep(k, u) -> (u_next, Z)`` (the forward method's step ``k`` with
     its recorded size; None when it fails).  The re-solved stages agree with the forward
     pass's to its Newton tolerance, so the gradient differs from the store-all one by
-    about that much.  Returns ``(lam, info)``; ``info`` also holds ``recomputed`` (steps
-    recomputed by the schedule; the re-solve of each reversed step not counted)."""
+    about that much.  ``store``: a ``js.HDF5Store`` holding the snapshots on disk instead
+    of in memory (closed, and removed unless kept, when the sweep ends or fails).
+    Returns ``(lam, info)``; ``info`` also holds ``recomputed`` (steps recomputed by the
+    schedule; the re-solve of each reversed step not counted)."""
     from .checkpoint import binomial_reverse
     N = steps_t.size
     n = u0.size
@@ -199,9 +201,16 @@ def sdirk_krylov_adjoint_checkpointed(tab, steps_t, steps_h, u0, restep, checkpo
         lam[0] = new
 
     def take(i):
-        snaps[i] = cur[0].copy()
+        if store is not None:
+            store.put(i, cur[0])
+        else:
+            snaps[i] = cur[0].copy()
 
     def restore(i):
+        if store is not None:
+            store.drop_above(i)
+            cur[0] = store.get(i)
+            return
         for j in [j for j in snaps if j > i]:
             del snaps[j]
         cur[0] = snaps[i].copy()
@@ -211,6 +220,9 @@ def sdirk_krylov_adjoint_checkpointed(tab, steps_t, steps_h, u0, restep, checkpo
                                                    take, restore)
     except _Failed:
         return lam[0], step.info
+    finally:
+        if store is not None:
+            store.close()
     if g_initial is not None:
         lam[0] = lam[0] + g_initial
     return lam[0], step.info

@@ -21,7 +21,7 @@ through the error controller is not differentiated).
 - Grid problems above ``dense_max`` (the Newton-Krylov path of ImplicitEuler, KenCarp4
   and Kvaerno5, :func:`krylov_discrete_adjoint`): the forward pass keeps the stage
   states, the transposed stage systems go to GMRES (:mod:`jitsolve.adjoint.newton_krylov`);
-  any ``checkpoints`` (the steps re-solved from snapshots), no ``store``.
+  any ``checkpoints`` (the steps re-solved from snapshots), ``store`` too.
 
 Ensembles (``stiff_ensemble_gradient``): rows of ``u0s``/``ps`` with ``js.L2Loss`` and
 ``checkpoints="all"`` run in one compiled kernel, a trajectory per thread
@@ -185,7 +185,8 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     adjoint_rtol`).  ``checkpoints="all"``: memory ``s x n`` floats a step (``s``
     stages); ``checkpoints=C``: ``C`` states, the binomial schedule's recomputed steps
     and one more re-solve of each step for its stages (gradients within the Newton
-    tolerance of the store-all ones).  No ``store``."""
+    tolerance of the store-all ones); with ``store=js.HDF5Store(path)`` the ``C``
+    snapshots live on disk (the same gradient, bit for bit)."""
     from .adjoint.newton_krylov import (adjoint_rtol, sdirk_krylov_adjoint,
                                         sdirk_krylov_adjoint_checkpointed)
     from .adjoint.vjp import covers_products, make_vjp_source, user_derivatives
@@ -212,11 +213,6 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     check_krylov(prob, alg)
     n = prob.u0.size
     all_states = sensealg.checkpoints == "all"
-    if sensealg.store is not None:
-        raise UnsupportedAlgorithmError(
-            f"sensealg: the Newton-Krylov path's discrete adjoint ({n} unknowns > "
-            f"dense_max={alg.dense_max}) keeps its snapshots in memory; store= is not "
-            f"supported there yet (checkpoints=C alone holds C states)")
     split = isinstance(prob, SplitODEProblem)
     op = prob.L if split else prob.f
     fn = prob.f if split else None
@@ -318,7 +314,7 @@ def krylov_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             return r["u"][-1], r["stages"][0]
         lam, info = sdirk_krylov_adjoint_checkpointed(
             tab, st, sh, u0, restep, sensealg.checkpoints, g, save_after, g_init, jtv_I,
-            **common)
+            store=sensealg.store, **common)
     if info["failed"] is not None:
         raise SolveFailedError(f"gradient: {info['failed']}")
     return val, _grads_out(prob, wrt, lam, pbar, kbar)
