@@ -460,6 +460,11 @@ def test_heun_milstein_recomputed_states_equal_the_forward(alg, prob, dt):
     assert np.array_equal(u, fwd.u[-1])
 
 
+# NL's diagonal noise is coupled on purpose (g_0 reads u_1): Milstein warns of it
+COUPLED = pytest.mark.filterwarnings("ignore:.*Milstein with diagonal noise assumes:UserWarning")
+
+
+@COUPLED
 @pytest.mark.parametrize("base,ggp", [(NL, NL_M), (SC, SC_M)], ids=["diagonal", "scalar"])
 def test_milstein_ggprime_forward_matches_complex_step_of_g(base, ggp):
     # the user's Milstein term replaces complex-step differentiation of g in the forward
@@ -468,6 +473,7 @@ def test_milstein_ggprime_forward_matches_complex_step_of_g(base, ggp):
     np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
 
 
+@COUPLED
 def test_milstein_adjoint_needs_ggprime():
     loss = _loss(NL, np.array([0.5, 1.0]))
     with pytest.raises(UnsupportedAlgorithmError, match="ggprime.*second derivatives"):
