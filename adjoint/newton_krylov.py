@@ -172,10 +172,12 @@ def sdirk_krylov_adjoint_checkpointed(tab, steps_t, steps_h, u0, restep, checkpo
     Returns ``(lam, info)``; ``info`` also holds ``recomputed`` (steps recomputed by the
     schedule; the re-solve of each reversed step not counted)."""
     from .checkpoint import binomial_reverse
+    from .discrete import MemoryStore
     N = steps_t.size
     n = u0.size
     step = _StepAdjoint(tab, n, jtv_I, jtv_E, grad_I, grad_E, precond, lin_rtol, lin_maxiter)
-    snaps, cur, lam = {}, [np.array(u0, dtype=np.float64)], [np.zeros(n)]
+    snaps = store if store is not None else MemoryStore()
+    cur, lam = [np.array(u0, dtype=np.float64)], [np.zeros(n)]
 
     class _Failed(Exception):
         pass
@@ -201,19 +203,11 @@ def sdirk_krylov_adjoint_checkpointed(tab, steps_t, steps_h, u0, restep, checkpo
         lam[0] = new
 
     def take(i):
-        if store is not None:
-            store.put(i, cur[0])
-        else:
-            snaps[i] = cur[0].copy()
+        snaps.put(i, cur[0])
 
     def restore(i):
-        if store is not None:
-            store.drop_above(i)
-            cur[0] = store.get(i)
-            return
-        for j in [j for j in snaps if j > i]:
-            del snaps[j]
-        cur[0] = snaps[i].copy()
+        snaps.drop_above(i)
+        cur[0] = snaps.get(i).copy()
 
     try:
         step.info["recomputed"] = binomial_reverse(N, checkpoints, advance, reverse_step,
@@ -221,8 +215,7 @@ def sdirk_krylov_adjoint_checkpointed(tab, steps_t, steps_h, u0, restep, checkpo
     except _Failed:
         return lam[0], step.info
     finally:
-        if store is not None:
-            store.close()
+        snaps.close()
     if g_initial is not None:
         lam[0] = lam[0] + g_initial
     return lam[0], step.info

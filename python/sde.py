@@ -257,9 +257,10 @@ def _warn_coupled_diagonal(prob, u0, p):
         u[j] += 0.1 * (abs(u0[j]) + 1.0)
         gu = np.zeros(n)
         prob.g(gu, u, p, t0)
-        other = np.arange(n) != j
-        if not np.array_equal(gu[other], g0[other], equal_nan=True):
-            i = int(np.flatnonzero(other & ~((gu == g0) | (np.isnan(gu) & np.isnan(g0))))[0])
+        changed = (gu != g0) & ~(np.isnan(gu) & np.isnan(g0))
+        changed[j] = False
+        if changed.any():
+            i = int(np.flatnonzero(changed)[0])
             import os
             import sys
             import warnings

@@ -394,10 +394,9 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     KenCarp4's IMEX form runs the adjoint with both parts implicit (its ESDIRK tableau).
     """
     from .adjoint.continuous_stiff import adjoint_system, pack, solve_adjoint
-    from .solvers.ode.rosenbrock import stiff_tableau
     from .ode_stiff import _jacobian_tuple
     from .sensitivity import _grads_out, _loss_and_final_times
-    from .solvers.ode.rosenbrock import solve_stiff
+    from .solvers.ode.rosenbrock import ROSENBROCK, solve_stiff
 
     name = type(sensealg).__name__
     t_data, oo, rhs, n, imex, funcs, (L, c, col) = _continuous_setup(prob, alg, loss, wrt, sensealg,
@@ -447,7 +446,7 @@ def stiff_continuous_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     # summed from them without control was 40-700x less accurate than the tolerance (the
     # stiff linear audit problem, KenCarp4/Kvaerno5); the backward steps stop at every
     # forward step end anyway, so controlling mu took as many steps (+-5 %)
-    quad = mode == 2 and stiff_tableau(alg.method)[0] < 2
+    quad = mode == 2 and alg.method in ROSENBROCK
     z, _stats, rc, t_end = solve_adjoint(alg.method, system, P, z_end, t1, t0, t_data[jump],
                                          g[jump], n=n, off=off, quadrature=quad,
                                          rtol=float(np.min(oo["rtol"])),

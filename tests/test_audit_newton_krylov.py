@@ -174,6 +174,7 @@ def test_ensemble_stats_have_a_column_per_field():
     assert es.stats.shape == (2, 6) and np.all(es.stats[:, 5] > es.stats[:, 2])
     assert es[1].stats.nliniter == es.stats[1, 5]
     small = js.EnsembleProblem(js.ODEProblem(fkpp, np.array([0.2, 0.4]), (0.0, 1.0),
-                                             np.array([2.0])), u0s=np.array([[0.1], [0.3]]) * [1, 1])
+                                             np.array([2.0])),
+                               u0s=np.array([[0.1, 0.1], [0.3, 0.3]]))
     ek = js.solve(small, js.Tsit5(), trajectories=2, saveat=[1.0])
     assert ek.stats.shape == (2, 6) and np.all(ek.stats[:, 5] == 0) and np.all(ek.stats[:, 3] > 0)
