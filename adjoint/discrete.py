@@ -21,6 +21,10 @@ store-all schedule then replays the recorded steps once to get the states before
 step (the forward solve saved only the loss times), with the same compiled code as the
 other schedules.
 
+A discrete callback's changes of the state between steps (jumps) split the sweep into
+segments, reversed last first with the adjoint pulled back across each jump
+(:func:`erk_adjoint_jumps`).
+
 References
 ----------
 Griewank, Walther, *Evaluating Derivatives* (2008), ch. 12; Sandu, *On the properties
@@ -34,7 +38,7 @@ from ..kernels.cpu.erk import PARALLEL_N
 from ..kernels.cpu.fastcall import call
 from .checkpoint import binomial_reverse, record_schedule, snapshot_slots
 
-__all__ = ["erk_adjoint", "MemoryStore"]
+__all__ = ["erk_adjoint", "erk_adjoint_jumps", "jump_segments", "segment_dsave", "MemoryStore"]
 
 
 class MemoryStore:
@@ -59,7 +63,7 @@ class MemoryStore:
 
 def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, save_after,
                 g_initial=None, checkpoints="all", store=None, np_grad=0, diag=False,
-                dsave=None):
+                dsave=None, lam=None, jumps=None):
     """Reverse sweep of an explicit RK solve.
 
     States of at least ``PARALLEL_N`` entries (grids) are reversed by the threaded
@@ -82,12 +86,24 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     diag : bool
         The Jacobian of ``f`` is diagonal (its declared sparsity is the identity); the
         large-state kernels then take its VJP in threaded passes.
+    lam : (n,) array or None
+        The adjoint arriving at the solve's end (zero when None).
+    jumps : list or None
+        Jumps of the state between steps (a discrete callback's ``affect``), in step
+        order: objects with ``step`` (the state jumps after that step), ``after`` (the
+        state after the jump) and ``vjp(lam) -> (lam_before, dp)``; see
+        :func:`erk_adjoint_jumps` (also with none: the forward then kept no states).
 
     Returns ``(lam0, pbar, kbar, nrecompute)``.
     """
+    if jumps is not None:
+        return erk_adjoint_jumps(rhs, vj, tab, steps_t, steps_h, jumps, u0=u0, gsave=gsave,
+                                 save_after=save_after, g_initial=g_initial,
+                                 checkpoints=checkpoints, store=store, np_grad=np_grad,
+                                 diag=diag, dsave=dsave, lam=lam)
     N = steps_t.size
     n = (states[0] if states is not None else u0).size
-    lam = np.zeros(n)
+    lam = np.zeros(n) if lam is None else np.array(lam, dtype=np.float64)
     pbar = np.zeros(max(np_grad, 0))
     kbar = np.zeros(n)
     nre = 0
@@ -145,6 +161,81 @@ def erk_adjoint(rhs, vj, tab, steps_t, steps_h, *, states=None, u0=None, gsave, 
     if g_initial is not None:
         lam += g_initial
     return lam, pbar, kbar, nre
+
+
+def erk_adjoint_jumps(rhs, vj, tab, steps_t, steps_h, jumps, *, u0, gsave, save_after,
+                      g_initial=None, checkpoints="all", store=None, np_grad=0, diag=False,
+                      dsave=None, lam=None):
+    """:func:`erk_adjoint` of a solve whose state jumps between some steps (a discrete
+    callback's ``affect``: ``u <- A(u, p, t)`` after step ``i``).
+
+    The steps between jumps are reversed segment by segment, last first, each by
+    :func:`erk_adjoint` from the state that starts it (``u0``, then each jump's
+    ``after``) with the adjoint arriving at its end; across a jump the adjoint is
+    pulled back by the jump's ``vjp``: ``lam <- A_u^T lam``, ``pbar += A_p^T lam``
+    (Griewank, Walther, *Evaluating Derivatives* (2008), ch. 3: the reverse of a
+    composition).  Whether a step ends with a jump (the callback's condition) is held
+    fixed, as the step sizes are.  The forward saved no state between the loss times, so
+    with ``checkpoints="all"`` each segment's steps are recomputed once, every state kept
+    (a schedule with a snapshot per step); checkpointed segments run their own schedule.
+
+    Returns ``(lam0, pbar, kbar, nrecompute)``.
+    """
+    N = steps_t.size
+    n = u0.size
+    lam = np.zeros(n) if lam is None else np.array(lam, dtype=np.float64)
+    pbar = np.zeros(max(np_grad, 0))
+    kbar = np.zeros(n)
+    nre = 0
+    segments = jump_segments(jumps, N)
+    starts = [np.ascontiguousarray(u0, dtype=np.float64)] + [j.after for j in jumps]
+    for s in range(len(segments) - 1, -1, -1):
+        a, b = segments[s]
+        if s < len(jumps):
+            lam, dp = jumps[s].vjp(lam)
+            if pbar.size:
+                pbar += dp
+        seg_dsave = segment_dsave(dsave, a, b)
+        g_init = g_initial if s == 0 else None
+        if b == a:
+            if g_init is not None:
+                lam = lam + g_init
+            continue
+        st = np.ascontiguousarray(steps_t[a:b])
+        sh = np.ascontiguousarray(steps_h[a:b])
+        sa = np.ascontiguousarray(save_after[a:b])
+        ck = checkpoints
+        if ck == "all" and seg_dsave is None:
+            # every state of the segment from one recomputing sweep (a schedule with a
+            # snapshot per step: the checkpointed schedules' code, so their bits)
+            ck = b - a
+        lam, pb, kb, r = erk_adjoint(rhs, vj, tab, st, sh, u0=starts[s], gsave=gsave,
+                                     save_after=sa, g_initial=g_init, checkpoints=ck,
+                                     store=store if ck == checkpoints else None,
+                                     np_grad=np_grad, diag=diag, dsave=seg_dsave, lam=lam)
+        if pbar.size:
+            pbar += pb
+        kbar += kb
+        nre += r
+    return lam, pbar, kbar, nre
+
+
+def jump_segments(jumps, N):
+    """The step ranges ``[(a, b), ...]`` between the jumps (after steps ``j.step``) of a
+    solve of ``N`` steps: the first starts at step 0, each next one after a jump."""
+    bounds = [0] + [j.step + 1 for j in jumps] + [N]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def segment_dsave(dsave, a, b):
+    """The saves inside steps ``a .. b-1`` of ``dsave = (dptr, dtheta, drow)`` (CSR over
+    steps), renumbered from step ``a``; None when there are none at all."""
+    if dsave is None or dsave[0].size == 0:
+        return None
+    dptr, dtheta, drow = dsave
+    return (np.ascontiguousarray(dptr[a:b + 1] - dptr[a]),
+            np.ascontiguousarray(dtheta[dptr[a]:dptr[b]]),
+            np.ascontiguousarray(drow[dptr[a]:dptr[b]]))
 
 
 def _erk_adjoint_large(rhs, vj, tab, steps_t, steps_h, states, u0, gsave, save_after,

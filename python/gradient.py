@@ -118,7 +118,9 @@ def gradient(prob, alg, loss, wrt=None, sensealg=None, **solve_kw):
             f"loss: a js.{type(loss).__name__} is a function of an ensemble's trajectories; "
             f"give an EnsembleProblem (with trajectories=N), not a {type(prob).__name__}")
     _check_sensealg(sensealg)
+    from .problems import with_problem_callback
     from .solve import option_defaults
+    solve_kw = with_problem_callback(prob, solve_kw)
     option_defaults(prob, solve_kw)             # a typo (rtoll=...) is an error, not ignored
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     t0 = time.perf_counter()

@@ -117,6 +117,10 @@ class DiscreteCallback:
     >>> [float(t) for t, u in sol.events], sol.u[-1]
     ([0.375, 0.75], array([0.5625]))
 
+    Gradients through it: ``js.DiscreteAdjoint()`` with the explicit methods
+    (:mod:`jitsolve.callback_gradient`; ``affect`` then also compiled for complex ``u``
+    and ``p``), or ``js.FiniteDifference()``.
+
     Cost
     ----
     Per step: one call of ``condition``; when it fires, one call of ``affect`` and, for

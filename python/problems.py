@@ -105,6 +105,10 @@ class ODEProblem(AbstractProblem):
         ``t1 < t0`` integrates backwards.
     p : array, optional
         Parameters (a float64 vector).
+    callback : js.ContinuousCallback, js.DiscreteCallback or a list of them, optional
+        Events of the problem itself (DifferentialEquations.jl's ``ODEProblem(...;
+        callback=cb)``): every ``solve``, ``gradient``, ``fit`` and ``check_gradient`` of
+        it uses them, together with a ``callback=`` given to the call.
 
     Examples
     --------
@@ -123,13 +127,14 @@ class ODEProblem(AbstractProblem):
     problem/algorithm/solve interface).
     """
 
-    _fields = ("f", "u0", "tspan", "p")
+    _fields = ("f", "u0", "tspan", "p", "callback")
 
-    def __init__(self, f, u0, tspan, p=None):
+    def __init__(self, f, u0, tspan, p=None, *, callback=None):
         self.u0 = _state(u0)
         self.tspan = check_tspan(tspan)
         self.p = as_param_array(p)
         self.f = _as_rhs(f, "f", self.u0)
+        self.callback = _check_problem_callback(callback)
 
 
 class SplitODEProblem(AbstractProblem):
@@ -144,7 +149,7 @@ class SplitODEProblem(AbstractProblem):
     L : grid operator, square matrix or 1-D array
     f : callable or ODEFunction
         The nonlinear part ``f(du, u, p, t)``.
-    u0, tspan, p
+    u0, tspan, p, callback
         As for :class:`ODEProblem`.
 
     References
@@ -164,9 +169,9 @@ class SplitODEProblem(AbstractProblem):
     (<ReturnCode.Success: 'Success'>, 0.135335)
     """
 
-    _fields = ("L", "f", "u0", "tspan", "p")
+    _fields = ("L", "f", "u0", "tspan", "p", "callback")
 
-    def __init__(self, L, f, u0, tspan, p=None):
+    def __init__(self, L, f, u0, tspan, p=None, *, callback=None):
         self.u0 = _state(u0)
         self.tspan = check_tspan(tspan)
         self.p = as_param_array(p)
@@ -174,6 +179,45 @@ class SplitODEProblem(AbstractProblem):
         if isinstance(self.L, GridOperator):
             _check_grid_state(self.L, self.u0)
         self.f = _as_rhs(f, "f", self.u0)
+        self.callback = _check_problem_callback(callback)
+
+
+def _callbacks(cb):
+    """``cb`` (None, a callback or a list or tuple of them) as a list."""
+    if cb is None:
+        return []
+    return list(cb) if isinstance(cb, (list, tuple)) else [cb]
+
+
+def _check_problem_callback(callback):
+    """An ODE problem's ``callback``: None, a ``js.ContinuousCallback`` /
+    ``js.DiscreteCallback`` or a list of them (kept as given; a list as a tuple)."""
+    from .ode import ContinuousCallback, DiscreteCallback
+    cbs = _callbacks(callback)
+    for cb in cbs:
+        if not isinstance(cb, (ContinuousCallback, DiscreteCallback)):
+            raise InvalidProblemError(
+                f"callback: expected a js.ContinuousCallback, a js.DiscreteCallback or a list "
+                f"of them, got {type(cb).__name__}")
+    return tuple(cbs) if isinstance(callback, (list, tuple)) else callback
+
+
+def with_problem_callback(prob, kw):
+    """``kw`` with the ODE problem's own ``callback`` (an ensemble's: its problem's)
+    joined to a ``callback`` in ``kw``, each callback object once (a call that passes
+    the problem's callback on, as finite differences do, does not double it)."""
+    base = prob.prob if isinstance(prob, EnsembleProblem) else prob
+    own = getattr(base, "callback", None) if isinstance(base, (ODEProblem, SplitODEProblem)) else None
+    if own is None:
+        return kw
+    given = kw.get("callback")
+    merged = []
+    for cb in _callbacks(own) + _callbacks(given):
+        if not any(cb is m for m in merged):
+            merged.append(cb)
+    kw = dict(kw)
+    kw["callback"] = merged[0] if len(merged) == 1 else merged
+    return kw
 
 
 _COMPLEX_L = ("L: complex linear parts are not supported (the states are real); write a "
@@ -565,10 +609,11 @@ def _remake(prob, changes):
     fields.update(changes)
     cls = type(prob)
     if cls is ODEProblem:
-        return ODEProblem(fields["f"], fields["u0"], fields["tspan"], fields["p"])
+        return ODEProblem(fields["f"], fields["u0"], fields["tspan"], fields["p"],
+                          callback=fields["callback"])
     if cls is SplitODEProblem:
         return SplitODEProblem(fields["L"], fields["f"], fields["u0"], fields["tspan"],
-                               fields["p"])
+                               fields["p"], callback=fields["callback"])
     if cls is SDEProblem:
         # diagonal/scalar noise derive nbrownian from u0: keep it only when asked for
         # (or for general noise, where it is the problem's own); switching to general

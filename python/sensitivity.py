@@ -164,6 +164,16 @@ class DiscreteAdjoint(SensitivityAlgorithm):
     through that step's dense output (FSAL and extra interpolation stages included);
     for Euler, RK4 and large states the steps land on the loss times.
 
+    A ``js.DiscreteCallback`` passed to the solve (explicit methods, states of at most
+    ``jitsolve.callback_gradient.AFFECT_JAC_MAX`` entries) is differentiated too: the
+    adjoint is pulled back across each change of the state by the affect's Jacobians
+    (complex step, so ``affect`` must also compile for complex ``u`` and ``p``), which
+    steps end with a change held fixed like the step sizes.  Exact where those step
+    ends do not move with the parameters (fixed steps, or the condition true at
+    ``tstops`` only, as for doses at given times); at other adaptive step ends a
+    ``UserWarning`` says that the solve's event moves and the gradient's does not.
+    ``ContinuousCallback``: not differentiated (refused; ``js.FiniteDifference()``).
+
     References
     ----------
     Griewank, Walther, *Evaluating Derivatives* (2008), ch. 12; Sandu, *On the properties
@@ -203,7 +213,10 @@ class DiscreteAdjoint(SensitivityAlgorithm):
     the same size reuses it instead of paying its pages' first touch again (a quarter of
     a 256^2 x 1,000-step gradient).
     Stiff methods (Rosenbrock, ESDIRK) are reversed by their own discrete adjoint
-    (:mod:`jitsolve.stiff_gradient`).
+    (:mod:`jitsolve.stiff_gradient`).  With a discrete callback: ``n`` (plus one per
+    parameter) complex evaluations of ``affect`` per change of the state, and the steps
+    recomputed once between changes for ``checkpoints="all"`` (the forward then keeps
+    only the loss times).
     """
 
     def __init__(self, checkpoints="all", store=None):
@@ -503,6 +516,15 @@ def _vjp_for(prob, rhs, wrt):
                            plin=plin, kappa_grad=kappa, bweight=bw, user=user), np_grad
 
 
+def _stops_and(prob, tstops, inner):
+    """The user's ``tstops`` and the loss times ``inner`` (in the direction of
+    integration), in the direction of integration, each once."""
+    if tstops is None:
+        return inner
+    both = np.union1d(np.asarray(tstops, dtype=np.float64), inner)
+    return both[::-1].copy() if prob.tspan[1] < prob.tspan[0] else both
+
+
 def _gradient_options(prob, loss, solve_kw):
     """``(t_data, o)``: the loss's observation times and ``solve``'s options (defaults
     filled in, checked, CPU) for a gradient's forward solve, the times after ``t0`` added
@@ -512,7 +534,7 @@ def _gradient_options(prob, loss, solve_kw):
     if o.get("saveat") is not None:
         raise InvalidProblemError("saveat: gradient() saves at the loss's times; do not pass saveat")
     inner = t_data[t_data != prob.tspan[0]]
-    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
+    o["tstops"] = _stops_and(prob, o.get("tstops"), inner)
     _check_de_options(prob, o)
     o["backend"] = "cpu"
     return t_data, o
@@ -609,7 +631,7 @@ def _discrete_adjoint_dense(prob, alg, loss, wrt, sensealg, o, t_data):
     g = np.ascontiguousarray(loss.grad(u_saved).reshape(t_data.size, n), dtype=np.float64)
     if isinstance(sensealg, ForwardSensitivity):
         return _forward_sensitivity(prob, alg, rhs, _kernel_rhs(rhs, n), wrt, st, sh, save_after,
-                                    g, g_initial_row, val, dsave)
+                                    g, g_initial_row, val, dsave, o.get("callback"), raw, o)
     vj, np_grad = _vjp_for(prob, rhs, wrt)
     diag = rhs.fun is not None and is_diagonal_pattern(rhs.fun.jac_sparsity, n)
     lam, pbar, kbar, nre = erk_adjoint(
@@ -617,8 +639,23 @@ def _discrete_adjoint_dense(prob, alg, loss, wrt, sensealg, o, t_data):
         u0=prob.u0.ravel().astype(np.float64), gsave=g, save_after=save_after,
         g_initial=None if g_initial_row is None else g[g_initial_row],
         checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad, diag=diag,
-        dsave=dsave)
+        dsave=dsave, jumps=_jumps(o.get("callback"), raw, rhs, np_grad, n, alg, o,
+                                  prob.tspan[1]))
     return val, _grads_out(prob, wrt, lam, pbar, kbar), dict(naccept=st.size, nrecompute=nre)
+
+
+def _jumps(callback, raw, rhs, np_grad, n, alg, o, t1):
+    """The discrete callback's jumps of the forward pass ``raw`` (None without a
+    callback); with adaptive steps, ``tstops`` and ``t1`` are the step ends that do not
+    move with the parameters."""
+    if callback is None:
+        return None
+    from .callback_gradient import discrete_jumps
+    fixed = None
+    if getattr(alg, "adaptive", False) and o["adaptive"]:
+        stops = o.get("tstops")
+        fixed = np.append(np.asarray(stops if stops is not None else [], dtype=np.float64), t1)
+    return discrete_jumps(callback, raw, rhs.p, np_grad, n, fixed)
 
 
 def loss_on_landed_steps(prob, loss, t_data, t_after, raw, all_states):
@@ -688,8 +725,7 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         raise UnsupportedAlgorithmError(
             f"alg: the discrete adjoint covers the explicit Runge-Kutta, Rosenbrock, (E)SDIRK "
             f"and ETDRK4 methods in this build; {type(alg).__name__} is not supported yet")
-    if solve_kw.get("callback") is not None:
-        raise UnsupportedAlgorithmError("callback: gradients through callbacks are not supported")
+    callback = solve_kw.get("callback")
     t_data = _loss_times(prob, loss)
     o = dict(_DE_DEFAULTS, **solve_kw)
     if o.get("saveat") is not None:
@@ -704,8 +740,9 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     # where the method has one (no extra steps), else steps landing on the loss times
     if interpolates_saveat(alg, prob.u0.size):
         return _discrete_adjoint_dense(prob, alg, loss, wrt, sensealg, o, t_data)
-    o["tstops"] = inner if o.get("tstops") is None else np.union1d(o["tstops"], inner)
-    all_states = (not forward_mode) and sensealg.checkpoints == "all"
+    o["tstops"] = _stops_and(prob, o.get("tstops"), inner)
+    # (with a callback the states are recomputed segment by segment between its jumps)
+    all_states = (not forward_mode) and sensealg.checkpoints == "all" and callback is None
     o["saveat"] = None if all_states else inner
     _check_de_options(prob, o)
     o["backend"] = "cpu"
@@ -720,7 +757,7 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
     krhs = _kernel_rhs(rhs, n)
     if forward_mode:
         return _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g,
-                                    g_initial_row, val)
+                                    g_initial_row, val, None, callback, raw, o)
     from .adjoint.vjp import is_diagonal_pattern
     vj, np_grad = _vjp_for(prob, rhs, wrt)
     diag = rhs.fun is not None and is_diagonal_pattern(rhs.fun.jac_sparsity, n)
@@ -729,7 +766,8 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
         states=np.ascontiguousarray(states) if all_states else None,
         u0=prob.u0.ravel().astype(np.float64), gsave=g, save_after=save_after,
         g_initial=None if g_initial_row is None else g[g_initial_row],
-        checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad, diag=diag)
+        checkpoints=sensealg.checkpoints, store=sensealg.store, np_grad=np_grad, diag=diag,
+        jumps=_jumps(callback, raw, rhs, np_grad, n, alg, o, prob.tspan[1]))
     if pool is not None:
         # nothing refers to the states any more (give() checks: a view still held
         # somewhere keeps the buffer out of the pool)
@@ -742,7 +780,9 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
 
 
 def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_initial_row, val,
-                         dsave=None):
+                         dsave=None, callback=None, raw=None, o=None):
+    """Forward sensitivities of the recorded steps; with a discrete ``callback``, the
+    tangents pushed across each of its jumps in ``raw`` by the affect's Jacobians."""
     from .adjoint.vjp import COMPLEX_STEP
     from .kernels.cpu.erk_adjoint import NO_DENSE_SAVES
     from .kernels.cpu.erk_tangent import erk_tangent
@@ -758,9 +798,31 @@ def _forward_sensitivity(prob, alg, rhs, krhs, wrt, st, sh, save_after, g, g_ini
     S = np.zeros((m, du0.shape[0], n))
     uj = _user_jacobians(rhs.fun, n, npar, "p" in wrt) if has_f else None
     fc = rhs.fun.cfunc("f_complex") if has_f and uj is None else zero_f_complex
-    call(erk_tangent, krhs, fc, has_f, tableau_arrays(alg.tableau),
-         prob.u0.ravel().astype(np.float64), st, sh, save_after,
-         NO_DENSE_SAVES if dsave is None else dsave, du0, dp, S, COMPLEX_STEP, uj)
+    tab = tableau_arrays(alg.tableau)
+    u0 = prob.u0.ravel().astype(np.float64)
+    jumps = _jumps(callback, raw, rhs, npar if "p" in wrt else 0, n, alg, o, prob.tspan[1])
+    if not jumps:
+        call(erk_tangent, krhs, fc, has_f, tab, u0, st, sh, save_after,
+             NO_DENSE_SAVES if dsave is None else dsave, du0, dp, S, COMPLEX_STEP, uj)
+    else:
+        from .adjoint.discrete import jump_segments, segment_dsave
+        # segment by segment, the tangent at each segment's end into a spare row m
+        S = np.zeros((m + 1, du0.shape[0], n))
+        T = du0
+        starts = [u0] + [j.after for j in jumps]
+        for s, (a, b) in enumerate(jump_segments(jumps, st.size)):
+            if b > a:
+                sa = save_after[a:b].copy()
+                end = int(sa[-1]) if sa[-1] >= 0 else m
+                sa[-1] = end
+                seg = segment_dsave(dsave, a, b)
+                call(erk_tangent, krhs, fc, has_f, tab, starts[s], np.ascontiguousarray(st[a:b]),
+                     np.ascontiguousarray(sh[a:b]), sa, NO_DENSE_SAVES if seg is None else seg,
+                     np.ascontiguousarray(T), dp, S, COMPLEX_STEP, uj)
+                T = S[end].copy()
+            if s < len(jumps):
+                T = jumps[s].jvp(T, dp)
+        S = S[:m]
     if g_initial_row is not None:
         S[g_initial_row] = du0
     return val, tangent_gradient(prob, g, S, names), {}
@@ -938,12 +1000,16 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         sensealg = DiscreteAdjoint()
     if isinstance(sensealg, FiniteDifference):
         return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
-    if solve_kw.get("callback") is not None:
-        # the adjoints do not carry the jumps of events and affects (the continuous ones
-        # gave silently wrong gradients through them)
+    if solve_kw.get("callback") is not None and not (
+            isinstance(sensealg, (DiscreteAdjoint, ForwardSensitivity))
+            and isinstance(alg, ExplicitRK)):
+        # the other adjoints do not carry the jumps of events and affects (the continuous
+        # ones gave silently wrong gradients through them)
         raise UnsupportedAlgorithmError(
-            f"callback: gradients through callbacks are not supported by "
-            f"{type(sensealg).__name__}; use js.FiniteDifference()")
+            f"callback: gradients through callbacks are computed by js.DiscreteAdjoint() "
+            f"or js.ForwardSensitivity() with the explicit Runge-Kutta methods (a "
+            f"js.DiscreteCallback), or by js.FiniteDifference(); not by "
+            f"{type(sensealg).__name__} with {type(alg).__name__}")
     from .exponential import ETDRK4
     if isinstance(alg, ETDRK4):
         if not isinstance(sensealg, DiscreteAdjoint):

@@ -17,7 +17,7 @@ from .algorithms import AbstractAlgorithm
 from .errors import BackendUnavailableError, InvalidProblemError, UnsupportedAlgorithmError
 from .log import get_logger
 from .problems import (AbstractProblem, EnsembleProblem, LinearProblem, ODEProblem, SDEProblem,
-                       SplitODEProblem, remake)
+                       SplitODEProblem, remake, with_problem_callback)
 from .retcodes import ReturnCode
 from .user_exceptions import WatchUserExceptions
 from .validate import (check_dt, check_dtmin, check_finite, check_positive_float,
@@ -264,6 +264,7 @@ def solve(prob, alg, **kwargs):
         raise InvalidProblemError(f"alg: pass an instance, e.g. {alg.__name__}(), not the class")
     if not isinstance(alg, AbstractAlgorithm):
         raise InvalidProblemError(f"alg: expected an algorithm object (e.g. js.CG()), got {type(alg).__name__}")
+    kwargs = with_problem_callback(prob, kwargs)
     defaults = option_defaults(prob, kwargs)
     options = dict(defaults, **kwargs)
     options["backend"] = "cpu"      # every backend option_defaults lets through runs here

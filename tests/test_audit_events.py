@@ -77,10 +77,11 @@ def kick(u, t, p):
 
 
 @pytest.mark.parametrize("sensealg", [js.InterpolatingAdjoint(), js.BacksolveAdjoint(),
-                                      js.QuadratureAdjoint(), js.DiscreteAdjoint(),
-                                      js.ForwardSensitivity()],
+                                      js.QuadratureAdjoint()],
                          ids=lambda s: type(s).__name__)
 def test_gradients_through_callbacks_are_refused_but_by_finite_differences(sensealg):
+    """(js.DiscreteAdjoint and js.ForwardSensitivity differentiate a DiscreteCallback's
+    jumps: tests/test_callback_gradient.py.)"""
     prob = js.ODEProblem(ball, np.array([1.0, 0.0]), (0.0, 1.0), np.array([1.0, 0.3]))
     loss = js.L2Loss(np.array([1.0]), np.zeros((1, 2)))
     cb = js.DiscreteCallback(lambda u, t, p: t >= 0.5 and u[1] < 0.0, kick)
