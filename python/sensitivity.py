@@ -1218,8 +1218,9 @@ def _ensemble_gradient(eprob, alg, loss, wrt, sensealg, solve_kw):
     if solve_kw.get("callback") is not None and not isinstance(sensealg, FiniteDifference):
         # the ensemble kernels took no callback: the gradient was of another problem
         raise UnsupportedAlgorithmError(
-            f"callback: gradients through callbacks are not supported by "
-            f"{type(sensealg or DiscreteAdjoint()).__name__}; use js.FiniteDifference()")
+            f"callback: ensemble gradients through callbacks are not supported by "
+            f"{type(sensealg or DiscreteAdjoint()).__name__} (a single problem's are, by "
+            f"js.DiscreteAdjoint() with a DiscreteCallback); use js.FiniteDifference()")
     if isinstance(loss, EnsembleLoss):
         from .ensemble_loss_gradient import ensemble_loss_gradient
         return ensemble_loss_gradient(eprob, alg, loss, wrt, sensealg, solve_kw)

@@ -57,11 +57,11 @@ def test_block_equals_its_numpy_formula(dtype, axis0, j0):
 
 
 def _bc_arrays(bcs):
-    per = np.zeros(3, dtype=np.bool_)
+    per = np.zeros(3, dtype=np.int64)        # the library's type: no extra compiles
     sgn = np.ones((3, 2))
     for a, b in enumerate(bcs):
         if b == "P":
-            per[a] = True
+            per[a] = 1
         elif b == "D":
             sgn[a] = -1.0
     return per, sgn

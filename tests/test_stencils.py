@@ -583,7 +583,7 @@ def test_property_shared_face_kernels(n, per, signs, c, seed):
 
     _lap_rows, diff_rows, _dvjp_rows = _single_row_kernels()
     r = np.random.default_rng(seed)
-    per = np.array(per)
+    per = np.array(per, dtype=np.int64)    # the library's type (bool compiled every kernel again)
     sgn = np.array(signs).reshape(3, 2)
     k3 = np.exp(r.uniform(-3, 3, n))
     u3 = r.standard_normal(n)
