@@ -1052,6 +1052,12 @@ def fit(prob, alg, loss, p0, *, wrt="p", method="L-BFGS-B", bounds=None, regular
         if isinstance(r, (Tikhonov, TotalVariation)):
             r._check_shape(sh)         # an x_ref or a grid of another shape: before any solve
     if callback is not None and not callable(callback):
+        from .ode import ContinuousCallback, DiscreteCallback
+        if isinstance(callback, (ContinuousCallback, DiscreteCallback, list, tuple)):
+            raise InvalidProblemError(
+                f"callback: fit's callback is called after each iteration as callback(x, "
+                f"loss); events belong to the problem: js.ODEProblem(..., callback=cb) or "
+                f"js.remake(prob, callback=cb), got {type(callback).__name__}")
         raise InvalidProblemError(f"callback: expected a callable (x, loss), got {type(callback).__name__}")
     loss, solve_kw = observe_at_saveat(prob, loss, solve_kw)
     if log is not None:

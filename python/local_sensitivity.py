@@ -27,8 +27,9 @@ def local_sensitivities(prob, alg, t, wrt="p", **solve_kw):
     t : a time or an array of them, in ``tspan`` and strictly increasing along it (``t0``
         may be one of them: there ``S["u0"]`` is the identity and ``S["p"]`` zero)
     wrt : "p", "u0" or a tuple of both
-    **solve_kw : as for ``js.solve`` (``rtol``, ``atol``, ``dt``, ...), but not
-        ``saveat`` (the times are ``t``), ``sensealg`` or ``callback``
+    **solve_kw : as for ``js.solve`` (``rtol``, ``atol``, ``dt``, ``callback`` -- a
+        ``js.DiscreteCallback``, explicit methods), but not ``saveat`` (the times are
+        ``t``) or ``sensealg``
 
     Returns
     -------

@@ -28,3 +28,15 @@ logger.addHandler(logging.NullHandler())
 def get_logger(name):
     """The child logger ``jitsolve.<name>``."""
     return logging.getLogger(f"jitsolve.{name}")
+
+
+def caller_stacklevel():
+    """The ``stacklevel`` for ``warnings.warn`` called in the calling function that
+    names the first frame outside the jitsolve package: the user's line."""
+    import os
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -117,9 +117,10 @@ class DiscreteCallback:
     >>> [float(t) for t, u in sol.events], sol.u[-1]
     ([0.375, 0.75], array([0.5625]))
 
-    Gradients through it: ``js.DiscreteAdjoint()`` with the explicit methods
-    (:mod:`jitsolve.callback_gradient`; ``affect`` then also compiled for complex ``u``
-    and ``p``), or ``js.FiniteDifference()``.
+    Gradients through it: ``js.DiscreteAdjoint()`` or ``js.ForwardSensitivity()`` with
+    the explicit methods (:mod:`jitsolve.callback_gradient`: ``affect`` then also
+    compiled for complex ``u`` and ``p``; it must be complex-analytic -- no ``abs``,
+    ``.real`` -- and change ``u`` only, both checked), or ``js.FiniteDifference()``.
 
     Cost
     ----
@@ -147,7 +148,8 @@ def _callback_tuple(callback, p, u0=None, t0=0.0):
                                   "js.DiscreteCallback objects (or a list of them)")
     if len(cc) > 1 or len(dc) > 1:
         raise UnsupportedAlgorithmError("callback: at most one continuous and one discrete "
-                                        "callback per solve in this version")
+                                        "callback per solve in this version (a problem's own "
+                                        "ODEProblem(..., callback=) counts with solve's)")
     c = cc[0] if cc else None
     d = dc[0] if dc else None
     if u0 is not None:

@@ -203,9 +203,12 @@ def _check_problem_callback(callback):
 
 
 def with_problem_callback(prob, kw):
-    """``kw`` with the ODE problem's own ``callback`` (an ensemble's: its problem's)
-    joined to a ``callback`` in ``kw``, each callback object once (a call that passes
-    the problem's callback on, as finite differences do, does not double it)."""
+    """``kw`` with the ODE problem's own ``callback`` (an ensemble's: its problem's; not
+    with ``prob_func``, whose problems each bring theirs) joined to a ``callback`` in
+    ``kw``, each callback object once (a call that passes the problem's callback on, as
+    finite differences do, does not double it)."""
+    if isinstance(prob, EnsembleProblem) and prob.prob_func is not None:
+        return kw          # each trajectory's problem (prob_func's) brings its own
     base = prob.prob if isinstance(prob, EnsembleProblem) else prob
     own = getattr(base, "callback", None) if isinstance(base, (ODEProblem, SplitODEProblem)) else None
     if own is None:

@@ -261,14 +261,9 @@ def _warn_coupled_diagonal(prob, u0, p):
         changed[j] = False
         if changed.any():
             i = int(np.flatnonzero(changed)[0])
-            import os
-            import sys
             import warnings
-            here = os.path.dirname(os.path.abspath(__file__))
-            level, frame = 2, sys._getframe(1)
-            while frame is not None and \
-                    os.path.abspath(frame.f_code.co_filename).startswith(here):
-                frame, level = frame.f_back, level + 1      # the caller outside jitsolve
+            from .log import caller_stacklevel
+            level = caller_stacklevel()                     # the caller outside jitsolve
             warnings.warn(
                 f"g: Milstein with diagonal noise assumes g_i depends on u_i only, but g[{i}] "
                 f"changes with u[{j}] near u0: its Milstein term drops that coupling, and the "

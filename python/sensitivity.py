@@ -571,7 +571,9 @@ def _grads_out(prob, wrt, lam, pbar, kbar):
         elif name == "p":
             out["p"] = pbar
         elif name == "kappa":
-            out["kappa"] = kbar.reshape(prob.u0.shape)
+            # the coefficient's own shape, the grid's (u0 may be the grid flattened)
+            op = prob.L if isinstance(prob, SplitODEProblem) else prob.f
+            out["kappa"] = kbar.reshape(op.grid.shape)
     return out
 
 
@@ -726,6 +728,9 @@ def _ode_discrete_adjoint(prob, alg, loss, wrt, sensealg, solve_kw):
             f"alg: the discrete adjoint covers the explicit Runge-Kutta, Rosenbrock, (E)SDIRK "
             f"and ETDRK4 methods in this build; {type(alg).__name__} is not supported yet")
     callback = solve_kw.get("callback")
+    if callback is not None:
+        from .callback_gradient import check_affect
+        check_affect(callback, prob.u0, prob.tspan[0], prob.p)
     t_data = _loss_times(prob, loss)
     o = dict(_DE_DEFAULTS, **solve_kw)
     if o.get("saveat") is not None:

@@ -346,11 +346,12 @@ def work_precision(prob, algs, tols, reference=None, *, saveat=None, repeat=3, a
     ``WorkPrecisionSet``; Hairer, Norsett, Wanner, *Solving ODEs I* (1993), sec. II.10.
     """
     from .errors import InvalidProblemError
-    from .problems import ODEProblem, SplitODEProblem
+    from .problems import ODEProblem, SplitODEProblem, with_problem_callback
     if not isinstance(prob, (ODEProblem, SplitODEProblem)):
         raise InvalidProblemError(
             f"prob: work_precision compares ODE solvers on a js.ODEProblem or "
             f"js.SplitODEProblem, got {type(prob).__name__}")
+    solve_kw = with_problem_callback(prob, solve_kw)    # the SciPy peers cannot apply it
     for k in ("rtol", "atol"):
         if k in solve_kw:
             raise InvalidProblemError(f"{k}: set by work_precision from tols (and "
