@@ -12,12 +12,12 @@ differences.
     python perf/callback_gradient.py [--repeat 7]
 """
 import argparse
-import time
 
 import numpy as np
 from numba import njit
 
 import jitsolve as js
+from jitsolve.bench import best_time
 
 DOSE_TIMES = np.arange(12.0, 120.0, 12.0)        # the first dose is in u0
 
@@ -39,16 +39,6 @@ def give(u, t, p):
     u[0] += p[2]
 
 
-def best(fn, repeat):
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
@@ -65,7 +55,7 @@ def main(argv=None):
     rows = []
 
     def timed(name, fn):
-        rows.append((name, best(fn, a.repeat)))
+        rows.append((name, best_time(fn, a.repeat)))
 
     timed("forward solve (saveat the 40 times)",
           lambda: js.solve(prob, js.Tsit5(), saveat=t_obs, **kw))

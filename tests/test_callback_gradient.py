@@ -56,6 +56,14 @@ def _rel(g, ref):
     return max(np.abs(g[k] - ref[k]).max() / np.abs(ref[k]).max() for k in ref)
 
 
+def _adjoint_and_fd(prob, alg, loss, cb, **kw):
+    """``(value, adjoint gradient, central differences)`` wrt ``p`` and ``u0``."""
+    val, g = js.gradient(prob, alg, loss, wrt=("p", "u0"), callback=cb, **kw)
+    _, fd = js.gradient(prob, alg, loss, wrt=("p", "u0"), sensealg=js.FiniteDifference(),
+                        callback=cb, **kw)
+    return val, g, fd
+
+
 @pytest.mark.parametrize("alg, kw", METHODS, ids=IDS)
 def test_doses_at_tstops_match_central_differences(alg, kw, tmp_path):
     """Doses at fixed times (tstops): the gradient wrt p (the dose and the scaling are
@@ -64,10 +72,8 @@ def test_doses_at_tstops_match_central_differences(alg, kw, tmp_path):
     kw = dict(kw, tstops=[1.0, 2.5])
     sol = js.solve(PROB, alg, callback=DOSES, saveat=T_DATA, **kw)
     assert [float(t) for t, _ in sol.events] == [1.0, 2.5]
-    val, g = js.gradient(PROB, alg, LOSS, wrt=("p", "u0"), callback=DOSES, **kw)
+    val, g, fd = _adjoint_and_fd(PROB, alg, LOSS, DOSES, **kw)
     assert val == LOSS.value(sol.u)
-    _, fd = js.gradient(PROB, alg, LOSS, wrt=("p", "u0"), sensealg=js.FiniteDifference(),
-                        callback=DOSES, **kw)
     assert _rel(g, fd) < 2e-7
     assert abs(g["p"][2]) > 0.1 and abs(g["p"][3]) > 0.1      # the jumps' parameters count
     # forward sensitivities pushed across the jumps: the adjoint's gradient to rounding
@@ -102,10 +108,8 @@ def test_a_state_condition_with_fixed_steps_matches_central_differences(alg, kw)
     cb = js.DiscreteCallback(below, bump)
     sol = js.solve(PROB, alg, callback=cb, saveat=T_DATA, **kw)
     assert len(sol.events) >= 2
-    val, g = js.gradient(PROB, alg, LOSS, wrt=("p", "u0"), callback=cb, **kw)
+    val, g, fd = _adjoint_and_fd(PROB, alg, LOSS, cb, **kw)
     assert val == LOSS.value(sol.u)
-    _, fd = js.gradient(PROB, alg, LOSS, wrt=("p", "u0"), sensealg=js.FiniteDifference(),
-                        callback=cb, **kw)
     assert _rel(g, fd) < 2e-7
     _, gf = js.gradient(PROB, alg, LOSS, wrt=("p", "u0"), sensealg=js.ForwardSensitivity(),
                         callback=cb, **kw)
@@ -148,9 +152,7 @@ def test_a_dose_on_a_backward_span():
     prob = js.ODEProblem(coupled, U0, (4.0, 0.0), p=P)
     loss = js.L2Loss(T_DATA[::-1][1:], DATA[1:])
     kw = dict(dt=0.05, tstops=[2.5])
-    val, g = js.gradient(prob, js.RK4(), loss, wrt=("p", "u0"), callback=DOSES, **kw)
-    _, fd = js.gradient(prob, js.RK4(), loss, wrt=("p", "u0"), sensealg=js.FiniteDifference(),
-                        callback=DOSES, **kw)
+    _, g, fd = _adjoint_and_fd(prob, js.RK4(), loss, DOSES, **kw)
     assert abs(g["p"][2]) > 0.01
     assert _rel(g, fd) < 2e-7
 
@@ -164,10 +166,8 @@ def test_a_jump_at_the_last_step_and_a_loss_at_the_jump():
     kw = dict(dt=0.05, tstops=[1.0])
     sol = js.solve(PROB, js.RK4(), callback=cb, saveat=t_data, **kw)
     assert [float(t) for t, _ in sol.events] == [1.0, 4.0]
-    val, g = js.gradient(PROB, js.RK4(), loss, wrt=("p", "u0"), callback=cb, **kw)
+    val, g, fd = _adjoint_and_fd(PROB, js.RK4(), loss, cb, **kw)
     assert val == loss.value(sol.u)
-    _, fd = js.gradient(PROB, js.RK4(), loss, wrt=("p", "u0"), sensealg=js.FiniteDifference(),
-                        callback=cb, **kw)
     assert _rel(g, fd) < 2e-7
 
 
@@ -193,9 +193,7 @@ def test_a_heat_pulse_on_a_grid():
     prob = js.SplitODEProblem(js.Laplacian(g), react, u0, (0.0, 0.04), p=np.array([2.0, 0.3]))
     loss = js.L2Loss(np.array([0.01, 0.03, 0.04]), np.full((3, u0.size), 0.2))
     kw = dict(dt=5e-4, tstops=[0.02])
-    val, gr = js.gradient(prob, js.RK4(), loss, wrt=("p", "u0"), callback=cb, **kw)
-    _, fd = js.gradient(prob, js.RK4(), loss, wrt=("p", "u0"), sensealg=js.FiniteDifference(),
-                        callback=cb, **kw)
+    _, gr, fd = _adjoint_and_fd(prob, js.RK4(), loss, cb, **kw)
     assert abs(gr["p"][1]) > 0.1
     assert _rel(gr, fd) < 2e-7
 
