@@ -1187,6 +1187,7 @@ def check_gradient(prob, alg, loss, wrt="p", sensealg=None, *, eps=None, seed=0,
     # adaptive steps at loose tolerances: the solution is a rough function of x (the step
     # sequence moves with it), so even an exact gradient fails the test
     loose = (not isinstance(prob, LinearProblem) and solve_kw.get("adaptive", True)
+             and getattr(alg, "adaptive", True)        # fixed-step methods (RK4) are not
              and float(np.max(solve_kw.get("rtol", 1e-3))) > 1e-6)
     hint = ("" if passed or not loose else
             "; the solves are adaptive at rtol > 1e-6: the step sequence moves with x and "

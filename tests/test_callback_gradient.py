@@ -397,3 +397,15 @@ def test_the_kappa_gradient_has_kappas_shape():
                         dt=1e-3)
     assert gr["kappa"].shape == fd["kappa"].shape == (6, 6)
     assert _rel(gr, fd) < 1e-6
+
+
+def test_check_gradients_hint_does_not_blame_adaptivity_for_fixed_steps(capsys):
+    """A wrong gradient (a loss whose ``grad`` is off by a factor) with fixed-step RK4
+    fails the Taylor test without the "adaptive at rtol > 1e-6" hint (shown before, at
+    the default rtol, for a method that takes no adaptive steps; found by the audit)."""
+    bad = js.Loss(lambda u: 0.5 * float(np.sum(u ** 2)), lambda u: 1.5 * u, t_data=T_DATA)
+    rep = js.check_gradient(PROB, js.RK4(), bad, wrt="u0", dt=0.05)
+    assert not rep["passed"]
+    assert "adaptive" not in rep["hint"]
+    rep = js.check_gradient(PROB, js.Tsit5(), bad, wrt="u0")
+    assert not rep["passed"] and "adaptive at rtol" in rep["hint"]

@@ -24,7 +24,7 @@ equations* (2020), sec. on sensealg choices; Chen et al., *Neural ODEs* (2018) (
 import numpy as np
 from numba import njit
 
-from .erk import dense_eval
+from .erk import LAND_RTOL, dense_eval
 from .erk_adjoint import vjp_apply
 from .rhs import eval_rhs
 from .stepcontrol import error_norm, pi_factor, reject_factor
@@ -125,7 +125,7 @@ def continuous_adjoint(rhs, vj, tab, mode, dense, u_end, t1, t0, t_jump, g_jump,
         if it > maxiters:
             return z[off:off + n].copy(), z[off + n:].copy(), nsteps, nrej, False
         dist = abs(stop - t)
-        land = habs * (1.0 + 1e-10) >= dist
+        land = habs * (1.0 + LAND_RTOL) >= dist
         hs = dist if land else habs
         h = tdir * hs
         for i in range(s):

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from .erk import PARALLEL_N, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
+from .erk import LAND_RTOL, PARALLEL_N, RC_INITIAL, RC_MAXITERS, RC_SUCCESS, RC_UNSTABLE
 from .erk_adjoint import kappa_vjp, user_mode, vjp_apply
 from .erk_large_stencil import combine_stencil
 
@@ -426,7 +426,7 @@ def count_fixed_steps(t0, stops, dt, maxiters):
     while istop < stops.size and m < maxiters:
         stop = stops[istop]
         dist = abs(stop - t)
-        land = dt * (1.0 + 1e-10) >= dist
+        land = dt * (1.0 + LAND_RTOL) >= dist
         if land:
             t = stop
             istop += 1
@@ -506,7 +506,7 @@ def erk_fixed(rhs, hasf, u0, t0, tab, stops, dt, every, savet, maxiters, us, fus
             break
         stop = stops[istop]
         dist = abs(stop - t)
-        land = dt * (1.0 + 1e-10) >= dist
+        land = dt * (1.0 + LAND_RTOL) >= dist
         hstep = dist if land else dt
         h = tdir * hstep
         unew = us[nsave] if every else ub[1 - cur]

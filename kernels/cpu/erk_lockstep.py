@@ -57,7 +57,8 @@ import numpy as np
 from numba import njit, prange
 
 from .borrow import borrow, keep_alive
-from .erk import RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_UNSTABLE, borrow_tab, dense_weights
+from .erk import (LAND_RTOL, RC_DTMIN, RC_INITIAL, RC_MAXITERS, RC_UNSTABLE, borrow_tab,
+                  dense_weights)
 from .stepcontrol import (accepted_step, initial_dt_finish, initial_dt_probe, pi_factor,
                           reject_factor, weighted_square)
 
@@ -452,7 +453,7 @@ def _lockstep_batch(f, fb, batched, u0s, ps, t0, tab, ctrl, stops, savet, i0, nl
         # every lane's step in SIMD loops (a lane that is not stepping gets h = 0)
         for l in range(L):
             dist = abs(STOPV[l] - T[l])
-            land = HABS[l] * (1.0 + 1e-10) >= dist   # no sliver steps (as erk_solve)
+            land = HABS[l] * (1.0 + LAND_RTOL) >= dist   # no sliver steps (as erk_solve)
             hstep = dist if land else HABS[l]
             hstep = hstep if ACT[l] else 0.0
             HSTEP[l] = hstep

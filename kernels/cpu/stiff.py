@@ -26,8 +26,9 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from .alloc import empty1, empty1_complex, empty2, full1, zeros1, zeros1_int, zeros2
-from .erk import (_grow, _grow_rows, apply_affect, cond_value, dense_eval, event_landing,
-                  event_search, land_past_root, put_row, put_rows, put_trajectory, root_state)
+from .erk import (LAND_RTOL, _grow, _grow_rows, apply_affect, cond_value, dense_eval,
+                  event_landing, event_search, land_past_root, put_row, put_rows,
+                  put_trajectory, root_state)
 from .esdirk import NEWTON_OK, SINGULAR, _eval_parts, sdirk_step
 from .rhs import eval_rhs
 from .rosenbrock import KIND_RODAS, KIND_ROS23, ros23_step, rodas_step, stiff_family
@@ -220,7 +221,7 @@ def stiff_solve(rhs, jd, u0, t0, tab, ctrl, stops, save, cb, cap):
         niter += 1
         stop = stops[istop]
         dist = abs(stop - t)
-        land = habs * (1.0 + 1e-10) >= dist   # no sliver step (as erk_solve)
+        land = habs * (1.0 + LAND_RTOL) >= dist   # no sliver step (as erk_solve)
         hstep = dist if land else habs
         h = tdir * hstep
 

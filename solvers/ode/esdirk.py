@@ -20,6 +20,7 @@ methods*, J. Comput. Phys. 193 (2004).
 """
 import numpy as np
 
+from ...kernels.cpu.erk import LAND_RTOL
 from ...kernels.cpu.stepcontrol import accepted_step
 from ..linear import gmres
 from ..linear.common import lincomb
@@ -184,7 +185,7 @@ def solve_sdirk_krylov(name, fE, fI, jv, u0, t0, t1, *, imex=False, rtol=1e-3, a
         niter += 1
         stop = stops[istop]
         dist = abs(stop - t)
-        land = habs * (1.0 + 1e-10) >= dist   # no sliver step (as erk_solve)
+        land = habs * (1.0 + LAND_RTOL) >= dist   # no sliver step (as erk_solve)
         hstep = dist if land else habs
         h = tdir * hstep
         hg = h * GAMMA
