@@ -63,8 +63,9 @@ def _run_etdrk4(prob, alg, o):
     from .solvers.ode.etdrk4 import linear_representation, solve_etdrk4
     if o["callback"] is not None:
         raise UnsupportedAlgorithmError(
-            "callback: ETDRK4 has no interpolant to locate events on; use js.KenCarp4() or "
-            "an explicit method for a solve with callbacks")
+            "callback: ETDRK4 takes no callbacks (it has no interpolant to locate a "
+            "continuous callback's events on, and its fixed-step loop checks no discrete "
+            "one); use js.KenCarp4() or an explicit method for a solve with callbacks")
     oo = ode_options(prob, alg, o)
     if isinstance(prob.f, GridOperator):
         raise UnsupportedAlgorithmError("f: a SplitODEProblem's f must be a function")

@@ -1005,17 +1005,19 @@ def _ode_gradient(prob, alg, loss, wrt, sensealg, **solve_kw):
         sensealg = DiscreteAdjoint()
     if isinstance(sensealg, FiniteDifference):
         return _finite_difference(prob, alg, loss, wrt, sensealg.step, solve_kw)
+    from .exponential import ETDRK4
     if solve_kw.get("callback") is not None and not (
             isinstance(sensealg, (DiscreteAdjoint, ForwardSensitivity))
             and isinstance(alg, ExplicitRK)):
         # the other adjoints do not carry the jumps of events and affects (the continuous
         # ones gave silently wrong gradients through them)
         raise UnsupportedAlgorithmError(
-            f"callback: gradients through callbacks are computed by js.DiscreteAdjoint() "
-            f"or js.ForwardSensitivity() with the explicit Runge-Kutta methods (a "
-            f"js.DiscreteCallback), or by js.FiniteDifference(); not by "
-            f"{type(sensealg).__name__} with {type(alg).__name__}")
-    from .exponential import ETDRK4
+            "callback: gradients through callbacks are computed by js.DiscreteAdjoint() "
+            "or js.ForwardSensitivity() with the explicit Runge-Kutta methods (a "
+            "js.DiscreteCallback)" + ("" if isinstance(alg, ETDRK4) else
+                                       ", or by js.FiniteDifference()")
+            + f"; not by {type(sensealg).__name__} with {type(alg).__name__}"
+            + (" (ETDRK4 takes no callbacks)" if isinstance(alg, ETDRK4) else ""))
     if isinstance(alg, ETDRK4):
         if not isinstance(sensealg, DiscreteAdjoint):
             raise UnsupportedAlgorithmError(

@@ -409,3 +409,23 @@ def test_check_gradients_hint_does_not_blame_adaptivity_for_fixed_steps(capsys):
     assert "adaptive" not in rep["hint"]
     rep = js.check_gradient(PROB, js.Tsit5(), bad, wrt="u0")
     assert not rep["passed"] and "adaptive at rtol" in rep["hint"]
+
+
+def test_etdrk4_refusals_do_not_suggest_what_cannot_work():
+    """ETDRK4's solve takes no callbacks, so its gradient refusal does not send the user
+    to finite differences (which solve with the callback), and the solve's refusal
+    covers a discrete callback (it spoke of an interpolant for events only)."""
+    g = js.Grid(shape=(8,), extent=((0, 1),), bc=js.Dirichlet(0.0))
+
+    @njit
+    def zero_f(du, u, p, t):
+        for i in range(u.size):
+            du[i] = 0.0
+
+    prob = js.SplitODEProblem(js.Laplacian(g), zero_f, np.ones(8), (0.0, 0.1))
+    loss = js.L2Loss(np.array([0.1]), np.zeros((1, 8)))
+    with pytest.raises(UnsupportedAlgorithmError) as exc:
+        js.gradient(prob, js.ETDRK4(), loss, wrt="u0", callback=DOSES, dt=0.01)
+    assert "FiniteDifference" not in str(exc.value) and "ETDRK4 takes no callbacks" in str(exc.value)
+    with pytest.raises(UnsupportedAlgorithmError, match="checks no discrete"):
+        js.solve(prob, js.ETDRK4(), callback=DOSES, dt=0.01)
