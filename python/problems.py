@@ -192,6 +192,8 @@ def _callbacks(cb):
 def _check_problem_callback(callback):
     """An ODE problem's ``callback``: None, a ``js.ContinuousCallback`` /
     ``js.DiscreteCallback`` or a list of them (kept as given; a list as a tuple)."""
+    if callback is None:
+        return None
     from .ode import ContinuousCallback, DiscreteCallback
     cbs = _callbacks(callback)
     for cb in cbs:
