@@ -129,7 +129,8 @@ def _check_analytic(jump, real):
 def _affects(callback):
     """The discrete callback's raw ``affect`` (refusing continuous callbacks)."""
     from .ode import ContinuousCallback, DiscreteCallback
-    cbs = list(callback) if isinstance(callback, (list, tuple)) else [callback]
+    from .problems import callback_list
+    cbs = callback_list(callback)
     if any(isinstance(c, ContinuousCallback) for c in cbs):
         raise UnsupportedAlgorithmError(
             "callback: gradients through a js.ContinuousCallback are not supported (its "

@@ -21,7 +21,7 @@ from .algorithms import ODEAlgorithm, document
 from .errors import CompileError, InvalidProblemError, UnsupportedAlgorithmError
 from .functions import compile_batch_cfunc, compile_cfunc, probe_user_function
 from .log import get_logger
-from .problems import EnsembleProblem, ODEProblem, SplitODEProblem
+from .problems import EnsembleProblem, ODEProblem, SplitODEProblem, callback_list
 from .rhs import problem_rhs
 from .solution import DenseInterpolant, EnsembleSolution, ODESolution, SolverStats
 from .solve import register
@@ -139,8 +139,7 @@ def _callback_tuple(callback, p, u0=None, t0=0.0):
     """The kernels' callback tuple (see :mod:`jitsolve.kernels.cpu.erk`); with ``u0``, each
     callback function is first probed once at ``(u0, t0, p)`` for indexing out of bounds
     (:func:`jitsolve.functions.probe_user_function`)."""
-    cbs = [] if callback is None else (list(callback) if isinstance(callback, (list, tuple))
-                                       else [callback])
+    cbs = callback_list(callback)
     cc = [c for c in cbs if isinstance(c, ContinuousCallback)]
     dc = [c for c in cbs if isinstance(c, DiscreteCallback)]
     if len(cc) + len(dc) != len(cbs):

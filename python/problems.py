@@ -182,7 +182,7 @@ class SplitODEProblem(AbstractProblem):
         self.callback = _check_problem_callback(callback)
 
 
-def _callbacks(cb):
+def callback_list(cb):
     """``cb`` (None, a callback or a list or tuple of them) as a list."""
     if cb is None:
         return []
@@ -195,7 +195,7 @@ def _check_problem_callback(callback):
     if callback is None:
         return None
     from .ode import ContinuousCallback, DiscreteCallback
-    cbs = _callbacks(callback)
+    cbs = callback_list(callback)
     for cb in cbs:
         if not isinstance(cb, (ContinuousCallback, DiscreteCallback)):
             raise InvalidProblemError(
@@ -217,7 +217,7 @@ def with_problem_callback(prob, kw):
         return kw
     given = kw.get("callback")
     merged = []
-    for cb in _callbacks(own) + _callbacks(given):
+    for cb in callback_list(own) + callback_list(given):
         if not any(cb is m for m in merged):
             merged.append(cb)
     kw = dict(kw)
